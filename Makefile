@@ -1,0 +1,53 @@
+# Ailurus developer entry points. `make test` works on a fresh clone with nothing installed.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+DATA_DIR ?= ./data
+PYTEST_ARGS ?=
+
+.PHONY: run test lint fmt venv deps clients soak bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Test-only system clients: kcat (librdkafka) via apt, kafkajs via npm.
+clients:
+	@command -v kcat >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq kcat >/dev/null; }
+	@test -d tests/js/node_modules/kafkajs || (cd tests/js && npm install --no-audit --no-fund --silent)
+
+deps: venv clients
+
+run: venv
+	$(VENV)/bin/ailurus serve --data-dir $(DATA_DIR)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+fmt: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: deps lint
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+soak: deps
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+bench: venv
+	$(PIP) install -q -e '.[test,bench]'
+	$(PY) bench/codec_bench.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis
