@@ -30,7 +30,7 @@ AUTHORIZED_OPERATIONS_OMITTED = -2147483648
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DescribeClusterRequest:
     include_cluster_authorized_operations: bool = f(BOOL)
-    endpoint_type: int = f(INT8, versions="1+", default=2)
+    endpoint_type: int = f(INT8, versions="1+", default=1)
     include_fenced_brokers: bool = f(BOOL, versions="2+")
 
 
@@ -50,7 +50,7 @@ class DescribeClusterResponse:
     throttle_time_ms: int = f(INT32)
     error_code: int = f(INT16)
     error_message: str | None = f(Nullable(STRING, "0+"))
-    endpoint_type: int = f(INT8, versions="1+", default=2)
+    endpoint_type: int = f(INT8, versions="1+", default=1)
     cluster_id: str = f(STRING)
     controller_id: int = f(INT32, default=-1)
     brokers: tuple[DescribeClusterBroker, ...] = f(Array(DescribeClusterBroker))

@@ -1,0 +1,447 @@
+"""Checks H3's message schemas (topic admin, configs, SASL, producer ids) against kio.
+
+For every class declared and every version kio generates, the fields present in that
+version must match kio's dataclass fields: names in order (``_ms`` stripped, as kio
+drops it), wire types, tags, nullability and Kafka's non-zero defaults, recursing
+into nested structures. Versions kio lacks (Kafka 4 dropped them: CreateTopics v0–1,
+DeleteTopics v0, DescribeConfigs v0, OffsetForLeaderEpoch v0–1) are checked against
+field lists transcribed by hand from the Kafka 3.x JSON definitions. Kafka's own JSON
+definitions (the copies kafka-python 3 ships, for the versions Kafka 4 keeps) are
+checked attribute by attribute too: version ranges, nullable versions, tags and
+tagged versions, and defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib
+import importlib.util
+import json
+import re
+import types
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from protocol.schema import (
+    FieldSpec,
+    FieldType,
+    VersionRange,
+    field_specs,
+    message_spec,
+)
+
+# module name -> (api key, request class, response class, required low, high)
+MODULES: dict[str, tuple[int, str, str, int, int]] = {
+    "init_producer_id": (22, "InitProducerIdRequest", "InitProducerIdResponse", 0, 5),
+    "create_topics": (19, "CreateTopicsRequest", "CreateTopicsResponse", 0, 7),
+    "delete_topics": (20, "DeleteTopicsRequest", "DeleteTopicsResponse", 0, 6),
+    "create_partitions": (
+        37,
+        "CreatePartitionsRequest",
+        "CreatePartitionsResponse",
+        0,
+        3,
+    ),
+    "delete_records": (21, "DeleteRecordsRequest", "DeleteRecordsResponse", 0, 2),
+    "describe_configs": (
+        32,
+        "DescribeConfigsRequest",
+        "DescribeConfigsResponse",
+        0,
+        4,
+    ),
+    "offset_for_leader_epoch": (
+        23,
+        "OffsetForLeaderEpochRequest",
+        "OffsetForLeaderEpochResponse",
+        0,
+        4,
+    ),
+    "describe_cluster": (
+        60,
+        "DescribeClusterRequest",
+        "DescribeClusterResponse",
+        0,
+        1,
+    ),
+    "describe_groups": (15, "DescribeGroupsRequest", "DescribeGroupsResponse", 0, 5),
+    "delete_groups": (42, "DeleteGroupsRequest", "DeleteGroupsResponse", 0, 2),
+    "sasl_handshake": (17, "SaslHandshakeRequest", "SaslHandshakeResponse", 0, 1),
+    "sasl_authenticate": (
+        36,
+        "SaslAuthenticateRequest",
+        "SaslAuthenticateResponse",
+        0,
+        2,
+    ),
+    "alter_configs": (33, "AlterConfigsRequest", "AlterConfigsResponse", 0, 2),
+    "incremental_alter_configs": (
+        44,
+        "IncrementalAlterConfigsRequest",
+        "IncrementalAlterConfigsResponse",
+        0,
+        1,
+    ),
+}
+
+# kio's wire-type names that differ from Kafka's for the same bytes.
+KIO_TYPES = {
+    "error_code": "int16",
+    "timedelta_i32": "int32",
+    "timedelta_i64": "int64",
+    "datetime_i64": "int64",
+}
+
+# Versions kio lacks, transcribed from Kafka 3.x's JSON: each field is its name
+# ("?" suffix when nullable in that version) or (name, nested fields).
+Shape = list["str | tuple[str, Shape]"]
+_CREATABLE_TOPIC: Shape = [
+    "name",
+    "num_partitions",
+    "replication_factor",
+    ("assignments", ["partition_index", "broker_ids"]),
+    ("configs", ["name", "value?"]),
+]
+_DESCRIBE_RESOURCE: Shape = ["resource_type", "resource_name", "configuration_keys?"]
+_OFFSET_FOR_LEADER_REQUEST: Shape = [
+    ("topics", ["topic", ("partitions", ["partition", "leader_epoch"])]),
+]
+OLD_VERSIONS: dict[tuple[str, int, int], Shape] = {
+    ("create_topics", 0, 0): [("topics", _CREATABLE_TOPIC), "timeout_ms"],
+    ("create_topics", 0, 1): [
+        ("topics", _CREATABLE_TOPIC),
+        "timeout_ms",
+        "validate_only",
+    ],
+    ("create_topics", 1, 0): [("topics", ["name", "error_code"])],
+    ("create_topics", 1, 1): [("topics", ["name", "error_code", "error_message?"])],
+    ("delete_topics", 0, 0): ["topic_names", "timeout_ms"],
+    ("delete_topics", 1, 0): [("responses", ["name", "error_code"])],
+    ("describe_configs", 0, 0): [("resources", _DESCRIBE_RESOURCE)],
+    ("describe_configs", 1, 0): [
+        "throttle_time_ms",
+        (
+            "results",
+            [
+                "error_code",
+                "error_message?",
+                "resource_type",
+                "resource_name",
+                (
+                    "configs",
+                    ["name", "value?", "read_only", "is_default", "is_sensitive"],
+                ),
+            ],
+        ),
+    ],
+    ("offset_for_leader_epoch", 0, 0): _OFFSET_FOR_LEADER_REQUEST,
+    ("offset_for_leader_epoch", 0, 1): _OFFSET_FOR_LEADER_REQUEST,
+    ("offset_for_leader_epoch", 1, 0): [
+        (
+            "topics",
+            ["topic", ("partitions", ["error_code", "partition", "end_offset"])],
+        ),
+    ],
+    ("offset_for_leader_epoch", 1, 1): [
+        (
+            "topics",
+            [
+                "topic",
+                (
+                    "partitions",
+                    ["error_code", "partition", "leader_epoch", "end_offset"],
+                ),
+            ],
+        ),
+    ],
+}
+
+
+def _ours(mod: str, kind: int) -> type:
+    module = importlib.import_module(f"protocol.messages.{mod}")
+    cls = getattr(module, MODULES[mod][1:3][kind])
+    assert isinstance(cls, type)
+    return cls
+
+
+def _kio(mod: str, version: int, kind: int) -> type | None:
+    part = ("request", "response")[kind]
+    try:
+        module = importlib.import_module(f"kio.schema.{mod}.v{version}.{part}")
+    except ModuleNotFoundError:
+        return None
+    cls = getattr(module, MODULES[mod][1:3][kind])
+    assert isinstance(cls, type)
+    return cls
+
+
+def _strip_ms(name: str) -> str:
+    return name.removesuffix("_ms")
+
+
+def _unwrap(hint: object) -> tuple[object, bool]:
+    """A kio annotation without its ``| None``, and whether it had one."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        assert len(args) == 1, hint
+        return args[0], True
+    return hint, False
+
+
+def _present(cls: type, version: int) -> list[tuple[str, FieldSpec]]:
+    return [(n, s) for n, s in field_specs(cls) if version in s.versions]
+
+
+def _default(cls: type, name: str) -> object:
+    fld = {fl.name: fl for fl in dataclasses.fields(cls)}[name]
+    if fld.default is not dataclasses.MISSING:
+        return fld.default
+    assert fld.default_factory is not dataclasses.MISSING
+    return fld.default_factory()
+
+
+def _kio_default(kfl: dataclasses.Field[object]) -> object:
+    """kio's default in Kafka's terms (timedeltas back to milliseconds)."""
+    value = kfl.default
+    if isinstance(value, datetime.timedelta):
+        return value // datetime.timedelta(milliseconds=1)
+    return value
+
+
+def _compare(ours: type, kio: type, version: int, path: str) -> Iterator[str]:
+    """Yield every difference between our struct at ``version`` and kio's."""
+    mine = _present(ours, version)
+    theirs = dataclasses.fields(kio)
+    hints = typing.get_type_hints(kio)
+    our_names = [_strip_ms(n) for n, _ in mine]
+    kio_names = [_strip_ms(fl.name) for fl in theirs]
+    if our_names != kio_names:
+        yield f"{path} v{version}: fields {our_names} != kio {kio_names}"
+        return
+    for (name, spec), kfl in zip(mine, theirs, strict=True):
+        where = f"{path}.{name} v{version}"
+        yield from _compare_field(spec, kfl, hints[kfl.name], version, where)
+        kio_default = _kio_default(kfl)
+        scalar = spec.type.name not in ("array", "struct", "uuid")
+        known = kio_default not in (dataclasses.MISSING, None)
+        ours_default = _default(ours, name)
+        if scalar and known and ours_default != kio_default:
+            yield f"{where}: default {ours_default!r} != kio {kio_default!r}"
+        # a non-zero default of ours must come from Kafka's JSON, which kio shows
+        zero = ours_default in (0, "", b"", None)
+        if scalar and not zero and kio_default is dataclasses.MISSING:
+            yield f"{where}: default {ours_default!r}, but kio has none"
+
+
+def _compare_field(
+    spec: FieldSpec,
+    kfl: dataclasses.Field[object],
+    hint: object,
+    version: int,
+    where: str,
+) -> Iterator[str]:
+    kio_tag = kfl.metadata.get("tag")
+    our_tag = spec.tag if version in spec.tagged else None
+    if our_tag != kio_tag:
+        yield f"{where}: tag {our_tag} != kio {kio_tag}"
+    t: FieldType[object] = spec.type
+    inner, kio_nullable = _unwrap(hint)
+    # kio types every uuid as ``UUID | None`` (None for the zero UUID); never null
+    # on the wire.
+    is_uuid = kfl.metadata.get("kafka_type") == "uuid"
+    if not is_uuid and (version in t.nullable) != kio_nullable:
+        yield f"{where}: nullable {version in t.nullable} != kio {kio_nullable}"
+    is_array = typing.get_origin(inner) is tuple
+    if (t.name == "array") != is_array:
+        yield f"{where}: array-ness differs from kio {hint}"
+    element = t.of if t.name == "array" else t
+    assert element is not None
+    if element.name == "struct":
+        assert element.struct is not None
+        nested = typing.get_args(inner)[0] if is_array else inner
+        if not isinstance(nested, type) or not dataclasses.is_dataclass(nested):
+            yield f"{where}: struct, but kio has {hint}"
+            return
+        yield from _compare(element.struct, nested, version, where)
+        return
+    kio_type = kfl.metadata.get("kafka_type")
+    kio_type = KIO_TYPES.get(str(kio_type), kio_type)
+    if element.name != kio_type:
+        yield f"{where}: type {element.name} != kio {kio_type}"
+
+
+def _shape(cls: type, version: int) -> Shape:
+    """Our fields present at ``version`` in the notation of OLD_VERSIONS."""
+    out: Shape = []
+    for name, spec in _present(cls, version):
+        t = spec.type
+        element = t.of if t.name == "array" else t
+        assert element is not None
+        if element.struct is not None:
+            out.append((name, _shape(element.struct, version)))
+        else:
+            out.append(name + ("?" if version in t.nullable else ""))
+        assert spec.tag is None or version not in spec.tagged, "no tags pre-flexible"
+    return out
+
+
+def _cases() -> Iterator[tuple[str, int, int]]:
+    for mod in MODULES:
+        for kind in (0, 1):
+            spec = message_spec(_ours(mod, kind))
+            for version in range(spec.valid.low, spec.valid.high + 1):
+                if _kio(mod, version, kind) is not None:
+                    yield mod, kind, version
+
+
+@pytest.mark.parametrize(("mod", "kind", "version"), list(_cases()))
+def test_fields_match_kio(mod: str, kind: int, version: int) -> None:
+    """Our fields in this version are kio's: names, types, tags, nulls, defaults."""
+    ours = _ours(mod, kind)
+    kio = _kio(mod, version, kind)
+    assert kio is not None
+    assert list(_compare(ours, kio, version, ours.__name__)) == []
+
+
+@pytest.mark.parametrize(("mod", "kind", "version"), list(_cases()))
+def test_flexibility_matches_kio(mod: str, kind: int, version: int) -> None:
+    """A version is flexible in our schema exactly when kio says so."""
+    kio = _kio(mod, version, kind)
+    assert kio is not None
+    spec = message_spec(_ours(mod, kind))
+    assert (version in spec.flexible) == kio.__flexible__  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("mod", "kind", "version"), sorted(OLD_VERSIONS), ids=str)
+def test_old_versions_match_kafka_json(mod: str, kind: int, version: int) -> None:
+    """Versions kio lacks match Kafka 3.x's JSON, and are not flexible."""
+    assert _kio(mod, version, kind) is None, "kio has it: compare with kio instead"
+    cls = _ours(mod, kind)
+    assert version in message_spec(cls).valid
+    assert version not in message_spec(cls).flexible
+    assert _shape(cls, version) == OLD_VERSIONS[mod, kind, version]
+
+
+@pytest.mark.parametrize("mod", list(MODULES))
+def test_declares_required_versions(mod: str) -> None:
+    """Each module registers its API key and covers at least the required range;
+    every valid version is checked above, against kio or the old JSON."""
+    key, _, _, low, high = MODULES[mod]
+    for kind, name in enumerate(("request", "response")):
+        spec = message_spec(_ours(mod, kind))
+        assert spec.api_key == key
+        assert spec.kind == name
+        assert spec.valid.low <= low
+        assert spec.valid.high >= high
+        for version in range(spec.valid.low, spec.valid.high + 1):
+            checked = (mod, kind, version) in OLD_VERSIONS
+            assert checked or _kio(mod, version, kind) is not None, version
+
+
+def test_distinct_defaults_by_hand() -> None:
+    """Non-zero Kafka defaults kio does not show the way we do."""
+    from protocol.messages.create_topics import CreateTopicsRequest
+    from protocol.messages.delete_topics import DeletableTopicResult
+    from protocol.messages.describe_configs import DescribeConfigsResourceResult
+
+    assert CreateTopicsRequest().timeout_ms == 60000
+    # name is nullable only from v6; before that Kafka's default is "", not null
+    assert DeletableTopicResult().name == ""
+    assert DescribeConfigsResourceResult().config_source == -1
+
+
+def _kafka_json(name: str) -> dict[str, object]:
+    """Kafka's JSON definition of ``name``, as kafka-python 3 ships it (read
+    directly: importing kafka.protocol warns, and warnings are errors here)."""
+    spec = importlib.util.find_spec("kafka")
+    assert spec is not None
+    assert spec.origin is not None
+    path = Path(spec.origin).parent / "protocol/schemas/resources" / f"{name}.json"
+    text = re.sub(r"(?m)^\s*//.*$", "", path.read_text())
+    data = json.loads(text)
+    assert isinstance(data, dict)
+    return data
+
+
+def _snake(name: str) -> str:
+    """Kafka's JSON field name in snake_case (``Enable2Pc`` -> ``enable2_pc``)."""
+    name = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
+    return re.sub(r"(?<=[A-Z])([A-Z][a-z])", r"_\1", name).lower()
+
+
+def _json_default(text: object) -> object:
+    lowered = str(text).lower()
+    if lowered in ("null", "true", "false"):
+        return {"null": None, "true": True, "false": False}[lowered]
+    return int(str(text))
+
+
+JsonFields = list[dict[str, object]]
+
+
+def _compare_json(
+    cls: type, fields: JsonFields, valid: range, path: str
+) -> Iterator[str]:
+    """Yield every difference between our struct and Kafka's JSON fields."""
+    ours = dict(field_specs(cls))
+    for version in valid:
+        present = [
+            _snake(str(jf["name"]))
+            for jf in fields
+            if version in VersionRange.parse(str(jf["versions"]))
+        ]
+        if present != [n for n, _ in _present(cls, version)]:
+            yield f"{path} v{version}: JSON has {present}"
+    for jf in fields:
+        name = _snake(str(jf["name"]))
+        where = f"{path}.{name}"
+        spec = ours.get(name)
+        if spec is None:
+            continue  # reported above, unless outside our versions
+        json_versions = VersionRange.parse(str(jf["versions"]))
+        live = [v for v in valid if v in json_versions]
+        nullable = VersionRange.parse(str(jf.get("nullableVersions", "none")))
+        if [v in spec.type.nullable for v in live] != [v in nullable for v in live]:
+            yield f"{where}: nullable {spec.type.nullable}, JSON {nullable}"
+        tagged = VersionRange.parse(str(jf.get("taggedVersions", "none")))
+        if [v in spec.tagged for v in live] != [v in tagged for v in live]:
+            yield f"{where}: tagged {spec.tagged}, JSON {tagged}"
+        if spec.tag != jf.get("tag"):
+            yield f"{where}: tag {spec.tag}, JSON {jf.get('tag')}"
+        if "default" in jf:
+            expected = _json_default(jf["default"])
+            if _default(cls, name) != expected:
+                yield f"{where}: default {_default(cls, name)!r}, JSON {expected!r}"
+        nested = jf.get("fields")
+        element = spec.type.of if spec.type.name == "array" else spec.type
+        assert element is not None
+        if isinstance(nested, list) != (element.struct is not None):
+            yield f"{where}: struct-ness differs (commonStructs are not resolved)"
+        elif isinstance(nested, list):
+            assert element.struct is not None
+            yield from _compare_json(element.struct, nested, valid, where)
+
+
+def _json_cases() -> Iterator[tuple[str, int]]:
+    for mod in MODULES:
+        for kind in (0, 1):
+            yield mod, kind
+
+
+@pytest.mark.parametrize(("mod", "kind"), list(_json_cases()))
+def test_fields_match_kafka_json(mod: str, kind: int) -> None:
+    """Kafka's JSON (kafka-python's copy): ranges, nulls, tags, defaults, order."""
+    cls = _ours(mod, kind)
+    data = _kafka_json(cls.__name__)
+    json_valid = VersionRange.parse(str(data["validVersions"]))
+    spec = message_spec(cls)
+    assert spec.flexible == VersionRange.parse(str(data["flexibleVersions"]))
+    assert spec.valid.high == json_valid.high  # Kafka's current maximum
+    fields = data["fields"]
+    assert isinstance(fields, list)
+    valid = range(json_valid.low, json_valid.high + 1)
+    assert list(_compare_json(cls, fields, valid, cls.__name__)) == []
