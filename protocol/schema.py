@@ -165,6 +165,10 @@ class FieldSpec:
     versions: VersionRange
     tag: int | None
     tagged: VersionRange
+    # Kafka's per-field "flexibleVersions" override: the versions in which this field
+    # uses the compact encoding. None means "whenever the message is flexible". Only
+    # the request header's client_id needs it ("none": always a classic string).
+    flexible: VersionRange | None = None
 
 
 _META_KEY: Final = "kafka"
@@ -178,13 +182,15 @@ def f(
     tag: int | None = None,
     tagged: str | None = None,
     default: object = _MISSING,
+    flexible: str | None = None,
 ) -> T:
     """Declare a field: its wire type, the versions it exists in, its tag if tagged.
 
     ``default`` is used when a version lacks the field (Kafka's ``default``); without
     it the type's zero is used (0, "", empty tuple, None for nullable types).
     The return type lies on purpose (as ``dataclasses.field`` does): a class body
-    reads ``acks: int = f(INT16)``.
+    reads ``acks: int = f(INT16)``. ``flexible`` overrides the message's flexible
+    versions for this one field (Kafka's per-field ``flexibleVersions``).
     """
     if tag is not None and tagged is None:
         tagged = versions
@@ -193,6 +199,7 @@ def f(
         versions=VersionRange.parse(versions),
         tag=tag,
         tagged=VersionRange.parse(tagged) if tagged is not None else NONE,
+        flexible=VersionRange.parse(flexible) if flexible is not None else None,
     )
     metadata = {_META_KEY: spec}
     if default is not _MISSING:

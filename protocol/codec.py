@@ -1,0 +1,257 @@
+"""The codec entry points the broker and the client call.
+
+``decode_request`` / ``encode_response`` are the broker's hot path; ``encode_request``
+/ ``decode_response`` are the client's. Every message module of
+:mod:`protocol.messages` is imported here (discovered with ``pkgutil``), filling
+:data:`protocol.schema.REGISTRY`; :mod:`protocol.compiler` turns each (message,
+version) into specialised functions on first use.
+
+Trailing bytes after a request body are ignored, as Kafka's own request parsing
+(``AbstractRequest.parseRequest`` over the frame's buffer) ignores them. Decoding
+raises only :class:`DecodeError` / :class:`UnsupportedVersion`; encoding a value its
+version cannot carry raises :class:`EncodeError`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import struct
+from typing import Final, cast
+
+from protocol import primitives
+from protocol.compiler import (
+    DECODE_FAILURES,
+    ENCODE_FAILURES,
+    Decoder,
+    Encoder,
+    check_version,
+    decoder_for,
+    encoder_for,
+)
+from protocol.errors import DecodeError, EncodeError, UnsupportedVersion
+from protocol.headers import (
+    RequestHeader,
+    ResponseHeader,
+    request_header_version,
+    response_header_version,
+)
+from protocol.schema import REGISTRY, Buffer, message_spec
+
+__all__ = [
+    "Decoder",
+    "Encoder",
+    "decode",
+    "decode_request",
+    "decode_response",
+    "decoder_for",
+    "encode",
+    "encode_request",
+    "encode_response",
+    "encoder_for",
+    "request_class",
+    "response_class",
+    "supported_versions",
+]
+
+
+def _discover() -> None:
+    """Import every module of :mod:`protocol.messages`, filling the registry."""
+    import protocol.messages as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
+
+
+_discover()
+
+_HEADER_START: Final = struct.Struct(">hhi")
+_SIZE: Final = struct.Struct(">i")
+_SIZE_AND_CORRELATION: Final = struct.Struct(">ii")
+
+
+def request_class(api_key: int) -> type:
+    """The request class of ``api_key`` (KeyError if we have none)."""
+    return REGISTRY[(api_key, "request")]
+
+
+def response_class(api_key: int) -> type:
+    """The response class of ``api_key`` (KeyError if we have none)."""
+    return REGISTRY[(api_key, "response")]
+
+
+def supported_versions() -> dict[int, tuple[int, int]]:
+    """api_key -> (min, max) version for every API with a request and a response."""
+    out = {}
+    for (api_key, kind), cls in REGISTRY.items():
+        if kind != "request" or (api_key, "response") not in REGISTRY:
+            continue
+        req, resp = message_spec(cls).valid, message_spec(response_class(api_key)).valid
+        low, high = max(req.low, resp.low), min(req.high, resp.high)
+        if low <= high:
+            out[api_key] = (low, high)
+    return dict(sorted(out.items()))
+
+
+def decode(cls: type, version: int, data: Buffer) -> object:
+    """Decode one whole message body of ``cls`` in ``version`` (trailing bytes ignored)."""
+    fn = decoder_for(cls, version)
+    buf = data if isinstance(data, memoryview) else memoryview(data)
+    try:
+        obj, _pos = fn(buf, 0)
+    except DECODE_FAILURES as exc:
+        raise DecodeError(f"malformed {cls.__name__} v{version}: {exc}") from exc
+    return obj
+
+
+def encode(obj: object, version: int) -> bytes:
+    """Encode a message (or header) body in ``version``, without a size prefix."""
+    fn = encoder_for(type(obj), version)
+    parts: list[Buffer] = []
+    try:
+        out = fn(obj, bytearray(), parts)
+    except ENCODE_FAILURES as exc:
+        raise EncodeError(
+            f"cannot encode {type(obj).__name__} v{version}: {exc}"
+        ) from exc
+    return primitives.join_parts(out, parts)
+
+
+_RequestEntry = tuple[Decoder, Decoder]
+_REQUESTS: Final[dict[tuple[int, int], _RequestEntry]] = {}
+
+
+def _request_entry(api_key: int, version: int) -> _RequestEntry | None:
+    cls = REGISTRY.get((api_key, "request"))
+    if cls is None or version not in message_spec(cls).valid:
+        return None
+    header_version = request_header_version(version in message_spec(cls).flexible)
+    entry = (decoder_for(RequestHeader, header_version), decoder_for(cls, version))
+    _REQUESTS[(api_key, version)] = entry
+    return entry
+
+
+def _unsupported(
+    buf: memoryview, api_key: int, version: int, correlation_id: int
+) -> UnsupportedVersion:
+    client_id = None
+    try:
+        header, _pos = decoder_for(RequestHeader, 1)(buf, 0)
+        client_id = cast("RequestHeader", header).client_id
+    except (*DECODE_FAILURES, DecodeError):
+        pass
+    return UnsupportedVersion(
+        api_key=api_key,
+        api_version=version,
+        correlation_id=correlation_id,
+        client_id=client_id,
+    )
+
+
+def decode_request(frame: Buffer) -> tuple[RequestHeader, object]:
+    """Decode a request frame (without its size prefix) into its header and body.
+
+    Raises:
+        UnsupportedVersion: the API key or version is not one we implement.
+        DecodeError: anything malformed.
+    """
+    buf = frame if isinstance(frame, memoryview) else memoryview(frame)
+    try:
+        api_key, version, correlation_id = _HEADER_START.unpack_from(buf, 0)
+    except struct.error as exc:
+        raise DecodeError("request shorter than its header") from exc
+    entry = _REQUESTS.get((api_key, version)) or _request_entry(api_key, version)
+    if entry is None:
+        raise _unsupported(buf, api_key, version, correlation_id)
+    try:
+        header, pos = entry[0](buf, 0)
+        body, _pos = entry[1](buf, pos)
+    except DECODE_FAILURES as exc:
+        raise DecodeError(
+            f"malformed request api_key={api_key} v{version}: {exc}"
+        ) from exc
+    return cast("RequestHeader", header), body
+
+
+_ResponseEntry = tuple[type, bool, Encoder]
+_RESPONSES: Final[dict[tuple[int, int], _ResponseEntry]] = {}
+
+
+def _response_entry(api_key: int, version: int) -> _ResponseEntry:
+    cls = REGISTRY.get((api_key, "response"))
+    if cls is None or version not in message_spec(cls).valid:
+        raise EncodeError(f"no response for api_key={api_key} v{version}")
+    flexible_header = (
+        response_header_version(api_key, version in message_spec(cls).flexible) == 1
+    )
+    entry = (cls, flexible_header, encoder_for(cls, version))
+    _RESPONSES[(api_key, version)] = entry
+    return entry
+
+
+def encode_response(header: RequestHeader, response: object) -> list[Buffer]:
+    """Encode a response to the request with ``header`` as buffers for ``writelines``.
+
+    The first buffer starts with the 4-byte size prefix; large record buffers are
+    passed through uncopied.
+    """
+    key = (header.request_api_key, header.request_api_version)
+    cls, flexible_header, fn = _RESPONSES.get(key) or _response_entry(*key)
+    if type(response) is not cls:
+        raise EncodeError(f"expected {cls.__name__}, got {type(response).__name__}")
+    first = bytearray(_SIZE_AND_CORRELATION.pack(0, header.correlation_id))
+    if flexible_header:
+        first.append(0)
+    parts: list[Buffer] = []
+    try:
+        out = fn(response, first, parts)
+    except ENCODE_FAILURES as exc:
+        raise EncodeError(f"cannot encode {cls.__name__} v{key[1]}: {exc}") from exc
+    parts.append(out)
+    head = parts[0]
+    assert isinstance(head, bytearray)
+    _SIZE.pack_into(head, 0, sum(map(len, parts)) - 4)
+    return parts
+
+
+def encode_request(header: RequestHeader, request: object) -> bytes:
+    """Encode a request with its header, size prefix included (the client side)."""
+    version = header.request_api_version
+    cls = REGISTRY.get((header.request_api_key, "request"))
+    if cls is None or type(request) is not cls:
+        raise EncodeError(
+            f"no request class {type(request).__name__} for {header.request_api_key}"
+        )
+    flexible = check_version(cls, version)
+    out = bytearray(4)
+    parts: list[Buffer] = []
+    try:
+        out = encoder_for(RequestHeader, request_header_version(flexible))(
+            header, out, parts
+        )
+        out = encoder_for(cls, version)(request, out, parts)
+    except ENCODE_FAILURES as exc:
+        raise EncodeError(f"cannot encode {cls.__name__} v{version}: {exc}") from exc
+    data = bytearray(primitives.join_parts(out, parts))
+    _SIZE.pack_into(data, 0, len(data) - 4)
+    return bytes(data)
+
+
+def decode_response(
+    api_key: int, api_version: int, frame: Buffer
+) -> tuple[ResponseHeader, object]:
+    """Decode a response frame (without its size prefix) to a request we sent."""
+    cls = REGISTRY.get((api_key, "response"))
+    if cls is None or api_version not in message_spec(cls).valid:
+        raise UnsupportedVersion(
+            api_key=api_key, api_version=api_version, correlation_id=-1, client_id=None
+        )
+    flexible = api_version in message_spec(cls).flexible
+    header_fn = decoder_for(ResponseHeader, response_header_version(api_key, flexible))
+    buf = frame if isinstance(frame, memoryview) else memoryview(frame)
+    try:
+        header, pos = header_fn(buf, 0)
+        body, _pos = decoder_for(cls, api_version)(buf, pos)
+    except DECODE_FAILURES as exc:
+        raise DecodeError(f"malformed {cls.__name__} v{api_version}: {exc}") from exc
+    return cast("ResponseHeader", header), body

@@ -1,0 +1,115 @@
+"""FrameReader splits a byte stream into Kafka frames, whatever the chunking."""
+
+from __future__ import annotations
+
+import itertools
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol.errors import FrameTooLarge
+from protocol.framing import NEED_DATA, FrameReader, NeedData
+
+
+def frame(body: bytes) -> bytes:
+    return struct.pack(">i", len(body)) + body
+
+
+def test_returns_need_data_until_a_frame_is_complete() -> None:
+    """A partial frame yields NEED_DATA and counts as buffered."""
+    reader = FrameReader()
+    assert reader.next_frame() is NEED_DATA
+    reader.receive_data(frame(b"hello")[:6])
+    assert isinstance(reader.next_frame(), NeedData)
+    assert reader.buffered == 6
+    reader.receive_data(b"llo")
+    got = reader.next_frame()
+    assert isinstance(got, memoryview)
+    assert bytes(got) == b"hello"
+    assert reader.buffered == 0
+
+
+def test_many_frames_in_one_bytes_chunk_are_zero_copy_slices() -> None:
+    """Frames inside one bytes chunk are memoryview slices of that chunk."""
+    chunk = b"".join(frame(bytes([i]) * i) for i in range(50))
+    reader = FrameReader()
+    reader.receive_data(chunk)
+    frames = reader.frames()
+    assert [bytes(f) for f in frames] == [bytes([i]) * i for i in range(50)]
+    assert all(f.obj is chunk for f in frames)
+    assert reader.frames() == []
+
+
+def test_frame_split_across_chunks_is_assembled_once() -> None:
+    """A 1 MiB frame arriving in 64 KiB chunks is returned whole."""
+    body = bytes(range(256)) * 4096
+    data = frame(body)
+    reader = FrameReader()
+    for i in range(0, len(data), 65536):
+        reader.receive_data(data[i : i + 65536])
+    got = reader.frames()
+    assert len(got) == 1
+    assert got[0] == body
+
+
+def test_size_prefix_split_across_chunks() -> None:
+    """A size prefix split byte by byte is reassembled."""
+    reader = FrameReader()
+    for byte in frame(b"abc") + frame(b""):
+        reader.receive_data(bytes([byte]))
+    assert [bytes(f) for f in reader.frames()] == [b"abc", b""]
+
+
+def test_reused_caller_buffers_are_copied() -> None:
+    """A bytearray the caller reuses after receive_data does not change frames."""
+    buffer = bytearray(frame(b"first"))
+    reader = FrameReader()
+    reader.receive_data(memoryview(buffer))
+    buffer[4:] = b"XXXXX"
+    assert bytes(reader.frames()[0]) == b"first"
+
+
+@pytest.mark.parametrize("size", [-1, -(2**31), 1025])
+def test_rejects_negative_or_oversized_frames(size: int) -> None:
+    """A negative or too-large size prefix raises FrameTooLarge."""
+    reader = FrameReader(max_frame_size=1024)
+    reader.receive_data(struct.pack(">i", size))
+    with pytest.raises(FrameTooLarge) as info:
+        reader.next_frame()
+    assert info.value.size == size
+
+
+def test_eof_is_recorded() -> None:
+    """An empty chunk marks EOF; leftover bytes stay counted as buffered."""
+    reader = FrameReader()
+    reader.receive_data(b"\x00\x00")
+    reader.receive_data(b"")
+    assert reader.at_eof
+    assert reader.next_frame() is NEED_DATA
+    assert reader.buffered == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    bodies=st.lists(st.binary(max_size=300), max_size=12),
+    cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=20),
+    drain_each=st.booleans(),
+    kind=st.sampled_from([bytes, bytearray, memoryview]),
+)
+def test_random_chunking_reassembles_exactly(
+    bodies: list[bytes], cuts: list[int], drain_each: bool, kind: type
+) -> None:
+    """However a stream of frames is chunked, the same frames come out in order."""
+    stream = b"".join(frame(b) for b in bodies)
+    points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
+    reader = FrameReader(max_frame_size=300)
+    got: list[bytes] = []
+    for start, end in itertools.pairwise(points):
+        reader.receive_data(kind(stream[start:end]))
+        if drain_each:
+            got.extend(bytes(f) for f in reader.frames())
+    got.extend(bytes(f) for f in reader.frames())
+    assert got == bodies
+    assert reader.buffered == 0
