@@ -1,0 +1,110 @@
+"""The injectable file-operations seam: every syscall storage makes goes through here.
+
+:class:`FileOps` calls the real OS. Tests pass a subclass that raises ``OSError``
+(ENOSPC on write, EIO on fsync, ...) at chosen moments, so fault handling is tested
+without a full disk. Callers translate ``OSError`` into :class:`StorageIOError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Sequence
+
+
+class FileOps:
+    """Thin wrappers over ``os``; override any method to inject faults."""
+
+    def open(self, path: str, flags: int, mode: int = 0o644) -> int:
+        """Open ``path``; returns a file descriptor (O_CLOEXEC is always added)."""
+        return os.open(path, flags | os.O_CLOEXEC, mode)
+
+    def close(self, fd: int) -> None:
+        """Close a file descriptor."""
+        os.close(fd)
+
+    def dup(self, fd: int) -> int:
+        """Duplicate a descriptor (sync works on a dup so a racing close is harmless)."""
+        return os.dup(fd)
+
+    def pwrite(self, fd: int, data: bytes | bytearray | memoryview, offset: int) -> int:
+        """Write at ``offset``; may write fewer bytes than asked."""
+        return os.pwrite(fd, data, offset)
+
+    def pwritev(
+        self, fd: int, buffers: Sequence[bytes | bytearray | memoryview], offset: int
+    ) -> int:
+        """Gather-write ``buffers`` at ``offset``; may write fewer bytes than asked."""
+        return os.pwritev(fd, buffers, offset)
+
+    def pread(self, fd: int, size: int, offset: int) -> bytes:
+        """Read up to ``size`` bytes at ``offset``."""
+        return os.pread(fd, size, offset)
+
+    def fsync(self, fd: int) -> None:
+        """Flush a file's data and metadata to stable storage."""
+        os.fsync(fd)
+
+    def fdatasync(self, fd: int) -> None:
+        """Flush a file's data (and the size) to stable storage."""
+        os.fdatasync(fd)
+
+    def fsync_dir(self, path: str) -> None:
+        """Flush a directory's entries (new, renamed or removed files)."""
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def ftruncate(self, fd: int, size: int) -> None:
+        """Cut a file to ``size`` bytes."""
+        os.ftruncate(fd, size)
+
+    def fstat_size(self, fd: int) -> int:
+        """Current size of an open file."""
+        return os.fstat(fd).st_size
+
+    def replace(self, src: str, dst: str) -> None:
+        """Atomically rename ``src`` over ``dst``."""
+        os.replace(src, dst)
+
+    def unlink(self, path: str) -> None:
+        """Remove a file."""
+        os.unlink(path)
+
+    def link(self, src: str, dst: str) -> None:
+        """Hard-link ``src`` as ``dst``."""
+        os.link(src, dst)
+
+    def makedirs(self, path: str) -> None:
+        """Create a directory and its parents (no error if it exists)."""
+        os.makedirs(path, exist_ok=True)
+
+    def listdir(self, path: str) -> list[str]:
+        """Names in a directory."""
+        return os.listdir(path)
+
+    def rmtree(self, path: str) -> None:
+        """Remove a directory tree (best effort if it vanished meanwhile)."""
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(path)
+
+    def write_file_atomic(self, path: str, data: bytes) -> None:
+        """Write ``data`` to ``path`` via ``path.tmp``: write, fsync, rename, fsync dir."""
+        tmp = path + ".tmp"
+        fd = self.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            view = memoryview(data)
+            done = 0
+            while done < len(view):
+                done += self.pwrite(fd, view[done:], done)
+            self.fsync(fd)
+        finally:
+            self.close(fd)
+        self.replace(tmp, path)
+        self.fsync_dir(os.path.dirname(path) or ".")
+
+
+DEFAULT_FILEOPS = FileOps()

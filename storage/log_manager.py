@@ -1,0 +1,468 @@
+"""LogManager: every topic and partition log under one data dir.
+
+Layout::
+
+    <data_dir>/.lock                      lock.py (flock, holder's pid)
+    <data_dir>/.clean_shutdown            present only between a clean close and the
+                                          next open: tails are trusted if it exists
+    <data_dir>/kafka/<topic>/topic.json   the topic manifest (below)
+    <data_dir>/kafka/<topic>/<partition>/ partition_log.py
+    <data_dir>/kafka/<topic>~<hex>.deleting   a topic being deleted (removed on open)
+
+``topic.json`` (written atomically: ``topic.json.tmp``, fsync, rename, fsync dir)::
+
+    {"version": 1, "name": "orders", "topic_id": "6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+     "partition_count": 3, "configs": {"retention.ms": "3600000"}}
+
+A topic directory without ``topic.json`` is a create that did not finish and is
+removed on open; partition directories beyond ``partition_count`` are an
+add_partitions that did not finish and are removed too. ``~`` cannot appear in a
+Kafka topic name, so scratch names never collide with topics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Final
+
+from storage.config import TopicConfig
+from storage.errors import (
+    InvalidConfig,
+    InvalidTopicName,
+    LogClosed,
+    StorageIOError,
+    TopicExists,
+    UnknownPartition,
+    UnknownTopic,
+)
+from storage.fileops import DEFAULT_FILEOPS, FileOps
+from storage.lock import DataDirLock
+from storage.partition_log import PartitionLog, PartitionRecovery
+
+CLEAN_SHUTDOWN_FILE: Final = ".clean_shutdown"
+KAFKA_DIR: Final = "kafka"
+MANIFEST: Final = "topic.json"
+_TOPIC_NAME: Final = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TopicMeta:
+    """A topic's identity and configuration."""
+
+    name: str
+    topic_id: bytes  # 16 bytes (Metadata's UUID); ``topic_uuid`` for the uuid form
+    partition_count: int
+    config: TopicConfig = field(compare=False)
+
+    @property
+    def topic_uuid(self) -> uuid.UUID:
+        """The topic id as a ``uuid.UUID``."""
+        return uuid.UUID(bytes=self.topic_id)
+
+
+def validate_topic_name(name: str) -> None:
+    """Raise :class:`InvalidTopicName` for names Kafka refuses (``Topic.validate``)."""
+    if name in (".", "..") or not _TOPIC_NAME.fullmatch(name):
+        raise InvalidTopicName(f"invalid topic name {name!r}")
+
+
+class LogManager:
+    """Opens (and recovers) every partition of a data dir; creates and deletes topics.
+
+    Construction does blocking I/O (recovery): the broker runs it in a worker thread.
+    ``recovery`` lists what each partition's recovery found, for the broker to log.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        default_configs: Mapping[str, str] | None = None,
+        *,
+        fileops: FileOps = DEFAULT_FILEOPS,
+    ) -> None:
+        data_dir = os.fspath(data_dir)
+        self.data_dir = data_dir
+        self.fileops = fileops
+        self.defaults = dict(default_configs or {})
+        TopicConfig.from_overrides(None, self.defaults)  # validate early
+        self._root = os.path.join(data_dir, KAFKA_DIR)
+        self._lock = threading.Lock()
+        self._topics: dict[str, TopicMeta] = {}
+        self._by_id: dict[bytes, str] = {}
+        self._logs: dict[tuple[str, int], PartitionLog] = {}
+        self.recovery: list[PartitionRecovery] = []
+        self.removed: list[str] = []  # incomplete creates / deletes cleaned up on open
+        self._dir_lock = DataDirLock(data_dir)
+        try:
+            self._open()
+        except BaseException:
+            self._close_all(clean=False)
+            self._dir_lock.release()
+            raise
+        self._closed = False
+
+    def _open(self) -> None:
+        fileops = self.fileops
+        marker = os.path.join(self.data_dir, CLEAN_SHUTDOWN_FILE)
+        self.clean_start = os.path.exists(marker)
+        try:
+            fileops.makedirs(self._root)
+            if self.clean_start:
+                fileops.unlink(marker)
+                fileops.fsync_dir(self.data_dir)
+            names = sorted(fileops.listdir(self._root))
+        except OSError as exc:
+            raise StorageIOError(
+                f"opening {self.data_dir}: {exc}", errno=exc.errno
+            ) from exc
+        for name in names:
+            path = os.path.join(self._root, name)
+            if "~" in name or not os.path.isdir(path):
+                fileops.rmtree(path) if os.path.isdir(path) else fileops.unlink(path)
+                self.removed.append(name)
+                continue
+            meta = self._read_manifest(path)
+            if meta is None:
+                fileops.rmtree(path)
+                self.removed.append(name)
+                continue
+            if meta.name != name or meta.topic_id in self._by_id:
+                raise StorageIOError(
+                    f"{path}/{MANIFEST} names topic {meta.name!r} "
+                    f"(id {meta.topic_uuid}): directory renamed or copied by hand?"
+                )
+            self._topics[meta.name] = meta
+            self._by_id[meta.topic_id] = meta.name
+            for entry in fileops.listdir(path):
+                if entry.isdigit() and int(entry) >= meta.partition_count:
+                    fileops.rmtree(os.path.join(path, entry))
+                    self.removed.append(f"{name}/{entry}")
+            for p in range(meta.partition_count):
+                log = PartitionLog.open(
+                    os.path.join(path, str(p)),
+                    topic=meta.name,
+                    partition=p,
+                    config=meta.config,
+                    fileops=fileops,
+                    clean=self.clean_start,
+                )
+                self._logs[meta.name, p] = log
+                if log.recovery is not None:
+                    self.recovery.append(log.recovery)
+
+    def _read_manifest(self, topic_dir: str) -> TopicMeta | None:
+        tmp = os.path.join(topic_dir, MANIFEST + ".tmp")
+        if os.path.exists(tmp):
+            self.fileops.unlink(tmp)
+            self.removed.append(tmp)
+        try:
+            with open(os.path.join(topic_dir, MANIFEST), "rb") as f:
+                data = json.loads(f.read())
+            return TopicMeta(
+                name=str(data["name"]),
+                topic_id=uuid.UUID(str(data["topic_id"])).bytes,
+                partition_count=int(data["partition_count"]),
+                config=TopicConfig.from_overrides(
+                    {str(k): str(v) for k, v in dict(data.get("configs", {})).items()},
+                    self.defaults,
+                ),
+            )
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, InvalidConfig) as exc:
+            raise StorageIOError(f"unreadable manifest in {topic_dir}: {exc}") from exc
+
+    def _write_manifest(self, meta: TopicMeta) -> None:
+        body = {
+            "version": 1,
+            "name": meta.name,
+            "topic_id": str(meta.topic_uuid),
+            "partition_count": meta.partition_count,
+            "configs": dict(meta.config.overrides),
+        }
+        path = os.path.join(self._root, meta.name, MANIFEST)
+        self.fileops.write_file_atomic(path, json.dumps(body, indent=1).encode())
+
+    # -- queries -----------------------------------------------------------------
+    def topics(self) -> list[TopicMeta]:
+        """Every topic, by name."""
+        with self._lock:
+            return [self._topics[n] for n in sorted(self._topics)]
+
+    def topic(self, name: str) -> TopicMeta:
+        """A topic by name (raises UnknownTopic)."""
+        with self._lock:
+            try:
+                return self._topics[name]
+            except KeyError:
+                raise UnknownTopic(name) from None
+
+    def topic_by_id(self, topic_id: bytes | uuid.UUID) -> TopicMeta:
+        """A topic by id (raises UnknownTopic)."""
+        key = topic_id.bytes if isinstance(topic_id, uuid.UUID) else bytes(topic_id)
+        with self._lock:
+            name = self._by_id.get(key)
+            if name is None:
+                raise UnknownTopic(key.hex())
+            return self._topics[name]
+
+    def partition(self, name: str, index: int) -> PartitionLog:
+        """A partition's log (raises UnknownTopic / UnknownPartition)."""
+        with self._lock:
+            log = self._logs.get((name, index))
+            if log is not None:
+                return log
+            if name not in self._topics:
+                raise UnknownTopic(name)
+            raise UnknownPartition(f"{name}-{index}")
+
+    def partitions(self, name: str) -> list[PartitionLog]:
+        """All partitions of a topic, by index."""
+        meta = self.topic(name)
+        with self._lock:
+            return [self._logs[name, p] for p in range(meta.partition_count)]
+
+    def logs(self) -> list[PartitionLog]:
+        """Every open partition log."""
+        with self._lock:
+            return list(self._logs.values())
+
+    # -- topic operations --------------------------------------------------------
+    def create_topic(
+        self,
+        name: str,
+        partitions: int,
+        configs: Mapping[str, str] | None = None,
+        topic_id: bytes | uuid.UUID | None = None,
+    ) -> TopicMeta:
+        """Create a topic and its empty partitions; the manifest is written last."""
+        validate_topic_name(name)
+        if partitions < 1:
+            raise InvalidConfig(f"partition count {partitions} must be at least 1")
+        config = TopicConfig.from_overrides(configs, self.defaults)
+        with self._lock:
+            self._check_open()
+            if name in self._topics:
+                raise TopicExists(name)
+            if topic_id is None:
+                tid = uuid.uuid4().bytes
+            elif isinstance(topic_id, uuid.UUID):
+                tid = topic_id.bytes
+            else:
+                tid = bytes(topic_id)
+            if len(tid) != 16 or not any(tid):
+                raise InvalidConfig(f"topic id {tid.hex()} is not 16 non-zero bytes")
+            if tid in self._by_id:
+                raise TopicExists(f"topic id {tid.hex()} is taken")
+            meta = TopicMeta(
+                name=name, topic_id=tid, partition_count=partitions, config=config
+            )
+            topic_dir = os.path.join(self._root, name)
+            if os.path.exists(topic_dir):
+                self.fileops.rmtree(topic_dir)  # leftover of a create that failed
+            try:
+                self.fileops.makedirs(topic_dir)
+                logs = [
+                    PartitionLog.open(
+                        os.path.join(topic_dir, str(p)),
+                        topic=name,
+                        partition=p,
+                        config=config,
+                        fileops=self.fileops,
+                        clean=True,
+                    )
+                    for p in range(partitions)
+                ]
+                self.fileops.fsync_dir(topic_dir)
+                self._write_manifest(meta)
+                self.fileops.fsync_dir(self._root)
+            except OSError as exc:
+                raise StorageIOError(
+                    f"creating topic {name}: {exc}", errno=exc.errno
+                ) from exc
+            self._topics[name] = meta
+            self._by_id[tid] = name
+            for p, log in enumerate(logs):
+                self._logs[name, p] = log
+            return meta
+
+    def add_partitions(self, name: str, total: int) -> TopicMeta:
+        """Grow a topic to ``total`` partitions (CreatePartitions)."""
+        with self._lock:
+            self._check_open()
+            meta = self._topics.get(name)
+            if meta is None:
+                raise UnknownTopic(name)
+            if total <= meta.partition_count:
+                raise InvalidConfig(
+                    f"{name} has {meta.partition_count} partitions; cannot go to {total}"
+                )
+            topic_dir = os.path.join(self._root, name)
+            new = replace(meta, partition_count=total)
+            try:
+                logs = {
+                    p: PartitionLog.open(
+                        os.path.join(topic_dir, str(p)),
+                        topic=name,
+                        partition=p,
+                        config=meta.config,
+                        fileops=self.fileops,
+                        clean=True,
+                    )
+                    for p in range(meta.partition_count, total)
+                }
+                self.fileops.fsync_dir(topic_dir)
+                self._write_manifest(new)
+            except OSError as exc:
+                raise StorageIOError(
+                    f"adding partitions to {name}: {exc}", errno=exc.errno
+                ) from exc
+            for p, log in logs.items():
+                self._logs[name, p] = log
+            self._topics[name] = new
+            return new
+
+    def alter_topic_configs(self, name: str, overrides: Mapping[str, str]) -> TopicMeta:
+        """Replace a topic's config overrides (AlterConfigs; IncrementalAlter merges first)."""
+        with self._lock:
+            self._check_open()
+            meta = self._topics.get(name)
+            if meta is None:
+                raise UnknownTopic(name)
+            new = replace(meta, config=meta.config.with_overrides(overrides))
+            try:
+                self._write_manifest(new)
+            except OSError as exc:
+                raise StorageIOError(
+                    f"altering {name}: {exc}", errno=exc.errno
+                ) from exc
+            self._topics[name] = new
+            for p in range(new.partition_count):
+                self._logs[name, p].config = new.config
+            return new
+
+    def delete_topic(self, name: str) -> TopicMeta:
+        """Close the topic's logs and remove its files (rename first, then delete)."""
+        with self._lock:
+            self._check_open()
+            meta = self._topics.pop(name, None)
+            if meta is None:
+                raise UnknownTopic(name)
+            del self._by_id[meta.topic_id]
+            logs = [self._logs.pop((name, p)) for p in range(meta.partition_count)]
+        for log in logs:
+            log.close(clean=False)
+        topic_dir = os.path.join(self._root, name)
+        trash = os.path.join(self._root, f"{name}~{meta.topic_id.hex()}.deleting")
+        try:
+            self.fileops.replace(topic_dir, trash)
+            self.fileops.fsync_dir(self._root)
+            self.fileops.rmtree(trash)
+        except OSError as exc:
+            raise StorageIOError(
+                f"deleting topic {name}: {exc}", errno=exc.errno
+            ) from exc
+        return meta
+
+    # -- housekeeping ------------------------------------------------------------
+    def recovery_report(self) -> list[dict[str, object]]:
+        """What opening found, one dict per partition that was repaired or
+        re-scanned plus one per cleaned-up leftover (key-values for a log line)."""
+        out: list[dict[str, object]] = []
+        for rec in self.recovery:
+            if rec.clean and not rec.truncated and not rec.removed_files:
+                continue
+            out.append(
+                {
+                    "topic": rec.topic,
+                    "partition": rec.partition,
+                    "clean": rec.clean,
+                    "log_end_offset": rec.log_end_offset,
+                    "truncated_bytes": sum(s.truncated_bytes for s in rec.segments),
+                    "reasons": [s.reason for s in rec.segments if s.reason],
+                    "removed_segments": rec.removed_segments,
+                    "removed_files": rec.removed_files,
+                    "indexes_rebuilt": [
+                        s.base_offset for s in rec.segments if s.index_rebuilt
+                    ],
+                }
+            )
+        out.extend({"removed_leftover": name} for name in self.removed)
+        return out
+
+    def apply_retention(self, now_ms: int | None = None) -> list[dict[str, object]]:
+        """Apply retention to every partition; one dict per deleted segment."""
+        out: list[dict[str, object]] = []
+        for log in self.logs():
+            try:
+                removed = log.apply_retention(now_ms)
+            except (LogClosed, StorageIOError):
+                continue  # a failed log is reported by its appends and syncs
+            out.extend(
+                {
+                    "topic": log.topic,
+                    "partition": log.partition,
+                    "base_offset": seg.base_offset,
+                    "last_offset": seg.last_offset,
+                    "size": seg.size,
+                    "log_start_offset": log.log_start_offset,
+                }
+                for seg in removed
+            )
+        return out
+
+    # -- durability ------------------------------------------------------------------
+    @staticmethod
+    def sync_many(
+        logs: Iterable[PartitionLog],
+    ) -> dict[PartitionLog, int | StorageIOError]:
+        """fsync several partitions (one group commit); run it in a worker thread.
+
+        Returns each log's new durable offset, or the error its fsync raised (one
+        failing partition does not stop the others).
+        """
+        out: dict[PartitionLog, int | StorageIOError] = {}
+        for log in logs:
+            try:
+                out[log] = log.sync()
+            except StorageIOError as exc:
+                out[log] = exc
+            except LogClosed:
+                continue
+        return out
+
+    def close(self, clean: bool = True) -> None:
+        """Close every log; a clean close leaves the clean-shutdown marker."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            ok = self._close_all(clean)
+            if clean and ok:
+                self.fileops.write_file_atomic(
+                    os.path.join(self.data_dir, CLEAN_SHUTDOWN_FILE), b"clean\n"
+                )
+        finally:
+            self._dir_lock.release()
+
+    def _close_all(self, clean: bool) -> bool:
+        ok = True
+        for log in list(self._logs.values()):
+            if log.failed is not None:
+                ok = False  # its tail must be re-verified on the next open
+            try:
+                log.close(clean=clean)
+            except StorageIOError:
+                ok = False
+        return ok
+
+    def _check_open(self) -> None:
+        if getattr(self, "_closed", False):
+            raise LogClosed(f"log manager for {self.data_dir} is closed")

@@ -1,0 +1,819 @@
+"""One partition's log: an ordered set of segments, append/read/sync/retention.
+
+Directory ``<data_dir>/kafka/<topic>/<partition>/``::
+
+    00000000000000000000.log / .index / .timeindex    closed segments
+    00000000000000004096.log / .index / .timeindex    ... the last one is active
+    leader-epoch-checkpoint                           epoch_cache.py
+    checkpoint.json   {"version": 1, "recovery_point": N, "log_start_offset": M}
+
+``recovery_point``: every byte below it was fsynced and its segments' indexes were
+written, so recovery trusts segments that end at or below it. ``log_start_offset``
+moves with DeleteRecords and retention. Both are written atomically (tmp, fsync,
+rename, fsync dir) by ``checkpoint()`` (the broker calls it periodically, in a
+worker thread), DeleteRecords, retention and a clean close.
+
+Threading: the broker calls everything from its event-loop thread except ``sync``,
+``close``, recovery and snapshot copies, which run in worker threads. ``_lock``
+guards the in-memory state (held briefly; never across an fsync); ``_sync_lock``
+serialises syncs. ``sync`` fsyncs dup()ed descriptors, so a concurrent roll or
+retention that closes a segment never closes an fd that is being fsynced.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Final
+
+from protocol.records import (
+    BatchHeader,
+    RecordBatchError,
+    iter_records,
+)
+from storage.config import TopicConfig
+from storage.epoch_cache import FILE_NAME as EPOCH_FILE
+from storage.epoch_cache import EpochCache
+from storage.errors import (
+    LogClosed,
+    OffsetMismatch,
+    OffsetOutOfRange,
+    StorageError,
+    StorageIOError,
+)
+from storage.fileops import FileOps
+from storage.log_types import (
+    AppendResult,
+    CopiedSegment,
+    PartitionRecovery,
+    ReadResult,
+    SegmentInfo,
+)
+from storage.recovery import recover_segments
+from storage.segment_copy import execute_copy, plan_copy
+from storage.validation import stamp_batches, validate_batches
+
+__all__ = [
+    "AppendResult",
+    "CopiedSegment",
+    "PartitionLog",
+    "PartitionRecovery",
+    "ReadResult",
+    "SegmentInfo",
+]
+from storage.segment import Segment
+
+CHECKPOINT_FILE: Final = "checkpoint.json"
+_MAX_RELATIVE_OFFSET: Final = 2**31 - 1
+
+Buffer = bytes | bytearray | memoryview
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _io_error(what: str, exc: OSError) -> StorageIOError:
+    return StorageIOError(f"{what}: {exc.strerror or exc}", errno=exc.errno)
+
+
+class PartitionLog:
+    """A partition's segments; see the module docstring for the threading rules."""
+
+    def __init__(
+        self,
+        directory: str,
+        *,
+        topic: str,
+        partition: int,
+        config: TopicConfig,
+        fileops: FileOps,
+    ) -> None:
+        self.directory = directory
+        self.topic = topic
+        self.partition = partition
+        self.config = config
+        self.fileops = fileops
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._checkpoint_lock = threading.Lock()  # order: _lock, then this one
+        self._segments: list[Segment] = []
+        self._bases: list[int] = []
+        self._log_start = 0
+        self._durable = 0
+        self._recovery_point = 0
+        self._epochs = EpochCache()
+        self._unsynced: dict[int, Segment] = {}
+        self._dir_dirty = False
+        self._failed: str | None = None
+        self._closed = False
+        self.recovery: PartitionRecovery | None = None
+        # "mmap": zero-copy views of the segment files; "pread": bytes copies.
+        self.read_mode = "mmap"
+        # sync() checkpoints by itself when closed segments wait for trust this long
+        # (Kafka's log.flush.offset.checkpoint.interval.ms).
+        self.checkpoint_interval_s = 60.0
+        self._checkpointed_at = time.monotonic()
+
+    # -- opening ---------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        directory: str,
+        *,
+        topic: str,
+        partition: int,
+        config: TopicConfig,
+        fileops: FileOps,
+        clean: bool,
+    ) -> PartitionLog:
+        """Open (creating if needed) and recover the partition in ``directory``."""
+        log = cls(
+            directory, topic=topic, partition=partition, config=config, fileops=fileops
+        )
+        try:
+            log._open(clean)
+        except OSError as exc:
+            log._close_fds()
+            raise _io_error(f"opening {directory}", exc) from exc
+        return log
+
+    def _open(self, clean: bool) -> None:
+        fileops = self.fileops
+        fileops.makedirs(self.directory)
+        recovery_point, log_start = self._read_checkpoint()
+        self._epochs = EpochCache.load(self.directory)
+        segments, reports, removed_segments, removed_files = recover_segments(
+            fileops,
+            self.directory,
+            self.config.index_interval_bytes,
+            clean=clean,
+            recovery_point=recovery_point,
+            epochs=self._epochs,
+        )
+        bases = [r.base_offset for r in reports]
+        if not segments:
+            start = max(log_start, recovery_point) if not bases else bases[0]
+            segments.append(Segment.create(fileops, self.directory, start))
+            self._dir_dirty = True
+        self._segments = segments
+        self._bases = [s.base_offset for s in segments]
+        if segments[-1].size:
+            segments[-1].created_ms = _now_ms()  # segment.ms counts from the restart
+        end = segments[-1].next_offset
+        self._epochs.truncate_from(end)
+        self._log_start = min(max(log_start, segments[0].base_offset), end)
+        # Everything that survived recovery is on disk: what was scanned got fsynced
+        # by the truncation or was already durable; a clean close fsynced the rest.
+        for seg in segments:
+            if not clean:
+                fileops.fsync(seg.fd)
+            if seg.indexes_dirty and seg is not segments[-1]:
+                seg.seal_time_index()
+                seg.write_indexes()
+        self._durable = end
+        self._recovery_point = end
+        if not clean or removed_files or removed_segments or self._dir_dirty:
+            fileops.fsync_dir(self.directory)
+        self._dir_dirty = False
+        if (recovery_point, log_start) != (end, self._log_start):
+            self._write_checkpoint()
+        self._epochs.save(fileops, self.directory)
+        self.recovery = PartitionRecovery(
+            topic=self.topic,
+            partition=self.partition,
+            clean=clean,
+            log_end_offset=end,
+            segments=reports,
+            removed_segments=removed_segments,
+            removed_files=removed_files,
+        )
+
+    def _read_checkpoint(self) -> tuple[int, int]:
+        try:
+            with open(os.path.join(self.directory, CHECKPOINT_FILE), "rb") as f:
+                data = json.loads(f.read())
+            return int(data["recovery_point"]), int(data["log_start_offset"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0, 0
+
+    def _write_checkpoint(self) -> None:
+        """Write checkpoint.json; callers hold ``_checkpoint_lock`` or own the log."""
+        body = {
+            "version": 1,
+            "recovery_point": self._recovery_point,
+            "log_start_offset": self._log_start,
+        }
+        self.fileops.write_file_atomic(
+            os.path.join(self.directory, CHECKPOINT_FILE),
+            json.dumps(body).encode(),
+        )
+
+    # -- properties --------------------------------------------------------------
+    @property
+    def log_start_offset(self) -> int:
+        """First offset that can be read."""
+        return self._log_start
+
+    @property
+    def log_end_offset(self) -> int:
+        """The offset the next record will get."""
+        return self._segments[-1].next_offset
+
+    @property
+    def high_watermark(self) -> int:
+        """Single node: every written record is committed (= log_end_offset)."""
+        return self._segments[-1].next_offset
+
+    @property
+    def durable_offset(self) -> int:
+        """Every record below this offset is fsynced."""
+        return self._durable
+
+    @property
+    def needs_sync(self) -> bool:
+        """Whether sync() has something to do."""
+        return self._durable < self._segments[-1].next_offset or self._dir_dirty
+
+    @property
+    def failed(self) -> str | None:
+        """Why the log refuses writes (a failed fsync), or None."""
+        return self._failed
+
+    @property
+    def leader_epoch(self) -> int:
+        """The newest leader epoch written to this log (-1 if none)."""
+        return self._epochs.latest_epoch
+
+    @property
+    def max_timestamp(self) -> int:
+        """Largest batch max_timestamp in the log (-1 if none)."""
+        return max((s.max_timestamp for s in self._segments), default=-1)
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of all segment files."""
+        return sum(s.size for s in self._segments)
+
+    def segments(self) -> list[SegmentInfo]:
+        """Every segment, oldest first; the last one is active."""
+        with self._lock:
+            return [self._info(s) for s in self._segments]
+
+    def closed_segments(self) -> list[SegmentInfo]:
+        """Segments that will never change again (all but the active one)."""
+        return self.segments()[:-1]
+
+    def _info(self, seg: Segment) -> SegmentInfo:
+        return SegmentInfo(
+            base_offset=seg.base_offset,
+            last_offset=seg.last_offset,
+            size=seg.size,
+            max_timestamp=seg.max_timestamp,
+            path=seg.log_path,
+            active=seg is self._segments[-1],
+        )
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise LogClosed(f"{self.topic}-{self.partition} is closed")
+        if self._failed is not None:
+            raise StorageIOError(
+                f"{self.topic}-{self.partition} failed earlier: {self._failed}"
+            )
+
+    # -- append ------------------------------------------------------------------
+    def append(
+        self, records: Buffer, *, leader_epoch: int, now_ms: int | None = None
+    ) -> AppendResult:
+        """Validate every batch, then assign offsets and write them all at once.
+
+        Raises:
+            InvalidBatch / MessageTooLarge: nothing was written.
+            StorageIOError: the write failed; the log is unchanged.
+        """
+        batches = validate_batches(
+            records, max_message_bytes=self.config.max_message_bytes
+        )
+        view = memoryview(records)
+        now = _now_ms() if now_ms is None else now_ms
+        append_time = now if self.config.log_append_time else -1
+        with self._lock:
+            self._check_writable()
+            span = sum(h.last_offset_delta + 1 for _, h in batches) - 1
+            self._maybe_roll(len(view), now, span)
+            first = offset = self._segments[-1].next_offset
+            parts, offset = stamp_batches(
+                view, batches, first, leader_epoch, append_time
+            )
+            self._epochs.assign(leader_epoch, first)
+            self._write(parts, batches, first, append_time, now)
+            return AppendResult(
+                base_offset=first,
+                last_offset=offset - 1,
+                log_append_time_ms=append_time,
+                log_start_offset=self._log_start,
+            )
+
+    def append_verbatim(self, batches: Buffer) -> AppendResult:
+        """Append batches that already carry their offsets (snapshot restore).
+
+        They must start at log_end_offset and be dense; CRCs are checked and leader
+        epochs kept. Batches are spread over new segments as segment.bytes demands.
+
+        Raises:
+            OffsetMismatch: not contiguous with the log end or not dense.
+            InvalidBatch: a batch is damaged.
+        """
+        found = validate_batches(batches, max_message_bytes=None)
+        view = memoryview(batches)
+        with self._lock:
+            self._check_writable()
+            expected = first = self._segments[-1].next_offset
+            for _, header in found:
+                if header.base_offset != expected:
+                    raise OffsetMismatch(
+                        f"batch at offset {header.base_offset}, expected {expected}"
+                    )
+                expected = header.next_offset
+            now = _now_ms()
+            i = 0
+            while i < len(found):
+                # Take as many batches as fit in the active segment (at least one).
+                seg = self._segments[-1]
+                room = self.config.segment_bytes - seg.size
+                j = i + 1
+                used = found[i][1].size
+                while j < len(found) and used + found[j][1].size <= room:
+                    used += found[j][1].size
+                    j += 1
+                run = found[i:j]
+                self._maybe_roll(
+                    used, now, run[-1][1].last_offset - run[0][1].base_offset
+                )
+                start = run[0][0]
+                chunk = view[start : start + used]
+                rebased = [(pos - start, header) for pos, header in run]
+                for _, header in rebased:
+                    self._epochs.assign(
+                        header.partition_leader_epoch, header.base_offset
+                    )
+                self._write(chunk, rebased, header_offsets=True, now=now)
+                i = j
+            return AppendResult(
+                base_offset=first,
+                last_offset=expected - 1,
+                log_append_time_ms=-1,
+                log_start_offset=self._log_start,
+            )
+
+    def _write(
+        self,
+        data: Buffer | list[Buffer],
+        batches: list[tuple[int, BatchHeader]],
+        first: int = 0,
+        append_time: int = -1,
+        now: int = 0,
+        *,
+        header_offsets: bool = False,
+    ) -> None:
+        seg = self._segments[-1]
+        start = seg.size
+        try:
+            if isinstance(data, list):
+                seg.write_parts(data, start)
+            else:
+                seg.write(data, start)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                self.fileops.ftruncate(seg.fd, start)
+            raise _io_error(f"writing {seg.log_path}", exc) from exc
+        if seg.created_ms is None:
+            seg.created_ms = now
+        interval = self.config.index_interval_bytes
+        offset = first
+        for pos, header in batches:
+            if header_offsets:
+                offset = header.base_offset
+            last = offset + header.last_offset_delta
+            max_ts = append_time if append_time >= 0 else header.max_timestamp
+            seg.note_batch(start + pos, last, max_ts, header.size, interval)
+            offset = last + 1
+        self._unsynced[seg.base_offset] = seg
+
+    def _maybe_roll(self, incoming: int, now: int, span: int) -> None:
+        seg = self._segments[-1]
+        if seg.size == 0:
+            return
+        too_big = seg.size + incoming > self.config.segment_bytes
+        too_old = (
+            seg.created_ms is not None
+            and now - seg.created_ms >= self.config.segment_ms
+        )
+        too_far = seg.next_offset + span - seg.base_offset > _MAX_RELATIVE_OFFSET
+        if too_big or too_old or too_far:
+            self._roll_locked()
+
+    def roll(self) -> None:
+        """Close the active segment and start a new one (no-op if it is empty)."""
+        with self._lock:
+            self._check_writable()
+            if self._segments[-1].size:
+                self._roll_locked()
+
+    def _roll_locked(self) -> None:
+        old = self._segments[-1]
+        try:
+            old.seal_time_index()
+            old.write_indexes()
+            new = Segment.create(self.fileops, self.directory, old.next_offset)
+        except OSError as exc:
+            raise _io_error(f"rolling {old.log_path}", exc) from exc
+        self._segments.append(new)
+        self._bases.append(new.base_offset)
+        self._dir_dirty = True
+        # Nothing is fsynced here (a roll is on the append path): the recovery point
+        # and epoch file move on at the next checkpoint() or clean close, and until
+        # then recovery re-scans from the older recovery point.
+
+    # -- read --------------------------------------------------------------------
+    def read(
+        self, offset: int, max_bytes: int, *, upper_bound: int | None = None
+    ) -> ReadResult:
+        """Whole batches from the one holding ``offset``, at most ``max_bytes``
+        (but at least one batch), never past ``upper_bound`` or the log end.
+
+        Raises:
+            OffsetOutOfRange: offset < log_start_offset or > log_end_offset.
+        """
+        with self._lock:
+            if self._closed:
+                raise LogClosed(f"{self.topic}-{self.partition} is closed")
+            end_offset = self._segments[-1].next_offset
+            if offset < self._log_start or offset > end_offset:
+                raise OffsetOutOfRange(offset, self._log_start, end_offset)
+            if upper_bound is not None:
+                end_offset = min(end_offset, upper_bound)
+            i = max(bisect.bisect_right(self._bases, offset) - 1, 0)
+            while i < len(self._segments) and offset < end_offset:
+                seg = self._segments[i]
+                if seg.next_offset > offset:
+                    found = seg.find(offset)
+                    if found is not None:
+                        return self._read_from(seg, found, max_bytes, end_offset)
+                i += 1
+            return ReadResult(buffers=[], size=0, first_offset=-1, next_offset=offset)
+
+    def _read_from(
+        self,
+        seg: Segment,
+        found: tuple[int, BatchHeader],
+        max_bytes: int,
+        end_offset: int,
+    ) -> ReadResult:
+        pos, header = found
+        if header.next_offset > end_offset:
+            return ReadResult(
+                buffers=[], size=0, first_offset=-1, next_offset=header.base_offset
+            )
+        if end_offset >= seg.next_offset:
+            limit_pos, limit_offset = seg.size, seg.next_offset
+        else:
+            boundary = seg.find(end_offset)
+            assert boundary is not None
+            limit_pos, limit_offset = boundary[0], boundary[1].base_offset
+        stop, next_offset = pos + header.size, header.next_offset
+        if limit_pos - pos <= max_bytes:
+            stop, next_offset = limit_pos, limit_offset
+        else:
+            bound = pos + max_bytes
+            # Index positions are batch starts: everything before the last indexed
+            # position <= bound fits, so the scan starts there.
+            scan_from = max(seg.index.lookup_position(bound), stop)
+            for p, h in seg.iter_headers(scan_from, limit_pos):
+                if p + h.size > bound:
+                    if p > stop:
+                        stop, next_offset = p, h.base_offset
+                    break
+                stop, next_offset = p + h.size, h.next_offset
+        data: bytes | memoryview
+        if self.read_mode == "mmap":
+            data = seg.view(pos, stop - pos)
+        else:
+            data = seg.read_bytes(pos, stop - pos)
+        return ReadResult(
+            buffers=[data],
+            size=len(data),
+            first_offset=header.base_offset,
+            next_offset=next_offset,
+        )
+
+    # -- ListOffsets / OffsetForLeaderEpoch ---------------------------------------
+    def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
+        """ListOffsets by time: (offset, timestamp) of the first record at or after
+        the log start whose timestamp is >= ``timestamp_ms``; None if there is none.
+
+        The time index finds the batch; only that batch's records are decoded.
+        """
+        with self._lock:
+            for seg in self._segments:
+                if (
+                    seg.max_timestamp < timestamp_ms
+                    or seg.next_offset <= self._log_start
+                ):
+                    continue
+                before = seg.time_index.offset_before(timestamp_ms)
+                start = seg.index.lookup(before) if before is not None else 0
+                for pos, header in seg.iter_headers(start):
+                    if (
+                        header.max_timestamp >= timestamp_ms
+                        and header.last_offset >= self._log_start
+                    ):
+                        found = self._first_record(
+                            seg, pos, header, lambda ts: ts >= timestamp_ms
+                        )
+                        if found is not None:
+                            return found
+            return None
+
+    def max_timestamp_offset(self) -> tuple[int, int]:
+        """ListOffsets -3: (offset, timestamp) of the first record with the largest
+        timestamp at or after the log start; (-1, -1) if the log is empty."""
+        with self._lock:
+            best: Segment | None = None
+            for seg in self._segments:
+                if seg.next_offset > self._log_start and (
+                    best is None or seg.max_timestamp > best.max_timestamp
+                ):
+                    best = seg
+            if best is None or best.max_timestamp < 0:
+                return -1, -1
+            found = best.find(max(best.max_timestamp_offset, self._log_start))
+            if found is None:
+                return -1, -1
+            top = best.max_timestamp
+            record = self._first_record(best, found[0], found[1], lambda ts: ts >= top)
+            return record or (max(found[1].base_offset, self._log_start), top)
+
+    def _first_record(
+        self,
+        seg: Segment,
+        pos: int,
+        header: BatchHeader,
+        wanted: Callable[[int], bool],
+    ) -> tuple[int, int] | None:
+        """First record of a batch at or after the log start whose timestamp is
+        ``wanted``; batch granularity if its records cannot be decoded."""
+        try:
+            for record in iter_records(seg.view(pos, header.size)):
+                if record.offset >= self._log_start and wanted(record.timestamp):
+                    return record.offset, record.timestamp
+        except RecordBatchError:
+            return max(header.base_offset, self._log_start), header.max_timestamp
+        return None
+
+    def epoch_end_offset(self, epoch: int) -> tuple[int, int]:
+        """OffsetForLeaderEpoch: (largest epoch <= ``epoch``, its end offset)."""
+        with self._lock:
+            return self._epochs.end_offset_for(epoch, self._segments[-1].next_offset)
+
+    # -- durability ------------------------------------------------------------------
+    def sync(self) -> int:
+        """fsync written data (and new directory entries); returns the durable offset.
+
+        Safe to call from a worker thread while the loop thread appends.
+
+        Raises:
+            StorageIOError: fsync failed; the log refuses writes until reopened.
+        """
+        with self._sync_lock:
+            with self._lock:
+                if self._failed is not None:
+                    raise StorageIOError(
+                        f"{self.topic}-{self.partition}: {self._failed}"
+                    )
+                if self._closed:
+                    return self._durable
+                target = self._segments[-1].next_offset
+                segs = list(self._unsynced.values())
+                self._unsynced.clear()
+                dir_dirty, self._dir_dirty = self._dir_dirty, False
+                fds = [self.fileops.dup(s.fd) for s in segs if not s.closed]
+            try:
+                for fd in fds:
+                    self.fileops.fdatasync(fd)
+                if dir_dirty:
+                    self.fileops.fsync_dir(self.directory)
+            except OSError as exc:
+                with self._lock:
+                    self._failed = f"fsync failed: {exc.strerror or exc}"
+                raise _io_error(f"syncing {self.directory}", exc) from exc
+            finally:
+                for fd in fds:
+                    with contextlib.suppress(OSError):
+                        self.fileops.close(fd)
+            with self._lock:
+                self._durable = max(self._durable, target)
+                durable = self._durable
+                stale = (
+                    self._recovery_point < self._segments[-1].base_offset
+                    and time.monotonic() - self._checkpointed_at
+                    >= self.checkpoint_interval_s
+                )
+            if stale:
+                # Worker thread already: keep crash re-scans bounded without
+                # waiting for the broker's own checkpoint schedule.
+                with contextlib.suppress(StorageError):
+                    self.checkpoint()
+            return durable
+
+    def checkpoint(self) -> None:
+        """Persist the recovery point (= durable offset) so a crash re-scans less.
+
+        For a worker thread: the log lock is held only to take a snapshot of the
+        state; index files and the checkpoint are written (and fsynced) outside it.
+        """
+        with self._lock:
+            self._check_writable()
+            recovery_point = self._durable
+            dirty = [s for s in self._segments[:-1] if s.indexes_dirty]
+            epoch_image = self._epochs.take_image()
+            self._checkpointed_at = time.monotonic()
+        try:
+            for seg in dirty:  # closed segments: their indexes no longer change
+                if not seg.closed:
+                    seg.write_indexes()
+            with self._checkpoint_lock:
+                if epoch_image is not None:
+                    self.fileops.write_file_atomic(
+                        os.path.join(self.directory, EPOCH_FILE), epoch_image
+                    )
+                self._recovery_point = max(self._recovery_point, recovery_point)
+                self._write_checkpoint()
+        except OSError as exc:
+            self._epochs.dirty = self._epochs.dirty or epoch_image is not None
+            raise _io_error(f"checkpointing {self.directory}", exc) from exc
+
+    # -- log start / retention ----------------------------------------------------------
+    def delete_records(self, before_offset: int) -> int:
+        """DeleteRecords: move the log start to ``before_offset``; returns it."""
+        with self._lock:
+            self._check_writable()
+            end = self._segments[-1].next_offset
+            if before_offset < 0 or before_offset > end:
+                raise OffsetOutOfRange(before_offset, self._log_start, end)
+            if before_offset > self._log_start:
+                self._log_start = before_offset
+                while (
+                    len(self._segments) > 1
+                    and self._segments[0].next_offset <= before_offset
+                ):
+                    self._remove_first()
+                self._save_state()
+            return self._log_start
+
+    def apply_retention(self, now_ms: int | None = None) -> list[SegmentInfo]:
+        """Delete closed segments past retention.ms / retention.bytes (oldest first)."""
+        now = _now_ms() if now_ms is None else now_ms
+        removed: list[SegmentInfo] = []
+        with self._lock:
+            self._check_writable()
+            cfg = self.config
+            total = sum(s.size for s in self._segments)
+            while len(self._segments) > 1:
+                seg = self._segments[0]
+                expired = (
+                    cfg.retention_ms >= 0
+                    and seg.max_timestamp >= 0
+                    and now - seg.max_timestamp > cfg.retention_ms
+                )
+                oversize = (
+                    cfg.retention_bytes >= 0 and total - seg.size >= cfg.retention_bytes
+                )
+                if not (expired or oversize):
+                    break
+                removed.append(self._info(seg))
+                total -= seg.size
+                self._remove_first()
+            if removed:
+                self._log_start = max(self._log_start, self._segments[0].base_offset)
+                self._save_state()
+        return removed
+
+    def _remove_first(self) -> None:
+        seg = self._segments.pop(0)
+        self._bases.pop(0)
+        self._unsynced.pop(seg.base_offset, None)
+        try:
+            seg.remove_files()
+        except OSError as exc:
+            raise _io_error(f"deleting {seg.log_path}", exc) from exc
+
+    def _save_state(self) -> None:
+        self._recovery_point = min(self._recovery_point, self._durable)
+        try:
+            with self._checkpoint_lock:
+                self._write_checkpoint()
+        except OSError as exc:
+            raise _io_error(f"checkpointing {self.directory}", exc) from exc
+
+    def reset_start(self, base_offset: int) -> None:
+        """Make an empty log (no readable records) begin at ``base_offset``.
+
+        Raises:
+            OffsetMismatch: the log holds records.
+        """
+        with self._lock:
+            self._check_writable()
+            if self._segments[-1].next_offset != self._log_start:
+                raise OffsetMismatch(
+                    f"{self.topic}-{self.partition} is not empty "
+                    f"({self._log_start}..{self._segments[-1].next_offset})"
+                )
+            if base_offset < 0:
+                raise OffsetMismatch(f"negative base offset {base_offset}")
+            try:
+                for seg in self._segments:
+                    seg.remove_files()
+                self._segments = [
+                    Segment.create(self.fileops, self.directory, base_offset)
+                ]
+            except OSError as exc:
+                self._failed = f"reset failed: {exc.strerror or exc}"
+                raise _io_error(f"resetting {self.directory}", exc) from exc
+            self._bases = [base_offset]
+            self._unsynced.clear()
+            self._log_start = self._durable = self._recovery_point = base_offset
+            self._epochs.clear()
+            try:
+                with self._checkpoint_lock:
+                    self._epochs.save(self.fileops, self.directory)
+                    self._write_checkpoint()  # also fsyncs the directory
+            except OSError as exc:
+                raise _io_error(f"checkpointing {self.directory}", exc) from exc
+            self._dir_dirty = False
+
+    # -- snapshots ----------------------------------------------------------------
+    def link_or_copy_segments_to(
+        self, dest_dir: str, end_offset: int, *, start_offset: int = 0
+    ) -> list[CopiedSegment]:
+        """Place the batches in [start_offset, end_offset) into ``dest_dir``.
+
+        ``end_offset`` is exclusive (a high watermark) and cut at a batch boundary.
+        Closed segments wholly inside the range are hard-linked (copied if the file
+        system refuses); a segment cut by the range is copied as a whole-batch slice
+        under the name of its first batch's offset. Runs in a worker thread; the
+        lock is held only while planning (the copy works on dup()ed descriptors).
+        """
+        with self._lock:
+            if self._closed:
+                raise LogClosed(f"{self.topic}-{self.partition} is closed")
+            plan = plan_copy(self._segments, start_offset, end_offset)
+            fds = [self.fileops.dup(step.segment.fd) for step in plan]
+        try:
+            return execute_copy(self.fileops, plan, fds, dest_dir)
+        except OSError as exc:
+            raise _io_error(f"copying segments to {dest_dir}", exc) from exc
+        finally:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    self.fileops.close(fd)
+
+    # -- closing ------------------------------------------------------------------
+    def close(self, clean: bool = True) -> None:
+        """Close; a clean close fsyncs everything and checkpoints the log end."""
+        with self._sync_lock, self._lock:
+            if self._closed:
+                return
+            try:
+                if clean and self._failed is None:
+                    for seg in self._segments:
+                        if (
+                            seg.base_offset in self._unsynced
+                            or seg is self._segments[-1]
+                        ):
+                            self.fileops.fsync(seg.fd)
+                            seg.seal_time_index()
+                        if seg.indexes_dirty:
+                            seg.write_indexes()
+                    self._durable = self._recovery_point = self._segments[
+                        -1
+                    ].next_offset
+                    with self._checkpoint_lock:
+                        self._epochs.save(self.fileops, self.directory)
+                        self._write_checkpoint()
+            except OSError as exc:
+                raise _io_error(f"closing {self.directory}", exc) from exc
+            finally:
+                self._closed = True
+                self._close_fds()
+
+    def _close_fds(self) -> None:
+        for seg in self._segments:
+            with contextlib.suppress(OSError):
+                seg.close()

@@ -1,0 +1,680 @@
+"""Partition snapshots: create, check (completeness, validation), plan and apply.
+
+The on-disk format (directory layout and ``meta.json``) is drawn in
+:mod:`storage.snapshot_meta`. This module works on one snapshot and one partition:
+
+- :func:`create_snapshot` puts a partition's batches in ``[start, end)`` into a new
+  snapshot directory: closed segments hard-linked (copied if the file system refuses),
+  the active segment's committed prefix copied, optionally compressed, all under
+  ``.<snapshot_id>.tmp`` and renamed into place once complete and fsynced.
+- :func:`inspect_snapshot` waits out copies in progress (sizes and checksums of every
+  segment, as ``meta.json`` records them) and validates the batches: every CRC,
+  offsets dense from ``base_offset`` to ``last_offset``, the last batch's epoch equal
+  to ``last_term``. It never trusts events, only what the files hold.
+- :func:`plan_apply` compares a snapshot with a partition log (batch CRCs at the
+  same offsets) and says what to do: apply from the log end, nothing
+  (already-present), nothing ever (diverged), or wait for an ancestor.
+- :func:`apply_plan` appends the missing batches verbatim, in whole-batch chunks,
+  then fsyncs. A crash leaves the log without the new batches or with a prefix of
+  them (recovery cuts a torn tail at a batch boundary); the next plan sees the
+  prefix as an identical overlap and appends the rest, so offsets never repeat.
+
+Everything here is synchronous; the broker runs it in worker threads, holding the
+partition's append order (no producer appends between plan and apply).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final, Protocol
+
+import crc32c as _crc32c
+
+from protocol.records import BatchHeader, iter_batches
+from storage.errors import OffsetOutOfRange, StorageError
+from storage.snapshot_meta import (
+    CODECS,
+    GROUP_OFFSETS_FILE,
+    META_FILE,
+    META_VERSION,
+    SegmentMeta,
+    SnapshotIncomplete,
+    SnapshotInvalid,
+    SnapshotMeta,
+    check_entry,
+    compress_file,
+    file_crc32c,
+    is_utf8_name,
+    iter_chunks,
+    list_segment_files,
+    open_segment,
+    parse_meta,
+    read_meta_bytes,
+)
+
+BatchRef = tuple[int, int, int]  # (base_offset, last_offset, crc)
+_READ_BYTES: Final = 4 * 1024 * 1024
+
+
+class Status(StrEnum):
+    """Ingest status of a snapshot (persisted; shown by ``snapshot list``)."""
+
+    WAITING = "waiting"  # incomplete: still being copied
+    INVALID = "invalid"
+    WAITING_FOR_ANCESTOR = "waiting-for-ancestor"
+    APPLYING = "applying"
+    APPLIED = "applied"
+    ALREADY_PRESENT = "already-present"
+    DIVERGED = "diverged"
+    CREATED = "created"  # made by this broker: never ingested by it
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """A complete, validated snapshot directory."""
+
+    path: str
+    meta: SnapshotMeta
+    segments: tuple[SegmentMeta, ...]  # with last_offset and size filled in
+    base_offset: int
+    last_offset: int
+    last_term: int
+    max_timestamp: int
+    stored_bytes: int
+
+
+class LogView(Protocol):
+    """What planning and applying need of a partition log (storage's PartitionLog)."""
+
+    @property
+    def log_start_offset(self) -> int: ...
+
+    @property
+    def log_end_offset(self) -> int: ...
+
+    def read(
+        self, offset: int, max_bytes: int, *, upper_bound: int | None = None
+    ) -> _Read: ...
+
+
+class _Read(Protocol):
+    @property
+    def buffers(self) -> Sequence[bytes | memoryview]: ...
+
+    @property
+    def next_offset(self) -> int: ...
+
+
+# -- inspection ----------------------------------------------------------------------
+
+
+def inspect_snapshot(
+    path: str, root: str, *, settle_s: float = 2.0, now: float | None = None
+) -> Snapshot:
+    """Check a snapshot directory is complete and valid.
+
+    ``root`` is the real path of the data dir (symlinks must stay inside it).
+    Mismatched sizes or checksums mean a copy in progress while any file changed in
+    the last ``settle_s`` seconds, and a damaged snapshot after that.
+
+    Raises:
+        SnapshotIncomplete: wait and look again.
+        SnapshotInvalid: never apply it (``reason`` says why).
+    """
+    check_entry(path, root, directory=True)
+    for name in os.listdir(path):
+        if not is_utf8_name(name):
+            raise SnapshotInvalid("non-utf8-name", repr(name))
+    meta = parse_meta(read_meta_bytes(path, root))
+    listed = (
+        meta.segments
+        if meta.segments is not None
+        else list_segment_files(path, meta.compression)
+    )
+    now = time.time() if now is None else now
+    newest = os.stat(os.path.join(path, META_FILE)).st_mtime
+    sizes = []
+    for seg in listed:
+        st = check_entry(os.path.join(path, seg.file), root)
+        newest = max(newest, st.st_mtime)
+        sizes.append(st.st_size)
+    settled = now - newest >= settle_s
+
+    def unfinished(reason: str, detail: str) -> SnapshotIncomplete | SnapshotInvalid:
+        return (
+            SnapshotInvalid(reason, detail)
+            if settled
+            else SnapshotIncomplete(reason, detail)
+        )
+
+    for seg, size in zip(listed, sizes, strict=True):
+        if seg.size is not None and size != seg.size:
+            raise unfinished(
+                "size-mismatch", f"{seg.file} has {size} of {seg.size} bytes"
+            )
+    if sum(sizes) != meta.size:
+        raise unfinished(
+            "size-mismatch", f"segments hold {sum(sizes)} of {meta.size} bytes"
+        )
+    for seg in listed:
+        if seg.crc32c is None and seg.sha256 is None:
+            continue
+        fd = open_segment(os.path.join(path, seg.file), root)
+        try:
+            _check_digest(fd, seg, unfinished)
+        finally:
+            os.close(fd)
+    try:
+        return _validate(path, root, meta, listed, sizes)
+    except SnapshotInvalid as exc:
+        if meta.segments is None and not settled:
+            raise SnapshotIncomplete(exc.reason, exc.detail) from exc
+        raise
+
+
+def _check_digest(
+    fd: int,
+    seg: SegmentMeta,
+    unfinished: Callable[[str, str], SnapshotIncomplete | SnapshotInvalid],
+) -> None:
+    if seg.crc32c is not None:
+        _, crc = file_crc32c(fd)
+        if crc != seg.crc32c:
+            raise unfinished(
+                "checksum-mismatch", f"{seg.file} crc32c {crc} != {seg.crc32c}"
+            )
+    if seg.sha256 is not None:
+        sha = hashlib.sha256()
+        pos = 0
+        while chunk := os.pread(fd, _READ_BYTES, pos):
+            sha.update(chunk)
+            pos += len(chunk)
+        if sha.hexdigest() != seg.sha256:
+            raise unfinished("checksum-mismatch", f"{seg.file} sha256 differs")
+
+
+def _validate(
+    path: str,
+    root: str,
+    meta: SnapshotMeta,
+    listed: tuple[SegmentMeta, ...],
+    sizes: list[int],
+) -> Snapshot:
+    expected = listed[0].base_offset
+    if meta.base_offset is not None and meta.base_offset != expected:
+        raise SnapshotInvalid(
+            "offsets", f"base_offset {meta.base_offset} but first segment {expected}"
+        )
+    last: BatchHeader | None = None
+    max_ts = -1
+    resolved = []
+    for seg, size in zip(listed, sizes, strict=True):
+        if seg.base_offset != expected:
+            raise SnapshotInvalid(
+                "offsets",
+                f"{seg.file} starts at {seg.base_offset}, expected {expected}",
+            )
+        fd = open_segment(os.path.join(path, seg.file), root)
+        seg_last: BatchHeader | None = None
+        try:
+            for _, batches in iter_chunks(fd, meta.compression, verify=True):
+                for _, header in batches:
+                    if header.base_offset != expected:
+                        raise SnapshotInvalid(
+                            "offsets",
+                            f"{seg.file}: batch at {header.base_offset}, expected {expected}",
+                        )
+                    expected = header.next_offset
+                    max_ts = max(max_ts, header.max_timestamp)
+                    seg_last = header
+        finally:
+            os.close(fd)
+        if seg_last is None:
+            raise SnapshotInvalid("empty-segment", seg.file)
+        if seg.last_offset is not None and seg.last_offset != seg_last.last_offset:
+            raise SnapshotInvalid(
+                "offsets",
+                f"{seg.file} ends at {seg_last.last_offset}, meta says {seg.last_offset}",
+            )
+        resolved.append(
+            SegmentMeta(
+                file=seg.file,
+                base_offset=seg.base_offset,
+                last_offset=seg_last.last_offset,
+                size=size,
+                crc32c=seg.crc32c,
+                sha256=seg.sha256,
+            )
+        )
+        last = seg_last
+    assert last is not None
+    if last.last_offset != meta.last_offset:
+        raise SnapshotInvalid(
+            "offsets",
+            f"batches end at {last.last_offset}, last_offset is {meta.last_offset}",
+        )
+    if last.partition_leader_epoch != meta.last_term:
+        raise SnapshotInvalid(
+            "last-term-mismatch",
+            f"last batch epoch {last.partition_leader_epoch}, last_term {meta.last_term}",
+        )
+    return Snapshot(
+        path=path,
+        meta=meta,
+        segments=tuple(resolved),
+        base_offset=listed[0].base_offset,
+        last_offset=meta.last_offset,
+        last_term=meta.last_term,
+        max_timestamp=max_ts,
+        stored_bytes=sum(sizes),
+    )
+
+
+# -- reading batches ------------------------------------------------------------------
+
+
+def snapshot_chunks(
+    snap: Snapshot, start: int, root: str
+) -> Iterator[tuple[memoryview, list[tuple[int, BatchHeader]]]]:
+    """Runs of whole batches of ``snap`` whose base offset is >= ``start``."""
+    for seg in snap.segments:
+        if seg.last_offset is not None and seg.last_offset < start:
+            continue
+        fd = open_segment(os.path.join(snap.path, seg.file), root)
+        try:
+            for view, batches in iter_chunks(fd, snap.meta.compression, verify=True):
+                keep = [(p, h) for p, h in batches if h.base_offset >= start]
+                if not keep:
+                    continue
+                first = keep[0][0]
+                yield view[first:], [(p - first, h) for p, h in keep]
+        finally:
+            os.close(fd)
+
+
+def snapshot_refs(snap: Snapshot, lo: int, hi: int, root: str) -> list[BatchRef]:
+    """(base, last, crc) of the snapshot's batches with lo <= base < hi."""
+    out: list[BatchRef] = []
+    for _, batches in snapshot_chunks(snap, lo, root):
+        for _, h in batches:
+            if h.base_offset >= hi:
+                return out
+            out.append((h.base_offset, h.last_offset, h.crc))
+    return out
+
+
+def log_refs(log: LogView, lo: int, hi: int) -> list[BatchRef]:
+    """(base, last, crc) of the log's batches with lo <= base < hi."""
+    out: list[BatchRef] = []
+    offset = lo
+    while offset < hi:
+        try:
+            result = log.read(offset, _READ_BYTES, upper_bound=hi)
+        except OffsetOutOfRange:
+            break
+        if not result.buffers:
+            break
+        for buf in result.buffers:
+            for _, h in iter_batches(buf):
+                if lo <= h.base_offset < hi:
+                    out.append((h.base_offset, h.last_offset, h.crc))
+        if result.next_offset <= offset:
+            break
+        offset = result.next_offset
+    return out
+
+
+# -- planning and applying ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """What applying a snapshot to a partition would do."""
+
+    status: Status  # APPLY is APPLYING; else ALREADY_PRESENT / DIVERGED / WAITING_FOR_ANCESTOR
+    reason: str = ""
+    from_offset: int = -1  # first offset to append
+    reset_start: bool = False  # empty partition: its log starts at base_offset
+    log_end: int = -1  # the log end offset the plan was made against
+
+
+def plan_apply(snap: Snapshot, log: LogView, root: str) -> Plan:
+    """Decide how ``snap`` relates to ``log`` (see the module docstring)."""
+    start, end = log.log_start_offset, log.log_end_offset
+    base, last = snap.base_offset, snap.last_offset
+    if end == 0:
+        # No record ever: the log starts at base_offset. An incremental snapshot
+        # waits for its ancestor instead, or the ancestor's batches could never
+        # be applied below it.
+        if snap.meta.incremental:
+            return Plan(
+                status=Status.WAITING_FOR_ANCESTOR,
+                reason="partition is empty; the ancestor is not applied",
+            )
+        return Plan(
+            status=Status.APPLYING, from_offset=base, reset_start=base != 0, log_end=end
+        )
+    if end < base:
+        return Plan(
+            status=Status.WAITING_FOR_ANCESTOR,
+            reason=f"log ends at {end}, snapshot starts at {base}",
+        )
+    lo, hi = max(base, start), min(end, last + 1)
+    if lo < hi:
+        mine = log_refs(log, lo, hi)
+        theirs = snapshot_refs(snap, lo, hi, root)
+        if mine != theirs:
+            where = next(
+                (a[0] for a, b in zip(mine, theirs, strict=False) if a != b),
+                min(len(mine), len(theirs)),
+            )
+            return Plan(
+                status=Status.DIVERGED, reason=f"batches differ near offset {where}"
+            )
+    if end > last:
+        return Plan(status=Status.ALREADY_PRESENT, reason=f"log already ends at {end}")
+    if not _is_boundary(snap, end, root):
+        return Plan(
+            status=Status.DIVERGED, reason=f"log end {end} is inside a snapshot batch"
+        )
+    return Plan(status=Status.APPLYING, from_offset=end, log_end=end)
+
+
+def _is_boundary(snap: Snapshot, offset: int, root: str) -> bool:
+    if offset == snap.base_offset:
+        return True
+    for _, batches in snapshot_chunks(snap, offset, root):
+        return bool(batches) and batches[0][1].base_offset == offset
+    return False
+
+
+class VerbatimLog(LogView, Protocol):
+    """A log that takes already-offset batches (storage's PartitionLog)."""
+
+    def append_verbatim(self, batches: bytes | bytearray | memoryview) -> object: ...
+
+    def reset_start(self, base_offset: int) -> None: ...
+
+    def sync(self) -> int: ...
+
+
+def apply_plan(
+    log: VerbatimLog,
+    snap: Snapshot,
+    plan: Plan,
+    root: str,
+    *,
+    throttle: Callable[[int], None] | None = None,
+) -> int:
+    """Append the snapshot's batches from ``plan.from_offset``; fsync; bytes appended.
+
+    ``throttle(n)`` is called after each chunk of ``n`` bytes (the broker sleeps there
+    to keep other partitions' latency low).
+
+    Raises:
+        StorageError: the log refused (OffsetMismatch if it moved since the plan).
+    """
+    if plan.status is not Status.APPLYING:
+        return 0
+    if plan.reset_start:
+        log.reset_start(plan.from_offset)
+    written = 0
+    for view, batches in snapshot_chunks(snap, plan.from_offset, root):
+        if not batches:
+            continue
+        log.append_verbatim(view)
+        written += len(view)
+        if throttle is not None:
+            throttle(len(view))
+    log.sync()
+    return written
+
+
+def read_batches(snap: Snapshot, start: int, root: str, limit: int) -> bytes | None:
+    """The snapshot's batches from ``start`` as one buffer; None if over ``limit`` bytes."""
+    parts: list[bytes] = []
+    total = 0
+    for view, _ in snapshot_chunks(snap, start, root):
+        total += len(view)
+        if total > limit:
+            return None
+        parts.append(bytes(view))
+    return b"".join(parts)
+
+
+def apply_order(snaps: Sequence[Snapshot]) -> list[Snapshot]:
+    """Snapshots of one partition in the order they apply: ancestors first, then by
+    base and last offset (so a chain applies in order whatever order it arrived in)."""
+    by_id = {s.meta.snapshot_id: s for s in snaps if s.meta.snapshot_id}
+
+    def depth(s: Snapshot) -> int:
+        n = 0
+        seen = set()
+        while s.meta.ancestor_snapshot_id in by_id and n < len(snaps):
+            if s.meta.ancestor_snapshot_id in seen:
+                break
+            seen.add(s.meta.ancestor_snapshot_id)
+            s = by_id[s.meta.ancestor_snapshot_id]
+            n += 1
+        return n
+
+    return sorted(snaps, key=lambda s: (s.base_offset, depth(s), s.last_offset, s.path))
+
+
+# -- creation -----------------------------------------------------------------------
+
+
+class SnapshotSource(Protocol):
+    """What creation needs of a partition log (storage's PartitionLog)."""
+
+    @property
+    def log_start_offset(self) -> int: ...
+
+    def read(
+        self, offset: int, max_bytes: int, *, upper_bound: int | None = None
+    ) -> _Read: ...
+
+    def link_or_copy_segments_to(
+        self, dest_dir: str, end_offset: int, *, start_offset: int = 0
+    ) -> Sequence[_Copied]: ...
+
+
+class _Copied(Protocol):
+    @property
+    def file(self) -> str: ...
+
+    @property
+    def base_offset(self) -> int: ...
+
+    @property
+    def last_offset(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateRequest:
+    """One partition's snapshot to create."""
+
+    snapshots_dir: str  # <data_dir>/snapshots
+    dir_name: str  # the topic id (or name) directory
+    snapshot_id: str
+    topic: str
+    topic_id: str
+    partition: int
+    partition_count: int
+    end_offset: int  # exclusive: the high watermark at the consistent point
+    compression: str = "none"
+    ancestor: SnapshotMeta | None = None
+    topic_configs: Mapping[str, str] = field(default_factory=dict)
+    group_offsets: bytes | None = None  # group-offsets.json content
+
+
+def create_snapshot(
+    log: SnapshotSource,
+    req: CreateRequest,
+    *,
+    before_publish: Callable[[str], None] | None = None,
+) -> tuple[str, SnapshotMeta]:
+    """Write a snapshot directory; returns its final path and meta.
+
+    ``before_publish(final_path)`` runs before the rename (the broker records the
+    snapshot as its own there, so its watcher never ingests it).
+
+    Raises:
+        SnapshotInvalid: nothing to snapshot (reason ``empty``) or the ancestor's end
+            is no longer in the log (``ancestor-gone``).
+        StorageError: I/O failed (the temporary directory is removed).
+    """
+    if req.compression not in CODECS:
+        raise SnapshotInvalid("bad-meta", f"unknown compression {req.compression!r}")
+    start = log.log_start_offset
+    if req.ancestor is not None:
+        start = req.ancestor.last_offset + 1
+        if start < log.log_start_offset:
+            raise SnapshotInvalid(
+                "ancestor-gone", f"offset {start} was deleted from the log"
+            )
+    if req.end_offset <= start:
+        raise SnapshotInvalid("empty", f"no batches in [{start}, {req.end_offset})")
+    parent = os.path.join(req.snapshots_dir, req.dir_name)
+    final = os.path.join(parent, req.snapshot_id)
+    tmp = os.path.join(parent, f".{req.snapshot_id}.tmp")
+    if os.path.exists(final):
+        raise SnapshotInvalid("exists", final)
+    os.makedirs(parent, exist_ok=True)
+    _rmtree(tmp)
+    try:
+        meta = _fill(log, req, start, tmp)
+        _fsync_dir(tmp)
+        if before_publish is not None:
+            before_publish(final)
+        os.replace(tmp, final)
+        _fsync_dir(parent)
+    except OSError as exc:
+        _rmtree(tmp)
+        raise StorageError(f"creating snapshot {final}: {exc}") from exc
+    except BaseException:
+        _rmtree(tmp)
+        raise
+    return final, meta
+
+
+def _fill(
+    log: SnapshotSource, req: CreateRequest, start: int, tmp: str
+) -> SnapshotMeta:
+    copied = log.link_or_copy_segments_to(tmp, req.end_offset, start_offset=start)
+    if not copied:
+        raise SnapshotInvalid("empty", f"no batches in [{start}, {req.end_offset})")
+    segments = []
+    last: BatchHeader | None = None
+    max_ts = -1
+    for c in copied:
+        path = os.path.join(tmp, c.file)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        crc = 0
+        try:
+            for view, batches in iter_chunks(fd, "none", verify=False):
+                crc = _crc32c.crc32c(view, crc)
+                for _, h in batches:
+                    max_ts = max(max_ts, h.max_timestamp)
+                    last = h
+            size = os.fstat(fd).st_size
+            if req.compression != "none":
+                data = compress_file(_pread_all(fd, size), req.compression)
+        finally:
+            os.close(fd)
+        name = c.file
+        if req.compression != "none":
+            name = c.file + CODECS[req.compression]
+            _write_new(os.path.join(tmp, name), data)
+            os.unlink(path)
+            size = len(data)
+            crc = _crc_bytes(data)
+        segments.append(
+            SegmentMeta(
+                file=name,
+                base_offset=c.base_offset,
+                last_offset=c.last_offset,
+                size=size,
+                crc32c=crc,
+            )
+        )
+    assert last is not None
+    group_file = None
+    if req.group_offsets is not None:
+        _write_new(os.path.join(tmp, GROUP_OFFSETS_FILE), req.group_offsets)
+        group_file = GROUP_OFFSETS_FILE
+    meta = SnapshotMeta(
+        version=META_VERSION,
+        last_offset=last.last_offset,
+        last_term=last.partition_leader_epoch,
+        ancestor_snapshot_id=None if req.ancestor is None else req.ancestor.snapshot_id,
+        compression=req.compression,
+        size=sum(s.size or 0 for s in segments),
+        snapshot_id=req.snapshot_id,
+        topic=req.topic,
+        topic_id=req.topic_id,
+        partition=req.partition,
+        partition_count=req.partition_count,
+        base_offset=segments[0].base_offset,
+        max_timestamp=max_ts,
+        created_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        segments=tuple(segments),
+        topic_configs=dict(req.topic_configs),
+        group_offsets=group_file,
+    )
+    _write_new(os.path.join(tmp, META_FILE), meta.encode())
+    return meta
+
+
+def _crc_bytes(data: bytes) -> int:
+    return int(_crc32c.crc32c(data))
+
+
+def _pread_all(fd: int, size: int) -> bytes:
+    parts = []
+    pos = 0
+    while pos < size and (chunk := os.pread(fd, min(_READ_BYTES, size - pos), pos)):
+        parts.append(chunk)
+        pos += len(chunk)
+    return b"".join(parts)
+
+
+def _write_new(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        done = 0
+        while done < len(view):
+            done += os.write(fd, view[done:])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _rmtree(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(path)
+
+
+def read_snapshot_meta(path: str, root: str) -> SnapshotMeta:
+    """Parse a snapshot directory's ``meta.json`` (no completeness check)."""
+    try:
+        return parse_meta(read_meta_bytes(path, root))
+    except SnapshotIncomplete as exc:
+        raise SnapshotInvalid(exc.reason, exc.detail) from exc

@@ -1,0 +1,612 @@
+"""Partition snapshots on disk: the layout, ``meta.json``, safe reading and validation.
+
+One snapshot directory holds one partition's batches from ``base_offset`` to
+``last_offset``, in Kafka's own segment format::
+
+    <data_dir>/snapshots/
+    ├── <topic_id or topic name>/
+    │   ├── <snapshot_id>/                  nanosecond timestamp, e.g. 1678886400000000000
+    │   │   ├── meta.json
+    │   │   ├── 00000000000000000000.log    segment files named by their first offset,
+    │   │   ├── 00000000000000004096.log    batches exactly as in the log (.zst, .gz or
+    │   │   │                               .lz4 appended when compressed as stored)
+    │   │   └── group-offsets.json          optional (create --with-group-offsets)
+    │   ├── .<snapshot_id>.tmp/             being written by ``create``; ignored
+    │   ├── meta.json + *.log               "flat copy": a snapshot copied one level up
+    └── .anything/                          dot-names are ignored until renamed
+
+``meta.json`` (UTF-8 JSON object, at most 1 MiB)::
+
+    {"version": 1,                          \\
+     "last_offset": 1,                       |  the seed's six fields; a meta.json with
+     "last_term": 0,                         |  only these is accepted: the topic comes
+     "ancestor_snapshot_id": "000…000",      |  from the directory name, partition 0,
+     "compression": "none",                  |  segments = the *.log files beside it
+     "size": 1234,                          /   (bytes of all segment files as stored)
+     "snapshot_id": "1678886400000000000",
+     "topic": "my-topic", "topic_id": "<uuid>", "partition": 0, "partition_count": 1,
+     "base_offset": 0, "max_timestamp": 1700000000000,
+     "created_at": "2026-01-01T00:00:00.000000Z",
+     "topic_configs": {"retention.ms": "..."},
+     "group_offsets": "group-offsets.json",
+     "segments": [{"file": "00000000000000000000.log", "base_offset": 0,
+                   "last_offset": 1, "size": 1234, "crc32c": 305419896}]}
+
+``ancestor_snapshot_id`` of all zeros (or null) means a full snapshot; otherwise the
+snapshot is incremental and holds only the batches after its ancestor's last offset.
+A segment's ``crc32c`` (or ``sha256``, hex) covers the file as stored (compressed if
+``compression`` is not none). Names are checked strictly: segment files must be
+``<20 digits>.log[.zst|.gz|.lz4]``; anything else in ``meta.json`` (``..``, ``/``,
+absolute paths) is invalid. Symlinks resolving outside the data dir, device files
+and FIFOs, non-UTF-8 names and oversized ``meta.json`` files are rejected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import stat
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import cramjam
+import crc32c as _crc32c
+
+from protocol.records import (
+    BATCH_HEADER_SIZE,
+    LOG_OVERHEAD,
+    BatchHeader,
+    CorruptBatch,
+    read_header,
+    verify_batch,
+)
+from storage.errors import StorageError
+
+META_FILE: Final = "meta.json"
+GROUP_OFFSETS_FILE: Final = "group-offsets.json"
+META_VERSION: Final = 1
+MAX_META_BYTES: Final = 1024 * 1024
+MAX_BATCH_BYTES: Final = 128 * 1024 * 1024
+NO_ANCESTOR: Final = "0" * 36
+CODECS: Final[Mapping[str, str]] = {
+    "none": "",
+    "zstd": ".zst",
+    "gzip": ".gz",
+    "lz4": ".lz4",
+}
+SEGMENT_RE: Final = re.compile(r"^(\d{20})\.log(\.zst|\.gz|\.lz4)?$")
+SNAPSHOT_ID_RE: Final = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
+UUID_RE: Final = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+TOPIC_RE: Final = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+_CHUNK: Final = 8 * 1024 * 1024
+
+
+class SnapshotError(StorageError):
+    """A snapshot cannot be used; ``reason`` is a short kebab-case code for metrics."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class SnapshotIncomplete(SnapshotError):
+    """The snapshot is still being copied (or its meta.json does not parse yet)."""
+
+
+class SnapshotInvalid(SnapshotError):
+    """The snapshot is complete but wrong or hostile; it is never applied."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SegmentMeta:
+    """One segment file of a snapshot as ``meta.json`` records it."""
+
+    file: str
+    base_offset: int
+    last_offset: int | None = None
+    size: int | None = None
+    crc32c: int | None = None
+    sha256: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """The ``segments[]`` entry."""
+        out: dict[str, object] = {"file": self.file, "base_offset": self.base_offset}
+        optional = {
+            "last_offset": self.last_offset,
+            "size": self.size,
+            "crc32c": self.crc32c,
+            "sha256": self.sha256,
+        }
+        out.update({k: v for k, v in optional.items() if v is not None})
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotMeta:
+    """A parsed ``meta.json``; optional fields are None when it is minimal."""
+
+    version: int
+    last_offset: int
+    last_term: int
+    ancestor_snapshot_id: str | None
+    compression: str
+    size: int
+    snapshot_id: str | None = None
+    topic: str | None = None
+    topic_id: str | None = None
+    partition: int = 0
+    partition_count: int | None = None
+    base_offset: int | None = None
+    max_timestamp: int | None = None
+    created_at: str | None = None
+    segments: tuple[SegmentMeta, ...] | None = None
+    topic_configs: Mapping[str, str] = field(default_factory=dict)
+    group_offsets: str | None = None
+
+    @property
+    def incremental(self) -> bool:
+        """Whether the snapshot continues an ancestor."""
+        return self.ancestor_snapshot_id is not None
+
+    def to_json(self) -> dict[str, object]:
+        """The ``meta.json`` object."""
+        out: dict[str, object] = {
+            "version": self.version,
+            "last_offset": self.last_offset,
+            "last_term": self.last_term,
+            "ancestor_snapshot_id": self.ancestor_snapshot_id or NO_ANCESTOR,
+            "compression": self.compression,
+            "size": self.size,
+        }
+        optional = {
+            "snapshot_id": self.snapshot_id,
+            "topic": self.topic,
+            "topic_id": self.topic_id,
+            "partition": self.partition,
+            "partition_count": self.partition_count,
+            "base_offset": self.base_offset,
+            "max_timestamp": self.max_timestamp,
+            "created_at": self.created_at,
+        }
+        out.update({k: v for k, v in optional.items() if v is not None})
+        if self.topic_configs:
+            out["topic_configs"] = dict(self.topic_configs)
+        if self.group_offsets is not None:
+            out["group_offsets"] = self.group_offsets
+        if self.segments is not None:
+            out["segments"] = [s.to_json() for s in self.segments]
+        return out
+
+    def encode(self) -> bytes:
+        """``meta.json`` bytes (sorted keys, one trailing newline)."""
+        return json.dumps(self.to_json(), indent=1, sort_keys=True).encode() + b"\n"
+
+
+# -- parsing ---------------------------------------------------------------------
+
+
+def _int(
+    obj: Mapping[str, object], key: str, *, lo: int = 0, optional: bool = False
+) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        if optional:
+            return None
+        raise SnapshotInvalid("bad-meta", f"{key} is missing")
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise SnapshotInvalid("bad-meta", f"{key} is not an integer")
+    if not lo <= value < 2**63:
+        raise SnapshotInvalid("bad-meta", f"{key} {value} out of range")
+    return value
+
+
+def _req_int(obj: Mapping[str, object], key: str, *, lo: int = 0) -> int:
+    value = _int(obj, key, lo=lo)
+    assert value is not None
+    return value
+
+
+def _str(obj: Mapping[str, object], key: str) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 4096:
+        raise SnapshotInvalid("bad-meta", f"{key} is not a string")
+    return value
+
+
+def check_segment_name(name: str, compression: str) -> int:
+    """Base offset named by a segment file; rejects every other name.
+
+    Raises:
+        SnapshotInvalid: not ``<20 digits>.log`` with the codec's suffix.
+    """
+    m = SEGMENT_RE.match(name)
+    if m is None or (m.group(2) or "") != CODECS[compression]:
+        raise SnapshotInvalid("bad-file-name", f"{name!r} is not a segment file name")
+    return int(m.group(1))
+
+
+def parse_meta(data: bytes) -> SnapshotMeta:
+    """Parse ``meta.json`` bytes.
+
+    Raises:
+        SnapshotIncomplete: not (yet) valid JSON; a copy may still be writing it.
+        SnapshotInvalid: too large, not UTF-8 or a field has the wrong type.
+    """
+    if len(data) > MAX_META_BYTES:
+        raise SnapshotInvalid("meta-too-large", f"{len(data)} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SnapshotInvalid("bad-meta", "meta.json is not UTF-8") from exc
+    try:
+        obj: object = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise SnapshotIncomplete("meta-unparsable", str(exc)[:200]) from exc
+    if not isinstance(obj, dict):
+        raise SnapshotInvalid("bad-meta", "meta.json is not an object")
+    version = _req_int(obj, "version")
+    if version != META_VERSION:
+        raise SnapshotInvalid("bad-meta", f"unsupported version {version}")
+    compression = _str(obj, "compression") or "none"
+    if compression not in CODECS:
+        raise SnapshotInvalid("bad-meta", f"unknown compression {compression!r}")
+    ancestor = obj.get("ancestor_snapshot_id")
+    if ancestor is not None and not (
+        isinstance(ancestor, str) and SNAPSHOT_ID_RE.match(ancestor)
+    ):
+        raise SnapshotInvalid("bad-meta", "ancestor_snapshot_id is not a snapshot id")
+    if ancestor is not None and set(ancestor) == {"0"}:
+        ancestor = None
+    snapshot_id = _str(obj, "snapshot_id")
+    if snapshot_id is not None and not SNAPSHOT_ID_RE.match(snapshot_id):
+        raise SnapshotInvalid("bad-meta", "bad snapshot_id")
+    topic = _str(obj, "topic")
+    if topic is not None and (not TOPIC_RE.match(topic) or topic in (".", "..")):
+        raise SnapshotInvalid("bad-meta", f"bad topic name {topic!r}")
+    topic_id = _str(obj, "topic_id")
+    if topic_id is not None and not UUID_RE.match(topic_id):
+        raise SnapshotInvalid("bad-meta", "topic_id is not a UUID")
+    configs = obj.get("topic_configs") or {}
+    if not isinstance(configs, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in configs.items()
+    ):
+        raise SnapshotInvalid("bad-meta", "topic_configs is not a string map")
+    group_offsets = _str(obj, "group_offsets")
+    if group_offsets is not None and group_offsets != GROUP_OFFSETS_FILE:
+        raise SnapshotInvalid("bad-file-name", f"group_offsets {group_offsets!r}")
+    segments: tuple[SegmentMeta, ...] | None = None
+    raw_segments = obj.get("segments")
+    if raw_segments is not None:
+        if (
+            not isinstance(raw_segments, list)
+            or not raw_segments
+            or len(raw_segments) > 100_000
+        ):
+            raise SnapshotInvalid("bad-meta", "segments is not a non-empty list")
+        parsed = []
+        for raw in raw_segments:
+            if not isinstance(raw, dict):
+                raise SnapshotInvalid("bad-meta", "a segment is not an object")
+            name = _str(raw, "file")
+            if name is None:
+                raise SnapshotInvalid("bad-meta", "a segment has no file")
+            named_base = check_segment_name(name, compression)
+            base = _req_int(raw, "base_offset")
+            if base != named_base:
+                raise SnapshotInvalid("bad-meta", f"{name} says base_offset {base}")
+            sha = _str(raw, "sha256")
+            if sha is not None and not re.fullmatch(r"[0-9a-f]{64}", sha):
+                raise SnapshotInvalid("bad-meta", "sha256 is not 64 hex digits")
+            crc = _int(raw, "crc32c", optional=True)
+            if crc is not None and crc >= 2**32:
+                raise SnapshotInvalid("bad-meta", "crc32c out of range")
+            parsed.append(
+                SegmentMeta(
+                    file=name,
+                    base_offset=base,
+                    last_offset=_int(raw, "last_offset", optional=True),
+                    size=_int(raw, "size", optional=True),
+                    crc32c=crc,
+                    sha256=sha,
+                )
+            )
+        if len({s.file for s in parsed}) != len(parsed):
+            raise SnapshotInvalid("bad-meta", "a segment file is listed twice")
+        segments = tuple(sorted(parsed, key=lambda s: s.base_offset))
+    partition = _int(obj, "partition", optional=True)
+    count = _int(obj, "partition_count", lo=1, optional=True)
+    if partition is not None and count is not None and partition >= count:
+        raise SnapshotInvalid("bad-meta", f"partition {partition} of {count}")
+    if count is not None and count > 100_000:
+        raise SnapshotInvalid("bad-meta", "partition_count too large")
+    created_at = _str(obj, "created_at")
+    return SnapshotMeta(
+        version=version,
+        last_offset=_req_int(obj, "last_offset"),
+        last_term=_req_int(obj, "last_term", lo=-1),
+        ancestor_snapshot_id=ancestor,
+        compression=compression,
+        size=_req_int(obj, "size"),
+        snapshot_id=snapshot_id,
+        topic=topic,
+        topic_id=topic_id.lower() if topic_id else None,
+        partition=partition or 0,
+        partition_count=count,
+        base_offset=_int(obj, "base_offset", optional=True),
+        max_timestamp=_int(obj, "max_timestamp", lo=-1, optional=True),
+        created_at=created_at,
+        segments=segments,
+        topic_configs=dict(configs),
+        group_offsets=group_offsets,
+    )
+
+
+# -- hostile-input-safe file access ---------------------------------------------
+
+
+def is_utf8_name(name: str) -> bool:
+    """Whether a name from ``os.listdir`` was valid UTF-8 (no surrogate escapes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _inside(path: str, root: str) -> bool:
+    real = os.path.realpath(path)
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def check_entry(path: str, root: str, *, directory: bool = False) -> os.stat_result:
+    """stat ``path`` after checking it is safe to read: not a symlink leading out of
+    ``root`` (the data dir, real path), a regular file (or a directory).
+
+    Raises:
+        SnapshotIncomplete: it does not exist (yet).
+        SnapshotInvalid: symlink out of the data dir, device, FIFO, socket...
+    """
+    name = os.path.basename(path)
+    if not is_utf8_name(name):
+        raise SnapshotInvalid("non-utf8-name", repr(name))
+    try:
+        lst = os.lstat(path)
+    except FileNotFoundError as exc:
+        raise SnapshotIncomplete("missing-file", name) from exc
+    except OSError as exc:
+        raise SnapshotInvalid("unreadable", f"{name}: {exc.strerror}") from exc
+    if stat.S_ISLNK(lst.st_mode) and not _inside(path, root):
+        raise SnapshotInvalid("symlink-outside-data-dir", name)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise SnapshotInvalid("dangling-symlink", name) from exc
+    want = stat.S_ISDIR if directory else stat.S_ISREG
+    if not want(st.st_mode):
+        raise SnapshotInvalid("not-a-regular-file", name)
+    return st
+
+
+def read_meta_bytes(snapshot_dir: str, root: str) -> bytes:
+    """Read ``meta.json`` safely (capped at :data:`MAX_META_BYTES`, never blocking)."""
+    path = os.path.join(snapshot_dir, META_FILE)
+    st = check_entry(path, root)
+    if st.st_size > MAX_META_BYTES:
+        raise SnapshotInvalid("meta-too-large", f"{st.st_size} bytes")
+    return _read_capped(path, MAX_META_BYTES + 1)
+
+
+def _read_capped(path: str, cap: int) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SnapshotIncomplete(
+            "unreadable", f"{os.path.basename(path)}: {exc.strerror}"
+        ) from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SnapshotInvalid("not-a-regular-file", os.path.basename(path))
+        data = os.read(fd, cap)
+    finally:
+        os.close(fd)
+    if len(data) >= cap:
+        raise SnapshotInvalid("meta-too-large", f"over {cap - 1} bytes")
+    return data
+
+
+def open_segment(path: str, root: str) -> int:
+    """Open a snapshot file for reading after :func:`check_entry` (returns an fd)."""
+    check_entry(path, root)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SnapshotIncomplete(
+            "unreadable", f"{os.path.basename(path)}: {exc.strerror}"
+        ) from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise SnapshotInvalid("not-a-regular-file", os.path.basename(path))
+    return fd
+
+
+def list_segment_files(snapshot_dir: str, compression: str) -> tuple[SegmentMeta, ...]:
+    """The segment files beside a minimal ``meta.json``, by base offset."""
+    found = []
+    for name in os.listdir(snapshot_dir):
+        m = SEGMENT_RE.match(name) if is_utf8_name(name) else None
+        if m is not None and (m.group(2) or "") == CODECS[compression]:
+            found.append(SegmentMeta(file=name, base_offset=int(m.group(1))))
+    if not found:
+        raise SnapshotIncomplete("no-segments", "no segment files yet")
+    return tuple(sorted(found, key=lambda s: s.base_offset))
+
+
+# -- reading segment files ---------------------------------------------------------
+
+
+def stored_checksums(fd: int) -> tuple[int, int, str]:
+    """(size, crc32c, sha256 hex) of a file's stored bytes, read in chunks."""
+    crc = 0
+    sha = hashlib.sha256()
+    size = 0
+    pos = 0
+    while True:
+        chunk = os.pread(fd, _CHUNK, pos)
+        if not chunk:
+            return size, crc, sha.hexdigest()
+        crc = _crc32c.crc32c(chunk, crc)
+        sha.update(chunk)
+        size += len(chunk)
+        pos += len(chunk)
+
+
+def file_crc32c(fd: int) -> tuple[int, int]:
+    """(size, crc32c) of a file's bytes."""
+    crc = 0
+    pos = 0
+    while True:
+        chunk = os.pread(fd, _CHUNK, pos)
+        if not chunk:
+            return pos, crc
+        crc = _crc32c.crc32c(chunk, crc)
+        pos += len(chunk)
+
+
+def decompress_file(data: bytes, compression: str) -> bytes:
+    """Undo a snapshot's file compression (``none`` returns ``data``).
+
+    Raises:
+        SnapshotInvalid: the bytes do not decode.
+    """
+    try:
+        match compression:
+            case "none":
+                return data
+            case "zstd":
+                return bytes(cramjam.zstd.decompress(data))
+            case "gzip":
+                return bytes(cramjam.gzip.decompress(data))
+            case "lz4":
+                return bytes(cramjam.lz4.decompress(data))
+    except cramjam.DecompressionError as exc:
+        raise SnapshotInvalid("bad-compression", str(exc)[:200]) from exc
+    raise SnapshotInvalid("bad-meta", f"unknown compression {compression!r}")
+
+
+def compress_file(data: bytes | memoryview, compression: str) -> bytes:
+    """Compress a segment file's bytes as stored in a snapshot."""
+    match compression:
+        case "zstd":
+            return bytes(cramjam.zstd.compress(data))
+        case "gzip":
+            return bytes(cramjam.gzip.compress(data))
+        case "lz4":
+            return bytes(cramjam.lz4.compress(data))
+    return bytes(data)
+
+
+def iter_chunks(
+    fd: int, compression: str, *, verify: bool, chunk_bytes: int = _CHUNK
+) -> Iterator[tuple[memoryview, list[tuple[int, BatchHeader]]]]:
+    """Yield runs of whole batches of a segment file: (bytes, [(pos, header)]).
+
+    Positions are relative to the yielded view. ``verify`` checks every batch (CRC,
+    magic, lengths, counts). A trailing partial batch is an error.
+
+    Raises:
+        SnapshotInvalid: a damaged batch, a batch over 128 MiB or a torn tail.
+    """
+    if compression != "none":
+        stored = _read_all(fd)
+        yield from _split(
+            memoryview(decompress_file(stored, compression)), verify, final=True
+        )
+        return
+    pos = 0
+    carry = b""
+    while True:
+        data = os.pread(fd, chunk_bytes, pos)
+        pos += len(data)
+        buf = carry + data if carry else data
+        if not data:
+            if carry:
+                raise SnapshotInvalid(
+                    "torn-batch", f"{len(carry)} bytes after the last batch"
+                )
+            return
+        view = memoryview(buf)
+        batches = list(_split_partial(view, verify))
+        used = batches[-1][0] + batches[-1][1].size if batches else 0
+        if batches:
+            yield view[:used], batches
+        carry = bytes(view[used:])
+        if len(carry) >= LOG_OVERHEAD:
+            need = read_length(carry)
+            if need > MAX_BATCH_BYTES:
+                raise SnapshotInvalid("batch-too-large", f"{need} bytes")
+
+
+def read_length(buf: bytes | memoryview) -> int:
+    """Whole size of the batch starting ``buf`` (LOG_OVERHEAD included)."""
+    return int.from_bytes(buf[8:12], "big", signed=True) + LOG_OVERHEAD
+
+
+def _read_all(fd: int) -> bytes:
+    parts = []
+    pos = 0
+    while chunk := os.pread(fd, _CHUNK, pos):
+        parts.append(chunk)
+        pos += len(chunk)
+    return b"".join(parts)
+
+
+def _check(view: memoryview, pos: int, verify: bool) -> BatchHeader:
+    try:
+        header = verify_batch(view, pos) if verify else read_header(view, pos)
+    except CorruptBatch as exc:
+        raise SnapshotInvalid("corrupt-batch", str(exc)) from exc
+    if header.magic != 2 or header.batch_length < BATCH_HEADER_SIZE - LOG_OVERHEAD:
+        raise SnapshotInvalid("corrupt-batch", f"not a v2 batch at {pos}")
+    return header
+
+
+def _split_partial(view: memoryview, verify: bool) -> Iterator[tuple[int, BatchHeader]]:
+    pos = 0
+    end = len(view)
+    while end - pos >= BATCH_HEADER_SIZE:
+        size = read_length(view[pos : pos + LOG_OVERHEAD])
+        if size > MAX_BATCH_BYTES or size < BATCH_HEADER_SIZE:
+            raise SnapshotInvalid("corrupt-batch", f"batch size {size} at {pos}")
+        if pos + size > end:
+            return
+        yield pos, _check(view, pos, verify)
+        pos += size
+
+
+def _split(
+    view: memoryview, verify: bool, *, final: bool
+) -> Iterator[tuple[memoryview, list[tuple[int, BatchHeader]]]]:
+    batches = list(_split_partial(view, verify))
+    used = batches[-1][0] + batches[-1][1].size if batches else 0
+    if final and used != len(view):
+        raise SnapshotInvalid(
+            "torn-batch", f"{len(view) - used} bytes after the last batch"
+        )
+    # Hand out runs of about _CHUNK bytes so appends interleave with producers.
+    start = 0
+    run: list[tuple[int, BatchHeader]] = []
+    for pos, header in batches:
+        if run and pos + header.size - start > _CHUNK:
+            yield view[start:pos], [(p - start, h) for p, h in run]
+            start, run = pos, []
+        run.append((pos, header))
+    if run:
+        yield view[start:used], [(p - start, h) for p, h in run]

@@ -1,0 +1,213 @@
+"""The committed-offset store: durability, crash recovery, deletion, expiry."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from storage.errors import StorageIOError
+from storage.fileops import FileOps
+from storage.offset_store import CommittedOffset, OffsetStore
+
+
+def _off(topic: str, part: int, offset: int, **kw: object) -> CommittedOffset:
+    return CommittedOffset(topic=topic, partition=part, offset=offset, **kw)  # type: ignore[arg-type]
+
+
+def test_commit_is_visible_at_once_and_durable_after_sync(tmp_path: Path) -> None:
+    """A commit is readable immediately and counts as durable only after sync."""
+    store = OffsetStore(tmp_path)
+    seq = store.commit("g", [_off("t", 0, 5, metadata="m1")])
+    assert store.fetch("g") == {("t", 0): _off("t", 0, 5, metadata="m1")}
+    assert store.durable_seq < seq
+    assert store.needs_sync
+    assert store.sync() >= seq
+    assert not store.needs_sync
+    store.close()
+
+
+def test_offsets_survive_clean_reopen(tmp_path: Path) -> None:
+    """After a clean close the compacted file reopens with the latest offsets."""
+    store = OffsetStore(tmp_path)
+    store.commit("g", [_off("t", 0, 5), _off("t", 1, 7, leader_epoch=3)])
+    store.commit("g", [_off("t", 0, 9, metadata="meta", commit_ms=11)])
+    store.commit("h", [_off("u", 0, 1)])
+    store.close()
+    lines = store.path.read_text().splitlines()
+    assert len(lines) == 3  # compacted
+    again = OffsetStore(tmp_path)
+    assert again.fetch("g") == {
+        ("t", 0): _off("t", 0, 9, metadata="meta", commit_ms=11),
+        ("t", 1): _off("t", 1, 7, leader_epoch=3),
+    }
+    assert again.groups() == ["g", "h"]
+    again.close()
+
+
+def test_crash_with_torn_tail_keeps_every_complete_line(tmp_path: Path) -> None:
+    """A partly written last line (crash mid-write) is cut off; earlier commits remain."""
+    store = OffsetStore(tmp_path)
+    store.commit("g", [_off("t", 0, 1)])
+    store.commit("g", [_off("t", 0, 2)])
+    store.sync()
+    path = store.path
+    data = path.read_bytes()
+    # simulate a crash: no close; append half a line
+    with open(path, "ab") as fh:
+        fh.write(b'{"op":"commit","group":"g","topic":"t","partition":0,"off')
+    for cut in range(len(data) - 1, len(data) - 20, -3):
+        with open(path, "wb") as fh:
+            fh.write(data[:cut])
+        reopened = OffsetStore(tmp_path)
+        assert reopened.fetch("g") == {("t", 0): _off("t", 0, 1)}
+        assert reopened.recovered_bytes_dropped > 0
+        assert path.read_bytes() == data[: data.index(b"\n") + 1]
+        reopened.close(clean=False)
+
+
+def test_garbage_line_stops_recovery_there(tmp_path: Path) -> None:
+    """The first undecodable line and everything after it are dropped."""
+    store = OffsetStore(tmp_path)
+    store.commit("g", [_off("t", 0, 1)])
+    store.close(clean=False)
+    with open(store.path, "ab") as fh:
+        fh.write(b"\x00garbage\n")
+        fh.write(
+            json.dumps(
+                {
+                    "op": "commit",
+                    "group": "g",
+                    "topic": "t",
+                    "partition": 0,
+                    "offset": 99,
+                }
+            ).encode()
+            + b"\n"
+        )
+    again = OffsetStore(tmp_path)
+    assert again.fetch("g")[("t", 0)].offset == 1
+    again.close()
+
+
+def test_writes_after_recovery_append_cleanly(tmp_path: Path) -> None:
+    """Commits after recovering from a torn tail are themselves recoverable."""
+    store = OffsetStore(tmp_path)
+    store.commit("g", [_off("t", 0, 1)])
+    store.close(clean=False)
+    with open(store.path, "ab") as fh:
+        fh.write(b'{"op":"com')
+    again = OffsetStore(tmp_path)
+    again.commit("g", [_off("t", 0, 2)])
+    again.close(clean=False)
+    third = OffsetStore(tmp_path)
+    assert third.fetch("g")[("t", 0)].offset == 2
+    third.close()
+
+
+def test_fetch_listed_partitions_only(tmp_path: Path) -> None:
+    """Fetching named partitions returns only those that have commits."""
+    store = OffsetStore(tmp_path)
+    store.commit("g", [_off("t", 0, 1), _off("t", 1, 2)])
+    assert store.fetch("g", [("t", 1), ("t", 5)]) == {("t", 1): _off("t", 1, 2)}
+    assert store.fetch("nobody") == {}
+    store.close()
+
+
+def test_delete_group_and_topic_persist(tmp_path: Path) -> None:
+    """Deleted groups and the offsets of deleted topics stay deleted after a crash."""
+    store = OffsetStore(tmp_path)
+    store.commit("g", [_off("t", 0, 1), _off("u", 0, 2)])
+    store.commit("h", [_off("t", 0, 3)])
+    store.commit("k", [_off("v", 0, 3)])
+    assert store.delete_topic("t") == 2
+    store.delete_group("k")
+    store.sync()
+    store.close(clean=False)
+    again = OffsetStore(tmp_path)
+    assert again.groups() == ["g"]
+    assert again.fetch("g") == {("u", 0): _off("u", 0, 2)}
+    again.close()
+
+
+def test_delete_offsets_of_some_partitions(tmp_path: Path) -> None:
+    """OffsetDelete removes just the named partitions."""
+    store = OffsetStore(tmp_path)
+    store.commit("g", [_off("t", 0, 1), _off("t", 1, 2)])
+    store.delete_offsets("g", [("t", 0)])
+    store.close(clean=False)
+    again = OffsetStore(tmp_path)
+    assert list(again.fetch("g")) == [("t", 1)]
+    again.close()
+
+
+def test_expiry_honours_retention_and_protection(tmp_path: Path) -> None:
+    """Offsets expire retention after commit (or after the group emptied), never while protected."""
+    store = OffsetStore(tmp_path)
+    store.commit("old", [_off("t", 0, 1, commit_ms=1_000)])
+    store.commit("active", [_off("t", 0, 1, commit_ms=1_000)])
+    store.commit("recently_empty", [_off("t", 0, 1, commit_ms=1_000)])
+    store.commit("explicit", [_off("t", 0, 1, commit_ms=50_000, expire_ms=5_000)])
+    gone = store.expire(
+        now_ms=11_000,
+        retention_ms=10_000,
+        protected_groups={"active"},
+        empty_since_ms={"recently_empty": 9_000},
+    )
+    assert sorted(gone) == [("explicit", "t", 0), ("old", "t", 0)]
+    store.close(clean=False)
+    again = OffsetStore(tmp_path)
+    assert again.groups() == ["active", "recently_empty"]
+    again.close()
+
+
+def test_compaction_keeps_latest_and_shrinks_file(tmp_path: Path) -> None:
+    """Compaction rewrites the log with one line per live offset."""
+    store = OffsetStore(tmp_path)
+    for i in range(200):
+        store.commit("g", [_off("t", i % 4, i)])
+    big = store.path.stat().st_size
+    store.compact()
+    assert store.path.stat().st_size < big / 10
+    store.commit("g", [_off("t", 0, 1000)])
+    store.close(clean=False)
+    again = OffsetStore(tmp_path)
+    assert {k: v.offset for k, v in again.fetch("g").items()} == {
+        ("t", 0): 1000,
+        ("t", 1): 197,
+        ("t", 2): 198,
+        ("t", 3): 199,
+    }
+    again.close()
+
+
+class _FailingSync(FileOps):
+    def fdatasync(self, fd: int) -> None:
+        raise OSError(errno.EIO, "injected EIO")
+
+
+def test_failed_fsync_is_a_storage_error_and_not_durable(tmp_path: Path) -> None:
+    """EIO on fsync raises StorageIOError and does not advance the durable sequence."""
+    store = OffsetStore(tmp_path, fileops=_FailingSync())
+    seq = store.commit("g", [_off("t", 0, 1)])
+    with pytest.raises(StorageIOError):
+        store.sync()
+    assert store.durable_seq < seq
+    with pytest.raises(StorageIOError):
+        store.commit("g", [_off("t", 0, 2)])
+    with pytest.raises(StorageIOError):
+        store.sync()
+    os.close(store._fd)  # the store is unusable; release the descriptor
+
+
+def test_unicode_group_and_metadata_round_trip(tmp_path: Path) -> None:
+    """Group ids and metadata are stored as UTF-8 text, newlines included."""
+    store = OffsetStore(tmp_path)
+    store.commit("grüppe\n1", [_off("tópic", 0, 1, metadata="line1\nline2 ☃")])
+    store.close(clean=False)
+    again = OffsetStore(tmp_path)
+    assert again.fetch("grüppe\n1")[("tópic", 0)].metadata == "line1\nline2 ☃"
+    again.close()
