@@ -1,0 +1,227 @@
+"""Idempotent producers on the broker side: InitProducerId and Produce's dedup check.
+
+Wraps :mod:`storage.producer_state`: one :class:`ProducerIdAllocator` per data dir and,
+per partition log, a :class:`PartitionProducerState` rebuilt lazily from the log
+tail's batch headers the first time an idempotent batch reaches that partition (as
+Kafka replays from its last producer snapshot). The Produce handler calls
+:meth:`ProducerService.check` before appending and :meth:`ProducerService.record`
+after; a :class:`Duplicate` is answered with the original offsets and not appended.
+
+Version notes: InitProducerId without a transactional id always hands out a fresh
+producer id with epoch 0 (Kafka's rule, also for the KIP-360 bump request); with a
+transactional id the same id is kept and its epoch bumped (a new id once the epoch
+would overflow). Transactions themselves are not implemented.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from protocol.error_codes import ErrorCode
+from protocol.records import (
+    BATCH_HEADER_SIZE,
+    Buffer,
+    RecordBatchError,
+    iter_batches,
+    read_header,
+)
+from storage.errors import StorageError
+from storage.partition_log import AppendResult
+from storage.producer_state import (
+    Append,
+    CheckResult,
+    Duplicate,
+    InvalidEpoch,
+    OutOfOrder,
+    PartitionProducerState,
+    ProducerIdAllocator,
+    UnknownProducer,
+    increment_sequence,
+)
+
+if TYPE_CHECKING:
+    from storage.partition_log import PartitionLog
+
+_MAX_EPOCH = 32767
+_TAIL_BYTES = 64 * 1024 * 1024  # how much of a log's end a rebuild scans at most
+_READ_CHUNK = 4 * 1024 * 1024
+
+ERRORS: dict[type, ErrorCode] = {
+    OutOfOrder: ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
+    InvalidEpoch: ErrorCode.INVALID_PRODUCER_EPOCH,
+    UnknownProducer: ErrorCode.UNKNOWN_PRODUCER_ID,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchIdentity:
+    """The idempotence fields of the first batch of a produce payload."""
+
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    record_count: int
+
+
+def batch_identity(records: Buffer) -> BatchIdentity | None:
+    """The producer fields of an idempotent payload, None for plain producers.
+
+    Clients send one batch per partition; should a payload hold several batches of
+    the same producer with contiguous sequences, they count as one range.
+    """
+    if len(records) < BATCH_HEADER_SIZE:
+        return None
+    try:
+        h = read_header(records)
+    except RecordBatchError:
+        return None
+    if h.producer_id < 0:
+        return None
+    count = h.record_count
+    if h.size < len(records):
+        for _, more in iter_batches(records, h.size):
+            if (more.producer_id, more.producer_epoch) != (
+                h.producer_id,
+                h.producer_epoch,
+            ):
+                break
+            if more.base_sequence != increment_sequence(h.base_sequence, count):
+                break
+            count += more.record_count
+    return BatchIdentity(
+        producer_id=h.producer_id,
+        producer_epoch=h.producer_epoch,
+        base_sequence=h.base_sequence,
+        record_count=count,
+    )
+
+
+class ProducerService:
+    """Producer ids and per-partition idempotence state for one broker."""
+
+    def __init__(
+        self, allocator: ProducerIdAllocator, *, tail_bytes: int = _TAIL_BYTES
+    ) -> None:
+        self.allocator = allocator
+        self._tail_bytes = tail_bytes
+        self._states: dict[int, tuple[PartitionLog, PartitionProducerState]] = {}
+        self._transactional: dict[str, tuple[int, int]] = {}
+
+    # -- InitProducerId ------------------------------------------------------------
+
+    def init_producer_id(
+        self, transactional_id: str | None
+    ) -> tuple[ErrorCode, int, int]:
+        """(error, producer id, epoch) for an InitProducerId request.
+
+        May fsync (once per block of ids): call it from a worker thread.
+        """
+        if not transactional_id:
+            return ErrorCode.NONE, self.allocator.allocate(), 0
+        current = self._transactional.get(transactional_id)
+        if current is None or current[1] >= _MAX_EPOCH - 1:
+            pid, epoch = self.allocator.allocate(), 0
+        else:
+            pid, epoch = current[0], current[1] + 1
+        self._transactional[transactional_id] = (pid, epoch)
+        return ErrorCode.NONE, pid, epoch
+
+    # -- Produce -------------------------------------------------------------------
+
+    def state(self, plog: PartitionLog) -> PartitionProducerState:
+        """The partition's state, rebuilt from its log tail on first use."""
+        entry = self._states.get(id(plog))
+        if entry is not None and entry[0] is plog:
+            return entry[1]
+        state = PartitionProducerState()
+        self._rebuild(plog, state)
+        self._states[id(plog)] = (plog, state)
+        return state
+
+    def _rebuild(self, plog: PartitionLog, state: PartitionProducerState) -> None:
+        start, end = plog.log_start_offset, plog.log_end_offset
+        if end <= start:
+            return
+        size = max(plog.size_bytes, 1)
+        if size > self._tail_bytes:
+            # Offsets are roughly proportional to bytes: start near the last tail_bytes.
+            start = max(start, end - (end - start) * self._tail_bytes // size)
+        offset = start
+        while offset < end:
+            try:
+                result = plog.read(offset, _READ_CHUNK)
+            except StorageError:
+                return
+            if result.next_offset <= offset:
+                return
+            state.load(h for buf in result.buffers for _, h in iter_batches(buf))
+            offset = result.next_offset
+
+    def check(self, plog: PartitionLog, ident: BatchIdentity) -> CheckResult:
+        """What to do with an idempotent batch about to be appended to ``plog``."""
+        return self.state(plog).check(
+            ident.producer_id,
+            ident.producer_epoch,
+            ident.base_sequence,
+            ident.record_count,
+        )
+
+    def record(
+        self, plog: PartitionLog, ident: BatchIdentity, result: AppendResult
+    ) -> None:
+        """Remember an appended idempotent batch (after ``plog.append``)."""
+        self.state(plog).record(
+            ident.producer_id,
+            ident.producer_epoch,
+            ident.base_sequence,
+            ident.record_count,
+            result.base_offset,
+            result.last_offset,
+        )
+
+    def forget(self, plog: PartitionLog) -> None:
+        """Drop a partition's state (topic deleted, log truncated)."""
+        self._states.pop(id(plog), None)
+
+
+def append_checked(
+    producers: object,
+    plog: PartitionLog,
+    records: Buffer,
+    *,
+    leader_epoch: int,
+    now_ms: int | None = None,
+) -> AppendResult | ErrorCode:
+    """``plog.append`` with Kafka's idempotence rules (the Produce handler's call).
+
+    ``producers`` is ``BrokerContext.producers`` (appends unchecked when it is not a
+    :class:`ProducerService`). A duplicate of one of the producer's last 5 batches
+    is not appended and answers its original offsets; a sequence gap answers
+    OUT_OF_ORDER_SEQUENCE_NUMBER, a fenced epoch INVALID_PRODUCER_EPOCH. Storage
+    errors propagate as from ``plog.append``.
+    """
+    ident = batch_identity(records) if isinstance(producers, ProducerService) else None
+    if ident is None or not isinstance(producers, ProducerService):
+        return plog.append(records, leader_epoch=leader_epoch, now_ms=now_ms)
+    verdict = producers.check(plog, ident)
+    if isinstance(verdict, Duplicate):
+        return AppendResult(
+            base_offset=verdict.base_offset,
+            last_offset=verdict.last_offset,
+            log_append_time_ms=-1,
+            log_start_offset=plog.log_start_offset,
+        )
+    code = error_for(verdict)
+    if code is not None:
+        return code
+    result = plog.append(records, leader_epoch=leader_epoch, now_ms=now_ms)
+    producers.record(plog, ident, result)
+    return result
+
+
+def error_for(result: CheckResult) -> ErrorCode | None:
+    """The Produce error code of a check result (None for Append and Duplicate)."""
+    if isinstance(result, Append | Duplicate):
+        return None
+    return ERRORS[type(result)]

@@ -1,0 +1,43 @@
+"""DeleteGroups (key 42), v0–2.
+
+Behaviour: deletes Empty groups and their committed offsets (answered once the
+deletion is fsynced). Errors per group: NON_EMPTY_GROUP (members remain),
+GROUP_ID_NOT_FOUND, COORDINATOR_NOT_AVAILABLE (store failure or groups not wired).
+Version notes: v1 same as v0; v2 flexible.
+"""
+
+from __future__ import annotations
+
+from broker.dispatch import Deferred, RequestContext, handler
+from broker.groups.access import group_service
+from protocol.error_codes import ErrorCode
+from protocol.messages.delete_groups import (
+    DeletableGroupResult,
+    DeleteGroupsRequest,
+    DeleteGroupsResponse,
+)
+
+
+def _response(
+    names: tuple[str, ...], codes: dict[str, ErrorCode]
+) -> DeleteGroupsResponse:
+    return DeleteGroupsResponse(
+        results=tuple(
+            DeletableGroupResult(group_id=g, error_code=codes[g]) for g in names
+        )
+    )
+
+
+@handler(api_key=42, name="delete_groups", max_version=2)
+def delete_groups(rctx: RequestContext, request: DeleteGroupsRequest) -> object:
+    svc = group_service(rctx)
+    names = request.groups_names
+    if svc is None:
+        return _response(
+            names, dict.fromkeys(names, ErrorCode.COORDINATOR_NOT_AVAILABLE)
+        )
+
+    async def delete() -> DeleteGroupsResponse:
+        return _response(names, await svc.delete_groups(dict.fromkeys(names)))
+
+    return Deferred(delete)

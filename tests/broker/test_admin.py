@@ -1,0 +1,56 @@
+"""The admin HTTP server: readiness, routing, status codes, registered routes."""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import pytest
+
+from broker.admin import HttpRequest, HttpResponse, route, serve_admin
+from broker.config import resolve
+from broker.context import BrokerContext
+
+
+async def _get(port: int, path: str, method: str = "GET") -> tuple[int, bytes]:
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+        await stream.send(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        data = b""
+        while True:
+            try:
+                data += await stream.receive()
+            except anyio.EndOfStream:
+                break
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
+@route("GET", "/v1/test-echo/{word}")
+def _echo(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
+    return HttpResponse.json({"word": request.params["word"], "q": request.query})
+
+
+@pytest.mark.anyio
+async def test_admin_routes_answer_with_the_right_status() -> None:
+    """503 while starting, 200 once ready; 404 and 405 for unknown paths and methods."""
+    config = resolve(flags={"admin_addr": "127.0.0.1:0"}, sets={})
+    ctx = BrokerContext.create(config)
+    async with anyio.create_task_group() as tg:
+        host, port = await tg.start(serve_admin, ctx)
+        assert (host, ctx.admin_address) == ("127.0.0.1", (host, port))
+        status, body = await _get(port, "/v1/status/ready")
+        assert (status, json.loads(body)) == (503, {"status": "starting"})
+        assert (await _get(port, "/v1/topics"))[0] == 503
+        ctx.ready = True
+        assert await _get(port, "/v1/status/ready") == (200, b'{"status": "ready"}\n')
+        assert (await _get(port, "/v1/topics"))[0] == 200
+        assert (await _get(port, "/nope"))[0] == 404
+        assert (await _get(port, "/v1/status/ready", method="POST"))[0] == 405
+        status, body = await _get(port, "/v1/test-echo/hello?x=1")
+        assert (status, json.loads(body)) == (200, {"word": "hello", "q": {"x": ["1"]}})
+        status, body = await _get(port, "/metrics")
+        assert status == 200
+        assert b"ailurus_connections 0" in body
+        ctx.shutting_down = True
+        assert (await _get(port, "/v1/status/ready"))[0] == 503
+        tg.cancel_scope.cancel()

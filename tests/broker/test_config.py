@@ -1,0 +1,181 @@
+"""Broker configuration: address parsing, precedence (flags > env > file > defaults)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import broker.server
+from broker.cli.main import cli, hoist_global_flags
+from broker.cli.serve import serve
+from broker.config import (
+    BrokerConfig,
+    ConfigError,
+    parse_address,
+    parse_listeners,
+    resolve,
+)
+
+
+def test_parses_named_and_ipv6_addresses() -> None:
+    """[name://]host:port parses, IPv6 hosts in brackets."""
+    a = parse_address("external://localhost:19092", default_name="x")
+    assert (a.name, a.host, a.port) == ("external", "localhost", 19092)
+    b = parse_address("[::1]:0", default_name="d")
+    assert (b.name, b.host, b.port, str(b)) == ("d", "::1", 0, "[::1]:0")
+    assert parse_address(":9092", default_name="d").host == "0.0.0.0"
+
+
+@pytest.mark.parametrize("bad", ["nohost", "h:99999", "h:port", "bad name://h:1"])
+def test_rejects_malformed_addresses(bad: str) -> None:
+    """A malformed address is a ConfigError naming it."""
+    with pytest.raises(ConfigError):
+        parse_address(bad, default_name="d")
+
+
+def test_pairs_advertised_addresses_by_name_then_position() -> None:
+    """Advertised addresses match listeners by name, unnamed ones by position."""
+    ls = parse_listeners(
+        "internal://0.0.0.0:9092,external://0.0.0.0:19092",
+        "external://localhost:19092,internal://redpanda:9092",
+    )
+    assert [(x.name, x.advertised and x.advertised.host) for x in ls] == [
+        ("internal", "redpanda"),
+        ("external", "localhost"),
+    ]
+    positional = parse_listeners("127.0.0.1:1,127.0.0.1:2", "a:1,b:2")
+    assert [x.advertised and x.advertised.host for x in positional] == ["a", "b"]
+    with pytest.raises(ConfigError):
+        parse_listeners("x://h:1", "y://h:2")
+    with pytest.raises(ConfigError):
+        parse_listeners("x://h:1,x://h:2", None)
+
+
+def test_defaults_match_the_documented_ones() -> None:
+    """No flags, env or file: the documented defaults."""
+    cfg = resolve(flags={}, sets={})
+    assert cfg.data_dir == Path("./data")
+    assert [(x.bind.host, x.bind.port) for x in cfg.listeners] == [("127.0.0.1", 9092)]
+    assert cfg.admin is not None
+    assert (cfg.admin.host, cfg.admin.port) == ("127.0.0.1", 9644)
+    assert cfg.auto_create_topics is True
+    assert cfg.connections_max_idle_ms == 600_000
+    assert cfg.node_id == 0
+
+
+def test_set_splits_broker_settings_from_topic_defaults() -> None:
+    """--set broker keys configure the broker; other keys become topic defaults."""
+    cfg = resolve(
+        flags={},
+        sets={
+            "auto.create.topics.enable": "false",
+            "num.partitions": "3",
+            "retention.ms": "1000",
+            "message.max.bytes": "2000000",
+        },
+    )
+    assert cfg.auto_create_topics is False
+    assert cfg.default_partitions == 3
+    assert cfg.message_max_bytes == 2_000_000
+    assert dict(cfg.topic_defaults) == {
+        "retention.ms": "1000",
+        "max.message.bytes": "2000000",
+    }
+    with pytest.raises(ConfigError):
+        resolve(flags={}, sets={"num.partitions": "many"})
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".toml"])
+def test_file_values_lose_to_flags(tmp_path: Path, suffix: str) -> None:
+    """A YAML or TOML file fills what flags leave unset; flags and --set win."""
+    path = tmp_path / f"ailurus{suffix}"
+    if suffix == ".yaml":
+        path.write_text(
+            "data_dir: /from/file\nnode_id: 7\nset:\n  retention.ms: 5\n  segment.bytes: 9\n"
+        )
+    else:
+        path.write_text(
+            'data_dir = "/from/file"\nnode_id = 7\n[set]\n"retention.ms" = 5\n'
+            '"segment.bytes" = 9\n'
+        )
+    cfg = resolve(
+        flags={"node_id": 3, "data_dir": None},
+        sets={"retention.ms": "6"},
+        config_file=path,
+    )
+    assert cfg.data_dir == Path("/from/file")
+    assert cfg.node_id == 3
+    assert dict(cfg.topic_defaults) == {"retention.ms": "6", "segment.bytes": "9"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nonsense_key: 1\n")
+    with pytest.raises(ConfigError, match="nonsense_key"):
+        resolve(flags={}, sets={}, config_file=bad)
+
+
+def test_env_vars_sit_between_flags_and_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AILURUS_* env vars override the file; flags override env vars."""
+    seen: list[BrokerConfig] = []
+    monkeypatch.setattr(broker.server, "run", lambda cfg: seen.append(cfg) or 0)
+    path = tmp_path / "c.yaml"
+    path.write_text("data_dir: /file\nkafka_addr: 127.0.0.1:1\nnode_id: 1\n")
+    runner = CliRunner()
+    env = {
+        "AILURUS_DATA_DIR": "/env",
+        "AILURUS_NODE_ID": "2",
+        "AILURUS_CONFIG": str(path),
+    }
+    result = runner.invoke(cli, ["serve", "--node-id", "5"], env=env)
+    assert result.exit_code == 0, result.output
+    cfg = seen[0]
+    assert (str(cfg.data_dir), cfg.node_id, cfg.listeners[0].bind.port) == (
+        "/env",
+        5,
+        1,
+    )
+
+
+def test_serve_help_documents_the_flags() -> None:
+    """`ailurus serve --help` lists every flag with its default."""
+    out = CliRunner().invoke(serve, ["--help"]).output
+    for flag in (
+        "--data-dir",
+        "--kafka-addr",
+        "--advertise-kafka-addr",
+        "--admin-addr",
+        "--node-id",
+        "--set",
+        "--log-level",
+        "--ready-file",
+        "--config",
+    ):
+        assert flag in out
+    assert "127.0.0.1:9092" in out
+
+
+def test_bad_flag_values_are_usage_errors() -> None:
+    """A malformed --kafka-addr exits 2 with a one-line message."""
+    result = CliRunner().invoke(cli, ["serve", "--kafka-addr", "nonsense"])
+    assert result.exit_code == 2
+    assert "bad address" in result.output
+
+
+def test_global_flags_are_hoisted_from_after_the_subcommand() -> None:
+    """Global flags after the subcommand move to the front; a template --format stays."""
+    argv = ["topic", "consume", "t", "--brokers", "h:1", "--format=json", "--debug"]
+    assert hoist_global_flags(argv) == [
+        "--brokers",
+        "h:1",
+        "--format",
+        "json",
+        "--debug",
+        "topic",
+        "consume",
+        "t",
+    ]
+    templ = ["topic", "consume", "t", "--format", "%k:%v"]
+    assert hoist_global_flags(templ) == templ
+    assert hoist_global_flags(["x", "--", "--debug"]) == ["x", "--", "--debug"]

@@ -1,0 +1,117 @@
+"""Group commit: one fsync round covers every waiting append; failures fail waiters."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from broker.durability import GroupCommit, PartitionWaiters
+from storage.errors import StorageIOError
+
+
+class FakeLog:
+    """An in-memory stand-in for PartitionLog's durability surface."""
+
+    def __init__(self) -> None:
+        self.end = 0
+        self.durable_offset = 0
+        self.syncs = 0
+        self.fail = False
+
+    def append(self, n: int) -> int:
+        self.end += n
+        return self.end
+
+    def sync(self) -> int:
+        self.syncs += 1
+        if self.fail:
+            raise StorageIOError("EIO", errno=5)
+        self.durable_offset = self.end
+        return self.durable_offset
+
+
+@pytest.mark.anyio
+async def test_waiters_complete_after_one_shared_round() -> None:
+    """Appends to several partitions are made durable by one round each, not one per append."""
+    rounds: list[int] = []
+    gc = GroupCommit(PartitionWaiters(), on_round=rounds.append)
+    a, b = FakeLog(), FakeLog()
+    done: list[str] = []
+    all_done = anyio.Event()
+
+    async def wait(name: str, lg: FakeLog, target: int) -> None:
+        await gc.wait_durable(lg, target)
+        done.append(name)
+        if len(done) == 10:
+            all_done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(gc.run)
+        for i in range(5):
+            tg.start_soon(wait, f"a{i}", a, a.append(1))
+            tg.start_soon(wait, f"b{i}", b, b.append(2))
+        with anyio.fail_after(5):
+            await all_done.wait()
+        tg.cancel_scope.cancel()
+    assert a.durable_offset == 5
+    assert b.durable_offset == 10
+    assert a.syncs <= 2
+    assert sum(rounds) <= 4
+
+
+@pytest.mark.anyio
+async def test_failed_fsync_fails_every_waiter_of_that_log() -> None:
+    """A failed fsync raises the storage error in acks=all waiters; other logs succeed."""
+    gc = GroupCommit(PartitionWaiters())
+    bad, good = FakeLog(), FakeLog()
+    bad.fail = True
+    outcome: dict[str, str] = {}
+    both = anyio.Event()
+
+    async def wait(name: str, lg: FakeLog) -> None:
+        try:
+            await gc.wait_durable(lg, lg.append(1))
+            outcome[name] = "ok"
+        except StorageIOError:
+            outcome[name] = "failed"
+        if len(outcome) == 2:
+            both.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(gc.run)
+        tg.start_soon(wait, "bad", bad)
+        tg.start_soon(wait, "good", good)
+        with anyio.fail_after(5):
+            await both.wait()
+        tg.cancel_scope.cancel()
+    assert outcome == {"bad": "failed", "good": "ok"}
+
+
+@pytest.mark.anyio
+async def test_sync_round_wakes_fetch_waiters_of_synced_logs() -> None:
+    """Long polls registered on a log are woken when its durable offset moves."""
+    waiters = PartitionWaiters()
+    gc = GroupCommit(waiters)
+    lg, other = FakeLog(), FakeLog()
+    event, untouched = anyio.Event(), anyio.Event()
+    waiters.register([lg], event)
+    waiters.register([other], untouched)
+    lg.append(1)
+    gc.mark_dirty(lg)
+    await gc.sync_round()
+    assert event.is_set()
+    assert not untouched.is_set()
+    waiters.notify_all()
+    assert untouched.is_set()
+
+
+@pytest.mark.anyio
+async def test_already_durable_offsets_return_immediately() -> None:
+    """Waiting for an offset already fsynced needs no round."""
+    gc = GroupCommit(PartitionWaiters())
+    lg = FakeLog()
+    lg.append(3)
+    lg.sync()
+    with anyio.fail_after(1):
+        await gc.wait_durable(lg, 3)
+    assert lg.syncs == 1
