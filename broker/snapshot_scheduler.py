@@ -1,0 +1,509 @@
+"""Scheduled snapshots: snapshot chosen topics every interval, apply retention, push.
+
+Settings (Kafka-style names; as environment variables ``AILURUS_`` + the name in
+upper case with ``_`` for ``.``, e.g. ``AILURUS_SNAPSHOT_SCHEDULE_TOPICS``)::
+
+    snapshot.schedule.topics             comma-separated glob patterns (empty: off)
+    snapshot.schedule.interval           e.g. 1s, 15m, 1h (default 1h)
+    snapshot.schedule.full_every         N: every Nth snapshot of a chain is full (24;
+                                         1 = always full, 0 = never after the first)
+    snapshot.schedule.compression        none|gzip|lz4|zstd (default none)
+    snapshot.schedule.with_group_offsets true|false (default false)
+    snapshot.schedule.push_url           fsspec URL to push each new snapshot to
+    snapshot.schedule.push_endpoint_url  S3-compatible endpoint for s3:// URLs
+    snapshot.retention.keep_last         keep the newest N per partition
+    snapshot.retention.max_age           keep everything younger than this (e.g. 7d)
+
+One round (one at a time; the next is due one interval after the previous was due,
+missed rounds are skipped, not caught up):
+
+1. Match the patterns against the topics (names starting with ``__`` only match a
+   pattern that starts with ``__``).
+2. Per topic, one consistent point: an incremental snapshot of every partition
+   (storage.snapshot via broker.snapshot_ops.create_snapshots), or a full one when
+   some partition's newest chain already holds ``full_every`` snapshots. Partitions
+   with nothing new are skipped; one whose ancestor's offsets were deleted by log
+   retention gets a full snapshot instead.
+3. Push every new snapshot (broker.offsite.push, idempotent); one that fails stays
+   pending, is retried next round, and is never removed by retention meanwhile.
+4. Retention (storage.snapshot_retention): only snapshots this broker created are
+   managed; snapshots dropped in for ingest are never deleted; no retained snapshot
+   loses an ancestor.
+
+Everything heavy (file scans, copies, uploads, deletes) runs in worker threads.
+``GET /v1/snapshots/schedule`` shows the settings and the last round.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import os
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import anyio
+import anyio.abc
+import structlog
+
+from broker import offsite
+from broker.admin import HttpRequest, HttpResponse, route
+from broker.context import StartupError
+from broker.offsite_common import OffsiteError
+from broker.snapshot_ops import SnapshotRequestError, create_snapshots
+from broker.snapshot_watcher import SnapshotService, service_for
+from storage.errors import StorageError
+from storage.snapshot import Status
+from storage.snapshot_meta import CODECS
+from storage.snapshot_retention import (
+    RetentionPolicy,
+    SnapshotInfo,
+    collect_snapshots,
+    plan_retention,
+    remove_snapshot,
+)
+
+if TYPE_CHECKING:
+    from broker.context import BrokerContext
+
+log = structlog.get_logger("broker.snapshot_scheduler")
+
+KEYS: Final = (
+    "snapshot.schedule.topics",
+    "snapshot.schedule.interval",
+    "snapshot.schedule.full_every",
+    "snapshot.schedule.compression",
+    "snapshot.schedule.with_group_offsets",
+    "snapshot.schedule.push_url",
+    "snapshot.schedule.push_endpoint_url",
+    "snapshot.retention.keep_last",
+    "snapshot.retention.max_age",
+)
+_UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class ScheduleConfigError(ValueError):
+    """A schedule setting is malformed; the message names it."""
+
+
+def parse_duration(text: str, key: str = "duration") -> float:
+    """``500ms``, ``90s``, ``15m``, ``12h``, ``7d``, ``2w`` (a bare number: seconds)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*", text)
+    if m is None:
+        raise ScheduleConfigError(f"{key}: {text!r} is not a duration like 30s or 1h")
+    return float(m[1]) * _UNITS[m[2] or "s"]
+
+
+def env_name(key: str) -> str:
+    """``snapshot.schedule.topics`` -> ``AILURUS_SNAPSHOT_SCHEDULE_TOPICS``."""
+    return "AILURUS_" + key.upper().replace(".", "_")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleSettings:
+    """The schedule, resolved and validated."""
+
+    topics: tuple[str, ...] = ()  # glob patterns; empty: the scheduler is off
+    interval_s: float = 3600.0
+    full_every: int = 24
+    compression: str = "none"
+    with_group_offsets: bool = False
+    push_url: str | None = None
+    push_endpoint_url: str | None = None
+    keep_last: int | None = None
+    max_age_s: float | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any topic is scheduled."""
+        return bool(self.topics)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, str]) -> ScheduleSettings:
+        """Settings from Kafka-style keys (others are ignored).
+
+        Raises:
+            ScheduleConfigError: a value is malformed.
+        """
+        v = {k: values[k].strip() for k in KEYS if values.get(k, "").strip()}
+        topics = tuple(p.strip() for p in v.get(KEYS[0], "").split(",") if p.strip())
+        interval = parse_duration(v.get(KEYS[1], "1h"), KEYS[1])
+        if interval < 0.05:
+            raise ScheduleConfigError(f"{KEYS[1]} must be at least 50ms")
+        compression = v.get(KEYS[3], "none")
+        if compression not in CODECS:
+            raise ScheduleConfigError(f"{KEYS[3]} must be one of {sorted(CODECS)}")
+        keep_last = _int(v, KEYS[7]) if KEYS[7] in v else None
+        if keep_last is not None and keep_last < 1:
+            # The newest snapshot is what the next incremental continues.
+            raise ScheduleConfigError(f"{KEYS[7]} must be at least 1")
+        return cls(
+            topics=topics,
+            interval_s=interval,
+            full_every=_int(v, KEYS[2]) if KEYS[2] in v else 24,
+            compression=compression,
+            with_group_offsets=_bool(v, KEYS[4]),
+            push_url=v.get(KEYS[5]),
+            push_endpoint_url=v.get(KEYS[6]),
+            keep_last=keep_last,
+            max_age_s=parse_duration(v[KEYS[8]], KEYS[8]) if KEYS[8] in v else None,
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ScheduleSettings:
+        """Settings from ``AILURUS_SNAPSHOT_SCHEDULE_*`` / ``..._RETENTION_*``."""
+        env = os.environ if env is None else env
+        return cls.from_mapping(
+            {k: env[env_name(k)] for k in KEYS if env_name(k) in env}
+        )
+
+    def to_json(self) -> dict[str, object]:
+        """The settings as ``GET /v1/snapshots/schedule`` shows them."""
+        return {
+            "enabled": self.enabled,
+            "topics": list(self.topics),
+            "interval_s": self.interval_s,
+            "full_every": self.full_every,
+            "compression": self.compression,
+            "with_group_offsets": self.with_group_offsets,
+            "push_url": self.push_url,
+            "keep_last": self.keep_last,
+            "max_age_s": self.max_age_s,
+        }
+
+
+def _int(values: Mapping[str, str], key: str) -> int:
+    try:
+        n = int(values[key])
+    except ValueError as e:
+        raise ScheduleConfigError(f"{key} must be an integer") from e
+    if n < 0:
+        raise ScheduleConfigError(f"{key} must be >= 0")
+    return n
+
+
+def _bool(values: Mapping[str, str], key: str) -> bool:
+    text = values.get(key, "false").lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ScheduleConfigError(f"{key} must be true or false")
+
+
+def match_topics(names: list[str], patterns: tuple[str, ...]) -> list[str]:
+    """Topics matching any glob; ``__internal`` ones only by a ``__`` pattern."""
+    out = []
+    for name in names:
+        for pat in patterns:
+            if name.startswith("__") and not pat.startswith("__"):
+                continue
+            if fnmatch.fnmatchcase(name, pat):
+                out.append(name)
+                break
+    return out
+
+
+def chain_length(snaps: list[SnapshotInfo], newest: SnapshotInfo) -> int:
+    """How many snapshots the chain ending at ``newest`` holds (1 for a full one)."""
+    by_id = {s.snapshot_id: s for s in snaps if s.partition == newest.partition}
+    n, cur, seen = 1, newest, {newest.snapshot_id}
+    while cur.ancestor_id is not None and cur.ancestor_id in by_id:
+        if cur.ancestor_id in seen:
+            break
+        seen.add(cur.ancestor_id)
+        cur = by_id[cur.ancestor_id]
+        n += 1
+    return n
+
+
+def needs_full(snaps: list[SnapshotInfo], full_every: int) -> bool:
+    """Whether some partition's newest chain already holds ``full_every`` snapshots."""
+    if full_every <= 0:
+        return False
+    newest: dict[object, SnapshotInfo] = {}
+    for s in snaps:
+        cur = newest.get(s.partition)
+        if cur is None or _num(s) > _num(cur):
+            newest[s.partition] = s
+    return any(chain_length(snaps, s) >= full_every for s in newest.values())
+
+
+def _num(s: SnapshotInfo) -> tuple[float, int]:
+    return (s.created_at, int(s.snapshot_id) if s.snapshot_id.isdigit() else -1)
+
+
+@dataclass(slots=True, kw_only=True)
+class RoundReport:
+    """What one round did (the last one is kept for the admin API)."""
+
+    started_ms: int
+    seconds: float = 0.0
+    topics: list[str] = field(default_factory=list)
+    created: list[dict[str, object]] = field(default_factory=list)
+    skipped: list[dict[str, object]] = field(default_factory=list)
+    pushed: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        """The report as JSON."""
+        return {
+            "started_ms": self.started_ms,
+            "seconds": self.seconds,
+            "topics": self.topics,
+            "created": self.created,
+            "skipped": self.skipped,
+            "pushed": self.pushed,
+            "deleted": self.deleted,
+            "errors": self.errors,
+        }
+
+
+class SnapshotScheduler:
+    """The schedule of one broker: rounds, pending pushes, the last report."""
+
+    def __init__(self, ctx: BrokerContext, settings: ScheduleSettings) -> None:
+        self.ctx = ctx
+        self.settings = settings
+        self.rounds = 0
+        self.last: RoundReport | None = None
+        self.next_round_ms: int | None = None
+        self.pending_push: set[str] = set()  # rel paths whose push failed
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run rounds every interval until cancelled."""
+        _SCHEDULERS[id(self.ctx)] = self
+        try:
+            log.info("snapshot_schedule_started", **self.settings.to_json())
+            task_status.started()
+            interval = self.settings.interval_s
+            due = time.monotonic() + interval
+            while True:
+                self.next_round_ms = int((time.time() + due - time.monotonic()) * 1000)
+                await anyio.sleep(max(0.0, due - time.monotonic()))
+                await self.run_round()
+                due += interval
+                now = time.monotonic()
+                if due < now:  # rounds took longer than the interval: skip, don't burst
+                    due = now + interval - (now - due) % interval
+        finally:
+            _SCHEDULERS.pop(id(self.ctx), None)
+
+    async def _service(self) -> SnapshotService:
+        while (svc := service_for(self.ctx)) is None:  # noqa: ASYNC110 (no event to await)
+            await anyio.sleep(0.05)
+        return svc
+
+    async def run_round(self) -> RoundReport:
+        """One round: snapshot, push, retention (see the module docstring)."""
+        started = time.perf_counter()
+        report = RoundReport(started_ms=int(time.time() * 1000))
+        svc = await self._service()
+        report.topics = match_topics(self.ctx.topic_names(), self.settings.topics)
+        dirs: list[str] = []
+        for topic in report.topics:
+            try:
+                dirs.append(await self._snapshot_topic(svc, topic, report))
+            except (SnapshotRequestError, StorageError) as exc:
+                report.errors.append(f"{topic}: {exc}")
+                log.warning("snapshot_schedule_failed", topic=topic, error=str(exc))
+        if self.settings.push_url:
+            await self._push(svc, report)
+        if self.settings.keep_last is not None or self.settings.max_age_s is not None:
+            await self._retention(svc, dirs, report)
+        report.seconds = round(time.perf_counter() - started, 6)
+        self.rounds += 1
+        self.last = report
+        log.info(
+            "snapshot_schedule_round",
+            round=self.rounds,
+            topics=len(report.topics),
+            created=len(report.created),
+            skipped=len(report.skipped),
+            pushed=len(report.pushed),
+            deleted=len(report.deleted),
+            errors=len(report.errors),
+            seconds=report.seconds,
+        )
+        return report
+
+    async def _snapshot_topic(
+        self, svc: SnapshotService, topic: str, report: RoundReport
+    ) -> str:
+        dir_name = str(self.ctx.logs.topic(topic).topic_uuid)
+        snaps = await anyio.to_thread.run_sync(
+            lambda: collect_snapshots(
+                svc.snapshots_dir, svc.root, topic_dirs=[dir_name]
+            )
+        )
+        full = needs_full(snaps, self.settings.full_every)
+        results = await self._create(svc, topic, None, incremental=not full)
+        retry = [
+            int(str(r["partition"]))
+            for r in results
+            if r.get("skipped") == "ancestor-gone"
+        ]
+        if retry:
+            results = [r for r in results if r.get("skipped") != "ancestor-gone"]
+            results += await self._create(svc, topic, retry, incremental=False)
+        for r in results:
+            if "snapshot_id" in r:
+                report.created.append(r)
+                if self.settings.push_url:
+                    self.pending_push.add(f"{dir_name}/{r['snapshot_id']}")
+            elif "skipped" in r:
+                if r["skipped"] != "empty":
+                    report.skipped.append(r)
+            else:
+                report.errors.append(f"{topic}/{r.get('partition')}: {r.get('error')}")
+        return dir_name
+
+    async def _create(
+        self,
+        svc: SnapshotService,
+        topic: str,
+        partitions: list[int] | None,
+        *,
+        incremental: bool,
+    ) -> list[dict[str, object]]:
+        return await create_snapshots(
+            svc,
+            topic=topic,
+            partitions=partitions,
+            incremental=incremental,
+            compression=self.settings.compression,
+            with_group_offsets=self.settings.with_group_offsets,
+        )
+
+    async def _push(self, svc: SnapshotService, report: RoundReport) -> None:
+        url = self.settings.push_url
+        assert url is not None
+        for rel in sorted(self.pending_push, key=lambda r: r.rsplit("/", 1)[-1]):
+            path = Path(svc.snapshots_dir) / rel
+            if not path.is_dir():
+                self.pending_push.discard(rel)
+                continue
+            try:
+                await anyio.to_thread.run_sync(
+                    functools.partial(
+                        offsite.push,
+                        path,
+                        url,
+                        endpoint_url=self.settings.push_endpoint_url,
+                    )
+                )
+            except (OffsiteError, OSError) as exc:
+                report.errors.append(f"push {rel}: {exc}")
+                log.warning(
+                    "snapshot_schedule_push_failed", snapshot=rel, error=str(exc)
+                )
+                break  # keep order: an incremental never lands before its ancestor
+            self.pending_push.discard(rel)
+            report.pushed.append(rel)
+
+    async def _retention(
+        self, svc: SnapshotService, dirs: list[str], report: RoundReport
+    ) -> None:
+        def managed(s: SnapshotInfo) -> bool:
+            entry = svc.state.entries.get(s.path)
+            return (
+                entry is not None
+                and entry.status is Status.CREATED
+                and s.path not in self.pending_push
+            )
+
+        found = await anyio.to_thread.run_sync(
+            lambda: collect_snapshots(svc.snapshots_dir, svc.root, topic_dirs=dirs)
+        )
+        infos = [
+            SnapshotInfo(
+                snapshot_id=s.snapshot_id,
+                partition=s.partition,
+                ancestor_id=s.ancestor_id,
+                created_at=s.created_at,
+                pinned=not managed(s),
+                path=s.path,
+            )
+            for s in found
+        ]
+        plan = plan_retention(
+            infos,
+            RetentionPolicy(
+                keep_last=self.settings.keep_last,
+                max_age=self.settings.max_age_s,
+                now=time.time(),
+            ),
+        )
+        for s in plan.delete:
+            try:
+                await anyio.to_thread.run_sync(
+                    remove_snapshot, svc.snapshots_dir, s.path
+                )
+            except StorageError as exc:
+                report.errors.append(f"retention {s.path}: {exc}")
+                log.warning(
+                    "snapshot_retention_failed", snapshot=s.path, error=str(exc)
+                )
+                continue
+            svc.state.entries.pop(s.path, None)
+            report.deleted.append(s.path)
+            log.info("snapshot_retention_deleted", snapshot=s.path)
+        if report.deleted:
+            await svc.save()
+
+    def to_json(self) -> dict[str, object]:
+        """Settings, round count, next round and the last round's report."""
+        return {
+            **self.settings.to_json(),
+            "rounds": self.rounds,
+            "next_round_ms": self.next_round_ms,
+            "pending_push": sorted(self.pending_push),
+            "last_round": None if self.last is None else self.last.to_json(),
+        }
+
+
+_SCHEDULERS: dict[int, SnapshotScheduler] = {}
+
+
+def scheduler_for(ctx: BrokerContext) -> SnapshotScheduler | None:
+    """The running scheduler of a broker (None when off or not started)."""
+    return _SCHEDULERS.get(id(ctx))
+
+
+async def run_snapshot_scheduler(
+    ctx: BrokerContext,
+    *,
+    settings: ScheduleSettings | None = None,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """The scheduler task for the server's task group (start it after the watcher).
+
+    Returns at once when no topic is scheduled.
+
+    Raises:
+        StartupError: a setting (from the environment) is malformed.
+    """
+    if settings is None:
+        try:
+            settings = ScheduleSettings.from_env()
+        except ScheduleConfigError as exc:
+            raise StartupError(str(exc)) from exc
+    if not settings.enabled:
+        task_status.started()
+        return
+    await SnapshotScheduler(ctx, settings).run(task_status=task_status)
+
+
+@route("GET", "/v1/snapshots/schedule")
+def _schedule(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
+    sched = scheduler_for(ctx)
+    if sched is None:
+        return HttpResponse.json({"enabled": False, "rounds": 0})
+    return HttpResponse.json(sched.to_json())
