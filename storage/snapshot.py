@@ -3,7 +3,8 @@
 The on-disk format (directory layout and ``meta.json``) is drawn in
 :mod:`storage.snapshot_meta`. This module works on one snapshot and one partition:
 
-- :func:`create_snapshot` puts a partition's batches in ``[start, end)`` into a new
+- :func:`create_snapshot` (:mod:`storage.snapshot_create`, re-exported) puts a
+  partition's batches in ``[start, end)`` into a new
   snapshot directory: closed segments hard-linked (copied if the file system refuses),
   the active segment's committed prefix copied, optionally compressed, all under
   ``.<snapshot_id>.tmp`` and renamed into place once complete and fsynced.
@@ -25,32 +26,30 @@ partition's append order (no producer appends between plan and apply).
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import hashlib
 import os
-import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Protocol
 
 import crc32c as _crc32c
 
 from protocol.records import BatchHeader, iter_batches
-from storage.errors import OffsetOutOfRange, StorageError
+from storage.errors import OffsetOutOfRange
+from storage.snapshot_create import (  # re-exported: the snapshot API in one place
+    CreateRequest,
+    create_snapshot,
+    read_snapshot_meta,
+)
 from storage.snapshot_meta import (
-    CODECS,
-    GROUP_OFFSETS_FILE,
     META_FILE,
-    META_VERSION,
     SegmentMeta,
     SnapshotIncomplete,
     SnapshotInvalid,
     SnapshotMeta,
     check_entry,
-    compress_file,
     file_crc32c,
     is_utf8_name,
     iter_chunks,
@@ -62,6 +61,7 @@ from storage.snapshot_meta import (
 
 BatchRef = tuple[int, int, int]  # (base_offset, last_offset, crc)
 _READ_BYTES: Final = 4 * 1024 * 1024
+_SYNC_EVERY: Final = 16 * 1024 * 1024
 
 
 class Status(StrEnum):
@@ -164,8 +164,11 @@ def inspect_snapshot(
         raise unfinished(
             "size-mismatch", f"segments hold {sum(sizes)} of {meta.size} bytes"
         )
+    # Uncompressed segments with a crc32c are checksummed in the validation pass
+    # (one read); the rest first, on their own.
+    fused = meta.compression == "none"
     for seg in listed:
-        if seg.crc32c is None and seg.sha256 is None:
+        if (seg.crc32c is None or fused) and seg.sha256 is None:
             continue
         fd = open_segment(os.path.join(path, seg.file), root)
         try:
@@ -173,11 +176,35 @@ def inspect_snapshot(
         finally:
             os.close(fd)
     try:
-        return _validate(path, root, meta, listed, sizes)
+        snap, crcs = _validate(path, root, meta, listed, sizes)
     except SnapshotInvalid as exc:
+        if fused:  # a checksum mismatch says "still copying" (or damaged) first
+            _check_crcs(path, root, listed, unfinished)
         if meta.segments is None and not settled:
             raise SnapshotIncomplete(exc.reason, exc.detail) from exc
         raise
+    for seg, crc in zip(listed, crcs, strict=True):
+        if fused and seg.crc32c is not None and crc != seg.crc32c:
+            raise unfinished(
+                "checksum-mismatch", f"{seg.file} crc32c {crc} != {seg.crc32c}"
+            )
+    return snap
+
+
+def _check_crcs(
+    path: str,
+    root: str,
+    listed: tuple[SegmentMeta, ...],
+    unfinished: Callable[[str, str], SnapshotIncomplete | SnapshotInvalid],
+) -> None:
+    for seg in listed:
+        if seg.crc32c is None:
+            continue
+        fd = open_segment(os.path.join(path, seg.file), root)
+        try:
+            _check_digest(fd, seg, unfinished)
+        finally:
+            os.close(fd)
 
 
 def _check_digest(
@@ -207,7 +234,7 @@ def _validate(
     meta: SnapshotMeta,
     listed: tuple[SegmentMeta, ...],
     sizes: list[int],
-) -> Snapshot:
+) -> tuple[Snapshot, list[int]]:
     expected = listed[0].base_offset
     if meta.base_offset is not None and meta.base_offset != expected:
         raise SnapshotInvalid(
@@ -216,6 +243,7 @@ def _validate(
     last: BatchHeader | None = None
     max_ts = -1
     resolved = []
+    crcs = []
     for seg, size in zip(listed, sizes, strict=True):
         if seg.base_offset != expected:
             raise SnapshotInvalid(
@@ -224,8 +252,10 @@ def _validate(
             )
         fd = open_segment(os.path.join(path, seg.file), root)
         seg_last: BatchHeader | None = None
+        crc = 0
         try:
-            for _, batches in iter_chunks(fd, meta.compression, verify=True):
+            for view, batches in iter_chunks(fd, meta.compression, verify=True):
+                crc = _crc32c.crc32c(view, crc)
                 for _, header in batches:
                     if header.base_offset != expected:
                         raise SnapshotInvalid(
@@ -255,6 +285,7 @@ def _validate(
             )
         )
         last = seg_last
+        crcs.append(crc)
     assert last is not None
     if last.last_offset != meta.last_offset:
         raise SnapshotInvalid(
@@ -266,7 +297,7 @@ def _validate(
             "last-term-mismatch",
             f"last batch epoch {last.partition_leader_epoch}, last_term {meta.last_term}",
         )
-    return Snapshot(
+    snap = Snapshot(
         path=path,
         meta=meta,
         segments=tuple(resolved),
@@ -276,13 +307,14 @@ def _validate(
         max_timestamp=max_ts,
         stored_bytes=sum(sizes),
     )
+    return snap, crcs
 
 
 # -- reading batches ------------------------------------------------------------------
 
 
 def snapshot_chunks(
-    snap: Snapshot, start: int, root: str
+    snap: Snapshot, start: int, root: str, *, verify: bool = True
 ) -> Iterator[tuple[memoryview, list[tuple[int, BatchHeader]]]]:
     """Runs of whole batches of ``snap`` whose base offset is >= ``start``."""
     for seg in snap.segments:
@@ -290,7 +322,7 @@ def snapshot_chunks(
             continue
         fd = open_segment(os.path.join(snap.path, seg.file), root)
         try:
-            for view, batches in iter_chunks(fd, snap.meta.compression, verify=True):
+            for view, batches in iter_chunks(fd, snap.meta.compression, verify=verify):
                 keep = [(p, h) for p, h in batches if h.base_offset >= start]
                 if not keep:
                     continue
@@ -426,12 +458,17 @@ def apply_plan(
         return 0
     if plan.reset_start:
         log.reset_start(plan.from_offset)
-    written = 0
-    for view, batches in snapshot_chunks(snap, plan.from_offset, root):
+    written = unsynced = 0
+    # Validated already; append_verbatim checks every CRC again as it writes.
+    for view, batches in snapshot_chunks(snap, plan.from_offset, root, verify=False):
         if not batches:
             continue
         log.append_verbatim(view)
         written += len(view)
+        unsynced += len(view)
+        if unsynced >= _SYNC_EVERY:  # spread writeback: no giant fsync at the end
+            log.sync()
+            unsynced = 0
         if throttle is not None:
             throttle(len(view))
     log.sync()
@@ -442,7 +479,7 @@ def read_batches(snap: Snapshot, start: int, root: str, limit: int) -> bytes | N
     """The snapshot's batches from ``start`` as one buffer; None if over ``limit`` bytes."""
     parts: list[bytes] = []
     total = 0
-    for view, _ in snapshot_chunks(snap, start, root):
+    for view, _ in snapshot_chunks(snap, start, root, verify=False):
         total += len(view)
         if total > limit:
             return None
@@ -469,212 +506,16 @@ def apply_order(snaps: Sequence[Snapshot]) -> list[Snapshot]:
     return sorted(snaps, key=lambda s: (s.base_offset, depth(s), s.last_offset, s.path))
 
 
-# -- creation -----------------------------------------------------------------------
-
-
-class SnapshotSource(Protocol):
-    """What creation needs of a partition log (storage's PartitionLog)."""
-
-    @property
-    def log_start_offset(self) -> int: ...
-
-    def read(
-        self, offset: int, max_bytes: int, *, upper_bound: int | None = None
-    ) -> _Read: ...
-
-    def link_or_copy_segments_to(
-        self, dest_dir: str, end_offset: int, *, start_offset: int = 0
-    ) -> Sequence[_Copied]: ...
-
-
-class _Copied(Protocol):
-    @property
-    def file(self) -> str: ...
-
-    @property
-    def base_offset(self) -> int: ...
-
-    @property
-    def last_offset(self) -> int: ...
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CreateRequest:
-    """One partition's snapshot to create."""
-
-    snapshots_dir: str  # <data_dir>/snapshots
-    dir_name: str  # the topic id (or name) directory
-    snapshot_id: str
-    topic: str
-    topic_id: str
-    partition: int
-    partition_count: int
-    end_offset: int  # exclusive: the high watermark at the consistent point
-    compression: str = "none"
-    ancestor: SnapshotMeta | None = None
-    topic_configs: Mapping[str, str] = field(default_factory=dict)
-    group_offsets: bytes | None = None  # group-offsets.json content
-
-
-def create_snapshot(
-    log: SnapshotSource,
-    req: CreateRequest,
-    *,
-    before_publish: Callable[[str], None] | None = None,
-) -> tuple[str, SnapshotMeta]:
-    """Write a snapshot directory; returns its final path and meta.
-
-    ``before_publish(final_path)`` runs before the rename (the broker records the
-    snapshot as its own there, so its watcher never ingests it).
-
-    Raises:
-        SnapshotInvalid: nothing to snapshot (reason ``empty``) or the ancestor's end
-            is no longer in the log (``ancestor-gone``).
-        StorageError: I/O failed (the temporary directory is removed).
-    """
-    if req.compression not in CODECS:
-        raise SnapshotInvalid("bad-meta", f"unknown compression {req.compression!r}")
-    start = log.log_start_offset
-    if req.ancestor is not None:
-        start = req.ancestor.last_offset + 1
-        if start < log.log_start_offset:
-            raise SnapshotInvalid(
-                "ancestor-gone", f"offset {start} was deleted from the log"
-            )
-    if req.end_offset <= start:
-        raise SnapshotInvalid("empty", f"no batches in [{start}, {req.end_offset})")
-    parent = os.path.join(req.snapshots_dir, req.dir_name)
-    final = os.path.join(parent, req.snapshot_id)
-    tmp = os.path.join(parent, f".{req.snapshot_id}.tmp")
-    if os.path.exists(final):
-        raise SnapshotInvalid("exists", final)
-    os.makedirs(parent, exist_ok=True)
-    _rmtree(tmp)
-    try:
-        meta = _fill(log, req, start, tmp)
-        _fsync_dir(tmp)
-        if before_publish is not None:
-            before_publish(final)
-        os.replace(tmp, final)
-        _fsync_dir(parent)
-    except OSError as exc:
-        _rmtree(tmp)
-        raise StorageError(f"creating snapshot {final}: {exc}") from exc
-    except BaseException:
-        _rmtree(tmp)
-        raise
-    return final, meta
-
-
-def _fill(
-    log: SnapshotSource, req: CreateRequest, start: int, tmp: str
-) -> SnapshotMeta:
-    copied = log.link_or_copy_segments_to(tmp, req.end_offset, start_offset=start)
-    if not copied:
-        raise SnapshotInvalid("empty", f"no batches in [{start}, {req.end_offset})")
-    segments = []
-    last: BatchHeader | None = None
-    max_ts = -1
-    for c in copied:
-        path = os.path.join(tmp, c.file)
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        crc = 0
-        try:
-            for view, batches in iter_chunks(fd, "none", verify=False):
-                crc = _crc32c.crc32c(view, crc)
-                for _, h in batches:
-                    max_ts = max(max_ts, h.max_timestamp)
-                    last = h
-            size = os.fstat(fd).st_size
-            if req.compression != "none":
-                data = compress_file(_pread_all(fd, size), req.compression)
-        finally:
-            os.close(fd)
-        name = c.file
-        if req.compression != "none":
-            name = c.file + CODECS[req.compression]
-            _write_new(os.path.join(tmp, name), data)
-            os.unlink(path)
-            size = len(data)
-            crc = _crc_bytes(data)
-        segments.append(
-            SegmentMeta(
-                file=name,
-                base_offset=c.base_offset,
-                last_offset=c.last_offset,
-                size=size,
-                crc32c=crc,
-            )
-        )
-    assert last is not None
-    group_file = None
-    if req.group_offsets is not None:
-        _write_new(os.path.join(tmp, GROUP_OFFSETS_FILE), req.group_offsets)
-        group_file = GROUP_OFFSETS_FILE
-    meta = SnapshotMeta(
-        version=META_VERSION,
-        last_offset=last.last_offset,
-        last_term=last.partition_leader_epoch,
-        ancestor_snapshot_id=None if req.ancestor is None else req.ancestor.snapshot_id,
-        compression=req.compression,
-        size=sum(s.size or 0 for s in segments),
-        snapshot_id=req.snapshot_id,
-        topic=req.topic,
-        topic_id=req.topic_id,
-        partition=req.partition,
-        partition_count=req.partition_count,
-        base_offset=segments[0].base_offset,
-        max_timestamp=max_ts,
-        created_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        segments=tuple(segments),
-        topic_configs=dict(req.topic_configs),
-        group_offsets=group_file,
-    )
-    _write_new(os.path.join(tmp, META_FILE), meta.encode())
-    return meta
-
-
-def _crc_bytes(data: bytes) -> int:
-    return int(_crc32c.crc32c(data))
-
-
-def _pread_all(fd: int, size: int) -> bytes:
-    parts = []
-    pos = 0
-    while pos < size and (chunk := os.pread(fd, min(_READ_BYTES, size - pos), pos)):
-        parts.append(chunk)
-        pos += len(chunk)
-    return b"".join(parts)
-
-
-def _write_new(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    try:
-        view = memoryview(data)
-        done = 0
-        while done < len(view):
-            done += os.write(fd, view[done:])
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _rmtree(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        shutil.rmtree(path)
-
-
-def read_snapshot_meta(path: str, root: str) -> SnapshotMeta:
-    """Parse a snapshot directory's ``meta.json`` (no completeness check)."""
-    try:
-        return parse_meta(read_meta_bytes(path, root))
-    except SnapshotIncomplete as exc:
-        raise SnapshotInvalid(exc.reason, exc.detail) from exc
+__all__ = [
+    "CreateRequest",
+    "Plan",
+    "Snapshot",
+    "Status",
+    "apply_order",
+    "apply_plan",
+    "create_snapshot",
+    "inspect_snapshot",
+    "plan_apply",
+    "read_batches",
+    "read_snapshot_meta",
+]

@@ -43,11 +43,11 @@ and FIFOs, non-UTF-8 names and oversized ``meta.json`` files are rejected.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import stat
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -83,7 +83,7 @@ UUID_RE: Final = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
 TOPIC_RE: Final = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
-_CHUNK: Final = 8 * 1024 * 1024
+_CHUNK: Final = 2 * 1024 * 1024
 
 
 class SnapshotError(StorageError):
@@ -452,32 +452,16 @@ def list_segment_files(snapshot_dir: str, compression: str) -> tuple[SegmentMeta
 # -- reading segment files ---------------------------------------------------------
 
 
-def stored_checksums(fd: int) -> tuple[int, int, str]:
-    """(size, crc32c, sha256 hex) of a file's stored bytes, read in chunks."""
-    crc = 0
-    sha = hashlib.sha256()
-    size = 0
-    pos = 0
-    while True:
-        chunk = os.pread(fd, _CHUNK, pos)
-        if not chunk:
-            return size, crc, sha.hexdigest()
-        crc = _crc32c.crc32c(chunk, crc)
-        sha.update(chunk)
-        size += len(chunk)
-        pos += len(chunk)
-
-
 def file_crc32c(fd: int) -> tuple[int, int]:
     """(size, crc32c) of a file's bytes."""
     crc = 0
     pos = 0
-    while True:
-        chunk = os.pread(fd, _CHUNK, pos)
-        if not chunk:
-            return pos, crc
-        crc = _crc32c.crc32c(chunk, crc)
-        pos += len(chunk)
+    buf = bytearray(_CHUNK)
+    while n := os.preadv(fd, [buf], pos):
+        crc = _crc32c.crc32c(memoryview(buf)[:n], crc)
+        pos += n
+        pause()
+    return pos, crc
 
 
 def decompress_file(data: bytes, compression: str) -> bytes:
@@ -530,28 +514,33 @@ def iter_chunks(
             memoryview(decompress_file(stored, compression)), verify, final=True
         )
         return
+    buf = bytearray(chunk_bytes)
     pos = 0
-    carry = b""
     while True:
-        data = os.pread(fd, chunk_bytes, pos)
-        pos += len(data)
-        buf = carry + data if carry else data
-        if not data:
-            if carry:
-                raise SnapshotInvalid(
-                    "torn-batch", f"{len(carry)} bytes after the last batch"
-                )
-            return
         view = memoryview(buf)
-        batches = list(_split_partial(view, verify))
+        n = os.preadv(fd, [view], pos)
+        if n == 0:
+            return
+        data = view[:n]
+        batches = list(_split_partial(data, verify))
         used = batches[-1][0] + batches[-1][1].size if batches else 0
-        if batches:
-            yield view[:used], batches
-        carry = bytes(view[used:])
-        if len(carry) >= LOG_OVERHEAD:
-            need = read_length(carry)
-            if need > MAX_BATCH_BYTES:
-                raise SnapshotInvalid("batch-too-large", f"{need} bytes")
+        if used:
+            # The view is reused: callers finish with it before asking for more.
+            yield data[:used], batches
+            pos += used
+            pause()
+            continue
+        if n < len(buf):
+            raise SnapshotInvalid("torn-batch", f"{n} bytes after the last batch")
+        need = read_length(data[:LOG_OVERHEAD])
+        if need > MAX_BATCH_BYTES or need <= len(buf):
+            raise SnapshotInvalid("corrupt-batch", f"batch size {need} at {pos}")
+        buf = bytearray(need)  # one batch larger than the buffer
+
+
+def pause() -> None:
+    """Let other threads (the broker's event loop) take the GIL between chunks."""
+    time.sleep(0)
 
 
 def read_length(buf: bytes | memoryview) -> int:

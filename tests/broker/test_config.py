@@ -85,6 +85,10 @@ def test_set_splits_broker_settings_from_topic_defaults() -> None:
     }
     with pytest.raises(ConfigError):
         resolve(flags={}, sets={"num.partitions": "many"})
+    with pytest.raises(ConfigError, match="unknown topic config"):
+        resolve(flags={}, sets={"no.such.config": "1"})
+    with pytest.raises(ConfigError, match=r"retention\.ms"):
+        resolve(flags={}, sets={"retention.ms": "soon"})
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".toml"])

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from storage.errors import StorageIOError
 from storage.fileops import FileOps
@@ -211,3 +213,77 @@ def test_unicode_group_and_metadata_round_trip(tmp_path: Path) -> None:
     again = OffsetStore(tmp_path)
     assert again.fetch("grüppe\n1")[("tópic", 0)].metadata == "line1\nline2 ☃"
     again.close()
+
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("commit"),
+            st.sampled_from("gh"),
+            st.sampled_from("tu"),
+            st.integers(0, 2),
+        ),
+        st.tuples(
+            st.just("delete_group"), st.sampled_from("gh"), st.just(""), st.just(0)
+        ),
+        st.tuples(
+            st.just("delete_topic"), st.just(""), st.sampled_from("tu"), st.just(0)
+        ),
+        st.tuples(st.just("sync"), st.just(""), st.just(""), st.just(0)),
+    ),
+    max_size=25,
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(ops=_OPS, cut_fraction=st.floats(0, 1))
+def test_crash_at_any_byte_recovers_a_prefix_including_every_sync(
+    tmp_path_factory: pytest.TempPathFactory,
+    ops: list[tuple[str, str, str, int]],
+    cut_fraction: float,
+) -> None:
+    """A crash that tears the log anywhere after the last sync recovers the state of
+    some prefix of the writes, never less than what was synced."""
+    root = tmp_path_factory.mktemp("crash")
+    store = OffsetStore(root)
+    model: dict[str, dict[tuple[str, int], int]] = {}
+    history = [(0, {})]  # (file size, state) after each write
+    synced_size = 0
+    offset = 0
+    for op, group, topic, part in ops:
+        if op == "commit":
+            offset += 1
+            store.commit(group, [_off(topic, part, offset)])
+            model.setdefault(group, {})[(topic, part)] = offset
+        elif op == "delete_group":
+            store.delete_group(group)
+            model.pop(group, None)
+        elif op == "delete_topic":
+            store.delete_topic(topic)
+            for g in list(model):
+                model[g] = {k: v for k, v in model[g].items() if k[0] != topic}
+                if not model[g]:
+                    del model[g]
+        else:
+            store.sync()
+            synced_size = store.path.stat().st_size
+        size = store.path.stat().st_size
+        if size != history[-1][0]:
+            history.append((size, {g: dict(t) for g, t in model.items()}))
+    store.sync()
+    os.close(store._fd)  # crash: no clean close
+    data = store.path.read_bytes()
+    cut = synced_size + int((len(data) - synced_size) * cut_fraction)
+    store.path.write_bytes(data[:cut])
+    recovered = OffsetStore(root)
+    got = {
+        g: {k: v.offset for k, v in recovered.fetch(g).items()}
+        for g in recovered.groups()
+    }
+    expected = [state for size, state in history if size <= cut][-1]
+    assert got == expected
+    recovered.close()

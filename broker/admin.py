@@ -1,0 +1,266 @@
+"""The admin HTTP API: a small HTTP/1.1 server on anyio with a route table.
+
+Routes (``ROUTES``; others register theirs with :func:`route`, e.g. ``/v1/groups``,
+``/v1/snapshots``, in a module imported before the server starts)::
+
+    GET /v1/status/ready   200 {"status": "ready"} when serving, 503 while starting
+    GET /v1/topics         every topic with its partitions' offsets and sizes
+    GET /v1/topics/{name}  one topic (404 if unknown)
+    GET /v1/brokers        this node and its listeners (bound and advertised)
+    GET /metrics           Prometheus text format
+
+One request per connection (``Connection: close``); request heads over 16 KiB and
+bodies over 1 MiB are refused. Handlers are plain functions returning a
+:class:`HttpResponse`, synchronous or async.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import anyio
+import anyio.abc
+import structlog
+
+if TYPE_CHECKING:
+    from broker.context import BrokerContext
+
+log = structlog.get_logger("broker.admin")
+
+MAX_HEAD = 16 * 1024
+MAX_BODY = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpRequest:
+    """A parsed request as route handlers see it."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    params: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpResponse:
+    """What a route handler returns."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+    @classmethod
+    def json(cls, value: object, status: int = 200) -> HttpResponse:
+        return cls(status=status, body=json.dumps(value).encode() + b"\n")
+
+    @classmethod
+    def error(cls, status: int, message: str) -> HttpResponse:
+        return cls.json({"error": message}, status=status)
+
+
+RouteFn = Callable[
+    ["BrokerContext", HttpRequest], HttpResponse | Awaitable[HttpResponse]
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    fn: RouteFn
+
+
+ROUTES: list[Route] = []
+
+
+def route(method: str, path: str) -> Callable[[RouteFn], RouteFn]:
+    """Register a route; ``{name}`` in ``path`` captures one path segment."""
+    regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$"
+
+    def register(fn: RouteFn) -> RouteFn:
+        ROUTES.append(Route(method.upper(), re.compile(regex), fn))
+        return fn
+
+    return register
+
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+async def serve_admin(
+    ctx: BrokerContext, *, task_status: anyio.abc.TaskStatus[tuple[str, int]]
+) -> None:
+    """Listen on the configured admin address until cancelled."""
+    assert ctx.config.admin is not None
+    addr = ctx.config.admin
+    listener = await anyio.create_tcp_listener(
+        local_host=addr.host, local_port=addr.port, reuse_port=False
+    )
+    sockname = listener.extra(anyio.abc.SocketAttribute.local_address)  # noqa: S610
+    host, port = str(sockname[0]), int(sockname[1])
+    ctx.admin_address = (host, port)
+    log.info("listening", listener="admin", host=host, port=port)
+    task_status.started((host, port))
+    async with listener:
+        await listener.serve(lambda stream: _serve_one(ctx, stream))
+
+
+async def _serve_one(ctx: BrokerContext, stream: anyio.abc.SocketStream) -> None:
+    async with stream:
+        try:
+            with anyio.fail_after(10):
+                response = await _read_and_route(ctx, stream)
+            await _send(stream, response)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, TimeoutError, OSError):
+            return
+
+
+async def _read_and_route(
+    ctx: BrokerContext, stream: anyio.abc.SocketStream
+) -> HttpResponse:
+    buf = bytearray()
+    while b"\r\n\r\n" not in buf:
+        if len(buf) > MAX_HEAD:
+            return HttpResponse.error(413, "request head too large")
+        buf += await stream.receive()
+    head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3:
+        return HttpResponse.error(400, "bad request line")
+    method, target, _version = parts
+    headers = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    try:
+        length = int(headers.get("content-length", "0"))
+    except ValueError:
+        return HttpResponse.error(400, "bad content-length")
+    if length > MAX_BODY:
+        return HttpResponse.error(413, "body too large")
+    body = bytearray(rest)
+    while len(body) < length:
+        body += await stream.receive()
+    url = urlsplit(target)
+    path = unquote(url.path)
+    allowed = False
+    for r in ROUTES:
+        m = r.pattern.match(path)
+        if m is None:
+            continue
+        allowed = True
+        if r.method != method.upper():
+            continue
+        request = HttpRequest(
+            method=method.upper(),
+            path=path,
+            query=parse_qs(url.query),
+            params=m.groupdict(),
+            headers=headers,
+            body=bytes(body[:length]),
+        )
+        return await _call(r.fn, ctx, request)
+    if allowed:
+        return HttpResponse.error(405, "method not allowed")
+    return HttpResponse.error(404, "not found")
+
+
+async def _call(fn: RouteFn, ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
+    try:
+        result = fn(ctx, request)
+        if inspect.isawaitable(result):
+            return await result
+        assert isinstance(result, HttpResponse)
+        return result
+    except (
+        Exception
+    ) as e:  # a route bug answers 500 and is logged, never kills the broker
+        log.exception("admin_route_failed", path=request.path)
+        return HttpResponse.error(500, str(e))
+
+
+async def _send(stream: anyio.abc.SocketStream, response: HttpResponse) -> None:
+    reason = _REASONS.get(response.status, "Unknown")
+    head = (
+        f"HTTP/1.1 {response.status} {reason}\r\n"
+        f"Content-Type: {response.content_type}\r\n"
+        f"Content-Length: {len(response.body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    await stream.send(head + response.body)
+
+
+# -- built-in routes -----------------------------------------------------------
+
+
+@route("GET", "/v1/status/ready")
+def _ready(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
+    if ctx.ready and not ctx.shutting_down:
+        return HttpResponse.json({"status": "ready"})
+    status = "stopping" if ctx.shutting_down else "starting"
+    return HttpResponse.json({"status": status}, status=503)
+
+
+@route("GET", "/v1/brokers")
+def _brokers(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
+    return HttpResponse.json(
+        [
+            {
+                "node_id": ctx.config.node_id,
+                "cluster_id": ctx.config.cluster_id,
+                "listeners": [b.as_json() for b in ctx.listeners.values()],
+                "admin": None
+                if ctx.admin_address is None
+                else {"host": ctx.admin_address[0], "port": ctx.admin_address[1]},
+            }
+        ]
+    )
+
+
+@route("GET", "/v1/topics")
+def _topics(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
+    if not ctx.ready:
+        return HttpResponse.error(503, "starting")
+    return HttpResponse.json([ctx.topic_summary(name) for name in ctx.topic_names()])
+
+
+@route("GET", "/v1/topics/{name}")
+def _topic(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
+    if not ctx.ready:
+        return HttpResponse.error(503, "starting")
+    summary = ctx.topic_summary(request.params["name"])
+    if summary is None:
+        return HttpResponse.error(404, "unknown topic")
+    return HttpResponse.json(summary)
+
+
+@route("GET", "/metrics")
+def _metrics(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
+    from broker.snapshot_watcher import snapshot_metric_lines
+
+    return HttpResponse(
+        status=200,
+        body=ctx.metrics.render(
+            itertools.chain(ctx.partition_metric_lines(), snapshot_metric_lines(ctx))
+        ).encode(),
+        content_type="text/plain; version=0.0.4; charset=utf-8",
+    )

@@ -1,0 +1,122 @@
+"""``ailurus serve``: run the broker in the foreground until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from broker.cli.main import GlobalOptions
+from broker.config import ConfigError, parse_set, resolve
+
+
+@click.command(
+    "serve",
+    epilog="Precedence: flags, then AILURUS_* environment variables, then the "
+    "--config file, then defaults. Port 0 binds a free port (see the 'listening' "
+    "log events or --ready-file). A listener bound to 0.0.0.0 advertises "
+    "127.0.0.1 unless --advertise-kafka-addr says otherwise.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    envvar="AILURUS_CONFIG",
+    show_envvar=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML or TOML file with these settings (flags and env win over it).",
+)
+@click.option(
+    "--data-dir",
+    envvar="AILURUS_DATA_DIR",
+    show_envvar=True,
+    help="Directory holding topics and segments.  [default: ./data]",
+)
+@click.option(
+    "--kafka-addr",
+    envvar="AILURUS_KAFKA_ADDR",
+    show_envvar=True,
+    help="Kafka listeners, [name://]host:port[,...]; port 0 picks a free port."
+    "  [default: 127.0.0.1:9092]",
+)
+@click.option(
+    "--advertise-kafka-addr",
+    envvar="AILURUS_ADVERTISE_KAFKA_ADDR",
+    show_envvar=True,
+    help="Addresses clients are told to use, [name://]host:port[,...], matched to "
+    "listeners by name (else by position).  [default: the bound address]",
+)
+@click.option(
+    "--admin-addr",
+    envvar="AILURUS_ADMIN_ADDR",
+    show_envvar=True,
+    help="Admin HTTP API address host:port ('none' disables it)."
+    "  [default: 127.0.0.1:9644]",
+)
+@click.option(
+    "--node-id",
+    envvar="AILURUS_NODE_ID",
+    show_envvar=True,
+    type=int,
+    help="[default: 0]",
+)
+@click.option(
+    "--cluster-id",
+    envvar="AILURUS_CLUSTER_ID",
+    show_envvar=True,
+    help="[default: ailurus-dev]",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    envvar="AILURUS_SET",
+    show_envvar=True,
+    metavar="KEY=VALUE",
+    help="A Kafka config: topic defaults (retention.ms, segment.bytes, "
+    "max.message.bytes, ...) or broker settings (auto.create.topics.enable, "
+    "num.partitions, connections.max.idle.ms, socket.request.max.bytes, "
+    "queued.max.request.bytes, max.connections, message.max.bytes). Repeatable.",
+)
+@click.option(
+    "--log-level",
+    envvar="AILURUS_LOG_LEVEL",
+    show_envvar=True,
+    type=click.Choice(["debug", "info", "warning", "error", "critical"]),
+    help="[default: info]",
+)
+@click.option(
+    "--log-format",
+    envvar="AILURUS_LOG_FORMAT",
+    show_envvar=True,
+    type=click.Choice(["auto", "console", "json"]),
+    help="auto: console on a terminal, JSON lines otherwise.  [default: auto]",
+)
+@click.option(
+    "--ready-file",
+    envvar="AILURUS_READY_FILE",
+    show_envvar=True,
+    type=click.Path(dir_okay=False),
+    help="Write a JSON file with the bound addresses once the broker is ready.",
+)
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    /,
+    config_file: Path | None,
+    sets: tuple[str, ...],
+    **flags: object,
+) -> None:
+    """Run the broker in the foreground (SIGTERM/SIGINT stop it cleanly)."""
+    options = ctx.find_object(GlobalOptions)
+    if options is not None and options.debug and flags.get("log_level") is None:
+        flags["log_level"] = "debug"
+    try:
+        config = resolve(flags=flags, sets=parse_set(sets), config_file=config_file)
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from e
+    from broker.server import run
+
+    raise SystemExit(run(config))
+
+
+COMMAND = serve

@@ -1,0 +1,310 @@
+"""Broker configuration: where each setting comes from and what it means.
+
+Precedence, highest first: command-line flags, ``AILURUS_*`` environment variables
+(click reads both), an optional YAML or TOML file (``--config``), then the defaults
+below. The file uses the flag names with underscores (``data_dir``, ``kafka_addr``,
+``advertise_kafka_addr``, ``admin_addr``, ``node_id``, ``log_level``, ``log_format``)
+plus a ``set:`` mapping of Kafka config names, exactly what ``--set key=value`` takes.
+
+``--set`` keys that name a broker setting (``auto.create.topics.enable``,
+``num.partitions``, ``connections.max.idle.ms``, ``socket.request.max.bytes``,
+``queued.max.request.bytes``, ``max.connections``, ``message.max.bytes``) configure the
+broker; every other key is a topic default (``retention.ms``, ``segment.bytes``,
+``max.message.bytes``, ...) handed to storage for topics that do not override it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Final
+
+import yaml
+
+from storage.config import validate as validate_topic_config
+from storage.errors import InvalidConfig
+
+DEFAULT_KAFKA_ADDR: Final = "127.0.0.1:9092"
+DEFAULT_ADMIN_ADDR: Final = "127.0.0.1:9644"
+DEFAULT_LISTENER_NAME: Final = "default"
+
+
+class ConfigError(ValueError):
+    """A setting is malformed; the message names it and says what is expected."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Address:
+    """One ``[name://]host:port``; port 0 means "any free port"."""
+
+    name: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenerConfig:
+    """A Kafka listener: where it binds and what it tells clients to connect to."""
+
+    name: str
+    bind: Address
+    advertised: Address | None = None  # None: the bound address (actual port)
+
+
+# Broker settings reachable through --set, with their Kafka names and defaults.
+_BROKER_KEYS: Final[dict[str, tuple[str, type]]] = {
+    "auto.create.topics.enable": ("auto_create_topics", bool),
+    "num.partitions": ("default_partitions", int),
+    "connections.max.idle.ms": ("connections_max_idle_ms", int),
+    "socket.request.max.bytes": ("max_request_size", int),
+    "queued.max.request.bytes": ("max_inflight_bytes", int),
+    "max.connections": ("max_connections", int),
+    "message.max.bytes": ("message_max_bytes", int),
+    "ailurus.shutdown.grace.ms": ("shutdown_grace_ms", int),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerConfig:
+    """Every setting of one broker process, resolved and validated."""
+
+    data_dir: Path = Path("./data")
+    listeners: tuple[ListenerConfig, ...] = (
+        ListenerConfig(
+            name=DEFAULT_LISTENER_NAME,
+            bind=Address(name=DEFAULT_LISTENER_NAME, host="127.0.0.1", port=9092),
+        ),
+    )
+    admin: Address | None = field(
+        default_factory=lambda: Address(name="admin", host="127.0.0.1", port=9644)
+    )
+    node_id: int = 0
+    cluster_id: str = "ailurus-dev"
+    log_level: str = "info"
+    log_format: str = "auto"
+    ready_file: Path | None = None
+    auto_create_topics: bool = True
+    default_partitions: int = 1
+    connections_max_idle_ms: int = 600_000
+    max_request_size: int = 100 * 1024 * 1024
+    max_inflight_bytes: int = 64 * 1024 * 1024
+    max_connections: int = 10_000
+    message_max_bytes: int = 1_048_588
+    shutdown_grace_ms: int = 5_000
+    topic_defaults: Mapping[str, str] = field(default_factory=dict)
+
+
+def parse_address(text: str, *, default_name: str) -> Address:
+    """Parse ``[name://]host:port`` (IPv6 hosts in brackets)."""
+    text = text.strip()
+    name = default_name
+    if "://" in text:
+        name, _, text = text.partition("://")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ConfigError(f"bad listener name in {text!r}")
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]*):(\d+)", text)
+    if m is None:
+        raise ConfigError(f"bad address {text!r}: expected [name://]host:port")
+    host = m[1] if m[1] is not None else m[3]
+    port = int(m[2] if m[2] is not None else m[4])
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"bad port in {text!r}")
+    return Address(name=name, host=host or "0.0.0.0", port=port)  # noqa: S104
+
+
+def parse_listeners(
+    kafka_addr: str, advertise: str | None
+) -> tuple[ListenerConfig, ...]:
+    """Pair bind addresses with advertised ones, by listener name (else by position)."""
+    parts = [p for p in kafka_addr.split(",") if p.strip()]
+    if not parts:
+        raise ConfigError("--kafka-addr needs at least one address")
+    binds = [
+        parse_address(p, default_name=DEFAULT_LISTENER_NAME if i == 0 else f"l{i}")
+        for i, p in enumerate(parts)
+    ]
+    names = [b.name for b in binds]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"duplicate listener names in --kafka-addr: {names}")
+    advertised: dict[str, Address] = {}
+    if advertise:
+        adv_parts = [p for p in advertise.split(",") if p.strip()]
+        for i, p in enumerate(adv_parts):
+            positional = binds[i].name if i < len(binds) else f"l{i}"
+            a = parse_address(p, default_name=positional)
+            if a.name not in names:
+                raise ConfigError(f"advertised listener {a.name!r} has no --kafka-addr")
+            advertised[a.name] = a
+    return tuple(
+        ListenerConfig(name=b.name, bind=b, advertised=advertised.get(b.name))
+        for b in binds
+    )
+
+
+def _parse_bool(key: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"{key} must be true or false, not {value!r}")
+
+
+def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Parse repeated ``key=value`` items."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, not {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_file(path: Path) -> dict[str, object]:
+    """Read a YAML (``.yaml``/``.yml``/other) or TOML (``.toml``) config file."""
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
+    try:
+        data: object
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = yaml.safe_load(text) or {}
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"bad config file {path}: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+_FILE_KEYS: Final = frozenset(
+    {
+        "data_dir",
+        "kafka_addr",
+        "advertise_kafka_addr",
+        "admin_addr",
+        "node_id",
+        "cluster_id",
+        "log_level",
+        "log_format",
+        "ready_file",
+        "set",
+    }
+)
+
+
+def resolve(
+    *,
+    flags: Mapping[str, object],
+    sets: Mapping[str, str],
+    config_file: Path | None = None,
+) -> BrokerConfig:
+    """Merge flags/env (already merged by click; None = unset), file and defaults.
+
+    Args:
+        flags: values of the ``serve`` options, None where neither flag nor env gave one.
+        sets: ``--set`` items (flags/env), which win over the file's ``set`` mapping.
+        config_file: the optional YAML/TOML file.
+    """
+    file_values: dict[str, object] = load_file(config_file) if config_file else {}
+    unknown = set(file_values) - _FILE_KEYS
+    if unknown:
+        raise ConfigError(f"unknown keys in config file: {sorted(unknown)}")
+
+    def pick(key: str, default: object) -> object:
+        value = flags.get(key)
+        if value is not None:
+            return value
+        return file_values.get(key, default)
+
+    file_sets = file_values.get("set") or {}
+    if not isinstance(file_sets, dict):
+        raise ConfigError("config file key 'set' must be a mapping")
+    merged_sets = {str(k): _stringify(v) for k, v in file_sets.items()}
+    merged_sets.update(sets)
+
+    cfg = BrokerConfig()
+    listeners = parse_listeners(
+        str(pick("kafka_addr", DEFAULT_KAFKA_ADDR)),
+        _opt_str(pick("advertise_kafka_addr", None)),
+    )
+    admin_text = str(pick("admin_addr", DEFAULT_ADMIN_ADDR))
+    admin = (
+        None
+        if admin_text.lower() in ("", "none", "off")
+        else parse_address(admin_text, default_name="admin")
+    )
+    log_format = str(pick("log_format", "auto")).lower()
+    if log_format not in ("auto", "console", "json"):
+        raise ConfigError("--log-format must be auto, console or json")
+    log_level = str(pick("log_level", "info")).lower()
+    if log_level not in ("debug", "info", "warning", "error", "critical"):
+        raise ConfigError("--log-level must be debug, info, warning, error or critical")
+    ready = _opt_str(pick("ready_file", None))
+    try:
+        node_id = int(str(pick("node_id", 0)))
+    except ValueError as e:
+        raise ConfigError("--node-id must be an integer") from e
+    cfg = replace(
+        cfg,
+        data_dir=Path(str(pick("data_dir", "./data"))),
+        listeners=listeners,
+        admin=admin,
+        node_id=node_id,
+        cluster_id=str(pick("cluster_id", cfg.cluster_id)),
+        log_level=log_level,
+        log_format=log_format,
+        ready_file=Path(ready) if ready else None,
+    )
+    broker_values: dict[str, object] = {}
+    topic_defaults: dict[str, str] = {}
+    for key, value in merged_sets.items():
+        if key in _BROKER_KEYS:
+            attr, kind = _BROKER_KEYS[key]
+            if kind is bool:
+                broker_values[attr] = _parse_bool(key, value)
+            else:
+                try:
+                    broker_values[attr] = int(value)
+                except ValueError as e:
+                    raise ConfigError(f"{key} must be an integer, not {value!r}") from e
+        else:
+            try:
+                validate_topic_config(key, value)
+            except InvalidConfig as e:
+                raise ConfigError(f"--set {key}={value}: {e}") from e
+            topic_defaults[key] = value
+    if "message_max_bytes" in broker_values:
+        topic_defaults.setdefault(
+            "max.message.bytes", str(merged_sets["message.max.bytes"])
+        )
+    cfg = replace(cfg, topic_defaults=topic_defaults)
+    cfg = replace(cfg, **broker_values)  # type: ignore[arg-type]
+    if cfg.default_partitions < 1:
+        raise ConfigError("num.partitions must be at least 1")
+    return cfg
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def _stringify(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)

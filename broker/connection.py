@@ -1,0 +1,353 @@
+"""One client connection: the thin driver around the sans-IO codec.
+
+Byte path: an ``asyncio.Protocol`` (measured in docs/benchmarks.md: a Protocol
+callback is several times cheaper per frame than anyio streams). ``data_received``
+feeds the chunk to :class:`protocol.framing.FrameReader`, decodes every complete
+frame and dispatches it at once. Requests answered immediately fill their response
+slot; :class:`broker.dispatch.Deferred` ones (acks=all produce, long-poll fetch, group
+joins) run as tasks in this connection's own anyio task group (:meth:`run`). Responses
+leave strictly in request order, the ready prefix of the slot queue in one
+``writelines`` call. acks=0 produce gets no slot.
+
+Limits: ``queued.max.request.bytes`` caps the bytes of requests not yet answered (and
+a full transport write buffer) — beyond it the connection stops reading
+(backpressure); ``connections.max.idle.ms`` closes connections without traffic
+(checked by the server's idle sweeper).
+
+Bad input: a malformed frame or an oversized size prefix closes the connection with
+one ``bad_request`` warning; an unsupported ApiVersions version is answered in the
+v0 body format with UNSUPPORTED_VERSION (KIP-511); any other unknown API key or
+version closes the connection, as Kafka does. This is the only module allowed to
+catch every exception (a handler bug closes one connection, never the broker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from typing import TYPE_CHECKING, cast
+
+import anyio
+import structlog
+
+from broker.dispatch import (
+    NO_RESPONSE,
+    Deferred,
+    RequestContext,
+    api_name,
+    dispatch,
+    is_handled,
+)
+from protocol.codec import decode_request, encode_response
+from protocol.error_codes import ErrorCode
+from protocol.errors import (
+    DecodeError,
+    FrameTooLarge,
+    ProtocolError,
+    UnsupportedVersion,
+)
+from protocol.framing import FrameReader
+from protocol.headers import RequestHeader
+from protocol.messages.api_versions import ApiVersion, ApiVersionsResponse
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+    from broker.context import BrokerContext
+
+log = structlog.get_logger("broker.connection")
+_ids = itertools.count(1)
+
+
+class _Slot:
+    """One response position in the connection's ordered output queue."""
+
+    __slots__ = ("api", "buffers", "header", "size", "started")
+
+    def __init__(self, header: RequestHeader, size: int, api: str, started: float):
+        self.header = header
+        self.size = size
+        self.api = api
+        self.started = started
+        self.buffers: list[bytes | bytearray | memoryview] | None = None
+
+
+class KafkaConnection(asyncio.Protocol):
+    """asyncio protocol for one Kafka client connection."""
+
+    def __init__(self, ctx: BrokerContext, listener: str, server_tg: TaskGroup):
+        self.ctx = ctx
+        self.listener = listener
+        self.id = next(_ids)
+        self.peer = "?"
+        self._server_tg = server_tg
+        self._reader = FrameReader(max_frame_size=ctx.config.max_request_size)
+        self._transport: asyncio.Transport | None = None
+        self._slots: deque[_Slot] = deque()
+        self._inflight_bytes = 0
+        self._read_paused = False
+        self._write_paused = False
+        self._draining = False
+        self._closed = anyio.Event()
+        self._is_closed = False
+        self._tg: TaskGroup | None = None
+        self._early: list[tuple[_Slot, Deferred]] = []
+        self.last_active = time.monotonic()
+        self.opened_at = time.time()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport; they implement it.
+        transport = cast("asyncio.Transport", transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        metrics = self.ctx.metrics
+        if len(self.ctx.connections) >= self.ctx.config.max_connections:
+            metrics.connections_rejected += 1
+            log.warning(
+                "connection_rejected",
+                peer=self.peer,
+                reason="max_connections",
+                limit=self.ctx.config.max_connections,
+            )
+            self._is_closed = True
+            transport.abort()
+            return
+        self.ctx.connections[self.id] = self
+        metrics.connections_open += 1
+        metrics.connections_total += 1
+        log.info(
+            "connection_open", conn=self.id, peer=self.peer, listener=self.listener
+        )
+        self._server_tg.start_soon(self.run, name=f"conn-{self.id}")
+
+    async def run(self) -> None:
+        """Host this connection's task group until it closes."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                for slot, deferred in self._early:
+                    tg.start_soon(self._complete, slot, deferred)
+                self._early.clear()
+                await self._closed.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            self._tg = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.ctx.connections.pop(self.id, None) is None:
+            return
+        self._is_closed = True
+        self.ctx.metrics.connections_open -= 1
+        self._closed.set()
+        log.info(
+            "connection_close",
+            conn=self.id,
+            peer=self.peer,
+            seconds=round(time.time() - self.opened_at, 3),
+            error=None if exc is None else str(exc),
+        )
+
+    def close(self, reason: str) -> None:
+        """Close the connection (pending responses are dropped)."""
+        if self._transport is not None and not self._is_closed:
+            self._is_closed = True
+            log.debug("connection_closing", conn=self.id, reason=reason)
+            self._transport.abort()
+
+    def stop_reading(self) -> None:
+        """Shutdown: take no new requests; pending ones still get their responses."""
+        self._draining = True
+        self._update_backpressure()
+
+    @property
+    def is_closed(self) -> bool:
+        return self._is_closed
+
+    @property
+    def busy(self) -> bool:
+        """Whether requests are awaiting a response (not idle)."""
+        return bool(self._slots)
+
+    # -- reading -----------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._is_closed:
+            return
+        self.last_active = time.monotonic()
+        self.ctx.metrics.bytes_in += len(data)
+        try:
+            self._reader.receive_data(data)
+            frames = self._reader.frames()
+        except FrameTooLarge as e:
+            self._bad_request("frame_too_large", size=e.size, max_size=e.max_size)
+            return
+        except ProtocolError as e:
+            self._bad_request("bad_frame", error=str(e))
+            return
+        try:
+            for frame in frames:
+                self._handle_frame(frame)
+                if self.is_closed:
+                    return
+        except Exception:
+            log.exception("handler_failed", conn=self.id, peer=self.peer)
+            self.close("handler_failed")
+            return
+        self._flush()
+        self._update_backpressure()
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; pending responses cannot be delivered
+
+    def _bad_request(self, reason: str, **kw: object) -> None:
+        self.ctx.metrics.bad_requests += 1
+        log.warning("bad_request", conn=self.id, peer=self.peer, reason=reason, **kw)
+        self.close(reason)
+
+    def _handle_frame(self, frame: memoryview) -> None:
+        started = time.perf_counter()
+        try:
+            header, request = decode_request(frame)
+        except UnsupportedVersion as e:
+            self._unsupported(e, len(frame), started)
+            return
+        except DecodeError as e:
+            api_key = (
+                int.from_bytes(frame[:2], "big", signed=True)
+                if len(frame) >= 2
+                else None
+            )
+            self._bad_request("decode_error", api_key=api_key, error=str(e))
+            return
+        api_key = header.request_api_key
+        if not is_handled(api_key, header.request_api_version):
+            self._unsupported(
+                UnsupportedVersion(
+                    api_key=api_key,
+                    api_version=header.request_api_version,
+                    correlation_id=header.correlation_id,
+                    client_id=header.client_id,
+                ),
+                len(frame),
+                started,
+            )
+            return
+        rctx = RequestContext(
+            broker=self.ctx,
+            header=header,
+            listener=self.listener,
+            peer=self.peer,
+            received_at=started,
+        )
+        result = dispatch(rctx, request)
+        api = api_name(api_key)
+        if result is NO_RESPONSE:
+            self.ctx.metrics.observe_request(api, time.perf_counter() - started)
+            return
+        slot = _Slot(header, len(frame), api, started)
+        self._slots.append(slot)
+        self._inflight_bytes += slot.size
+        if isinstance(result, Deferred):
+            if self._tg is None:
+                self._early.append((slot, result))
+            else:
+                self._tg.start_soon(self._complete, slot, result)
+        else:
+            slot.buffers = encode_response(header, result)
+
+    def _unsupported(self, e: UnsupportedVersion, size: int, started: float) -> None:
+        self.ctx.metrics.error(api_name(e.api_key), ErrorCode.UNSUPPORTED_VERSION.name)
+        if e.api_key != 18:
+            self._bad_request(
+                "unsupported_version", api_key=e.api_key, api_version=e.api_version
+            )
+            return
+        # KIP-511: answer an unknown ApiVersions version in the v0 body format with
+        # UNSUPPORTED_VERSION and our version ranges, so the client can downgrade.
+        from broker.dispatch import advertised_versions
+
+        header = RequestHeader(
+            request_api_key=18,
+            request_api_version=0,
+            correlation_id=e.correlation_id,
+            client_id=e.client_id,
+        )
+        body = ApiVersionsResponse(
+            error_code=ErrorCode.UNSUPPORTED_VERSION,
+            api_keys=tuple(
+                ApiVersion(api_key=k, min_version=lo, max_version=hi)
+                for k, (lo, hi) in advertised_versions().items()
+            ),
+        )
+        slot = _Slot(header, size, "api_versions", started)
+        slot.buffers = encode_response(header, body)
+        self._slots.append(slot)
+        self._inflight_bytes += size
+
+    async def _complete(self, slot: _Slot, deferred: Deferred) -> None:
+        try:
+            response = await deferred.run()
+            slot.buffers = encode_response(slot.header, response)
+        except Exception:
+            log.exception("handler_failed", conn=self.id, peer=self.peer, api=slot.api)
+            self.close("handler_failed")
+            return
+        self._flush()
+        self._update_backpressure()
+
+    # -- writing -----------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Write the ready prefix of the response queue in one call."""
+        slots = self._slots
+        if not slots or slots[0].buffers is None or self._transport is None:
+            return
+        out: list[bytes | bytearray | memoryview] = []
+        now = time.perf_counter()
+        metrics = self.ctx.metrics
+        while slots and slots[0].buffers is not None:
+            slot = slots.popleft()
+            assert slot.buffers is not None
+            out += slot.buffers
+            self._inflight_bytes -= slot.size
+            metrics.observe_request(slot.api, now - slot.started)
+        if self._is_closed:
+            return
+        metrics.bytes_out += sum(len(b) for b in out)
+        self._transport.writelines(out)
+        self.last_active = time.monotonic()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._update_backpressure()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._update_backpressure()
+
+    def _update_backpressure(self) -> None:
+        transport = self._transport
+        if transport is None or self._is_closed:
+            return
+        over = (
+            self._draining
+            or self._write_paused
+            or self._inflight_bytes > self.ctx.config.max_inflight_bytes
+        )
+        if over and not self._read_paused:
+            self._read_paused = True
+            log.debug(
+                "backpressure_pause",
+                conn=self.id,
+                inflight_bytes=self._inflight_bytes,
+                write_paused=self._write_paused,
+            )
+            transport.pause_reading()
+        elif not over and self._read_paused:
+            self._read_paused = False
+            transport.resume_reading()

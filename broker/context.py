@@ -1,0 +1,281 @@
+"""The broker-wide context every handler sees: config, storage, services, metrics.
+
+``BrokerContext`` is created once per process by :mod:`broker.server` and passed to
+handlers through :class:`broker.dispatch.RequestContext`. It owns the glue between
+the event loop and the synchronous storage layer: opening and recovering the data
+dir in a worker thread, appends that schedule a group-commit round, topic creation
+with a ``topic_change`` log event, and the admin/metrics views of topics.
+
+Hooks wired in later by the lead (typed loosely on purpose so this module does not
+import them): ``groups`` (the consumer-group service, broker.groups.service) and
+``producers`` (idempotent-producer state). Handlers that need them check for None.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import anyio
+import structlog
+
+from broker.config import BrokerConfig
+from broker.durability import GroupCommit, PartitionWaiters
+from broker.metrics import Metrics
+from storage.errors import StorageError
+
+if TYPE_CHECKING:
+    from broker.connection import KafkaConnection
+    from storage.log_manager import LogManager, TopicMeta
+    from storage.partition_log import PartitionLog
+
+log = structlog.get_logger("broker.context")
+
+
+class StartupError(Exception):
+    """The broker cannot start (data dir locked, port in use, bad config)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BoundListener:
+    """A listener after binding: the actual port and what clients are told."""
+
+    name: str
+    host: str
+    port: int
+    advertised_host: str
+    advertised_port: int
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "host": self.host,
+            "port": self.port,
+            "advertised_host": self.advertised_host,
+            "advertised_port": self.advertised_port,
+        }
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class BrokerContext:
+    """Process-wide state shared by connections, handlers and background jobs."""
+
+    config: BrokerConfig
+    metrics: Metrics
+    waiters: PartitionWaiters
+    group_commit: GroupCommit
+    logs_: LogManager | None = None
+    listeners: dict[str, BoundListener] = field(default_factory=dict)
+    admin_address: tuple[str, int] | None = None
+    connections: dict[int, KafkaConnection] = field(default_factory=dict)
+    ready: bool = False
+    shutting_down: bool = False
+    # Hooks for services wired in by the lead (H7): consumer groups, producer ids.
+    groups: object | None = None
+    producers: object | None = None
+    _last_flush: dict[int, float] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, config: BrokerConfig) -> BrokerContext:
+        metrics = Metrics()
+        waiters = PartitionWaiters()
+
+        def on_round(n: int) -> None:
+            metrics.fsyncs += 1
+
+        return cls(
+            config=config,
+            metrics=metrics,
+            waiters=waiters,
+            group_commit=GroupCommit(waiters, on_round=on_round),
+        )
+
+    # -- storage lifecycle ---------------------------------------------------
+
+    @property
+    def logs(self) -> LogManager:
+        assert self.logs_ is not None, "storage not open"
+        return self.logs_
+
+    async def open_storage(self) -> None:
+        """Open (and recover) the data dir in a worker thread; log what recovery found."""
+        config = self.config
+        started = time.perf_counter()
+        from storage.log_manager import LogManager
+
+        try:
+            config.data_dir.mkdir(parents=True, exist_ok=True)
+            manager = await anyio.to_thread.run_sync(
+                lambda: LogManager(str(config.data_dir), dict(config.topic_defaults))
+            )
+        except (StorageError, OSError) as e:
+            raise StartupError(f"cannot open data dir {config.data_dir}: {e}") from e
+        self.logs_ = manager
+        for rec in manager.recovery:
+            if rec.clean and not rec.truncated and not rec.removed_files:
+                continue
+            log.warning(
+                "recovery",
+                topic=rec.topic,
+                partition=rec.partition,
+                clean=rec.clean,
+                truncated=rec.truncated,
+                log_end_offset=rec.log_end_offset,
+                scanned_segments=sum(1 for s in rec.segments if s.scanned),
+                truncated_bytes=sum(s.truncated_bytes for s in rec.segments),
+                reasons=[s.reason for s in rec.segments if s.reason],
+                removed_segments=rec.removed_segments,
+                removed_files=rec.removed_files,
+            )
+        for path in manager.removed:
+            log.warning("recovery_removed", path=path)
+        log.info(
+            "storage_open",
+            data_dir=str(config.data_dir),
+            clean_start=manager.clean_start,
+            topics=len(manager.topics()),
+            partitions=len(manager.recovery),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
+    async def close_storage(self) -> None:
+        """Final fsync and clean close (writes the clean-shutdown marker)."""
+        manager = self.logs_
+        if manager is None:
+            return
+        self.logs_ = None
+        try:
+            await anyio.to_thread.run_sync(lambda: manager.close(clean=True))
+        except StorageError as e:
+            log.error("storage_close_failed", error=str(e))
+            return
+        log.info("storage_closed", clean=True)
+
+    # -- appends and visibility ----------------------------------------------
+
+    def high_watermark(self, plog: PartitionLog, write_caching: bool) -> int:
+        """What consumers may read: the durable offset (see broker.durability)."""
+        return plog.log_end_offset if write_caching else plog.durable_offset
+
+    def after_append(self, plog: PartitionLog, write_caching: bool) -> None:
+        """Schedule durability/visibility after an append."""
+        if write_caching:
+            self.waiters.notify(plog)
+        else:
+            self.group_commit.mark_dirty(plog)
+
+    def schedule_periodic_flush(self) -> None:
+        """Mark write-caching partitions dirty once their flush.ms has elapsed."""
+        manager = self.logs_
+        if manager is None:
+            return
+        now = time.monotonic()
+        for meta in manager.topics():
+            cfg = meta.config
+            if not cfg.write_caching:
+                continue
+            for idx in range(meta.partition_count):
+                plog = manager.partition(meta.name, idx)
+                if not plog.needs_sync:
+                    continue
+                last = self._last_flush.get(id(plog), 0.0)
+                if now - last >= cfg.flush_ms / 1000:
+                    self._last_flush[id(plog)] = now
+                    self.group_commit.mark_dirty(plog)
+
+    async def apply_retention(self) -> None:
+        manager = self.logs_
+        if manager is None:
+            return
+
+        def run() -> list[tuple[str, int, int, int]]:
+            out = []
+            now = now_ms()
+            for plog in manager.logs():
+                try:
+                    removed = plog.apply_retention(now)
+                except StorageError:
+                    continue
+                if removed:
+                    out.append(
+                        (
+                            plog.topic,
+                            plog.partition,
+                            len(removed),
+                            plog.log_start_offset,
+                        )
+                    )
+            return out
+
+        for topic, partition, segments, start in await anyio.to_thread.run_sync(run):
+            log.info(
+                "retention_removed",
+                topic=topic,
+                partition=partition,
+                segments=segments,
+                log_start_offset=start,
+            )
+
+    # -- topics --------------------------------------------------------------
+
+    def topic_names(self) -> list[str]:
+        manager = self.logs_
+        return [] if manager is None else sorted(m.name for m in manager.topics())
+
+    def topic_summary(self, name: str) -> dict[str, object] | None:
+        manager = self.logs_
+        if manager is None:
+            return None
+        try:
+            meta = manager.topic(name)
+        except StorageError:
+            return None
+        return {
+            "name": meta.name,
+            "topic_id": str(meta.topic_uuid),
+            "partition_count": meta.partition_count,
+            "configs": dict(meta.config.overrides),
+            "partitions": [
+                self._partition_summary(meta, idx)
+                for idx in range(meta.partition_count)
+            ],
+        }
+
+    def _partition_summary(self, meta: TopicMeta, idx: int) -> dict[str, object]:
+        plog = self.logs.partition(meta.name, idx)
+        return {
+            "partition": idx,
+            "log_start_offset": plog.log_start_offset,
+            "log_end_offset": plog.log_end_offset,
+            "high_watermark": self.high_watermark(plog, meta.config.write_caching),
+            "durable_offset": plog.durable_offset,
+            "size_bytes": plog.size_bytes,
+            "leader": self.config.node_id,
+            "leader_epoch": plog.leader_epoch,
+        }
+
+    def partition_metric_lines(self) -> Iterator[str]:
+        manager = self.logs_
+        if manager is None:
+            return
+        rows = []
+        for meta in manager.topics():
+            for idx in range(meta.partition_count):
+                s = self._partition_summary(meta, idx)
+                rows.append((meta.name, idx, s))
+        for metric, key, text in (
+            ("ailurus_partition_log_start_offset", "log_start_offset", "First offset."),
+            ("ailurus_partition_log_end_offset", "log_end_offset", "Next offset."),
+            ("ailurus_partition_high_watermark", "high_watermark", "Visible end."),
+            ("ailurus_partition_size_bytes", "size_bytes", "Bytes on disk."),
+        ):
+            yield f"# HELP {metric} {text}"
+            yield f"# TYPE {metric} gauge"
+            for name, idx, s in rows:
+                yield f'{metric}{{topic="{name}",partition="{idx}"}} {s[key]}'

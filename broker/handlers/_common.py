@@ -1,0 +1,102 @@
+"""Helpers shared by handlers: storage-error mapping, topic lookup and auto-creation."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from protocol.error_codes import ErrorCode
+from storage.errors import (
+    InvalidBatch,
+    InvalidConfig,
+    InvalidTopicName,
+    LogClosed,
+    MessageTooLarge,
+    OffsetOutOfRange,
+    StorageError,
+    StorageIOError,
+    TopicExists,
+    UnknownPartition,
+    UnknownTopic,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from broker.context import BrokerContext
+    from storage.log_manager import TopicMeta
+
+log = structlog.get_logger("broker.topics")
+
+ZERO_UUID = b"\x00" * 16
+
+_CODES: dict[type[StorageError], ErrorCode] = {
+    InvalidBatch: ErrorCode.CORRUPT_MESSAGE,
+    MessageTooLarge: ErrorCode.MESSAGE_TOO_LARGE,
+    OffsetOutOfRange: ErrorCode.OFFSET_OUT_OF_RANGE,
+    UnknownTopic: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+    UnknownPartition: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+    TopicExists: ErrorCode.TOPIC_ALREADY_EXISTS,
+    InvalidTopicName: ErrorCode.INVALID_TOPIC_EXCEPTION,
+    InvalidConfig: ErrorCode.INVALID_CONFIG,
+    StorageIOError: ErrorCode.KAFKA_STORAGE_ERROR,
+    LogClosed: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,  # deleted while in use
+}
+
+
+def error_code(exc: StorageError) -> ErrorCode:
+    """The Kafka error code for a storage error."""
+    for cls in type(exc).__mro__:
+        code = _CODES.get(cls)
+        if code is not None:
+            return code
+    return ErrorCode.KAFKA_STORAGE_ERROR
+
+
+def find_topic(ctx: BrokerContext, name: str) -> TopicMeta | None:
+    try:
+        return ctx.logs.topic(name)
+    except UnknownTopic:
+        return None
+
+
+def find_topic_by_id(ctx: BrokerContext, raw_id: bytes) -> TopicMeta | None:
+    if raw_id == ZERO_UUID:
+        return None
+    try:
+        return ctx.logs.topic_by_id(bytes(raw_id))
+    except UnknownTopic:
+        return None
+
+
+def create_topic(
+    ctx: BrokerContext,
+    name: str,
+    partitions: int,
+    configs: Mapping[str, str] | None = None,
+    *,
+    reason: str,
+) -> TopicMeta:
+    """Create a topic and log the change (raises StorageError subclasses)."""
+    meta = ctx.logs.create_topic(name, partitions, dict(configs or {}))
+    log.info(
+        "topic_created",
+        topic=name,
+        topic_id=str(meta.topic_uuid),
+        partitions=partitions,
+        configs=dict(configs or {}),
+        reason=reason,
+    )
+    return meta
+
+
+def auto_create(ctx: BrokerContext, name: str) -> TopicMeta | ErrorCode:
+    """Create a missing topic with the broker defaults (auto.create.topics.enable)."""
+    try:
+        return create_topic(ctx, name, ctx.config.default_partitions, reason="auto")
+    except TopicExists:
+        meta = find_topic(ctx, name)
+        return meta if meta is not None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    except StorageError as e:
+        return error_code(e)

@@ -1,0 +1,50 @@
+"""DescribeCluster (key 60), v0–2.
+
+Behaviour: this node is the whole cluster and its controller; it is listed at the
+advertised address of the listener the client connected to. Endpoint type 1
+(brokers) only; 2 (controllers) gets UNSUPPORTED_ENDPOINT_TYPE.
+Version notes: flexible from v0; v1 endpoint type; v2 fenced brokers.
+"""
+
+from __future__ import annotations
+
+from broker.dispatch import RequestContext, handler
+from protocol.error_codes import ErrorCode
+from protocol.messages.describe_cluster import (
+    DescribeClusterBroker,
+    DescribeClusterRequest,
+    DescribeClusterResponse,
+)
+
+ENDPOINT_BROKERS = 1
+
+
+@handler(api_key=60, name="describe_cluster", max_version=2)
+def describe_cluster(
+    rctx: RequestContext, request: DescribeClusterRequest
+) -> DescribeClusterResponse:
+    ctx = rctx.broker
+    if rctx.api_version >= 1 and request.endpoint_type != ENDPOINT_BROKERS:
+        ctx.metrics.error("describe_cluster", ErrorCode.UNSUPPORTED_ENDPOINT_TYPE.name)
+        return DescribeClusterResponse(
+            error_code=ErrorCode.UNSUPPORTED_ENDPOINT_TYPE,
+            error_message="only broker endpoints are served",
+            endpoint_type=request.endpoint_type,
+            cluster_id=ctx.config.cluster_id,
+        )
+    listener = ctx.listeners[rctx.listener]
+    return DescribeClusterResponse(
+        error_code=ErrorCode.NONE,
+        error_message=None,
+        endpoint_type=ENDPOINT_BROKERS,
+        cluster_id=ctx.config.cluster_id,
+        controller_id=ctx.config.node_id,
+        brokers=(
+            DescribeClusterBroker(
+                broker_id=ctx.config.node_id,
+                host=listener.advertised_host,
+                port=listener.advertised_port,
+                rack=None,
+            ),
+        ),
+    )

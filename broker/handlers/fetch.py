@@ -1,0 +1,210 @@
+"""Fetch (key 1), v4–18.
+
+Behaviour: reads whole batches from each partition's log up to its high watermark
+(= durable offset, see broker.durability), at most ``partition_max_bytes`` per
+partition and ``max_bytes`` per response — except that the first batch found is
+returned even when larger (Kafka's rule, so a consumer always progresses). The
+storage buffers go into the response as they are (never joined). Per partition:
+high watermark, last_stable_offset = high watermark (no transactions),
+log_start_offset; OFFSET_OUT_OF_RANGE below the log start or past the log end;
+UNKNOWN_TOPIC_OR_PARTITION (v13+: UNKNOWN_TOPIC_ID); FENCED_LEADER_EPOCH /
+UNKNOWN_LEADER_EPOCH for a stale / future current_leader_epoch.
+
+Long poll: when fewer than ``min_bytes`` are available and no partition has an
+error, the response waits up to ``max_wait_ms`` for an anyio Event that group
+commit (or an append to a write-caching topic) sets when one of the partitions'
+high watermark moves — no timer polling. Fetch sessions (KIP-227) are not kept:
+``session_id`` is always 0 and a request naming a session gets
+FETCH_SESSION_ID_NOT_FOUND, so clients fall back to full fetches.
+Version notes: v4 isolation level; v5 log start offset; v7 sessions; v11 rack;
+v12 flexible; v13 topic ids; v15 replica state.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import anyio
+
+from broker.context import BrokerContext
+from broker.dispatch import Deferred, RequestContext, handler
+from broker.handlers._common import error_code, find_topic, find_topic_by_id
+from protocol.error_codes import ErrorCode
+from protocol.messages.fetch import (
+    FetchableTopicResponse,
+    FetchRequest,
+    FetchResponse,
+    PartitionData,
+)
+from storage.errors import StorageError
+from storage.partition_log import PartitionLog
+
+LEADER_EPOCH = 0
+
+
+@dataclass(slots=True)
+class _Built:
+    response: FetchResponse
+    size: int
+    has_error: bool
+    logs: list[PartitionLog]
+
+
+def _partition(
+    index: int, code: ErrorCode, hw: int = -1, start: int = -1
+) -> PartitionData:
+    return PartitionData(
+        partition_index=index,
+        error_code=code,
+        high_watermark=hw,
+        last_stable_offset=hw,
+        log_start_offset=start,
+        records=b"",
+    )
+
+
+def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
+    by_id = version >= 13
+    budget = max(0, request.max_bytes)
+    total = 0
+    has_error = False
+    logs: list[PartitionLog] = []
+    topics = []
+    for topic in request.topics:
+        meta = (
+            find_topic_by_id(ctx, topic.topic_id)
+            if by_id
+            else find_topic(ctx, topic.topic)
+        )
+        parts = []
+        for p in topic.partitions:
+            if meta is None:
+                code = (
+                    ErrorCode.UNKNOWN_TOPIC_ID
+                    if by_id
+                    else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                )
+                parts.append(_partition(p.partition, code))
+                has_error = True
+                continue
+            if p.current_leader_epoch > LEADER_EPOCH:
+                parts.append(_partition(p.partition, ErrorCode.UNKNOWN_LEADER_EPOCH))
+                has_error = True
+                continue
+            if 0 <= p.current_leader_epoch < LEADER_EPOCH:
+                parts.append(_partition(p.partition, ErrorCode.FENCED_LEADER_EPOCH))
+                has_error = True
+                continue
+            try:
+                plog = ctx.logs.partition(meta.name, p.partition)
+                hw = ctx.high_watermark(plog, meta.config.write_caching)
+                start = plog.log_start_offset
+                offset = p.fetch_offset
+                if offset < start or offset > plog.log_end_offset:
+                    parts.append(
+                        _partition(
+                            p.partition, ErrorCode.OFFSET_OUT_OF_RANGE, hw, start
+                        )
+                    )
+                    has_error = True
+                    continue
+                logs.append(plog)
+                limit = min(p.partition_max_bytes, budget - total)
+                records: bytes | memoryview | tuple[bytes | memoryview, ...] = b""
+                if offset < hw and (limit > 0 or total == 0):
+                    # at least one batch for the first partition with data
+                    result = plog.read(offset, max(limit, 1), upper_bound=hw)
+                    if result.size:
+                        total += result.size
+                        bufs = result.buffers
+                        records = bufs[0] if len(bufs) == 1 else tuple(bufs)
+            except StorageError as e:
+                parts.append(_partition(p.partition, error_code(e)))
+                has_error = True
+                continue
+            parts.append(
+                PartitionData(
+                    partition_index=p.partition,
+                    error_code=ErrorCode.NONE,
+                    high_watermark=hw,
+                    last_stable_offset=hw,
+                    log_start_offset=start,
+                    records=records,
+                )
+            )
+        topics.append(
+            FetchableTopicResponse(
+                topic=topic.topic, topic_id=topic.topic_id, partitions=tuple(parts)
+            )
+        )
+    return _Built(
+        response=FetchResponse(
+            error_code=ErrorCode.NONE, session_id=0, responses=tuple(topics)
+        ),
+        size=total,
+        has_error=has_error,
+        logs=logs,
+    )
+
+
+@handler(api_key=1, name="fetch", min_version=4, max_version=18)
+def fetch(rctx: RequestContext, request: FetchRequest) -> object:
+    ctx = rctx.broker
+    version = rctx.api_version
+    if version >= 7 and request.session_id != 0:
+        ctx.metrics.error("fetch", ErrorCode.FETCH_SESSION_ID_NOT_FOUND.name)
+        return FetchResponse(
+            error_code=ErrorCode.FETCH_SESSION_ID_NOT_FOUND, session_id=0, responses=()
+        )
+    built = _build(ctx, request, version)
+    if (
+        built.size >= request.min_bytes
+        or built.has_error
+        or request.max_wait_ms <= 0
+        or not built.logs
+        or ctx.shutting_down
+    ):
+        _count_errors(ctx, built)
+        return built.response
+
+    async def long_poll() -> FetchResponse:
+        deadline = time.monotonic() + request.max_wait_ms / 1000
+        current = built
+        while True:
+            event = anyio.Event()
+            watched: list[object] = list(current.logs)
+            ctx.waiters.register(watched, event)
+            try:
+                # Rebuild after registering, so a wake-up between the first build
+                # and the registration is not lost.
+                current = _build(ctx, request, version)
+                if current.size >= request.min_bytes or current.has_error:
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or ctx.shutting_down:
+                    break
+                with anyio.move_on_after(remaining):
+                    await event.wait()
+            finally:
+                ctx.waiters.unregister(watched, event)
+            if _stopping(ctx) or time.monotonic() >= deadline:
+                current = _build(ctx, request, version)
+                break
+        _count_errors(ctx, current)
+        return current.response
+
+    return Deferred(long_poll)
+
+
+def _stopping(ctx: BrokerContext) -> bool:
+    return ctx.shutting_down  # a function: the flag changes while we await
+
+
+def _count_errors(ctx: BrokerContext, built: _Built) -> None:
+    if not built.has_error:
+        return
+    for topic in built.response.responses:
+        for part in topic.partitions:
+            if part.error_code:
+                ctx.metrics.error("fetch", ErrorCode(part.error_code).name)

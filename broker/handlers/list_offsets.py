@@ -1,0 +1,88 @@
+"""ListOffsets (key 2), v1–11.
+
+Behaviour: timestamp -2 -> log start offset (earliest), -1 -> high watermark
+(latest; equal to the last stable offset, no transactions), -3 -> the batch with the
+largest timestamp (KIP-734, v7+), -4 / -5 (tiered-storage specials) -> earliest;
+any other timestamp -> the first batch whose max timestamp is >= it, or offset -1
+with timestamp -1 when none is (Kafka's answer). Per partition:
+UNKNOWN_TOPIC_OR_PARTITION, FENCED/UNKNOWN_LEADER_EPOCH. Offsets by timestamp have
+batch granularity. v0 (old_style_offsets) is not served.
+Version notes: v2 isolation level; v4 leader epochs; v6 flexible; v7 max timestamp.
+"""
+
+from __future__ import annotations
+
+from broker.dispatch import RequestContext, handler
+from broker.handlers._common import error_code, find_topic
+from protocol.error_codes import ErrorCode
+from protocol.messages.list_offsets import (
+    ListOffsetsPartitionResponse,
+    ListOffsetsRequest,
+    ListOffsetsResponse,
+    ListOffsetsTopicResponse,
+)
+from storage.errors import StorageError
+
+LEADER_EPOCH = 0
+EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
+
+
+@handler(api_key=2, name="list_offsets", min_version=1, max_version=11)
+def list_offsets(
+    rctx: RequestContext, request: ListOffsetsRequest
+) -> ListOffsetsResponse:
+    ctx = rctx.broker
+    topics = []
+    for topic in request.topics:
+        meta = find_topic(ctx, topic.name)
+        parts = []
+        for p in topic.partitions:
+
+            def err(
+                code: ErrorCode, index: int = p.partition_index
+            ) -> ListOffsetsPartitionResponse:
+                ctx.metrics.error("list_offsets", code.name)
+                return ListOffsetsPartitionResponse(
+                    partition_index=index, error_code=code
+                )
+
+            if meta is None:
+                parts.append(err(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
+                continue
+            if p.current_leader_epoch > LEADER_EPOCH:
+                parts.append(err(ErrorCode.UNKNOWN_LEADER_EPOCH))
+                continue
+            try:
+                plog = ctx.logs.partition(meta.name, p.partition_index)
+                hw = ctx.high_watermark(plog, meta.config.write_caching)
+                ts = p.timestamp
+                if ts == LATEST:
+                    offset, timestamp = hw, -1
+                elif ts == MAX_TIMESTAMP:
+                    offset, timestamp = plog.max_timestamp_offset()
+                    if offset >= hw:
+                        offset, timestamp = -1, -1
+                elif ts < 0:
+                    offset, timestamp = plog.log_start_offset, -1
+                else:
+                    found = plog.offset_for_timestamp(ts)
+                    if found is None or found[0] >= hw:
+                        offset, timestamp = -1, -1
+                    else:
+                        offset, timestamp = found
+            except StorageError as e:
+                parts.append(err(error_code(e)))
+                continue
+            parts.append(
+                ListOffsetsPartitionResponse(
+                    partition_index=p.partition_index,
+                    error_code=ErrorCode.NONE,
+                    timestamp=timestamp,
+                    offset=offset,
+                    leader_epoch=LEADER_EPOCH,
+                )
+            )
+        topics.append(
+            ListOffsetsTopicResponse(name=topic.name, partitions=tuple(parts))
+        )
+    return ListOffsetsResponse(topics=tuple(topics))

@@ -1,0 +1,122 @@
+"""Metadata (key 3), v0–13.
+
+Behaviour: one broker (this node) at the advertised address of the listener the
+client connected to; it leads every partition (leader epoch from the log, replicas
+and ISR = [node]). A null topic list (v1+; empty in v0) means all topics. A missing
+topic is created with the broker defaults when auto.create.topics.enable is on and
+the request allows it (v4+ ``allow_auto_topic_creation``), else
+UNKNOWN_TOPIC_OR_PARTITION; an invalid name gets INVALID_TOPIC_EXCEPTION.
+Version notes: v7 leader epoch; v9 flexible; v10 topic ids; v12 lookup by topic id
+(unknown id -> UNKNOWN_TOPIC_ID); v13 top-level error code.
+"""
+
+from __future__ import annotations
+
+from broker.dispatch import RequestContext, handler
+from broker.handlers._common import (
+    ZERO_UUID,
+    auto_create,
+    find_topic,
+    find_topic_by_id,
+)
+from protocol.error_codes import ErrorCode
+from protocol.messages.metadata import (
+    MetadataRequest,
+    MetadataResponse,
+    MetadataResponseBroker,
+    MetadataResponsePartition,
+    MetadataResponseTopic,
+)
+from storage.errors import StorageError, UnknownPartition, UnknownTopic
+from storage.log_manager import TopicMeta, validate_topic_name
+
+
+def _topic_response(rctx: RequestContext, meta: TopicMeta) -> MetadataResponseTopic:
+    node = rctx.broker.config.node_id
+    logs = rctx.broker.logs
+    partitions = []
+    for idx in range(meta.partition_count):
+        try:
+            epoch = max(logs.partition(meta.name, idx).leader_epoch, 0)
+            code = ErrorCode.NONE
+        except (UnknownTopic, UnknownPartition):
+            epoch, code = -1, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        partitions.append(
+            MetadataResponsePartition(
+                error_code=code,
+                partition_index=idx,
+                leader_id=node,
+                leader_epoch=epoch,
+                replica_nodes=(node,),
+                isr_nodes=(node,),
+            )
+        )
+    return MetadataResponseTopic(
+        error_code=ErrorCode.NONE,
+        name=meta.name,
+        topic_id=meta.topic_id,
+        is_internal=False,
+        partitions=tuple(partitions),
+    )
+
+
+def _missing(
+    name: str | None, code: ErrorCode, topic_id: bytes = ZERO_UUID
+) -> MetadataResponseTopic:
+    return MetadataResponseTopic(error_code=code, name=name, topic_id=topic_id)
+
+
+@handler(api_key=3, name="metadata", max_version=13)
+def metadata(rctx: RequestContext, request: MetadataRequest) -> MetadataResponse:
+    ctx = rctx.broker
+    version = rctx.api_version
+    listener = ctx.listeners[rctx.listener]
+    brokers = (
+        MetadataResponseBroker(
+            node_id=ctx.config.node_id,
+            host=listener.advertised_host,
+            port=listener.advertised_port,
+            rack=None,
+        ),
+    )
+    topics: list[MetadataResponseTopic] = []
+    wanted = request.topics
+    if wanted is None or (version == 0 and not wanted):
+        topics = [_topic_response(rctx, meta) for meta in ctx.logs.topics()]
+    else:
+        allow_create = ctx.config.auto_create_topics and (
+            version < 4 or request.allow_auto_topic_creation
+        )
+        for t in wanted:
+            if t.name is None:
+                meta = find_topic_by_id(ctx, t.topic_id)
+                if meta is None:
+                    topics.append(
+                        _missing(None, ErrorCode.UNKNOWN_TOPIC_ID, t.topic_id)
+                    )
+                else:
+                    topics.append(_topic_response(rctx, meta))
+                continue
+            meta = find_topic(ctx, t.name)
+            if meta is not None:
+                topics.append(_topic_response(rctx, meta))
+                continue
+            try:
+                validate_topic_name(t.name)
+            except StorageError:
+                topics.append(_missing(t.name, ErrorCode.INVALID_TOPIC_EXCEPTION))
+                continue
+            if not allow_create:
+                topics.append(_missing(t.name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
+                continue
+            created = auto_create(ctx, t.name)
+            if isinstance(created, ErrorCode):
+                topics.append(_missing(t.name, created))
+            else:
+                topics.append(_topic_response(rctx, created))
+    return MetadataResponse(
+        brokers=brokers,
+        cluster_id=ctx.config.cluster_id,
+        controller_id=ctx.config.node_id,
+        topics=tuple(topics),
+    )

@@ -1,0 +1,192 @@
+"""Produce (key 0), v3–13 (v0–2 advertised, KAFKA-18659, but refused).
+
+Behaviour: each partition's record batches are validated by storage (magic 2,
+CRC32C, lengths, max.message.bytes) before anything is written, offsets assigned by
+patching base offsets, leader epoch stamped; per-partition errors:
+UNKNOWN_TOPIC_OR_PARTITION (v13: UNKNOWN_TOPIC_ID), CORRUPT_MESSAGE (bad CRC/batch;
+nothing appended), MESSAGE_TOO_LARGE, KAFKA_STORAGE_ERROR (write/fsync failed),
+REQUEST_TIMED_OUT (acks=all and the fsync did not finish within timeout_ms),
+INVALID_REQUIRED_ACKS; idempotent batches (producer id >= 0) are checked by
+``ctx.producers`` (broker.groups.producers): a duplicate of one of the last five
+batches is answered with its original offsets and not appended,
+OUT_OF_ORDER_SEQUENCE_NUMBER / INVALID_PRODUCER_EPOCH / UNKNOWN_PRODUCER_ID
+otherwise. acks=0 sends no response; acks=1 answers after the write;
+acks=all (-1) answers after the group-commit fsync covering the partition's last
+offset (unless the topic has write.caching=true). Appends happen synchronously on
+decode, so appends to one partition keep request order across pipelined requests.
+Version notes: v3 transactional id; v5 log_start_offset; v8 record errors; v9
+flexible; v10 current leader (tagged); v13 topic ids.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import anyio
+
+from broker.dispatch import NO_RESPONSE, Deferred, RequestContext, handler
+from broker.groups.producers import ProducerService, batch_identity, error_for
+from broker.handlers._common import error_code, find_topic, find_topic_by_id
+from protocol.error_codes import ErrorCode
+from protocol.messages.produce import (
+    PartitionProduceResponse,
+    ProduceRequest,
+    ProduceResponse,
+    TopicProduceResponse,
+)
+from storage.errors import StorageError
+from storage.partition_log import PartitionLog
+from storage.producer_state import Duplicate
+
+LEADER_EPOCH = 0  # single node: the leader epoch never changes
+
+
+@dataclass(slots=True)
+class _Pending:
+    topic_index: int
+    partition_index: int
+    plog: PartitionLog
+    target: int  # durable_offset must reach this
+
+
+def _partition_error(index: int, code: ErrorCode) -> PartitionProduceResponse:
+    return PartitionProduceResponse(index=index, error_code=code, base_offset=-1)
+
+
+@handler(api_key=0, name="produce", min_version=3, max_version=13, advertise_min=0)
+def produce(rctx: RequestContext, request: ProduceRequest) -> object:
+    ctx = rctx.broker
+    metrics = ctx.metrics
+    acks = request.acks
+    by_id = rctx.api_version >= 13
+    topics: list[tuple[str, bytes, list[PartitionProduceResponse]]] = []
+    pending: list[_Pending] = []
+    now = time.time_ns() // 1_000_000
+    for t_idx, topic in enumerate(request.topic_data):
+        meta = (
+            find_topic_by_id(ctx, topic.topic_id)
+            if by_id
+            else find_topic(ctx, topic.name)
+        )
+        parts: list[PartitionProduceResponse] = []
+        topics.append((topic.name, topic.topic_id, parts))
+        for p in topic.partition_data:
+            if acks not in (0, 1, -1):
+                parts.append(_partition_error(p.index, ErrorCode.INVALID_REQUIRED_ACKS))
+                continue
+            if meta is None:
+                code = (
+                    ErrorCode.UNKNOWN_TOPIC_ID
+                    if by_id
+                    else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                )
+                parts.append(_partition_error(p.index, code))
+                continue
+            records = p.records
+            if records is None or isinstance(records, tuple) or len(records) == 0:
+                parts.append(_partition_error(p.index, ErrorCode.CORRUPT_MESSAGE))
+                continue
+            producers = ctx.producers
+            ident = (
+                batch_identity(records)
+                if isinstance(producers, ProducerService)
+                else None
+            )
+            try:
+                plog = ctx.logs.partition(meta.name, p.index)
+                if ident is not None:
+                    assert isinstance(producers, ProducerService)
+                    check = producers.check(plog, ident)
+                    if isinstance(check, Duplicate):
+                        # Already in the log: answer with the original offsets.
+                        parts.append(
+                            PartitionProduceResponse(
+                                index=p.index,
+                                error_code=ErrorCode.NONE,
+                                base_offset=check.base_offset,
+                                log_start_offset=plog.log_start_offset,
+                            )
+                        )
+                        if acks == -1 and not meta.config.write_caching:
+                            pending.append(
+                                _Pending(
+                                    t_idx, len(parts) - 1, plog, check.last_offset + 1
+                                )
+                            )
+                        continue
+                    refused = error_for(check)
+                    if refused is not None:
+                        parts.append(_partition_error(p.index, refused))
+                        continue
+                result = plog.append(records, leader_epoch=LEADER_EPOCH, now_ms=now)
+                if ident is not None:
+                    assert isinstance(producers, ProducerService)
+                    producers.record(plog, ident, result)
+            except StorageError as e:
+                parts.append(_partition_error(p.index, error_code(e)))
+                continue
+            write_caching = meta.config.write_caching
+            ctx.after_append(plog, write_caching)
+            parts.append(
+                PartitionProduceResponse(
+                    index=p.index,
+                    error_code=ErrorCode.NONE,
+                    base_offset=result.base_offset,
+                    log_append_time_ms=result.log_append_time_ms,
+                    log_start_offset=result.log_start_offset,
+                )
+            )
+            if acks == -1 and not write_caching:
+                pending.append(
+                    _Pending(t_idx, len(parts) - 1, plog, result.last_offset + 1)
+                )
+    for _, _, parts in topics:
+        for part in parts:
+            if part.error_code:
+                metrics.error("produce", ErrorCode(part.error_code).name)
+    if acks == 0:
+        return NO_RESPONSE
+    if not pending:
+        return _response(topics)
+
+    async def wait_durable() -> ProduceResponse:
+        timeout = request.timeout_ms / 1000 if request.timeout_ms > 0 else None
+        with anyio.move_on_after(timeout):
+            for item in pending:
+                try:
+                    await ctx.group_commit.wait_durable(item.plog, item.target)
+                except StorageError as e:
+                    _fail(topics, item, error_code(e))
+                    metrics.error("produce", error_code(e).name)
+            return _response(topics)
+        for item in pending:
+            if item.plog.durable_offset < item.target:
+                _fail(topics, item, ErrorCode.REQUEST_TIMED_OUT)
+                metrics.error("produce", ErrorCode.REQUEST_TIMED_OUT.name)
+        return _response(topics)
+
+    return Deferred(wait_durable)
+
+
+def _fail(
+    topics: list[tuple[str, bytes, list[PartitionProduceResponse]]],
+    item: _Pending,
+    code: ErrorCode,
+) -> None:
+    parts = topics[item.topic_index][2]
+    old = parts[item.partition_index]
+    parts[item.partition_index] = _partition_error(old.index, code)
+
+
+def _response(
+    topics: list[tuple[str, bytes, list[PartitionProduceResponse]]],
+) -> ProduceResponse:
+    return ProduceResponse(
+        responses=tuple(
+            TopicProduceResponse(
+                name=name, topic_id=tid, partition_responses=tuple(parts)
+            )
+            for name, tid, parts in topics
+        )
+    )

@@ -1,0 +1,154 @@
+"""In-process metrics and their Prometheus text exposition (``GET /metrics``).
+
+Counters are plain dicts and ints updated on the event-loop thread (no locks, no
+labels objects on the hot path): requests by API, errors by API and error code,
+bytes in and out, connections; latency histograms per API (produce and fetch are the
+ones that matter). Partition offsets and sizes are rendered from storage when scraped.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+# Seconds; spans a sub-millisecond in-memory answer to a 30 s long poll.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+
+
+@dataclass(slots=True)
+class Histogram:
+    """A cumulative-on-render histogram with fixed buckets."""
+
+    buckets: tuple[float, ...] = LATENCY_BUCKETS
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    total: float = 0.0
+    count: int = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.total += value
+        self.count += 1
+
+    def render(self, name: str, labels: str) -> Iterable[str]:
+        acc = 0
+        sep = "," if labels else ""
+        for bound, n in zip(self.buckets, self.counts, strict=False):
+            acc += n
+            yield f'{name}_bucket{{{labels}{sep}le="{bound}"}} {acc}'
+        acc += self.counts[-1]
+        yield f'{name}_bucket{{{labels}{sep}le="+Inf"}} {acc}'
+        yield f"{name}_sum{{{labels}}} {self.total}"
+        yield f"{name}_count{{{labels}}} {self.count}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+@dataclass(slots=True)
+class Metrics:
+    """Every broker-wide metric."""
+
+    requests: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    errors: defaultdict[tuple[str, str], int] = field(
+        default_factory=lambda: defaultdict(int)
+    )
+    latency: dict[str, Histogram] = field(default_factory=dict)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    connections_open: int = 0
+    connections_total: int = 0
+    connections_rejected: int = 0
+    bad_requests: int = 0
+    fsyncs: int = 0
+
+    def observe_request(self, api: str, seconds: float) -> None:
+        self.requests[api] += 1
+        hist = self.latency.get(api)
+        if hist is None:
+            hist = self.latency[api] = Histogram()
+        hist.observe(seconds)
+
+    def error(self, api: str, code: str) -> None:
+        self.errors[(api, code)] += 1
+
+    def render(self, extra: Iterable[str] = ()) -> str:
+        """The Prometheus text exposition format (version 0.0.4)."""
+        lines = [
+            "# HELP ailurus_requests_total Requests answered, by API.",
+            "# TYPE ailurus_requests_total counter",
+        ]
+        lines += [
+            f'ailurus_requests_total{{api="{api}"}} {n}'
+            for api, n in sorted(self.requests.items())
+        ]
+        lines += [
+            "# HELP ailurus_request_errors_total Error codes returned, by API and code.",
+            "# TYPE ailurus_request_errors_total counter",
+        ]
+        lines += [
+            f'ailurus_request_errors_total{{api="{api}",error="{_escape(code)}"}} {n}'
+            for (api, code), n in sorted(self.errors.items())
+        ]
+        lines += [
+            "# HELP ailurus_request_latency_seconds Time from decode to response, by API.",
+            "# TYPE ailurus_request_latency_seconds histogram",
+        ]
+        for api, hist in sorted(self.latency.items()):
+            lines += hist.render("ailurus_request_latency_seconds", f'api="{api}"')
+        for name, kind, value, text in (
+            ("ailurus_bytes_in_total", "counter", self.bytes_in, "Bytes received."),
+            ("ailurus_bytes_out_total", "counter", self.bytes_out, "Bytes sent."),
+            (
+                "ailurus_connections",
+                "gauge",
+                self.connections_open,
+                "Open connections.",
+            ),
+            (
+                "ailurus_connections_total",
+                "counter",
+                self.connections_total,
+                "Connections accepted.",
+            ),
+            (
+                "ailurus_connections_rejected_total",
+                "counter",
+                self.connections_rejected,
+                "Connections refused by max.connections.",
+            ),
+            (
+                "ailurus_bad_requests_total",
+                "counter",
+                self.bad_requests,
+                "Malformed or oversized frames (connection closed).",
+            ),
+            ("ailurus_fsyncs_total", "counter", self.fsyncs, "Group-commit rounds."),
+        ):
+            lines += [
+                f"# HELP {name} {text}",
+                f"# TYPE {name} {kind}",
+                f"{name} {value}",
+            ]
+        lines.extend(extra)
+        return "\n".join(lines) + "\n"

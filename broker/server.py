@@ -1,0 +1,236 @@
+"""The broker process: root task group, start-up, listeners, background jobs, shutdown.
+
+Task tree (anyio on asyncio + uvloop)::
+
+    root
+    ├── signal watcher (SIGTERM/SIGINT -> graceful shutdown)
+    ├── admin HTTP API (serves 503 on /v1/status/ready while starting)
+    └── serving
+        ├── one listener per --kafka-addr entry
+        │   └── one task per connection (hosts its task group of deferred responses)
+        ├── group-commit driver (broker.durability)
+        └── background jobs: idle-connection sweeper, retention, flush of write-caching
+            topics (flush.ms)
+
+Start-up opens and recovers every partition in a worker thread, logs the findings,
+then binds the listeners and becomes ready (``ready`` event; ``--ready-file``).
+Shutdown: stop accepting, wake long polls, let in-flight requests finish within the
+grace period (``ailurus.shutdown.grace.ms``), cancel the rest, fsync, close storage
+cleanly (the clean-shutdown marker), exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import anyio
+import anyio.abc
+import structlog
+
+from broker.admin import serve_admin
+from broker.config import BrokerConfig, ListenerConfig
+from broker.connection import KafkaConnection
+from broker.context import BoundListener, BrokerContext, StartupError
+from broker.dispatch import load_handlers
+from broker.groups.wiring import run_group_services
+from broker.logging import configure_logging
+from broker.snapshot_watcher import run_snapshot_watcher
+
+log = structlog.get_logger("broker.server")
+
+RETENTION_CHECK_S = 300.0  # Kafka's log.retention.check.interval.ms default
+FLUSH_CHECK_S = 0.25
+
+
+def run(config: BrokerConfig) -> int:
+    """Run the broker until a signal stops it; the process exit code."""
+    configure_logging(config.log_level, config.log_format)
+    try:
+        anyio.run(
+            serve,
+            config,
+            backend="asyncio",
+            backend_options={"use_uvloop": True},
+        )
+    except StartupError as e:
+        log.error("startup_failed", error=str(e))
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> None:
+    """Run a broker in the current event loop until ``stop`` is set or a signal arrives."""
+    started = time.perf_counter()
+    load_handlers()
+    ctx = BrokerContext.create(config)
+    stop = stop or anyio.Event()
+    try:
+        async with anyio.create_task_group() as root:
+            root.start_soon(_watch_signals, stop)
+            if config.admin is not None:
+                await root.start(serve_admin, ctx)
+            await ctx.open_storage()
+            async with anyio.create_task_group() as serving:
+                servers: list[asyncio.Server] = [
+                    await serving.start(_listen, ctx, lc) for lc in config.listeners
+                ]
+                serving.start_soon(ctx.group_commit.run)
+                await serving.start(run_group_services, ctx)
+                await serving.start(run_snapshot_watcher, ctx)
+                serving.start_soon(_idle_sweeper, ctx)
+                serving.start_soon(_retention_job, ctx)
+                serving.start_soon(_flush_job, ctx)
+                ctx.ready = True
+                _write_ready_file(ctx)
+                log.info(
+                    "ready",
+                    seconds=round(time.perf_counter() - started, 3),
+                    node_id=config.node_id,
+                    data_dir=str(config.data_dir),
+                )
+                await stop.wait()
+                await _drain(ctx, servers)
+                serving.cancel_scope.cancel()
+            root.cancel_scope.cancel()
+    except BaseExceptionGroup as eg:
+        startup = eg.subgroup(StartupError)
+        if startup is not None:
+            raise startup.exceptions[0] from None
+        raise
+    finally:
+        with anyio.CancelScope(shield=True):
+            await ctx.close_storage()
+            if config.ready_file is not None:
+                config.ready_file.unlink(missing_ok=True)
+    log.info("stopped")
+
+
+async def _watch_signals(stop: anyio.Event) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("signal_received", signal=signal.Signals(signum).name)
+            stop.set()
+            return
+
+
+async def _listen(
+    ctx: BrokerContext,
+    lc: ListenerConfig,
+    *,
+    task_status: anyio.abc.TaskStatus[asyncio.Server],
+) -> None:
+    loop = asyncio.get_running_loop()
+    async with anyio.create_task_group() as conns:
+        try:
+            server = await loop.create_server(
+                lambda: KafkaConnection(ctx, lc.name, conns),
+                lc.bind.host,
+                lc.bind.port,
+                reuse_address=True,
+                backlog=1024,
+            )
+        except OSError as e:
+            raise StartupError(f"cannot listen on {lc.bind}: {e.strerror}") from e
+        sockname = server.sockets[0].getsockname()
+        host, port = str(sockname[0]), int(sockname[1])
+        adv = lc.advertised
+        adv_host = adv.host if adv is not None else host
+        if adv_host in ("0.0.0.0", "::", ""):  # noqa: S104
+            adv_host = "127.0.0.1"
+        adv_port = adv.port if adv is not None and adv.port != 0 else port
+        ctx.listeners[lc.name] = BoundListener(
+            name=lc.name,
+            host=host,
+            port=port,
+            advertised_host=adv_host,
+            advertised_port=adv_port,
+        )
+        log.info(
+            "listening",
+            listener=lc.name,
+            host=host,
+            port=port,
+            advertised=f"{adv_host}:{adv_port}",
+        )
+        task_status.started(server)
+        try:
+            await anyio.sleep_forever()
+        finally:
+            server.close()
+            for conn in list(ctx.connections.values()):
+                if conn.listener == lc.name:
+                    conn.close("shutdown")
+
+
+async def _drain(ctx: BrokerContext, servers: list[asyncio.Server]) -> None:
+    """Stop accepting, wake long polls, wait (bounded) for in-flight requests."""
+    ctx.shutting_down = True
+    log.info("shutting_down", connections=len(ctx.connections))
+    for server in servers:
+        server.close()
+    for conn in list(ctx.connections.values()):
+        conn.stop_reading()
+    ctx.waiters.notify_all()
+    deadline = time.monotonic() + ctx.config.shutdown_grace_ms / 1000
+
+    # Bounded shutdown wait; polling here costs nothing while serving.
+    def busy() -> bool:
+        return any(c.busy for c in ctx.connections.values())
+
+    while time.monotonic() < deadline and busy():  # noqa: ASYNC110
+        await anyio.sleep(0.01)
+    still_busy = sum(1 for c in ctx.connections.values() if c.busy)
+    if still_busy:
+        log.warning("shutdown_cancelled_requests", connections=still_busy)
+
+
+async def _idle_sweeper(ctx: BrokerContext) -> None:
+    idle_s = ctx.config.connections_max_idle_ms / 1000
+    if idle_s <= 0:
+        return
+    period = max(0.05, min(idle_s / 4, 30.0))
+    while True:
+        await anyio.sleep(period)
+        now = time.monotonic()
+        for conn in list(ctx.connections.values()):
+            if not conn.busy and now - conn.last_active > idle_s:
+                log.info("connection_idle_timeout", conn=conn.id, peer=conn.peer)
+                conn.close("idle")
+
+
+async def _retention_job(ctx: BrokerContext) -> None:
+    while True:
+        await anyio.sleep(RETENTION_CHECK_S)
+        await ctx.apply_retention()
+
+
+async def _flush_job(ctx: BrokerContext) -> None:
+    """Fsync write-caching topics' partitions every flush.ms (others sync eagerly)."""
+    while True:
+        await anyio.sleep(FLUSH_CHECK_S)
+        ctx.schedule_periodic_flush()
+
+
+def _write_ready_file(ctx: BrokerContext) -> None:
+    path = ctx.config.ready_file
+    if path is None:
+        return
+    data = {
+        "pid": os.getpid(),
+        "node_id": ctx.config.node_id,
+        "data_dir": str(ctx.config.data_dir),
+        "kafka": {name: b.as_json() for name, b in ctx.listeners.items()},
+        "admin": None
+        if ctx.admin_address is None
+        else {"host": ctx.admin_address[0], "port": ctx.admin_address[1]},
+    }
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
