@@ -69,6 +69,13 @@ _BROKER_KEYS: Final[dict[str, tuple[str, type]]] = {
     "max.connections": ("max_connections", int),
     "message.max.bytes": ("message_max_bytes", int),
     "ailurus.shutdown.grace.ms": ("shutdown_grace_ms", int),
+    # consumer groups (broker.groups.wiring.GROUP_KEYS reads these attributes)
+    "group.initial.rebalance.delay.ms": ("initial_rebalance_delay_ms", int),
+    "group.min.session.timeout.ms": ("min_session_timeout_ms", int),
+    "group.max.session.timeout.ms": ("max_session_timeout_ms", int),
+    "offsets.retention.minutes": ("offsets_retention_minutes", int),
+    "offset.metadata.max.bytes": ("offset_metadata_max_bytes", int),
+    "offsets.retention.check.interval.ms": ("retention_check_interval_ms", int),
 }
 
 
@@ -99,6 +106,13 @@ class BrokerConfig:
     max_connections: int = 10_000
     message_max_bytes: int = 1_048_588
     shutdown_grace_ms: int = 5_000
+    # consumer groups; None keeps broker.groups' own defaults (delay 0, 7-day offsets)
+    initial_rebalance_delay_ms: int | None = None
+    min_session_timeout_ms: int | None = None
+    max_session_timeout_ms: int | None = None
+    offsets_retention_minutes: int | None = None
+    offset_metadata_max_bytes: int | None = None
+    retention_check_interval_ms: int | None = None
     topic_defaults: Mapping[str, str] = field(default_factory=dict)
 
 

@@ -39,6 +39,7 @@ from broker.context import BoundListener, BrokerContext, StartupError
 from broker.dispatch import load_handlers
 from broker.groups.wiring import run_group_services
 from broker.logging import configure_logging
+from broker.snapshot_scheduler import run_snapshot_scheduler
 from broker.snapshot_watcher import run_snapshot_watcher
 
 log = structlog.get_logger("broker.server")
@@ -84,6 +85,7 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
                 serving.start_soon(ctx.group_commit.run)
                 await serving.start(run_group_services, ctx)
                 await serving.start(run_snapshot_watcher, ctx)
+                await serving.start(run_snapshot_scheduler, ctx)
                 serving.start_soon(_idle_sweeper, ctx)
                 serving.start_soon(_retention_job, ctx)
                 serving.start_soon(_flush_job, ctx)

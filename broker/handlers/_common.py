@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from broker.context import BrokerContext
     from storage.log_manager import TopicMeta
+    from storage.partition_log import PartitionLog
 
 log = structlog.get_logger("broker.topics")
 
@@ -100,3 +101,15 @@ def auto_create(ctx: BrokerContext, name: str) -> TopicMeta | ErrorCode:
         return meta if meta is not None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
     except StorageError as e:
         return error_code(e)
+
+
+def leader_epoch(plog: PartitionLog) -> int:
+    """The partition's current leader epoch as this broker reports and stamps it.
+
+    A single node never changes leader, so the epoch only moves when a restored
+    snapshot brings batches of a later term (issue 7: the epoch becomes at least the
+    snapshot's ``last_term``). Metadata, Produce, Fetch, ListOffsets and
+    OffsetForLeaderEpoch all use this one value, so a client that learnt the epoch
+    from Metadata is never told it is fenced or unknown.
+    """
+    return max(plog.leader_epoch, 0)

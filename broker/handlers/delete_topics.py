@@ -12,6 +12,8 @@ from __future__ import annotations
 import structlog
 
 from broker.dispatch import RequestContext, handler
+from broker.groups.producers import ProducerService
+from broker.groups.service import GroupService
 from broker.handlers._common import (
     error_code,
     find_topic,
@@ -75,10 +77,13 @@ def delete_topics(
         for plog in logs:
             ctx.group_commit.fail_log(plog, gone)
         ctx.waiters.notify_all()
-        if ctx.groups is not None:
-            # H7 hook: committed offsets of a deleted topic are dropped by the groups
-            # service when the lead wires it in (see broker.context).
-            pass
+        # committed offsets and producer state of a deleted topic go with it, so a
+        # topic re-created under the same name starts clean
+        if isinstance(ctx.groups, GroupService):
+            ctx.groups.on_topic_deleted(meta.name)
+        if isinstance(ctx.producers, ProducerService):
+            for plog in logs:
+                ctx.producers.forget(plog)
         log.info("topic_deleted", topic=meta.name, topic_id=str(meta.topic_uuid))
         results.append(
             DeletableTopicResult(

@@ -29,7 +29,12 @@ import anyio
 
 from broker.context import BrokerContext
 from broker.dispatch import Deferred, RequestContext, handler
-from broker.handlers._common import error_code, find_topic, find_topic_by_id
+from broker.handlers._common import (
+    error_code,
+    find_topic,
+    find_topic_by_id,
+    leader_epoch,
+)
 from protocol.error_codes import ErrorCode
 from protocol.messages.fetch import (
     FetchableTopicResponse,
@@ -39,8 +44,6 @@ from protocol.messages.fetch import (
 )
 from storage.errors import StorageError
 from storage.partition_log import PartitionLog
-
-LEADER_EPOCH = 0
 
 
 @dataclass(slots=True)
@@ -88,16 +91,19 @@ def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
                 parts.append(_partition(p.partition, code))
                 has_error = True
                 continue
-            if p.current_leader_epoch > LEADER_EPOCH:
-                parts.append(_partition(p.partition, ErrorCode.UNKNOWN_LEADER_EPOCH))
-                has_error = True
-                continue
-            if 0 <= p.current_leader_epoch < LEADER_EPOCH:
-                parts.append(_partition(p.partition, ErrorCode.FENCED_LEADER_EPOCH))
-                has_error = True
-                continue
             try:
                 plog = ctx.logs.partition(meta.name, p.partition)
+                epoch = leader_epoch(plog)
+                if p.current_leader_epoch > epoch:
+                    parts.append(
+                        _partition(p.partition, ErrorCode.UNKNOWN_LEADER_EPOCH)
+                    )
+                    has_error = True
+                    continue
+                if 0 <= p.current_leader_epoch < epoch:
+                    parts.append(_partition(p.partition, ErrorCode.FENCED_LEADER_EPOCH))
+                    has_error = True
+                    continue
                 hw = ctx.high_watermark(plog, meta.config.write_caching)
                 start = plog.log_start_offset
                 offset = p.fetch_offset

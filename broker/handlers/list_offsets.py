@@ -13,7 +13,7 @@ Version notes: v2 isolation level; v4 leader epochs; v6 flexible; v7 max timesta
 from __future__ import annotations
 
 from broker.dispatch import RequestContext, handler
-from broker.handlers._common import error_code, find_topic
+from broker.handlers._common import error_code, find_topic, leader_epoch
 from protocol.error_codes import ErrorCode
 from protocol.messages.list_offsets import (
     ListOffsetsPartitionResponse,
@@ -23,7 +23,6 @@ from protocol.messages.list_offsets import (
 )
 from storage.errors import StorageError
 
-LEADER_EPOCH = 0
 EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
 
 
@@ -49,11 +48,12 @@ def list_offsets(
             if meta is None:
                 parts.append(err(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
                 continue
-            if p.current_leader_epoch > LEADER_EPOCH:
-                parts.append(err(ErrorCode.UNKNOWN_LEADER_EPOCH))
-                continue
             try:
                 plog = ctx.logs.partition(meta.name, p.partition_index)
+                epoch = leader_epoch(plog)
+                if p.current_leader_epoch > epoch:
+                    parts.append(err(ErrorCode.UNKNOWN_LEADER_EPOCH))
+                    continue
                 hw = ctx.high_watermark(plog, meta.config.write_caching)
                 ts = p.timestamp
                 if ts == LATEST:
@@ -79,7 +79,7 @@ def list_offsets(
                     error_code=ErrorCode.NONE,
                     timestamp=timestamp,
                     offset=offset,
-                    leader_epoch=LEADER_EPOCH,
+                    leader_epoch=epoch,
                 )
             )
         topics.append(

@@ -18,6 +18,7 @@ from broker.handlers._common import (
     auto_create,
     find_topic,
     find_topic_by_id,
+    leader_epoch,
 )
 from protocol.error_codes import ErrorCode
 from protocol.messages.metadata import (
@@ -37,7 +38,7 @@ def _topic_response(rctx: RequestContext, meta: TopicMeta) -> MetadataResponseTo
     partitions = []
     for idx in range(meta.partition_count):
         try:
-            epoch = max(logs.partition(meta.name, idx).leader_epoch, 0)
+            epoch = leader_epoch(logs.partition(meta.name, idx))
             code = ErrorCode.NONE
         except (UnknownTopic, UnknownPartition):
             epoch, code = -1, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION

@@ -13,7 +13,7 @@ flexible.
 from __future__ import annotations
 
 from broker.dispatch import RequestContext, handler
-from broker.handlers._common import error_code, find_topic
+from broker.handlers._common import error_code, find_topic, leader_epoch
 from protocol.error_codes import ErrorCode
 from protocol.messages.offset_for_leader_epoch import (
     EpochEndOffset,
@@ -22,8 +22,6 @@ from protocol.messages.offset_for_leader_epoch import (
     OffsetForLeaderTopicResult,
 )
 from storage.errors import StorageError
-
-LEADER_EPOCH = 0
 
 
 @handler(api_key=23, name="offset_for_leader_epoch", max_version=4)
@@ -44,15 +42,16 @@ def offset_for_leader_epoch(
             if meta is None:
                 parts.append(fail(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
                 continue
-            if p.current_leader_epoch > LEADER_EPOCH:
-                parts.append(fail(ErrorCode.UNKNOWN_LEADER_EPOCH))
-                continue
             try:
                 plog = ctx.logs.partition(meta.name, p.partition)
-                if p.leader_epoch > LEADER_EPOCH:
+                current = leader_epoch(plog)
+                if p.current_leader_epoch > current:
+                    parts.append(fail(ErrorCode.UNKNOWN_LEADER_EPOCH))
+                    continue
+                if p.leader_epoch > current:
                     epoch, end = -1, -1
-                elif p.leader_epoch == LEADER_EPOCH or plog.leader_epoch < 0:
-                    epoch, end = LEADER_EPOCH, plog.log_end_offset
+                elif p.leader_epoch == current or plog.leader_epoch < 0:
+                    epoch, end = current, plog.log_end_offset
                 else:
                     epoch, end = plog.epoch_end_offset(p.leader_epoch)
             except StorageError as e:

@@ -27,7 +27,12 @@ import anyio
 
 from broker.dispatch import NO_RESPONSE, Deferred, RequestContext, handler
 from broker.groups.producers import ProducerService, batch_identity, error_for
-from broker.handlers._common import error_code, find_topic, find_topic_by_id
+from broker.handlers._common import (
+    error_code,
+    find_topic,
+    find_topic_by_id,
+    leader_epoch,
+)
 from protocol.error_codes import ErrorCode
 from protocol.messages.produce import (
     PartitionProduceResponse,
@@ -38,8 +43,6 @@ from protocol.messages.produce import (
 from storage.errors import StorageError
 from storage.partition_log import PartitionLog
 from storage.producer_state import Duplicate
-
-LEADER_EPOCH = 0  # single node: the leader epoch never changes
 
 
 @dataclass(slots=True)
@@ -119,7 +122,9 @@ def produce(rctx: RequestContext, request: ProduceRequest) -> object:
                     if refused is not None:
                         parts.append(_partition_error(p.index, refused))
                         continue
-                result = plog.append(records, leader_epoch=LEADER_EPOCH, now_ms=now)
+                result = plog.append(
+                    records, leader_epoch=leader_epoch(plog), now_ms=now
+                )
                 if ident is not None:
                     assert isinstance(producers, ProducerService)
                     producers.record(plog, ident, result)

@@ -279,7 +279,7 @@ def test_standby_holds_exactly_the_primarys_records_after_scheduled_snapshots_sh
     same offsets."""
     primary = _start(
         tmp_path / "primary",
-        "tests.schedule._scheduled_broker",
+        "broker",
         {
             "AILURUS_SNAPSHOT_SCHEDULE_TOPICS": "dr-*",
             "AILURUS_SNAPSHOT_SCHEDULE_INTERVAL": "1s",
