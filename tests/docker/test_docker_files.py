@@ -16,6 +16,8 @@ import pytest
 
 from broker.cli.main import _register_commands, cli
 from broker.config import parse_listeners, resolve
+from broker.snapshot_scheduler import KEYS as SCHEDULE_KEYS
+from broker.snapshot_scheduler import env_name
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -82,6 +84,8 @@ def _known_envvars() -> set[str]:
                 walk(sub)
 
     walk(cli)
+    # the broker's snapshot scheduler reads its settings from the environment
+    names.update(env_name(key) for key in SCHEDULE_KEYS)
     return names
 
 
@@ -186,7 +190,11 @@ def test_dev_compose_serves_containers_and_the_host() -> None:
 def test_dr_compose_has_primary_standby_and_a_one_shot_seed() -> None:
     """Seed runs to completion before the primary; standby and primary use own volumes."""
     services = _compose_config("docker-compose.dr.yml")["services"]
-    assert {"seed", "primary", "standby", "snapshotter", "puller"} <= set(services)
+    assert {"seed", "primary", "standby", "puller"} <= set(services)
+    # the primary snapshots and pushes on its own schedule (no sidecar loop)
+    primary_env = services["primary"]["environment"]
+    assert primary_env["AILURUS_SNAPSHOT_SCHEDULE_TOPICS"]
+    assert primary_env["AILURUS_SNAPSHOT_SCHEDULE_PUSH_URL"]
     assert services["primary"]["depends_on"]["seed"]["condition"] == (
         "service_completed_successfully"
     )
