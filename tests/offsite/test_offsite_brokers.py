@@ -3,10 +3,12 @@ running broker (hot ingest) and a Kafka client reads the same records there."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,10 +16,21 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KTopicPartition
 
 from broker import offsite
-from tests.integration._broker_proc import running_broker
+from tests.integration.conftest import BrokerProcess, start_broker
 from tests.offsite.conftest import S3Server
 
 pytestmark = pytest.mark.integration
+
+
+@contextlib.contextmanager
+def running_broker(data_dir: Path) -> Iterator[BrokerProcess]:
+    """A broker subprocess on free loopback ports, stopped on exit."""
+    broker = start_broker(data_dir)
+    try:
+        yield broker
+    finally:
+        if broker.stop() != 0:
+            broker.kill()
 
 
 def _consume(bootstrap: str, topic: str, count: int) -> list[tuple[int, bytes, bytes]]:
