@@ -9,6 +9,11 @@ Routes (``ROUTES``; others register theirs with :func:`route`, e.g. ``/v1/groups
     GET /v1/brokers        this node and its listeners (bound and advertised)
     GET /metrics           Prometheus text format
 
+Access (``broker.security.admin_auth``): bound to loopback by default; when
+``AILURUS_ADMIN_TOKEN`` is set, every mutating request (not GET/HEAD/OPTIONS) needs
+``Authorization: Bearer <token>`` (401 otherwise); an address beyond loopback without
+a token refuses to start.
+
 One request per connection (``Connection: close``); request heads over 16 KiB and
 bodies over 1 MiB are refused. Handlers are plain functions returning a
 :class:`HttpResponse`, synchronous or async.
@@ -28,6 +33,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import anyio
 import anyio.abc
 import structlog
+
+from broker.security.admin_auth import (
+    AdminAuthError,
+    authorized,
+    check_binding,
+    needs_token,
+)
 
 if TYPE_CHECKING:
     from broker.context import BrokerContext
@@ -96,6 +108,7 @@ def route(method: str, path: str) -> Callable[[RouteFn], RouteFn]:
 _REASONS = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Payload Too Large",
@@ -110,6 +123,12 @@ async def serve_admin(
     """Listen on the configured admin address until cancelled."""
     assert ctx.config.admin is not None
     addr = ctx.config.admin
+    try:
+        check_binding(addr.host, ctx.config.admin_token)
+    except AdminAuthError as e:
+        from broker.context import StartupError
+
+        raise StartupError(str(e)) from e
     listener = await anyio.create_tcp_listener(
         local_host=addr.host, local_port=addr.port, reuse_port=False
     )
@@ -162,6 +181,14 @@ async def _read_and_route(
         body += await stream.receive()
     url = urlsplit(target)
     path = unquote(url.path)
+    token = ctx.config.admin_token
+    if (
+        token is not None
+        and needs_token(method, token)
+        and not authorized(headers, token)
+    ):
+        log.warning("admin_unauthorized", method=method, path=path)
+        return HttpResponse.error(401, "a valid admin bearer token is required")
     allowed = False
     for r in ROUTES:
         m = r.pattern.match(path)

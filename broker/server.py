@@ -25,7 +25,9 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -39,6 +41,8 @@ from broker.context import BoundListener, BrokerContext, StartupError
 from broker.dispatch import load_handlers
 from broker.groups.wiring import run_group_services
 from broker.logging import configure_logging
+from broker.security.service import SecurityService
+from broker.security.tls import TlsConfigError, server_context
 from broker.snapshot_scheduler import run_snapshot_scheduler
 from broker.snapshot_watcher import run_snapshot_watcher
 
@@ -71,6 +75,7 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
     started = time.perf_counter()
     load_handlers()
     ctx = BrokerContext.create(config)
+    tls_contexts = _security(ctx)
     stop = stop or anyio.Event()
     try:
         async with anyio.create_task_group() as root:
@@ -79,11 +84,15 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
                 await root.start(serve_admin, ctx)
             await ctx.open_storage()
             async with anyio.create_task_group() as serving:
-                servers: list[asyncio.Server] = [
-                    await serving.start(_listen, ctx, lc) for lc in config.listeners
-                ]
+                # Producer-id/idempotence state and groups exist before the first
+                # client connects: a produce served before them would skip the
+                # duplicate check (a retried batch appended twice after a restart).
                 serving.start_soon(ctx.group_commit.run)
                 await serving.start(run_group_services, ctx)
+                servers: list[asyncio.Server] = [
+                    await serving.start(_listen, ctx, lc, tls_contexts.get(lc.name))
+                    for lc in config.listeners
+                ]
                 await serving.start(run_snapshot_watcher, ctx)
                 await serving.start(run_snapshot_scheduler, ctx)
                 serving.start_soon(_idle_sweeper, ctx)
@@ -122,9 +131,42 @@ async def _watch_signals(stop: anyio.Event) -> None:
             return
 
 
+def _security(ctx: BrokerContext) -> dict[str, ssl.SSLContext]:
+    """Hang the security service on the context; TLS contexts per listener name."""
+    config = ctx.config
+    names = tuple(lc.name for lc in config.listeners)
+    protocols = {n: config.security.protocol_of(n) for n in names}
+    client_auth = config.tls is not None and config.tls.client_auth == "required"
+    ctx.security = SecurityService(
+        config.security,
+        data_dir=config.data_dir,
+        listeners=names,
+        client_cert_listeners=frozenset(
+            n for n, p in protocols.items() if p == "SSL" and client_auth
+        ),
+    )
+    contexts: dict[str, ssl.SSLContext] = {}
+    if config.tls is None:
+        return contexts
+    try:
+        with_client_auth = server_context(config.tls)
+        # Kafka applies ssl.client.auth to SSL listeners; SASL_SSL authenticates
+        # with SASL, so it asks for no client certificate.
+        without = server_context(replace(config.tls, client_auth="none"))
+    except TlsConfigError as e:
+        raise StartupError(str(e)) from e
+    for name, proto in protocols.items():
+        if proto == "SSL":
+            contexts[name] = with_client_auth
+        elif proto == "SASL_SSL":
+            contexts[name] = without
+    return contexts
+
+
 async def _listen(
     ctx: BrokerContext,
     lc: ListenerConfig,
+    tls: ssl.SSLContext | None,
     *,
     task_status: anyio.abc.TaskStatus[asyncio.Server],
 ) -> None:
@@ -137,6 +179,8 @@ async def _listen(
                 lc.bind.port,
                 reuse_address=True,
                 backlog=1024,
+                ssl=tls,
+                ssl_handshake_timeout=10.0 if tls is not None else None,
             )
         except OSError as e:
             raise StartupError(f"cannot listen on {lc.bind}: {e.strerror}") from e
@@ -160,6 +204,7 @@ async def _listen(
             host=host,
             port=port,
             advertised=f"{adv_host}:{adv_port}",
+            security_protocol=ctx.config.security.protocol_of(lc.name),
         )
         task_status.started(server)
         try:

@@ -33,6 +33,7 @@ from broker.handlers._common import (
     find_topic_by_id,
     leader_epoch,
 )
+from broker.snapshot_watcher import append_gate
 from protocol.error_codes import ErrorCode
 from protocol.messages.produce import (
     PartitionProduceResponse,
@@ -59,6 +60,47 @@ def _partition_error(index: int, code: ErrorCode) -> PartitionProduceResponse:
 
 @handler(api_key=0, name="produce", min_version=3, max_version=13, advertise_min=0)
 def produce(rctx: RequestContext, request: ProduceRequest) -> object:
+    gate = append_gate(rctx.broker)
+    if gate.active:
+        # a snapshot ingest holds some partitions: a request appending to any of them
+        # waits, whole and in arrival order, until the ingest releases them (issue 7:
+        # live producers are serialised with the ingest)
+        plogs = _request_logs(rctx, request)
+        if gate.busy(*plogs):
+            queued = gate.enqueue(plogs, lambda: _produce(rctx, request))
+            if request.acks == 0:
+                return NO_RESPONSE
+
+            async def after_ingest() -> object:
+                await queued.done.wait()
+                result = queued.result
+                return await result.run() if isinstance(result, Deferred) else result
+
+            return Deferred(after_ingest)
+    return _produce(rctx, request)
+
+
+def _request_logs(rctx: RequestContext, request: ProduceRequest) -> list[PartitionLog]:
+    """The partition logs a produce request appends to (unknown ones left out)."""
+    ctx = rctx.broker
+    out = []
+    for topic in request.topic_data:
+        meta = (
+            find_topic_by_id(ctx, topic.topic_id)
+            if rctx.api_version >= 13
+            else find_topic(ctx, topic.name)
+        )
+        if meta is None:
+            continue
+        for p in topic.partition_data:
+            try:
+                out.append(ctx.logs.partition(meta.name, p.index))
+            except StorageError:
+                continue
+    return out
+
+
+def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
     ctx = rctx.broker
     metrics = ctx.metrics
     acks = request.acks

@@ -1,0 +1,252 @@
+"""Snapshot benchmarks: create, ingest bandwidth vs ``cp``, produce latency during ingest.
+
+Scaled for a shared 2-core machine (issue targets in brackets):
+
+1. ``create`` of a partition of SIZE MiB in closed segments of SEGMENT MiB
+   [2 GiB in under 1 s]: hard links plus one CRC pass over the linked files.
+2. ingest of a SIZE MiB snapshot (plan + validate + verbatim append + fsync, the
+   storage path the watcher runs) vs ``cp -r`` of the same files + ``sync``
+   [>= 50% of cp's bandwidth].
+3. p99 produce latency (confluent-kafka, acks=1, one message in flight) on partition 1
+   of a live broker, without and during the hot ingest of a snapshot into partition 0
+   [during <= 2x without].
+
+Run: ``.venv/bin/python bench/snapshot_bench.py [--size-mib 256] [--segment-mib 64]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from protocol.records import RecordInput, build_batch
+from storage.config import TopicConfig
+from storage.fileops import FileOps
+from storage.partition_log import PartitionLog
+from storage.snapshot import (
+    CreateRequest,
+    apply_plan,
+    create_snapshot,
+    inspect_snapshot,
+    plan_apply,
+)
+
+TOPIC_ID = "b0b0b0b0-1111-4222-8333-444444444444"
+
+
+def build_log(
+    path: Path, size_mib: int, segment_mib: int, topic: str = "bench"
+) -> PartitionLog:
+    cfg = TopicConfig.from_overrides({"segment.bytes": str(segment_mib << 20)}, {})
+    log = PartitionLog.open(
+        str(path), topic=topic, partition=0, config=cfg, fileops=FileOps(), clean=True
+    )
+    batch = build_batch(
+        [RecordInput(value=os.urandom(1024), timestamp=1) for _ in range(1000)]
+    )
+    for _ in range((size_mib << 20) // len(batch)):
+        log.append(batch, leader_epoch=0)
+    log.roll()  # every byte in closed segments
+    log.sync()
+    return log
+
+
+def bench_create(
+    work: Path, size_mib: int, segment_mib: int
+) -> tuple[Path, dict[str, float]]:
+    log = build_log(work / "src", size_mib, segment_mib)
+    started = time.perf_counter()
+    path, meta = create_snapshot(
+        log,
+        CreateRequest(
+            snapshots_dir=str(work / "snapshots"),
+            dir_name=TOPIC_ID,
+            snapshot_id="1700000000000000000",
+            topic="bench",
+            topic_id=TOPIC_ID,
+            partition=0,
+            partition_count=2,
+            end_offset=log.high_watermark,
+        ),
+    )
+    seconds = time.perf_counter() - started
+    log.close()
+    return Path(path), {"create_s": seconds, "create_mib": meta.size / 2**20}
+
+
+def bench_ingest(work: Path, snap_dir: Path) -> dict[str, float]:
+    root = os.path.realpath(work)
+    cfg = TopicConfig.from_overrides({}, {})
+    dest = PartitionLog.open(
+        str(work / "dst"),
+        topic="bench",
+        partition=0,
+        config=cfg,
+        fileops=FileOps(),
+        clean=True,
+    )
+    subprocess.run(["sync"], check=True)
+    started = time.perf_counter()
+    snap = inspect_snapshot(str(snap_dir), root, settle_s=0)
+    written = apply_plan(dest, snap, plan_apply(snap, dest, root), root)
+    ingest_s = time.perf_counter() - started
+    dest.close()
+    subprocess.run(["sync"], check=True)
+    started = time.perf_counter()
+    subprocess.run(["cp", "-r", str(snap_dir), str(work / "cp-copy")], check=True)
+    subprocess.run(["sync"], check=True)
+    cp_s = time.perf_counter() - started
+    mib = written / 2**20
+    return {
+        "ingest_mib": mib,
+        "ingest_mib_s": mib / ingest_s,
+        "cp_mib_s": mib / cp_s,
+        "ratio": cp_s / ingest_s,
+    }
+
+
+def _latencies(bootstrap: str, n: int) -> list[float]:
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "1", "linger.ms": 0})
+    payload = b"x" * 1024
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        p.produce("bench", payload, partition=1)
+        p.flush(10)
+        out.append(time.perf_counter() - started)
+    return out
+
+
+def bench_latency(
+    work: Path, snap_dir: Path, n: int, rate: int = 0
+) -> dict[str, float]:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    data = work / "broker"
+    ready = work / "ready.json"
+    log = open(work / "broker.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "broker",
+            "serve",
+            "--kafka-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(data),
+            "--ready-file",
+            str(ready),
+            "--log-format",
+            "json",
+            "--log-level",
+            "warning",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=Path(__file__).resolve().parents[1],
+        env={
+            **os.environ,
+            "AILURUS_SNAPSHOT_SCAN_INTERVAL_MS": "100",
+            "AILURUS_SNAPSHOT_SETTLE_MS": "0",
+            **({"AILURUS_SNAPSHOT_INGEST_BYTES_PER_SEC": str(rate)} if rate else {}),
+        },
+    )
+    try:
+        while not ready.exists():
+            time.sleep(0.05)
+        time.sleep(0.1)
+        info = json.loads(ready.read_text())
+        bootstrap = f"127.0.0.1:{info['kafka']['default']['port']}"
+        admin_url = f"http://127.0.0.1:{info['admin']['port']}"
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        for fut in admin.create_topics([NewTopic("bench", 2, 1)]).values():
+            fut.result(10)
+        _latencies(bootstrap, 200)  # warm up
+        base = _latencies(bootstrap, n)
+        shutil.copytree(snap_dir, data / "snapshots" / "bench" / ".incoming")
+        os.rename(
+            data / "snapshots" / "bench" / ".incoming",
+            data / "snapshots" / "bench" / snap_dir.name,
+        )
+        during: list[float] = []
+        started = time.perf_counter()
+        applied = False
+        while not applied and time.perf_counter() - started < 120:
+            during += _latencies(bootstrap, 50)
+            with urllib.request.urlopen(
+                admin_url + "/v1/snapshots", timeout=10
+            ) as resp:
+                rows = json.loads(resp.read())
+            applied = any(r["status"] == "applied" for r in rows)
+        ingest_s = time.perf_counter() - started
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        log.close()
+
+    def p(values: list[float], q: float) -> float:
+        return statistics.quantiles(values, n=100)[int(q) - 1] * 1000
+
+    return {
+        "p50_ms_without": p(base, 50),
+        "p99_ms_without": p(base, 99),
+        "p50_ms_during": p(during, 50),
+        "p99_ms_during": p(during, 99),
+        "samples_during": len(during),
+        "live_ingest_s": ingest_s,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size-mib", type=int, default=256)
+    ap.add_argument("--segment-mib", type=int, default=64)
+    ap.add_argument("--latency-samples", type=int, default=2000)
+    ap.add_argument(
+        "--ingest-rate-mib", type=int, default=0, help="throttle (0: default)"
+    )
+    ap.add_argument("--skip-storage", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(
+        prefix="snapbench-", dir=os.environ.get("BENCH_DIR")
+    ) as tmp:
+        work = Path(tmp)
+        snap_dir, created = bench_create(work, args.size_mib, args.segment_mib)
+        print(
+            f"create: {created['create_mib']:.0f} MiB in closed segments: {created['create_s'] * 1000:.0f} ms"
+        )
+        if not args.skip_storage:
+            ingest = bench_ingest(work, snap_dir)
+            print(
+                f"ingest: {ingest['ingest_mib']:.0f} MiB at {ingest['ingest_mib_s']:.0f} MiB/s; "
+                f"cp -r + sync {ingest['cp_mib_s']:.0f} MiB/s; ingest/cp = {ingest['ratio']:.2f}"
+            )
+        lat = bench_latency(
+            work, snap_dir, args.latency_samples, args.ingest_rate_mib << 20
+        )
+        print(
+            f"produce latency on another partition: p50 {lat['p50_ms_without']:.2f} ms / "
+            f"p99 {lat['p99_ms_without']:.2f} ms without; p50 {lat['p50_ms_during']:.2f} ms / "
+            f"p99 {lat['p99_ms_during']:.2f} ms during ingest ({lat['samples_during']:.0f} samples, "
+            f"{lat['live_ingest_s']:.1f} s)"
+        )
+
+
+if __name__ == "__main__":
+    main()

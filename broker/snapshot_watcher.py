@@ -1,0 +1,638 @@
+"""Hot ingest of partition snapshots: the watcher task, the append gate, metrics.
+
+Task tree (in the server's serving task group)::
+
+    snapshot watcher
+    ├── inotify reader   (data/snapshots and its subtrees; any event -> rescan)
+    ├── periodic rescan  (every AILURUS_SNAPSHOT_SCAN_INTERVAL_MS, default 5000)
+    └── scan loop        one scan at a time; the first one runs at start-up
+
+A scan lists candidates (storage.snapshot_ingest.discover), skips those whose final
+status was decided on the same fingerprint, inspects the rest in a worker thread
+(completeness, then validation; never trusting events), resolves their topic
+(creating it with the snapshot's name, partition count and id when missing), and
+applies ready snapshots partition by partition in ancestor / last_offset order.
+Applying holds the partition's :class:`AppendGate`, so produce requests to that
+partition queue behind the ingest (the produce handler checks
+:func:`append_gate`); the appends themselves run in a worker thread, chunk by
+chunk, throttled (AILURUS_SNAPSHOT_INGEST_BYTES_PER_SEC, 0 = unlimited). Long polls
+on the partition are woken at once. Every status change is a ``snapshot_status``
+event and is persisted in ``<data_dir>/ailurus/snapshot-ingest.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.abc
+import structlog
+
+from broker.metrics import Histogram
+from broker.snapshot_inotify import Inotify
+from storage.errors import StorageError, TopicExists, UnknownTopic
+from storage.snapshot import (
+    Snapshot,
+    Status,
+    apply_order,
+    apply_plan,
+    inspect_snapshot,
+    plan_apply,
+    read_batches,
+)
+from storage.snapshot_ingest import (
+    FINAL,
+    SNAPSHOTS_DIR,
+    Candidate,
+    Entry,
+    IngestState,
+    discover,
+    fingerprint,
+    read_group_offsets,
+    watch_dirs,
+)
+from storage.snapshot_meta import UUID_RE, SnapshotIncomplete, SnapshotInvalid
+
+if TYPE_CHECKING:
+    from broker.context import BrokerContext
+    from storage.log_manager import TopicMeta
+    from storage.partition_log import PartitionLog
+
+log = structlog.get_logger("broker.snapshots")
+
+_INLINE_BYTES = 8 * 1024 * 1024  # appended on the loop thread in one call below this
+_PLAN_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotSettings:
+    """Watcher settings (environment variables until the broker config has keys)."""
+
+    scan_interval_s: float = 5.0
+    settle_s: float = 2.0
+    ingest_bytes_per_s: int = 0  # 0: unlimited
+
+    @classmethod
+    def from_env(cls) -> SnapshotSettings:
+        env = os.environ
+        return cls(
+            scan_interval_s=int(env.get("AILURUS_SNAPSHOT_SCAN_INTERVAL_MS", "5000"))
+            / 1000,
+            settle_s=int(env.get("AILURUS_SNAPSHOT_SETTLE_MS", "2000")) / 1000,
+            ingest_bytes_per_s=int(
+                env.get("AILURUS_SNAPSHOT_INGEST_BYTES_PER_SEC", "0")
+            ),
+        )
+
+
+# -- the append gate ---------------------------------------------------------------
+
+
+@dataclass(slots=True, eq=False)
+class QueuedAppend:
+    """A produce request waiting for ingests to release its partitions."""
+
+    plogs: frozenset[object]
+    run: Callable[[], object]
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: object = None
+
+
+class AppendGate:
+    """Keeps produce appends out of partitions while an ingest writes to them.
+
+    The produce handler appends synchronously on the event-loop thread. When
+    :meth:`busy` says a partition of a request is held by an ingest (or has requests
+    queued behind one), the handler hands the whole request to :meth:`enqueue`
+    instead and answers once ``done`` is set. Queued requests run in arrival order,
+    synchronously on the loop thread, as soon as none of their partitions is held; a
+    request still blocked also holds back later requests sharing a partition with it.
+    So each partition keeps request order, and produced records land after the
+    ingested batches, never between them.
+    """
+
+    def __init__(self) -> None:
+        self._held: set[object] = set()
+        self._queue: list[QueuedAppend] = []
+        self._queued: defaultdict[object, int] = defaultdict(int)
+
+    @property
+    def active(self) -> bool:
+        """Whether any partition is held or any request queued (cheap pre-check)."""
+        return bool(self._held or self._queue)
+
+    def busy(self, *plogs: object) -> bool:
+        """Whether a request appending to ``plogs`` must be queued."""
+        return any(p in self._held or self._queued.get(p, 0) for p in plogs)
+
+    def enqueue(
+        self, plogs: Iterable[object], run: Callable[[], object]
+    ) -> QueuedAppend:
+        """Queue ``run`` (the request's appends); it runs when its partitions are free."""
+        item = QueuedAppend(plogs=frozenset(plogs), run=run)
+        self._queue.append(item)
+        for p in item.plogs:
+            self._queued[p] += 1
+        self._drain()
+        return item
+
+    @contextlib.asynccontextmanager
+    async def hold(self, plog: object) -> AsyncIterator[None]:
+        """Hold the partition's appends for the duration of an ingest."""
+        if plog in self._held:
+            raise RuntimeError("partition already held by an ingest")
+        self._held.add(plog)
+        try:
+            yield
+        finally:
+            self._held.discard(plog)
+            self._drain()
+
+    def _drain(self) -> None:
+        blocked: set[object] = set()
+        remaining: list[QueuedAppend] = []
+        for item in self._queue:
+            if any(p in self._held or p in blocked for p in item.plogs):
+                blocked |= item.plogs
+                remaining.append(item)
+                continue
+            for p in item.plogs:
+                self._queued[p] -= 1
+                if self._queued[p] <= 0:
+                    del self._queued[p]
+            try:
+                item.result = item.run()
+            finally:
+                item.done.set()
+        self._queue = remaining
+
+
+# -- metrics -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SnapshotMetrics:
+    """Counters of the ingest, rendered into ``GET /metrics``."""
+
+    ingested: int = 0
+    rejected: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    bytes_ingested: int = 0
+    created: int = 0
+    duration: Histogram = field(default_factory=Histogram)
+
+    def lines(self) -> Iterable[str]:
+        """Prometheus text lines."""
+        yield "# HELP ailurus_snapshots_ingested_total Snapshots applied."
+        yield "# TYPE ailurus_snapshots_ingested_total counter"
+        yield f"ailurus_snapshots_ingested_total {self.ingested}"
+        yield "# HELP ailurus_snapshots_rejected_total Snapshots rejected, by reason."
+        yield "# TYPE ailurus_snapshots_rejected_total counter"
+        for reason, n in sorted(self.rejected.items()):
+            yield f'ailurus_snapshots_rejected_total{{reason="{reason}"}} {n}'
+        yield "# HELP ailurus_snapshot_ingested_bytes_total Bytes appended by ingest."
+        yield "# TYPE ailurus_snapshot_ingested_bytes_total counter"
+        yield f"ailurus_snapshot_ingested_bytes_total {self.bytes_ingested}"
+        yield "# HELP ailurus_snapshots_created_total Snapshot directories created."
+        yield "# TYPE ailurus_snapshots_created_total counter"
+        yield f"ailurus_snapshots_created_total {self.created}"
+        yield "# HELP ailurus_snapshot_ingest_seconds Time to apply one snapshot."
+        yield "# TYPE ailurus_snapshot_ingest_seconds histogram"
+        yield from self.duration.render("ailurus_snapshot_ingest_seconds", "")
+
+
+_SERVICES: dict[int, SnapshotService] = {}
+_GATES: dict[int, AppendGate] = {}
+
+
+def append_gate(ctx: BrokerContext) -> AppendGate:
+    """The broker's append gate (the produce handler checks ``busy`` before appending)."""
+    gate = _GATES.get(id(ctx))
+    if gate is None:
+        gate = _GATES[id(ctx)] = AppendGate()
+    return gate
+
+
+def service_for(ctx: BrokerContext) -> SnapshotService | None:
+    """The running snapshot service of a broker (None before it started)."""
+    return _SERVICES.get(id(ctx))
+
+
+def snapshot_metric_lines(ctx: BrokerContext) -> Iterable[str]:
+    """Metric lines for ``GET /metrics`` (nothing before the watcher started)."""
+    svc = service_for(ctx)
+    return () if svc is None else svc.metrics.lines()
+
+
+# -- the service -----------------------------------------------------------------------
+
+
+class SnapshotService:
+    """The watcher and everything the admin API asks of snapshots for one broker."""
+
+    def __init__(
+        self, ctx: BrokerContext, settings: SnapshotSettings | None = None
+    ) -> None:
+        self.ctx = ctx
+        self.settings = settings or SnapshotSettings.from_env()
+        self.data_dir = os.path.abspath(ctx.config.data_dir)
+        self.root = os.path.realpath(self.data_dir)
+        self.snapshots_dir = os.path.join(self.data_dir, SNAPSHOTS_DIR)
+        self.state = IngestState.load(self.data_dir)
+        self.metrics = SnapshotMetrics()
+        self.gate = append_gate(ctx)
+        self._ready: dict[
+            str, tuple[str, Snapshot]
+        ] = {}  # rel -> (fingerprint, snapshot)
+        self._wake = anyio.Event()
+        self._save_lock = anyio.Lock()
+        self._scan_lock = anyio.Lock()
+        self.scans = 0
+
+    # -- task ------------------------------------------------------------------------
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Scan at start-up, then on every inotify event and periodically."""
+        os.makedirs(self.snapshots_dir, exist_ok=True)
+        _SERVICES[id(self.ctx)] = self
+        inotify = Inotify.open()
+        try:
+            async with anyio.create_task_group() as tg:
+                if inotify is not None:
+                    tg.start_soon(self._inotify_loop, inotify)
+                tg.start_soon(self._timer_loop)
+                task_status.started()
+                while True:
+                    if inotify is not None:
+                        inotify.watch(
+                            await anyio.to_thread.run_sync(
+                                lambda: list(watch_dirs(self.snapshots_dir))
+                            )
+                        )
+                    await self.scan()
+                    await self._wake.wait()
+                    self._wake = anyio.Event()
+                    await anyio.sleep(0.05)  # coalesce a burst of events
+        finally:
+            _SERVICES.pop(id(self.ctx), None)
+            if inotify is not None:
+                inotify.close()
+
+    def wake(self) -> None:
+        """Ask for a rescan."""
+        self._wake.set()
+
+    async def _inotify_loop(self, inotify: Inotify) -> None:
+        while True:
+            await anyio.wait_readable(inotify.fd)
+            if inotify.drain():
+                self.wake()
+
+    async def _timer_loop(self) -> None:
+        while True:
+            await anyio.sleep(self.settings.scan_interval_s)
+            self.wake()
+
+    # -- scanning ---------------------------------------------------------------------
+    async def scan(self) -> None:
+        """One full pass over data/snapshots (serialised with other scans)."""
+        async with self._scan_lock:
+            await self._scan()
+            self.scans += 1
+
+    async def _scan(self) -> None:
+        found = await anyio.to_thread.run_sync(self._discover)
+        changed = self._forget_vanished({c.rel for c, _ in found})
+        ready: list[tuple[Candidate, str, Snapshot]] = []
+        for cand, fp in found:
+            entry = self.state.entries.get(cand.rel)
+            if entry is not None and (
+                entry.status is Status.CREATED
+                or (entry.status in FINAL and entry.fingerprint == fp)
+            ):
+                continue
+            if cand.rejected is not None:
+                changed |= self._set(
+                    cand.rel,
+                    Entry(status=Status.INVALID, reason=cand.rejected, fingerprint=fp),
+                )
+                continue
+            cached = self._ready.get(cand.rel)
+            if cached is not None and cached[0] == fp:
+                ready.append((cand, fp, cached[1]))
+                continue
+            try:
+                snap = await anyio.to_thread.run_sync(self._inspect, cand.path)
+            except SnapshotIncomplete as exc:
+                changed |= self._set(
+                    cand.rel,
+                    Entry(status=Status.WAITING, reason=str(exc), fingerprint=fp),
+                )
+                continue
+            except SnapshotInvalid as exc:
+                changed |= self._set(
+                    cand.rel,
+                    Entry(status=Status.INVALID, reason=str(exc), fingerprint=fp),
+                )
+                continue
+            except (StorageError, OSError) as exc:
+                changed |= self._set(
+                    cand.rel,
+                    Entry(
+                        status=Status.WAITING,
+                        reason=f"unreadable: {exc}",
+                        fingerprint=fp,
+                    ),
+                )
+                continue
+            self._ready[cand.rel] = (fp, snap)
+            ready.append((cand, fp, snap))
+        by_partition: defaultdict[tuple[str, int], list[tuple[str, str, Snapshot]]] = (
+            defaultdict(list)
+        )
+        for cand, fp, snap in ready:
+            target = await self._resolve(cand, snap)
+            if isinstance(target, Entry):
+                target.fingerprint = fp
+                changed |= self._set(cand.rel, target)
+                continue
+            by_partition[(target.name, snap.meta.partition)].append(
+                (cand.rel, fp, snap)
+            )
+        for (topic, partition), snaps in by_partition.items():
+            changed |= await self._apply_partition(topic, partition, snaps)
+        if changed:
+            await self.save()
+
+    def _forget_vanished(self, seen: set[str]) -> bool:
+        """Drop entries of snapshot directories that are gone (a snapshot being
+        created here is kept for a minute: it appears only when renamed)."""
+        now = time.time_ns() // 1_000_000
+        gone = [
+            rel
+            for rel, e in self.state.entries.items()
+            if rel not in seen
+            and not (e.status is Status.CREATED and now - e.updated_at < 60_000)
+            and not (
+                e.status is Status.CREATED
+                and os.path.isdir(os.path.join(self.snapshots_dir, rel))
+            )
+        ]
+        for rel in gone:
+            del self.state.entries[rel]
+            self._ready.pop(rel, None)
+            log.info("snapshot_status", snapshot=rel, status="removed", reason="")
+        return bool(gone)
+
+    def _discover(self) -> list[tuple[Candidate, str]]:
+        return [
+            (c, "rejected" if c.rejected else fingerprint(c.path))
+            for c in discover(self.snapshots_dir, self.root)
+        ]
+
+    def _inspect(self, path: str) -> Snapshot:
+        return inspect_snapshot(path, self.root, settle_s=self.settings.settle_s)
+
+    async def _resolve(self, cand: Candidate, snap: Snapshot) -> TopicMeta | Entry:
+        """The snapshot's topic, created when missing; an Entry when it cannot be."""
+        meta = snap.meta
+        logs = self.ctx.logs
+        ids = [meta.topic_id] if meta.topic_id else []
+        names = [meta.topic] if meta.topic else []
+        if UUID_RE.match(cand.topic_dir):
+            ids.append(cand.topic_dir.lower())
+        else:
+            names.append(cand.topic_dir)
+        topic: TopicMeta | None = None
+        for tid in ids:
+            with contextlib.suppress(UnknownTopic):
+                topic = logs.topic_by_id(uuid.UUID(tid))
+                break
+        if topic is None:
+            for name in names:
+                with contextlib.suppress(UnknownTopic):
+                    topic = logs.topic(name)
+                    break
+        if topic is None:
+            if not names:
+                return Entry(
+                    status=Status.WAITING,
+                    reason="unknown-topic: no topic with that id and no name",
+                )
+            count = max(meta.partition_count or 1, meta.partition + 1)
+            try:
+                topic = await anyio.to_thread.run_sync(
+                    lambda: logs.create_topic(
+                        names[0],
+                        count,
+                        dict(meta.topic_configs),
+                        uuid.UUID(ids[0]) if ids else None,
+                    )
+                )
+            except TopicExists:
+                return Entry(status=Status.WAITING, reason="topic is being created")
+            except StorageError as exc:
+                return Entry(
+                    status=Status.INVALID, reason=f"topic-create-failed: {exc}"
+                )
+            log.info(
+                "topic_created",
+                topic=topic.name,
+                topic_id=str(topic.topic_uuid),
+                partitions=count,
+                reason="snapshot",
+            )
+        if meta.partition >= topic.partition_count:
+            return Entry(
+                status=Status.WAITING,
+                reason=f"unknown-partition: {topic.name} has {topic.partition_count} partitions",
+            )
+        return topic
+
+    async def _apply_partition(
+        self, topic: str, partition: int, snaps: list[tuple[str, str, Snapshot]]
+    ) -> bool:
+        plog = self.ctx.logs.partition(topic, partition)
+        fps = {rel: fp for rel, fp, _ in snaps}
+        rel_of = {id(s): rel for rel, _, s in snaps}
+        pending = apply_order([s for _, _, s in snaps])
+        changed = False
+        async with self.gate.hold(plog):
+            progress = True
+            while progress and pending:
+                progress = False
+                for snap in list(pending):
+                    rel = rel_of[id(snap)]
+                    started = time.perf_counter()
+                    try:
+                        plan, reason, written = await self._apply_one(plog, snap)
+                    except (StorageError, OSError) as exc:
+                        entry = self._entry(
+                            Status.WAITING,
+                            f"apply failed: {exc}",
+                            fps[rel],
+                            snap,
+                            topic,
+                        )
+                        changed |= self._set(rel, entry)
+                        log.error("snapshot_apply_failed", snapshot=rel, error=str(exc))
+                        pending.remove(snap)
+                        continue
+                    if plan is Status.WAITING_FOR_ANCESTOR:
+                        changed |= self._set(
+                            rel, self._entry(plan, reason, fps[rel], snap, topic)
+                        )
+                        continue
+                    pending.remove(snap)
+                    progress = True
+                    entry = self._entry(plan, reason, fps[rel], snap, topic)
+                    if plan is Status.APPLIED:
+                        entry.bytes_applied = written
+                        self.metrics.ingested += 1
+                        self.metrics.bytes_ingested += written
+                        self.metrics.duration.observe(time.perf_counter() - started)
+                        self._after_apply(plog, topic)
+                        await self._restore_group_offsets(snap, topic, partition)
+                    self._ready.pop(rel, None)
+                    changed |= self._set(rel, entry)
+        return changed
+
+    async def _apply_one(
+        self, plog: PartitionLog, snap: Snapshot
+    ) -> tuple[Status, str, int]:
+        """Plan, then append. A small remainder is read in a worker thread and
+        appended on the event-loop thread, where produce appends too, after checking
+        the log did not move since the plan; a large one is appended chunk by chunk
+        in a worker thread while the append gate holds producers back."""
+        for _ in range(_PLAN_ATTEMPTS):
+            plan = await anyio.to_thread.run_sync(plan_apply, snap, plog, self.root)
+            if plan.status is not Status.APPLYING:
+                return plan.status, plan.reason, 0
+            data = await anyio.to_thread.run_sync(
+                read_batches, snap, plan.from_offset, self.root, _INLINE_BYTES
+            )
+            if data is None:
+                written = await anyio.to_thread.run_sync(
+                    functools.partial(
+                        apply_plan,
+                        plog,
+                        snap,
+                        plan,
+                        self.root,
+                        throttle=self._throttle(),
+                    )
+                )
+                return Status.APPLIED, "", written
+            if plog.log_end_offset != plan.log_end:
+                continue  # a producer appended meanwhile: plan again
+            if plan.reset_start:
+                plog.reset_start(plan.from_offset)
+            if data:
+                plog.append_verbatim(data)
+            await anyio.to_thread.run_sync(plog.sync)
+            return Status.APPLIED, "", len(data)
+        return Status.WAITING, "the log kept moving during the apply", 0
+
+    def _throttle(self) -> Callable[[int], None]:
+        rate = self.settings.ingest_bytes_per_s
+        started = time.monotonic()
+        done = 0
+
+        def throttle(n: int) -> None:
+            nonlocal done
+            done += n
+            if rate > 0:
+                ahead = done / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+            else:
+                time.sleep(0)  # let the event loop thread have the GIL
+
+        return throttle
+
+    def _entry(
+        self, status: Status, reason: str, fp: str, snap: Snapshot, topic: str
+    ) -> Entry:
+        return Entry(
+            status=status,
+            reason=reason,
+            fingerprint=fp,
+            topic=topic,
+            partition=snap.meta.partition,
+            snapshot_id=snap.meta.snapshot_id,
+            base_offset=snap.base_offset,
+            last_offset=snap.last_offset,
+            size=snap.stored_bytes,
+        )
+
+    def _after_apply(self, plog: PartitionLog, topic: str) -> None:
+        try:
+            write_caching = self.ctx.logs.topic(topic).config.write_caching
+        except UnknownTopic:
+            return
+        self.ctx.after_append(plog, write_caching)
+        self.ctx.waiters.notify(plog)
+
+    async def _restore_group_offsets(
+        self, snap: Snapshot, topic: str, partition: int
+    ) -> None:
+        if snap.meta.group_offsets is None:
+            return
+        from broker.snapshot_ops import restore_group_offsets
+
+        try:
+            offsets = await anyio.to_thread.run_sync(
+                read_group_offsets, snap.path, self.root
+            )
+        except SnapshotInvalid as exc:
+            log.warning(
+                "snapshot_group_offsets_invalid", snapshot=snap.path, error=str(exc)
+            )
+            return
+        await restore_group_offsets(self.ctx, topic, partition, offsets)
+
+    def _set(self, rel: str, entry: Entry) -> bool:
+        if entry.status in (Status.INVALID, Status.DIVERGED):
+            entry.reason = entry.reason or str(entry.status)
+        changed = self.state.set(rel, entry)
+        if changed:
+            if entry.status in (Status.INVALID, Status.DIVERGED):
+                reason = (
+                    entry.reason.split(":", 1)[0]
+                    if entry.status is Status.INVALID
+                    else "diverged"
+                )
+                self.metrics.rejected[reason] += 1
+            log.info(
+                "snapshot_status",
+                snapshot=rel,
+                status=str(entry.status),
+                reason=entry.reason,
+                topic=entry.topic,
+                partition=entry.partition,
+                last_offset=entry.last_offset,
+            )
+        return changed
+
+    async def save(self) -> None:
+        """Persist the ingest state (serialised; the write runs in a worker thread)."""
+        async with self._save_lock:
+            data = self.state.encode()
+            await anyio.to_thread.run_sync(self.state.write, data)
+
+
+async def run_snapshot_watcher(
+    ctx: BrokerContext,
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """The watcher task for the server's task group (start it after storage opened)."""
+    await SnapshotService(ctx).run(task_status=task_status)
