@@ -11,20 +11,37 @@ plus a ``set:`` mapping of Kafka config names, exactly what ``--set key=value`` 
 ``queued.max.request.bytes``, ``max.connections``, ``message.max.bytes``) configure the
 broker; every other key is a topic default (``retention.ms``, ``segment.bytes``,
 ``max.message.bytes``, ...) handed to storage for topics that do not override it.
+
+Security (``broker.security``): ``--tls-cert``/``--tls-key``/``--tls-ca``/
+``--tls-client-auth`` (file keys ``tls_*``); ``--set`` keys
+``listener.security.protocol.map``, ``sasl.enabled.mechanisms``, ``super.users``,
+``authorizer.enabled``, ``connection.failed.authentication.delay.ms`` and
+``ailurus.login.*`` (see ``broker.security.service``); ``AILURUS_ADMIN_TOKEN`` (env
+only) is the admin API's bearer token, required when the admin API listens beyond
+loopback.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
 import yaml
 
+from broker.security.admin_auth import AdminAuthError, check_binding
+from broker.security.service import (
+    SECURITY_KEYS,
+    SecurityConfigError,
+    SecuritySettings,
+    parse_settings,
+)
+from broker.security.tls import CLIENT_AUTH_MODES, TlsSettings
 from storage.config import validate as validate_topic_config
 from storage.errors import InvalidConfig
 
@@ -69,6 +86,8 @@ _BROKER_KEYS: Final[dict[str, tuple[str, type]]] = {
     "max.connections": ("max_connections", int),
     "message.max.bytes": ("message_max_bytes", int),
     "ailurus.shutdown.grace.ms": ("shutdown_grace_ms", int),
+    # free-space floor of the data dir's file system (broker.diskguard); 0 = off
+    "ailurus.disk.min.free.bytes": ("min_free_bytes", int),
     # consumer groups (broker.groups.wiring.GROUP_KEYS reads these attributes)
     "group.initial.rebalance.delay.ms": ("initial_rebalance_delay_ms", int),
     "group.min.session.timeout.ms": ("min_session_timeout_ms", int),
@@ -106,6 +125,7 @@ class BrokerConfig:
     max_connections: int = 10_000
     message_max_bytes: int = 1_048_588
     shutdown_grace_ms: int = 5_000
+    min_free_bytes: int = 64 * 1024 * 1024  # broker.diskguard.DEFAULT_MIN_FREE_BYTES
     # consumer groups; None keeps broker.groups' own defaults (delay 0, 7-day offsets)
     initial_rebalance_delay_ms: int | None = None
     min_session_timeout_ms: int | None = None
@@ -114,6 +134,11 @@ class BrokerConfig:
     offset_metadata_max_bytes: int | None = None
     retention_check_interval_ms: int | None = None
     topic_defaults: Mapping[str, str] = field(default_factory=dict)
+    # Security (broker.security): listener protocols, SASL, ACLs; TLS material;
+    # the admin API's bearer token (AILURUS_ADMIN_TOKEN).
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    tls: TlsSettings | None = None
+    admin_token: str | None = None
 
 
 def parse_address(text: str, *, default_name: str) -> Address:
@@ -215,6 +240,10 @@ _FILE_KEYS: Final = frozenset(
         "log_level",
         "log_format",
         "ready_file",
+        "tls_cert",
+        "tls_key",
+        "tls_ca",
+        "tls_client_auth",
         "set",
     }
 )
@@ -283,9 +312,12 @@ def resolve(
         log_format=log_format,
         ready_file=Path(ready) if ready else None,
     )
+    cfg = _resolve_security(cfg, pick, merged_sets)
     broker_values: dict[str, object] = {}
     topic_defaults: dict[str, str] = {}
     for key, value in merged_sets.items():
+        if key in SECURITY_KEYS:
+            continue
         if key in _BROKER_KEYS:
             attr, kind = _BROKER_KEYS[key]
             if kind is bool:
@@ -310,6 +342,58 @@ def resolve(
     if cfg.default_partitions < 1:
         raise ConfigError("num.partitions must be at least 1")
     return cfg
+
+
+def _resolve_security(
+    cfg: BrokerConfig,
+    pick: Callable[[str, object], object],
+    sets: Mapping[str, str],
+) -> BrokerConfig:
+    """Security settings, TLS material and the admin token, checked together."""
+    try:
+        security = parse_settings({k: v for k, v in sets.items() if k in SECURITY_KEYS})
+    except SecurityConfigError as e:
+        raise ConfigError(str(e)) from e
+    names = {lc.name for lc in cfg.listeners}
+    unknown = set(security.protocol_map) - names
+    if unknown:
+        raise ConfigError(
+            f"listener.security.protocol.map names unknown listeners: {sorted(unknown)}"
+        )
+    cert, key = _opt_str(pick("tls_cert", None)), _opt_str(pick("tls_key", None))
+    ca = _opt_str(pick("tls_ca", None))
+    client_auth = str(pick("tls_client_auth", "none")).lower()
+    if client_auth not in CLIENT_AUTH_MODES:
+        raise ConfigError(f"--tls-client-auth must be one of {CLIENT_AUTH_MODES}")
+    tls = None
+    if cert or key:
+        if not (cert and key):
+            raise ConfigError("--tls-cert and --tls-key go together")
+        tls = TlsSettings(
+            cert_file=Path(cert),
+            key_file=Path(key),
+            ca_file=Path(ca) if ca else None,
+            client_auth=client_auth,
+        )
+    needs_tls = [
+        lc.name
+        for lc in cfg.listeners
+        if security.protocol_of(lc.name) in ("SSL", "SASL_SSL")
+    ]
+    if needs_tls and tls is None:
+        raise ConfigError(
+            f"listeners {needs_tls} use TLS: give --tls-cert and --tls-key"
+        )
+    # click reads --admin-token / AILURUS_ADMIN_TOKEN; the environment is read
+    # here too for callers that resolve without click.
+    token = _opt_str(pick("admin_token", None)) or os.environ.get("AILURUS_ADMIN_TOKEN")
+    token = token or None
+    if cfg.admin is not None:
+        try:
+            check_binding(cfg.admin.host, token)
+        except AdminAuthError as e:
+            raise ConfigError(str(e)) from e
+    return replace(cfg, security=security, tls=tls, admin_token=token)
 
 
 def _opt_str(value: object) -> str | None:

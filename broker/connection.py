@@ -17,8 +17,14 @@ a full transport write buffer) — beyond it the connection stops reading
 Bad input: a malformed frame or an oversized size prefix closes the connection with
 one ``bad_request`` warning; an unsupported ApiVersions version is answered in the
 v0 body format with UNSUPPORTED_VERSION (KIP-511); any other unknown API key or
-version closes the connection, as Kafka does. This is the only module allowed to
-catch every exception (a handler bug closes one connection, never the broker).
+version closes the connection, as Kafka does.
+
+Security (``broker.security``): each connection on a listener that authenticates, or
+when ACLs are on, gets a ``ConnectionSecurity``; before SASL authentication only
+ApiVersions and the SASL APIs pass (anything else closes the connection), and every
+request goes through the authorisation hook in dispatch.
+
+This is the only module allowed to catch every exception (a handler bug closes one connection, never the broker).
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from broker.dispatch import (
     dispatch,
     is_handled,
 )
+from broker.security.authz import AuthorizationDenied
+from broker.security.service import ConnectionSecurity, SecurityService
 from protocol.codec import decode_request, encode_response
 from protocol.error_codes import ErrorCode
 from protocol.errors import (
@@ -96,6 +104,7 @@ class KafkaConnection(asyncio.Protocol):
         self._early: list[tuple[_Slot, Deferred]] = []
         self.last_active = time.monotonic()
         self.opened_at = time.time()
+        self.security: ConnectionSecurity | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -117,6 +126,11 @@ class KafkaConnection(asyncio.Protocol):
             self._is_closed = True
             transport.abort()
             return
+        svc = self.ctx.security
+        if isinstance(svc, SecurityService):
+            self.security = svc.connection_for(
+                self.listener, self.peer, transport.get_extra_info("ssl_object")
+            )
         self.ctx.connections[self.id] = self
         metrics.connections_open += 1
         metrics.connections_total += 1
@@ -237,14 +251,40 @@ class KafkaConnection(asyncio.Protocol):
                 started,
             )
             return
+        security = self.security
+        if security is not None and not security.may_send(api_key):
+            # Kafka's SaslServerAuthenticator: only ApiVersions and the SASL APIs
+            # before authentication; anything else closes the connection.
+            log.warning(
+                "unauthenticated_request",
+                conn=self.id,
+                peer=self.peer,
+                listener=self.listener,
+                api_key=api_key,
+            )
+            self.close("unauthenticated")
+            return
         rctx = RequestContext(
             broker=self.ctx,
             header=header,
             listener=self.listener,
             peer=self.peer,
             received_at=started,
+            security=security,
         )
-        result = dispatch(rctx, request)
+        try:
+            result = dispatch(rctx, request)
+        except AuthorizationDenied as e:
+            log.warning(
+                "authorization_denied",
+                conn=self.id,
+                peer=self.peer,
+                principal=None if security is None else security.principal,
+                api_key=api_key,
+                reason=str(e),
+            )
+            self.close("authorization_denied")
+            return
         api = api_name(api_key)
         if result is NO_RESPONSE:
             self.ctx.metrics.observe_request(api, time.perf_counter() - started)

@@ -22,6 +22,8 @@ import anyio
 import structlog
 
 from broker.config import BrokerConfig
+from broker.diskguard import DiskGuard, storage_fileops
+from broker.diskguard import metric_lines as diskguard_metric_lines
 from broker.durability import GroupCommit, PartitionWaiters
 from broker.metrics import Metrics
 from storage.errors import StorageError
@@ -79,6 +81,10 @@ class BrokerContext:
     # Hooks for services wired in by the lead (H7): consumer groups, producer ids.
     groups: object | None = None
     producers: object | None = None
+    # Security (broker.security.service.SecurityService), set by the server.
+    security: object | None = None
+    # Free-space floor of the data dir (set by open_storage; broker.diskguard).
+    diskguard: DiskGuard | None = None
     _last_flush: dict[int, float] = field(default_factory=dict)
 
     @classmethod
@@ -111,8 +117,13 @@ class BrokerContext:
 
         try:
             config.data_dir.mkdir(parents=True, exist_ok=True)
+            fileops, self.diskguard = storage_fileops(
+                str(config.data_dir), config.min_free_bytes
+            )
             manager = await anyio.to_thread.run_sync(
-                lambda: LogManager(str(config.data_dir), dict(config.topic_defaults))
+                lambda: LogManager(
+                    str(config.data_dir), dict(config.topic_defaults), fileops=fileops
+                )
             )
         except (StorageError, OSError) as e:
             raise StartupError(f"cannot open data dir {config.data_dir}: {e}") from e
@@ -279,3 +290,4 @@ class BrokerContext:
             yield f"# TYPE {metric} gauge"
             for name, idx, s in rows:
                 yield f'{metric}{{topic="{name}",partition="{idx}"}} {s[key]}'
+        yield from diskguard_metric_lines(self.diskguard, manager)

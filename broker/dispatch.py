@@ -62,6 +62,9 @@ class RequestContext:
     listener: str  # name of the listener the client connected to
     peer: str
     received_at: float  # time.perf_counter() when the frame was decoded
+    # broker.security.service.ConnectionSecurity when the connection is subject to
+    # authentication or authorisation; None otherwise (nothing to check).
+    security: object | None = None
 
     @property
     def api_version(self) -> int:
@@ -156,9 +159,17 @@ def api_name(api_key: int) -> str:
 def dispatch(rctx: RequestContext, request: object) -> HandlerResult:
     """Run the handler of the request's API key.
 
-    The connection only calls this for versions :func:`is_handled` accepts.
+    The connection only calls this for versions :func:`is_handled` accepts. On a
+    connection with security state, the request first passes the authorisation
+    hook (:func:`broker.security.authz.authorize`, which may raise
+    ``AuthorizationDenied``: close the connection).
     """
     spec = HANDLERS[rctx.header.request_api_key]
+    if rctx.security is not None:
+        from broker.security.authz import authorize
+
+        fn = spec.fn
+        return authorize(rctx, request, lambda req: fn(rctx, req))
     return spec.fn(rctx, request)
 
 

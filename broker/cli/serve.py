@@ -35,8 +35,9 @@ from broker.config import ConfigError, parse_set, resolve
     "--kafka-addr",
     envvar="AILURUS_KAFKA_ADDR",
     show_envvar=True,
-    help="Kafka listeners, [name://]host:port[,...]; port 0 picks a free port."
-    "  [default: 127.0.0.1:9092]",
+    help="Kafka listeners, [name://]host:port[,...]; port 0 picks a free port. "
+    "A listener named plaintext, ssl, sasl_plaintext or sasl_ssl uses that "
+    "security protocol.  [default: 127.0.0.1:9092]",
 )
 @click.option(
     "--advertise-kafka-addr",
@@ -75,7 +76,9 @@ from broker.config import ConfigError, parse_set, resolve
     help="A Kafka config: topic defaults (retention.ms, segment.bytes, "
     "max.message.bytes, ...) or broker settings (auto.create.topics.enable, "
     "num.partitions, connections.max.idle.ms, socket.request.max.bytes, "
-    "queued.max.request.bytes, max.connections, message.max.bytes). Repeatable.",
+    "queued.max.request.bytes, max.connections, message.max.bytes; security: "
+    "listener.security.protocol.map, sasl.enabled.mechanisms, super.users, "
+    "authorizer.enabled). Repeatable.",
 )
 @click.option(
     "--log-level",
@@ -97,6 +100,43 @@ from broker.config import ConfigError, parse_set, resolve
     show_envvar=True,
     type=click.Path(dir_okay=False),
     help="Write a JSON file with the bound addresses once the broker is ready.",
+)
+@click.option(
+    "--admin-token",
+    envvar="AILURUS_ADMIN_TOKEN",
+    show_envvar=True,
+    help="Bearer token required by mutating admin API requests; required when "
+    "--admin-addr is beyond loopback. Prefer the environment variable (flags "
+    "show in the process list).",
+)
+@click.option(
+    "--tls-cert",
+    envvar="AILURUS_TLS_CERT",
+    show_envvar=True,
+    type=click.Path(dir_okay=False),
+    help="PEM certificate (chain) for ssl/sasl_ssl listeners.",
+)
+@click.option(
+    "--tls-key",
+    envvar="AILURUS_TLS_KEY",
+    show_envvar=True,
+    type=click.Path(dir_okay=False),
+    help="PEM private key of --tls-cert.",
+)
+@click.option(
+    "--tls-ca",
+    envvar="AILURUS_TLS_CA",
+    show_envvar=True,
+    type=click.Path(dir_okay=False),
+    help="PEM CA bundle that signs client certificates.",
+)
+@click.option(
+    "--tls-client-auth",
+    envvar="AILURUS_TLS_CLIENT_AUTH",
+    show_envvar=True,
+    type=click.Choice(["none", "requested", "required"]),
+    help="Client certificates on ssl listeners (Kafka's ssl.client.auth)."
+    "  [default: none]",
 )
 @click.pass_context
 def serve(

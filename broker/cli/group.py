@@ -1,0 +1,242 @@
+"""``ailurus group``: list, describe (members, assignments, lag), seek and delete
+consumer groups, over the Kafka protocol.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import click
+
+from broker.cli.output import echo_json, is_json, print_pairs, print_table, run_command
+from broker.cli.topic import make_client
+from broker.client import EARLIEST, LATEST, KafkaClient
+from broker.client import groups as group_ops
+from broker.client.errors import InvalidArgument
+
+
+@click.group(name="group")
+def group() -> None:
+    """Inspect and manage consumer groups."""
+
+
+COMMAND = group
+
+
+@group.command(name="list")
+@run_command
+def list_groups() -> None:
+    """List consumer groups."""
+    with make_client() as client:
+        groups = group_ops.list_groups(client)
+    rows = [
+        {
+            "group_id": g.group_id,
+            "state": g.state or None,
+            "protocol_type": g.protocol_type,
+        }
+        for g in groups
+    ]
+    if is_json():
+        echo_json({"groups": rows})
+        return
+    print_table(
+        ["group", "state", "protocol-type"],
+        [(r["group_id"], r["state"], r["protocol_type"]) for r in rows],
+    )
+
+
+def _lag_rows(
+    client: KafkaClient, group_id: str, owners: dict[tuple[str, int], str]
+) -> list[dict[str, object]]:
+    committed = group_ops.committed_offsets(client, group_id)
+    keys = sorted(set(committed) | set(owners))
+    by_topic: dict[str, list[int]] = defaultdict(list)
+    for topic, partition in keys:
+        by_topic[topic].append(partition)
+    ends: dict[tuple[str, int], int] = {}
+    for topic, partitions in by_topic.items():
+        for p, o in client.list_offsets(topic, partitions, LATEST).items():
+            ends[(topic, p)] = o
+    rows: list[dict[str, object]] = []
+    for key in keys:
+        offset = committed.get(key)
+        end = ends.get(key)
+        lag = None if offset is None or end is None else max(end - offset, 0)
+        rows.append(
+            {
+                "topic": key[0],
+                "partition": key[1],
+                "committed_offset": offset,
+                "log_end_offset": end,
+                "lag": lag,
+                "member_id": owners.get(key),
+            }
+        )
+    return rows
+
+
+@group.command()
+@click.argument("group_id")
+@run_command
+def describe(group_id: str) -> None:
+    """Show a group's state, members, assignments and lag per partition."""
+    with make_client() as client:
+        desc = group_ops.describe_group(client, group_id)
+        owners = {
+            (topic, p): m.member_id
+            for m in desc.members
+            for topic, parts in m.assignment
+            for p in parts
+        }
+        rows = _lag_rows(client, group_id, owners)
+    members = [
+        {
+            "member_id": m.member_id,
+            "client_id": m.client_id,
+            "client_host": m.client_host,
+            "group_instance_id": m.group_instance_id,
+            "assignment": [
+                {"topic": t, "partitions": list(ps)} for t, ps in m.assignment
+            ],
+        }
+        for m in desc.members
+    ]
+    total_lag = sum(int(r["lag"]) for r in rows if isinstance(r["lag"], int))
+    if is_json():
+        echo_json(
+            {
+                "group_id": desc.group_id,
+                "state": desc.state,
+                "protocol_type": desc.protocol_type,
+                "protocol": desc.protocol,
+                "members": members,
+                "offsets": rows,
+                "total_lag": total_lag,
+            }
+        )
+        return
+    print_pairs(
+        [
+            ("GROUP", desc.group_id),
+            ("STATE", desc.state),
+            ("PROTOCOL", f"{desc.protocol_type}/{desc.protocol}".strip("/") or None),
+            ("MEMBERS", len(desc.members)),
+            ("TOTAL-LAG", total_lag),
+        ]
+    )
+    if members:
+        click.echo()
+        print_table(
+            ["member-id", "client-id", "host", "assignment"],
+            [
+                (
+                    m.member_id,
+                    m.client_id,
+                    m.client_host,
+                    "; ".join(
+                        f"{t}:{','.join(map(str, ps))}" for t, ps in m.assignment
+                    ),
+                )
+                for m in desc.members
+            ],
+            title="Members",
+        )
+    if rows:
+        click.echo()
+        print_table(
+            [
+                "topic",
+                "partition",
+                "current-offset",
+                "log-end-offset",
+                "lag",
+                "member-id",
+            ],
+            [
+                (
+                    r["topic"],
+                    r["partition"],
+                    r["committed_offset"],
+                    r["log_end_offset"],
+                    r["lag"],
+                    r["member_id"],
+                )
+                for r in rows
+            ],
+            title="Offsets",
+        )
+
+
+@group.command()
+@click.argument("group_id")
+@click.option(
+    "--to", "target", required=True, help="start | end | OFFSET (absolute offset)."
+)
+@click.option(
+    "-t",
+    "--topic",
+    "topics",
+    multiple=True,
+    help="Topics to seek (default: those the group has commits for).",
+)
+@run_command
+def seek(group_id: str, target: str, topics: tuple[str, ...]) -> None:
+    """Move a group's committed offsets (the group must have no active members)."""
+    if target not in ("start", "end"):
+        try:
+            absolute = int(target)
+        except ValueError:
+            raise InvalidArgument(
+                f"bad --to {target!r}: use start, end or an offset"
+            ) from None
+        if absolute < 0:
+            raise InvalidArgument("the offset must be >= 0")
+    with make_client() as client:
+        if topics:
+            names = list(topics)
+        else:
+            names = sorted(
+                {t for t, _ in group_ops.committed_offsets(client, group_id)}
+            )
+            if not names:
+                raise InvalidArgument(
+                    f"group {group_id!r} has no committed offsets; name topics with --topic"
+                )
+        new: dict[tuple[str, int], int] = {}
+        for name in names:
+            ids = [p.partition for p in client.topic(name, refresh=True).partitions]
+            if target == "start":
+                offsets = client.list_offsets(name, ids, EARLIEST)
+            elif target == "end":
+                offsets = client.list_offsets(name, ids, LATEST)
+            else:
+                starts = client.list_offsets(name, ids, EARLIEST)
+                ends = client.list_offsets(name, ids, LATEST)
+                offsets = {p: min(max(absolute, starts[p]), ends[p]) for p in ids}
+            new.update({(name, p): o for p, o in offsets.items()})
+        group_ops.commit_offsets(client, group_id, new)
+    rows = [
+        {"topic": t, "partition": p, "offset": o} for (t, p), o in sorted(new.items())
+    ]
+    if is_json():
+        echo_json({"group_id": group_id, "offsets": rows})
+        return
+    print_table(
+        ["topic", "partition", "new-offset"],
+        [(r["topic"], r["partition"], r["offset"]) for r in rows],
+    )
+
+
+@group.command()
+@click.argument("group_ids", nargs=-1, required=True)
+@run_command
+def delete(group_ids: tuple[str, ...]) -> None:
+    """Delete groups (they must have no active members)."""
+    with make_client() as client:
+        for group_id in group_ids:
+            group_ops.delete_group(client, group_id)
+    if is_json():
+        echo_json({"deleted": list(group_ids)})
+        return
+    print_table(["group", "status"], [(g, "OK") for g in group_ids])

@@ -1,0 +1,70 @@
+"""``group describe`` shows a live kafka-python member, its assignment and lag."""
+
+from __future__ import annotations
+
+import time
+
+from kafka import KafkaConsumer
+
+from tests.cli.conftest import Target, invoke, unique
+
+
+def test_describe_shows_live_member_assignment_and_lag(ailurus: Target) -> None:
+    """A subscribed consumer appears with its partitions; lag = end - committed."""
+    target = ailurus
+    topic, group = unique("live"), unique("g")
+    assert invoke(target, "topic", "create", topic, "-p", "2").exit_code == 0
+    res = invoke(target, "topic", "produce", topic, "-p", "0", "-k", "a:1", "-k", "b:2")
+    assert res.exit_code == 0
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=target.bootstrap,
+        group_id=group,
+        client_id="live-member",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    try:
+        got = 0
+        deadline = time.monotonic() + 20
+        while got < 1 and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200, max_records=1).values():
+                got += len(records)
+        assert got == 1
+        consumer.commit()
+        res = invoke(target, "--format", "json", "group", "describe", group)
+        assert res.exit_code == 0, res.stderr
+        desc = res.json()
+        assert isinstance(desc, dict)
+        assert desc["state"] == "Stable"
+        assert desc["protocol_type"] == "consumer"
+        [member] = desc["members"]
+        assert member["client_id"] == "live-member"
+        assert member["assignment"] == [{"topic": topic, "partitions": [0, 1]}]
+        lag = {(o["topic"], o["partition"]): o["lag"] for o in desc["offsets"]}
+        assert lag[(topic, 0)] == 1
+        text = invoke(target, "group", "describe", group)
+        assert f"{topic}:0,1" in text.stdout.decode()
+        busy = invoke(target, "group", "delete", group)
+        assert busy.exit_code == 1
+        assert b"NON_EMPTY_GROUP" in busy.stderr
+    finally:
+        consumer.close()
+
+
+def test_group_commit_seek_and_delete(target: Target) -> None:
+    """consume -g commits, seek moves the commit, a later consume resumes there."""
+    topic, group = unique("seek"), unique("g")
+    assert invoke(target, "topic", "create", topic, "-p", "1").exit_code == 0
+    for kv in ("a:1", "b:2", "c:3"):
+        assert invoke(target, "topic", "produce", topic, "-k", kv).exit_code == 0
+    first = invoke(target, "topic", "consume", topic, "-g", group, "--num", "2")
+    assert first.stdout == b"a:1\nb:2\n"
+    resumed = invoke(target, "topic", "consume", topic, "-g", group, "--until-end")
+    assert resumed.stdout == b"c:3\n"
+    assert group in invoke(target, "group", "list").stdout.decode()
+    seek = invoke(target, "group", "seek", group, "--to", "1")
+    assert seek.exit_code == 0, seek.stderr
+    again = invoke(target, "topic", "consume", topic, "-g", group, "--until-end")
+    assert again.stdout == b"b:2\nc:3\n"
+    assert invoke(target, "group", "delete", group).exit_code == 0

@@ -1,0 +1,129 @@
+"""The fuzz targets, their allowed exceptions, the corpus and the byte mutators.
+
+Targets (each must raise nothing but its allowed exception on any input):
+
+- ``request``: :func:`protocol.codec.decode_request` on a frame body -> ProtocolError.
+- ``meta``: :func:`storage.snapshot_meta.parse_meta` on ``meta.json`` bytes ->
+  SnapshotError (SnapshotInvalid / SnapshotIncomplete).
+- ``segment``: :func:`storage.snapshot_meta.iter_chunks` with CRC verification over a
+  snapshot segment file (plain, and the zstd/gzip/lz4 stored forms) -> SnapshotError.
+
+The corpus lives in ``tests/fuzz/corpus/<target>/<category>__<name>`` (category is
+the kind of bad input: truncated, bad-length, bit-flip, ...; ``valid`` seeds are
+well-formed). ``python -m tests.fuzz.make_corpus`` regenerates it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from protocol.codec import decode_request
+from protocol.errors import ProtocolError
+from storage.snapshot_meta import SnapshotError, iter_chunks, parse_meta
+
+CORPUS = Path(__file__).parent / "corpus"
+
+
+def _request(data: bytes) -> None:
+    decode_request(data)
+
+
+def _meta(data: bytes) -> None:
+    parse_meta(data)
+
+
+def _segment(data: bytes) -> None:
+    # The first byte picks the stored form, the rest is the file.
+    compression = ("none", "zstd", "gzip", "lz4")[data[0] % 4] if data else "none"
+    fd = os.memfd_create("segment")
+    try:
+        os.write(fd, data[1:])
+        for _ in iter_chunks(fd, compression, verify=True, chunk_bytes=4096):
+            pass
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    name: str
+    run: Callable[[bytes], None]
+    allowed: tuple[type[BaseException], ...]
+
+
+TARGETS: dict[str, Target] = {
+    "request": Target(name="request", run=_request, allowed=(ProtocolError,)),
+    "meta": Target(name="meta", run=_meta, allowed=(SnapshotError,)),
+    "segment": Target(name="segment", run=_segment, allowed=(SnapshotError,)),
+}
+
+
+def corpus(target: str) -> list[tuple[str, bytes]]:
+    """(file name, bytes) of every corpus entry of ``target``, sorted."""
+    return [
+        (p.name, p.read_bytes())
+        for p in sorted((CORPUS / target).iterdir())
+        if p.is_file()
+    ]
+
+
+def category(name: str) -> str:
+    return name.split("__", 1)[0]
+
+
+def check(target: Target, data: bytes) -> BaseException | None:
+    """Run one input; the unexpected exception it raised, or None."""
+    try:
+        target.run(data)
+    except target.allowed:
+        return None
+    except Exception as e:  # anything else is a finding  # noqa: BLE001
+        return e
+    return None
+
+
+_BOUNDARY_INTS = (0, 1, -1, 0x7F, 0x80, 0xFF, 0x7FFF, -0x8000, 0x7FFFFFFF, -0x80000000)
+
+
+def mutate(rng: random.Random, data: bytes, other: bytes) -> bytes:
+    """One to four random edits of ``data`` (``other`` is a splice partner)."""
+    buf = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        op = rng.randrange(8)
+        pos = rng.randrange(len(buf) + 1)
+        if op == 0 and buf:  # flip a bit
+            i = rng.randrange(len(buf))
+            buf[i] ^= 1 << rng.randrange(8)
+        elif op == 1 and buf:  # set a byte to a boundary value
+            buf[rng.randrange(len(buf))] = rng.choice((0, 0x7F, 0x80, 0xFF))
+        elif op == 2 and len(buf) >= 4:  # overwrite an int16/int32 with a boundary
+            fmt = rng.choice((">h", ">i"))
+            size = struct.calcsize(fmt)
+            i = rng.randrange(len(buf) - size + 1)
+            value = rng.choice(_BOUNDARY_INTS)
+            lo, hi = (
+                (-(1 << 15), (1 << 15) - 1)
+                if fmt == ">h"
+                else (-(1 << 31), (1 << 31) - 1)
+            )
+            buf[i : i + size] = struct.pack(fmt, max(lo, min(hi, value)))
+        elif op == 3:  # truncate
+            del buf[pos:]
+        elif op == 4:  # insert random bytes
+            buf[pos:pos] = rng.randbytes(rng.randint(1, 8))
+        elif op == 5 and buf:  # duplicate a chunk
+            i = rng.randrange(len(buf))
+            j = min(len(buf), i + rng.randint(1, 64))
+            buf[pos:pos] = buf[i:j]
+        elif op == 6 and buf:  # delete a chunk
+            i = rng.randrange(len(buf))
+            del buf[i : i + rng.randint(1, 16)]
+        elif op == 7 and other:  # splice with another entry
+            cut = rng.randrange(len(other) + 1)
+            buf = buf[:pos] + bytearray(other[cut:])
+    return bytes(buf)
