@@ -17,11 +17,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Test-only system clients: kcat (librdkafka) via apt, kafkajs via npm.
+# Test-only system tools: kcat (librdkafka) and tmux (terminal UX checks) via apt,
+# kafkajs via npm.
 clients:
-	@command -v kcat >/dev/null 2>&1 || { \
+	@if ! command -v kcat >/dev/null 2>&1 || ! command -v tmux >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq kcat >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq kcat tmux >/dev/null; \
+	fi
 	@test -d tests/js/node_modules/kafkajs || (cd tests/js && npm install --no-audit --no-fund --silent)
 
 deps: venv clients

@@ -61,8 +61,13 @@ def _admin(method: str, path: str, body: object | None = None) -> object:
     if not url.startswith(("http://", "https://")):
         raise SnapshotCliError(f"--admin-url {url!r} is not an http(s) URL")
     data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    # mutating admin endpoints need the broker's bearer token when it has one
+    token = os.environ.get("AILURUS_ADMIN_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(  # noqa: S310 (scheme checked above)
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
+        url, data=data, method=method, headers=headers
     )
     try:
         with urllib.request.urlopen(req, timeout=300) as resp:  # noqa: S310

@@ -99,6 +99,7 @@ def _serve_flags(env: dict[str, str]) -> dict[str, object]:
         "AILURUS_NODE_ID": "node_id",
         "AILURUS_LOG_LEVEL": "log_level",
         "AILURUS_LOG_FORMAT": "log_format",
+        "AILURUS_ADMIN_TOKEN": "admin_token",
     }
     return {flag: env[var] for var, flag in keys.items() if env.get(var)}
 
