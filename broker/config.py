@@ -12,6 +12,13 @@ plus a ``set:`` mapping of Kafka config names, exactly what ``--set key=value`` 
 broker; every other key is a topic default (``retention.ms``, ``segment.bytes``,
 ``max.message.bytes``, ...) handed to storage for topics that do not override it.
 
+Snapshots (``broker.snapshot_watcher``, ``broker.snapshot_scheduler``): ``--set`` keys
+``snapshot.scan.interval.ms``, ``snapshot.settle.ms``, ``snapshot.ingest.bytes.per.sec``
+and :data:`SCHEDULE_KEYS` (``snapshot.schedule.*``, ``snapshot.retention.*``). Each also
+reads its environment variable, ``AILURUS_`` + the key upper-cased with ``_`` for ``.``
+(:func:`env_name`, e.g. ``AILURUS_SNAPSHOT_SCHEDULE_TOPICS``), which ``--set`` beats and
+which beats the file's ``set:`` mapping; an empty variable counts as unset.
+
 Security (``broker.security``): ``--tls-cert``/``--tls-key``/``--tls-ca``/
 ``--tls-client-auth`` (file keys ``tls_*``); ``--set`` keys
 ``listener.security.protocol.map``, ``sasl.enabled.mechanisms``, ``super.users``,
@@ -44,6 +51,7 @@ from broker.security.service import (
 from broker.security.tls import CLIENT_AUTH_MODES, TlsSettings
 from storage.config import validate as validate_topic_config
 from storage.errors import InvalidConfig
+from storage.snapshot_meta import CODECS
 
 DEFAULT_KAFKA_ADDR: Final = "127.0.0.1:9092"
 DEFAULT_ADMIN_ADDR: Final = "127.0.0.1:9644"
@@ -52,6 +60,138 @@ DEFAULT_LISTENER_NAME: Final = "default"
 
 class ConfigError(ValueError):
     """A setting is malformed; the message names it and says what is expected."""
+
+
+class ScheduleConfigError(ConfigError):
+    """A snapshot schedule setting is malformed; the message names it."""
+
+
+# -- snapshot schedule settings (broker.snapshot_scheduler runs them) ------------------
+
+SCHEDULE_KEYS: Final = (
+    "snapshot.schedule.topics",
+    "snapshot.schedule.interval",
+    "snapshot.schedule.full_every",
+    "snapshot.schedule.compression",
+    "snapshot.schedule.with_group_offsets",
+    "snapshot.schedule.push_url",
+    "snapshot.schedule.push_endpoint_url",
+    "snapshot.retention.keep_last",
+    "snapshot.retention.max_age",
+)
+_UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str, key: str = "duration") -> float:
+    """``500ms``, ``90s``, ``15m``, ``12h``, ``7d``, ``2w`` (a bare number: seconds)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*", text)
+    if m is None:
+        raise ScheduleConfigError(f"{key}: {text!r} is not a duration like 30s or 1h")
+    return float(m[1]) * _UNITS[m[2] or "s"]
+
+
+def env_name(key: str) -> str:
+    """``snapshot.schedule.topics`` -> ``AILURUS_SNAPSHOT_SCHEDULE_TOPICS``."""
+    return "AILURUS_" + key.upper().replace(".", "_")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleSettings:
+    """The snapshot schedule, resolved and validated."""
+
+    topics: tuple[str, ...] = ()  # glob patterns; empty: the scheduler is off
+    interval_s: float = 3600.0
+    full_every: int = 24
+    compression: str = "none"
+    with_group_offsets: bool = False
+    push_url: str | None = None
+    push_endpoint_url: str | None = None
+    keep_last: int | None = None
+    max_age_s: float | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any topic is scheduled."""
+        return bool(self.topics)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, str]) -> ScheduleSettings:
+        """Settings from :data:`SCHEDULE_KEYS` (other keys and empty values ignored).
+
+        Raises:
+            ScheduleConfigError: a value is malformed.
+        """
+        keys = SCHEDULE_KEYS
+        v = {k: values[k].strip() for k in keys if values.get(k, "").strip()}
+        topics = tuple(p.strip() for p in v.get(keys[0], "").split(",") if p.strip())
+        interval = parse_duration(v.get(keys[1], "1h"), keys[1])
+        if interval < 0.05:
+            raise ScheduleConfigError(f"{keys[1]} must be at least 50ms")
+        compression = v.get(keys[3], "none")
+        if compression not in CODECS:
+            raise ScheduleConfigError(f"{keys[3]} must be one of {sorted(CODECS)}")
+        keep_last = _sched_int(v, keys[7]) if keys[7] in v else None
+        if keep_last is not None and keep_last < 1:
+            # The newest snapshot is what the next incremental continues.
+            raise ScheduleConfigError(f"{keys[7]} must be at least 1")
+        with_offsets = v.get(keys[4], "false").lower()
+        if with_offsets not in _BOOL_WORDS:
+            raise ScheduleConfigError(f"{keys[4]} must be true or false")
+        return cls(
+            topics=topics,
+            interval_s=interval,
+            full_every=_sched_int(v, keys[2]) if keys[2] in v else 24,
+            compression=compression,
+            with_group_offsets=_BOOL_WORDS[with_offsets],
+            push_url=v.get(keys[5]),
+            push_endpoint_url=v.get(keys[6]),
+            keep_last=keep_last,
+            max_age_s=parse_duration(v[keys[8]], keys[8]) if keys[8] in v else None,
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ScheduleSettings:
+        """Settings from ``AILURUS_SNAPSHOT_SCHEDULE_*`` / ``..._RETENTION_*`` only."""
+        env = os.environ if env is None else env
+        return cls.from_mapping(
+            {k: env[env_name(k)] for k in SCHEDULE_KEYS if env_name(k) in env}
+        )
+
+    def to_json(self) -> dict[str, object]:
+        """The settings as ``GET /v1/snapshots/schedule`` shows them."""
+        return {
+            "enabled": self.enabled,
+            "topics": list(self.topics),
+            "interval_s": self.interval_s,
+            "full_every": self.full_every,
+            "compression": self.compression,
+            "with_group_offsets": self.with_group_offsets,
+            "push_url": self.push_url,
+            "keep_last": self.keep_last,
+            "max_age_s": self.max_age_s,
+        }
+
+
+_BOOL_WORDS: Final = {
+    "true": True,
+    "1": True,
+    "yes": True,
+    "on": True,
+    "false": False,
+    "0": False,
+    "no": False,
+    "off": False,
+}
+
+
+def _sched_int(values: Mapping[str, str], key: str) -> int:
+    try:
+        n = int(values[key])
+    except ValueError as e:
+        raise ScheduleConfigError(f"{key} must be an integer") from e
+    if n < 0:
+        raise ScheduleConfigError(f"{key} must be >= 0")
+    return n
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,7 +235,18 @@ _BROKER_KEYS: Final[dict[str, tuple[str, type]]] = {
     "offsets.retention.minutes": ("offsets_retention_minutes", int),
     "offset.metadata.max.bytes": ("offset_metadata_max_bytes", int),
     "offsets.retention.check.interval.ms": ("retention_check_interval_ms", int),
+    # snapshot watcher (broker.snapshot_watcher.SnapshotSettings.from_config)
+    "snapshot.scan.interval.ms": ("snapshot_scan_interval_ms", int),
+    "snapshot.settle.ms": ("snapshot_settle_ms", int),
+    "snapshot.ingest.bytes.per.sec": ("snapshot_ingest_bytes_per_sec", int),
 }
+# Keys that also read AILURUS_<KEY> from the environment (see env_name).
+SNAPSHOT_KEYS: Final = (
+    "snapshot.scan.interval.ms",
+    "snapshot.settle.ms",
+    "snapshot.ingest.bytes.per.sec",
+    *SCHEDULE_KEYS,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,6 +284,12 @@ class BrokerConfig:
     offsets_retention_minutes: int | None = None
     offset_metadata_max_bytes: int | None = None
     retention_check_interval_ms: int | None = None
+    # snapshots: the watcher's rescan period, settle time, ingest throttle (0: none),
+    # and the schedule (broker.snapshot_scheduler)
+    snapshot_scan_interval_ms: int = 5_000
+    snapshot_settle_ms: int = 2_000
+    snapshot_ingest_bytes_per_sec: int = 0
+    snapshot_schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     topic_defaults: Mapping[str, str] = field(default_factory=dict)
     # Security (broker.security): listener protocols, SASL, ACLs; TLS material;
     # the admin API's bearer token (AILURUS_ADMIN_TOKEN).
@@ -192,10 +349,8 @@ def _parse_bool(key: str, value: object) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off"):
-        return False
+    if text in _BOOL_WORDS:
+        return _BOOL_WORDS[text]
     raise ConfigError(f"{key} must be true or false, not {value!r}")
 
 
@@ -254,6 +409,7 @@ def resolve(
     flags: Mapping[str, object],
     sets: Mapping[str, str],
     config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> BrokerConfig:
     """Merge flags/env (already merged by click; None = unset), file and defaults.
 
@@ -261,6 +417,7 @@ def resolve(
         flags: values of the ``serve`` options, None where neither flag nor env gave one.
         sets: ``--set`` items (flags/env), which win over the file's ``set`` mapping.
         config_file: the optional YAML/TOML file.
+        env: where the :data:`SNAPSHOT_KEYS` variables are read (default os.environ).
     """
     file_values: dict[str, object] = load_file(config_file) if config_file else {}
     unknown = set(file_values) - _FILE_KEYS
@@ -277,6 +434,10 @@ def resolve(
     if not isinstance(file_sets, dict):
         raise ConfigError("config file key 'set' must be a mapping")
     merged_sets = {str(k): _stringify(v) for k, v in file_sets.items()}
+    env = os.environ if env is None else env
+    for key in SNAPSHOT_KEYS:
+        if env.get(env_name(key), "").strip():
+            merged_sets[key] = env[env_name(key)].strip()
     merged_sets.update(sets)
 
     cfg = BrokerConfig()
@@ -316,7 +477,7 @@ def resolve(
     broker_values: dict[str, object] = {}
     topic_defaults: dict[str, str] = {}
     for key, value in merged_sets.items():
-        if key in SECURITY_KEYS:
+        if key in SECURITY_KEYS or key in SCHEDULE_KEYS:
             continue
         if key in _BROKER_KEYS:
             attr, kind = _BROKER_KEYS[key]
@@ -341,7 +502,15 @@ def resolve(
     cfg = replace(cfg, **broker_values)  # type: ignore[arg-type]
     if cfg.default_partitions < 1:
         raise ConfigError("num.partitions must be at least 1")
-    return cfg
+    if cfg.snapshot_scan_interval_ms < 1:
+        raise ConfigError("snapshot.scan.interval.ms must be at least 1")
+    for key in ("snapshot.settle.ms", "snapshot.ingest.bytes.per.sec"):
+        if getattr(cfg, _BROKER_KEYS[key][0]) < 0:
+            raise ConfigError(f"{key} must be >= 0")
+    schedule = ScheduleSettings.from_mapping(
+        {k: v for k, v in merged_sets.items() if k in SCHEDULE_KEYS}
+    )
+    return replace(cfg, snapshot_schedule=schedule)
 
 
 def _resolve_security(

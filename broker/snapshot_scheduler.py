@@ -1,7 +1,8 @@
 """Scheduled snapshots: snapshot chosen topics every interval, apply retention, push.
 
-Settings (Kafka-style names; as environment variables ``AILURUS_`` + the name in
-upper case with ``_`` for ``.``, e.g. ``AILURUS_SNAPSHOT_SCHEDULE_TOPICS``)::
+Settings (broker settings, resolved by broker.config: ``--set key=value``, then the
+environment variable ``AILURUS_`` + the key in upper case with ``_`` for ``.``, e.g.
+``AILURUS_SNAPSHOT_SCHEDULE_TOPICS``, then the config file's ``set:`` mapping)::
 
     snapshot.schedule.topics             comma-separated glob patterns (empty: off)
     snapshot.schedule.interval           e.g. 1s, 15m, 1h (default 1h)
@@ -38,10 +39,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import os
-import re
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -52,13 +50,18 @@ import structlog
 
 from broker import offsite
 from broker.admin import HttpRequest, HttpResponse, route
-from broker.context import StartupError
+from broker.config import (
+    SCHEDULE_KEYS,
+    ScheduleConfigError,
+    ScheduleSettings,
+    env_name,
+    parse_duration,
+)
 from broker.offsite_common import OffsiteError
 from broker.snapshot_ops import SnapshotRequestError, create_snapshots
 from broker.snapshot_watcher import SnapshotService, service_for
 from storage.errors import StorageError
 from storage.snapshot import Status
-from storage.snapshot_meta import CODECS
 from storage.snapshot_retention import (
     RetentionPolicy,
     SnapshotInfo,
@@ -72,127 +75,20 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("broker.snapshot_scheduler")
 
-KEYS: Final = (
-    "snapshot.schedule.topics",
-    "snapshot.schedule.interval",
-    "snapshot.schedule.full_every",
-    "snapshot.schedule.compression",
-    "snapshot.schedule.with_group_offsets",
-    "snapshot.schedule.push_url",
-    "snapshot.schedule.push_endpoint_url",
-    "snapshot.retention.keep_last",
-    "snapshot.retention.max_age",
-)
-_UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-class ScheduleConfigError(ValueError):
-    """A schedule setting is malformed; the message names it."""
-
-
-def parse_duration(text: str, key: str = "duration") -> float:
-    """``500ms``, ``90s``, ``15m``, ``12h``, ``7d``, ``2w`` (a bare number: seconds)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*", text)
-    if m is None:
-        raise ScheduleConfigError(f"{key}: {text!r} is not a duration like 30s or 1h")
-    return float(m[1]) * _UNITS[m[2] or "s"]
-
-
-def env_name(key: str) -> str:
-    """``snapshot.schedule.topics`` -> ``AILURUS_SNAPSHOT_SCHEDULE_TOPICS``."""
-    return "AILURUS_" + key.upper().replace(".", "_")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ScheduleSettings:
-    """The schedule, resolved and validated."""
-
-    topics: tuple[str, ...] = ()  # glob patterns; empty: the scheduler is off
-    interval_s: float = 3600.0
-    full_every: int = 24
-    compression: str = "none"
-    with_group_offsets: bool = False
-    push_url: str | None = None
-    push_endpoint_url: str | None = None
-    keep_last: int | None = None
-    max_age_s: float | None = None
-
-    @property
-    def enabled(self) -> bool:
-        """Whether any topic is scheduled."""
-        return bool(self.topics)
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, str]) -> ScheduleSettings:
-        """Settings from Kafka-style keys (others are ignored).
-
-        Raises:
-            ScheduleConfigError: a value is malformed.
-        """
-        v = {k: values[k].strip() for k in KEYS if values.get(k, "").strip()}
-        topics = tuple(p.strip() for p in v.get(KEYS[0], "").split(",") if p.strip())
-        interval = parse_duration(v.get(KEYS[1], "1h"), KEYS[1])
-        if interval < 0.05:
-            raise ScheduleConfigError(f"{KEYS[1]} must be at least 50ms")
-        compression = v.get(KEYS[3], "none")
-        if compression not in CODECS:
-            raise ScheduleConfigError(f"{KEYS[3]} must be one of {sorted(CODECS)}")
-        keep_last = _int(v, KEYS[7]) if KEYS[7] in v else None
-        if keep_last is not None and keep_last < 1:
-            # The newest snapshot is what the next incremental continues.
-            raise ScheduleConfigError(f"{KEYS[7]} must be at least 1")
-        return cls(
-            topics=topics,
-            interval_s=interval,
-            full_every=_int(v, KEYS[2]) if KEYS[2] in v else 24,
-            compression=compression,
-            with_group_offsets=_bool(v, KEYS[4]),
-            push_url=v.get(KEYS[5]),
-            push_endpoint_url=v.get(KEYS[6]),
-            keep_last=keep_last,
-            max_age_s=parse_duration(v[KEYS[8]], KEYS[8]) if KEYS[8] in v else None,
-        )
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ScheduleSettings:
-        """Settings from ``AILURUS_SNAPSHOT_SCHEDULE_*`` / ``..._RETENTION_*``."""
-        env = os.environ if env is None else env
-        return cls.from_mapping(
-            {k: env[env_name(k)] for k in KEYS if env_name(k) in env}
-        )
-
-    def to_json(self) -> dict[str, object]:
-        """The settings as ``GET /v1/snapshots/schedule`` shows them."""
-        return {
-            "enabled": self.enabled,
-            "topics": list(self.topics),
-            "interval_s": self.interval_s,
-            "full_every": self.full_every,
-            "compression": self.compression,
-            "with_group_offsets": self.with_group_offsets,
-            "push_url": self.push_url,
-            "keep_last": self.keep_last,
-            "max_age_s": self.max_age_s,
-        }
-
-
-def _int(values: Mapping[str, str], key: str) -> int:
-    try:
-        n = int(values[key])
-    except ValueError as e:
-        raise ScheduleConfigError(f"{key} must be an integer") from e
-    if n < 0:
-        raise ScheduleConfigError(f"{key} must be >= 0")
-    return n
-
-
-def _bool(values: Mapping[str, str], key: str) -> bool:
-    text = values.get(key, "false").lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off"):
-        return False
-    raise ScheduleConfigError(f"{key} must be true or false")
+# The settings live in broker.config (resolved with every other broker setting);
+# re-exported here for the scheduler's callers.
+KEYS: Final = SCHEDULE_KEYS
+__all__ = [
+    "KEYS",
+    "ScheduleConfigError",
+    "ScheduleSettings",
+    "SnapshotScheduler",
+    "env_name",
+    "match_topics",
+    "parse_duration",
+    "run_snapshot_scheduler",
+    "scheduler_for",
+]
 
 
 def match_topics(names: list[str], patterns: tuple[str, ...]) -> list[str]:
@@ -485,16 +381,12 @@ async def run_snapshot_scheduler(
 ) -> None:
     """The scheduler task for the server's task group (start it after the watcher).
 
-    Returns at once when no topic is scheduled.
-
-    Raises:
-        StartupError: a setting (from the environment) is malformed.
+    ``settings`` defaults to the broker's (``ctx.config.snapshot_schedule``, resolved
+    by broker.config from ``--set``, the environment and the config file). Returns at
+    once when no topic is scheduled.
     """
     if settings is None:
-        try:
-            settings = ScheduleSettings.from_env()
-        except ScheduleConfigError as exc:
-            raise StartupError(str(exc)) from exc
+        settings = ctx.config.snapshot_schedule
     if not settings.enabled:
         task_status.started()
         return

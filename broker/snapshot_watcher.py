@@ -4,7 +4,7 @@ Task tree (in the server's serving task group)::
 
     snapshot watcher
     ├── inotify reader   (data/snapshots and its subtrees; any event -> rescan)
-    ├── periodic rescan  (every AILURUS_SNAPSHOT_SCAN_INTERVAL_MS, default 5000)
+    ├── periodic rescan  (every snapshot.scan.interval.ms, default 5000)
     └── scan loop        one scan at a time; the first one runs at start-up
 
 A scan lists candidates (storage.snapshot_ingest.discover), skips those whose final
@@ -15,9 +15,13 @@ applies ready snapshots partition by partition in ancestor / last_offset order.
 Applying holds the partition's :class:`AppendGate`, so produce requests to that
 partition queue behind the ingest (the produce handler checks
 :func:`append_gate`); the appends themselves run in a worker thread, chunk by
-chunk, throttled (AILURUS_SNAPSHOT_INGEST_BYTES_PER_SEC, 0 = unlimited). Long polls
+chunk, throttled (snapshot.ingest.bytes.per.sec, 0 = unlimited). Long polls
 on the partition are woken at once. Every status change is a ``snapshot_status``
 event and is persisted in ``<data_dir>/ailurus/snapshot-ingest.json``.
+
+Settings are broker settings (broker.config): ``--set snapshot.scan.interval.ms=``,
+``snapshot.settle.ms`` (files untouched this long count as settled, default 2000) and
+``snapshot.ingest.bytes.per.sec``, or ``AILURUS_SNAPSHOT_SCAN_INTERVAL_MS`` etc.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ from storage.snapshot_ingest import (
 from storage.snapshot_meta import UUID_RE, SnapshotIncomplete, SnapshotInvalid
 
 if TYPE_CHECKING:
+    from broker.config import BrokerConfig
     from broker.context import BrokerContext
     from storage.log_manager import TopicMeta
     from storage.partition_log import PartitionLog
@@ -74,22 +79,19 @@ _PLAN_ATTEMPTS = 5
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SnapshotSettings:
-    """Watcher settings (environment variables until the broker config has keys)."""
+    """Watcher settings, taken from the broker config."""
 
     scan_interval_s: float = 5.0
     settle_s: float = 2.0
     ingest_bytes_per_s: int = 0  # 0: unlimited
 
     @classmethod
-    def from_env(cls) -> SnapshotSettings:
-        env = os.environ
+    def from_config(cls, config: BrokerConfig) -> SnapshotSettings:
+        """``snapshot.scan.interval.ms``, ``snapshot.settle.ms``, ``...bytes.per.sec``."""
         return cls(
-            scan_interval_s=int(env.get("AILURUS_SNAPSHOT_SCAN_INTERVAL_MS", "5000"))
-            / 1000,
-            settle_s=int(env.get("AILURUS_SNAPSHOT_SETTLE_MS", "2000")) / 1000,
-            ingest_bytes_per_s=int(
-                env.get("AILURUS_SNAPSHOT_INGEST_BYTES_PER_SEC", "0")
-            ),
+            scan_interval_s=config.snapshot_scan_interval_ms / 1000,
+            settle_s=config.snapshot_settle_ms / 1000,
+            ingest_bytes_per_s=config.snapshot_ingest_bytes_per_sec,
         )
 
 
@@ -241,7 +243,7 @@ class SnapshotService:
         self, ctx: BrokerContext, settings: SnapshotSettings | None = None
     ) -> None:
         self.ctx = ctx
-        self.settings = settings or SnapshotSettings.from_env()
+        self.settings = settings or SnapshotSettings.from_config(ctx.config)
         self.data_dir = os.path.abspath(ctx.config.data_dir)
         self.root = os.path.realpath(self.data_dir)
         self.snapshots_dir = os.path.join(self.data_dir, SNAPSHOTS_DIR)

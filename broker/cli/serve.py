@@ -78,7 +78,15 @@ from broker.config import ConfigError, parse_set, resolve
     "num.partitions, connections.max.idle.ms, socket.request.max.bytes, "
     "queued.max.request.bytes, max.connections, message.max.bytes; security: "
     "listener.security.protocol.map, sasl.enabled.mechanisms, super.users, "
-    "authorizer.enabled). Repeatable.",
+    "authorizer.enabled; snapshots: snapshot.scan.interval.ms [5000], "
+    "snapshot.settle.ms [2000], snapshot.ingest.bytes.per.sec [0: unlimited], "
+    "snapshot.schedule.topics [globs; empty: off], snapshot.schedule.interval [1h], "
+    "snapshot.schedule.full_every [24], snapshot.schedule.compression [none], "
+    "snapshot.schedule.with_group_offsets [false], snapshot.schedule.push_url, "
+    "snapshot.schedule.push_endpoint_url, snapshot.retention.keep_last, "
+    "snapshot.retention.max_age; each snapshot key is also read from "
+    "AILURUS_<KEY> in upper case with _ for ., e.g. "
+    "AILURUS_SNAPSHOT_SCHEDULE_TOPICS). Repeatable.",
 )
 @click.option(
     "--log-level",

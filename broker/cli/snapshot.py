@@ -1,6 +1,8 @@
 """``ailurus snapshot``: create, list, show (admin API); verify, restore, prune (files).
 
-``create``/``list``/``show`` talk to a running broker's admin API (``--admin-url``).
+``create``/``list``/``show`` talk to a running broker's admin API (``--admin-url``);
+on a terminal ``create`` shows a pulsing progress bar with the elapsed time while the
+broker works, erased before the per-partition table is printed.
 ``verify DIR`` validates a snapshot offline (sizes, checksums, every batch CRC, dense
 offsets, last_term). ``restore --from DIR|ARCHIVE`` copies a snapshot, or a chain of
 them, into a data dir's ``snapshots/`` under a dot-name and renames it into place, so
@@ -11,6 +13,7 @@ never one a retained snapshot depends on (its ancestors).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -18,14 +21,21 @@ import shutil
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
-from rich.progress import Progress
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from broker.cli.output import (
     echo_json,
@@ -57,7 +67,14 @@ class SnapshotCliError(ClientError):
 
 
 def _admin(method: str, path: str, body: object | None = None) -> object:
-    url = options()[1].rstrip("/") + path
+    return _request(options()[1], method, path, body)
+
+
+def _request(
+    admin_url: str, method: str, path: str, body: object | None = None
+) -> object:
+    """One admin API call (no click context needed: safe in a worker thread)."""
+    url = admin_url.rstrip("/") + path
     if not url.startswith(("http://", "https://")):
         raise SnapshotCliError(f"--admin-url {url!r} is not an http(s) URL")
     data = None if body is None else json.dumps(body).encode()
@@ -131,7 +148,13 @@ def create(
         "compression": compression,
         "with_group_offsets": with_group_offsets,
     }
-    results = _admin("POST", "/v1/snapshots", body)
+    if sys.stdout.isatty() and not is_json():
+        results = _with_progress(
+            f"snapshotting {topic}",
+            functools.partial(_request, options()[1], "POST", "/v1/snapshots", body),
+        )
+    else:
+        results = _admin("POST", "/v1/snapshots", body)
     assert isinstance(results, list)
     if is_json():
         echo_json(results)
@@ -161,6 +184,40 @@ def create(
                 )
             )
     print_table(["partition", "snapshot_id", "base", "last", "size", "path"], rows)
+
+
+def _with_progress(label: str, call: Callable[[], object]) -> object:
+    """Run ``call`` in a worker thread behind a pulsing bar with the elapsed time.
+
+    The bar (rich, transient) is erased when the call returns or fails, so only the
+    result is left on the terminal.
+    """
+    outcome: list[object] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:  # noqa: BLE001 (re-raised in the caller)
+            failure.append(exc)
+
+    worker = threading.Thread(target=work, name="snapshot-create", daemon=True)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=None)
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.1)
+        if not failure:
+            progress.update(task, total=1, completed=1)
+    if failure:
+        raise failure[0]
+    return outcome[0]
 
 
 @snapshot.command(name="list")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,12 +12,17 @@ import broker.server
 from broker.cli.main import cli, hoist_global_flags
 from broker.cli.serve import serve
 from broker.config import (
+    SCHEDULE_KEYS,
     BrokerConfig,
     ConfigError,
+    ScheduleSettings,
+    env_name,
     parse_address,
     parse_listeners,
     resolve,
 )
+from broker.snapshot_watcher import SnapshotSettings
+from tests.integration.conftest import start_broker
 
 
 def test_parses_named_and_ipv6_addresses() -> None:
@@ -183,3 +189,187 @@ def test_global_flags_are_hoisted_from_after_the_subcommand() -> None:
     templ = ["topic", "consume", "t", "--format", "%k:%v"]
     assert hoist_global_flags(templ) == templ
     assert hoist_global_flags(["x", "--", "--debug"]) == ["x", "--", "--debug"]
+
+
+# -- snapshot settings -------------------------------------------------------------
+
+
+def test_snapshot_settings_default_to_the_documented_values() -> None:
+    """No --set, env or file: rescan 5 s, settle 2 s, no throttle, no schedule."""
+    cfg = resolve(flags={}, sets={}, env={})
+    assert (
+        cfg.snapshot_scan_interval_ms,
+        cfg.snapshot_settle_ms,
+        cfg.snapshot_ingest_bytes_per_sec,
+    ) == (5000, 2000, 0)
+    assert cfg.snapshot_schedule == ScheduleSettings()
+    assert not cfg.snapshot_schedule.enabled
+    assert SnapshotSettings.from_config(cfg) == SnapshotSettings(
+        scan_interval_s=5.0, settle_s=2.0, ingest_bytes_per_s=0
+    )
+
+
+def test_snapshot_settings_resolve_set_then_env_then_file(tmp_path: Path) -> None:
+    """--set beats AILURUS_<KEY> beats the file's set: mapping; none is a topic default."""
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "set:\n"
+        "  snapshot.scan.interval.ms: 100\n"
+        "  snapshot.settle.ms: 300\n"
+        "  snapshot.ingest.bytes.per.sec: 1000\n"
+        "  snapshot.schedule.topics: from-file\n"
+        "  snapshot.schedule.interval: 5m\n"
+        "  snapshot.schedule.with_group_offsets: true\n"
+        "  snapshot.retention.keep_last: 3\n"
+    )
+    env = {
+        "AILURUS_SNAPSHOT_SETTLE_MS": "400",
+        "AILURUS_SNAPSHOT_SCHEDULE_TOPICS": "from-env",
+        "AILURUS_SNAPSHOT_SCHEDULE_INTERVAL": "10m",
+        "AILURUS_SNAPSHOT_SCHEDULE_COMPRESSION": "zstd",
+        "AILURUS_SNAPSHOT_SCHEDULE_PUSH_ENDPOINT_URL": "",  # empty: unset
+        "AILURUS_SNAPSHOT_RETENTION_MAX_AGE": "7d",
+    }
+    cfg = resolve(
+        flags={},
+        sets={
+            "snapshot.ingest.bytes.per.sec": "2000",
+            "snapshot.schedule.topics": "x*, orders",
+            "snapshot.schedule.full_every": "6",
+        },
+        config_file=path,
+        env=env,
+    )
+    assert (
+        cfg.snapshot_scan_interval_ms,
+        cfg.snapshot_settle_ms,
+        cfg.snapshot_ingest_bytes_per_sec,
+    ) == (100, 400, 2000)
+    assert cfg.snapshot_schedule == ScheduleSettings(
+        topics=("x*", "orders"),
+        interval_s=600.0,
+        full_every=6,
+        compression="zstd",
+        with_group_offsets=True,
+        keep_last=3,
+        max_age_s=7 * 86400.0,
+    )
+    assert dict(cfg.topic_defaults) == {}
+    assert SnapshotSettings.from_config(cfg) == SnapshotSettings(
+        scan_interval_s=0.1, settle_s=0.4, ingest_bytes_per_s=2000
+    )
+
+
+def test_every_snapshot_key_has_its_documented_environment_variable() -> None:
+    """The documented AILURUS_SNAPSHOT_* names (docs/disaster-recovery.md) keep working."""
+    names = {
+        "snapshot.scan.interval.ms": "AILURUS_SNAPSHOT_SCAN_INTERVAL_MS",
+        "snapshot.settle.ms": "AILURUS_SNAPSHOT_SETTLE_MS",
+        "snapshot.ingest.bytes.per.sec": "AILURUS_SNAPSHOT_INGEST_BYTES_PER_SEC",
+        "snapshot.schedule.full_every": "AILURUS_SNAPSHOT_SCHEDULE_FULL_EVERY",
+        "snapshot.retention.keep_last": "AILURUS_SNAPSHOT_RETENTION_KEEP_LAST",
+    }
+    for key, name in names.items():
+        assert env_name(key) == name
+    docs = (
+        Path(__file__).resolve().parents[2] / "docs/disaster-recovery.md"
+    ).read_text()
+    for key in SCHEDULE_KEYS:
+        assert f"`{key}`" in docs, key
+        assert env_name(key) in docs, key
+    assert "--set snapshot.schedule.topics=" in docs
+    cfg = resolve(
+        flags={},
+        sets={},
+        env={
+            "AILURUS_SNAPSHOT_SCAN_INTERVAL_MS": "250",
+            "AILURUS_SNAPSHOT_SCHEDULE_TOPICS": "dr-*",
+            "AILURUS_SNAPSHOT_SCHEDULE_PUSH_URL": "file:///offsite",
+        },
+    )
+    assert cfg.snapshot_scan_interval_ms == 250
+    assert cfg.snapshot_schedule.topics == ("dr-*",)
+    assert cfg.snapshot_schedule.push_url == "file:///offsite"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("snapshot.scan.interval.ms", "soon"),
+        ("snapshot.scan.interval.ms", "0"),
+        ("snapshot.settle.ms", "-1"),
+        ("snapshot.ingest.bytes.per.sec", "-5"),
+        ("snapshot.schedule.interval", "10ms"),
+        ("snapshot.schedule.compression", "brotli"),
+        ("snapshot.schedule.with_group_offsets", "maybe"),
+        ("snapshot.retention.keep_last", "0"),
+        ("snapshot.retention.max_age", "a week"),
+    ],
+)
+def test_malformed_snapshot_settings_are_config_errors(key: str, value: str) -> None:
+    """A bad snapshot value, from --set or the environment, names its key."""
+    pattern = key.replace(".", r"\.")
+    with pytest.raises(ConfigError, match=pattern):
+        resolve(flags={}, sets={key: value}, env={})
+    with pytest.raises(ConfigError, match=pattern):
+        resolve(flags={}, sets={}, env={env_name(key): value})
+
+
+def test_serve_passes_snapshot_settings_from_set_and_env(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`ailurus serve --set snapshot.schedule.topics=x*` is a broker setting, not a
+    topic default; AILURUS_SNAPSHOT_* variables still reach the config; a bad one
+    is a usage error naming it."""
+    seen: list[BrokerConfig] = []
+    monkeypatch.setattr(broker.server, "run", lambda cfg: seen.append(cfg) or 0)
+    result = CliRunner().invoke(
+        cli,
+        ["serve", "--set", "snapshot.schedule.topics=x*"],
+        env={"AILURUS_SNAPSHOT_SETTLE_MS": "700"},
+    )
+    assert result.exit_code == 0, result.output
+    assert seen[0].snapshot_schedule.topics == ("x*",)
+    assert seen[0].snapshot_settle_ms == 700
+    assert "snapshot.schedule.topics" not in seen[0].topic_defaults
+    bad = CliRunner().invoke(
+        cli, ["serve"], env={"AILURUS_SNAPSHOT_SCHEDULE_INTERVAL": "whenever"}
+    )
+    assert bad.exit_code == 2
+    assert "snapshot.schedule.interval" in bad.output
+
+
+def test_serve_help_documents_the_snapshot_keys() -> None:
+    """`ailurus serve --help` names every snapshot --set key and its env form."""
+    out = " ".join(CliRunner().invoke(serve, ["--help"]).output.split())
+    for key in ("snapshot.scan.interval.ms", "snapshot.settle.ms"):
+        assert key in out
+    assert "snapshot.ingest.bytes.per.sec" in out.replace(" ", "")
+    for key in SCHEDULE_KEYS:
+        assert key in out, key
+    assert "AILURUS_SNAPSHOT_SCHEDULE_TOPICS" in out
+
+
+def test_set_schedule_topics_reaches_the_running_scheduler(tmp_path: Path) -> None:
+    """A broker started with --set snapshot.schedule.topics=x* runs that schedule."""
+    proc = start_broker(
+        tmp_path / "data",
+        "--set",
+        "snapshot.schedule.topics=x*",
+        "--set",
+        "snapshot.schedule.interval=1h",
+        "--set",
+        "snapshot.scan.interval.ms=250",
+    )
+    try:
+        status, body = proc.http("/v1/snapshots/schedule")
+        assert status == 200, body
+        schedule = json.loads(body)
+        assert schedule["enabled"] is True
+        assert schedule["topics"] == ["x*"]
+        assert schedule["interval_s"] == 3600.0
+        started = proc.events("snapshot_schedule_started")
+        assert started
+        assert started[0]["topics"] == ["x*"]
+    finally:
+        assert proc.stop() == 0

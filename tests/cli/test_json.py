@@ -6,6 +6,8 @@ here; a change to it is a change to a scripting interface and must be deliberate
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.cli.conftest import Target, invoke, unique
 
 Shape = object
@@ -187,3 +189,140 @@ def test_cluster_commands_json_shapes(ailurus: Target) -> None:
         "ready": "bool",
         "ready_detail": "str",
     }
+
+
+SNAPSHOT = {
+    "ancestor_snapshot_id": None,
+    "base_offset": "int",
+    "compression": "str",
+    "last_offset": "int",
+    "last_term": "int",
+    "partition": "int",
+    "path": "str",
+    "seconds": "float",
+    "size": "int",
+    "snapshot_id": "str",
+    "topic": "str",
+    "topic_id": "str",
+}
+TRANSFER = {
+    "bytes_transferred": "int",
+    "files_skipped": "int",
+    "files_transferred": "int",
+    "reason": "str",
+    "snapshot_id": "str",
+    "status": "str",
+    "topic": "str",
+}
+
+
+def test_snapshot_commands_json_shapes(ailurus: Target, tmp_path: Path) -> None:
+    """snapshot create (full, skipped, incremental)/list/show/verify/restore/prune/
+    push/pull."""
+    topic = unique("sjson")
+    assert invoke(ailurus, "topic", "create", topic, "-p", "1").exit_code == 0
+
+    def produce(*values: bytes) -> None:
+        res = invoke(ailurus, "topic", "produce", topic, stdin=b"\n".join(values))
+        assert res.exit_code == 0, res.stderr
+
+    def run(*args: str) -> object:
+        res = invoke(ailurus, "--format", "json", "snapshot", *args)
+        assert res.exit_code == 0, res.stderr
+        return res.json()
+
+    produce(b"a", b"b")
+    full = run("create", "--topic", topic)
+    assert shape(full) == [SNAPSHOT]
+    assert isinstance(full, list)
+    path = Path(full[0]["path"])
+    assert shape(run("create", "--topic", topic, "--incremental")) == [
+        {"partition": "int", "reason": "str", "skipped": "str", "topic": "str"}
+    ]
+    produce(b"c")
+    assert shape(run("create", "--topic", topic, "--incremental")) == [
+        {**SNAPSHOT, "ancestor_snapshot_id": "str"}
+    ]
+    listed = run("list")
+    assert isinstance(listed, list)
+    mine = [row for row in listed if row["topic"] == topic]
+    assert len(mine) == 2
+    assert [shape(row) for row in mine] == [SNAPSHOT_ROW, SNAPSHOT_ROW]
+    shown = run("show", path.parent.name, path.name)
+    assert shape(shown) == {**SNAPSHOT_ROW, "meta": META}
+    assert shape(run("verify", str(path))) == {
+        "ancestor_snapshot_id": None,
+        "base_offset": "int",
+        "last_offset": "int",
+        "last_term": "int",
+        "partition": "int",
+        "path": "str",
+        "segments": "int",
+        "size": "int",
+        "topic": "str",
+        "valid": "bool",
+    }
+    restored = run("restore", "--from", str(path), "--data-dir", str(tmp_path / "r"))
+    assert shape(restored) == [
+        {"base_offset": "int", "last_offset": "int", "path": "str"}
+    ]
+    pruned = run(
+        "prune", "--data-dir", str(tmp_path / "r"), "--keep-last", "1", "--dry-run"
+    )
+    assert pruned == {"dry_run": True, "removed": []}
+    remote = (tmp_path / "remote").as_uri()
+    assert shape(run("push", "--to", remote, "--source", str(path))) == [TRANSFER]
+    assert shape(run("pull", "--from", remote, "--list")) == [
+        {
+            "ancestor_snapshot_id": None,
+            "base_offset": "int",
+            "last_offset": "int",
+            "partition": "int",
+            "size": "int",
+            "snapshot_id": "str",
+            "topic": "str",
+            "topic_name": "str",
+        }
+    ]
+    pulled = run("pull", "--from", remote, "--data-dir", str(tmp_path / "p"))
+    assert shape(pulled) == [TRANSFER]
+
+
+SNAPSHOT_ROW = {
+    "base_offset": "int",
+    "bytes_applied": "int",
+    "last_offset": "int",
+    "partition": "int",
+    "path": "str",
+    "reason": "str",
+    "size": "int",
+    "snapshot_id": "str",
+    "status": "str",
+    "topic": "str",
+    "updated_at": "int",
+}
+META = {  # meta.json as stored: a full snapshot's ancestor is all zeros
+    "ancestor_snapshot_id": "str",
+    "base_offset": "int",
+    "compression": "str",
+    "created_at": "str",
+    "last_offset": "int",
+    "last_term": "int",
+    "max_timestamp": "int",
+    "partition": "int",
+    "partition_count": "int",
+    "segments": [
+        {
+            "base_offset": "int",
+            "crc32c": "int",
+            "file": "str",
+            "last_offset": "int",
+            "size": "int",
+        }
+    ],
+    "size": "int",
+    "snapshot_id": "str",
+    "topic": "str",
+    "topic_id": "str",
+    "version": "int",
+}

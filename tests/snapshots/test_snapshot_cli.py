@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from broker.cli.main import _register_commands, cli
+from broker.cli.snapshot import SnapshotCliError, _with_progress
 from broker.snapshot_watcher import AppendGate
 from protocol.records import RecordInput, build_batch
 from storage.config import TopicConfig
@@ -180,3 +181,15 @@ def test_append_gate_queues_requests_and_runs_them_in_order_on_release() -> None
 
     anyio.run(main)
     assert order == ["c", "ingest", "a+b", "b"]
+
+
+def test_progress_wrapper_returns_the_result_or_raises_the_error() -> None:
+    """``create``'s progress bar runs the admin call in a worker thread and hands
+    back its result, or re-raises its error in the caller (one-line CLI errors)."""
+    assert _with_progress("working", lambda: [{"partition": 0}]) == [{"partition": 0}]
+
+    def fail() -> object:
+        raise SnapshotCliError("admin API 404: unknown topic")
+
+    with pytest.raises(SnapshotCliError, match="unknown topic"):
+        _with_progress("working", fail)
