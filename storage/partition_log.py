@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
 import json
 import os
 import threading
@@ -69,6 +70,9 @@ __all__ = [
 from storage.segment import Segment
 
 CHECKPOINT_FILE: Final = "checkpoint.json"
+# Write errors that mean "no space": refused, rolled back, and the log stays online.
+# Any other write error (EIO, ...) marks the log failed, as a failed fsync does.
+_SPACE_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
 _MAX_RELATIVE_OFFSET: Final = 2**31 - 1
 
 Buffer = bytes | bytearray | memoryview
@@ -242,7 +246,7 @@ class PartitionLog:
 
     @property
     def failed(self) -> str | None:
-        """Why the log refuses writes (a failed fsync), or None."""
+        """Why the log refuses writes (failed fsync, or write error but ENOSPC)."""
         return self._failed
 
     @property
@@ -295,7 +299,9 @@ class PartitionLog:
 
         Raises:
             InvalidBatch / MessageTooLarge: nothing was written.
-            StorageIOError: the write failed; the log is unchanged.
+            StorageIOError: the write failed; the log is unchanged (partial bytes
+                are truncated away). Unless the error was ENOSPC/EDQUOT the log is
+                also marked ``failed`` and refuses writes until it is reopened.
         """
         batches = validate_batches(
             records, max_message_bytes=self.config.max_message_bytes
@@ -392,6 +398,11 @@ class PartitionLog:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 self.fileops.ftruncate(seg.fd, start)
+            if exc.errno not in _SPACE_ERRNOS:
+                # A failing disk (EIO, ...): like a failed fsync, the partition goes
+                # offline until it is reopened. Running out of space does not: the
+                # disk-full floor (broker/diskguard.py) resumes without a restart.
+                self._failed = f"write failed: {exc.strerror or exc}"
             raise _io_error(f"writing {seg.log_path}", exc) from exc
         if seg.created_ms is None:
             seg.created_ms = now

@@ -7,7 +7,8 @@ open and before the listeners accept clients::
 
 :func:`run_group_services` opens the offset store and the producer-id allocator in
 the data dir (in a worker thread), hangs :class:`GroupService` and
-:class:`ProducerService` on ``ctx.groups`` / ``ctx.producers``, reports started,
+:class:`ProducerService` on ``ctx.groups`` / ``ctx.producers`` (after rebuilding every
+existing partition's producer state in a worker thread), reports started,
 drives the group service until cancelled, then closes the offset store cleanly.
 :func:`open_group_services` / :func:`close_group_services` are the two halves for
 callers that open and drive at different points. Importing this module registers
@@ -16,6 +17,7 @@ the admin routes of :mod:`broker.groups.admin_routes`.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import anyio
@@ -90,8 +92,23 @@ async def open_group_services(
         partition_exists=exists,
         topic_names=ctx.topic_names,
     )
+    producers = ProducerService(allocator)
+    manager = ctx.logs_
+    if manager is not None:
+        # Rebuild idempotence state off the loop before any client can produce
+        # (the listeners open after this returns).
+        plogs = [p for t in manager.topics() for p in manager.partitions(t.name)]
+        if plogs:
+            started = time.perf_counter()
+            loaded = await anyio.to_thread.run_sync(producers.preload, plogs)
+            log.info(
+                "producer_state_loaded",
+                partitions=len(plogs),
+                with_data=loaded,
+                seconds=round(time.perf_counter() - started, 3),
+            )
     ctx.groups = service
-    ctx.producers = ProducerService(allocator)
+    ctx.producers = producers
     log.info(
         "groups_open", groups=len(store.groups()), next_producer_id=allocator.next_id
     )

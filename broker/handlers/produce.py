@@ -1,21 +1,37 @@
-"""Produce (key 0), v3–13 (v0–2 advertised, KAFKA-18659, but refused).
+"""Produce (key 0): v3–13 served; v0–2 advertised (KAFKA-18659) and refused per partition.
 
 Behaviour: each partition's record batches are validated by storage (magic 2,
 CRC32C, lengths, max.message.bytes) before anything is written, offsets assigned by
 patching base offsets, leader epoch stamped; per-partition errors:
 UNKNOWN_TOPIC_OR_PARTITION (v13: UNKNOWN_TOPIC_ID), CORRUPT_MESSAGE (bad CRC/batch;
-nothing appended), MESSAGE_TOO_LARGE, KAFKA_STORAGE_ERROR (write/fsync failed),
-REQUEST_TIMED_OUT (acks=all and the fsync did not finish within timeout_ms),
-INVALID_REQUIRED_ACKS; idempotent batches (producer id >= 0) are checked by
-``ctx.producers`` (broker.groups.producers): a duplicate of one of the last five
-batches is answered with its original offsets and not appended,
-OUT_OF_ORDER_SEQUENCE_NUMBER / INVALID_PRODUCER_EPOCH / UNKNOWN_PRODUCER_ID
-otherwise. acks=0 sends no response; acks=1 answers after the write;
-acks=all (-1) answers after the group-commit fsync covering the partition's last
-offset (unless the topic has write.caching=true). Appends happen synchronously on
-decode, so appends to one partition keep request order across pipelined requests.
-Version notes: v3 transactional id; v5 log_start_offset; v8 record errors; v9
-flexible; v10 current leader (tagged); v13 topic ids.
+nothing appended), INVALID_RECORD (a magic-0/1 message set in v3+, as Kafka's
+``ProduceRequest.validateRecords``; nothing appended), MESSAGE_TOO_LARGE,
+KAFKA_STORAGE_ERROR (write/fsync failed; a write error other than ENOSPC also takes
+the partition offline, see storage.partition_log), REQUEST_TIMED_OUT (acks=all and
+the fsync did not finish within timeout_ms), INVALID_REQUIRED_ACKS; idempotent
+batches (producer id >= 0) are checked by ``ctx.producers``
+(broker.groups.producers): a duplicate of one of the last five batches is answered
+with its original offsets and not appended, OUT_OF_ORDER_SEQUENCE_NUMBER /
+INVALID_PRODUCER_EPOCH / UNKNOWN_PRODUCER_ID otherwise. Should the producer service
+be absent (only before start-up finished or during shutdown) an idempotent batch
+is refused with the retriable NOT_LEADER_OR_FOLLOWER (what Kafka answers while a
+partition's log, and so its producer state, is not loaded) rather than appended
+unchecked. acks=0 sends no response; acks=1 answers after the write; acks=all (-1)
+answers after the group-commit fsync covering the partition's last offset (unless
+the topic has write.caching=true). Appends happen synchronously on decode, so
+appends to one partition keep request order across pipelined requests.
+
+Produce v0–2 (magic 0/1 message sets) — decision: refused, not converted. They are
+advertised only because librdkafka < 2.11 stops compressing when Produce's minimum
+version is above 0 (librdkafka#4956, KAFKA-18659); no client we support sends them
+(each negotiates v3+), Fetch is served from v4 only (magic 2), so a pre-0.11 client
+could not read what it wrote anyway, and up-converting would put a per-record
+rebuild on the produce path. Every partition of such a request is answered
+UNSUPPORTED_VERSION in the requested version's response format (the connection
+stays open; Kafka 4 closes it instead), nothing is appended.
+Version notes: v1 throttle time; v2 log_append_time; v3 transactional id and magic
+2 only; v5 log_start_offset; v8 record errors; v9 flexible; v10 current leader
+(tagged); v13 topic ids.
 """
 
 from __future__ import annotations
@@ -24,6 +40,7 @@ import time
 from dataclasses import dataclass
 
 import anyio
+import structlog
 
 from broker.dispatch import NO_RESPONSE, Deferred, RequestContext, handler
 from broker.groups.producers import ProducerService, batch_identity, error_for
@@ -41,9 +58,14 @@ from protocol.messages.produce import (
     ProduceResponse,
     TopicProduceResponse,
 )
+from protocol.records import MAGIC_OFFSET
 from storage.errors import StorageError
 from storage.partition_log import PartitionLog
 from storage.producer_state import Duplicate
+
+log = structlog.get_logger("broker.produce")
+
+FIRST_BATCH_VERSION = 3  # Produce v3+ carries magic-2 record batches only
 
 
 @dataclass(slots=True)
@@ -58,8 +80,10 @@ def _partition_error(index: int, code: ErrorCode) -> PartitionProduceResponse:
     return PartitionProduceResponse(index=index, error_code=code, base_offset=-1)
 
 
-@handler(api_key=0, name="produce", min_version=3, max_version=13, advertise_min=0)
+@handler(api_key=0, name="produce", min_version=0, max_version=13)
 def produce(rctx: RequestContext, request: ProduceRequest) -> object:
+    if rctx.api_version < FIRST_BATCH_VERSION:
+        return _refuse_legacy(rctx, request)
     gate = append_gate(rctx.broker)
     if gate.active:
         # a snapshot ingest holds some partitions: a request appending to any of them
@@ -78,6 +102,24 @@ def produce(rctx: RequestContext, request: ProduceRequest) -> object:
 
             return Deferred(after_ingest)
     return _produce(rctx, request)
+
+
+def _refuse_legacy(rctx: RequestContext, request: ProduceRequest) -> object:
+    """Produce v0–2: UNSUPPORTED_VERSION for every partition, nothing appended."""
+    code = ErrorCode.UNSUPPORTED_VERSION
+    rctx.broker.metrics.error("produce", code.name)
+    if request.acks == 0:
+        return NO_RESPONSE
+    return _response(
+        [
+            (
+                topic.name,
+                topic.topic_id,
+                [_partition_error(p.index, code) for p in topic.partition_data],
+            )
+            for topic in request.topic_data
+        ]
+    )
 
 
 def _request_logs(rctx: RequestContext, request: ProduceRequest) -> list[PartitionLog]:
@@ -132,14 +174,23 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
             if records is None or isinstance(records, tuple) or len(records) == 0:
                 parts.append(_partition_error(p.index, ErrorCode.CORRUPT_MESSAGE))
                 continue
+            if len(records) > MAGIC_OFFSET and records[MAGIC_OFFSET] in (0, 1):
+                parts.append(_legacy_in_v3(p.index, rctx.api_version))
+                continue
             producers = ctx.producers
-            ident = (
-                batch_identity(records)
-                if isinstance(producers, ProducerService)
-                else None
-            )
+            ident = batch_identity(records)
+            if ident is not None and not isinstance(producers, ProducerService):
+                # No idempotence state to check against: appending would risk a
+                # duplicate, so the client retries (and refreshes metadata).
+                parts.append(
+                    _partition_error(p.index, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+                )
+                continue
+            plog: PartitionLog | None = None
+            was_failed = False
             try:
                 plog = ctx.logs.partition(meta.name, p.index)
+                was_failed = plog.failed is not None
                 if ident is not None:
                     assert isinstance(producers, ProducerService)
                     check = producers.check(plog, ident)
@@ -171,6 +222,13 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                     assert isinstance(producers, ProducerService)
                     producers.record(plog, ident, result)
             except StorageError as e:
+                if plog is not None and plog.failed is not None and not was_failed:
+                    log.error(
+                        "partition_offline",
+                        topic=plog.topic,
+                        partition=plog.partition,
+                        error=str(e),
+                    )
                 parts.append(_partition_error(p.index, error_code(e)))
                 continue
             write_caching = meta.config.write_caching
@@ -214,6 +272,18 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
         return _response(topics)
 
     return Deferred(wait_durable)
+
+
+def _legacy_in_v3(index: int, version: int) -> PartitionProduceResponse:
+    return PartitionProduceResponse(
+        index=index,
+        error_code=ErrorCode.INVALID_RECORD,
+        base_offset=-1,
+        error_message=(
+            f"Produce requests with version {version} may only contain record "
+            "batches with magic 2"
+        ),
+    )
 
 
 def _fail(

@@ -18,7 +18,8 @@ def test_advertises_only_apis_with_handlers_within_codec_support() -> None:
     for key in (0, 1, 2, 3, 18, 19, 20, 21, 23, 32, 37, 60):
         assert key in advertised
     assert advertised[0][0] == 0  # Produce v0 listed for librdkafka (KAFKA-18659)
-    assert HANDLERS[0].min_version == 3  # but only v3+ (magic 2) is served
+    # v0–2 are served by the handler, which answers them UNSUPPORTED_VERSION
+    assert HANDLERS[0].min_version == 0
     assert advertised[18] == (0, 4)
 
 

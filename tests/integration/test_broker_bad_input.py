@@ -283,3 +283,74 @@ def test_pipelined_requests_are_answered_in_order(broker: BrokerProcess) -> None
         seen = [struct.unpack_from(">i", recv_frame(sock))[0] for _ in range(50)]
     assert seen == [1000 + i for i in range(50)]
     assert _end_offset(broker, "pipe") == 26
+
+
+def _legacy_set(magic: int, *values: bytes) -> bytes:
+    """A magic-0/1 message set as a pre-0.11 client sends it (kafka-python's builder)."""
+    from kafka.record.legacy_records import LegacyRecordBatchBuilder
+
+    builder = LegacyRecordBatchBuilder(
+        magic=magic, compression_type=0, batch_size=1 << 20
+    )
+    for i, value in enumerate(values):
+        builder.append(
+            i,
+            timestamp=None if magic == 0 else 1_700_000_000_000,
+            key=None,
+            value=value,
+        )
+    return bytes(builder.build())
+
+
+@pytest.mark.parametrize("version", [0, 1, 2])
+def test_produce_v0_to_v2_gets_unsupported_version_in_its_own_format(
+    broker: BrokerProcess, version: int
+) -> None:
+    """Produce v0-2 is advertised (librdkafka, KAFKA-18659) but refused: every
+    partition answers UNSUPPORTED_VERSION in that version's response format,
+    nothing is appended and the connection stays usable."""
+    topic = f"legacy-v{version}"
+    _create_topic(broker, topic)
+    records = _legacy_set(0 if version < 2 else 1, b"old-1", b"old-2")
+    with broker.connect() as sock:
+        resp = _request(sock, 0, version, _produce(topic, records))
+        assert isinstance(resp, ProduceResponse)
+        [topic_resp] = resp.responses
+        assert topic_resp.name == topic
+        [part] = topic_resp.partition_responses
+        assert (part.index, part.error_code, part.base_offset) == (
+            0,
+            ErrorCode.UNSUPPORTED_VERSION,
+            -1,
+        )
+        # The same connection still serves a current request.
+        ok = _request(
+            sock, 0, 9, _produce(topic, build_batch([RecordInput(value=b"new")]))
+        )
+        assert isinstance(ok, ProduceResponse)
+        assert ok.responses[0].partition_responses[0].error_code == 0
+        assert ok.responses[0].partition_responses[0].base_offset == 0
+    assert _end_offset(broker, topic) == 1
+
+
+@pytest.mark.parametrize("magic", [0, 1])
+def test_legacy_message_set_in_produce_v3_plus_is_refused(
+    broker: BrokerProcess, magic: int
+) -> None:
+    """A magic-0/1 message set inside Produce v3+ gets INVALID_RECORD (Kafka's
+    ProduceRequest.validateRecords) and nothing is appended."""
+    topic = f"legacy-magic{magic}"
+    _create_topic(broker, topic)
+    with broker.connect() as sock:
+        for version in (3, 9):
+            resp = _request(sock, 0, version, _produce(topic, _legacy_set(magic, b"x")))
+            assert isinstance(resp, ProduceResponse)
+            part = resp.responses[0].partition_responses[0]
+            assert part.error_code == ErrorCode.INVALID_RECORD
+            assert part.base_offset == -1
+        ok = _request(
+            sock, 0, 9, _produce(topic, build_batch([RecordInput(value=b"v2")]))
+        )
+        assert isinstance(ok, ProduceResponse)
+        assert ok.responses[0].partition_responses[0].base_offset == 0
+    assert _end_offset(broker, topic) == 1

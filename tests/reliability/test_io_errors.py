@@ -92,21 +92,39 @@ def test_fsync_eio_takes_one_partition_offline_and_never_acks_past_it(
     assert b.stop() == 0
 
 
-def test_write_eio_refuses_the_batch_and_leaves_no_torn_data(tmp_path: Path) -> None:
-    """A write EIO answers KAFKA_STORAGE_ERROR, writes nothing; other partitions serve."""
+def test_write_eio_takes_one_partition_offline_and_leaves_no_torn_data(
+    tmp_path: Path,
+) -> None:
+    """A write EIO answers KAFKA_STORAGE_ERROR, writes nothing and offlines that
+    partition until a restart; the other partitions keep serving."""
     faults = tmp_path / "faults.json"
     b = launch(tmp_path, env={"AILURUS_FAULTS": str(faults)})
     create_topic(b, TOPIC, 2)
     with b.connect() as sock:
         assert produce(sock, TOPIC, 0, [b"a"]) == (0, 0)
+        assert _offline(b, 0) == 0
         _arm(faults, (f"{TOPIC}/0", "write", "EIO"))
-        for _ in range(3):
-            assert produce(sock, TOPIC, 0, [b"x" * 1000] * 5)[0] == STORAGE_ERROR
-            assert produce(sock, TOPIC, 1, [b"b"])[0] == 0
-        _arm(faults)
-        assert produce(sock, TOPIC, 0, [b"c"]) == (0, 1)
-    assert _values(b, 0) == [b"a", b"c"]
-    assert len(_values(b, 1)) == 3
+        assert produce(sock, TOPIC, 0, [b"x" * 1000] * 5)[0] == STORAGE_ERROR
+        assert produce(sock, TOPIC, 1, [b"b"]) == (0, 0)
+        _arm(faults)  # the disk "recovers": the partition stays offline anyway
+        for attempt in range(3):
+            assert produce(sock, TOPIC, 0, [b"c"])[0] == STORAGE_ERROR
+            assert produce(sock, TOPIC, 1, [b"b"]) == (0, 1 + attempt)
+    assert _offline(b, 0) == 1
+    assert _offline(b, 1) == 0
+    assert _values(b, 0) == [b"a"]  # readable, nothing past the failure
+    assert len(_values(b, 1)) == 4
+    [event] = b.events("partition_offline")
+    assert (event["topic"], event["partition"]) == (TOPIC, 0)
+    assert f"{TOPIC}/0" in str(event["error"])  # names the failing file
     b.stop()
     segment = b.data_dir / "kafka" / TOPIC / "0" / f"{0:020d}.log"
-    assert segment.stat().st_size < 2 * 1000  # the refused 5 kB batches left nothing
+    assert segment.stat().st_size < 2 * 1000  # the refused 5 kB batch left nothing
+
+    # A restart recovers the partition; acknowledged data is intact.
+    b = launch(tmp_path, env={"AILURUS_FAULTS": str(faults)})
+    with b.connect() as sock:
+        assert produce(sock, TOPIC, 0, [b"healed"]) == (0, 1)
+    assert _values(b, 0) == [b"a", b"healed"]
+    assert _offline(b, 0) == 0
+    assert b.stop() == 0

@@ -1,4 +1,4 @@
-"""Fault injection through the FileOps seam: ENOSPC on write, EIO on fsync."""
+"""Fault injection through the FileOps seam: ENOSPC/EIO on write, EIO on fsync."""
 
 from __future__ import annotations
 
@@ -81,6 +81,7 @@ def test_enospc_on_write_leaves_log_consistent(
         log.append(make_batch(3), leader_epoch=0)
     assert info.value.errno == errno.ENOSPC
     assert log.log_end_offset == 2
+    assert log.failed is None  # out of space is not a failing disk: stays online
     assert (tmp_path / "00000000000000000000.log").stat().st_size == log.size_bytes
     result = log.append(make_batch(1), leader_epoch=0)
     assert result.base_offset == 2
@@ -90,6 +91,39 @@ def test_enospc_on_write_leaves_log_consistent(
     assert log.log_end_offset == 3
     assert log.recovery is not None
     assert not log.recovery.truncated
+    log.close()
+
+
+@pytest.mark.parametrize("partial", [False, True])
+@pytest.mark.parametrize("code", [errno.EIO, errno.EROFS])
+def test_write_error_other_than_enospc_takes_the_log_offline(
+    tmp_path: Path, make_batch: MakeBatch, partial: bool, code: int
+) -> None:
+    """A write EIO (any errno but ENOSPC/EDQUOT) rolls the partial write back and
+    marks the log failed, as a failed fsync does: later appends and syncs are
+    refused even once the disk works, and a reopen recovers what was written."""
+    ops = FaultyOps()
+    log = open_log(tmp_path, ops)
+    log.append(make_batch(2), leader_epoch=0)
+    ops.fail_write, ops.partial = code, partial
+    with pytest.raises(StorageIOError) as info:
+        log.append(make_batch(3), leader_epoch=0)
+    assert info.value.errno == code
+    assert log.failed is not None
+    assert "write failed" in log.failed
+    assert log.log_end_offset == 2
+    assert (tmp_path / "00000000000000000000.log").stat().st_size == log.size_bytes
+    with pytest.raises(StorageIOError, match="failed earlier"):
+        log.append(make_batch(1), leader_epoch=0)
+    with pytest.raises(StorageIOError):
+        log.sync()
+    assert log.durable_offset == 0
+    assert log.log_end_offset == 2
+    log.close()
+    log = open_log(tmp_path, FileOps())
+    assert log.failed is None
+    assert log.log_end_offset == 2
+    assert log.append(make_batch(1), leader_epoch=0).base_offset == 2
     log.close()
 
 
