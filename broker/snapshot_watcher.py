@@ -40,6 +40,7 @@ import anyio
 import anyio.abc
 import structlog
 
+from broker.groups.producers import ProducerService
 from broker.metrics import Histogram
 from broker.snapshot_inotify import Inotify
 from storage.errors import StorageError, TopicExists, UnknownTopic
@@ -582,6 +583,11 @@ class SnapshotService:
             return
         self.ctx.after_append(plog, write_caching)
         self.ctx.waiters.notify(plog)
+        # the ingested batches carry producer ids and sequences the idempotence state
+        # has not seen: drop it so the next idempotent produce rebuilds it from the log
+        producers = self.ctx.producers
+        if isinstance(producers, ProducerService):
+            producers.forget(plog)
 
     async def _restore_group_offsets(
         self, snap: Snapshot, topic: str, partition: int

@@ -141,7 +141,7 @@ def test_dockerfile_environment_is_a_valid_broker_config() -> None:
     env = _dockerfile_env()
     unknown = {k for k in env if k.startswith("AILURUS_")} - _known_envvars()
     assert not unknown, f"no command reads {sorted(unknown)}"
-    config = resolve(flags=_serve_flags(env), sets={})
+    config = resolve(flags=_serve_flags(env), sets={}, env=env)
     assert str(config.data_dir) == "/var/lib/ailurus"
     ports = {lc.name: (lc.bind.port, lc.advertised) for lc in config.listeners}
     assert ports["internal"][0] == 9092
@@ -162,7 +162,7 @@ def test_compose_file_validates(name: str) -> None:
         unknown = {k for k in env if k.startswith("AILURUS_")} - known
         assert not unknown, f"{service_name}: no command reads {sorted(unknown)}"
         if "AILURUS_KAFKA_ADDR" in env:
-            resolve(flags=_serve_flags(env), sets={})
+            resolve(flags=_serve_flags(env), sets={}, env=env)
 
 
 def test_dev_compose_serves_containers_and_the_host() -> None:
