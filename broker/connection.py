@@ -22,7 +22,9 @@ version closes the connection, as Kafka does.
 Security (``broker.security``): each connection on a listener that authenticates, or
 when ACLs are on, gets a ``ConnectionSecurity``; before SASL authentication only
 ApiVersions and the SASL APIs pass (anything else closes the connection), and every
-request goes through the authorisation hook in dispatch.
+request goes through the authorisation hook in dispatch. A failed SaslAuthenticate is
+answered (after the handler's ``connection.failed.authentication.delay.ms``), then the
+connection is closed, as Kafka does.
 
 This is the only module allowed to catch every exception (a handler bug closes one connection, never the broker).
 """
@@ -31,9 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import ssl
 import time
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, Protocol, cast
 
 import anyio
 import structlog
@@ -67,6 +70,34 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("broker.connection")
 _ids = itertools.count(1)
+_SASL_AUTHENTICATE = 36
+
+
+class _TlsLayerFactory(Protocol):
+    """The constructor shared by uvloop's and asyncio's TLS protocols."""
+
+    def __call__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        app_protocol: asyncio.BaseProtocol,
+        sslcontext: ssl.SSLContext,
+        waiter: asyncio.Future[None],
+        *,
+        server_side: bool,
+        ssl_handshake_timeout: float,
+    ) -> asyncio.BaseProtocol: ...
+
+
+def _ssl_protocol_class(loop: object) -> _TlsLayerFactory:
+    """The TLS protocol the running loop uses for ssl= servers (uvloop's or asyncio's)."""
+    import uvloop.loop
+
+    if isinstance(loop, uvloop.loop.Loop):
+        # Exported by uvloop.loop but missing from its type stubs.
+        return cast("_TlsLayerFactory", getattr(uvloop.loop, "SSLProtocol"))  # noqa: B009
+    from asyncio import sslproto
+
+    return cast("_TlsLayerFactory", sslproto.SSLProtocol)
 
 
 class _Slot:
@@ -82,11 +113,33 @@ class _Slot:
         self.buffers: list[bytes | bytearray | memoryview] | None = None
 
 
-class KafkaConnection(asyncio.Protocol):
+# Bytes are received into this buffer (shared: get_buffer and buffer_updated run
+# back to back in one loop callback, and buffer_updated copies what it keeps), except
+# the body of a large frame, which is received straight into its own buffer.
+_RECV_SIZE: Final = 256 * 1024
+_SCRATCH: Final = memoryview(bytearray(_RECV_SIZE))
+# Receive in place when at least this much of a frame is still missing.
+_IN_PLACE_MIN: Final = 16 * 1024
+_PRODUCE = 0
+
+
+class KafkaConnection(asyncio.BufferedProtocol):
     """asyncio protocol for one Kafka client connection."""
 
-    def __init__(self, ctx: BrokerContext, listener: str, server_tg: TaskGroup):
+    def __init__(
+        self,
+        ctx: BrokerContext,
+        listener: str,
+        server_tg: TaskGroup,
+        *,
+        tls: ssl.SSLContext | None = None,
+    ):
         self.ctx = ctx
+        # With ``tls`` the listener accepts plain TCP and this connection puts the
+        # loop's TLS protocol in front of itself, so a failed handshake is logged
+        # with its peer (servers created with ssl= drop those failures silently).
+        self._tls = tls
+        self._tls_layer: asyncio.BaseProtocol | None = None
         self.listener = listener
         self.id = next(_ids)
         self.peer = "?"
@@ -102,6 +155,13 @@ class KafkaConnection(asyncio.Protocol):
         self._is_closed = False
         self._tg: TaskGroup | None = None
         self._early: list[tuple[_Slot, Deferred]] = []
+        # acks=all produce waits, run one after another by one task (responses go
+        # out in request order anyway; one task per request cost ~8% of produce).
+        # The task runs only while waits are queued (an idle connection holds no
+        # task: 10,000 idle connections would pay ~5 KiB each).
+        self._produce_waits: deque[tuple[_Slot, Deferred]] = deque()
+        self._produce_runner = False
+        self._in_place = False
         self.last_active = time.monotonic()
         self.opened_at = time.time()
         self.security: ConnectionSecurity | None = None
@@ -111,9 +171,54 @@ class KafkaConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport; they implement it.
         transport = cast("asyncio.Transport", transport)
-        self._transport = transport
+        if self._tls is not None and self._tls_layer is None:
+            self._start_tls(transport, self._tls)
+            return
+        if self._tls_layer is None:
+            self._set_peer(transport)
+        self._open(transport)
+
+    def _set_peer(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+    def _start_tls(self, raw: asyncio.Transport, tls: ssl.SSLContext) -> None:
+        """Put the loop's TLS protocol between the socket and this connection.
+
+        Done synchronously in connection_made (the loop starts reading right after
+        it returns, so no byte of the handshake can reach this protocol). The TLS
+        layer calls connection_made again with the decrypted transport once the
+        handshake is done; a failed one is logged here, once, with the peer.
+        """
+        self._set_peer(raw)
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        layer = _ssl_protocol_class(loop)(
+            loop,
+            self,
+            tls,
+            waiter,
+            server_side=True,
+            ssl_handshake_timeout=10.0,
+        )
+        self._tls_layer = layer
+        raw.set_protocol(layer)
+        layer.connection_made(raw)
+        waiter.add_done_callback(self._handshake_done)
+
+    def _handshake_done(self, waiter: asyncio.Future[None]) -> None:
+        exc = None if waiter.cancelled() else waiter.exception()
+        if exc is None:
+            return
+        log.warning(
+            "tls_handshake_failed",
+            peer=self.peer,
+            listener=self.listener,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+
+    def _open(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
         metrics = self.ctx.metrics
         if len(self.ctx.connections) >= self.ctx.config.max_connections:
             metrics.connections_rejected += 1
@@ -144,6 +249,9 @@ class KafkaConnection(asyncio.Protocol):
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                if self._produce_waits:
+                    self._produce_runner = True
+                    tg.start_soon(self._run_produce_waits)
                 for slot, deferred in self._early:
                     tg.start_soon(self._complete, slot, deferred)
                 self._early.clear()
@@ -189,13 +297,29 @@ class KafkaConnection(asyncio.Protocol):
 
     # -- reading -----------------------------------------------------------
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        view = self._reader.assembly_buffer(_IN_PLACE_MIN)
+        self._in_place = view is not None
+        return _SCRATCH if view is None else view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._in_place:
+            self._in_place = False
+            self._received(None, nbytes)
+        else:
+            self._received(_SCRATCH[:nbytes], nbytes)
+
+    def _received(self, data: memoryview | None, nbytes: int) -> None:
+        """``nbytes`` arrived: in ``data`` (copied by the reader) or in place."""
         if self._is_closed:
             return
         self.last_active = time.monotonic()
-        self.ctx.metrics.bytes_in += len(data)
+        self.ctx.metrics.bytes_in += nbytes
         try:
-            self._reader.receive_data(data)
+            if data is None:
+                self._reader.assembly_received(nbytes)
+            else:
+                self._reader.receive_data(data)
             frames = self._reader.frames()
         except FrameTooLarge as e:
             self._bad_request("frame_too_large", size=e.size, max_size=e.max_size)
@@ -293,7 +417,12 @@ class KafkaConnection(asyncio.Protocol):
         self._slots.append(slot)
         self._inflight_bytes += slot.size
         if isinstance(result, Deferred):
-            if self._tg is None:
+            if api_key == _PRODUCE:
+                self._produce_waits.append((slot, result))
+                if not self._produce_runner and self._tg is not None:
+                    self._produce_runner = True
+                    self._tg.start_soon(self._run_produce_waits)
+            elif self._tg is None:
                 self._early.append((slot, result))
             else:
                 self._tg.start_soon(self._complete, slot, result)
@@ -329,6 +458,16 @@ class KafkaConnection(asyncio.Protocol):
         self._slots.append(slot)
         self._inflight_bytes += size
 
+    async def _run_produce_waits(self) -> None:
+        """Complete the connection's deferred produce responses, in request order."""
+        waits = self._produce_waits
+        try:
+            while waits and not self._is_closed:
+                slot, deferred = waits.popleft()
+                await self._complete(slot, deferred)
+        finally:
+            self._produce_runner = False
+
     async def _complete(self, slot: _Slot, deferred: Deferred) -> None:
         try:
             response = await deferred.run()
@@ -350,17 +489,40 @@ class KafkaConnection(asyncio.Protocol):
         out: list[bytes | bytearray | memoryview] = []
         now = time.perf_counter()
         metrics = self.ctx.metrics
+        security = self.security
+        auth_failed = False
         while slots and slots[0].buffers is not None:
             slot = slots.popleft()
             assert slot.buffers is not None
             out += slot.buffers
             self._inflight_bytes -= slot.size
             metrics.observe_request(slot.api, now - slot.started)
+            if (
+                security is not None
+                and slot.header.request_api_key == _SASL_AUTHENTICATE
+                and security.auth_failed
+            ):
+                auth_failed = True
+                break
         if self._is_closed:
             return
         metrics.bytes_out += sum(len(b) for b in out)
         self._transport.writelines(out)
         self.last_active = time.monotonic()
+        if auth_failed:
+            # Kafka's SaslServerAuthenticator: the failed SaslAuthenticate is
+            # answered (after connection.failed.authentication.delay.ms, which the
+            # handler waited), then the connection is closed. close() sends what
+            # is buffered first; later requests are dropped.
+            self._is_closed = True
+            slots.clear()
+            log.info(
+                "connection_closing",
+                conn=self.id,
+                peer=self.peer,
+                reason="sasl_authentication_failed",
+            )
+            self._transport.close()
 
     def pause_writing(self) -> None:
         self._write_paused = True

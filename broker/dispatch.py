@@ -14,10 +14,15 @@ It returns one of:
   writes responses strictly in request order;
 - :data:`NO_RESPONSE`: nothing is sent back (acks=0 produce).
 
-Handler modules live in ``broker/handlers/`` and are discovered by
-:func:`load_handlers` (every module there is imported), so adding an API is adding a
-module. What ApiVersions advertises is the codec's ``supported_versions()`` intersected
-with each handler's ``[min_version, max_version]`` (see :func:`advertised_versions`).
+Handler modules live in ``broker/handlers/``, one per API, named as the handler.
+A module (and the message schemas it imports) is imported on the first request of
+its API key through the static index :data:`HANDLER_MODULES`, so start-up imports
+none of them; :func:`load_handlers` imports them all (tests, tools). What ApiVersions
+advertises is the codec's ``supported_versions()`` intersected with each handler's
+``[advertise_min, max_version]``, kept as the static table :data:`ADVERTISED` so that
+answering ApiVersions loads nothing; ``tests/broker/test_dispatch_index.py`` checks
+both tables against the registered handlers. Adding an API is adding a module and
+its rows here.
 """
 
 from __future__ import annotations
@@ -117,26 +122,106 @@ def handler(
     return register
 
 
+# api_key -> module of broker.handlers registering its handler (= the handler's name).
+HANDLER_MODULES: Final[dict[int, str]] = {
+    0: "produce",
+    1: "fetch",
+    2: "list_offsets",
+    3: "metadata",
+    8: "offset_commit",
+    9: "offset_fetch",
+    10: "find_coordinator",
+    11: "join_group",
+    12: "heartbeat",
+    13: "leave_group",
+    14: "sync_group",
+    15: "describe_groups",
+    16: "list_groups",
+    17: "sasl_handshake",
+    18: "api_versions",
+    19: "create_topics",
+    20: "delete_topics",
+    21: "delete_records",
+    22: "init_producer_id",
+    23: "offset_for_leader_epoch",
+    32: "describe_configs",
+    36: "sasl_authenticate",
+    37: "create_partitions",
+    42: "delete_groups",
+    60: "describe_cluster",
+}
+
+# api_key -> (min, max) advertised: codec support ∩ [advertise_min, max_version].
+ADVERTISED: Final[dict[int, tuple[int, int]]] = {
+    0: (0, 13),
+    1: (4, 18),
+    2: (1, 11),
+    3: (0, 13),
+    8: (0, 9),
+    9: (0, 9),
+    10: (0, 6),
+    11: (0, 9),
+    12: (0, 4),
+    13: (0, 5),
+    14: (0, 5),
+    15: (0, 6),
+    16: (0, 5),
+    17: (1, 1),
+    18: (0, 4),
+    19: (0, 7),
+    20: (0, 6),
+    21: (0, 2),
+    22: (0, 5),
+    23: (0, 4),
+    32: (0, 4),
+    36: (0, 2),
+    37: (0, 3),
+    42: (0, 2),
+    60: (0, 2),
+}
+
+
+def _spec(api_key: int) -> HandlerSpec | None:
+    """The handler of ``api_key``, importing its module on first use."""
+    spec = HANDLERS.get(api_key)
+    if spec is None and api_key in HANDLER_MODULES:
+        importlib.import_module(f"broker.handlers.{HANDLER_MODULES[api_key]}")
+        spec = HANDLERS.get(api_key)
+    return spec
+
+
 _loaded = False
 
 
-def load_handlers() -> dict[int, HandlerSpec]:
-    """Import every module of ``broker.handlers`` (each registers its handler)."""
+def load_handlers(*, lazy: bool = False) -> dict[int, HandlerSpec]:
+    """Import the modules of ``broker.handlers`` (each registers its handler).
+
+    With ``lazy`` (the server's start-up), only modules that are not a Kafka API's
+    handler (admin routes such as ``snapshots_admin``) are imported; API handlers
+    load on their first request through :data:`HANDLER_MODULES`.
+    """
     global _loaded
     if not _loaded:
         import broker.handlers as package
 
+        apis = set(HANDLER_MODULES.values())
         for info in sorted(
             pkgutil.iter_modules(package.__path__), key=lambda i: i.name
         ):
-            if not info.name.startswith("_"):
-                importlib.import_module(f"broker.handlers.{info.name}")
-        _loaded = True
+            if info.name.startswith("_") or (lazy and info.name in apis):
+                continue
+            importlib.import_module(f"broker.handlers.{info.name}")
+        _loaded = not lazy
     return HANDLERS
 
 
 def advertised_versions() -> dict[int, tuple[int, int]]:
-    """API key -> (min, max) the broker advertises: codec support ∩ handlers."""
+    """API key -> (min, max) the broker advertises (the static :data:`ADVERTISED`)."""
+    return dict(ADVERTISED)
+
+
+def computed_advertised_versions() -> dict[int, tuple[int, int]]:
+    """What :data:`ADVERTISED` must equal: codec support ∩ every loaded handler."""
     from protocol.codec import supported_versions
 
     out: dict[int, tuple[int, int]] = {}
@@ -153,7 +238,9 @@ def advertised_versions() -> dict[int, tuple[int, int]]:
 def api_name(api_key: int) -> str:
     """A readable name for metrics and logs (``produce``, ``fetch``, or ``api_<n>``)."""
     spec = HANDLERS.get(api_key)
-    return spec.name if spec is not None else f"api_{api_key}"
+    if spec is not None:
+        return spec.name
+    return HANDLER_MODULES.get(api_key, f"api_{api_key}")
 
 
 def dispatch(rctx: RequestContext, request: object) -> HandlerResult:
@@ -164,7 +251,10 @@ def dispatch(rctx: RequestContext, request: object) -> HandlerResult:
     hook (:func:`broker.security.authz.authorize`, which may raise
     ``AuthorizationDenied``: close the connection).
     """
-    spec = HANDLERS[rctx.header.request_api_key]
+    spec = HANDLERS.get(rctx.header.request_api_key) or _spec(
+        rctx.header.request_api_key
+    )
+    assert spec is not None  # the connection checked is_handled first
     if rctx.security is not None:
         from broker.security.authz import authorize
 
@@ -174,6 +264,6 @@ def dispatch(rctx: RequestContext, request: object) -> HandlerResult:
 
 
 def is_handled(api_key: int, api_version: int) -> bool:
-    """Whether a handler exists and accepts this version."""
-    spec = HANDLERS.get(api_key)
+    """Whether a handler exists and accepts this version (loading it on first use)."""
+    spec = HANDLERS.get(api_key) or _spec(api_key)
     return spec is not None and spec.min_version <= api_version <= spec.max_version

@@ -73,7 +73,8 @@ def run(config: BrokerConfig) -> int:
 async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> None:
     """Run a broker in the current event loop until ``stop`` is set or a signal arrives."""
     started = time.perf_counter()
-    load_handlers()
+    # handler modules (and the message schemas they import) load on first use
+    load_handlers(lazy=True)
     ctx = BrokerContext.create(config)
     tls_contexts = _security(ctx)
     stop = stop or anyio.Event()
@@ -174,13 +175,13 @@ async def _listen(
     async with anyio.create_task_group() as conns:
         try:
             server = await loop.create_server(
-                lambda: KafkaConnection(ctx, lc.name, conns),
+                # TLS is layered by the connection itself (not ssl= here), so a
+                # failed handshake is logged with its peer
+                lambda: KafkaConnection(ctx, lc.name, conns, tls=tls),
                 lc.bind.host,
                 lc.bind.port,
                 reuse_address=True,
                 backlog=1024,
-                ssl=tls,
-                ssl_handshake_timeout=10.0 if tls is not None else None,
             )
         except OSError as e:
             raise StartupError(f"cannot listen on {lc.bind}: {e.strerror}") from e

@@ -11,7 +11,10 @@ holding many small frames costs no copying at all. Other buffer types (a
 ``bytearray`` or ``memoryview`` the caller may reuse) are copied once on receipt. A
 frame that spans chunks is assembled into its own ``bytearray``, allocated once its
 size is known, with each byte copied once: O(n) for a 1 MiB frame in 64 KiB pieces.
-Returned frames stay valid for as long as the caller holds them.
+Returned frames stay valid for as long as the caller holds them. A caller that can
+receive into memory may skip even that copy for large frames:
+:meth:`FrameReader.assembly_buffer` hands out the unfilled part of the frame being
+assembled and :meth:`FrameReader.assembly_received` records what was written there.
 """
 
 from __future__ import annotations
@@ -164,6 +167,30 @@ class FrameReader:
         self._asm, self._asm_view = None, _EMPTY
         self._buffered -= 4 + size
         return memoryview(asm)
+
+    def assembly_buffer(self, min_size: int) -> memoryview | None:
+        """Where the next bytes of a large frame can be received in place, or None.
+
+        While a frame of which at least ``min_size`` bytes are still missing is
+        being assembled and nothing else is buffered, this is the unfilled tail of
+        its buffer: a caller that can receive into memory (an
+        ``asyncio.BufferedProtocol``) reads the socket straight into it and then
+        calls :meth:`assembly_received`, so the frame is never copied. Bytes of the
+        next frame cannot land there: the tail is exactly what this frame lacks.
+        """
+        asm = self._asm
+        if asm is None or self._chunks or self._pos < len(self._cur):
+            return None
+        if len(asm) - self._asm_filled < min_size:
+            return None
+        return self._asm_view[self._asm_filled :]
+
+    def assembly_received(self, nbytes: int) -> None:
+        """``nbytes`` were written at the start of the last :meth:`assembly_buffer`."""
+        assert self._asm is not None
+        assert 0 < nbytes <= len(self._asm) - self._asm_filled
+        self._asm_filled += nbytes
+        self._buffered += nbytes
 
     def frames(self) -> list[memoryview]:
         """Every complete frame received so far, in order (the broker's hot path)."""

@@ -9,8 +9,10 @@ parts' errors into its response).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from types import ModuleType
 from typing import Any, Final
 
 from broker.dispatch import RequestContext
@@ -96,3 +98,24 @@ def partial(
 
 
 Adapter = Callable[[Checker, Any], Outcome]
+
+
+class LazyModule:
+    """A module imported on first attribute access (message schemas load on first use).
+
+    The adapters name message classes as ``pr.ProduceRequest``; importing every
+    message module when the broker starts costs ~150 ms, so the adapter modules bind
+    these proxies at run time (the real modules under ``TYPE_CHECKING``).
+    """
+
+    __slots__ = ("_module", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._module: ModuleType | None = None
+
+    def __getattr__(self, attr: str) -> Any:
+        module = self._module
+        if module is None:
+            module = self._module = importlib.import_module(self._name)
+        return getattr(module, attr)

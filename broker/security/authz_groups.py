@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from broker.security.acl import Op, Resource
 from broker.security.authz_base import (
@@ -14,23 +14,38 @@ from broker.security.authz_base import (
     Adapter,
     Checker,
     Forward,
+    LazyModule,
     Outcome,
     Respond,
     partial,
     split,
 )
 from protocol.error_codes import ErrorCode
-from protocol.messages import delete_groups as dg
-from protocol.messages import describe_groups as dsg
-from protocol.messages import find_coordinator as fc
-from protocol.messages import heartbeat as hb
-from protocol.messages import init_producer_id as ip
-from protocol.messages import join_group as jg
-from protocol.messages import leave_group as lg
-from protocol.messages import list_groups as lsg
-from protocol.messages import offset_commit as oc
-from protocol.messages import offset_fetch as of
-from protocol.messages import sync_group as sg
+
+if TYPE_CHECKING:
+    from protocol.messages import delete_groups as dg
+    from protocol.messages import describe_groups as dsg
+    from protocol.messages import find_coordinator as fc
+    from protocol.messages import heartbeat as hb
+    from protocol.messages import init_producer_id as ip
+    from protocol.messages import join_group as jg
+    from protocol.messages import leave_group as lg
+    from protocol.messages import list_groups as lsg
+    from protocol.messages import offset_commit as oc
+    from protocol.messages import offset_fetch as of
+    from protocol.messages import sync_group as sg
+else:
+    dg = LazyModule("protocol.messages.delete_groups")
+    dsg = LazyModule("protocol.messages.describe_groups")
+    fc = LazyModule("protocol.messages.find_coordinator")
+    hb = LazyModule("protocol.messages.heartbeat")
+    ip = LazyModule("protocol.messages.init_producer_id")
+    jg = LazyModule("protocol.messages.join_group")
+    lg = LazyModule("protocol.messages.leave_group")
+    lsg = LazyModule("protocol.messages.list_groups")
+    oc = LazyModule("protocol.messages.offset_commit")
+    of = LazyModule("protocol.messages.offset_fetch")
+    sg = LazyModule("protocol.messages.sync_group")
 
 
 def _group_op(op: Op, deny: Callable[[], object]) -> Callable[[Checker, Any], Outcome]:

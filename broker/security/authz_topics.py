@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from broker.dispatch import NO_RESPONSE
 from broker.security.acl import Op, Resource
@@ -14,21 +14,35 @@ from broker.security.authz_base import (
     Adapter,
     Checker,
     Forward,
+    LazyModule,
     Outcome,
     partial,
     split,
 )
 from protocol.error_codes import ErrorCode
-from protocol.messages import create_partitions as cp
-from protocol.messages import create_topics as ct
-from protocol.messages import delete_records as dr
-from protocol.messages import delete_topics as dt
-from protocol.messages import describe_configs as dc
-from protocol.messages import fetch as fe
-from protocol.messages import list_offsets as lo
-from protocol.messages import metadata as md
-from protocol.messages import offset_for_leader_epoch as ofl
-from protocol.messages import produce as pr
+
+if TYPE_CHECKING:
+    from protocol.messages import create_partitions as cp
+    from protocol.messages import create_topics as ct
+    from protocol.messages import delete_records as dr
+    from protocol.messages import delete_topics as dt
+    from protocol.messages import describe_configs as dc
+    from protocol.messages import fetch as fe
+    from protocol.messages import list_offsets as lo
+    from protocol.messages import metadata as md
+    from protocol.messages import offset_for_leader_epoch as ofl
+    from protocol.messages import produce as pr
+else:
+    cp = LazyModule("protocol.messages.create_partitions")
+    ct = LazyModule("protocol.messages.create_topics")
+    dr = LazyModule("protocol.messages.delete_records")
+    dt = LazyModule("protocol.messages.delete_topics")
+    dc = LazyModule("protocol.messages.describe_configs")
+    fe = LazyModule("protocol.messages.fetch")
+    lo = LazyModule("protocol.messages.list_offsets")
+    md = LazyModule("protocol.messages.metadata")
+    ofl = LazyModule("protocol.messages.offset_for_leader_epoch")
+    pr = LazyModule("protocol.messages.produce")
 
 
 def _produce(c: Checker, req: pr.ProduceRequest) -> Outcome:

@@ -26,7 +26,7 @@ from typing import Final
 from broker.security.acl import Authorizer, Op, Resource
 from broker.security.credentials import UserStore
 from broker.security.ratelimit import LoginLimiter
-from broker.security.sasl import MECHANISMS, SaslAuthenticator
+from broker.security.sasl import MECHANISMS, SaslAuthenticator, SaslState
 from broker.security.tls import peer_principal
 
 ANONYMOUS: Final = "ANONYMOUS"
@@ -172,6 +172,11 @@ class ConnectionSecurity:
         if self.sasl is not None:
             return self.sasl.user if self.sasl.authenticated else None
         return self.tls_principal or ANONYMOUS
+
+    @property
+    def auth_failed(self) -> bool:
+        """Whether SASL authentication failed (the connection closes after the answer)."""
+        return self.sasl is not None and self.sasl.state is SaslState.FAILED
 
     def may_send(self, api_key: int) -> bool:
         """Whether a request of this API key is allowed in the current state."""

@@ -9,12 +9,17 @@ import pytest
 from protocol import codec
 from protocol.errors import DecodeError, EncodeError, UnsupportedVersion
 from protocol.headers import RequestHeader
+from protocol.messages import MODULES, load_all
 from protocol.messages.api_versions import (
     ApiVersion,
     ApiVersionsRequest,
     ApiVersionsResponse,
 )
 from protocol.schema import REGISTRY
+
+# Messages load lazily per API key; these tests cover every schema.
+load_all()
+assert len(REGISTRY) == 2 * len(MODULES)
 
 
 def header(api_key: int, version: int, correlation_id: int = 42) -> RequestHeader:

@@ -113,3 +113,55 @@ def test_random_chunking_reassembles_exactly(
     got.extend(bytes(f) for f in reader.frames())
     assert got == bodies
     assert reader.buffered == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    bodies=st.lists(st.binary(max_size=300), min_size=1, max_size=8),
+    cuts=st.lists(st.integers(min_value=1, max_value=97), min_size=1, max_size=40),
+    min_size=st.integers(min_value=1, max_value=64),
+)
+def test_receiving_in_place_gives_the_same_frames(
+    bodies: list[bytes], cuts: list[int], min_size: int
+) -> None:
+    """A receiver that writes into assembly_buffer when offered (a BufferedProtocol
+    reading the socket into it) gets the same frames as one feeding chunks."""
+    stream = b"".join(frame(b) for b in bodies)
+    reader = FrameReader()
+    out: list[bytes] = []
+    pos = 0
+    for cut in itertools.cycle(cuts):
+        if pos >= len(stream):
+            break
+        view = reader.assembly_buffer(min_size)
+        if view is not None:
+            assert len(view) >= min_size
+            n = min(cut, len(view), len(stream) - pos)  # a recv() fills a prefix
+            view[:n] = stream[pos : pos + n]
+            reader.assembly_received(n)
+        else:
+            n = min(cut, len(stream) - pos)
+            reader.receive_data(stream[pos : pos + n])
+        pos += n
+        out += [bytes(f) for f in reader.frames()]
+        assert reader.buffered == pos - sum(4 + len(f) for f in out)
+    assert out == bodies
+
+
+def test_large_frame_body_is_received_in_place() -> None:
+    """After the size prefix, the frame's own buffer is offered; no other copy."""
+    body = bytes(range(256)) * 4096  # 1 MiB
+    reader = FrameReader()
+    reader.receive_data(frame(body)[:1000])
+    assert reader.frames() == []
+    view = reader.assembly_buffer(64 * 1024)
+    assert view is not None
+    assert len(view) == len(body) - 996
+    view[: len(view)] = body[996:]
+    reader.assembly_received(len(view))
+    (got,) = reader.frames()
+    assert got.obj is view.obj  # the frame is the buffer received into
+    assert bytes(got) == body
+    assert reader.assembly_buffer(1) is None  # nothing being assembled
+    reader.receive_data(frame(b"x" * 10)[:6])
+    assert reader.assembly_buffer(64 * 1024) is None  # too little missing

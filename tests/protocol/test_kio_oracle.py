@@ -32,8 +32,13 @@ from kio.serial._introspect import (
 
 from protocol import codec
 from protocol.headers import RequestHeader
+from protocol.messages import MODULES, load_all
 from protocol.schema import REGISTRY, message_spec
 from tests.strategies import messages
+
+# Messages load lazily per API key; these tests cover every schema.
+load_all()
+assert len(REGISTRY) == 2 * len(MODULES)
 
 _KIO_CODES = sorted(int(c) for c in KioErrorCode)
 

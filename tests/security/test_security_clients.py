@@ -10,6 +10,7 @@ topics starting ``bobs-`` but no group; admin is a super user.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import ssl
 import subprocess
@@ -189,9 +190,9 @@ def test_kafka_python_tls_client_certificate(broker: Broker, certs: Certs) -> No
 
 
 def test_kafka_python_wrong_password_is_rejected_and_logged(
-    broker: Broker, certs: Certs
+    broker: Broker, certs: Certs, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A wrong password fails the client and logs sasl_authentication_failed."""
+    """A wrong password fails the client with the broker's SASL error, logged both sides."""
     cfg = kp_config(broker, "SCRAM-SHA-256", "bob", tls=False, certs=certs)
     cfg["sasl_plain_password"] = "not-bobs"
     made: list[KafkaNetClient] = []
@@ -201,13 +202,20 @@ def test_kafka_python_wrong_password_is_rejected_and_logged(
         return made[-1]
 
     try:
-        with pytest.raises(KpError):
+        with caplog.at_level(logging.ERROR, logger="kafka"), pytest.raises(KpError):
             KafkaProducer(
                 bootstrap_timeout_ms=3000, kafka_client=client_factory, **cfg
             ).close()
     finally:
         for client in made:  # kafka-python does not close it when __init__ fails
             client.close()
+    # kafka-python only reports a bootstrap timeout, but its connection failed on
+    # the broker's SaslAuthenticate error, not on a bare disconnect.
+    client_errors = [r.getMessage() for r in caplog.records]
+    assert any(
+        "SaslAuthenticationFailedError" in m and "invalid credentials" in m
+        for m in client_errors
+    ), client_errors
     failures = [
         e for e in broker.events("sasl_authentication_failed") if e.get("user") == "bob"
     ]
@@ -318,11 +326,60 @@ def test_confluent_kafka_wrong_password_is_an_authentication_error(
     """librdkafka reports _AUTHENTICATION for a wrong password."""
     seen: list[KafkaError] = []
     cfg = ck_config(broker, "SCRAM-SHA-512", "alice", "wrong", tls=False, certs=certs)
+    closes_before = len(_auth_closes(broker))
     producer = Producer({**cfg, "error_cb": seen.append})
     deadline = time.monotonic() + 10
     while not seen and time.monotonic() < deadline:
         producer.poll(0.2)
-    assert any(e.code() == KafkaError._AUTHENTICATION for e in seen), seen
+    auth = [e for e in seen if e.code() == KafkaError._AUTHENTICATION]
+    assert auth, seen
+    # The broker's SaslAuthenticate error reached the client (not a bare disconnect)...
+    assert "invalid credentials" in auth[0].str(), auth[0].str()
+    # ...and the broker closed the connection after answering, as Kafka does.
+    deadline = time.monotonic() + 5
+    while len(_auth_closes(broker)) <= closes_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_auth_closes(broker)) > closes_before
+    producer.flush(0)
+
+
+def _auth_closes(broker: Broker) -> list[dict[str, object]]:
+    return [
+        e
+        for e in broker.events("connection_closing")
+        if e.get("reason") == "sasl_authentication_failed"
+    ]
+
+
+@pytest.mark.parametrize("mech", MECHS)
+def test_failed_authentication_is_answered_then_closed(
+    broker: Broker, mech: str
+) -> None:
+    """A wrong password gets SASL_AUTHENTICATION_FAILED, then the broker closes."""
+    client = RawClient(broker.addr("sasl_plaintext"))
+    try:
+        h = client.request(17, 1, SaslHandshakeRequest(mechanism=mech))
+        assert h.error_code == ErrorCode.NONE  # type: ignore[attr-defined]
+        if mech == "PLAIN":
+            token = b"\0alice\0not-alices"
+        else:  # a client-first message; the proof below is wrong
+            token = b"n,,n=alice,r=abcdefghijklmnop"
+        r = client.request(36, 2, SaslAuthenticateRequest(auth_bytes=token))
+        assert isinstance(r, SaslAuthenticateResponse)
+        if mech != "PLAIN":
+            assert r.error_code == ErrorCode.NONE
+            nonce = dict(kv.split("=", 1) for kv in r.auth_bytes.decode().split(","))[
+                "r"
+            ]
+            final = f"c=biws,r={nonce},p={'A' * 44}".encode()
+            r = client.request(36, 2, SaslAuthenticateRequest(auth_bytes=final))
+            assert isinstance(r, SaslAuthenticateResponse)
+        assert r.error_code == ErrorCode.SASL_AUTHENTICATION_FAILED
+        assert r.error_message is not None
+        assert "Authentication failed" in r.error_message
+        assert client.closed_by_peer()
+    finally:
+        client.close()
 
 
 def test_confluent_kafka_denied_topic(broker: Broker, certs: Certs) -> None:
@@ -461,10 +518,17 @@ def test_anonymous_plaintext_client_is_denied(broker: Broker) -> None:
 def test_tls_listener_refuses_clients_without_certificate(
     broker: Broker, certs: Certs
 ) -> None:
-    """Client auth required: a TLS client without a certificate is refused."""
+    """Client auth required: a TLS client without a certificate is refused, and the
+    broker logs the failed handshake once, with the peer."""
     ctx = ssl.create_default_context(cafile=str(certs.ca))
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
         api_versions_over(broker.addr("ssl"), ctx)
+    deadline = time.monotonic() + 5
+    while not broker.events("tls_handshake_failed") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    events = broker.events("tls_handshake_failed")
+    assert events
+    assert all(str(e["peer"]).startswith("127.0.0.1:") for e in events)
 
 
 def api_versions_over(addr: str, ctx: ssl.SSLContext) -> object:
