@@ -1,4 +1,4 @@
-"""Hot ingest of partition snapshots: the watcher task, the append gate, metrics.
+"""Hot ingest of partition snapshots: the watcher task and its metrics.
 
 Task tree (in the server's serving task group)::
 
@@ -12,11 +12,10 @@ status was decided on the same fingerprint, inspects the rest in a worker thread
 (completeness, then validation; never trusting events), resolves their topic
 (creating it with the snapshot's name, partition count and id when missing), and
 applies ready snapshots partition by partition in ancestor / last_offset order.
-Applying holds the partition's :class:`AppendGate`, so produce requests to that
-partition queue behind the ingest (the produce handler checks
-:func:`append_gate`); the appends themselves run in a worker thread, chunk by
-chunk, throttled (snapshot.ingest.bytes.per.sec, 0 = unlimited). Long polls
-on the partition are woken at once. Every status change is a ``snapshot_status``
+Applying holds the partition's append gate (broker.append_gate), so produce
+requests to that partition queue behind the ingest; the appends themselves run in
+a worker thread, chunk by chunk, throttled (snapshot.ingest.bytes.per.sec,
+0 = unlimited). Long polls on the partition are woken at once. Every status change is a ``snapshot_status``
 event and is persisted in ``<data_dir>/ailurus/snapshot-ingest.json``.
 
 Settings are broker settings (broker.config): ``--set snapshot.scan.interval.ms=``,
@@ -32,7 +31,7 @@ import os
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -40,6 +39,7 @@ import anyio
 import anyio.abc
 import structlog
 
+from broker.append_gate import append_gate
 from broker.groups.producers import ProducerService
 from broker.metrics import Histogram
 from broker.snapshot_inotify import Inotify
@@ -96,88 +96,6 @@ class SnapshotSettings:
         )
 
 
-# -- the append gate ---------------------------------------------------------------
-
-
-@dataclass(slots=True, eq=False)
-class QueuedAppend:
-    """A produce request waiting for ingests to release its partitions."""
-
-    plogs: frozenset[object]
-    run: Callable[[], object]
-    done: anyio.Event = field(default_factory=anyio.Event)
-    result: object = None
-
-
-class AppendGate:
-    """Keeps produce appends out of partitions while an ingest writes to them.
-
-    The produce handler appends synchronously on the event-loop thread. When
-    :meth:`busy` says a partition of a request is held by an ingest (or has requests
-    queued behind one), the handler hands the whole request to :meth:`enqueue`
-    instead and answers once ``done`` is set. Queued requests run in arrival order,
-    synchronously on the loop thread, as soon as none of their partitions is held; a
-    request still blocked also holds back later requests sharing a partition with it.
-    So each partition keeps request order, and produced records land after the
-    ingested batches, never between them.
-    """
-
-    def __init__(self) -> None:
-        self._held: set[object] = set()
-        self._queue: list[QueuedAppend] = []
-        self._queued: defaultdict[object, int] = defaultdict(int)
-
-    @property
-    def active(self) -> bool:
-        """Whether any partition is held or any request queued (cheap pre-check)."""
-        return bool(self._held or self._queue)
-
-    def busy(self, *plogs: object) -> bool:
-        """Whether a request appending to ``plogs`` must be queued."""
-        return any(p in self._held or self._queued.get(p, 0) for p in plogs)
-
-    def enqueue(
-        self, plogs: Iterable[object], run: Callable[[], object]
-    ) -> QueuedAppend:
-        """Queue ``run`` (the request's appends); it runs when its partitions are free."""
-        item = QueuedAppend(plogs=frozenset(plogs), run=run)
-        self._queue.append(item)
-        for p in item.plogs:
-            self._queued[p] += 1
-        self._drain()
-        return item
-
-    @contextlib.asynccontextmanager
-    async def hold(self, plog: object) -> AsyncIterator[None]:
-        """Hold the partition's appends for the duration of an ingest."""
-        if plog in self._held:
-            raise RuntimeError("partition already held by an ingest")
-        self._held.add(plog)
-        try:
-            yield
-        finally:
-            self._held.discard(plog)
-            self._drain()
-
-    def _drain(self) -> None:
-        blocked: set[object] = set()
-        remaining: list[QueuedAppend] = []
-        for item in self._queue:
-            if any(p in self._held or p in blocked for p in item.plogs):
-                blocked |= item.plogs
-                remaining.append(item)
-                continue
-            for p in item.plogs:
-                self._queued[p] -= 1
-                if self._queued[p] <= 0:
-                    del self._queued[p]
-            try:
-                item.result = item.run()
-            finally:
-                item.done.set()
-        self._queue = remaining
-
-
 # -- metrics -------------------------------------------------------------------------
 
 
@@ -212,15 +130,6 @@ class SnapshotMetrics:
 
 
 _SERVICES: dict[int, SnapshotService] = {}
-_GATES: dict[int, AppendGate] = {}
-
-
-def append_gate(ctx: BrokerContext) -> AppendGate:
-    """The broker's append gate (the produce handler checks ``busy`` before appending)."""
-    gate = _GATES.get(id(ctx))
-    if gate is None:
-        gate = _GATES[id(ctx)] = AppendGate()
-    return gate
 
 
 def service_for(ctx: BrokerContext) -> SnapshotService | None:

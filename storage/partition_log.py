@@ -22,21 +22,15 @@ retention that closes a segment never closes an fd that is being fsynced.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import errno
 import json
 import os
 import threading
 import time
-from collections.abc import Callable
 from typing import Final
 
-from protocol.records import (
-    BatchHeader,
-    RecordBatchError,
-    iter_records,
-)
+from protocol.records import BatchHeader
 from storage.config import TopicConfig
 from storage.epoch_cache import FILE_NAME as EPOCH_FILE
 from storage.epoch_cache import EpochCache
@@ -48,6 +42,7 @@ from storage.errors import (
     StorageIOError,
 )
 from storage.fileops import FileOps
+from storage.log_reader import max_timestamp_offset, offset_for_timestamp, read_batches
 from storage.log_types import (
     AppendResult,
     CopiedSegment,
@@ -56,6 +51,7 @@ from storage.log_types import (
     SegmentInfo,
 )
 from storage.recovery import recover_segments
+from storage.segment import Segment
 from storage.segment_copy import execute_copy, plan_copy
 from storage.validation import stamp_batches, validate_batches
 
@@ -67,7 +63,6 @@ __all__ = [
     "ReadResult",
     "SegmentInfo",
 ]
-from storage.segment import Segment
 
 CHECKPOINT_FILE: Final = "checkpoint.json"
 # Write errors that mean "no space": refused, rolled back, and the log stays online.
@@ -470,123 +465,28 @@ class PartitionLog:
                 raise OffsetOutOfRange(offset, self._log_start, end_offset)
             if upper_bound is not None:
                 end_offset = min(end_offset, upper_bound)
-            i = max(bisect.bisect_right(self._bases, offset) - 1, 0)
-            while i < len(self._segments) and offset < end_offset:
-                seg = self._segments[i]
-                if seg.next_offset > offset:
-                    found = seg.find(offset)
-                    if found is not None:
-                        return self._read_from(seg, found, max_bytes, end_offset)
-                i += 1
-            return ReadResult(buffers=[], size=0, first_offset=-1, next_offset=offset)
-
-    def _read_from(
-        self,
-        seg: Segment,
-        found: tuple[int, BatchHeader],
-        max_bytes: int,
-        end_offset: int,
-    ) -> ReadResult:
-        pos, header = found
-        if header.next_offset > end_offset:
-            return ReadResult(
-                buffers=[], size=0, first_offset=-1, next_offset=header.base_offset
+            return read_batches(
+                self._segments,
+                self._bases,
+                offset,
+                max_bytes,
+                end_offset,
+                mmap=self.read_mode == "mmap",
             )
-        if end_offset >= seg.next_offset:
-            limit_pos, limit_offset = seg.size, seg.next_offset
-        else:
-            boundary = seg.find(end_offset)
-            assert boundary is not None
-            limit_pos, limit_offset = boundary[0], boundary[1].base_offset
-        stop, next_offset = pos + header.size, header.next_offset
-        if limit_pos - pos <= max_bytes:
-            stop, next_offset = limit_pos, limit_offset
-        else:
-            bound = pos + max_bytes
-            # Index positions are batch starts: everything before the last indexed
-            # position <= bound fits, so the scan starts there.
-            scan_from = max(seg.index.lookup_position(bound), stop)
-            for p, h in seg.iter_headers(scan_from, limit_pos):
-                if p + h.size > bound:
-                    if p > stop:
-                        stop, next_offset = p, h.base_offset
-                    break
-                stop, next_offset = p + h.size, h.next_offset
-        data: bytes | memoryview
-        if self.read_mode == "mmap":
-            data = seg.view(pos, stop - pos)
-        else:
-            data = seg.read_bytes(pos, stop - pos)
-        return ReadResult(
-            buffers=[data],
-            size=len(data),
-            first_offset=header.base_offset,
-            next_offset=next_offset,
-        )
 
     # -- ListOffsets / OffsetForLeaderEpoch ---------------------------------------
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
         """ListOffsets by time: (offset, timestamp) of the first record at or after
         the log start whose timestamp is >= ``timestamp_ms``; None if there is none.
-
-        The time index finds the batch; only that batch's records are decoded.
         """
         with self._lock:
-            for seg in self._segments:
-                if (
-                    seg.max_timestamp < timestamp_ms
-                    or seg.next_offset <= self._log_start
-                ):
-                    continue
-                before = seg.time_index.offset_before(timestamp_ms)
-                start = seg.index.lookup(before) if before is not None else 0
-                for pos, header in seg.iter_headers(start):
-                    if (
-                        header.max_timestamp >= timestamp_ms
-                        and header.last_offset >= self._log_start
-                    ):
-                        found = self._first_record(
-                            seg, pos, header, lambda ts: ts >= timestamp_ms
-                        )
-                        if found is not None:
-                            return found
-            return None
+            return offset_for_timestamp(self._segments, self._log_start, timestamp_ms)
 
     def max_timestamp_offset(self) -> tuple[int, int]:
         """ListOffsets -3: (offset, timestamp) of the first record with the largest
         timestamp at or after the log start; (-1, -1) if the log is empty."""
         with self._lock:
-            best: Segment | None = None
-            for seg in self._segments:
-                if seg.next_offset > self._log_start and (
-                    best is None or seg.max_timestamp > best.max_timestamp
-                ):
-                    best = seg
-            if best is None or best.max_timestamp < 0:
-                return -1, -1
-            found = best.find(max(best.max_timestamp_offset, self._log_start))
-            if found is None:
-                return -1, -1
-            top = best.max_timestamp
-            record = self._first_record(best, found[0], found[1], lambda ts: ts >= top)
-            return record or (max(found[1].base_offset, self._log_start), top)
-
-    def _first_record(
-        self,
-        seg: Segment,
-        pos: int,
-        header: BatchHeader,
-        wanted: Callable[[int], bool],
-    ) -> tuple[int, int] | None:
-        """First record of a batch at or after the log start whose timestamp is
-        ``wanted``; batch granularity if its records cannot be decoded."""
-        try:
-            for record in iter_records(seg.view(pos, header.size)):
-                if record.offset >= self._log_start and wanted(record.timestamp):
-                    return record.offset, record.timestamp
-        except RecordBatchError:
-            return max(header.base_offset, self._log_start), header.max_timestamp
-        return None
+            return max_timestamp_offset(self._segments, self._log_start)
 
     def epoch_end_offset(self, epoch: int) -> tuple[int, int]:
         """OffsetForLeaderEpoch: (largest epoch <= ``epoch``, its end offset)."""

@@ -1,8 +1,9 @@
-"""Helpers shared by handlers: storage-error mapping, topic lookup and auto-creation."""
+"""Helpers shared by handlers: storage-error mapping, topic lookup and auto-creation,
+and answering for one partition of a topic."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 
@@ -22,7 +23,7 @@ from storage.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from broker.context import BrokerContext
     from storage.log_manager import TopicMeta
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("broker.topics")
 
 ZERO_UUID = b"\x00" * 16
+
+R = TypeVar("R")
 
 _CODES: dict[type[StorageError], ErrorCode] = {
     InvalidBatch: ErrorCode.CORRUPT_MESSAGE,
@@ -113,3 +116,33 @@ def leader_epoch(plog: PartitionLog) -> int:
     from Metadata is never told it is fenced or unknown.
     """
     return max(plog.leader_epoch, 0)
+
+
+def answer_partition(
+    ctx: BrokerContext,
+    api: str,
+    meta: TopicMeta | None,
+    index: int,
+    answer: Callable[[TopicMeta, PartitionLog], R | ErrorCode],
+    fail: Callable[[ErrorCode], R],
+) -> R:
+    """One partition's entry in a per-partition response.
+
+    ``answer`` gets the topic and the partition's log and returns the entry, or an
+    error code.
+    Every error (no such topic, a storage error, or a code ``answer`` returns) is
+    counted in the ``api``'s error metric and answered by ``fail(code)``.
+    """
+    if meta is None:
+        code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    else:
+        try:
+            result = answer(meta, ctx.logs.partition(meta.name, index))
+        except StorageError as e:
+            code = error_code(e)
+        else:
+            if not isinstance(result, ErrorCode):
+                return result
+            code = result
+    ctx.metrics.error(api, code.name)
+    return fail(code)

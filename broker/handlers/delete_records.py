@@ -9,18 +9,26 @@ Version notes: v2 flexible.
 
 from __future__ import annotations
 
+from functools import partial
+from typing import TYPE_CHECKING
+
 import structlog
 
 from broker.dispatch import RequestContext, handler
-from broker.handlers._common import error_code, find_topic
+from broker.handlers._common import answer_partition, find_topic
 from protocol.error_codes import ErrorCode
 from protocol.messages.delete_records import (
+    DeleteRecordsPartition,
     DeleteRecordsPartitionResult,
     DeleteRecordsRequest,
     DeleteRecordsResponse,
     DeleteRecordsTopicResult,
 )
-from storage.errors import StorageError
+
+if TYPE_CHECKING:
+    from broker.context import BrokerContext
+    from storage.log_manager import TopicMeta
+    from storage.partition_log import PartitionLog
 
 log = structlog.get_logger("broker.topics")
 
@@ -33,45 +41,43 @@ def delete_records(
     topics = []
     for topic in request.topics:
         meta = find_topic(ctx, topic.name)
-        parts = []
-        for p in topic.partitions:
-
-            def fail(
-                code: ErrorCode, index: int = p.partition_index
-            ) -> DeleteRecordsPartitionResult:
-                ctx.metrics.error("delete_records", code.name)
-                return DeleteRecordsPartitionResult(
-                    partition_index=index, low_watermark=-1, error_code=code
-                )
-
-            if meta is None:
-                parts.append(fail(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
-                continue
-            try:
-                plog = ctx.logs.partition(meta.name, p.partition_index)
-                hw = ctx.high_watermark(plog, meta.config.write_caching)
-                offset = hw if p.offset == -1 else p.offset
-                if offset < 0 or offset > hw:
-                    parts.append(fail(ErrorCode.OFFSET_OUT_OF_RANGE))
-                    continue
-                low = plog.delete_records(offset)
-            except StorageError as e:
-                parts.append(fail(error_code(e)))
-                continue
-            log.info(
-                "records_deleted",
-                topic=meta.name,
-                partition=p.partition_index,
-                log_start_offset=low,
+        parts = tuple(
+            answer_partition(
+                ctx,
+                "delete_records",
+                meta,
+                p.partition_index,
+                partial(_delete, ctx, p),
+                partial(_failed, p),
             )
-            parts.append(
-                DeleteRecordsPartitionResult(
-                    partition_index=p.partition_index,
-                    low_watermark=low,
-                    error_code=ErrorCode.NONE,
-                )
-            )
-        topics.append(
-            DeleteRecordsTopicResult(name=topic.name, partitions=tuple(parts))
+            for p in topic.partitions
         )
+        topics.append(DeleteRecordsTopicResult(name=topic.name, partitions=parts))
     return DeleteRecordsResponse(topics=tuple(topics))
+
+
+def _failed(p: DeleteRecordsPartition, code: ErrorCode) -> DeleteRecordsPartitionResult:
+    return DeleteRecordsPartitionResult(
+        partition_index=p.partition_index, low_watermark=-1, error_code=code
+    )
+
+
+def _delete(
+    ctx: BrokerContext, p: DeleteRecordsPartition, meta: TopicMeta, plog: PartitionLog
+) -> DeleteRecordsPartitionResult | ErrorCode:
+    hw = ctx.high_watermark(plog, meta.config.write_caching)
+    offset = hw if p.offset == -1 else p.offset
+    if offset < 0 or offset > hw:
+        return ErrorCode.OFFSET_OUT_OF_RANGE
+    low = plog.delete_records(offset)
+    log.info(
+        "records_deleted",
+        topic=meta.name,
+        partition=p.partition_index,
+        log_start_offset=low,
+    )
+    return DeleteRecordsPartitionResult(
+        partition_index=p.partition_index,
+        low_watermark=low,
+        error_code=ErrorCode.NONE,
+    )

@@ -12,16 +12,24 @@ Version notes: v2 isolation level; v4 leader epochs; v6 flexible; v7 max timesta
 
 from __future__ import annotations
 
+from functools import partial
+from typing import TYPE_CHECKING
+
 from broker.dispatch import RequestContext, handler
-from broker.handlers._common import error_code, find_topic, leader_epoch
+from broker.handlers._common import answer_partition, find_topic, leader_epoch
 from protocol.error_codes import ErrorCode
 from protocol.messages.list_offsets import (
+    ListOffsetsPartition,
     ListOffsetsPartitionResponse,
     ListOffsetsRequest,
     ListOffsetsResponse,
     ListOffsetsTopicResponse,
 )
-from storage.errors import StorageError
+
+if TYPE_CHECKING:
+    from broker.context import BrokerContext
+    from storage.log_manager import TopicMeta
+    from storage.partition_log import PartitionLog
 
 EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
 
@@ -34,55 +42,53 @@ def list_offsets(
     topics = []
     for topic in request.topics:
         meta = find_topic(ctx, topic.name)
-        parts = []
-        for p in topic.partitions:
-
-            def err(
-                code: ErrorCode, index: int = p.partition_index
-            ) -> ListOffsetsPartitionResponse:
-                ctx.metrics.error("list_offsets", code.name)
-                return ListOffsetsPartitionResponse(
-                    partition_index=index, error_code=code
-                )
-
-            if meta is None:
-                parts.append(err(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
-                continue
-            try:
-                plog = ctx.logs.partition(meta.name, p.partition_index)
-                epoch = leader_epoch(plog)
-                if p.current_leader_epoch > epoch:
-                    parts.append(err(ErrorCode.UNKNOWN_LEADER_EPOCH))
-                    continue
-                hw = ctx.high_watermark(plog, meta.config.write_caching)
-                ts = p.timestamp
-                if ts == LATEST:
-                    offset, timestamp = hw, -1
-                elif ts == MAX_TIMESTAMP:
-                    offset, timestamp = plog.max_timestamp_offset()
-                    if offset >= hw:
-                        offset, timestamp = -1, -1
-                elif ts < 0:
-                    offset, timestamp = plog.log_start_offset, -1
-                else:
-                    found = plog.offset_for_timestamp(ts)
-                    if found is None or found[0] >= hw:
-                        offset, timestamp = -1, -1
-                    else:
-                        offset, timestamp = found
-            except StorageError as e:
-                parts.append(err(error_code(e)))
-                continue
-            parts.append(
-                ListOffsetsPartitionResponse(
-                    partition_index=p.partition_index,
-                    error_code=ErrorCode.NONE,
-                    timestamp=timestamp,
-                    offset=offset,
-                    leader_epoch=epoch,
-                )
+        parts = tuple(
+            answer_partition(
+                ctx,
+                "list_offsets",
+                meta,
+                p.partition_index,
+                partial(_offset, ctx, p),
+                partial(_failed, p),
             )
-        topics.append(
-            ListOffsetsTopicResponse(name=topic.name, partitions=tuple(parts))
+            for p in topic.partitions
         )
+        topics.append(ListOffsetsTopicResponse(name=topic.name, partitions=parts))
     return ListOffsetsResponse(topics=tuple(topics))
+
+
+def _failed(p: ListOffsetsPartition, code: ErrorCode) -> ListOffsetsPartitionResponse:
+    return ListOffsetsPartitionResponse(
+        partition_index=p.partition_index, error_code=code
+    )
+
+
+def _offset(
+    ctx: BrokerContext, p: ListOffsetsPartition, meta: TopicMeta, plog: PartitionLog
+) -> ListOffsetsPartitionResponse | ErrorCode:
+    epoch = leader_epoch(plog)
+    if p.current_leader_epoch > epoch:
+        return ErrorCode.UNKNOWN_LEADER_EPOCH
+    hw = ctx.high_watermark(plog, meta.config.write_caching)
+    ts = p.timestamp
+    if ts == LATEST:
+        offset, timestamp = hw, -1
+    elif ts == MAX_TIMESTAMP:
+        offset, timestamp = plog.max_timestamp_offset()
+        if offset >= hw:
+            offset, timestamp = -1, -1
+    elif ts < 0:
+        offset, timestamp = plog.log_start_offset, -1
+    else:
+        found = plog.offset_for_timestamp(ts)
+        if found is None or found[0] >= hw:
+            offset, timestamp = -1, -1
+        else:
+            offset, timestamp = found
+    return ListOffsetsPartitionResponse(
+        partition_index=p.partition_index,
+        error_code=ErrorCode.NONE,
+        timestamp=timestamp,
+        offset=offset,
+        leader_epoch=epoch,
+    )

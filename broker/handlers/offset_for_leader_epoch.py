@@ -12,16 +12,23 @@ flexible.
 
 from __future__ import annotations
 
+from functools import partial
+from typing import TYPE_CHECKING
+
 from broker.dispatch import RequestContext, handler
-from broker.handlers._common import error_code, find_topic, leader_epoch
+from broker.handlers._common import answer_partition, find_topic, leader_epoch
 from protocol.error_codes import ErrorCode
 from protocol.messages.offset_for_leader_epoch import (
     EpochEndOffset,
     OffsetForLeaderEpochRequest,
     OffsetForLeaderEpochResponse,
+    OffsetForLeaderPartition,
     OffsetForLeaderTopicResult,
 )
-from storage.errors import StorageError
+
+if TYPE_CHECKING:
+    from storage.log_manager import TopicMeta
+    from storage.partition_log import PartitionLog
 
 
 @handler(api_key=23, name="offset_for_leader_epoch", max_version=4)
@@ -32,40 +39,40 @@ def offset_for_leader_epoch(
     topics = []
     for topic in request.topics:
         meta = find_topic(ctx, topic.topic)
-        parts = []
-        for p in topic.partitions:
-
-            def fail(code: ErrorCode, index: int = p.partition) -> EpochEndOffset:
-                ctx.metrics.error("offset_for_leader_epoch", code.name)
-                return EpochEndOffset(error_code=code, partition=index)
-
-            if meta is None:
-                parts.append(fail(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
-                continue
-            try:
-                plog = ctx.logs.partition(meta.name, p.partition)
-                current = leader_epoch(plog)
-                if p.current_leader_epoch > current:
-                    parts.append(fail(ErrorCode.UNKNOWN_LEADER_EPOCH))
-                    continue
-                if p.leader_epoch > current:
-                    epoch, end = -1, -1
-                elif p.leader_epoch == current or plog.leader_epoch < 0:
-                    epoch, end = current, plog.log_end_offset
-                else:
-                    epoch, end = plog.epoch_end_offset(p.leader_epoch)
-            except StorageError as e:
-                parts.append(fail(error_code(e)))
-                continue
-            parts.append(
-                EpochEndOffset(
-                    error_code=ErrorCode.NONE,
-                    partition=p.partition,
-                    leader_epoch=epoch,
-                    end_offset=end,
-                )
+        parts = tuple(
+            answer_partition(
+                ctx,
+                "offset_for_leader_epoch",
+                meta,
+                p.partition,
+                partial(_epoch_end, p),
+                partial(_failed, p),
             )
-        topics.append(
-            OffsetForLeaderTopicResult(topic=topic.topic, partitions=tuple(parts))
+            for p in topic.partitions
         )
+        topics.append(OffsetForLeaderTopicResult(topic=topic.topic, partitions=parts))
     return OffsetForLeaderEpochResponse(topics=tuple(topics))
+
+
+def _failed(p: OffsetForLeaderPartition, code: ErrorCode) -> EpochEndOffset:
+    return EpochEndOffset(error_code=code, partition=p.partition)
+
+
+def _epoch_end(
+    p: OffsetForLeaderPartition, _meta: TopicMeta, plog: PartitionLog
+) -> EpochEndOffset | ErrorCode:
+    current = leader_epoch(plog)
+    if p.current_leader_epoch > current:
+        return ErrorCode.UNKNOWN_LEADER_EPOCH
+    if p.leader_epoch > current:
+        epoch, end = -1, -1
+    elif p.leader_epoch == current or plog.leader_epoch < 0:
+        epoch, end = current, plog.log_end_offset
+    else:
+        epoch, end = plog.epoch_end_offset(p.leader_epoch)
+    return EpochEndOffset(
+        error_code=ErrorCode.NONE,
+        partition=p.partition,
+        leader_epoch=epoch,
+        end_offset=end,
+    )

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import anyio
 import structlog
 
+from broker.append_gate import append_gate
 from broker.dispatch import NO_RESPONSE, Deferred, RequestContext, handler
 from broker.groups.producers import ProducerService, batch_identity, error_for
 from broker.handlers._common import (
@@ -50,7 +51,6 @@ from broker.handlers._common import (
     find_topic_by_id,
     leader_epoch,
 )
-from broker.snapshot_watcher import append_gate
 from protocol.error_codes import ErrorCode
 from protocol.messages.produce import (
     PartitionProduceResponse,

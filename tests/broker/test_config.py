@@ -22,7 +22,7 @@ from broker.config import (
     resolve,
 )
 from broker.snapshot_watcher import SnapshotSettings
-from tests.integration.conftest import start_broker
+from tests._broker import start_broker
 
 
 def test_parses_named_and_ipv6_addresses() -> None:

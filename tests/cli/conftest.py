@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import start_broker
+from tests._broker import free_port, start_broker
 
-ROOT = Path(__file__).resolve().parents[2]
 AILURUS = Path(sys.executable).parent / "ailurus"
 
 
@@ -89,13 +88,6 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def _free_port() -> int:
-    # Tansu advertises the port it is given, so it needs a real one up front.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait_port(host: str, port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -129,7 +121,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     """Tansu (memory storage) on a free port."""
     log = tmp_path_factory.mktemp("tansu") / "tansu.log"
-    port = _free_port()
+    port = free_port()  # Tansu advertises the port it is given: a real one up front
     url = f"tcp://127.0.0.1:{port}"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -149,7 +141,7 @@ def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     try:
         _wait_port("127.0.0.1", port, proc, log)
         # Tansu has no admin API: point the CLI at a closed port.
-        yield Target("tansu", f"127.0.0.1:{port}", f"http://127.0.0.1:{_free_port()}")
+        yield Target("tansu", f"127.0.0.1:{port}", f"http://127.0.0.1:{free_port()}")
     finally:
         _stop(proc)
 
@@ -162,7 +154,7 @@ def ailurus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     try:
         yield Target("ailurus", broker.bootstrap, broker.admin_url)
     finally:
-        _stop(broker.proc)
+        broker.stop(timeout=10)
 
 
 @pytest.fixture(params=["ailurus", "tansu"])

@@ -22,25 +22,13 @@ from protocol.messages.produce import (
     TopicProduceData,
 )
 from protocol.records import RecordInput, build_batch
-from tests.integration.conftest import BrokerProcess, recv_frame
+from tests._broker import BrokerProcess, recv_frame, request
 
 pytestmark = pytest.mark.integration
 
-_correlation = iter(range(1, 1_000_000))
-
 
 def _request(sock: socket.socket, api_key: int, version: int, body: object) -> object:
-    corr = next(_correlation)
-    header = RequestHeader(
-        request_api_key=api_key,
-        request_api_version=version,
-        correlation_id=corr,
-        client_id="raw-test",
-    )
-    sock.sendall(encode_request(header, body))
-    resp_header, resp = decode_response(api_key, version, recv_frame(sock))
-    assert resp_header.correlation_id == corr
-    return resp
+    return request(sock, api_key, version, body, client_id="raw-test")
 
 
 def _assert_closed(sock: socket.socket) -> None:

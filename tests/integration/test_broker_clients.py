@@ -16,7 +16,7 @@ from kafka import TopicPartition as KTopicPartition
 from kafka.admin import NewPartitions as KNewPartitions
 from kafka.admin import NewTopic as KNewTopic
 
-from tests.integration.conftest import BrokerProcess, start_broker
+from tests._broker import BrokerProcess, start_broker
 
 pytestmark = pytest.mark.integration
 

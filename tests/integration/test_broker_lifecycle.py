@@ -35,7 +35,7 @@ from protocol.messages.produce import (
     TopicProduceData,
 )
 from protocol.records import RecordInput, build_batch, iter_records
-from tests.integration.conftest import BrokerProcess, recv_frame
+from tests._broker import BrokerProcess, recv_frame
 
 pytestmark = pytest.mark.integration
 

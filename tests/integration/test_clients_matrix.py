@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from protocol.records import BatchHeader, iter_batches
+from tests._broker import BrokerProcess, start_broker
 from tests.integration._cli_drivers import KCAT_HEADERS, KafkajsDriver, KcatDriver
 from tests.integration._client_drivers import (
     AiokafkaDriver,
@@ -45,7 +46,6 @@ from tests.integration._client_drivers import (
     ck_list_topics,
     without_offset,
 )
-from tests.integration.conftest import BrokerProcess, start_broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

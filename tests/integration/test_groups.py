@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
-import os
 import signal
 import socket
 import struct
@@ -26,9 +25,10 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests._broker import ROOT, BrokerProcess, start_broker
+
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 SESSION_S = 3.0  # the members' session.timeout.ms (see _group_member.py)
 
@@ -36,80 +36,17 @@ SESSION_S = 3.0  # the members' session.timeout.ms (see _group_member.py)
 # -- broker -------------------------------------------------------------------------
 
 
-class Broker:
-    """A broker subprocess (``python -m broker serve``)."""
-
-    def __init__(self, data_dir: Path, log_dir: Path, *args: str) -> None:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        n = len(list(log_dir.glob("broker-*.log")))
-        self.log_path = log_dir / f"broker-{n}.log"
-        ready = log_dir / f"ready-{n}.json"
-        cmd = [
-            sys.executable,
-            "-m",
-            "broker",
-            "serve",
-            "--kafka-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-            str(data_dir),
-            "--ready-file",
-            str(ready),
-            "--log-format",
-            "json",
-            *args,
-        ]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AILURUS_")}
-        with self.log_path.open("wb") as log_file:
-            self.proc = subprocess.Popen(
-                cmd, cwd=ROOT, stdout=log_file, stderr=log_file, env=env
-            )
-        deadline = time.monotonic() + 20
-        while not ready.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.proc.kill()
-                raise RuntimeError(
-                    f"broker did not start:\n{self.log_path.read_text()}"
-                )
-            time.sleep(0.02)
-        time.sleep(0.05)  # the ready file may be seen before it is fully written
-        info = json.loads(ready.read_text())
-        first = next(iter(info["kafka"].values()))
-        self.port = int(first["port"])
-        self.admin_port = int(info["admin"]["port"])
-        self.bootstrap = f"127.0.0.1:{self.port}"
-
-    def http_json(self, path: str) -> Any:
-        import urllib.request
-
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{self.admin_port}{path}", timeout=5
-        ) as r:
-            return json.loads(r.read())
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-
 @pytest.fixture
-def start(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
-    brokers: list[Broker] = []
+def start(tmp_path: Path) -> Iterator[Callable[..., BrokerProcess]]:
+    brokers: list[BrokerProcess] = []
 
-    def factory(*args: str, data_dir: Path | None = None) -> Broker:
-        b = Broker(data_dir or tmp_path / "data", tmp_path / "logs", *args)
+    def factory(*args: str, data_dir: Path | None = None) -> BrokerProcess:
+        b = start_broker(
+            data_dir or tmp_path / "data",
+            *args,
+            log_dir=tmp_path / "logs",
+            timeout=20,
+        )
         brokers.append(b)
         return b
 
@@ -237,7 +174,10 @@ def processed_values(members: list[Member]) -> set[str]:
 
 
 def run_three_members(
-    broker: Broker, clients: list[str], assignor: str = "range", partitions: int = 6
+    broker: BrokerProcess,
+    clients: list[str],
+    assignor: str = "range",
+    partitions: int = 6,
 ) -> tuple[list[Member], list[set[int]]]:
     """The issue's scenario: 3 members, one leaves, one crashes; returns history."""
     topic, group = "events", "workers"
@@ -314,7 +254,7 @@ def run_three_members(
 
 @pytest.mark.parametrize("client", ["kafka-python", "aiokafka", "confluent", "kafkajs"])
 def test_three_members_share_partitions_survive_leave_and_crash(
-    start: Callable[..., Broker], client: str
+    start: Callable[..., BrokerProcess], client: str
 ) -> None:
     """Each partition has one owner; leavers and crashed members are replaced; no record lost."""
     broker = start()
@@ -322,7 +262,7 @@ def test_three_members_share_partitions_survive_leave_and_crash(
     broker.stop()
 
 
-def test_mixed_clients_in_one_group(start: Callable[..., Broker]) -> None:
+def test_mixed_clients_in_one_group(start: Callable[..., BrokerProcess]) -> None:
     """kafka-python and confluent-kafka members share a group with the range assignor."""
     broker = start()
     run_three_members(broker, ["kafka-python", "confluent", "kafka-python"])
@@ -330,7 +270,7 @@ def test_mixed_clients_in_one_group(start: Callable[..., Broker]) -> None:
 
 
 def test_cooperative_sticky_keeps_survivors_partitions(
-    start: Callable[..., Broker],
+    start: Callable[..., BrokerProcess],
 ) -> None:
     """With cooperative-sticky (incremental rebalancing) survivors keep what they had."""
     broker = start()
@@ -342,7 +282,7 @@ def test_cooperative_sticky_keeps_survivors_partitions(
     broker.stop()
 
 
-def test_twenty_consumers_join_at_once(start: Callable[..., Broker]) -> None:
+def test_twenty_consumers_join_at_once(start: Callable[..., BrokerProcess]) -> None:
     """20 consumers joining together converge on one generation, one partition each."""
     broker = start()
     create_topic(broker.bootstrap, "wide", 20)
@@ -376,7 +316,7 @@ def test_twenty_consumers_join_at_once(start: Callable[..., Broker]) -> None:
             return len(assigned) == 20 and sorted(parts) == list(range(20))
 
         wait_until(converged, 60, "20 consumers to converge")
-        view = broker.http_json("/v1/groups/crowd")
+        view = broker.admin("GET", "/v1/groups/crowd", timeout=5)
         assert view["state"] == "Stable"
         assert len(view["members"]) == 20
         assert not [e for e in errors if "UNKNOWN_MEMBER" in e.upper()], errors
@@ -387,7 +327,7 @@ def test_twenty_consumers_join_at_once(start: Callable[..., Broker]) -> None:
 
 
 def test_committed_offsets_survive_sigkill(
-    start: Callable[..., Broker], tmp_path: Path
+    start: Callable[..., BrokerProcess], tmp_path: Path
 ) -> None:
     """After a broker SIGKILL, a restarted consumer resumes right after its last commit."""
     broker = start()
@@ -547,7 +487,7 @@ class DropFirstProduceResponse:
 
 
 def test_idempotent_retry_after_lost_response_appends_once(
-    start: Callable[..., Broker],
+    start: Callable[..., BrokerProcess],
 ) -> None:
     """The broker appends, the response is lost, the client retries: the record is there once."""
     proxy = DropFirstProduceResponse()
@@ -600,7 +540,7 @@ def test_idempotent_retry_after_lost_response_appends_once(
 
 
 def test_admin_clients_list_describe_and_delete_groups(
-    start: Callable[..., Broker],
+    start: Callable[..., BrokerProcess],
 ) -> None:
     """ListGroups, DescribeGroups, OffsetFetch and DeleteGroups through confluent's admin."""
     from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException
@@ -633,7 +573,7 @@ def test_admin_clients_list_describe_and_delete_groups(
     assert assigned == {0, 1}
     with pytest.raises(KafkaException, match="NON_EMPTY_GROUP"):
         admin.delete_consumer_groups(["inspect"])["inspect"].result(10)
-    view = broker.http_json("/v1/groups/inspect")
+    view = broker.admin("GET", "/v1/groups/inspect", timeout=5)
     assert {(o["partition"], o["offset"], o["lag"]) for o in view["offsets"]} == {
         (0, 5, 0),
         (1, 5, 0),

@@ -16,7 +16,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KTopicPartition
 
 from broker import offsite
-from tests.integration.conftest import BrokerProcess, start_broker
+from tests._broker import BrokerProcess, start_broker
 from tests.offsite.conftest import S3Server
 
 pytestmark = pytest.mark.integration

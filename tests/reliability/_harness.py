@@ -3,24 +3,18 @@
 The broker runs as ``python -m broker serve`` (the real command line, with
 ``AILURUS_FAULTS`` passed through when a test injects faults) on 127.0.0.1.
 Tests that restart a broker under live clients need the clients' bootstrap address
-to survive the restart, so :func:`free_port` asks the OS for a free port (bind to
-port 0) and the broker re-binds it (SO_REUSEADDR) on every restart.
+to survive the restart, so ``tests._broker.free_port`` asks the OS for a free port
+(bind to port 0) and :func:`launch` re-binds it (SO_REUSEADDR) on every restart.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from protocol.codec import decode_response, encode_request
-from protocol.headers import RequestHeader
 from protocol.messages.create_topics import (
     CreatableTopic,
     CreatableTopicConfig,
@@ -47,16 +41,8 @@ from protocol.records import (
     read_header,
     verify_batch,
 )
-from tests.integration.conftest import ROOT, BrokerProcess, recv_frame
-
-_correlation = iter(range(1, 1 << 30))
-
-
-def free_port() -> int:
-    """A port the OS reports free on 127.0.0.1 (bound to port 0, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests._broker import BrokerProcess, start_broker
+from tests._broker import request as raw_request
 
 
 def launch(
@@ -67,74 +53,20 @@ def launch(
     port: int = 0,
     timeout: float = 30,
 ) -> BrokerProcess:
-    """Start the broker (``serve``) and wait for its ready file."""
-    data_dir = data_dir or work / "data"
-    log_dir = work / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    n = len(list(log_dir.glob("broker-*.log")))
-    log_path = log_dir / f"broker-{n}.log"
-    ready = log_dir / f"ready-{n}.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "broker",
-        "serve",
-        "--kafka-addr",
-        f"127.0.0.1:{port}",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--data-dir",
-        str(data_dir),
-        "--ready-file",
-        str(ready),
-        "--log-format",
-        "json",
+    """Start the broker (``serve``) in ``work`` and wait for its ready file."""
+    return start_broker(
+        data_dir or work / "data",
         *args,
-    ]
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AILURUS_")}
-    full_env.update(env or {})
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=log_file, stderr=log_file, env=full_env
-        )
-    deadline = time.monotonic() + timeout
-    while not ready.exists():
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"broker exited with {proc.returncode}:\n{log_path.read_text()}"
-            )
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(
-                f"broker not ready in {timeout}s:\n{log_path.read_text()}"
-            )
-        time.sleep(0.02)
-    info = json.loads(ready.read_text())
-    first = next(iter(info["kafka"].values()))
-    return BrokerProcess(
-        proc=proc,
-        data_dir=data_dir,
-        log_path=log_path,
-        host=str(first["host"]),
-        port=int(first["port"]),
-        admin_port=int(info["admin"]["port"]) if info["admin"] else 0,
-        listeners=info["kafka"],
+        log_dir=work / "logs",
+        env=env,
+        port=port,
+        timeout=timeout,
     )
 
 
 def request(sock: socket.socket, api_key: int, version: int, body: object) -> object:
     """Send one request and read its response (raw protocol, blocking socket)."""
-    corr = next(_correlation)
-    header = RequestHeader(
-        request_api_key=api_key,
-        request_api_version=version,
-        correlation_id=corr,
-        client_id="reliability",
-    )
-    sock.sendall(encode_request(header, body))
-    resp_header, resp = decode_response(api_key, version, recv_frame(sock))
-    assert resp_header.correlation_id == corr
-    return resp
+    return raw_request(sock, api_key, version, body, client_id="reliability")
 
 
 def create_topic(

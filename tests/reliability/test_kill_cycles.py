@@ -27,11 +27,11 @@ import pytest
 from kafka import KafkaAdminClient
 
 from protocol.records import Record
+from tests._broker import free_port
 from tests.reliability._harness import (
     BrokerProcess,
     create_topic,
     fetch_all,
-    free_port,
     launch,
     read_log_offline,
 )

@@ -5,25 +5,22 @@ schedule, a sync step ships new snapshot directories into a running standby's
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KTopicPartition
 
+from tests._broker import BrokerProcess, start_broker
+
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 TOPIC = "dr-orders"
 PARTITIONS = 2
 PRODUCE_S = 4.0
@@ -32,102 +29,28 @@ FULL_EVERY = 2
 Record = tuple[int, int, bytes | None, bytes | None, int, tuple[tuple[str, bytes], ...]]
 
 
-READY_TIMEOUT_S = 20.0
-
-
-@dataclass(slots=True, kw_only=True)
-class Broker:
-    """A broker subprocess and where to reach it."""
-
-    process: subprocess.Popen[bytes]
-    data_dir: Path
-    log_path: Path
-    host: str
-    port: int
-    admin_port: int
-
-    @property
-    def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not exit within 10 s."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-
-def _start(data_dir: Path, module: str, env: dict[str, str]) -> Broker:
-    """``python -m MODULE serve`` on 127.0.0.1 port 0; wait for its ready file."""
+def _start(data_dir: Path, env: dict[str, str]) -> BrokerProcess:
+    """A fresh broker on ``data_dir`` (log and ready file beside it)."""
     data_dir.mkdir(parents=True)
-    ready = data_dir.parent / f"{data_dir.name}.ready.json"
-    log_path = data_dir.parent / f"{data_dir.name}.log"
-    cmd = [
-        sys.executable,
-        "-m",
-        module,
-        "serve",
-        "--kafka-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--data-dir",
-        str(data_dir),
-        "--ready-file",
-        str(ready),
-        "--log-format",
-        "json",
+    return start_broker(
+        data_dir,
         "--set",
         f"num.partitions={PARTITIONS}",
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **env},
-            cwd=ROOT,
-        )
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"broker exited:\n{log_path.read_text()}")
-        try:
-            info = json.loads(ready.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            time.sleep(0.02)
-            continue
-        listener = info["kafka"]["default"]
-        return Broker(
-            process=process,
-            data_dir=data_dir,
-            log_path=log_path,
-            host=listener["advertised_host"],
-            port=int(listener["advertised_port"]),
-            admin_port=int(info["admin"]["port"]),
-        )
-    process.kill()
-    process.wait(timeout=10)
-    raise AssertionError(f"broker not ready in time:\n{log_path.read_text()}")
+        log_path=data_dir.parent / f"{data_dir.name}.log",
+        ready_path=data_dir.parent / f"{data_dir.name}.ready.json",
+        env=env,
+        inherit_ailurus_env=True,
+        timeout=20,
+    )
 
 
 @contextmanager
-def _stopping(*brokers: Broker) -> Iterator[None]:
+def _stopping(*brokers: BrokerProcess) -> Iterator[None]:
     try:
         yield
     finally:
         for b in brokers:
-            b.stop()
-
-
-def _admin_json(broker: Broker, path: str) -> object:
-    url = f"http://{broker.host}:{broker.admin_port}{path}"
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return json.loads(resp.read())
+            b.stop(timeout=10)
 
 
 def _produce(bootstrap: str, stop_at: float, sent: list[int]) -> None:
@@ -279,7 +202,6 @@ def test_standby_holds_exactly_the_primarys_records_after_scheduled_snapshots_sh
     same offsets."""
     primary = _start(
         tmp_path / "primary",
-        "broker",
         {
             "AILURUS_SNAPSHOT_SCHEDULE_TOPICS": "dr-*",
             "AILURUS_SNAPSHOT_SCHEDULE_INTERVAL": "1s",
@@ -289,7 +211,6 @@ def test_standby_holds_exactly_the_primarys_records_after_scheduled_snapshots_sh
     )
     standby = _start(
         tmp_path / "standby",
-        "broker",
         {
             "AILURUS_SNAPSHOT_SCAN_INTERVAL_MS": "300",
             "AILURUS_SNAPSHOT_SETTLE_MS": "500",
@@ -329,7 +250,7 @@ def test_standby_holds_exactly_the_primarys_records_after_scheduled_snapshots_sh
         assert len(on_primary) == sent[0]
         assert on_standby == on_primary
 
-        schedule = _admin_json(primary, "/v1/snapshots/schedule")
+        schedule = primary.admin("GET", "/v1/snapshots/schedule", timeout=5)
         assert isinstance(schedule, dict)
         assert schedule["rounds"] >= 4
         metas = list(shipper.shipped.values())
@@ -345,7 +266,7 @@ def test_standby_holds_exactly_the_primarys_records_after_scheduled_snapshots_sh
             per_partition[p] = per_partition.get(p, 0) + 1
         assert len(metas) > sum(per_partition.values())
         assert all(n <= KEEP_LAST + FULL_EVERY - 1 for n in per_partition.values())
-        standby_status = _admin_json(standby, "/v1/snapshots")
+        standby_status = standby.admin("GET", "/v1/snapshots", timeout=5)
         assert isinstance(standby_status, list)
         statuses = {row["status"] for row in standby_status}
         assert statuses <= {"applied", "already-present"}, standby_status

@@ -6,48 +6,26 @@ files untouched for 700 ms as settled, so tests run in seconds.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests._broker import ROOT, BrokerProcess
+from tests._broker import start_broker as _start_broker
+
 ENV = {
     "AILURUS_SNAPSHOT_SCAN_INTERVAL_MS": "200",
     "AILURUS_SNAPSHOT_SETTLE_MS": "700",
 }
 
 
-@dataclass
-class Broker:
-    proc: subprocess.Popen[bytes]
-    data_dir: Path
-    log_path: Path
-    port: int
-    admin_port: int
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
-
-    def admin(self, method: str, path: str, body: object | None = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.admin_url + path, data=data, method=method)
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.loads(resp.read())
+class Broker(BrokerProcess):
+    """A broker with the snapshot tests' views: CLI, snapshot statuses, partitions."""
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         out = subprocess.run(
@@ -77,75 +55,20 @@ class Broker:
         summary = self.admin("GET", f"/v1/topics/{topic}")
         return summary["partitions"][index]
 
-    def events(self, name: str) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log_path.read_text().splitlines():
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if obj.get("event") == name:
-                out.append(obj)
-        return out
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
 
 def start_broker(data_dir: Path, env: dict[str, str] | None = None) -> Broker:
+    """A broker on ``data_dir``; its log (appended across restarts) and ready file
+    sit beside it. ``AILURUS_*`` variables of this process pass through."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    ready = data_dir.parent / f"{data_dir.name}.ready.json"
-    log_path = data_dir.parent / f"{data_dir.name}.log"
-    ready.unlink(missing_ok=True)
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "broker",
-                "serve",
-                "--kafka-addr",
-                "127.0.0.1:0",
-                "--admin-addr",
-                "127.0.0.1:0",
-                "--data-dir",
-                str(data_dir),
-                "--ready-file",
-                str(ready),
-                "--log-format",
-                "json",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **ENV, **(env or {})},
-            cwd=ROOT,
-        )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"broker exited {proc.returncode}: {log_path.read_text()[-3000:]}"
-            )
-        try:
-            info = json.loads(ready.read_text())
-        except (OSError, ValueError):
-            time.sleep(0.02)
-            continue
-        return Broker(
-            proc=proc,
-            data_dir=data_dir,
-            log_path=log_path,
-            port=int(info["kafka"]["default"]["port"]),
-            admin_port=int(info["admin"]["port"]),
-        )
-    proc.kill()
-    raise AssertionError("broker not ready in 20 s")
+    return _start_broker(
+        data_dir,
+        log_path=data_dir.parent / f"{data_dir.name}.log",
+        ready_path=data_dir.parent / f"{data_dir.name}.ready.json",
+        env={**ENV, **(env or {})},
+        inherit_ailurus_env=True,
+        timeout=20,
+        cls=Broker,
+    )
 
 
 @pytest.fixture
