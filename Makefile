@@ -24,7 +24,10 @@ clients:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq kcat tmux >/dev/null; \
 	fi
-	@test -d tests/js/node_modules/kafkajs || (cd tests/js && npm install --no-audit --no-fund --silent)
+	@# (re)install when node_modules is missing or older than the lock file
+	@if [ ! -f tests/js/node_modules/.package-lock.json ] || [ tests/js/package-lock.json -nt tests/js/node_modules/.package-lock.json ]; then \
+	  cd tests/js && npm ci --no-audit --no-fund --silent; \
+	fi
 
 deps: venv clients
 

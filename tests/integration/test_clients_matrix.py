@@ -1,15 +1,16 @@
 """Real-client compatibility matrix: every client, every codec, against one broker.
 
 For each client (kafka-python with its default producer, aiokafka, confluent-kafka,
-kcat, kafkajs) and each codec it has (kafkajs: none and gzip only, the others need
-plugins), the client creates a topic through its admin API, produces records with
-keys, headers and timestamps to explicit partitions, and reads them back with manual
-assignment from the earliest offset, from an explicit offset and from the latest
-offset; another client reads the same records too; then the client deletes the
-topic. The stored batches carry the codec (and, for kafka-python's default
+kcat, kafkajs) and each codec (none, gzip, snappy, lz4, zstd; kafkajs's snappy, lz4
+and zstd are plugins in ``tests/js/codecs.js``), the client creates a topic through
+its admin API, produces records with keys, headers and timestamps to explicit
+partitions, and reads them back with manual assignment from the earliest offset,
+from an explicit offset and from the latest offset; another client reads the same
+records too; then the client deletes the topic. The stored batches carry the codec (and, for kafka-python's default
 producer, a producer id). Every record read back equals what was sent, in order, per
 partition, at consecutive offsets. A second test has every client read what each
-client produced (all 25 pairs, gzip).
+client produced (all 25 pairs, gzip); a third has kafkajs read the snappy, lz4 and
+zstd batches every other client wrote.
 
 kafkajs has no manual-assignment consumer: its reads go through its own Fetch API
 (``tests/js/kafka_client.js``). kcat has no admin API: librdkafka's (through
@@ -322,4 +323,41 @@ def test_every_client_reads_what_each_client_produced(
             assert_same(sent[p], reads[reader][p], first_offset=0, window=window)
     # and they agree on the timestamps the producer chose
     assert all(r == reads["confluent-kafka"] for r in reads.values())
+    ck_delete_topic(bootstrap, topic)
+
+
+@pytest.mark.parametrize("codec", ["snappy", "lz4", "zstd"])
+def test_kafkajs_reads_what_each_client_compressed(
+    matrix_broker: BrokerProcess, codec: str
+) -> None:
+    """kafkajs's snappy, lz4 and zstd plugins decode every other client's batches.
+
+    The plugins are not kafkajs's own (``tests/js/codecs.js``): each other client
+    writes its own framing options (xerial or raw snappy, lz4 block and content
+    checksums, zstd frames with or without a content size) into one topic, and
+    kafkajs reads all of it the way confluent-kafka does.
+    """
+    bootstrap = matrix_broker.bootstrap
+    topic = f"kafkajs-{codec}-{uuid.uuid4().hex[:8]}"
+    ck_create_topic(bootstrap, topic, PARTITIONS)
+    producers = [name for name in DRIVERS if name != "kafkajs"]
+    sent: dict[int, list[Rec]] = {p: [] for p in range(PARTITIONS)}
+    t0 = int(time.time() * 1000)
+    stored = 0
+    for i, name in enumerate(producers):
+        records = make_records(150, seed=i, varied=False, first=1000 * i)
+        DRIVERS[name].produce(bootstrap, topic, codec, records)
+        for p, recs in by_partition(records).items():
+            sent[p].extend(recs)
+        batches = stored_batches(matrix_broker.data_dir, topic)
+        codecs = {h.compression.name.lower() for h in batches[stored:]}
+        assert codec in codecs, (name, codecs)
+        assert codecs <= {codec, "none"}, (name, codecs)
+        stored = len(batches)
+    window = (t0, int(time.time() * 1000))
+    starts = {p: ("earliest", len(sent[p])) for p in sent}
+    got = DRIVERS["kafkajs"].read(bootstrap, topic, starts)
+    for p in sent:
+        assert_same(sent[p], got[p], first_offset=0, window=window)
+    assert got == DRIVERS["confluent-kafka"].read(bootstrap, topic, starts)
     ck_delete_topic(bootstrap, topic)

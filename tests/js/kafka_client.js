@@ -7,7 +7,8 @@
 //   delete   {brokers, topic}                    admin.deleteTopics
 //   offsets  {brokers, topic}                    admin.fetchTopicOffsets (ListOffsets)
 //   produce  {brokers, topic, codec, file}       producer.send of the JSON-lines records in
-//                                                `file` (acks=all), one send per 500 records
+//                                                `file` (acks=all), one send per 500 records;
+//                                                codec: none gzip snappy lz4 zstd (codecs.js)
 //   consume  {brokers, topic, starts, maxWaitMs, timeoutMs}
 //            starts: [{partition, offset: n | "earliest" | "latest", count}]
 //            reads with the kafkajs Fetch API (kafkajs has no manual-assignment
@@ -21,9 +22,19 @@
 'use strict'
 
 const fs = require('fs')
-const { Kafka, CompressionTypes, logLevel } = require('kafkajs')
+const kafkajs = require('kafkajs')
+const { register } = require('./codecs')
 
-const CODECS = { none: CompressionTypes.None, gzip: CompressionTypes.GZIP }
+const { Kafka, CompressionTypes, logLevel } = kafkajs
+register(kafkajs) // snappy, lz4, zstd (gzip is built in)
+
+const CODECS = {
+  none: CompressionTypes.None,
+  gzip: CompressionTypes.GZIP,
+  snappy: CompressionTypes.Snappy,
+  lz4: CompressionTypes.LZ4,
+  zstd: CompressionTypes.ZSTD,
+}
 
 function client(spec) {
   return new Kafka({
@@ -92,7 +103,7 @@ async function offsets(spec) {
 
 async function produce(spec) {
   const codec = CODECS[spec.codec]
-  if (codec === undefined) throw new Error(`kafkajs has no built-in codec ${spec.codec}`)
+  if (codec === undefined) throw new Error(`kafka_client.js has no codec ${spec.codec}`)
   const lines = fs.readFileSync(spec.file, 'utf8').split('\n').filter(l => l.length > 0)
   const producer = client(spec).producer({ allowAutoTopicCreation: false, idempotent: false })
   await producer.connect()
