@@ -48,7 +48,7 @@ with warnings.catch_warnings():
         DefaultRecordBatchBuilder as KafkaPythonBuilder,
     )
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent / "batches"
 
 SAMPLE = [
     RecordInput(key=b"k1", value=b"v1", timestamp=1_700_000_000_000),
@@ -284,7 +284,7 @@ def _fixture_files() -> list[Path]:
 
 @pytest.mark.parametrize("path", _fixture_files(), ids=lambda p: p.name)
 def test_captured_batches_decode_to_their_expected_records(path: Path) -> None:
-    """Each tests/protocol/data/NAME.bin decodes to the records in NAME.json.
+    """Each tests/protocol/batches/NAME.bin decodes to the records in NAME.json.
 
     A .bin file holds one or more concatenated v2 batches as a client sent them;
     the .json file lists ``{"key", "value", "headers"}`` per record, with bytes as

@@ -1,6 +1,6 @@
-"""Capture record batches as librdkafka writes them, into tests/protocol/data/.
+"""Capture record batches as librdkafka writes them, into tests/protocol/batches/.
 
-Run by hand (``.venv/bin/python tests/protocol/data/capture_librdkafka.py``) to
+Run by hand (``.venv/bin/python tests/protocol/batches/capture_librdkafka.py``) to
 regenerate the fixtures; the test suite only reads the files. No Kafka broker is
 needed: confluent-kafka's producer runs against librdkafka's built-in mock cluster
 (``test.mock.num.brokers``), which stores produced batches as they were sent, and a
