@@ -33,6 +33,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from protocol.messages import MODULES
+
 if TYPE_CHECKING:
     from broker.context import BrokerContext
     from protocol.headers import RequestHeader
@@ -122,35 +124,6 @@ def handler(
     return register
 
 
-# api_key -> module of broker.handlers registering its handler (= the handler's name).
-HANDLER_MODULES: Final[dict[int, str]] = {
-    0: "produce",
-    1: "fetch",
-    2: "list_offsets",
-    3: "metadata",
-    8: "offset_commit",
-    9: "offset_fetch",
-    10: "find_coordinator",
-    11: "join_group",
-    12: "heartbeat",
-    13: "leave_group",
-    14: "sync_group",
-    15: "describe_groups",
-    16: "list_groups",
-    17: "sasl_handshake",
-    18: "api_versions",
-    19: "create_topics",
-    20: "delete_topics",
-    21: "delete_records",
-    22: "init_producer_id",
-    23: "offset_for_leader_epoch",
-    32: "describe_configs",
-    36: "sasl_authenticate",
-    37: "create_partitions",
-    42: "delete_groups",
-    60: "describe_cluster",
-}
-
 # api_key -> (min, max) advertised: codec support ∩ [advertise_min, max_version].
 ADVERTISED: Final[dict[int, tuple[int, int]]] = {
     0: (0, 13),
@@ -179,6 +152,12 @@ ADVERTISED: Final[dict[int, tuple[int, int]]] = {
     42: (0, 2),
     60: (0, 2),
 }
+
+# api_key -> module of broker.handlers registering its handler: each handler module is
+# named after the message module of its API (broker/handlers/produce.py serves
+# protocol/messages/produce.py), so the table is the messages' index restricted to the
+# APIs we advertise.
+HANDLER_MODULES: Final[dict[int, str]] = {key: MODULES[key] for key in ADVERTISED}
 
 
 def _spec(api_key: int) -> HandlerSpec | None:
