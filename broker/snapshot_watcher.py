@@ -32,8 +32,9 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import anyio.abc
@@ -311,7 +312,12 @@ class SnapshotService:
         ]
 
     def _inspect(self, path: str) -> Snapshot:
-        return inspect_snapshot(path, self.root, settle_s=self.settings.settle_s)
+        return in_background(
+            functools.partial(
+                inspect_snapshot, path, self.root, settle_s=self.settings.settle_s
+            ),
+            idle=True,
+        )
 
     async def _resolve(self, cand: Candidate, snap: Snapshot) -> TopicMeta | Entry:
         """The snapshot's topic, created when missing; an Entry when it cannot be."""
@@ -434,12 +440,16 @@ class SnapshotService:
             if data is None:
                 written = await anyio.to_thread.run_sync(
                     functools.partial(
-                        apply_plan,
-                        plog,
-                        snap,
-                        plan,
-                        self.root,
-                        throttle=self._throttle(),
+                        in_background,
+                        functools.partial(
+                            apply_plan,
+                            plog,
+                            snap,
+                            plan,
+                            self.root,
+                            throttle=self._throttle(),
+                        ),
+                        idle=False,
                     )
                 )
                 return Status.APPLIED, "", written
@@ -544,6 +554,35 @@ class SnapshotService:
         async with self._save_lock:
             data = self.state.encode()
             await anyio.to_thread.run_sync(self.state.write, data)
+
+
+T = TypeVar("T")
+_APPLY_NICE = 19
+
+
+def in_background(fn: Callable[[], T], *, idle: bool) -> T:
+    """Run ``fn`` in a fresh low-priority thread, wait, return its result.
+
+    Called from an ``anyio.to_thread`` worker for the CPU-heavy parts of an ingest so
+    the event loop and the producers' clients are not queued behind them on a busy
+    machine. ``idle`` (validation, read-only) runs it under ``SCHED_IDLE``: only on
+    a free core. The apply writes, and an idle-scheduled writer starved while it
+    holds the file system's journal (or the GIL) stalls the loop's own appends on
+    ext4, so it runs at nice 19 instead. Neither can be undone without privileges,
+    hence the fresh thread; where unavailable ``fn`` runs at normal priority.
+    """
+    with ThreadPoolExecutor(
+        1, "snapshot-ingest", initializer=_low_priority, initargs=(idle,)
+    ) as ex:
+        return ex.submit(fn).result()
+
+
+def _low_priority(idle: bool) -> None:
+    with contextlib.suppress(AttributeError, OSError):
+        if idle:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        else:
+            os.setpriority(os.PRIO_PROCESS, 0, _APPLY_NICE)
 
 
 async def run_snapshot_watcher(
