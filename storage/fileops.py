@@ -91,10 +91,13 @@ class FileOps:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(path)
 
-    def write_file_atomic(self, path: str, data: bytes) -> None:
-        """Write ``data`` to ``path`` via ``path.tmp``: write, fsync, rename, fsync dir."""
+    def write_file_atomic(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
+        """Write ``data`` to ``path`` via ``path.tmp``: write, fsync, rename, fsync dir.
+
+        ``mode`` is the new file's permission bits (0o600 for secrets).
+        """
         tmp = path + ".tmp"
-        fd = self.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        fd = self.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
             view = memoryview(data)
             done = 0

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from storage.fileops import DEFAULT_FILEOPS
+
 SCRAM_MECHANISMS: Final = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}
 MIN_ITERATIONS: Final = 4096  # Kafka's ScramMechanism minimum
 MAX_ITERATIONS: Final = 16384  # and maximum
@@ -259,26 +261,12 @@ class UserStore:
                 "version": 1,
                 "users": {n: r.as_json() for n, r in sorted(users.items())},
             }
-            _write_atomic(self.path, json.dumps(data, indent=1).encode() + b"\n")
+            DEFAULT_FILEOPS.write_file_atomic(
+                str(self.path), json.dumps(data, indent=1).encode() + b"\n", mode=0o600
+            )
             self._stamp = None
         finally:
             os.close(lock_fd)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _b64(data: bytes) -> str:
