@@ -27,14 +27,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
+import shutil
+import sys
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Final, NamedTuple, TypeVar
 
 import anyio
 import anyio.abc
@@ -46,10 +49,10 @@ from broker.metrics import Histogram
 from broker.snapshot_inotify import Inotify
 from storage.errors import StorageError, TopicExists, UnknownTopic
 from storage.snapshot import (
+    Plan,
     Snapshot,
     Status,
     apply_order,
-    apply_plan,
     inspect_snapshot,
     plan_apply,
     read_batches,
@@ -66,6 +69,7 @@ from storage.snapshot_ingest import (
     watch_dirs,
 )
 from storage.snapshot_meta import UUID_RE, SnapshotIncomplete, SnapshotInvalid
+from storage.snapshot_stage import STAGING_DIR, StageJob, clear_staging
 
 if TYPE_CHECKING:
     from broker.config import BrokerConfig
@@ -77,6 +81,8 @@ log = structlog.get_logger("broker.snapshots")
 
 _INLINE_BYTES = 8 * 1024 * 1024  # appended on the loop thread in one call below this
 _PLAN_ATTEMPTS = 5
+# The worker runs as ``python -m broker...``: from the directory that holds broker/.
+_PROJECT_ROOT: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -175,6 +181,8 @@ class SnapshotService:
     ) -> None:
         """Scan at start-up, then on every inotify event and periodically."""
         os.makedirs(self.snapshots_dir, exist_ok=True)
+        # left by an ingest a crash interrupted; its snapshot is planned again
+        await anyio.to_thread.run_sync(clear_staging, self.data_dir)
         _SERVICES[id(self.ctx)] = self
         inotify = Inotify.open()
         try:
@@ -316,7 +324,6 @@ class SnapshotService:
             functools.partial(
                 inspect_snapshot, path, self.root, settle_s=self.settings.settle_s
             ),
-            idle=True,
         )
 
     async def _resolve(self, cand: Candidate, snap: Snapshot) -> TopicMeta | Entry:
@@ -438,20 +445,7 @@ class SnapshotService:
                 read_batches, snap, plan.from_offset, self.root, _INLINE_BYTES
             )
             if data is None:
-                written = await anyio.to_thread.run_sync(
-                    functools.partial(
-                        in_background,
-                        functools.partial(
-                            apply_plan,
-                            plog,
-                            snap,
-                            plan,
-                            self.root,
-                            throttle=self._throttle(),
-                        ),
-                        idle=False,
-                    )
-                )
+                written = await self._stage_and_adopt(plog, snap, plan)
                 return Status.APPLIED, "", written
             if plog.log_end_offset != plan.log_end:
                 continue  # a producer appended meanwhile: plan again
@@ -463,22 +457,40 @@ class SnapshotService:
             return Status.APPLIED, "", len(data)
         return Status.WAITING, "the log kept moving during the apply", 0
 
-    def _throttle(self) -> Callable[[int], None]:
-        rate = self.settings.ingest_bytes_per_s
-        started = time.monotonic()
-        done = 0
+    async def _stage_and_adopt(
+        self, plog: PartitionLog, snap: Snapshot, plan: Plan
+    ) -> int:
+        """Stage the plan's batches in a worker process, then adopt the segments.
 
-        def throttle(n: int) -> None:
-            nonlocal done
-            done += n
-            if rate > 0:
-                ahead = done / rate - (time.monotonic() - started)
-                if ahead > 0:
-                    time.sleep(ahead)
-            else:
-                time.sleep(0)  # let the event loop thread have the GIL
-
-        return throttle
+        The append gate is held (no producer moves the log end), so the staged
+        segments follow on from it when they are adopted.
+        """
+        if plan.reset_start:
+            await anyio.to_thread.run_sync(plog.reset_start, plan.from_offset)
+        staging = os.path.join(
+            self.data_dir,
+            STAGING_DIR,
+            f"{plog.topic}-{plog.partition}-{uuid.uuid4().hex}",
+        )
+        job = StageJob.for_plan(
+            snap,
+            plan,
+            root=self.root,
+            staging_dir=staging,
+            topic=plog.topic,
+            config=plog.config,
+            bytes_per_s=self.settings.ingest_bytes_per_s,
+        )
+        try:
+            written = (await run_stage_worker(job)).written
+            await anyio.to_thread.run_sync(plog.adopt, staging)
+            await anyio.to_thread.run_sync(plog.sync)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(
+                    functools.partial(shutil.rmtree, staging, ignore_errors=True)
+                )
+        return written
 
     def _entry(
         self, status: Status, reason: str, fp: str, snap: Snapshot, topic: str
@@ -557,32 +569,56 @@ class SnapshotService:
 
 
 T = TypeVar("T")
-_APPLY_NICE = 19
 
 
-def in_background(fn: Callable[[], T], *, idle: bool) -> T:
-    """Run ``fn`` in a fresh low-priority thread, wait, return its result.
+def in_background(fn: Callable[[], T]) -> T:
+    """Run ``fn`` (read-only work: validation) in a fresh ``SCHED_IDLE`` thread.
 
-    Called from an ``anyio.to_thread`` worker for the CPU-heavy parts of an ingest so
-    the event loop and the producers' clients are not queued behind them on a busy
-    machine. ``idle`` (validation, read-only) runs it under ``SCHED_IDLE``: only on
-    a free core. The apply writes, and an idle-scheduled writer starved while it
-    holds the file system's journal (or the GIL) stalls the loop's own appends on
-    ext4, so it runs at nice 19 instead. Neither can be undone without privileges,
-    hence the fresh thread; where unavailable ``fn`` runs at normal priority.
+    Called from an ``anyio.to_thread`` worker so the checksumming of a snapshot
+    only takes a core nobody else wants; an idle policy cannot be undone without
+    privileges, hence the fresh thread. Where unavailable ``fn`` runs as it is.
+    Writes never run like this: an idle-scheduled writer starved while it holds the
+    GIL or the file system journal stalls the event loop (see run_stage_worker).
     """
-    with ThreadPoolExecutor(
-        1, "snapshot-ingest", initializer=_low_priority, initargs=(idle,)
-    ) as ex:
+    with ThreadPoolExecutor(1, "snapshot-validate", initializer=_idle) as ex:
         return ex.submit(fn).result()
 
 
-def _low_priority(idle: bool) -> None:
+def _idle() -> None:
     with contextlib.suppress(AttributeError, OSError):
-        if idle:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        else:
-            os.setpriority(os.PRIO_PROCESS, 0, _APPLY_NICE)
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
+class StageResult(NamedTuple):
+    """What the staging worker reports."""
+
+    written: int  # bytes staged
+    nice: int  # the worker's CPU priority
+
+
+async def run_stage_worker(job: StageJob) -> StageResult:
+    """Run broker/snapshot_stage_worker.py on ``job`` and wait for it.
+
+    Raises:
+        StorageError: the worker failed (its message says why).
+    """
+    result = await anyio.run_process(
+        [sys.executable, "-m", "broker.snapshot_stage_worker", str(os.getpid())],
+        input=job.to_json(),
+        check=False,
+        cwd=_PROJECT_ROOT,
+    )
+    lines = result.stdout.decode(errors="replace").strip().splitlines()
+    try:
+        reply = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        reply = {}
+    if result.returncode == 0 and isinstance(reply.get("written"), int):
+        return StageResult(int(reply["written"]), int(reply.get("nice", 0)))
+    error = reply.get("error") or result.stderr.decode(errors="replace").strip()
+    raise StorageError(
+        f"staging worker failed (exit {result.returncode}): {error or 'no output'}"
+    )
 
 
 async def run_snapshot_watcher(

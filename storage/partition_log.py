@@ -50,8 +50,14 @@ from storage.log_types import (
     ReadResult,
     SegmentInfo,
 )
-from storage.recovery import recover_segments
-from storage.segment import Segment
+from storage.recovery import load_trusted, recover_segments, scan_segment
+from storage.segment import (
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    TIMEINDEX_SUFFIX,
+    Segment,
+    segment_name,
+)
 from storage.segment_copy import execute_copy, plan_copy
 from storage.validation import stamp_batches, validate_batches
 
@@ -670,6 +676,78 @@ class PartitionLog:
             self._dir_dirty = False
 
     # -- snapshots ----------------------------------------------------------------
+    def adopt(self, staging_dir: str) -> int:
+        """Move the segments of a log built in ``staging_dir`` onto this log's end.
+
+        ``staging_dir`` holds a closed, fsynced partition log on the same file
+        system whose first segment starts at this log's end offset (see
+        storage/snapshot_stage.py). The active segment is closed (or, if empty,
+        replaced), the staged segments are renamed in, oldest first, index files
+        before their ``.log``, and the last one becomes the active segment. A crash
+        part-way leaves a prefix of them, which recovery checks like any segment
+        past the recovery point. Returns the new log end offset.
+
+        Raises:
+            OffsetMismatch: the staged log does not start at the log end offset.
+            StorageIOError: a rename or open failed (the log is marked failed).
+        """
+        bases = sorted(
+            int(name[:20])
+            for name in self.fileops.listdir(staging_dir)
+            if name.endswith(LOG_SUFFIX) and name[:20].isdigit() and len(name) == 24
+        )
+        staged_epochs = EpochCache.load(staging_dir)
+        with self._lock:
+            self._check_writable()
+            active = self._segments[-1]
+            if not bases:
+                return active.next_offset
+            if bases[0] != active.next_offset:
+                raise OffsetMismatch(
+                    f"staged segments start at {bases[0]}, "
+                    f"the log ends at {active.next_offset}"
+                )
+            try:
+                if active.size == 0:
+                    self._segments.pop()
+                    self._bases.pop()
+                    self._unsynced.pop(active.base_offset, None)
+                    active.remove_files()
+                else:
+                    active.seal_time_index()
+                    active.write_indexes()
+                for i, base in enumerate(bases):
+                    stem = segment_name(base)
+                    for suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX, LOG_SUFFIX):
+                        src = os.path.join(staging_dir, stem + suffix)
+                        if suffix == LOG_SUFFIX or os.path.exists(src):
+                            self.fileops.replace(
+                                src, os.path.join(self.directory, stem + suffix)
+                            )
+                    seg = Segment.open(self.fileops, self.directory, base)
+                    next_base = bases[i + 1] if i + 1 < len(bases) else None
+                    if (
+                        load_trusted(seg, self.config.index_interval_bytes, next_base)
+                        is None
+                    ):
+                        scan_segment(
+                            seg, self.config.index_interval_bytes, verify=False
+                        )
+                    self._segments.append(seg)
+                    self._bases.append(base)
+            except OSError as exc:
+                self._failed = f"adopting segments failed: {exc.strerror or exc}"
+                raise _io_error(
+                    f"adopting segments into {self.directory}", exc
+                ) from exc
+            self._segments[-1].created_ms = _now_ms()
+            for epoch, start in zip(
+                staged_epochs.epochs, staged_epochs.starts, strict=True
+            ):
+                self._epochs.assign(epoch, start)
+            self._dir_dirty = True
+            return self._segments[-1].next_offset
+
     def link_or_copy_segments_to(
         self, dest_dir: str, end_offset: int, *, start_offset: int = 0
     ) -> list[CopiedSegment]:

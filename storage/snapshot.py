@@ -317,12 +317,27 @@ def snapshot_chunks(
     snap: Snapshot, start: int, root: str, *, verify: bool = True
 ) -> Iterator[tuple[memoryview, list[tuple[int, BatchHeader]]]]:
     """Runs of whole batches of ``snap`` whose base offset is >= ``start``."""
-    for seg in snap.segments:
+    return segment_chunks(
+        snap.path, snap.meta.compression, snap.segments, start, root, verify=verify
+    )
+
+
+def segment_chunks(
+    path: str,
+    compression: str,
+    segments: Sequence[SegmentMeta],
+    start: int,
+    root: str,
+    *,
+    verify: bool = True,
+) -> Iterator[tuple[memoryview, list[tuple[int, BatchHeader]]]]:
+    """Runs of whole batches of the segment files in ``path`` from offset ``start``."""
+    for seg in segments:
         if seg.last_offset is not None and seg.last_offset < start:
             continue
-        fd = open_segment(os.path.join(snap.path, seg.file), root)
+        fd = open_segment(os.path.join(path, seg.file), root)
         try:
-            for view, batches in iter_chunks(fd, snap.meta.compression, verify=verify):
+            for view, batches in iter_chunks(fd, compression, verify=verify):
                 keep = [(p, h) for p, h in batches if h.base_offset >= start]
                 if not keep:
                     continue

@@ -1,0 +1,186 @@
+"""Build a snapshot's batches into segments beside the log, for adoption in one step.
+
+A large ingest is not appended to the live log batch by batch: a worker process
+(``broker/snapshot_stage_worker.py``) builds the batches the plan appends into a
+partition log of their own, in a staging directory on the data dir's file system::
+
+    <data_dir>/ailurus/ingest-staging/<name>/00000000000000004096.log / .index / .timeindex
+                                             leader-epoch-checkpoint, checkpoint.json
+
+and :meth:`storage.partition_log.PartitionLog.adopt` then renames those segments onto
+the end of the live log. The copy, its CRC checks and its fsync happen in another
+process (no share of the broker's GIL, no journal commits forced under the live
+log's appends); the live log only takes renames.
+
+:class:`StageJob` is what the worker is told, as JSON on its stdin. Crash safety:
+staging directories are scratch, removed at start-up (:func:`clear_staging`); a crash
+part-way through an adoption leaves the live log with a prefix of the staged
+segments, which the next scan completes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from storage.config import TopicConfig
+from storage.fileops import DEFAULT_FILEOPS, FileOps
+from storage.partition_log import PartitionLog
+from storage.snapshot import Plan, Snapshot, segment_chunks
+from storage.snapshot_meta import SegmentMeta
+
+STAGING_DIR: Final = os.path.join("ailurus", "ingest-staging")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StageJob:
+    """Build ``snapshot_path``'s batches from ``from_offset`` into ``staging_dir``."""
+
+    snapshot_path: str
+    root: str  # real path of the data dir (snapshot files must stay inside it)
+    compression: str
+    segments: tuple[tuple[str, int, int | None], ...]  # (file, base, last offset)
+    from_offset: int
+    staging_dir: str
+    topic: str
+    partition: int
+    config: TopicConfig
+    bytes_per_s: int = 0  # 0: as fast as the disk goes
+
+    @classmethod
+    def for_plan(
+        cls,
+        snap: Snapshot,
+        plan: Plan,
+        *,
+        root: str,
+        staging_dir: str,
+        topic: str,
+        config: TopicConfig,
+        bytes_per_s: int = 0,
+    ) -> StageJob:
+        """The job that stages what ``plan`` appends of ``snap``."""
+        return cls(
+            snapshot_path=snap.path,
+            root=root,
+            compression=snap.meta.compression,
+            segments=tuple(
+                (s.file, s.base_offset, s.last_offset) for s in snap.segments
+            ),
+            from_offset=plan.from_offset,
+            staging_dir=staging_dir,
+            topic=topic,
+            partition=snap.meta.partition,
+            config=config,
+            bytes_per_s=bytes_per_s,
+        )
+
+    def to_json(self) -> bytes:
+        """The worker's stdin."""
+        body = dataclasses.asdict(self)
+        return json.dumps(body).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> StageJob:
+        """Parse what :meth:`to_json` wrote (raises ValueError, KeyError, TypeError)."""
+        body = json.loads(data)
+        return cls(
+            snapshot_path=str(body["snapshot_path"]),
+            root=str(body["root"]),
+            compression=str(body["compression"]),
+            segments=tuple(
+                (str(f), int(b), None if last is None else int(last))
+                for f, b, last in body["segments"]
+            ),
+            from_offset=int(body["from_offset"]),
+            staging_dir=str(body["staging_dir"]),
+            topic=str(body["topic"]),
+            partition=int(body["partition"]),
+            config=TopicConfig(**body["config"]),
+            bytes_per_s=int(body["bytes_per_s"]),
+        )
+
+
+def stage_snapshot(job: StageJob, *, fileops: FileOps = DEFAULT_FILEOPS) -> int:
+    """Build the job's batches into a log in ``job.staging_dir``; bytes staged.
+
+    The staging directory is made afresh; every batch's CRC and offsets are checked
+    again as it is appended (the files may have changed since they were validated);
+    everything is fsynced before this returns.
+
+    Raises:
+        StorageError: a batch does not check out or does not follow on.
+        SnapshotInvalid: a segment file is damaged.
+        OSError: reading or writing failed.
+    """
+    if os.path.lexists(job.staging_dir):
+        shutil.rmtree(job.staging_dir)
+    log = PartitionLog.open(
+        job.staging_dir,
+        topic=job.topic,
+        partition=job.partition,
+        config=job.config,
+        fileops=fileops,
+        clean=True,
+    )
+    written = 0
+    try:
+        log.reset_start(job.from_offset)
+        throttle = _throttle(job.bytes_per_s)
+        segments = [
+            SegmentMeta(file=f, base_offset=b, last_offset=last)
+            for f, b, last in job.segments
+        ]
+        for view, batches in segment_chunks(
+            job.snapshot_path,
+            job.compression,
+            segments,
+            job.from_offset,
+            job.root,
+            verify=False,  # append_verbatim checks every batch as it writes
+        ):
+            if not batches:
+                continue
+            log.append_verbatim(view)
+            written += len(view)
+            throttle(len(view))
+    finally:
+        log.close()  # fsyncs the segments, writes indexes, epochs and checkpoint
+    _fsync_tree(fileops, job.staging_dir)
+    return written
+
+
+def clear_staging(data_dir: str) -> None:
+    """Remove every staging directory (start-up: nothing is mid-ingest then)."""
+    shutil.rmtree(os.path.join(data_dir, STAGING_DIR), ignore_errors=True)
+
+
+def _fsync_tree(fileops: FileOps, directory: str) -> None:
+    for name in os.listdir(directory):
+        fd = fileops.open(os.path.join(directory, name), os.O_RDONLY)
+        try:
+            fileops.fsync(fd)
+        finally:
+            fileops.close(fd)
+    fileops.fsync_dir(directory)
+
+
+def _throttle(rate: int) -> Callable[[int], None]:
+    started = time.monotonic()
+    done = 0
+
+    def throttle(n: int) -> None:
+        nonlocal done
+        done += n
+        if rate > 0:
+            ahead = done / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+
+    return throttle
