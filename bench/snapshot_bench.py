@@ -4,8 +4,9 @@ Scaled for a shared 2-core machine (issue targets in brackets):
 
 1. ``create`` of a partition of SIZE MiB in closed segments of SEGMENT MiB
    [2 GiB in under 1 s]: hard links plus one CRC pass over the linked files.
-2. ingest of a SIZE MiB snapshot (plan + validate + verbatim append + fsync, the
-   storage path the watcher runs) vs ``cp -r`` of the same files + ``sync``
+2. ingest of a SIZE MiB snapshot (validate, plan, stage the batches into segments
+   beside the log + fsync, adopt them by rename: the storage path the watcher runs,
+   minus the worker process it stages in) vs ``cp -r`` of the same files + ``sync``
    [>= 50% of cp's bandwidth].
 3. p99 produce latency (confluent-kafka, acks=1, one message in flight) on partition 1
    of a live broker, without and during the hot ingest of a snapshot into partition 0
@@ -36,11 +37,11 @@ from storage.fileops import FileOps
 from storage.partition_log import PartitionLog
 from storage.snapshot import (
     CreateRequest,
-    apply_plan,
     create_snapshot,
     inspect_snapshot,
     plan_apply,
 )
+from storage.snapshot_stage import StageJob, stage_snapshot
 
 TOPIC_ID = "b0b0b0b0-1111-4222-8333-444444444444"
 
@@ -99,7 +100,17 @@ def bench_ingest(work: Path, snap_dir: Path) -> dict[str, float]:
     subprocess.run(["sync"], check=True)
     started = time.perf_counter()
     snap = inspect_snapshot(str(snap_dir), root, settle_s=0)
-    written = apply_plan(dest, snap, plan_apply(snap, dest, root), root)
+    job = StageJob.for_plan(
+        snap,
+        plan_apply(snap, dest, root),
+        root=root,
+        staging_dir=str(work / "staging"),
+        topic="bench",
+        config=cfg,
+    )
+    written = stage_snapshot(job)
+    dest.adopt(job.staging_dir)
+    dest.sync()
     ingest_s = time.perf_counter() - started
     dest.close()
     subprocess.run(["sync"], check=True)

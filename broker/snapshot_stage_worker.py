@@ -1,14 +1,21 @@
-"""The process that stages a large snapshot ingest (storage/snapshot_stage.py).
+"""The process that does a snapshot ingest's heavy work, off the broker's GIL.
 
-The watcher runs ``python -m broker.snapshot_stage_worker <broker pid>`` with a
-:class:`~storage.snapshot_stage.StageJob` as JSON on stdin. The worker lowers its
-CPU priority (nice 19: the event loop and the clients come first), arranges to die
-with the broker, builds the staged segments and prints ``{"written": N, "nice": 19}``; on
-failure it exits 1 with ``{"error": ..., "kind": ...}`` as its last stdout line.
+The watcher runs ``python -m broker.snapshot_stage_worker <broker pid> <job>`` with
+the job's input as JSON on stdin:
 
-Why a process and not a thread: the copy is cheap in CPU but a thread shares the
-broker's GIL, and every time it is preempted while holding it the event loop waits
-behind it; measured, that doubled the p99 produce latency of other partitions during
+- ``inspect`` ``{"path", "root", "settle_s"}``: validate the snapshot (every byte
+  read and checksummed; storage.snapshot.inspect_snapshot), reply
+  ``{"snapshot": ...}`` (storage.snapshot.snapshot_to_json);
+- ``stage`` a :class:`~storage.snapshot_stage.StageJob`: build the batches the plan
+  appends into segments beside the log, reply ``{"written": N, "nice": 19}``.
+
+The worker first arranges to die with the broker and lowers its CPU priority
+(nice 19: the event loop and the clients come first). Its last stdout line is the
+reply; a failure exits 1 with ``{"error", "kind", "reason", "detail"}``.
+
+Why a process and not a thread: the work is cheap in CPU, but a thread shares the
+broker's GIL, and whenever it is preempted while holding it the event loop waits
+behind it. Measured, that doubled the p99 produce latency of other partitions during
 an ingest (docs/benchmarks.md, "Snapshots").
 """
 
@@ -23,10 +30,12 @@ import sys
 from typing import Final
 
 from storage.errors import StorageError
-from storage.snapshot_meta import SnapshotInvalid
+from storage.snapshot import inspect_snapshot, snapshot_to_json
+from storage.snapshot_meta import SnapshotError
 from storage.snapshot_stage import StageJob, stage_snapshot
 
 NICE: Final = 19
+JOBS: Final = ("inspect", "stage")
 _PR_SET_PDEATHSIG: Final = 1
 
 
@@ -44,18 +53,43 @@ def _reply(body: dict[str, object]) -> None:
     sys.stdout.flush()
 
 
+def _inspect(data: bytes) -> dict[str, object]:
+    args = json.loads(data)
+    snap = inspect_snapshot(
+        str(args["path"]), str(args["root"]), settle_s=float(args["settle_s"])
+    )
+    return {"snapshot": snapshot_to_json(snap)}
+
+
+def _stage(data: bytes) -> dict[str, object]:
+    written = stage_snapshot(StageJob.from_json(data))
+    return {"written": written, "nice": os.getpriority(os.PRIO_PROCESS, 0)}
+
+
 def main(argv: list[str]) -> int:
-    """Stage the job on stdin; the exit status and last stdout line say how it went."""
+    """Run the job named in argv on stdin; the exit status and last stdout line say
+    how it went."""
     _die_with_parent(int(argv[0]))
     with contextlib.suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, 0, NICE)
+    job = argv[1] if len(argv) > 1 else "stage"
     try:
-        job = StageJob.from_json(sys.stdin.buffer.read())
-        written = stage_snapshot(job)
-    except (StorageError, SnapshotInvalid, OSError, ValueError, KeyError) as exc:
+        data = sys.stdin.buffer.read()
+        _reply(_inspect(data) if job == "inspect" else _stage(data))
+    except SnapshotError as exc:
+        kind = type(exc).__name__
+        _reply(
+            {
+                "error": str(exc),
+                "kind": kind,
+                "reason": exc.reason,
+                "detail": exc.detail,
+            }
+        )
+        return 1
+    except (StorageError, OSError, ValueError, KeyError, TypeError) as exc:
         _reply({"error": str(exc), "kind": type(exc).__name__})
         return 1
-    _reply({"written": written, "nice": os.getpriority(os.PRIO_PROCESS, 0)})
     return 0
 
 

@@ -8,15 +8,21 @@ Task tree (in the server's serving task group)::
     └── scan loop        one scan at a time; the first one runs at start-up
 
 A scan lists candidates (storage.snapshot_ingest.discover), skips those whose final
-status was decided on the same fingerprint, inspects the rest in a worker thread
-(completeness, then validation; never trusting events), resolves their topic
-(creating it with the snapshot's name, partition count and id when missing), and
-applies ready snapshots partition by partition in ancestor / last_offset order.
-Applying holds the partition's append gate (broker.append_gate), so produce
-requests to that partition queue behind the ingest; the appends themselves run in
-a worker thread, chunk by chunk, throttled (snapshot.ingest.bytes.per.sec,
-0 = unlimited). Long polls on the partition are woken at once. Every status change is a ``snapshot_status``
-event and is persisted in ``<data_dir>/ailurus/snapshot-ingest.json``.
+status was decided on the same fingerprint, checks the rest for completeness (names,
+meta.json, sizes: cheap, in a worker thread; never trusting events), validates the
+complete ones (every batch's CRC, dense offsets, checksums) in a worker process,
+resolves their topic (creating it with the snapshot's name, partition count and id
+when missing), and applies ready snapshots partition by partition in ancestor /
+last_offset order. Applying holds the partition's append gate (broker.append_gate),
+so produce requests to that partition queue behind the ingest. A small remainder is
+appended on the loop thread; a large one is staged by a worker process into segments
+beside the log (throttled by snapshot.ingest.bytes.per.sec, 0 = unlimited) and
+adopted by rename (PartitionLog.adopt). The worker processes
+(broker.snapshot_stage_worker) run at nice 19 and share no GIL with the event loop,
+so other partitions' produce and fetch latency stays low during an ingest. Long
+polls on the partition are woken at once. Every status change is a
+``snapshot_status`` event and is persisted in
+``<data_dir>/ailurus/snapshot-ingest.json``.
 
 Settings are broker settings (broker.config): ``--set snapshot.scan.interval.ms=``,
 ``snapshot.settle.ms`` (files untouched this long count as settled, default 2000) and
@@ -34,10 +40,9 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 import anyio
 import anyio.abc
@@ -53,9 +58,10 @@ from storage.snapshot import (
     Snapshot,
     Status,
     apply_order,
-    inspect_snapshot,
     plan_apply,
+    precheck_snapshot,
     read_batches,
+    snapshot_from_json,
 )
 from storage.snapshot_ingest import (
     FINAL,
@@ -251,7 +257,7 @@ class SnapshotService:
                 ready.append((cand, fp, cached[1]))
                 continue
             try:
-                snap = await anyio.to_thread.run_sync(self._inspect, cand.path)
+                snap = await self._inspect(cand.path)
             except SnapshotIncomplete as exc:
                 changed |= self._set(
                     cand.rel,
@@ -319,12 +325,14 @@ class SnapshotService:
             for c in discover(self.snapshots_dir, self.root)
         ]
 
-    def _inspect(self, path: str) -> Snapshot:
-        return in_background(
-            functools.partial(
-                inspect_snapshot, path, self.root, settle_s=self.settings.settle_s
-            ),
+    async def _inspect(self, path: str) -> Snapshot:
+        """Sizes here (cheap, fails fast on a copy in progress), then the full
+        validation in a worker process."""
+        settle_s = self.settings.settle_s
+        await anyio.to_thread.run_sync(
+            functools.partial(precheck_snapshot, path, self.root, settle_s=settle_s)
         )
+        return await run_inspect_worker(path, self.root, settle_s)
 
     async def _resolve(self, cand: Candidate, snap: Snapshot) -> TopicMeta | Entry:
         """The snapshot's topic, created when missing; an Entry when it cannot be."""
@@ -568,27 +576,6 @@ class SnapshotService:
             await anyio.to_thread.run_sync(self.state.write, data)
 
 
-T = TypeVar("T")
-
-
-def in_background(fn: Callable[[], T]) -> T:
-    """Run ``fn`` (read-only work: validation) in a fresh ``SCHED_IDLE`` thread.
-
-    Called from an ``anyio.to_thread`` worker so the checksumming of a snapshot
-    only takes a core nobody else wants; an idle policy cannot be undone without
-    privileges, hence the fresh thread. Where unavailable ``fn`` runs as it is.
-    Writes never run like this: an idle-scheduled writer starved while it holds the
-    GIL or the file system journal stalls the event loop (see run_stage_worker).
-    """
-    with ThreadPoolExecutor(1, "snapshot-validate", initializer=_idle) as ex:
-        return ex.submit(fn).result()
-
-
-def _idle() -> None:
-    with contextlib.suppress(AttributeError, OSError):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-
-
 class StageResult(NamedTuple):
     """What the staging worker reports."""
 
@@ -596,15 +583,16 @@ class StageResult(NamedTuple):
     nice: int  # the worker's CPU priority
 
 
-async def run_stage_worker(job: StageJob) -> StageResult:
-    """Run broker/snapshot_stage_worker.py on ``job`` and wait for it.
+async def run_worker(job: str, data: bytes) -> dict[str, object]:
+    """Run broker/snapshot_stage_worker.py's ``job`` on ``data``; its reply.
 
     Raises:
-        StorageError: the worker failed (its message says why).
+        SnapshotIncomplete, SnapshotInvalid: what the worker found.
+        StorageError: the worker failed otherwise (its message says why).
     """
     result = await anyio.run_process(
-        [sys.executable, "-m", "broker.snapshot_stage_worker", str(os.getpid())],
-        input=job.to_json(),
+        [sys.executable, "-m", "broker.snapshot_stage_worker", str(os.getpid()), job],
+        input=data,
         check=False,
         cwd=_PROJECT_ROOT,
     )
@@ -613,12 +601,37 @@ async def run_stage_worker(job: StageJob) -> StageResult:
         reply = json.loads(lines[-1]) if lines else {}
     except ValueError:
         reply = {}
-    if result.returncode == 0 and isinstance(reply.get("written"), int):
-        return StageResult(int(reply["written"]), int(reply.get("nice", 0)))
+    if not isinstance(reply, dict):
+        reply = {}
+    if result.returncode == 0 and "error" not in reply and reply:
+        return reply
+    kind, reason, detail = reply.get("kind"), reply.get("reason"), reply.get("detail")
+    if kind in ("SnapshotIncomplete", "SnapshotInvalid"):
+        cls = SnapshotIncomplete if kind == "SnapshotIncomplete" else SnapshotInvalid
+        raise cls(str(reason), str(detail))
     error = reply.get("error") or result.stderr.decode(errors="replace").strip()
     raise StorageError(
-        f"staging worker failed (exit {result.returncode}): {error or 'no output'}"
+        f"snapshot {job} worker failed (exit {result.returncode}): {error or 'no output'}"
     )
+
+
+async def run_inspect_worker(path: str, root: str, settle_s: float) -> Snapshot:
+    """Validate the snapshot at ``path`` in a worker process (inspect_snapshot)."""
+    data = json.dumps({"path": path, "root": root, "settle_s": settle_s}).encode()
+    reply = await run_worker("inspect", data)
+    snap = reply.get("snapshot")
+    if not isinstance(snap, dict):
+        raise StorageError("snapshot inspect worker: no snapshot in its reply")
+    return snapshot_from_json(snap)
+
+
+async def run_stage_worker(job: StageJob) -> StageResult:
+    """Stage ``job`` in a worker process (storage.snapshot_stage.stage_snapshot)."""
+    reply = await run_worker("stage", job.to_json())
+    written, nice = reply.get("written"), reply.get("nice", 0)
+    if not isinstance(written, int) or not isinstance(nice, int):
+        raise StorageError("snapshot stage worker: no byte count in its reply")
+    return StageResult(written, nice)
 
 
 async def run_snapshot_watcher(

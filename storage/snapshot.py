@@ -27,9 +27,10 @@ partition's append order (no producer appends between plan and apply).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Protocol
@@ -116,19 +117,29 @@ class _Read(Protocol):
 # -- inspection ----------------------------------------------------------------------
 
 
-def inspect_snapshot(
+def precheck_snapshot(
     path: str, root: str, *, settle_s: float = 2.0, now: float | None = None
-) -> Snapshot:
-    """Check a snapshot directory is complete and valid.
+) -> None:
+    """The cheap part of :func:`inspect_snapshot`: names, meta.json and file sizes.
 
-    ``root`` is the real path of the data dir (symlinks must stay inside it).
-    Mismatched sizes or checksums mean a copy in progress while any file changed in
-    the last ``settle_s`` seconds, and a damaged snapshot after that.
+    A copy in progress almost always fails here, so a watcher can call this often
+    and leave the full pass (every byte read) for when the sizes add up.
 
     Raises:
-        SnapshotIncomplete: wait and look again.
-        SnapshotInvalid: never apply it (``reason`` says why).
+        SnapshotIncomplete, SnapshotInvalid: as :func:`inspect_snapshot`.
     """
+    _size_check(path, root, settle_s, now)
+
+
+def _size_check(
+    path: str, root: str, settle_s: float, now: float | None
+) -> tuple[
+    SnapshotMeta,
+    tuple[SegmentMeta, ...],
+    list[int],
+    bool,
+    Callable[[str, str], SnapshotIncomplete | SnapshotInvalid],
+]:
     check_entry(path, root, directory=True)
     for name in os.listdir(path):
         if not is_utf8_name(name):
@@ -164,6 +175,23 @@ def inspect_snapshot(
         raise unfinished(
             "size-mismatch", f"segments hold {sum(sizes)} of {meta.size} bytes"
         )
+    return meta, tuple(listed), sizes, settled, unfinished
+
+
+def inspect_snapshot(
+    path: str, root: str, *, settle_s: float = 2.0, now: float | None = None
+) -> Snapshot:
+    """Check a snapshot directory is complete and valid.
+
+    ``root`` is the real path of the data dir (symlinks must stay inside it).
+    Mismatched sizes or checksums mean a copy in progress while any file changed in
+    the last ``settle_s`` seconds, and a damaged snapshot after that.
+
+    Raises:
+        SnapshotIncomplete: wait and look again.
+        SnapshotInvalid: never apply it (``reason`` says why).
+    """
+    meta, listed, sizes, settled, unfinished = _size_check(path, root, settle_s, now)
     # Uncompressed segments with a crc32c are checksummed in the validation pass
     # (one read); the rest first, on their own.
     fused = meta.compression == "none"
@@ -308,6 +336,49 @@ def _validate(
         stored_bytes=sum(sizes),
     )
     return snap, crcs
+
+
+def snapshot_to_json(snap: Snapshot) -> dict[str, object]:
+    """A validated snapshot as JSON (it crosses from the validating worker process)."""
+    return {
+        "path": snap.path,
+        "meta": snap.meta.to_json(),
+        "segments": [seg.to_json() for seg in snap.segments],
+        "base_offset": snap.base_offset,
+        "last_offset": snap.last_offset,
+        "last_term": snap.last_term,
+        "max_timestamp": snap.max_timestamp,
+        "stored_bytes": snap.stored_bytes,
+    }
+
+
+def snapshot_from_json(obj: Mapping[str, object]) -> Snapshot:
+    """Inverse of :func:`snapshot_to_json`.
+
+    Raises:
+        SnapshotInvalid: it is not one (anything but what snapshot_to_json wrote).
+    """
+    meta = parse_meta(json.dumps(obj.get("meta")).encode())
+    # meta.json's own parser checks the segment entries too
+    listed = parse_meta(
+        json.dumps({**meta.to_json(), "segments": obj.get("segments")}).encode()
+    ).segments
+    numbers = {}
+    for key in (
+        "base_offset",
+        "last_offset",
+        "last_term",
+        "max_timestamp",
+        "stored_bytes",
+    ):
+        value = obj.get(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise SnapshotInvalid("bad-meta", f"{key} is not an integer")
+        numbers[key] = value
+    path = obj.get("path")
+    if not isinstance(path, str) or listed is None:
+        raise SnapshotInvalid("bad-meta", "not a validated snapshot")
+    return Snapshot(path=path, meta=meta, segments=listed, **numbers)
 
 
 # -- reading batches ------------------------------------------------------------------

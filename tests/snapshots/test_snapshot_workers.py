@@ -1,20 +1,20 @@
-"""Where an ingest's heavy work runs (broker.snapshot_watcher): validation in a fresh
-SCHED_IDLE thread, staging in a nice-19 worker process (broker.snapshot_stage_worker)."""
+"""Where an ingest's heavy work runs: validation and staging in nice-19 worker
+processes (broker.snapshot_stage_worker, driven by broker.snapshot_watcher)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import anyio
 import pytest
 
-from broker.snapshot_watcher import in_background, run_stage_worker
+from broker.snapshot_watcher import run_inspect_worker, run_stage_worker
 from storage.errors import StorageError
-from storage.snapshot import Status, plan_apply
+from storage.snapshot import Status, plan_apply, snapshot_from_json, snapshot_to_json
+from storage.snapshot_meta import SnapshotIncomplete, SnapshotInvalid
 from storage.snapshot_stage import StageJob
 from tests.snapshots.test_snapshot_storage import (
     open_log,
@@ -29,34 +29,33 @@ __all__ = ["root"]  # the fixture, shared with test_snapshot_storage
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _observe() -> tuple[int, int, int]:
-    """(thread id, scheduling policy, nice value) of the calling thread."""
-    return (
-        threading.get_native_id(),
-        os.sched_getscheduler(0),
-        os.getpriority(os.PRIO_PROCESS, 0),
-    )
+def test_validation_in_the_worker_process_matches_validation_here(root: Path) -> None:
+    src = open_log(root / "src", 4096)
+    produce(src, [b"i" * 200] * 30, epoch=3)
+    here = snap(src, root, "1700000000000000007")
+    there = anyio.run(run_inspect_worker, here.path, str(root.resolve()), 0.0)
+    assert there == here
+    assert snapshot_from_json(snapshot_to_json(here)) == here
+    src.close()
 
 
-def test_validation_runs_idle_in_its_own_thread() -> None:
-    """The read-only validation runs under SCHED_IDLE in a thread of its own, and
-    the caller's priority is left as it was."""
-    caller = _observe()
-    idle_tid, idle_policy, _ = in_background(_observe)
-    assert idle_policy == os.SCHED_IDLE
-    assert caller[0] != idle_tid
-    assert _observe() == caller
-
-
-def test_errors_and_results_come_back_to_the_caller() -> None:
-    """What the function returns or raises reaches the caller unchanged."""
-    assert in_background(lambda: 42) == 42
-
-    def fail() -> None:
-        raise ValueError("bad snapshot")
-
-    with pytest.raises(ValueError, match="bad snapshot"):
-        in_background(fail)
+def test_the_inspect_worker_reports_what_it_found_as_the_same_errors(
+    root: Path,
+) -> None:
+    src = open_log(root / "src", 4096)
+    produce(src, [b"j" * 200] * 5)
+    s = snap(src, root, "1700000000000000008")
+    with open(os.path.join(s.path, s.segments[0].file), "r+b") as f:
+        f.seek(120)
+        byte = f.read(1)
+        f.seek(120)
+        f.write(bytes([byte[0] ^ 0x01]))
+    with pytest.raises(SnapshotInvalid) as settled:
+        anyio.run(run_inspect_worker, s.path, str(root.resolve()), 0.0)
+    assert settled.value.reason in ("checksum-mismatch", "bad-batch", "crc")
+    with pytest.raises(SnapshotIncomplete):  # just written: maybe still copying
+        anyio.run(run_inspect_worker, s.path, str(root.resolve()), 3600.0)
+    src.close()
 
 
 def _job(root: Path, snapshot_values: list[bytes]) -> tuple[StageJob, object, object]:
@@ -103,7 +102,7 @@ def test_a_snapshot_damaged_after_validation_fails_the_worker_with_the_reason(
         byte = f.read(1)
         f.seek(100)
         f.write(bytes([byte[0] ^ 0xFF]))
-    with pytest.raises(StorageError, match=r"staging worker failed.*(crc|CRC)"):
+    with pytest.raises(StorageError, match=r"stage worker failed.*crc mismatch"):
         anyio.run(run_stage_worker, job)
     assert dst.log_end_offset == 0
     dst.close()
