@@ -77,6 +77,9 @@ class DelegatingFileOps(FileOps):
     def fdatasync(self, fd: int) -> None:
         self.inner.fdatasync(fd)
 
+    def start_writeback(self, fd: int) -> None:
+        self.inner.start_writeback(fd)
+
     def fsync_dir(self, path: str) -> None:
         self.inner.fsync_dir(path)
 

@@ -473,6 +473,13 @@ class SnapshotService:
         The append gate is held (no producer moves the log end), so the staged
         segments follow on from it when they are adopted.
         """
+        guard = self.ctx.diskguard
+        if guard is not None and not guard.admit(snap.stored_bytes):
+            # the worker writes past the guarded FileOps: the floor is checked here
+            raise StorageError(
+                f"not enough disk space for {snap.stored_bytes} bytes above the "
+                f"free-space floor of {guard.min_free_bytes}"
+            )
         if plan.reset_start:
             await anyio.to_thread.run_sync(plog.reset_start, plan.from_offset)
         staging = os.path.join(

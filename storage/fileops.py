@@ -8,9 +8,26 @@ without a full disk. Callers translate ``OSError`` into :class:`StorageIOError`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import cast
+
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return cast("Callable[[int, int, int, int], int]", fn)
+
+
+_sync_file_range = _load_sync_file_range()
 
 
 class FileOps:
@@ -49,6 +66,16 @@ class FileOps:
     def fdatasync(self, fd: int) -> None:
         """Flush a file's data (and the size) to stable storage."""
         os.fdatasync(fd)
+
+    def start_writeback(self, fd: int) -> None:
+        """Start writing a file's dirty pages back without waiting for it (Linux
+        ``sync_file_range(SYNC_FILE_RANGE_WRITE)``; elsewhere nothing).
+
+        Unlike fsync it forces no journal commit and blocks nobody else: a bulk
+        writer calls it as it goes so its final fsync has little left to do.
+        """
+        if _sync_file_range is not None:
+            _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
 
     def fsync_dir(self, path: str) -> None:
         """Flush a directory's entries (new, renamed or removed files)."""

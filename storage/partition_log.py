@@ -675,6 +675,13 @@ class PartitionLog:
                 raise _io_error(f"checkpointing {self.directory}", exc) from exc
             self._dir_dirty = False
 
+    def start_writeback(self) -> None:
+        """Start writing the active segment's new pages back, without waiting (bulk
+        writers such as snapshot staging call it per chunk; see FileOps)."""
+        with self._lock:
+            seg = self._segments[-1]
+            self.fileops.start_writeback(seg.fd)
+
     # -- snapshots ----------------------------------------------------------------
     def adopt(self, staging_dir: str) -> int:
         """Move the segments of a log built in ``staging_dir`` onto this log's end.

@@ -148,6 +148,7 @@ def stage_snapshot(job: StageJob, *, fileops: FileOps = DEFAULT_FILEOPS) -> int:
             if not batches:
                 continue
             log.append_verbatim(view)
+            log.start_writeback()  # little left for the final fsync: no long stall
             written += len(view)
             throttle(len(view))
     finally:

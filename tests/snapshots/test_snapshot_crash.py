@@ -18,7 +18,15 @@ from storage.fileops import FileOps
 from storage.partition_log import PartitionLog
 from storage.snapshot import CreateRequest, create_snapshot
 from storage.snapshot_meta import NO_ANCESTOR
-from tests.snapshots.conftest import Broker, cp_r, start_broker, wait_for, wait_status
+from tests._broker import start_broker as _start_broker
+from tests.snapshots.conftest import (
+    ENV,
+    Broker,
+    cp_r,
+    start_broker,
+    wait_for,
+    wait_status,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -101,6 +109,40 @@ def test_sigkill_during_ingest_then_restart_is_consistent_and_complete(
     assert kills == 4
     assert log_bytes(data / "kafka" / "big" / "0") == expected
     assert log_bytes(snap) == expected  # the user's files were never modified
+    # nothing is left of the worker's staging directories
+    assert not list((data / "ailurus" / "ingest-staging").glob("*"))
+
+
+def test_an_ingest_that_would_cross_the_disk_floor_waits_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    """The staging worker writes past the broker's guarded file operations, so the
+    watcher checks the free-space floor itself before it starts one."""
+    data = tmp_path / "b3"
+    snap = make_snapshot(
+        tmp_path, data / "snapshots", batches=120, records=10, value=10_000
+    )
+    assert len(log_bytes(snap)) > 10 << 20  # above the inline limit: a worker stages
+    st = os.statvfs(tmp_path)
+    floor = st.f_bavail * st.f_frsize - (1 << 20)  # the snapshot does not fit above it
+    data.mkdir(parents=True, exist_ok=True)
+    b = _start_broker(
+        data,
+        "--set",
+        f"ailurus.disk.min.free.bytes={floor}",
+        log_path=tmp_path / "b3.log",
+        ready_path=tmp_path / "b3.ready.json",
+        env=ENV,
+        cls=Broker,
+    )
+    try:
+        row = wait_status(b, f"{TOPIC_ID}/{snap.name}", "waiting")
+        assert "not enough disk space" in row["reason"]
+        assert not (data / "kafka" / "big" / "0").exists() or not log_bytes(
+            data / "kafka" / "big" / "0"
+        )
+    finally:
+        b.stop()
 
 
 def test_hostile_snapshot_trees_are_rejected_safely(
