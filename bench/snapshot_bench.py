@@ -9,8 +9,10 @@ Scaled for a shared 2-core machine (issue targets in brackets):
    minus the worker process it stages in) vs ``cp -r`` of the same files + ``sync``
    [>= 50% of cp's bandwidth].
 3. p99 produce latency (confluent-kafka, acks=1, one message in flight) on partition 1
-   of a live broker, without and during the hot ingest of a snapshot into partition 0
-   [during <= 2x without].
+   of a live broker (default settings: staging throttled to 256 MiB/s), without and
+   during the hot ingest of a snapshot into partition 0 [during <= 2x without]; and
+   that live ingest's bandwidth (from the rename into data/snapshots until the admin
+   API says applied) vs ``cp -r`` + ``sync`` of the same files [>= 50% of cp's].
 
 Run: ``.venv/bin/python bench/snapshot_bench.py [--size-mib 256] [--segment-mib 64]``
 """
@@ -148,7 +150,7 @@ def _latencies(producer: object, n: int) -> list[float]:
 
 
 def bench_latency(
-    work: Path, snap_dir: Path, n: int, rate: int = 0
+    work: Path, snap_dir: Path, n: int, rate: int = -1
 ) -> dict[str, float]:
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -181,7 +183,11 @@ def bench_latency(
             **os.environ,
             "AILURUS_SNAPSHOT_SCAN_INTERVAL_MS": "100",
             "AILURUS_SNAPSHOT_SETTLE_MS": "0",
-            **({"AILURUS_SNAPSHOT_INGEST_BYTES_PER_SEC": str(rate)} if rate else {}),
+            **(
+                {"AILURUS_SNAPSHOT_INGEST_BYTES_PER_SEC": str(rate)}
+                if rate >= 0
+                else {}
+            ),
         },
     )
     try:
@@ -232,6 +238,9 @@ def bench_latency(
         "p99_ms_during": p(during, 99),
         "samples_during": len(during),
         "live_ingest_s": ingest_s,
+        "live_mib_s": sum(f.stat().st_size for f in snap_dir.glob("*.log"))
+        / 2**20
+        / ingest_s,
     }
 
 
@@ -241,7 +250,10 @@ def main() -> None:
     ap.add_argument("--segment-mib", type=int, default=64)
     ap.add_argument("--latency-samples", type=int, default=2000)
     ap.add_argument(
-        "--ingest-rate-mib", type=int, default=0, help="throttle (0: default)"
+        "--ingest-rate-mib",
+        type=int,
+        default=-1,
+        help="snapshot.ingest.bytes.per.sec in MiB (0: unlimited; default: the broker's)",
     )
     ap.add_argument("--skip-storage", action="store_true")
     args = ap.parse_args()
@@ -259,14 +271,21 @@ def main() -> None:
                 f"ingest: {ingest['ingest_mib']:.0f} MiB at {ingest['ingest_mib_s']:.0f} MiB/s; "
                 f"cp -r + sync {ingest['cp_mib_s']:.0f} MiB/s; ingest/cp = {ingest['ratio']:.2f}"
             )
-        lat = bench_latency(
-            work, snap_dir, args.latency_samples, args.ingest_rate_mib << 20
-        )
+        rate = args.ingest_rate_mib << 20 if args.ingest_rate_mib >= 0 else -1
+        lat = bench_latency(work, snap_dir, args.latency_samples, rate)
         print(
             f"produce latency on another partition: p50 {lat['p50_ms_without']:.2f} ms / "
             f"p99 {lat['p99_ms_without']:.2f} ms without; p50 {lat['p50_ms_during']:.2f} ms / "
             f"p99 {lat['p99_ms_during']:.2f} ms during ingest ({lat['samples_during']:.0f} samples, "
             f"{lat['live_ingest_s']:.1f} s)"
+        )
+        print(
+            f"live ingest: {lat['live_mib_s']:.0f} MiB/s"
+            + (
+                f" = {lat['live_mib_s'] / ingest['cp_mib_s']:.2f}x cp -r + sync"
+                if not args.skip_storage
+                else ""
+            )
         )
 
 
