@@ -8,9 +8,10 @@ Scaled for a shared 2-core machine (issue targets in brackets):
    beside the log + fsync, adopt them by rename: the storage path the watcher runs,
    minus the worker process it stages in) vs ``cp -r`` of the same files + ``sync``
    [>= 50% of cp's bandwidth].
-3. p99 produce latency (confluent-kafka, acks=1, one message in flight) on partition 1
-   of a live broker (default settings: staging throttled to 256 MiB/s), without and
-   during the hot ingest of a snapshot into partition 0 [during <= 2x without]; and
+3. p99 produce latency (confluent-kafka, acks=1, one message in flight) on the last
+   partition of a live broker (default settings: staging throttled to 256 MiB/s),
+   without and during hot ingests of the snapshot into the other partitions, in
+   ROUNDS alternating windows pooled [during <= 2x without]; and
    that live ingest's bandwidth (from the rename into data/snapshots until the admin
    API says applied) vs ``cp -r`` + ``sync`` of the same files [>= 50% of cp's].
 
@@ -129,8 +130,8 @@ def bench_ingest(work: Path, snap_dir: Path) -> dict[str, float]:
     }
 
 
-def _latencies(producer: object, n: int) -> list[float]:
-    """``n`` produce round trips (acks=1, one in flight) to partition 1, in seconds.
+def _latencies(producer: object, n: int, partition: int) -> list[float]:
+    """``n`` produce round trips (acks=1, one in flight) to ``partition``, in seconds.
 
     One producer serves the whole run: a new one per batch of samples would add its
     own bootstrap (connect, ApiVersions, Metadata) to the first sample of each batch,
@@ -143,14 +144,14 @@ def _latencies(producer: object, n: int) -> list[float]:
     out = []
     for _ in range(n):
         started = time.perf_counter()
-        producer.produce("bench", payload, partition=1)
+        producer.produce("bench", payload, partition=partition)
         producer.flush(10)
         out.append(time.perf_counter() - started)
     return out
 
 
 def bench_latency(
-    work: Path, snap_dir: Path, n: int, rate: int = -1
+    work: Path, snap_dir: Path, n: int, rate: int = -1, rounds: int = 3
 ) -> dict[str, float]:
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -198,31 +199,42 @@ def bench_latency(
         bootstrap = f"127.0.0.1:{info['kafka']['default']['port']}"
         admin_url = f"http://127.0.0.1:{info['admin']['port']}"
         admin = AdminClient({"bootstrap.servers": bootstrap})
-        for fut in admin.create_topics([NewTopic("bench", 2, 1)]).values():
+        for fut in admin.create_topics([NewTopic("bench", rounds + 1, 1)]).values():
             fut.result(10)
         from confluent_kafka import Producer
 
         producer = Producer(
             {"bootstrap.servers": bootstrap, "acks": "1", "linger.ms": 0}
         )
-        _latencies(producer, 200)  # warm up: connection, metadata
-        base = _latencies(producer, n)
-        shutil.copytree(snap_dir, data / "snapshots" / "bench" / ".incoming")
-        os.rename(
-            data / "snapshots" / "bench" / ".incoming",
-            data / "snapshots" / "bench" / snap_dir.name,
-        )
+        _latencies(producer, 200, rounds)  # warm up: connection, metadata
+        base: list[float] = []
         during: list[float] = []
-        started = time.perf_counter()
-        applied = False
-        while not applied and time.perf_counter() - started < 120:
-            during += _latencies(producer, 50)
-            with urllib.request.urlopen(
-                admin_url + "/v1/snapshots", timeout=10
-            ) as resp:
-                rows = json.loads(resp.read())
-            applied = any(r["status"] == "applied" for r in rows)
-        ingest_s = time.perf_counter() - started
+        ingest_s = 0.0
+        for r in range(rounds):
+            # Alternate windows without and during an ingest (into partition r), so
+            # both see the same background noise of a shared machine.
+            base += _latencies(producer, n // rounds, rounds)
+            name = str(int(snap_dir.name) + r)
+            incoming = data / "snapshots" / "bench" / ".incoming"
+            shutil.copytree(snap_dir, incoming)
+            meta = json.loads((incoming / "meta.json").read_text())
+            meta.update(partition=r, partition_count=rounds + 1, snapshot_id=name)
+            (incoming / "meta.json").write_text(json.dumps(meta))
+            subprocess.run(["sync"], check=True)  # the copy's writeback is not ours
+            os.rename(incoming, data / "snapshots" / "bench" / name)
+            started = time.perf_counter()
+            applied = False
+            while not applied and time.perf_counter() - started < 120:
+                during += _latencies(producer, 50, rounds)
+                with urllib.request.urlopen(
+                    admin_url + "/v1/snapshots", timeout=10
+                ) as resp:
+                    rows = json.loads(resp.read())
+                applied = any(
+                    r["status"] == "applied" and r["path"] == f"bench/{name}"
+                    for r in rows
+                )
+            ingest_s += time.perf_counter() - started
     finally:
         proc.terminate()
         proc.wait(20)
@@ -238,7 +250,8 @@ def bench_latency(
         "p99_ms_during": p(during, 99),
         "samples_during": len(during),
         "live_ingest_s": ingest_s,
-        "live_mib_s": sum(f.stat().st_size for f in snap_dir.glob("*.log"))
+        "live_mib_s": rounds
+        * sum(f.stat().st_size for f in snap_dir.glob("*.log"))
         / 2**20
         / ingest_s,
     }
@@ -248,7 +261,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--segment-mib", type=int, default=64)
-    ap.add_argument("--latency-samples", type=int, default=2000)
+    ap.add_argument("--latency-samples", type=int, default=3000)
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="ingests, each after a window without"
+    )
     ap.add_argument(
         "--ingest-rate-mib",
         type=int,
@@ -272,7 +288,7 @@ def main() -> None:
                 f"cp -r + sync {ingest['cp_mib_s']:.0f} MiB/s; ingest/cp = {ingest['ratio']:.2f}"
             )
         rate = args.ingest_rate_mib << 20 if args.ingest_rate_mib >= 0 else -1
-        lat = bench_latency(work, snap_dir, args.latency_samples, rate)
+        lat = bench_latency(work, snap_dir, args.latency_samples, rate, args.rounds)
         print(
             f"produce latency on another partition: p50 {lat['p50_ms_without']:.2f} ms / "
             f"p99 {lat['p99_ms_without']:.2f} ms without; p50 {lat['p50_ms_during']:.2f} ms / "
