@@ -9,7 +9,7 @@ Scaled for a shared 2-core machine (issue targets in brackets):
    minus the worker process it stages in) vs ``cp -r`` of the same files + ``sync``
    [>= 50% of cp's bandwidth].
 3. p99 produce latency (confluent-kafka, acks=1, one message in flight) on the last
-   partition of a live broker (default settings: staging throttled to 256 MiB/s),
+   partition of a live broker (default settings: no ingest throttle),
    without and during hot ingests of the snapshot into the other partitions, in
    ROUNDS alternating windows pooled [during <= 2x without]; and
    that live ingest's bandwidth (from the rename into data/snapshots until the admin

@@ -284,12 +284,11 @@ class BrokerConfig:
     offsets_retention_minutes: int | None = None
     offset_metadata_max_bytes: int | None = None
     retention_check_interval_ms: int | None = None
-    # snapshots: the watcher's rescan period, settle time, ingest throttle (0: none;
-    # the default keeps other partitions' p99 latency low on a 2-core machine),
+    # snapshots: the watcher's rescan period, settle time, ingest throttle (0: none),
     # and the schedule (broker.snapshot_scheduler)
     snapshot_scan_interval_ms: int = 5_000
     snapshot_settle_ms: int = 2_000
-    snapshot_ingest_bytes_per_sec: int = 256 * 1024 * 1024  # see snapshot_watcher
+    snapshot_ingest_bytes_per_sec: int = 0
     snapshot_schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     topic_defaults: Mapping[str, str] = field(default_factory=dict)
     # Security (broker.security): listener protocols, SASL, ACLs; TLS material;

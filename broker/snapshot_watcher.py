@@ -16,8 +16,7 @@ when missing), and applies ready snapshots partition by partition in ancestor /
 last_offset order. Applying holds the partition's append gate (broker.append_gate),
 so produce requests to that partition queue behind the ingest. A small remainder is
 appended on the loop thread; a large one is staged by a worker process into segments
-beside the log (throttled by snapshot.ingest.bytes.per.sec, default 256 MiB/s,
-0 = unlimited) and
+beside the log (throttled by snapshot.ingest.bytes.per.sec, 0 = unlimited) and
 adopted by rename (PartitionLog.adopt). The worker processes
 (broker.snapshot_stage_worker) run at nice 19 and share no GIL with the event loop,
 so other partitions' produce and fetch latency stays low during an ingest. Long
@@ -88,11 +87,6 @@ log = structlog.get_logger("broker.snapshots")
 
 _INLINE_BYTES = 8 * 1024 * 1024  # appended on the loop thread in one call below this
 _PLAN_ATTEMPTS = 5
-# Staging writes per second by default. Unthrottled, a 2-core machine's p99 produce
-# latency on other partitions is 1.3-2x (sometimes more) its value without an ingest;
-# at 256 MiB/s it is 1.0-1.2x, and still at least half of cp's bandwidth on this
-# machine's disk (docs/benchmarks.md, "Snapshots"). 0 lifts it.
-DEFAULT_INGEST_BYTES_PER_S: Final = 256 * 1024 * 1024
 # The worker runs as ``python -m broker...``: from the directory that holds broker/.
 _PROJECT_ROOT: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -103,7 +97,7 @@ class SnapshotSettings:
 
     scan_interval_s: float = 5.0
     settle_s: float = 2.0
-    ingest_bytes_per_s: int = DEFAULT_INGEST_BYTES_PER_S  # 0: unlimited
+    ingest_bytes_per_s: int = 0  # 0: unlimited
 
     @classmethod
     def from_config(cls, config: BrokerConfig) -> SnapshotSettings:

@@ -79,7 +79,7 @@ from broker.config import ConfigError, parse_set, resolve
     "queued.max.request.bytes, max.connections, message.max.bytes; security: "
     "listener.security.protocol.map, sasl.enabled.mechanisms, super.users, "
     "authorizer.enabled; snapshots: snapshot.scan.interval.ms [5000], "
-    "snapshot.settle.ms [2000], snapshot.ingest.bytes.per.sec [268435456; 0: unlimited], "
+    "snapshot.settle.ms [2000], snapshot.ingest.bytes.per.sec [0: unlimited], "
     "snapshot.schedule.topics [globs; empty: off], snapshot.schedule.interval [1h], "
     "snapshot.schedule.full_every [24], snapshot.schedule.compression [none], "
     "snapshot.schedule.with_group_offsets [false], snapshot.schedule.push_url, "

@@ -195,17 +195,17 @@ def test_global_flags_are_hoisted_from_after_the_subcommand() -> None:
 
 
 def test_snapshot_settings_default_to_the_documented_values() -> None:
-    """No --set, env or file: rescan 5 s, settle 2 s, 256 MiB/s, no schedule."""
+    """No --set, env or file: rescan 5 s, settle 2 s, no throttle, no schedule."""
     cfg = resolve(flags={}, sets={}, env={})
     assert (
         cfg.snapshot_scan_interval_ms,
         cfg.snapshot_settle_ms,
         cfg.snapshot_ingest_bytes_per_sec,
-    ) == (5000, 2000, 256 << 20)
+    ) == (5000, 2000, 0)
     assert cfg.snapshot_schedule == ScheduleSettings()
     assert not cfg.snapshot_schedule.enabled
     assert SnapshotSettings.from_config(cfg) == SnapshotSettings(
-        scan_interval_s=5.0, settle_s=2.0, ingest_bytes_per_s=256 << 20
+        scan_interval_s=5.0, settle_s=2.0, ingest_bytes_per_s=0
     )
 
 
