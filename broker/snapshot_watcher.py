@@ -500,6 +500,8 @@ class SnapshotService:
             written = (await run_stage_worker(job)).written
             await anyio.to_thread.run_sync(plog.adopt, staging)
             await anyio.to_thread.run_sync(plog.sync)
+            # the adopted segments are durable: a restart need not re-scan them
+            await anyio.to_thread.run_sync(plog.checkpoint)
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(
