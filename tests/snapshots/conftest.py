@@ -72,6 +72,13 @@ def start_broker(data_dir: Path, env: dict[str, str] | None = None) -> Broker:
 
 
 @pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A data dir for storage-level snapshot tests, with its ``snapshots/``."""
+    (tmp_path / "snapshots").mkdir()
+    return tmp_path
+
+
+@pytest.fixture
 def brokers(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
     started: list[Broker] = []
 

@@ -17,12 +17,9 @@ from storage.snapshot_stage import StageJob, clear_staging, stage_snapshot
 from tests.snapshots.test_snapshot_storage import (
     open_log,
     produce,
-    root,
     snap,
     values_of,
 )
-
-__all__ = ["root"]  # the fixture, shared with test_snapshot_storage
 
 SEGMENT = 1024
 

@@ -68,12 +68,6 @@ def values_of(log: PartitionLog) -> list[tuple[int, bytes | None]]:
     return out
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    (tmp_path / "snapshots").mkdir()
-    return tmp_path
-
-
 def snap(
     log: PartitionLog,
     root: Path,

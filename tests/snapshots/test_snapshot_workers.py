@@ -19,12 +19,9 @@ from storage.snapshot_stage import StageJob
 from tests.snapshots.test_snapshot_storage import (
     open_log,
     produce,
-    root,
     snap,
     values_of,
 )
-
-__all__ = ["root"]  # the fixture, shared with test_snapshot_storage
 
 ROOT = Path(__file__).resolve().parents[2]
 
