@@ -1,7 +1,7 @@
 """Hypothesis state machine: PartitionLog against an in-memory model (Redpanda opfuzz).
 
 Operations: append, read, roll, retention, delete_records, sync, checkpoint,
-close-and-reopen,
+adopt (segments built in a staging log, as a snapshot ingest does), close-and-reopen,
 crash-and-reopen (truncate the active segment at a random byte past the durable
 offset). Invariants: offsets are dense and monotonic, every record below the durable
 offset survives crashes, reads return exactly the model's records, and nothing past
@@ -70,6 +70,43 @@ class LogModel(RuleBasedStateMachine):
             self.values.extend(values)
             self.batch_ends.append(len(self.values))
         assert result.last_offset == len(self.values) - 1
+
+    @rule(
+        batches=st.lists(
+            st.lists(st.binary(max_size=60), min_size=1, max_size=4),
+            min_size=0,
+            max_size=8,
+        )
+    )
+    def adopt(self, batches: list[list[bytes]]) -> None:
+        """Build batches in a staging log that starts at the log end (rolling as
+        segment.bytes says), then adopt its segments."""
+        staging = tempfile.mkdtemp(prefix="ailurus-sm-stage-")
+        try:
+            shutil.rmtree(staging)
+            staged = PartitionLog.open(
+                staging,
+                topic="sm",
+                partition=0,
+                config=TopicConfig.from_overrides(self.overrides),
+                fileops=FileOps(),
+                clean=True,
+            )
+            staged.reset_start(len(self.values))
+            for values in batches:
+                staged.append(
+                    build_batch([RecordInput(value=v, timestamp=1000) for v in values]),
+                    leader_epoch=1,
+                    now_ms=0,
+                )
+            staged.close()
+            end = self.log.adopt(staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        for values in batches:
+            self.values.extend(values)
+            self.batch_ends.append(len(self.values))
+        assert end == len(self.values)
 
     @rule(data=st.data(), max_bytes=st.integers(1, 2000))
     def read(self, data: st.DataObject, max_bytes: int) -> None:
