@@ -10,10 +10,7 @@ are checked field by field against kafka-python's hand-written schemas for them.
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
 import importlib
-import types
 import typing
 import warnings
 from collections.abc import Iterator
@@ -21,7 +18,8 @@ from collections.abc import Iterator
 import pytest
 
 from protocol.codec import decode, encode
-from protocol.schema import FieldSpec, FieldType, field_specs, message_spec
+from protocol.schema import FieldType, field_specs, message_spec
+from tests.protocol._kio_compare import KioOracle, present
 
 # module name -> (request class name, response class name)
 MODULES: dict[str, tuple[str, str]] = {
@@ -55,152 +53,19 @@ REQUIRED: dict[str, tuple[int, int, int]] = {
     "list_groups": (16, 0, 4),
 }
 
-# kio's wire-type names that differ from Kafka's for the same bytes.
-KIO_TYPES = {
-    "error_code": "int16",
-    "timedelta_i32": "int32",
-    "timedelta_i64": "int64",
-    "datetime_i64": "int64",
-}
+ORACLE = KioOracle(names=MODULES)
 
 
-def _ours(mod: str, kind: int) -> type:
-    module = importlib.import_module(f"protocol.messages.{mod}")
-    cls = getattr(module, MODULES[mod][kind])
-    assert isinstance(cls, type)
-    return cls
-
-
-def _kio(mod: str, version: int, kind: int) -> type | None:
-    part = ("request", "response")[kind]
-    try:
-        module = importlib.import_module(f"kio.schema.{mod}.v{version}.{part}")
-    except ModuleNotFoundError:
-        return None
-    cls = getattr(module, MODULES[mod][kind])
-    assert isinstance(cls, type)
-    return cls
-
-
-def _strip_ms(name: str) -> str:
-    return name.removesuffix("_ms")
-
-
-def _unwrap(hint: object) -> tuple[object, bool]:
-    """A kio annotation without its ``| None``, and whether it had one."""
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        assert len(args) == 1, hint
-        return args[0], True
-    return hint, False
-
-
-def _element(hint: object) -> object:
-    """The element class of a kio ``tuple[X, ...]``, or the hint itself."""
-    if typing.get_origin(hint) is tuple:
-        return typing.get_args(hint)[0]
-    return hint
-
-
-def _present(cls: type, version: int) -> list[tuple[str, FieldSpec]]:
-    return [(n, s) for n, s in field_specs(cls) if version in s.versions]
-
-
-def _compare(ours: type, kio: type, version: int, path: str) -> Iterator[str]:
-    """Yield every difference between our struct at ``version`` and kio's."""
-    mine = _present(ours, version)
-    theirs = dataclasses.fields(kio)
-    hints = typing.get_type_hints(kio)
-    our_names = [_strip_ms(n) for n, _ in mine]
-    kio_names = [_strip_ms(fl.name) for fl in theirs]
-    if our_names != kio_names:
-        yield f"{path} v{version}: fields {our_names} != kio {kio_names}"
-        return
-    defaults = {fl.name: fl.default for fl in dataclasses.fields(ours)}
-    for (name, spec), kfl in zip(mine, theirs, strict=True):
-        where = f"{path}.{name} v{version}"
-        yield from _compare_field(spec, kfl, hints[kfl.name], version, where)
-        yield from _compare_default(spec, defaults[name], kfl, where)
-
-
-def _compare_default(
-    spec: FieldSpec, ours: object, kfl: dataclasses.Field[object], where: str
-) -> Iterator[str]:
-    """Kafka's non-zero defaults (-1, 0x7fffffff, true...) are kept where kio has one."""
-    theirs: object = kfl.default
-    if theirs is dataclasses.MISSING or spec.type.name in ("uuid", "array", "struct"):
-        return
-    if kfl.metadata.get("kafka_type") == "datetime_i64":
-        return  # kio's None stands for -1
-    if isinstance(theirs, datetime.timedelta):
-        theirs = theirs // datetime.timedelta(milliseconds=1)
-    if ours != theirs:
-        yield f"{where}: default {ours!r} != kio {theirs!r}"
-
-
-def _compare_field(
-    spec: FieldSpec,
-    kfl: dataclasses.Field[object],
-    hint: object,
-    version: int,
-    where: str,
-) -> Iterator[str]:
-    kio_tag = kfl.metadata.get("tag")
-    our_tag = spec.tag if version in spec.tagged else None
-    if our_tag != kio_tag:
-        yield f"{where}: tag {our_tag} != kio {kio_tag}"
-    t: FieldType[object] = spec.type
-    inner, kio_nullable = _unwrap(hint)
-    # kio types every uuid as ``UUID | None`` (None for the zero UUID) and every
-    # timestamp as ``datetime | None`` (None for -1); neither is null on the wire.
-    sentinel = kfl.metadata.get("kafka_type") in ("uuid", "datetime_i64")
-    if not sentinel and (version in t.nullable) != kio_nullable:
-        yield f"{where}: nullable {version in t.nullable} != kio {kio_nullable}"
-    element = t.of if t.name == "array" else t
-    assert element is not None
-    if element.name == "struct":
-        assert element.struct is not None
-        nested = _element(inner)
-        if not isinstance(nested, type) or not dataclasses.is_dataclass(nested):
-            yield f"{where}: struct, but kio has {hint}"
-            return
-        if (t.name == "array") != (typing.get_origin(inner) is tuple):
-            yield f"{where}: array-ness differs from kio {hint}"
-        yield from _compare(element.struct, nested, version, where)
-        return
-    kio_type = kfl.metadata.get("kafka_type")
-    kio_type = KIO_TYPES.get(str(kio_type), kio_type)
-    if element.name != kio_type:
-        yield f"{where}: type {element.name} != kio {kio_type}"
-    if (t.name == "array") != (typing.get_origin(inner) is tuple):
-        yield f"{where}: array-ness differs from kio {hint}"
-
-
-def _cases() -> Iterator[tuple[str, int, int]]:
-    for mod in MODULES:
-        for kind in (0, 1):
-            spec = message_spec(_ours(mod, kind))
-            for version in range(spec.valid.low, spec.valid.high + 1):
-                if _kio(mod, version, kind) is not None:
-                    yield mod, kind, version
-
-
-@pytest.mark.parametrize(("mod", "kind", "version"), list(_cases()))
+@pytest.mark.parametrize(("mod", "kind", "version"), ORACLE.cases())
 def test_fields_match_kio(mod: str, kind: int, version: int) -> None:
     """Our fields in this version are kio's: names, types, tags, nullability."""
-    ours = _ours(mod, kind)
-    kio = _kio(mod, version, kind)
-    assert kio is not None
-    assert list(_compare(ours, kio, version, ours.__name__)) == []
+    ORACLE.check_fields(mod, kind, version)
 
 
-@pytest.mark.parametrize(("mod", "kind", "version"), list(_cases()))
+@pytest.mark.parametrize(("mod", "kind", "version"), ORACLE.cases())
 def test_flexibility_matches_kio(mod: str, kind: int, version: int) -> None:
     """A version is flexible in our schema exactly when kio says so."""
-    kio = _kio(mod, version, kind)
-    assert kio is not None
-    spec = message_spec(_ours(mod, kind))
-    assert (version in spec.flexible) == kio.__flexible__  # type: ignore[attr-defined]
+    ORACLE.check_flexibility(mod, kind, version)
 
 
 @pytest.mark.parametrize("mod", list(MODULES))
@@ -208,7 +73,7 @@ def test_declares_required_versions(mod: str) -> None:
     """Each module registers its API key and covers at least the required range."""
     key, low, high = REQUIRED[mod]
     for kind, name in enumerate(("request", "response")):
-        spec = message_spec(_ours(mod, kind))
+        spec = message_spec(ORACLE.ours(mod, kind))
         assert spec.api_key == key
         assert spec.kind == name
         assert spec.valid.low <= low
@@ -217,7 +82,7 @@ def test_declares_required_versions(mod: str) -> None:
         kio_versions = [
             v
             for v in range(spec.valid.low, spec.valid.high + 1)
-            if _kio(mod, v, kind) is not None
+            if ORACLE.kio(mod, v, kind) is not None
         ]
         assert kio_versions == list(range(kio_versions[0], spec.valid.high + 1))
 
@@ -252,7 +117,7 @@ KAFKA_PYTHON_TYPES = {
 def _shape_ours(cls: type, version: int) -> list[tuple[str, object]]:
     """Our fields at ``version`` as (name, wire type or nested shape)."""
     shape: list[tuple[str, object]] = []
-    for name, spec in _present(cls, version):
+    for name, spec in present(cls, version):
         t: FieldType[object] = spec.type
         element = t.of if t.name == "array" else t
         assert element is not None
@@ -286,13 +151,13 @@ def test_old_versions_match_kafka_python(
     mod: str, old: str, version: int, kind: int
 ) -> None:
     """Versions kio lacks match kafka-python's schemas: names, order, wire types."""
-    assert _kio(mod, version, kind) is None
+    assert ORACLE.kio(mod, version, kind) is None
     with warnings.catch_warnings():
         # importing kafka-python reads its resources with a deprecated API
         warnings.simplefilter("ignore", DeprecationWarning)
         module = importlib.import_module(f"kafka.protocol.old.{old}")
     theirs = getattr(module, f"{MODULES[mod][kind]}_v{version}").SCHEMA
-    assert _shape_ours(_ours(mod, kind), version) == _shape_kafka_python(theirs)
+    assert _shape_ours(ORACLE.ours(mod, kind), version) == _shape_kafka_python(theirs)
 
 
 def test_old_fields_removed_later() -> None:
@@ -359,7 +224,7 @@ def _filled(cls: type, version: int, null: bool) -> object:
 def _all_versions() -> Iterator[tuple[str, int, int]]:
     for mod in MODULES:
         for kind in (0, 1):
-            spec = message_spec(_ours(mod, kind))
+            spec = message_spec(ORACLE.ours(mod, kind))
             for version in range(spec.valid.low, spec.valid.high + 1):
                 yield mod, kind, version
 
@@ -370,6 +235,6 @@ def test_round_trips_through_codec(
     mod: str, kind: int, version: int, null: bool
 ) -> None:
     """A message with every field of its version set decodes back to itself."""
-    cls = _ours(mod, kind)
+    cls = ORACLE.ours(mod, kind)
     obj = _filled(cls, version, null)
     assert decode(cls, version, encode(obj, version)) == obj

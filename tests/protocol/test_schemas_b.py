@@ -13,26 +13,16 @@ tagged versions, and defaults.
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
-import importlib
 import importlib.util
 import json
 import re
-import types
-import typing
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from protocol.schema import (
-    FieldSpec,
-    FieldType,
-    VersionRange,
-    field_specs,
-    message_spec,
-)
+from protocol.schema import VersionRange, field_specs, message_spec
+from tests.protocol._kio_compare import KioOracle, default, present
 
 # module name -> (api key, request class, response class, required low, high)
 MODULES: dict[str, tuple[int, str, str, int, int]] = {
@@ -86,14 +76,6 @@ MODULES: dict[str, tuple[int, str, str, int, int]] = {
         0,
         1,
     ),
-}
-
-# kio's wire-type names that differ from Kafka's for the same bytes.
-KIO_TYPES = {
-    "error_code": "int16",
-    "timedelta_i32": "int32",
-    "timedelta_i64": "int64",
-    "datetime_i64": "int64",
 }
 
 # Versions kio lacks, transcribed from Kafka 3.x's JSON: each field is its name
@@ -161,123 +143,13 @@ OLD_VERSIONS: dict[tuple[str, int, int], Shape] = {
 }
 
 
-def _ours(mod: str, kind: int) -> type:
-    module = importlib.import_module(f"protocol.messages.{mod}")
-    cls = getattr(module, MODULES[mod][1:3][kind])
-    assert isinstance(cls, type)
-    return cls
-
-
-def _kio(mod: str, version: int, kind: int) -> type | None:
-    part = ("request", "response")[kind]
-    try:
-        module = importlib.import_module(f"kio.schema.{mod}.v{version}.{part}")
-    except ModuleNotFoundError:
-        return None
-    cls = getattr(module, MODULES[mod][1:3][kind])
-    assert isinstance(cls, type)
-    return cls
-
-
-def _strip_ms(name: str) -> str:
-    return name.removesuffix("_ms")
-
-
-def _unwrap(hint: object) -> tuple[object, bool]:
-    """A kio annotation without its ``| None``, and whether it had one."""
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        assert len(args) == 1, hint
-        return args[0], True
-    return hint, False
-
-
-def _present(cls: type, version: int) -> list[tuple[str, FieldSpec]]:
-    return [(n, s) for n, s in field_specs(cls) if version in s.versions]
-
-
-def _default(cls: type, name: str) -> object:
-    fld = {fl.name: fl for fl in dataclasses.fields(cls)}[name]
-    if fld.default is not dataclasses.MISSING:
-        return fld.default
-    assert fld.default_factory is not dataclasses.MISSING
-    return fld.default_factory()
-
-
-def _kio_default(kfl: dataclasses.Field[object]) -> object:
-    """kio's default in Kafka's terms (timedeltas back to milliseconds)."""
-    value = kfl.default
-    if isinstance(value, datetime.timedelta):
-        return value // datetime.timedelta(milliseconds=1)
-    return value
-
-
-def _compare(ours: type, kio: type, version: int, path: str) -> Iterator[str]:
-    """Yield every difference between our struct at ``version`` and kio's."""
-    mine = _present(ours, version)
-    theirs = dataclasses.fields(kio)
-    hints = typing.get_type_hints(kio)
-    our_names = [_strip_ms(n) for n, _ in mine]
-    kio_names = [_strip_ms(fl.name) for fl in theirs]
-    if our_names != kio_names:
-        yield f"{path} v{version}: fields {our_names} != kio {kio_names}"
-        return
-    for (name, spec), kfl in zip(mine, theirs, strict=True):
-        where = f"{path}.{name} v{version}"
-        yield from _compare_field(spec, kfl, hints[kfl.name], version, where)
-        kio_default = _kio_default(kfl)
-        scalar = spec.type.name not in ("array", "struct", "uuid")
-        known = kio_default not in (dataclasses.MISSING, None)
-        ours_default = _default(ours, name)
-        if scalar and known and ours_default != kio_default:
-            yield f"{where}: default {ours_default!r} != kio {kio_default!r}"
-        # a non-zero default of ours must come from Kafka's JSON, which kio shows
-        zero = ours_default in (0, "", b"", None)
-        if scalar and not zero and kio_default is dataclasses.MISSING:
-            yield f"{where}: default {ours_default!r}, but kio has none"
-
-
-def _compare_field(
-    spec: FieldSpec,
-    kfl: dataclasses.Field[object],
-    hint: object,
-    version: int,
-    where: str,
-) -> Iterator[str]:
-    kio_tag = kfl.metadata.get("tag")
-    our_tag = spec.tag if version in spec.tagged else None
-    if our_tag != kio_tag:
-        yield f"{where}: tag {our_tag} != kio {kio_tag}"
-    t: FieldType[object] = spec.type
-    inner, kio_nullable = _unwrap(hint)
-    # kio types every uuid as ``UUID | None`` (None for the zero UUID); never null
-    # on the wire.
-    is_uuid = kfl.metadata.get("kafka_type") == "uuid"
-    if not is_uuid and (version in t.nullable) != kio_nullable:
-        yield f"{where}: nullable {version in t.nullable} != kio {kio_nullable}"
-    is_array = typing.get_origin(inner) is tuple
-    if (t.name == "array") != is_array:
-        yield f"{where}: array-ness differs from kio {hint}"
-    element = t.of if t.name == "array" else t
-    assert element is not None
-    if element.name == "struct":
-        assert element.struct is not None
-        nested = typing.get_args(inner)[0] if is_array else inner
-        if not isinstance(nested, type) or not dataclasses.is_dataclass(nested):
-            yield f"{where}: struct, but kio has {hint}"
-            return
-        yield from _compare(element.struct, nested, version, where)
-        return
-    kio_type = kfl.metadata.get("kafka_type")
-    kio_type = KIO_TYPES.get(str(kio_type), kio_type)
-    if element.name != kio_type:
-        yield f"{where}: type {element.name} != kio {kio_type}"
+ORACLE = KioOracle(names={mod: (m[1], m[2]) for mod, m in MODULES.items()})
 
 
 def _shape(cls: type, version: int) -> Shape:
     """Our fields present at ``version`` in the notation of OLD_VERSIONS."""
     out: Shape = []
-    for name, spec in _present(cls, version):
+    for name, spec in present(cls, version):
         t = spec.type
         element = t.of if t.name == "array" else t
         assert element is not None
@@ -289,38 +161,25 @@ def _shape(cls: type, version: int) -> Shape:
     return out
 
 
-def _cases() -> Iterator[tuple[str, int, int]]:
-    for mod in MODULES:
-        for kind in (0, 1):
-            spec = message_spec(_ours(mod, kind))
-            for version in range(spec.valid.low, spec.valid.high + 1):
-                if _kio(mod, version, kind) is not None:
-                    yield mod, kind, version
-
-
-@pytest.mark.parametrize(("mod", "kind", "version"), list(_cases()))
+@pytest.mark.parametrize(("mod", "kind", "version"), ORACLE.cases())
 def test_fields_match_kio(mod: str, kind: int, version: int) -> None:
     """Our fields in this version are kio's: names, types, tags, nulls, defaults."""
-    ours = _ours(mod, kind)
-    kio = _kio(mod, version, kind)
-    assert kio is not None
-    assert list(_compare(ours, kio, version, ours.__name__)) == []
+    ORACLE.check_fields(mod, kind, version)
 
 
-@pytest.mark.parametrize(("mod", "kind", "version"), list(_cases()))
+@pytest.mark.parametrize(("mod", "kind", "version"), ORACLE.cases())
 def test_flexibility_matches_kio(mod: str, kind: int, version: int) -> None:
     """A version is flexible in our schema exactly when kio says so."""
-    kio = _kio(mod, version, kind)
-    assert kio is not None
-    spec = message_spec(_ours(mod, kind))
-    assert (version in spec.flexible) == kio.__flexible__  # type: ignore[attr-defined]
+    ORACLE.check_flexibility(mod, kind, version)
 
 
 @pytest.mark.parametrize(("mod", "kind", "version"), sorted(OLD_VERSIONS), ids=str)
 def test_old_versions_match_kafka_json(mod: str, kind: int, version: int) -> None:
     """Versions kio lacks match Kafka 3.x's JSON, and are not flexible."""
-    assert _kio(mod, version, kind) is None, "kio has it: compare with kio instead"
-    cls = _ours(mod, kind)
+    assert ORACLE.kio(mod, version, kind) is None, (
+        "kio has it: compare with kio instead"
+    )
+    cls = ORACLE.ours(mod, kind)
     assert version in message_spec(cls).valid
     assert version not in message_spec(cls).flexible
     assert _shape(cls, version) == OLD_VERSIONS[mod, kind, version]
@@ -332,14 +191,14 @@ def test_declares_required_versions(mod: str) -> None:
     every valid version is checked above, against kio or the old JSON."""
     key, _, _, low, high = MODULES[mod]
     for kind, name in enumerate(("request", "response")):
-        spec = message_spec(_ours(mod, kind))
+        spec = message_spec(ORACLE.ours(mod, kind))
         assert spec.api_key == key
         assert spec.kind == name
         assert spec.valid.low <= low
         assert spec.valid.high >= high
         for version in range(spec.valid.low, spec.valid.high + 1):
             checked = (mod, kind, version) in OLD_VERSIONS
-            assert checked or _kio(mod, version, kind) is not None, version
+            assert checked or ORACLE.kio(mod, version, kind) is not None, version
 
 
 def test_distinct_defaults_by_hand() -> None:
@@ -389,13 +248,13 @@ def _compare_json(
     """Yield every difference between our struct and Kafka's JSON fields."""
     ours = dict(field_specs(cls))
     for version in valid:
-        present = [
+        in_json = [
             _snake(str(jf["name"]))
             for jf in fields
             if version in VersionRange.parse(str(jf["versions"]))
         ]
-        if present != [n for n, _ in _present(cls, version)]:
-            yield f"{path} v{version}: JSON has {present}"
+        if in_json != [n for n, _ in present(cls, version)]:
+            yield f"{path} v{version}: JSON has {in_json}"
     for jf in fields:
         name = _snake(str(jf["name"]))
         where = f"{path}.{name}"
@@ -414,8 +273,8 @@ def _compare_json(
             yield f"{where}: tag {spec.tag}, JSON {jf.get('tag')}"
         if "default" in jf:
             expected = _json_default(jf["default"])
-            if _default(cls, name) != expected:
-                yield f"{where}: default {_default(cls, name)!r}, JSON {expected!r}"
+            if default(cls, name) != expected:
+                yield f"{where}: default {default(cls, name)!r}, JSON {expected!r}"
         nested = jf.get("fields")
         element = spec.type.of if spec.type.name == "array" else spec.type
         assert element is not None
@@ -435,7 +294,7 @@ def _json_cases() -> Iterator[tuple[str, int]]:
 @pytest.mark.parametrize(("mod", "kind"), list(_json_cases()))
 def test_fields_match_kafka_json(mod: str, kind: int) -> None:
     """Kafka's JSON (kafka-python's copy): ranges, nulls, tags, defaults, order."""
-    cls = _ours(mod, kind)
+    cls = ORACLE.ours(mod, kind)
     data = _kafka_json(cls.__name__)
     json_valid = VersionRange.parse(str(data["validVersions"]))
     spec = message_spec(cls)
