@@ -35,7 +35,6 @@ from storage.snapshot_meta import SnapshotError
 from storage.snapshot_stage import StageJob, stage_snapshot
 
 NICE: Final = 19
-JOBS: Final = ("inspect", "stage")
 _PR_SET_PDEATHSIG: Final = 1
 
 
@@ -66,16 +65,21 @@ def _stage(data: bytes) -> dict[str, object]:
     return {"written": written, "nice": os.getpriority(os.PRIO_PROCESS, 0)}
 
 
+JOBS: Final = {"inspect": _inspect, "stage": _stage}
+
+
 def main(argv: list[str]) -> int:
     """Run the job named in argv on stdin; the exit status and last stdout line say
     how it went."""
     _die_with_parent(int(argv[0]))
     with contextlib.suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, 0, NICE)
-    job = argv[1] if len(argv) > 1 else "stage"
+    run = JOBS.get(argv[1] if len(argv) > 1 else "")
+    if run is None:
+        _reply({"error": f"job must be one of {', '.join(JOBS)}", "kind": "usage"})
+        return 2
     try:
-        data = sys.stdin.buffer.read()
-        _reply(_inspect(data) if job == "inspect" else _stage(data))
+        _reply(run(sys.stdin.buffer.read()))
     except SnapshotError as exc:
         kind = type(exc).__name__
         _reply(

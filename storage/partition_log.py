@@ -56,6 +56,7 @@ from storage.segment import (
     LOG_SUFFIX,
     TIMEINDEX_SUFFIX,
     Segment,
+    segment_base,
     segment_name,
 )
 from storage.segment_copy import execute_copy, plan_copy
@@ -699,9 +700,9 @@ class PartitionLog:
             StorageIOError: a rename or open failed (the log is marked failed).
         """
         bases = sorted(
-            int(name[:20])
+            base
             for name in self.fileops.listdir(staging_dir)
-            if name.endswith(LOG_SUFFIX) and name[:20].isdigit() and len(name) == 24
+            if (base := segment_base(name)) is not None
         )
         staged_epochs = EpochCache.load(staging_dir)
         with self._lock:

@@ -33,6 +33,7 @@ from storage.segment import (
     LOG_SUFFIX,
     TIMEINDEX_SUFFIX,
     Segment,
+    segment_base,
 )
 from storage.time_index import TimeIndex
 
@@ -256,8 +257,8 @@ def recover_segments(
         if name.endswith((".tmp", ".deleted", ".cleaned", ".swap")):
             fileops.unlink(path)
             removed_files.append(name)
-        elif "." + suffix == LOG_SUFFIX and stem.isdigit() and len(stem) == 20:
-            bases.append(int(stem))
+        elif (base := segment_base(name)) is not None:
+            bases.append(base)
         elif "." + suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX) and (
             stem + LOG_SUFFIX not in names
         ):

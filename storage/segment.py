@@ -47,6 +47,14 @@ def segment_name(base_offset: int) -> str:
     return f"{base_offset:020d}"
 
 
+def segment_base(name: str) -> int | None:
+    """The base offset a segment's ``.log`` file name says; None for other names."""
+    stem, _dot, suffix = name.partition(".")
+    if "." + suffix == LOG_SUFFIX and stem.isdigit() and len(stem) == 20:
+        return int(stem)
+    return None
+
+
 class Segment:
     """An open segment: its log fd, size, offsets, indexes and max timestamp."""
 

@@ -138,7 +138,6 @@ def _size_check(
     tuple[SegmentMeta, ...],
     list[int],
     bool,
-    Callable[[str, str], SnapshotIncomplete | SnapshotInvalid],
 ]:
     check_entry(path, root, directory=True)
     for name in os.listdir(path):
@@ -158,14 +157,7 @@ def _size_check(
         newest = max(newest, st.st_mtime)
         sizes.append(st.st_size)
     settled = now - newest >= settle_s
-
-    def unfinished(reason: str, detail: str) -> SnapshotIncomplete | SnapshotInvalid:
-        return (
-            SnapshotInvalid(reason, detail)
-            if settled
-            else SnapshotIncomplete(reason, detail)
-        )
-
+    unfinished = _unfinished(settled)
     for seg, size in zip(listed, sizes, strict=True):
         if seg.size is not None and size != seg.size:
             raise unfinished(
@@ -175,7 +167,22 @@ def _size_check(
         raise unfinished(
             "size-mismatch", f"segments hold {sum(sizes)} of {meta.size} bytes"
         )
-    return meta, tuple(listed), sizes, settled, unfinished
+    return meta, tuple(listed), sizes, settled
+
+
+def _unfinished(
+    settled: bool,
+) -> Callable[[str, str], SnapshotIncomplete | SnapshotInvalid]:
+    """What a mismatch means: still copying until the files settled, then damaged."""
+
+    def unfinished(reason: str, detail: str) -> SnapshotIncomplete | SnapshotInvalid:
+        return (
+            SnapshotInvalid(reason, detail)
+            if settled
+            else SnapshotIncomplete(reason, detail)
+        )
+
+    return unfinished
 
 
 def inspect_snapshot(
@@ -191,7 +198,8 @@ def inspect_snapshot(
         SnapshotIncomplete: wait and look again.
         SnapshotInvalid: never apply it (``reason`` says why).
     """
-    meta, listed, sizes, settled, unfinished = _size_check(path, root, settle_s, now)
+    meta, listed, sizes, settled = _size_check(path, root, settle_s, now)
+    unfinished = _unfinished(settled)
     # Uncompressed segments with a crc32c are checksummed in the validation pass
     # (one read); the rest first, on their own.
     fused = meta.compression == "none"
