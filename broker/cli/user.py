@@ -8,7 +8,7 @@ stored: each user gets salted SCRAM-SHA-256 and SCRAM-SHA-512 credentials
     ailurus user create alice --password-stdin < pw.txt
     ailurus user grant alice topic:orders:read,write group:orders-app:read
     ailurus user list
-    ailurus user revoke alice topic:orders:write
+    ailurus user revoke alice topic:orders:read,write
     ailurus user delete alice
 """
 

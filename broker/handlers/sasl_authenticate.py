@@ -4,8 +4,9 @@ Behaviour: feeds one client token to the connection's SASL state machine
 (:mod:`broker.security.sasl`) and answers the server token. Success makes the
 connection's principal the user; failure → SASL_AUTHENTICATION_FAILED with Kafka's
 message, logged (``sasl_authentication_failed``), counted by the failed-login limiter
-and answered only after ``connection.failed.authentication.delay.ms``. A locked-out
-host or user is refused without looking at the token. Out of order (no handshake,
+(per user and host, and per host with a higher threshold) and answered only after
+``connection.failed.authentication.delay.ms``. A locked-out host, or a user locked
+out from this host, is refused without the login being checked. Out of order (no handshake,
 after success or failure, or on a listener without SASL) → ILLEGAL_SASL_STATE.
 PLAIN's password check (PBKDF2) runs in a worker thread; SCRAM steps are HMACs only.
 Version notes: v1 adds session_lifetime_ms (0: no re-authentication, KIP-368);
@@ -63,7 +64,7 @@ def sasl_authenticate(
             ErrorCode.ILLEGAL_SASL_STATE,
             "SaslAuthenticate is not expected in this state",
         )
-    wait = svc.limiter.retry_after(f"host:{conn.peer_host}")
+    wait = svc.limiter.retry_after(conn.peer_host)
     if wait > 0:
         sasl.fail()
         return _reject(
@@ -98,7 +99,7 @@ def _finish(
 ) -> SaslAuthenticateResponse | Deferred:
     user = sasl.attempted_user
     if user is not None and not isinstance(step, Rejected):
-        wait = svc.limiter.retry_after(f"user:{user}")
+        wait = svc.limiter.retry_after(conn.peer_host, user)
         if wait > 0:
             sasl.fail()
             return _reject(
@@ -107,7 +108,7 @@ def _finish(
     if isinstance(step, Challenge):
         return _response(ErrorCode.NONE, None, step.token)
     if isinstance(step, Authenticated):
-        svc.limiter.success(f"host:{conn.peer_host}", f"user:{step.user}")
+        svc.limiter.success(conn.peer_host, step.user)
         log.info(
             "sasl_authenticated",
             peer=rctx.peer,
@@ -132,8 +133,9 @@ def _reject(
     reason: str,
     message: str,
 ) -> Deferred:
-    keys = [f"host:{conn.peer_host}"] + ([f"user:{user}"] if user else [])
-    locked = False if reason == "rate_limited" else svc.limiter.failure(*keys)
+    locked = (
+        False if reason == "rate_limited" else svc.limiter.failure(conn.peer_host, user)
+    )
     log.warning(
         "sasl_authentication_failed",
         peer=rctx.peer,

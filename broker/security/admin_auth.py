@@ -1,8 +1,8 @@
 """Admin HTTP API access: loopback by default, a bearer token for changes.
 
-Rules (issue 9): when a token is configured (``AILURUS_ADMIN_TOKEN``), every
-mutating request (any method but GET/HEAD/OPTIONS) must carry
-``Authorization: Bearer <token>``; an admin API bound beyond loopback without a
+Rules: when a token is configured (``AILURUS_ADMIN_TOKEN``), every request must carry
+``Authorization: Bearer <token>`` except a GET/HEAD/OPTIONS of a public route (one
+that reveals no data: the readiness probe, the broker list); an admin API bound beyond loopback without a
 token refuses to start. Tokens are compared in constant time and never logged.
 """
 
@@ -45,9 +45,10 @@ def check_binding(host: str, token: str | None) -> None:
         )
 
 
-def needs_token(method: str, token: str | None) -> bool:
-    """Whether a request with this method must present the token."""
-    return token is not None and method.upper() not in SAFE_METHODS
+def needs_token(method: str, token: str | None, *, public: bool = False) -> bool:
+    """Whether a request with this method, to a public route or not, must present
+    the token."""
+    return token is not None and (not public or method.upper() not in SAFE_METHODS)
 
 
 def authorized(headers: Mapping[str, str], token: str) -> bool:

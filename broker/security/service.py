@@ -7,7 +7,8 @@ enabled SASL mechanisms (``sasl.enabled.mechanisms``), super users (``super.user
 ``User:alice;User:bob``), whether ACLs are enforced (``authorizer.enabled``; default:
 on when some listener authenticates its clients), the delay before a failed login is
 answered (``connection.failed.authentication.delay.ms``) and the failed-login limits
-(``ailurus.login.max.failures``, ``ailurus.login.window.ms``,
+(``ailurus.login.max.failures`` per user and host,
+``ailurus.login.host.max.failures`` per host, ``ailurus.login.window.ms``,
 ``ailurus.login.lockout.ms``).
 
 :class:`SecurityService` lives on the broker context (one per process): the user
@@ -50,6 +51,7 @@ class SecuritySettings:
     authorizer: bool | None = None  # None: on when a listener authenticates
     failed_auth_delay_ms: int = 100
     login_max_failures: int = 5
+    login_host_max_failures: int | None = None  # None: 10 x login_max_failures
     login_window_ms: int = 60_000
     login_lockout_ms: int = 60_000
 
@@ -71,6 +73,7 @@ SECURITY_KEYS: Final = frozenset(
         "authorizer.enabled",
         "connection.failed.authentication.delay.ms",
         "ailurus.login.max.failures",
+        "ailurus.login.host.max.failures",
         "ailurus.login.window.ms",
         "ailurus.login.lockout.ms",
     }
@@ -81,6 +84,7 @@ _INT_KEYS: Final = frozenset(
     {
         "connection.failed.authentication.delay.ms",
         "ailurus.login.max.failures",
+        "ailurus.login.host.max.failures",
         "ailurus.login.window.ms",
         "ailurus.login.lockout.ms",
     }
@@ -138,6 +142,9 @@ def parse_settings(sets: Mapping[str, str]) -> SecuritySettings:
         ),
         login_max_failures=ints.get(
             "ailurus.login.max.failures", out.login_max_failures
+        ),
+        login_host_max_failures=ints.get(
+            "ailurus.login.host.max.failures", out.login_host_max_failures
         ),
         login_window_ms=ints.get("ailurus.login.window.ms", out.login_window_ms),
         login_lockout_ms=ints.get("ailurus.login.lockout.ms", out.login_lockout_ms),
@@ -208,6 +215,9 @@ class SecurityService:
         )
         self.limiter = LoginLimiter(
             max_failures=max(1, settings.login_max_failures),
+            host_max_failures=None
+            if settings.login_host_max_failures is None
+            else max(1, settings.login_host_max_failures),
             window_s=settings.login_window_ms / 1000,
             lockout_s=settings.login_lockout_ms / 1000,
         )

@@ -94,3 +94,32 @@ def test_user_errors_exit_1_with_one_line(tmp_path: Path) -> None:
     )
     assert code == 1
     assert "empty" in err
+
+
+def test_the_documented_user_commands_run_as_written(tmp_path: Path) -> None:
+    """Every ``ailurus user`` line of docs/security.md's Users example succeeds, in
+    order, and leaves what it says (revoke takes a rule exactly as granted)."""
+    import shlex
+
+    from broker.security.acl import parse_rule
+
+    doc = (Path(__file__).parents[2] / "docs" / "security.md").read_text()
+    block = doc.split("## Users", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    lines = [ln.split("#", 1)[0].strip() for ln in block.splitlines()]
+    commands = [ln for ln in lines if ln.startswith("ailurus user")]
+    assert len(commands) >= 5
+    store = UserStore.in_data_dir(tmp_path)
+    for line in commands:
+        stdin = None
+        if "<" in line:
+            line, _ = line.split("<", 1)
+            stdin = "pw\n"
+        args = shlex.split(line)[1:]
+        if args[:2] == ["user", "delete"]:  # check the grants before the delete
+            record = store.get("alice")
+            assert record is not None
+            specs = sorted(parse_rule(r).spec() for r in record.acls)
+            assert specs == ["group:orders-app:read", "topic:logs-*:all"]
+        code, out, err = run(*args, "--data-dir", str(tmp_path), stdin=stdin)
+        assert code == 0, (line, out, err)
+    assert store.get("alice") is None

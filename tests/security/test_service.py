@@ -42,6 +42,7 @@ def test_parse_settings_reads_kafka_names() -> None:
             "authorizer.enabled": "false",
             "connection.failed.authentication.delay.ms": "0",
             "ailurus.login.max.failures": "3",
+            "ailurus.login.host.max.failures": "40",
         }
     )
     assert s.mechanisms == ("SCRAM-SHA-512", "PLAIN")
@@ -49,6 +50,7 @@ def test_parse_settings_reads_kafka_names() -> None:
     assert s.authorizer is False
     assert s.failed_auth_delay_ms == 0
     assert s.login_max_failures == 3
+    assert s.login_host_max_failures == 40
     assert parse_settings({}) == SecuritySettings()
 
 
@@ -117,11 +119,14 @@ def test_admin_binding_rules() -> None:
 
 
 def test_admin_token_checks() -> None:
-    """Mutating methods need the bearer token when one is set."""
+    """With a token set, everything but a read of a public route needs it."""
     assert needs_token("POST", TOKEN)
     assert needs_token("delete", TOKEN)
-    assert not needs_token("GET", TOKEN)
+    assert needs_token("GET", TOKEN)
+    assert not needs_token("GET", TOKEN, public=True)
+    assert needs_token("POST", TOKEN, public=True)
     assert not needs_token("POST", None)
+    assert not needs_token("GET", None)
     assert authorized({"authorization": f"Bearer {TOKEN}"}, TOKEN)
     assert authorized({"authorization": f"bearer  {TOKEN}"}, TOKEN)
     assert not authorized({"authorization": f"Basic {TOKEN}"}, TOKEN)

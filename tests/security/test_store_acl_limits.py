@@ -247,18 +247,45 @@ class Clock:
 
 
 def test_limiter_locks_after_max_failures_and_unlocks_later() -> None:
-    """Five failures in the window lock the key for the lockout period."""
+    """Five failures of a user from a host lock that pair for the lockout period."""
     clock = Clock()
     lim = LoginLimiter(max_failures=5, window_s=60, lockout_s=30, clock=clock)
     for _ in range(4):
-        assert not lim.failure("host:1.2.3.4", "user:alice")
-    assert lim.retry_after("host:1.2.3.4") == 0
-    assert lim.failure("host:1.2.3.4", "user:alice")
-    assert lim.retry_after("host:1.2.3.4") == pytest.approx(30)
-    assert lim.retry_after("user:alice") == pytest.approx(30)
-    assert lim.retry_after("host:5.6.7.8") == 0
+        assert not lim.failure("1.2.3.4", "alice")
+    assert lim.retry_after("1.2.3.4", "alice") == 0
+    assert lim.failure("1.2.3.4", "alice")
+    assert lim.retry_after("1.2.3.4", "alice") == pytest.approx(30)
+    assert lim.retry_after("5.6.7.8", "alice") == 0
     clock.now += 31
-    assert lim.retry_after("host:1.2.3.4", "user:alice") == 0
+    assert lim.retry_after("1.2.3.4", "alice") == 0
+
+
+def test_limiter_lockout_is_per_user_and_host() -> None:
+    """One user's failures lock neither another user on that host nor the host."""
+    lim = LoginLimiter(max_failures=5, clock=Clock())
+    for _ in range(5):
+        lim.failure("1.2.3.4", "alice")
+    assert lim.retry_after("1.2.3.4", "alice") > 0
+    assert lim.retry_after("1.2.3.4", "bob") == 0
+    assert lim.retry_after("1.2.3.4") == 0
+
+
+def test_limiter_host_wide_threshold_stops_sprays() -> None:
+    """Failures over many user names lock the host at the higher host threshold."""
+    lim = LoginLimiter(max_failures=5, clock=Clock())
+    assert lim.host_max_failures == 50
+    for i in range(49):
+        assert not lim.failure("1.2.3.4", f"user{i}")
+    assert lim.retry_after("1.2.3.4") == 0
+    assert lim.failure("1.2.3.4", "user49")
+    assert lim.retry_after("1.2.3.4") > 0
+    assert lim.retry_after("1.2.3.4", "bob") > 0
+    assert lim.retry_after("5.6.7.8", "bob") == 0
+    # Failures whose user is unknown (malformed logins) count against the host.
+    other = LoginLimiter(max_failures=5, host_max_failures=3, clock=Clock())
+    for _ in range(3):
+        other.failure("9.9.9.9")
+    assert other.retry_after("9.9.9.9") > 0
 
 
 def test_limiter_forgets_failures_outside_the_window() -> None:
@@ -266,25 +293,27 @@ def test_limiter_forgets_failures_outside_the_window() -> None:
     clock = Clock()
     lim = LoginLimiter(max_failures=3, window_s=10, lockout_s=30, clock=clock)
     for _ in range(10):
-        assert not lim.failure("user:bob")
+        assert not lim.failure("1.2.3.4", "bob")
         clock.now += 6
-    assert lim.retry_after("user:bob") == 0
+    assert lim.retry_after("1.2.3.4", "bob") == 0
 
 
-def test_limiter_success_clears_counts() -> None:
-    """A successful login resets the failure count."""
+def test_limiter_success_clears_the_pair_not_the_host() -> None:
+    """A successful login resets the user's count, not the host's spray count."""
     clock = Clock()
-    lim = LoginLimiter(max_failures=2, clock=clock)
-    lim.failure("user:a")
-    lim.success("user:a")
-    assert not lim.failure("user:a")
+    lim = LoginLimiter(max_failures=2, host_max_failures=3, clock=clock)
+    lim.failure("h", "a")
+    lim.success("h", "a")
+    assert not lim.failure("h", "a")
+    assert lim.failure("h", "b")  # third failure from h: the host is locked
+    assert lim.retry_after("h") > 0
 
 
 def test_limiter_memory_is_bounded() -> None:
     """At most max_keys keys are tracked."""
     lim = LoginLimiter(max_keys=100, clock=Clock())
     for i in range(1000):
-        lim.failure(f"host:{i}")
+        lim.failure(f"10.0.0.{i}", "alice")
     assert len(lim) == 100
 
 
