@@ -7,12 +7,15 @@ Routes (``ROUTES``; others register theirs with :func:`route`, e.g. ``/v1/groups
     GET /v1/topics         every topic with its partitions' offsets and sizes
     GET /v1/topics/{name}  one topic (404 if unknown)
     GET /v1/brokers        this node and its listeners (bound and advertised)
-    GET /metrics           Prometheus text format
+    GET /metrics           Prometheus text format (docs/metrics.md)
 
 Access (``broker.security.admin_auth``): bound to loopback by default; when
-``AILURUS_ADMIN_TOKEN`` is set, every mutating request (not GET/HEAD/OPTIONS) needs
-``Authorization: Bearer <token>`` (401 otherwise); an address beyond loopback without
-a token refuses to start.
+``AILURUS_ADMIN_TOKEN`` is set, every request needs ``Authorization: Bearer <token>``
+(401 otherwise) except GETs of the routes registered ``public=True``, which reveal no
+data: ``/v1/status/ready`` (for orchestrators' probes) and ``/v1/brokers`` (what a
+Kafka client learns anyway). Topics, groups (committed offsets), snapshots and
+``/metrics`` (per-group lag) need it. An address beyond loopback without a token
+refuses to start.
 
 One request per connection (``Connection: close``); request heads over 16 KiB and
 bodies over 1 MiB are refused. Handlers are plain functions returning a
@@ -34,6 +37,7 @@ import anyio
 import anyio.abc
 import structlog
 
+from broker.metrics import process_metric_lines
 from broker.security.admin_auth import (
     AdminAuthError,
     authorized,
@@ -89,17 +93,24 @@ class Route:
     method: str
     pattern: re.Pattern[str]
     fn: RouteFn
+    public: bool = False
 
 
 ROUTES: list[Route] = []
 
 
-def route(method: str, path: str) -> Callable[[RouteFn], RouteFn]:
-    """Register a route; ``{name}`` in ``path`` captures one path segment."""
+def route(
+    method: str, path: str, *, public: bool = False
+) -> Callable[[RouteFn], RouteFn]:
+    """Register a route; ``{name}`` in ``path`` captures one path segment.
+
+    ``public``: a GET of it reveals no data, so it needs no admin token; every
+    other route needs the token when one is set.
+    """
     regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$"
 
     def register(fn: RouteFn) -> RouteFn:
-        ROUTES.append(Route(method.upper(), re.compile(regex), fn))
+        ROUTES.append(Route(method.upper(), re.compile(regex), fn, public))
         return fn
 
     return register
@@ -182,19 +193,16 @@ async def _read_and_route(
     url = urlsplit(target)
     path = unquote(url.path)
     token = ctx.config.admin_token
+    matched = [(r, m) for r in ROUTES if (m := r.pattern.match(path)) is not None]
+    public = any(r.public and r.method == method.upper() for r, _ in matched)
     if (
         token is not None
-        and needs_token(method, token)
+        and needs_token(method, token, public=public)
         and not authorized(headers, token)
     ):
         log.warning("admin_unauthorized", method=method, path=path)
         return HttpResponse.error(401, "a valid admin bearer token is required")
-    allowed = False
-    for r in ROUTES:
-        m = r.pattern.match(path)
-        if m is None:
-            continue
-        allowed = True
+    for r, m in matched:
         if r.method != method.upper():
             continue
         request = HttpRequest(
@@ -206,7 +214,7 @@ async def _read_and_route(
             body=bytes(body[:length]),
         )
         return await _call(r.fn, ctx, request)
-    if allowed:
+    if matched:
         return HttpResponse.error(405, "method not allowed")
     return HttpResponse.error(404, "not found")
 
@@ -239,7 +247,7 @@ async def _send(stream: anyio.abc.SocketStream, response: HttpResponse) -> None:
 # -- built-in routes -----------------------------------------------------------
 
 
-@route("GET", "/v1/status/ready")
+@route("GET", "/v1/status/ready", public=True)
 def _ready(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
     if ctx.ready and not ctx.shutting_down:
         return HttpResponse.json({"status": "ready"})
@@ -247,7 +255,7 @@ def _ready(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
     return HttpResponse.json({"status": status}, status=503)
 
 
-@route("GET", "/v1/brokers")
+@route("GET", "/v1/brokers", public=True)
 def _brokers(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
     return HttpResponse.json(
         [
@@ -282,12 +290,18 @@ def _topic(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
 
 @route("GET", "/metrics")
 def _metrics(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
+    from broker.groups.admin_routes import lag_metric_lines
     from broker.snapshot_watcher import snapshot_metric_lines
 
     return HttpResponse(
         status=200,
         body=ctx.metrics.render(
-            itertools.chain(ctx.partition_metric_lines(), snapshot_metric_lines(ctx))
+            itertools.chain(
+                ctx.partition_metric_lines(),
+                lag_metric_lines(ctx),
+                snapshot_metric_lines(ctx),
+                process_metric_lines(),
+            )
         ).encode(),
         content_type="text/plain; version=0.0.4; charset=utf-8",
     )

@@ -3,14 +3,19 @@
 Counters are plain dicts and ints updated on the event-loop thread (no locks, no
 labels objects on the hot path): requests by API, errors by API and error code,
 bytes in and out, connections; latency histograms per API (produce and fetch are the
-ones that matter). Partition offsets and sizes are rendered from storage when scraped.
+ones that matter). Partition offsets and sizes are rendered from storage when scraped,
+and the standard ``process_*`` metrics from ``/proc`` (:func:`process_metric_lines`).
+Every family has HELP and TYPE lines and a unique name (a counter ``X_total`` is the
+family ``X``, so no other family may be called ``X``); docs/metrics.md lists them.
 """
 
 from __future__ import annotations
 
 import bisect
+import os
+import resource
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 # Seconds; spans a sub-millisecond in-memory answer to a 30 s long poll.
@@ -57,11 +62,13 @@ class Histogram:
             yield f'{name}_bucket{{{labels}{sep}le="{bound}"}} {acc}'
         acc += self.counts[-1]
         yield f'{name}_bucket{{{labels}{sep}le="+Inf"}} {acc}'
-        yield f"{name}_sum{{{labels}}} {self.total}"
-        yield f"{name}_count{{{labels}}} {self.count}"
+        braces = f"{{{labels}}}" if labels else ""  # never an empty "{}"
+        yield f"{name}_sum{braces} {self.total}"
+        yield f"{name}_count{braces} {self.count}"
 
 
-def _escape(value: str) -> str:
+def escape_label(value: str) -> str:
+    """A label value as the text format wants it (backslash, quote, newline)."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
@@ -107,7 +114,7 @@ class Metrics:
             "# TYPE ailurus_request_errors_total counter",
         ]
         lines += [
-            f'ailurus_request_errors_total{{api="{api}",error="{_escape(code)}"}} {n}'
+            f'ailurus_request_errors_total{{api="{api}",error="{escape_label(code)}"}} {n}'
             for (api, code), n in sorted(self.errors.items())
         ]
         lines += [
@@ -120,13 +127,13 @@ class Metrics:
             ("ailurus_bytes_in_total", "counter", self.bytes_in, "Bytes received."),
             ("ailurus_bytes_out_total", "counter", self.bytes_out, "Bytes sent."),
             (
-                "ailurus_connections",
+                "ailurus_connections_active",
                 "gauge",
                 self.connections_open,
                 "Open connections.",
             ),
             (
-                "ailurus_connections_total",
+                "ailurus_connections_accepted_total",
                 "counter",
                 self.connections_total,
                 "Connections accepted.",
@@ -152,3 +159,89 @@ class Metrics:
             ]
         lines.extend(extra)
         return "\n".join(lines) + "\n"
+
+
+# -- process_* (the names every Prometheus client library uses) -------------------
+
+
+def _proc_start_time() -> float | None:
+    """Unix time the process started, from /proc (None where there is no /proc)."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            stat = f.read()
+        with open("/proc/stat", "rb") as f:
+            btime = next(
+                int(line.split()[1]) for line in f if line.startswith(b"btime ")
+            )
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    # Field 22 (starttime, clock ticks after boot); fields after the ")" of comm.
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    try:
+        ticks = int(fields[19])
+    except (IndexError, ValueError):
+        return None
+    return btime + ticks / os.sysconf("SC_CLK_TCK")
+
+
+_START_TIME: float | None = None
+
+
+def process_metric_lines() -> Iterator[str]:
+    """``process_*`` gauges and counters for this process, read when scraped."""
+    global _START_TIME
+    times = os.times()
+    samples: list[tuple[str, str, str, float | int | None]] = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            times.user + times.system,
+        )
+    ]
+    rss: int | None = None
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        rss = None
+    samples.append(
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            rss,
+        )
+    )
+    try:
+        open_fds: int | None = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        open_fds = None
+    samples.append(
+        ("process_open_fds", "gauge", "Number of open file descriptors.", open_fds)
+    )
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    samples.append(
+        (
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors.",
+            None if soft == resource.RLIM_INFINITY else soft,
+        )
+    )
+    if _START_TIME is None:
+        _START_TIME = _proc_start_time()
+    samples.append(
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            _START_TIME,
+        )
+    )
+    for name, kind, text, value in samples:
+        if value is None:
+            continue
+        yield f"# HELP {name} {text}"
+        yield f"# TYPE {name} {kind}"
+        yield f"{name} {value}"

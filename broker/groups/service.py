@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -393,6 +393,13 @@ class GroupService:
             }
             for g in sorted(self.list_groups(), key=lambda g: g.group_id)
         ]
+
+    def committed_offsets(self) -> Iterator[tuple[str, str, int, int]]:
+        """(group, topic, partition, offset) of every committed offset, sorted."""
+        for group_id in sorted(self.store.groups()):
+            for (topic, partition), c in sorted(self.store.fetch(group_id).items()):
+                if c.offset >= 0:
+                    yield group_id, topic, partition, c.offset
 
     def admin_group(
         self, group_id: str, log_end: Callable[[str, int], int | None]

@@ -50,7 +50,7 @@ async def test_admin_routes_answer_with_the_right_status() -> None:
         assert (status, json.loads(body)) == (200, {"word": "hello", "q": {"x": ["1"]}})
         status, body = await _get(port, "/metrics")
         assert status == 200
-        assert b"ailurus_connections 0" in body
+        assert b"ailurus_connections_active 0" in body
         ctx.shutting_down = True
         assert (await _get(port, "/v1/status/ready"))[0] == 503
         tg.cancel_scope.cancel()

@@ -46,5 +46,5 @@ def test_metrics_render_prometheus_text() -> None:
     assert (
         'ailurus_request_errors_total{api="produce",error="CORRUPT_MESSAGE"} 1' in text
     )
-    assert "ailurus_connections 2" in text
+    assert "ailurus_connections_active 2" in text
     assert text.endswith("extra_metric 1\n")

@@ -88,7 +88,7 @@ def test_admin_api_reports_ready_topics_and_metrics(broker: BrokerProcess) -> No
     assert 'ailurus_requests_total{api="produce"}' in text
     assert 'ailurus_request_latency_seconds_bucket{api="produce",le="+Inf"}' in text
     assert 'ailurus_partition_log_end_offset{topic="adm",partition="0"} 1' in text
-    assert "ailurus_connections " in text
+    assert "ailurus_connections_active " in text
 
 
 def test_long_poll_is_woken_by_an_append_and_idles_without_cpu(

@@ -69,7 +69,7 @@ def _served(b: BrokerProcess, topic: str, n: int) -> float:
 
 
 def _connections(b: BrokerProcess) -> float:
-    value = metric(b, "ailurus_connections")
+    value = metric(b, "ailurus_connections_active")
     assert value is not None
     return value
 
@@ -151,7 +151,7 @@ def test_thousand_connections_churn_without_leaking(tmp_path: Path) -> None:
     grown = rss_bytes(b.proc.pid) - rss_before
     print(f"churn: 1000 connections, rss grew {grown / MIB:.1f} MiB")
     assert grown < CHURN_RSS_BOUND
-    total = metric(b, "ailurus_connections_total")
+    total = metric(b, "ailurus_connections_accepted_total")
     assert total is not None
     assert total >= 1000
     assert len(fetch_all(b, "churn", 0)[1]) == 5

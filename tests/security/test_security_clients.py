@@ -625,7 +625,8 @@ def http(b: Broker, method: str, path: str, token: str | None = None) -> int:
 
 
 def test_admin_token_required_for_mutations(tmp_path: Path) -> None:
-    """With AILURUS_ADMIN_TOKEN set, POSTs need the bearer token; GETs do not."""
+    """With AILURUS_ADMIN_TOKEN set, POSTs and data-revealing GETs need the bearer
+    token; the readiness probe does not."""
     b = start_broker(
         tmp_path,
         "--kafka-addr",
@@ -635,7 +636,9 @@ def test_admin_token_required_for_mutations(tmp_path: Path) -> None:
         env={"AILURUS_ADMIN_TOKEN": TOKEN},
     )
     try:
-        assert http(b, "GET", "/v1/topics") == 200
+        assert http(b, "GET", "/v1/status/ready") == 200
+        assert http(b, "GET", "/v1/topics") == 401
+        assert http(b, "GET", "/v1/topics", token=TOKEN) == 200
         assert http(b, "POST", "/v1/snapshots/scan") == 401
         assert (
             http(b, "POST", "/v1/snapshots/scan", token="wrong-token-wrong-token")
