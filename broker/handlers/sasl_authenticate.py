@@ -5,9 +5,10 @@ Behaviour: feeds one client token to the connection's SASL state machine
 connection's principal the user; failure → SASL_AUTHENTICATION_FAILED with Kafka's
 message, logged (``sasl_authentication_failed``), counted by the failed-login limiter
 (per user and host, and per host with a higher threshold) and answered only after
-``connection.failed.authentication.delay.ms``. A locked-out host, or a user locked
-out from this host, is refused without the login being checked. Out of order (no handshake,
-after success or failure, or on a listener without SASL) → ILLEGAL_SASL_STATE.
+``connection.failed.authentication.delay.ms``. A locked-out host is refused before
+its token is looked at; a user locked out from this host is refused even with the
+right password. Out of order (no handshake, after success or failure, or on a
+listener without SASL) → ILLEGAL_SASL_STATE.
 PLAIN's password check (PBKDF2) runs in a worker thread; SCRAM steps are HMACs only.
 Version notes: v1 adds session_lifetime_ms (0: no re-authentication, KIP-368);
 v2 flexible.
