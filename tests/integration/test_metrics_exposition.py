@@ -156,7 +156,7 @@ def test_metrics_exposition_parses_strictly_and_reports_lag_and_process(
         n.removesuffix("_total") if kind == "counter" else n
         for n, (kind, _) in families.items()
     }
-    assert set(families) <= documented_families()
+    assert set(families) == documented_families()
     for name in (
         "ailurus_connections_active",
         "ailurus_connections_accepted_total",
