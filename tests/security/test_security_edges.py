@@ -28,6 +28,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import GroupAuthorizationFailedError
 from kafka.structs import OffsetAndMetadata
 
+from broker.security.credentials import UserStore
 from protocol.error_codes import ErrorCode
 from protocol.messages.offset_fetch import (
     OffsetFetchRequest,
@@ -127,6 +128,11 @@ def test_lockout_is_per_user_and_host_with_a_host_wide_spray_limit(
 def sasl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     tmp = tmp_path_factory.mktemp("edges")
     make_users(tmp / "data")
+    store = UserStore.in_data_dir(tmp / "data")
+    bob = store.get("bob")
+    assert bob is not None
+    bobs_groups = {"resource": "group", "name": "bobs-", "pattern": "prefixed"}
+    store.set_acls("bob", (*bob.acls, {**bobs_groups, "operations": ["describe"]}))
     b = start_broker(
         tmp,
         "--kafka-addr", "sasl_plaintext://127.0.0.1:0",
@@ -174,8 +180,9 @@ def sasl_raw(b: Broker, user: str) -> RawClient:
 def test_offset_fetch_of_an_undescribable_group_is_denied_per_version(
     sasl_broker: Broker,
 ) -> None:
-    """bob may not describe any group: OffsetFetch v1..v7 answers 30 top-level (v2+)
-    and per partition; v8+ answers 30 for the denied group next to an allowed one."""
+    """bob may describe only groups "bobs-*": OffsetFetch v1..v7 of another group
+    answers 30 top-level (v2+) and per partition; v8+ answers 30 for the denied
+    group next to the allowed one's offsets."""
     topic = f"bobs-{uuid.uuid4().hex[:6]}"
     group = committed_group(sasl_broker, f"orders-{uuid.uuid4().hex[:6]}")
     client = sasl_raw(sasl_broker, "bob")
@@ -210,13 +217,17 @@ def test_offset_fetch_of_an_undescribable_group_is_denied_per_version(
                                 ),
                             ),
                         ),
+                        OffsetFetchRequestGroup(group_id="bobs-app", topics=None),
                     )
                 ),
             )
             assert isinstance(resp, OffsetFetchResponse)
-            assert [(g.group_id, g.error_code) for g in resp.groups] == [
-                (group, ErrorCode.GROUP_AUTHORIZATION_FAILED)
+            assert sorted((g.group_id, g.error_code) for g in resp.groups) == [
+                ("bobs-app", ErrorCode.NONE),
+                (group, ErrorCode.GROUP_AUTHORIZATION_FAILED),
             ], version
+            denied = next(g for g in resp.groups if g.group_id == group)
+            assert denied.topics == ()
     finally:
         client.close()
     # With admin (a super user) in a v8 request of two groups, both are answered.
