@@ -40,7 +40,7 @@ class _ServeCommand(click.Command):
     epilog="Precedence: flags, then AILURUS_* environment variables, then the "
     "--config file, then defaults. Port 0 binds a free port (see the 'listening' "
     "log events or --ready-file). A listener bound to 0.0.0.0 advertises "
-    "127.0.0.1 unless --advertise-kafka-addr says otherwise.\n\n\b\n" + EXIT_CODES_HELP,
+    "127.0.0.1 unless --advertise-kafka-addr says otherwise.\n\n" + EXIT_CODES_HELP,
 )
 @click.option(
     "--config",

@@ -227,3 +227,23 @@ def test_debug_adds_the_traceback(tmp_path: Path, taken_port: int) -> None:
         f"error: 127.0.0.1:{taken_port} is already in use "
         "(change --kafka-addr / AILURUS_KAFKA_ADDR)"
     )
+
+
+def test_help_documents_the_exit_codes() -> None:
+    """`ailurus serve --help` lists the exit codes these tests check."""
+    res = subprocess.run(
+        [sys.executable, "-m", "broker", "serve", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    text = " ".join(res.stdout.split())
+    for code, meaning in (
+        (EXIT_CONFIG, "bad configuration"),
+        (EXIT_ADDRESS, "a listen address cannot be bound"),
+        (EXIT_LOCKED, "data dir locked by another broker"),
+        (EXIT_DATA_DIR, "data dir cannot be opened"),
+    ):
+        assert f"{code} {meaning}" in text
