@@ -3,26 +3,43 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+# the broker and its CLI only (what `make run` needs)
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+# plus the test, lint and client toolchain (the `test` extra)
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./data
 PYTEST_ARGS ?=
+# System tools the tests drive (command names; apt packages in TOOL_PACKAGES):
+# kcat (librdkafka), tmux (terminal UX checks), etcd + etcdctl (cluster tests).
+TOOLS := kcat tmux etcd etcdctl
+TOOL_PACKAGES := kcat tmux etcd-server etcd-client
 
-.PHONY: run test lint fmt venv deps clients soak bench clean
+.PHONY: run test lint fmt venv runtime deps clients soak bench clean
+
+$(RUNTIME_STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e .
+	touch $(RUNTIME_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUNTIME_STAMP)
+
+runtime: $(RUNTIME_STAMP)
 
 venv: $(STAMP)
 
-# Test-only system tools: kcat (librdkafka) and tmux (terminal UX checks) via apt,
-# kafkajs via npm.
+# Test-only system tools via apt (re-run whenever one of them is missing), kafkajs
+# via npm.
 clients:
-	@if ! command -v kcat >/dev/null 2>&1 || ! command -v tmux >/dev/null 2>&1; then \
+	@missing=; for tool in $(TOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (apt: $(TOOL_PACKAGES))"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq kcat tmux >/dev/null; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TOOL_PACKAGES) >/dev/null; \
 	fi
 	@# (re)install when node_modules is missing or older than the lock file
 	@if [ ! -f tests/js/node_modules/.package-lock.json ] || [ tests/js/package-lock.json -nt tests/js/node_modules/.package-lock.json ]; then \
@@ -31,7 +48,7 @@ clients:
 
 deps: venv clients
 
-run: venv
+run: runtime
 	$(VENV)/bin/ailurus serve --data-dir $(DATA_DIR)
 
 lint: venv

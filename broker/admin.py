@@ -44,6 +44,7 @@ from broker.security.admin_auth import (
     check_binding,
     needs_token,
 )
+from broker.startup import ADMIN_ADDR_SETTING, EXIT_CONFIG, StartupError, bind_error
 
 if TYPE_CHECKING:
     from broker.context import BrokerContext
@@ -137,12 +138,15 @@ async def serve_admin(
     try:
         check_binding(addr.host, ctx.config.admin_token)
     except AdminAuthError as e:
-        from broker.context import StartupError
-
-        raise StartupError(str(e)) from e
-    listener = await anyio.create_tcp_listener(
-        local_host=addr.host, local_port=addr.port, reuse_port=False
-    )
+        raise StartupError(str(e), exit_code=EXIT_CONFIG) from e
+    try:
+        listener = await anyio.create_tcp_listener(
+            local_host=addr.host, local_port=addr.port, reuse_port=False
+        )
+    except OSError as e:
+        raise bind_error(
+            str(addr), e, setting=ADMIN_ADDR_SETTING, what="admin API address"
+        ) from e
     sockname = listener.extra(anyio.abc.SocketAttribute.local_address)  # noqa: S610
     host, port = str(sockname[0]), int(sockname[1])
     ctx.admin_address = (host, port)

@@ -377,8 +377,14 @@ def load_file(path: Path) -> dict[str, object]:
             data = tomllib.loads(text)
         else:
             data = yaml.safe_load(text) or {}
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = (
+            "" if mark is None else f"line {mark.line + 1}, column {mark.column + 1}: "
+        )
+        raise ConfigError(f"bad config file {path}: {where}{e.problem}") from e
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"bad config file {path}: {e}") from e
+        raise ConfigError(f"bad config file {path}: {' '.join(str(e).split())}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping")
     return {str(k).replace("-", "_"): v for k, v in data.items()}

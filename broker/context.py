@@ -6,7 +6,7 @@ the event loop and the synchronous storage layer: opening and recovering the dat
 dir in a worker thread, appends that schedule a group-commit round, topic creation
 with a ``topic_change`` log event, and the admin/metrics views of topics.
 
-Hooks wired in later by the lead (typed loosely on purpose so this module does not
+Hooks wired in by the server (typed loosely on purpose so this module does not
 import them): ``groups`` (the consumer-group service, broker.groups.service) and
 ``producers`` (idempotent-producer state). Handlers that need them check for None.
 """
@@ -26,18 +26,21 @@ from broker.diskguard import DiskGuard, storage_fileops
 from broker.diskguard import metric_lines as diskguard_metric_lines
 from broker.durability import GroupCommit, PartitionWaiters
 from broker.metrics import Metrics
+from broker.startup import (
+    EXIT_DATA_DIR,
+    StartupError,
+    data_dir_error,
+    lock_data_dir,
+)
 from storage.errors import StorageError
 
 if TYPE_CHECKING:
     from broker.connection import KafkaConnection
+    from storage.lock import DataDirLock
     from storage.log_manager import LogManager, TopicMeta
     from storage.partition_log import PartitionLog
 
 log = structlog.get_logger("broker.context")
-
-
-class StartupError(Exception):
-    """The broker cannot start (data dir locked, port in use, bad config)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,13 +81,15 @@ class BrokerContext:
     connections: dict[int, KafkaConnection] = field(default_factory=dict)
     ready: bool = False
     shutting_down: bool = False
-    # Hooks for services wired in by the lead (H7): consumer groups, producer ids.
+    # Hooks for services wired in by the server: consumer groups, producer ids.
     groups: object | None = None
     producers: object | None = None
     # Security (broker.security.service.SecurityService), set by the server.
     security: object | None = None
     # Free-space floor of the data dir (set by open_storage; broker.diskguard).
     diskguard: DiskGuard | None = None
+    # Taken by lock_data_dir() before the listeners bind; handed to the LogManager.
+    data_dir_lock: DataDirLock | None = None
     _last_flush: dict[int, float] = field(default_factory=dict)
 
     @classmethod
@@ -109,56 +114,50 @@ class BrokerContext:
         assert self.logs_ is not None, "storage not open"
         return self.logs_
 
+    def lock_data_dir(self) -> DataDirLock:
+        """Create and lock the data dir (fast; raises StartupError before recovery)."""
+        if self.data_dir_lock is None:
+            self.data_dir_lock = lock_data_dir(self.config.data_dir)
+        return self.data_dir_lock
+
     async def open_storage(self) -> None:
         """Open (and recover) the data dir in a worker thread; log what recovery found."""
         config = self.config
         started = time.perf_counter()
         from storage.log_manager import LogManager
 
+        dir_lock = self.lock_data_dir()
+        self.data_dir_lock = None  # the manager's from now on
         try:
-            config.data_dir.mkdir(parents=True, exist_ok=True)
             fileops, self.diskguard = storage_fileops(
                 str(config.data_dir), config.min_free_bytes
             )
             manager = await anyio.to_thread.run_sync(
                 lambda: LogManager(
-                    str(config.data_dir), dict(config.topic_defaults), fileops=fileops
+                    str(config.data_dir),
+                    dict(config.topic_defaults),
+                    fileops=fileops,
+                    dir_lock=dir_lock,
                 )
             )
+        except PermissionError as e:
+            dir_lock.release()
+            raise data_dir_error(config.data_dir, e) from e
         except (StorageError, OSError) as e:
-            raise StartupError(f"cannot open data dir {config.data_dir}: {e}") from e
+            dir_lock.release()
+            raise StartupError(
+                f"cannot open data dir {config.data_dir}: {e}", exit_code=EXIT_DATA_DIR
+            ) from e
         self.logs_ = manager
-        for rec in manager.recovery:
-            if rec.clean and not rec.truncated and not rec.removed_files:
-                continue
-            log.warning(
-                "recovery",
-                topic=rec.topic,
-                partition=rec.partition,
-                clean=rec.clean,
-                truncated=rec.truncated,
-                log_end_offset=rec.log_end_offset,
-                scanned_segments=sum(1 for s in rec.segments if s.scanned),
-                truncated_bytes=sum(s.truncated_bytes for s in rec.segments),
-                reasons=[s.reason for s in rec.segments if s.reason],
-                removed_segments=rec.removed_segments,
-                removed_files=rec.removed_files,
-            )
-        for path in manager.removed:
-            log.warning("recovery_removed", path=path)
-        log.info(
-            "storage_open",
-            data_dir=str(config.data_dir),
-            clean_start=manager.clean_start,
-            topics=len(manager.topics()),
-            partitions=len(manager.recovery),
-            seconds=round(time.perf_counter() - started, 3),
-        )
+        _log_storage_open(manager, time.perf_counter() - started)
 
     async def close_storage(self) -> None:
         """Final fsync and clean close (writes the clean-shutdown marker)."""
         manager = self.logs_
         if manager is None:
+            if self.data_dir_lock is not None:  # start-up stopped before storage
+                self.data_dir_lock.release()
+                self.data_dir_lock = None
             return
         self.logs_ = None
         try:
@@ -291,3 +290,49 @@ class BrokerContext:
             for name, idx, s in rows:
                 yield f'{metric}{{topic="{name}",partition="{idx}"}} {s[key]}'
         yield from diskguard_metric_lines(self.diskguard, manager)
+
+
+def _log_storage_open(manager: LogManager, seconds: float) -> None:
+    """One INFO line for the start; a WARNING per partition only if data was repaired.
+
+    A data dir used for the first time is a clean start. After an unclean stop every
+    partition's tail is re-verified; partitions where that found nothing to cut are
+    only counted, not listed.
+    """
+    repaired = 0
+    for rec in manager.recovery:
+        if not rec.truncated and not rec.removed_files:
+            continue
+        repaired += 1
+        log.warning(
+            "recovery",
+            topic=rec.topic,
+            partition=rec.partition,
+            clean=rec.clean,
+            truncated=rec.truncated,
+            log_end_offset=rec.log_end_offset,
+            scanned_segments=sum(1 for s in rec.segments if s.scanned),
+            truncated_bytes=sum(s.truncated_bytes for s in rec.segments),
+            reasons=[s.reason for s in rec.segments if s.reason],
+            removed_segments=rec.removed_segments,
+            removed_files=rec.removed_files,
+        )
+    for path in manager.removed:
+        log.warning("recovery_removed", path=path)
+    if manager.new:
+        start = "new"
+    elif manager.clean_start:
+        start = "clean"
+    else:
+        start = "recovered"
+    log.info(
+        "storage_open",
+        data_dir=manager.data_dir,
+        start=start,
+        clean_start=start != "recovered",
+        topics=len(manager.topics()),
+        partitions=len(manager.recovery),
+        verified_partitions=sum(1 for rec in manager.recovery if not rec.clean),
+        repaired_partitions=repaired,
+        seconds=round(seconds, 3),
+    )

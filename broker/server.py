@@ -12,8 +12,12 @@ Task tree (anyio on asyncio + uvloop)::
         └── background jobs: idle-connection sweeper, retention, flush of write-caching
             topics (flush.ms)
 
-Start-up opens and recovers every partition in a worker thread, logs the findings,
-then binds the listeners and becomes ready (``ready`` event; ``--ready-file``).
+Start-up first does everything that can fail for a reason a person must fix, before
+the first log line and before recovery (:mod:`broker.startup`): TLS material, the
+data-dir lock, binding the Kafka listeners (not yet accepting) and the admin API.
+Then it opens and recovers every partition in a worker thread, logs the findings,
+starts accepting on the listeners and becomes ready (``ready`` event;
+``--ready-file``).
 Shutdown: stop accepting, wake long polls, let in-flight requests finish within the
 grace period (``ailurus.shutdown.grace.ms``), cancel the rest, fsync, close storage
 cleanly (the clean-shutdown marker), exit 0.
@@ -22,9 +26,11 @@ cleanly (the clean-shutdown marker), exit 0.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import signal
+import socket
 import ssl
 import time
 from dataclasses import replace
@@ -35,9 +41,9 @@ import anyio.abc
 import structlog
 
 from broker.admin import serve_admin
-from broker.config import BrokerConfig, ListenerConfig
+from broker.config import DEFAULT_LISTENER_NAME, BrokerConfig, ListenerConfig
 from broker.connection import KafkaConnection
-from broker.context import BoundListener, BrokerContext, StartupError
+from broker.context import BoundListener, BrokerContext
 from broker.dispatch import load_handlers
 from broker.groups.wiring import run_group_services
 from broker.logging import configure_logging
@@ -45,6 +51,14 @@ from broker.security.service import SecurityService
 from broker.security.tls import TlsConfigError, server_context
 from broker.snapshot_scheduler import run_snapshot_scheduler
 from broker.snapshot_watcher import run_snapshot_watcher
+from broker.startup import (
+    EXIT_CONFIG,
+    KAFKA_ADDR_SETTING,
+    StartupError,
+    bind_error,
+    check_readable,
+    find_startup_error,
+)
 
 log = structlog.get_logger("broker.server")
 
@@ -53,7 +67,12 @@ FLUSH_CHECK_S = 0.25
 
 
 def run(config: BrokerConfig) -> int:
-    """Run the broker until a signal stops it; the process exit code."""
+    """Run the broker until a signal stops it; the process exit code.
+
+    Raises:
+        StartupError: the broker could not start (nothing was logged about it; the
+            caller reports the message and exits with its ``exit_code``).
+    """
     configure_logging(config.log_level, config.log_format)
     try:
         anyio.run(
@@ -62,9 +81,6 @@ def run(config: BrokerConfig) -> int:
             backend="asyncio",
             backend_options={"use_uvloop": True},
         )
-    except StartupError as e:
-        log.error("startup_failed", error=str(e))
-        return 1
     except KeyboardInterrupt:
         return 0
     return 0
@@ -76,9 +92,15 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
     # handler modules (and the message schemas they import) load on first use
     load_handlers(lazy=True)
     ctx = BrokerContext.create(config)
-    tls_contexts = _security(ctx)
     stop = stop or anyio.Event()
+    listeners: list[_KafkaListener] = []
     try:
+        # What a person must fix fails here, before recovery and the first log line.
+        tls_contexts = _security(ctx)
+        ctx.lock_data_dir()
+        for lc in config.listeners:  # one by one: those bound are closed on failure
+            bound = await _KafkaListener.bind(ctx, lc, tls_contexts.get(lc.name))
+            listeners.append(bound)
         async with anyio.create_task_group() as root:
             root.start_soon(_watch_signals, stop)
             if config.admin is not None:
@@ -91,8 +113,7 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
                 serving.start_soon(ctx.group_commit.run)
                 await serving.start(run_group_services, ctx)
                 servers: list[asyncio.Server] = [
-                    await serving.start(_listen, ctx, lc, tls_contexts.get(lc.name))
-                    for lc in config.listeners
+                    await serving.start(listener.run) for listener in listeners
                 ]
                 await serving.start(run_snapshot_watcher, ctx)
                 await serving.start(run_snapshot_scheduler, ctx)
@@ -112,12 +133,14 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
                 serving.cancel_scope.cancel()
             root.cancel_scope.cancel()
     except BaseExceptionGroup as eg:
-        startup = eg.subgroup(StartupError)
+        startup = find_startup_error(eg)
         if startup is not None:
-            raise startup.exceptions[0] from None
+            raise startup from None
         raise
     finally:
         with anyio.CancelScope(shield=True):
+            for listener in listeners:
+                listener.server.close()
             await ctx.close_storage()
             if config.ready_file is not None:
                 config.ready_file.unlink(missing_ok=True)
@@ -149,13 +172,20 @@ def _security(ctx: BrokerContext) -> dict[str, ssl.SSLContext]:
     contexts: dict[str, ssl.SSLContext] = {}
     if config.tls is None:
         return contexts
+    check_readable(config.tls.cert_file, "--tls-cert / AILURUS_TLS_CERT")
+    check_readable(config.tls.key_file, "--tls-key / AILURUS_TLS_KEY")
+    if config.tls.ca_file is not None:
+        check_readable(config.tls.ca_file, "--tls-ca / AILURUS_TLS_CA")
     try:
         with_client_auth = server_context(config.tls)
         # Kafka applies ssl.client.auth to SSL listeners; SASL_SSL authenticates
         # with SASL, so it asks for no client certificate.
         without = server_context(replace(config.tls, client_auth="none"))
     except TlsConfigError as e:
-        raise StartupError(str(e)) from e
+        raise StartupError(
+            f"{e} (change --tls-cert / --tls-key / --tls-ca, AILURUS_TLS_*)",
+            exit_code=EXIT_CONFIG,
+        ) from e
     for name, proto in protocols.items():
         if proto == "SSL":
             contexts[name] = with_client_auth
@@ -164,57 +194,112 @@ def _security(ctx: BrokerContext) -> dict[str, ssl.SSLContext]:
     return contexts
 
 
-async def _listen(
-    ctx: BrokerContext,
-    lc: ListenerConfig,
-    tls: ssl.SSLContext | None,
-    *,
-    task_status: anyio.abc.TaskStatus[asyncio.Server],
-) -> None:
-    loop = asyncio.get_running_loop()
-    async with anyio.create_task_group() as conns:
+class _KafkaListener:
+    """A Kafka listener: bound early (a taken port fails before recovery runs),
+    accepting connections only once the broker is ready for them."""
+
+    def __init__(
+        self,
+        ctx: BrokerContext,
+        lc: ListenerConfig,
+        tls: ssl.SSLContext | None,
+        server: asyncio.Server,
+    ) -> None:
+        self.ctx = ctx
+        self.lc = lc
+        self.tls = tls
+        self.server = server
+        self._conns: anyio.abc.TaskGroup | None = None
+
+    @classmethod
+    async def bind(
+        cls, ctx: BrokerContext, lc: ListenerConfig, tls: ssl.SSLContext | None
+    ) -> _KafkaListener:
+        """Bind ``lc``'s address without accepting yet (connections are refused)."""
+        listener: _KafkaListener
+
+        def protocol() -> KafkaConnection:
+            # TLS is layered by the connection itself (not ssl= here), so a
+            # failed handshake is logged with its peer
+            assert listener._conns is not None, "accepting before run()"
+            return KafkaConnection(ctx, lc.name, listener._conns, tls=tls)
+
         try:
-            server = await loop.create_server(
-                # TLS is layered by the connection itself (not ssl= here), so a
-                # failed handshake is logged with its peer
-                lambda: KafkaConnection(ctx, lc.name, conns, tls=tls),
+            server = await asyncio.get_running_loop().create_server(
+                protocol,
                 lc.bind.host,
                 lc.bind.port,
                 reuse_address=True,
                 backlog=1024,
+                start_serving=False,
             )
         except OSError as e:
-            raise StartupError(f"cannot listen on {lc.bind}: {e.strerror}") from e
-        sockname = server.sockets[0].getsockname()
-        host, port = str(sockname[0]), int(sockname[1])
-        adv = lc.advertised
-        adv_host = adv.host if adv is not None else host
-        if adv_host in ("0.0.0.0", "::", ""):  # noqa: S104
-            adv_host = "127.0.0.1"
-        adv_port = adv.port if adv is not None and adv.port != 0 else port
-        ctx.listeners[lc.name] = BoundListener(
-            name=lc.name,
-            host=host,
-            port=port,
-            advertised_host=adv_host,
-            advertised_port=adv_port,
+            raise _bind_error(ctx, lc, e) from e
+        listener = cls(ctx, lc, tls, server)
+        return listener
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[asyncio.Server]) -> None:
+        """Accept connections until cancelled, one task per connection."""
+        ctx, lc, server = self.ctx, self.lc, self.server
+        async with anyio.create_task_group() as conns:
+            self._conns = conns
+            try:
+                await server.start_serving()
+            except OSError as e:
+                raise _bind_error(ctx, lc, e) from e
+            if not _accepting(server):  # another process took the port meanwhile
+                raise _bind_error(ctx, lc, OSError(errno.EADDRINUSE, "in use"))
+            sockname = server.sockets[0].getsockname()
+            host, port = str(sockname[0]), int(sockname[1])
+            adv = lc.advertised
+            adv_host = adv.host if adv is not None else host
+            if adv_host in ("0.0.0.0", "::", ""):  # noqa: S104
+                adv_host = "127.0.0.1"
+            adv_port = adv.port if adv is not None and adv.port != 0 else port
+            ctx.listeners[lc.name] = BoundListener(
+                name=lc.name,
+                host=host,
+                port=port,
+                advertised_host=adv_host,
+                advertised_port=adv_port,
+            )
+            log.info(
+                "listening",
+                listener=lc.name,
+                host=host,
+                port=port,
+                advertised=f"{adv_host}:{adv_port}",
+                security_protocol=ctx.config.security.protocol_of(lc.name),
+            )
+            task_status.started(server)
+            try:
+                await anyio.sleep_forever()
+            finally:
+                server.close()
+                for conn in list(ctx.connections.values()):
+                    if conn.listener == lc.name:
+                        conn.close("shutdown")
+
+
+def _accepting(server: asyncio.Server) -> bool:
+    """Whether every socket of ``server`` listens."""
+    try:
+        return bool(server.sockets) and all(
+            s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+            for s in server.sockets
         )
-        log.info(
-            "listening",
-            listener=lc.name,
-            host=host,
-            port=port,
-            advertised=f"{adv_host}:{adv_port}",
-            security_protocol=ctx.config.security.protocol_of(lc.name),
-        )
-        task_status.started(server)
-        try:
-            await anyio.sleep_forever()
-        finally:
-            server.close()
-            for conn in list(ctx.connections.values()):
-                if conn.listener == lc.name:
-                    conn.close("shutdown")
+    except AttributeError:  # uvloop leaves None for a socket whose listen() failed
+        return False
+
+
+def _bind_error(ctx: BrokerContext, lc: ListenerConfig, exc: OSError) -> StartupError:
+    named = len(ctx.config.listeners) > 1 or lc.name != DEFAULT_LISTENER_NAME
+    return bind_error(
+        str(lc.bind),
+        exc,
+        setting=KAFKA_ADDR_SETTING,
+        what=f"Kafka listener {lc.name!r}" if named else "",
+    )
 
 
 async def _drain(ctx: BrokerContext, servers: list[asyncio.Server]) -> None:

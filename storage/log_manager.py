@@ -85,12 +85,17 @@ class LogManager:
         default_configs: Mapping[str, str] | None = None,
         *,
         fileops: FileOps = DEFAULT_FILEOPS,
+        dir_lock: DataDirLock | None = None,
     ) -> None:
+        """Open ``data_dir``, taking its lock unless ``dir_lock`` already holds it.
+
+        A given ``dir_lock`` (the caller locked the dir early, to fail fast) belongs
+        to the manager from then on: it is released on close or a failed open.
+        """
         data_dir = os.fspath(data_dir)
         self.data_dir = data_dir
         self.fileops = fileops
         self.defaults = dict(default_configs or {})
-        TopicConfig.from_overrides(None, self.defaults)  # validate early
         self._root = os.path.join(data_dir, KAFKA_DIR)
         self._lock = threading.Lock()
         self._topics: dict[str, TopicMeta] = {}
@@ -98,8 +103,9 @@ class LogManager:
         self._logs: dict[tuple[str, int], PartitionLog] = {}
         self.recovery: list[PartitionRecovery] = []
         self.removed: list[str] = []  # incomplete creates / deletes cleaned up on open
-        self._dir_lock = DataDirLock(data_dir)
+        self._dir_lock = dir_lock if dir_lock is not None else DataDirLock(data_dir)
         try:
+            TopicConfig.from_overrides(None, self.defaults)  # validate early
             self._open()
         except BaseException:
             self._close_all(clean=False)
@@ -111,6 +117,8 @@ class LogManager:
         fileops = self.fileops
         marker = os.path.join(self.data_dir, CLEAN_SHUTDOWN_FILE)
         self.clean_start = os.path.exists(marker)
+        # no topics directory yet: a data dir used for the first time
+        self.new = not os.path.isdir(self._root)
         try:
             fileops.makedirs(self._root)
             if self.clean_start:

@@ -21,7 +21,7 @@ import click
 
 _SKIP_MODULES = frozenset({"main"})
 # commands resolved by importing their own module alone (module name = command name)
-_FAST_PATH = frozenset({"serve"})
+_FAST_PATH = frozenset({"serve", "check"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

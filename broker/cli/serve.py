@@ -1,21 +1,46 @@
-"""``ailurus serve``: run the broker in the foreground until SIGTERM/SIGINT."""
+"""``ailurus serve``: run the broker in the foreground until SIGTERM/SIGINT.
+
+A broker that cannot start prints one line, ``error: <what> (change <setting>)``, on
+stderr and exits with the code :mod:`broker.startup` lists; ``--debug`` adds the
+traceback. Malformed flags and variables are reported the same way (exit 2).
+"""
 
 from __future__ import annotations
 
+import traceback
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
 from broker.cli.main import GlobalOptions
 from broker.config import ConfigError, parse_set, resolve
+from broker.startup import EXIT_CODES_HELP, EXIT_CONFIG, StartupError
+
+
+def _exit(message: str, exit_code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(exit_code)
+
+
+class _ServeCommand(click.Command):
+    """Reports a malformed flag or variable in one line (exit 2), like other errors."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as e:
+            message = e.format_message().rstrip(".")
+            _exit(f"{message} (see 'ailurus serve --help')", EXIT_CONFIG)
 
 
 @click.command(
     "serve",
+    cls=_ServeCommand,
     epilog="Precedence: flags, then AILURUS_* environment variables, then the "
     "--config file, then defaults. Port 0 binds a free port (see the 'listening' "
     "log events or --ready-file). A listener bound to 0.0.0.0 advertises "
-    "127.0.0.1 unless --advertise-kafka-addr says otherwise.",
+    "127.0.0.1 unless --advertise-kafka-addr says otherwise.\n\n" + EXIT_CODES_HELP,
 )
 @click.option(
     "--config",
@@ -156,15 +181,27 @@ def serve(
 ) -> None:
     """Run the broker in the foreground (SIGTERM/SIGINT stop it cleanly)."""
     options = ctx.find_object(GlobalOptions)
-    if options is not None and options.debug and flags.get("log_level") is None:
+    debug = options is not None and options.debug
+    if debug and flags.get("log_level") is None:
         flags["log_level"] = "debug"
     try:
         config = resolve(flags=flags, sets=parse_set(sets), config_file=config_file)
     except ConfigError as e:
-        raise click.UsageError(str(e)) from e
+        _fail(str(e), EXIT_CONFIG, debug=debug)
     from broker.server import run
 
-    raise SystemExit(run(config))
+    try:
+        code = run(config)
+    except StartupError as e:
+        _fail(str(e), e.exit_code, debug=debug)
+    raise SystemExit(code)
+
+
+def _fail(message: str, exit_code: int, *, debug: bool) -> NoReturn:
+    """Stop with ``error: MESSAGE``; the traceback first when ``--debug`` is on."""
+    if debug:
+        traceback.print_exc()
+    _exit(message, exit_code)
 
 
 COMMAND = serve

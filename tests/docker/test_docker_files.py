@@ -4,6 +4,7 @@ with settings its own config resolver accepts (no Docker daemon needed)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from broker.cli.main import _register_commands, cli
 from broker.config import parse_listeners, resolve
 from broker.snapshot_scheduler import KEYS as SCHEDULE_KEYS
 from broker.snapshot_scheduler import env_name
+from tests._broker import start_broker
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -41,6 +43,8 @@ def _compose_config(name: str) -> dict[str, Any]:
             _tool("docker-compose"),
             "-f",
             str(DOCKER / name),
+            "--profile",  # the optional services too (the dev file's cli)
+            "tools",
             "config",
             "--format",
             "json",
@@ -65,6 +69,15 @@ def _dockerfile_env() -> dict[str, str]:
         if line.startswith("ENV "):
             env.update(re.findall(r"(\w+)=(\S+)", line))
     return env
+
+
+def _healthcheck_command() -> list[str]:
+    """The exec-form CMD of the Dockerfile's HEALTHCHECK."""
+    text = (DOCKER / "Dockerfile").read_text().replace("\\\n", " ")
+    match = re.search(r"^HEALTHCHECK .*? CMD (\[.*\])$", text, re.MULTILINE)
+    assert match is not None, "no exec-form HEALTHCHECK CMD"
+    command: list[str] = json.loads(match.group(1))
+    return command
 
 
 def _known_envvars() -> set[str]:
@@ -130,9 +143,7 @@ def test_dockerfile_runs_serve_as_non_root_with_a_data_volume() -> None:
     assert re.search(r"^USER \$\{AILURUS_UID\}", text, re.MULTILINE)
     assert 'VOLUME ["/var/lib/ailurus"]' in text
     assert "EXPOSE 9092 19092 9644" in text
-    assert re.search(
-        r"HEALTHCHECK .*\n\s+CMD \[\"ailurus\", \"cluster\", \"health\"", text
-    )
+    assert _healthcheck_command()[:2] == ["ailurus", "check"]
     assert text.count("\nFROM ") == 2  # multi-stage: wheels, then runtime
 
 
@@ -213,3 +224,60 @@ def test_dr_compose_has_primary_standby_and_a_one_shot_seed() -> None:
     assert data_volume("primary") != data_volume("standby")
     assert data_volume("seed") == data_volume("primary")
     assert data_volume("puller") == data_volume("standby")
+
+
+def test_healthcheck_speaks_kafka_and_needs_no_admin_api(tmp_path: Path) -> None:
+    """The image's health check passes against a broker whose admin API is off,
+    and fails (non-zero, one line) when nothing serves Kafka there."""
+    command = _healthcheck_command()
+    script = Path(sys.executable).parent / command[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AILURUS_")}
+    b = start_broker(tmp_path / "data", "--admin-addr", "none")
+    try:
+        assert b.admin_port == 0  # no admin API
+        ok = subprocess.run(
+            [str(script), *command[1:]],
+            env={**env, "AILURUS_BROKERS": b.bootstrap},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert ok.returncode == 0, ok.stderr
+        assert ok.stdout.startswith(f"ok: {b.bootstrap} answers Kafka requests")
+    finally:
+        assert b.stop() == 0
+    down = subprocess.run(
+        [str(script), *command[1:]],
+        env={**env, "AILURUS_BROKERS": b.bootstrap},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert down.returncode == 1
+    assert down.stdout == ""
+    [line] = down.stderr.splitlines()
+    assert line.startswith(f"error: broker {b.bootstrap} unreachable")
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_compose_publishes_ports_on_loopback_only(name: str) -> None:
+    """Every published port is bound to the host's 127.0.0.1, none to all interfaces."""
+    services = _compose_config(name)["services"]
+    published = [
+        (service_name, port)
+        for service_name, service in services.items()
+        for port in service.get("ports") or []
+    ]
+    assert published
+    for service_name, port in published:
+        assert port.get("host_ip") == "127.0.0.1", (service_name, port)
+
+
+def test_compose_cli_uses_the_brokers_admin_token() -> None:
+    """The cli service gets the same admin token as the broker (mutating calls)."""
+    services = _compose_config("docker-compose.yml")["services"]
+    token = services["ailurus"]["environment"]["AILURUS_ADMIN_TOKEN"]
+    assert token
+    assert services["cli"]["environment"]["AILURUS_ADMIN_TOKEN"] == token

@@ -199,8 +199,10 @@ def test_idle_connections_are_closed(
 def test_second_broker_on_the_same_data_dir_refuses_to_start(
     broker: BrokerProcess, broker_factory: Callable[..., BrokerProcess]
 ) -> None:
-    """The data-dir lock makes a second broker exit 1 with a clear error."""
-    with pytest.raises(RuntimeError, match="startup_failed"):
+    """The data-dir lock makes a second broker exit 4 with a clear error."""
+    with pytest.raises(
+        RuntimeError, match=r"exited with 4:\nerror: data dir .* is locked by another"
+    ):
         broker_factory(data_dir=broker.data_dir)
 
 
