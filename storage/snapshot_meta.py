@@ -39,7 +39,7 @@ A segment's ``crc32c`` (or ``sha256``, hex) covers the file as stored (compresse
 ``<20 digits>.log[.zst|.gz|.lz4]``; anything else in ``meta.json`` (``..``, ``/``,
 absolute paths) is invalid. Symlinks resolving outside the data dir, device files
 and FIFOs, non-UTF-8 names and oversized ``meta.json`` files are rejected, and so is
-pathological JSON (duplicate keys, NaN, numbers over 20 digits, deep nesting;
+pathological JSON (duplicate keys, NaN, numbers over 100 characters, deep nesting;
 :mod:`storage.strict_json`). A ``meta.json`` that does not parse counts as still
 being copied until the directory settled, then as invalid.
 ``group-offsets.json`` is described (and checked) in :mod:`storage.snapshot_groups`.
@@ -245,7 +245,7 @@ def load_json(data: bytes, name: str, reason: str) -> object:
         SnapshotIncomplete: ``<name>-unparsable``: not (yet) JSON; a copy may
             still be writing it.
         SnapshotInvalid: ``reason``: not UTF-8, NaN, a duplicate key, a number over
-            20 digits or nesting too deep: complete, and never acceptable.
+            100 characters or nesting too deep: complete, and never acceptable.
     """
     try:
         return strict_json.loads(data)
