@@ -266,18 +266,19 @@ def _segments(rng: random.Random) -> None:
 
 
 def _group_offsets(rng: random.Random) -> None:
+    first: dict[str, object] = {
+        "group": "billing",
+        "offset": 42,
+        "leader_epoch": 7,
+        "metadata": "m",
+        "commit_ms": 1700000000000,
+    }
     good = {
         "version": 1,
         "topic": "t",
         "partition": 0,
         "groups": [
-            {
-                "group": "billing",
-                "offset": 42,
-                "leader_epoch": 7,
-                "metadata": "m",
-                "commit_ms": 1700000000000,
-            },
+            first,
             {"group": "team/app.v2", "offset": 100},
             {"group": "grüppe ☃", "offset": 0, "leader_epoch": -1, "metadata": ""},
         ],
@@ -332,7 +333,7 @@ def _group_offsets(rng: random.Random) -> None:
         ("version", {"version": 2}),
         ("groups_obj", {"groups": {"g": 1}}),
         ("group_not_obj", {"groups": [1]}),
-        ("duplicate_group", {"groups": [good["groups"][0]] * 2}),  # type: ignore[index]
+        ("duplicate_group", {"groups": [first, first]}),
     ):
         _write("groups", f"bad-value__{name}", json.dumps(good | change).encode())
     for i in range(5):
