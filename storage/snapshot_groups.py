@@ -28,8 +28,8 @@ named, and nothing of the snapshot is applied):
   ``offset.metadata.max.bytes``), no control characters either.
 - ``leader_epoch``: an int32, -1 when unknown; ``commit_ms``: 0 <= ms < 2**63.
 - ``partition`` must be the snapshot's partition and ``topic``, when given, its topic.
-- The JSON itself: no duplicate keys, no NaN/Infinity, numbers of at most 100 characters,
-  nesting within the parser's limits.
+- The JSON itself: no duplicate keys, no NaN/Infinity, numbers of at most 100
+  characters, nesting within the parser's limits.
 
 Missing optional fields take their defaults (leader_epoch -1, metadata "",
 commit_ms 0); unknown fields are ignored.

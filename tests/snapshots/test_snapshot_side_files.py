@@ -20,7 +20,7 @@ from tests.snapshots.test_snapshot_storage import TOPIC_ID, open_log, produce
 
 
 def make_snapshot(root: Path, groups: list[GroupOffset], *, records: int = 10) -> Path:
-    """A snapshot of ``records`` records (last_offset records - 1) with group offsets."""
+    """A snapshot of ``records`` records (last_offset records - 1), group offsets."""
     src = open_log(root / "src")
     produce(src, [b"v%d" % i for i in range(records)])
     path, _ = create_snapshot(
@@ -41,7 +41,7 @@ def make_snapshot(root: Path, groups: list[GroupOffset], *, records: int = 10) -
 
 
 def group_file(**entry: object) -> dict[str, object]:
-    """A group-offsets.json object with one group entry (``g`` at offset 3 by default)."""
+    """A group-offsets.json object with one entry (``g`` at offset 3 by default)."""
     return {
         "version": 1,
         "topic": "t",
