@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient, TopicPartition
+from kafka.structs import OffsetAndMetadata
 
 from storage.snapshot_groups import GroupOffset
 from storage.snapshot_meta import GROUP_OFFSETS_FILE
@@ -38,6 +39,17 @@ def group_offsets(b: Broker, group: str) -> dict[TopicPartition, int]:
     finally:
         admin.close()
     return {tp: meta.offset for tp, meta in found.items()}
+
+
+def commit(b: Broker, group: str, topic: str, offset: int) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=b.bootstrap)
+    try:
+        errors = admin.alter_group_offsets(
+            group, {TopicPartition(topic, 0): OffsetAndMetadata(offset, "", -1)}
+        )
+    finally:
+        admin.close()
+    assert [e.__name__ for e in errors.values()] == ["NoError"]
 
 
 def topic_names(b: Broker) -> list[str]:
@@ -142,3 +154,28 @@ def test_persisted_commits_that_cannot_be_encoded_are_skipped_at_start(
         (3, "leader_epoch"),
         (4, "metadata"),
     ]
+
+
+def test_create_leaves_out_commits_ingest_would_refuse(brokers: Factory) -> None:
+    """create --with-group-offsets stores only commits that keep the file's rules
+    (a group id with a newline is left out, and logged), so the snapshot is valid and
+    the other groups' offsets are restored."""
+    b1, b2 = brokers("b1"), brokers("b2")
+    b1.cli("topic", "produce", "grp", "--key-value", "a:1")
+    b1.cli("topic", "produce", "grp", "--key-value", "b:2")
+    commit(b1, "good", "grp", 1)
+    commit(b1, "bad\ngroup", "grp", 2)
+    out = b1.cli(
+        "--format", "json", "snapshot", "create", "--topic", "grp",
+        "--with-group-offsets",
+    )  # fmt: skip
+    [res] = json.loads(out.stdout)
+    stored = json.loads((Path(str(res["path"])) / GROUP_OFFSETS_FILE).read_bytes())
+    assert [g["group"] for g in stored["groups"]] == ["good"]
+    left_out = b1.events("snapshot_group_offset_left_out")
+    assert [e["reason"] for e in left_out] == ["group holds a control character"]
+    rel = f"{res['topic_id']}/{res['snapshot_id']}"
+    cp_r(Path(str(res["path"])), b2.data_dir / "snapshots" / rel)
+    wait_status(b2, rel, "applied")
+    assert group_offsets(b2, "good") == {TopicPartition("grp", 0): 1}
+    assert group_offsets(b2, "bad\ngroup") == {}
