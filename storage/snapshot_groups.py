@@ -181,10 +181,10 @@ def parse_group_offsets(data: bytes, meta: SnapshotMeta) -> list[GroupOffset]:
     if not isinstance(obj, dict):
         raise SnapshotInvalid(_REASON, f"{GROUP_OFFSETS_FILE} is not an object")
     version = obj.get("version", GROUP_OFFSETS_VERSION)
-    if version != GROUP_OFFSETS_VERSION or isinstance(version, bool):
+    if type(version) is not int or version != GROUP_OFFSETS_VERSION:
         raise SnapshotInvalid(_REASON, f"{GROUP_OFFSETS_FILE}: unsupported version")
     partition = obj.get("partition", meta.partition)
-    if partition != meta.partition or isinstance(partition, bool):
+    if type(partition) is not int or partition != meta.partition:
         raise SnapshotInvalid(
             _REASON,
             f"{GROUP_OFFSETS_FILE}: partition is not the snapshot's "

@@ -99,6 +99,8 @@ def test_create_caps_offsets_committed_past_the_snapshot_end(root: Path) -> None
         (group_file(leader_epoch=-2), "groups[0].leader_epoch"),
         (group_file(commit_ms=-5), "groups[0].commit_ms"),
         (group_file() | {"partition": 5}, "partition"),
+        (group_file() | {"partition": 0.0}, "partition"),
+        (group_file() | {"partition": False}, "partition"),
         (group_file() | {"topic": "other"}, "topic"),
         (group_file() | {"version": 2}, "version"),
         (group_file() | {"groups": {"g": 3}}, "groups is not a list"),
