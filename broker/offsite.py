@@ -594,6 +594,6 @@ def _read_manifest(
         for f in files.values():
             int(f["size"])
             int(f["crc32c"])
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError) as e:
         raise ChecksumMismatch(f"{where}/{MANIFEST_NAME} is corrupt: {e}") from e
     return files

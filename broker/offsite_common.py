@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import crc32c
+
+from storage import strict_json
 
 META_NAME: Final = "meta.json"
 MANIFEST_NAME: Final = "ailurus-manifest.json"
@@ -135,8 +136,8 @@ def read_meta(data: bytes, where: str) -> dict[str, Any]:
     if len(data) > MAX_META_BYTES:
         raise OffsiteError(f"{where}: meta.json is larger than {MAX_META_BYTES} bytes")
     try:
-        meta = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        meta = strict_json.loads(data)
+    except (strict_json.JsonSyntax, strict_json.JsonRejected) as e:
         raise OffsiteError(f"{where}: meta.json is not valid JSON: {e}") from e
     if not isinstance(meta, dict):
         raise OffsiteError(f"{where}: meta.json must hold an object")

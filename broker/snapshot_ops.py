@@ -6,7 +6,9 @@ threads (storage.snapshot.create_snapshot). Each directory is recorded as
 ``created`` in the ingest state *before* it is renamed into place, so this broker's
 watcher never ingests its own snapshots. Committed group offsets for the partitions
 (``with_group_offsets``) are stored beside the segments and restored on ingest only
-where the group has no newer commit.
+where the group has no newer commit; a commit that breaks the file's rules (see
+storage.snapshot_groups: a control character in the group id, a negative offset,
+metadata over 4096 bytes) is left out with a warning, so the snapshot stays valid.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import structlog
 from storage.errors import StorageError
 from storage.offset_store import CommittedOffset, OffsetStore
 from storage.snapshot import CreateRequest, Status, create_snapshot, read_snapshot_meta
-from storage.snapshot_ingest import Entry, GroupOffset, encode_group_offsets
+from storage.snapshot_groups import GroupOffset, entry_problem
+from storage.snapshot_ingest import Entry
 from storage.snapshot_meta import (
     CODECS,
     META_FILE,
@@ -110,7 +113,7 @@ async def create_snapshots(
             )
         groups = None
         if with_group_offsets:
-            groups = encode_group_offsets(topic, p, _group_offsets(store, topic, p))
+            groups = _group_offsets(store, topic, p)
         sid = svc.state.next_snapshot_id()
         rel = f"{dir_name}/{sid}"
         svc.state.set(
@@ -200,16 +203,27 @@ def _group_offsets(
     out = []
     for group in store.groups():
         found = store.fetch(group, [(topic, partition)]).get((topic, partition))
-        if found is not None:
-            out.append(
-                GroupOffset(
-                    group=group,
-                    offset=found.offset,
-                    leader_epoch=found.leader_epoch,
-                    metadata=found.metadata,
-                    commit_ms=found.commit_ms,
-                )
+        if found is None:
+            continue
+        entry = GroupOffset(
+            group=group,
+            offset=found.offset,
+            leader_epoch=found.leader_epoch,
+            metadata=found.metadata,
+            commit_ms=found.commit_ms,
+        )
+        # what ingest would refuse stays out (storage.snapshot_groups has the rules)
+        problem = entry_problem(entry)
+        if problem is not None:
+            log.warning(
+                "snapshot_group_offset_left_out",
+                group=repr(group)[:200],
+                topic=topic,
+                partition=partition,
+                reason=problem,
             )
+            continue
+        out.append(entry)
     return out
 
 

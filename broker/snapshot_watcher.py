@@ -63,6 +63,7 @@ from storage.snapshot import (
     read_batches,
     snapshot_from_json,
 )
+from storage.snapshot_groups import read_group_offsets
 from storage.snapshot_ingest import (
     FINAL,
     SNAPSHOTS_DIR,
@@ -71,10 +72,14 @@ from storage.snapshot_ingest import (
     IngestState,
     discover,
     fingerprint,
-    read_group_offsets,
     watch_dirs,
 )
-from storage.snapshot_meta import UUID_RE, SnapshotIncomplete, SnapshotInvalid
+from storage.snapshot_meta import (
+    UUID_RE,
+    SnapshotError,
+    SnapshotIncomplete,
+    SnapshotInvalid,
+)
 from storage.snapshot_stage import STAGING_DIR, StageJob, clear_staging
 
 if TYPE_CHECKING:
@@ -120,6 +125,8 @@ class SnapshotMetrics:
     rejected: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     bytes_ingested: int = 0
     created: int = 0
+    scans: int = 0
+    inspections: int = 0  # snapshot directories read and judged (cached verdicts aside)
     duration: Histogram = field(default_factory=Histogram)
 
     def lines(self) -> Iterable[str]:
@@ -137,6 +144,15 @@ class SnapshotMetrics:
         yield "# HELP ailurus_snapshots_created_total Snapshot directories created."
         yield "# TYPE ailurus_snapshots_created_total counter"
         yield f"ailurus_snapshots_created_total {self.created}"
+        yield "# HELP ailurus_snapshot_scans_total Passes over data/snapshots."
+        yield "# TYPE ailurus_snapshot_scans_total counter"
+        yield f"ailurus_snapshot_scans_total {self.scans}"
+        yield (
+            "# HELP ailurus_snapshot_inspections_total Snapshot directories read and"
+            " judged (a verdict cached for unchanged files is not counted)."
+        )
+        yield "# TYPE ailurus_snapshot_inspections_total counter"
+        yield f"ailurus_snapshot_inspections_total {self.inspections}"
         yield "# HELP ailurus_snapshot_ingest_seconds Time to apply one snapshot."
         yield "# TYPE ailurus_snapshot_ingest_seconds histogram"
         yield from self.duration.render("ailurus_snapshot_ingest_seconds", "")
@@ -234,6 +250,7 @@ class SnapshotService:
         async with self._scan_lock:
             await self._scan()
             self.scans += 1
+            self.metrics.scans += 1
 
     async def _scan(self) -> None:
         found = await anyio.to_thread.run_sync(self._discover)
@@ -329,6 +346,7 @@ class SnapshotService:
         """Sizes here (cheap, fails fast on a copy in progress), then the full
         validation in a worker process."""
         settle_s = self.settings.settle_s
+        self.metrics.inspections += 1
         await anyio.to_thread.run_sync(
             functools.partial(precheck_snapshot, path, self.root, settle_s=settle_s)
         )
@@ -545,10 +563,12 @@ class SnapshotService:
         from broker.snapshot_ops import restore_group_offsets
 
         try:
+            # checked when the snapshot was validated; read again (and checked
+            # again): the file may have changed since
             offsets = await anyio.to_thread.run_sync(
-                read_group_offsets, snap.path, self.root
+                read_group_offsets, snap.path, self.root, snap.meta
             )
-        except SnapshotInvalid as exc:
+        except SnapshotError as exc:
             log.warning(
                 "snapshot_group_offsets_invalid", snapshot=snap.path, error=str(exc)
             )

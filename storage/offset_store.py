@@ -18,7 +18,10 @@ returns a write sequence number; :meth:`OffsetStore.sync` fsyncs and advances
 batches many commits into one fsync (group commit). On open, a torn last line (crash
 mid-write) or the first undecodable line and everything after it is cut off, the way
 segment recovery cuts a torn batch; :attr:`OffsetStore.recovered_bytes_dropped` says
-how much.
+how much. A well-formed commit line whose values no Kafka response can carry (an offset
+beyond int64, a leader epoch beyond int32, a string that is not UTF-8 or longer than a
+protocol STRING; written by an older version) is skipped, not applied, and listed in
+:attr:`OffsetStore.skipped` for the broker to log; the lines after it still load.
 
 A failed fsync fails the store: later writes and syncs raise
 :class:`~storage.errors.StorageIOError` until it is reopened (and recovered).
@@ -41,11 +44,12 @@ from typing import Final
 from storage.errors import StorageIOError
 from storage.fileops import DEFAULT_FILEOPS, FileOps
 
-__all__ = ["CommittedOffset", "OffsetStore"]
+__all__ = ["CommittedOffset", "OffsetStore", "SkippedEntry", "wire_problem"]
 
 _DIR: Final = "consumer_offsets"
 _FILE: Final = "offsets.jsonl"
 _COMPACT_MIN_LINES: Final = 10_000
+_MAX_SKIPPED_KEPT: Final = 100
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,8 +79,61 @@ class CommittedOffset:
         }
 
 
+INT32_MAX: Final = 2**31 - 1
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+MAX_STRING_BYTES: Final = 32767  # a protocol STRING: int16 length, UTF-8
+
+
+def string_problem(value: str, *, max_bytes: int = MAX_STRING_BYTES) -> str | None:
+    """Why ``value`` cannot be sent as a protocol string (None when it can)."""
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    if size > max_bytes:
+        return f"is {size} bytes, over {max_bytes}"
+    return None
+
+
+def wire_problem(group: str, entry: CommittedOffset) -> str | None:
+    """Why an OffsetFetch / ListGroups answer could not carry this commit, if it cannot.
+
+    Returns ``"<field> <problem>"`` or None. These are the protocol's own bounds
+    (OffsetFetch's int64 offset, int32 partition and leader epoch, int16-length
+    strings); what a commit may hold beyond that is the committing API's business.
+    """
+    for name, text in (
+        ("group", group),
+        ("topic", entry.topic),
+        ("metadata", entry.metadata),
+    ):
+        problem = string_problem(text)
+        if problem is not None:
+            return f"{name} {problem}"
+    if not 0 <= entry.partition <= INT32_MAX:
+        return f"partition {entry.partition} is not an int32 partition index"
+    if not INT64_MIN <= entry.offset <= INT64_MAX:
+        return f"offset {entry.offset} is not an int64"
+    if not -1 <= entry.leader_epoch <= INT32_MAX:
+        return f"leader_epoch {entry.leader_epoch} is not an int32 epoch"
+    for name, ms in (("commit_ms", entry.commit_ms), ("expire_ms", entry.expire_ms)):
+        if ms is not None and not INT64_MIN <= ms <= INT64_MAX:
+            return f"{name} {ms} is not an int64"
+    return None
+
+
 def _line(obj: Mapping[str, object]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SkippedEntry:
+    """A commit line recovery left out: its line number (1-based) and why."""
+
+    line: int
+    group: str  # as ``repr`` shows it: the raw value may not print or encode
+    reason: str
 
 
 class _BadLine(Exception):
@@ -111,6 +168,8 @@ class OffsetStore:
         # Set by a failed fsync: nothing more is durable until reopened.
         self._failed: str | None = None
         self.recovered_bytes_dropped = 0
+        self.skipped: list[SkippedEntry] = []  # the first 100 of them
+        self.skipped_count = 0
         try:
             self._ops.makedirs(str(self._dir))
             self._recover()
@@ -138,8 +197,8 @@ class OffsetStore:
             if end < 0:
                 break  # torn tail: no newline
             try:
-                self._apply(json.loads(data[pos:end]))
-            except (ValueError, _BadLine):
+                self._apply(json.loads(data[pos:end]), self._lines + 1)
+            except (ValueError, RecursionError, _BadLine):
                 break
             self._lines += 1
             pos = end + 1
@@ -153,7 +212,7 @@ class OffsetStore:
             finally:
                 self._ops.close(fd)
 
-    def _apply(self, obj: object) -> None:
+    def _apply(self, obj: object, line: int) -> None:
         if not isinstance(obj, dict):
             raise _BadLine
         op = obj.get("op")
@@ -169,6 +228,16 @@ class OffsetStore:
                 commit_ms=_as_int(obj.get("commit_ms", 0)),
                 expire_ms=None if expire is None else _as_int(expire),
             )
+            problem = wire_problem(group, entry)
+            if problem is not None:
+                self.skipped_count += 1
+                if len(self.skipped) < _MAX_SKIPPED_KEPT:
+                    self.skipped.append(
+                        SkippedEntry(
+                            line=line, group=repr(group)[:200], reason=problem[:200]
+                        )
+                    )
+                return
             self._groups.setdefault(group, {})[(entry.topic, entry.partition)] = entry
         elif op == "delete":
             group = _as_str(obj.get("group"))

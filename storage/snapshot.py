@@ -11,7 +11,8 @@ The on-disk format (directory layout and ``meta.json``) is drawn in
 - :func:`inspect_snapshot` waits out copies in progress (sizes and checksums of every
   segment, as ``meta.json`` records them) and validates the batches: every CRC,
   offsets dense from ``base_offset`` to ``last_offset``, the last batch's epoch equal
-  to ``last_term``. It never trusts events, only what the files hold.
+  to ``last_term``; and the ``group-offsets.json`` that ``meta.json`` names
+  (:mod:`storage.snapshot_groups`). It never trusts events, only what the files hold.
 - :func:`plan_apply` compares a snapshot with a partition log (batch CRCs at the
   same offsets) and says what to do: apply from the log end, nothing
   (already-present), nothing ever (diverged), or wait for an ancestor.
@@ -44,6 +45,7 @@ from storage.snapshot_create import (  # re-exported: the snapshot API in one pl
     create_snapshot,
     read_snapshot_meta,
 )
+from storage.snapshot_groups import parse_group_offsets, read_group_offsets_bytes
 from storage.snapshot_meta import (
     META_FILE,
     SegmentMeta,
@@ -143,19 +145,28 @@ def _size_check(
     for name in os.listdir(path):
         if not is_utf8_name(name):
             raise SnapshotInvalid("non-utf8-name", repr(name))
-    meta = parse_meta(read_meta_bytes(path, root))
+    now = time.time() if now is None else now
+    data = read_meta_bytes(path, root)
+    newest = os.stat(os.path.join(path, META_FILE)).st_mtime
+    try:
+        meta = parse_meta(data)
+    except SnapshotIncomplete as exc:
+        # unparsable and untouched for settle_s: a broken file, not a copy
+        raise _unfinished(now - newest >= settle_s)(exc.reason, exc.detail) from exc
     listed = (
         meta.segments
         if meta.segments is not None
         else list_segment_files(path, meta.compression)
     )
-    now = time.time() if now is None else now
-    newest = os.stat(os.path.join(path, META_FILE)).st_mtime
     sizes = []
     for seg in listed:
         st = check_entry(os.path.join(path, seg.file), root)
         newest = max(newest, st.st_mtime)
         sizes.append(st.st_size)
+    groups: bytes | None = None
+    if meta.group_offsets is not None:
+        groups, mtime = read_group_offsets_bytes(path, root)
+        newest = max(newest, mtime)
     settled = now - newest >= settle_s
     unfinished = _unfinished(settled)
     for seg, size in zip(listed, sizes, strict=True):
@@ -167,6 +178,11 @@ def _size_check(
         raise unfinished(
             "size-mismatch", f"segments hold {sum(sizes)} of {meta.size} bytes"
         )
+    if groups is not None:
+        try:
+            parse_group_offsets(groups, meta)
+        except SnapshotIncomplete as exc:
+            raise unfinished(exc.reason, exc.detail) from exc
     return meta, tuple(listed), sizes, settled
 
 

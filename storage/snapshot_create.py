@@ -21,6 +21,11 @@ import crc32c as _crc32c
 
 from protocol.records import BatchHeader
 from storage.errors import StorageError
+from storage.snapshot_groups import (
+    GroupOffset,
+    encode_group_offsets,
+    fit_group_offsets,
+)
 from storage.snapshot_meta import (
     CODECS,
     GROUP_OFFSETS_FILE,
@@ -88,7 +93,8 @@ class CreateRequest:
     compression: str = "none"
     ancestor: SnapshotMeta | None = None
     topic_configs: Mapping[str, str] = field(default_factory=dict)
-    group_offsets: bytes | None = None  # group-offsets.json content
+    # the groups' commits, stored as group-offsets.json (None: no such file)
+    group_offsets: Sequence[GroupOffset] | None = None
 
 
 def create_snapshot(
@@ -184,7 +190,11 @@ def _fill(
     assert last is not None
     group_file = None
     if req.group_offsets is not None:
-        _write_new(os.path.join(tmp, GROUP_OFFSETS_FILE), req.group_offsets)
+        groups = fit_group_offsets(req.group_offsets, last.last_offset)
+        _write_new(
+            os.path.join(tmp, GROUP_OFFSETS_FILE),
+            encode_group_offsets(req.topic, req.partition, groups),
+        )
         group_file = GROUP_OFFSETS_FILE
     meta = SnapshotMeta(
         version=META_VERSION,

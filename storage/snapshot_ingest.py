@@ -36,12 +36,7 @@ from typing import Final
 
 from storage.fileops import DEFAULT_FILEOPS, FileOps
 from storage.snapshot import Status
-from storage.snapshot_meta import (
-    GROUP_OFFSETS_FILE,
-    META_FILE,
-    SnapshotInvalid,
-    is_utf8_name,
-)
+from storage.snapshot_meta import META_FILE, is_utf8_name
 
 STATE_DIR: Final = "ailurus"
 STATE_FILE: Final = "snapshot-ingest.json"
@@ -321,88 +316,3 @@ class IngestState:
         entry.updated_at = time.time_ns() // 1_000_000
         self.entries[rel] = entry
         return old is None or old.status != entry.status or old.reason != entry.reason
-
-
-# -- group offsets stored beside a snapshot -----------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GroupOffset:
-    """One group's committed offset in the snapshot's partition."""
-
-    group: str
-    offset: int
-    leader_epoch: int = -1
-    metadata: str = ""
-    commit_ms: int = 0
-
-
-def encode_group_offsets(
-    topic: str, partition: int, offsets: list[GroupOffset]
-) -> bytes:
-    """``group-offsets.json``: the groups' commits for the snapshot's partition."""
-    return (
-        json.dumps(
-            {
-                "version": 1,
-                "topic": topic,
-                "partition": partition,
-                "groups": [
-                    {
-                        "group": o.group,
-                        "offset": o.offset,
-                        "leader_epoch": o.leader_epoch,
-                        "metadata": o.metadata,
-                        "commit_ms": o.commit_ms,
-                    }
-                    for o in offsets
-                ],
-            },
-            indent=1,
-        ).encode()
-        + b"\n"
-    )
-
-
-def read_group_offsets(snapshot_dir: str, root: str) -> list[GroupOffset]:
-    """Parse a snapshot's ``group-offsets.json`` (safely; capped at 1 MiB).
-
-    Raises:
-        SnapshotInvalid: unreadable or malformed.
-    """
-    from storage.snapshot_meta import MAX_META_BYTES, check_entry
-
-    path = os.path.join(snapshot_dir, GROUP_OFFSETS_FILE)
-    st = check_entry(path, root)
-    if st.st_size > MAX_META_BYTES:
-        raise SnapshotInvalid("meta-too-large", GROUP_OFFSETS_FILE)
-    try:
-        with open(path, "rb") as f:
-            obj = json.loads(f.read(MAX_META_BYTES))
-    except (OSError, ValueError, RecursionError) as exc:
-        raise SnapshotInvalid("bad-group-offsets", str(exc)[:200]) from exc
-    groups = obj.get("groups") if isinstance(obj, dict) else None
-    if not isinstance(groups, list):
-        raise SnapshotInvalid("bad-group-offsets", "no groups list")
-    out = []
-    for g in groups:
-        if not isinstance(g, dict):
-            raise SnapshotInvalid("bad-group-offsets", "a group is not an object")
-        name, offset = g.get("group"), g.get("offset")
-        if not isinstance(name, str) or not isinstance(offset, int) or offset < 0:
-            raise SnapshotInvalid("bad-group-offsets", "bad group or offset")
-        epoch, meta, ms = (
-            g.get("leader_epoch", -1),
-            g.get("metadata", ""),
-            g.get("commit_ms", 0),
-        )
-        out.append(
-            GroupOffset(
-                group=name,
-                offset=offset,
-                leader_epoch=epoch if isinstance(epoch, int) else -1,
-                metadata=meta if isinstance(meta, str) else "",
-                commit_ms=ms if isinstance(ms, int) else 0,
-            )
-        )
-    return out

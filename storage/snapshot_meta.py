@@ -38,7 +38,11 @@ A segment's ``crc32c`` (or ``sha256``, hex) covers the file as stored (compresse
 ``compression`` is not none). Names are checked strictly: segment files must be
 ``<20 digits>.log[.zst|.gz|.lz4]``; anything else in ``meta.json`` (``..``, ``/``,
 absolute paths) is invalid. Symlinks resolving outside the data dir, device files
-and FIFOs, non-UTF-8 names and oversized ``meta.json`` files are rejected.
+and FIFOs, non-UTF-8 names and oversized ``meta.json`` files are rejected, and so is
+pathological JSON (duplicate keys, NaN, numbers over 100 characters, deep nesting;
+:mod:`storage.strict_json`). A ``meta.json`` that does not parse counts as still
+being copied until the directory settled, then as invalid.
+``group-offsets.json`` is described (and checked) in :mod:`storage.snapshot_groups`.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ from protocol.records import (
     read_header,
     verify_batch,
 )
+from storage import strict_json
 from storage.errors import StorageError
 
 META_FILE: Final = "meta.json"
@@ -233,23 +238,35 @@ def check_segment_name(name: str, compression: str) -> int:
     return int(m.group(1))
 
 
+def load_json(data: bytes, name: str, reason: str) -> object:
+    """Parse a snapshot JSON file strictly (:mod:`storage.strict_json`).
+
+    Raises:
+        SnapshotIncomplete: ``<name>-unparsable``: not (yet) JSON; a copy may
+            still be writing it.
+        SnapshotInvalid: ``reason``: not UTF-8, NaN, a duplicate key, a number over
+            100 characters or nesting too deep: complete, and never acceptable.
+    """
+    try:
+        return strict_json.loads(data)
+    except strict_json.JsonSyntax as exc:
+        stem = name.removesuffix(".json")
+        raise SnapshotIncomplete(f"{stem}-unparsable", f"{name}: {exc}") from exc
+    except strict_json.JsonRejected as exc:
+        raise SnapshotInvalid(reason, f"{name}: {exc}") from exc
+
+
 def parse_meta(data: bytes) -> SnapshotMeta:
     """Parse ``meta.json`` bytes.
 
     Raises:
         SnapshotIncomplete: not (yet) valid JSON; a copy may still be writing it.
-        SnapshotInvalid: too large, not UTF-8 or a field has the wrong type.
+        SnapshotInvalid: too large, not UTF-8, pathological JSON (see
+            :func:`load_json`) or a field has the wrong type.
     """
     if len(data) > MAX_META_BYTES:
         raise SnapshotInvalid("meta-too-large", f"{len(data)} bytes")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SnapshotInvalid("bad-meta", "meta.json is not UTF-8") from exc
-    try:
-        obj: object = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise SnapshotIncomplete("meta-unparsable", str(exc)[:200]) from exc
+    obj = load_json(data, META_FILE, "bad-meta")
     if not isinstance(obj, dict):
         raise SnapshotInvalid("bad-meta", "meta.json is not an object")
     version = _req_int(obj, "version")
@@ -401,10 +418,11 @@ def read_meta_bytes(snapshot_dir: str, root: str) -> bytes:
     st = check_entry(path, root)
     if st.st_size > MAX_META_BYTES:
         raise SnapshotInvalid("meta-too-large", f"{st.st_size} bytes")
-    return _read_capped(path, MAX_META_BYTES + 1)
+    return read_capped(path, MAX_META_BYTES + 1)
 
 
-def _read_capped(path: str, cap: int) -> bytes:
+def read_capped(path: str, cap: int) -> bytes:
+    """Read at most ``cap`` bytes of a regular file without blocking on a FIFO."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:

@@ -75,6 +75,19 @@ async def open_group_services(
     store, allocator = await anyio.to_thread.run_sync(open_all)
     if store.recovered_bytes_dropped:
         log.warning("offsets_recovered", dropped_bytes=store.recovered_bytes_dropped)
+    for skipped in store.skipped:
+        log.warning(
+            "offset_entry_skipped",
+            line=skipped.line,
+            group=skipped.group,
+            reason=skipped.reason,
+        )
+    if store.skipped_count > len(store.skipped):
+        log.warning(
+            "offset_entries_skipped",
+            skipped=store.skipped_count,
+            logged=len(store.skipped),
+        )
 
     def exists(topic: str, partition: int) -> bool:
         manager = ctx.logs_

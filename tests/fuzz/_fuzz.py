@@ -7,6 +7,9 @@ Targets (each must raise nothing but its allowed exception on any input):
   SnapshotError (SnapshotInvalid / SnapshotIncomplete).
 - ``segment``: :func:`storage.snapshot_meta.iter_chunks` with CRC verification over a
   snapshot segment file (plain, and the zstd/gzip/lz4 stored forms) -> SnapshotError.
+- ``groups``: :func:`storage.snapshot_groups.parse_group_offsets` on
+  ``group-offsets.json`` bytes, for a snapshot of partition 0 of ``t`` ending at
+  offset 99 -> SnapshotError; whatever it accepts keeps the file's rules.
 
 The corpus lives in ``tests/fuzz/corpus/<target>/<category>__<name>`` (category is
 the kind of bad input: truncated, bad-length, bit-flip, ...; ``valid`` seeds are
@@ -24,7 +27,9 @@ from pathlib import Path
 
 from protocol.codec import decode_request
 from protocol.errors import ProtocolError
-from storage.snapshot_meta import SnapshotError, iter_chunks, parse_meta
+from storage.offset_store import CommittedOffset, wire_problem
+from storage.snapshot_groups import entry_problem, parse_group_offsets
+from storage.snapshot_meta import SnapshotError, SnapshotMeta, iter_chunks, parse_meta
 
 CORPUS = Path(__file__).parent / "corpus"
 
@@ -49,6 +54,33 @@ def _segment(data: bytes) -> None:
         os.close(fd)
 
 
+GROUPS_META = SnapshotMeta(
+    version=1,
+    last_offset=99,
+    last_term=0,
+    ancestor_snapshot_id=None,
+    compression="none",
+    size=0,
+    topic="t",
+    partition=0,
+)
+
+
+def _groups(data: bytes) -> None:
+    for o in parse_group_offsets(data, GROUPS_META):
+        # an accepted entry is one the offset store and OffsetFetch can carry
+        assert entry_problem(o, last_offset=GROUPS_META.last_offset) is None
+        committed = CommittedOffset(
+            topic="t",
+            partition=0,
+            offset=o.offset,
+            leader_epoch=o.leader_epoch,
+            metadata=o.metadata,
+            commit_ms=o.commit_ms,
+        )
+        assert wire_problem(o.group, committed) is None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Target:
     name: str
@@ -60,6 +92,7 @@ TARGETS: dict[str, Target] = {
     "request": Target(name="request", run=_request, allowed=(ProtocolError,)),
     "meta": Target(name="meta", run=_meta, allowed=(SnapshotError,)),
     "segment": Target(name="segment", run=_segment, allowed=(SnapshotError,)),
+    "groups": Target(name="groups", run=_groups, allowed=(SnapshotError,)),
 }
 
 

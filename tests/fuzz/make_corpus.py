@@ -265,12 +265,91 @@ def _segments(rng: random.Random) -> None:
         _write("segment", f"bit-flip__{i}", b"\x00" + bytes(b))
 
 
+def _group_offsets(rng: random.Random) -> None:
+    first: dict[str, object] = {
+        "group": "billing",
+        "offset": 42,
+        "leader_epoch": 7,
+        "metadata": "m",
+        "commit_ms": 1700000000000,
+    }
+    good = {
+        "version": 1,
+        "topic": "t",
+        "partition": 0,
+        "groups": [
+            first,
+            {"group": "team/app.v2", "offset": 100},
+            {"group": "grüppe ☃", "offset": 0, "leader_epoch": -1, "metadata": ""},
+        ],
+    }
+    text = json.dumps(good).encode()
+    _write("groups", "valid__full", text)
+    _write("groups", "valid__minimal", b'{"groups": []}')
+    _write("groups", "valid__at_end", b'{"groups": [{"group": "g", "offset": 100}]}')
+    for cut in (0, 1, 10, len(text) // 2, len(text) - 1):
+        _write("groups", f"truncated__at{cut}", text[:cut])
+    _write("groups", "not-json__garbage", b"\x00\x01not json{")
+    _write("groups", "not-json__nan", text.replace(b": 42", b": NaN"))
+    _write("groups", "not-json__array", b"[1, 2, 3]")
+    _write("groups", "not-utf8__latin1", text.replace(b"billing", b"b\xf6lling"))
+    _write("groups", "deep-nesting__list", b"[" * 50_000 + b"]" * 50_000)
+    _write(
+        "groups",
+        "deep-nesting__object",
+        b'{"groups":' + b'{"a":' * 20_000 + b"1" + b"}" * 20_001,
+    )
+    _write(
+        "groups",
+        "duplicate-keys__offset",
+        text.replace(b'"offset": 42', b'"offset": 42, "offset": -1'),
+    )
+
+    def variant(category: str, name: str, **changes: object) -> None:
+        obj = json.loads(json.dumps(good))
+        obj["groups"][0].update(changes)
+        _write("groups", f"{category}__{name}", json.dumps(obj).encode())
+
+    for key in ("offset", "leader_epoch", "commit_ms"):
+        variant("wrong-type", f"{key}_str", **{key: "7"})
+        variant("wrong-type", f"{key}_float", **{key: 1.5})
+        variant("wrong-type", f"{key}_bool", **{key: True})
+        variant("wrong-type", f"{key}_null", **{key: None})
+        variant("huge-number", f"{key}_2e70", **{key: 2**70})
+        variant("negative", f"{key}_neg", **{key: -5})
+    for key in ("group", "metadata"):
+        variant("wrong-type", f"{key}_int", **{key: 7})
+        variant("control-char", f"{key}_newline", **{key: "\n../x"})
+        variant("control-char", f"{key}_nul", **{key: "a\x00b"})
+        variant("not-utf8", f"{key}_surrogate", **{key: "\ud800"})
+    variant("bad-value", "offset_past_end", offset=101)
+    variant("bad-value", "group_empty", group="")
+    variant("bad-value", "group_too_long", group="g" * 32768)
+    variant("bad-value", "metadata_too_long", metadata="m" * 4097)
+    variant("bad-value", "epoch_past_int32", leader_epoch=2**31)
+    for name, change in (
+        ("partition", {"partition": 3}),
+        ("topic", {"topic": "other"}),
+        ("version", {"version": 2}),
+        ("groups_obj", {"groups": {"g": 1}}),
+        ("group_not_obj", {"groups": [1]}),
+        ("duplicate_group", {"groups": [first, first]}),
+    ):
+        _write("groups", f"bad-value__{name}", json.dumps(good | change).encode())
+    for i in range(5):
+        b = bytearray(text)
+        for _ in range(4):
+            b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+        _write("groups", f"bit-flip__{i}", bytes(b))
+
+
 def main() -> None:
     if CORPUS.exists():
         shutil.rmtree(CORPUS)
     _requests(random.Random(1))
     _metas(random.Random(2))
     _segments(random.Random(3))
+    _group_offsets(random.Random(4))
     for target in sorted(p.name for p in CORPUS.iterdir()):
         print(target, len(list((CORPUS / target).iterdir())))
 

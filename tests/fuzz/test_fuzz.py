@@ -65,6 +65,23 @@ def test_mutated_segments_raise_only_snapshot_errors(
 
 
 @CI
+@given(st.integers(0, 10_000), st.integers(0, 10_000), st.integers(0, 2**32))
+def test_mutated_group_offsets_raise_only_snapshot_errors(
+    index: int, other: int, seed: int
+) -> None:
+    """Mutated group-offsets.json parses (to entries within the rules) or raises
+    SnapshotError."""
+    _run("groups", index, other, seed)
+
+
+@CI
+@given(st.binary(max_size=300))
+def test_arbitrary_group_offsets_bytes_raise_only_snapshot_errors(data: bytes) -> None:
+    """Arbitrary bytes as group-offsets.json parse or raise SnapshotError."""
+    assert check(TARGETS["groups"], data) is None
+
+
+@CI
 @given(st.binary(max_size=300))
 def test_arbitrary_meta_bytes_raise_only_snapshot_errors(data: bytes) -> None:
     """Arbitrary bytes as meta.json parse or raise SnapshotError."""

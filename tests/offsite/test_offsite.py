@@ -396,6 +396,28 @@ def test_pull_rejects_hostile_names_and_huge_meta(chain: Path, tmp_path: Path) -
         offsite.list_remote(remote.as_uri())
 
 
+def test_pull_refuses_pathological_remote_json(chain: Path, tmp_path: Path) -> None:
+    """A remote meta.json or manifest nested 100k levels deep (or with duplicate
+    keys) is refused with a clear error; nothing is written."""
+    remote = tmp_path / "remote"
+    offsite.push(chain, remote.as_uri(), snapshot_ids=[str(SNAP_IDS[0])])
+    snap = remote / TOPIC_ID / str(SNAP_IDS[0])
+    deep = b"[" * 100_000 + b"]" * 100_000
+    manifest = (snap / offsite.MANIFEST_NAME).read_bytes()
+    (snap / offsite.MANIFEST_NAME).write_bytes(deep)
+    dd = tmp_path / "dd"
+    with pytest.raises(offsite.OffsiteError, match="corrupt"):
+        offsite.pull(remote.as_uri(), dd)
+    assert tree(dd) == {}
+    (snap / offsite.MANIFEST_NAME).write_bytes(manifest)
+    (snap / "meta.json").write_bytes(deep)
+    with pytest.raises(offsite.OffsiteError, match="nested too deeply"):
+        offsite.list_remote(remote.as_uri())
+    (snap / "meta.json").write_bytes(b'{"partition": 0, "partition": -1}')
+    with pytest.raises(offsite.OffsiteError, match="duplicate key 'partition'"):
+        offsite.list_remote(remote.as_uri())
+
+
 def test_pull_keep_going_lands_the_good_snapshots_and_reports_the_bad(
     chain: Path, tmp_path: Path
 ) -> None:

@@ -215,6 +215,54 @@ def test_unicode_group_and_metadata_round_trip(tmp_path: Path) -> None:
     again.close()
 
 
+def _commit_line(group: str, partition: int, offset: int, **kw: object) -> bytes:
+    obj = {"op": "commit", "group": group, "topic": "t", "partition": partition}
+    return json.dumps(obj | {"offset": offset} | kw).encode() + b"\n"
+
+
+def test_persisted_commits_no_response_can_carry_are_skipped(tmp_path: Path) -> None:
+    """Commit lines an older version wrote with values OffsetFetch cannot encode
+    (offset past int64, int32 overflow, non-UTF-8 text) are skipped and reported;
+    the lines after them still load."""
+    path = tmp_path / "consumer_offsets" / "offsets.jsonl"
+    path.parent.mkdir()
+    path.write_bytes(
+        _commit_line("g", 0, 5)
+        + _commit_line("g", 1, 2**70)
+        + _commit_line("g", 2, 7, leader_epoch=2**40)
+        + _commit_line("g", 3, 7, metadata="\ud800")
+        + _commit_line("\n../x", 0, 1, metadata="m" * 40_000)
+        + _commit_line("g", 1, 2**63 - 1)
+        + _commit_line("g", 4, 9)
+    )
+    store = OffsetStore(tmp_path)
+    assert store.fetch("g") == {
+        ("t", 0): _off("t", 0, 5),
+        ("t", 1): _off("t", 1, 2**63 - 1),
+        ("t", 4): _off("t", 4, 9),
+    }
+    assert store.groups() == ["g"]
+    assert store.recovered_bytes_dropped == 0
+    assert store.skipped_count == 4
+    assert [(s.line, s.group) for s in store.skipped] == [
+        (2, "'g'"),
+        (3, "'g'"),
+        (4, "'g'"),
+        (5, repr("\n../x")),
+    ]
+    reasons = [s.reason for s in store.skipped]
+    assert reasons[0] == f"offset {2**70} is not an int64"
+    assert reasons[1].startswith("leader_epoch ")
+    assert reasons[2] == "metadata is not valid UTF-8"
+    assert reasons[3] == "metadata is 40000 bytes, over 32767"
+    store.close()
+    # the clean close compacted them away: nothing is skipped any more
+    again = OffsetStore(tmp_path)
+    assert again.skipped_count == 0
+    assert len(again.fetch("g")) == 3
+    again.close()
+
+
 _OPS = st.lists(
     st.one_of(
         st.tuples(
