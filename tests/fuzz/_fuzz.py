@@ -7,6 +7,11 @@ Targets (each must raise nothing but its allowed exception on any input):
   SnapshotError (SnapshotInvalid / SnapshotIncomplete).
 - ``segment``: :func:`storage.snapshot_meta.iter_chunks` with CRC verification over a
   snapshot segment file (plain, and the zstd/gzip/lz4 stored forms) -> SnapshotError.
+- ``produce``: a Produce payload through the producer-state path the handler takes
+  (:func:`broker.groups.producers.append_checked`: batch identity, idempotence check,
+  validation, append to a real partition log), twice, so the second run meets the
+  state the first left -> StorageError (InvalidBatch, MessageTooLarge); refusals
+  such as OUT_OF_ORDER_SEQUENCE_NUMBER come back as error codes.
 
 The corpus lives in ``tests/fuzz/corpus/<target>/<category>__<name>`` (category is
 the kind of bad input: truncated, bad-length, bit-flip, ...; ``valid`` seeds are
@@ -15,15 +20,22 @@ well-formed). ``python -m tests.fuzz.make_corpus`` regenerates it.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import struct
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from broker.groups.producers import ProducerService, append_checked
 from protocol.codec import decode_request
 from protocol.errors import ProtocolError
+from storage.errors import StorageError
+from storage.log_manager import LogManager
+from storage.partition_log import PartitionLog
+from storage.producer_state import ProducerIdAllocator
 from storage.snapshot_meta import SnapshotError, iter_chunks, parse_meta
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -49,6 +61,21 @@ def _segment(data: bytes) -> None:
         os.close(fd)
 
 
+@functools.cache
+def _producer_log() -> tuple[ProducerService, PartitionLog]:
+    """One partition log and producer service per process (in a temporary dir)."""
+    root = Path(tempfile.mkdtemp(prefix="fuzz-produce-"))
+    logs = LogManager(str(root / "data"), {})
+    logs.create_topic("fuzz", 1)
+    return ProducerService(ProducerIdAllocator(root)), logs.partition("fuzz", 0)
+
+
+def _produce(data: bytes) -> None:
+    producers, plog = _producer_log()
+    for _ in range(2):
+        append_checked(producers, plog, data, leader_epoch=0)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Target:
     name: str
@@ -60,6 +87,7 @@ TARGETS: dict[str, Target] = {
     "request": Target(name="request", run=_request, allowed=(ProtocolError,)),
     "meta": Target(name="meta", run=_meta, allowed=(SnapshotError,)),
     "segment": Target(name="segment", run=_segment, allowed=(SnapshotError,)),
+    "produce": Target(name="produce", run=_produce, allowed=(StorageError,)),
 }
 
 

@@ -1,4 +1,5 @@
-"""Hypothesis-driven mutation fuzzing of the request decoder and the snapshot readers.
+"""Hypothesis-driven mutation fuzzing of the request decoder, the snapshot readers
+and the Produce producer-state path.
 
 Each example takes a corpus seed, applies one to four random edits (bit flips,
 boundary integers, truncation, insertion, duplication, deletion, splicing with
@@ -62,6 +63,16 @@ def test_mutated_segments_raise_only_snapshot_errors(
 ) -> None:
     """Mutated snapshot segment files read or raise SnapshotError."""
     _run("segment", index, other, seed)
+
+
+@CI
+@given(st.integers(0, 10_000), st.integers(0, 10_000), st.integers(0, 2**32))
+def test_mutated_produce_payloads_raise_only_storage_errors(
+    index: int, other: int, seed: int
+) -> None:
+    """Mutated plain, idempotent and transactional payloads (lengths, CRCs, record
+    counts, producer fields) append, get an error code, or raise StorageError."""
+    _run("produce", index, other, seed)
 
 
 @CI
