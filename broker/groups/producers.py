@@ -12,10 +12,10 @@ after; a :class:`Duplicate` is answered with the original offsets and not append
 a transactional batch is refused (:class:`NoTransaction`), and a payload is fully
 validated before any answer but Append (a damaged batch is never "a duplicate").
 
-Version notes: InitProducerId without a transactional id always hands out a fresh
-producer id with epoch 0 (Kafka's rule, also for the KIP-360 bump request); with a
-transactional id the same id is kept and its epoch bumped (a new id once the epoch
-would overflow). Transactions themselves are not implemented.
+Version notes: InitProducerId always hands out a fresh producer id with epoch 0
+(Kafka's rule for producers without a transactional id, also for the KIP-360 bump
+request). Transactions are not implemented: the InitProducerId handler refuses a
+transactional id before it gets here.
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ from storage.validation import validate_batches
 if TYPE_CHECKING:
     from storage.partition_log import PartitionLog
 
-_MAX_EPOCH = 32767
 _TAIL_BYTES = 64 * 1024 * 1024  # how much of a log's end a rebuild scans at most
 _READ_CHUNK = 4 * 1024 * 1024
 
@@ -135,26 +134,15 @@ class ProducerService:
         self.allocator = allocator
         self._tail_bytes = tail_bytes
         self._states: dict[int, tuple[PartitionLog, PartitionProducerState]] = {}
-        self._transactional: dict[str, tuple[int, int]] = {}
 
     # -- InitProducerId ------------------------------------------------------------
 
-    def init_producer_id(
-        self, transactional_id: str | None
-    ) -> tuple[ErrorCode, int, int]:
-        """(error, producer id, epoch) for an InitProducerId request.
+    def init_producer_id(self) -> tuple[ErrorCode, int, int]:
+        """(error, producer id, epoch) for an idempotent producer's InitProducerId.
 
         May fsync (once per block of ids): call it from a worker thread.
         """
-        if not transactional_id:
-            return ErrorCode.NONE, self.allocator.allocate(), 0
-        current = self._transactional.get(transactional_id)
-        if current is None or current[1] >= _MAX_EPOCH - 1:
-            pid, epoch = self.allocator.allocate(), 0
-        else:
-            pid, epoch = current[0], current[1] + 1
-        self._transactional[transactional_id] = (pid, epoch)
-        return ErrorCode.NONE, pid, epoch
+        return ErrorCode.NONE, self.allocator.allocate(), 0
 
     # -- Produce -------------------------------------------------------------------
 
