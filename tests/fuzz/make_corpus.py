@@ -2,9 +2,10 @@
 
 Writes ``tests/fuzz/corpus/<target>/<category>__<name>`` (deterministic; seeded).
 Request seeds are the golden frames captured from real clients
-(``tests/protocol/golden``), mangled per category; meta.json and segment seeds are
-built here. The files are kept in the repo so the corpus test and the fuzzers start
-from the same inputs everywhere.
+(``tests/protocol/golden``), mangled per category; meta.json, segment and produce
+(plain, idempotent and transactional payloads) seeds are built here. The files are
+kept in the repo so the corpus test and the fuzzers start from the same inputs
+everywhere.
 """
 
 from __future__ import annotations
