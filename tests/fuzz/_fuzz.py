@@ -20,6 +20,7 @@ well-formed). ``python -m tests.fuzz.make_corpus`` regenerates it.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import random
@@ -64,8 +65,11 @@ def _segment(data: bytes) -> None:
 @functools.cache
 def _producer_log() -> tuple[ProducerService, PartitionLog]:
     """One partition log and producer service per process (in a temporary dir)."""
-    root = Path(tempfile.mkdtemp(prefix="fuzz-produce-"))
+    tmp = tempfile.TemporaryDirectory(prefix="fuzz-produce-")
+    atexit.register(tmp.cleanup)
+    root = Path(tmp.name)
     logs = LogManager(str(root / "data"), {})
+    atexit.register(logs.close)  # runs before the cleanup (last in, first out)
     logs.create_topic("fuzz", 1)
     return ProducerService(ProducerIdAllocator(root)), logs.partition("fuzz", 0)
 
