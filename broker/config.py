@@ -235,6 +235,8 @@ _BROKER_KEYS: Final[dict[str, tuple[str, type]]] = {
     "offsets.retention.minutes": ("offsets_retention_minutes", int),
     "offset.metadata.max.bytes": ("offset_metadata_max_bytes", int),
     "offsets.retention.check.interval.ms": ("retention_check_interval_ms", int),
+    # the largest transaction.timeout.ms InitProducerId accepts (Kafka's default)
+    "transaction.max.timeout.ms": ("transaction_max_timeout_ms", int),
     # snapshot watcher (broker.snapshot_watcher.SnapshotSettings.from_config)
     "snapshot.scan.interval.ms": ("snapshot_scan_interval_ms", int),
     "snapshot.settle.ms": ("snapshot_settle_ms", int),
@@ -284,6 +286,7 @@ class BrokerConfig:
     offsets_retention_minutes: int | None = None
     offset_metadata_max_bytes: int | None = None
     retention_check_interval_ms: int | None = None
+    transaction_max_timeout_ms: int = 900_000
     # snapshots: the watcher's rescan period, settle time, ingest throttle (0: none),
     # and the schedule (broker.snapshot_scheduler)
     snapshot_scan_interval_ms: int = 5_000
@@ -508,6 +511,8 @@ def resolve(
     cfg = replace(cfg, **broker_values)  # type: ignore[arg-type]
     if cfg.default_partitions < 1:
         raise ConfigError("num.partitions must be at least 1")
+    if cfg.transaction_max_timeout_ms < 1:
+        raise ConfigError("transaction.max.timeout.ms must be at least 1")
     if cfg.snapshot_scan_interval_ms < 1:
         raise ConfigError("snapshot.scan.interval.ms must be at least 1")
     for key in ("snapshot.settle.ms", "snapshot.ingest.bytes.per.sec"):

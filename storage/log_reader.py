@@ -23,17 +23,22 @@ def read_batches(
     end_offset: int,
     *,
     mmap: bool,
+    min_one: bool = True,
 ) -> ReadResult:
-    """Whole batches from the one holding ``offset``, at most ``max_bytes`` (but at
-    least one batch), never past ``end_offset``; ``bases`` are the segments' base
-    offsets. ``mmap``: zero-copy views of the segment file, else bytes copies."""
+    """Whole batches from the one holding ``offset``, at most ``max_bytes``, never
+    past ``end_offset``; ``bases`` are the segments' base offsets. ``min_one``: the
+    first batch is returned even when larger than ``max_bytes`` (Kafka's
+    ``minOneMessage``), else nothing is. ``mmap``: zero-copy views of the segment
+    file, else bytes copies."""
     i = max(bisect.bisect_right(bases, offset) - 1, 0)
     while i < len(segments) and offset < end_offset:
         seg = segments[i]
         if seg.next_offset > offset:
             found = seg.find(offset)
             if found is not None:
-                return _read_from(seg, found, max_bytes, end_offset, mmap=mmap)
+                return _read_from(
+                    seg, found, max_bytes, end_offset, mmap=mmap, min_one=min_one
+                )
         i += 1
     return ReadResult(buffers=[], size=0, first_offset=-1, next_offset=offset)
 
@@ -45,9 +50,10 @@ def _read_from(
     end_offset: int,
     *,
     mmap: bool,
+    min_one: bool,
 ) -> ReadResult:
     pos, header = found
-    if header.next_offset > end_offset:
+    if header.next_offset > end_offset or (not min_one and header.size > max_bytes):
         return ReadResult(
             buffers=[], size=0, first_offset=-1, next_offset=header.base_offset
         )

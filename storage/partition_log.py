@@ -456,10 +456,16 @@ class PartitionLog:
 
     # -- read --------------------------------------------------------------------
     def read(
-        self, offset: int, max_bytes: int, *, upper_bound: int | None = None
+        self,
+        offset: int,
+        max_bytes: int,
+        *,
+        upper_bound: int | None = None,
+        min_one: bool = True,
     ) -> ReadResult:
         """Whole batches from the one holding ``offset``, at most ``max_bytes``
-        (but at least one batch), never past ``upper_bound`` or the log end.
+        (but at least one batch unless ``min_one`` is False), never past
+        ``upper_bound`` or the log end.
 
         Raises:
             OffsetOutOfRange: offset < log_start_offset or > log_end_offset.
@@ -479,6 +485,7 @@ class PartitionLog:
                 max_bytes,
                 end_offset,
                 mmap=self.read_mode == "mmap",
+                min_one=min_one,
             )
 
     # -- ListOffsets / OffsetForLeaderEpoch ---------------------------------------

@@ -5,7 +5,8 @@ Owns group membership and rebalancing, modelled on Kafka's ``GroupCoordinator`` 
 CompletingRebalance → Stable (and Dead once deleted); dynamic members (KIP-394:
 JoinGroup v4+ first answers MEMBER_ID_REQUIRED with a fresh id), static members
 (KIP-345: ``group.instance.id``; a rejoin replaces the old member id, which is then
-FENCED_INSTANCE_ID), protocol selection by the members' votes, leader election,
+FENCED_INSTANCE_ID, without a rebalance while the group is Stable and its protocol
+stays — the leader's too, KIP-814), protocol selection by the members' votes, leader election,
 rebalance and session timeouts, and an initial rebalance delay (default 0).
 
 Every call takes ``now_ms`` (a monotonic clock in ms) and returns its answer plus
@@ -354,7 +355,6 @@ class GroupCoordinator(GroupRegistry):
         """A static member came back under a new member id (KIP-345)."""
         old = group.members.pop(old_id)
         effects.extend(fail_waiting(old, E.FENCED_INSTANCE_ID))
-        same_protocols = old.protocols == req.protocols
         old.member_id = new_id
         old.join_token = old.sync_token = None
         old.update(req)
@@ -367,10 +367,14 @@ class GroupCoordinator(GroupRegistry):
         self._schedule(
             effects, ("session", group.group_id, new_id), old.session_deadline
         )
-        if group.state is S.STABLE and same_protocols and not was_leader:
-            # Nothing changed for the group: hand back the current generation; the
-            # member's SyncGroup gets its stored assignment.
-            effects.append(Reply(token=req.token, result=group.generation_result(old)))
+        if group.state is S.STABLE and group.select_protocol() == group.protocol_name:
+            # Nothing changes for the group, leader or not (Kafka's
+            # updateStaticMemberAndRebalance): the current generation is handed
+            # back and the member's SyncGroup gets its stored assignment.
+            result = group.static_rejoin_result(
+                old, old_id, was_leader=was_leader, skip=req.supports_skip_assignment
+            )
+            effects.append(Reply(token=req.token, result=result))
             return
         old.join_token = req.token
         self._rebalance_for_join(group, now_ms, effects)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 
 from broker.groups.model import (
     GroupDescription,
@@ -157,6 +158,25 @@ class Group:
             member_id=member.member_id,
             members=members,
         )
+
+    def static_rejoin_result(
+        self, member: Member, old_id: str, *, was_leader: bool, skip: bool
+    ) -> JoinResult:
+        """The JoinGroup answer of a static member that rejoined a Stable group under
+        a new id without a rebalance (KIP-345).
+
+        A leader that understands ``skip_assignment`` (JoinGroup v9+, KIP-814) is
+        told it leads, with the members, and to skip the assignment; an older leader
+        is given its old member id as the leader's, so it acts as a follower and
+        takes its stored assignment instead of assigning anew (a Stable group would
+        not hand a new assignment out).
+        """
+        result = self.generation_result(member)
+        if not was_leader:
+            return result
+        if skip:
+            return replace(result, skip_assignment=True)
+        return replace(result, leader_id=old_id, members=())
 
     def describe(self, *, dead: bool = False) -> GroupDescription:
         """DescribeGroups' view: metadata and assignments only when Stable."""

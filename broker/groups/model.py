@@ -50,6 +50,7 @@ class JoinRequest:
     protocol_type: str
     protocols: tuple[Protocol, ...]
     require_known_member_id: bool = True  # JoinGroup v4+ (KIP-394)
+    supports_skip_assignment: bool = False  # JoinGroup v9+ (KIP-814)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

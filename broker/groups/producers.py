@@ -8,12 +8,14 @@ thread before the service is published (broker.groups.wiring), so the first
 idempotent produce after a restart never scans up to 64 MiB on the event loop; a
 partition created later (empty log) gets its state lazily on first use, for free. The Produce handler calls
 :meth:`ProducerService.check` before appending and :meth:`ProducerService.record`
-after; a :class:`Duplicate` is answered with the original offsets and not appended.
+after; a :class:`Duplicate` is answered with the original offsets and not appended,
+a transactional batch is refused (:class:`NoTransaction`), and a payload is fully
+validated before any answer but Append (a damaged batch is never "a duplicate").
 
-Version notes: InitProducerId without a transactional id always hands out a fresh
-producer id with epoch 0 (Kafka's rule, also for the KIP-360 bump request); with a
-transactional id the same id is kept and its epoch bumped (a new id once the epoch
-would overflow). Transactions themselves are not implemented.
+Version notes: InitProducerId always hands out a fresh producer id with epoch 0
+(Kafka's rule for producers without a transactional id, also for the KIP-360 bump
+request). Transactions are not implemented: the InitProducerId handler refuses a
+transactional id before it gets here.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from protocol.records import (
     iter_batches,
     read_header,
 )
-from storage.errors import StorageError
+from storage.errors import InvalidBatch, StorageError
 from storage.partition_log import AppendResult
 from storage.producer_state import (
     Append,
@@ -43,18 +45,28 @@ from storage.producer_state import (
     UnknownProducer,
     increment_sequence,
 )
+from storage.validation import validate_batches
 
 if TYPE_CHECKING:
     from storage.partition_log import PartitionLog
 
-_MAX_EPOCH = 32767
 _TAIL_BYTES = 64 * 1024 * 1024  # how much of a log's end a rebuild scans at most
 _READ_CHUNK = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NoTransaction:
+    """A transactional batch: refused, since no transaction can have been begun."""
+
+
+Verdict = CheckResult | NoTransaction
 
 ERRORS: dict[type, ErrorCode] = {
     OutOfOrder: ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
     InvalidEpoch: ErrorCode.INVALID_PRODUCER_EPOCH,
     UnknownProducer: ErrorCode.UNKNOWN_PRODUCER_ID,
+    # KIP-890: a transactional batch for a partition outside an ongoing transaction
+    NoTransaction: ErrorCode.INVALID_TXN_STATE,
 }
 
 
@@ -66,38 +78,50 @@ class BatchIdentity:
     producer_epoch: int
     base_sequence: int
     record_count: int
+    transactional: bool = False
 
 
 def batch_identity(records: Buffer) -> BatchIdentity | None:
     """The producer fields of an idempotent payload, None for plain producers.
 
     Clients send one batch per partition; should a payload hold several batches of
-    the same producer with contiguous sequences, they count as one range.
+    the same producer with contiguous sequences, they count as one range. Only the
+    headers are read (no CRC): the payload is verified in full before it is
+    appended, and before any other answer (:meth:`ProducerService.check`).
+
+    Raises:
+        InvalidBatch: a later batch's length or magic cannot be a batch's, or the
+            producer's batch has a negative sequence (Kafka's ``LogValidator``).
     """
     if len(records) < BATCH_HEADER_SIZE:
         return None
-    try:
-        h = read_header(records)
-    except RecordBatchError:
-        return None
+    h = read_header(records)
     if h.producer_id < 0:
         return None
+    if h.base_sequence < 0:
+        raise InvalidBatch(
+            f"sequence {h.base_sequence} in a batch of producer {h.producer_id}"
+        )
     count = h.record_count
-    if h.size < len(records):
-        for _, more in iter_batches(records, h.size):
-            if (more.producer_id, more.producer_epoch) != (
-                h.producer_id,
-                h.producer_epoch,
-            ):
-                break
-            if more.base_sequence != increment_sequence(h.base_sequence, count):
-                break
-            count += more.record_count
+    try:
+        if h.size < len(records):
+            for _, more in iter_batches(records, h.size):
+                if (more.producer_id, more.producer_epoch) != (
+                    h.producer_id,
+                    h.producer_epoch,
+                ):
+                    break
+                if more.base_sequence != increment_sequence(h.base_sequence, count):
+                    break
+                count += more.record_count
+    except RecordBatchError as exc:
+        raise InvalidBatch(str(exc)) from exc
     return BatchIdentity(
         producer_id=h.producer_id,
         producer_epoch=h.producer_epoch,
         base_sequence=h.base_sequence,
         record_count=count,
+        transactional=h.is_transactional,
     )
 
 
@@ -110,26 +134,15 @@ class ProducerService:
         self.allocator = allocator
         self._tail_bytes = tail_bytes
         self._states: dict[int, tuple[PartitionLog, PartitionProducerState]] = {}
-        self._transactional: dict[str, tuple[int, int]] = {}
 
     # -- InitProducerId ------------------------------------------------------------
 
-    def init_producer_id(
-        self, transactional_id: str | None
-    ) -> tuple[ErrorCode, int, int]:
-        """(error, producer id, epoch) for an InitProducerId request.
+    def init_producer_id(self) -> tuple[ErrorCode, int, int]:
+        """(error, producer id, epoch) for an idempotent producer's InitProducerId.
 
         May fsync (once per block of ids): call it from a worker thread.
         """
-        if not transactional_id:
-            return ErrorCode.NONE, self.allocator.allocate(), 0
-        current = self._transactional.get(transactional_id)
-        if current is None or current[1] >= _MAX_EPOCH - 1:
-            pid, epoch = self.allocator.allocate(), 0
-        else:
-            pid, epoch = current[0], current[1] + 1
-        self._transactional[transactional_id] = (pid, epoch)
-        return ErrorCode.NONE, pid, epoch
+        return ErrorCode.NONE, self.allocator.allocate(), 0
 
     # -- Produce -------------------------------------------------------------------
 
@@ -179,14 +192,32 @@ class ProducerService:
             state.load(h for buf in result.buffers for _, h in iter_batches(buf))
             offset = result.next_offset
 
-    def check(self, plog: PartitionLog, ident: BatchIdentity) -> CheckResult:
-        """What to do with an idempotent batch about to be appended to ``plog``."""
-        return self.state(plog).check(
-            ident.producer_id,
-            ident.producer_epoch,
-            ident.base_sequence,
-            ident.record_count,
+    def check(
+        self, plog: PartitionLog, ident: BatchIdentity, records: Buffer
+    ) -> Verdict:
+        """What to do with an idempotent batch about to be appended to ``plog``.
+
+        Any answer other than :class:`Append` is given only for a payload that
+        passes the append's own validation (Kafka validates the batch before its
+        producer state), so a damaged retry is never acknowledged as a duplicate
+        and a damaged transactional batch is CORRUPT_MESSAGE like any other.
+
+        Raises:
+            InvalidBatch / MessageTooLarge: the payload fails validation.
+        """
+        verdict: Verdict = (
+            NoTransaction()
+            if ident.transactional
+            else self.state(plog).check(
+                ident.producer_id,
+                ident.producer_epoch,
+                ident.base_sequence,
+                ident.record_count,
+            )
         )
+        if not isinstance(verdict, Append):
+            validate_batches(records, max_message_bytes=plog.config.max_message_bytes)
+        return verdict
 
     def record(
         self, plog: PartitionLog, ident: BatchIdentity, result: AppendResult
@@ -220,12 +251,13 @@ def append_checked(
     :class:`ProducerService`). A duplicate of one of the producer's last 5 batches
     is not appended and answers its original offsets; a sequence gap answers
     OUT_OF_ORDER_SEQUENCE_NUMBER, a fenced epoch INVALID_PRODUCER_EPOCH. Storage
-    errors propagate as from ``plog.append``.
+    errors propagate as from ``plog.append``, and a damaged payload raises
+    InvalidBatch before anything else is decided.
     """
     ident = batch_identity(records) if isinstance(producers, ProducerService) else None
     if ident is None or not isinstance(producers, ProducerService):
         return plog.append(records, leader_epoch=leader_epoch, now_ms=now_ms)
-    verdict = producers.check(plog, ident)
+    verdict = producers.check(plog, ident, records)
     if isinstance(verdict, Duplicate):
         return AppendResult(
             base_offset=verdict.base_offset,
@@ -241,7 +273,7 @@ def append_checked(
     return result
 
 
-def error_for(result: CheckResult) -> ErrorCode | None:
+def error_for(result: Verdict) -> ErrorCode | None:
     """The Produce error code of a check result (None for Append and Duplicate)."""
     if isinstance(result, Append | Duplicate):
         return None

@@ -2,8 +2,10 @@
 
 Behaviour: reads whole batches from each partition's log up to its high watermark
 (= durable offset, see broker.durability), at most ``partition_max_bytes`` per
-partition and ``max_bytes`` per response — except that the first batch found is
-returned even when larger (Kafka's rule, so a consumer always progresses). The
+partition and ``max_bytes`` per response — except that the first batch of the
+response is returned even when larger than both (KIP-74, so a consumer always
+progresses); a later partition whose next batch does not fit in what is left of
+``max_bytes`` (or in its ``partition_max_bytes``) gets no records this time. The
 storage buffers go into the response as they are (never joined). Per partition:
 high watermark, last_stable_offset = high watermark (no transactions),
 log_start_offset; OFFSET_OUT_OF_RANGE below the log start or past the log end;
@@ -119,8 +121,12 @@ def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
                 limit = min(p.partition_max_bytes, budget - total)
                 records: bytes | memoryview | tuple[bytes | memoryview, ...] = b""
                 if offset < hw and (limit > 0 or total == 0):
-                    # at least one batch for the first partition with data
-                    result = plog.read(offset, max(limit, 1), upper_bound=hw)
+                    # KIP-74 (ReplicaManager.readFromLog's minOneMessage): only the
+                    # first batch of the response may exceed the limits; every
+                    # later partition gets the whole batches that fit.
+                    result = plog.read(
+                        offset, max(limit, 1), upper_bound=hw, min_one=total == 0
+                    )
                     if result.size:
                         total += result.size
                         bufs = result.buffers

@@ -2,7 +2,9 @@
 
 Behaviour: this single broker coordinates every group (key type 0) and every
 transactional id (key type 1): the answer is this node at the advertised address of
-the listener the client connected to. Share-group keys (type 2, KIP-932) and unknown
+the listener the client connected to. A transactional producer thus reaches
+InitProducerId, which refuses it at once with a fatal error (transactions are not
+supported; see broker.handlers.init_producer_id). Share-group keys (type 2, KIP-932) and unknown
 key types get INVALID_REQUEST.
 Version notes: v1 key_type, throttle time, error message; v3 flexible; v4 batches
 keys (coordinator_keys) and answers a coordinators array (KIP-699).

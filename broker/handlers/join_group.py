@@ -9,7 +9,8 @@ INCONSISTENT_GROUP_PROTOCOL, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID,
 COORDINATOR_NOT_AVAILABLE (groups not wired).
 Version notes: v1 rebalance_timeout_ms (v0: the session timeout is used); v2 throttle
 time; v4 member id required; v5 group_instance_id (KIP-345); v6 flexible; v7
-protocol_type in the response (KIP-559); v8 reason; v9 skip_assignment (never set).
+protocol_type in the response (KIP-559); v8 reason; v9 skip_assignment (set for a
+static leader rejoining a Stable group, KIP-814).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def _response(version: int, r: JoinResult) -> JoinGroupResponse:
         protocol_name=r.protocol_name if version >= 7 else (r.protocol_name or ""),
         leader=r.leader_id,
         member_id=r.member_id,
+        skip_assignment=r.skip_assignment,
         members=tuple(
             JoinGroupResponseMember(
                 member_id=m.member_id,
@@ -72,6 +74,7 @@ def join_group(rctx: RequestContext, request: JoinGroupRequest) -> object:
             Protocol(name=p.name, metadata=bytes(p.metadata)) for p in request.protocols
         ),
         require_known_member_id=version >= 4,
+        supports_skip_assignment=version >= 9,
     )
 
     async def wait() -> JoinGroupResponse:

@@ -3,8 +3,10 @@
 Behaviour: each partition's record batches are validated by storage (magic 2,
 CRC32C, lengths, max.message.bytes) before anything is written, offsets assigned by
 patching base offsets, leader epoch stamped; per-partition errors:
-UNKNOWN_TOPIC_OR_PARTITION (v13: UNKNOWN_TOPIC_ID), CORRUPT_MESSAGE (bad CRC/batch;
-nothing appended), INVALID_RECORD (a magic-0/1 message set in v3+, as Kafka's
+UNKNOWN_TOPIC_OR_PARTITION (v13: UNKNOWN_TOPIC_ID), CORRUPT_MESSAGE (bad CRC,
+length, magic or count in any batch of the payload, plain, idempotent or
+transactional; v8+ says why in error_message; nothing appended, the connection and
+the request's other partitions unaffected), INVALID_RECORD (a magic-0/1 message set in v3+, as Kafka's
 ``ProduceRequest.validateRecords``; nothing appended), MESSAGE_TOO_LARGE,
 KAFKA_STORAGE_ERROR (write/fsync failed; a write error other than ENOSPC also takes
 the partition offline, see storage.partition_log), REQUEST_TIMED_OUT (acks=all and
@@ -12,7 +14,9 @@ the fsync did not finish within timeout_ms), INVALID_REQUIRED_ACKS; idempotent
 batches (producer id >= 0) are checked by ``ctx.producers``
 (broker.groups.producers): a duplicate of one of the last five batches is answered
 with its original offsets and not appended, OUT_OF_ORDER_SEQUENCE_NUMBER /
-INVALID_PRODUCER_EPOCH / UNKNOWN_PRODUCER_ID otherwise. Should the producer service
+INVALID_PRODUCER_EPOCH / UNKNOWN_PRODUCER_ID otherwise — each only for a payload
+that passes validation; a transactional batch gets INVALID_TXN_STATE (transactions
+are not supported, so none can be ongoing). Should the producer service
 be absent (only before start-up finished or during shutdown) an idempotent batch
 is refused with the retriable NOT_LEADER_OR_FOLLOWER (what Kafka answers while a
 partition's log, and so its producer state, is not loaded) rather than appended
@@ -59,7 +63,7 @@ from protocol.messages.produce import (
     TopicProduceResponse,
 )
 from protocol.records import MAGIC_OFFSET
-from storage.errors import StorageError
+from storage.errors import InvalidBatch, StorageError
 from storage.partition_log import PartitionLog
 from storage.producer_state import Duplicate
 
@@ -178,22 +182,22 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                 parts.append(_legacy_in_v3(p.index, rctx.api_version))
                 continue
             producers = ctx.producers
-            ident = batch_identity(records)
-            if ident is not None and not isinstance(producers, ProducerService):
-                # No idempotence state to check against: appending would risk a
-                # duplicate, so the client retries (and refreshes metadata).
-                parts.append(
-                    _partition_error(p.index, ErrorCode.NOT_LEADER_OR_FOLLOWER)
-                )
-                continue
             plog: PartitionLog | None = None
             was_failed = False
             try:
+                ident = batch_identity(records)
+                if ident is not None and not isinstance(producers, ProducerService):
+                    # No idempotence state to check against: appending would risk a
+                    # duplicate, so the client retries (and refreshes metadata).
+                    parts.append(
+                        _partition_error(p.index, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+                    )
+                    continue
                 plog = ctx.logs.partition(meta.name, p.index)
                 was_failed = plog.failed is not None
                 if ident is not None:
                     assert isinstance(producers, ProducerService)
-                    check = producers.check(plog, ident)
+                    check = producers.check(plog, ident, records)
                     if isinstance(check, Duplicate):
                         # Already in the log: answer with the original offsets.
                         parts.append(
@@ -213,7 +217,7 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                         continue
                     refused = error_for(check)
                     if refused is not None:
-                        parts.append(_partition_error(p.index, refused))
+                        parts.append(_refusal(p.index, refused))
                         continue
                 result = plog.append(
                     records, leader_epoch=leader_epoch(plog), now_ms=now
@@ -229,7 +233,15 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                         partition=plog.partition,
                         error=str(e),
                     )
-                parts.append(_partition_error(p.index, error_code(e)))
+                parts.append(
+                    PartitionProduceResponse(
+                        index=p.index,
+                        error_code=error_code(e),
+                        base_offset=-1,
+                        # v8+: say what is wrong with the batch
+                        error_message=str(e) if isinstance(e, InvalidBatch) else None,
+                    )
+                )
                 continue
             write_caching = meta.config.write_caching
             ctx.after_append(plog, write_caching)
@@ -272,6 +284,17 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
         return _response(topics)
 
     return Deferred(wait_durable)
+
+
+def _refusal(index: int, code: ErrorCode) -> PartitionProduceResponse:
+    message = (
+        "transactions are not supported by this broker"
+        if code == ErrorCode.INVALID_TXN_STATE
+        else None
+    )
+    return PartitionProduceResponse(
+        index=index, error_code=code, base_offset=-1, error_message=message
+    )
 
 
 def _legacy_in_v3(index: int, version: int) -> PartitionProduceResponse:

@@ -56,6 +56,7 @@ class Harness:
         rebalance_ms: int = 30_000,
         client: str = "c",
         protocol_type: str = "consumer",
+        skip: bool = False,
     ) -> int:
         token = next(self.tokens)
         self.apply(
@@ -72,6 +73,7 @@ class Harness:
                     protocol_type=protocol_type,
                     protocols=protocols,
                     require_known_member_id=v4,
+                    supports_skip_assignment=skip,
                 ),
                 self.now,
             )

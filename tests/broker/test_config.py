@@ -97,6 +97,16 @@ def test_set_splits_broker_settings_from_topic_defaults() -> None:
         resolve(flags={}, sets={"retention.ms": "soon"})
 
 
+def test_transaction_max_timeout_defaults_to_kafkas_and_must_be_positive() -> None:
+    """transaction.max.timeout.ms defaults to 900000 ms and is settable, above 0."""
+    assert resolve(flags={}, sets={}).transaction_max_timeout_ms == 900_000
+    cfg = resolve(flags={}, sets={"transaction.max.timeout.ms": "60000"})
+    assert cfg.transaction_max_timeout_ms == 60_000
+    assert "transaction.max.timeout.ms" not in cfg.topic_defaults
+    with pytest.raises(ConfigError, match=r"transaction\.max\.timeout\.ms"):
+        resolve(flags={}, sets={"transaction.max.timeout.ms": "0"})
+
+
 @pytest.mark.parametrize("suffix", [".yaml", ".toml"])
 def test_file_values_lose_to_flags(tmp_path: Path, suffix: str) -> None:
     """A YAML or TOML file fills what flags leave unset; flags and --set win."""

@@ -47,7 +47,7 @@ def test_random_sequences_keep_invariants(ops: list[tuple[str, int, bool]]) -> N
     generation_of: dict[str, int] = {}
     leader_view: dict[str, tuple[int, list[str]]] = {}  # leader → (generation, members)
     members_of_generation: dict[int, set[str]] = {}
-    sync_tokens: dict[int, tuple[str, int]] = {}
+    sync_tokens: dict[int, tuple[str, int, str | None]] = {}
     join_tokens: set[int] = set()
     last_generation = 0
     seen = 0
@@ -71,10 +71,16 @@ def test_random_sequences_keep_invariants(ops: list[tuple[str, int, bool]]) -> N
                         assert members_of_generation.setdefault(g, set(ids)) == set(ids)
             else:
                 assert isinstance(result, SyncResult)
-                member_id, g = sync_tokens[token]
+                member_id, g, instance = sync_tokens[token]
                 if result.error == E.NONE and result.assignment:
-                    assert result.assignment == f"{g}:{member_id}".encode()
-                    assert member_id in members_of_generation[g]
+                    # a static member keeps the assignment made for its earlier id
+                    owners = {
+                        m
+                        for m, i in known
+                        if m == member_id or (instance is not None and i == instance)
+                    }
+                    assert result.assignment in {f"{g}:{m}".encode() for m in owners}
+                    assert owners & members_of_generation[g]
                     event("assignment relayed")
         seen = len(h.reply_log)
 
@@ -102,7 +108,7 @@ def test_random_sequences_keep_invariants(ops: list[tuple[str, int, bool]]) -> N
                 token = h.sync(
                     member_id, gen, assignments=assignments, instance=instance
                 )
-                sync_tokens[token] = (member_id, gen)
+                sync_tokens[token] = (member_id, gen, instance)
             elif op == "heartbeat":
                 h.heartbeat(member_id, gen, instance=instance)
             else:

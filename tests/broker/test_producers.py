@@ -29,7 +29,7 @@ def test_retry_is_acknowledged_with_original_offsets_and_not_appended(
     lm.create_topic("t", 1)
     plog = lm.partition("t", 0)
     svc = ProducerService(ProducerIdAllocator(tmp_path))
-    _, pid, epoch = svc.init_producer_id(None)
+    _, pid, epoch = svc.init_producer_id()
     first = append_checked(svc, plog, _batch(pid, epoch, 0), leader_epoch=0)
     second = append_checked(svc, plog, _batch(pid, epoch, 2), leader_epoch=0)
     assert isinstance(first, AppendResult)
@@ -58,20 +58,9 @@ def test_retry_is_acknowledged_with_original_offsets_and_not_appended(
     assert append_checked(svc2, plog2, _batch(pid, epoch - 1, 4), leader_epoch=0) == (
         ErrorCode.INVALID_PRODUCER_EPOCH
     )
-    _, new_pid, _ = svc2.init_producer_id(None)
+    _, new_pid, _ = svc2.init_producer_id()
     assert new_pid > pid
     lm2.close()
-
-
-def test_transactional_id_keeps_producer_id_and_bumps_epoch(tmp_path: Path) -> None:
-    """InitProducerId with a transactional id fences the previous epoch."""
-    svc = ProducerService(ProducerIdAllocator(tmp_path))
-    _, pid, e0 = svc.init_producer_id("tx")
-    _, pid2, e1 = svc.init_producer_id("tx")
-    assert pid2 == pid
-    assert e1 == e0 + 1
-    _, other, _ = svc.init_producer_id(None)
-    assert other != pid
 
 
 def test_without_service_appends_unchecked(tmp_path: Path) -> None:

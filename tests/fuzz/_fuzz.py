@@ -10,6 +10,11 @@ Targets (each must raise nothing but its allowed exception on any input):
 - ``groups``: :func:`storage.snapshot_groups.parse_group_offsets` on
   ``group-offsets.json`` bytes, for a snapshot of partition 0 of ``t`` ending at
   offset 99 -> SnapshotError; whatever it accepts keeps the file's rules.
+- ``produce``: a Produce payload through the producer-state path the handler takes
+  (:func:`broker.groups.producers.append_checked`: batch identity, idempotence check,
+  validation, append to a real partition log), twice, so the second run meets the
+  state the first left -> StorageError (InvalidBatch, MessageTooLarge); refusals
+  such as OUT_OF_ORDER_SEQUENCE_NUMBER come back as error codes.
 
 The corpus lives in ``tests/fuzz/corpus/<target>/<category>__<name>`` (category is
 the kind of bad input: truncated, bad-length, bit-flip, ...; ``valid`` seeds are
@@ -18,16 +23,24 @@ well-formed). ``python -m tests.fuzz.make_corpus`` regenerates it.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import random
 import struct
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from broker.groups.producers import ProducerService, append_checked
 from protocol.codec import decode_request
 from protocol.errors import ProtocolError
+from storage.errors import StorageError
+from storage.log_manager import LogManager
 from storage.offset_store import CommittedOffset, wire_problem
+from storage.partition_log import PartitionLog
+from storage.producer_state import ProducerIdAllocator
 from storage.snapshot_groups import entry_problem, parse_group_offsets
 from storage.snapshot_meta import SnapshotError, SnapshotMeta, iter_chunks, parse_meta
 
@@ -81,6 +94,24 @@ def _groups(data: bytes) -> None:
         assert wire_problem(o.group, committed) is None
 
 
+@functools.cache
+def _producer_log() -> tuple[ProducerService, PartitionLog]:
+    """One partition log and producer service per process (in a temporary dir)."""
+    tmp = tempfile.TemporaryDirectory(prefix="fuzz-produce-")
+    atexit.register(tmp.cleanup)
+    root = Path(tmp.name)
+    logs = LogManager(str(root / "data"), {})
+    atexit.register(logs.close)  # runs before the cleanup (last in, first out)
+    logs.create_topic("fuzz", 1)
+    return ProducerService(ProducerIdAllocator(root)), logs.partition("fuzz", 0)
+
+
+def _produce(data: bytes) -> None:
+    producers, plog = _producer_log()
+    for _ in range(2):
+        append_checked(producers, plog, data, leader_epoch=0)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Target:
     name: str
@@ -93,6 +124,7 @@ TARGETS: dict[str, Target] = {
     "meta": Target(name="meta", run=_meta, allowed=(SnapshotError,)),
     "segment": Target(name="segment", run=_segment, allowed=(SnapshotError,)),
     "groups": Target(name="groups", run=_groups, allowed=(SnapshotError,)),
+    "produce": Target(name="produce", run=_produce, allowed=(StorageError,)),
 }
 
 

@@ -2,9 +2,10 @@
 
 Writes ``tests/fuzz/corpus/<target>/<category>__<name>`` (deterministic; seeded).
 Request seeds are the golden frames captured from real clients
-(``tests/protocol/golden``), mangled per category; meta.json and segment seeds are
-built here. The files are kept in the repo so the corpus test and the fuzzers start
-from the same inputs everywhere.
+(``tests/protocol/golden``), mangled per category; meta.json, segment and produce
+(plain, idempotent and transactional payloads) seeds are built here. The files are
+kept in the repo so the corpus test and the fuzzers start from the same inputs
+everywhere.
 """
 
 from __future__ import annotations
@@ -343,10 +344,102 @@ def _group_offsets(rng: random.Random) -> None:
         _write("groups", f"bit-flip__{i}", bytes(b))
 
 
+def _produce_payloads(rng: random.Random) -> None:
+    """Produce payloads for the producer-state path: plain, idempotent (producer id,
+    epoch, sequence set) and transactional batches, then mangled lengths, CRCs,
+    record counts and producer fields."""
+
+    def batch(
+        pid: int,
+        seq: int,
+        n: int = 2,
+        compression: Compression = Compression.NONE,
+        *,
+        is_transactional: bool = False,
+    ) -> bytes:
+        return build_batch(
+            [RecordInput(key=b"k%d" % i, value=rng.randbytes(30)) for i in range(n)],
+            producer_id=pid,
+            producer_epoch=0 if pid >= 0 else -1,
+            base_sequence=seq if pid >= 0 else -1,
+            compression=compression,
+            is_transactional=is_transactional,
+        )
+
+    def put_int(data: bytes, pos: int, fmt: str, value: int) -> bytes:
+        out = bytearray(data)
+        struct.pack_into(fmt, out, pos, value)
+        return bytes(out)
+
+    one, two = batch(7000, 0), batch(7000, 2, n=3)
+    valid = {
+        "plain": batch(-1, -1),
+        "plain_two": batch(-1, -1) + batch(-1, -1),
+        "plain_gzip": batch(-1, -1, Compression.GZIP),
+        "idempotent": batch(7001, 0),
+        "idempotent_two": one + two,
+        "idempotent_zstd": batch(7002, 0, 4, Compression.ZSTD),
+        "idempotent_wrapping_seq": batch(7003, 0x7FFFFFFF, n=2),
+        "idempotent_then_other_producer": batch(7004, 0) + batch(7005, 0),
+        "transactional": batch(7006, 0, is_transactional=True),
+    }
+    for name, data in valid.items():
+        _write("produce", f"valid__{name}", data)
+    second = len(one)
+    # batch header: base_offset 0, batch_length 8, magic 16, crc 17, attributes 21,
+    # last_offset_delta 23, producer_id 43, producer_epoch 51, base_sequence 53,
+    # record_count 57
+    for label, value in (("neg", -1000), ("zero", 0), ("small", 10), ("huge", 1 << 30)):
+        _write(
+            "produce", f"bad-length__first_{label}", put_int(one + two, 8, ">i", value)
+        )
+        _write(
+            "produce",
+            f"bad-length__second_{label}",
+            put_int(one + two, second + 8, ">i", value),
+        )
+    _write(
+        "produce",
+        "bad-length__first_short_by_40",
+        put_int(one, 8, ">i", len(one) - 52) + two,
+    )
+    _write(
+        "produce",
+        "bad-length__first_long_by_500",
+        put_int(one, 8, ">i", len(one) + 488) + two,
+    )
+    _write("produce", "bad-crc__first", put_int(one, 17, ">I", 0))
+    _write("produce", "bad-crc__second", put_int(one + two, second + 17, ">I", 1))
+    _write("produce", "bad-magic__second", put_int(one + two, second + 16, ">b", 1))
+    for label, value in (("neg", -1), ("zero", 0), ("more", 9), ("huge", 0x7FFFFFFF)):
+        _write("produce", f"bad-count__{label}", put_int(one, 57, ">i", value))
+        _write(
+            "produce",
+            f"bad-count__second_{label}",
+            put_int(one + two, second + 57, ">i", value),
+        )
+    for label, value in (("neg", -5), ("max", 0x7FFFFFFF)):
+        _write("produce", f"bad-sequence__{label}", put_int(one, 53, ">i", value))
+    _write("produce", "bad-epoch__neg", put_int(one, 51, ">h", -2))
+    _write("produce", "bad-delta__neg", put_int(one, 23, ">i", -1))
+    _write(
+        "produce",
+        "bad-transactional__crc",
+        put_int(valid["transactional"], 17, ">I", 0),
+    )
+    for cut in (1, 12, 60, 61, len(one) - 1, len(one) + 30):
+        _write("produce", f"truncated__at{cut}", (one + two)[:cut])
+    for i in range(4):
+        b = bytearray(one + two)
+        b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+        _write("produce", f"bit-flip__{i}", bytes(b))
+
+
 def main() -> None:
     if CORPUS.exists():
         shutil.rmtree(CORPUS)
     _requests(random.Random(1))
+    _produce_payloads(random.Random(4))
     _metas(random.Random(2))
     _segments(random.Random(3))
     _group_offsets(random.Random(4))

@@ -19,7 +19,7 @@ from types import FrameType
 from tests.fuzz._fuzz import TARGETS, check, corpus, mutate
 
 CRASHES = Path(__file__).parent / "crashes"
-_ROOTS = ("/protocol/", "/storage/")
+_ROOTS = ("/protocol/", "/storage/", "/broker/groups/")
 
 
 def _traced(

@@ -1,4 +1,5 @@
-"""Hypothesis-driven mutation fuzzing of the request decoder and the snapshot readers.
+"""Hypothesis-driven mutation fuzzing of the request decoder, the snapshot readers
+and the Produce producer-state path.
 
 Each example takes a corpus seed, applies one to four random edits (bit flips,
 boundary integers, truncation, insertion, duplication, deletion, splicing with
@@ -79,6 +80,16 @@ def test_mutated_group_offsets_raise_only_snapshot_errors(
 def test_arbitrary_group_offsets_bytes_raise_only_snapshot_errors(data: bytes) -> None:
     """Arbitrary bytes as group-offsets.json parse or raise SnapshotError."""
     assert check(TARGETS["groups"], data) is None
+
+
+@CI
+@given(st.integers(0, 10_000), st.integers(0, 10_000), st.integers(0, 2**32))
+def test_mutated_produce_payloads_raise_only_storage_errors(
+    index: int, other: int, seed: int
+) -> None:
+    """Mutated plain, idempotent and transactional payloads (lengths, CRCs, record
+    counts, producer fields) append, get an error code, or raise StorageError."""
+    _run("produce", index, other, seed)
 
 
 @CI

@@ -136,6 +136,26 @@ def test_read_returns_whole_batches_within_bounds(
     log.close()
 
 
+def test_read_without_min_one_returns_only_batches_that_fit(
+    tmp_path: Path, make_batch: MakeBatch
+) -> None:
+    """With min_one=False a read returns only whole batches within max_bytes: nothing
+    when the first batch is larger (a later partition of a Fetch, KIP-74)."""
+    log = open_log(tmp_path)
+    for _ in range(4):
+        log.append(make_batch(3), leader_epoch=0)
+    size = read_header(bytes(log.read(0, 1).buffers[0])).size
+    nothing = log.read(3, size - 1, min_one=False)
+    assert (nothing.size, nothing.buffers) == (0, [])
+    assert nothing.next_offset == 3
+    one = log.read(3, size, min_one=False)
+    assert offsets_of(bytes(one.buffers[0])) == [3]
+    two = log.read(0, 3 * size - 1, min_one=False)
+    assert offsets_of(bytes(two.buffers[0])) == [0, 3]
+    assert log.read(3, size - 1).size == size  # the default still returns one
+    log.close()
+
+
 def test_segments_roll_on_size_and_reads_cross_them(
     tmp_path: Path, make_batch: MakeBatch
 ) -> None:
