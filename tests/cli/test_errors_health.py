@@ -36,7 +36,7 @@ def test_unknown_topic_and_bad_arguments_are_one_line(target: Target) -> None:
         ("topic", "consume", topic, "--num", "1"),
         ("topic", "consume", "x", "--offset", "soon"),
         ("topic", "create", topic, "-c", "novalue"),
-        ("topic", "produce", "x", "-k", "no-colon"),
+        ("topic", "produce", "x", "--key-value", "no-colon"),
     ]
     for args in cases:
         res = invoke(target, *args)
