@@ -114,6 +114,21 @@ def _report(results: list[offsite.TransferResult]) -> None:
     )
 
 
+def _require_location(
+    url: str, endpoint_url: str | None, options: dict[str, Any]
+) -> None:
+    """Refuse a pull from a location that does not exist (a typo, an unmounted disk)."""
+    fs, root = offsite.open_remote(
+        url, endpoint_url=endpoint_url, storage_options=options
+    )
+    try:
+        found = bool(fs.exists(root))
+    except (OSError, ValueError) as exc:
+        raise offsite.OffsiteError(f"cannot read {url}: {exc}") from exc
+    if not found:
+        raise offsite.OffsiteError(f"{url} does not exist (nothing to pull)")
+
+
 def _fail(e: offsite.OffsiteError) -> NoReturn:
     click.echo(f"error: {e}", err=True)
     raise SystemExit(1)
@@ -243,6 +258,7 @@ def pull(
     options = _storage_options(storage_options)
     until_ns = _parse_until(until)
     try:
+        _require_location(url, endpoint_url, options)
         if list_only:
             refs = offsite.select_chain(
                 offsite.list_remote(

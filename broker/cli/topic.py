@@ -5,6 +5,7 @@ live in :mod:`broker.cli.topic_io`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import click
@@ -40,6 +41,39 @@ def parse_pairs(values: Sequence[str], sep: str, what: str) -> dict[str, str]:
     return out
 
 
+# Kafka topic configs whose value is an integer (the unit, for the error message)
+_INTEGER_CONFIGS = {
+    "retention.ms": " (milliseconds, -1 for no limit)",
+    "retention.bytes": " (bytes, -1 for no limit)",
+    "segment.ms": " (milliseconds)",
+    "segment.bytes": " (bytes)",
+    "segment.index.bytes": " (bytes)",
+    "max.message.bytes": " (bytes)",
+    "index.interval.bytes": " (bytes)",
+    "flush.messages": "",
+    "flush.ms": " (milliseconds)",
+    "delete.retention.ms": " (milliseconds)",
+    "file.delete.delay.ms": " (milliseconds)",
+    "min.compaction.lag.ms": " (milliseconds)",
+    "max.compaction.lag.ms": " (milliseconds)",
+    "min.insync.replicas": "",
+    "message.timestamp.difference.max.ms": " (milliseconds)",
+    "local.retention.ms": " (milliseconds)",
+    "local.retention.bytes": " (bytes)",
+}
+
+
+def check_topic_configs(config: dict[str, str]) -> dict[str, str]:
+    """Refuse a non-integer value for an integer config, naming the config."""
+    for key, value in config.items():
+        unit = _INTEGER_CONFIGS.get(key)
+        if unit is not None and not re.fullmatch(r"-?\d+", value.strip()):
+            raise InvalidArgument(
+                f"bad config {key}={value!r}: {key} takes an integer{unit}"
+            )
+    return config
+
+
 @click.group(name="topic")
 def topic() -> None:
     """Create, inspect, delete, produce to and consume from topics."""
@@ -70,7 +104,7 @@ def create(
     dry_run: bool,
 ) -> None:
     """Create topics."""
-    config = parse_pairs(configs, "=", "config")
+    config = check_topic_configs(parse_pairs(configs, "=", "config"))
     created: list[TopicInfo] = []
     with make_client() as client:
         for name in names:

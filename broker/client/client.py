@@ -141,7 +141,7 @@ class KafkaClient:
 
     def bootstrap(self) -> Connection:
         """A connection to the first reachable bootstrap address."""
-        if self._bootstrap is not None:
+        if self._bootstrap is not None and not self._bootstrap.closed:
             return self._bootstrap
         failures: list[BrokerUnreachable] = []
         for host, port in self.bootstrap_addresses:
@@ -165,7 +165,7 @@ class KafkaClient:
     def connection_for(self, node_id: int) -> Connection:
         """The connection to broker ``node_id`` (the bootstrap one if it is that broker)."""
         conn = self._by_node.get(node_id)
-        if conn is not None:
+        if conn is not None and not conn.closed:
             return conn
         boot = self.bootstrap()
         info = self._brokers.get(node_id)

@@ -89,6 +89,7 @@ class Connection:
         self.client_id = client_id
         self.timeout = timeout
         self._correlation_id = 0
+        self.closed = False
         try:
             self._sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as exc:
@@ -113,6 +114,7 @@ class Connection:
 
     def close(self) -> None:
         """Close the socket (idempotent)."""
+        self.closed = True
         self._sock.close()
 
     def __enter__(self) -> Connection:
@@ -146,8 +148,14 @@ class Connection:
         api_key = message_spec(type(request)).api_key
         if version is None:
             version = self.version_for(api_key)
-        correlation_id = self._send(api_key, version, request)
-        frame = self._receive()
+        try:
+            correlation_id = self._send(api_key, version, request)
+            frame = self._receive()
+        except BaseException:
+            # Interrupted or failed mid-exchange (Ctrl-C, a timeout): a response may
+            # still arrive, so this connection is out of step; the client reconnects.
+            self.close()
+            raise
         try:
             header, response = decode_response(api_key, version, frame)
         except ProtocolError as exc:

@@ -253,6 +253,8 @@ class GroupMember:
         """
         if self._conn is None or time.monotonic() < self._next_heartbeat:
             return
+        if self._conn.closed:
+            self._conn = group_ops.coordinator(self.client, self.group_id)
         response = self._conn.request(
             HeartbeatRequest(
                 group_id=self.group_id,
@@ -282,6 +284,8 @@ class GroupMember:
         """Leave the group (the others rebalance at once instead of after a timeout)."""
         if self._conn is None or not self.member_id:
             return
+        if self._conn.closed:
+            self._conn = group_ops.coordinator(self.client, self.group_id)
         self._conn.request(
             LeaveGroupRequest(
                 group_id=self.group_id,
