@@ -39,7 +39,15 @@ def _cli_version() -> str:
         return "unknown"
 
 
-@click.group(name="cluster")
+@click.group(
+    name="cluster",
+    epilog="""\b
+Examples:
+  ailurus cluster info
+  ailurus cluster health --exit-when-healthy --timeout 30
+  ailurus cluster info -X tls.enabled=true -X tls.ca=ca.pem
+""",
+)
 def cluster() -> None:
     """Inspect the cluster: brokers, topics, health."""
 

@@ -74,7 +74,18 @@ def check_topic_configs(config: dict[str, str]) -> dict[str, str]:
     return config
 
 
-@click.group(name="topic")
+@click.group(
+    name="topic",
+    epilog="""\b
+Examples:
+  ailurus topic create orders -p 3 -c retention.ms=86400000
+  ailurus topic list
+  ailurus topic describe orders
+  echo hi | ailurus topic produce orders -k user-1 -H source:cli
+  ailurus topic consume orders -o -10 -n 10
+  ailurus topic delete orders
+""",
+)
 def topic() -> None:
     """Create, inspect, delete, produce to and consume from topics."""
 

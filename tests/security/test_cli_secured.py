@@ -185,6 +185,32 @@ def test_plaintext_client_on_tls_listener_gets_a_hint(broker: Broker) -> None:
     assert "tls.enabled=true" in err
 
 
+def test_sasl_listener_without_credentials_gets_a_hint(broker: Broker) -> None:
+    """No -X user= on a SASL listener: one line saying SASL may be needed."""
+    code, _, err = run("topic", "list", "--brokers", broker.addr("sasl_plaintext"))
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1, err
+    assert "-X user=" in err
+
+
+def test_group_and_cluster_commands_over_sasl_and_tls(
+    broker: Broker, certs: Certs
+) -> None:
+    """group and cluster commands use the same settings as topic commands."""
+    env = {
+        "AILURUS_BROKERS": broker.addr("sasl_ssl"),
+        "AILURUS_USER": "admin",
+        "AILURUS_PASS": PASSWORDS["admin"],
+        "AILURUS_TLS_CA": str(certs.ca),
+    }
+    code, out, err = run("--format", "json", "cluster", "info", env=env)
+    assert code == 0, err
+    assert json.loads(out)["brokers"]
+    code, out, err = run("--format", "json", "group", "list", env=env)
+    assert code == 0, err
+    assert "groups" in json.loads(out)
+
+
 def test_profile_env_and_flag_precedence(broker: Broker, tmp_path: Path) -> None:
     """flag > environment > profile: each later source overrides the password."""
     profile = tmp_path / "profile.yaml"
