@@ -5,7 +5,6 @@ live in :mod:`broker.cli.topic_io`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import click
@@ -22,6 +21,9 @@ from broker.client import KafkaClient
 from broker.client import admin as topic_admin
 from broker.client.errors import InvalidArgument
 from broker.client.types import TopicInfo
+from storage.config import DEFAULTS as TOPIC_CONFIG_DEFAULTS
+from storage.config import validate as validate_topic_config
+from storage.errors import InvalidConfig
 
 
 def make_client() -> KafkaClient:
@@ -41,36 +43,19 @@ def parse_pairs(values: Sequence[str], sep: str, what: str) -> dict[str, str]:
     return out
 
 
-# Kafka topic configs whose value is an integer (the unit, for the error message)
-_INTEGER_CONFIGS = {
-    "retention.ms": " (milliseconds, -1 for no limit)",
-    "retention.bytes": " (bytes, -1 for no limit)",
-    "segment.ms": " (milliseconds)",
-    "segment.bytes": " (bytes)",
-    "segment.index.bytes": " (bytes)",
-    "max.message.bytes": " (bytes)",
-    "index.interval.bytes": " (bytes)",
-    "flush.messages": "",
-    "flush.ms": " (milliseconds)",
-    "delete.retention.ms": " (milliseconds)",
-    "file.delete.delay.ms": " (milliseconds)",
-    "min.compaction.lag.ms": " (milliseconds)",
-    "max.compaction.lag.ms": " (milliseconds)",
-    "min.insync.replicas": "",
-    "message.timestamp.difference.max.ms": " (milliseconds)",
-    "local.retention.ms": " (milliseconds)",
-    "local.retention.bytes": " (bytes)",
-}
-
-
 def check_topic_configs(config: dict[str, str]) -> dict[str, str]:
-    """Refuse a non-integer value for an integer config, naming the config."""
+    """Check the values of the topic configs this project knows, before sending.
+
+    Some brokers accept any text for an integer config (``retention.ms=abc``); the
+    error names the config. Configs unknown here are left to the broker.
+    """
     for key, value in config.items():
-        unit = _INTEGER_CONFIGS.get(key)
-        if unit is not None and not re.fullmatch(r"-?\d+", value.strip()):
-            raise InvalidArgument(
-                f"bad config {key}={value!r}: {key} takes an integer{unit}"
-            )
+        if key not in TOPIC_CONFIG_DEFAULTS:
+            continue
+        try:
+            validate_topic_config(key, value)
+        except InvalidConfig as exc:
+            raise InvalidArgument(str(exc)) from None
     return config
 
 

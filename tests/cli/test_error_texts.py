@@ -34,6 +34,7 @@ def test_bad_topic_config_value_names_the_config(target: Target) -> None:
     line = _one_line(res.stderr)
     assert "retention.ms" in line
     assert "int()" not in line
+    assert "'abc' is not an integer" in line
 
 
 def test_admin_url_on_the_kafka_port_is_named(ailurus: Target) -> None:
