@@ -31,15 +31,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import click
-import yaml
 
-from broker.client.auth import MECHANISMS, Security
-from broker.client.errors import InvalidArgument
+if TYPE_CHECKING:  # the client is imported on use: `ailurus serve` does not need it
+    from broker.client.auth import Security
 
 DEFAULT_BROKERS: Final = "127.0.0.1:9092"
 DEFAULT_ADMIN_URL: Final = "http://127.0.0.1:9644"
@@ -78,14 +77,21 @@ X_HELP: Final = (
 )
 
 
+def _invalid(message: str) -> Exception:
+    """A :class:`~broker.client.errors.InvalidArgument` (the client loads on use)."""
+    from broker.client.errors import InvalidArgument
+
+    return InvalidArgument(message)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """The resolved connection settings of one CLI run."""
 
+    security: Security
     brokers: str = DEFAULT_BROKERS
     admin_url: str = DEFAULT_ADMIN_URL
     admin_token: str | None = None
-    security: Security = field(default_factory=Security)
 
 
 def parse_x(values: Sequence[str]) -> dict[str, str]:
@@ -110,6 +116,8 @@ def default_profile_path() -> Path:
 
 def load_profile(path: Path | None) -> dict[str, str]:
     """The ``-X`` keys a profile sets; ``path`` None: the default file if it exists."""
+    import yaml
+
     if path is None:
         path = default_profile_path()
         if not path.is_file():
@@ -117,13 +125,13 @@ def load_profile(path: Path | None) -> dict[str, str]:
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
-        raise InvalidArgument(f"profile {path}: {exc.strerror or exc}") from None
+        raise _invalid(f"profile {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
-        raise InvalidArgument(f"profile {path}: not valid YAML ({exc})") from None
+        raise _invalid(f"profile {path}: not valid YAML ({exc})") from None
     if data is None:
         return {}
     if not isinstance(data, Mapping):
-        raise InvalidArgument(f"profile {path}: expected a mapping of settings")
+        raise _invalid(f"profile {path}: expected a mapping of settings")
     out: dict[str, str] = {}
     for rpk_path, key in _RPK_PATHS.items():
         node: object = data
@@ -138,7 +146,7 @@ def load_profile(path: Path | None) -> dict[str, str]:
         if key in X_KEYS and value is not None:
             out[str(key)] = _text(value)
         elif key not in ("kafka_api", "admin_api", "name", "description"):
-            raise InvalidArgument(
+            raise _invalid(
                 f"profile {path}: unknown key {key!r} (known: {', '.join(X_KEYS)}, "
                 "kafka_api, admin_api)"
             )
@@ -159,7 +167,7 @@ def _bool(key: str, text: str) -> bool:
         return True
     if lowered in ("", "0", "false", "no", "off"):
         return False
-    raise InvalidArgument(f"{key}={text!r}: expected true or false")
+    raise _invalid(f"{key}={text!r}: expected true or false")
 
 
 def _admin_url(hosts: str) -> str:
@@ -176,6 +184,8 @@ def resolve(
     env: Mapping[str, str] | None = None,
 ) -> Settings:
     """Combine flags, environment, profile and defaults (see the module docstring)."""
+    from broker.client.auth import MECHANISMS, Security
+
     environ = os.environ if env is None else env
     chosen: dict[str, str] = dict(load_profile(profile))
     for key, var in X_KEYS.items():
@@ -189,11 +199,11 @@ def resolve(
         admin_url = admin_url_flag
     mechanism = chosen.get("sasl.mechanism") or None
     if mechanism is not None and mechanism.upper() not in MECHANISMS:
-        raise InvalidArgument(
+        raise _invalid(
             f"sasl.mechanism={mechanism!r}: use one of {', '.join(MECHANISMS)}"
         )
     if chosen.get("pass") and not chosen.get("user"):
-        raise InvalidArgument("a SASL password was given without a user (-X user=)")
+        raise _invalid("a SASL password was given without a user (-X user=)")
     return Settings(
         brokers=chosen.get("brokers") or DEFAULT_BROKERS,
         admin_url=admin_url or DEFAULT_ADMIN_URL,

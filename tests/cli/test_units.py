@@ -15,8 +15,15 @@ from kafka.protocol.old.consumer_protocol import (
 
 from broker.cli.main import hoist_global_flags
 from broker.cli.output import escape_bytes, format_record, human_size, json_bytes
-from broker.cli.settings import Settings, load_profile, parse_x, resolve
+from broker.cli.settings import (
+    DEFAULT_ADMIN_URL,
+    DEFAULT_BROKERS,
+    load_profile,
+    parse_x,
+    resolve,
+)
 from broker.cli.topic_io import parse_header
+from broker.client.auth import Security
 from broker.client.connection import parse_address
 from broker.client.consumer import OffsetSpec, parse_offset_spec
 from broker.client.errors import InvalidArgument
@@ -222,10 +229,12 @@ def test_settings_precedence_flag_env_profile_default(tmp_path: Path) -> None:
     assert got.security.uses_tls
     assert got.security.ca == "/p/ca.pem"
     assert got.admin_url == "http://p:9644"
-    assert (
-        resolve(x={}, brokers_flag=None, admin_url_flag=None, profile=None, env={})
-        == Settings()
+    default = resolve(
+        x={}, brokers_flag=None, admin_url_flag=None, profile=None, env={}
     )
+    assert (default.brokers, default.admin_url) == (DEFAULT_BROKERS, DEFAULT_ADMIN_URL)
+    assert default.admin_token is None
+    assert default.security == Security()
 
 
 def test_settings_refuse_unknown_keys_and_mechanisms(tmp_path: Path) -> None:
