@@ -82,12 +82,14 @@ environment (AILURUS_*) > profile (--profile FILE, else
 )
 @click.option(
     "--brokers",
+    envvar="AILURUS_BROKERS",
     default=None,
     help="Comma-separated Kafka bootstrap addresses [default: 127.0.0.1:9092] "
     "(also -X brokers=, env AILURUS_BROKERS).",
 )
 @click.option(
     "--admin-url",
+    envvar="AILURUS_ADMIN_URL",
     default=None,
     help="Base URL of the broker's admin HTTP API [default: http://127.0.0.1:9644] "
     "(also -X admin.hosts=, env AILURUS_ADMIN_URL).",
@@ -122,6 +124,18 @@ def cli(
     debug: bool,
 ) -> None:
     """Ailurus: a Kafka-compatible broker for development, with partition snapshots."""
+    # A value click took from the environment is an environment setting, below -X
+    # flags and above the profile: broker.cli.settings reads the environment itself.
+    if (
+        ctx.get_parameter_source("brokers")
+        is not click.core.ParameterSource.COMMANDLINE
+    ):
+        brokers = None
+    if (
+        ctx.get_parameter_source("admin_url")
+        is not click.core.ParameterSource.COMMANDLINE
+    ):
+        admin_url = None
     ctx.obj = GlobalOptions(
         brokers=brokers,
         admin_url=admin_url,

@@ -287,3 +287,24 @@ def test_consumer_assignment_decodes() -> None:
     ).encode()
     assert decode_assignment(data) == (("a", (0, 2)), ("b", (1,)))
     assert decode_assignment(b"\x00") == ()
+
+
+def test_x_brokers_beats_the_environment_and_brokers_flag_beats_x() -> None:
+    """The address in the error is the one with the highest precedence."""
+    from click.testing import CliRunner
+
+    from broker.cli.main import _register_commands, cli
+
+    _register_commands()
+    runner = CliRunner(env={"AILURUS_BROKERS": "127.0.0.1:1", "XDG_CONFIG_HOME": "/x"})
+    result = runner.invoke(
+        cli, hoist_global_flags(["topic", "list", "-X", "brokers=127.0.0.1:2"])
+    )
+    assert result.exit_code == 1
+    assert "127.0.0.1:2" in result.stderr
+    result = runner.invoke(cli, ["topic", "list"])
+    assert "127.0.0.1:1" in result.stderr
+    result = runner.invoke(
+        cli, ["--brokers", "127.0.0.1:3", "-X", "brokers=127.0.0.1:2", "topic", "list"]
+    )
+    assert "127.0.0.1:3" in result.stderr
