@@ -66,7 +66,10 @@ _COMPRESSION_TYPES: Final = {
 
 def _int_in(lo: int, hi: int = _LONG_MAX) -> Callable[[str], object]:
     def check(value: str) -> object:
-        number = int(value)
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an integer") from None
         if not lo <= number <= hi:
             raise ValueError(f"{number} outside [{lo}, {hi}]")
         return number

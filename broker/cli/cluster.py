@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -22,8 +23,10 @@ from broker.cli.output import (
     print_table,
     run_command,
 )
+from broker.cli.settings import current_settings
 from broker.cli.topic import make_client
 from broker.client import KafkaClient
+from broker.client.auth import Security
 from broker.client.errors import ClientError
 
 _READY_PATH: Final = "/v1/status/ready"
@@ -36,7 +39,15 @@ def _cli_version() -> str:
         return "unknown"
 
 
-@click.group(name="cluster")
+@click.group(
+    name="cluster",
+    epilog="""\b
+Examples:
+  ailurus cluster info
+  ailurus cluster health --exit-when-healthy --timeout 30
+  ailurus cluster info -X tls.enabled=true -X tls.ca=ca.pem
+""",
+)
 def cluster() -> None:
     """Inspect the cluster: brokers, topics, health."""
 
@@ -126,7 +137,13 @@ class Health:
         }
 
 
-def check_health(brokers: str, admin_url: str, timeout: float = 5.0) -> Health:
+def check_health(
+    brokers: str,
+    admin_url: str,
+    timeout: float = 5.0,
+    *,
+    security: Security | None = None,
+) -> Health:
     """Ask the admin API whether the broker is ready and Metadata whether all is online."""
     health = Health()
     url = admin_url.rstrip("/") + _READY_PATH
@@ -136,11 +153,16 @@ def check_health(brokers: str, admin_url: str, timeout: float = 5.0) -> Health:
             health.ready_detail = _status_text(response.read())
     except urllib.error.HTTPError as exc:
         health.ready_detail = _status_text(exc.read()) or f"HTTP {exc.code}"
+    except (http.client.HTTPException, ConnectionResetError) as exc:
+        health.ready_detail = (
+            f"{admin_url} does not speak the admin HTTP API ({type(exc).__name__}); "
+            "is it a Kafka port?"
+        )
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         health.ready_detail = f"admin API {admin_url} unreachable: {reason}"
     try:
-        with KafkaClient(brokers, timeout=timeout) as client:
+        with KafkaClient(brokers, timeout=timeout, security=security) as client:
             meta = client.metadata()
         health.kafka_reachable = True
         health.brokers = len(meta.brokers)
@@ -213,7 +235,7 @@ def health(
     deadline = None if timeout is None else time.monotonic() + timeout
     last: str | None = None
     while True:
-        result = check_health(brokers, admin_url)
+        result = check_health(brokers, admin_url, security=current_settings().security)
         if exit_when_healthy and result.healthy:
             _print_health(result, json_out)
             return

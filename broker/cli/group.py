@@ -15,7 +15,16 @@ from broker.client import groups as group_ops
 from broker.client.errors import InvalidArgument
 
 
-@click.group(name="group")
+@click.group(
+    name="group",
+    epilog="""\b
+Examples:
+  ailurus group list
+  ailurus group describe billing
+  ailurus group seek billing --to start
+  ailurus group list -X brokers=kafka:9093 -X user=alice -X pass=s3cret
+""",
+)
 def group() -> None:
     """Inspect and manage consumer groups."""
 

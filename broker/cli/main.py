@@ -1,9 +1,11 @@
 """The click root group of ``ailurus`` and its global flags.
 
-Global flags (``--brokers``, ``--admin-url``, ``--format text|json``, ``--debug``) may
-be given before or after the subcommand: :func:`main` hoists them to the front of
-argv before click parses (``--format`` only when its value is ``text`` or ``json``,
-so a subcommand's own ``--format TEMPLATE`` keeps working).
+Global flags (``--brokers``, ``--admin-url``, ``-X key=value``, ``--profile``,
+``--format text|json``, ``--debug``) may be given before or after the subcommand:
+:func:`main` hoists them to the front of argv before click parses (``--format`` only
+when its value is ``text`` or ``json``, so a subcommand's own ``--format TEMPLATE``
+keeps working). How connection settings combine with the environment and the
+profile: :mod:`broker.cli.settings`.
 
 Adding a command group: a module in ``broker/cli/`` that defines a module-level
 ``COMMAND`` (a ``click.Command`` or ``click.Group``) is registered automatically;
@@ -16,8 +18,11 @@ import importlib
 import pkgutil
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import click
+
+from broker.cli.settings import X_HELP
 
 _SKIP_MODULES = frozenset({"main"})
 # commands resolved by importing their own module alone (module name = command name)
@@ -28,10 +33,12 @@ _FAST_PATH = frozenset({"serve", "check"})
 class GlobalOptions:
     """The root group's options, available to subcommands as ``ctx.obj``."""
 
-    brokers: str
-    admin_url: str
+    brokers: str | None
+    admin_url: str | None
     format: str
     debug: bool
+    x: tuple[str, ...] = ()
+    profile: Path | None = None
 
 
 class _RootGroup(click.Group):
@@ -54,20 +61,47 @@ class _RootGroup(click.Group):
         return super().list_commands(ctx)
 
 
-@click.group(cls=_RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
+_EPILOG = """\b
+Examples:
+  ailurus topic list -X brokers=kafka:9092
+  ailurus topic produce orders -X user=alice -X pass=secret \\
+      -X sasl.mechanism=SCRAM-SHA-512 -X tls.enabled=true -X tls.ca=ca.pem
+  AILURUS_ADMIN_TOKEN=... ailurus snapshot create --topic orders
+  ailurus --profile prod.yaml topic consume orders -o -10 -n 10
+
+Precedence of connection settings: flag (-X, --brokers, --admin-url) >
+environment (AILURUS_*) > profile (--profile FILE, else
+~/.config/ailurus/profile.yaml) > default.
+"""
+
+
+@click.group(
+    cls=_RootGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=_EPILOG,
+)
 @click.option(
     "--brokers",
     envvar="AILURUS_BROKERS",
-    default="127.0.0.1:9092",
-    show_default=True,
-    help="Comma-separated Kafka bootstrap addresses (env AILURUS_BROKERS).",
+    default=None,
+    help="Comma-separated Kafka bootstrap addresses [default: 127.0.0.1:9092] "
+    "(also -X brokers=, env AILURUS_BROKERS).",
 )
 @click.option(
     "--admin-url",
     envvar="AILURUS_ADMIN_URL",
-    default="http://127.0.0.1:9644",
-    show_default=True,
-    help="Base URL of the broker's admin HTTP API (env AILURUS_ADMIN_URL).",
+    default=None,
+    help="Base URL of the broker's admin HTTP API [default: http://127.0.0.1:9644] "
+    "(also -X admin.hosts=, env AILURUS_ADMIN_URL).",
+)
+@click.option("-X", "x", multiple=True, metavar="KEY=VALUE", help=X_HELP)
+@click.option(
+    "--profile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="AILURUS_PROFILE",
+    default=None,
+    help="Profile file of connection settings (YAML; env AILURUS_PROFILE) "
+    "[default: ~/.config/ailurus/profile.yaml if it exists].",
 )
 @click.option(
     "--format",
@@ -81,11 +115,34 @@ class _RootGroup(click.Group):
 @click.version_option(package_name="ailurus", prog_name="ailurus")
 @click.pass_context
 def cli(
-    ctx: click.Context, brokers: str, admin_url: str, output_format: str, debug: bool
+    ctx: click.Context,
+    brokers: str | None,
+    admin_url: str | None,
+    x: tuple[str, ...],
+    profile: Path | None,
+    output_format: str,
+    debug: bool,
 ) -> None:
     """Ailurus: a Kafka-compatible broker for development, with partition snapshots."""
+    # A value click took from the environment is an environment setting, below -X
+    # flags and above the profile: broker.cli.settings reads the environment itself.
+    if (
+        ctx.get_parameter_source("brokers")
+        is not click.core.ParameterSource.COMMANDLINE
+    ):
+        brokers = None
+    if (
+        ctx.get_parameter_source("admin_url")
+        is not click.core.ParameterSource.COMMANDLINE
+    ):
+        admin_url = None
     ctx.obj = GlobalOptions(
-        brokers=brokers, admin_url=admin_url, format=output_format, debug=debug
+        brokers=brokers,
+        admin_url=admin_url,
+        format=output_format,
+        debug=debug,
+        x=x,
+        profile=profile,
     )
 
 
@@ -108,7 +165,7 @@ def _register_commands() -> None:
             cli.add_command(command)
 
 
-_VALUE_FLAGS = ("--brokers", "--admin-url", "--format")
+_VALUE_FLAGS = ("--brokers", "--admin-url", "--format", "--profile", "-X")
 
 
 def hoist_global_flags(argv: list[str]) -> list[str]:
@@ -121,6 +178,10 @@ def hoist_global_flags(argv: list[str]) -> list[str]:
         if arg == "--":
             rest.extend(argv[i:])
             break
+        if arg.startswith("-X") and len(arg) > 2 and not arg.startswith("-X="):
+            front.append(arg)  # -Xkey=value
+            i += 1
+            continue
         name, eq, value = arg.partition("=")
         if name in _VALUE_FLAGS:
             if not eq:

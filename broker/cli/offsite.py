@@ -18,7 +18,14 @@ import click
 import structlog
 
 from broker import offsite
-from broker.cli.output import echo_json, is_json, options, print_table, run_command
+from broker.cli.output import (
+    debug_enabled,
+    echo_json,
+    human_size,
+    is_json,
+    print_table,
+    run_command,
+)
 from broker.logging import configure_logging
 
 _ENDPOINT_HELP = (
@@ -63,7 +70,7 @@ def _setup_logging() -> None:
     Loggers are not cached and look ``sys.stderr`` up when created, so a command run
     inside another process (tests, CliRunner) never keeps a stale stream.
     """
-    configure_logging("debug" if options()[3] else "warning", "auto")
+    configure_logging("debug" if debug_enabled() else "warning", "auto")
     structlog.configure(logger_factory=_stderr_logger, cache_logger_on_first_use=False)
 
 
@@ -100,11 +107,26 @@ def _report(results: list[offsite.TransferResult]) -> None:
                 r.status,
                 str(r.files_transferred),
                 str(r.files_skipped),
-                str(r.bytes_transferred),
+                str(human_size(r.bytes_transferred)),
             ]
             for r in results
         ],
     )
+
+
+def _require_location(
+    url: str, endpoint_url: str | None, options: dict[str, Any]
+) -> None:
+    """Refuse a pull from a location that does not exist (a typo, an unmounted disk)."""
+    fs, root = offsite.open_remote(
+        url, endpoint_url=endpoint_url, storage_options=options
+    )
+    try:
+        found = bool(fs.exists(root))
+    except (OSError, ValueError) as exc:
+        raise offsite.OffsiteError(f"cannot read {url}: {exc}") from exc
+    if not found:
+        raise offsite.OffsiteError(f"{url} does not exist (nothing to pull)")
 
 
 def _fail(e: offsite.OffsiteError) -> NoReturn:
@@ -236,6 +258,7 @@ def pull(
     options = _storage_options(storage_options)
     until_ns = _parse_until(until)
     try:
+        _require_location(url, endpoint_url, options)
         if list_only:
             refs = offsite.select_chain(
                 offsite.list_remote(
@@ -297,7 +320,7 @@ def _list(refs: list[offsite.SnapshotRef]) -> None:
                 str(row["partition"]),
                 str(row["last_offset"]),
                 str(row["ancestor_snapshot_id"] or "-"),
-                str(row["size"]),
+                str(human_size(row["size"]) or "-"),
             ]
             for row in rows
         ],

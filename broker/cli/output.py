@@ -29,6 +29,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from broker.cli.settings import current_settings
 from broker.client.errors import ClientError
 from broker.client.types import ConsumedRecord
 
@@ -41,20 +42,29 @@ _ESCAPES: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 
 
 def options(ctx: click.Context | None = None) -> tuple[str, str, str, bool]:
-    """The global (brokers, admin_url, format, debug) of the running command."""
+    """The global (brokers, admin_url, format, debug) of the running command.
+
+    Brokers and admin URL are resolved from flags, environment and profile
+    (:func:`broker.cli.settings.current_settings`).
+    """
     ctx = ctx or click.get_current_context()
-    obj = ctx.find_root().obj
-    return (
-        str(getattr(obj, "brokers", "127.0.0.1:9092")),
-        str(getattr(obj, "admin_url", "http://127.0.0.1:9644")),
-        str(getattr(obj, "format", "text")),
-        bool(getattr(obj, "debug", False)),
-    )
+    settings = current_settings(ctx)
+    return settings.brokers, settings.admin_url, _format(ctx), debug_enabled(ctx)
+
+
+def _format(ctx: click.Context | None = None) -> str:
+    ctx = ctx or click.get_current_context()
+    return str(getattr(ctx.find_root().obj, "format", "text"))
+
+
+def debug_enabled(ctx: click.Context | None = None) -> bool:
+    ctx = ctx or click.get_current_context()
+    return bool(getattr(ctx.find_root().obj, "debug", False))
 
 
 def is_json(ctx: click.Context | None = None) -> bool:
     """Whether ``--format json`` was given."""
-    return options(ctx)[2] == "json"
+    return _format(ctx) == "json"
 
 
 def run_command(func: Callable[P, T]) -> Callable[P, T]:
@@ -70,7 +80,7 @@ def run_command(func: Callable[P, T]) -> Callable[P, T]:
             os.dup2(devnull, sys.stdout.fileno())
             raise SystemExit(0) from None
         except (ClientError, OSError) as exc:
-            if options()[3]:
+            if debug_enabled():
                 raise
             message = str(exc) if isinstance(exc, ClientError) else _os_error(exc)
             click.echo(f"error: {message}", err=True)
@@ -201,6 +211,32 @@ def format_record(template: str, record: ConsumedRecord) -> str:
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+
+
+# -- human units (tables only; JSON keeps raw numbers) ---------------------------------
+
+_SIZE_UNITS: Final = ("KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def human_size(n: object) -> str | None:
+    """Bytes as ``512 B``, ``1.5 KiB``, ``12.0 MiB``; None/non-numbers pass through."""
+    if not isinstance(n, int | float) or isinstance(n, bool):
+        return None if n is None else str(n)
+    if abs(n) < 1024:
+        return f"{int(n)} B"
+    value = float(n)
+    for unit in _SIZE_UNITS:
+        value /= 1024
+        if abs(value) < 1024 or unit == _SIZE_UNITS[-1]:
+            return f"{value:.1f} {unit}"
+    return f"{value:.1f} {_SIZE_UNITS[-1]}"  # pragma: no cover (loop returns)
+
+
+def human_time(ms: object) -> str | None:
+    """Milliseconds since the epoch as ``YYYY-MM-DD HH:MM:SSZ`` (UTC); 0/None as None."""
+    if not isinstance(ms, int | float) or isinstance(ms, bool) or ms <= 0:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 # -- printing ---------------------------------------------------------------------------

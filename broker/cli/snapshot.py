@@ -1,8 +1,6 @@
-"""``ailurus snapshot``: create, list, show (admin API); verify, restore, prune (files).
+"""``ailurus snapshot``: verify, restore, prune (files); the admin API commands
+(create, list, show, status) are in :mod:`broker.cli.snapshot_admin`.
 
-``create``/``list``/``show`` talk to a running broker's admin API (``--admin-url``);
-on a terminal ``create`` shows a pulsing progress bar with the elapsed time while the
-broker works, erased before the per-partition table is printed.
 ``verify DIR`` validates a snapshot offline (sizes, checksums, every batch CRC, dense
 offsets, last_term). ``restore --from DIR|ARCHIVE`` copies a snapshot, or a chain of
 them, into a data dir's ``snapshots/`` under a dot-name and renames it into place, so
@@ -13,8 +11,7 @@ never one a retained snapshot depends on (its ancestors).
 
 from __future__ import annotations
 
-import functools
-import json
+import dataclasses
 import os
 import re
 import shutil
@@ -23,9 +20,7 @@ import tarfile
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -37,16 +32,19 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from broker.cli.admin_http import admin_request
 from broker.cli.output import (
     echo_json,
     is_json,
-    options,
     print_pairs,
     print_table,
     run_command,
 )
+from broker.cli.settings import current_settings
 from broker.client.errors import ClientError
-from storage.snapshot import Snapshot, apply_order, inspect_snapshot
+from storage.errors import StorageError
+from storage.snapshot import Snapshot, Status, apply_order, inspect_snapshot
+from storage.snapshot_ingest import IngestState
 from storage.snapshot_meta import (
     CODECS,
     META_FILE,
@@ -57,9 +55,16 @@ from storage.snapshot_meta import (
     iter_chunks,
     open_segment,
 )
-from storage.snapshot_meta import (
-    parse_meta as parse_meta_bytes,
+from storage.snapshot_retention import (
+    RetentionPolicy,
+    collect_snapshots,
+    order_key,
+    plan_retention,
+    remove_snapshot,
 )
+
+# snapshots the broker is still ingesting: prune keeps them
+_INGESTING = frozenset({Status.WAITING, Status.WAITING_FOR_ANCESTOR, Status.APPLYING})
 
 
 class SnapshotCliError(ClientError):
@@ -67,123 +72,18 @@ class SnapshotCliError(ClientError):
 
 
 def _admin(method: str, path: str, body: object | None = None) -> object:
-    return _request(options()[1], method, path, body)
-
-
-def _request(
-    admin_url: str, method: str, path: str, body: object | None = None
-) -> object:
-    """One admin API call (no click context needed: safe in a worker thread)."""
-    url = admin_url.rstrip("/") + path
-    if not url.startswith(("http://", "https://")):
-        raise SnapshotCliError(f"--admin-url {url!r} is not an http(s) URL")
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
-    # mutating admin endpoints need the broker's bearer token when it has one
-    token = os.environ.get("AILURUS_ADMIN_TOKEN")
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(  # noqa: S310 (scheme checked above)
-        url, data=data, method=method, headers=headers
+    settings = current_settings()
+    return admin_request(
+        settings.admin_url, method, path, body, token=settings.admin_token
     )
-    try:
-        with urllib.request.urlopen(req, timeout=300) as resp:  # noqa: S310
-            return json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read()).get("error", exc.reason)
-        except ValueError:
-            message = exc.reason
-        raise SnapshotCliError(f"admin API {exc.code}: {message}") from None
-    except urllib.error.URLError as exc:
-        raise SnapshotCliError(f"admin API {url} unreachable: {exc.reason}") from None
 
 
 @click.group(name="snapshot")
 def snapshot() -> None:
-    """Create, list, verify, restore and prune partition snapshots."""
+    """Create, list, show, verify, restore and prune partition snapshots; status."""
 
 
 COMMAND = snapshot
-
-
-@snapshot.command()
-@click.option("--topic", required=True, help="Topic to snapshot.")
-@click.option(
-    "--partition",
-    "partitions",
-    type=int,
-    multiple=True,
-    help="Only these partitions (repeatable).",
-)
-@click.option(
-    "--incremental",
-    is_flag=True,
-    help="Only batches after the latest snapshot of each partition.",
-)
-@click.option(
-    "--compression",
-    type=click.Choice(sorted(CODECS)),
-    default="none",
-    show_default=True,
-)
-@click.option(
-    "--with-group-offsets",
-    is_flag=True,
-    help="Store the groups' committed offsets too.",
-)
-@run_command
-def create(
-    topic: str,
-    partitions: tuple[int, ...],
-    incremental: bool,
-    compression: str,
-    with_group_offsets: bool,
-) -> None:
-    """Snapshot a topic's partitions at one consistent point (each high watermark)."""
-    body = {
-        "topic": topic,
-        "partitions": list(partitions) or None,
-        "incremental": incremental,
-        "compression": compression,
-        "with_group_offsets": with_group_offsets,
-    }
-    if sys.stdout.isatty() and not is_json():
-        results = _with_progress(
-            f"snapshotting {topic}",
-            functools.partial(_request, options()[1], "POST", "/v1/snapshots", body),
-        )
-    else:
-        results = _admin("POST", "/v1/snapshots", body)
-    assert isinstance(results, list)
-    if is_json():
-        echo_json(results)
-        return
-    rows = []
-    for r in results:
-        if "snapshot_id" in r:
-            rows.append(
-                (
-                    r["partition"],
-                    r["snapshot_id"],
-                    r["base_offset"],
-                    r["last_offset"],
-                    r["size"],
-                    r["path"],
-                )
-            )
-        else:
-            rows.append(
-                (
-                    r["partition"],
-                    "-",
-                    "-",
-                    "-",
-                    "-",
-                    f"skipped: {r.get('reason') or r.get('error')}",
-                )
-            )
-    print_table(["partition", "snapshot_id", "base", "last", "size", "path"], rows)
 
 
 def _with_progress(label: str, call: Callable[[], object]) -> object:
@@ -218,54 +118,6 @@ def _with_progress(label: str, call: Callable[[], object]) -> object:
     if failure:
         raise failure[0]
     return outcome[0]
-
-
-@snapshot.command(name="list")
-@run_command
-def list_() -> None:
-    """Every snapshot with its partition, offsets, size and ingest status."""
-    rows = _admin("GET", "/v1/snapshots")
-    assert isinstance(rows, list)
-    if is_json():
-        echo_json(rows)
-        return
-    print_table(
-        ["path", "topic", "partition", "base", "last", "size", "status", "reason"],
-        [
-            (
-                r["path"],
-                r["topic"],
-                r["partition"],
-                r["base_offset"],
-                r["last_offset"],
-                r["size"],
-                r["status"],
-                r["reason"] or "",
-            )
-            for r in rows
-        ],
-    )
-
-
-@snapshot.command()
-@click.argument("topic_id")
-@click.argument("snapshot_id")
-@run_command
-def show(topic_id: str, snapshot_id: str) -> None:
-    """One snapshot: its ingest status and meta.json."""
-    found = _admin("GET", f"/v1/snapshots/{topic_id}/{snapshot_id}")
-    if is_json():
-        echo_json(found)
-        return
-    assert isinstance(found, dict)
-    meta = found.pop("meta", {})
-    print_pairs(sorted(found.items()))
-    if isinstance(meta, dict):
-        print_pairs(
-            (f"meta.{k}", v) for k, v in sorted(meta.items()) if k != "segments"
-        )
-        for seg in meta.get("segments", []):
-            click.echo(f"segment  {seg}")
 
 
 def _verify(path: Path) -> Snapshot:
@@ -432,8 +284,10 @@ def _fsync_dir(path: Path) -> None:
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
+    envvar="AILURUS_DATA_DIR",
     default=Path("./data"),
     show_default=True,
+    help="The broker's data directory (env AILURUS_DATA_DIR).",
 )
 @click.option(
     "--to-offset",
@@ -513,33 +367,14 @@ def parse_duration(text: str) -> float:
     return int(m.group(1)) * _UNITS[m.group(2)]
 
 
-def _metas(snapshots: Path) -> Iterator[tuple[Path, SnapshotMeta]]:
-    for topic_dir in sorted(snapshots.iterdir()) if snapshots.is_dir() else []:
-        if (
-            topic_dir.name.startswith(".")
-            or topic_dir.is_symlink()
-            or not topic_dir.is_dir()
-        ):
-            continue
-        for d in sorted(topic_dir.iterdir()):
-            if (
-                d.name.startswith(".")
-                or d.is_symlink()
-                or not (d / META_FILE).is_file()
-            ):
-                continue
-            try:
-                yield d, parse_meta_bytes((d / META_FILE).read_bytes()[: 1 << 20])
-            except SnapshotError:
-                continue
-
-
 @snapshot.command()
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
+    envvar="AILURUS_DATA_DIR",
     default=Path("./data"),
     show_default=True,
+    help="The broker's data directory (env AILURUS_DATA_DIR).",
 )
 @click.option(
     "--keep-last",
@@ -554,50 +389,60 @@ def _metas(snapshots: Path) -> Iterator[tuple[Path, SnapshotMeta]]:
     help="Remove snapshots older than this (e.g. 7d).",
 )
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.option(
+    "--pin",
+    "pins",
+    multiple=True,
+    metavar="SNAPSHOT_ID",
+    help="Never remove this snapshot (repeatable); its ancestors stay too.",
+)
 @run_command
 def prune(
-    data_dir: Path, keep_last: int | None, older_than: str | None, dry_run: bool
+    data_dir: Path,
+    keep_last: int | None,
+    older_than: str | None,
+    dry_run: bool,
+    pins: tuple[str, ...],
 ) -> None:
-    """Remove old snapshots, never one that a retained snapshot depends on."""
+    """Remove old snapshots, never one that a retained snapshot depends on.
+
+    Snapshots the broker is still ingesting (waiting, waiting-for-ancestor,
+    applying) and those given with --pin are kept. Each removal renames the
+    directory to a dot-name first, so a watcher never sees half a snapshot.
+
+    \b
+    Examples:
+      ailurus snapshot prune --keep-last 3
+      ailurus snapshot prune --older-than 7d --dry-run
+    """
     if keep_last is None and older_than is None:
         raise SnapshotCliError("give --keep-last and/or --older-than")
-    cutoff = None if older_than is None else time.time() - parse_duration(older_than)
-    by_partition: dict[tuple[str, int], list[tuple[Path, SnapshotMeta]]] = {}
-    for d, meta in _metas(data_dir / "snapshots"):
-        by_partition.setdefault((d.parent.name, meta.partition), []).append((d, meta))
+    max_age = None if older_than is None else parse_duration(older_than)
+    snapshots_dir = str(data_dir / "snapshots")
+    busy = {
+        rel
+        for rel, entry in IngestState.load(str(data_dir)).entries.items()
+        if entry.status in _INGESTING
+    }
+    found = collect_snapshots(snapshots_dir, os.path.realpath(snapshots_dir))
+    infos = [
+        dataclasses.replace(s, pinned=s.path in busy or s.snapshot_id in pins)
+        for s in found
+    ]
+    plan = plan_retention(
+        infos,
+        RetentionPolicy(keep_last=keep_last, max_age=max_age, now=time.time()),
+    )
     removed = []
-    for items in by_partition.values():
-        items.sort(key=lambda item: _age_key(item[0]))
-        keep = set()
-        for i, (d, _) in enumerate(items):
-            young = cutoff is not None and _created_s(d) >= cutoff
-            recent = keep_last is not None and i >= len(items) - keep_last
-            if young or recent:
-                keep.add(d)
-        ids = {(m.snapshot_id or d.name): (d, m) for d, m in items}
-        stack = [m for d, m in items if d in keep]
-        while stack:  # ancestors of retained snapshots stay
-            anc = stack.pop().ancestor_snapshot_id
-            if anc in ids and ids[anc][0] not in keep:
-                keep.add(ids[anc][0])
-                stack.append(ids[anc][1])
-        for d, _ in items:
-            if d not in keep:
-                removed.append(str(d))
-                if not dry_run:
-                    shutil.rmtree(d)
+    for s in sorted(plan.delete, key=order_key):
+        if not dry_run:
+            try:
+                remove_snapshot(snapshots_dir, s.path)
+            except StorageError as exc:
+                raise SnapshotCliError(str(exc)) from None
+        removed.append(str(data_dir / "snapshots" / s.path))
     if is_json():
         echo_json({"removed": removed, "dry_run": dry_run})
     else:
         for path in removed:
             click.echo(("would remove " if dry_run else "removed ") + path)
-
-
-def _age_key(d: Path) -> tuple[int, str]:
-    return (int(d.name) if d.name.isdigit() else int(_created_s(d) * 1e9), d.name)
-
-
-def _created_s(d: Path) -> float:
-    if d.name.isdigit() and len(d.name) >= 18:
-        return int(d.name) / 1e9
-    return (d / META_FILE).stat().st_mtime

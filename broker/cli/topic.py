@@ -1,38 +1,35 @@
 """``ailurus topic``: create, list, describe, delete, add-partitions, trim-prefix,
-produce and consume, over the Kafka protocol (works against any Kafka broker).
+over the Kafka protocol (works against any Kafka broker); ``produce`` and ``consume``
+live in :mod:`broker.cli.topic_io`.
 """
 
 from __future__ import annotations
 
-import os
-import select
-import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import click
 
 from broker.cli.output import (
     echo_json,
-    format_record,
     is_json,
-    options,
     print_pairs,
     print_table,
-    record_json,
     run_command,
 )
-from broker.client import KafkaClient, ProducerRecord
+from broker.cli.settings import current_settings
+from broker.client import KafkaClient
 from broker.client import admin as topic_admin
-from broker.client import groups as group_ops
-from broker.client.consumer import consume, parse_offset_spec, resolve_offsets
 from broker.client.errors import InvalidArgument
-from broker.client.types import ConsumedRecord, TopicInfo
-from protocol.records import Compression
+from broker.client.types import TopicInfo
+from storage.config import DEFAULTS as TOPIC_CONFIG_DEFAULTS
+from storage.config import validate as validate_topic_config
+from storage.errors import InvalidConfig
 
 
 def make_client() -> KafkaClient:
-    """A client for ``--brokers``."""
-    return KafkaClient(options()[0])
+    """A client for the brokers and security settings of this run (flags, env, profile)."""
+    settings = current_settings()
+    return KafkaClient(settings.brokers, security=settings.security)
 
 
 def parse_pairs(values: Sequence[str], sep: str, what: str) -> dict[str, str]:
@@ -46,7 +43,34 @@ def parse_pairs(values: Sequence[str], sep: str, what: str) -> dict[str, str]:
     return out
 
 
-@click.group(name="topic")
+def check_topic_configs(config: dict[str, str]) -> dict[str, str]:
+    """Check the values of the topic configs this project knows, before sending.
+
+    Some brokers accept any text for an integer config (``retention.ms=abc``); the
+    error names the config. Configs unknown here are left to the broker.
+    """
+    for key, value in config.items():
+        if key not in TOPIC_CONFIG_DEFAULTS:
+            continue
+        try:
+            validate_topic_config(key, value)
+        except InvalidConfig as exc:
+            raise InvalidArgument(str(exc)) from None
+    return config
+
+
+@click.group(
+    name="topic",
+    epilog="""\b
+Examples:
+  ailurus topic create orders -p 3 -c retention.ms=86400000
+  ailurus topic list
+  ailurus topic describe orders
+  echo hi | ailurus topic produce orders -k user-1 -H source:cli
+  ailurus topic consume orders -o -10 -n 10
+  ailurus topic delete orders
+""",
+)
 def topic() -> None:
     """Create, inspect, delete, produce to and consume from topics."""
 
@@ -76,7 +100,7 @@ def create(
     dry_run: bool,
 ) -> None:
     """Create topics."""
-    config = parse_pairs(configs, "=", "config")
+    config = check_topic_configs(parse_pairs(configs, "=", "config"))
     created: list[TopicInfo] = []
     with make_client() as client:
         for name in names:
@@ -291,260 +315,3 @@ def trim_prefix(name: str, offset: str, partitions: tuple[int, ...]) -> None:
         ["partition", "log-start-offset"],
         [(r["partition"], r["log_start_offset"]) for r in rows],
     )
-
-
-# -- produce ---------------------------------------------------------------------------
-
-_COMPRESSIONS = {c.name.lower(): c for c in Compression}
-
-
-def _parse_input_template(template: str) -> str | None:
-    """The separator of a ``%k<sep>%v`` input template, or None for ``%v``."""
-    template = template.removesuffix("\\n").removesuffix("\n")
-    if template == "%v":
-        return None
-    if template.startswith("%k") and template.endswith("%v") and len(template) > 4:
-        return template[2:-2]
-    raise InvalidArgument(
-        f"bad input format {template!r}: use '%v' or '%k<separator>%v'"
-    )
-
-
-_MAX_BATCH_RECORDS = 1000
-_MAX_BATCH_BYTES = 512 * 1024  # well under the default max.message.bytes (1 MiB)
-
-
-def _stdin_lines() -> Iterator[list[bytes]]:
-    """Lines of stdin in batches, sent as soon as no more input is waiting.
-
-    Reading the raw file descriptor (not Python's buffered reader) lets ``select``
-    tell whether more is waiting, so ``tail -f log | ailurus topic produce`` sends
-    each line promptly while a large file is still sent in large batches.
-    """
-    try:
-        fd = sys.stdin.fileno()
-    except (OSError, ValueError):  # not a real file (an in-memory test stream)
-        lines = [raw.removesuffix(b"\n") for raw in sys.stdin.buffer]
-        for i in range(0, len(lines), _MAX_BATCH_RECORDS):
-            yield lines[i : i + _MAX_BATCH_RECORDS]
-        return
-    pending = b""
-    batch: list[bytes] = []
-    size = 0
-    while data := os.read(fd, 1 << 16):
-        *lines, pending = (pending + data).split(b"\n")
-        batch.extend(lines)
-        size += sum(len(line) for line in lines)
-        more_waiting = select.select([fd], [], [], 0)[0]
-        if batch and (
-            not more_waiting
-            or len(batch) >= _MAX_BATCH_RECORDS
-            or size >= _MAX_BATCH_BYTES
-        ):
-            yield batch
-            batch, size = [], 0
-    if pending:
-        batch.append(pending)
-    if batch:
-        yield batch
-
-
-def _stdin_records(
-    sep: str | None, key: bytes | None
-) -> Iterator[list[tuple[bytes | None, bytes]]]:
-    """Records from stdin lines: plain values, or split at the template's separator."""
-    for lines in _stdin_lines():
-        batch: list[tuple[bytes | None, bytes]] = []
-        for raw in lines:
-            line = raw.removesuffix(b"\r")
-            if sep is None:
-                batch.append((key, line))
-                continue
-            k, found, v = line.partition(sep.encode())
-            if not found:
-                raise InvalidArgument(
-                    f"input line {line[:40]!r} has no key separator {sep!r}"
-                )
-            batch.append((k, v))
-        yield batch
-
-
-@topic.command()
-@click.argument("name")
-@click.option(
-    "-k",
-    "--key-value",
-    "key_values",
-    multiple=True,
-    help="A record 'key:value' (split at the first colon); repeatable.",
-)
-@click.option("--key", default=None, help="Key for every record read from stdin.")
-@click.option(
-    "-f",
-    "--format",
-    "input_format",
-    default="%v",
-    show_default=True,
-    help="Format of stdin lines: '%v' (values) or '%k:%v' (any separator).",
-)
-@click.option("-p", "--partition", type=int, default=None, help="Target partition.")
-@click.option(
-    "-z",
-    "--compression",
-    type=click.Choice(sorted(_COMPRESSIONS)),
-    default="none",
-    show_default=True,
-)
-@click.option(
-    "-H", "--header", "headers", multiple=True, help="Header 'k=v'; repeatable."
-)
-@click.option(
-    "--acks",
-    type=click.Choice(["all", "-1", "0", "1"]),
-    default="all",
-    show_default=True,
-)
-@click.option(
-    "--tombstone", is_flag=True, help="Send empty values as null (tombstones)."
-)
-@run_command
-def produce(
-    name: str,
-    key_values: tuple[str, ...],
-    key: str | None,
-    input_format: str,
-    partition: int | None,
-    compression: str,
-    headers: tuple[str, ...],
-    acks: str,
-    tombstone: bool,
-) -> None:
-    """Produce records from --key-value options or from stdin lines."""
-    header_items = tuple(
-        (k, v.encode()) for k, v in parse_pairs(headers, "=", "header").items()
-    )
-    acks_value = -1 if acks == "all" else int(acks)
-    codec = _COMPRESSIONS[compression]
-
-    def record(k: bytes | None, v: bytes) -> ProducerRecord:
-        return ProducerRecord(
-            key=k,
-            value=None if tombstone and not v else v,
-            headers=header_items,
-            partition=partition,
-        )
-
-    if key_values:
-        pairs: list[tuple[bytes | None, bytes]] = []
-        for item in key_values:
-            k, found, v = item.partition(":")
-            if not found:
-                raise InvalidArgument(f"bad --key-value {item!r}: expected key:value")
-            pairs.append((k.encode(), v.encode()))
-        batches: Iterator[list[tuple[bytes | None, bytes]]] = iter([pairs])
-    else:
-        sep = _parse_input_template(input_format)
-        batches = _stdin_records(sep, None if key is None else key.encode())
-    json_out = is_json()
-    with make_client() as client:
-        for batch in batches:
-            results = client.produce(
-                name,
-                [record(k, v) for k, v in batch],
-                acks=acks_value,
-                compression=codec,
-            )
-            for r in results:
-                if json_out:
-                    echo_json(
-                        {
-                            "topic": r.topic,
-                            "partition": r.partition,
-                            "offset": r.offset,
-                        },
-                        compact=True,
-                    )
-                elif r.offset < 0:
-                    click.echo(
-                        f"Sent to partition {r.partition} (acks=0: offset unknown)"
-                    )
-                else:
-                    click.echo(
-                        f"Produced to partition {r.partition} at offset {r.offset}"
-                    )
-
-
-# -- consume -----------------------------------------------------------------------------
-
-
-@topic.command(name="consume")
-@click.argument("name")
-@click.option(
-    "-o",
-    "--offset",
-    default=None,
-    help="start | end | N | -N | @timestamp  [default: start, or the group's commit]",
-)
-@click.option("-p", "--partition", "partitions", type=int, multiple=True)
-@click.option(
-    "-g", "--group", default=None, help="Resume from and commit to this group."
-)
-@click.option("-n", "--num", type=int, default=None, help="Stop after N records.")
-@click.option("--until-end", is_flag=True, help="Stop at the end of each partition.")
-@click.option(
-    "-f",
-    "--format",
-    "template",
-    default="%k:%v",
-    show_default=True,
-    help="Record format: %t %p %o %k %v %h %d %T, \\n \\t.",
-)
-@run_command
-def consume_cmd(
-    name: str,
-    offset: str | None,
-    partitions: tuple[int, ...],
-    group: str | None,
-    num: int | None,
-    until_end: bool,
-    template: str,
-) -> None:
-    """Print records; follows new ones until Ctrl-C unless --num or --until-end."""
-    spec = parse_offset_spec(offset) if offset is not None else None
-    if num is not None and num < 0:
-        raise InvalidArgument("--num must be >= 0")
-    json_out = is_json()
-    if not template.endswith(("\n", "\\n")):
-        template += "\n"
-    with make_client() as client:
-        info = client.topic(name, refresh=True)
-        ids = list(partitions) or [p.partition for p in info.partitions]
-        positions = resolve_offsets(
-            client, name, ids, spec or parse_offset_spec("start")
-        )
-        if group is not None and spec is None:
-            committed = group_ops.committed_offsets(client, group, {name: ids})
-            for p in ids:
-                if (name, p) in committed:
-                    positions[p] = committed[(name, p)]
-        consumed: dict[int, int] = {}
-        try:
-            for record in consume(
-                client, name, positions, until_end=until_end, max_records=num
-            ):
-                _print_record(record, template, json_out)
-                consumed[record.partition] = record.offset + 1
-        except KeyboardInterrupt:
-            pass
-        finally:
-            if group is not None and consumed:
-                group_ops.commit_offsets(
-                    client, group, {(name, p): o for p, o in consumed.items()}
-                )
-
-
-def _print_record(record: ConsumedRecord, template: str, json_out: bool) -> None:
-    if json_out:
-        echo_json(record_json(record), compact=True)
-    else:
-        click.echo(format_record(template, record), nl=False)

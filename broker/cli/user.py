@@ -23,7 +23,14 @@ from typing import ParamSpec, TypeVar
 import click
 
 from broker.cli.output import echo_json, is_json, print_table, run_command
-from broker.security.acl import AclError, parse_rule, parse_spec
+from broker.security.acl import (
+    AclError,
+    AclRule,
+    Op,
+    Resource,
+    parse_rule,
+    parse_spec,
+)
 from broker.security.credentials import (
     DEFAULT_ITERATIONS,
     MAX_ITERATIONS,
@@ -175,10 +182,32 @@ def list_users(data_dir: Path) -> None:
     )
 
 
+def _readable_spec(text: str) -> AclRule:
+    """``parse_spec`` with errors that name the bad part and list the valid ones."""
+    parts = text.split(":")
+    resources = ", ".join(r.value for r in Resource)
+    operations = ", ".join(o.value for o in Op)
+    if parts and parts[0] not in {r.value for r in Resource}:
+        raise AclError(
+            f"bad ACL {text!r}: unknown resource {parts[0]!r} (use one of: {resources})"
+        )
+    if len(parts) in (2, 3):
+        ops = [o.strip().lower() for o in parts[-1].split(",") if o.strip()]
+        unknown = [o for o in ops if o not in {op.value for op in Op}]
+        if unknown:
+            raise AclError(
+                f"bad ACL {text!r}: unknown operation "
+                f"{', '.join(unknown)} (use one of: {operations})"
+            )
+        if not ops:
+            raise AclError(f"bad ACL {text!r}: no operation (use one of: {operations})")
+    return parse_spec(text)
+
+
 def _change_acls(
     name: str, specs: tuple[str, ...], data_dir: Path, *, grant: bool
 ) -> list[str]:
-    rules = [parse_spec(s) for s in specs]
+    rules = [_readable_spec(s) for s in specs]
     store = UserStore.in_data_dir(data_dir)
     record = store.get(name)
     if record is None:

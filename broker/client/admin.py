@@ -13,6 +13,7 @@ from typing import Final
 from broker.client.client import KafkaClient
 from broker.client.errors import KafkaError
 from broker.client.types import ConfigEntry, TopicInfo
+from protocol.error_codes import ErrorCode
 from protocol.messages.create_partitions import (
     CreatePartitionsRequest,
     CreatePartitionsResponse,
@@ -92,9 +93,14 @@ def create_topic(
     response = conn.request(request, CreateTopicsResponse)
     for result in response.topics:
         if result.error_code:
-            raise KafkaError(
-                result.error_code, f"create topic {name!r}", result.error_message
-            )
+            message = result.error_message
+            if result.error_code == ErrorCode.INVALID_CONFIG and configs:
+                given = ", ".join(f"{k}={v}" for k, v in configs.items())
+                if not message or not any(k in message for k in configs):
+                    message = (
+                        f"{message}; given: {given}" if message else f"given: {given}"
+                    )
+            raise KafkaError(result.error_code, f"create topic {name!r}", message)
     if validate_only:
         return TopicInfo(name=name)
     return client.topic(name, refresh=True)
@@ -110,6 +116,12 @@ def delete_topic(client: KafkaClient, name: str, *, timeout_ms: int = 30_000) ->
     )
     response = conn.request(request, DeleteTopicsResponse)
     for result in response.responses:
+        if result.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
+            raise KafkaError(
+                result.error_code,
+                f"delete topic {name!r}",
+                "no such topic (see `ailurus topic list`)",
+            )
         if result.error_code:
             raise KafkaError(
                 result.error_code, f"delete topic {name!r}", result.error_message

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Final
 
+from broker.client.auth import Security
 from broker.client.connection import UNREACHABLE_HINT, Connection, parse_address
 from broker.client.errors import BrokerUnreachable, InvalidArgument, KafkaError
 from broker.client.partitioner import Partitioner
@@ -92,6 +93,7 @@ class KafkaClient:
         client_id: str = "ailurus-cli",
         timeout: float = 10.0,
         retry_for: float = 5.0,
+        security: Security | None = None,
     ) -> None:
         if isinstance(brokers, str):
             brokers = [b for b in brokers.split(",") if b.strip()]
@@ -104,6 +106,7 @@ class KafkaClient:
         self.client_id = client_id
         self.timeout = timeout
         self.retry_for = retry_for
+        self.security = security or Security()
         self.partitioner = Partitioner()
         self._bootstrap: Connection | None = None
         self._by_node: dict[int, Connection] = {}
@@ -138,13 +141,17 @@ class KafkaClient:
 
     def bootstrap(self) -> Connection:
         """A connection to the first reachable bootstrap address."""
-        if self._bootstrap is not None:
+        if self._bootstrap is not None and not self._bootstrap.closed:
             return self._bootstrap
         failures: list[BrokerUnreachable] = []
         for host, port in self.bootstrap_addresses:
             try:
                 self._bootstrap = Connection(
-                    host, port, client_id=self.client_id, timeout=self.timeout
+                    host,
+                    port,
+                    client_id=self.client_id,
+                    timeout=self.timeout,
+                    security=self.security,
                 )
             except BrokerUnreachable as exc:
                 failures.append(exc)
@@ -158,7 +165,7 @@ class KafkaClient:
     def connection_for(self, node_id: int) -> Connection:
         """The connection to broker ``node_id`` (the bootstrap one if it is that broker)."""
         conn = self._by_node.get(node_id)
-        if conn is not None:
+        if conn is not None and not conn.closed:
             return conn
         boot = self.bootstrap()
         info = self._brokers.get(node_id)
@@ -167,7 +174,11 @@ class KafkaClient:
         else:
             try:
                 conn = Connection(
-                    info.host, info.port, client_id=self.client_id, timeout=self.timeout
+                    info.host,
+                    info.port,
+                    client_id=self.client_id,
+                    timeout=self.timeout,
+                    security=self.security,
                 )
             except BrokerUnreachable:
                 if len(self._brokers) > 1:

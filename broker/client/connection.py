@@ -3,17 +3,21 @@
 The CLI is a short-lived, sequential program, so the client is synchronous: a request
 is encoded, written, and its response read back before the next one (no pipelining).
 On connect the connection negotiates API versions (ApiVersions): each later request
-uses the highest version both this client's codec and the broker support.
+uses the highest version both this client's codec and the broker support. With a
+:class:`~broker.client.auth.Security` the socket is wrapped in TLS first and, after
+ApiVersions, the connection authenticates with SASL (see :mod:`broker.client.auth`).
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import time
 from types import TracebackType
 from typing import Final, TypeVar
 
+from broker.client.auth import Security, authenticate, ssl_context
 from broker.client.errors import (
     BadResponse,
     BrokerUnreachable,
@@ -77,6 +81,7 @@ class Connection:
         *,
         client_id: str = "ailurus-cli",
         timeout: float = 10.0,
+        security: Security | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -84,6 +89,7 @@ class Connection:
         self.client_id = client_id
         self.timeout = timeout
         self._correlation_id = 0
+        self.closed = False
         try:
             self._sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as exc:
@@ -93,8 +99,13 @@ class Connection:
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.broker_versions: dict[int, tuple[int, int]] = {}
         self.versions: dict[int, int] = {}
+        self.security = security or Security()
         try:
+            if self.security.uses_tls:
+                self._start_tls(ssl_context(self.security))
             self._negotiate()
+            if self.security.sasl:
+                authenticate(self, self.security)
         except BaseException:
             self.close()
             raise
@@ -103,6 +114,7 @@ class Connection:
 
     def close(self) -> None:
         """Close the socket (idempotent)."""
+        self.closed = True
         self._sock.close()
 
     def __enter__(self) -> Connection:
@@ -136,8 +148,14 @@ class Connection:
         api_key = message_spec(type(request)).api_key
         if version is None:
             version = self.version_for(api_key)
-        correlation_id = self._send(api_key, version, request)
-        frame = self._receive()
+        try:
+            correlation_id = self._send(api_key, version, request)
+            frame = self._receive()
+        except BaseException:
+            # Interrupted or failed mid-exchange (Ctrl-C, a timeout): a response may
+            # still arrive, so this connection is out of step; the client reconnects.
+            self.close()
+            raise
         try:
             header, response = decode_response(api_key, version, frame)
         except ProtocolError as exc:
@@ -163,6 +181,34 @@ class Connection:
         )
 
     # -- internals -------------------------------------------------------------
+
+    def _start_tls(self, context: ssl.SSLContext) -> None:
+        try:
+            self._sock = context.wrap_socket(self._sock, server_hostname=self.host)
+        except ssl.SSLCertVerificationError as exc:
+            raise BrokerUnreachable(
+                self.address,
+                "the broker's certificate is not trusted; "
+                "give its CA with -X tls.ca=FILE",
+                exc.verify_message or "certificate verify failed",
+            ) from exc
+        except ssl.SSLError as exc:
+            raise BrokerUnreachable(
+                self.address,
+                "TLS handshake failed (is this a TLS listener? does it need a client "
+                "certificate: -X tls.cert= -X tls.key=?)",
+                str(exc.reason or exc),
+            ) from exc
+        except TimeoutError as exc:
+            raise ClientTimeout(
+                f"broker {self.address}: TLS handshake timed out"
+            ) from exc
+        except OSError as exc:
+            raise BrokerUnreachable(
+                self.address,
+                "the connection broke during the TLS handshake",
+                _reason(exc),
+            ) from exc
 
     def _send(self, api_key: int, version: int, request: object) -> int:
         self._correlation_id += 1
@@ -218,7 +264,9 @@ class Connection:
             if k == 0:
                 raise BrokerUnreachable(
                     self.address,
-                    "the broker closed the connection (is this a Kafka port?)",
+                    "the broker closed the connection (is this a Kafka port? "
+                    "does the listener need TLS (-X tls.enabled=true) or "
+                    "SASL (-X user= -X pass=)?)",
                 )
             got += k
         return bytes(buf)

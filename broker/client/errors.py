@@ -32,6 +32,8 @@ class KafkaError(ClientError):
     ) -> None:
         self.code = code
         self.name = error_name(code)
+        if message is not None and message.strip() in ("", self.name):
+            message = None  # some brokers send the error's name as its message
         self.context = context
         self.broker_message = message
         where = f"{context}: " if context else ""

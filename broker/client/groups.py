@@ -190,17 +190,23 @@ def committed_offsets(
 
 
 def commit_offsets(
-    client: KafkaClient, group_id: str, offsets: Mapping[TopicPartition, int]
+    client: KafkaClient,
+    group_id: str,
+    offsets: Mapping[TopicPartition, int],
+    *,
+    generation_id: int = -1,
+    member_id: str = "",
 ) -> None:
-    """Commit ``offsets`` for ``group_id`` as a standalone client (no membership)."""
+    """Commit ``offsets`` for ``group_id``: as a standalone client (no membership) by
+    default, else as the member ``member_id`` of generation ``generation_id``."""
     conn = coordinator(client, group_id)
     by_topic: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for (topic, partition), offset in sorted(offsets.items()):
         by_topic[topic].append((partition, offset))
     request = OffsetCommitRequest(
         group_id=group_id,
-        generation_id_or_member_epoch=-1,
-        member_id="",
+        generation_id_or_member_epoch=generation_id,
+        member_id=member_id,
         topics=tuple(
             OffsetCommitRequestTopic(
                 name=topic,

@@ -36,7 +36,7 @@ def test_unknown_topic_and_bad_arguments_are_one_line(target: Target) -> None:
         ("topic", "consume", topic, "--num", "1"),
         ("topic", "consume", "x", "--offset", "soon"),
         ("topic", "create", topic, "-c", "novalue"),
-        ("topic", "produce", "x", "-k", "no-colon"),
+        ("topic", "produce", "x", "--key-value", "no-colon"),
     ]
     for args in cases:
         res = invoke(target, *args)
@@ -52,10 +52,11 @@ def test_unknown_topic_and_bad_arguments_are_one_line(target: Target) -> None:
 
 
 def test_invalid_topic_config_is_reported(ailurus: Target) -> None:
-    """A config value the broker rejects names INVALID_CONFIG."""
-    res = invoke(ailurus, "topic", "create", unique("cfg"), "-c", "retention.ms=soon")
+    """A config value the broker rejects names INVALID_CONFIG and the config."""
+    res = invoke(ailurus, "topic", "create", unique("cfg"), "-c", "no.such.config=1")
     assert res.exit_code == 1
     assert b"INVALID_CONFIG" in res.stderr
+    assert b"no.such.config" in res.stderr
 
 
 def test_health_is_zero_when_ready_and_online(ailurus: Target) -> None:

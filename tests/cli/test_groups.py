@@ -14,7 +14,18 @@ def test_describe_shows_live_member_assignment_and_lag(ailurus: Target) -> None:
     target = ailurus
     topic, group = unique("live"), unique("g")
     assert invoke(target, "topic", "create", topic, "-p", "2").exit_code == 0
-    res = invoke(target, "topic", "produce", topic, "-p", "0", "-k", "a:1", "-k", "b:2")
+    res = invoke(
+        target,
+        "topic",
+        "produce",
+        topic,
+        "-p",
+        "0",
+        "--key-value",
+        "a:1",
+        "--key-value",
+        "b:2",
+    )
     assert res.exit_code == 0
     consumer = KafkaConsumer(
         topic,
@@ -57,7 +68,9 @@ def test_group_commit_seek_and_delete(target: Target) -> None:
     topic, group = unique("seek"), unique("g")
     assert invoke(target, "topic", "create", topic, "-p", "1").exit_code == 0
     for kv in ("a:1", "b:2", "c:3"):
-        assert invoke(target, "topic", "produce", topic, "-k", kv).exit_code == 0
+        assert (
+            invoke(target, "topic", "produce", topic, "--key-value", kv).exit_code == 0
+        )
     first = invoke(target, "topic", "consume", topic, "-g", group, "--num", "2")
     assert first.stdout == b"a:1\nb:2\n"
     resumed = invoke(target, "topic", "consume", topic, "-g", group, "--until-end")

@@ -79,15 +79,17 @@ def test_cli_records_read_back_by_kafka_python_and_confluent(target: Target) -> 
         "topic",
         "produce",
         topic,
-        "-k",
+        "--key-value",
         "hello:world",
-        "-k",
+        "--key-value",
         "empty:",
         "-H",
         "h=1",
     )
     assert res.exit_code == 0, res.stderr
-    res = invoke(target, "topic", "produce", topic, "-k", "gone:", "--tombstone")
+    res = invoke(
+        target, "topic", "produce", topic, "--key-value", "gone:", "--tombstone"
+    )
     assert res.exit_code == 0, res.stderr
     res = invoke(
         target,
@@ -194,7 +196,9 @@ def test_every_cli_compression_is_readable_by_librdkafka(target: Target) -> None
     assert invoke(target, "topic", "create", topic, "-p", "1").exit_code == 0
     codecs = ["none", "gzip", "snappy", "lz4", "zstd"]
     for codec in codecs:
-        res = invoke(target, "topic", "produce", topic, "-z", codec, "-k", f"{codec}:v")
+        res = invoke(
+            target, "topic", "produce", topic, "-z", codec, "--key-value", f"{codec}:v"
+        )
         assert res.exit_code == 0, res.stderr
     got = _confluent_read(target, topic, len(codecs))
     assert got == [(c.encode(), b"v", []) for c in codecs]

@@ -93,7 +93,7 @@ def test_topic_commands_json_shapes(ailurus: Target) -> None:
         topic,
         "-p",
         "0",
-        "-k",
+        "--key-value",
         "a:b",
         "-H",
         "x=y",
@@ -122,7 +122,16 @@ def test_group_commands_json_shapes(ailurus: Target) -> None:
     topic, group = unique("gjson"), unique("g")
     assert invoke(ailurus, "topic", "create", topic).exit_code == 0
     assert (
-        invoke(ailurus, "topic", "produce", topic, "-k", "a:1", "-k", "b:2").exit_code
+        invoke(
+            ailurus,
+            "topic",
+            "produce",
+            topic,
+            "--key-value",
+            "a:1",
+            "--key-value",
+            "b:2",
+        ).exit_code
         == 0
     )
     res = invoke(ailurus, "topic", "consume", topic, "-g", group, "--num", "1")
@@ -153,7 +162,7 @@ def test_group_commands_json_shapes(ailurus: Target) -> None:
             }
         ],
         "protocol": "",
-        "protocol_type": "",
+        "protocol_type": "consumer",  # the CLI consumed as a real member
         "state": "Empty",
         "total_lag": 1,
     }

@@ -38,12 +38,16 @@ def test_produce_reports_partition_and_offset_per_record(target: Target) -> None
     """Each produced record's partition and offset is printed, as text and as JSON."""
     topic = unique("po")
     assert invoke(target, "topic", "create", topic, "-p", "1").exit_code == 0
-    text = invoke(target, "topic", "produce", topic, "-k", "a:1", "-k", "b:2")
+    text = invoke(
+        target, "topic", "produce", topic, "--key-value", "a:1", "--key-value", "b:2"
+    )
     assert text.stdout.decode().splitlines() == [
         "Produced to partition 0 at offset 0",
         "Produced to partition 0 at offset 1",
     ]
-    js = invoke(target, "--format", "json", "topic", "produce", topic, "-k", "c:3")
+    js = invoke(
+        target, "--format", "json", "topic", "produce", topic, "--key-value", "c:3"
+    )
     assert js.json_lines() == [{"topic": topic, "partition": 0, "offset": 2}]
 
 
@@ -64,7 +68,10 @@ def test_consume_offset_specs(target: Target) -> None:
     assert invoke(target, "topic", "create", topic, "-p", "1").exit_code == 0
     for i in range(5):
         assert (
-            invoke(target, "topic", "produce", topic, "-k", f"k{i}:v{i}").exit_code == 0
+            invoke(
+                target, "topic", "produce", topic, "--key-value", f"k{i}:v{i}"
+            ).exit_code
+            == 0
         )
 
     def values(*args: str) -> list[str]:
@@ -100,7 +107,9 @@ def test_consume_follows_new_records_until_ctrl_c(ailurus: Target) -> None:
         assert proc.stdout is not None
         time.sleep(1.0)  # usually long-polling by now; racing is harmless (offset 0)
         assert (
-            invoke(ailurus, "topic", "produce", topic, "-k", "late:arrival").exit_code
+            invoke(
+                ailurus, "topic", "produce", topic, "--key-value", "late:arrival"
+            ).exit_code
             == 0
         )
         ready, _, _ = select.select([proc.stdout], [], [], 10)
