@@ -39,6 +39,7 @@ from broker.config import BrokerConfig, ListenerConfig
 from broker.connection import KafkaConnection
 from broker.context import BoundListener, BrokerContext, StartupError
 from broker.dispatch import load_handlers
+from broker.frame_budget import FrameBudget
 from broker.groups.wiring import run_group_services
 from broker.logging import configure_logging
 from broker.security.service import SecurityService
@@ -77,6 +78,8 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
     load_handlers(lazy=True)
     ctx = BrokerContext.create(config)
     tls_contexts = _security(ctx)
+    # shared by every listener's connections: bytes in partly received frames
+    frame_budget = FrameBudget(config.partial_frames_max_bytes)
     stop = stop or anyio.Event()
     try:
         async with anyio.create_task_group() as root:
@@ -91,7 +94,9 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
                 serving.start_soon(ctx.group_commit.run)
                 await serving.start(run_group_services, ctx)
                 servers: list[asyncio.Server] = [
-                    await serving.start(_listen, ctx, lc, tls_contexts.get(lc.name))
+                    await serving.start(
+                        _listen, ctx, lc, tls_contexts.get(lc.name), frame_budget
+                    )
                     for lc in config.listeners
                 ]
                 await serving.start(run_snapshot_watcher, ctx)
@@ -168,6 +173,7 @@ async def _listen(
     ctx: BrokerContext,
     lc: ListenerConfig,
     tls: ssl.SSLContext | None,
+    frame_budget: FrameBudget,
     *,
     task_status: anyio.abc.TaskStatus[asyncio.Server],
 ) -> None:
@@ -177,7 +183,9 @@ async def _listen(
             server = await loop.create_server(
                 # TLS is layered by the connection itself (not ssl= here), so a
                 # failed handshake is logged with its peer
-                lambda: KafkaConnection(ctx, lc.name, conns, tls=tls),
+                lambda: KafkaConnection(
+                    ctx, lc.name, conns, tls=tls, budget=frame_budget
+                ),
                 lc.bind.host,
                 lc.bind.port,
                 reuse_address=True,
