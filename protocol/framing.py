@@ -16,10 +16,13 @@ the unfilled part of the frame's buffer and :meth:`FrameReader.assembly_received
 records what was written there.
 
 Memory follows what arrives, not what the size prefix claims: a peer can claim
-100 MiB in four bytes and then trickle. The assembly buffer starts at what has
-arrived of the frame (at least 64 KiB, at most the claimed size) and grows fourfold
-as more arrives, capped at the claimed size, so it never holds more than four times
-the bytes received (plus 64 KiB). Measured (``bench/framing_bench.py``), growing one
+100 MiB in four bytes and then trickle. The assembly buffer is sized at four times
+what has arrived of the frame (at least 64 KiB) and grown fourfold when more
+arrives than it holds; a size within a factor of two of the claimed size becomes the
+claimed size (growing again for the last bytes would copy the frame once more). So
+it holds 64 KiB, or at most eight times the bytes it must fit (what has arrived, or
+for an in-place receive that plus the receive's minimum), and never more than the
+claimed size. Measured (``bench/framing_bench.py``), growing one
 buffer keeps the in-place receive of large frames; a list of received chunks joined
 at completion copies slightly less when chunks are fed, but every in-place frame
 would pay a full extra copy. :attr:`FrameReader.assembly_held` is what the partly
