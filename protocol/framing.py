@@ -17,15 +17,15 @@ records what was written there.
 
 Memory follows what arrives, not what the size prefix claims: a peer can claim
 100 MiB in four bytes and then trickle. The assembly buffer is sized at four times
-what has arrived of the frame (at least 64 KiB) and grown fourfold when more
-arrives than it holds; a size within a factor of two of the claimed size becomes the
-claimed size (growing again for the last bytes would copy the frame once more). So
-it holds 64 KiB, or at most eight times the bytes it must fit (what has arrived, or
-for an in-place receive that plus the receive's minimum), and never more than the
-claimed size. Measured (``bench/framing_bench.py``), growing one
-buffer keeps the in-place receive of large frames; a list of received chunks joined
-at completion copies slightly less when chunks are fed, but every in-place frame
-would pay a full extra copy. :attr:`FrameReader.assembly_held` is what the partly
+what has arrived of the frame (at least 16 KiB), and sized again the same way when
+more must fit, so it grows geometrically; a size within a factor of two of the
+claimed size becomes the claimed size (growing again for the last bytes would copy
+the frame once more). So it holds at most the largest of 32 KiB, eight times the
+bytes that have arrived, and those plus the minimum an in-place receive asks for,
+and never more than the claimed size. Measured (``bench/framing_bench.py``), growing
+one buffer keeps the in-place receive of large frames; a list of received chunks
+joined at completion copies slightly less when chunks are fed, but every in-place
+frame would pay a full extra copy. :attr:`FrameReader.assembly_held` is what the partly
 received frame holds, for a caller that budgets memory across connections.
 """
 
@@ -43,7 +43,7 @@ _EMPTY: Final = memoryview(b"")
 DEFAULT_MAX_FRAME_SIZE: Final = 100 * 1024 * 1024
 # A frame split across chunks gets a buffer of what has arrived of it, at least
 # this much, grown by _ASM_GROWTH whenever more arrives than it holds.
-ASSEMBLY_INITIAL: Final = 64 * 1024
+ASSEMBLY_INITIAL: Final = 16 * 1024
 _ASM_GROWTH: Final = 4
 
 
@@ -167,12 +167,13 @@ class FrameReader:
         cap = max(self._asm_initial, need * _ASM_GROWTH)
         return size if cap * 2 > size else cap
 
-    def _grow(self, need: int) -> None:
-        """Grow the assembly buffer to hold ``need`` bytes (and more, geometrically)."""
+    def _grow(self, need: int, arrived: int) -> None:
+        """Grow the assembly buffer to hold ``need`` bytes, with room for
+        ``_ASM_GROWTH`` times the ``arrived`` ones (geometric growth, O(n) copying)."""
         asm = self._asm
         assert asm is not None
         filled = self._asm_filled
-        grown = bytearray(self._capacity(max(need, len(asm))))
+        grown = bytearray(max(need, self._capacity(arrived)))
         grown[:filled] = self._asm_view[:filled]
         self._asm = grown
         self._asm_view = memoryview(grown)
@@ -228,7 +229,8 @@ class FrameReader:
             filled = self._asm_filled
             if filled + take > len(self._asm):
                 # Room for every body byte buffered now (-4: the size prefix).
-                self._grow(min(size, self._buffered - 4))
+                arrived = min(size, self._buffered - 4)
+                self._grow(arrived, arrived)
             self._asm_view[filled : filled + take] = cur[pos : pos + take]
             self._asm_filled = filled + take
             self._pos = pos + take
@@ -255,7 +257,7 @@ class FrameReader:
         if self._asm_size - filled < min_size:
             return None
         if len(asm) - filled < min_size:
-            self._grow(filled + min_size)
+            self._grow(filled + min_size, filled)
         return self._asm_view[filled:]
 
     def assembly_received(self, nbytes: int) -> None:

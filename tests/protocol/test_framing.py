@@ -192,7 +192,7 @@ def test_claimed_size_is_not_allocated_before_the_bytes_arrive() -> None:
     assert peak < 1 * MIB
     assert reader.assembly_size == 100 * MIB
     assert reader.assembly_missing == 100 * MIB - 8 * 1024
-    assert 8 * 1024 <= reader.assembly_held <= ASSEMBLY_INITIAL
+    assert 8 * 1024 <= reader.assembly_held <= 2 * ASSEMBLY_INITIAL
 
 
 def test_assembly_buffer_grows_geometrically_with_the_bytes_received() -> None:
@@ -214,7 +214,7 @@ def test_assembly_buffer_grows_geometrically_with_the_bytes_received() -> None:
             break
         held = reader.assembly_held
         allocations.add(held)
-        assert received <= held <= max(ASSEMBLY_INITIAL, 8 * received)
+        assert received <= held <= max(2 * ASSEMBLY_INITIAL, 8 * received)
     assert reader.assembly_held == 0
     assert len(allocations) <= 6  # grown a handful of times, not per piece
 
@@ -259,7 +259,7 @@ def test_growing_assembly_buffers_give_the_same_frames(
         held, missing = reader.assembly_held, reader.assembly_missing
         arrived = reader.assembly_size - missing
         assert arrived <= held <= reader.assembly_size
-        assert held <= 2 * max(initial, 4 * (arrived + min_size))
+        assert held <= max(2 * initial, 8 * arrived, arrived + min_size)
     assert out == bodies
     assert reader.buffered == 0
     assert reader.assembly_held == 0
