@@ -9,8 +9,9 @@ setting ``ailurus.partial.frames.max.bytes`` (``BrokerConfig.partial_frames_max_
 caps their sum. ``queued.max.request.bytes`` stays the per-connection cap on requests
 received and not yet answered (``broker.connection``).
 
-Over the budget, every connection assembling a *large* frame (one that can outgrow its
-first buffer) pauses reading, except one: the assembler with the fewest bytes still
+Over the budget, every connection assembling a *large* frame (one claiming more than
+the smallest assembly buffer, ``protocol.framing.ASSEMBLY_INITIAL``) pauses reading,
+except one: the assembler with the fewest bytes still
 missing (found once, then kept up to date as members report; ties keep the one
 already proceeding). So
 
