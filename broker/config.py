@@ -8,9 +8,16 @@ plus a ``set:`` mapping of Kafka config names, exactly what ``--set key=value`` 
 
 ``--set`` keys that name a broker setting (``auto.create.topics.enable``,
 ``num.partitions``, ``connections.max.idle.ms``, ``socket.request.max.bytes``,
-``queued.max.request.bytes``, ``max.connections``, ``message.max.bytes``) configure the
-broker; every other key is a topic default (``retention.ms``, ``segment.bytes``,
-``max.message.bytes``, ...) handed to storage for topics that do not override it.
+``queued.max.request.bytes``, ``max.connections``, ``message.max.bytes``,
+``ailurus.partial.frames.max.bytes``) configure the broker; every other key is a topic
+default (``retention.ms``, ``segment.bytes``, ``max.message.bytes``, ...) handed to
+storage for topics that do not override it.
+
+``queued.max.request.bytes`` caps, per connection, the bytes of requests received and
+not yet answered; ``ailurus.partial.frames.max.bytes`` (default 256 MiB) caps, across
+the whole broker, the bytes held in frames still being received (see
+``broker.frame_budget``: over it, connections in the middle of a large frame pause
+reading, except the one closest to completing it).
 
 Snapshots (``broker.snapshot_watcher``, ``broker.snapshot_scheduler``): ``--set`` keys
 ``snapshot.scan.interval.ms``, ``snapshot.settle.ms``, ``snapshot.ingest.bytes.per.sec``
@@ -226,6 +233,8 @@ _BROKER_KEYS: Final[dict[str, tuple[str, type]]] = {
     "max.connections": ("max_connections", int),
     "message.max.bytes": ("message_max_bytes", int),
     "ailurus.shutdown.grace.ms": ("shutdown_grace_ms", int),
+    # broker-wide cap on bytes held in partly received frames (broker.frame_budget)
+    "ailurus.partial.frames.max.bytes": ("partial_frames_max_bytes", int),
     # free-space floor of the data dir's file system (broker.diskguard); 0 = off
     "ailurus.disk.min.free.bytes": ("min_free_bytes", int),
     # consumer groups (broker.groups.wiring.GROUP_KEYS reads these attributes)
@@ -275,6 +284,7 @@ class BrokerConfig:
     connections_max_idle_ms: int = 600_000
     max_request_size: int = 100 * 1024 * 1024
     max_inflight_bytes: int = 64 * 1024 * 1024
+    partial_frames_max_bytes: int = 256 * 1024 * 1024
     max_connections: int = 10_000
     message_max_bytes: int = 1_048_588
     shutdown_grace_ms: int = 5_000
@@ -513,6 +523,8 @@ def resolve(
         raise ConfigError("num.partitions must be at least 1")
     if cfg.transaction_max_timeout_ms < 1:
         raise ConfigError("transaction.max.timeout.ms must be at least 1")
+    if cfg.partial_frames_max_bytes < 1:
+        raise ConfigError("ailurus.partial.frames.max.bytes must be at least 1")
     if cfg.snapshot_scan_interval_ms < 1:
         raise ConfigError("snapshot.scan.interval.ms must be at least 1")
     for key in ("snapshot.settle.ms", "snapshot.ingest.bytes.per.sec"):

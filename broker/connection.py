@@ -11,8 +11,11 @@ leave strictly in request order, the ready prefix of the slot queue in one
 
 Limits: ``queued.max.request.bytes`` caps the bytes of requests not yet answered (and
 a full transport write buffer) — beyond it the connection stops reading
-(backpressure); ``connections.max.idle.ms`` closes connections without traffic
-(checked by the server's idle sweeper).
+(backpressure); the broker-wide ``ailurus.partial.frames.max.bytes``
+(:mod:`broker.frame_budget`) caps the bytes held in partly received frames across
+all connections — beyond it connections in the middle of a large frame stop
+reading, all but the one closest to completing; ``connections.max.idle.ms`` closes
+connections without traffic (checked by the server's idle sweeper).
 
 Bad input: a malformed frame or an oversized size prefix closes the connection with
 one ``bad_request`` warning; an unsupported ApiVersions version is answered in the
@@ -49,6 +52,7 @@ from broker.dispatch import (
     dispatch,
     is_handled,
 )
+from broker.frame_budget import FrameBudget
 from broker.security.authz import AuthorizationDenied
 from broker.security.service import ConnectionSecurity, SecurityService
 from protocol.codec import decode_request, encode_response
@@ -59,7 +63,7 @@ from protocol.errors import (
     ProtocolError,
     UnsupportedVersion,
 )
-from protocol.framing import FrameReader
+from protocol.framing import ASSEMBLY_INITIAL, FrameReader
 from protocol.headers import RequestHeader
 from protocol.messages.api_versions import ApiVersion, ApiVersionsResponse
 
@@ -133,8 +137,13 @@ class KafkaConnection(asyncio.BufferedProtocol):
         server_tg: TaskGroup,
         *,
         tls: ssl.SSLContext | None = None,
+        budget: FrameBudget | None = None,
     ):
         self.ctx = ctx
+        # Broker-wide budget for partly received frames (None: not budgeted).
+        self._budget = budget
+        self._budget_held = 0
+        self._budget_paused = False
         # With ``tls`` the listener accepts plain TCP and this connection puts the
         # loop's TLS protocol in front of itself, so a failed handshake is logged
         # with its peer (servers created with ssl= drop those failures silently).
@@ -261,6 +270,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self._tg = None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._release_budget()
         if self.ctx.connections.pop(self.id, None) is None:
             return
         self._is_closed = True
@@ -279,6 +289,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if self._transport is not None and not self._is_closed:
             self._is_closed = True
             log.debug("connection_closing", conn=self.id, reason=reason)
+            self._release_budget()
             self._transport.abort()
 
     def stop_reading(self) -> None:
@@ -315,12 +326,13 @@ class KafkaConnection(asyncio.BufferedProtocol):
             return
         self.last_active = time.monotonic()
         self.ctx.metrics.bytes_in += nbytes
+        reader = self._reader
         try:
             if data is None:
-                self._reader.assembly_received(nbytes)
+                reader.assembly_received(nbytes)
             else:
-                self._reader.receive_data(data)
-            frames = self._reader.frames()
+                reader.receive_data(data)
+            frames = reader.frames()
         except FrameTooLarge as e:
             self._bad_request("frame_too_large", size=e.size, max_size=e.max_size)
             return
@@ -337,7 +349,61 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self.close("handler_failed")
             return
         self._flush()
+        if self._budget is not None and (self._budget_held or reader.assembly_held):
+            self._sync_budget()
         self._update_backpressure()
+
+    # -- the broker-wide budget for partly received frames ---------------------
+
+    @property
+    def frame_missing(self) -> int:
+        """Bytes of the partly received frame not yet received."""
+        return self._reader.assembly_missing
+
+    def _sync_budget(self) -> None:
+        """Report what the partly received frame holds; pause if the budget says so."""
+        budget = self._budget
+        assert budget is not None
+        reader = self._reader
+        held = reader.assembly_held
+        self._budget_held = held
+        may_read = budget.update(
+            self, held, large=reader.assembly_size > ASSEMBLY_INITIAL
+        )
+        if may_read == self._budget_paused:
+            self._budget_paused = not may_read
+            if not may_read:
+                log.debug(
+                    "frame_budget_pause",
+                    conn=self.id,
+                    peer=self.peer,
+                    held=held,
+                    frame_size=reader.assembly_size,
+                    budget_used=budget.used,
+                    budget=budget.limit,
+                )
+
+    def budget_resumed(self) -> None:
+        """The frame budget lets this connection read again."""
+        if self._budget_paused:
+            self._budget_paused = False
+            log.debug("frame_budget_resume", conn=self.id, peer=self.peer)
+            self._update_backpressure()
+
+    def _release_budget(self) -> None:
+        """Give back this connection's share of the frame budget (close, error)."""
+        budget = self._budget
+        if budget is not None and self._budget_held:
+            held, self._budget_held = self._budget_held, 0
+            self._budget_paused = False
+            budget.release(self)
+            log.debug(
+                "frame_budget_release",
+                conn=self.id,
+                peer=self.peer,
+                held=held,
+                budget_used=budget.used,
+            )
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; pending responses cannot be delivered
@@ -539,6 +605,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         over = (
             self._draining
             or self._write_paused
+            or self._budget_paused
             or self._inflight_bytes > self.ctx.config.max_inflight_bytes
         )
         if over and not self._read_paused:

@@ -45,6 +45,7 @@ from broker.config import DEFAULT_LISTENER_NAME, BrokerConfig, ListenerConfig
 from broker.connection import KafkaConnection
 from broker.context import BoundListener, BrokerContext
 from broker.dispatch import load_handlers
+from broker.frame_budget import FrameBudget
 from broker.groups.wiring import run_group_services
 from broker.logging import configure_logging
 from broker.security.service import SecurityService
@@ -92,6 +93,8 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
     # handler modules (and the message schemas they import) load on first use
     load_handlers(lazy=True)
     ctx = BrokerContext.create(config)
+    # shared by every listener's connections: bytes in partly received frames
+    frame_budget = FrameBudget(config.partial_frames_max_bytes)
     stop = stop or anyio.Event()
     listeners: list[_KafkaListener] = []
     try:
@@ -99,7 +102,9 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
         tls_contexts = _security(ctx)
         ctx.lock_data_dir()
         for lc in config.listeners:  # one by one: those bound are closed on failure
-            bound = await _KafkaListener.bind(ctx, lc, tls_contexts.get(lc.name))
+            bound = await _KafkaListener.bind(
+                ctx, lc, tls_contexts.get(lc.name), frame_budget
+            )
             listeners.append(bound)
         async with anyio.create_task_group() as root:
             root.start_soon(_watch_signals, stop)
@@ -213,7 +218,11 @@ class _KafkaListener:
 
     @classmethod
     async def bind(
-        cls, ctx: BrokerContext, lc: ListenerConfig, tls: ssl.SSLContext | None
+        cls,
+        ctx: BrokerContext,
+        lc: ListenerConfig,
+        tls: ssl.SSLContext | None,
+        budget: FrameBudget,
     ) -> _KafkaListener:
         """Bind ``lc``'s address without accepting yet (connections are refused)."""
         listener: _KafkaListener
@@ -222,7 +231,9 @@ class _KafkaListener:
             # TLS is layered by the connection itself (not ssl= here), so a
             # failed handshake is logged with its peer
             assert listener._conns is not None, "accepting before run()"
-            return KafkaConnection(ctx, lc.name, listener._conns, tls=tls)
+            return KafkaConnection(
+                ctx, lc.name, listener._conns, tls=tls, budget=budget
+            )
 
         try:
             server = await asyncio.get_running_loop().create_server(

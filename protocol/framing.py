@@ -9,12 +9,24 @@ Copying: a chunk passed as ``bytes`` is kept by reference, and every frame that 
 inside one chunk is returned as a zero-copy ``memoryview`` slice of it, so a chunk
 holding many small frames costs no copying at all. Other buffer types (a
 ``bytearray`` or ``memoryview`` the caller may reuse) are copied once on receipt. A
-frame that spans chunks is assembled into its own ``bytearray``, allocated once its
-size is known, with each byte copied once: O(n) for a 1 MiB frame in 64 KiB pieces.
-Returned frames stay valid for as long as the caller holds them. A caller that can
-receive into memory may skip even that copy for large frames:
-:meth:`FrameReader.assembly_buffer` hands out the unfilled part of the frame being
-assembled and :meth:`FrameReader.assembly_received` records what was written there.
+frame that spans chunks is assembled into its own ``bytearray``. Returned frames stay
+valid for as long as the caller holds them. A caller that can receive into memory may
+skip even that copy for large frames: :meth:`FrameReader.assembly_buffer` hands out
+the unfilled part of the frame's buffer and :meth:`FrameReader.assembly_received`
+records what was written there.
+
+Memory follows what arrives, not what the size prefix claims: a peer can claim
+100 MiB in four bytes and then trickle. The assembly buffer is sized at four times
+what has arrived of the frame (at least 16 KiB), and sized again the same way when
+more must fit, so it grows geometrically; a size within a factor of two of the
+claimed size becomes the claimed size (growing again for the last bytes would copy
+the frame once more). So it holds at most the largest of 32 KiB, eight times the
+bytes that have arrived, and those plus the minimum an in-place receive asks for,
+and never more than the claimed size. Measured (``bench/framing_bench.py``), growing
+one buffer keeps the in-place receive of large frames; a list of received chunks
+joined at completion copies slightly less when chunks are fed, but every in-place
+frame would pay a full extra copy. :attr:`FrameReader.assembly_held` is what the partly
+received frame holds, for a caller that budgets memory across connections.
 """
 
 from __future__ import annotations
@@ -29,6 +41,10 @@ _SIZE: Final = struct.Struct(">i")
 _EMPTY: Final = memoryview(b"")
 
 DEFAULT_MAX_FRAME_SIZE: Final = 100 * 1024 * 1024
+# A frame split across chunks gets a buffer of what has arrived of it, at least
+# this much, grown by _ASM_GROWTH whenever more arrives than it holds.
+ASSEMBLY_INITIAL: Final = 16 * 1024
+_ASM_GROWTH: Final = 4
 
 
 class NeedData:
@@ -49,6 +65,8 @@ class FrameReader:
     __slots__ = (
         "_asm",
         "_asm_filled",
+        "_asm_initial",
+        "_asm_size",
         "_asm_view",
         "_buffered",
         "_chunks",
@@ -59,14 +77,21 @@ class FrameReader:
         "max_frame_size",
     )
 
-    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+    def __init__(
+        self,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        *,
+        assembly_initial: int = ASSEMBLY_INITIAL,
+    ) -> None:
         self.max_frame_size = max_frame_size
+        self._asm_initial = max(1, assembly_initial)
         self._cur: memoryview = _EMPTY  # the chunk being split
         self._pos = 0  # where the unconsumed part of _cur starts
         self._chunks: deque[memoryview] = deque()  # chunks received after _cur
         self._header = bytearray()  # a size prefix split across chunks
-        self._asm: bytearray | None = None  # a frame split across chunks
+        self._asm: bytearray | None = None  # a frame split across chunks (capacity)
         self._asm_view: memoryview = _EMPTY
+        self._asm_size = 0  # its claimed size
         self._asm_filled = 0
         self._buffered = 0
         self._eof = False
@@ -75,6 +100,22 @@ class FrameReader:
     def buffered(self) -> int:
         """Bytes received but not yet returned in a frame."""
         return self._buffered
+
+    @property
+    def assembly_held(self) -> int:
+        """Bytes allocated for the partly received frame (0 when there is none)."""
+        asm = self._asm
+        return 0 if asm is None else len(asm)
+
+    @property
+    def assembly_size(self) -> int:
+        """The claimed size of the partly received frame (0 when there is none)."""
+        return 0 if self._asm is None else self._asm_size
+
+    @property
+    def assembly_missing(self) -> int:
+        """Bytes of the partly received frame not yet received (0 when none)."""
+        return 0 if self._asm is None else self._asm_size - self._asm_filled
 
     @property
     def at_eof(self) -> bool:
@@ -107,9 +148,35 @@ class FrameReader:
             raise FrameTooLarge(size, self.max_frame_size)
 
     def _start_assembly(self, size: int) -> None:
-        self._asm = bytearray(size)
-        self._asm_view = memoryview(self._asm)
+        # Sized by what has arrived of the body so far (the buffered bytes after
+        # this frame's size prefix), not by what the prefix claims; a frame arriving
+        # at full speed is usually allocated once.
+        self._asm_size = size
         self._asm_filled = 0
+        self._asm = bytearray(self._capacity(self._buffered - 4))
+        self._asm_view = memoryview(self._asm)
+
+    def _capacity(self, need: int) -> int:
+        """The buffer size for a frame of which ``need`` bytes must fit now.
+
+        Room for ``_ASM_GROWTH`` times that (at least ``assembly_initial``); within
+        a factor of two of the claimed size, all of it (growing again for the last
+        few bytes would copy the whole frame once more).
+        """
+        size = self._asm_size
+        cap = max(self._asm_initial, need * _ASM_GROWTH)
+        return size if cap * 2 > size else cap
+
+    def _grow(self, need: int, arrived: int) -> None:
+        """Grow the assembly buffer to hold ``need`` bytes, with room for
+        ``_ASM_GROWTH`` times the ``arrived`` ones (geometric growth, O(n) copying)."""
+        asm = self._asm
+        assert asm is not None
+        filled = self._asm_filled
+        grown = bytearray(max(need, self._capacity(arrived)))
+        grown[:filled] = self._asm_view[:filled]
+        self._asm = grown
+        self._asm_view = memoryview(grown)
 
     def next_frame(self) -> memoryview | NeedData:
         """The next complete frame's body, or ``NEED_DATA``.
@@ -150,9 +217,8 @@ class FrameReader:
 
     def _fill(self) -> memoryview | NeedData:
         """Copy what has arrived of a frame split across chunks into its buffer."""
-        asm = self._asm
-        assert asm is not None
-        size = len(asm)
+        assert self._asm is not None
+        size = self._asm_size
         while self._asm_filled < size:
             cur, pos = self._cur, self._pos
             take = min(size - self._asm_filled, len(cur) - pos)
@@ -161,9 +227,14 @@ class FrameReader:
                     return NEED_DATA
                 continue
             filled = self._asm_filled
+            if filled + take > len(self._asm):
+                # Room for every body byte buffered now (-4: the size prefix).
+                arrived = min(size, self._buffered - 4)
+                self._grow(arrived, arrived)
             self._asm_view[filled : filled + take] = cur[pos : pos + take]
             self._asm_filled = filled + take
             self._pos = pos + take
+        asm = self._asm
         self._asm, self._asm_view = None, _EMPTY
         self._buffered -= 4 + size
         return memoryview(asm)
@@ -173,17 +244,21 @@ class FrameReader:
 
         While a frame of which at least ``min_size`` bytes are still missing is
         being assembled and nothing else is buffered, this is the unfilled tail of
-        its buffer: a caller that can receive into memory (an
-        ``asyncio.BufferedProtocol``) reads the socket straight into it and then
-        calls :meth:`assembly_received`, so the frame is never copied. Bytes of the
-        next frame cannot land there: the tail is exactly what this frame lacks.
+        its buffer (grown first if less than ``min_size`` is left): a caller that
+        can receive into memory (an ``asyncio.BufferedProtocol``) reads the socket
+        straight into it and then calls :meth:`assembly_received`, so the frame is
+        not copied again until the buffer grows. Bytes of the next frame cannot
+        land there: the buffer never extends past this frame.
         """
         asm = self._asm
         if asm is None or self._chunks or self._pos < len(self._cur):
             return None
-        if len(asm) - self._asm_filled < min_size:
+        filled = self._asm_filled
+        if self._asm_size - filled < min_size:
             return None
-        return self._asm_view[self._asm_filled :]
+        if len(asm) - filled < min_size:
+            self._grow(filled + min_size, filled)
+        return self._asm_view[filled:]
 
     def assembly_received(self, nbytes: int) -> None:
         """``nbytes`` were written at the start of the last :meth:`assembly_buffer`."""

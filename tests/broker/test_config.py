@@ -107,6 +107,17 @@ def test_transaction_max_timeout_defaults_to_kafkas_and_must_be_positive() -> No
         resolve(flags={}, sets={"transaction.max.timeout.ms": "0"})
 
 
+def test_partial_frame_budget_defaults_to_256_mib_and_is_validated() -> None:
+    """ailurus.partial.frames.max.bytes: 256 MiB by default, settable, at least 1."""
+    assert resolve(flags={}, sets={}).partial_frames_max_bytes == 256 * 1024 * 1024
+    cfg = resolve(flags={}, sets={"ailurus.partial.frames.max.bytes": "4194304"})
+    assert cfg.partial_frames_max_bytes == 4 * 1024 * 1024
+    assert "ailurus.partial.frames.max.bytes" not in cfg.topic_defaults
+    for bad in ("0", "-5", "lots"):
+        with pytest.raises(ConfigError, match=r"ailurus\.partial\.frames\.max\.bytes"):
+            resolve(flags={}, sets={"ailurus.partial.frames.max.bytes": bad})
+
+
 @pytest.mark.parametrize("suffix", [".yaml", ".toml"])
 def test_file_values_lose_to_flags(tmp_path: Path, suffix: str) -> None:
     """A YAML or TOML file fills what flags leave unset; flags and --set win."""

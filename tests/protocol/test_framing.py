@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import itertools
 import struct
+import tracemalloc
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.errors import FrameTooLarge
-from protocol.framing import NEED_DATA, FrameReader, NeedData
+from protocol.framing import ASSEMBLY_INITIAL, NEED_DATA, FrameReader, NeedData
+
+MIB = 1024 * 1024
 
 
 def frame(body: bytes) -> bytes:
@@ -149,19 +152,114 @@ def test_receiving_in_place_gives_the_same_frames(
 
 
 def test_large_frame_body_is_received_in_place() -> None:
-    """After the size prefix, the frame's own buffer is offered; no other copy."""
+    """After the size prefix, the frame's own buffer is offered, grown as it fills;
+    the completed frame is the buffer last received into."""
     body = bytes(range(256)) * 4096  # 1 MiB
     reader = FrameReader()
     reader.receive_data(frame(body)[:1000])
     assert reader.frames() == []
-    view = reader.assembly_buffer(64 * 1024)
-    assert view is not None
-    assert len(view) == len(body) - 996
-    view[: len(view)] = body[996:]
-    reader.assembly_received(len(view))
+    pos, last = 996, None
+    while pos < len(body):
+        view = reader.assembly_buffer(16 * 1024)
+        assert view is not None
+        assert len(view) >= 16 * 1024
+        assert len(view) <= len(body) - pos  # never past this frame
+        n = min(len(view), 200 * 1024)
+        view[:n] = body[pos : pos + n]
+        reader.assembly_received(n)
+        pos, last = pos + n, view
     (got,) = reader.frames()
-    assert got.obj is view.obj  # the frame is the buffer received into
+    assert last is not None
+    assert got.obj is last.obj  # the frame is the buffer received into
     assert bytes(got) == body
     assert reader.assembly_buffer(1) is None  # nothing being assembled
     reader.receive_data(frame(b"x" * 10)[:6])
     assert reader.assembly_buffer(64 * 1024) is None  # too little missing
+
+
+def test_claimed_size_is_not_allocated_before_the_bytes_arrive() -> None:
+    """A prefix claiming 100 MiB followed by a trickle allocates about the trickle."""
+    reader = FrameReader()
+    tracemalloc.start()
+    try:
+        reader.receive_data(struct.pack(">i", 100 * MIB))
+        for _ in range(8):
+            reader.receive_data(b"t" * 1024)
+            assert reader.frames() == []
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 * MIB
+    assert reader.assembly_size == 100 * MIB
+    assert reader.assembly_missing == 100 * MIB - 8 * 1024
+    assert 8 * 1024 <= reader.assembly_held <= 2 * ASSEMBLY_INITIAL
+
+
+def test_assembly_buffer_grows_geometrically_with_the_bytes_received() -> None:
+    """A 64 MiB frame trickling in holds at most a few times what arrived, and a
+    frame fully arrived is held exactly."""
+    size = 64 * MIB
+    reader = FrameReader()
+    reader.receive_data(struct.pack(">i", size))
+    received = 0
+    piece = b"p" * (256 * 1024)
+    allocations = set()
+    while received < size:
+        reader.receive_data(piece)
+        received += len(piece)
+        frames = reader.frames()
+        if frames:
+            assert received == size
+            assert len(frames[0]) == size
+            break
+        held = reader.assembly_held
+        allocations.add(held)
+        assert received <= held <= max(2 * ASSEMBLY_INITIAL, 8 * received)
+    assert reader.assembly_held == 0
+    assert len(allocations) <= 6  # grown a handful of times, not per piece
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    bodies=st.lists(st.binary(max_size=600), min_size=1, max_size=8),
+    cuts=st.lists(st.integers(min_value=1, max_value=200), min_size=1, max_size=40),
+    min_size=st.integers(min_value=1, max_value=64),
+    initial=st.integers(min_value=1, max_value=128),
+    in_place=st.lists(st.booleans(), min_size=1, max_size=10),
+)
+def test_growing_assembly_buffers_give_the_same_frames(
+    bodies: list[bytes],
+    cuts: list[int],
+    min_size: int,
+    initial: int,
+    in_place: list[bool],
+) -> None:
+    """With a small initial assembly buffer (so every multi-chunk frame grows) and
+    any mix of fed chunks and in-place receives, the frames come out unchanged, and
+    a partly received frame never holds more than a few times what arrived."""
+    stream = b"".join(frame(b) for b in bodies)
+    reader = FrameReader(max_frame_size=600, assembly_initial=initial)
+    out: list[bytes] = []
+    pos = 0
+    for cut, place in zip(itertools.cycle(cuts), itertools.cycle(in_place)):
+        if pos >= len(stream):
+            break
+        view = reader.assembly_buffer(min_size) if place else None
+        if view is not None:
+            assert len(view) >= min_size
+            assert len(view) <= reader.assembly_missing
+            n = min(cut, len(view), len(stream) - pos)
+            view[:n] = stream[pos : pos + n]
+            reader.assembly_received(n)
+        else:
+            n = min(cut, len(stream) - pos)
+            reader.receive_data(stream[pos : pos + n])
+        pos += n
+        out += [bytes(f) for f in reader.frames()]
+        held, missing = reader.assembly_held, reader.assembly_missing
+        arrived = reader.assembly_size - missing
+        assert arrived <= held <= reader.assembly_size
+        assert held <= max(2 * initial, 8 * arrived, arrived + min_size)
+    assert out == bodies
+    assert reader.buffered == 0
+    assert reader.assembly_held == 0
