@@ -16,12 +16,20 @@ Layout::
 
 A topic directory without ``topic.json`` is a create that did not finish and is
 removed on open; partition directories beyond ``partition_count`` are an
-add_partitions that did not finish and are removed too. ``~`` cannot appear in a
+add_partitions that did not finish and are removed too. A create or add_partitions
+that fails while running closes what it opened and removes those directories at
+once, so no half-created topic holds descriptors or files.
+
+Limits: ``max_partitions`` caps the partitions of all topics together (creates and
+add_partitions beyond it raise :class:`PartitionLimit`; topics already on disk are
+always opened), and ``max_open_segments`` bounds the segment descriptors held open
+at once (:class:`~storage.fd_cache.FdCache`). ``~`` cannot appear in a
 Kafka topic name, so scratch names never collide with topics.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -36,11 +44,14 @@ from storage.errors import (
     InvalidConfig,
     InvalidTopicName,
     LogClosed,
+    PartitionLimit,
+    StorageError,
     StorageIOError,
     TopicExists,
     UnknownPartition,
     UnknownTopic,
 )
+from storage.fd_cache import FdCache
 from storage.fileops import DEFAULT_FILEOPS, FileOps
 from storage.lock import DataDirLock
 from storage.partition_log import PartitionLog, PartitionRecovery
@@ -85,10 +96,16 @@ class LogManager:
         default_configs: Mapping[str, str] | None = None,
         *,
         fileops: FileOps = DEFAULT_FILEOPS,
+        max_partitions: int | None = None,
+        max_open_segments: int | None = None,
     ) -> None:
         data_dir = os.fspath(data_dir)
         self.data_dir = data_dir
         self.fileops = fileops
+        self.max_partitions = max_partitions
+        self.handles = (
+            FdCache() if max_open_segments is None else FdCache(max_open_segments)
+        )
         self.defaults = dict(default_configs or {})
         TopicConfig.from_overrides(None, self.defaults)  # validate early
         self._root = os.path.join(data_dir, KAFKA_DIR)
@@ -151,6 +168,7 @@ class LogManager:
                     config=meta.config,
                     fileops=fileops,
                     clean=self.clean_start,
+                    handles=self.handles,
                 )
                 self._logs[meta.name, p] = log
                 if log.recovery is not None:
@@ -234,6 +252,20 @@ class LogManager:
             return list(self._logs.values())
 
     # -- topic operations --------------------------------------------------------
+    def partition_total(self) -> int:
+        """Partitions of all topics together (what ``max_partitions`` caps)."""
+        with self._lock:
+            return len(self._logs)
+
+    def _check_room(self, adding: int, what: str) -> None:
+        """Raise PartitionLimit unless ``adding`` more partitions fit (lock held)."""
+        cap = self.max_partitions
+        if cap is not None and len(self._logs) + adding > cap:
+            raise PartitionLimit(
+                f"{what} needs {adding} partitions; the broker holds "
+                f"{len(self._logs)} of at most {cap}"
+            )
+
     def create_topic(
         self,
         name: str,
@@ -241,7 +273,15 @@ class LogManager:
         configs: Mapping[str, str] | None = None,
         topic_id: bytes | uuid.UUID | None = None,
     ) -> TopicMeta:
-        """Create a topic and its empty partitions; the manifest is written last."""
+        """Create a topic and its empty partitions; the manifest is written last.
+
+        Raises PartitionLimit before touching the disk when the partitions would
+        exceed ``max_partitions``. If creating fails part-way (e.g. EMFILE, ENOSPC)
+        the partitions opened so far are closed and the topic directory is removed
+        before StorageIOError is raised: the topic does not exist, and nothing of it
+        holds a descriptor or stays on disk (a crash in between leaves a directory
+        without ``topic.json``, which the next open removes).
+        """
         validate_topic_name(name)
         if partitions < 1:
             raise InvalidConfig(f"partition count {partitions} must be at least 1")
@@ -250,6 +290,7 @@ class LogManager:
             self._check_open()
             if name in self._topics:
                 raise TopicExists(name)
+            self._check_room(partitions, f"topic {name}")
             if topic_id is None:
                 tid = uuid.uuid4().bytes
             elif isinstance(topic_id, uuid.UUID):
@@ -264,27 +305,22 @@ class LogManager:
                 name=name, topic_id=tid, partition_count=partitions, config=config
             )
             topic_dir = os.path.join(self._root, name)
-            if os.path.exists(topic_dir):
-                self.fileops.rmtree(topic_dir)  # leftover of a create that failed
+            logs: list[PartitionLog] = []
             try:
+                if os.path.exists(topic_dir):
+                    self.fileops.rmtree(topic_dir)  # leftover of a failed create
                 self.fileops.makedirs(topic_dir)
-                logs = [
-                    PartitionLog.open(
-                        os.path.join(topic_dir, str(p)),
-                        topic=name,
-                        partition=p,
-                        config=config,
-                        fileops=self.fileops,
-                        clean=True,
-                    )
+                logs.extend(
+                    self._new_partition(topic_dir, name, p, config)
                     for p in range(partitions)
-                ]
+                )
                 self.fileops.fsync_dir(topic_dir)
                 self._write_manifest(meta)
                 self.fileops.fsync_dir(self._root)
-            except OSError as exc:
+            except (OSError, StorageIOError) as exc:
+                self._discard(logs, [topic_dir])
                 raise StorageIOError(
-                    f"creating topic {name}: {exc}", errno=exc.errno
+                    f"creating topic {name}: {_reason(exc)}", errno=_errno(exc)
                 ) from exc
             self._topics[name] = meta
             self._by_id[tid] = name
@@ -293,7 +329,12 @@ class LogManager:
             return meta
 
     def add_partitions(self, name: str, total: int) -> TopicMeta:
-        """Grow a topic to ``total`` partitions (CreatePartitions)."""
+        """Grow a topic to ``total`` partitions (CreatePartitions).
+
+        Like :meth:`create_topic`: PartitionLimit before any disk work, and a
+        failure part-way closes and removes the new partitions (the topic keeps
+        its old count).
+        """
         with self._lock:
             self._check_open()
             meta = self._topics.get(name)
@@ -303,30 +344,55 @@ class LogManager:
                 raise InvalidConfig(
                     f"{name} has {meta.partition_count} partitions; cannot go to {total}"
                 )
+            self._check_room(total - meta.partition_count, f"growing {name}")
             topic_dir = os.path.join(self._root, name)
             new = replace(meta, partition_count=total)
+            logs: dict[int, PartitionLog] = {}
             try:
-                logs = {
-                    p: PartitionLog.open(
-                        os.path.join(topic_dir, str(p)),
-                        topic=name,
-                        partition=p,
-                        config=meta.config,
-                        fileops=self.fileops,
-                        clean=True,
-                    )
-                    for p in range(meta.partition_count, total)
-                }
+                for p in range(meta.partition_count, total):
+                    logs[p] = self._new_partition(topic_dir, name, p, meta.config)
                 self.fileops.fsync_dir(topic_dir)
                 self._write_manifest(new)
-            except OSError as exc:
+            except (OSError, StorageIOError) as exc:
+                self._discard(
+                    list(logs.values()),
+                    [
+                        os.path.join(topic_dir, str(p))
+                        for p in range(meta.partition_count, total)
+                    ],
+                )
                 raise StorageIOError(
-                    f"adding partitions to {name}: {exc}", errno=exc.errno
+                    f"adding partitions to {name}: {_reason(exc)}", errno=_errno(exc)
                 ) from exc
             for p, log in logs.items():
                 self._logs[name, p] = log
             self._topics[name] = new
             return new
+
+    def _new_partition(
+        self, topic_dir: str, name: str, index: int, config: TopicConfig
+    ) -> PartitionLog:
+        return PartitionLog.open(
+            os.path.join(topic_dir, str(index)),
+            topic=name,
+            partition=index,
+            config=config,
+            fileops=self.fileops,
+            clean=True,
+            handles=self.handles,
+        )
+
+    def _discard(self, logs: list[PartitionLog], paths: list[str]) -> None:
+        """Undo a failed create: close the new logs, remove their directories."""
+        for log in logs:
+            with contextlib.suppress(StorageError):
+                log.close(clean=False)
+        for path in paths:
+            # What cannot be removed now is removed by the next open: directories
+            # the manifest does not account for are leftovers.
+            with contextlib.suppress(OSError):
+                if os.path.lexists(path):
+                    self.fileops.rmtree(path)
 
     def alter_topic_configs(self, name: str, overrides: Mapping[str, str]) -> TopicMeta:
         """Replace a topic's config overrides (AlterConfigs; IncrementalAlter merges first)."""
@@ -466,3 +532,11 @@ class LogManager:
     def _check_open(self) -> None:
         if getattr(self, "_closed", False):
             raise LogClosed(f"log manager for {self.data_dir} is closed")
+
+
+def _reason(exc: OSError | StorageIOError) -> str:
+    return str(exc.strerror or exc) if isinstance(exc, OSError) else str(exc)
+
+
+def _errno(exc: OSError | StorageIOError) -> int | None:
+    return exc.errno

@@ -41,6 +41,7 @@ from storage.errors import (
     StorageError,
     StorageIOError,
 )
+from storage.fd_cache import FdCache
 from storage.fileops import FileOps
 from storage.log_reader import max_timestamp_offset, offset_for_timestamp, read_batches
 from storage.log_types import (
@@ -55,6 +56,7 @@ from storage.segment import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
     TIMEINDEX_SUFFIX,
+    UNBOUNDED,
     Segment,
     segment_base,
     segment_name,
@@ -99,12 +101,15 @@ class PartitionLog:
         partition: int,
         config: TopicConfig,
         fileops: FileOps,
+        handles: FdCache | None = None,
     ) -> None:
         self.directory = directory
         self.topic = topic
         self.partition = partition
         self.config = config
         self.fileops = fileops
+        # Segment descriptors: shared by every partition of a LogManager, bounded.
+        self.handles = UNBOUNDED if handles is None else handles
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._checkpoint_lock = threading.Lock()  # order: _lock, then this one
@@ -137,16 +142,29 @@ class PartitionLog:
         config: TopicConfig,
         fileops: FileOps,
         clean: bool,
+        handles: FdCache | None = None,
     ) -> PartitionLog:
-        """Open (creating if needed) and recover the partition in ``directory``."""
+        """Open (creating if needed) and recover the partition in ``directory``.
+
+        ``handles``: the descriptor cache its segments share with other partitions
+        (None: descriptors stay open until the log is closed).
+        """
         log = cls(
-            directory, topic=topic, partition=partition, config=config, fileops=fileops
+            directory,
+            topic=topic,
+            partition=partition,
+            config=config,
+            fileops=fileops,
+            handles=handles,
         )
         try:
             log._open(clean)
         except OSError as exc:
             log._close_fds()
             raise _io_error(f"opening {directory}", exc) from exc
+        except BaseException:
+            log._close_fds()  # no descriptor outlives a failed open
+            raise
         return log
 
     def _open(self, clean: bool) -> None:
@@ -161,11 +179,15 @@ class PartitionLog:
             clean=clean,
             recovery_point=recovery_point,
             epochs=self._epochs,
+            handles=self.handles,
         )
+        self._segments = segments  # closed by open() if the rest fails
         bases = [r.base_offset for r in reports]
         if not segments:
             start = max(log_start, recovery_point) if not bases else bases[0]
-            segments.append(Segment.create(fileops, self.directory, start))
+            segments.append(
+                Segment.create(fileops, self.directory, start, self.handles)
+            )
             self._dir_dirty = True
         self._segments = segments
         self._bases = [s.base_offset for s in segments]
@@ -178,7 +200,8 @@ class PartitionLog:
         # by the truncation or was already durable; a clean close fsynced the rest.
         for seg in segments:
             if not clean:
-                fileops.fsync(seg.fd)
+                with seg.handle() as fd:
+                    fileops.fsync(fd)
             if seg.indexes_dirty and seg is not segments[-1]:
                 seg.seal_time_index()
                 seg.write_indexes()
@@ -398,8 +421,8 @@ class PartitionLog:
             else:
                 seg.write(data, start)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                self.fileops.ftruncate(seg.fd, start)
+            with contextlib.suppress(OSError), seg.handle() as fd:
+                self.fileops.ftruncate(fd, start)
             if exc.errno not in _SPACE_ERRNOS:
                 # A failing disk (EIO, ...): like a failed fsync, the partition goes
                 # offline until it is reopened. Running out of space does not: the
@@ -444,7 +467,9 @@ class PartitionLog:
         try:
             old.seal_time_index()
             old.write_indexes()
-            new = Segment.create(self.fileops, self.directory, old.next_offset)
+            new = Segment.create(
+                self.fileops, self.directory, old.next_offset, self.handles
+            )
         except OSError as exc:
             raise _io_error(f"rolling {old.log_path}", exc) from exc
         self._segments.append(new)
@@ -521,7 +546,7 @@ class PartitionLog:
                 segs = list(self._unsynced.values())
                 self._unsynced.clear()
                 dir_dirty, self._dir_dirty = self._dir_dirty, False
-                fds = [self.fileops.dup(s.fd) for s in segs if not s.closed]
+                fds = [self._dup(s) for s in segs if not s.closed]
             try:
                 for fd in fds:
                     self.fileops.fdatasync(fd)
@@ -659,7 +684,9 @@ class PartitionLog:
                 for seg in self._segments:
                     seg.remove_files()
                 self._segments = [
-                    Segment.create(self.fileops, self.directory, base_offset)
+                    Segment.create(
+                        self.fileops, self.directory, base_offset, self.handles
+                    )
                 ]
             except OSError as exc:
                 self._failed = f"reset failed: {exc.strerror or exc}"
@@ -679,9 +706,8 @@ class PartitionLog:
     def start_writeback(self) -> None:
         """Start writing the active segment's new pages back, without waiting (bulk
         writers such as snapshot staging call it per chunk; see FileOps)."""
-        with self._lock:
-            seg = self._segments[-1]
-            self.fileops.start_writeback(seg.fd)
+        with self._lock, self._segments[-1].handle() as fd:
+            self.fileops.start_writeback(fd)
 
     # -- snapshots ----------------------------------------------------------------
     def adopt(self, staging_dir: str) -> int:
@@ -732,7 +758,7 @@ class PartitionLog:
                             self.fileops.replace(
                                 src, os.path.join(self.directory, stem + suffix)
                             )
-                    seg = Segment.open(self.fileops, self.directory, base)
+                    seg = Segment.open(self.fileops, self.directory, base, self.handles)
                     next_base = bases[i + 1] if i + 1 < len(bases) else None
                     if (
                         load_trusted(seg, self.config.index_interval_bytes, next_base)
@@ -771,7 +797,7 @@ class PartitionLog:
             if self._closed:
                 raise LogClosed(f"{self.topic}-{self.partition} is closed")
             plan = plan_copy(self._segments, start_offset, end_offset)
-            fds = [self.fileops.dup(step.segment.fd) for step in plan]
+            fds = [self._dup(step.segment) for step in plan]
         try:
             return execute_copy(self.fileops, plan, fds, dest_dir)
         except OSError as exc:
@@ -794,7 +820,8 @@ class PartitionLog:
                             seg.base_offset in self._unsynced
                             or seg is self._segments[-1]
                         ):
-                            self.fileops.fsync(seg.fd)
+                            with seg.handle() as fd:
+                                self.fileops.fsync(fd)
                             seg.seal_time_index()
                         if seg.indexes_dirty:
                             seg.write_indexes()
@@ -809,6 +836,11 @@ class PartitionLog:
             finally:
                 self._closed = True
                 self._close_fds()
+
+    def _dup(self, seg: Segment) -> int:
+        """A descriptor of ``seg`` of the caller's own (for work outside the lock)."""
+        with seg.handle() as fd:
+            return self.fileops.dup(fd)
 
     def _close_fds(self) -> None:
         for seg in self._segments:
