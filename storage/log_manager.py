@@ -113,6 +113,9 @@ class LogManager:
         self._topics: dict[str, TopicMeta] = {}
         self._by_id: dict[bytes, str] = {}
         self._logs: dict[tuple[str, int], PartitionLog] = {}
+        # creates and grows in progress: topic name -> partitions reserved
+        self._pending: dict[str, int] = {}
+        self._pending_ids: set[bytes] = set()
         self.recovery: list[PartitionRecovery] = []
         self.removed: list[str] = []  # incomplete creates / deletes cleaned up on open
         self._dir_lock = DataDirLock(data_dir)
@@ -258,12 +261,14 @@ class LogManager:
             return len(self._logs)
 
     def _check_room(self, adding: int, what: str) -> None:
-        """Raise PartitionLimit unless ``adding`` more partitions fit (lock held)."""
+        """Raise PartitionLimit unless ``adding`` more partitions fit (lock held);
+        partitions of creates still running count as taken."""
         cap = self.max_partitions
-        if cap is not None and len(self._logs) + adding > cap:
+        held = len(self._logs) + sum(self._pending.values())
+        if cap is not None and held + adding > cap:
             raise PartitionLimit(
                 f"{what} needs {adding} partitions; the broker holds "
-                f"{len(self._logs)} of at most {cap}"
+                f"{held} of at most {cap}"
             )
 
     def create_topic(
@@ -274,6 +279,12 @@ class LogManager:
         topic_id: bytes | uuid.UUID | None = None,
     ) -> TopicMeta:
         """Create a topic and its empty partitions; the manifest is written last.
+
+        The manager's lock is held only to check and reserve the name, id and
+        partition count and to publish the topic, not while its files are made, so
+        a large create does not stall readers and writers of other topics. Until it
+        is published the topic is unknown to queries; a second create of the same
+        name or id meanwhile raises TopicExists.
 
         Raises PartitionLimit before touching the disk when the partitions would
         exceed ``max_partitions``. If creating fails part-way (e.g. EMFILE, ENOSPC)
@@ -286,26 +297,29 @@ class LogManager:
         if partitions < 1:
             raise InvalidConfig(f"partition count {partitions} must be at least 1")
         config = TopicConfig.from_overrides(configs, self.defaults)
+        if topic_id is None:
+            tid = uuid.uuid4().bytes
+        elif isinstance(topic_id, uuid.UUID):
+            tid = topic_id.bytes
+        else:
+            tid = bytes(topic_id)
+        if len(tid) != 16 or not any(tid):
+            raise InvalidConfig(f"topic id {tid.hex()} is not 16 non-zero bytes")
         with self._lock:
             self._check_open()
-            if name in self._topics:
+            if name in self._topics or name in self._pending:
                 raise TopicExists(name)
-            self._check_room(partitions, f"topic {name}")
-            if topic_id is None:
-                tid = uuid.uuid4().bytes
-            elif isinstance(topic_id, uuid.UUID):
-                tid = topic_id.bytes
-            else:
-                tid = bytes(topic_id)
-            if len(tid) != 16 or not any(tid):
-                raise InvalidConfig(f"topic id {tid.hex()} is not 16 non-zero bytes")
-            if tid in self._by_id:
+            if tid in self._by_id or tid in self._pending_ids:
                 raise TopicExists(f"topic id {tid.hex()} is taken")
-            meta = TopicMeta(
-                name=name, topic_id=tid, partition_count=partitions, config=config
-            )
-            topic_dir = os.path.join(self._root, name)
-            logs: list[PartitionLog] = []
+            self._check_room(partitions, f"topic {name}")
+            self._pending[name] = partitions
+            self._pending_ids.add(tid)
+        meta = TopicMeta(
+            name=name, topic_id=tid, partition_count=partitions, config=config
+        )
+        topic_dir = os.path.join(self._root, name)
+        logs: list[PartitionLog] = []
+        try:
             try:
                 if os.path.exists(topic_dir):
                     self.fileops.rmtree(topic_dir)  # leftover of a failed create
@@ -322,52 +336,90 @@ class LogManager:
                 raise StorageIOError(
                     f"creating topic {name}: {_reason(exc)}", errno=_errno(exc)
                 ) from exc
-            self._topics[name] = meta
-            self._by_id[tid] = name
-            for p, log in enumerate(logs):
-                self._logs[name, p] = log
+            except BaseException:
+                self._discard(logs, [topic_dir])
+                raise
+            with self._lock:
+                closed = self._closed
+                if not closed:
+                    self._topics[name] = meta
+                    self._by_id[tid] = name
+                    for p, log in enumerate(logs):
+                        self._logs[name, p] = log
+            if closed:  # closed meanwhile: the next open finds the topic on disk
+                for log in logs:
+                    with contextlib.suppress(StorageError):
+                        log.close(clean=False)
+                raise LogClosed(f"log manager for {self.data_dir} is closed")
             return meta
+        finally:
+            with self._lock:
+                del self._pending[name]
+                self._pending_ids.discard(tid)
 
     def add_partitions(self, name: str, total: int) -> TopicMeta:
         """Grow a topic to ``total`` partitions (CreatePartitions).
 
-        Like :meth:`create_topic`: PartitionLimit before any disk work, and a
+        Like :meth:`create_topic`: the lock is not held while the new partitions'
+        files are made, PartitionLimit is raised before any disk work, and a
         failure part-way closes and removes the new partitions (the topic keeps
-        its old count).
+        its old count). A second grow of the same topic meanwhile raises
+        InvalidConfig; a topic deleted meanwhile raises UnknownTopic.
         """
         with self._lock:
             self._check_open()
             meta = self._topics.get(name)
             if meta is None:
                 raise UnknownTopic(name)
+            if name in self._pending:
+                raise InvalidConfig(f"partitions are being added to {name} already")
             if total <= meta.partition_count:
                 raise InvalidConfig(
                     f"{name} has {meta.partition_count} partitions; cannot go to {total}"
                 )
             self._check_room(total - meta.partition_count, f"growing {name}")
-            topic_dir = os.path.join(self._root, name)
-            new = replace(meta, partition_count=total)
-            logs: dict[int, PartitionLog] = {}
+            self._pending[name] = total - meta.partition_count
+        topic_dir = os.path.join(self._root, name)
+        new_dirs = [
+            os.path.join(topic_dir, str(p)) for p in range(meta.partition_count, total)
+        ]
+        logs: dict[int, PartitionLog] = {}
+        try:
             try:
                 for p in range(meta.partition_count, total):
                     logs[p] = self._new_partition(topic_dir, name, p, meta.config)
                 self.fileops.fsync_dir(topic_dir)
-                self._write_manifest(new)
             except (OSError, StorageIOError) as exc:
-                self._discard(
-                    list(logs.values()),
-                    [
-                        os.path.join(topic_dir, str(p))
-                        for p in range(meta.partition_count, total)
-                    ],
-                )
+                self._discard(list(logs.values()), new_dirs)
                 raise StorageIOError(
                     f"adding partitions to {name}: {_reason(exc)}", errno=_errno(exc)
                 ) from exc
-            for p, log in logs.items():
-                self._logs[name, p] = log
-            self._topics[name] = new
-            return new
+            except BaseException:
+                self._discard(list(logs.values()), new_dirs)
+                raise
+            with self._lock:
+                current = self._topics.get(name)
+                try:
+                    self._check_open()
+                    if current is None or current.topic_id != meta.topic_id:
+                        raise UnknownTopic(name)
+                    new = replace(current, partition_count=total)
+                    self._write_manifest(new)  # small; under the lock like alter
+                except (OSError, StorageError) as exc:
+                    self._discard(list(logs.values()), new_dirs)
+                    if isinstance(exc, OSError):
+                        raise StorageIOError(
+                            f"adding partitions to {name}: {_reason(exc)}",
+                            errno=exc.errno,
+                        ) from exc
+                    raise
+                for p, log in logs.items():
+                    self._logs[name, p] = log
+                self._topics[name] = new
+                return new
+        finally:
+            with self._lock:
+                del self._pending[name]
 
     def _new_partition(
         self, topic_dir: str, name: str, index: int, config: TopicConfig
