@@ -8,8 +8,10 @@ plus a ``set:`` mapping of Kafka config names, exactly what ``--set key=value`` 
 
 ``--set`` keys that name a broker setting (``auto.create.topics.enable``,
 ``num.partitions``, ``connections.max.idle.ms``, ``socket.request.max.bytes``,
-``queued.max.request.bytes``, ``max.connections``, ``message.max.bytes``) configure the
-broker; every other key is a topic default (``retention.ms``, ``segment.bytes``,
+``queued.max.request.bytes``, ``max.connections``, ``message.max.bytes``, and the caps
+``ailurus.max.partitions``, ``ailurus.max.partitions.per.request``,
+``ailurus.max.open.segment.files``, ``ailurus.auto.create.topics.per.request``, see
+``broker.fdlimits``) configure the broker; every other key is a topic default (``retention.ms``, ``segment.bytes``,
 ``max.message.bytes``, ...) handed to storage for topics that do not override it.
 
 Snapshots (``broker.snapshot_watcher``, ``broker.snapshot_scheduler``): ``--set`` keys
@@ -228,6 +230,11 @@ _BROKER_KEYS: Final[dict[str, tuple[str, type]]] = {
     "ailurus.shutdown.grace.ms": ("shutdown_grace_ms", int),
     # free-space floor of the data dir's file system (broker.diskguard); 0 = off
     "ailurus.disk.min.free.bytes": ("min_free_bytes", int),
+    # partition and descriptor caps (broker.fdlimits derives unset ones at start)
+    "ailurus.max.partitions": ("max_partitions", int),
+    "ailurus.max.partitions.per.request": ("max_partitions_per_request", int),
+    "ailurus.max.open.segment.files": ("max_open_segment_files", int),
+    "ailurus.auto.create.topics.per.request": ("auto_create_topics_per_request", int),
     # consumer groups (broker.groups.wiring.GROUP_KEYS reads these attributes)
     "group.initial.rebalance.delay.ms": ("initial_rebalance_delay_ms", int),
     "group.min.session.timeout.ms": ("min_session_timeout_ms", int),
@@ -277,6 +284,14 @@ class BrokerConfig:
     message_max_bytes: int = 1_048_588
     shutdown_grace_ms: int = 5_000
     min_free_bytes: int = 64 * 1024 * 1024  # broker.diskguard.DEFAULT_MIN_FREE_BYTES
+    # Partitions of all topics together, and segment descriptors open at once;
+    # None: derived from the descriptor limit at start (broker.fdlimits).
+    max_partitions: int | None = None
+    max_open_segment_files: int | None = None
+    # Partitions one CreateTopics/CreatePartitions request may add, and topics one
+    # Metadata request may auto-create (the rest: UNKNOWN_TOPIC_OR_PARTITION).
+    max_partitions_per_request: int = 5_000
+    auto_create_topics_per_request: int = 100
     # consumer groups; None keeps broker.groups' own defaults (delay 0, 7-day offsets)
     initial_rebalance_delay_ms: int | None = None
     min_session_timeout_ms: int | None = None
@@ -502,6 +517,16 @@ def resolve(
     cfg = replace(cfg, **broker_values)  # type: ignore[arg-type]
     if cfg.default_partitions < 1:
         raise ConfigError("num.partitions must be at least 1")
+    for key in (
+        "ailurus.max.partitions",
+        "ailurus.max.partitions.per.request",
+        "ailurus.max.open.segment.files",
+    ):
+        value = getattr(cfg, _BROKER_KEYS[key][0])
+        if value is not None and value < 1:
+            raise ConfigError(f"{key} must be at least 1")
+    if cfg.auto_create_topics_per_request < 0:
+        raise ConfigError("ailurus.auto.create.topics.per.request must be >= 0")
     if cfg.snapshot_scan_interval_ms < 1:
         raise ConfigError("snapshot.scan.interval.ms must be at least 1")
     for key in ("snapshot.settle.ms", "snapshot.ingest.bytes.per.sec"):

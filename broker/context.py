@@ -6,7 +6,7 @@ the event loop and the synchronous storage layer: opening and recovering the dat
 dir in a worker thread, appends that schedule a group-commit round, topic creation
 with a ``topic_change`` log event, and the admin/metrics views of topics.
 
-Hooks wired in later by the lead (typed loosely on purpose so this module does not
+Hooks wired in later (typed loosely on purpose so this module does not
 import them): ``groups`` (the consumer-group service, broker.groups.service) and
 ``producers`` (idempotent-producer state). Handlers that need them check for None.
 """
@@ -25,6 +25,7 @@ from broker.config import BrokerConfig
 from broker.diskguard import DiskGuard, storage_fileops
 from broker.diskguard import metric_lines as diskguard_metric_lines
 from broker.durability import GroupCommit, PartitionWaiters
+from broker.fdlimits import current_nofile, storage_limits
 from broker.metrics import Metrics
 from storage.errors import StorageError
 
@@ -78,7 +79,7 @@ class BrokerContext:
     connections: dict[int, KafkaConnection] = field(default_factory=dict)
     ready: bool = False
     shutting_down: bool = False
-    # Hooks for services wired in by the lead (H7): consumer groups, producer ids.
+    # Hooks for services wired in later: consumer groups, producer ids.
     groups: object | None = None
     producers: object | None = None
     # Security (broker.security.service.SecurityService), set by the server.
@@ -115,6 +116,14 @@ class BrokerContext:
         started = time.perf_counter()
         from storage.log_manager import LogManager
 
+        limits = storage_limits(config, current_nofile())
+        log.info(
+            "storage_limits",
+            max_partitions=limits.max_partitions,
+            max_open_segment_files=limits.max_open_segment_files,
+            max_partitions_per_request=config.max_partitions_per_request,
+            auto_create_topics_per_request=config.auto_create_topics_per_request,
+        )
         try:
             config.data_dir.mkdir(parents=True, exist_ok=True)
             fileops, self.diskguard = storage_fileops(
@@ -122,7 +131,11 @@ class BrokerContext:
             )
             manager = await anyio.to_thread.run_sync(
                 lambda: LogManager(
-                    str(config.data_dir), dict(config.topic_defaults), fileops=fileops
+                    str(config.data_dir),
+                    dict(config.topic_defaults),
+                    fileops=fileops,
+                    max_partitions=limits.max_partitions,
+                    max_open_segments=limits.max_open_segment_files,
                 )
             )
         except (StorageError, OSError) as e:

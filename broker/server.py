@@ -12,7 +12,8 @@ Task tree (anyio on asyncio + uvloop)::
         └── background jobs: idle-connection sweeper, retention, flush of write-caching
             topics (flush.ms)
 
-Start-up opens and recovers every partition in a worker thread, logs the findings,
+Start-up raises the soft descriptor limit to the hard one (``broker.fdlimits``),
+opens and recovers every partition in a worker thread, logs the findings,
 then binds the listeners and becomes ready (``ready`` event; ``--ready-file``).
 Shutdown: stop accepting, wake long polls, let in-flight requests finish within the
 grace period (``ailurus.shutdown.grace.ms``), cancel the rest, fsync, close storage
@@ -25,6 +26,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import ssl
 import time
 from dataclasses import replace
@@ -39,7 +41,9 @@ from broker.config import BrokerConfig, ListenerConfig
 from broker.connection import KafkaConnection
 from broker.context import BoundListener, BrokerContext, StartupError
 from broker.dispatch import load_handlers
+from broker.fdlimits import raise_nofile_limit
 from broker.groups.wiring import run_group_services
+from broker.listener import Acceptor, bind_socket
 from broker.logging import configure_logging
 from broker.security.service import SecurityService
 from broker.security.tls import TlsConfigError, server_context
@@ -73,6 +77,7 @@ def run(config: BrokerConfig) -> int:
 async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> None:
     """Run a broker in the current event loop until ``stop`` is set or a signal arrives."""
     started = time.perf_counter()
+    raise_nofile_limit()
     # handler modules (and the message schemas they import) load on first use
     load_handlers(lazy=True)
     ctx = BrokerContext.create(config)
@@ -90,7 +95,7 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
                 # duplicate check (a retried batch appended twice after a restart).
                 serving.start_soon(ctx.group_commit.run)
                 await serving.start(run_group_services, ctx)
-                servers: list[asyncio.Server] = [
+                servers: list[Acceptor] = [
                     await serving.start(_listen, ctx, lc, tls_contexts.get(lc.name))
                     for lc in config.listeners
                 ]
@@ -169,23 +174,24 @@ async def _listen(
     lc: ListenerConfig,
     tls: ssl.SSLContext | None,
     *,
-    task_status: anyio.abc.TaskStatus[asyncio.Server],
+    task_status: anyio.abc.TaskStatus[Acceptor],
 ) -> None:
     loop = asyncio.get_running_loop()
+    try:
+        sock = bind_socket(lc.bind.host, lc.bind.port)
+    except OSError as e:
+        raise StartupError(f"cannot listen on {lc.bind}: {e.strerror or e}") from e
+    acceptor = Acceptor(lc.name, sock)
     async with anyio.create_task_group() as conns:
-        try:
-            server = await loop.create_server(
-                # TLS is layered by the connection itself (not ssl= here), so a
-                # failed handshake is logged with its peer
-                lambda: KafkaConnection(ctx, lc.name, conns, tls=tls),
-                lc.bind.host,
-                lc.bind.port,
-                reuse_address=True,
-                backlog=1024,
+
+        async def connected(conn: socket.socket) -> None:
+            # TLS is layered by the connection itself (not ssl= here), so a
+            # failed handshake is logged with its peer
+            await loop.connect_accepted_socket(
+                lambda: KafkaConnection(ctx, lc.name, conns, tls=tls), conn
             )
-        except OSError as e:
-            raise StartupError(f"cannot listen on {lc.bind}: {e.strerror}") from e
-        sockname = server.sockets[0].getsockname()
+
+        sockname = sock.getsockname()
         host, port = str(sockname[0]), int(sockname[1])
         adv = lc.advertised
         adv_host = adv.host if adv is not None else host
@@ -207,17 +213,19 @@ async def _listen(
             advertised=f"{adv_host}:{adv_port}",
             security_protocol=ctx.config.security.protocol_of(lc.name),
         )
-        task_status.started(server)
+        task_status.started(acceptor)
         try:
+            await acceptor.run(connected)  # until _drain closes it
             await anyio.sleep_forever()
         finally:
-            server.close()
+            acceptor.close()
+            sock.close()
             for conn in list(ctx.connections.values()):
                 if conn.listener == lc.name:
                     conn.close("shutdown")
 
 
-async def _drain(ctx: BrokerContext, servers: list[asyncio.Server]) -> None:
+async def _drain(ctx: BrokerContext, servers: list[Acceptor]) -> None:
     """Stop accepting, wake long polls, wait (bounded) for in-flight requests."""
     ctx.shutting_down = True
     log.info("shutting_down", connections=len(ctx.connections))

@@ -77,6 +77,8 @@ CHECKPOINT_FILE: Final = "checkpoint.json"
 # Write errors that mean "no space": refused, rolled back, and the log stays online.
 # Any other write error (EIO, ...) marks the log failed, as a failed fsync does.
 _SPACE_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
+# Out of descriptors (reopening an evicted segment): refused, the log stays online.
+_TRANSIENT_ERRNOS: Final = _SPACE_ERRNOS | {errno.EMFILE, errno.ENFILE}
 _MAX_RELATIVE_OFFSET: Final = 2**31 - 1
 
 Buffer = bytes | bytearray | memoryview
@@ -423,7 +425,7 @@ class PartitionLog:
         except OSError as exc:
             with contextlib.suppress(OSError), seg.handle() as fd:
                 self.fileops.ftruncate(fd, start)
-            if exc.errno not in _SPACE_ERRNOS:
+            if exc.errno not in _TRANSIENT_ERRNOS:
                 # A failing disk (EIO, ...): like a failed fsync, the partition goes
                 # offline until it is reopened. Running out of space does not: the
                 # disk-full floor (broker/diskguard.py) resumes without a restart.
@@ -497,14 +499,17 @@ class PartitionLog:
                 raise OffsetOutOfRange(offset, self._log_start, end_offset)
             if upper_bound is not None:
                 end_offset = min(end_offset, upper_bound)
-            return read_batches(
-                self._segments,
-                self._bases,
-                offset,
-                max_bytes,
-                end_offset,
-                mmap=self.read_mode == "mmap",
-            )
+            try:
+                return read_batches(
+                    self._segments,
+                    self._bases,
+                    offset,
+                    max_bytes,
+                    end_offset,
+                    mmap=self.read_mode == "mmap",
+                )
+            except OSError as exc:  # reopening an evicted segment (EMFILE, ...)
+                raise _io_error(f"reading {self.directory}", exc) from exc
 
     # -- ListOffsets / OffsetForLeaderEpoch ---------------------------------------
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
@@ -512,13 +517,21 @@ class PartitionLog:
         the log start whose timestamp is >= ``timestamp_ms``; None if there is none.
         """
         with self._lock:
-            return offset_for_timestamp(self._segments, self._log_start, timestamp_ms)
+            try:
+                return offset_for_timestamp(
+                    self._segments, self._log_start, timestamp_ms
+                )
+            except OSError as exc:
+                raise _io_error(f"reading {self.directory}", exc) from exc
 
     def max_timestamp_offset(self) -> tuple[int, int]:
         """ListOffsets -3: (offset, timestamp) of the first record with the largest
         timestamp at or after the log start; (-1, -1) if the log is empty."""
         with self._lock:
-            return max_timestamp_offset(self._segments, self._log_start)
+            try:
+                return max_timestamp_offset(self._segments, self._log_start)
+            except OSError as exc:
+                raise _io_error(f"reading {self.directory}", exc) from exc
 
     def epoch_end_offset(self, epoch: int) -> tuple[int, int]:
         """OffsetForLeaderEpoch: (largest epoch <= ``epoch``, its end offset)."""
@@ -543,10 +556,17 @@ class PartitionLog:
                 if self._closed:
                     return self._durable
                 target = self._segments[-1].next_offset
-                segs = list(self._unsynced.values())
+                segs = [s for s in self._unsynced.values() if not s.closed]
+                fds: list[int] = []
+                try:
+                    fds.extend(self._dup(s) for s in segs)
+                except OSError as exc:  # out of descriptors: retried next round
+                    for fd in fds:
+                        with contextlib.suppress(OSError):
+                            self.fileops.close(fd)
+                    raise _io_error(f"syncing {self.directory}", exc) from exc
                 self._unsynced.clear()
                 dir_dirty, self._dir_dirty = self._dir_dirty, False
-                fds = [self._dup(s) for s in segs if not s.closed]
             try:
                 for fd in fds:
                     self.fileops.fdatasync(fd)
