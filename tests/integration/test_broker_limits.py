@@ -27,6 +27,10 @@ from protocol.messages.create_topics import (
     CreateTopicsRequest,
     CreateTopicsResponse,
 )
+from protocol.messages.describe_cluster import (
+    DescribeClusterRequest,
+    DescribeClusterResponse,
+)
 from protocol.messages.metadata import (
     MetadataRequest,
     MetadataRequestTopic,
@@ -288,3 +292,31 @@ def test_accept_errors_are_survived_and_a_failed_create_leaves_nothing(
         }
     status, _ = b.http("/v1/status/ready")
     assert status == 200
+
+
+def test_a_request_that_cannot_load_its_handler_closes_only_its_connection(
+    broker_factory: Factory,
+) -> None:
+    """DescribeCluster's schema and handler load on first use; with no descriptor
+    left to read their modules, that connection is closed and the broker goes on."""
+    b = broker_factory()
+    pid = b.proc.pid
+    soft, hard = nofile_of(pid)
+    with b.connect() as sock:
+        api_versions(sock)
+        resource.prlimit(
+            pid, resource.RLIMIT_NOFILE, (len(os.listdir(f"/proc/{pid}/fd")), hard)
+        )
+        try:
+            with pytest.raises((ConnectionError, OSError)):
+                request(sock, 60, 0, DescribeClusterRequest())
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+    wait_for(lambda: b.events("handler_failed"), "handler_failed")
+    [failed] = b.events("handler_failed")
+    assert "Too many open files" in failed["exception"]
+    assert b.proc.poll() is None
+    with b.connect() as sock:
+        resp = request(sock, 60, 0, DescribeClusterRequest())
+        assert isinstance(resp, DescribeClusterResponse)
+        assert resp.error_code == ErrorCode.NONE
