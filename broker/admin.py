@@ -38,6 +38,7 @@ import anyio.abc
 import structlog
 
 from broker.metrics import process_metric_lines
+from broker.listener import serve_listener
 from broker.security.admin_auth import (
     AdminAuthError,
     authorized,
@@ -152,8 +153,13 @@ async def serve_admin(
     ctx.admin_address = (host, port)
     log.info("listening", listener="admin", host=host, port=port)
     task_status.started((host, port))
-    async with listener:
-        await listener.serve(lambda stream: _serve_one(ctx, stream))
+    async with listener, anyio.create_task_group() as tg:
+        # accept() errors (EMFILE, ...) are logged and survived: broker.listener
+        for one in listener.listeners:
+            assert isinstance(one, anyio.abc.SocketListener)  # a TCP listener
+            tg.start_soon(
+                serve_listener, one, "admin", lambda stream: _serve_one(ctx, stream)
+            )
 
 
 async def _serve_one(ctx: BrokerContext, stream: anyio.abc.SocketStream) -> None:

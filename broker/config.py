@@ -9,9 +9,11 @@ plus a ``set:`` mapping of Kafka config names, exactly what ``--set key=value`` 
 ``--set`` keys that name a broker setting (``auto.create.topics.enable``,
 ``num.partitions``, ``connections.max.idle.ms``, ``socket.request.max.bytes``,
 ``queued.max.request.bytes``, ``max.connections``, ``message.max.bytes``,
-``ailurus.partial.frames.max.bytes``) configure the broker; every other key is a topic
-default (``retention.ms``, ``segment.bytes``, ``max.message.bytes``, ...) handed to
-storage for topics that do not override it.
+``ailurus.partial.frames.max.bytes``, and the caps ``ailurus.max.partitions``,
+``ailurus.max.partitions.per.request``, ``ailurus.max.open.segment.files``,
+``ailurus.auto.create.topics.per.request`` (see ``broker.fdlimits``)) configure the
+broker; every other key is a topic default (``retention.ms``, ``segment.bytes``,
+``max.message.bytes``, ...) handed to storage for topics that do not override it.
 
 ``queued.max.request.bytes`` caps, per connection, the bytes of requests received and
 not yet answered; ``ailurus.partial.frames.max.bytes`` (default 256 MiB) caps, across
@@ -237,6 +239,11 @@ _BROKER_KEYS: Final[dict[str, tuple[str, type]]] = {
     "ailurus.partial.frames.max.bytes": ("partial_frames_max_bytes", int),
     # free-space floor of the data dir's file system (broker.diskguard); 0 = off
     "ailurus.disk.min.free.bytes": ("min_free_bytes", int),
+    # partition and descriptor caps (broker.fdlimits derives unset ones at start)
+    "ailurus.max.partitions": ("max_partitions", int),
+    "ailurus.max.partitions.per.request": ("max_partitions_per_request", int),
+    "ailurus.max.open.segment.files": ("max_open_segment_files", int),
+    "ailurus.auto.create.topics.per.request": ("auto_create_topics_per_request", int),
     # consumer groups (broker.groups.wiring.GROUP_KEYS reads these attributes)
     "group.initial.rebalance.delay.ms": ("initial_rebalance_delay_ms", int),
     "group.min.session.timeout.ms": ("min_session_timeout_ms", int),
@@ -289,6 +296,14 @@ class BrokerConfig:
     message_max_bytes: int = 1_048_588
     shutdown_grace_ms: int = 5_000
     min_free_bytes: int = 64 * 1024 * 1024  # broker.diskguard.DEFAULT_MIN_FREE_BYTES
+    # Partitions of all topics together, and segment descriptors open at once;
+    # None: derived from the descriptor limit at start (broker.fdlimits).
+    max_partitions: int | None = None
+    max_open_segment_files: int | None = None
+    # Partitions one CreateTopics/CreatePartitions request may add, and topics one
+    # Metadata request may auto-create (the rest: UNKNOWN_TOPIC_OR_PARTITION).
+    max_partitions_per_request: int = 5_000
+    auto_create_topics_per_request: int = 100
     # consumer groups; None keeps broker.groups' own defaults (delay 0, 7-day offsets)
     initial_rebalance_delay_ms: int | None = None
     min_session_timeout_ms: int | None = None
@@ -525,6 +540,16 @@ def resolve(
         raise ConfigError("transaction.max.timeout.ms must be at least 1")
     if cfg.partial_frames_max_bytes < 1:
         raise ConfigError("ailurus.partial.frames.max.bytes must be at least 1")
+    for key in (
+        "ailurus.max.partitions",
+        "ailurus.max.partitions.per.request",
+        "ailurus.max.open.segment.files",
+    ):
+        value = getattr(cfg, _BROKER_KEYS[key][0])
+        if value is not None and value < 1:
+            raise ConfigError(f"{key} must be at least 1")
+    if cfg.auto_create_topics_per_request < 0:
+        raise ConfigError("ailurus.auto.create.topics.per.request must be >= 0")
     if cfg.snapshot_scan_interval_ms < 1:
         raise ConfigError("snapshot.scan.interval.ms must be at least 1")
     for key in ("snapshot.settle.ms", "snapshot.ingest.bytes.per.sec"):

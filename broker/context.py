@@ -6,7 +6,7 @@ the event loop and the synchronous storage layer: opening and recovering the dat
 dir in a worker thread, appends that schedule a group-commit round, topic creation
 with a ``topic_change`` log event, and the admin/metrics views of topics.
 
-Hooks wired in by the server (typed loosely on purpose so this module does not
+Hooks wired in later (typed loosely on purpose so this module does not
 import them): ``groups`` (the consumer-group service, broker.groups.service) and
 ``producers`` (idempotent-producer state). Handlers that need them check for None.
 """
@@ -25,6 +25,7 @@ from broker.config import BrokerConfig
 from broker.diskguard import DiskGuard, storage_fileops
 from broker.diskguard import metric_lines as diskguard_metric_lines
 from broker.durability import GroupCommit, PartitionWaiters
+from broker.fdlimits import current_nofile, storage_limits
 from broker.metrics import Metrics
 from broker.startup import (
     EXIT_DATA_DIR,
@@ -81,7 +82,7 @@ class BrokerContext:
     connections: dict[int, KafkaConnection] = field(default_factory=dict)
     ready: bool = False
     shutting_down: bool = False
-    # Hooks for services wired in by the server: consumer groups, producer ids.
+    # Hooks for services wired in later: consumer groups, producer ids.
     groups: object | None = None
     producers: object | None = None
     # Security (broker.security.service.SecurityService), set by the server.
@@ -126,6 +127,14 @@ class BrokerContext:
         started = time.perf_counter()
         from storage.log_manager import LogManager
 
+        limits = storage_limits(config, current_nofile())
+        log.info(
+            "storage_limits",
+            max_partitions=limits.max_partitions,
+            max_open_segment_files=limits.max_open_segment_files,
+            max_partitions_per_request=config.max_partitions_per_request,
+            auto_create_topics_per_request=config.auto_create_topics_per_request,
+        )
         dir_lock = self.lock_data_dir()
         self.data_dir_lock = None  # the manager's from now on
         try:
@@ -138,6 +147,8 @@ class BrokerContext:
                     dict(config.topic_defaults),
                     fileops=fileops,
                     dir_lock=dir_lock,
+                    max_partitions=limits.max_partitions,
+                    max_open_segments=limits.max_open_segment_files,
                 )
             )
         except PermissionError as e:

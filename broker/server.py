@@ -12,12 +12,13 @@ Task tree (anyio on asyncio + uvloop)::
         └── background jobs: idle-connection sweeper, retention, flush of write-caching
             topics (flush.ms)
 
-Start-up first does everything that can fail for a reason a person must fix, before
-the first log line and before recovery (:mod:`broker.startup`): TLS material, the
-data-dir lock, binding the Kafka listeners (not yet accepting) and the admin API.
-Then it opens and recovers every partition in a worker thread, logs the findings,
-starts accepting on the listeners and becomes ready (``ready`` event;
-``--ready-file``).
+Start-up first raises the soft descriptor limit to the hard one
+(``broker.fdlimits``), then does everything that can fail for a reason a person must
+fix, before the first log line and before recovery (:mod:`broker.startup`): TLS
+material, the data-dir lock, binding the Kafka listeners (connections wait in the
+backlog until accepted) and the admin API. Then it opens and recovers every partition
+in a worker thread, logs the findings, starts accepting on the listeners and becomes
+ready (``ready`` event; ``--ready-file``).
 Shutdown: stop accepting, wake long polls, let in-flight requests finish within the
 grace period (``ailurus.shutdown.grace.ms``), cancel the rest, fsync, close storage
 cleanly (the clean-shutdown marker), exit 0.
@@ -26,7 +27,6 @@ cleanly (the clean-shutdown marker), exit 0.
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
 import os
 import signal
@@ -45,8 +45,10 @@ from broker.config import DEFAULT_LISTENER_NAME, BrokerConfig, ListenerConfig
 from broker.connection import KafkaConnection
 from broker.context import BoundListener, BrokerContext
 from broker.dispatch import load_handlers
+from broker.fdlimits import raise_nofile_limit
 from broker.frame_budget import FrameBudget
 from broker.groups.wiring import run_group_services
+from broker.listener import Acceptor, bind_socket
 from broker.logging import configure_logging
 from broker.security.service import SecurityService
 from broker.security.tls import TlsConfigError, server_context
@@ -90,6 +92,7 @@ def run(config: BrokerConfig) -> int:
 async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> None:
     """Run a broker in the current event loop until ``stop`` is set or a signal arrives."""
     started = time.perf_counter()
+    raise_nofile_limit()
     # handler modules (and the message schemas they import) load on first use
     load_handlers(lazy=True)
     ctx = BrokerContext.create(config)
@@ -102,7 +105,7 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
         tls_contexts = _security(ctx)
         ctx.lock_data_dir()
         for lc in config.listeners:  # one by one: those bound are closed on failure
-            bound = await _KafkaListener.bind(
+            bound = _KafkaListener.bind(
                 ctx, lc, tls_contexts.get(lc.name), frame_budget
             )
             listeners.append(bound)
@@ -117,7 +120,7 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
                 # duplicate check (a retried batch appended twice after a restart).
                 serving.start_soon(ctx.group_commit.run)
                 await serving.start(run_group_services, ctx)
-                servers: list[asyncio.Server] = [
+                servers: list[Acceptor] = [
                     await serving.start(listener.run) for listener in listeners
                 ]
                 await serving.start(run_snapshot_watcher, ctx)
@@ -145,7 +148,7 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
     finally:
         with anyio.CancelScope(shield=True):
             for listener in listeners:
-                listener.server.close()
+                listener.close()
             await ctx.close_storage()
             if config.ready_file is not None:
                 config.ready_file.unlink(missing_ok=True)
@@ -201,66 +204,61 @@ def _security(ctx: BrokerContext) -> dict[str, ssl.SSLContext]:
 
 class _KafkaListener:
     """A Kafka listener: bound early (a taken port fails before recovery runs),
-    accepting connections only once the broker is ready for them."""
+    accepting connections only once the broker is ready for them, through an
+    accept loop that survives accept() errors (:mod:`broker.listener`)."""
 
     def __init__(
         self,
         ctx: BrokerContext,
         lc: ListenerConfig,
         tls: ssl.SSLContext | None,
-        server: asyncio.Server,
+        budget: FrameBudget,
+        sock: socket.socket,
     ) -> None:
         self.ctx = ctx
         self.lc = lc
         self.tls = tls
-        self.server = server
-        self._conns: anyio.abc.TaskGroup | None = None
+        self.budget = budget
+        self.sock = sock
+        self.acceptor = Acceptor(lc.name, sock)
 
     @classmethod
-    async def bind(
+    def bind(
         cls,
         ctx: BrokerContext,
         lc: ListenerConfig,
         tls: ssl.SSLContext | None,
         budget: FrameBudget,
     ) -> _KafkaListener:
-        """Bind ``lc``'s address without accepting yet (connections are refused)."""
-        listener: _KafkaListener
-
-        def protocol() -> KafkaConnection:
-            # TLS is layered by the connection itself (not ssl= here), so a
-            # failed handshake is logged with its peer
-            assert listener._conns is not None, "accepting before run()"
-            return KafkaConnection(
-                ctx, lc.name, listener._conns, tls=tls, budget=budget
-            )
-
+        """Bind and listen on ``lc``'s address (nothing is accepted before run())."""
         try:
-            server = await asyncio.get_running_loop().create_server(
-                protocol,
-                lc.bind.host,
-                lc.bind.port,
-                reuse_address=True,
-                backlog=1024,
-                start_serving=False,
-            )
+            sock = bind_socket(lc.bind.host, lc.bind.port)
         except OSError as e:
             raise _bind_error(ctx, lc, e) from e
-        listener = cls(ctx, lc, tls, server)
-        return listener
+        return cls(ctx, lc, tls, budget, sock)
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[asyncio.Server]) -> None:
-        """Accept connections until cancelled, one task per connection."""
-        ctx, lc, server = self.ctx, self.lc, self.server
+    def close(self) -> None:
+        """Stop accepting and release the port (also when run() never started)."""
+        self.acceptor.close()
+        self.sock.close()
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[Acceptor]) -> None:
+        """Accept connections until closed, one task per connection."""
+        ctx, lc, sock, tls, budget = self.ctx, self.lc, self.sock, self.tls, self.budget
+        loop = asyncio.get_running_loop()
         async with anyio.create_task_group() as conns:
-            self._conns = conns
-            try:
-                await server.start_serving()
-            except OSError as e:
-                raise _bind_error(ctx, lc, e) from e
-            if not _accepting(server):  # another process took the port meanwhile
-                raise _bind_error(ctx, lc, OSError(errno.EADDRINUSE, "in use"))
-            sockname = server.sockets[0].getsockname()
+
+            async def connected(conn: socket.socket) -> None:
+                # TLS is layered by the connection itself (not ssl= here), so a
+                # failed handshake is logged with its peer
+                await loop.connect_accepted_socket(
+                    lambda: KafkaConnection(
+                        ctx, lc.name, conns, tls=tls, budget=budget
+                    ),
+                    conn,
+                )
+
+            sockname = sock.getsockname()
             host, port = str(sockname[0]), int(sockname[1])
             adv = lc.advertised
             adv_host = adv.host if adv is not None else host
@@ -282,25 +280,15 @@ class _KafkaListener:
                 advertised=f"{adv_host}:{adv_port}",
                 security_protocol=ctx.config.security.protocol_of(lc.name),
             )
-            task_status.started(server)
+            task_status.started(self.acceptor)
             try:
+                await self.acceptor.run(connected)  # until _drain closes it
                 await anyio.sleep_forever()
             finally:
-                server.close()
+                self.close()
                 for conn in list(ctx.connections.values()):
                     if conn.listener == lc.name:
                         conn.close("shutdown")
-
-
-def _accepting(server: asyncio.Server) -> bool:
-    """Whether every socket of ``server`` listens."""
-    try:
-        return bool(server.sockets) and all(
-            s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-            for s in server.sockets
-        )
-    except AttributeError:  # uvloop leaves None for a socket whose listen() failed
-        return False
 
 
 def _bind_error(ctx: BrokerContext, lc: ListenerConfig, exc: OSError) -> StartupError:
@@ -313,7 +301,7 @@ def _bind_error(ctx: BrokerContext, lc: ListenerConfig, exc: OSError) -> Startup
     )
 
 
-async def _drain(ctx: BrokerContext, servers: list[asyncio.Server]) -> None:
+async def _drain(ctx: BrokerContext, servers: list[Acceptor]) -> None:
     """Stop accepting, wake long polls, wait (bounded) for in-flight requests."""
     ctx.shutting_down = True
     log.info("shutting_down", connections=len(ctx.connections))

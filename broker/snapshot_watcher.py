@@ -52,7 +52,7 @@ from broker.append_gate import append_gate
 from broker.groups.producers import ProducerService
 from broker.metrics import Histogram
 from broker.snapshot_inotify import Inotify
-from storage.errors import StorageError, TopicExists, UnknownTopic
+from storage.errors import PartitionLimit, StorageError, TopicExists, UnknownTopic
 from storage.snapshot import (
     Plan,
     Snapshot,
@@ -390,6 +390,9 @@ class SnapshotService:
                 )
             except TopicExists:
                 return Entry(status=Status.WAITING, reason="topic is being created")
+            except PartitionLimit as exc:
+                # Refused before any file was made; the snapshot stays as it is.
+                return Entry(status=Status.INVALID, reason=f"partition-limit: {exc}")
             except StorageError as exc:
                 return Entry(
                     status=Status.INVALID, reason=f"topic-create-failed: {exc}"

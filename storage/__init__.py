@@ -6,10 +6,14 @@ Public API (everything raises only ``storage.errors.StorageError`` subclasses)::
     from storage.partition_log import PartitionLog, AppendResult, ReadResult
 
     lm = LogManager(data_dir, default_configs={"segment.bytes": "..."},
-                    fileops=FileOps())        # locks + recovers; run in a worker thread
+                    fileops=FileOps(),        # locks + recovers; run in a worker thread
+                    max_partitions=None,      # cap on all topics' partitions together
+                    max_open_segments=None)   # LRU of segment descriptors (fd_cache)
     lm.recovery_report() -> list[dict]        # what recovery repaired, for log lines
     lm.create_topic(name, partitions, configs=None, topic_id=None) -> TopicMeta
+        # PartitionLimit past max_partitions; a failure part-way leaves no topic
     lm.delete_topic(name) / lm.add_partitions(name, total) / lm.alter_topic_configs(name, overrides)
+    lm.partition_total() -> int; lm.max_partitions; lm.handles (the FdCache)
     lm.topics() / lm.topic(name) / lm.topic_by_id(id)   # UnknownTopic if absent
     lm.partition(name, idx) -> PartitionLog             # UnknownTopic / UnknownPartition
     lm.logs() -> list[PartitionLog]; lm.apply_retention(now_ms) -> list[dict]
@@ -41,11 +45,12 @@ Public API (everything raises only ``storage.errors.StorageError`` subclasses)::
     log.read_mode = "mmap" (default: zero-copy views) | "pread" (bytes copies)
 
 Threads: append/read/roll/delete_records from the event-loop thread; sync/sync_many,
-checkpoint, retention, close, link_or_copy and LogManager() in worker threads. Every
+checkpoint, retention, close, link_or_copy, create_topic/add_partitions and
+LogManager() in worker threads. Every
 method is safe against the others (one short lock per log; fsyncs run outside it).
 
 Modules: errors, fileops (the injectable syscall seam), config (topic configs),
-lock (data-dir lock), segment, offset_index, time_index, epoch_cache, recovery,
+lock (data-dir lock), fd_cache (bounded open segment descriptors), segment, offset_index, time_index, epoch_cache, recovery,
 validation (produce-side batch checks), segment_copy (snapshot links/copies),
 log_types (result values), partition_log, log_manager. (offset_store, producer_state
 and snapshot* belong to the consumer-group, idempotence and snapshot work.)

@@ -9,6 +9,7 @@ The broker maps them to Kafka error codes (storage knows no error codes):
     TopicExists      -> TOPIC_ALREADY_EXISTS
     InvalidTopicName -> INVALID_TOPIC_EXCEPTION
     InvalidConfig    -> INVALID_CONFIG
+    PartitionLimit   -> POLICY_VIOLATION (the broker's partition cap would be exceeded)
     StorageIOError   -> KAFKA_STORAGE_ERROR (disk full, EIO, failed fsync)
     OffsetMismatch   -> (snapshot ingest) a verbatim append that does not continue the log
 """
@@ -54,6 +55,10 @@ class InvalidTopicName(StorageError):
 
 class InvalidConfig(StorageError):
     """A topic config key is unknown or its value is out of range."""
+
+
+class PartitionLimit(StorageError):
+    """Creating the partitions would exceed the log manager's partition cap."""
 
 
 class InvalidBatch(StorageError):

@@ -16,12 +16,20 @@ Layout::
 
 A topic directory without ``topic.json`` is a create that did not finish and is
 removed on open; partition directories beyond ``partition_count`` are an
-add_partitions that did not finish and are removed too. ``~`` cannot appear in a
+add_partitions that did not finish and are removed too. A create or add_partitions
+that fails while running closes what it opened and removes those directories at
+once, so no half-created topic holds descriptors or files.
+
+Limits: ``max_partitions`` caps the partitions of all topics together (creates and
+add_partitions beyond it raise :class:`PartitionLimit`; topics already on disk are
+always opened), and ``max_open_segments`` bounds the segment descriptors held open
+at once (:class:`~storage.fd_cache.FdCache`). ``~`` cannot appear in a
 Kafka topic name, so scratch names never collide with topics.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -36,11 +44,14 @@ from storage.errors import (
     InvalidConfig,
     InvalidTopicName,
     LogClosed,
+    PartitionLimit,
+    StorageError,
     StorageIOError,
     TopicExists,
     UnknownPartition,
     UnknownTopic,
 )
+from storage.fd_cache import FdCache
 from storage.fileops import DEFAULT_FILEOPS, FileOps
 from storage.lock import DataDirLock
 from storage.partition_log import PartitionLog, PartitionRecovery
@@ -86,6 +97,8 @@ class LogManager:
         *,
         fileops: FileOps = DEFAULT_FILEOPS,
         dir_lock: DataDirLock | None = None,
+        max_partitions: int | None = None,
+        max_open_segments: int | None = None,
     ) -> None:
         """Open ``data_dir``, taking its lock unless ``dir_lock`` already holds it.
 
@@ -95,12 +108,19 @@ class LogManager:
         data_dir = os.fspath(data_dir)
         self.data_dir = data_dir
         self.fileops = fileops
+        self.max_partitions = max_partitions
+        self.handles = (
+            FdCache() if max_open_segments is None else FdCache(max_open_segments)
+        )
         self.defaults = dict(default_configs or {})
         self._root = os.path.join(data_dir, KAFKA_DIR)
         self._lock = threading.Lock()
         self._topics: dict[str, TopicMeta] = {}
         self._by_id: dict[bytes, str] = {}
         self._logs: dict[tuple[str, int], PartitionLog] = {}
+        # creates and grows in progress: topic name -> partitions reserved
+        self._pending: dict[str, int] = {}
+        self._pending_ids: set[bytes] = set()
         self.recovery: list[PartitionRecovery] = []
         self.removed: list[str] = []  # incomplete creates / deletes cleaned up on open
         self._dir_lock = dir_lock if dir_lock is not None else DataDirLock(data_dir)
@@ -159,6 +179,7 @@ class LogManager:
                     config=meta.config,
                     fileops=fileops,
                     clean=self.clean_start,
+                    handles=self.handles,
                 )
                 self._logs[meta.name, p] = log
                 if log.recovery is not None:
@@ -242,6 +263,22 @@ class LogManager:
             return list(self._logs.values())
 
     # -- topic operations --------------------------------------------------------
+    def partition_total(self) -> int:
+        """Partitions of all topics together (what ``max_partitions`` caps)."""
+        with self._lock:
+            return len(self._logs)
+
+    def _check_room(self, adding: int, what: str) -> None:
+        """Raise PartitionLimit unless ``adding`` more partitions fit (lock held);
+        partitions of creates still running count as taken."""
+        cap = self.max_partitions
+        held = len(self._logs) + sum(self._pending.values())
+        if cap is not None and held + adding > cap:
+            raise PartitionLimit(
+                f"{what} needs {adding} partitions; the broker holds "
+                f"{held} of at most {cap}"
+            )
+
     def create_topic(
         self,
         name: str,
@@ -249,92 +286,173 @@ class LogManager:
         configs: Mapping[str, str] | None = None,
         topic_id: bytes | uuid.UUID | None = None,
     ) -> TopicMeta:
-        """Create a topic and its empty partitions; the manifest is written last."""
+        """Create a topic and its empty partitions; the manifest is written last.
+
+        The manager's lock is held only to check and reserve the name, id and
+        partition count and to publish the topic, not while its files are made, so
+        a large create does not stall readers and writers of other topics. Until it
+        is published the topic is unknown to queries; a second create of the same
+        name or id meanwhile raises TopicExists.
+
+        Raises PartitionLimit before touching the disk when the partitions would
+        exceed ``max_partitions``. If creating fails part-way (e.g. EMFILE, ENOSPC)
+        the partitions opened so far are closed and the topic directory is removed
+        before StorageIOError is raised: the topic does not exist, and nothing of it
+        holds a descriptor or stays on disk (a crash in between leaves a directory
+        without ``topic.json``, which the next open removes).
+        """
         validate_topic_name(name)
         if partitions < 1:
             raise InvalidConfig(f"partition count {partitions} must be at least 1")
         config = TopicConfig.from_overrides(configs, self.defaults)
+        if topic_id is None:
+            tid = uuid.uuid4().bytes
+        elif isinstance(topic_id, uuid.UUID):
+            tid = topic_id.bytes
+        else:
+            tid = bytes(topic_id)
+        if len(tid) != 16 or not any(tid):
+            raise InvalidConfig(f"topic id {tid.hex()} is not 16 non-zero bytes")
         with self._lock:
             self._check_open()
-            if name in self._topics:
+            if name in self._topics or name in self._pending:
                 raise TopicExists(name)
-            if topic_id is None:
-                tid = uuid.uuid4().bytes
-            elif isinstance(topic_id, uuid.UUID):
-                tid = topic_id.bytes
-            else:
-                tid = bytes(topic_id)
-            if len(tid) != 16 or not any(tid):
-                raise InvalidConfig(f"topic id {tid.hex()} is not 16 non-zero bytes")
-            if tid in self._by_id:
+            if tid in self._by_id or tid in self._pending_ids:
                 raise TopicExists(f"topic id {tid.hex()} is taken")
-            meta = TopicMeta(
-                name=name, topic_id=tid, partition_count=partitions, config=config
-            )
-            topic_dir = os.path.join(self._root, name)
-            if os.path.exists(topic_dir):
-                self.fileops.rmtree(topic_dir)  # leftover of a create that failed
+            self._check_room(partitions, f"topic {name}")
+            self._pending[name] = partitions
+            self._pending_ids.add(tid)
+        meta = TopicMeta(
+            name=name, topic_id=tid, partition_count=partitions, config=config
+        )
+        topic_dir = os.path.join(self._root, name)
+        logs: list[PartitionLog] = []
+        try:
             try:
+                if os.path.exists(topic_dir):
+                    self.fileops.rmtree(topic_dir)  # leftover of a failed create
                 self.fileops.makedirs(topic_dir)
-                logs = [
-                    PartitionLog.open(
-                        os.path.join(topic_dir, str(p)),
-                        topic=name,
-                        partition=p,
-                        config=config,
-                        fileops=self.fileops,
-                        clean=True,
-                    )
+                logs.extend(
+                    self._new_partition(topic_dir, name, p, config)
                     for p in range(partitions)
-                ]
+                )
                 self.fileops.fsync_dir(topic_dir)
                 self._write_manifest(meta)
                 self.fileops.fsync_dir(self._root)
-            except OSError as exc:
+            except (OSError, StorageIOError) as exc:
+                self._discard(logs, [topic_dir])
                 raise StorageIOError(
-                    f"creating topic {name}: {exc}", errno=exc.errno
+                    f"creating topic {name}: {_reason(exc)}", errno=_errno(exc)
                 ) from exc
-            self._topics[name] = meta
-            self._by_id[tid] = name
-            for p, log in enumerate(logs):
-                self._logs[name, p] = log
+            except BaseException:
+                self._discard(logs, [topic_dir])
+                raise
+            with self._lock:
+                closed = self._closed
+                if not closed:
+                    self._topics[name] = meta
+                    self._by_id[tid] = name
+                    for p, log in enumerate(logs):
+                        self._logs[name, p] = log
+            if closed:  # closed meanwhile: the next open finds the topic on disk
+                for log in logs:
+                    with contextlib.suppress(StorageError):
+                        log.close(clean=False)
+                raise LogClosed(f"log manager for {self.data_dir} is closed")
             return meta
+        finally:
+            with self._lock:
+                del self._pending[name]
+                self._pending_ids.discard(tid)
 
     def add_partitions(self, name: str, total: int) -> TopicMeta:
-        """Grow a topic to ``total`` partitions (CreatePartitions)."""
+        """Grow a topic to ``total`` partitions (CreatePartitions).
+
+        Like :meth:`create_topic`: the lock is not held while the new partitions'
+        files are made, PartitionLimit is raised before any disk work, and a
+        failure part-way closes and removes the new partitions (the topic keeps
+        its old count). A second grow of the same topic meanwhile raises
+        InvalidConfig; a topic deleted meanwhile raises UnknownTopic.
+        """
         with self._lock:
             self._check_open()
             meta = self._topics.get(name)
             if meta is None:
                 raise UnknownTopic(name)
+            if name in self._pending:
+                raise InvalidConfig(f"partitions are being added to {name} already")
             if total <= meta.partition_count:
                 raise InvalidConfig(
                     f"{name} has {meta.partition_count} partitions; cannot go to {total}"
                 )
-            topic_dir = os.path.join(self._root, name)
-            new = replace(meta, partition_count=total)
+            self._check_room(total - meta.partition_count, f"growing {name}")
+            self._pending[name] = total - meta.partition_count
+        topic_dir = os.path.join(self._root, name)
+        new_dirs = [
+            os.path.join(topic_dir, str(p)) for p in range(meta.partition_count, total)
+        ]
+        logs: dict[int, PartitionLog] = {}
+        try:
             try:
-                logs = {
-                    p: PartitionLog.open(
-                        os.path.join(topic_dir, str(p)),
-                        topic=name,
-                        partition=p,
-                        config=meta.config,
-                        fileops=self.fileops,
-                        clean=True,
-                    )
-                    for p in range(meta.partition_count, total)
-                }
+                for p in range(meta.partition_count, total):
+                    logs[p] = self._new_partition(topic_dir, name, p, meta.config)
                 self.fileops.fsync_dir(topic_dir)
-                self._write_manifest(new)
-            except OSError as exc:
+            except (OSError, StorageIOError) as exc:
+                self._discard(list(logs.values()), new_dirs)
                 raise StorageIOError(
-                    f"adding partitions to {name}: {exc}", errno=exc.errno
+                    f"adding partitions to {name}: {_reason(exc)}", errno=_errno(exc)
                 ) from exc
-            for p, log in logs.items():
-                self._logs[name, p] = log
-            self._topics[name] = new
-            return new
+            except BaseException:
+                self._discard(list(logs.values()), new_dirs)
+                raise
+            with self._lock:
+                current = self._topics.get(name)
+                try:
+                    self._check_open()
+                    if current is None or current.topic_id != meta.topic_id:
+                        raise UnknownTopic(name)
+                    new = replace(current, partition_count=total)
+                    self._write_manifest(new)  # small; under the lock like alter
+                except (OSError, StorageError) as exc:
+                    self._discard(list(logs.values()), new_dirs)
+                    if isinstance(exc, OSError):
+                        raise StorageIOError(
+                            f"adding partitions to {name}: {_reason(exc)}",
+                            errno=exc.errno,
+                        ) from exc
+                    raise
+                for p, log in logs.items():
+                    self._logs[name, p] = log
+                self._topics[name] = new
+                return new
+        finally:
+            with self._lock:
+                del self._pending[name]
+
+    def _new_partition(
+        self, topic_dir: str, name: str, index: int, config: TopicConfig
+    ) -> PartitionLog:
+        return PartitionLog.open(
+            os.path.join(topic_dir, str(index)),
+            topic=name,
+            partition=index,
+            config=config,
+            fileops=self.fileops,
+            clean=True,
+            handles=self.handles,
+        )
+
+    def _discard(self, logs: list[PartitionLog], paths: list[str]) -> None:
+        """Undo a failed create: close the new logs, remove their directories."""
+        for log in logs:
+            with contextlib.suppress(StorageError):
+                log.close(clean=False)
+        for path in paths:
+            # What cannot be removed now is removed by the next open: directories
+            # the manifest does not account for are leftovers.
+            with contextlib.suppress(OSError):
+                if os.path.lexists(path):
+                    self.fileops.rmtree(path)
 
     def alter_topic_configs(self, name: str, overrides: Mapping[str, str]) -> TopicMeta:
         """Replace a topic's config overrides (AlterConfigs; IncrementalAlter merges first)."""
@@ -474,3 +592,11 @@ class LogManager:
     def _check_open(self) -> None:
         if getattr(self, "_closed", False):
             raise LogClosed(f"log manager for {self.data_dir} is closed")
+
+
+def _reason(exc: OSError | StorageIOError) -> str:
+    return str(exc.strerror or exc) if isinstance(exc, OSError) else str(exc)
+
+
+def _errno(exc: OSError | StorageIOError) -> int | None:
+    return exc.errno

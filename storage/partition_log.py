@@ -41,6 +41,7 @@ from storage.errors import (
     StorageError,
     StorageIOError,
 )
+from storage.fd_cache import FdCache
 from storage.fileops import FileOps
 from storage.log_reader import max_timestamp_offset, offset_for_timestamp, read_batches
 from storage.log_types import (
@@ -55,6 +56,7 @@ from storage.segment import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
     TIMEINDEX_SUFFIX,
+    UNBOUNDED,
     Segment,
     segment_base,
     segment_name,
@@ -75,6 +77,8 @@ CHECKPOINT_FILE: Final = "checkpoint.json"
 # Write errors that mean "no space": refused, rolled back, and the log stays online.
 # Any other write error (EIO, ...) marks the log failed, as a failed fsync does.
 _SPACE_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
+# Out of descriptors (reopening an evicted segment): refused, the log stays online.
+_TRANSIENT_ERRNOS: Final = _SPACE_ERRNOS | {errno.EMFILE, errno.ENFILE}
 _MAX_RELATIVE_OFFSET: Final = 2**31 - 1
 
 Buffer = bytes | bytearray | memoryview
@@ -99,12 +103,15 @@ class PartitionLog:
         partition: int,
         config: TopicConfig,
         fileops: FileOps,
+        handles: FdCache | None = None,
     ) -> None:
         self.directory = directory
         self.topic = topic
         self.partition = partition
         self.config = config
         self.fileops = fileops
+        # Segment descriptors: shared by every partition of a LogManager, bounded.
+        self.handles = UNBOUNDED if handles is None else handles
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._checkpoint_lock = threading.Lock()  # order: _lock, then this one
@@ -137,16 +144,29 @@ class PartitionLog:
         config: TopicConfig,
         fileops: FileOps,
         clean: bool,
+        handles: FdCache | None = None,
     ) -> PartitionLog:
-        """Open (creating if needed) and recover the partition in ``directory``."""
+        """Open (creating if needed) and recover the partition in ``directory``.
+
+        ``handles``: the descriptor cache its segments share with other partitions
+        (None: descriptors stay open until the log is closed).
+        """
         log = cls(
-            directory, topic=topic, partition=partition, config=config, fileops=fileops
+            directory,
+            topic=topic,
+            partition=partition,
+            config=config,
+            fileops=fileops,
+            handles=handles,
         )
         try:
             log._open(clean)
         except OSError as exc:
             log._close_fds()
             raise _io_error(f"opening {directory}", exc) from exc
+        except BaseException:
+            log._close_fds()  # no descriptor outlives a failed open
+            raise
         return log
 
     def _open(self, clean: bool) -> None:
@@ -161,11 +181,15 @@ class PartitionLog:
             clean=clean,
             recovery_point=recovery_point,
             epochs=self._epochs,
+            handles=self.handles,
         )
+        self._segments = segments  # closed by open() if the rest fails
         bases = [r.base_offset for r in reports]
         if not segments:
             start = max(log_start, recovery_point) if not bases else bases[0]
-            segments.append(Segment.create(fileops, self.directory, start))
+            segments.append(
+                Segment.create(fileops, self.directory, start, self.handles)
+            )
             self._dir_dirty = True
         self._segments = segments
         self._bases = [s.base_offset for s in segments]
@@ -178,7 +202,8 @@ class PartitionLog:
         # by the truncation or was already durable; a clean close fsynced the rest.
         for seg in segments:
             if not clean:
-                fileops.fsync(seg.fd)
+                with seg.handle() as fd:
+                    fileops.fsync(fd)
             if seg.indexes_dirty and seg is not segments[-1]:
                 seg.seal_time_index()
                 seg.write_indexes()
@@ -398,9 +423,9 @@ class PartitionLog:
             else:
                 seg.write(data, start)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                self.fileops.ftruncate(seg.fd, start)
-            if exc.errno not in _SPACE_ERRNOS:
+            with contextlib.suppress(OSError), seg.handle() as fd:
+                self.fileops.ftruncate(fd, start)
+            if exc.errno not in _TRANSIENT_ERRNOS:
                 # A failing disk (EIO, ...): like a failed fsync, the partition goes
                 # offline until it is reopened. Running out of space does not: the
                 # disk-full floor (broker/diskguard.py) resumes without a restart.
@@ -444,7 +469,9 @@ class PartitionLog:
         try:
             old.seal_time_index()
             old.write_indexes()
-            new = Segment.create(self.fileops, self.directory, old.next_offset)
+            new = Segment.create(
+                self.fileops, self.directory, old.next_offset, self.handles
+            )
         except OSError as exc:
             raise _io_error(f"rolling {old.log_path}", exc) from exc
         self._segments.append(new)
@@ -478,15 +505,18 @@ class PartitionLog:
                 raise OffsetOutOfRange(offset, self._log_start, end_offset)
             if upper_bound is not None:
                 end_offset = min(end_offset, upper_bound)
-            return read_batches(
-                self._segments,
-                self._bases,
-                offset,
-                max_bytes,
-                end_offset,
-                mmap=self.read_mode == "mmap",
-                min_one=min_one,
-            )
+            try:
+                return read_batches(
+                    self._segments,
+                    self._bases,
+                    offset,
+                    max_bytes,
+                    end_offset,
+                    mmap=self.read_mode == "mmap",
+                    min_one=min_one,
+                )
+            except OSError as exc:  # reopening an evicted segment (EMFILE, ...)
+                raise _io_error(f"reading {self.directory}", exc) from exc
 
     # -- ListOffsets / OffsetForLeaderEpoch ---------------------------------------
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
@@ -494,13 +524,21 @@ class PartitionLog:
         the log start whose timestamp is >= ``timestamp_ms``; None if there is none.
         """
         with self._lock:
-            return offset_for_timestamp(self._segments, self._log_start, timestamp_ms)
+            try:
+                return offset_for_timestamp(
+                    self._segments, self._log_start, timestamp_ms
+                )
+            except OSError as exc:
+                raise _io_error(f"reading {self.directory}", exc) from exc
 
     def max_timestamp_offset(self) -> tuple[int, int]:
         """ListOffsets -3: (offset, timestamp) of the first record with the largest
         timestamp at or after the log start; (-1, -1) if the log is empty."""
         with self._lock:
-            return max_timestamp_offset(self._segments, self._log_start)
+            try:
+                return max_timestamp_offset(self._segments, self._log_start)
+            except OSError as exc:
+                raise _io_error(f"reading {self.directory}", exc) from exc
 
     def epoch_end_offset(self, epoch: int) -> tuple[int, int]:
         """OffsetForLeaderEpoch: (largest epoch <= ``epoch``, its end offset)."""
@@ -525,10 +563,17 @@ class PartitionLog:
                 if self._closed:
                     return self._durable
                 target = self._segments[-1].next_offset
-                segs = list(self._unsynced.values())
+                segs = [s for s in self._unsynced.values() if not s.closed]
+                fds: list[int] = []
+                try:
+                    fds.extend(self._dup(s) for s in segs)
+                except OSError as exc:  # out of descriptors: retried next round
+                    for fd in fds:
+                        with contextlib.suppress(OSError):
+                            self.fileops.close(fd)
+                    raise _io_error(f"syncing {self.directory}", exc) from exc
                 self._unsynced.clear()
                 dir_dirty, self._dir_dirty = self._dir_dirty, False
-                fds = [self.fileops.dup(s.fd) for s in segs if not s.closed]
             try:
                 for fd in fds:
                     self.fileops.fdatasync(fd)
@@ -666,7 +711,9 @@ class PartitionLog:
                 for seg in self._segments:
                     seg.remove_files()
                 self._segments = [
-                    Segment.create(self.fileops, self.directory, base_offset)
+                    Segment.create(
+                        self.fileops, self.directory, base_offset, self.handles
+                    )
                 ]
             except OSError as exc:
                 self._failed = f"reset failed: {exc.strerror or exc}"
@@ -686,9 +733,8 @@ class PartitionLog:
     def start_writeback(self) -> None:
         """Start writing the active segment's new pages back, without waiting (bulk
         writers such as snapshot staging call it per chunk; see FileOps)."""
-        with self._lock:
-            seg = self._segments[-1]
-            self.fileops.start_writeback(seg.fd)
+        with self._lock, self._segments[-1].handle() as fd:
+            self.fileops.start_writeback(fd)
 
     # -- snapshots ----------------------------------------------------------------
     def adopt(self, staging_dir: str) -> int:
@@ -739,7 +785,7 @@ class PartitionLog:
                             self.fileops.replace(
                                 src, os.path.join(self.directory, stem + suffix)
                             )
-                    seg = Segment.open(self.fileops, self.directory, base)
+                    seg = Segment.open(self.fileops, self.directory, base, self.handles)
                     next_base = bases[i + 1] if i + 1 < len(bases) else None
                     if (
                         load_trusted(seg, self.config.index_interval_bytes, next_base)
@@ -778,7 +824,7 @@ class PartitionLog:
             if self._closed:
                 raise LogClosed(f"{self.topic}-{self.partition} is closed")
             plan = plan_copy(self._segments, start_offset, end_offset)
-            fds = [self.fileops.dup(step.segment.fd) for step in plan]
+            fds = [self._dup(step.segment) for step in plan]
         try:
             return execute_copy(self.fileops, plan, fds, dest_dir)
         except OSError as exc:
@@ -801,7 +847,8 @@ class PartitionLog:
                             seg.base_offset in self._unsynced
                             or seg is self._segments[-1]
                         ):
-                            self.fileops.fsync(seg.fd)
+                            with seg.handle() as fd:
+                                self.fileops.fsync(fd)
                             seg.seal_time_index()
                         if seg.indexes_dirty:
                             seg.write_indexes()
@@ -816,6 +863,11 @@ class PartitionLog:
             finally:
                 self._closed = True
                 self._close_fds()
+
+    def _dup(self, seg: Segment) -> int:
+        """A descriptor of ``seg`` of the caller's own (for work outside the lock)."""
+        with seg.handle() as fd:
+            return self.fileops.dup(fd)
 
     def _close_fds(self) -> None:
         for seg in self._segments:

@@ -26,6 +26,7 @@ from protocol.records import (
 )
 from storage.epoch_cache import EpochCache
 from storage.errors import CorruptSegment
+from storage.fd_cache import FdCache
 from storage.fileops import FileOps
 from storage.offset_index import OffsetIndex
 from storage.segment import (
@@ -68,7 +69,8 @@ def scan_segment(seg: Segment, index_interval: int, *, verify: bool) -> ScanResu
     truncates the file at ``valid_end``. Resets the segment's in-memory state first.
     """
     fileops = seg.fileops
-    file_size = fileops.fstat_size(seg.fd)
+    with seg.handle() as fd:
+        file_size = fileops.fstat_size(fd)
     seg.index = OffsetIndex(seg.base_offset)
     seg.time_index = TimeIndex(seg.base_offset)
     seg.max_timestamp = seg.max_timestamp_offset = -1
@@ -80,7 +82,8 @@ def scan_segment(seg: Segment, index_interval: int, *, verify: bool) -> ScanResu
         return ScanResult(valid_end=0, reason=None, epoch_starts=[])
     # Map the file instead of reading it: the CRC runs over the page cache
     # directly, with no copy (twice the throughput of pread on a warm cache).
-    mapped = mmap.mmap(seg.fd, file_size, prot=mmap.PROT_READ)
+    with seg.handle() as fd:
+        mapped = mmap.mmap(fd, file_size, prot=mmap.PROT_READ)
     try:
         with contextlib.suppress(OSError, AttributeError):
             mapped.madvise(mmap.MADV_SEQUENTIAL)
@@ -216,7 +219,8 @@ def _check_last_entry(seg: Segment, index: OffsetIndex) -> bool:
         return True
     position = index.positions[-1]
     try:
-        data = seg.fileops.pread(seg.fd, BATCH_HEADER_SIZE, position)
+        with seg.handle() as fd:
+            data = seg.fileops.pread(fd, BATCH_HEADER_SIZE, position)
         header = read_header(data)
     except (CorruptBatch, OSError):
         return False
@@ -239,6 +243,7 @@ def recover_segments(
     clean: bool,
     recovery_point: int,
     epochs: EpochCache,
+    handles: FdCache | None = None,
 ) -> tuple[list[Segment], list[SegmentRecovery], list[int], list[str]]:
     """Open every segment of a partition directory, oldest first, recovering each.
 
@@ -269,51 +274,61 @@ def recover_segments(
     removed_segments: list[int] = []
     segments: list[Segment] = []
     cut = False
-    for i, base in enumerate(bases):
-        seg = Segment.open(fileops, directory, base)
-        if cut:
-            seg.remove_files()
-            removed_segments.append(base)
-            continue
-        next_base = bases[i + 1] if i + 1 < len(bases) else None
-        trusted = clean or (next_base is not None and next_base <= recovery_point)
-        file_size = seg.size
-        loaded = load_trusted(seg, interval, next_base) if trusted else None
-        if loaded is not None:
-            (rebuilt, seen), reason = loaded, None
-        else:
-            trusted = False
-            result = scan_segment(seg, interval, verify=True)
-            rebuilt, seen, reason = True, result.epoch_starts, result.reason
-            if result.valid_end < file_size:
-                fileops.ftruncate(seg.fd, result.valid_end)
-                fileops.fsync(seg.fd)
-            if next_base is not None and seg.next_offset != next_base:
-                reason = reason or (
-                    f"segment ends at {seg.next_offset}, next starts {next_base}"
-                )
-        for epoch, start in seen:
-            epochs.assign(epoch, start)
-        if reason is not None:
-            cut = True
-        if seg.size == 0 and segments:
-            # An empty non-first segment (crash right after a roll) is dropped
-            # unless it is the only way to express the log end offset.
-            if next_base is None and segments[-1].next_offset == base:
-                segments.append(seg)
-            else:
+    seg: Segment | None = None
+    try:
+        for i, base in enumerate(bases):
+            seg = Segment.open(fileops, directory, base, handles)
+            if cut:
                 seg.remove_files()
                 removed_segments.append(base)
-        else:
-            segments.append(seg)
-        reports.append(
-            SegmentRecovery(
-                base_offset=base,
-                scanned=not trusted,
-                index_rebuilt=rebuilt,
-                valid_bytes=seg.size,
-                truncated_bytes=file_size - seg.size,
-                reason=reason,
+                continue
+            next_base = bases[i + 1] if i + 1 < len(bases) else None
+            trusted = clean or (next_base is not None and next_base <= recovery_point)
+            file_size = seg.size
+            loaded = load_trusted(seg, interval, next_base) if trusted else None
+            if loaded is not None:
+                (rebuilt, seen), reason = loaded, None
+            else:
+                trusted = False
+                result = scan_segment(seg, interval, verify=True)
+                rebuilt, seen, reason = True, result.epoch_starts, result.reason
+                if result.valid_end < file_size:
+                    with seg.handle() as fd:
+                        fileops.ftruncate(fd, result.valid_end)
+                        fileops.fsync(fd)
+                if next_base is not None and seg.next_offset != next_base:
+                    reason = reason or (
+                        f"segment ends at {seg.next_offset}, next starts {next_base}"
+                    )
+            for epoch, start in seen:
+                epochs.assign(epoch, start)
+            if reason is not None:
+                cut = True
+            if seg.size == 0 and segments:
+                # An empty non-first segment (crash right after a roll) is dropped
+                # unless it is the only way to express the log end offset.
+                if next_base is None and segments[-1].next_offset == base:
+                    segments.append(seg)
+                else:
+                    seg.remove_files()
+                    removed_segments.append(base)
+            else:
+                segments.append(seg)
+            reports.append(
+                SegmentRecovery(
+                    base_offset=base,
+                    scanned=not trusted,
+                    index_rebuilt=rebuilt,
+                    valid_bytes=seg.size,
+                    truncated_bytes=file_size - seg.size,
+                    reason=reason,
+                )
             )
-        )
+    except BaseException:
+        # Nothing half-opened keeps a descriptor: the caller gets no segments.
+        for opened in [*segments, seg]:
+            if opened is not None:
+                with contextlib.suppress(OSError):
+                    opened.close()
+        raise
     return segments, reports, removed_segments, removed_files

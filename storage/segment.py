@@ -18,13 +18,18 @@ leader epoch stamped in::
 
 Offsets are dense: each batch starts where the previous one ended
 (``base_offset + last_offset_delta + 1``), and the first batch starts at the
-segment's base offset. A segment holds its own file descriptor (read/write) for its
-whole life; closed segments keep theirs for reads and snapshot copies.
+segment's base offset. A segment's ``.log`` descriptor (read/write) lives in a shared
+:class:`~storage.fd_cache.FdCache`: it is opened on demand around each use
+(``with seg.handle() as fd``) and closed when the cache needs room, so idle
+partitions pin no descriptors. Reads of committed bytes go through an mmap; Python's
+mmap holds a duplicate descriptor while it lives, so the mapping is dropped with the
+descriptor and a cached segment holds at most two (its own and its mapping's).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import mmap
 import os
 from collections.abc import Iterator
@@ -32,6 +37,7 @@ from typing import Final
 
 from protocol.records import BATCH_HEADER_SIZE, BatchHeader, CorruptBatch, read_header
 from storage.errors import CorruptSegment
+from storage.fd_cache import FdCache
 from storage.fileops import FileOps
 from storage.offset_index import OffsetIndex
 from storage.time_index import TimeIndex
@@ -40,6 +46,8 @@ LOG_SUFFIX: Final = ".log"
 INDEX_SUFFIX: Final = ".index"
 TIMEINDEX_SUFFIX: Final = ".timeindex"
 _IOV_MAX: Final = 1024
+# Segments opened without a shared cache (tests, tools) never close their fd early.
+UNBOUNDED: Final = FdCache()
 
 
 def segment_name(base_offset: int) -> str:
@@ -56,15 +64,21 @@ def segment_base(name: str) -> int | None:
 
 
 class Segment:
-    """An open segment: its log fd, size, offsets, indexes and max timestamp."""
+    """An open segment: its log file, size, offsets, indexes and max timestamp."""
 
     def __init__(
-        self, fileops: FileOps, directory: str, base_offset: int, fd: int, size: int
+        self,
+        fileops: FileOps,
+        directory: str,
+        base_offset: int,
+        fd: int,
+        size: int,
+        handles: FdCache | None = None,
     ) -> None:
         self.fileops = fileops
         self.directory = directory
         self.base_offset = base_offset
-        self.fd = fd
+        self.handles = UNBOUNDED if handles is None else handles
         self.size = size
         self.next_offset = base_offset
         self.index = OffsetIndex(base_offset)
@@ -77,6 +91,7 @@ class Segment:
         self.closed = False
         self._map: mmap.mmap | None = None
         self._map_view: memoryview | None = None
+        self.handles.register(self, fd)
 
     # -- paths ---------------------------------------------------------------
     @property
@@ -106,20 +121,59 @@ class Segment:
 
     # -- life cycle ----------------------------------------------------------
     @classmethod
-    def create(cls, fileops: FileOps, directory: str, base_offset: int) -> Segment:
+    def create(
+        cls,
+        fileops: FileOps,
+        directory: str,
+        base_offset: int,
+        handles: FdCache | None = None,
+    ) -> Segment:
         """Create an empty segment file (stale index files of that name are cut)."""
         stem = os.path.join(directory, segment_name(base_offset))
         fd = fileops.open(stem + LOG_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
-        seg = cls(fileops, directory, base_offset, fd, 0)
+        seg = cls(fileops, directory, base_offset, fd, 0, handles)
         seg.indexes_dirty = True
         return seg
 
     @classmethod
-    def open(cls, fileops: FileOps, directory: str, base_offset: int) -> Segment:
+    def open(
+        cls,
+        fileops: FileOps,
+        directory: str,
+        base_offset: int,
+        handles: FdCache | None = None,
+    ) -> Segment:
         """Open an existing segment's log file (indexes are loaded by recovery)."""
         path = os.path.join(directory, segment_name(base_offset) + LOG_SUFFIX)
         fd = fileops.open(path, os.O_RDWR)
-        return cls(fileops, directory, base_offset, fd, fileops.fstat_size(fd))
+        try:
+            size = fileops.fstat_size(fd)
+        except OSError:
+            fileops.close(fd)
+            raise
+        return cls(fileops, directory, base_offset, fd, size, handles)
+
+    @contextlib.contextmanager
+    def handle(self) -> Iterator[int]:
+        """The log file's descriptor for the duration of the block (reopened if
+        the cache closed it; never closed by the cache while in use)."""
+        if self.closed:
+            raise OSError(errno.EBADF, f"{self.log_path} is closed")
+        fd = self.handles.acquire(self)
+        try:
+            yield fd
+        finally:
+            self.handles.release(self)
+
+    def _open_fd(self) -> int:
+        return self.fileops.open(self.log_path, os.O_RDWR)
+
+    def _close_fd(self, fd: int) -> None:
+        # Python's mmap keeps a descriptor of its own (a dup) while it lives, so
+        # the mapping goes with the descriptor; views already handed out keep it
+        # alive until they are released, and the next read maps the file again.
+        self._map = self._map_view = None
+        self.fileops.close(fd)
 
     def close(self) -> None:
         """Close the log fd (sync works on dups, so this never races an fsync)."""
@@ -128,7 +182,9 @@ class Segment:
             # Views handed to the broker may outlive the segment: the mapping is
             # dropped, not closed, and the kernel unmaps it when the last view goes.
             self._map = self._map_view = None
-            self.fileops.close(self.fd)
+            fd = self.handles.forget(self)
+            if fd is not None:
+                self.fileops.close(fd)
 
     def remove_files(self) -> None:
         """Close and delete the segment's files."""
@@ -190,8 +246,9 @@ class Segment:
         """Write all of ``data`` at ``position`` (raises OSError)."""
         view = memoryview(data)
         done = 0
-        while done < len(view):
-            done += self.fileops.pwrite(self.fd, view[done:], position + done)
+        with self.handle() as fd:
+            while done < len(view):
+                done += self.fileops.pwrite(fd, view[done:], position + done)
 
     def write_parts(
         self, parts: list[bytes | bytearray | memoryview], position: int
@@ -199,20 +256,22 @@ class Segment:
         """Gather-write ``parts`` back to back at ``position`` (raises OSError)."""
         views = [memoryview(p) for p in parts if len(p)]
         i = 0
-        while i < len(views):
-            written = self.fileops.pwritev(self.fd, views[i : i + _IOV_MAX], position)
-            position += written
-            while written and i < len(views):
-                if written >= len(views[i]):
-                    written -= len(views[i])
-                    i += 1
-                else:
-                    views[i] = views[i][written:]
-                    written = 0
+        with self.handle() as fd:
+            while i < len(views):
+                written = self.fileops.pwritev(fd, views[i : i + _IOV_MAX], position)
+                position += written
+                while written and i < len(views):
+                    if written >= len(views[i]):
+                        written -= len(views[i])
+                        i += 1
+                    else:
+                        views[i] = views[i][written:]
+                        written = 0
 
     def read_bytes(self, position: int, size: int) -> bytes:
         """Read exactly ``size`` committed bytes at ``position``."""
-        data = self.fileops.pread(self.fd, size, position)
+        with self.handle() as fd:
+            data = self.fileops.pread(fd, size, position)
         if len(data) != size:
             raise CorruptSegment(
                 f"{self.log_path}: short read of {len(data)}/{size} at {position}"
@@ -222,12 +281,15 @@ class Segment:
     def view(self, position: int, size: int) -> memoryview:
         """A zero-copy view of committed bytes (mmap, remapped as the file grows)."""
         end = position + size
-        if self._map_view is None or end > len(self._map_view):
+        # A local reference: the cache may drop the mapping from another thread.
+        mapped = self._map_view
+        if mapped is None or end > len(mapped):
             # Map exactly the committed size: mapping past EOF is not allowed, and
             # a later truncation of uncommitted bytes (failed write) stays outside.
-            self._map = mmap.mmap(self.fd, self.size, prot=mmap.PROT_READ)
-            self._map_view = memoryview(self._map)
-        return self._map_view[position:end]
+            with self.handle() as fd:
+                self._map = mmap.mmap(fd, self.size, prot=mmap.PROT_READ)
+                mapped = self._map_view = memoryview(self._map)
+        return mapped[position:end]
 
     def iter_headers(
         self, position: int, end: int | None = None

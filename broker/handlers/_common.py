@@ -1,10 +1,14 @@
-"""Helpers shared by handlers: storage-error mapping, topic lookup and auto-creation,
-and answering for one partition of a topic."""
+"""Helpers shared by handlers: storage-error mapping, topic lookup, topic creation
+(in a worker thread, within the partition caps), and answering for one partition of
+a topic."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
+import anyio
 import structlog
 
 from protocol.error_codes import ErrorCode
@@ -15,6 +19,7 @@ from storage.errors import (
     LogClosed,
     MessageTooLarge,
     OffsetOutOfRange,
+    PartitionLimit,
     StorageError,
     StorageIOError,
     TopicExists,
@@ -23,7 +28,7 @@ from storage.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Sequence
 
     from broker.context import BrokerContext
     from storage.log_manager import TopicMeta
@@ -44,6 +49,7 @@ _CODES: dict[type[StorageError], ErrorCode] = {
     TopicExists: ErrorCode.TOPIC_ALREADY_EXISTS,
     InvalidTopicName: ErrorCode.INVALID_TOPIC_EXCEPTION,
     InvalidConfig: ErrorCode.INVALID_CONFIG,
+    PartitionLimit: ErrorCode.POLICY_VIOLATION,
     StorageIOError: ErrorCode.KAFKA_STORAGE_ERROR,
     LogClosed: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,  # deleted while in use
 }
@@ -74,36 +80,75 @@ def find_topic_by_id(ctx: BrokerContext, raw_id: bytes) -> TopicMeta | None:
         return None
 
 
-def create_topic(
-    ctx: BrokerContext,
-    name: str,
-    partitions: int,
-    configs: Mapping[str, str] | None = None,
-    *,
-    reason: str,
-) -> TopicMeta:
-    """Create a topic and log the change (raises StorageError subclasses)."""
-    meta = ctx.logs.create_topic(name, partitions, dict(configs or {}))
-    log.info(
-        "topic_created",
-        topic=name,
-        topic_id=str(meta.topic_uuid),
-        partitions=partitions,
-        configs=dict(configs or {}),
-        reason=reason,
-    )
-    return meta
+@dataclass(frozen=True, slots=True)
+class NewTopic:
+    """One topic to create: name, partition count and config overrides."""
+
+    name: str
+    partitions: int
+    configs: Mapping[str, str] = field(default_factory=dict)
 
 
-def auto_create(ctx: BrokerContext, name: str) -> TopicMeta | ErrorCode:
-    """Create a missing topic with the broker defaults (auto.create.topics.enable)."""
-    try:
-        return create_topic(ctx, name, ctx.config.default_partitions, reason="auto")
-    except TopicExists:
-        meta = find_topic(ctx, name)
-        return meta if meta is not None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-    except StorageError as e:
-        return error_code(e)
+async def create_in_thread(
+    ctx: BrokerContext, wanted: Sequence[NewTopic], *, reason: str
+) -> list[TopicMeta | StorageError]:
+    """Create topics in a worker thread (directories, segment files, checkpoints
+    and fsyncs stay off the event loop); each one's TopicMeta or StorageError, in
+    order. Successes are logged as ``topic_created``."""
+    logs = ctx.logs
+
+    def work() -> list[TopicMeta | StorageError]:
+        out: list[TopicMeta | StorageError] = []
+        for t in wanted:
+            try:
+                out.append(logs.create_topic(t.name, t.partitions, dict(t.configs)))
+            except StorageError as e:
+                out.append(e)
+        return out
+
+    results = await anyio.to_thread.run_sync(work)
+    for t, result in zip(wanted, results, strict=True):
+        if isinstance(result, TopicExists):
+            continue  # created meanwhile by another request
+        if isinstance(result, StorageError):
+            log.warning(
+                "topic_create_failed", topic=t.name, reason=reason, error=str(result)
+            )
+            continue
+        log.info(
+            "topic_created",
+            topic=t.name,
+            topic_id=str(result.topic_uuid),
+            partitions=t.partitions,
+            configs=dict(t.configs),
+            reason=reason,
+        )
+    return results
+
+
+def partition_room(ctx: BrokerContext, adding: int) -> str | None:
+    """Why ``adding`` more partitions would exceed the broker's partition cap, or
+    None (storage checks again when it creates them)."""
+    cap = ctx.logs.max_partitions
+    held = ctx.logs.partition_total()
+    if cap is not None and held + adding > cap:
+        return (
+            f"{adding} more partitions would exceed the broker's limit of {cap} "
+            f"(ailurus.max.partitions; {held} exist)"
+        )
+    return None
+
+
+def request_room(ctx: BrokerContext, requested: int, adding: int) -> str | None:
+    """Why a request adding ``adding`` partitions after ``requested`` would exceed
+    the per-request cap, or None."""
+    cap = ctx.config.max_partitions_per_request
+    if requested + adding > cap:
+        return (
+            f"the request would add {requested + adding} partitions; at most {cap} "
+            f"per request (ailurus.max.partitions.per.request)"
+        )
+    return None
 
 
 def leader_epoch(plog: PartitionLog) -> int:

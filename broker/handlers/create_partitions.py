@@ -3,8 +3,10 @@
 Behaviour: grows a topic to ``count`` partitions. Per topic:
 UNKNOWN_TOPIC_OR_PARTITION, INVALID_PARTITIONS (count not above the current one),
 INVALID_REPLICA_ASSIGNMENT (assignments naming another broker or of the wrong
-length), INVALID_REQUEST (topic twice in a request). ``validate_only`` changes
-nothing.
+length), INVALID_REQUEST (topic twice in a request), POLICY_VIOLATION (the request
+would add more than ``ailurus.max.partitions.per.request`` partitions, or the broker
+would hold more than ``ailurus.max.partitions``). ``validate_only`` changes nothing.
+The partitions are made in a worker thread.
 Version notes: v2 flexible.
 """
 
@@ -12,10 +14,16 @@ from __future__ import annotations
 
 from collections import Counter
 
+import anyio
 import structlog
 
-from broker.dispatch import RequestContext, handler
-from broker.handlers._common import error_code, find_topic
+from broker.dispatch import Deferred, RequestContext, handler
+from broker.handlers._common import (
+    error_code,
+    find_topic,
+    partition_room,
+    request_room,
+)
 from protocol.error_codes import ErrorCode
 from protocol.messages.create_partitions import (
     CreatePartitionsRequest,
@@ -28,12 +36,12 @@ log = structlog.get_logger("broker.topics")
 
 
 @handler(api_key=37, name="create_partitions", max_version=3)
-def create_partitions(
-    rctx: RequestContext, request: CreatePartitionsRequest
-) -> CreatePartitionsResponse:
+def create_partitions(rctx: RequestContext, request: CreatePartitionsRequest) -> object:
     ctx = rctx.broker
     counts = Counter(t.name for t in request.topics)
-    results = []
+    results: list[CreatePartitionsTopicResult] = []
+    growing: list[tuple[int, str, int, int]] = []  # (index, topic, old, new count)
+    requested = 0
     for t in request.topics:
 
         def result(
@@ -72,19 +80,43 @@ def create_partitions(
                     result(ErrorCode.INVALID_REPLICA_ASSIGNMENT, "bad assignment")
                 )
                 continue
-        if request.validate_only:
-            results.append(result(ErrorCode.NONE))
-            continue
-        try:
-            ctx.logs.add_partitions(t.name, t.count)
-        except StorageError as e:
-            results.append(result(error_code(e), str(e)))
-            continue
-        log.info(
-            "topic_partitions_added",
-            topic=t.name,
-            old=meta.partition_count,
-            partitions=t.count,
+        adding = t.count - meta.partition_count
+        refused = request_room(ctx, requested, adding) or partition_room(
+            ctx, requested + adding
         )
+        if refused is not None:
+            results.append(result(ErrorCode.POLICY_VIOLATION, refused))
+            continue
+        requested += adding
+        if not request.validate_only:
+            growing.append((len(results), t.name, meta.partition_count, t.count))
         results.append(result(ErrorCode.NONE))
-    return CreatePartitionsResponse(results=tuple(results))
+    if not growing:
+        return CreatePartitionsResponse(results=tuple(results))
+    logs = ctx.logs
+
+    def grow() -> list[StorageError | None]:
+        out: list[StorageError | None] = []
+        for _, name, _, count in growing:
+            try:
+                logs.add_partitions(name, count)
+                out.append(None)
+            except StorageError as e:
+                out.append(e)
+        return out
+
+    async def run() -> CreatePartitionsResponse:
+        for (i, name, old, count), error in zip(
+            growing, await anyio.to_thread.run_sync(grow), strict=True
+        ):
+            if error is not None:
+                code = error_code(error)
+                ctx.metrics.error("create_partitions", code.name)
+                results[i] = CreatePartitionsTopicResult(
+                    name=name, error_code=code, error_message=str(error)
+                )
+                continue
+            log.info("topic_partitions_added", topic=name, old=old, partitions=count)
+        return CreatePartitionsResponse(results=tuple(results))
+
+    return Deferred(run)

@@ -5,8 +5,11 @@ config overrides (Kafka names, validated by storage). Per topic:
 TOPIC_ALREADY_EXISTS, INVALID_PARTITIONS (< 1 other than -1),
 INVALID_REPLICATION_FACTOR (anything but -1 or 1: one node), INVALID_REPLICA_ASSIGNMENT
 (manual assignments naming another broker), INVALID_CONFIG, INVALID_TOPIC_EXCEPTION;
-duplicate names in one request -> INVALID_REQUEST for each. ``validate_only`` checks
-everything and creates nothing.
+duplicate names in one request -> INVALID_REQUEST for each; POLICY_VIOLATION for a
+topic that would take the request past ``ailurus.max.partitions.per.request`` or the
+broker past ``ailurus.max.partitions``. ``validate_only`` checks everything and
+creates nothing. The topics are created in a worker thread, so a large create does
+not stall other clients.
 Version notes: v1 validate_only and error messages; v5 flexible, returns the
 partition count, replication factor and configs; v7 topic id.
 """
@@ -15,8 +18,15 @@ from __future__ import annotations
 
 from collections import Counter
 
-from broker.dispatch import RequestContext, handler
-from broker.handlers._common import create_topic, error_code, find_topic
+from broker.dispatch import Deferred, RequestContext, handler
+from broker.handlers._common import (
+    NewTopic,
+    create_in_thread,
+    error_code,
+    find_topic,
+    partition_room,
+    request_room,
+)
 from protocol.error_codes import ErrorCode
 from protocol.messages.create_topics import (
     CreatableTopicConfigs,
@@ -34,12 +44,12 @@ SOURCE_STATIC_BROKER = 4  # STATIC_BROKER_CONFIG (--set topic defaults)
 
 
 @handler(api_key=19, name="create_topics", max_version=7)
-def create_topics(
-    rctx: RequestContext, request: CreateTopicsRequest
-) -> CreateTopicsResponse:
+def create_topics(rctx: RequestContext, request: CreateTopicsRequest) -> object:
     ctx = rctx.broker
     counts = Counter(t.name for t in request.topics)
-    results = []
+    results: list[CreatableTopicResult | None] = []
+    wanted: list[tuple[int, NewTopic]] = []  # (index in results, topic)
+    requested = 0
     for t in request.topics:
 
         def fail(
@@ -90,17 +100,46 @@ def create_topics(
             config = TopicConfig.from_overrides(
                 configs, dict(ctx.config.topic_defaults)
             )
-            if request.validate_only:
-                results.append(_result(rctx, t.name, b"\x00" * 16, partitions, config))
-                continue
-            meta = create_topic(
-                ctx, t.name, partitions, configs, reason="create_topics"
-            )
         except StorageError as e:
             results.append(fail(error_code(e), str(e)))
             continue
-        results.append(_result(rctx, t.name, meta.topic_id, partitions, meta.config))
-    return CreateTopicsResponse(topics=tuple(results))
+        refused = request_room(ctx, requested, partitions) or partition_room(
+            ctx, requested + partitions
+        )
+        if refused is not None:
+            results.append(fail(ErrorCode.POLICY_VIOLATION, refused))
+            continue
+        requested += partitions
+        if request.validate_only:
+            results.append(_result(rctx, t.name, b"\x00" * 16, partitions, config))
+            continue
+        wanted.append((len(results), NewTopic(t.name, partitions, configs)))
+        results.append(None)
+    if not wanted:
+        return _response(results)
+
+    async def create() -> CreateTopicsResponse:
+        created = await create_in_thread(
+            ctx, [topic for _, topic in wanted], reason="create_topics"
+        )
+        for (i, topic), meta in zip(wanted, created, strict=True):
+            if isinstance(meta, StorageError):
+                code = error_code(meta)
+                ctx.metrics.error("create_topics", code.name)
+                results[i] = CreatableTopicResult(
+                    name=topic.name, error_code=code, error_message=str(meta)
+                )
+            else:
+                results[i] = _result(
+                    rctx, topic.name, meta.topic_id, topic.partitions, meta.config
+                )
+        return _response(results)
+
+    return Deferred(create)
+
+
+def _response(results: list[CreatableTopicResult | None]) -> CreateTopicsResponse:
+    return CreateTopicsResponse(topics=tuple(r for r in results if r is not None))
 
 
 def _result(

@@ -5,17 +5,23 @@ client connected to; it leads every partition (leader epoch from the log, replic
 and ISR = [node]). A null topic list (v1+; empty in v0) means all topics. A missing
 topic is created with the broker defaults when auto.create.topics.enable is on and
 the request allows it (v4+ ``allow_auto_topic_creation``), else
-UNKNOWN_TOPIC_OR_PARTITION; an invalid name gets INVALID_TOPIC_EXCEPTION.
+UNKNOWN_TOPIC_OR_PARTITION; an invalid name gets INVALID_TOPIC_EXCEPTION. One request
+auto-creates at most ``ailurus.auto.create.topics.per.request`` topics, in a worker
+thread; further missing topics get UNKNOWN_TOPIC_OR_PARTITION (a client retrying
+creates them in later requests), and a topic beyond the partition caps gets
+POLICY_VIOLATION.
 Version notes: v7 leader epoch; v9 flexible; v10 topic ids; v12 lookup by topic id
 (unknown id -> UNKNOWN_TOPIC_ID); v13 top-level error code.
 """
 
 from __future__ import annotations
 
-from broker.dispatch import RequestContext, handler
+from broker.dispatch import Deferred, RequestContext, handler
 from broker.handlers._common import (
     ZERO_UUID,
-    auto_create,
+    NewTopic,
+    create_in_thread,
+    error_code,
     find_topic,
     find_topic_by_id,
     leader_epoch,
@@ -28,7 +34,7 @@ from protocol.messages.metadata import (
     MetadataResponsePartition,
     MetadataResponseTopic,
 )
-from storage.errors import StorageError, UnknownPartition, UnknownTopic
+from storage.errors import StorageError, TopicExists, UnknownPartition, UnknownTopic
 from storage.log_manager import TopicMeta, validate_topic_name
 
 
@@ -68,7 +74,7 @@ def _missing(
 
 
 @handler(api_key=3, name="metadata", max_version=13)
-def metadata(rctx: RequestContext, request: MetadataRequest) -> MetadataResponse:
+def metadata(rctx: RequestContext, request: MetadataRequest) -> object:
     ctx = rctx.broker
     version = rctx.api_version
     listener = ctx.listeners[rctx.listener]
@@ -80,7 +86,8 @@ def metadata(rctx: RequestContext, request: MetadataRequest) -> MetadataResponse
             rack=None,
         ),
     )
-    topics: list[MetadataResponseTopic] = []
+    topics: list[MetadataResponseTopic | str] = []  # a name: auto-created below
+    creating: dict[str, NewTopic] = {}
     wanted = request.topics
     if wanted is None or (version == 0 and not wanted):
         topics = [_topic_response(rctx, meta) for meta in ctx.logs.topics()]
@@ -88,6 +95,8 @@ def metadata(rctx: RequestContext, request: MetadataRequest) -> MetadataResponse
         allow_create = ctx.config.auto_create_topics and (
             version < 4 or request.allow_auto_topic_creation
         )
+        budget = ctx.config.auto_create_topics_per_request
+        partitions = ctx.config.default_partitions
         for t in wanted:
             if t.name is None:
                 meta = find_topic_by_id(ctx, t.topic_id)
@@ -110,14 +119,52 @@ def metadata(rctx: RequestContext, request: MetadataRequest) -> MetadataResponse
             if not allow_create:
                 topics.append(_missing(t.name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
                 continue
-            created = auto_create(ctx, t.name)
-            if isinstance(created, ErrorCode):
-                topics.append(_missing(t.name, created))
-            else:
-                topics.append(_topic_response(rctx, created))
-    return MetadataResponse(
-        brokers=brokers,
-        cluster_id=ctx.config.cluster_id,
-        controller_id=ctx.config.node_id,
-        topics=tuple(topics),
-    )
+            if t.name not in creating:
+                if len(creating) >= budget:
+                    ctx.metrics.error(
+                        "metadata", ErrorCode.UNKNOWN_TOPIC_OR_PARTITION.name
+                    )
+                    topics.append(
+                        _missing(t.name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                    )
+                    continue
+                creating[t.name] = NewTopic(t.name, partitions)
+            topics.append(t.name)
+
+    def response() -> MetadataResponse:
+        return MetadataResponse(
+            brokers=brokers,
+            cluster_id=ctx.config.cluster_id,
+            controller_id=ctx.config.node_id,
+            topics=tuple(t for t in topics if not isinstance(t, str)),
+        )
+
+    if not creating:
+        return response()
+
+    async def auto_create() -> MetadataResponse:
+        created = await create_in_thread(ctx, list(creating.values()), reason="auto")
+        answers = {
+            t.name: _created(rctx, t.name, result)
+            for t, result in zip(creating.values(), created, strict=True)
+        }
+        topics[:] = [answers[t] if isinstance(t, str) else t for t in topics]
+        return response()
+
+    return Deferred(auto_create)
+
+
+def _created(
+    rctx: RequestContext, name: str, result: TopicMeta | StorageError
+) -> MetadataResponseTopic:
+    """A topic's entry after trying to auto-create it."""
+    if isinstance(result, TopicExists):
+        meta = find_topic(rctx.broker, name)  # another request created it
+        if meta is not None:
+            return _topic_response(rctx, meta)
+        return _missing(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+    if isinstance(result, StorageError):
+        code = error_code(result)
+        rctx.broker.metrics.error("metadata", code.name)
+        return _missing(name, code)
+    return _topic_response(rctx, result)

@@ -21,6 +21,7 @@ from broker.config import (
     parse_listeners,
     resolve,
 )
+from broker.fdlimits import storage_limits
 from broker.snapshot_watcher import SnapshotSettings
 from tests._broker import start_broker
 
@@ -394,3 +395,35 @@ def test_set_schedule_topics_reaches_the_running_scheduler(tmp_path: Path) -> No
         assert started[0]["topics"] == ["x*"]
     finally:
         assert proc.stop() == 0
+
+
+def test_partition_and_descriptor_caps_resolve_and_derive(tmp_path: Path) -> None:
+    """The caps come from --set or the file's set: mapping; unset ones are derived
+    from the descriptor limit (a reserve kept for connections)."""
+    cfg = resolve(flags={}, sets={}, env={})
+    assert (cfg.max_partitions, cfg.max_open_segment_files) == (None, None)
+    assert cfg.max_partitions_per_request == 5_000
+    assert cfg.auto_create_topics_per_request == 100
+    derived = storage_limits(cfg, nofile=20_000)
+    assert derived.max_partitions == 20_000 - 10_000 - 256
+    assert derived.max_open_segment_files == (20_000 - 10_000 - 256) // 4
+    file = tmp_path / "c.yaml"
+    file.write_text("set:\n  ailurus.max.partitions: 700\n")
+    cfg = resolve(
+        flags={},
+        sets={
+            "ailurus.max.open.segment.files": "64",
+            "ailurus.max.partitions.per.request": "300",
+            "ailurus.auto.create.topics.per.request": "0",
+        },
+        config_file=file,
+        env={},
+    )
+    assert cfg.max_partitions == 700
+    assert cfg.auto_create_topics_per_request == 0
+    assert storage_limits(cfg, nofile=20_000).max_open_segment_files == 64
+    assert storage_limits(cfg, nofile=20_000).max_partitions == 700
+    assert cfg.max_partitions_per_request == 300
+    for key in ("ailurus.max.partitions", "ailurus.max.open.segment.files"):
+        with pytest.raises(ConfigError, match=key):
+            resolve(flags={}, sets={key: "0"}, env={})

@@ -5,7 +5,9 @@ adopt (segments built in a staging log, as a snapshot ingest does), close-and-re
 crash-and-reopen (truncate the active segment at a random byte past the durable
 offset). Invariants: offsets are dense and monotonic, every record below the durable
 offset survives crashes, reads return exactly the model's records, and nothing past
-a torn tail is ever served.
+a torn tail is ever served. A second run shares a descriptor cache of capacity 1
+among the segments, so most operations reopen the file they use, and checks that
+no more descriptors than that stay open between steps.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from protocol.records import RecordInput, build_batch, iter_batches, iter_records
 from storage.config import TopicConfig
 from storage.errors import OffsetOutOfRange
+from storage.fd_cache import FdCache
 from storage.fileops import FileOps
 from storage.partition_log import PartitionLog
 
@@ -28,8 +31,11 @@ from storage.partition_log import PartitionLog
 class LogModel(RuleBasedStateMachine):
     """The model is the list of record values by offset plus the log start."""
 
+    capacity: int | None = None  # descriptor cache size; None: unbounded
+
     def __init__(self) -> None:
         super().__init__()
+        self.handles = None if self.capacity is None else FdCache(self.capacity)
         self.dir = tempfile.mkdtemp(prefix="ailurus-sm-")
         self.overrides = {"segment.bytes": "400", "index.interval.bytes": "64"}
         self.values: list[bytes] = []
@@ -46,6 +52,7 @@ class LogModel(RuleBasedStateMachine):
             config=TopicConfig.from_overrides(self.overrides),
             fileops=FileOps(),
             clean=clean,
+            handles=self.handles,
         )
 
     def teardown(self) -> None:
@@ -210,3 +217,18 @@ LogModel.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestPartitionLogModel = LogModel.TestCase
+
+
+class BoundedHandlesModel(LogModel):
+    """The same model with at most one segment descriptor open at a time."""
+
+    capacity = 1
+
+    @invariant()
+    def descriptors_bounded(self) -> None:
+        assert self.handles is not None
+        assert len(self.handles) <= 1
+
+
+BoundedHandlesModel.TestCase.settings = LogModel.TestCase.settings
+TestPartitionLogBoundedHandles = BoundedHandlesModel.TestCase
