@@ -37,8 +37,8 @@ import anyio
 import anyio.abc
 import structlog
 
-from broker.metrics import process_metric_lines
 from broker.listener import serve_listener
+from broker.metrics import process_metric_lines
 from broker.security.admin_auth import (
     AdminAuthError,
     authorized,
