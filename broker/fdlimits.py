@@ -40,6 +40,24 @@ class NofileLimit:
     soft_before: int
     soft: int
     hard: int
+    error: str | None = None  # why it could not be raised
+
+    def log(self) -> None:
+        """Log what was done (called once start-up checks passed: a broker that
+        cannot start prints one line and nothing else)."""
+        if self.error is not None:
+            log.warning(
+                "nofile_limit_not_raised",
+                soft=self.soft_before,
+                hard=_show(self.hard),
+                error=self.error,
+            )
+        log.info(
+            "nofile_limit",
+            soft_before=self.soft_before,
+            soft=self.soft,
+            hard=_show(self.hard),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,21 +69,20 @@ class StorageLimits:
 
 
 def raise_nofile_limit() -> NofileLimit:
-    """Raise the soft descriptor limit to the hard one (logged); what it became."""
+    """Raise the soft descriptor limit to the hard one; what it became (not logged
+    here: :meth:`NofileLimit.log`)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = hard
     if hard == resource.RLIM_INFINITY:
         target = _nr_open()  # the kernel refuses "unlimited" descriptors
-    new = soft
+    new, error = soft, None
     if soft != resource.RLIM_INFINITY and soft < target:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             new = target
         except (ValueError, OSError) as e:
-            log.warning("nofile_limit_not_raised", soft=soft, hard=hard, error=str(e))
-    limit = NofileLimit(soft_before=soft, soft=new, hard=hard)
-    log.info("nofile_limit", soft_before=soft, soft=new, hard=_show(hard))
-    return limit
+            error = str(e)
+    return NofileLimit(soft_before=soft, soft=new, hard=hard, error=error)
 
 
 def current_nofile() -> int:

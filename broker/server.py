@@ -92,7 +92,7 @@ def run(config: BrokerConfig) -> int:
 async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> None:
     """Run a broker in the current event loop until ``stop`` is set or a signal arrives."""
     started = time.perf_counter()
-    raise_nofile_limit()
+    nofile = raise_nofile_limit()
     # handler modules (and the message schemas they import) load on first use
     load_handlers(lazy=True)
     ctx = BrokerContext.create(config)
@@ -113,6 +113,7 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
             root.start_soon(_watch_signals, stop)
             if config.admin is not None:
                 await root.start(serve_admin, ctx)
+            nofile.log()  # past every check a person must fix
             await ctx.open_storage()
             async with anyio.create_task_group() as serving:
                 # Producer-id/idempotence state and groups exist before the first
