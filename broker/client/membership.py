@@ -60,6 +60,14 @@ _REJOIN: Final = frozenset(
     }
 )
 _MAX_JOIN_ATTEMPTS: Final = 10
+# A command-line member lives for one command: a short session (the classic consumer's
+# 10 s, inside every broker's default group.min/max.session.timeout.ms) means a member
+# killed before its LeaveGroup holds its partitions for seconds, not half a minute.
+# Some coordinators (Tansu) also hold a new group's first JoinGroup for half the
+# session timeout so that other members can join; 10 s keeps that wait at 5 s.
+SESSION_TIMEOUT_MS: Final = 10_000
+REBALANCE_TIMEOUT_MS: Final = 30_000
+HEARTBEAT_INTERVAL_S: Final = 3.0  # a third of the session, as Kafka's consumer does
 
 
 class RebalanceNeeded(Exception):
@@ -131,9 +139,9 @@ class GroupMember:
         group_id: str,
         topics: Sequence[str],
         *,
-        session_timeout_ms: int = 30_000,
-        rebalance_timeout_ms: int = 30_000,
-        heartbeat_interval_s: float = 3.0,
+        session_timeout_ms: int = SESSION_TIMEOUT_MS,
+        rebalance_timeout_ms: int = REBALANCE_TIMEOUT_MS,
+        heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
     ) -> None:
         self.client = client
         self.group_id = group_id

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from kafka import KafkaConsumer
 
+from tests._broker import start_broker
 from tests.cli.conftest import Target, invoke, unique
 
 
@@ -81,3 +83,29 @@ def test_group_commit_seek_and_delete(target: Target) -> None:
     again = invoke(target, "topic", "consume", topic, "-g", group, "--until-end")
     assert again.stdout == b"b:2\nc:3\n"
     assert invoke(target, "group", "delete", group).exit_code == 0
+
+
+def test_group_member_fits_a_broker_capping_sessions(tmp_path: Path) -> None:
+    """consume -g joins a broker whose group.max.session.timeout.ms is 15 s.
+
+    The command-line member keeps a short session (a killed command frees its
+    partitions within seconds), so it fits brokers that cap sessions well below
+    Kafka's 30-minute default.
+    """
+    broker = start_broker(
+        tmp_path / "data",
+        "--set",
+        "group.max.session.timeout.ms=15000",
+        log_dir=tmp_path / "logs",
+    )
+    try:
+        target = Target("ailurus", broker.bootstrap, broker.admin_url)
+        topic, group = unique("capped"), unique("g")
+        assert invoke(target, "topic", "create", topic, "-p", "2").exit_code == 0
+        produced = invoke(target, "topic", "produce", topic, "--key-value", "k:v")
+        assert produced.exit_code == 0, produced.stderr
+        consumed = invoke(target, "topic", "consume", topic, "-g", group, "--num", "1")
+        assert consumed.exit_code == 0, consumed.stderr
+        assert consumed.stdout == b"k:v\n"
+    finally:
+        broker.stop(timeout=10)
