@@ -42,7 +42,7 @@ from storage.errors import (
     StorageIOError,
 )
 from storage.fd_cache import FdCache
-from storage.fileops import FileOps
+from storage.fileops import Buffer, FileOps
 from storage.log_reader import max_timestamp_offset, offset_for_timestamp, read_batches
 from storage.log_types import (
     AppendResult,
@@ -81,8 +81,6 @@ _SPACE_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
 # Out of descriptors (reopening an evicted segment): refused, the log stays online.
 _TRANSIENT_ERRNOS: Final = _SPACE_ERRNOS | {errno.EMFILE, errno.ENFILE}
 _MAX_RELATIVE_OFFSET: Final = 2**31 - 1
-
-Buffer = bytes | bytearray | memoryview
 
 
 def _now_ms() -> int:
