@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from protocol.records import BatchHeader, RecordBatchError, iter_records
+from protocol.record_builder import iter_records
+from protocol.records import BatchHeader, RecordBatchError
 from storage.log_types import ReadResult
 from storage.segment import Segment
 from storage.segment_set import SegmentSet

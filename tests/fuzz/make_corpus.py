@@ -16,7 +16,8 @@ import shutil
 import struct
 from pathlib import Path
 
-from protocol.records import Compression, RecordInput, build_batch
+from protocol.record_builder import RecordInput, build_batch
+from protocol.records import Compression
 from storage.snapshot_files import compress_file
 from tests.fuzz._fuzz import CORPUS
 
