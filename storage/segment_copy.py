@@ -1,4 +1,4 @@
-"""Copying a partition's segments out, for snapshots (issue 7).
+"""Copying a partition's segments out, for snapshots.
 
 Closed segments wholly inside the requested offset range are hard-linked (a
 snapshot of closed segments costs no data copy); a segment the range cuts (the
