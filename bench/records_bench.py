@@ -9,14 +9,8 @@ from __future__ import annotations
 import timeit
 from collections.abc import Callable
 
-from protocol.records import (
-    RecordInput,
-    build_batch,
-    iter_batches,
-    read_header,
-    verify_batch,
-    with_base_offset,
-)
+from protocol.record_builder import RecordInput, build_batch
+from protocol.records import iter_batches, read_header, verify_batch, with_base_offset
 
 
 def main() -> None:

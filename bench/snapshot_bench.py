@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from protocol.records import RecordInput, build_batch
+from protocol.record_builder import RecordInput, build_batch
 from storage.config import TopicConfig
 from storage.fileops import FileOps
 from storage.partition_log import PartitionLog

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 
-from protocol.records import RecordInput, build_batch
+from protocol.record_builder import RecordInput, build_batch
 from storage.config import TopicConfig
 from storage.fileops import FileOps
 from storage.log_manager import LogManager

@@ -29,11 +29,11 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Final, TypeAlias
+from typing import TYPE_CHECKING, Final
 
 import structlog
 
-from storage.fileops import DEFAULT_FILEOPS, FileOps
+from storage.fileops import DEFAULT_FILEOPS, Buffer, DelegatingFileOps, FileOps
 
 if TYPE_CHECKING:
     from storage.log_manager import LogManager
@@ -43,69 +43,6 @@ log = structlog.get_logger("broker.diskguard")
 DEFAULT_MIN_FREE_BYTES: Final = 64 * 1024 * 1024
 STATVFS_TTL_S: Final = 0.25
 SEGMENT_SUFFIX: Final = ".log"
-
-Buffer: TypeAlias = bytes | bytearray | memoryview
-
-
-class DelegatingFileOps(FileOps):
-    """A FileOps that forwards every call to ``inner`` (base of the wrappers here)."""
-
-    def __init__(self, inner: FileOps = DEFAULT_FILEOPS) -> None:
-        self.inner = inner
-
-    def open(self, path: str, flags: int, mode: int = 0o644) -> int:
-        return self.inner.open(path, flags, mode)
-
-    def close(self, fd: int) -> None:
-        self.inner.close(fd)
-
-    def dup(self, fd: int) -> int:
-        return self.inner.dup(fd)
-
-    def pwrite(self, fd: int, data: Buffer, offset: int) -> int:
-        return self.inner.pwrite(fd, data, offset)
-
-    def pwritev(self, fd: int, buffers: Sequence[Buffer], offset: int) -> int:
-        return self.inner.pwritev(fd, buffers, offset)
-
-    def pread(self, fd: int, size: int, offset: int) -> bytes:
-        return self.inner.pread(fd, size, offset)
-
-    def fsync(self, fd: int) -> None:
-        self.inner.fsync(fd)
-
-    def fdatasync(self, fd: int) -> None:
-        self.inner.fdatasync(fd)
-
-    def start_writeback(self, fd: int) -> None:
-        self.inner.start_writeback(fd)
-
-    def fsync_dir(self, path: str) -> None:
-        self.inner.fsync_dir(path)
-
-    def ftruncate(self, fd: int, size: int) -> None:
-        self.inner.ftruncate(fd, size)
-
-    def fstat_size(self, fd: int) -> int:
-        return self.inner.fstat_size(fd)
-
-    def replace(self, src: str, dst: str) -> None:
-        self.inner.replace(src, dst)
-
-    def unlink(self, path: str) -> None:
-        self.inner.unlink(path)
-
-    def link(self, src: str, dst: str) -> None:
-        self.inner.link(src, dst)
-
-    def makedirs(self, path: str) -> None:
-        self.inner.makedirs(path)
-
-    def listdir(self, path: str) -> list[str]:
-        return self.inner.listdir(path)
-
-    def rmtree(self, path: str) -> None:
-        self.inner.rmtree(path)
 
 
 class DiskGuard:

@@ -28,8 +28,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from broker.diskguard import Buffer, DelegatingFileOps
-from storage.fileops import DEFAULT_FILEOPS, FileOps
+from storage.fileops import DEFAULT_FILEOPS, Buffer, DelegatingFileOps, FileOps
 
 log = structlog.get_logger("broker.faults")
 

@@ -2,7 +2,8 @@
 
 ``framing`` splits the stream into frames, ``codec`` decodes requests and encodes
 responses (``compiler`` builds its functions from the ``schema`` declarations in
-``messages``), ``records`` owns the record-batch format, ``errors`` and
-``error_codes`` the failures. Import the submodules; this package exports nothing,
-so that storage can import ``protocol.records`` without loading the codec.
+``messages``), ``records`` owns the record-batch format (``record_builder`` builds
+batches and walks their records), ``errors`` and ``error_codes`` the failures.
+Import the submodules; this package exports nothing, so that storage can import
+``protocol.records`` without loading the codec.
 """

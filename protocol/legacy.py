@@ -32,13 +32,8 @@ from typing import Final
 
 from protocol.compression import Compression, decompress
 from protocol.errors import ProtocolError
-from protocol.records import (
-    MAGIC_OFFSET,
-    CorruptBatch,
-    RecordInput,
-    TimestampType,
-    build_batch,
-)
+from protocol.record_builder import RecordInput, build_batch
+from protocol.records import MAGIC_OFFSET, CorruptBatch, TimestampType
 
 __all__ = ["LegacyMessage", "convert_legacy", "detect_magic", "iter_legacy_messages"]
 

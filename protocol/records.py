@@ -3,8 +3,8 @@
 Kafka's on-disk format is its wire format, so storage and the broker both use this
 module and nothing else to look at record batches. The hot path (produce, fetch,
 recovery) only reads the 61-byte header, checks the CRC and patches the base offset
-in place; it never walks or decompresses records. Walking records (:func:`iter_records`)
-and building batches (:func:`build_batch`) are for the CLI, tests and snapshot tools.
+in place; it never walks or decompresses records. Walking records and building batches
+are for the CLI, the client, tests and snapshot tools: :mod:`protocol.record_builder`.
 
 Batch layout (big-endian; Kafka ``DefaultRecordBatch.java``, KIP-98)::
 
@@ -25,54 +25,45 @@ Batch layout (big-endian; Kafka ``DefaultRecordBatch.java``, KIP-98)::
         57     4  record_count
         61     -  records (compressed as a whole when the codec is not NONE)
 
-Each record (``DefaultRecord.java``)::
-
-    length varint, attributes int8, timestamp_delta varlong, offset_delta varint,
-    key_length varint (-1 = null), key, value_length varint (-1 = null), value,
-    header_count varint, then per header: key_length varint, utf-8 key,
-    value_length varint (-1 = null), value
+The records inside a batch are drawn in :mod:`protocol.record_builder`.
 """
 
 from __future__ import annotations
 
 import struct
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final
 
 import crc32c as _crc32c
 
-from protocol.compression import Compression, compress, decompress
+from protocol.compression import Compression
 from protocol.errors import ProtocolError
 
 __all__ = [
     "BATCH_HEADER_SIZE",
+    "COMPRESSION_MASK",
+    "CONTROL_BIT",
     "CRC_OFFSET",
     "CRC_START",
+    "DELETE_HORIZON_BIT",
     "LOG_OVERHEAD",
     "MAGIC_OFFSET",
+    "TIMESTAMP_TYPE_BIT",
+    "TRANSACTIONAL_BIT",
     "BatchHeader",
     "Buffer",
     "Compression",
-    "ControlType",
     "CorruptBatch",
-    "Header",
-    "Record",
     "RecordBatchError",
-    "RecordInput",
     "TimestampType",
     "WritableBuffer",
-    "build_batch",
-    "build_control_batch",
-    "compress",
-    "control_type",
     "crc_of",
-    "decompress",
     "iter_batches",
-    "iter_records",
+    "pack_header",
     "patch_base_offset",
+    "patch_crc",
     "patch_leader_epoch",
     "read_header",
     "split_complete",
@@ -111,11 +102,11 @@ _INT64: Final = struct.Struct(">q")
 _INT32: Final = struct.Struct(">i")
 _UINT32: Final = struct.Struct(">I")
 
-_COMPRESSION_MASK: Final = 0x07
-_TIMESTAMP_TYPE_BIT: Final = 0x08
-_TRANSACTIONAL_BIT: Final = 0x10
-_CONTROL_BIT: Final = 0x20
-_DELETE_HORIZON_BIT: Final = 0x40
+COMPRESSION_MASK: Final = 0x07
+TIMESTAMP_TYPE_BIT: Final = 0x08
+TRANSACTIONAL_BIT: Final = 0x10
+CONTROL_BIT: Final = 0x20
+DELETE_HORIZON_BIT: Final = 0x40
 
 Buffer = bytes | bytearray | memoryview
 WritableBuffer = bytearray | memoryview
@@ -183,27 +174,27 @@ class BatchHeader:
     @property
     def compression(self) -> Compression:
         """Codec of the records section (raises ValueError for codec 5-7)."""
-        return Compression(self.attributes & _COMPRESSION_MASK)
+        return Compression(self.attributes & COMPRESSION_MASK)
 
     @property
     def timestamp_type(self) -> TimestampType:
         """Whether timestamps are create time or log-append time."""
-        return TimestampType((self.attributes & _TIMESTAMP_TYPE_BIT) >> 3)
+        return TimestampType((self.attributes & TIMESTAMP_TYPE_BIT) >> 3)
 
     @property
     def is_transactional(self) -> bool:
         """Whether the batch belongs to a transaction (KIP-98)."""
-        return bool(self.attributes & _TRANSACTIONAL_BIT)
+        return bool(self.attributes & TRANSACTIONAL_BIT)
 
     @property
     def is_control(self) -> bool:
         """Whether the batch holds control records (commit/abort markers)."""
-        return bool(self.attributes & _CONTROL_BIT)
+        return bool(self.attributes & CONTROL_BIT)
 
     @property
     def has_delete_horizon(self) -> bool:
         """Whether base_timestamp is the delete horizon (KIP-534)."""
-        return bool(self.attributes & _DELETE_HORIZON_BIT)
+        return bool(self.attributes & DELETE_HORIZON_BIT)
 
     @property
     def is_idempotent(self) -> bool:
@@ -275,7 +266,7 @@ def verify_batch(buf: Buffer, pos: int = 0) -> BatchHeader:
             position=pos,
         )
     if (
-        header.attributes & _COMPRESSION_MASK == Compression.NONE
+        header.attributes & COMPRESSION_MASK == Compression.NONE
         and count * _MIN_RECORD_SIZE > header.batch_length - _MIN_BATCH_LENGTH
     ):
         raise CorruptBatch(
@@ -339,286 +330,27 @@ def with_base_offset(batch: Buffer, base_offset: int) -> bytes:
     return b"".join((_INT64.pack(base_offset), memoryview(batch)[8:]))
 
 
-# --- records: CLI, tests and snapshot tools only, never the produce/fetch path ---
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Header:
-    """One record header: a UTF-8 key and a nullable byte value."""
-
-    key: str
-    value: bytes | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Record:
-    """One record decoded from a batch, with its absolute offset and timestamp."""
-
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[Header, ...] = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RecordInput:
-    """A record to put in a batch; its offset delta is its index in the batch.
-
-    ``timestamp`` is in milliseconds; ``None`` means the time of :func:`build_batch`.
-    """
-
-    key: bytes | None = None
-    value: bytes | None = None
-    headers: tuple[Header, ...] = ()
-    timestamp: int | None = None
-
-
-def _put_varint(out: bytearray, value: int) -> None:
-    """Append a zigzag varint/varlong (protobuf style, as ByteUtils.writeVarlong)."""
-    z = (value << 1) ^ (value >> 63)
-    while z > 0x7F:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-
-
-def _put_bytes(out: bytearray, data: bytes | None) -> None:
-    if data is None:
-        out.append(0x01)  # zigzag(-1)
-    else:
-        _put_varint(out, len(data))
-        out += data
-
-
-def _encode_record(
-    out: bytearray, record: RecordInput, offset_delta: int, timestamp_delta: int
-) -> None:
-    body = bytearray(b"\x00")  # attributes: unused, always 0
-    _put_varint(body, timestamp_delta)
-    _put_varint(body, offset_delta)
-    _put_bytes(body, record.key)
-    _put_bytes(body, record.value)
-    _put_varint(body, len(record.headers))
-    for header in record.headers:
-        _put_bytes(body, header.key.encode())
-        _put_bytes(body, header.value)
-    _put_varint(out, len(body))
-    out += body
-
-
-def build_batch(
-    records: Sequence[RecordInput],
-    *,
-    base_offset: int = 0,
-    compression: Compression = Compression.NONE,
-    producer_id: int = -1,
-    producer_epoch: int = -1,
-    base_sequence: int = -1,
-    partition_leader_epoch: int = -1,
-    is_transactional: bool = False,
-    is_control: bool = False,
-    timestamp_type: TimestampType = TimestampType.CREATE_TIME,
-    base_timestamp: int | None = None,
-) -> bytes:
-    """Encode ``records`` as one v2 batch (``DefaultRecordBatch.writeHeader``).
-
-    The base timestamp defaults to the first record's timestamp, as the Java client
-    does; ``max_timestamp`` is the largest record timestamp.
-
-    Raises:
-        RecordBatchError: ``records`` is empty.
-    """
-    if not records:
-        raise RecordBatchError("a batch needs at least one record")
-    now = time.time_ns() // 1_000_000
-    stamps = [now if r.timestamp is None else r.timestamp for r in records]
-    base_ts = stamps[0] if base_timestamp is None else base_timestamp
-    body = bytearray()
-    for delta, (record, stamp) in enumerate(zip(records, stamps, strict=True)):
-        _encode_record(body, record, delta, stamp - base_ts)
-    payload = compress(compression, body)
-    attributes = (
-        int(compression)
-        | (
-            _TIMESTAMP_TYPE_BIT
-            if timestamp_type == TimestampType.LOG_APPEND_TIME
-            else 0
-        )
-        | (_TRANSACTIONAL_BIT if is_transactional else 0)
-        | (_CONTROL_BIT if is_control else 0)
-    )
-    out = bytearray(BATCH_HEADER_SIZE)
+def pack_header(out: WritableBuffer, header: BatchHeader, pos: int = 0) -> None:
+    """Write ``header`` into ``out`` at ``pos`` (the inverse of :func:`read_header`)."""
     _HEADER.pack_into(
         out,
-        0,
-        base_offset,
-        BATCH_HEADER_SIZE - LOG_OVERHEAD + len(payload),
-        partition_leader_epoch,
-        2,
-        0,  # crc, filled below
-        attributes,
-        len(records) - 1,
-        base_ts,
-        max(stamps),
-        producer_id,
-        producer_epoch,
-        base_sequence,
-        len(records),
-    )
-    out += payload
-    _UINT32.pack_into(out, CRC_OFFSET, _crc32c.crc32c(memoryview(out)[CRC_START:]))
-    return bytes(out)
-
-
-class ControlType(IntEnum):
-    """Control record type (key of a control record; ``ControlRecordType.java``)."""
-
-    ABORT = 0
-    COMMIT = 1
-
-
-_CONTROL_KEY: Final = struct.Struct(">hh")  # version (0), type
-_MARKER_VALUE: Final = struct.Struct(">hi")  # version (0), coordinator_epoch
-
-
-def build_control_batch(
-    control_type: ControlType,
-    *,
-    producer_id: int,
-    producer_epoch: int,
-    coordinator_epoch: int = 0,
-    base_offset: int = 0,
-    partition_leader_epoch: int = -1,
-    timestamp: int | None = None,
-) -> bytes:
-    """A transaction marker batch (``EndTransactionMarker.java``): one control record."""
-    marker = RecordInput(
-        key=_CONTROL_KEY.pack(0, control_type),
-        value=_MARKER_VALUE.pack(0, coordinator_epoch),
-        timestamp=timestamp,
-    )
-    return build_batch(
-        [marker],
-        base_offset=base_offset,
-        producer_id=producer_id,
-        producer_epoch=producer_epoch,
-        partition_leader_epoch=partition_leader_epoch,
-        is_transactional=True,
-        is_control=True,
+        pos,
+        header.base_offset,
+        header.batch_length,
+        header.partition_leader_epoch,
+        header.magic,
+        header.crc,
+        header.attributes,
+        header.last_offset_delta,
+        header.base_timestamp,
+        header.max_timestamp,
+        header.producer_id,
+        header.producer_epoch,
+        header.base_sequence,
+        header.record_count,
     )
 
 
-def control_type(record: Record) -> ControlType:
-    """Type of a record read from a control batch.
-
-    Raises:
-        RecordBatchError: the key is not a known control record key.
-    """
-    if record.key is None or len(record.key) < _CONTROL_KEY.size:
-        raise RecordBatchError("control record without a 4-byte key")
-    _, kind = _CONTROL_KEY.unpack_from(record.key)
-    try:
-        return ControlType(kind)
-    except ValueError:
-        raise RecordBatchError(f"unknown control record type {kind}") from None
-
-
-class _Reader:
-    """Cursor over decoded record bytes; every read raises CorruptBatch on overrun."""
-
-    __slots__ = ("data", "pos", "where")
-
-    def __init__(self, data: bytes, where: int) -> None:
-        self.data = data
-        self.pos = 0
-        self.where = where
-
-    def varint(self) -> int:
-        data, pos, shift, z = self.data, self.pos, 0, 0
-        while True:
-            if pos >= len(data):
-                raise CorruptBatch("truncated varint in records", position=self.where)
-            byte = data[pos]
-            pos += 1
-            z |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                break
-            shift += 7
-            if shift > 63:
-                raise CorruptBatch("varint longer than 10 bytes", position=self.where)
-        self.pos = pos
-        return (z >> 1) ^ -(z & 1)
-
-    def take(self, length: int) -> bytes:
-        end = self.pos + length
-        if length < 0 or end > len(self.data):
-            raise CorruptBatch("record field overruns its batch", position=self.where)
-        chunk = self.data[self.pos : end]
-        self.pos = end
-        return chunk
-
-    def nullable_bytes(self) -> bytes | None:
-        length = self.varint()
-        if length == -1:
-            return None
-        return self.take(length)
-
-
-def iter_records(batch: Buffer, pos: int = 0) -> Iterator[Record]:
-    """Verify the batch at ``pos``, decompress it and yield its records.
-
-    Log-append-time batches give every record the batch's max_timestamp, as Kafka's
-    ``DefaultRecordBatch`` does.
-
-    Raises:
-        CorruptBatch: the batch fails :func:`verify_batch` or its records are malformed.
-    """
-    header = verify_batch(batch, pos)
-    try:
-        codec = header.compression
-    except ValueError:
-        raise CorruptBatch(
-            f"unknown codec {header.attributes & _COMPRESSION_MASK}", position=pos
-        ) from None
-    section = memoryview(batch)[pos + BATCH_HEADER_SIZE : pos + header.size]
-    try:
-        data = decompress(codec, section)
-    except ProtocolError as exc:
-        raise CorruptBatch(str(exc), position=pos) from exc
-    reader = _Reader(data, pos)
-    append_time = header.timestamp_type == TimestampType.LOG_APPEND_TIME
-    for _ in range(header.record_count):
-        length = reader.varint()
-        end = reader.pos + length
-        if length < 0 or end > len(data):
-            raise CorruptBatch(f"record length {length} overruns", position=pos)
-        reader.pos += 1  # attributes: unused
-        timestamp_delta = reader.varint()
-        offset_delta = reader.varint()
-        key = reader.nullable_bytes()
-        value = reader.nullable_bytes()
-        count = reader.varint()
-        if count < 0:
-            raise CorruptBatch(f"negative header count {count}", position=pos)
-        headers = []
-        for _ in range(count):
-            key_length = reader.varint()
-            try:
-                header_key = reader.take(key_length).decode()
-            except UnicodeDecodeError as exc:
-                raise CorruptBatch("header key is not utf-8", position=pos) from exc
-            headers.append(Header(key=header_key, value=reader.nullable_bytes()))
-        if reader.pos != end:
-            raise CorruptBatch("record length disagrees with its fields", position=pos)
-        yield Record(
-            offset=header.base_offset + offset_delta,
-            timestamp=header.max_timestamp
-            if append_time
-            else header.base_timestamp + timestamp_delta,
-            key=key,
-            value=value,
-            headers=tuple(headers),
-        )
-    if reader.pos != len(data):
-        raise CorruptBatch("bytes left after the last record", position=pos)
+def patch_crc(buf: WritableBuffer, pos: int = 0) -> None:
+    """Compute the CRC32C of the batch at ``pos`` and write it into its crc field."""
+    _UINT32.pack_into(buf, pos + CRC_OFFSET, crc_of(buf, pos))

@@ -3,6 +3,8 @@
 :class:`FileOps` calls the real OS. Tests pass a subclass that raises ``OSError``
 (ENOSPC on write, EIO on fsync, ...) at chosen moments, so fault handling is tested
 without a full disk. Callers translate ``OSError`` into :class:`StorageIOError`.
+:class:`DelegatingFileOps` forwards every call to another FileOps, for wrappers that
+change only a few of them.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import ctypes
 import os
 import shutil
 from collections.abc import Callable, Sequence
-from typing import cast
+from typing import TypeAlias, cast
 
 _SYNC_FILE_RANGE_WRITE = 2
+
+Buffer: TypeAlias = bytes | bytearray | memoryview
 
 
 def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
@@ -45,13 +49,11 @@ class FileOps:
         """Duplicate a descriptor (sync works on a dup so a racing close is harmless)."""
         return os.dup(fd)
 
-    def pwrite(self, fd: int, data: bytes | bytearray | memoryview, offset: int) -> int:
+    def pwrite(self, fd: int, data: Buffer, offset: int) -> int:
         """Write at ``offset``; may write fewer bytes than asked."""
         return os.pwrite(fd, data, offset)
 
-    def pwritev(
-        self, fd: int, buffers: Sequence[bytes | bytearray | memoryview], offset: int
-    ) -> int:
+    def pwritev(self, fd: int, buffers: Sequence[Buffer], offset: int) -> int:
         """Gather-write ``buffers`` at ``offset``; may write fewer bytes than asked."""
         return os.pwritev(fd, buffers, offset)
 
@@ -138,3 +140,65 @@ class FileOps:
 
 
 DEFAULT_FILEOPS = FileOps()
+
+
+class DelegatingFileOps(FileOps):
+    """A FileOps that forwards every call to ``inner``: the base of wrappers that
+    change a few calls (the broker's free-space guard, test fault injection)."""
+
+    def __init__(self, inner: FileOps = DEFAULT_FILEOPS) -> None:
+        self.inner = inner
+
+    def open(self, path: str, flags: int, mode: int = 0o644) -> int:
+        return self.inner.open(path, flags, mode)
+
+    def close(self, fd: int) -> None:
+        self.inner.close(fd)
+
+    def dup(self, fd: int) -> int:
+        return self.inner.dup(fd)
+
+    def pwrite(self, fd: int, data: Buffer, offset: int) -> int:
+        return self.inner.pwrite(fd, data, offset)
+
+    def pwritev(self, fd: int, buffers: Sequence[Buffer], offset: int) -> int:
+        return self.inner.pwritev(fd, buffers, offset)
+
+    def pread(self, fd: int, size: int, offset: int) -> bytes:
+        return self.inner.pread(fd, size, offset)
+
+    def fsync(self, fd: int) -> None:
+        self.inner.fsync(fd)
+
+    def fdatasync(self, fd: int) -> None:
+        self.inner.fdatasync(fd)
+
+    def start_writeback(self, fd: int) -> None:
+        self.inner.start_writeback(fd)
+
+    def fsync_dir(self, path: str) -> None:
+        self.inner.fsync_dir(path)
+
+    def ftruncate(self, fd: int, size: int) -> None:
+        self.inner.ftruncate(fd, size)
+
+    def fstat_size(self, fd: int) -> int:
+        return self.inner.fstat_size(fd)
+
+    def replace(self, src: str, dst: str) -> None:
+        self.inner.replace(src, dst)
+
+    def unlink(self, path: str) -> None:
+        self.inner.unlink(path)
+
+    def link(self, src: str, dst: str) -> None:
+        self.inner.link(src, dst)
+
+    def makedirs(self, path: str) -> None:
+        self.inner.makedirs(path)
+
+    def listdir(self, path: str) -> list[str]:
+        return self.inner.listdir(path)
+
+    def rmtree(self, path: str) -> None:
+        self.inner.rmtree(path)

@@ -7,17 +7,17 @@ them with its lock held and its state passed in; they never change the log.
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 
-from protocol.records import BatchHeader, RecordBatchError, iter_records
+from protocol.record_builder import iter_records
+from protocol.records import BatchHeader, RecordBatchError
 from storage.log_types import ReadResult
 from storage.segment import Segment
+from storage.segment_set import SegmentSet
 
 
 def read_batches(
-    segments: Sequence[Segment],
-    bases: Sequence[int],
+    segments: SegmentSet,
     offset: int,
     max_bytes: int,
     end_offset: int,
@@ -26,20 +26,17 @@ def read_batches(
     min_one: bool = True,
 ) -> ReadResult:
     """Whole batches from the one holding ``offset``, at most ``max_bytes``, never
-    past ``end_offset``; ``bases`` are the segments' base offsets. ``min_one``: the
-    first batch is returned even when larger than ``max_bytes`` (Kafka's
-    ``minOneMessage``), else nothing is. ``mmap``: zero-copy views of the segment
-    file, else bytes copies."""
-    i = max(bisect.bisect_right(bases, offset) - 1, 0)
-    while i < len(segments) and offset < end_offset:
-        seg = segments[i]
-        if seg.next_offset > offset:
-            found = seg.find(offset)
-            if found is not None:
-                return _read_from(
-                    seg, found, max_bytes, end_offset, mmap=mmap, min_one=min_one
-                )
-        i += 1
+    past ``end_offset``. ``min_one``: the first batch is returned even when larger
+    than ``max_bytes`` (Kafka's ``minOneMessage``), else nothing is. ``mmap``:
+    zero-copy views of the segment file, else bytes copies."""
+    if offset < end_offset:
+        for seg in segments.from_offset(offset):
+            if seg.next_offset > offset:
+                found = seg.find(offset)
+                if found is not None:
+                    return _read_from(
+                        seg, found, max_bytes, end_offset, mmap=mmap, min_one=min_one
+                    )
     return ReadResult(buffers=[], size=0, first_offset=-1, next_offset=offset)
 
 
@@ -87,7 +84,7 @@ def _read_from(
 
 
 def offset_for_timestamp(
-    segments: Sequence[Segment], log_start: int, timestamp_ms: int
+    segments: Iterable[Segment], log_start: int, timestamp_ms: int
 ) -> tuple[int, int] | None:
     """ListOffsets by time: (offset, timestamp) of the first record at or after
     ``log_start`` whose timestamp is >= ``timestamp_ms``; None if there is none.
@@ -110,7 +107,7 @@ def offset_for_timestamp(
 
 
 def max_timestamp_offset(
-    segments: Sequence[Segment], log_start: int
+    segments: Iterable[Segment], log_start: int
 ) -> tuple[int, int]:
     """ListOffsets -3: (offset, timestamp) of the first record with the largest
     timestamp at or after ``log_start``; (-1, -1) if the log is empty."""

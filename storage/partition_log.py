@@ -1,4 +1,4 @@
-"""One partition's log: an ordered set of segments, append/read/sync/retention.
+"""One partition's log: its segments (segment_set.py), append/read/sync/retention.
 
 Directory ``<data_dir>/kafka/<topic>/<partition>/``::
 
@@ -42,7 +42,7 @@ from storage.errors import (
     StorageIOError,
 )
 from storage.fd_cache import FdCache
-from storage.fileops import FileOps
+from storage.fileops import Buffer, FileOps
 from storage.log_reader import max_timestamp_offset, offset_for_timestamp, read_batches
 from storage.log_types import (
     AppendResult,
@@ -62,6 +62,7 @@ from storage.segment import (
     segment_name,
 )
 from storage.segment_copy import execute_copy, plan_copy
+from storage.segment_set import SegmentSet
 from storage.validation import stamp_batches, validate_batches
 
 __all__ = [
@@ -80,8 +81,6 @@ _SPACE_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
 # Out of descriptors (reopening an evicted segment): refused, the log stays online.
 _TRANSIENT_ERRNOS: Final = _SPACE_ERRNOS | {errno.EMFILE, errno.ENFILE}
 _MAX_RELATIVE_OFFSET: Final = 2**31 - 1
-
-Buffer = bytes | bytearray | memoryview
 
 
 def _now_ms() -> int:
@@ -115,8 +114,7 @@ class PartitionLog:
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._checkpoint_lock = threading.Lock()  # order: _lock, then this one
-        self._segments: list[Segment] = []
-        self._bases: list[int] = []
+        self._segments = SegmentSet()
         self._log_start = 0
         self._durable = 0
         self._recovery_point = 0
@@ -183,28 +181,27 @@ class PartitionLog:
             epochs=self._epochs,
             handles=self.handles,
         )
-        self._segments = segments  # closed by open() if the rest fails
+        self._segments = SegmentSet(segments)  # closed by open() if the rest fails
         bases = [r.base_offset for r in reports]
         if not segments:
             start = max(log_start, recovery_point) if not bases else bases[0]
-            segments.append(
+            self._segments.append(
                 Segment.create(fileops, self.directory, start, self.handles)
             )
             self._dir_dirty = True
-        self._segments = segments
-        self._bases = [s.base_offset for s in segments]
-        if segments[-1].size:
-            segments[-1].created_ms = _now_ms()  # segment.ms counts from the restart
-        end = segments[-1].next_offset
+        active = self._segments.active
+        if active.size:
+            active.created_ms = _now_ms()  # segment.ms counts from the restart
+        end = active.next_offset
         self._epochs.truncate_from(end)
-        self._log_start = min(max(log_start, segments[0].base_offset), end)
+        self._log_start = min(max(log_start, self._segments.base_offset), end)
         # Everything that survived recovery is on disk: what was scanned got fsynced
         # by the truncation or was already durable; a clean close fsynced the rest.
-        for seg in segments:
+        for seg in self._segments:
             if not clean:
                 with seg.handle() as fd:
                     fileops.fsync(fd)
-            if seg.indexes_dirty and seg is not segments[-1]:
+            if seg.indexes_dirty and seg is not active:
                 seg.seal_time_index()
                 seg.write_indexes()
         self._durable = end
@@ -254,12 +251,12 @@ class PartitionLog:
     @property
     def log_end_offset(self) -> int:
         """The offset the next record will get."""
-        return self._segments[-1].next_offset
+        return self._segments.end_offset
 
     @property
     def high_watermark(self) -> int:
         """Single node: every written record is committed (= log_end_offset)."""
-        return self._segments[-1].next_offset
+        return self._segments.end_offset
 
     @property
     def durable_offset(self) -> int:
@@ -269,7 +266,7 @@ class PartitionLog:
     @property
     def needs_sync(self) -> bool:
         """Whether sync() has something to do."""
-        return self._durable < self._segments[-1].next_offset or self._dir_dirty
+        return self._durable < self._segments.end_offset or self._dir_dirty
 
     @property
     def failed(self) -> str | None:
@@ -284,12 +281,12 @@ class PartitionLog:
     @property
     def max_timestamp(self) -> int:
         """Largest batch max_timestamp in the log (-1 if none)."""
-        return max((s.max_timestamp for s in self._segments), default=-1)
+        return self._segments.max_timestamp
 
     @property
     def size_bytes(self) -> int:
         """Bytes of all segment files."""
-        return sum(s.size for s in self._segments)
+        return self._segments.size_bytes
 
     def segments(self) -> list[SegmentInfo]:
         """Every segment, oldest first; the last one is active."""
@@ -307,7 +304,7 @@ class PartitionLog:
             size=seg.size,
             max_timestamp=seg.max_timestamp,
             path=seg.log_path,
-            active=seg is self._segments[-1],
+            active=seg is self._segments.active,
         )
 
     def _check_writable(self) -> None:
@@ -340,7 +337,7 @@ class PartitionLog:
             self._check_writable()
             span = sum(h.last_offset_delta + 1 for _, h in batches) - 1
             self._maybe_roll(len(view), now, span)
-            first = offset = self._segments[-1].next_offset
+            first = offset = self._segments.end_offset
             parts, offset = stamp_batches(
                 view, batches, first, leader_epoch, append_time
             )
@@ -367,7 +364,7 @@ class PartitionLog:
         view = memoryview(batches)
         with self._lock:
             self._check_writable()
-            expected = first = self._segments[-1].next_offset
+            expected = first = self._segments.end_offset
             for _, header in found:
                 if header.base_offset != expected:
                     raise OffsetMismatch(
@@ -378,7 +375,7 @@ class PartitionLog:
             i = 0
             while i < len(found):
                 # Take as many batches as fit in the active segment (at least one).
-                seg = self._segments[-1]
+                seg = self._segments.active
                 room = self.config.segment_bytes - seg.size
                 j = i + 1
                 used = found[i][1].size
@@ -415,7 +412,7 @@ class PartitionLog:
         *,
         header_offsets: bool = False,
     ) -> None:
-        seg = self._segments[-1]
+        seg = self._segments.active
         start = seg.size
         try:
             if isinstance(data, list):
@@ -445,7 +442,7 @@ class PartitionLog:
         self._unsynced[seg.base_offset] = seg
 
     def _maybe_roll(self, incoming: int, now: int, span: int) -> None:
-        seg = self._segments[-1]
+        seg = self._segments.active
         if seg.size == 0:
             return
         too_big = seg.size + incoming > self.config.segment_bytes
@@ -461,11 +458,11 @@ class PartitionLog:
         """Close the active segment and start a new one (no-op if it is empty)."""
         with self._lock:
             self._check_writable()
-            if self._segments[-1].size:
+            if self._segments.active.size:
                 self._roll_locked()
 
     def _roll_locked(self) -> None:
-        old = self._segments[-1]
+        old = self._segments.active
         try:
             old.seal_time_index()
             old.write_indexes()
@@ -475,7 +472,6 @@ class PartitionLog:
         except OSError as exc:
             raise _io_error(f"rolling {old.log_path}", exc) from exc
         self._segments.append(new)
-        self._bases.append(new.base_offset)
         self._dir_dirty = True
         # Nothing is fsynced here (a roll is on the append path): the recovery point
         # and epoch file move on at the next checkpoint() or clean close, and until
@@ -500,7 +496,7 @@ class PartitionLog:
         with self._lock:
             if self._closed:
                 raise LogClosed(f"{self.topic}-{self.partition} is closed")
-            end_offset = self._segments[-1].next_offset
+            end_offset = self._segments.end_offset
             if offset < self._log_start or offset > end_offset:
                 raise OffsetOutOfRange(offset, self._log_start, end_offset)
             if upper_bound is not None:
@@ -508,7 +504,6 @@ class PartitionLog:
             try:
                 return read_batches(
                     self._segments,
-                    self._bases,
                     offset,
                     max_bytes,
                     end_offset,
@@ -543,7 +538,7 @@ class PartitionLog:
     def epoch_end_offset(self, epoch: int) -> tuple[int, int]:
         """OffsetForLeaderEpoch: (largest epoch <= ``epoch``, its end offset)."""
         with self._lock:
-            return self._epochs.end_offset_for(epoch, self._segments[-1].next_offset)
+            return self._epochs.end_offset_for(epoch, self._segments.end_offset)
 
     # -- durability ------------------------------------------------------------------
     def sync(self) -> int:
@@ -562,7 +557,7 @@ class PartitionLog:
                     )
                 if self._closed:
                     return self._durable
-                target = self._segments[-1].next_offset
+                target = self._segments.end_offset
                 segs = [s for s in self._unsynced.values() if not s.closed]
                 fds: list[int] = []
                 try:
@@ -591,7 +586,7 @@ class PartitionLog:
                 self._durable = max(self._durable, target)
                 durable = self._durable
                 stale = (
-                    self._recovery_point < self._segments[-1].base_offset
+                    self._recovery_point < self._segments.active.base_offset
                     and time.monotonic() - self._checkpointed_at
                     >= self.checkpoint_interval_s
                 )
@@ -611,7 +606,7 @@ class PartitionLog:
         with self._lock:
             self._check_writable()
             recovery_point = self._durable
-            dirty = [s for s in self._segments[:-1] if s.indexes_dirty]
+            dirty = [s for s in self._segments.closed() if s.indexes_dirty]
             epoch_image = self._epochs.take_image()
             self._checkpointed_at = time.monotonic()
         try:
@@ -634,14 +629,14 @@ class PartitionLog:
         """DeleteRecords: move the log start to ``before_offset``; returns it."""
         with self._lock:
             self._check_writable()
-            end = self._segments[-1].next_offset
+            end = self._segments.end_offset
             if before_offset < 0 or before_offset > end:
                 raise OffsetOutOfRange(before_offset, self._log_start, end)
             if before_offset > self._log_start:
                 self._log_start = before_offset
                 while (
                     len(self._segments) > 1
-                    and self._segments[0].next_offset <= before_offset
+                    and self._segments.first.next_offset <= before_offset
                 ):
                     self._remove_first()
                 self._save_state()
@@ -654,9 +649,9 @@ class PartitionLog:
         with self._lock:
             self._check_writable()
             cfg = self.config
-            total = sum(s.size for s in self._segments)
+            total = self._segments.size_bytes
             while len(self._segments) > 1:
-                seg = self._segments[0]
+                seg = self._segments.first
                 expired = (
                     cfg.retention_ms >= 0
                     and seg.max_timestamp >= 0
@@ -671,13 +666,12 @@ class PartitionLog:
                 total -= seg.size
                 self._remove_first()
             if removed:
-                self._log_start = max(self._log_start, self._segments[0].base_offset)
+                self._log_start = max(self._log_start, self._segments.base_offset)
                 self._save_state()
         return removed
 
     def _remove_first(self) -> None:
-        seg = self._segments.pop(0)
-        self._bases.pop(0)
+        seg = self._segments.pop_first()
         self._unsynced.pop(seg.base_offset, None)
         try:
             seg.remove_files()
@@ -700,25 +694,26 @@ class PartitionLog:
         """
         with self._lock:
             self._check_writable()
-            if self._segments[-1].next_offset != self._log_start:
+            if self._segments.end_offset != self._log_start:
                 raise OffsetMismatch(
                     f"{self.topic}-{self.partition} is not empty "
-                    f"({self._log_start}..{self._segments[-1].next_offset})"
+                    f"({self._log_start}..{self._segments.end_offset})"
                 )
             if base_offset < 0:
                 raise OffsetMismatch(f"negative base offset {base_offset}")
             try:
                 for seg in self._segments:
                     seg.remove_files()
-                self._segments = [
-                    Segment.create(
-                        self.fileops, self.directory, base_offset, self.handles
-                    )
-                ]
+                self._segments.replace_all(
+                    [
+                        Segment.create(
+                            self.fileops, self.directory, base_offset, self.handles
+                        )
+                    ]
+                )
             except OSError as exc:
                 self._failed = f"reset failed: {exc.strerror or exc}"
                 raise _io_error(f"resetting {self.directory}", exc) from exc
-            self._bases = [base_offset]
             self._unsynced.clear()
             self._log_start = self._durable = self._recovery_point = base_offset
             self._epochs.clear()
@@ -733,7 +728,7 @@ class PartitionLog:
     def start_writeback(self) -> None:
         """Start writing the active segment's new pages back, without waiting (bulk
         writers such as snapshot staging call it per chunk; see FileOps)."""
-        with self._lock, self._segments[-1].handle() as fd:
+        with self._lock, self._segments.active.handle() as fd:
             self.fileops.start_writeback(fd)
 
     # -- snapshots ----------------------------------------------------------------
@@ -760,7 +755,7 @@ class PartitionLog:
         staged_epochs = EpochCache.load(staging_dir)
         with self._lock:
             self._check_writable()
-            active = self._segments[-1]
+            active = self._segments.active
             if not bases:
                 return active.next_offset
             if bases[0] != active.next_offset:
@@ -770,8 +765,7 @@ class PartitionLog:
                 )
             try:
                 if active.size == 0:
-                    self._segments.pop()
-                    self._bases.pop()
+                    self._segments.pop_active()
                     self._unsynced.pop(active.base_offset, None)
                     active.remove_files()
                 else:
@@ -795,19 +789,18 @@ class PartitionLog:
                             seg, self.config.index_interval_bytes, verify=False
                         )
                     self._segments.append(seg)
-                    self._bases.append(base)
             except OSError as exc:
                 self._failed = f"adopting segments failed: {exc.strerror or exc}"
                 raise _io_error(
                     f"adopting segments into {self.directory}", exc
                 ) from exc
-            self._segments[-1].created_ms = _now_ms()
+            self._segments.active.created_ms = _now_ms()
             for epoch, start in zip(
                 staged_epochs.epochs, staged_epochs.starts, strict=True
             ):
                 self._epochs.assign(epoch, start)
             self._dir_dirty = True
-            return self._segments[-1].next_offset
+            return self._segments.end_offset
 
     def link_or_copy_segments_to(
         self, dest_dir: str, end_offset: int, *, start_offset: int = 0
@@ -845,16 +838,14 @@ class PartitionLog:
                     for seg in self._segments:
                         if (
                             seg.base_offset in self._unsynced
-                            or seg is self._segments[-1]
+                            or seg is self._segments.active
                         ):
                             with seg.handle() as fd:
                                 self.fileops.fsync(fd)
                             seg.seal_time_index()
                         if seg.indexes_dirty:
                             seg.write_indexes()
-                    self._durable = self._recovery_point = self._segments[
-                        -1
-                    ].next_offset
+                    self._durable = self._recovery_point = self._segments.end_offset
                     with self._checkpoint_lock:
                         self._epochs.save(self.fileops, self.directory)
                         self._write_checkpoint()

@@ -1,4 +1,4 @@
-"""Copying a partition's segments out, for snapshots (issue 7).
+"""Copying a partition's segments out, for snapshots.
 
 Closed segments wholly inside the requested offset range are hard-linked (a
 snapshot of closed segments costs no data copy); a segment the range cuts (the
@@ -18,6 +18,7 @@ from storage.errors import StorageError
 from storage.fileops import FileOps
 from storage.log_types import CopiedSegment
 from storage.segment import LOG_SUFFIX, Segment
+from storage.segment_set import SegmentSet
 
 _LINK_REFUSED: Final = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP)
 _COPY_CHUNK: Final = 8 << 20
@@ -36,7 +37,7 @@ class CopyStep:
 
 
 def plan_copy(
-    segments: list[Segment], start_offset: int, end_offset: int
+    segments: SegmentSet, start_offset: int, end_offset: int
 ) -> list[CopyStep]:
     """Which byte ranges hold the batches in [start_offset, end_offset).
 
@@ -47,7 +48,7 @@ def plan_copy(
         if seg.next_offset <= start_offset or seg.base_offset >= end_offset:
             continue
         if (
-            seg is not segments[-1]
+            seg is not segments.active
             and seg.base_offset >= start_offset
             and seg.next_offset <= end_offset
         ):

@@ -45,6 +45,14 @@ from storage.snapshot_create import (  # re-exported: the snapshot API in one pl
     create_snapshot,
     read_snapshot_meta,
 )
+from storage.snapshot_files import (
+    check_entry,
+    file_crc32c,
+    iter_chunks,
+    list_segment_files,
+    open_segment,
+    read_meta_bytes,
+)
 from storage.snapshot_groups import parse_group_offsets, read_group_offsets_bytes
 from storage.snapshot_meta import (
     META_FILE,
@@ -52,14 +60,8 @@ from storage.snapshot_meta import (
     SnapshotIncomplete,
     SnapshotInvalid,
     SnapshotMeta,
-    check_entry,
-    file_crc32c,
     is_utf8_name,
-    iter_chunks,
-    list_segment_files,
-    open_segment,
     parse_meta,
-    read_meta_bytes,
 )
 
 BatchRef = tuple[int, int, int]  # (base_offset, last_offset, crc)

@@ -21,6 +21,7 @@ import crc32c as _crc32c
 
 from protocol.records import BatchHeader
 from storage.errors import StorageError
+from storage.snapshot_files import compress_file, iter_chunks, read_meta_bytes
 from storage.snapshot_groups import (
     GroupOffset,
     encode_group_offsets,
@@ -35,10 +36,7 @@ from storage.snapshot_meta import (
     SnapshotIncomplete,
     SnapshotInvalid,
     SnapshotMeta,
-    compress_file,
-    iter_chunks,
     parse_meta,
-    read_meta_bytes,
 )
 
 _READ_BYTES: Final = 4 * 1024 * 1024

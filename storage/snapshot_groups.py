@@ -45,14 +45,13 @@ from dataclasses import dataclass
 from typing import Final
 
 from storage.offset_store import INT32_MAX, INT64_MAX, string_problem
+from storage.snapshot_files import check_entry, read_capped
 from storage.snapshot_meta import (
     GROUP_OFFSETS_FILE,
     MAX_META_BYTES,
     SnapshotInvalid,
     SnapshotMeta,
-    check_entry,
     load_json,
-    read_capped,
 )
 
 GROUP_OFFSETS_VERSION: Final = 1

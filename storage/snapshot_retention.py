@@ -26,7 +26,8 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 from storage.errors import StorageError
-from storage.snapshot_meta import META_FILE, SnapshotError, parse_meta, read_meta_bytes
+from storage.snapshot_files import read_meta_bytes
+from storage.snapshot_meta import META_FILE, SnapshotError, parse_meta
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -44,6 +44,7 @@ from broker.cli.settings import current_settings
 from broker.client.errors import ClientError
 from storage.errors import StorageError
 from storage.snapshot import Snapshot, Status, apply_order, inspect_snapshot
+from storage.snapshot_files import compress_file, iter_chunks, open_segment
 from storage.snapshot_ingest import IngestState
 from storage.snapshot_meta import (
     CODECS,
@@ -51,9 +52,6 @@ from storage.snapshot_meta import (
     SegmentMeta,
     SnapshotError,
     SnapshotMeta,
-    compress_file,
-    iter_chunks,
-    open_segment,
 )
 from storage.snapshot_retention import (
     RetentionPolicy,

@@ -57,14 +57,8 @@ from protocol.messages.produce import (
     ProduceResponse,
     TopicProduceData,
 )
-from protocol.records import (
-    Compression,
-    Header,
-    RecordInput,
-    build_batch,
-    iter_batches,
-    iter_records,
-)
+from protocol.record_builder import Header, RecordInput, build_batch, iter_records
+from protocol.records import Compression, iter_batches
 
 EARLIEST: Final = -2
 LATEST: Final = -1

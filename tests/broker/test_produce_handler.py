@@ -19,7 +19,7 @@ from protocol.messages.produce import (
     ProduceResponse,
     TopicProduceData,
 )
-from protocol.records import RecordInput, build_batch
+from protocol.record_builder import RecordInput, build_batch
 from storage.log_manager import LogManager
 from storage.producer_state import Duplicate, ProducerIdAllocator
 

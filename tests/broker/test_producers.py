@@ -6,7 +6,7 @@ from pathlib import Path
 
 from broker.groups.producers import ProducerService, append_checked
 from protocol.error_codes import ErrorCode
-from protocol.records import RecordInput, build_batch
+from protocol.record_builder import RecordInput, build_batch
 from storage.log_manager import LogManager
 from storage.partition_log import AppendResult
 from storage.producer_state import ProducerIdAllocator

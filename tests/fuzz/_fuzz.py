@@ -5,7 +5,7 @@ Targets (each must raise nothing but its allowed exception on any input):
 - ``request``: :func:`protocol.codec.decode_request` on a frame body -> ProtocolError.
 - ``meta``: :func:`storage.snapshot_meta.parse_meta` on ``meta.json`` bytes ->
   SnapshotError (SnapshotInvalid / SnapshotIncomplete).
-- ``segment``: :func:`storage.snapshot_meta.iter_chunks` with CRC verification over a
+- ``segment``: :func:`storage.snapshot_files.iter_chunks` with CRC verification over a
   snapshot segment file (plain, and the zstd/gzip/lz4 stored forms) -> SnapshotError.
 - ``groups``: :func:`storage.snapshot_groups.parse_group_offsets` on
   ``group-offsets.json`` bytes, for a snapshot of partition 0 of ``t`` ending at
@@ -41,8 +41,9 @@ from storage.log_manager import LogManager
 from storage.offset_store import CommittedOffset, wire_problem
 from storage.partition_log import PartitionLog
 from storage.producer_state import ProducerIdAllocator
+from storage.snapshot_files import iter_chunks
 from storage.snapshot_groups import entry_problem, parse_group_offsets
-from storage.snapshot_meta import SnapshotError, SnapshotMeta, iter_chunks, parse_meta
+from storage.snapshot_meta import SnapshotError, SnapshotMeta, parse_meta
 
 CORPUS = Path(__file__).parent / "corpus"
 

@@ -16,8 +16,9 @@ import shutil
 import struct
 from pathlib import Path
 
-from protocol.records import Compression, RecordInput, build_batch
-from storage.snapshot_meta import compress_file
+from protocol.record_builder import RecordInput, build_batch
+from protocol.records import Compression
+from storage.snapshot_files import compress_file
 from tests.fuzz._fuzz import CORPUS
 
 GOLDEN = Path(__file__).parents[1] / "protocol" / "golden"

@@ -21,7 +21,7 @@ from protocol.messages.produce import (
     ProduceResponse,
     TopicProduceData,
 )
-from protocol.records import RecordInput, build_batch
+from protocol.record_builder import RecordInput, build_batch
 from tests._broker import BrokerProcess, recv_frame, request
 
 pytestmark = pytest.mark.integration

@@ -34,7 +34,7 @@ from protocol.messages.produce import (
     ProduceRequest,
     TopicProduceData,
 )
-from protocol.records import RecordInput, build_batch, iter_records
+from protocol.record_builder import RecordInput, build_batch, iter_records
 from tests._broker import BrokerProcess, recv_frame
 
 pytestmark = pytest.mark.integration

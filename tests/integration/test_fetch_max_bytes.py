@@ -33,7 +33,8 @@ from protocol.messages.produce import (
     ProduceResponse,
     TopicProduceData,
 )
-from protocol.records import RecordInput, build_batch, iter_batches
+from protocol.record_builder import RecordInput, build_batch
+from protocol.records import iter_batches
 from tests._broker import BrokerProcess, recv_frame, request, start_broker
 
 pytestmark = pytest.mark.integration

@@ -30,7 +30,8 @@ from protocol.messages.produce import (
     ProduceResponse,
     TopicProduceData,
 )
-from protocol.records import CRC_OFFSET, RecordInput, build_batch
+from protocol.record_builder import RecordInput, build_batch
+from protocol.records import CRC_OFFSET
 from tests._broker import BrokerProcess, request
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import crc32c
 
-from protocol.records import RecordInput, build_batch
+from protocol.record_builder import RecordInput, build_batch
 
 TOPIC_ID = "5b1c1a53-2d0f-4a1c-9a55-3c8a1e6f0a01"
 

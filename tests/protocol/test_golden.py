@@ -32,13 +32,8 @@ from protocol.messages.fetch import FetchResponse
 from protocol.messages.init_producer_id import InitProducerIdRequest
 from protocol.messages.offset_commit import OffsetCommitRequest
 from protocol.messages.produce import ProduceRequest
-from protocol.records import (
-    BatchHeader,
-    Header,
-    iter_batches,
-    iter_records,
-    verify_batch,
-)
+from protocol.record_builder import Header, iter_records
+from protocol.records import BatchHeader, iter_batches, verify_batch
 
 GOLDEN = Path(__file__).parent / "golden"
 INDEX: dict[str, Any] = json.loads((GOLDEN / "index.json").read_text())["clients"]

@@ -10,6 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol.errors import ProtocolError
+from protocol.record_builder import (
+    Header,
+    RecordInput,
+    build_batch,
+    control_type,
+    iter_records,
+)
 from protocol.records import (
     BATCH_HEADER_SIZE,
     CRC_START,
@@ -17,15 +24,10 @@ from protocol.records import (
     BatchHeader,
     Compression,
     CorruptBatch,
-    Header,
     RecordBatchError,
-    RecordInput,
     TimestampType,
-    build_batch,
-    control_type,
     crc_of,
     iter_batches,
-    iter_records,
     patch_base_offset,
     patch_leader_epoch,
     read_header,

@@ -24,18 +24,20 @@ from aiokafka.record.default_records import (
 )
 
 from protocol.compression import Compression, compress, decompress
-from protocol.records import (
-    BATCH_HEADER_SIZE,
-    CRC_START,
-    LOG_OVERHEAD,
+from protocol.record_builder import (
     ControlType,
     Header,
     RecordInput,
     build_batch,
     build_control_batch,
     control_type,
-    iter_batches,
     iter_records,
+)
+from protocol.records import (
+    BATCH_HEADER_SIZE,
+    CRC_START,
+    LOG_OVERHEAD,
+    iter_batches,
     verify_batch,
 )
 

@@ -21,7 +21,8 @@ from protocol.legacy import (
     iter_legacy_messages,
     xxh32,
 )
-from protocol.records import CorruptBatch, TimestampType, iter_records, verify_batch
+from protocol.record_builder import iter_records
+from protocol.records import CorruptBatch, TimestampType, verify_batch
 
 with warnings.catch_warnings():
     # kafka-python 3.0 imports its schemas with deprecated importlib APIs.

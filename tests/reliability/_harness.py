@@ -33,14 +33,8 @@ from protocol.messages.produce import (
     ProduceResponse,
     TopicProduceData,
 )
-from protocol.records import (
-    Record,
-    RecordInput,
-    build_batch,
-    iter_records,
-    read_header,
-    verify_batch,
-)
+from protocol.record_builder import Record, RecordInput, build_batch, iter_records
+from protocol.records import read_header, verify_batch
 from tests._broker import BrokerProcess, start_broker
 from tests._broker import request as raw_request
 

@@ -20,7 +20,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from protocol.records import Record
+from protocol.record_builder import Record
 
 CLIENT_TIMEOUTS = {
     "request_timeout_ms": 3000,

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient
 
-from protocol.records import Record
+from protocol.record_builder import Record
 from tests._broker import free_port
 from tests.reliability._harness import (
     BrokerProcess,

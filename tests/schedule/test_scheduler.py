@@ -22,7 +22,7 @@ from broker.snapshot_scheduler import (
     run_snapshot_scheduler,
 )
 from broker.snapshot_watcher import SnapshotService, service_for
-from protocol.records import RecordInput, build_batch
+from protocol.record_builder import RecordInput, build_batch
 from storage.snapshot import Status
 from storage.snapshot_retention import SnapshotInfo
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from broker.append_gate import AppendGate
 from broker.cli.main import _register_commands, cli
 from broker.cli.snapshot import SnapshotCliError, _with_progress
-from protocol.records import RecordInput, build_batch
+from protocol.record_builder import RecordInput, build_batch
 from storage.config import TopicConfig
 from storage.fileops import FileOps
 from storage.partition_log import PartitionLog

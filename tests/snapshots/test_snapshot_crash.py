@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from protocol.records import RecordInput, build_batch, split_complete
+from protocol.record_builder import RecordInput, build_batch
+from protocol.records import split_complete
 from storage.config import TopicConfig
 from storage.fileops import FileOps
 from storage.partition_log import PartitionLog

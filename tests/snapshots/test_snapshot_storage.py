@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol.records import RecordInput, build_batch, iter_records
+from protocol.record_builder import RecordInput, build_batch, iter_records
 from storage.config import TopicConfig
 from storage.errors import OffsetMismatch
 from storage.fileops import FileOps

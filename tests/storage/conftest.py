@@ -1,4 +1,4 @@
-"""Fixtures for storage tests: batches built with protocol.records, small configs."""
+"""Fixtures for storage tests: batches built with protocol.record_builder, small configs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from protocol.records import RecordInput, build_batch
+from protocol.record_builder import RecordInput, build_batch
 
 MakeBatch = Callable[..., bytes]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from protocol.records import RecordInput, build_batch
+from protocol.record_builder import RecordInput, build_batch
 from storage.errors import UnknownTopic
 from storage.log_manager import LogManager
 

@@ -11,7 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from protocol.records import iter_batches, iter_records, verify_batch
+from protocol.record_builder import iter_records
+from protocol.records import iter_batches, verify_batch
 from storage.log_manager import LogManager
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from protocol.records import iter_batches, iter_records, read_header, verify_batch
+from protocol.record_builder import iter_records
+from protocol.records import iter_batches, read_header, verify_batch
 from storage.config import TopicConfig
 from storage.errors import (
     InvalidBatch,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.records import RecordInput, build_batch
+from protocol.record_builder import RecordInput, build_batch
 from storage.errors import StorageError
 from storage.producer_state import (
     Append,

@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from protocol.records import RecordInput, build_batch, iter_batches, iter_records
+from protocol.record_builder import RecordInput, build_batch, iter_records
+from protocol.records import iter_batches
 from storage.config import TopicConfig
 from storage.errors import OffsetOutOfRange
 from storage.fd_cache import FdCache
