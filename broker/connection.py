@@ -4,7 +4,7 @@ Byte path: an ``asyncio.Protocol`` (measured in docs/benchmarks.md: a Protocol
 callback is several times cheaper per frame than anyio streams). ``data_received``
 feeds the chunk to :class:`protocol.framing.FrameReader`, decodes every complete
 frame and dispatches it at once. Requests answered immediately fill their response
-slot; :class:`broker.dispatch.Deferred` ones (acks=all produce, long-poll fetch, group
+slot; :class:`broker.net.request.Deferred` ones (acks=all produce, long-poll fetch, group
 joins) run as tasks in this connection's own anyio task group (:meth:`run`). Responses
 leave strictly in request order, the ready prefix of the slot queue in one
 ``writelines`` call. acks=0 produce gets no slot.
@@ -44,15 +44,9 @@ from typing import TYPE_CHECKING, Final, Protocol, cast
 import anyio
 import structlog
 
-from broker.dispatch import (
-    NO_RESPONSE,
-    Deferred,
-    RequestContext,
-    api_name,
-    dispatch,
-    is_handled,
-)
+from broker.dispatch import api_name, dispatch, is_handled
 from broker.frame_budget import FrameBudget
+from broker.net.request import NO_RESPONSE, Deferred, RequestContext
 from broker.security.authz import AuthorizationDenied
 from broker.security.service import ConnectionSecurity, SecurityService
 from protocol.codec import decode_request, encode_response
@@ -124,7 +118,6 @@ _RECV_SIZE: Final = 256 * 1024
 _SCRATCH: Final = memoryview(bytearray(_RECV_SIZE))
 # Receive in place when at least this much of a frame is still missing.
 _IN_PLACE_MIN: Final = 16 * 1024
-_PRODUCE = 0
 
 
 class KafkaConnection(asyncio.BufferedProtocol):
@@ -483,7 +476,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._slots.append(slot)
         self._inflight_bytes += slot.size
         if isinstance(result, Deferred):
-            if api_key == _PRODUCE:
+            if result.serial:
                 self._produce_waits.append((slot, result))
                 if not self._produce_runner and self._tg is not None:
                     self._produce_runner = True

@@ -1,7 +1,7 @@
 """The broker-wide context every handler sees: config, storage, services, metrics.
 
 ``BrokerContext`` is created once per process by :mod:`broker.server` and passed to
-handlers through :class:`broker.dispatch.RequestContext`. It owns the glue between
+handlers through :class:`broker.net.request.RequestContext`. It owns the glue between
 the event loop and the synchronous storage layer: opening and recovering the data
 dir in a worker thread, appends that schedule a group-commit round, topic creation
 with a ``topic_change`` log event, and the admin/metrics views of topics.

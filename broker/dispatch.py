@@ -29,56 +29,12 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Final
 
+from broker.net.request import Handler, HandlerResult, RequestContext
 from protocol.messages import MODULES
-
-if TYPE_CHECKING:
-    from broker.context import BrokerContext
-    from protocol.headers import RequestHeader
-
-
-class _NoResponse:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "NO_RESPONSE"
-
-
-NO_RESPONSE: Final = _NoResponse()
-
-
-@dataclass(frozen=True, slots=True)
-class Deferred:
-    """A response that needs awaiting; ``run`` is called once, in the connection's task group."""
-
-    run: Callable[[], Awaitable[object]]
-
-
-HandlerResult = object  # a response message, a Deferred, or NO_RESPONSE
-
-
-@dataclass(slots=True, kw_only=True)
-class RequestContext:
-    """What a handler knows about the request beyond its body."""
-
-    broker: BrokerContext
-    header: RequestHeader
-    listener: str  # name of the listener the client connected to
-    peer: str
-    received_at: float  # time.perf_counter() when the frame was decoded
-    # broker.security.service.ConnectionSecurity when the connection is subject to
-    # authentication or authorisation; None otherwise (nothing to check).
-    security: object | None = None
-
-    @property
-    def api_version(self) -> int:
-        return self.header.request_api_version
-
-
-HandlerFn = Callable[[RequestContext, Any], HandlerResult]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,7 +43,7 @@ class HandlerSpec:
 
     api_key: int
     name: str
-    fn: HandlerFn
+    fn: Handler
     min_version: int
     max_version: int
     # ApiVersions may have to advertise a lower minimum than we accept (KAFKA-18659:
@@ -105,10 +61,10 @@ def handler(
     min_version: int = 0,
     max_version: int = 32767,
     advertise_min: int | None = None,
-) -> Callable[[HandlerFn], HandlerFn]:
+) -> Callable[[Handler], Handler]:
     """Register ``fn`` as the handler of ``api_key`` for the given versions."""
 
-    def register(fn: HandlerFn) -> HandlerFn:
+    def register(fn: Handler) -> Handler:
         if api_key in HANDLERS and HANDLERS[api_key].fn is not fn:
             raise RuntimeError(f"two handlers for api key {api_key}")
         HANDLERS[api_key] = HandlerSpec(

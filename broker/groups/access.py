@@ -13,7 +13,7 @@ from broker.groups.producers import ProducerService
 from broker.groups.service import GroupService
 
 if TYPE_CHECKING:
-    from broker.dispatch import RequestContext
+    from broker.net.request import RequestContext
 
 
 def group_service(rctx: RequestContext) -> GroupService | None:

@@ -10,7 +10,8 @@ header is always v0.
 
 from __future__ import annotations
 
-from broker.dispatch import RequestContext, advertised_versions, handler
+from broker.dispatch import advertised_versions, handler
+from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.api_versions import (
     ApiVersion,

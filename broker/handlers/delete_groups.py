@@ -8,8 +8,9 @@ Version notes: v1 same as v0; v2 flexible.
 
 from __future__ import annotations
 
-from broker.dispatch import Deferred, RequestContext, handler
+from broker.dispatch import handler
 from broker.groups.access import group_service
+from broker.net.request import Deferred, RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.delete_groups import (
     DeletableGroupResult,

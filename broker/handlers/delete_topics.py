@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import structlog
 
-from broker.dispatch import RequestContext, handler
+from broker.dispatch import handler
 from broker.groups.producers import ProducerService
 from broker.groups.service import GroupService
 from broker.handlers._common import (
@@ -19,6 +19,7 @@ from broker.handlers._common import (
     find_topic,
     find_topic_by_id,
 )
+from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.delete_topics import (
     DeletableTopicResult,

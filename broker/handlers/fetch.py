@@ -30,13 +30,14 @@ from dataclasses import dataclass
 import anyio
 
 from broker.context import BrokerContext
-from broker.dispatch import Deferred, RequestContext, handler
+from broker.dispatch import handler
 from broker.handlers._common import (
     error_code,
     find_topic,
     find_topic_by_id,
     leader_epoch,
 )
+from broker.net.request import Deferred, RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.fetch import (
     FetchableTopicResponse,

@@ -47,7 +47,7 @@ import anyio
 import structlog
 
 from broker.append_gate import append_gate
-from broker.dispatch import NO_RESPONSE, Deferred, RequestContext, handler
+from broker.dispatch import handler
 from broker.groups.producers import ProducerService, batch_identity, error_for
 from broker.handlers._common import (
     error_code,
@@ -55,6 +55,7 @@ from broker.handlers._common import (
     find_topic_by_id,
     leader_epoch,
 )
+from broker.net.request import NO_RESPONSE, Deferred, RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.produce import (
     PartitionProduceResponse,
@@ -104,7 +105,7 @@ def produce(rctx: RequestContext, request: ProduceRequest) -> object:
                 result = queued.result
                 return await result.run() if isinstance(result, Deferred) else result
 
-            return Deferred(after_ingest)
+            return Deferred(after_ingest, serial=True)
     return _produce(rctx, request)
 
 
@@ -283,7 +284,7 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                 metrics.error("produce", ErrorCode.REQUEST_TIMED_OUT.name)
         return _response(topics)
 
-    return Deferred(wait_durable)
+    return Deferred(wait_durable, serial=True)
 
 
 def _refusal(index: int, code: ErrorCode) -> PartitionProduceResponse:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from broker.security.service import ConnectionSecurity, SecurityService
 
 if TYPE_CHECKING:
-    from broker.dispatch import RequestContext
+    from broker.net.request import RequestContext
 
 
 def security_service(rctx: RequestContext) -> SecurityService | None:

@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from broker.dispatch import NO_RESPONSE, Deferred, HandlerResult, RequestContext
+from broker.net.request import NO_RESPONSE, Deferred, HandlerResult, RequestContext
 from broker.security.access import connection_security, security_service
 from broker.security.acl import Op, Resource
 from broker.security.authz_base import Adapter, Checker, Respond

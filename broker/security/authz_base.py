@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any, Final
 
-from broker.dispatch import RequestContext
+from broker.net.request import RequestContext
 from broker.security.acl import Op, Resource
 from broker.security.service import ConnectionSecurity, SecurityService
 from protocol.error_codes import ErrorCode

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
-from broker.dispatch import NO_RESPONSE
+from broker.net.request import NO_RESPONSE
 from broker.security.acl import Op, Resource
 from broker.security.authz_base import (
     CLUSTER_DENIED,

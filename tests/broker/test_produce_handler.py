@@ -9,8 +9,9 @@ import pytest
 
 from broker.config import resolve
 from broker.context import BrokerContext
-from broker.dispatch import RequestContext, dispatch, load_handlers
+from broker.dispatch import dispatch, load_handlers
 from broker.groups.producers import ProducerService
+from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.headers import RequestHeader
 from protocol.messages.produce import (

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import anyio
 import pytest
 
-from broker.dispatch import NO_RESPONSE, Deferred
+from broker.net.request import NO_RESPONSE, Deferred
 from broker.security.authz import AuthorizationDenied, authorize
 from broker.security.service import SecurityService, SecuritySettings
 from protocol.error_codes import ErrorCode
