@@ -22,9 +22,9 @@ import anyio
 import structlog
 
 from broker.config import BrokerConfig
-from broker.diskguard import DiskGuard, storage_fileops
-from broker.diskguard import metric_lines as diskguard_metric_lines
-from broker.durability import GroupCommit, PartitionWaiters
+from broker.disk.guard import DiskGuard, storage_fileops
+from broker.disk.guard import metric_lines as diskguard_metric_lines
+from broker.durability.group_commit import GroupCommit, PartitionWaiters
 from broker.fdlimits import current_nofile, storage_limits
 from broker.metrics import Metrics
 from broker.startup import (
@@ -36,7 +36,7 @@ from broker.startup import (
 from storage.errors import StorageError
 
 if TYPE_CHECKING:
-    from broker.connection import KafkaConnection
+    from broker.net.connection import KafkaConnection
     from storage.lock import DataDirLock
     from storage.log_manager import LogManager, TopicMeta
     from storage.partition_log import PartitionLog
@@ -87,7 +87,7 @@ class BrokerContext:
     producers: object | None = None
     # Security (broker.security.service.SecurityService), set by the server.
     security: object | None = None
-    # Free-space floor of the data dir (set by open_storage; broker.diskguard).
+    # Free-space floor of the data dir (set by open_storage; broker.disk.guard).
     diskguard: DiskGuard | None = None
     # Taken by lock_data_dir() before the listeners bind; handed to the LogManager.
     data_dir_lock: DataDirLock | None = None
@@ -181,7 +181,7 @@ class BrokerContext:
     # -- appends and visibility ----------------------------------------------
 
     def high_watermark(self, plog: PartitionLog, write_caching: bool) -> int:
-        """What consumers may read: the durable offset (see broker.durability)."""
+        """What consumers may read: the durable offset (see broker.durability.group_commit)."""
         return plog.log_end_offset if write_caching else plog.durable_offset
 
     def after_append(self, plog: PartitionLog, write_caching: bool) -> None:

@@ -8,7 +8,7 @@ Task tree (anyio on asyncio + uvloop)::
     └── serving
         ├── one listener per --kafka-addr entry
         │   └── one task per connection (hosts its task group of deferred responses)
-        ├── group-commit driver (broker.durability)
+        ├── group-commit driver (broker.durability.group_commit)
         └── background jobs: idle-connection sweeper, retention, flush of write-caching
             topics (flush.ms)
 
@@ -26,11 +26,9 @@ cleanly (the clean-shutdown marker), exit 0.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
-import socket
 import ssl
 import time
 from dataclasses import replace
@@ -40,25 +38,21 @@ import anyio
 import anyio.abc
 import structlog
 
-from broker.admin import serve_admin
-from broker.config import DEFAULT_LISTENER_NAME, BrokerConfig, ListenerConfig
-from broker.connection import KafkaConnection
-from broker.context import BoundListener, BrokerContext
-from broker.dispatch import load_handlers
+from broker.admin.server import serve_admin
+from broker.config import BrokerConfig
+from broker.context import BrokerContext
 from broker.fdlimits import raise_nofile_limit
-from broker.frame_budget import FrameBudget
 from broker.groups.wiring import run_group_services
-from broker.listener import Acceptor, bind_socket
 from broker.logging import configure_logging
+from broker.net.dispatch import load_handlers
+from broker.net.listeners import KafkaListeners
 from broker.security.service import SecurityService
 from broker.security.tls import TlsConfigError, server_context
-from broker.snapshot_scheduler import run_snapshot_scheduler
-from broker.snapshot_watcher import run_snapshot_watcher
+from broker.snapshots.scheduler import run_snapshot_scheduler
+from broker.snapshots.service import run_snapshot_watcher
 from broker.startup import (
     EXIT_CONFIG,
-    KAFKA_ADDR_SETTING,
     StartupError,
-    bind_error,
     check_readable,
     find_startup_error,
 )
@@ -96,19 +90,13 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
     # handler modules (and the message schemas they import) load on first use
     load_handlers(lazy=True)
     ctx = BrokerContext.create(config)
-    # shared by every listener's connections: bytes in partly received frames
-    frame_budget = FrameBudget(config.partial_frames_max_bytes)
     stop = stop or anyio.Event()
-    listeners: list[_KafkaListener] = []
+    kafka: KafkaListeners | None = None
     try:
         # What a person must fix fails here, before recovery and the first log line.
         tls_contexts = _security(ctx)
         ctx.lock_data_dir()
-        for lc in config.listeners:  # one by one: those bound are closed on failure
-            bound = _KafkaListener.bind(
-                ctx, lc, tls_contexts.get(lc.name), frame_budget
-            )
-            listeners.append(bound)
+        kafka = KafkaListeners.bind(ctx, tls_contexts)
         async with anyio.create_task_group() as root:
             root.start_soon(_watch_signals, stop)
             if config.admin is not None:
@@ -120,12 +108,10 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
                 # duplicate check (a retried batch appended twice after a restart).
                 serving.start_soon(ctx.group_commit.run)
                 await serving.start(run_group_services, ctx)
-                servers: list[Acceptor] = [
-                    await serving.start(listener.run) for listener in listeners
-                ]
+                await kafka.run(serving)
                 await serving.start(run_snapshot_watcher, ctx)
                 await serving.start(run_snapshot_scheduler, ctx)
-                serving.start_soon(_idle_sweeper, ctx)
+                serving.start_soon(kafka.idle_sweeper)
                 serving.start_soon(_retention_job, ctx)
                 serving.start_soon(_flush_job, ctx)
                 ctx.ready = True
@@ -137,7 +123,7 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
                     data_dir=str(config.data_dir),
                 )
                 await stop.wait()
-                await _drain(ctx, servers)
+                await kafka.drain()
                 serving.cancel_scope.cancel()
             root.cancel_scope.cancel()
     except BaseExceptionGroup as eg:
@@ -147,8 +133,8 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
         raise
     finally:
         with anyio.CancelScope(shield=True):
-            for listener in listeners:
-                listener.close()
+            if kafka is not None:
+                kafka.close()
             await ctx.close_storage()
             if config.ready_file is not None:
                 config.ready_file.unlink(missing_ok=True)
@@ -200,141 +186,6 @@ def _security(ctx: BrokerContext) -> dict[str, ssl.SSLContext]:
         elif proto == "SASL_SSL":
             contexts[name] = without
     return contexts
-
-
-class _KafkaListener:
-    """A Kafka listener: bound early (a taken port fails before recovery runs),
-    accepting connections only once the broker is ready for them, through an
-    accept loop that survives accept() errors (:mod:`broker.listener`)."""
-
-    def __init__(
-        self,
-        ctx: BrokerContext,
-        lc: ListenerConfig,
-        tls: ssl.SSLContext | None,
-        budget: FrameBudget,
-        sock: socket.socket,
-    ) -> None:
-        self.ctx = ctx
-        self.lc = lc
-        self.tls = tls
-        self.budget = budget
-        self.sock = sock
-        self.acceptor = Acceptor(lc.name, sock)
-
-    @classmethod
-    def bind(
-        cls,
-        ctx: BrokerContext,
-        lc: ListenerConfig,
-        tls: ssl.SSLContext | None,
-        budget: FrameBudget,
-    ) -> _KafkaListener:
-        """Bind and listen on ``lc``'s address (nothing is accepted before run())."""
-        try:
-            sock = bind_socket(lc.bind.host, lc.bind.port)
-        except OSError as e:
-            raise _bind_error(ctx, lc, e) from e
-        return cls(ctx, lc, tls, budget, sock)
-
-    def close(self) -> None:
-        """Stop accepting and release the port (also when run() never started)."""
-        self.acceptor.close()
-        self.sock.close()
-
-    async def run(self, *, task_status: anyio.abc.TaskStatus[Acceptor]) -> None:
-        """Accept connections until closed, one task per connection."""
-        ctx, lc, sock, tls, budget = self.ctx, self.lc, self.sock, self.tls, self.budget
-        loop = asyncio.get_running_loop()
-        async with anyio.create_task_group() as conns:
-
-            async def connected(conn: socket.socket) -> None:
-                # TLS is layered by the connection itself (not ssl= here), so a
-                # failed handshake is logged with its peer
-                await loop.connect_accepted_socket(
-                    lambda: KafkaConnection(
-                        ctx, lc.name, conns, tls=tls, budget=budget
-                    ),
-                    conn,
-                )
-
-            sockname = sock.getsockname()
-            host, port = str(sockname[0]), int(sockname[1])
-            adv = lc.advertised
-            adv_host = adv.host if adv is not None else host
-            if adv_host in ("0.0.0.0", "::", ""):  # noqa: S104
-                adv_host = "127.0.0.1"
-            adv_port = adv.port if adv is not None and adv.port != 0 else port
-            ctx.listeners[lc.name] = BoundListener(
-                name=lc.name,
-                host=host,
-                port=port,
-                advertised_host=adv_host,
-                advertised_port=adv_port,
-            )
-            log.info(
-                "listening",
-                listener=lc.name,
-                host=host,
-                port=port,
-                advertised=f"{adv_host}:{adv_port}",
-                security_protocol=ctx.config.security.protocol_of(lc.name),
-            )
-            task_status.started(self.acceptor)
-            try:
-                await self.acceptor.run(connected)  # until _drain closes it
-                await anyio.sleep_forever()
-            finally:
-                self.close()
-                for conn in list(ctx.connections.values()):
-                    if conn.listener == lc.name:
-                        conn.close("shutdown")
-
-
-def _bind_error(ctx: BrokerContext, lc: ListenerConfig, exc: OSError) -> StartupError:
-    named = len(ctx.config.listeners) > 1 or lc.name != DEFAULT_LISTENER_NAME
-    return bind_error(
-        str(lc.bind),
-        exc,
-        setting=KAFKA_ADDR_SETTING,
-        what=f"Kafka listener {lc.name!r}" if named else "",
-    )
-
-
-async def _drain(ctx: BrokerContext, servers: list[Acceptor]) -> None:
-    """Stop accepting, wake long polls, wait (bounded) for in-flight requests."""
-    ctx.shutting_down = True
-    log.info("shutting_down", connections=len(ctx.connections))
-    for server in servers:
-        server.close()
-    for conn in list(ctx.connections.values()):
-        conn.stop_reading()
-    ctx.waiters.notify_all()
-    deadline = time.monotonic() + ctx.config.shutdown_grace_ms / 1000
-
-    # Bounded shutdown wait; polling here costs nothing while serving.
-    def busy() -> bool:
-        return any(c.busy for c in ctx.connections.values())
-
-    while time.monotonic() < deadline and busy():  # noqa: ASYNC110
-        await anyio.sleep(0.01)
-    still_busy = sum(1 for c in ctx.connections.values() if c.busy)
-    if still_busy:
-        log.warning("shutdown_cancelled_requests", connections=still_busy)
-
-
-async def _idle_sweeper(ctx: BrokerContext) -> None:
-    idle_s = ctx.config.connections_max_idle_ms / 1000
-    if idle_s <= 0:
-        return
-    period = max(0.05, min(idle_s / 4, 30.0))
-    while True:
-        await anyio.sleep(period)
-        now = time.monotonic()
-        for conn in list(ctx.connections.values()):
-            if not conn.busy and now - conn.last_active > idle_s:
-                log.info("connection_idle_timeout", conn=conn.id, peer=conn.peer)
-                conn.close("idle")
 
 
 async def _retention_job(ctx: BrokerContext) -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from broker.groups.producers import ProducerService
 from broker.groups.service import GroupService
+from broker.producers.service import ProducerService
 
 if TYPE_CHECKING:
     from broker.net.request import RequestContext

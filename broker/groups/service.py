@@ -85,7 +85,7 @@ class GroupConfig:
 
 
 class Durability(Protocol):
-    """The broker's group commit (broker.durability.GroupCommit) as we use it."""
+    """The broker's group commit (broker.durability.group_commit.GroupCommit) as we use it."""
 
     async def wait_durable(self, lg: OffsetStore, offset: int, /) -> None: ...
 

@@ -12,7 +12,7 @@ existing partition's producer state in a worker thread), reports started,
 drives the group service until cancelled, then closes the offset store cleanly.
 :func:`open_group_services` / :func:`close_group_services` are the two halves for
 callers that open and drive at different points. Importing this module registers
-the admin routes of :mod:`broker.groups.admin_routes`.
+the admin routes of :mod:`broker.admin.routes.groups`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING
 import anyio
 import structlog
 
-import broker.groups.admin_routes  # noqa: F401  (registers GET /v1/groups[/{id}])
-from broker.groups.producers import ProducerService
 from broker.groups.service import GroupConfig, GroupService
+from broker.producers.service import ProducerService
 from storage.errors import StorageError
 from storage.offset_store import OffsetStore
 from storage.producer_state import ProducerIdAllocator

@@ -17,13 +17,13 @@ from collections import Counter
 import anyio
 import structlog
 
-from broker.dispatch import handler
 from broker.handlers._common import (
     error_code,
     find_topic,
     partition_room,
     request_room,
 )
+from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.create_partitions import (

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-from broker.dispatch import handler
 from broker.handlers._common import (
     NewTopic,
     create_in_thread,
@@ -27,6 +26,7 @@ from broker.handlers._common import (
     partition_room,
     request_room,
 )
+from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.create_topics import (

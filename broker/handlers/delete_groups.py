@@ -8,8 +8,8 @@ Version notes: v1 same as v0; v2 flexible.
 
 from __future__ import annotations
 
-from broker.dispatch import handler
 from broker.groups.access import group_service
+from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.delete_groups import (

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from broker.dispatch import handler
 from broker.handlers._common import answer_partition, find_topic
+from broker.net.dispatch import handler
 from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.delete_records import (

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import structlog
 
-from broker.dispatch import handler
-from broker.groups.producers import ProducerService
 from broker.groups.service import GroupService
 from broker.handlers._common import (
     error_code,
     find_topic,
     find_topic_by_id,
 )
+from broker.net.dispatch import handler
 from broker.net.request import RequestContext
+from broker.producers.service import ProducerService
 from protocol.error_codes import ErrorCode
 from protocol.messages.delete_topics import (
     DeletableTopicResult,

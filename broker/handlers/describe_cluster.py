@@ -8,7 +8,7 @@ Version notes: flexible from v0; v1 endpoint type; v2 fenced brokers.
 
 from __future__ import annotations
 
-from broker.dispatch import handler
+from broker.net.dispatch import handler
 from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.describe_cluster import (

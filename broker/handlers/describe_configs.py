@@ -13,8 +13,8 @@ Version notes: v1 sources and synonyms; v3 types and documentation; v4 flexible.
 from __future__ import annotations
 
 from broker.config import BrokerConfig
-from broker.dispatch import handler
 from broker.handlers._common import find_topic
+from broker.net.dispatch import handler
 from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.describe_configs import (

@@ -10,9 +10,9 @@ group_instance_id; v5 flexible; v6 per-group error message.
 
 from __future__ import annotations
 
-from broker.dispatch import handler
 from broker.groups.access import group_service
 from broker.groups.model import GroupState
+from broker.net.dispatch import handler
 from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.describe_groups import (

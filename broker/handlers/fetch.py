@@ -1,7 +1,7 @@
 """Fetch (key 1), v4–18.
 
 Behaviour: reads whole batches from each partition's log up to its high watermark
-(= durable offset, see broker.durability), at most ``partition_max_bytes`` per
+(= durable offset, see broker.durability.group_commit), at most ``partition_max_bytes`` per
 partition and ``max_bytes`` per response — except that the first batch of the
 response is returned even when larger than both (KIP-74, so a consumer always
 progresses); a later partition whose next batch does not fit in what is left of
@@ -30,13 +30,13 @@ from dataclasses import dataclass
 import anyio
 
 from broker.context import BrokerContext
-from broker.dispatch import handler
 from broker.handlers._common import (
     error_code,
     find_topic,
     find_topic_by_id,
     leader_epoch,
 )
+from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.fetch import (

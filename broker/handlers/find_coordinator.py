@@ -12,7 +12,7 @@ keys (coordinator_keys) and answers a coordinators array (KIP-699).
 
 from __future__ import annotations
 
-from broker.dispatch import handler
+from broker.net.dispatch import handler
 from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.find_coordinator import (

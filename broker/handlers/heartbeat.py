@@ -8,8 +8,8 @@ Version notes: v1 throttle time; v3 group_instance_id; v4 flexible.
 
 from __future__ import annotations
 
-from broker.dispatch import handler
 from broker.groups.access import group_service
+from broker.net.dispatch import handler
 from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.heartbeat import HeartbeatRequest, HeartbeatResponse

@@ -23,8 +23,8 @@ from __future__ import annotations
 import anyio
 import structlog
 
-from broker.dispatch import handler
 from broker.groups.access import producer_service
+from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.init_producer_id import (

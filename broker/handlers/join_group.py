@@ -15,9 +15,9 @@ static leader rejoining a Stable group, KIP-814).
 
 from __future__ import annotations
 
-from broker.dispatch import handler
 from broker.groups.access import client_host, group_service
 from broker.groups.model import JoinRequest, JoinResult, Protocol
+from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.join_group import (

@@ -11,9 +11,9 @@ per-member reason.
 
 from __future__ import annotations
 
-from broker.dispatch import handler
 from broker.groups.access import group_service
 from broker.groups.model import LeavingMember
+from broker.net.dispatch import handler
 from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.leave_group import (

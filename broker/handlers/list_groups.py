@@ -9,8 +9,8 @@ Version notes: v1 throttle time; v3 flexible; v4 states filter and group_state
 
 from __future__ import annotations
 
-from broker.dispatch import handler
 from broker.groups.access import group_service
+from broker.net.dispatch import handler
 from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.list_groups import (

@@ -16,7 +16,6 @@ Version notes: v7 leader epoch; v9 flexible; v10 topic ids; v12 lookup by topic 
 
 from __future__ import annotations
 
-from broker.dispatch import handler
 from broker.handlers._common import (
     ZERO_UUID,
     NewTopic,
@@ -26,6 +25,7 @@ from broker.handlers._common import (
     find_topic_by_id,
     leader_epoch,
 )
+from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.metadata import (

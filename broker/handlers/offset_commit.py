@@ -17,9 +17,9 @@ offered.
 
 from __future__ import annotations
 
-from broker.dispatch import handler
 from broker.groups.access import group_service
 from broker.groups.offsets import CommitPartition
+from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.offset_commit import (

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from itertools import groupby
 
-from broker.dispatch import handler
 from broker.groups.access import group_service
 from broker.groups.offsets import FetchedOffset
 from broker.groups.service import GroupService
+from broker.net.dispatch import handler
 from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.offset_fetch import (

@@ -15,8 +15,8 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
-from broker.dispatch import handler
 from broker.handlers._common import answer_partition, find_topic, leader_epoch
+from broker.net.dispatch import handler
 from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.offset_for_leader_epoch import (

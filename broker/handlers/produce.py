@@ -12,7 +12,7 @@ KAFKA_STORAGE_ERROR (write/fsync failed; a write error other than ENOSPC also ta
 the partition offline, see storage.partition_log), REQUEST_TIMED_OUT (acks=all and
 the fsync did not finish within timeout_ms), INVALID_REQUIRED_ACKS; idempotent
 batches (producer id >= 0) are checked by ``ctx.producers``
-(broker.groups.producers): a duplicate of one of the last five batches is answered
+(broker.producers.service): a duplicate of one of the last five batches is answered
 with its original offsets and not appended, OUT_OF_ORDER_SEQUENCE_NUMBER /
 INVALID_PRODUCER_EPOCH / UNKNOWN_PRODUCER_ID otherwise — each only for a payload
 that passes validation; a transactional batch gets INVALID_TXN_STATE (transactions
@@ -46,16 +46,16 @@ from dataclasses import dataclass
 import anyio
 import structlog
 
-from broker.append_gate import append_gate
-from broker.dispatch import handler
-from broker.groups.producers import ProducerService, batch_identity, error_for
 from broker.handlers._common import (
     error_code,
     find_topic,
     find_topic_by_id,
     leader_epoch,
 )
+from broker.net.dispatch import handler
 from broker.net.request import NO_RESPONSE, Deferred, RequestContext
+from broker.producers.service import ProducerService, batch_identity, error_for
+from broker.snapshots.gate import append_gate
 from protocol.error_codes import ErrorCode
 from protocol.messages.produce import (
     PartitionProduceResponse,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import anyio
 import structlog
 
-from broker.dispatch import handler
+from broker.net.dispatch import handler
 from broker.net.request import Deferred, HandlerResult, RequestContext
 from broker.security.access import connection_security, security_service
 from broker.security.sasl import (

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import structlog
 
-from broker.dispatch import handler
+from broker.net.dispatch import handler
 from broker.net.request import RequestContext
 from broker.security.access import connection_security, security_service
 from broker.security.sasl import SaslState

@@ -11,9 +11,9 @@ protocol_type/protocol_name on both sides (KIP-559).
 
 from __future__ import annotations
 
-from broker.dispatch import handler
 from broker.groups.access import group_service
 from broker.groups.model import SyncRequest, SyncResult
+from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.sync_group import SyncGroupRequest, SyncGroupResponse

@@ -7,7 +7,7 @@ import json
 import anyio
 import pytest
 
-from broker.admin import HttpRequest, HttpResponse, route, serve_admin
+from broker.admin.server import HttpRequest, HttpResponse, route, serve_admin
 from broker.config import resolve
 from broker.context import BrokerContext
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import anyio
 
-from broker.durability import GroupCommit, PartitionWaiters
+from broker.durability.group_commit import GroupCommit, PartitionWaiters
 from broker.groups.model import JoinRequest, LeavingMember, Protocol, SyncRequest
 from broker.groups.offsets import CommitPartition
 from broker.groups.service import GroupConfig, GroupService, decode_consumer_assignment

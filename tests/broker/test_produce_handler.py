@@ -9,9 +9,9 @@ import pytest
 
 from broker.config import resolve
 from broker.context import BrokerContext
-from broker.dispatch import dispatch, load_handlers
-from broker.groups.producers import ProducerService
+from broker.net.dispatch import dispatch, load_handlers
 from broker.net.request import RequestContext
+from broker.producers.service import ProducerService
 from protocol.error_codes import ErrorCode
 from protocol.headers import RequestHeader
 from protocol.messages.produce import (

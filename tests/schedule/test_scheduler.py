@@ -12,7 +12,7 @@ import pytest
 
 from broker.config import resolve
 from broker.context import BrokerContext
-from broker.snapshot_scheduler import (
+from broker.snapshots.scheduler import (
     ScheduleConfigError,
     ScheduleSettings,
     SnapshotScheduler,
@@ -21,7 +21,7 @@ from broker.snapshot_scheduler import (
     parse_duration,
     run_snapshot_scheduler,
 )
-from broker.snapshot_watcher import SnapshotService, service_for
+from broker.snapshots.service import SnapshotService, service_for
 from protocol.records import RecordInput, build_batch
 from storage.snapshot import Status
 from storage.snapshot_retention import SnapshotInfo

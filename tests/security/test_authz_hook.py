@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import anyio
 import pytest
 
+from broker.authz.middleware import AuthorizationDenied, authorize
 from broker.net.request import NO_RESPONSE, Deferred
-from broker.security.authz import AuthorizationDenied, authorize
 from broker.security.service import SecurityService, SecuritySettings
 from protocol.error_codes import ErrorCode
 from protocol.headers import RequestHeader

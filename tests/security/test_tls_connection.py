@@ -13,8 +13,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from broker.config import resolve
-from broker.connection import KafkaConnection
 from broker.context import BrokerContext
+from broker.net.connection import KafkaConnection
 from broker.security.tls import TlsSettings, server_context
 from protocol.codec import decode_response, encode_request
 from protocol.headers import RequestHeader

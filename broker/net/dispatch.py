@@ -132,7 +132,7 @@ def load_handlers(*, lazy: bool = False) -> dict[int, HandlerSpec]:
     """Import the modules of ``broker.handlers`` (each registers its handler).
 
     With ``lazy`` (the server's start-up), only modules that are not a Kafka API's
-    handler (admin routes such as ``snapshots_admin``) are imported; API handlers
+    handler are imported (there are none today); API handlers
     load on their first request through :data:`HANDLER_MODULES`.
     """
     global _loaded
@@ -183,7 +183,7 @@ def dispatch(rctx: RequestContext, request: object) -> HandlerResult:
 
     The connection only calls this for versions :func:`is_handled` accepts. On a
     connection with security state, the request first passes the authorisation
-    hook (:func:`broker.security.authz.authorize`, which may raise
+    hook (:func:`broker.authz.middleware.authorize`, which may raise
     ``AuthorizationDenied``: close the connection).
     """
     spec = HANDLERS.get(rctx.header.request_api_key) or _spec(
@@ -191,7 +191,7 @@ def dispatch(rctx: RequestContext, request: object) -> HandlerResult:
     )
     assert spec is not None  # the connection checked is_handled first
     if rctx.security is not None:
-        from broker.security.authz import authorize
+        from broker.authz.middleware import authorize
 
         fn = spec.fn
         return authorize(rctx, request, lambda req: fn(rctx, req))

@@ -7,7 +7,7 @@ connection holds for a frame it is still receiving (the assembly buffer of
 :class:`protocol.framing.FrameReader`, which grows with the bytes that arrive): the
 setting ``ailurus.partial.frames.max.bytes`` (``BrokerConfig.partial_frames_max_bytes``)
 caps their sum. ``queued.max.request.bytes`` stays the per-connection cap on requests
-received and not yet answered (``broker.connection``).
+received and not yet answered (``broker.net.connection``).
 
 Over the budget, every connection assembling a *large* frame (one claiming more than
 the smallest assembly buffer, ``protocol.framing.ASSEMBLY_INITIAL``) pauses reading,

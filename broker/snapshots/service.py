@@ -13,12 +13,12 @@ meta.json, sizes: cheap, in a worker thread; never trusting events), validates t
 complete ones (every batch's CRC, dense offsets, checksums) in a worker process,
 resolves their topic (creating it with the snapshot's name, partition count and id
 when missing), and applies ready snapshots partition by partition in ancestor /
-last_offset order. Applying holds the partition's append gate (broker.append_gate),
+last_offset order. Applying holds the partition's append gate (broker.snapshots.gate),
 so produce requests to that partition queue behind the ingest. A small remainder is
 appended on the loop thread; a large one is staged by a worker process into segments
 beside the log (throttled by snapshot.ingest.bytes.per.sec, 0 = unlimited) and
 adopted by rename (PartitionLog.adopt). The worker processes
-(broker.snapshot_stage_worker) run at nice 19 and share no GIL with the event loop,
+(broker.snapshots.worker_main) run at nice 19 and share no GIL with the event loop,
 so other partitions' produce and fetch latency stays low during an ingest. Long
 polls on the partition are woken at once. Every status change is a
 ``snapshot_status`` event and is persisted in
@@ -48,10 +48,10 @@ import anyio
 import anyio.abc
 import structlog
 
-from broker.append_gate import append_gate
-from broker.groups.producers import ProducerService
 from broker.metrics import Histogram
-from broker.snapshot_inotify import Inotify
+from broker.producers.service import ProducerService
+from broker.snapshots.gate import append_gate
+from broker.snapshots.inotify import Inotify
 from storage.errors import PartitionLimit, StorageError, TopicExists, UnknownTopic
 from storage.snapshot import (
     Plan,
@@ -563,7 +563,7 @@ class SnapshotService:
     ) -> None:
         if snap.meta.group_offsets is None:
             return
-        from broker.snapshot_ops import restore_group_offsets
+        from broker.snapshots.create import restore_group_offsets
 
         try:
             # checked when the snapshot was validated; read again (and checked
@@ -616,14 +616,14 @@ class StageResult(NamedTuple):
 
 
 async def run_worker(job: str, data: bytes) -> dict[str, object]:
-    """Run broker/snapshot_stage_worker.py's ``job`` on ``data``; its reply.
+    """Run broker/snapshots/worker_main.py's ``job`` on ``data``; its reply.
 
     Raises:
         SnapshotIncomplete, SnapshotInvalid: what the worker found.
         StorageError: the worker failed otherwise (its message says why).
     """
     result = await anyio.run_process(
-        [sys.executable, "-m", "broker.snapshot_stage_worker", str(os.getpid()), job],
+        [sys.executable, "-m", "broker.snapshots.worker_main", str(os.getpid()), job],
         input=data,
         check=False,
         cwd=_PROJECT_ROOT,

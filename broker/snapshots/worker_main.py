@@ -1,6 +1,6 @@
 """The process that does a snapshot ingest's heavy work, off the broker's GIL.
 
-The watcher runs ``python -m broker.snapshot_stage_worker <broker pid> <job>`` with
+The watcher runs ``python -m broker.snapshots.worker_main <broker pid> <job>`` with
 the job's input as JSON on stdin:
 
 - ``inspect`` ``{"path", "root", "settle_s"}``: validate the snapshot (every byte

@@ -1,7 +1,7 @@
 """The admin HTTP API: a small HTTP/1.1 server on anyio with a route table.
 
-Routes (``ROUTES``; others register theirs with :func:`route`, e.g. ``/v1/groups``,
-``/v1/snapshots``, in a module imported before the server starts)::
+Routes (``ROUTES``; the modules of :mod:`broker.admin.routes` register theirs with
+:func:`route`, e.g. ``/v1/groups``, ``/v1/snapshots``)::
 
     GET /v1/status/ready   200 {"status": "ready"} when serving, 503 while starting
     GET /v1/topics         every topic with its partitions' offsets and sizes
@@ -25,7 +25,6 @@ bodies over 1 MiB are refused. Handlers are plain functions returning a
 from __future__ import annotations
 
 import inspect
-import itertools
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -37,8 +36,7 @@ import anyio
 import anyio.abc
 import structlog
 
-from broker.listener import serve_listener
-from broker.metrics import process_metric_lines
+from broker.net.acceptor import serve_listener
 from broker.security.admin_auth import (
     AdminAuthError,
     authorized,
@@ -154,7 +152,7 @@ async def serve_admin(
     log.info("listening", listener="admin", host=host, port=port)
     task_status.started((host, port))
     async with listener, anyio.create_task_group() as tg:
-        # accept() errors (EMFILE, ...) are logged and survived: broker.listener
+        # accept() errors (EMFILE, ...) are logged and survived: broker.net.acceptor
         for one in listener.listeners:
             assert isinstance(one, anyio.abc.SocketListener)  # a TCP listener
             tg.start_soon(
@@ -254,64 +252,5 @@ async def _send(stream: anyio.abc.SocketStream, response: HttpResponse) -> None:
     await stream.send(head + response.body)
 
 
-# -- built-in routes -----------------------------------------------------------
-
-
-@route("GET", "/v1/status/ready", public=True)
-def _ready(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
-    if ctx.ready and not ctx.shutting_down:
-        return HttpResponse.json({"status": "ready"})
-    status = "stopping" if ctx.shutting_down else "starting"
-    return HttpResponse.json({"status": status}, status=503)
-
-
-@route("GET", "/v1/brokers", public=True)
-def _brokers(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
-    return HttpResponse.json(
-        [
-            {
-                "node_id": ctx.config.node_id,
-                "cluster_id": ctx.config.cluster_id,
-                "listeners": [b.as_json() for b in ctx.listeners.values()],
-                "admin": None
-                if ctx.admin_address is None
-                else {"host": ctx.admin_address[0], "port": ctx.admin_address[1]},
-            }
-        ]
-    )
-
-
-@route("GET", "/v1/topics")
-def _topics(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
-    if not ctx.ready:
-        return HttpResponse.error(503, "starting")
-    return HttpResponse.json([ctx.topic_summary(name) for name in ctx.topic_names()])
-
-
-@route("GET", "/v1/topics/{name}")
-def _topic(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
-    if not ctx.ready:
-        return HttpResponse.error(503, "starting")
-    summary = ctx.topic_summary(request.params["name"])
-    if summary is None:
-        return HttpResponse.error(404, "unknown topic")
-    return HttpResponse.json(summary)
-
-
-@route("GET", "/metrics")
-def _metrics(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
-    from broker.groups.admin_routes import lag_metric_lines
-    from broker.snapshot_watcher import snapshot_metric_lines
-
-    return HttpResponse(
-        status=200,
-        body=ctx.metrics.render(
-            itertools.chain(
-                ctx.partition_metric_lines(),
-                lag_metric_lines(ctx),
-                snapshot_metric_lines(ctx),
-                process_metric_lines(),
-            )
-        ).encode(),
-        content_type="text/plain; version=0.0.4; charset=utf-8",
-    )
+# The routes register themselves when imported (this import must follow `route`).
+import broker.admin.routes  # noqa: E402, F401

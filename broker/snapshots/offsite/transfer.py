@@ -46,7 +46,7 @@ from typing import Any
 import crc32c
 import structlog
 
-from broker.offsite_common import (
+from broker.snapshots.offsite.remote import (
     CHUNK,
     MANIFEST_NAME,
     MANIFEST_VERSION,

@@ -16,14 +16,14 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from broker.admin import HttpRequest, HttpResponse, route
-from broker.snapshot_ops import (
+from broker.admin.server import HttpRequest, HttpResponse, route
+from broker.snapshots.create import (
     SnapshotRequestError,
     create_snapshots,
     describe,
     list_all,
 )
-from broker.snapshot_watcher import SnapshotService, service_for
+from broker.snapshots.service import SnapshotService, service_for
 
 if TYPE_CHECKING:
     from broker.context import BrokerContext

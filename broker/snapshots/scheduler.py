@@ -21,11 +21,11 @@ missed rounds are skipped, not caught up):
 1. Match the patterns against the topics (names starting with ``__`` only match a
    pattern that starts with ``__``).
 2. Per topic, one consistent point: an incremental snapshot of every partition
-   (storage.snapshot via broker.snapshot_ops.create_snapshots), or a full one when
+   (storage.snapshot via broker.snapshots.create.create_snapshots), or a full one when
    some partition's newest chain already holds ``full_every`` snapshots. Partitions
    with nothing new are skipped; one whose ancestor's offsets were deleted by log
    retention gets a full snapshot instead.
-3. Push every new snapshot (broker.offsite.push, idempotent); one that fails stays
+3. Push every new snapshot (broker.snapshots.offsite.transfer.push, idempotent); one that fails stays
    pending, is retried next round, and is never removed by retention meanwhile.
 4. Retention (storage.snapshot_retention): only snapshots this broker created are
    managed; snapshots dropped in for ingest are never deleted; no retained snapshot
@@ -48,8 +48,7 @@ import anyio
 import anyio.abc
 import structlog
 
-from broker import offsite
-from broker.admin import HttpRequest, HttpResponse, route
+from broker.admin.server import HttpRequest, HttpResponse, route
 from broker.config import (
     SCHEDULE_KEYS,
     ScheduleConfigError,
@@ -57,9 +56,10 @@ from broker.config import (
     env_name,
     parse_duration,
 )
-from broker.offsite_common import OffsiteError
-from broker.snapshot_ops import SnapshotRequestError, create_snapshots
-from broker.snapshot_watcher import SnapshotService, service_for
+from broker.snapshots.create import SnapshotRequestError, create_snapshots
+from broker.snapshots.offsite import transfer as offsite
+from broker.snapshots.offsite.remote import OffsiteError
+from broker.snapshots.service import SnapshotService, service_for
 from storage.errors import StorageError
 from storage.snapshot import Status
 from storage.snapshot_retention import (

@@ -12,7 +12,7 @@ leave strictly in request order, the ready prefix of the slot queue in one
 Limits: ``queued.max.request.bytes`` caps the bytes of requests not yet answered (and
 a full transport write buffer) — beyond it the connection stops reading
 (backpressure); the broker-wide ``ailurus.partial.frames.max.bytes``
-(:mod:`broker.frame_budget`) caps the bytes held in partly received frames across
+(:mod:`broker.net.frame_budget`) caps the bytes held in partly received frames across
 all connections — beyond it connections in the middle of a large frame stop
 reading, all but the one closest to completing; ``connections.max.idle.ms`` closes
 connections without traffic (checked by the server's idle sweeper).
@@ -44,10 +44,10 @@ from typing import TYPE_CHECKING, Final, Protocol, cast
 import anyio
 import structlog
 
-from broker.dispatch import api_name, dispatch, is_handled
-from broker.frame_budget import FrameBudget
+from broker.authz.middleware import AuthorizationDenied
+from broker.net.dispatch import api_name, dispatch, is_handled
+from broker.net.frame_budget import FrameBudget
 from broker.net.request import NO_RESPONSE, Deferred, RequestContext
-from broker.security.authz import AuthorizationDenied
 from broker.security.service import ConnectionSecurity, SecurityService
 from protocol.codec import decode_request, encode_response
 from protocol.error_codes import ErrorCode
@@ -497,7 +497,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             return
         # KIP-511: answer an unknown ApiVersions version in the v0 body format with
         # UNSUPPORTED_VERSION and our version ranges, so the client can downgrade.
-        from broker.dispatch import advertised_versions
+        from broker.net.dispatch import advertised_versions
 
         header = RequestHeader(
             request_api_key=18,

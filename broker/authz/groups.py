@@ -1,4 +1,4 @@
-"""Authorisation adapters of the group APIs (see :mod:`broker.security.authz`)."""
+"""Authorisation adapters of the group APIs (see :mod:`broker.authz.middleware`)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final
 
-from broker.security.acl import Op, Resource
-from broker.security.authz_base import (
+from broker.authz.base import (
     DENIED_MESSAGE,
     GROUP_DENIED,
     TOPIC_DENIED,
@@ -20,6 +19,7 @@ from broker.security.authz_base import (
     partial,
     split,
 )
+from broker.security.acl import Op, Resource
 from protocol.error_codes import ErrorCode
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """Shared pieces of the authorisation hook: the checker and the adapter outcomes.
 
-An adapter (one per API key, in :mod:`broker.security.authz_topics` and
-:mod:`broker.security.authz_groups`) looks at a request with a :class:`Checker` and
+An adapter (one per API key, in :mod:`broker.authz.topics` and
+:mod:`broker.authz.groups`) looks at a request with a :class:`Checker` and
 returns :class:`Respond` (answer at once, the handler is not called) or
 :class:`Forward` (call the handler with this request, then ``merge`` the denied
 parts' errors into its response).

@@ -36,7 +36,7 @@ from storage.snapshot_meta import (
 
 if TYPE_CHECKING:
     from broker.context import BrokerContext
-    from broker.snapshot_watcher import SnapshotService
+    from broker.snapshots.service import SnapshotService
 
 log = structlog.get_logger("broker.snapshots")
 

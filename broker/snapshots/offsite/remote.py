@@ -1,5 +1,5 @@
 """Offsite snapshot storage, shared pieces: names, errors, values, local snapshot
-discovery and checksums. :mod:`broker.offsite` (push, pull) is the public entry point
+discovery and checksums. :mod:`broker.snapshots.offsite.transfer` (push, pull) is the public entry point
 and re-exports what callers need from here."""
 
 from __future__ import annotations

@@ -26,9 +26,9 @@ TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53)):
 - Any other API: super users only; others get the connection closed
   (:class:`AuthorizationDenied`), since there is no generic error response.
 
-The per-API adapters live in :mod:`broker.security.authz_topics` and
-:mod:`broker.security.authz_groups`; their shared pieces in
-:mod:`broker.security.authz_base`.
+The per-API adapters live in :mod:`broker.authz.topics` and
+:mod:`broker.authz.groups`; their shared pieces in
+:mod:`broker.authz.base`.
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Final
 
+from broker.authz.base import Adapter, Checker, Respond
+from broker.authz.groups import GROUP_ADAPTERS
+from broker.authz.topics import TOPIC_ADAPTERS
 from broker.net.request import NO_RESPONSE, Deferred, HandlerResult, RequestContext
 from broker.security.access import connection_security, security_service
 from broker.security.acl import Op, Resource
-from broker.security.authz_base import Adapter, Checker, Respond
-from broker.security.authz_groups import GROUP_ADAPTERS
-from broker.security.authz_topics import TOPIC_ADAPTERS
 
 ALWAYS_ALLOWED: Final = frozenset({17, 18, 36, 60})
 _ADAPTERS: Final[dict[int, Adapter]] = {**TOPIC_ADAPTERS, **GROUP_ADAPTERS}

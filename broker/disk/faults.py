@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from broker.diskguard import Buffer, DelegatingFileOps
+from broker.disk.guard import Buffer, DelegatingFileOps
 from storage.fileops import DEFAULT_FILEOPS, FileOps
 
 log = structlog.get_logger("broker.faults")

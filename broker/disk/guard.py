@@ -263,9 +263,9 @@ def storage_fileops(data_dir: str, min_free_bytes: int) -> tuple[FileOps, DiskGu
     """The FileOps the broker hands to LogManager, and its guard.
 
     The guard wraps the real FileOps, or the test-only fault injector of
-    :mod:`broker.faults` when ``AILURUS_FAULTS`` is set.
+    :mod:`broker.disk.faults` when ``AILURUS_FAULTS`` is set.
     """
-    from broker.faults import faulty_fileops_from_env
+    from broker.disk.faults import faulty_fileops_from_env
 
     inner = faulty_fileops_from_env() or DEFAULT_FILEOPS
     guard = DiskGuard(data_dir, min_free_bytes)

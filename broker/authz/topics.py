@@ -1,13 +1,11 @@
-"""Authorisation adapters of the topic APIs (see :mod:`broker.security.authz`)."""
+"""Authorisation adapters of the topic APIs (see :mod:`broker.authz.middleware`)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
-from broker.net.request import NO_RESPONSE
-from broker.security.acl import Op, Resource
-from broker.security.authz_base import (
+from broker.authz.base import (
     CLUSTER_DENIED,
     DENIED_MESSAGE,
     TOPIC_DENIED,
@@ -19,6 +17,8 @@ from broker.security.authz_base import (
     partial,
     split,
 )
+from broker.net.request import NO_RESPONSE
+from broker.security.acl import Op, Resource
 from protocol.error_codes import ErrorCode
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """The append gate: produce appends wait while a snapshot ingest writes a partition.
 
-The snapshot watcher (broker.snapshot_watcher) holds a partition's gate while it
+The snapshot watcher (broker.snapshots.service) holds a partition's gate while it
 appends a snapshot's batches; the produce handler checks :func:`append_gate` before
 appending and queues the request behind the ingest when the partition is held.
 """

@@ -1,7 +1,7 @@
 """Admin API routes for groups: ``GET /v1/groups`` and ``GET /v1/groups/{id}``,
 and the consumer-group lag lines of ``GET /metrics``.
 
-Registered on import with :func:`broker.admin.route` (import this module once, e.g.
+Registered on import with :func:`broker.admin.server.route` (import this module once, e.g.
 from the server, for the routes to exist). The detail view shows state, members,
 assignments (decoded for the ``consumer`` protocol), committed offsets and lag per
 partition against the high watermark consumers see. Both reveal group data, so like
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from broker.admin import HttpRequest, HttpResponse, route
+from broker.admin.server import HttpRequest, HttpResponse, route
 from broker.groups.service import GroupService
 from broker.metrics import escape_label
 from storage.errors import StorageError
