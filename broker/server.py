@@ -191,7 +191,7 @@ def _security(ctx: BrokerContext) -> dict[str, ssl.SSLContext]:
 async def _retention_job(ctx: BrokerContext) -> None:
     while True:
         await anyio.sleep(RETENTION_CHECK_S)
-        await ctx.apply_retention()
+        await ctx.topics.apply_retention()
 
 
 async def _flush_job(ctx: BrokerContext) -> None:

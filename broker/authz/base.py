@@ -62,9 +62,8 @@ class Checker:
         return self.may(op, Resource.TOPIC, name)
 
     def topic_name(self, topic_id: bytes) -> str | None:
-        from broker.handlers._common import find_topic_by_id
 
-        meta = find_topic_by_id(self.rctx.broker, topic_id)
+        meta = self.rctx.broker.topics.find_by_id(topic_id)
         return None if meta is None else meta.name
 
 

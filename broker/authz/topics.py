@@ -144,7 +144,6 @@ def _epochs(c: Checker, req: ofl.OffsetForLeaderEpochRequest) -> Outcome:
 
 
 def _metadata(c: Checker, req: md.MetadataRequest) -> Outcome:
-    from broker.handlers._common import find_topic
 
     if req.topics is None or (c.version == 0 and not req.topics):
 
@@ -165,7 +164,7 @@ def _metadata(c: Checker, req: md.MetadataRequest) -> Outcome:
     def allowed(t: md.MetadataRequestTopic) -> bool:
         if not c.topic(Op.DESCRIBE, t.name, t.topic_id):
             return False
-        if creating and t.name and find_topic(ctx, t.name) is None:
+        if creating and t.name and ctx.topics.find(t.name) is None:
             return c.may(Op.CREATE, Resource.TOPIC, t.name)
         return True
 

@@ -89,11 +89,11 @@ async def open_group_services(
         )
 
     def exists(topic: str, partition: int) -> bool:
-        manager = ctx.logs_
-        if manager is None:
+        topics = ctx.topics_
+        if topics is None:
             return False
         try:
-            return 0 <= partition < manager.topic(topic).partition_count
+            return 0 <= partition < topics.logs.topic(topic).partition_count
         except StorageError:
             return False
 
@@ -102,10 +102,10 @@ async def open_group_services(
         config=config or group_config_from(ctx.config),
         durability=ctx.group_commit,
         partition_exists=exists,
-        topic_names=ctx.topic_names,
+        topic_names=lambda: [] if ctx.topics_ is None else ctx.topics.names(),
     )
     producers = ProducerService(allocator)
-    manager = ctx.logs_
+    manager = None if ctx.topics_ is None else ctx.topics_.logs
     if manager is not None:
         # Rebuild idempotence state off the loop before any client can produce
         # (the listeners open after this returns).

@@ -12,14 +12,10 @@ from __future__ import annotations
 import structlog
 
 from broker.groups.service import GroupService
-from broker.handlers._common import (
-    error_code,
-    find_topic,
-    find_topic_by_id,
-)
 from broker.net.dispatch import handler
 from broker.net.request import RequestContext
 from broker.producers.service import ProducerService
+from broker.topics.errors import error_code
 from protocol.error_codes import ErrorCode
 from protocol.messages.delete_topics import (
     DeletableTopicResult,
@@ -44,7 +40,7 @@ def delete_topics(
     results = []
     for name, raw_id in wanted:
         meta = (
-            find_topic(ctx, name) if name is not None else find_topic_by_id(ctx, raw_id)
+            ctx.topics.find(name) if name is not None else ctx.topics.find_by_id(raw_id)
         )
         if meta is None:
             code = (
@@ -60,8 +56,8 @@ def delete_topics(
             )
             continue
         try:
-            logs = ctx.logs.partitions(meta.name)
-            ctx.logs.delete_topic(meta.name)
+            logs = ctx.topics.logs.partitions(meta.name)
+            ctx.topics.logs.delete_topic(meta.name)
         except StorageError as e:
             code = error_code(e)
             ctx.metrics.error("delete_topics", code.name)

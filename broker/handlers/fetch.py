@@ -30,14 +30,10 @@ from dataclasses import dataclass
 import anyio
 
 from broker.context import BrokerContext
-from broker.handlers._common import (
-    error_code,
-    find_topic,
-    find_topic_by_id,
-    leader_epoch,
-)
+from broker.handlers._common import leader_epoch
 from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
+from broker.topics.errors import error_code
 from protocol.error_codes import ErrorCode
 from protocol.messages.fetch import (
     FetchableTopicResponse,
@@ -79,9 +75,9 @@ def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
     topics = []
     for topic in request.topics:
         meta = (
-            find_topic_by_id(ctx, topic.topic_id)
+            ctx.topics.find_by_id(topic.topic_id)
             if by_id
-            else find_topic(ctx, topic.topic)
+            else ctx.topics.find(topic.topic)
         )
         parts = []
         for p in topic.partitions:
@@ -95,7 +91,7 @@ def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
                 has_error = True
                 continue
             try:
-                plog = ctx.logs.partition(meta.name, p.partition)
+                plog = ctx.topics.logs.partition(meta.name, p.partition)
                 epoch = leader_epoch(plog)
                 if p.current_leader_epoch > epoch:
                     parts.append(

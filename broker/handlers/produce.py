@@ -46,16 +46,12 @@ from dataclasses import dataclass
 import anyio
 import structlog
 
-from broker.handlers._common import (
-    error_code,
-    find_topic,
-    find_topic_by_id,
-    leader_epoch,
-)
+from broker.handlers._common import leader_epoch
 from broker.net.dispatch import handler
 from broker.net.request import NO_RESPONSE, Deferred, RequestContext
 from broker.producers.service import ProducerService, batch_identity, error_for
 from broker.snapshots.gate import append_gate
+from broker.topics.errors import error_code
 from protocol.error_codes import ErrorCode
 from protocol.messages.produce import (
     PartitionProduceResponse,
@@ -133,15 +129,15 @@ def _request_logs(rctx: RequestContext, request: ProduceRequest) -> list[Partiti
     out = []
     for topic in request.topic_data:
         meta = (
-            find_topic_by_id(ctx, topic.topic_id)
+            ctx.topics.find_by_id(topic.topic_id)
             if rctx.api_version >= 13
-            else find_topic(ctx, topic.name)
+            else ctx.topics.find(topic.name)
         )
         if meta is None:
             continue
         for p in topic.partition_data:
             try:
-                out.append(ctx.logs.partition(meta.name, p.index))
+                out.append(ctx.topics.logs.partition(meta.name, p.index))
             except StorageError:
                 continue
     return out
@@ -157,9 +153,9 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
     now = time.time_ns() // 1_000_000
     for t_idx, topic in enumerate(request.topic_data):
         meta = (
-            find_topic_by_id(ctx, topic.topic_id)
+            ctx.topics.find_by_id(topic.topic_id)
             if by_id
-            else find_topic(ctx, topic.name)
+            else ctx.topics.find(topic.name)
         )
         parts: list[PartitionProduceResponse] = []
         topics.append((topic.name, topic.topic_id, parts))
@@ -194,7 +190,7 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                         _partition_error(p.index, ErrorCode.NOT_LEADER_OR_FOLLOWER)
                     )
                     continue
-                plog = ctx.logs.partition(meta.name, p.index)
+                plog = ctx.topics.logs.partition(meta.name, p.index)
                 was_failed = plog.failed is not None
                 if ident is not None:
                     assert isinstance(producers, ProducerService)

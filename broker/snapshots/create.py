@@ -91,14 +91,14 @@ async def create_snapshots(
     if compression not in CODECS:
         raise SnapshotRequestError(f"unknown compression {compression!r}")
     try:
-        meta = ctx.logs.topic(topic)
+        meta = ctx.topics.logs.topic(topic)
     except StorageError as exc:
         raise SnapshotRequestError(f"unknown topic {topic!r}") from exc
     parts = list(range(meta.partition_count)) if not partitions else list(partitions)
     for p in parts:
         if not 0 <= p < meta.partition_count:
             raise SnapshotRequestError(f"{topic} has no partition {p}")
-    plogs = {p: ctx.logs.partition(topic, p) for p in parts}
+    plogs = {p: ctx.topics.logs.partition(topic, p) for p in parts}
     write_caching = meta.config.write_caching
     points = {p: ctx.high_watermark(plog, write_caching) for p, plog in plogs.items()}
     dir_name = str(meta.topic_uuid)

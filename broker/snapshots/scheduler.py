@@ -202,7 +202,7 @@ class SnapshotScheduler:
         started = time.perf_counter()
         report = RoundReport(started_ms=int(time.time() * 1000))
         svc = await self._service()
-        report.topics = match_topics(self.ctx.topic_names(), self.settings.topics)
+        report.topics = match_topics(self.ctx.topics.names(), self.settings.topics)
         dirs: list[str] = []
         for topic in report.topics:
             try:
@@ -233,7 +233,7 @@ class SnapshotScheduler:
     async def _snapshot_topic(
         self, svc: SnapshotService, topic: str, report: RoundReport
     ) -> str:
-        dir_name = str(self.ctx.logs.topic(topic).topic_uuid)
+        dir_name = str(self.ctx.topics.logs.topic(topic).topic_uuid)
         snaps = await anyio.to_thread.run_sync(
             lambda: collect_snapshots(
                 svc.snapshots_dir, svc.root, topic_dirs=[dir_name]

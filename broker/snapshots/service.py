@@ -355,7 +355,7 @@ class SnapshotService:
     async def _resolve(self, cand: Candidate, snap: Snapshot) -> TopicMeta | Entry:
         """The snapshot's topic, created when missing; an Entry when it cannot be."""
         meta = snap.meta
-        logs = self.ctx.logs
+        logs = self.ctx.topics.logs
         ids = [meta.topic_id] if meta.topic_id else []
         names = [meta.topic] if meta.topic else []
         if UUID_RE.match(cand.topic_dir):
@@ -380,13 +380,12 @@ class SnapshotService:
                 )
             count = max(meta.partition_count or 1, meta.partition + 1)
             try:
-                topic = await anyio.to_thread.run_sync(
-                    lambda: logs.create_topic(
-                        names[0],
-                        count,
-                        dict(meta.topic_configs),
-                        uuid.UUID(ids[0]) if ids else None,
-                    )
+                topic = await self.ctx.topics.create_topic(
+                    names[0],
+                    count,
+                    dict(meta.topic_configs),
+                    topic_id=uuid.UUID(ids[0]) if ids else None,
+                    reason="snapshot",
                 )
             except TopicExists:
                 return Entry(status=Status.WAITING, reason="topic is being created")
@@ -397,13 +396,6 @@ class SnapshotService:
                 return Entry(
                     status=Status.INVALID, reason=f"topic-create-failed: {exc}"
                 )
-            log.info(
-                "topic_created",
-                topic=topic.name,
-                topic_id=str(topic.topic_uuid),
-                partitions=count,
-                reason="snapshot",
-            )
         if meta.partition >= topic.partition_count:
             return Entry(
                 status=Status.WAITING,
@@ -414,7 +406,7 @@ class SnapshotService:
     async def _apply_partition(
         self, topic: str, partition: int, snaps: list[tuple[str, str, Snapshot]]
     ) -> bool:
-        plog = self.ctx.logs.partition(topic, partition)
+        plog = self.ctx.topics.logs.partition(topic, partition)
         fps = {rel: fp for rel, fp, _ in snaps}
         rel_of = {id(s): rel for rel, _, s in snaps}
         pending = apply_order([s for _, _, s in snaps])
@@ -547,7 +539,7 @@ class SnapshotService:
 
     def _after_apply(self, plog: PartitionLog, topic: str) -> None:
         try:
-            write_caching = self.ctx.logs.topic(topic).config.write_caching
+            write_caching = self.ctx.topics.logs.topic(topic).config.write_caching
         except UnknownTopic:
             return
         self.ctx.after_append(plog, write_caching)

@@ -58,7 +58,7 @@ async def test_idempotent_batch_is_refused_retriably_without_producer_service(
     ctx = BrokerContext.create(config)
     await ctx.open_storage()
     try:
-        ctx.logs.create_topic("t", 1)
+        ctx.topics.logs.create_topic("t", 1)
         assert ctx.producers is None
         idempotent = build_batch(
             [RecordInput(value=b"x")], producer_id=7, producer_epoch=0, base_sequence=0
@@ -67,11 +67,11 @@ async def test_idempotent_batch_is_refused_retriably_without_producer_service(
         assert isinstance(resp, ProduceResponse)
         part = resp.responses[0].partition_responses[0]
         assert part.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
-        assert ctx.logs.partition("t", 0).log_end_offset == 0
+        assert ctx.topics.logs.partition("t", 0).log_end_offset == 0
         plain = dispatch(_rctx(ctx), _request(build_batch([RecordInput(value=b"p")])))
         assert isinstance(plain, ProduceResponse)
         assert plain.responses[0].partition_responses[0].error_code == 0
-        assert ctx.logs.partition("t", 0).log_end_offset == 1
+        assert ctx.topics.logs.partition("t", 0).log_end_offset == 1
     finally:
         await ctx.close_storage()
 

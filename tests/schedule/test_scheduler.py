@@ -112,7 +112,7 @@ def test_a_full_snapshot_is_due_when_a_chain_holds_full_every_snapshots() -> Non
 
 
 def _produce(ctx: BrokerContext, topic: str, n: int) -> None:
-    plog = ctx.logs.partition(topic, 0)
+    plog = ctx.topics.logs.partition(topic, 0)
     start = plog.log_end_offset
     batch = build_batch(
         [
@@ -145,8 +145,8 @@ async def test_rounds_snapshot_push_and_apply_retention(tmp_path: Path) -> None:
     ctx = BrokerContext.create(config)
     await ctx.open_storage()
     try:
-        ctx.logs.create_topic("sched-a", 1)
-        ctx.logs.create_topic("other", 1)
+        ctx.topics.logs.create_topic("sched-a", 1)
+        ctx.topics.logs.create_topic("other", 1)
         settings = ScheduleSettings(
             topics=("sched-*",),
             full_every=2,

@@ -31,8 +31,8 @@ def _service(ctx: BrokerContext) -> GroupService | None:
 def _log_end(ctx: BrokerContext, topic: str, partition: int) -> int | None:
     """The high watermark consumers see (None for a topic or partition now gone)."""
     try:
-        plog = ctx.logs.partition(topic, partition)
-        meta = ctx.logs.topic(topic)
+        plog = ctx.topics.logs.partition(topic, partition)
+        meta = ctx.topics.logs.topic(topic)
     except StorageError:
         return None
     return ctx.high_watermark(plog, meta.config.write_caching)

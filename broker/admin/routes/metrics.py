@@ -20,7 +20,7 @@ def _metrics(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
         status=200,
         body=ctx.metrics.render(
             itertools.chain(
-                ctx.partition_metric_lines(),
+                () if ctx.topics_ is None else ctx.topics_.metric_lines(),
                 lag_metric_lines(ctx),
                 snapshot_metric_lines(ctx),
                 process_metric_lines(),

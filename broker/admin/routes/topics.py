@@ -14,14 +14,18 @@ if TYPE_CHECKING:
 def _topics(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
     if not ctx.ready:
         return HttpResponse.error(503, "starting")
-    return HttpResponse.json([ctx.topic_summary(name) for name in ctx.topic_names()])
+    topics = ctx.topics_
+    if topics is None:
+        return HttpResponse.json([])
+    return HttpResponse.json([topics.summary(name) for name in topics.names()])
 
 
 @route("GET", "/v1/topics/{name}")
 def _topic(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
     if not ctx.ready:
         return HttpResponse.error(503, "starting")
-    summary = ctx.topic_summary(request.params["name"])
+    topics = ctx.topics_
+    summary = None if topics is None else topics.summary(request.params["name"])
     if summary is None:
         return HttpResponse.error(404, "unknown topic")
     return HttpResponse.json(summary)
