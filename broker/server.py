@@ -8,7 +8,9 @@ Task tree (anyio on asyncio + uvloop)::
     └── serving
         ├── one listener per --kafka-addr entry
         │   └── one task per connection (hosts its task group of deferred responses)
-        ├── group-commit driver (broker.durability.group_commit)
+        ├── group-commit driver (broker.durability.acks.Durability)
+        ├── consumer-group service (broker.groups.service.GroupService)
+        ├── snapshot service and scheduler (broker.snapshots)
         └── background jobs: idle-connection sweeper, retention, flush of write-caching
             topics (flush.ms)
 
@@ -17,8 +19,9 @@ Start-up first raises the soft descriptor limit to the hard one
 fix, before the first log line and before recovery (:mod:`broker.startup`): TLS
 material, the data-dir lock, binding the Kafka listeners (connections wait in the
 backlog until accepted) and the admin API. Then it opens and recovers every partition
-in a worker thread, logs the findings, starts accepting on the listeners and becomes
-ready (``ready`` event; ``--ready-file``).
+in a worker thread, logs the findings, opens producer ids and consumer groups (a
+produce served before them would skip the duplicate check), starts accepting on the
+listeners and becomes ready (``ready`` event; ``--ready-file``).
 Shutdown: stop accepting, wake long polls, let in-flight requests finish within the
 grace period (``ailurus.shutdown.grace.ms``), cancel the rest, fsync, close storage
 cleanly (the clean-shutdown marker), exit 0.
@@ -26,11 +29,13 @@ cleanly (the clean-shutdown marker), exit 0.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import ssl
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,29 +43,36 @@ import anyio
 import anyio.abc
 import structlog
 
-from broker.admin.server import serve_admin
+from broker.admin.server import AdminView, serve_admin
 from broker.config import BrokerConfig
-from broker.context import BrokerContext
+from broker.context import BrokerContext, Runtime
+from broker.disk.guard import storage_fileops
+from broker.durability.acks import Durability
 from broker.fdlimits import raise_nofile_limit
-from broker.groups.wiring import run_group_services
+from broker.groups.service import GroupConfig, GroupService
 from broker.logging import configure_logging
+from broker.metrics import Metrics
 from broker.net.dispatch import load_handlers
 from broker.net.listeners import KafkaListeners
+from broker.producers.service import ProducerService
 from broker.security.service import SecurityService
 from broker.security.tls import TlsConfigError, server_context
-from broker.snapshots.scheduler import run_snapshot_scheduler
-from broker.snapshots.service import run_snapshot_watcher
+from broker.snapshots.gate import AppendGate
+from broker.snapshots.scheduler import SnapshotScheduler
+from broker.snapshots.service import SnapshotService
 from broker.startup import (
     EXIT_CONFIG,
     StartupError,
     check_readable,
     find_startup_error,
+    lock_data_dir,
 )
+from broker.topics.service import TopicService
+from storage.lock import DataDirLock
 
 log = structlog.get_logger("broker.server")
 
 RETENTION_CHECK_S = 300.0  # Kafka's log.retention.check.interval.ms default
-FLUSH_CHECK_S = 0.25
 
 
 def run(config: BrokerConfig) -> int:
@@ -84,38 +96,53 @@ def run(config: BrokerConfig) -> int:
 
 
 async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> None:
-    """Run a broker in the current event loop until ``stop`` is set or a signal arrives."""
+    """Run a broker in the current event loop until ``stop`` is set or a signal arrives.
+
+    Build order (each service from those above it): metrics and runtime; security
+    and TLS contexts; the data-dir lock and the bound Kafka listeners; the admin API
+    (serving the runtime while starting); storage (:func:`_open_services`: topics,
+    durability, append gate, producer ids, consumer groups, snapshots); then the
+    context, handed to the admin API and the listeners.
+    """
     started = time.perf_counter()
     raise_nofile_limit()
     # handler modules (and the message schemas they import) load on first use
     load_handlers(lazy=True)
-    ctx = BrokerContext.create(config)
+    metrics = Metrics()
+    runtime = Runtime()
     stop = stop or anyio.Event()
     kafka: KafkaListeners | None = None
+    lock: DataDirLock | None = None
+    ctx: BrokerContext | None = None
     try:
         # What a person must fix fails here, before recovery and the first log line.
-        tls_contexts = _security(ctx)
-        ctx.lock_data_dir()
-        kafka = KafkaListeners.bind(ctx, tls_contexts)
+        security = _security_service(config)
+        tls_contexts = _tls_contexts(config)
+        lock = lock_data_dir(config.data_dir)
+        kafka = KafkaListeners.bind(config, tls_contexts, runtime)
         async with anyio.create_task_group() as root:
             root.start_soon(_watch_signals, stop)
+            admin = AdminView(config=config, runtime=runtime, metrics=metrics)
             if config.admin is not None:
-                await root.start(serve_admin, ctx)
-            await ctx.open_storage()
+                await root.start(serve_admin, admin)
+            taken, lock = lock, None  # the storage's from now on
+            ctx = await _open_services(config, metrics, runtime, security, taken)
+            admin.attach(ctx)
             async with anyio.create_task_group() as serving:
+                serving.start_soon(ctx.durability.run)
                 # Producer-id/idempotence state and groups exist before the first
                 # client connects: a produce served before them would skip the
                 # duplicate check (a retried batch appended twice after a restart).
-                serving.start_soon(ctx.group_commit.run)
-                await serving.start(run_group_services, ctx)
-                await kafka.run(serving)
-                await serving.start(run_snapshot_watcher, ctx)
-                await serving.start(run_snapshot_scheduler, ctx)
+                serving.start_soon(_run_groups, ctx)
+                await kafka.run(ctx, serving)
+                await serving.start(ctx.snapshots.run)
+                if ctx.scheduler is not None:
+                    await serving.start(ctx.scheduler.run)
                 serving.start_soon(kafka.idle_sweeper)
                 serving.start_soon(_retention_job, ctx)
-                serving.start_soon(_flush_job, ctx)
-                ctx.ready = True
-                _write_ready_file(ctx)
+                serving.start_soon(ctx.durability.flush_job, ctx.topics.logs)
+                runtime.ready = True
+                _write_ready_file(config, runtime)
                 log.info(
                     "ready",
                     seconds=round(time.perf_counter() - started, 3),
@@ -135,10 +162,85 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
         with anyio.CancelScope(shield=True):
             if kafka is not None:
                 kafka.close()
-            await ctx.close_storage()
+            if ctx is not None:
+                await ctx.topics.close()
+            elif lock is not None:  # start-up stopped before storage
+                lock.release()
             if config.ready_file is not None:
                 config.ready_file.unlink(missing_ok=True)
     log.info("stopped")
+
+
+async def _open_services(
+    config: BrokerConfig,
+    metrics: Metrics,
+    runtime: Runtime,
+    security: SecurityService,
+    lock: DataDirLock,
+) -> BrokerContext:
+    """Open storage and every service on it, in dependency order; the context.
+
+    Takes over ``lock`` (released if storage cannot be opened).
+    """
+    fileops, disk = storage_fileops(str(config.data_dir), config.min_free_bytes)
+    topics = await TopicService.open(config, fileops, lock, metrics, disk)
+    durability = Durability(metrics)
+    append_gate = AppendGate()
+    producers = await ProducerService.open(config.data_dir, topics.logs)
+    groups = await GroupService.open(
+        config.data_dir,
+        GroupConfig.from_config(config),
+        durability.commit,
+        topics,
+        next_producer_id=producers.allocator.next_id,
+    )
+    snapshots = SnapshotService(
+        config, topics, durability, append_gate, producers, groups, disk
+    )
+    schedule = config.snapshot_schedule
+    scheduler = (
+        SnapshotScheduler(schedule, snapshots, topics) if schedule.enabled else None
+    )
+    return BrokerContext(
+        config=config,
+        metrics=metrics,
+        runtime=runtime,
+        disk=disk,
+        topics=topics,
+        durability=durability,
+        append_gate=append_gate,
+        producers=producers,
+        groups=groups,
+        security=security,
+        snapshots=snapshots,
+        scheduler=scheduler,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_context(config: BrokerConfig) -> AsyncIterator[BrokerContext]:
+    """A broker's context without listeners or admin API (tests, tools): storage and
+    every service open; on exit the group and producer state and storage close."""
+    security = _security_service(config)
+    ctx = await _open_services(
+        config, Metrics(), Runtime(), security, lock_data_dir(config.data_dir)
+    )
+    try:
+        yield ctx
+    finally:
+        with anyio.CancelScope(shield=True):
+            ctx.producers.close()
+            await ctx.groups.close()
+            await ctx.topics.close()
+
+
+async def _run_groups(ctx: BrokerContext) -> None:
+    """Drive the group service until cancelled, then close groups and producer state."""
+    try:
+        await ctx.groups.run()
+    finally:
+        ctx.producers.close()
+        await ctx.groups.close()
 
 
 async def _watch_signals(stop: anyio.Event) -> None:
@@ -149,13 +251,12 @@ async def _watch_signals(stop: anyio.Event) -> None:
             return
 
 
-def _security(ctx: BrokerContext) -> dict[str, ssl.SSLContext]:
-    """Hang the security service on the context; TLS contexts per listener name."""
-    config = ctx.config
+def _security_service(config: BrokerConfig) -> SecurityService:
+    """The security service of the configured listeners (may enforce nothing)."""
     names = tuple(lc.name for lc in config.listeners)
     protocols = {n: config.security.protocol_of(n) for n in names}
     client_auth = config.tls is not None and config.tls.client_auth == "required"
-    ctx.security = SecurityService(
+    return SecurityService(
         config.security,
         data_dir=config.data_dir,
         listeners=names,
@@ -163,6 +264,12 @@ def _security(ctx: BrokerContext) -> dict[str, ssl.SSLContext]:
             n for n, p in protocols.items() if p == "SSL" and client_auth
         ),
     )
+
+
+def _tls_contexts(config: BrokerConfig) -> dict[str, ssl.SSLContext]:
+    """TLS contexts per listener name (checks the certificate files first)."""
+    names = tuple(lc.name for lc in config.listeners)
+    protocols = {n: config.security.protocol_of(n) for n in names}
     contexts: dict[str, ssl.SSLContext] = {}
     if config.tls is None:
         return contexts
@@ -194,25 +301,18 @@ async def _retention_job(ctx: BrokerContext) -> None:
         await ctx.topics.apply_retention()
 
 
-async def _flush_job(ctx: BrokerContext) -> None:
-    """Fsync write-caching topics' partitions every flush.ms (others sync eagerly)."""
-    while True:
-        await anyio.sleep(FLUSH_CHECK_S)
-        ctx.schedule_periodic_flush()
-
-
-def _write_ready_file(ctx: BrokerContext) -> None:
-    path = ctx.config.ready_file
+def _write_ready_file(config: BrokerConfig, runtime: Runtime) -> None:
+    path = config.ready_file
     if path is None:
         return
     data = {
         "pid": os.getpid(),
-        "node_id": ctx.config.node_id,
-        "data_dir": str(ctx.config.data_dir),
-        "kafka": {name: b.as_json() for name, b in ctx.listeners.items()},
+        "node_id": config.node_id,
+        "data_dir": str(config.data_dir),
+        "kafka": {name: b.as_json() for name, b in runtime.listeners.items()},
         "admin": None
-        if ctx.admin_address is None
-        else {"host": ctx.admin_address[0], "port": ctx.admin_address[1]},
+        if runtime.admin_address is None
+        else {"host": runtime.admin_address[0], "port": runtime.admin_address[1]},
     }
     tmp = Path(f"{path}.tmp")
     tmp.write_text(json.dumps(data))

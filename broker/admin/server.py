@@ -29,13 +29,15 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import anyio
 import anyio.abc
 import structlog
 
+from broker.config import BrokerConfig
+from broker.context import BrokerContext, Runtime
+from broker.metrics import Metrics
 from broker.net.acceptor import serve_listener
 from broker.security.admin_auth import (
     AdminAuthError,
@@ -44,9 +46,6 @@ from broker.security.admin_auth import (
     needs_token,
 )
 from broker.startup import ADMIN_ADDR_SETTING, EXIT_CONFIG, StartupError, bind_error
-
-if TYPE_CHECKING:
-    from broker.context import BrokerContext
 
 log = structlog.get_logger("broker.admin")
 
@@ -83,9 +82,22 @@ class HttpResponse:
         return cls.json({"error": message}, status=status)
 
 
-RouteFn = Callable[
-    ["BrokerContext", HttpRequest], HttpResponse | Awaitable[HttpResponse]
-]
+@dataclass(slots=True, kw_only=True, eq=False)
+class AdminView:
+    """What the routes see: the broker's runtime state from the start, and the
+    services once :meth:`attach` hands them over (None while starting)."""
+
+    config: BrokerConfig
+    runtime: Runtime
+    metrics: Metrics
+    ctx: BrokerContext | None = None
+
+    def attach(self, ctx: BrokerContext) -> None:
+        """Serve the broker's services from now on."""
+        self.ctx = ctx
+
+
+RouteFn = Callable[[AdminView, HttpRequest], HttpResponse | Awaitable[HttpResponse]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,13 +141,13 @@ _REASONS = {
 
 
 async def serve_admin(
-    ctx: BrokerContext, *, task_status: anyio.abc.TaskStatus[tuple[str, int]]
+    view: AdminView, *, task_status: anyio.abc.TaskStatus[tuple[str, int]]
 ) -> None:
     """Listen on the configured admin address until cancelled."""
-    assert ctx.config.admin is not None
-    addr = ctx.config.admin
+    assert view.config.admin is not None
+    addr = view.config.admin
     try:
-        check_binding(addr.host, ctx.config.admin_token)
+        check_binding(addr.host, view.config.admin_token)
     except AdminAuthError as e:
         raise StartupError(str(e), exit_code=EXIT_CONFIG) from e
     try:
@@ -148,7 +160,7 @@ async def serve_admin(
         ) from e
     sockname = listener.extra(anyio.abc.SocketAttribute.local_address)  # noqa: S610
     host, port = str(sockname[0]), int(sockname[1])
-    ctx.admin_address = (host, port)
+    view.runtime.admin_address = (host, port)
     log.info("listening", listener="admin", host=host, port=port)
     task_status.started((host, port))
     async with listener, anyio.create_task_group() as tg:
@@ -156,22 +168,22 @@ async def serve_admin(
         for one in listener.listeners:
             assert isinstance(one, anyio.abc.SocketListener)  # a TCP listener
             tg.start_soon(
-                serve_listener, one, "admin", lambda stream: _serve_one(ctx, stream)
+                serve_listener, one, "admin", lambda stream: _serve_one(view, stream)
             )
 
 
-async def _serve_one(ctx: BrokerContext, stream: anyio.abc.SocketStream) -> None:
+async def _serve_one(view: AdminView, stream: anyio.abc.SocketStream) -> None:
     async with stream:
         try:
             with anyio.fail_after(10):
-                response = await _read_and_route(ctx, stream)
+                response = await _read_and_route(view, stream)
             await _send(stream, response)
         except (anyio.EndOfStream, anyio.BrokenResourceError, TimeoutError, OSError):
             return
 
 
 async def _read_and_route(
-    ctx: BrokerContext, stream: anyio.abc.SocketStream
+    view: AdminView, stream: anyio.abc.SocketStream
 ) -> HttpResponse:
     buf = bytearray()
     while b"\r\n\r\n" not in buf:
@@ -200,7 +212,7 @@ async def _read_and_route(
         body += await stream.receive()
     url = urlsplit(target)
     path = unquote(url.path)
-    token = ctx.config.admin_token
+    token = view.config.admin_token
     matched = [(r, m) for r in ROUTES if (m := r.pattern.match(path)) is not None]
     public = any(r.public and r.method == method.upper() for r, _ in matched)
     if (
@@ -221,15 +233,15 @@ async def _read_and_route(
             headers=headers,
             body=bytes(body[:length]),
         )
-        return await _call(r.fn, ctx, request)
+        return await _call(r.fn, view, request)
     if matched:
         return HttpResponse.error(405, "method not allowed")
     return HttpResponse.error(404, "not found")
 
 
-async def _call(fn: RouteFn, ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
+async def _call(fn: RouteFn, view: AdminView, request: HttpRequest) -> HttpResponse:
     try:
-        result = fn(ctx, request)
+        result = fn(view, request)
         if inspect.isawaitable(result):
             return await result
         assert isinstance(result, HttpResponse)

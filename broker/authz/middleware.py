@@ -40,7 +40,6 @@ from broker.authz.base import Adapter, Checker, Respond
 from broker.authz.groups import GROUP_ADAPTERS
 from broker.authz.topics import TOPIC_ADAPTERS
 from broker.net.request import NO_RESPONSE, Deferred, HandlerResult, RequestContext
-from broker.security.access import connection_security, security_service
 from broker.security.acl import Op, Resource
 
 ALWAYS_ALLOWED: Final = frozenset({17, 18, 36, 60})
@@ -55,11 +54,11 @@ def authorize(
     rctx: RequestContext, request: object, call: Callable[[object], HandlerResult]
 ) -> HandlerResult:
     """Run ``call`` (the handler) on the authorised part of ``request``."""
-    svc = security_service(rctx)
+    svc = rctx.broker.security
     api_key = rctx.header.request_api_key
-    if svc is None or not svc.authorizer.enabled or api_key in ALWAYS_ALLOWED:
+    if not svc.authorizer.enabled or api_key in ALWAYS_ALLOWED:
         return call(request)
-    checker = Checker(svc, connection_security(rctx), rctx)
+    checker = Checker(svc, rctx.security, rctx)
     adapter = _ADAPTERS.get(api_key)
     if adapter is None:
         if checker.may(Op.ALL, Resource.CLUSTER):

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import structlog
 
-from broker.groups.service import GroupService
 from broker.net.dispatch import handler
 from broker.net.request import RequestContext
-from broker.producers.service import ProducerService
 from broker.topics.errors import error_code
 from protocol.error_codes import ErrorCode
 from protocol.messages.delete_topics import (
@@ -72,15 +70,13 @@ def delete_topics(
             continue
         gone = LogClosed(f"topic {meta.name} deleted")
         for plog in logs:
-            ctx.group_commit.fail_log(plog, gone)
-        ctx.waiters.notify_all()
+            ctx.durability.commit.fail_log(plog, gone)
+        ctx.durability.waiters.notify_all()
         # committed offsets and producer state of a deleted topic go with it, so a
         # topic re-created under the same name starts clean
-        if isinstance(ctx.groups, GroupService):
-            ctx.groups.on_topic_deleted(meta.name)
-        if isinstance(ctx.producers, ProducerService):
-            for plog in logs:
-                ctx.producers.forget(plog)
+        ctx.groups.on_topic_deleted(meta.name)
+        for plog in logs:
+            ctx.producers.forget(plog)
         log.info("topic_deleted", topic=meta.name, topic_id=str(meta.topic_uuid))
         results.append(
             DeletableTopicResult(

@@ -33,7 +33,7 @@ def describe_cluster(
             endpoint_type=request.endpoint_type,
             cluster_id=ctx.config.cluster_id,
         )
-    listener = ctx.listeners[rctx.listener]
+    listener = ctx.runtime.listeners[rctx.listener]
     return DescribeClusterResponse(
         error_code=ErrorCode.NONE,
         error_message=None,

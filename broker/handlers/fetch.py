@@ -172,7 +172,7 @@ def fetch(rctx: RequestContext, request: FetchRequest) -> object:
         or built.has_error
         or request.max_wait_ms <= 0
         or not built.logs
-        or ctx.shutting_down
+        or ctx.runtime.shutting_down
     ):
         _count_errors(ctx, built)
         return built.response
@@ -183,7 +183,7 @@ def fetch(rctx: RequestContext, request: FetchRequest) -> object:
         while True:
             event = anyio.Event()
             watched: list[object] = list(current.logs)
-            ctx.waiters.register(watched, event)
+            ctx.durability.waiters.register(watched, event)
             try:
                 # Rebuild after registering, so a wake-up between the first build
                 # and the registration is not lost.
@@ -191,12 +191,12 @@ def fetch(rctx: RequestContext, request: FetchRequest) -> object:
                 if current.size >= request.min_bytes or current.has_error:
                     break
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or ctx.shutting_down:
+                if remaining <= 0 or ctx.runtime.shutting_down:
                     break
                 with anyio.move_on_after(remaining):
                     await event.wait()
             finally:
-                ctx.waiters.unregister(watched, event)
+                ctx.durability.waiters.unregister(watched, event)
             if _stopping(ctx) or time.monotonic() >= deadline:
                 current = _build(ctx, request, version)
                 break
@@ -207,7 +207,7 @@ def fetch(rctx: RequestContext, request: FetchRequest) -> object:
 
 
 def _stopping(ctx: BrokerContext) -> bool:
-    return ctx.shutting_down  # a function: the flag changes while we await
+    return ctx.runtime.shutting_down  # a function: the flag changes while we await
 
 
 def _count_errors(ctx: BrokerContext, built: _Built) -> None:

@@ -29,7 +29,7 @@ def find_coordinator(
     rctx: RequestContext, request: FindCoordinatorRequest
 ) -> FindCoordinatorResponse:
     ctx = rctx.broker
-    listener = ctx.listeners[rctx.listener]
+    listener = ctx.runtime.listeners[rctx.listener]
     node, host, port = (
         ctx.config.node_id,
         listener.advertised_host,

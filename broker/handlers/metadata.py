@@ -72,7 +72,7 @@ def _missing(
 def metadata(rctx: RequestContext, request: MetadataRequest) -> object:
     ctx = rctx.broker
     version = rctx.api_version
-    listener = ctx.listeners[rctx.listener]
+    listener = ctx.runtime.listeners[rctx.listener]
     brokers = (
         MetadataResponseBroker(
             node_id=ctx.config.node_id,

@@ -17,7 +17,6 @@ offered.
 
 from __future__ import annotations
 
-from broker.groups.access import group_service
 from broker.groups.offsets import CommitPartition
 from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
@@ -54,7 +53,7 @@ def _response(
 
 @handler(api_key=8, name="offset_commit", max_version=9)
 def offset_commit(rctx: RequestContext, request: OffsetCommitRequest) -> object:
-    svc = group_service(rctx)
+    svc = rctx.broker.groups
     partitions = [
         CommitPartition(
             topic=t.name,
@@ -67,14 +66,6 @@ def offset_commit(rctx: RequestContext, request: OffsetCommitRequest) -> object:
         for t in request.topics
         for p in t.partitions
     ]
-    if svc is None:
-        return _response(
-            request,
-            {
-                (p.topic, p.partition): ErrorCode.COORDINATOR_NOT_AVAILABLE
-                for p in partitions
-            },
-        )
     version = rctx.api_version
 
     async def commit() -> OffsetCommitResponse:

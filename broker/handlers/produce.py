@@ -49,8 +49,7 @@ import structlog
 from broker.handlers._common import leader_epoch
 from broker.net.dispatch import handler
 from broker.net.request import NO_RESPONSE, Deferred, RequestContext
-from broker.producers.service import ProducerService, batch_identity, error_for
-from broker.snapshots.gate import append_gate
+from broker.producers.service import batch_identity, error_for
 from broker.topics.errors import error_code
 from protocol.error_codes import ErrorCode
 from protocol.messages.produce import (
@@ -85,7 +84,7 @@ def _partition_error(index: int, code: ErrorCode) -> PartitionProduceResponse:
 def produce(rctx: RequestContext, request: ProduceRequest) -> object:
     if rctx.api_version < FIRST_BATCH_VERSION:
         return _refuse_legacy(rctx, request)
-    gate = append_gate(rctx.broker)
+    gate = rctx.broker.append_gate
     if gate.active:
         # a snapshot ingest holds some partitions: a request appending to any of them
         # waits, whole and in arrival order, until the ingest releases them (issue 7:
@@ -183,7 +182,7 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
             was_failed = False
             try:
                 ident = batch_identity(records)
-                if ident is not None and not isinstance(producers, ProducerService):
+                if ident is not None and not producers.loaded:
                     # No idempotence state to check against: appending would risk a
                     # duplicate, so the client retries (and refreshes metadata).
                     parts.append(
@@ -193,7 +192,6 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                 plog = ctx.topics.logs.partition(meta.name, p.index)
                 was_failed = plog.failed is not None
                 if ident is not None:
-                    assert isinstance(producers, ProducerService)
                     check = producers.check(plog, ident, records)
                     if isinstance(check, Duplicate):
                         # Already in the log: answer with the original offsets.
@@ -220,7 +218,6 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                     records, leader_epoch=leader_epoch(plog), now_ms=now
                 )
                 if ident is not None:
-                    assert isinstance(producers, ProducerService)
                     producers.record(plog, ident, result)
             except StorageError as e:
                 if plog is not None and plog.failed is not None and not was_failed:
@@ -241,7 +238,7 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                 )
                 continue
             write_caching = meta.config.write_caching
-            ctx.after_append(plog, write_caching)
+            ctx.durability.after_append(plog, write_caching)
             parts.append(
                 PartitionProduceResponse(
                     index=p.index,
@@ -269,7 +266,7 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
         with anyio.move_on_after(timeout):
             for item in pending:
                 try:
-                    await ctx.group_commit.wait_durable(item.plog, item.target)
+                    await ctx.durability.commit.wait_durable(item.plog, item.target)
                 except StorageError as e:
                     _fail(topics, item, error_code(e))
                     metrics.error("produce", error_code(e).name)

@@ -39,7 +39,7 @@ import itertools
 import ssl
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Final, Protocol, cast
+from typing import TYPE_CHECKING, Final, Protocol, TypeAlias, cast
 
 import anyio
 import structlog
@@ -48,7 +48,7 @@ from broker.authz.middleware import AuthorizationDenied
 from broker.net.dispatch import api_name, dispatch, is_handled
 from broker.net.frame_budget import FrameBudget
 from broker.net.request import NO_RESPONSE, Deferred, RequestContext
-from broker.security.service import ConnectionSecurity, SecurityService
+from broker.security.service import ConnectionSecurity
 from protocol.codec import decode_request, encode_response
 from protocol.error_codes import ErrorCode
 from protocol.errors import (
@@ -120,6 +120,10 @@ _SCRATCH: Final = memoryview(bytearray(_RECV_SIZE))
 _IN_PLACE_MIN: Final = 16 * 1024
 
 
+# The open connections of a broker by id (owned by the listeners: drain, idle sweep).
+ConnectionRegistry: TypeAlias = "dict[int, KafkaConnection]"
+
+
 class KafkaConnection(asyncio.BufferedProtocol):
     """asyncio protocol for one Kafka client connection."""
 
@@ -128,11 +132,13 @@ class KafkaConnection(asyncio.BufferedProtocol):
         ctx: BrokerContext,
         listener: str,
         server_tg: TaskGroup,
+        connections: ConnectionRegistry,
         *,
         tls: ssl.SSLContext | None = None,
         budget: FrameBudget | None = None,
     ):
         self.ctx = ctx
+        self._connections = connections
         # Broker-wide budget for partly received frames (None: not budgeted).
         self._budget = budget
         self._budget_held = 0
@@ -222,7 +228,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
     def _open(self, transport: asyncio.Transport) -> None:
         self._transport = transport
         metrics = self.ctx.metrics
-        if len(self.ctx.connections) >= self.ctx.config.max_connections:
+        if len(self._connections) >= self.ctx.config.max_connections:
             metrics.connections_rejected += 1
             log.warning(
                 "connection_rejected",
@@ -234,11 +240,11 @@ class KafkaConnection(asyncio.BufferedProtocol):
             transport.abort()
             return
         svc = self.ctx.security
-        if isinstance(svc, SecurityService):
+        if svc is not None:
             self.security = svc.connection_for(
                 self.listener, self.peer, transport.get_extra_info("ssl_object")
             )
-        self.ctx.connections[self.id] = self
+        self._connections[self.id] = self
         metrics.connections_open += 1
         metrics.connections_total += 1
         log.info(
@@ -264,7 +270,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._release_budget()
-        if self.ctx.connections.pop(self.id, None) is None:
+        if self._connections.pop(self.id, None) is None:
             return
         self._is_closed = True
         self.ctx.metrics.connections_open -= 1

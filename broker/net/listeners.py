@@ -22,9 +22,9 @@ import anyio.abc
 import structlog
 
 from broker.config import DEFAULT_LISTENER_NAME, BrokerConfig, ListenerConfig
-from broker.context import BoundListener, BrokerContext
+from broker.context import BoundListener, BrokerContext, Runtime
 from broker.net.acceptor import Acceptor, bind_socket
-from broker.net.connection import KafkaConnection
+from broker.net.connection import ConnectionRegistry, KafkaConnection
 from broker.net.frame_budget import FrameBudget
 from broker.startup import KAFKA_ADDR_SETTING, StartupError, bind_error
 
@@ -35,14 +35,23 @@ log = structlog.get_logger("broker.server")
 class KafkaListeners:
     """Every Kafka listener of the broker, bound and (once :meth:`run`) accepting."""
 
-    def __init__(self, ctx: BrokerContext, listeners: list[_KafkaListener]) -> None:
-        self.ctx = ctx
+    def __init__(
+        self, config: BrokerConfig, runtime: Runtime, listeners: list[_KafkaListener]
+    ) -> None:
+        self.config = config
+        self.runtime = runtime
         self._listeners = listeners
         self._acceptors: list[Acceptor] = []
+        self._ctx: BrokerContext | None = None
+        # every open connection of every listener (drain, idle sweep)
+        self.connections: ConnectionRegistry = {}
 
     @classmethod
     def bind(
-        cls, ctx: BrokerContext, tls_contexts: dict[str, ssl.SSLContext]
+        cls,
+        config: BrokerConfig,
+        tls_contexts: dict[str, ssl.SSLContext],
+        runtime: Runtime,
     ) -> KafkaListeners:
         """Bind every configured listener (nothing is accepted before :meth:`run`).
 
@@ -50,23 +59,24 @@ class KafkaListeners:
             StartupError: an address could not be bound (those bound are closed).
         """
         # shared by every listener's connections: bytes in partly received frames
-        budget = FrameBudget(ctx.config.partial_frames_max_bytes)
+        budget = FrameBudget(config.partial_frames_max_bytes)
         bound: list[_KafkaListener] = []
         try:
             # one by one: those bound are closed on failure
-            for lc in ctx.config.listeners:
+            for lc in config.listeners:
                 tls = tls_contexts.get(lc.name)
-                bound.append(_KafkaListener.bind(ctx, lc, tls, budget))
+                bound.append(_KafkaListener.bind(config, lc, tls, budget))
         except BaseException:
             for listener in bound:
                 listener.close()
             raise
-        return cls(ctx, bound)
+        return cls(config, runtime, bound)
 
-    async def run(self, tg: anyio.abc.TaskGroup) -> None:
+    async def run(self, ctx: BrokerContext, tg: anyio.abc.TaskGroup) -> None:
         """Start accepting on every listener, each in a task of ``tg``."""
+        self._ctx = ctx
         for listener in self._listeners:
-            self._acceptors.append(await tg.start(listener.run))
+            self._acceptors.append(await tg.start(listener.run, ctx, self.connections))
 
     def close(self) -> None:
         """Stop accepting and release the ports (also when :meth:`run` never ran)."""
@@ -75,11 +85,12 @@ class KafkaListeners:
 
     async def drain(self) -> None:
         """Stop accepting, wake long polls, wait (bounded) for in-flight requests."""
-        await _drain(self.ctx, self._acceptors)
+        assert self._ctx is not None, "drain() after run()"
+        await _drain(self._ctx, self._acceptors, self.connections)
 
     async def idle_sweeper(self) -> None:
         """Close connections idle longer than ``connections.max.idle.ms``."""
-        await _idle_sweeper(self.ctx)
+        await _idle_sweeper(self.config, self.connections)
 
 
 class _KafkaListener:
@@ -89,13 +100,11 @@ class _KafkaListener:
 
     def __init__(
         self,
-        ctx: BrokerContext,
         lc: ListenerConfig,
         tls: ssl.SSLContext | None,
         budget: FrameBudget,
         sock: socket.socket,
     ) -> None:
-        self.ctx = ctx
         self.lc = lc
         self.tls = tls
         self.budget = budget
@@ -105,7 +114,7 @@ class _KafkaListener:
     @classmethod
     def bind(
         cls,
-        ctx: BrokerContext,
+        config: BrokerConfig,
         lc: ListenerConfig,
         tls: ssl.SSLContext | None,
         budget: FrameBudget,
@@ -114,17 +123,23 @@ class _KafkaListener:
         try:
             sock = bind_socket(lc.bind.host, lc.bind.port)
         except OSError as e:
-            raise _bind_error(ctx.config, lc, e) from e
-        return cls(ctx, lc, tls, budget, sock)
+            raise _bind_error(config, lc, e) from e
+        return cls(lc, tls, budget, sock)
 
     def close(self) -> None:
         """Stop accepting and release the port (also when run() never started)."""
         self.acceptor.close()
         self.sock.close()
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[Acceptor]) -> None:
+    async def run(
+        self,
+        ctx: BrokerContext,
+        connections: ConnectionRegistry,
+        *,
+        task_status: anyio.abc.TaskStatus[Acceptor],
+    ) -> None:
         """Accept connections until closed, one task per connection."""
-        ctx, lc, sock, tls, budget = self.ctx, self.lc, self.sock, self.tls, self.budget
+        lc, sock, tls, budget = self.lc, self.sock, self.tls, self.budget
         loop = asyncio.get_running_loop()
         async with anyio.create_task_group() as conns:
 
@@ -133,7 +148,7 @@ class _KafkaListener:
                 # failed handshake is logged with its peer
                 await loop.connect_accepted_socket(
                     lambda: KafkaConnection(
-                        ctx, lc.name, conns, tls=tls, budget=budget
+                        ctx, lc.name, conns, connections, tls=tls, budget=budget
                     ),
                     conn,
                 )
@@ -145,7 +160,7 @@ class _KafkaListener:
             if adv_host in ("0.0.0.0", "::", ""):  # noqa: S104
                 adv_host = "127.0.0.1"
             adv_port = adv.port if adv is not None and adv.port != 0 else port
-            ctx.listeners[lc.name] = BoundListener(
+            ctx.runtime.listeners[lc.name] = BoundListener(
                 name=lc.name,
                 host=host,
                 port=port,
@@ -166,7 +181,7 @@ class _KafkaListener:
                 await anyio.sleep_forever()
             finally:
                 self.close()
-                for conn in list(ctx.connections.values()):
+                for conn in list(connections.values()):
                     if conn.listener == lc.name:
                         conn.close("shutdown")
 
@@ -181,37 +196,39 @@ def _bind_error(config: BrokerConfig, lc: ListenerConfig, exc: OSError) -> Start
     )
 
 
-async def _drain(ctx: BrokerContext, servers: list[Acceptor]) -> None:
+async def _drain(
+    ctx: BrokerContext, servers: list[Acceptor], connections: ConnectionRegistry
+) -> None:
     """Stop accepting, wake long polls, wait (bounded) for in-flight requests."""
-    ctx.shutting_down = True
-    log.info("shutting_down", connections=len(ctx.connections))
+    ctx.runtime.shutting_down = True
+    log.info("shutting_down", connections=len(connections))
     for server in servers:
         server.close()
-    for conn in list(ctx.connections.values()):
+    for conn in list(connections.values()):
         conn.stop_reading()
-    ctx.waiters.notify_all()
+    ctx.durability.waiters.notify_all()
     deadline = time.monotonic() + ctx.config.shutdown_grace_ms / 1000
 
     # Bounded shutdown wait; polling here costs nothing while serving.
     def busy() -> bool:
-        return any(c.busy for c in ctx.connections.values())
+        return any(c.busy for c in connections.values())
 
     while time.monotonic() < deadline and busy():  # noqa: ASYNC110
         await anyio.sleep(0.01)
-    still_busy = sum(1 for c in ctx.connections.values() if c.busy)
+    still_busy = sum(1 for c in connections.values() if c.busy)
     if still_busy:
         log.warning("shutdown_cancelled_requests", connections=still_busy)
 
 
-async def _idle_sweeper(ctx: BrokerContext) -> None:
-    idle_s = ctx.config.connections_max_idle_ms / 1000
+async def _idle_sweeper(config: BrokerConfig, connections: ConnectionRegistry) -> None:
+    idle_s = config.connections_max_idle_ms / 1000
     if idle_s <= 0:
         return
     period = max(0.05, min(idle_s / 4, 30.0))
     while True:
         await anyio.sleep(period)
         now = time.monotonic()
-        for conn in list(ctx.connections.values()):
+        for conn in list(connections.values()):
             if not conn.busy and now - conn.last_active > idle_s:
                 log.info("connection_idle_timeout", conn=conn.id, peer=conn.peer)
                 conn.close("idle")

@@ -4,7 +4,7 @@ Wraps :mod:`storage.producer_state`: one :class:`ProducerIdAllocator` per data d
 per partition log, a :class:`PartitionProducerState` rebuilt from the log tail's batch
 headers (as Kafka replays from its last producer snapshot). At start-up
 :meth:`ProducerService.preload` rebuilds every existing partition's state in a worker
-thread before the service is published (broker.groups.wiring), so the first
+thread when the service opens (:meth:`ProducerService.open`), so the first
 idempotent produce after a restart never scans up to 64 MiB on the event loop; a
 partition created later (empty log) gets its state lazily on first use, for free. The Produce handler calls
 :meth:`ProducerService.check` before appending and :meth:`ProducerService.record`
@@ -20,9 +20,14 @@ transactional id before it gets here.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+import anyio
+import structlog
 
 from protocol.error_codes import ErrorCode
 from protocol.records import (
@@ -33,6 +38,7 @@ from protocol.records import (
     read_header,
 )
 from storage.errors import InvalidBatch, StorageError
+from storage.log_manager import LogManager
 from storage.partition_log import AppendResult
 from storage.producer_state import (
     Append,
@@ -49,6 +55,9 @@ from storage.validation import validate_batches
 
 if TYPE_CHECKING:
     from storage.partition_log import PartitionLog
+
+# The start-up line has always been the group services'.
+log = structlog.get_logger("broker.groups")
 
 _TAIL_BYTES = 64 * 1024 * 1024  # how much of a log's end a rebuild scans at most
 _READ_CHUNK = 4 * 1024 * 1024
@@ -134,6 +143,34 @@ class ProducerService:
         self.allocator = allocator
         self._tail_bytes = tail_bytes
         self._states: dict[int, tuple[PartitionLog, PartitionProducerState]] = {}
+        # False before open() finished and after close(): idempotent batches are
+        # then refused retriably (nothing to check a duplicate against).
+        self.loaded = False
+
+    @classmethod
+    async def open(cls, data_dir: Path, logs: LogManager) -> ProducerService:
+        """Open the producer-id allocator and rebuild every partition's idempotence
+        state from its log tail, both in a worker thread (before any client can
+        produce: a retried batch would otherwise be appended twice)."""
+        allocator = await anyio.to_thread.run_sync(ProducerIdAllocator, data_dir)
+        producers = cls(allocator)
+        plogs = [p for t in logs.topics() for p in logs.partitions(t.name)]
+        if plogs:
+            started = time.perf_counter()
+            loaded = await anyio.to_thread.run_sync(producers.preload, plogs)
+            log.info(
+                "producer_state_loaded",
+                partitions=len(plogs),
+                with_data=loaded,
+                seconds=round(time.perf_counter() - started, 3),
+            )
+        producers.loaded = True
+        return producers
+
+    def close(self) -> None:
+        """Stop checking: idempotent batches are refused until the state is loaded."""
+        self.loaded = False
+        self._states.clear()
 
     # -- InitProducerId ------------------------------------------------------------
 
@@ -238,7 +275,7 @@ class ProducerService:
 
 
 def append_checked(
-    producers: object,
+    producers: ProducerService | None,
     plog: PartitionLog,
     records: Buffer,
     *,
@@ -247,15 +284,14 @@ def append_checked(
 ) -> AppendResult | ErrorCode:
     """``plog.append`` with Kafka's idempotence rules (the Produce handler's call).
 
-    ``producers`` is ``BrokerContext.producers`` (appends unchecked when it is not a
-    :class:`ProducerService`). A duplicate of one of the producer's last 5 batches
-    is not appended and answers its original offsets; a sequence gap answers
+    ``producers`` is ``BrokerContext.producers`` (appends unchecked when it is None).
+    A duplicate of one of the producer's last 5 batches is not appended and answers its original offsets; a sequence gap answers
     OUT_OF_ORDER_SEQUENCE_NUMBER, a fenced epoch INVALID_PRODUCER_EPOCH. Storage
     errors propagate as from ``plog.append``, and a damaged payload raises
     InvalidBatch before anything else is decided.
     """
-    ident = batch_identity(records) if isinstance(producers, ProducerService) else None
-    if ident is None or not isinstance(producers, ProducerService):
+    ident = None if producers is None else batch_identity(records)
+    if ident is None or producers is None:
         return plog.append(records, leader_epoch=leader_epoch, now_ms=now_ms)
     verdict = producers.check(plog, ident, records)
     if isinstance(verdict, Duplicate):

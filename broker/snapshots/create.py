@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import anyio
 import structlog
 
+from broker.groups.service import GroupService
+from broker.topics.service import high_watermark
 from storage.errors import StorageError
 from storage.offset_store import CommittedOffset, OffsetStore
 from storage.snapshot import CreateRequest, Status, create_snapshot, read_snapshot_meta
@@ -35,7 +37,6 @@ from storage.snapshot_meta import (
 )
 
 if TYPE_CHECKING:
-    from broker.context import BrokerContext
     from broker.snapshots.service import SnapshotService
 
 log = structlog.get_logger("broker.snapshots")
@@ -43,11 +44,6 @@ log = structlog.get_logger("broker.snapshots")
 
 class SnapshotRequestError(Exception):
     """A create request the broker refuses (unknown topic, bad option)."""
-
-
-def _offset_store(ctx: BrokerContext) -> OffsetStore | None:
-    store = getattr(ctx.groups, "store", None)
-    return store if isinstance(store, OffsetStore) else None
 
 
 def latest_snapshot(
@@ -87,22 +83,22 @@ async def create_snapshots(
     with_group_offsets: bool = False,
 ) -> list[dict[str, object]]:
     """Snapshot partitions of ``topic`` at one consistent point; one result each."""
-    ctx = svc.ctx
+    logs = svc.topics.logs
     if compression not in CODECS:
         raise SnapshotRequestError(f"unknown compression {compression!r}")
     try:
-        meta = ctx.topics.logs.topic(topic)
+        meta = logs.topic(topic)
     except StorageError as exc:
         raise SnapshotRequestError(f"unknown topic {topic!r}") from exc
     parts = list(range(meta.partition_count)) if not partitions else list(partitions)
     for p in parts:
         if not 0 <= p < meta.partition_count:
             raise SnapshotRequestError(f"{topic} has no partition {p}")
-    plogs = {p: ctx.topics.logs.partition(topic, p) for p in parts}
+    plogs = {p: logs.partition(topic, p) for p in parts}
     write_caching = meta.config.write_caching
-    points = {p: ctx.high_watermark(plog, write_caching) for p, plog in plogs.items()}
+    points = {p: high_watermark(plog, write_caching) for p, plog in plogs.items()}
     dir_name = str(meta.topic_uuid)
-    store = _offset_store(ctx) if with_group_offsets else None
+    store = svc.groups.store if with_group_offsets else None
     results: list[dict[str, object]] = []
     for p in parts:
         started = time.perf_counter()
@@ -228,19 +224,10 @@ def _group_offsets(
 
 
 async def restore_group_offsets(
-    ctx: BrokerContext, topic: str, partition: int, offsets: Sequence[GroupOffset]
+    groups: GroupService, topic: str, partition: int, offsets: Sequence[GroupOffset]
 ) -> int:
     """Commit snapshot offsets where the group has no newer commit; how many were."""
-    store = _offset_store(ctx)
-    if store is None:
-        if offsets:
-            log.warning(
-                "snapshot_group_offsets_skipped",
-                topic=topic,
-                partition=partition,
-                reason="no group service",
-            )
-        return 0
+    store = groups.store
     restored = 0
     for o in offsets:
         current = store.fetch(o.group, [(topic, partition)]).get((topic, partition))
@@ -259,10 +246,7 @@ async def restore_group_offsets(
                 )
             ],
         )
-        coordinator = getattr(ctx.groups, "coordinator", None)
-        ensure = getattr(coordinator, "ensure_group", None)
-        if callable(ensure):
-            ensure(o.group, time.monotonic_ns() // 1_000_000)
+        groups.coordinator.ensure_group(o.group, time.monotonic_ns() // 1_000_000)
         restored += 1
         log.info(
             "snapshot_group_offset_restored",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 if TYPE_CHECKING:
-    from broker.context import BrokerContext
+    pass
 
 
 @dataclass(slots=True, eq=False)
@@ -96,14 +96,3 @@ class AppendGate:
             finally:
                 item.done.set()
         self._queue = remaining
-
-
-_GATES: dict[int, AppendGate] = {}
-
-
-def append_gate(ctx: BrokerContext) -> AppendGate:
-    """The broker's append gate (the produce handler checks ``busy`` before appending)."""
-    gate = _GATES.get(id(ctx))
-    if gate is None:
-        gate = _GATES[id(ctx)] = AppendGate()
-    return gate

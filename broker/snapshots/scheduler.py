@@ -42,13 +42,12 @@ import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import anyio
 import anyio.abc
 import structlog
 
-from broker.admin.server import HttpRequest, HttpResponse, route
 from broker.config import (
     SCHEDULE_KEYS,
     ScheduleConfigError,
@@ -59,7 +58,8 @@ from broker.config import (
 from broker.snapshots.create import SnapshotRequestError, create_snapshots
 from broker.snapshots.offsite import transfer as offsite
 from broker.snapshots.offsite.remote import OffsiteError
-from broker.snapshots.service import SnapshotService, service_for
+from broker.snapshots.service import SnapshotService
+from broker.topics.service import TopicService
 from storage.errors import StorageError
 from storage.snapshot import Status
 from storage.snapshot_retention import (
@@ -69,9 +69,6 @@ from storage.snapshot_retention import (
     plan_retention,
     remove_snapshot,
 )
-
-if TYPE_CHECKING:
-    from broker.context import BrokerContext
 
 log = structlog.get_logger("broker.snapshot_scheduler")
 
@@ -86,8 +83,6 @@ __all__ = [
     "env_name",
     "match_topics",
     "parse_duration",
-    "run_snapshot_scheduler",
-    "scheduler_for",
 ]
 
 
@@ -163,8 +158,14 @@ class RoundReport:
 class SnapshotScheduler:
     """The schedule of one broker: rounds, pending pushes, the last report."""
 
-    def __init__(self, ctx: BrokerContext, settings: ScheduleSettings) -> None:
-        self.ctx = ctx
+    def __init__(
+        self,
+        settings: ScheduleSettings,
+        snapshots: SnapshotService,
+        topics: TopicService,
+    ) -> None:
+        self.snapshots = snapshots
+        self.topics = topics
         self.settings = settings
         self.rounds = 0
         self.last: RoundReport | None = None
@@ -175,34 +176,25 @@ class SnapshotScheduler:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Run rounds every interval until cancelled."""
-        _SCHEDULERS[id(self.ctx)] = self
-        try:
-            log.info("snapshot_schedule_started", **self.settings.to_json())
-            task_status.started()
-            interval = self.settings.interval_s
-            due = time.monotonic() + interval
-            while True:
-                self.next_round_ms = int((time.time() + due - time.monotonic()) * 1000)
-                await anyio.sleep(max(0.0, due - time.monotonic()))
-                await self.run_round()
-                due += interval
-                now = time.monotonic()
-                if due < now:  # rounds took longer than the interval: skip, don't burst
-                    due = now + interval - (now - due) % interval
-        finally:
-            _SCHEDULERS.pop(id(self.ctx), None)
-
-    async def _service(self) -> SnapshotService:
-        while (svc := service_for(self.ctx)) is None:  # noqa: ASYNC110 (no event to await)
-            await anyio.sleep(0.05)
-        return svc
+        log.info("snapshot_schedule_started", **self.settings.to_json())
+        task_status.started()
+        interval = self.settings.interval_s
+        due = time.monotonic() + interval
+        while True:
+            self.next_round_ms = int((time.time() + due - time.monotonic()) * 1000)
+            await anyio.sleep(max(0.0, due - time.monotonic()))
+            await self.run_round()
+            due += interval
+            now = time.monotonic()
+            if due < now:  # rounds took longer than the interval: skip, don't burst
+                due = now + interval - (now - due) % interval
 
     async def run_round(self) -> RoundReport:
         """One round: snapshot, push, retention (see the module docstring)."""
         started = time.perf_counter()
         report = RoundReport(started_ms=int(time.time() * 1000))
-        svc = await self._service()
-        report.topics = match_topics(self.ctx.topics.names(), self.settings.topics)
+        svc = self.snapshots
+        report.topics = match_topics(self.topics.names(), self.settings.topics)
         dirs: list[str] = []
         for topic in report.topics:
             try:
@@ -233,7 +225,7 @@ class SnapshotScheduler:
     async def _snapshot_topic(
         self, svc: SnapshotService, topic: str, report: RoundReport
     ) -> str:
-        dir_name = str(self.ctx.topics.logs.topic(topic).topic_uuid)
+        dir_name = str(self.topics.logs.topic(topic).topic_uuid)
         snaps = await anyio.to_thread.run_sync(
             lambda: collect_snapshots(
                 svc.snapshots_dir, svc.root, topic_dirs=[dir_name]
@@ -363,39 +355,3 @@ class SnapshotScheduler:
             "pending_push": sorted(self.pending_push),
             "last_round": None if self.last is None else self.last.to_json(),
         }
-
-
-_SCHEDULERS: dict[int, SnapshotScheduler] = {}
-
-
-def scheduler_for(ctx: BrokerContext) -> SnapshotScheduler | None:
-    """The running scheduler of a broker (None when off or not started)."""
-    return _SCHEDULERS.get(id(ctx))
-
-
-async def run_snapshot_scheduler(
-    ctx: BrokerContext,
-    *,
-    settings: ScheduleSettings | None = None,
-    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    """The scheduler task for the server's task group (start it after the watcher).
-
-    ``settings`` defaults to the broker's (``ctx.config.snapshot_schedule``, resolved
-    by broker.config from ``--set``, the environment and the config file). Returns at
-    once when no topic is scheduled.
-    """
-    if settings is None:
-        settings = ctx.config.snapshot_schedule
-    if not settings.enabled:
-        task_status.started()
-        return
-    await SnapshotScheduler(ctx, settings).run(task_status=task_status)
-
-
-@route("GET", "/v1/snapshots/schedule")
-def _schedule(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
-    sched = scheduler_for(ctx)
-    if sched is None:
-        return HttpResponse.json({"enabled": False, "rounds": 0})
-    return HttpResponse.json(sched.to_json())

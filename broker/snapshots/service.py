@@ -48,10 +48,15 @@ import anyio
 import anyio.abc
 import structlog
 
+from broker.config import BrokerConfig
+from broker.disk.guard import DiskGuard
+from broker.durability.acks import Durability
+from broker.groups.service import GroupService
 from broker.metrics import Histogram
 from broker.producers.service import ProducerService
-from broker.snapshots.gate import append_gate
+from broker.snapshots.gate import AppendGate
 from broker.snapshots.inotify import Inotify
+from broker.topics.service import TopicService
 from storage.errors import PartitionLimit, StorageError, TopicExists, UnknownTopic
 from storage.snapshot import (
     Plan,
@@ -83,8 +88,6 @@ from storage.snapshot_meta import (
 from storage.snapshot_stage import STAGING_DIR, StageJob, clear_staging
 
 if TYPE_CHECKING:
-    from broker.config import BrokerConfig
-    from broker.context import BrokerContext
     from storage.log_manager import TopicMeta
     from storage.partition_log import PartitionLog
 
@@ -158,20 +161,6 @@ class SnapshotMetrics:
         yield from self.duration.render("ailurus_snapshot_ingest_seconds", "")
 
 
-_SERVICES: dict[int, SnapshotService] = {}
-
-
-def service_for(ctx: BrokerContext) -> SnapshotService | None:
-    """The running snapshot service of a broker (None before it started)."""
-    return _SERVICES.get(id(ctx))
-
-
-def snapshot_metric_lines(ctx: BrokerContext) -> Iterable[str]:
-    """Metric lines for ``GET /metrics`` (nothing before the watcher started)."""
-    svc = service_for(ctx)
-    return () if svc is None else svc.metrics.lines()
-
-
 # -- the service -----------------------------------------------------------------------
 
 
@@ -179,16 +168,28 @@ class SnapshotService:
     """The watcher and everything the admin API asks of snapshots for one broker."""
 
     def __init__(
-        self, ctx: BrokerContext, settings: SnapshotSettings | None = None
+        self,
+        config: BrokerConfig,
+        topics: TopicService,
+        durability: Durability,
+        gate: AppendGate,
+        producers: ProducerService,
+        groups: GroupService,
+        disk: DiskGuard | None,
+        settings: SnapshotSettings | None = None,
     ) -> None:
-        self.ctx = ctx
-        self.settings = settings or SnapshotSettings.from_config(ctx.config)
-        self.data_dir = os.path.abspath(ctx.config.data_dir)
+        self.topics = topics
+        self.durability = durability
+        self.gate = gate
+        self.producers = producers
+        self.groups = groups
+        self.disk = disk
+        self.settings = settings or SnapshotSettings.from_config(config)
+        self.data_dir = os.path.abspath(config.data_dir)
         self.root = os.path.realpath(self.data_dir)
         self.snapshots_dir = os.path.join(self.data_dir, SNAPSHOTS_DIR)
         self.state = IngestState.load(self.data_dir)
         self.metrics = SnapshotMetrics()
-        self.gate = append_gate(ctx)
         self._ready: dict[
             str, tuple[str, Snapshot]
         ] = {}  # rel -> (fingerprint, snapshot)
@@ -205,7 +206,6 @@ class SnapshotService:
         os.makedirs(self.snapshots_dir, exist_ok=True)
         # left by an ingest a crash interrupted; its snapshot is planned again
         await anyio.to_thread.run_sync(clear_staging, self.data_dir)
-        _SERVICES[id(self.ctx)] = self
         inotify = Inotify.open()
         try:
             async with anyio.create_task_group() as tg:
@@ -225,7 +225,6 @@ class SnapshotService:
                     self._wake = anyio.Event()
                     await anyio.sleep(0.05)  # coalesce a burst of events
         finally:
-            _SERVICES.pop(id(self.ctx), None)
             if inotify is not None:
                 inotify.close()
 
@@ -355,7 +354,7 @@ class SnapshotService:
     async def _resolve(self, cand: Candidate, snap: Snapshot) -> TopicMeta | Entry:
         """The snapshot's topic, created when missing; an Entry when it cannot be."""
         meta = snap.meta
-        logs = self.ctx.topics.logs
+        logs = self.topics.logs
         ids = [meta.topic_id] if meta.topic_id else []
         names = [meta.topic] if meta.topic else []
         if UUID_RE.match(cand.topic_dir):
@@ -380,7 +379,7 @@ class SnapshotService:
                 )
             count = max(meta.partition_count or 1, meta.partition + 1)
             try:
-                topic = await self.ctx.topics.create_topic(
+                topic = await self.topics.create_topic(
                     names[0],
                     count,
                     dict(meta.topic_configs),
@@ -406,7 +405,7 @@ class SnapshotService:
     async def _apply_partition(
         self, topic: str, partition: int, snaps: list[tuple[str, str, Snapshot]]
     ) -> bool:
-        plog = self.ctx.topics.logs.partition(topic, partition)
+        plog = self.topics.logs.partition(topic, partition)
         fps = {rel: fp for rel, fp, _ in snaps}
         rel_of = {id(s): rel for rel, _, s in snaps}
         pending = apply_order([s for _, _, s in snaps])
@@ -486,7 +485,7 @@ class SnapshotService:
         The append gate is held (no producer moves the log end), so the staged
         segments follow on from it when they are adopted.
         """
-        guard = self.ctx.diskguard
+        guard = self.disk
         if guard is not None and not guard.admit(snap.stored_bytes):
             # the worker writes past the guarded FileOps: the floor is checked here
             raise StorageError(
@@ -539,16 +538,14 @@ class SnapshotService:
 
     def _after_apply(self, plog: PartitionLog, topic: str) -> None:
         try:
-            write_caching = self.ctx.topics.logs.topic(topic).config.write_caching
+            write_caching = self.topics.logs.topic(topic).config.write_caching
         except UnknownTopic:
             return
-        self.ctx.after_append(plog, write_caching)
-        self.ctx.waiters.notify(plog)
+        self.durability.after_append(plog, write_caching)
+        self.durability.waiters.notify(plog)
         # the ingested batches carry producer ids and sequences the idempotence state
         # has not seen: drop it so the next idempotent produce rebuilds it from the log
-        producers = self.ctx.producers
-        if isinstance(producers, ProducerService):
-            producers.forget(plog)
+        self.producers.forget(plog)
 
     async def _restore_group_offsets(
         self, snap: Snapshot, topic: str, partition: int
@@ -568,7 +565,7 @@ class SnapshotService:
                 "snapshot_group_offsets_invalid", snapshot=snap.path, error=str(exc)
             )
             return
-        await restore_group_offsets(self.ctx, topic, partition, offsets)
+        await restore_group_offsets(self.groups, topic, partition, offsets)
 
     def _set(self, rel: str, entry: Entry) -> bool:
         if entry.status in (Status.INVALID, Status.DIVERGED):
@@ -656,12 +653,3 @@ async def run_stage_worker(job: StageJob) -> StageResult:
     if not isinstance(written, int) or not isinstance(nice, int):
         raise StorageError("snapshot stage worker: no byte count in its reply")
     return StageResult(written, nice)
-
-
-async def run_snapshot_watcher(
-    ctx: BrokerContext,
-    *,
-    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    """The watcher task for the server's task group (start it after storage opened)."""
-    await SnapshotService(ctx).run(task_status=task_status)

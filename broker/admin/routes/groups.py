@@ -11,21 +11,17 @@ every non-public admin route they need the admin token when one is set.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from broker.admin.server import HttpRequest, HttpResponse, route
+from broker.admin.server import AdminView, HttpRequest, HttpResponse, route
+from broker.context import BrokerContext
 from broker.groups.service import GroupService
 from broker.metrics import escape_label
 from storage.errors import StorageError
 
-if TYPE_CHECKING:
-    from broker.context import BrokerContext
 
-
-def _service(ctx: BrokerContext) -> GroupService | None:
-    svc = ctx.groups
-    return svc if isinstance(svc, GroupService) else None
+def _service(view: AdminView) -> GroupService | None:
+    return None if view.ctx is None else view.ctx.groups
 
 
 def _log_end(ctx: BrokerContext, topic: str, partition: int) -> int | None:
@@ -39,27 +35,27 @@ def _log_end(ctx: BrokerContext, topic: str, partition: int) -> int | None:
 
 
 @route("GET", "/v1/groups")
-def groups(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
-    svc = _service(ctx)
+def groups(view: AdminView, request: HttpRequest) -> HttpResponse:
+    svc = _service(view)
     if svc is None:
         return HttpResponse.error(503, "groups not available")
     return HttpResponse.json(svc.admin_groups())
 
 
 @route("GET", "/v1/groups/{group_id}")
-def group(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
-    svc = _service(ctx)
-    if svc is None:
+def group(view: AdminView, request: HttpRequest) -> HttpResponse:
+    ctx = view.ctx
+    if ctx is None:
         return HttpResponse.error(503, "groups not available")
-    view = svc.admin_group(
+    found = ctx.groups.admin_group(
         unquote(request.params["group_id"]), lambda t, p: _log_end(ctx, t, p)
     )
-    if view is None:
+    if found is None:
         return HttpResponse.error(404, "unknown group")
-    return HttpResponse.json(view)
+    return HttpResponse.json(found)
 
 
-def lag_metric_lines(ctx: BrokerContext) -> Iterator[str]:
+def lag_metric_lines(view: AdminView) -> Iterator[str]:
     """``ailurus_consumer_group_lag{group,topic,partition}``: high watermark minus
     committed offset (never negative), for every committed offset of a partition
     that still exists."""
@@ -68,10 +64,10 @@ def lag_metric_lines(ctx: BrokerContext) -> Iterator[str]:
         "offset and the high watermark."
     )
     yield "# TYPE ailurus_consumer_group_lag gauge"
-    svc = _service(ctx)
-    if svc is None or not ctx.ready:
+    ctx = view.ctx
+    if ctx is None or not view.runtime.ready:
         return
-    for group_id, topic, partition, offset in svc.committed_offsets():
+    for group_id, topic, partition, offset in ctx.groups.committed_offsets():
         end = _log_end(ctx, topic, partition)
         if end is None:
             continue

@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING
 
 from broker.admin.routes.groups import lag_metric_lines
-from broker.admin.server import HttpRequest, HttpResponse, route
+from broker.admin.server import AdminView, HttpRequest, HttpResponse, route
 from broker.metrics import process_metric_lines
-from broker.snapshots.service import snapshot_metric_lines
-
-if TYPE_CHECKING:
-    from broker.context import BrokerContext
 
 
 @route("GET", "/metrics")
-def _metrics(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
+def _metrics(view: AdminView, request: HttpRequest) -> HttpResponse:
+    ctx = view.ctx
     return HttpResponse(
         status=200,
-        body=ctx.metrics.render(
+        body=view.metrics.render(
             itertools.chain(
-                () if ctx.topics_ is None else ctx.topics_.metric_lines(),
-                lag_metric_lines(ctx),
-                snapshot_metric_lines(ctx),
+                () if ctx is None else ctx.topics.metric_lines(),
+                lag_metric_lines(view),
+                () if ctx is None else ctx.snapshots.metrics.lines(),
                 process_metric_lines(),
             )
         ).encode(),

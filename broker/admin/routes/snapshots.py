@@ -1,4 +1,4 @@
-"""Admin HTTP routes for partition snapshots (not a Kafka API; imported with handlers).
+"""Admin HTTP routes for partition snapshots and their schedule.
 
     POST /v1/snapshots                  {"topic": "t", "partitions": [0], "incremental": false,
                                          "compression": "none", "with_group_offsets": false}
@@ -7,38 +7,35 @@
     GET  /v1/snapshots/{topic_id}/{snapshot_id}   one snapshot: status and meta.json
     POST /v1/snapshots/scan             rescan data/snapshots now (returns after the scan)
 
-503 until the snapshot watcher runs (storage open), 404 for an unknown snapshot or
+    GET  /v1/snapshots/schedule         the snapshot schedule and its last round
+
+503 until the broker is ready, 404 for an unknown snapshot or
 topic, 400 for a malformed request.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
-from broker.admin.server import HttpRequest, HttpResponse, route
+from broker.admin.server import AdminView, HttpRequest, HttpResponse, route
 from broker.snapshots.create import (
     SnapshotRequestError,
     create_snapshots,
     describe,
     list_all,
 )
-from broker.snapshots.service import SnapshotService, service_for
-
-if TYPE_CHECKING:
-    from broker.context import BrokerContext
+from broker.snapshots.service import SnapshotService
 
 
-def _service(ctx: BrokerContext) -> SnapshotService | HttpResponse:
-    svc = service_for(ctx)
-    if svc is None or not ctx.ready:
+def _service(view: AdminView) -> SnapshotService | HttpResponse:
+    if view.ctx is None or not view.runtime.ready:
         return HttpResponse.error(503, "snapshot watcher not running")
-    return svc
+    return view.ctx.snapshots
 
 
 @route("POST", "/v1/snapshots")
-async def _create(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
-    svc = _service(ctx)
+async def _create(view: AdminView, request: HttpRequest) -> HttpResponse:
+    svc = _service(view)
     if isinstance(svc, HttpResponse):
         return svc
     try:
@@ -74,16 +71,16 @@ async def _create(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
 
 
 @route("GET", "/v1/snapshots")
-def _list(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
-    svc = _service(ctx)
+def _list(view: AdminView, request: HttpRequest) -> HttpResponse:
+    svc = _service(view)
     if isinstance(svc, HttpResponse):
         return svc
     return HttpResponse.json(list_all(svc))
 
 
 @route("POST", "/v1/snapshots/scan")
-async def _scan(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
-    svc = _service(ctx)
+async def _scan(view: AdminView, request: HttpRequest) -> HttpResponse:
+    svc = _service(view)
     if isinstance(svc, HttpResponse):
         return svc
     await svc.scan()
@@ -91,8 +88,8 @@ async def _scan(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
 
 
 @route("GET", "/v1/snapshots/{topic_id}/{snapshot_id}")
-def _show(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
-    svc = _service(ctx)
+def _show(view: AdminView, request: HttpRequest) -> HttpResponse:
+    svc = _service(view)
     if isinstance(svc, HttpResponse):
         return svc
     topic_id, snapshot_id = request.params["topic_id"], request.params["snapshot_id"]
@@ -102,3 +99,11 @@ def _show(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
     if found is None:
         return HttpResponse.error(404, "unknown snapshot")
     return HttpResponse.json(found)
+
+
+@route("GET", "/v1/snapshots/schedule")
+def _schedule(view: AdminView, request: HttpRequest) -> HttpResponse:
+    sched = None if view.ctx is None else view.ctx.scheduler
+    if sched is None:
+        return HttpResponse.json({"enabled": False, "rounds": 0})
+    return HttpResponse.json(sched.to_json())
