@@ -4,7 +4,7 @@
 
 Three servers answer every frame with a tiny response (no dispatch, no codec), so
 only the byte path is measured: (a) ``asyncio.Protocol`` feeding ``FrameReader``
-from ``data_received`` and writing with ``writelines`` (what broker/connection.py
+from ``data_received`` and writing with ``writelines`` (what broker/net/connection.py
 does); (b) anyio ``receive()`` of big chunks into the same ``FrameReader`` plus one
 ``send`` per chunk; (c) anyio ``receive_exactly`` per frame plus ``send`` per frame.
 A client in another process pipelines 1 KiB frames (µs per frame) and 1 MiB frames

@@ -8,7 +8,7 @@ operation (the fastest of 25 short rounds of perf_counter loops):
 - one 1 MiB frame fed in 64 KiB ``bytes`` pieces (``receive_data``, frames taken
   after each piece);
 - one 1 MiB frame received in place in 64 KiB pieces (``assembly_buffer`` /
-  ``assembly_received``, the BufferedProtocol path of broker/connection.py), after a
+  ``assembly_received``, the BufferedProtocol path of broker/net/connection.py), after a
   first read into the connection's 256 KiB scratch buffer (what a client streaming
   produce requests delivers) or after a first read of only 4 KiB (the worst case for
   a buffer grown as data arrives).

@@ -3,7 +3,7 @@
     .venv/bin/python bench/groups_bench.py [--seconds 3]
 
 1. Offset commits/s with durability on (each commit answered after its fsync), via
-   the broker's own group commit (broker.durability.GroupCommit) and OffsetStore, at
+   the broker's own group commit (broker.durability.group_commit.GroupCommit) and OffsetStore, at
    several numbers of concurrent committers (each commits, waits, commits again).
 2. A real broker (``python -m broker serve``) and 3 confluent-kafka consumers on a
    6-partition topic: seconds from the last consumer's subscribe until every
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import anyio
 
-from broker.durability import GroupCommit, PartitionWaiters
+from broker.durability.group_commit import GroupCommit, PartitionWaiters
 from broker.groups.offsets import CommitPartition
 from broker.groups.service import GroupService
 from storage.offset_store import OffsetStore

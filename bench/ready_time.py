@@ -25,9 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 _LAZY = (
     "import functools, sys\n"
-    "import broker.dispatch, broker.server\n"
+    "import broker.net.dispatch, broker.server\n"
     "broker.server.load_handlers = functools.partial("
-    "broker.dispatch.load_handlers, lazy=True)\n"
+    "broker.net.dispatch.load_handlers, lazy=True)\n"
     "from broker.cli import main\n"
     "sys.argv[0] = 'ailurus'\n"
     "main()\n"

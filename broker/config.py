@@ -18,10 +18,10 @@ broker; every other key is a topic default (``retention.ms``, ``segment.bytes``,
 ``queued.max.request.bytes`` caps, per connection, the bytes of requests received and
 not yet answered; ``ailurus.partial.frames.max.bytes`` (default 256 MiB) caps, across
 the whole broker, the bytes held in frames still being received (see
-``broker.frame_budget``: over it, connections in the middle of a large frame pause
+``broker.net.frame_budget``: over it, connections in the middle of a large frame pause
 reading, except the one closest to completing it).
 
-Snapshots (``broker.snapshot_watcher``, ``broker.snapshot_scheduler``): ``--set`` keys
+Snapshots (``broker.snapshots.service``, ``broker.snapshots.scheduler``): ``--set`` keys
 ``snapshot.scan.interval.ms``, ``snapshot.settle.ms``, ``snapshot.ingest.bytes.per.sec``
 and :data:`SCHEDULE_KEYS` (``snapshot.schedule.*``, ``snapshot.retention.*``). Each also
 reads its environment variable, ``AILURUS_`` + the key upper-cased with ``_`` for ``.``
@@ -75,7 +75,7 @@ class ScheduleConfigError(ConfigError):
     """A snapshot schedule setting is malformed; the message names it."""
 
 
-# -- snapshot schedule settings (broker.snapshot_scheduler runs them) ------------------
+# -- snapshot schedule settings (broker.snapshots.scheduler runs them) ------------------
 
 SCHEDULE_KEYS: Final = (
     "snapshot.schedule.topics",
@@ -235,16 +235,16 @@ _BROKER_KEYS: Final[dict[str, tuple[str, type]]] = {
     "max.connections": ("max_connections", int),
     "message.max.bytes": ("message_max_bytes", int),
     "ailurus.shutdown.grace.ms": ("shutdown_grace_ms", int),
-    # broker-wide cap on bytes held in partly received frames (broker.frame_budget)
+    # broker-wide cap on bytes held in partly received frames (broker.net.frame_budget)
     "ailurus.partial.frames.max.bytes": ("partial_frames_max_bytes", int),
-    # free-space floor of the data dir's file system (broker.diskguard); 0 = off
+    # free-space floor of the data dir's file system (broker.disk.guard); 0 = off
     "ailurus.disk.min.free.bytes": ("min_free_bytes", int),
     # partition and descriptor caps (broker.fdlimits derives unset ones at start)
     "ailurus.max.partitions": ("max_partitions", int),
     "ailurus.max.partitions.per.request": ("max_partitions_per_request", int),
     "ailurus.max.open.segment.files": ("max_open_segment_files", int),
     "ailurus.auto.create.topics.per.request": ("auto_create_topics_per_request", int),
-    # consumer groups (broker.groups.wiring.GROUP_KEYS reads these attributes)
+    # consumer groups (broker.groups.service.GroupConfig.from_config reads these)
     "group.initial.rebalance.delay.ms": ("initial_rebalance_delay_ms", int),
     "group.min.session.timeout.ms": ("min_session_timeout_ms", int),
     "group.max.session.timeout.ms": ("max_session_timeout_ms", int),
@@ -253,7 +253,7 @@ _BROKER_KEYS: Final[dict[str, tuple[str, type]]] = {
     "offsets.retention.check.interval.ms": ("retention_check_interval_ms", int),
     # the largest transaction.timeout.ms InitProducerId accepts (Kafka's default)
     "transaction.max.timeout.ms": ("transaction_max_timeout_ms", int),
-    # snapshot watcher (broker.snapshot_watcher.SnapshotSettings.from_config)
+    # snapshot watcher (broker.snapshots.service.SnapshotSettings.from_config)
     "snapshot.scan.interval.ms": ("snapshot_scan_interval_ms", int),
     "snapshot.settle.ms": ("snapshot_settle_ms", int),
     "snapshot.ingest.bytes.per.sec": ("snapshot_ingest_bytes_per_sec", int),
@@ -295,7 +295,7 @@ class BrokerConfig:
     max_connections: int = 10_000
     message_max_bytes: int = 1_048_588
     shutdown_grace_ms: int = 5_000
-    min_free_bytes: int = 64 * 1024 * 1024  # broker.diskguard.DEFAULT_MIN_FREE_BYTES
+    min_free_bytes: int = 64 * 1024 * 1024  # broker.disk.guard.DEFAULT_MIN_FREE_BYTES
     # Partitions of all topics together, and segment descriptors open at once;
     # None: derived from the descriptor limit at start (broker.fdlimits).
     max_partitions: int | None = None
@@ -313,7 +313,7 @@ class BrokerConfig:
     retention_check_interval_ms: int | None = None
     transaction_max_timeout_ms: int = 900_000
     # snapshots: the watcher's rescan period, settle time, ingest throttle (0: none),
-    # and the schedule (broker.snapshot_scheduler)
+    # and the schedule (broker.snapshots.scheduler)
     snapshot_scan_interval_ms: int = 5_000
     snapshot_settle_ms: int = 2_000
     snapshot_ingest_bytes_per_sec: int = 0

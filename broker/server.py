@@ -8,7 +8,9 @@ Task tree (anyio on asyncio + uvloop)::
     └── serving
         ├── one listener per --kafka-addr entry
         │   └── one task per connection (hosts its task group of deferred responses)
-        ├── group-commit driver (broker.durability)
+        ├── group-commit driver (broker.durability.acks.Durability)
+        ├── consumer-group service (broker.groups.service.GroupService)
+        ├── snapshot service and scheduler (broker.snapshots)
         └── background jobs: idle-connection sweeper, retention, flush of write-caching
             topics (flush.ms)
 
@@ -17,8 +19,9 @@ Start-up first raises the soft descriptor limit to the hard one
 fix, before the first log line and before recovery (:mod:`broker.startup`): TLS
 material, the data-dir lock, binding the Kafka listeners (connections wait in the
 backlog until accepted) and the admin API. Then it opens and recovers every partition
-in a worker thread, logs the findings, starts accepting on the listeners and becomes
-ready (``ready`` event; ``--ready-file``).
+in a worker thread, logs the findings, opens producer ids and consumer groups (a
+produce served before them would skip the duplicate check), starts accepting on the
+listeners and becomes ready (``ready`` event; ``--ready-file``).
 Shutdown: stop accepting, wake long polls, let in-flight requests finish within the
 grace period (``ailurus.shutdown.grace.ms``), cancel the rest, fsync, close storage
 cleanly (the clean-shutdown marker), exit 0.
@@ -26,13 +29,13 @@ cleanly (the clean-shutdown marker), exit 0.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
 import os
 import signal
-import socket
 import ssl
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,33 +43,36 @@ import anyio
 import anyio.abc
 import structlog
 
-from broker.admin import serve_admin
-from broker.config import DEFAULT_LISTENER_NAME, BrokerConfig, ListenerConfig
-from broker.connection import KafkaConnection
-from broker.context import BoundListener, BrokerContext
-from broker.dispatch import load_handlers
+from broker.admin.server import AdminView, serve_admin
+from broker.config import BrokerConfig
+from broker.context import BrokerContext, Runtime
+from broker.disk.guard import storage_fileops
+from broker.durability.acks import Durability
 from broker.fdlimits import raise_nofile_limit
-from broker.frame_budget import FrameBudget
-from broker.groups.wiring import run_group_services
-from broker.listener import Acceptor, bind_socket
+from broker.groups.service import GroupConfig, GroupService
 from broker.logging import configure_logging
+from broker.metrics import Metrics
+from broker.net.dispatch import load_handlers
+from broker.net.listeners import KafkaListeners
+from broker.producers.service import ProducerService
 from broker.security.service import SecurityService
 from broker.security.tls import TlsConfigError, server_context
-from broker.snapshot_scheduler import run_snapshot_scheduler
-from broker.snapshot_watcher import run_snapshot_watcher
+from broker.snapshots.gate import AppendGate
+from broker.snapshots.scheduler import SnapshotScheduler
+from broker.snapshots.service import SnapshotService
 from broker.startup import (
     EXIT_CONFIG,
-    KAFKA_ADDR_SETTING,
     StartupError,
-    bind_error,
     check_readable,
     find_startup_error,
+    lock_data_dir,
 )
+from broker.topics.service import TopicService
+from storage.lock import DataDirLock
 
 log = structlog.get_logger("broker.server")
 
 RETENTION_CHECK_S = 300.0  # Kafka's log.retention.check.interval.ms default
-FLUSH_CHECK_S = 0.25
 
 
 def run(config: BrokerConfig) -> int:
@@ -90,47 +96,54 @@ def run(config: BrokerConfig) -> int:
 
 
 async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> None:
-    """Run a broker in the current event loop until ``stop`` is set or a signal arrives."""
+    """Run a broker in the current event loop until ``stop`` is set or a signal arrives.
+
+    Build order (each service from those above it): metrics and runtime; security
+    and TLS contexts; the data-dir lock and the bound Kafka listeners; the admin API
+    (serving the runtime while starting); storage (:func:`_open_services`: topics,
+    durability, append gate, producer ids, consumer groups, snapshots); then the
+    context, handed to the admin API and the listeners.
+    """
     started = time.perf_counter()
     nofile = raise_nofile_limit()
     # handler modules (and the message schemas they import) load on first use
     load_handlers(lazy=True)
-    ctx = BrokerContext.create(config)
-    # shared by every listener's connections: bytes in partly received frames
-    frame_budget = FrameBudget(config.partial_frames_max_bytes)
+    metrics = Metrics()
+    runtime = Runtime()
     stop = stop or anyio.Event()
-    listeners: list[_KafkaListener] = []
+    kafka: KafkaListeners | None = None
+    lock: DataDirLock | None = None
+    ctx: BrokerContext | None = None
     try:
         # What a person must fix fails here, before recovery and the first log line.
-        tls_contexts = _security(ctx)
-        ctx.lock_data_dir()
-        for lc in config.listeners:  # one by one: those bound are closed on failure
-            bound = _KafkaListener.bind(
-                ctx, lc, tls_contexts.get(lc.name), frame_budget
-            )
-            listeners.append(bound)
+        security = _security_service(config)
+        tls_contexts = _tls_contexts(config)
+        lock = lock_data_dir(config.data_dir)
+        kafka = KafkaListeners.bind(config, tls_contexts, runtime)
         async with anyio.create_task_group() as root:
             root.start_soon(_watch_signals, stop)
+            admin = AdminView(config=config, runtime=runtime, metrics=metrics)
             if config.admin is not None:
-                await root.start(serve_admin, ctx)
+                await root.start(serve_admin, admin)
             nofile.log()  # past every check a person must fix
-            await ctx.open_storage()
+            taken, lock = lock, None  # the storage's from now on
+            ctx = await _open_services(config, metrics, runtime, security, taken)
+            admin.attach(ctx)
             async with anyio.create_task_group() as serving:
+                serving.start_soon(ctx.durability.run)
                 # Producer-id/idempotence state and groups exist before the first
                 # client connects: a produce served before them would skip the
                 # duplicate check (a retried batch appended twice after a restart).
-                serving.start_soon(ctx.group_commit.run)
-                await serving.start(run_group_services, ctx)
-                servers: list[Acceptor] = [
-                    await serving.start(listener.run) for listener in listeners
-                ]
-                await serving.start(run_snapshot_watcher, ctx)
-                await serving.start(run_snapshot_scheduler, ctx)
-                serving.start_soon(_idle_sweeper, ctx)
+                serving.start_soon(_run_groups, ctx)
+                await kafka.run(ctx, serving)
+                await serving.start(ctx.snapshots.run)
+                if ctx.scheduler is not None:
+                    await serving.start(ctx.scheduler.run)
+                serving.start_soon(kafka.idle_sweeper)
                 serving.start_soon(_retention_job, ctx)
-                serving.start_soon(_flush_job, ctx)
-                ctx.ready = True
-                _write_ready_file(ctx)
+                serving.start_soon(ctx.durability.flush_job, ctx.topics.logs)
+                runtime.ready = True
+                _write_ready_file(config, runtime)
                 log.info(
                     "ready",
                     seconds=round(time.perf_counter() - started, 3),
@@ -138,7 +151,7 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
                     data_dir=str(config.data_dir),
                 )
                 await stop.wait()
-                await _drain(ctx, servers)
+                await kafka.drain()
                 serving.cancel_scope.cancel()
             root.cancel_scope.cancel()
     except BaseExceptionGroup as eg:
@@ -148,12 +161,87 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
         raise
     finally:
         with anyio.CancelScope(shield=True):
-            for listener in listeners:
-                listener.close()
-            await ctx.close_storage()
+            if kafka is not None:
+                kafka.close()
+            if ctx is not None:
+                await ctx.topics.close()
+            elif lock is not None:  # start-up stopped before storage
+                lock.release()
             if config.ready_file is not None:
                 config.ready_file.unlink(missing_ok=True)
     log.info("stopped")
+
+
+async def _open_services(
+    config: BrokerConfig,
+    metrics: Metrics,
+    runtime: Runtime,
+    security: SecurityService,
+    lock: DataDirLock,
+) -> BrokerContext:
+    """Open storage and every service on it, in dependency order; the context.
+
+    Takes over ``lock`` (released if storage cannot be opened).
+    """
+    fileops, disk = storage_fileops(str(config.data_dir), config.min_free_bytes)
+    topics = await TopicService.open(config, fileops, lock, metrics, disk)
+    durability = Durability(metrics)
+    append_gate = AppendGate()
+    producers = await ProducerService.open(config.data_dir, topics.logs)
+    groups = await GroupService.open(
+        config.data_dir,
+        GroupConfig.from_config(config),
+        durability.commit,
+        topics,
+        next_producer_id=producers.allocator.next_id,
+    )
+    snapshots = SnapshotService(
+        config, topics, durability, append_gate, producers, groups, disk
+    )
+    schedule = config.snapshot_schedule
+    scheduler = (
+        SnapshotScheduler(schedule, snapshots, topics) if schedule.enabled else None
+    )
+    return BrokerContext(
+        config=config,
+        metrics=metrics,
+        runtime=runtime,
+        disk=disk,
+        topics=topics,
+        durability=durability,
+        append_gate=append_gate,
+        producers=producers,
+        groups=groups,
+        security=security,
+        snapshots=snapshots,
+        scheduler=scheduler,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_context(config: BrokerConfig) -> AsyncIterator[BrokerContext]:
+    """A broker's context without listeners or admin API (tests, tools): storage and
+    every service open; on exit the group and producer state and storage close."""
+    security = _security_service(config)
+    ctx = await _open_services(
+        config, Metrics(), Runtime(), security, lock_data_dir(config.data_dir)
+    )
+    try:
+        yield ctx
+    finally:
+        with anyio.CancelScope(shield=True):
+            ctx.producers.close()
+            await ctx.groups.close()
+            await ctx.topics.close()
+
+
+async def _run_groups(ctx: BrokerContext) -> None:
+    """Drive the group service until cancelled, then close groups and producer state."""
+    try:
+        await ctx.groups.run()
+    finally:
+        ctx.producers.close()
+        await ctx.groups.close()
 
 
 async def _watch_signals(stop: anyio.Event) -> None:
@@ -164,13 +252,12 @@ async def _watch_signals(stop: anyio.Event) -> None:
             return
 
 
-def _security(ctx: BrokerContext) -> dict[str, ssl.SSLContext]:
-    """Hang the security service on the context; TLS contexts per listener name."""
-    config = ctx.config
+def _security_service(config: BrokerConfig) -> SecurityService:
+    """The security service of the configured listeners (may enforce nothing)."""
     names = tuple(lc.name for lc in config.listeners)
     protocols = {n: config.security.protocol_of(n) for n in names}
     client_auth = config.tls is not None and config.tls.client_auth == "required"
-    ctx.security = SecurityService(
+    return SecurityService(
         config.security,
         data_dir=config.data_dir,
         listeners=names,
@@ -178,6 +265,12 @@ def _security(ctx: BrokerContext) -> dict[str, ssl.SSLContext]:
             n for n, p in protocols.items() if p == "SSL" and client_auth
         ),
     )
+
+
+def _tls_contexts(config: BrokerConfig) -> dict[str, ssl.SSLContext]:
+    """TLS contexts per listener name (checks the certificate files first)."""
+    names = tuple(lc.name for lc in config.listeners)
+    protocols = {n: config.security.protocol_of(n) for n in names}
     contexts: dict[str, ssl.SSLContext] = {}
     if config.tls is None:
         return contexts
@@ -203,166 +296,24 @@ def _security(ctx: BrokerContext) -> dict[str, ssl.SSLContext]:
     return contexts
 
 
-class _KafkaListener:
-    """A Kafka listener: bound early (a taken port fails before recovery runs),
-    accepting connections only once the broker is ready for them, through an
-    accept loop that survives accept() errors (:mod:`broker.listener`)."""
-
-    def __init__(
-        self,
-        ctx: BrokerContext,
-        lc: ListenerConfig,
-        tls: ssl.SSLContext | None,
-        budget: FrameBudget,
-        sock: socket.socket,
-    ) -> None:
-        self.ctx = ctx
-        self.lc = lc
-        self.tls = tls
-        self.budget = budget
-        self.sock = sock
-        self.acceptor = Acceptor(lc.name, sock)
-
-    @classmethod
-    def bind(
-        cls,
-        ctx: BrokerContext,
-        lc: ListenerConfig,
-        tls: ssl.SSLContext | None,
-        budget: FrameBudget,
-    ) -> _KafkaListener:
-        """Bind and listen on ``lc``'s address (nothing is accepted before run())."""
-        try:
-            sock = bind_socket(lc.bind.host, lc.bind.port)
-        except OSError as e:
-            raise _bind_error(ctx, lc, e) from e
-        return cls(ctx, lc, tls, budget, sock)
-
-    def close(self) -> None:
-        """Stop accepting and release the port (also when run() never started)."""
-        self.acceptor.close()
-        self.sock.close()
-
-    async def run(self, *, task_status: anyio.abc.TaskStatus[Acceptor]) -> None:
-        """Accept connections until closed, one task per connection."""
-        ctx, lc, sock, tls, budget = self.ctx, self.lc, self.sock, self.tls, self.budget
-        loop = asyncio.get_running_loop()
-        async with anyio.create_task_group() as conns:
-
-            async def connected(conn: socket.socket) -> None:
-                # TLS is layered by the connection itself (not ssl= here), so a
-                # failed handshake is logged with its peer
-                await loop.connect_accepted_socket(
-                    lambda: KafkaConnection(
-                        ctx, lc.name, conns, tls=tls, budget=budget
-                    ),
-                    conn,
-                )
-
-            sockname = sock.getsockname()
-            host, port = str(sockname[0]), int(sockname[1])
-            adv = lc.advertised
-            adv_host = adv.host if adv is not None else host
-            if adv_host in ("0.0.0.0", "::", ""):  # noqa: S104
-                adv_host = "127.0.0.1"
-            adv_port = adv.port if adv is not None and adv.port != 0 else port
-            ctx.listeners[lc.name] = BoundListener(
-                name=lc.name,
-                host=host,
-                port=port,
-                advertised_host=adv_host,
-                advertised_port=adv_port,
-            )
-            log.info(
-                "listening",
-                listener=lc.name,
-                host=host,
-                port=port,
-                advertised=f"{adv_host}:{adv_port}",
-                security_protocol=ctx.config.security.protocol_of(lc.name),
-            )
-            task_status.started(self.acceptor)
-            try:
-                await self.acceptor.run(connected)  # until _drain closes it
-                await anyio.sleep_forever()
-            finally:
-                self.close()
-                for conn in list(ctx.connections.values()):
-                    if conn.listener == lc.name:
-                        conn.close("shutdown")
-
-
-def _bind_error(ctx: BrokerContext, lc: ListenerConfig, exc: OSError) -> StartupError:
-    named = len(ctx.config.listeners) > 1 or lc.name != DEFAULT_LISTENER_NAME
-    return bind_error(
-        str(lc.bind),
-        exc,
-        setting=KAFKA_ADDR_SETTING,
-        what=f"Kafka listener {lc.name!r}" if named else "",
-    )
-
-
-async def _drain(ctx: BrokerContext, servers: list[Acceptor]) -> None:
-    """Stop accepting, wake long polls, wait (bounded) for in-flight requests."""
-    ctx.shutting_down = True
-    log.info("shutting_down", connections=len(ctx.connections))
-    for server in servers:
-        server.close()
-    for conn in list(ctx.connections.values()):
-        conn.stop_reading()
-    ctx.waiters.notify_all()
-    deadline = time.monotonic() + ctx.config.shutdown_grace_ms / 1000
-
-    # Bounded shutdown wait; polling here costs nothing while serving.
-    def busy() -> bool:
-        return any(c.busy for c in ctx.connections.values())
-
-    while time.monotonic() < deadline and busy():  # noqa: ASYNC110
-        await anyio.sleep(0.01)
-    still_busy = sum(1 for c in ctx.connections.values() if c.busy)
-    if still_busy:
-        log.warning("shutdown_cancelled_requests", connections=still_busy)
-
-
-async def _idle_sweeper(ctx: BrokerContext) -> None:
-    idle_s = ctx.config.connections_max_idle_ms / 1000
-    if idle_s <= 0:
-        return
-    period = max(0.05, min(idle_s / 4, 30.0))
-    while True:
-        await anyio.sleep(period)
-        now = time.monotonic()
-        for conn in list(ctx.connections.values()):
-            if not conn.busy and now - conn.last_active > idle_s:
-                log.info("connection_idle_timeout", conn=conn.id, peer=conn.peer)
-                conn.close("idle")
-
-
 async def _retention_job(ctx: BrokerContext) -> None:
     while True:
         await anyio.sleep(RETENTION_CHECK_S)
-        await ctx.apply_retention()
+        await ctx.topics.apply_retention()
 
 
-async def _flush_job(ctx: BrokerContext) -> None:
-    """Fsync write-caching topics' partitions every flush.ms (others sync eagerly)."""
-    while True:
-        await anyio.sleep(FLUSH_CHECK_S)
-        ctx.schedule_periodic_flush()
-
-
-def _write_ready_file(ctx: BrokerContext) -> None:
-    path = ctx.config.ready_file
+def _write_ready_file(config: BrokerConfig, runtime: Runtime) -> None:
+    path = config.ready_file
     if path is None:
         return
     data = {
         "pid": os.getpid(),
-        "node_id": ctx.config.node_id,
-        "data_dir": str(ctx.config.data_dir),
-        "kafka": {name: b.as_json() for name, b in ctx.listeners.items()},
+        "node_id": config.node_id,
+        "data_dir": str(config.data_dir),
+        "kafka": {name: b.as_json() for name, b in runtime.listeners.items()},
         "admin": None
-        if ctx.admin_address is None
-        else {"host": ctx.admin_address[0], "port": ctx.admin_address[1]},
+        if runtime.admin_address is None
+        else {"host": runtime.admin_address[0], "port": runtime.admin_address[1]},
     }
     tmp = Path(f"{path}.tmp")
     tmp.write_text(json.dumps(data))

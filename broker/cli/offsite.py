@@ -3,7 +3,7 @@
 The commands attach themselves to the ``snapshot`` group of
 :mod:`broker.cli.snapshot` when that module exists; otherwise this module exposes a
 ``snapshot`` group of its own (``COMMAND``) holding just these two, so the commands
-work either way. The work is done by :mod:`broker.offsite`.
+work either way. The work is done by :mod:`broker.snapshots.offsite.transfer`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any, NoReturn
 import click
 import structlog
 
-from broker import offsite
 from broker.cli.output import (
     debug_enabled,
     echo_json,
@@ -27,6 +26,7 @@ from broker.cli.output import (
     run_command,
 )
 from broker.logging import configure_logging
+from broker.snapshots.offsite import transfer as offsite
 
 _ENDPOINT_HELP = (
     "S3-compatible endpoint for s3:// URLs (env AILURUS_S3_ENDPOINT_URL or "

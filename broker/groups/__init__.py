@@ -5,5 +5,5 @@
 - :mod:`broker.groups.coordinator` — the pure state machine (no I/O, explicit clock);
 - :mod:`broker.groups.offsets` — commit/fetch/expiry rules (pure);
 - :mod:`broker.groups.service` — the anyio driver (waits, one timer task, durable commits);
-- :mod:`broker.groups.producers` — InitProducerId and Produce's idempotence check.
+- :mod:`broker.producers.service` — InitProducerId and Produce's idempotence check.
 """

@@ -159,3 +159,9 @@ class ScheduleTimer:
 
 
 Effect = Reply | ScheduleTimer
+
+
+def client_host(peer: str) -> str:
+    """A member's client host as Kafka reports it (``/host``) from its peer address."""
+    host = peer.rsplit(":", 1)[0] if ":" in peer else peer
+    return "/" + host.strip("[]")

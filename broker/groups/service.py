@@ -21,11 +21,13 @@ import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import anyio
 import structlog
 
+from broker.config import BrokerConfig
 from broker.groups.coordinator import GroupCoordinator
 from broker.groups.model import (
     Effect,
@@ -49,6 +51,7 @@ from broker.groups.offsets import (
     fetch_answer,
     plan_commit,
 )
+from broker.topics.service import TopicService
 from protocol.error_codes import ErrorCode
 from storage.errors import StorageError
 from storage.offset_store import OffsetStore
@@ -83,9 +86,24 @@ class GroupConfig:
     )
     retention_check_interval_ms: int = 600_000  # offsets.retention.check.interval.ms
 
+    @classmethod
+    def from_config(cls, config: BrokerConfig) -> GroupConfig:
+        """The group settings of the broker config (unset ones keep the defaults)."""
+        given = {
+            "initial_rebalance_delay_ms": config.initial_rebalance_delay_ms,
+            "min_session_timeout_ms": config.min_session_timeout_ms,
+            "max_session_timeout_ms": config.max_session_timeout_ms,
+            "offsets_retention_ms": None
+            if config.offsets_retention_minutes is None
+            else config.offsets_retention_minutes * 60_000,
+            "offset_metadata_max_bytes": config.offset_metadata_max_bytes,
+            "retention_check_interval_ms": config.retention_check_interval_ms,
+        }
+        return cls(**{k: v for k, v in given.items() if v is not None})
+
 
 class Durability(Protocol):
-    """The broker's group commit (broker.durability.GroupCommit) as we use it."""
+    """The broker's group commit (broker.durability.group_commit.GroupCommit) as we use it."""
 
     async def wait_durable(self, lg: OffsetStore, offset: int, /) -> None: ...
 
@@ -163,6 +181,66 @@ class GroupService:
             self.coordinator.ensure_group(group_id, now)
 
     # -- driver ----------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        data_dir: Path,
+        config: GroupConfig,
+        durability: Durability,
+        topics: TopicService,
+        *,
+        next_producer_id: int,
+    ) -> GroupService:
+        """Open the offset store in the data dir (worker thread) and log what it found.
+
+        ``next_producer_id`` only completes the ``groups_open`` line.
+        """
+        store = await anyio.to_thread.run_sync(OffsetStore, data_dir)
+        if store.recovered_bytes_dropped:
+            log.warning(
+                "offsets_recovered", dropped_bytes=store.recovered_bytes_dropped
+            )
+        for skipped in store.skipped:
+            log.warning(
+                "offset_entry_skipped",
+                line=skipped.line,
+                group=skipped.group,
+                reason=skipped.reason,
+            )
+        if store.skipped_count > len(store.skipped):
+            log.warning(
+                "offset_entries_skipped",
+                skipped=store.skipped_count,
+                logged=len(store.skipped),
+            )
+
+        def exists(topic: str, partition: int) -> bool:
+            try:
+                return 0 <= partition < topics.logs.topic(topic).partition_count
+            except StorageError:
+                return False
+
+        service = cls(
+            store,
+            config=config,
+            durability=durability,
+            partition_exists=exists,
+            topic_names=topics.names,
+        )
+        log.info(
+            "groups_open", groups=len(store.groups()), next_producer_id=next_producer_id
+        )
+        return service
+
+    async def close(self) -> None:
+        """Close the offset store (clean: compacted)."""
+        store = self.store
+        with anyio.CancelScope(shield=True):
+            try:
+                await anyio.to_thread.run_sync(lambda: store.close(clean=True))
+            except StorageError as e:
+                log.error("offsets_close_failed", error=str(e))
 
     async def run(self) -> None:
         """Timer, maintenance (and own flusher) tasks; runs until cancelled."""

@@ -1,7 +1,7 @@
 """ApiVersions (key 18), v0–4.
 
 Behaviour: advertises exactly what this broker implements: the codec's versions
-intersected with the registered handlers (``broker.dispatch.advertised_versions``).
+intersected with the registered handlers (``broker.net.dispatch.advertised_versions``).
 An unsupported ApiVersions version is answered by the connection in the v0 body
 format with UNSUPPORTED_VERSION (KIP-511), before this handler is reached.
 Version notes: v3 flexible, carries client software name/version; the response
@@ -10,7 +10,8 @@ header is always v0.
 
 from __future__ import annotations
 
-from broker.dispatch import RequestContext, advertised_versions, handler
+from broker.net.dispatch import advertised_versions, handler
+from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.api_versions import (
     ApiVersion,

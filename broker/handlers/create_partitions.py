@@ -17,13 +17,9 @@ from collections import Counter
 import anyio
 import structlog
 
-from broker.dispatch import Deferred, RequestContext, handler
-from broker.handlers._common import (
-    error_code,
-    find_topic,
-    partition_room,
-    request_room,
-)
+from broker.net.dispatch import handler
+from broker.net.request import Deferred, RequestContext
+from broker.topics.errors import error_code
 from protocol.error_codes import ErrorCode
 from protocol.messages.create_partitions import (
     CreatePartitionsRequest,
@@ -56,7 +52,7 @@ def create_partitions(rctx: RequestContext, request: CreatePartitionsRequest) ->
         if counts[t.name] > 1:
             results.append(result(ErrorCode.INVALID_REQUEST, "duplicate topic"))
             continue
-        meta = find_topic(ctx, t.name)
+        meta = ctx.topics.find(t.name)
         if meta is None:
             results.append(
                 result(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "unknown topic")
@@ -81,9 +77,9 @@ def create_partitions(rctx: RequestContext, request: CreatePartitionsRequest) ->
                 )
                 continue
         adding = t.count - meta.partition_count
-        refused = request_room(ctx, requested, adding) or partition_room(
-            ctx, requested + adding
-        )
+        refused = ctx.topics.request_room(
+            requested, adding
+        ) or ctx.topics.partition_room(requested + adding)
         if refused is not None:
             results.append(result(ErrorCode.POLICY_VIOLATION, refused))
             continue
@@ -93,7 +89,7 @@ def create_partitions(rctx: RequestContext, request: CreatePartitionsRequest) ->
         results.append(result(ErrorCode.NONE))
     if not growing:
         return CreatePartitionsResponse(results=tuple(results))
-    logs = ctx.logs
+    logs = ctx.topics.logs
 
     def grow() -> list[StorageError | None]:
         out: list[StorageError | None] = []

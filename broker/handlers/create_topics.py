@@ -18,15 +18,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from broker.dispatch import Deferred, RequestContext, handler
-from broker.handlers._common import (
-    NewTopic,
-    create_in_thread,
-    error_code,
-    find_topic,
-    partition_room,
-    request_room,
-)
+from broker.net.dispatch import handler
+from broker.net.request import Deferred, RequestContext
+from broker.topics.errors import error_code
+from broker.topics.service import NewTopic
 from protocol.error_codes import ErrorCode
 from protocol.messages.create_topics import (
     CreatableTopicConfigs,
@@ -94,7 +89,7 @@ def create_topics(rctx: RequestContext, request: CreateTopicsRequest) -> object:
         configs = {c.name: c.value for c in t.configs if c.value is not None}
         try:
             validate_topic_name(t.name)
-            if find_topic(ctx, t.name) is not None:
+            if ctx.topics.find(t.name) is not None:
                 results.append(fail(ErrorCode.TOPIC_ALREADY_EXISTS, f"{t.name} exists"))
                 continue
             config = TopicConfig.from_overrides(
@@ -103,9 +98,9 @@ def create_topics(rctx: RequestContext, request: CreateTopicsRequest) -> object:
         except StorageError as e:
             results.append(fail(error_code(e), str(e)))
             continue
-        refused = request_room(ctx, requested, partitions) or partition_room(
-            ctx, requested + partitions
-        )
+        refused = ctx.topics.request_room(
+            requested, partitions
+        ) or ctx.topics.partition_room(requested + partitions)
         if refused is not None:
             results.append(fail(ErrorCode.POLICY_VIOLATION, refused))
             continue
@@ -119,8 +114,8 @@ def create_topics(rctx: RequestContext, request: CreateTopicsRequest) -> object:
         return _response(results)
 
     async def create() -> CreateTopicsResponse:
-        created = await create_in_thread(
-            ctx, [topic for _, topic in wanted], reason="create_topics"
+        created = await ctx.topics.create_topics(
+            [topic for _, topic in wanted], reason="create_topics"
         )
         for (i, topic), meta in zip(wanted, created, strict=True):
             if isinstance(meta, StorageError):

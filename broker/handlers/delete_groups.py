@@ -8,8 +8,8 @@ Version notes: v1 same as v0; v2 flexible.
 
 from __future__ import annotations
 
-from broker.dispatch import Deferred, RequestContext, handler
-from broker.groups.access import group_service
+from broker.net.dispatch import handler
+from broker.net.request import Deferred, RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.delete_groups import (
     DeletableGroupResult,
@@ -30,12 +30,8 @@ def _response(
 
 @handler(api_key=42, name="delete_groups", max_version=2)
 def delete_groups(rctx: RequestContext, request: DeleteGroupsRequest) -> object:
-    svc = group_service(rctx)
+    svc = rctx.broker.groups
     names = request.groups_names
-    if svc is None:
-        return _response(
-            names, dict.fromkeys(names, ErrorCode.COORDINATOR_NOT_AVAILABLE)
-        )
 
     async def delete() -> DeleteGroupsResponse:
         return _response(names, await svc.delete_groups(dict.fromkeys(names)))

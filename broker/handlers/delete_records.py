@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from broker.dispatch import RequestContext, handler
-from broker.handlers._common import answer_partition, find_topic
+from broker.net.dispatch import handler
+from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.delete_records import (
     DeleteRecordsPartition,
@@ -40,10 +40,9 @@ def delete_records(
     ctx = rctx.broker
     topics = []
     for topic in request.topics:
-        meta = find_topic(ctx, topic.name)
+        meta = ctx.topics.find(topic.name)
         parts = tuple(
-            answer_partition(
-                ctx,
+            ctx.topics.answer_partition(
                 "delete_records",
                 meta,
                 p.partition_index,

@@ -11,14 +11,9 @@ from __future__ import annotations
 
 import structlog
 
-from broker.dispatch import RequestContext, handler
-from broker.groups.producers import ProducerService
-from broker.groups.service import GroupService
-from broker.handlers._common import (
-    error_code,
-    find_topic,
-    find_topic_by_id,
-)
+from broker.net.dispatch import handler
+from broker.net.request import RequestContext
+from broker.topics.errors import error_code
 from protocol.error_codes import ErrorCode
 from protocol.messages.delete_topics import (
     DeletableTopicResult,
@@ -43,7 +38,7 @@ def delete_topics(
     results = []
     for name, raw_id in wanted:
         meta = (
-            find_topic(ctx, name) if name is not None else find_topic_by_id(ctx, raw_id)
+            ctx.topics.find(name) if name is not None else ctx.topics.find_by_id(raw_id)
         )
         if meta is None:
             code = (
@@ -59,8 +54,8 @@ def delete_topics(
             )
             continue
         try:
-            logs = ctx.logs.partitions(meta.name)
-            ctx.logs.delete_topic(meta.name)
+            logs = ctx.topics.logs.partitions(meta.name)
+            ctx.topics.logs.delete_topic(meta.name)
         except StorageError as e:
             code = error_code(e)
             ctx.metrics.error("delete_topics", code.name)
@@ -75,15 +70,13 @@ def delete_topics(
             continue
         gone = LogClosed(f"topic {meta.name} deleted")
         for plog in logs:
-            ctx.group_commit.fail_log(plog, gone)
-        ctx.waiters.notify_all()
+            ctx.durability.commit.fail_log(plog, gone)
+        ctx.durability.waiters.notify_all()
         # committed offsets and producer state of a deleted topic go with it, so a
         # topic re-created under the same name starts clean
-        if isinstance(ctx.groups, GroupService):
-            ctx.groups.on_topic_deleted(meta.name)
-        if isinstance(ctx.producers, ProducerService):
-            for plog in logs:
-                ctx.producers.forget(plog)
+        ctx.groups.on_topic_deleted(meta.name)
+        for plog in logs:
+            ctx.producers.forget(plog)
         log.info("topic_deleted", topic=meta.name, topic_id=str(meta.topic_uuid))
         results.append(
             DeletableTopicResult(

@@ -8,7 +8,8 @@ Version notes: flexible from v0; v1 endpoint type; v2 fenced brokers.
 
 from __future__ import annotations
 
-from broker.dispatch import RequestContext, handler
+from broker.net.dispatch import handler
+from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.describe_cluster import (
     DescribeClusterBroker,
@@ -32,7 +33,7 @@ def describe_cluster(
             endpoint_type=request.endpoint_type,
             cluster_id=ctx.config.cluster_id,
         )
-    listener = ctx.listeners[rctx.listener]
+    listener = ctx.runtime.listeners[rctx.listener]
     return DescribeClusterResponse(
         error_code=ErrorCode.NONE,
         error_message=None,

@@ -13,8 +13,8 @@ Version notes: v1 sources and synonyms; v3 types and documentation; v4 flexible.
 from __future__ import annotations
 
 from broker.config import BrokerConfig
-from broker.dispatch import RequestContext, handler
-from broker.handlers._common import find_topic
+from broker.net.dispatch import handler
+from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.describe_configs import (
     DescribeConfigsRequest,
@@ -95,7 +95,7 @@ def describe_configs(
 
         entries: list[DescribeConfigsResourceResult] = []
         if res.resource_type == TOPIC:
-            meta = find_topic(ctx, res.resource_name)
+            meta = ctx.topics.find(res.resource_name)
             if meta is None:
                 results.append(
                     fail(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "unknown topic")

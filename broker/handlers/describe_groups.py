@@ -10,9 +10,9 @@ group_instance_id; v5 flexible; v6 per-group error message.
 
 from __future__ import annotations
 
-from broker.dispatch import RequestContext, handler
-from broker.groups.access import group_service
 from broker.groups.model import GroupState
+from broker.net.dispatch import handler
+from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.describe_groups import (
     DescribedGroup,
@@ -26,16 +26,9 @@ from protocol.messages.describe_groups import (
 def describe_groups(
     rctx: RequestContext, request: DescribeGroupsRequest
 ) -> DescribeGroupsResponse:
-    svc = group_service(rctx)
+    svc = rctx.broker.groups
     out = []
     for group_id in request.groups:
-        if svc is None:
-            out.append(
-                DescribedGroup(
-                    error_code=ErrorCode.COORDINATOR_NOT_AVAILABLE, group_id=group_id
-                )
-            )
-            continue
         d = svc.describe(group_id)
         missing = d.state is GroupState.DEAD and rctx.api_version >= 6
         out.append(

@@ -1,7 +1,7 @@
 """Fetch (key 1), v4–18.
 
 Behaviour: reads whole batches from each partition's log up to its high watermark
-(= durable offset, see broker.durability), at most ``partition_max_bytes`` per
+(= durable offset, see broker.durability.group_commit), at most ``partition_max_bytes`` per
 partition and ``max_bytes`` per response — except that the first batch of the
 response is returned even when larger than both (KIP-74, so a consumer always
 progresses); a later partition whose next batch does not fit in what is left of
@@ -30,13 +30,10 @@ from dataclasses import dataclass
 import anyio
 
 from broker.context import BrokerContext
-from broker.dispatch import Deferred, RequestContext, handler
-from broker.handlers._common import (
-    error_code,
-    find_topic,
-    find_topic_by_id,
-    leader_epoch,
-)
+from broker.handlers._common import leader_epoch
+from broker.net.dispatch import handler
+from broker.net.request import Deferred, RequestContext
+from broker.topics.errors import error_code
 from protocol.error_codes import ErrorCode
 from protocol.messages.fetch import (
     FetchableTopicResponse,
@@ -78,9 +75,9 @@ def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
     topics = []
     for topic in request.topics:
         meta = (
-            find_topic_by_id(ctx, topic.topic_id)
+            ctx.topics.find_by_id(topic.topic_id)
             if by_id
-            else find_topic(ctx, topic.topic)
+            else ctx.topics.find(topic.topic)
         )
         parts = []
         for p in topic.partitions:
@@ -94,7 +91,7 @@ def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
                 has_error = True
                 continue
             try:
-                plog = ctx.logs.partition(meta.name, p.partition)
+                plog = ctx.topics.logs.partition(meta.name, p.partition)
                 epoch = leader_epoch(plog)
                 if p.current_leader_epoch > epoch:
                     parts.append(
@@ -175,7 +172,7 @@ def fetch(rctx: RequestContext, request: FetchRequest) -> object:
         or built.has_error
         or request.max_wait_ms <= 0
         or not built.logs
-        or ctx.shutting_down
+        or ctx.runtime.shutting_down
     ):
         _count_errors(ctx, built)
         return built.response
@@ -186,7 +183,7 @@ def fetch(rctx: RequestContext, request: FetchRequest) -> object:
         while True:
             event = anyio.Event()
             watched: list[object] = list(current.logs)
-            ctx.waiters.register(watched, event)
+            ctx.durability.waiters.register(watched, event)
             try:
                 # Rebuild after registering, so a wake-up between the first build
                 # and the registration is not lost.
@@ -194,12 +191,12 @@ def fetch(rctx: RequestContext, request: FetchRequest) -> object:
                 if current.size >= request.min_bytes or current.has_error:
                     break
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or ctx.shutting_down:
+                if remaining <= 0 or ctx.runtime.shutting_down:
                     break
                 with anyio.move_on_after(remaining):
                     await event.wait()
             finally:
-                ctx.waiters.unregister(watched, event)
+                ctx.durability.waiters.unregister(watched, event)
             if _stopping(ctx) or time.monotonic() >= deadline:
                 current = _build(ctx, request, version)
                 break
@@ -210,7 +207,7 @@ def fetch(rctx: RequestContext, request: FetchRequest) -> object:
 
 
 def _stopping(ctx: BrokerContext) -> bool:
-    return ctx.shutting_down  # a function: the flag changes while we await
+    return ctx.runtime.shutting_down  # a function: the flag changes while we await
 
 
 def _count_errors(ctx: BrokerContext, built: _Built) -> None:

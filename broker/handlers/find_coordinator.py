@@ -12,7 +12,8 @@ keys (coordinator_keys) and answers a coordinators array (KIP-699).
 
 from __future__ import annotations
 
-from broker.dispatch import RequestContext, handler
+from broker.net.dispatch import handler
+from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.find_coordinator import (
     Coordinator,
@@ -28,7 +29,7 @@ def find_coordinator(
     rctx: RequestContext, request: FindCoordinatorRequest
 ) -> FindCoordinatorResponse:
     ctx = rctx.broker
-    listener = ctx.listeners[rctx.listener]
+    listener = ctx.runtime.listeners[rctx.listener]
     node, host, port = (
         ctx.config.node_id,
         listener.advertised_host,

@@ -8,17 +8,14 @@ Version notes: v1 throttle time; v3 group_instance_id; v4 flexible.
 
 from __future__ import annotations
 
-from broker.dispatch import RequestContext, handler
-from broker.groups.access import group_service
-from protocol.error_codes import ErrorCode
+from broker.net.dispatch import handler
+from broker.net.request import RequestContext
 from protocol.messages.heartbeat import HeartbeatRequest, HeartbeatResponse
 
 
 @handler(api_key=12, name="heartbeat", max_version=4)
 def heartbeat(rctx: RequestContext, request: HeartbeatRequest) -> HeartbeatResponse:
-    svc = group_service(rctx)
-    if svc is None:
-        return HeartbeatResponse(error_code=ErrorCode.COORDINATOR_NOT_AVAILABLE)
+    svc = rctx.broker.groups
     code = svc.heartbeat(
         request.group_id,
         request.member_id,

@@ -23,8 +23,8 @@ from __future__ import annotations
 import anyio
 import structlog
 
-from broker.dispatch import Deferred, RequestContext, handler
-from broker.groups.access import producer_service
+from broker.net.dispatch import handler
+from broker.net.request import Deferred, RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.init_producer_id import (
     InitProducerIdRequest,
@@ -44,8 +44,8 @@ def init_producer_id(rctx: RequestContext, request: InitProducerIdRequest) -> ob
     txn = request.transactional_id
     if txn:
         return _refuse_transactional(rctx, request, txn)
-    svc = producer_service(rctx)
-    if svc is None:
+    svc = rctx.broker.producers
+    if not svc.loaded:
         return _refused(ErrorCode.COORDINATOR_NOT_AVAILABLE)
 
     async def allocate() -> InitProducerIdResponse:

@@ -15,10 +15,9 @@ static leader rejoining a Stable group, KIP-814).
 
 from __future__ import annotations
 
-from broker.dispatch import Deferred, RequestContext, handler
-from broker.groups.access import client_host, group_service
-from broker.groups.model import JoinRequest, JoinResult, Protocol
-from protocol.error_codes import ErrorCode
+from broker.groups.model import JoinRequest, JoinResult, Protocol, client_host
+from broker.net.dispatch import handler
+from broker.net.request import Deferred, RequestContext
 from protocol.messages.join_group import (
     JoinGroupRequest,
     JoinGroupResponse,
@@ -49,14 +48,7 @@ def _response(version: int, r: JoinResult) -> JoinGroupResponse:
 @handler(api_key=11, name="join_group", max_version=9)
 def join_group(rctx: RequestContext, request: JoinGroupRequest) -> object:
     version = rctx.api_version
-    svc = group_service(rctx)
-    if svc is None:
-        return _response(
-            version,
-            JoinResult(
-                error=ErrorCode.COORDINATOR_NOT_AVAILABLE, member_id=request.member_id
-            ),
-        )
+    svc = rctx.broker.groups
     rebalance = request.rebalance_timeout_ms
     req = JoinRequest(
         token=0,
@@ -64,7 +56,7 @@ def join_group(rctx: RequestContext, request: JoinGroupRequest) -> object:
         member_id=request.member_id,
         group_instance_id=request.group_instance_id or None,
         client_id=rctx.header.client_id or "",
-        client_host=client_host(rctx),
+        client_host=client_host(rctx.peer),
         session_timeout_ms=request.session_timeout_ms,
         rebalance_timeout_ms=rebalance
         if rebalance >= 0

@@ -11,9 +11,9 @@ per-member reason.
 
 from __future__ import annotations
 
-from broker.dispatch import RequestContext, handler
-from broker.groups.access import group_service
 from broker.groups.model import LeavingMember
+from broker.net.dispatch import handler
+from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.leave_group import (
     LeaveGroupRequest,
@@ -24,7 +24,7 @@ from protocol.messages.leave_group import (
 
 @handler(api_key=13, name="leave_group", max_version=5)
 def leave_group(rctx: RequestContext, request: LeaveGroupRequest) -> LeaveGroupResponse:
-    svc = group_service(rctx)
+    svc = rctx.broker.groups
     batched = rctx.api_version >= 3
     members = (
         [
@@ -36,16 +36,11 @@ def leave_group(rctx: RequestContext, request: LeaveGroupRequest) -> LeaveGroupR
         if batched
         else [LeavingMember(member_id=request.member_id)]
     )
-    if svc is None:
-        errors = [ErrorCode.COORDINATOR_NOT_AVAILABLE] * len(members)
-    else:
-        errors = svc.leave(request.group_id, members)
+    errors = svc.leave(request.group_id, members)
     if not batched:
         return LeaveGroupResponse(error_code=errors[0])
     return LeaveGroupResponse(
-        error_code=ErrorCode.NONE
-        if svc is not None
-        else ErrorCode.COORDINATOR_NOT_AVAILABLE,
+        error_code=ErrorCode.NONE,
         members=tuple(
             MemberResponse(
                 member_id=m.member_id,

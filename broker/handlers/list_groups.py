@@ -9,8 +9,8 @@ Version notes: v1 throttle time; v3 flexible; v4 states filter and group_state
 
 from __future__ import annotations
 
-from broker.dispatch import RequestContext, handler
-from broker.groups.access import group_service
+from broker.net.dispatch import handler
+from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.list_groups import (
     ListedGroup,
@@ -21,9 +21,7 @@ from protocol.messages.list_groups import (
 
 @handler(api_key=16, name="list_groups", max_version=5)
 def list_groups(rctx: RequestContext, request: ListGroupsRequest) -> ListGroupsResponse:
-    svc = group_service(rctx)
-    if svc is None:
-        return ListGroupsResponse(error_code=ErrorCode.COORDINATOR_NOT_AVAILABLE)
+    svc = rctx.broker.groups
     types = {t.lower() for t in request.types_filter}
     if types and "classic" not in types:
         return ListGroupsResponse(error_code=ErrorCode.NONE)

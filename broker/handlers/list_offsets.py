@@ -15,8 +15,9 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
-from broker.dispatch import RequestContext, handler
-from broker.handlers._common import answer_partition, find_topic, leader_epoch
+from broker.handlers._common import leader_epoch
+from broker.net.dispatch import handler
+from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.list_offsets import (
     ListOffsetsPartition,
@@ -41,10 +42,9 @@ def list_offsets(
     ctx = rctx.broker
     topics = []
     for topic in request.topics:
-        meta = find_topic(ctx, topic.name)
+        meta = ctx.topics.find(topic.name)
         parts = tuple(
-            answer_partition(
-                ctx,
+            ctx.topics.answer_partition(
                 "list_offsets",
                 meta,
                 p.partition_index,

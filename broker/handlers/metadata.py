@@ -16,16 +16,11 @@ Version notes: v7 leader epoch; v9 flexible; v10 topic ids; v12 lookup by topic 
 
 from __future__ import annotations
 
-from broker.dispatch import Deferred, RequestContext, handler
-from broker.handlers._common import (
-    ZERO_UUID,
-    NewTopic,
-    create_in_thread,
-    error_code,
-    find_topic,
-    find_topic_by_id,
-    leader_epoch,
-)
+from broker.handlers._common import leader_epoch
+from broker.net.dispatch import handler
+from broker.net.request import Deferred, RequestContext
+from broker.topics.errors import error_code
+from broker.topics.service import ZERO_UUID, NewTopic
 from protocol.error_codes import ErrorCode
 from protocol.messages.metadata import (
     MetadataRequest,
@@ -40,7 +35,7 @@ from storage.log_manager import TopicMeta, validate_topic_name
 
 def _topic_response(rctx: RequestContext, meta: TopicMeta) -> MetadataResponseTopic:
     node = rctx.broker.config.node_id
-    logs = rctx.broker.logs
+    logs = rctx.broker.topics.logs
     partitions = []
     for idx in range(meta.partition_count):
         try:
@@ -77,7 +72,7 @@ def _missing(
 def metadata(rctx: RequestContext, request: MetadataRequest) -> object:
     ctx = rctx.broker
     version = rctx.api_version
-    listener = ctx.listeners[rctx.listener]
+    listener = ctx.runtime.listeners[rctx.listener]
     brokers = (
         MetadataResponseBroker(
             node_id=ctx.config.node_id,
@@ -90,7 +85,7 @@ def metadata(rctx: RequestContext, request: MetadataRequest) -> object:
     creating: dict[str, NewTopic] = {}
     wanted = request.topics
     if wanted is None or (version == 0 and not wanted):
-        topics = [_topic_response(rctx, meta) for meta in ctx.logs.topics()]
+        topics = [_topic_response(rctx, meta) for meta in ctx.topics.logs.topics()]
     else:
         allow_create = ctx.config.auto_create_topics and (
             version < 4 or request.allow_auto_topic_creation
@@ -99,7 +94,7 @@ def metadata(rctx: RequestContext, request: MetadataRequest) -> object:
         partitions = ctx.config.default_partitions
         for t in wanted:
             if t.name is None:
-                meta = find_topic_by_id(ctx, t.topic_id)
+                meta = ctx.topics.find_by_id(t.topic_id)
                 if meta is None:
                     topics.append(
                         _missing(None, ErrorCode.UNKNOWN_TOPIC_ID, t.topic_id)
@@ -107,7 +102,7 @@ def metadata(rctx: RequestContext, request: MetadataRequest) -> object:
                 else:
                     topics.append(_topic_response(rctx, meta))
                 continue
-            meta = find_topic(ctx, t.name)
+            meta = ctx.topics.find(t.name)
             if meta is not None:
                 topics.append(_topic_response(rctx, meta))
                 continue
@@ -143,7 +138,7 @@ def metadata(rctx: RequestContext, request: MetadataRequest) -> object:
         return response()
 
     async def auto_create() -> MetadataResponse:
-        created = await create_in_thread(ctx, list(creating.values()), reason="auto")
+        created = await ctx.topics.create_topics(list(creating.values()), reason="auto")
         answers = {
             t.name: _created(rctx, t.name, result)
             for t, result in zip(creating.values(), created, strict=True)
@@ -159,7 +154,7 @@ def _created(
 ) -> MetadataResponseTopic:
     """A topic's entry after trying to auto-create it."""
     if isinstance(result, TopicExists):
-        meta = find_topic(rctx.broker, name)  # another request created it
+        meta = rctx.broker.topics.find(name)  # another request created it
         if meta is not None:
             return _topic_response(rctx, meta)
         return _missing(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)

@@ -17,9 +17,9 @@ offered.
 
 from __future__ import annotations
 
-from broker.dispatch import Deferred, RequestContext, handler
-from broker.groups.access import group_service
 from broker.groups.offsets import CommitPartition
+from broker.net.dispatch import handler
+from broker.net.request import Deferred, RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.offset_commit import (
     OffsetCommitRequest,
@@ -53,7 +53,7 @@ def _response(
 
 @handler(api_key=8, name="offset_commit", max_version=9)
 def offset_commit(rctx: RequestContext, request: OffsetCommitRequest) -> object:
-    svc = group_service(rctx)
+    svc = rctx.broker.groups
     partitions = [
         CommitPartition(
             topic=t.name,
@@ -66,14 +66,6 @@ def offset_commit(rctx: RequestContext, request: OffsetCommitRequest) -> object:
         for t in request.topics
         for p in t.partitions
     ]
-    if svc is None:
-        return _response(
-            request,
-            {
-                (p.topic, p.partition): ErrorCode.COORDINATOR_NOT_AVAILABLE
-                for p in partitions
-            },
-        )
     version = rctx.api_version
 
     async def commit() -> OffsetCommitResponse:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from itertools import groupby
 
-from broker.dispatch import RequestContext, handler
-from broker.groups.access import group_service
 from broker.groups.offsets import FetchedOffset
 from broker.groups.service import GroupService
+from broker.net.dispatch import handler
+from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.offset_fetch import (
     OffsetFetchRequest,
@@ -30,10 +30,8 @@ from protocol.messages.offset_fetch import (
 
 
 def _rows(
-    svc: GroupService | None, group_id: str, wanted: list[tuple[str, int]] | None
+    svc: GroupService, group_id: str, wanted: list[tuple[str, int]] | None
 ) -> tuple[ErrorCode, list[FetchedOffset]]:
-    if svc is None:
-        return ErrorCode.COORDINATOR_NOT_AVAILABLE, []
     return ErrorCode.NONE, svc.fetch_offsets(group_id, wanted)
 
 
@@ -48,7 +46,7 @@ def _by_topic(rows: list[FetchedOffset]) -> list[tuple[str, list[FetchedOffset]]
 def offset_fetch(
     rctx: RequestContext, request: OffsetFetchRequest
 ) -> OffsetFetchResponse:
-    svc = group_service(rctx)
+    svc = rctx.broker.groups
     if rctx.api_version >= 8:
         groups = []
         for g in request.groups:

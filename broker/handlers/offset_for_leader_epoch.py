@@ -15,8 +15,9 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
-from broker.dispatch import RequestContext, handler
-from broker.handlers._common import answer_partition, find_topic, leader_epoch
+from broker.handlers._common import leader_epoch
+from broker.net.dispatch import handler
+from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
 from protocol.messages.offset_for_leader_epoch import (
     EpochEndOffset,
@@ -38,10 +39,9 @@ def offset_for_leader_epoch(
     ctx = rctx.broker
     topics = []
     for topic in request.topics:
-        meta = find_topic(ctx, topic.topic)
+        meta = ctx.topics.find(topic.topic)
         parts = tuple(
-            answer_partition(
-                ctx,
+            ctx.topics.answer_partition(
                 "offset_for_leader_epoch",
                 meta,
                 p.partition,

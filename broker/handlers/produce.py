@@ -12,7 +12,7 @@ KAFKA_STORAGE_ERROR (write/fsync failed; a write error other than ENOSPC also ta
 the partition offline, see storage.partition_log), REQUEST_TIMED_OUT (acks=all and
 the fsync did not finish within timeout_ms), INVALID_REQUIRED_ACKS; idempotent
 batches (producer id >= 0) are checked by ``ctx.producers``
-(broker.groups.producers): a duplicate of one of the last five batches is answered
+(broker.producers.service): a duplicate of one of the last five batches is answered
 with its original offsets and not appended, OUT_OF_ORDER_SEQUENCE_NUMBER /
 INVALID_PRODUCER_EPOCH / UNKNOWN_PRODUCER_ID otherwise — each only for a payload
 that passes validation; a transactional batch gets INVALID_TXN_STATE (transactions
@@ -46,15 +46,11 @@ from dataclasses import dataclass
 import anyio
 import structlog
 
-from broker.append_gate import append_gate
-from broker.dispatch import NO_RESPONSE, Deferred, RequestContext, handler
-from broker.groups.producers import ProducerService, batch_identity, error_for
-from broker.handlers._common import (
-    error_code,
-    find_topic,
-    find_topic_by_id,
-    leader_epoch,
-)
+from broker.handlers._common import leader_epoch
+from broker.net.dispatch import handler
+from broker.net.request import NO_RESPONSE, Deferred, RequestContext
+from broker.producers.service import batch_identity, error_for
+from broker.topics.errors import error_code
 from protocol.error_codes import ErrorCode
 from protocol.messages.produce import (
     PartitionProduceResponse,
@@ -88,7 +84,7 @@ def _partition_error(index: int, code: ErrorCode) -> PartitionProduceResponse:
 def produce(rctx: RequestContext, request: ProduceRequest) -> object:
     if rctx.api_version < FIRST_BATCH_VERSION:
         return _refuse_legacy(rctx, request)
-    gate = append_gate(rctx.broker)
+    gate = rctx.broker.append_gate
     if gate.active:
         # a snapshot ingest holds some partitions: a request appending to any of them
         # waits, whole and in arrival order, until the ingest releases them (issue 7:
@@ -104,7 +100,7 @@ def produce(rctx: RequestContext, request: ProduceRequest) -> object:
                 result = queued.result
                 return await result.run() if isinstance(result, Deferred) else result
 
-            return Deferred(after_ingest)
+            return Deferred(after_ingest, serial=True)
     return _produce(rctx, request)
 
 
@@ -132,15 +128,15 @@ def _request_logs(rctx: RequestContext, request: ProduceRequest) -> list[Partiti
     out = []
     for topic in request.topic_data:
         meta = (
-            find_topic_by_id(ctx, topic.topic_id)
+            ctx.topics.find_by_id(topic.topic_id)
             if rctx.api_version >= 13
-            else find_topic(ctx, topic.name)
+            else ctx.topics.find(topic.name)
         )
         if meta is None:
             continue
         for p in topic.partition_data:
             try:
-                out.append(ctx.logs.partition(meta.name, p.index))
+                out.append(ctx.topics.logs.partition(meta.name, p.index))
             except StorageError:
                 continue
     return out
@@ -156,9 +152,9 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
     now = time.time_ns() // 1_000_000
     for t_idx, topic in enumerate(request.topic_data):
         meta = (
-            find_topic_by_id(ctx, topic.topic_id)
+            ctx.topics.find_by_id(topic.topic_id)
             if by_id
-            else find_topic(ctx, topic.name)
+            else ctx.topics.find(topic.name)
         )
         parts: list[PartitionProduceResponse] = []
         topics.append((topic.name, topic.topic_id, parts))
@@ -186,17 +182,16 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
             was_failed = False
             try:
                 ident = batch_identity(records)
-                if ident is not None and not isinstance(producers, ProducerService):
+                if ident is not None and not producers.loaded:
                     # No idempotence state to check against: appending would risk a
                     # duplicate, so the client retries (and refreshes metadata).
                     parts.append(
                         _partition_error(p.index, ErrorCode.NOT_LEADER_OR_FOLLOWER)
                     )
                     continue
-                plog = ctx.logs.partition(meta.name, p.index)
+                plog = ctx.topics.logs.partition(meta.name, p.index)
                 was_failed = plog.failed is not None
                 if ident is not None:
-                    assert isinstance(producers, ProducerService)
                     check = producers.check(plog, ident, records)
                     if isinstance(check, Duplicate):
                         # Already in the log: answer with the original offsets.
@@ -223,7 +218,6 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                     records, leader_epoch=leader_epoch(plog), now_ms=now
                 )
                 if ident is not None:
-                    assert isinstance(producers, ProducerService)
                     producers.record(plog, ident, result)
             except StorageError as e:
                 if plog is not None and plog.failed is not None and not was_failed:
@@ -244,7 +238,7 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                 )
                 continue
             write_caching = meta.config.write_caching
-            ctx.after_append(plog, write_caching)
+            ctx.durability.after_append(plog, write_caching)
             parts.append(
                 PartitionProduceResponse(
                     index=p.index,
@@ -272,7 +266,7 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
         with anyio.move_on_after(timeout):
             for item in pending:
                 try:
-                    await ctx.group_commit.wait_durable(item.plog, item.target)
+                    await ctx.durability.commit.wait_durable(item.plog, item.target)
                 except StorageError as e:
                     _fail(topics, item, error_code(e))
                     metrics.error("produce", error_code(e).name)
@@ -283,7 +277,7 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                 metrics.error("produce", ErrorCode.REQUEST_TIMED_OUT.name)
         return _response(topics)
 
-    return Deferred(wait_durable)
+    return Deferred(wait_durable, serial=True)
 
 
 def _refusal(index: int, code: ErrorCode) -> PartitionProduceResponse:

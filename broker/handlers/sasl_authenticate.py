@@ -19,8 +19,8 @@ from __future__ import annotations
 import anyio
 import structlog
 
-from broker.dispatch import Deferred, HandlerResult, RequestContext, handler
-from broker.security.access import connection_security, security_service
+from broker.net.dispatch import handler
+from broker.net.request import Deferred, HandlerResult, RequestContext
 from broker.security.sasl import (
     Authenticated,
     Challenge,
@@ -52,15 +52,10 @@ def _response(
 def sasl_authenticate(
     rctx: RequestContext, request: SaslAuthenticateRequest
 ) -> HandlerResult:
-    svc = security_service(rctx)
-    conn = connection_security(rctx)
+    svc = rctx.broker.security
+    conn = rctx.security
     sasl = None if conn is None else conn.sasl
-    if (
-        svc is None
-        or conn is None
-        or sasl is None
-        or sasl.state is not SaslState.AUTHENTICATE
-    ):
+    if conn is None or sasl is None or sasl.state is not SaslState.AUTHENTICATE:
         return _response(
             ErrorCode.ILLEGAL_SASL_STATE,
             "SaslAuthenticate is not expected in this state",

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import structlog
 
-from broker.dispatch import RequestContext, handler
-from broker.security.access import connection_security, security_service
+from broker.net.dispatch import handler
+from broker.net.request import RequestContext
 from broker.security.sasl import SaslState
 from protocol.error_codes import ErrorCode
 from protocol.messages.sasl_handshake import (
@@ -29,9 +29,9 @@ log = structlog.get_logger("broker.security")
 def sasl_handshake(
     rctx: RequestContext, request: SaslHandshakeRequest
 ) -> SaslHandshakeResponse:
-    svc = security_service(rctx)
-    conn = connection_security(rctx)
-    mechanisms = () if svc is None else svc.settings.mechanisms
+    svc = rctx.broker.security
+    conn = rctx.security
+    mechanisms = svc.settings.mechanisms
     sasl = None if conn is None else conn.sasl
     if sasl is None or sasl.state is not SaslState.HANDSHAKE:
         return SaslHandshakeResponse(

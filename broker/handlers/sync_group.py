@@ -11,10 +11,9 @@ protocol_type/protocol_name on both sides (KIP-559).
 
 from __future__ import annotations
 
-from broker.dispatch import Deferred, RequestContext, handler
-from broker.groups.access import group_service
 from broker.groups.model import SyncRequest, SyncResult
-from protocol.error_codes import ErrorCode
+from broker.net.dispatch import handler
+from broker.net.request import Deferred, RequestContext
 from protocol.messages.sync_group import SyncGroupRequest, SyncGroupResponse
 
 
@@ -29,9 +28,7 @@ def _response(r: SyncResult) -> SyncGroupResponse:
 
 @handler(api_key=14, name="sync_group", max_version=5)
 def sync_group(rctx: RequestContext, request: SyncGroupRequest) -> object:
-    svc = group_service(rctx)
-    if svc is None:
-        return _response(SyncResult(error=ErrorCode.COORDINATOR_NOT_AVAILABLE))
+    svc = rctx.broker.groups
     req = SyncRequest(
         token=0,
         group_id=request.group_id,

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import anyio
 import pytest
 
-from broker.admin import HttpRequest, HttpResponse, route, serve_admin
+from broker.admin.server import AdminView, HttpRequest, HttpResponse, route, serve_admin
 from broker.config import resolve
-from broker.context import BrokerContext
+from broker.context import Runtime
+from broker.metrics import Metrics
+from broker.server import open_context
 
 
 async def _get(port: int, path: str, method: str = "GET") -> tuple[int, bytes]:
@@ -26,31 +29,52 @@ async def _get(port: int, path: str, method: str = "GET") -> tuple[int, bytes]:
 
 
 @route("GET", "/v1/test-echo/{word}")
-def _echo(ctx: BrokerContext, request: HttpRequest) -> HttpResponse:
+def _echo(view: AdminView, request: HttpRequest) -> HttpResponse:
     return HttpResponse.json({"word": request.params["word"], "q": request.query})
 
 
 @pytest.mark.anyio
-async def test_admin_routes_answer_with_the_right_status() -> None:
+async def test_admin_routes_answer_with_the_right_status(tmp_path: Path) -> None:
     """503 while starting, 200 once ready; 404 and 405 for unknown paths and methods."""
-    config = resolve(flags={"admin_addr": "127.0.0.1:0"}, sets={})
-    ctx = BrokerContext.create(config)
+    config = resolve(
+        flags={"admin_addr": "127.0.0.1:0", "data_dir": str(tmp_path)}, sets={}
+    )
+    runtime = Runtime()
+    view = AdminView(config=config, runtime=runtime, metrics=Metrics())
     async with anyio.create_task_group() as tg:
-        host, port = await tg.start(serve_admin, ctx)
-        assert (host, ctx.admin_address) == ("127.0.0.1", (host, port))
+        host, port = await tg.start(serve_admin, view)
+        assert (host, runtime.admin_address) == ("127.0.0.1", (host, port))
         status, body = await _get(port, "/v1/status/ready")
         assert (status, json.loads(body)) == (503, {"status": "starting"})
         assert (await _get(port, "/v1/topics"))[0] == 503
-        ctx.ready = True
-        assert await _get(port, "/v1/status/ready") == (200, b'{"status": "ready"}\n')
-        assert (await _get(port, "/v1/topics"))[0] == 200
-        assert (await _get(port, "/nope"))[0] == 404
-        assert (await _get(port, "/v1/status/ready", method="POST"))[0] == 405
-        status, body = await _get(port, "/v1/test-echo/hello?x=1")
-        assert (status, json.loads(body)) == (200, {"word": "hello", "q": {"x": ["1"]}})
-        status, body = await _get(port, "/metrics")
+        status, body = await _get(port, "/metrics")  # core lines while starting
         assert status == 200
         assert b"ailurus_connections_active 0" in body
-        ctx.shutting_down = True
-        assert (await _get(port, "/v1/status/ready"))[0] == 503
+        assert b"ailurus_partition_log_end_offset" not in body
+        async with open_context(config) as ctx:
+            view.attach(ctx)
+            ctx.topics.logs.create_topic("t", 1)
+            assert (await _get(port, "/v1/topics"))[0] == 503  # not ready yet
+            runtime.ready = True
+            assert await _get(port, "/v1/status/ready") == (
+                200,
+                b'{"status": "ready"}\n',
+            )
+            status, body = await _get(port, "/v1/topics")
+            assert (status, [t["name"] for t in json.loads(body)]) == (200, ["t"])
+            assert (await _get(port, "/nope"))[0] == 404
+            assert (await _get(port, "/v1/status/ready", method="POST"))[0] == 405
+            status, body = await _get(port, "/v1/test-echo/hello?x=1")
+            assert (status, json.loads(body)) == (
+                200,
+                {"word": "hello", "q": {"x": ["1"]}},
+            )
+            status, body = await _get(port, "/metrics")
+            assert status == 200
+            assert b"ailurus_connections_active 0" in body
+            assert (
+                b'ailurus_partition_log_end_offset{topic="t",partition="0"} 0' in body
+            )
+            runtime.shutting_down = True
+            assert (await _get(port, "/v1/status/ready"))[0] == 503
         tg.cancel_scope.cancel()

@@ -1,4 +1,4 @@
-"""The static handler index and advertised table of broker.dispatch match the handlers."""
+"""The static handler index and advertised table of broker.net.dispatch match the handlers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import broker.handlers as package
-from broker.dispatch import (
+from broker.net.dispatch import (
     ADVERTISED,
     HANDLER_MODULES,
     HANDLERS,
@@ -21,7 +21,7 @@ def test_handler_index_matches_registered_handlers() -> None:
     """Every handler module is indexed under the API key it registers, by its name."""
     load_handlers()
     modules = {m.name for m in pkgutil.iter_modules(package.__path__)}
-    api_modules = {m for m in modules if not m.startswith("_")} - {"snapshots_admin"}
+    api_modules = {m for m in modules if not m.startswith("_")}
     assert set(HANDLER_MODULES.values()) == api_modules
     assert {k: s.fn.__module__.rsplit(".", 1)[1] for k, s in HANDLERS.items()} == (
         HANDLER_MODULES
@@ -40,10 +40,10 @@ def test_handlers_load_on_first_use() -> None:
     code = (
         "import sys\n"
         "import broker.server\n"
-        "from broker import dispatch\n"
+        "from broker.net import dispatch\n"
         "loaded = lambda p: sorted(m for m in sys.modules if m.startswith(p))\n"
         "dispatch.load_handlers(lazy=True)\n"
-        "assert loaded('broker.handlers.') == ['broker.handlers.snapshots_admin']\n"
+        "assert loaded('broker.handlers.') == []\n"
         "assert loaded('protocol.messages.') == ['protocol.messages.api_versions']\n"
         "assert dispatch.advertised_versions()[0] == (0, 13)\n"
         "assert dispatch.api_name(1) == 'fetch'\n"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from broker.dispatch import HANDLERS, advertised_versions, load_handlers
 from broker.metrics import Histogram, Metrics
+from broker.net.dispatch import HANDLERS, advertised_versions, load_handlers
 from protocol.codec import supported_versions
 
 

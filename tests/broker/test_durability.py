@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from broker.durability import GroupCommit, PartitionWaiters
+from broker.durability.group_commit import GroupCommit, PartitionWaiters
 from storage.errors import StorageIOError
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.frame_budget import FrameBudget
+from broker.net.frame_budget import FrameBudget
 
 MIB = 1024 * 1024
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import anyio
 
-from broker.durability import GroupCommit, PartitionWaiters
+from broker.config import resolve
+from broker.durability.group_commit import GroupCommit, PartitionWaiters
 from broker.groups.model import JoinRequest, LeavingMember, Protocol, SyncRequest
 from broker.groups.offsets import CommitPartition
 from broker.groups.service import GroupConfig, GroupService, decode_consumer_assignment
@@ -259,14 +260,15 @@ def test_decode_consumer_assignment() -> None:
 
 
 def test_group_config_from_broker_settings() -> None:
-    """Group settings the broker config carries (by field name) reach GroupConfig."""
-    from types import SimpleNamespace
-
-    from broker.groups.wiring import group_config_from
-
-    cfg = group_config_from(
-        SimpleNamespace(initial_rebalance_delay_ms=3000, offsets_retention_minutes=2)
+    """Group settings of the broker config reach GroupConfig; unset ones keep defaults."""
+    config = resolve(
+        flags={},
+        sets={
+            "group.initial.rebalance.delay.ms": "3000",
+            "offsets.retention.minutes": "2",
+        },
     )
+    cfg = GroupConfig.from_config(config)
     assert cfg.initial_rebalance_delay_ms == 3000
     assert cfg.offsets_retention_ms == 120_000
-    assert group_config_from(object()) == GroupConfig()
+    assert GroupConfig.from_config(resolve(flags={}, sets={})) == GroupConfig()

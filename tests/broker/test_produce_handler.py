@@ -9,8 +9,10 @@ import pytest
 
 from broker.config import resolve
 from broker.context import BrokerContext
-from broker.dispatch import RequestContext, dispatch, load_handlers
-from broker.groups.producers import ProducerService
+from broker.net.dispatch import dispatch, load_handlers
+from broker.net.request import RequestContext
+from broker.producers.service import ProducerService
+from broker.server import open_context
 from protocol.error_codes import ErrorCode
 from protocol.headers import RequestHeader
 from protocol.messages.produce import (
@@ -47,18 +49,18 @@ def _rctx(ctx: BrokerContext) -> RequestContext:
 
 
 @pytest.mark.anyio
-async def test_idempotent_batch_is_refused_retriably_without_producer_service(
+async def test_idempotent_batch_is_refused_retriably_while_producer_state_is_not_loaded(
     tmp_path: Path,
 ) -> None:
-    """With ctx.producers absent an idempotent batch gets NOT_LEADER_OR_FOLLOWER
-    (retriable) and is not appended unchecked; a plain batch is appended."""
+    """With the producer state not loaded an idempotent batch gets
+    NOT_LEADER_OR_FOLLOWER (retriable) and is not appended unchecked; a plain batch
+    is appended."""
     load_handlers()
     config = resolve(flags={"data_dir": str(tmp_path / "data")}, sets={})
-    ctx = BrokerContext.create(config)
-    await ctx.open_storage()
-    try:
-        ctx.logs.create_topic("t", 1)
-        assert ctx.producers is None
+    async with open_context(config) as ctx:
+        ctx.topics.logs.create_topic("t", 1)
+        ctx.producers.close()
+        assert not ctx.producers.loaded
         idempotent = build_batch(
             [RecordInput(value=b"x")], producer_id=7, producer_epoch=0, base_sequence=0
         )
@@ -66,13 +68,11 @@ async def test_idempotent_batch_is_refused_retriably_without_producer_service(
         assert isinstance(resp, ProduceResponse)
         part = resp.responses[0].partition_responses[0]
         assert part.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
-        assert ctx.logs.partition("t", 0).log_end_offset == 0
+        assert ctx.topics.logs.partition("t", 0).log_end_offset == 0
         plain = dispatch(_rctx(ctx), _request(build_batch([RecordInput(value=b"p")])))
         assert isinstance(plain, ProduceResponse)
         assert plain.responses[0].partition_responses[0].error_code == 0
-        assert ctx.logs.partition("t", 0).log_end_offset == 1
-    finally:
-        await ctx.close_storage()
+        assert ctx.topics.logs.partition("t", 0).log_end_offset == 1
 
 
 def test_preload_rebuilds_state_so_first_check_reads_nothing(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from broker.groups.producers import ProducerService, append_checked
+from broker.producers.service import ProducerService, append_checked
 from protocol.error_codes import ErrorCode
 from protocol.record_builder import RecordInput, build_batch
 from storage.log_manager import LogManager
@@ -77,7 +77,7 @@ def test_without_service_appends_unchecked(tmp_path: Path) -> None:
 
 def test_batch_identity_spans_contiguous_batches_of_one_producer() -> None:
     """Several batches of one producer in one payload count as one sequence range."""
-    from broker.groups.producers import BatchIdentity, batch_identity
+    from broker.producers.service import BatchIdentity, batch_identity
 
     payload = _batch(3, 1, 10, n=2) + _batch(3, 1, 12, n=3)
     assert batch_identity(payload) == BatchIdentity(

@@ -17,8 +17,8 @@ import pytest
 
 from broker.cli.main import _register_commands, cli
 from broker.config import parse_listeners, resolve
-from broker.snapshot_scheduler import KEYS as SCHEDULE_KEYS
-from broker.snapshot_scheduler import env_name
+from broker.snapshots.scheduler import KEYS as SCHEDULE_KEYS
+from broker.snapshots.scheduler import env_name
 from tests._broker import start_broker
 
 ROOT = Path(__file__).resolve().parents[2]

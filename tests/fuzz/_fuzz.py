@@ -11,7 +11,7 @@ Targets (each must raise nothing but its allowed exception on any input):
   ``group-offsets.json`` bytes, for a snapshot of partition 0 of ``t`` ending at
   offset 99 -> SnapshotError; whatever it accepts keeps the file's rules.
 - ``produce``: a Produce payload through the producer-state path the handler takes
-  (:func:`broker.groups.producers.append_checked`: batch identity, idempotence check,
+  (:func:`broker.producers.service.append_checked`: batch identity, idempotence check,
   validation, append to a real partition log), twice, so the second run meets the
   state the first left -> StorageError (InvalidBatch, MessageTooLarge); refusals
   such as OUT_OF_ORDER_SEQUENCE_NUMBER come back as error codes.
@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from broker.groups.producers import ProducerService, append_checked
+from broker.producers.service import ProducerService, append_checked
 from protocol.codec import decode_request
 from protocol.errors import ProtocolError
 from storage.errors import StorageError

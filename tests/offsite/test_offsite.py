@@ -13,7 +13,7 @@ import pytest
 import s3fs  # type: ignore[import-untyped]
 from click.testing import CliRunner
 
-from broker import offsite
+from broker.snapshots.offsite import transfer as offsite
 from tests.offsite.conftest import S3Server
 from tests.offsite.helpers import SNAP_IDS, TOPIC_ID, tree, write_snapshot
 
@@ -99,7 +99,7 @@ def test_s3_interrupted_upload_is_invisible_then_resumes(
 _PUSH_SCRIPT = """
 import sys
 from pathlib import Path
-from broker import offsite
+from broker.snapshots.offsite import transfer as offsite
 
 def report(event):
     print(event.snapshot, event.name, flush=True)

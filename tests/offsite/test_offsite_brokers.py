@@ -15,7 +15,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KTopicPartition
 
-from broker import offsite
+from broker.snapshots.offsite import transfer as offsite
 from tests._broker import BrokerProcess, start_broker
 from tests.offsite.conftest import S3Server
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from broker.diskguard import DiskGuard, GuardedFileOps
-from broker.faults import FaultyFileOps, parse_faults
+from broker.disk.faults import FaultyFileOps, parse_faults
+from broker.disk.guard import DiskGuard, GuardedFileOps
 
 
 class FakeFs:

@@ -1,7 +1,7 @@
 """fsync and write EIO on one partition: it answers KAFKA_STORAGE_ERROR, the rest serve.
 
 Faults are injected into a running broker through the test-only ``AILURUS_FAULTS``
-file (:mod:`broker.faults`), which makes chosen syscalls on one partition's files
+file (:mod:`broker.disk.faults`), which makes chosen syscalls on one partition's files
 fail with EIO, exactly as a failing disk does.
 """
 

@@ -3,7 +3,6 @@ rounds against an in-process broker context (snapshots, push, retention)."""
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
@@ -12,16 +11,15 @@ import pytest
 
 from broker.config import resolve
 from broker.context import BrokerContext
-from broker.snapshot_scheduler import (
+from broker.server import open_context
+from broker.snapshots.scheduler import (
     ScheduleConfigError,
     ScheduleSettings,
     SnapshotScheduler,
     match_topics,
     needs_full,
     parse_duration,
-    run_snapshot_scheduler,
 )
-from broker.snapshot_watcher import SnapshotService, service_for
 from protocol.record_builder import RecordInput, build_batch
 from storage.snapshot import Status
 from storage.snapshot_retention import SnapshotInfo
@@ -112,7 +110,7 @@ def test_a_full_snapshot_is_due_when_a_chain_holds_full_every_snapshots() -> Non
 
 
 def _produce(ctx: BrokerContext, topic: str, n: int) -> None:
-    plog = ctx.logs.partition(topic, 0)
+    plog = ctx.topics.logs.partition(topic, 0)
     start = plog.log_end_offset
     batch = build_batch(
         [
@@ -142,11 +140,9 @@ async def test_rounds_snapshot_push_and_apply_retention(tmp_path: Path) -> None:
     config = resolve(
         flags={"data_dir": str(tmp_path / "data"), "admin_addr": "none"}, sets={}
     )
-    ctx = BrokerContext.create(config)
-    await ctx.open_storage()
-    try:
-        ctx.logs.create_topic("sched-a", 1)
-        ctx.logs.create_topic("other", 1)
+    async with open_context(config) as ctx:
+        ctx.topics.logs.create_topic("sched-a", 1)
+        ctx.topics.logs.create_topic("other", 1)
         settings = ScheduleSettings(
             topics=("sched-*",),
             full_every=2,
@@ -154,10 +150,9 @@ async def test_rounds_snapshot_push_and_apply_retention(tmp_path: Path) -> None:
             push_url=remote.as_uri(),
         )
         async with anyio.create_task_group() as tg:
-            await tg.start(SnapshotService(ctx).run)
-            svc = service_for(ctx)
-            assert svc is not None
-            sched = SnapshotScheduler(ctx, settings)
+            svc = ctx.snapshots
+            await tg.start(svc.run)
+            sched = SnapshotScheduler(settings, svc, ctx.topics)
 
             _produce(ctx, "sched-a", 3)
             _produce(ctx, "other", 3)
@@ -205,21 +200,22 @@ async def test_rounds_snapshot_push_and_apply_retention(tmp_path: Path) -> None:
             assert len(_on_disk(config.data_dir)) == 2
             assert sched.to_json()["rounds"] == 5
             tg.cancel_scope.cancel()
-    finally:
-        await ctx.close_storage()
 
 
 @pytest.mark.anyio
-async def test_the_scheduler_task_returns_at_once_when_no_topic_is_scheduled(
+async def test_a_scheduler_exists_only_when_a_topic_is_scheduled(
     tmp_path: Path,
 ) -> None:
-    """run_snapshot_scheduler with no topics starts and ends without a round."""
-    ctx = BrokerContext.create(
-        resolve(flags={"data_dir": str(tmp_path), "admin_addr": "none"}, sets={})
+    """No scheduled topic: the broker builds no scheduler; one topic: it does."""
+    plain = resolve(
+        flags={"data_dir": str(tmp_path / "a"), "admin_addr": "none"}, sets={}
     )
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            await tg.start(
-                functools.partial(run_snapshot_scheduler, settings=ScheduleSettings()),
-                ctx,
-            )
+    async with open_context(plain) as ctx:
+        assert ctx.scheduler is None
+    scheduled = resolve(
+        flags={"data_dir": str(tmp_path / "b"), "admin_addr": "none"},
+        sets={"snapshot.schedule.topics": "sched-*"},
+    )
+    async with open_context(scheduled) as ctx:
+        assert ctx.scheduler is not None
+        assert ctx.scheduler.settings.topics == ("sched-*",)

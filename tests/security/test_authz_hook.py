@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import anyio
 import pytest
 
-from broker.dispatch import NO_RESPONSE, Deferred
-from broker.security.authz import AuthorizationDenied, authorize
+from broker.authz.middleware import AuthorizationDenied, authorize
+from broker.net.request import NO_RESPONSE, Deferred
 from broker.security.service import SecurityService, SecuritySettings
 from protocol.error_codes import ErrorCode
 from protocol.headers import RequestHeader
@@ -59,7 +59,7 @@ def rctx(
     broker = SimpleNamespace(
         security=svc,
         config=SimpleNamespace(auto_create_topics=True),
-        logs=SimpleNamespace(topic=_no_topic, topic_by_id=_no_topic),
+        topics=SimpleNamespace(find=lambda name: None, find_by_id=lambda raw: None),
     )
     return SimpleNamespace(
         broker=broker,
@@ -74,12 +74,6 @@ def rctx(
         listener="sasl_plaintext",
         peer="127.0.0.1:5555",
     )
-
-
-def _no_topic(name: object) -> object:
-    from storage.errors import UnknownTopic
-
-    raise UnknownTopic(str(name))
 
 
 def produce_request(*topics: str, acks: int = 1) -> pr.ProduceRequest:

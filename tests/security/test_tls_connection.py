@@ -13,9 +13,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from broker.config import resolve
-from broker.connection import KafkaConnection
-from broker.context import BrokerContext
+from broker.net.connection import ConnectionRegistry, KafkaConnection
 from broker.security.tls import TlsSettings, server_context
+from broker.server import open_context
 from protocol.codec import decode_response, encode_request
 from protocol.headers import RequestHeader
 from protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
@@ -79,29 +79,32 @@ def test_tls_handshake_in_the_connection(
         return [e for e in box["logs"] if e["event"] == "tls_handshake_failed"]
 
     async def main() -> None:
-        ctx = BrokerContext.create(config)
-        loop = asyncio.get_running_loop()
-        async with anyio.create_task_group() as tg:
-            server = await loop.create_server(
-                lambda: KafkaConnection(ctx, "ssl", tg, tls=tls), "127.0.0.1", 0
-            )
-            port = server.sockets[0].getsockname()[1]
-            with anyio.fail_after(30):
-                results["good"] = await anyio.to_thread.run_sync(
-                    _connect, port, _client(certs, with_cert=True)
+        async with open_context(config) as ctx:
+            connections: ConnectionRegistry = {}
+            loop = asyncio.get_running_loop()
+            async with anyio.create_task_group() as tg:
+                server = await loop.create_server(
+                    lambda: KafkaConnection(ctx, "ssl", tg, connections, tls=tls),
+                    "127.0.0.1",
+                    0,
                 )
-                results["no_cert"] = await anyio.to_thread.run_sync(
-                    _connect, port, _client(certs, with_cert=False)
-                )
-                results["plain"] = await anyio.to_thread.run_sync(_plain, port)
-                for _ in range(100):  # let the broker side log the last failure
-                    if len(failures()) >= 2:
-                        break
-                    await anyio.sleep(0.01)
-            server.close()
-            for conn in list(ctx.connections.values()):
-                conn.close("test_done")
-            tg.cancel_scope.cancel()
+                port = server.sockets[0].getsockname()[1]
+                with anyio.fail_after(30):
+                    results["good"] = await anyio.to_thread.run_sync(
+                        _connect, port, _client(certs, with_cert=True)
+                    )
+                    results["no_cert"] = await anyio.to_thread.run_sync(
+                        _connect, port, _client(certs, with_cert=False)
+                    )
+                    results["plain"] = await anyio.to_thread.run_sync(_plain, port)
+                    for _ in range(100):  # let the broker side log the last failure
+                        if len(failures()) >= 2:
+                            break
+                        await anyio.sleep(0.01)
+                server.close()
+                for conn in list(connections.values()):
+                    conn.close("test_done")
+                tg.cancel_scope.cancel()
 
     def _plain(port: int) -> tuple[str, object]:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:

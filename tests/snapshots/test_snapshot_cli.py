@@ -11,9 +11,9 @@ import anyio
 import pytest
 from click.testing import CliRunner
 
-from broker.append_gate import AppendGate
 from broker.cli.main import _register_commands, cli
 from broker.cli.snapshot import SnapshotCliError, _with_progress
+from broker.snapshots.gate import AppendGate
 from protocol.record_builder import RecordInput, build_batch
 from storage.config import TopicConfig
 from storage.fileops import FileOps

@@ -1,5 +1,5 @@
 """Where an ingest's heavy work runs: validation and staging in nice-19 worker
-processes (broker.snapshot_stage_worker, driven by broker.snapshot_watcher)."""
+processes (broker.snapshots.worker_main, driven by broker.snapshots.service)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from broker.snapshot_watcher import run_inspect_worker, run_stage_worker
+from broker.snapshots.service import run_inspect_worker, run_stage_worker
 from storage.errors import StorageError
 from storage.snapshot import Status, plan_apply, snapshot_from_json, snapshot_to_json
 from storage.snapshot_meta import SnapshotIncomplete, SnapshotInvalid
@@ -108,7 +108,7 @@ def test_a_snapshot_damaged_after_validation_fails_the_worker_with_the_reason(
 
 def test_the_worker_exits_when_its_broker_is_gone() -> None:
     gone = subprocess.run(
-        [sys.executable, "-m", "broker.snapshot_stage_worker", "1"],
+        [sys.executable, "-m", "broker.snapshots.worker_main", "1"],
         cwd=ROOT,
         input=b"{}",
         capture_output=True,

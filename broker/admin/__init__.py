@@ -1,0 +1,1 @@
+"""The admin HTTP API: its server and its routes."""

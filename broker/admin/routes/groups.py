@@ -1,0 +1,78 @@
+"""Admin API routes for groups: ``GET /v1/groups`` and ``GET /v1/groups/{id}``,
+and the consumer-group lag lines of ``GET /metrics``.
+
+Registered on import with :func:`broker.admin.server.route` (import this module once, e.g.
+from the server, for the routes to exist). The detail view shows state, members,
+assignments (decoded for the ``consumer`` protocol), committed offsets and lag per
+partition against the high watermark consumers see. Both reveal group data, so like
+every non-public admin route they need the admin token when one is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import unquote
+
+from broker.admin.server import AdminView, HttpRequest, HttpResponse, route
+from broker.context import BrokerContext
+from broker.groups.service import GroupService
+from broker.metrics import escape_label
+from storage.errors import StorageError
+
+
+def _service(view: AdminView) -> GroupService | None:
+    return None if view.ctx is None else view.ctx.groups
+
+
+def _log_end(ctx: BrokerContext, topic: str, partition: int) -> int | None:
+    """The high watermark consumers see (None for a topic or partition now gone)."""
+    try:
+        plog = ctx.topics.logs.partition(topic, partition)
+        meta = ctx.topics.logs.topic(topic)
+    except StorageError:
+        return None
+    return ctx.high_watermark(plog, meta.config.write_caching)
+
+
+@route("GET", "/v1/groups")
+def groups(view: AdminView, request: HttpRequest) -> HttpResponse:
+    svc = _service(view)
+    if svc is None:
+        return HttpResponse.error(503, "groups not available")
+    return HttpResponse.json(svc.admin_groups())
+
+
+@route("GET", "/v1/groups/{group_id}")
+def group(view: AdminView, request: HttpRequest) -> HttpResponse:
+    ctx = view.ctx
+    if ctx is None:
+        return HttpResponse.error(503, "groups not available")
+    found = ctx.groups.admin_group(
+        unquote(request.params["group_id"]), lambda t, p: _log_end(ctx, t, p)
+    )
+    if found is None:
+        return HttpResponse.error(404, "unknown group")
+    return HttpResponse.json(found)
+
+
+def lag_metric_lines(view: AdminView) -> Iterator[str]:
+    """``ailurus_consumer_group_lag{group,topic,partition}``: high watermark minus
+    committed offset (never negative), for every committed offset of a partition
+    that still exists."""
+    yield (
+        "# HELP ailurus_consumer_group_lag Records between a group's committed "
+        "offset and the high watermark."
+    )
+    yield "# TYPE ailurus_consumer_group_lag gauge"
+    ctx = view.ctx
+    if ctx is None or not view.runtime.ready:
+        return
+    for group_id, topic, partition, offset in ctx.groups.committed_offsets():
+        end = _log_end(ctx, topic, partition)
+        if end is None:
+            continue
+        yield (
+            f'ailurus_consumer_group_lag{{group="{escape_label(group_id)}",'
+            f'topic="{escape_label(topic)}",partition="{partition}"}} '
+            f"{max(end - offset, 0)}"
+        )

@@ -1,0 +1,26 @@
+"""The Prometheus exposition route (``GET /metrics``; docs/metrics.md)."""
+
+from __future__ import annotations
+
+import itertools
+
+from broker.admin.routes.groups import lag_metric_lines
+from broker.admin.server import AdminView, HttpRequest, HttpResponse, route
+from broker.metrics import process_metric_lines
+
+
+@route("GET", "/metrics")
+def _metrics(view: AdminView, request: HttpRequest) -> HttpResponse:
+    ctx = view.ctx
+    return HttpResponse(
+        status=200,
+        body=view.metrics.render(
+            itertools.chain(
+                () if ctx is None else ctx.topics.metric_lines(),
+                lag_metric_lines(view),
+                () if ctx is None else ctx.snapshots.metrics.lines(),
+                process_metric_lines(),
+            )
+        ).encode(),
+        content_type="text/plain; version=0.0.4; charset=utf-8",
+    )

@@ -1,0 +1,109 @@
+"""Admin HTTP routes for partition snapshots and their schedule.
+
+    POST /v1/snapshots                  {"topic": "t", "partitions": [0], "incremental": false,
+                                         "compression": "none", "with_group_offsets": false}
+                                        -> 200 [{topic, partition, snapshot_id, path, ...}]
+    GET  /v1/snapshots                  every snapshot with its ingest status and reason
+    GET  /v1/snapshots/{topic_id}/{snapshot_id}   one snapshot: status and meta.json
+    POST /v1/snapshots/scan             rescan data/snapshots now (returns after the scan)
+
+    GET  /v1/snapshots/schedule         the snapshot schedule and its last round
+
+503 until the broker is ready, 404 for an unknown snapshot or
+topic, 400 for a malformed request.
+"""
+
+from __future__ import annotations
+
+import json
+
+from broker.admin.server import AdminView, HttpRequest, HttpResponse, route
+from broker.snapshots.create import (
+    SnapshotRequestError,
+    create_snapshots,
+    describe,
+    list_all,
+)
+from broker.snapshots.service import SnapshotService
+
+
+def _service(view: AdminView) -> SnapshotService | HttpResponse:
+    if view.ctx is None or not view.runtime.ready:
+        return HttpResponse.error(503, "snapshot watcher not running")
+    return view.ctx.snapshots
+
+
+@route("POST", "/v1/snapshots")
+async def _create(view: AdminView, request: HttpRequest) -> HttpResponse:
+    svc = _service(view)
+    if isinstance(svc, HttpResponse):
+        return svc
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        return HttpResponse.error(400, "body is not JSON")
+    if not isinstance(body, dict) or not isinstance(body.get("topic"), str):
+        return HttpResponse.error(400, "topic is required")
+    parts = body.get("partitions")
+    if isinstance(body.get("partition"), int):
+        parts = [body["partition"]]
+    if parts is not None and not (
+        isinstance(parts, list)
+        and all(isinstance(p, int) and not isinstance(p, bool) for p in parts)
+    ):
+        return HttpResponse.error(400, "partitions must be a list of integers")
+    compression = body.get("compression", "none")
+    if not isinstance(compression, str):
+        return HttpResponse.error(400, "compression must be a string")
+    try:
+        results = await create_snapshots(
+            svc,
+            topic=body["topic"],
+            partitions=parts,
+            incremental=bool(body.get("incremental", False)),
+            compression=compression,
+            with_group_offsets=bool(body.get("with_group_offsets", False)),
+        )
+    except SnapshotRequestError as exc:
+        status = 404 if "unknown topic" in str(exc) else 400
+        return HttpResponse.error(status, str(exc))
+    return HttpResponse.json(results)
+
+
+@route("GET", "/v1/snapshots")
+def _list(view: AdminView, request: HttpRequest) -> HttpResponse:
+    svc = _service(view)
+    if isinstance(svc, HttpResponse):
+        return svc
+    return HttpResponse.json(list_all(svc))
+
+
+@route("POST", "/v1/snapshots/scan")
+async def _scan(view: AdminView, request: HttpRequest) -> HttpResponse:
+    svc = _service(view)
+    if isinstance(svc, HttpResponse):
+        return svc
+    await svc.scan()
+    return HttpResponse.json(list_all(svc))
+
+
+@route("GET", "/v1/snapshots/{topic_id}/{snapshot_id}")
+def _show(view: AdminView, request: HttpRequest) -> HttpResponse:
+    svc = _service(view)
+    if isinstance(svc, HttpResponse):
+        return svc
+    topic_id, snapshot_id = request.params["topic_id"], request.params["snapshot_id"]
+    if topic_id.startswith(".") or snapshot_id.startswith("."):
+        return HttpResponse.error(404, "unknown snapshot")
+    found = describe(svc, f"{topic_id}/{snapshot_id}")
+    if found is None:
+        return HttpResponse.error(404, "unknown snapshot")
+    return HttpResponse.json(found)
+
+
+@route("GET", "/v1/snapshots/schedule")
+def _schedule(view: AdminView, request: HttpRequest) -> HttpResponse:
+    sched = None if view.ctx is None else view.ctx.scheduler
+    if sched is None:
+        return HttpResponse.json({"enabled": False, "rounds": 0})
+    return HttpResponse.json(sched.to_json())

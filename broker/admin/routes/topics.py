@@ -1,0 +1,23 @@
+"""Admin routes for topics: every topic, or one, with its partitions' offsets and sizes."""
+
+from __future__ import annotations
+
+from broker.admin.server import AdminView, HttpRequest, HttpResponse, route
+
+
+@route("GET", "/v1/topics")
+def _topics(view: AdminView, request: HttpRequest) -> HttpResponse:
+    if view.ctx is None or not view.runtime.ready:
+        return HttpResponse.error(503, "starting")
+    topics = view.ctx.topics
+    return HttpResponse.json([topics.summary(name) for name in topics.names()])
+
+
+@route("GET", "/v1/topics/{name}")
+def _topic(view: AdminView, request: HttpRequest) -> HttpResponse:
+    if view.ctx is None or not view.runtime.ready:
+        return HttpResponse.error(503, "starting")
+    summary = view.ctx.topics.summary(request.params["name"])
+    if summary is None:
+        return HttpResponse.error(404, "unknown topic")
+    return HttpResponse.json(summary)

@@ -1,0 +1,268 @@
+"""The admin HTTP API: a small HTTP/1.1 server on anyio with a route table.
+
+Routes (``ROUTES``; the modules of :mod:`broker.admin.routes` register theirs with
+:func:`route`, e.g. ``/v1/groups``, ``/v1/snapshots``)::
+
+    GET /v1/status/ready   200 {"status": "ready"} when serving, 503 while starting
+    GET /v1/topics         every topic with its partitions' offsets and sizes
+    GET /v1/topics/{name}  one topic (404 if unknown)
+    GET /v1/brokers        this node and its listeners (bound and advertised)
+    GET /metrics           Prometheus text format (docs/metrics.md)
+
+Access (``broker.security.admin_auth``): bound to loopback by default; when
+``AILURUS_ADMIN_TOKEN`` is set, every request needs ``Authorization: Bearer <token>``
+(401 otherwise) except GETs of the routes registered ``public=True``, which reveal no
+data: ``/v1/status/ready`` (for orchestrators' probes) and ``/v1/brokers`` (what a
+Kafka client learns anyway). Topics, groups (committed offsets), snapshots and
+``/metrics`` (per-group lag) need it. An address beyond loopback without a token
+refuses to start.
+
+One request per connection (``Connection: close``); request heads over 16 KiB and
+bodies over 1 MiB are refused. Handlers are plain functions returning a
+:class:`HttpResponse`, synchronous or async.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import anyio
+import anyio.abc
+import structlog
+
+from broker.config import BrokerConfig
+from broker.context import BrokerContext, Runtime
+from broker.metrics import Metrics
+from broker.net.acceptor import serve_listener
+from broker.security.admin_auth import (
+    AdminAuthError,
+    authorized,
+    check_binding,
+    needs_token,
+)
+from broker.startup import ADMIN_ADDR_SETTING, EXIT_CONFIG, StartupError, bind_error
+
+log = structlog.get_logger("broker.admin")
+
+MAX_HEAD = 16 * 1024
+MAX_BODY = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpRequest:
+    """A parsed request as route handlers see it."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    params: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpResponse:
+    """What a route handler returns."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+    @classmethod
+    def json(cls, value: object, status: int = 200) -> HttpResponse:
+        return cls(status=status, body=json.dumps(value).encode() + b"\n")
+
+    @classmethod
+    def error(cls, status: int, message: str) -> HttpResponse:
+        return cls.json({"error": message}, status=status)
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class AdminView:
+    """What the routes see: the broker's runtime state from the start, and the
+    services once :meth:`attach` hands them over (None while starting)."""
+
+    config: BrokerConfig
+    runtime: Runtime
+    metrics: Metrics
+    ctx: BrokerContext | None = None
+
+    def attach(self, ctx: BrokerContext) -> None:
+        """Serve the broker's services from now on."""
+        self.ctx = ctx
+
+
+RouteFn = Callable[[AdminView, HttpRequest], HttpResponse | Awaitable[HttpResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    fn: RouteFn
+    public: bool = False
+
+
+ROUTES: list[Route] = []
+
+
+def route(
+    method: str, path: str, *, public: bool = False
+) -> Callable[[RouteFn], RouteFn]:
+    """Register a route; ``{name}`` in ``path`` captures one path segment.
+
+    ``public``: a GET of it reveals no data, so it needs no admin token; every
+    other route needs the token when one is set.
+    """
+    regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$"
+
+    def register(fn: RouteFn) -> RouteFn:
+        ROUTES.append(Route(method.upper(), re.compile(regex), fn, public))
+        return fn
+
+    return register
+
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+async def serve_admin(
+    view: AdminView, *, task_status: anyio.abc.TaskStatus[tuple[str, int]]
+) -> None:
+    """Listen on the configured admin address until cancelled."""
+    assert view.config.admin is not None
+    addr = view.config.admin
+    try:
+        check_binding(addr.host, view.config.admin_token)
+    except AdminAuthError as e:
+        raise StartupError(str(e), exit_code=EXIT_CONFIG) from e
+    try:
+        listener = await anyio.create_tcp_listener(
+            local_host=addr.host, local_port=addr.port, reuse_port=False
+        )
+    except OSError as e:
+        raise bind_error(
+            str(addr), e, setting=ADMIN_ADDR_SETTING, what="admin API address"
+        ) from e
+    sockname = listener.extra(anyio.abc.SocketAttribute.local_address)  # noqa: S610
+    host, port = str(sockname[0]), int(sockname[1])
+    view.runtime.admin_address = (host, port)
+    log.info("listening", listener="admin", host=host, port=port)
+    task_status.started((host, port))
+    async with listener, anyio.create_task_group() as tg:
+        # accept() errors (EMFILE, ...) are logged and survived: broker.net.acceptor
+        for one in listener.listeners:
+            assert isinstance(one, anyio.abc.SocketListener)  # a TCP listener
+            tg.start_soon(
+                serve_listener, one, "admin", lambda stream: _serve_one(view, stream)
+            )
+
+
+async def _serve_one(view: AdminView, stream: anyio.abc.SocketStream) -> None:
+    async with stream:
+        try:
+            with anyio.fail_after(10):
+                response = await _read_and_route(view, stream)
+            await _send(stream, response)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, TimeoutError, OSError):
+            return
+
+
+async def _read_and_route(
+    view: AdminView, stream: anyio.abc.SocketStream
+) -> HttpResponse:
+    buf = bytearray()
+    while b"\r\n\r\n" not in buf:
+        if len(buf) > MAX_HEAD:
+            return HttpResponse.error(413, "request head too large")
+        buf += await stream.receive()
+    head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3:
+        return HttpResponse.error(400, "bad request line")
+    method, target, _version = parts
+    headers = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    try:
+        length = int(headers.get("content-length", "0"))
+    except ValueError:
+        return HttpResponse.error(400, "bad content-length")
+    if length > MAX_BODY:
+        return HttpResponse.error(413, "body too large")
+    body = bytearray(rest)
+    while len(body) < length:
+        body += await stream.receive()
+    url = urlsplit(target)
+    path = unquote(url.path)
+    token = view.config.admin_token
+    matched = [(r, m) for r in ROUTES if (m := r.pattern.match(path)) is not None]
+    public = any(r.public and r.method == method.upper() for r, _ in matched)
+    if (
+        token is not None
+        and needs_token(method, token, public=public)
+        and not authorized(headers, token)
+    ):
+        log.warning("admin_unauthorized", method=method, path=path)
+        return HttpResponse.error(401, "a valid admin bearer token is required")
+    for r, m in matched:
+        if r.method != method.upper():
+            continue
+        request = HttpRequest(
+            method=method.upper(),
+            path=path,
+            query=parse_qs(url.query),
+            params=m.groupdict(),
+            headers=headers,
+            body=bytes(body[:length]),
+        )
+        return await _call(r.fn, view, request)
+    if matched:
+        return HttpResponse.error(405, "method not allowed")
+    return HttpResponse.error(404, "not found")
+
+
+async def _call(fn: RouteFn, view: AdminView, request: HttpRequest) -> HttpResponse:
+    try:
+        result = fn(view, request)
+        if inspect.isawaitable(result):
+            return await result
+        assert isinstance(result, HttpResponse)
+        return result
+    except (
+        Exception
+    ) as e:  # a route bug answers 500 and is logged, never kills the broker
+        log.exception("admin_route_failed", path=request.path)
+        return HttpResponse.error(500, str(e))
+
+
+async def _send(stream: anyio.abc.SocketStream, response: HttpResponse) -> None:
+    reason = _REASONS.get(response.status, "Unknown")
+    head = (
+        f"HTTP/1.1 {response.status} {reason}\r\n"
+        f"Content-Type: {response.content_type}\r\n"
+        f"Content-Length: {len(response.body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    await stream.send(head + response.body)
+
+
+# The routes register themselves when imported (this import must follow `route`).
+import broker.admin.routes  # noqa: E402, F401

@@ -1,0 +1,325 @@
+"""Authorisation adapters of the topic APIs (see :mod:`broker.authz.middleware`)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Final
+
+from broker.authz.base import (
+    CLUSTER_DENIED,
+    DENIED_MESSAGE,
+    TOPIC_DENIED,
+    Adapter,
+    Checker,
+    Forward,
+    LazyModule,
+    Outcome,
+    partial,
+    split,
+)
+from broker.net.request import NO_RESPONSE
+from broker.security.acl import Op, Resource
+from protocol.error_codes import ErrorCode
+
+if TYPE_CHECKING:
+    from protocol.messages import create_partitions as cp
+    from protocol.messages import create_topics as ct
+    from protocol.messages import delete_records as dr
+    from protocol.messages import delete_topics as dt
+    from protocol.messages import describe_configs as dc
+    from protocol.messages import fetch as fe
+    from protocol.messages import list_offsets as lo
+    from protocol.messages import metadata as md
+    from protocol.messages import offset_for_leader_epoch as ofl
+    from protocol.messages import produce as pr
+else:
+    cp = LazyModule("protocol.messages.create_partitions")
+    ct = LazyModule("protocol.messages.create_topics")
+    dr = LazyModule("protocol.messages.delete_records")
+    dt = LazyModule("protocol.messages.delete_topics")
+    dc = LazyModule("protocol.messages.describe_configs")
+    fe = LazyModule("protocol.messages.fetch")
+    lo = LazyModule("protocol.messages.list_offsets")
+    md = LazyModule("protocol.messages.metadata")
+    ofl = LazyModule("protocol.messages.offset_for_leader_epoch")
+    pr = LazyModule("protocol.messages.produce")
+
+
+def _produce(c: Checker, req: pr.ProduceRequest) -> Outcome:
+    ok, denied = split(req.topic_data, lambda t: c.topic(Op.WRITE, t.name, t.topic_id))
+    errors = tuple(
+        pr.TopicProduceResponse(
+            name=t.name,
+            topic_id=t.topic_id,
+            partition_responses=tuple(
+                pr.PartitionProduceResponse(
+                    index=p.index, error_code=TOPIC_DENIED, base_offset=-1
+                )
+                for p in t.partition_data
+            ),
+        )
+        for t in denied
+    )
+    return partial(
+        req,
+        "topic_data",
+        ok,
+        errors,
+        "responses",
+        lambda: NO_RESPONSE if req.acks == 0 else pr.ProduceResponse(responses=errors),
+    )
+
+
+def _fetch(c: Checker, req: fe.FetchRequest) -> Outcome:
+    ok, denied = split(req.topics, lambda t: c.topic(Op.READ, t.topic, t.topic_id))
+    errors = tuple(
+        fe.FetchableTopicResponse(
+            topic=t.topic,
+            topic_id=t.topic_id,
+            partitions=tuple(
+                fe.PartitionData(
+                    partition_index=p.partition,
+                    error_code=TOPIC_DENIED,
+                    high_watermark=-1,
+                )
+                for p in t.partitions
+            ),
+        )
+        for t in denied
+    )
+    return partial(
+        req,
+        "topics",
+        ok,
+        errors,
+        "responses",
+        lambda: fe.FetchResponse(session_id=req.session_id, responses=errors),
+    )
+
+
+def _list_offsets(c: Checker, req: lo.ListOffsetsRequest) -> Outcome:
+    ok, denied = split(req.topics, lambda t: c.topic(Op.DESCRIBE, t.name))
+    errors = tuple(
+        lo.ListOffsetsTopicResponse(
+            name=t.name,
+            partitions=tuple(
+                lo.ListOffsetsPartitionResponse(
+                    partition_index=p.partition_index, error_code=TOPIC_DENIED
+                )
+                for p in t.partitions
+            ),
+        )
+        for t in denied
+    )
+    return partial(
+        req,
+        "topics",
+        ok,
+        errors,
+        "topics",
+        lambda: lo.ListOffsetsResponse(topics=errors),
+    )
+
+
+def _epochs(c: Checker, req: ofl.OffsetForLeaderEpochRequest) -> Outcome:
+    ok, denied = split(req.topics, lambda t: c.topic(Op.DESCRIBE, t.topic))
+    errors = tuple(
+        ofl.OffsetForLeaderTopicResult(
+            topic=t.topic,
+            partitions=tuple(
+                ofl.EpochEndOffset(error_code=TOPIC_DENIED, partition=p.partition)
+                for p in t.partitions
+            ),
+        )
+        for t in denied
+    )
+    return partial(
+        req,
+        "topics",
+        ok,
+        errors,
+        "topics",
+        lambda: ofl.OffsetForLeaderEpochResponse(topics=errors),
+    )
+
+
+def _metadata(c: Checker, req: md.MetadataRequest) -> Outcome:
+
+    if req.topics is None or (c.version == 0 and not req.topics):
+
+        def only_describable(resp: md.MetadataResponse) -> object:
+            return replace(
+                resp,
+                topics=tuple(
+                    t for t in resp.topics if c.topic(Op.DESCRIBE, t.name, t.topic_id)
+                ),
+            )
+
+        return Forward(req, only_describable)
+    ctx = c.rctx.broker
+    creating = ctx.config.auto_create_topics and (
+        c.version < 4 or req.allow_auto_topic_creation
+    )
+
+    def allowed(t: md.MetadataRequestTopic) -> bool:
+        if not c.topic(Op.DESCRIBE, t.name, t.topic_id):
+            return False
+        if creating and t.name and ctx.topics.find(t.name) is None:
+            return c.may(Op.CREATE, Resource.TOPIC, t.name)
+        return True
+
+    ok, denied = split(req.topics, allowed)
+    errors = tuple(
+        md.MetadataResponseTopic(
+            error_code=TOPIC_DENIED, name=t.name, topic_id=t.topic_id
+        )
+        for t in denied
+    )
+    return (
+        Forward(
+            replace(req, topics=ok),
+            lambda resp: replace(resp, topics=resp.topics + errors),
+        )
+        if errors
+        else Forward(req)
+    )
+
+
+def _create_topics(c: Checker, req: ct.CreateTopicsRequest) -> Outcome:
+    ok, denied = split(req.topics, lambda t: c.may(Op.CREATE, Resource.TOPIC, t.name))
+    errors = tuple(
+        ct.CreatableTopicResult(
+            name=t.name, error_code=TOPIC_DENIED, error_message=DENIED_MESSAGE
+        )
+        for t in denied
+    )
+    return partial(
+        req,
+        "topics",
+        ok,
+        errors,
+        "topics",
+        lambda: ct.CreateTopicsResponse(topics=errors),
+    )
+
+
+def _delete_topics(c: Checker, req: dt.DeleteTopicsRequest) -> Outcome:
+    if c.version < 6:
+        ok, denied = split(
+            req.topic_names, lambda n: c.may(Op.DELETE, Resource.TOPIC, n)
+        )
+        errors = tuple(
+            dt.DeletableTopicResult(name=n, error_code=TOPIC_DENIED) for n in denied
+        )
+        field = "topic_names"
+    else:
+        ok, denied = split(req.topics, lambda t: c.topic(Op.DELETE, t.name, t.topic_id))
+        errors = tuple(
+            dt.DeletableTopicResult(
+                name=t.name,
+                topic_id=t.topic_id,
+                error_code=TOPIC_DENIED,
+                error_message=DENIED_MESSAGE,
+            )
+            for t in denied
+        )
+        field = "topics"
+    return partial(
+        req,
+        field,
+        ok,
+        errors,
+        "responses",
+        lambda: dt.DeleteTopicsResponse(responses=errors),
+    )
+
+
+def _delete_records(c: Checker, req: dr.DeleteRecordsRequest) -> Outcome:
+    ok, denied = split(req.topics, lambda t: c.may(Op.DELETE, Resource.TOPIC, t.name))
+    errors = tuple(
+        dr.DeleteRecordsTopicResult(
+            name=t.name,
+            partitions=tuple(
+                dr.DeleteRecordsPartitionResult(
+                    partition_index=p.partition_index,
+                    low_watermark=-1,
+                    error_code=TOPIC_DENIED,
+                )
+                for p in t.partitions
+            ),
+        )
+        for t in denied
+    )
+    return partial(
+        req,
+        "topics",
+        ok,
+        errors,
+        "topics",
+        lambda: dr.DeleteRecordsResponse(topics=errors),
+    )
+
+
+def _create_partitions(c: Checker, req: cp.CreatePartitionsRequest) -> Outcome:
+    ok, denied = split(req.topics, lambda t: c.may(Op.ALTER, Resource.TOPIC, t.name))
+    errors = tuple(
+        cp.CreatePartitionsTopicResult(
+            name=t.name, error_code=TOPIC_DENIED, error_message=DENIED_MESSAGE
+        )
+        for t in denied
+    )
+    return partial(
+        req,
+        "topics",
+        ok,
+        errors,
+        "results",
+        lambda: cp.CreatePartitionsResponse(results=errors),
+    )
+
+
+_TOPIC_RESOURCE, _BROKER_RESOURCE, _BROKER_LOGGER = 2, 4, 8
+
+
+def _describe_configs(c: Checker, req: dc.DescribeConfigsRequest) -> Outcome:
+    def code(r: dc.DescribeConfigsResource) -> ErrorCode:
+        if r.resource_type == _TOPIC_RESOURCE:
+            ok = c.may(Op.DESCRIBE, Resource.TOPIC, r.resource_name)
+            return ErrorCode.NONE if ok else TOPIC_DENIED
+        if r.resource_type in (_BROKER_RESOURCE, _BROKER_LOGGER):
+            ok = c.may(Op.DESCRIBE, Resource.CLUSTER)
+            return ErrorCode.NONE if ok else CLUSTER_DENIED
+        return ErrorCode.NONE
+
+    ok, denied = split(req.resources, lambda r: code(r) == ErrorCode.NONE)
+    errors = tuple(
+        dc.DescribeConfigsResult(
+            error_code=code(r),
+            error_message=DENIED_MESSAGE,
+            resource_type=r.resource_type,
+            resource_name=r.resource_name,
+        )
+        for r in denied
+    )
+    return partial(
+        req,
+        "resources",
+        ok,
+        errors,
+        "results",
+        lambda: dc.DescribeConfigsResponse(results=errors),
+    )
+
+
+TOPIC_ADAPTERS: Final[dict[int, Adapter]] = {
+    0: _produce,
+    1: _fetch,
+    2: _list_offsets,
+    3: _metadata,
+    19: _create_topics,
+    20: _delete_topics,
+    21: _delete_records,
+    23: _epochs,
+    32: _describe_configs,
+    37: _create_partitions,
+}

@@ -1,0 +1,1 @@
+"""The data disk: free-space guard and test-only fault injection."""

@@ -1,0 +1,1 @@
+"""Durability: the group commit of fsyncs and the waiters of acks=all produce."""

@@ -1,0 +1,1 @@
+"""The Kafka network edge: listeners, connections, the request contract and dispatch."""

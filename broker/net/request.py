@@ -1,0 +1,70 @@
+"""The request contract between the connection, dispatch and the handlers.
+
+A handler is a plain function of a :class:`RequestContext` and the decoded request.
+It returns one of:
+
+- a response message object: answered at once (the hot path; nothing awaits);
+- :class:`Deferred`: wraps a zero-argument coroutine function that produces the
+  response later (acks=all produce waiting for fsync, a long-poll Fetch, a JoinGroup
+  waiting for its rebalance). The connection runs it in its own task group and still
+  writes responses strictly in request order;
+- :data:`NO_RESPONSE`: nothing is sent back (acks=0 produce).
+
+This module is a leaf: it imports only the standard library and the request header,
+so every layer that needs these types can import it without closing a cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+
+if TYPE_CHECKING:
+    from broker.context import BrokerContext
+    from broker.security.service import ConnectionSecurity
+    from protocol.headers import RequestHeader
+
+
+class _NoResponse:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_RESPONSE"
+
+
+NO_RESPONSE: Final = _NoResponse()
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A response that needs awaiting; ``run`` is called once, in the connection's task group."""
+
+    run: Callable[[], Awaitable[object]]
+    # True: run after this connection's earlier serial deferreds, one at a time on one
+    # runner task (acks=all produce), so appends to a partition keep request order.
+    serial: bool = False
+
+
+HandlerResult: TypeAlias = object  # a response message, a Deferred, or NO_RESPONSE
+
+
+@dataclass(slots=True, kw_only=True)
+class RequestContext:
+    """What a handler knows about the request beyond its body."""
+
+    broker: BrokerContext
+    header: RequestHeader
+    listener: str  # name of the listener the client connected to
+    peer: str
+    received_at: float  # time.perf_counter() when the frame was decoded
+    # Set when the connection is subject to authentication or authorisation;
+    # None otherwise (nothing to check).
+    security: ConnectionSecurity | None = None
+
+    @property
+    def api_version(self) -> int:
+        return self.header.request_api_version
+
+
+Handler: TypeAlias = Callable[[RequestContext, Any], HandlerResult]

@@ -1,0 +1,1 @@
+"""Idempotent producers: producer ids, epochs and the sequence (duplicate) check."""

@@ -1,0 +1,316 @@
+"""Idempotent producers on the broker side: InitProducerId and Produce's dedup check.
+
+Wraps :mod:`storage.producer_state`: one :class:`ProducerIdAllocator` per data dir and,
+per partition log, a :class:`PartitionProducerState` rebuilt from the log tail's batch
+headers (as Kafka replays from its last producer snapshot). At start-up
+:meth:`ProducerService.preload` rebuilds every existing partition's state in a worker
+thread when the service opens (:meth:`ProducerService.open`), so the first
+idempotent produce after a restart never scans up to 64 MiB on the event loop; a
+partition created later (empty log) gets its state lazily on first use, for free. The Produce handler calls
+:meth:`ProducerService.check` before appending and :meth:`ProducerService.record`
+after; a :class:`Duplicate` is answered with the original offsets and not appended,
+a transactional batch is refused (:class:`NoTransaction`), and a payload is fully
+validated before any answer but Append (a damaged batch is never "a duplicate").
+
+Version notes: InitProducerId always hands out a fresh producer id with epoch 0
+(Kafka's rule for producers without a transactional id, also for the KIP-360 bump
+request). Transactions are not implemented: the InitProducerId handler refuses a
+transactional id before it gets here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import structlog
+
+from protocol.error_codes import ErrorCode
+from protocol.records import (
+    BATCH_HEADER_SIZE,
+    Buffer,
+    RecordBatchError,
+    iter_batches,
+    read_header,
+)
+from storage.errors import InvalidBatch, StorageError
+from storage.log_manager import LogManager
+from storage.partition_log import AppendResult
+from storage.producer_state import (
+    Append,
+    CheckResult,
+    Duplicate,
+    InvalidEpoch,
+    OutOfOrder,
+    PartitionProducerState,
+    ProducerIdAllocator,
+    UnknownProducer,
+    increment_sequence,
+)
+from storage.validation import validate_batches
+
+if TYPE_CHECKING:
+    from storage.partition_log import PartitionLog
+
+# The start-up line has always been the group services'.
+log = structlog.get_logger("broker.groups")
+
+_TAIL_BYTES = 64 * 1024 * 1024  # how much of a log's end a rebuild scans at most
+_READ_CHUNK = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NoTransaction:
+    """A transactional batch: refused, since no transaction can have been begun."""
+
+
+Verdict = CheckResult | NoTransaction
+
+ERRORS: dict[type, ErrorCode] = {
+    OutOfOrder: ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
+    InvalidEpoch: ErrorCode.INVALID_PRODUCER_EPOCH,
+    UnknownProducer: ErrorCode.UNKNOWN_PRODUCER_ID,
+    # KIP-890: a transactional batch for a partition outside an ongoing transaction
+    NoTransaction: ErrorCode.INVALID_TXN_STATE,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchIdentity:
+    """The idempotence fields of the first batch of a produce payload."""
+
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    record_count: int
+    transactional: bool = False
+
+
+def batch_identity(records: Buffer) -> BatchIdentity | None:
+    """The producer fields of an idempotent payload, None for plain producers.
+
+    Clients send one batch per partition; should a payload hold several batches of
+    the same producer with contiguous sequences, they count as one range. Only the
+    headers are read (no CRC): the payload is verified in full before it is
+    appended, and before any other answer (:meth:`ProducerService.check`).
+
+    Raises:
+        InvalidBatch: a later batch's length or magic cannot be a batch's, or the
+            producer's batch has a negative sequence (Kafka's ``LogValidator``).
+    """
+    if len(records) < BATCH_HEADER_SIZE:
+        return None
+    h = read_header(records)
+    if h.producer_id < 0:
+        return None
+    if h.base_sequence < 0:
+        raise InvalidBatch(
+            f"sequence {h.base_sequence} in a batch of producer {h.producer_id}"
+        )
+    count = h.record_count
+    try:
+        if h.size < len(records):
+            for _, more in iter_batches(records, h.size):
+                if (more.producer_id, more.producer_epoch) != (
+                    h.producer_id,
+                    h.producer_epoch,
+                ):
+                    break
+                if more.base_sequence != increment_sequence(h.base_sequence, count):
+                    break
+                count += more.record_count
+    except RecordBatchError as exc:
+        raise InvalidBatch(str(exc)) from exc
+    return BatchIdentity(
+        producer_id=h.producer_id,
+        producer_epoch=h.producer_epoch,
+        base_sequence=h.base_sequence,
+        record_count=count,
+        transactional=h.is_transactional,
+    )
+
+
+class ProducerService:
+    """Producer ids and per-partition idempotence state for one broker."""
+
+    def __init__(
+        self, allocator: ProducerIdAllocator, *, tail_bytes: int = _TAIL_BYTES
+    ) -> None:
+        self.allocator = allocator
+        self._tail_bytes = tail_bytes
+        self._states: dict[int, tuple[PartitionLog, PartitionProducerState]] = {}
+        # False before open() finished and after close(): idempotent batches are
+        # then refused retriably (nothing to check a duplicate against).
+        self.loaded = False
+
+    @classmethod
+    async def open(cls, data_dir: Path, logs: LogManager) -> ProducerService:
+        """Open the producer-id allocator and rebuild every partition's idempotence
+        state from its log tail, both in a worker thread (before any client can
+        produce: a retried batch would otherwise be appended twice)."""
+        allocator = await anyio.to_thread.run_sync(ProducerIdAllocator, data_dir)
+        producers = cls(allocator)
+        plogs = [p for t in logs.topics() for p in logs.partitions(t.name)]
+        if plogs:
+            started = time.perf_counter()
+            loaded = await anyio.to_thread.run_sync(producers.preload, plogs)
+            log.info(
+                "producer_state_loaded",
+                partitions=len(plogs),
+                with_data=loaded,
+                seconds=round(time.perf_counter() - started, 3),
+            )
+        producers.loaded = True
+        return producers
+
+    def close(self) -> None:
+        """Stop checking: idempotent batches are refused until the state is loaded."""
+        self.loaded = False
+        self._states.clear()
+
+    # -- InitProducerId ------------------------------------------------------------
+
+    def init_producer_id(self) -> tuple[ErrorCode, int, int]:
+        """(error, producer id, epoch) for an idempotent producer's InitProducerId.
+
+        May fsync (once per block of ids): call it from a worker thread.
+        """
+        return ErrorCode.NONE, self.allocator.allocate(), 0
+
+    # -- Produce -------------------------------------------------------------------
+
+    def state(self, plog: PartitionLog) -> PartitionProducerState:
+        """The partition's state, rebuilt from its log tail on first use."""
+        entry = self._states.get(id(plog))
+        if entry is not None and entry[0] is plog:
+            return entry[1]
+        state = PartitionProducerState()
+        self._rebuild(plog, state)
+        self._states[id(plog)] = (plog, state)
+        return state
+
+    def preload(self, plogs: Iterable[PartitionLog]) -> int:
+        """Rebuild the state of each of ``plogs`` now; returns how many held data.
+
+        Blocking file reads: call it from a worker thread, before the service is
+        reachable by the Produce handler (it mutates the state table unlocked).
+        """
+        loaded = 0
+        for plog in plogs:
+            if id(plog) in self._states:
+                continue
+            state = PartitionProducerState()
+            if plog.log_end_offset > plog.log_start_offset:
+                loaded += 1
+                self._rebuild(plog, state)
+            self._states[id(plog)] = (plog, state)
+        return loaded
+
+    def _rebuild(self, plog: PartitionLog, state: PartitionProducerState) -> None:
+        start, end = plog.log_start_offset, plog.log_end_offset
+        if end <= start:
+            return
+        size = max(plog.size_bytes, 1)
+        if size > self._tail_bytes:
+            # Offsets are roughly proportional to bytes: start near the last tail_bytes.
+            start = max(start, end - (end - start) * self._tail_bytes // size)
+        offset = start
+        while offset < end:
+            try:
+                result = plog.read(offset, _READ_CHUNK)
+            except StorageError:
+                return
+            if result.next_offset <= offset:
+                return
+            state.load(h for buf in result.buffers for _, h in iter_batches(buf))
+            offset = result.next_offset
+
+    def check(
+        self, plog: PartitionLog, ident: BatchIdentity, records: Buffer
+    ) -> Verdict:
+        """What to do with an idempotent batch about to be appended to ``plog``.
+
+        Any answer other than :class:`Append` is given only for a payload that
+        passes the append's own validation (Kafka validates the batch before its
+        producer state), so a damaged retry is never acknowledged as a duplicate
+        and a damaged transactional batch is CORRUPT_MESSAGE like any other.
+
+        Raises:
+            InvalidBatch / MessageTooLarge: the payload fails validation.
+        """
+        verdict: Verdict = (
+            NoTransaction()
+            if ident.transactional
+            else self.state(plog).check(
+                ident.producer_id,
+                ident.producer_epoch,
+                ident.base_sequence,
+                ident.record_count,
+            )
+        )
+        if not isinstance(verdict, Append):
+            validate_batches(records, max_message_bytes=plog.config.max_message_bytes)
+        return verdict
+
+    def record(
+        self, plog: PartitionLog, ident: BatchIdentity, result: AppendResult
+    ) -> None:
+        """Remember an appended idempotent batch (after ``plog.append``)."""
+        self.state(plog).record(
+            ident.producer_id,
+            ident.producer_epoch,
+            ident.base_sequence,
+            ident.record_count,
+            result.base_offset,
+            result.last_offset,
+        )
+
+    def forget(self, plog: PartitionLog) -> None:
+        """Drop a partition's state (topic deleted, log truncated)."""
+        self._states.pop(id(plog), None)
+
+
+def append_checked(
+    producers: ProducerService | None,
+    plog: PartitionLog,
+    records: Buffer,
+    *,
+    leader_epoch: int,
+    now_ms: int | None = None,
+) -> AppendResult | ErrorCode:
+    """``plog.append`` with Kafka's idempotence rules (the Produce handler's call).
+
+    ``producers`` is ``BrokerContext.producers`` (appends unchecked when it is None).
+    A duplicate of one of the producer's last 5 batches is not appended and answers its original offsets; a sequence gap answers
+    OUT_OF_ORDER_SEQUENCE_NUMBER, a fenced epoch INVALID_PRODUCER_EPOCH. Storage
+    errors propagate as from ``plog.append``, and a damaged payload raises
+    InvalidBatch before anything else is decided.
+    """
+    ident = None if producers is None else batch_identity(records)
+    if ident is None or producers is None:
+        return plog.append(records, leader_epoch=leader_epoch, now_ms=now_ms)
+    verdict = producers.check(plog, ident, records)
+    if isinstance(verdict, Duplicate):
+        return AppendResult(
+            base_offset=verdict.base_offset,
+            last_offset=verdict.last_offset,
+            log_append_time_ms=-1,
+            log_start_offset=plog.log_start_offset,
+        )
+    code = error_for(verdict)
+    if code is not None:
+        return code
+    result = plog.append(records, leader_epoch=leader_epoch, now_ms=now_ms)
+    producers.record(plog, ident, result)
+    return result
+
+
+def error_for(result: Verdict) -> ErrorCode | None:
+    """The Produce error code of a check result (None for Append and Duplicate)."""
+    if isinstance(result, Append | Duplicate):
+        return None
+    return ERRORS[type(result)]

@@ -1,0 +1,1 @@
+"""Snapshots: drop-in ingest, creation, scheduling, worker processes and off-site copies."""

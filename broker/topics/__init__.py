@@ -1,0 +1,1 @@
+"""Topics on this broker: the storage handle, lookups, creation, views and retention."""
