@@ -15,6 +15,7 @@ no edit here is needed. Modules are imported in name order.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 import sys
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import click
 
 from broker.cli.settings import X_HELP
 
+_PACKAGE = "broker.cli"
 _SKIP_MODULES = frozenset({"main"})
 # commands resolved by importing their own module alone (module name = command name)
 _FAST_PATH = frozenset({"serve", "check"})
@@ -48,7 +50,7 @@ class _RootGroup(click.Group):
         if cmd_name in _FAST_PATH and cmd_name not in self.commands:
             # `ailurus serve` imports only the broker, not the client-side command
             # modules (rich, the Kafka client, snapshot tools): start-up time counts.
-            module = importlib.import_module(f"broker.cli.{cmd_name}")
+            module = importlib.import_module(f"{_PACKAGE}.{cmd_name}")
             command = getattr(module, "COMMAND", None)
             if isinstance(command, click.Command):
                 self.add_command(command)
@@ -154,15 +156,20 @@ def _register_commands() -> None:
     if _registered:
         return
     _registered = True
-    import broker.cli as package
-
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+    for info in sorted(_command_modules(), key=lambda i: i.name):
         if info.name in _SKIP_MODULES or info.name.startswith("_"):
             continue
-        module = importlib.import_module(f"broker.cli.{info.name}")
+        module = importlib.import_module(f"{_PACKAGE}.{info.name}")
         command = getattr(module, "COMMAND", None)
         if isinstance(command, click.Command) and command.name not in cli.commands:
             cli.add_command(command)
+
+
+def _command_modules() -> list[pkgutil.ModuleInfo]:
+    """The modules of the ``broker.cli`` package, found by its spec (not imported)."""
+    spec = importlib.util.find_spec(_PACKAGE)
+    locations = spec.submodule_search_locations if spec is not None else None
+    return list(pkgutil.iter_modules(locations or []))
 
 
 _VALUE_FLAGS = ("--brokers", "--admin-url", "--format", "--profile", "-X")

@@ -18,9 +18,10 @@ import hmac
 import secrets
 import ssl
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from broker.client.errors import ClientError
+from broker.client.types import RequestChannel
 from broker.security.credentials import (
     client_key,
     hash_name,
@@ -35,9 +36,6 @@ from protocol.messages.sasl_handshake import (
     SaslHandshakeRequest,
     SaslHandshakeResponse,
 )
-
-if TYPE_CHECKING:
-    from broker.client.connection import Connection
 
 MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _SASL_HANDSHAKE: Final = 17
@@ -108,7 +106,7 @@ def _ssl_reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def authenticate(conn: Connection, security: Security) -> None:
+def authenticate(conn: RequestChannel, security: Security) -> None:
     """Authenticate ``conn`` with ``security``'s user, password and mechanism.
 
     Raises:
@@ -142,7 +140,7 @@ def authenticate(conn: Connection, security: Security) -> None:
     _scram(conn, mechanism, user, password)
 
 
-def _exchange(conn: Connection, token: bytes) -> bytes:
+def _exchange(conn: RequestChannel, token: bytes) -> bytes:
     response = conn.request(
         SaslAuthenticateRequest(auth_bytes=token), SaslAuthenticateResponse
     )
@@ -155,7 +153,7 @@ def _exchange(conn: Connection, token: bytes) -> bytes:
     return bytes(response.auth_bytes)
 
 
-def _scram(conn: Connection, mechanism: str, user: str, password: bytes) -> None:
+def _scram(conn: RequestChannel, mechanism: str, user: str, password: bytes) -> None:
     nonce = base64.b64encode(secrets.token_bytes(24)).decode()
     name = user.replace("=", "=3D").replace(",", "=2C")
     first_bare = f"n={name},r={nonce}"

@@ -1,12 +1,39 @@
 """Plain values the CLI's Kafka client returns: clusters, topics, records, groups.
 
 They are independent of wire versions (the client fills them from whichever version it
-negotiated) and convert to JSON-ready dicts for ``--format json``.
+negotiated) and convert to JSON-ready dicts for ``--format json``. Also here:
+:class:`RequestChannel`, the part of a connection that authentication uses.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+R = TypeVar("R")
+
+
+class RequestChannel(Protocol):
+    """A negotiated connection to one broker, as SASL authentication uses it.
+
+    :class:`broker.client.connection.Connection` is one; authentication needs only
+    these members, so it does not depend on the connection module.
+    """
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the broker, for error messages."""
+        ...
+
+    def supports(self, api_key: int) -> bool:
+        """Whether both sides speak some version of ``api_key``."""
+        ...
+
+    def request(
+        self, request: object, response_type: type[R], *, version: int | None = None
+    ) -> R:
+        """Send ``request`` and return its decoded response (of ``response_type``)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
