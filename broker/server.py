@@ -43,7 +43,8 @@ import anyio
 import anyio.abc
 import structlog
 
-from broker.admin.server import AdminView, serve_admin
+from broker.admin.routes import build_routes
+from broker.admin.server import AdminView, RouteTable, serve_admin
 from broker.config import BrokerConfig
 from broker.context import BrokerContext, Runtime
 from broker.disk.guard import storage_fileops
@@ -124,7 +125,9 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
             root.start_soon(_watch_signals, stop)
             admin = AdminView(config=config, runtime=runtime, metrics=metrics)
             if config.admin is not None:
-                await root.start(serve_admin, admin)
+                routes = RouteTable()
+                build_routes(routes)
+                await root.start(serve_admin, admin, routes)
             nofile.log()  # past every check a person must fix
             taken, lock = lock, None  # the storage's from now on
             ctx = await _open_services(config, metrics, runtime, security, taken)

@@ -1,13 +1,15 @@
 """The admin HTTP API: a small HTTP/1.1 server on anyio with a route table.
 
-Routes (``ROUTES``; the modules of :mod:`broker.admin.routes` register theirs with
-:func:`route`, e.g. ``/v1/groups``, ``/v1/snapshots``)::
+Routes live in a :class:`RouteTable` that the caller fills and hands to
+:func:`serve_admin` (the broker's table is built by
+:func:`broker.admin.routes.build_routes`; nothing registers on import), e.g.::
 
     GET /v1/status/ready   200 {"status": "ready"} when serving, 503 while starting
     GET /v1/topics         every topic with its partitions' offsets and sizes
     GET /v1/topics/{name}  one topic (404 if unknown)
     GET /v1/brokers        this node and its listeners (bound and advertised)
     GET /metrics           Prometheus text format (docs/metrics.md)
+    GET /v1/groups, /v1/snapshots, ...   (broker.admin.routes.groups, .snapshots)
 
 Access (``broker.security.admin_auth``): bound to loopback by default; when
 ``AILURUS_ADMIN_TOKEN`` is set, every request needs ``Authorization: Bearer <token>``
@@ -108,24 +110,26 @@ class Route:
     public: bool = False
 
 
-ROUTES: list[Route] = []
+class RouteTable:
+    """The admin API's routes, matched in the order they were added."""
 
+    def __init__(self) -> None:
+        self._routes: list[Route] = []
 
-def route(
-    method: str, path: str, *, public: bool = False
-) -> Callable[[RouteFn], RouteFn]:
-    """Register a route; ``{name}`` in ``path`` captures one path segment.
+    def add(self, method: str, path: str, fn: RouteFn, *, public: bool = False) -> None:
+        """Add a route; ``{name}`` in ``path`` captures one path segment.
 
-    ``public``: a GET of it reveals no data, so it needs no admin token; every
-    other route needs the token when one is set.
-    """
-    regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$"
+        ``public``: a GET of it reveals no data, so it needs no admin token; every
+        other route needs the token when one is set.
+        """
+        regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$"
+        self._routes.append(Route(method.upper(), re.compile(regex), fn, public))
 
-    def register(fn: RouteFn) -> RouteFn:
-        ROUTES.append(Route(method.upper(), re.compile(regex), fn, public))
-        return fn
-
-    return register
+    def match(self, path: str) -> list[tuple[Route, re.Match[str]]]:
+        """Every route whose path matches ``path``, whatever its method."""
+        return [
+            (r, m) for r in self._routes if (m := r.pattern.match(path)) is not None
+        ]
 
 
 _REASONS = {
@@ -141,9 +145,12 @@ _REASONS = {
 
 
 async def serve_admin(
-    view: AdminView, *, task_status: anyio.abc.TaskStatus[tuple[str, int]]
+    view: AdminView,
+    routes: RouteTable,
+    *,
+    task_status: anyio.abc.TaskStatus[tuple[str, int]],
 ) -> None:
-    """Listen on the configured admin address until cancelled."""
+    """Serve ``routes`` on the configured admin address until cancelled."""
     assert view.config.admin is not None
     addr = view.config.admin
     try:
@@ -168,22 +175,27 @@ async def serve_admin(
         for one in listener.listeners:
             assert isinstance(one, anyio.abc.SocketListener)  # a TCP listener
             tg.start_soon(
-                serve_listener, one, "admin", lambda stream: _serve_one(view, stream)
+                serve_listener,
+                one,
+                "admin",
+                lambda stream: _serve_one(view, routes, stream),
             )
 
 
-async def _serve_one(view: AdminView, stream: anyio.abc.SocketStream) -> None:
+async def _serve_one(
+    view: AdminView, routes: RouteTable, stream: anyio.abc.SocketStream
+) -> None:
     async with stream:
         try:
             with anyio.fail_after(10):
-                response = await _read_and_route(view, stream)
+                response = await _read_and_route(view, routes, stream)
             await _send(stream, response)
         except (anyio.EndOfStream, anyio.BrokenResourceError, TimeoutError, OSError):
             return
 
 
 async def _read_and_route(
-    view: AdminView, stream: anyio.abc.SocketStream
+    view: AdminView, routes: RouteTable, stream: anyio.abc.SocketStream
 ) -> HttpResponse:
     buf = bytearray()
     while b"\r\n\r\n" not in buf:
@@ -213,7 +225,7 @@ async def _read_and_route(
     url = urlsplit(target)
     path = unquote(url.path)
     token = view.config.admin_token
-    matched = [(r, m) for r in ROUTES if (m := r.pattern.match(path)) is not None]
+    matched = routes.match(path)
     public = any(r.public and r.method == method.upper() for r, _ in matched)
     if (
         token is not None
@@ -262,7 +274,3 @@ async def _send(stream: anyio.abc.SocketStream, response: HttpResponse) -> None:
         "Connection: close\r\n\r\n"
     ).encode()
     await stream.send(head + response.body)
-
-
-# The routes register themselves when imported (this import must follow `route`).
-import broker.admin.routes  # noqa: E402, F401

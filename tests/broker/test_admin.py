@@ -8,7 +8,14 @@ from pathlib import Path
 import anyio
 import pytest
 
-from broker.admin.server import AdminView, HttpRequest, HttpResponse, route, serve_admin
+from broker.admin.routes import build_routes
+from broker.admin.server import (
+    AdminView,
+    HttpRequest,
+    HttpResponse,
+    RouteTable,
+    serve_admin,
+)
 from broker.config import resolve
 from broker.context import Runtime
 from broker.metrics import Metrics
@@ -28,7 +35,6 @@ async def _get(port: int, path: str, method: str = "GET") -> tuple[int, bytes]:
     return int(head.split(b" ")[1]), body
 
 
-@route("GET", "/v1/test-echo/{word}")
 def _echo(view: AdminView, request: HttpRequest) -> HttpResponse:
     return HttpResponse.json({"word": request.params["word"], "q": request.query})
 
@@ -41,8 +47,11 @@ async def test_admin_routes_answer_with_the_right_status(tmp_path: Path) -> None
     )
     runtime = Runtime()
     view = AdminView(config=config, runtime=runtime, metrics=Metrics())
+    routes = RouteTable()
+    build_routes(routes)
+    routes.add("GET", "/v1/test-echo/{word}", _echo)
     async with anyio.create_task_group() as tg:
-        host, port = await tg.start(serve_admin, view)
+        host, port = await tg.start(serve_admin, view, routes)
         assert (host, runtime.admin_address) == ("127.0.0.1", (host, port))
         status, body = await _get(port, "/v1/status/ready")
         assert (status, json.loads(body)) == (503, {"status": "starting"})
@@ -77,4 +86,23 @@ async def test_admin_routes_answer_with_the_right_status(tmp_path: Path) -> None
             )
             runtime.shutting_down = True
             assert (await _get(port, "/v1/status/ready"))[0] == 503
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_admin_serves_only_the_routes_added_to_its_table(tmp_path: Path) -> None:
+    """Routes come from the table handed to the server, never from imports: a table
+    with only the echo route answers 404 for the broker's own routes."""
+    config = resolve(
+        flags={"admin_addr": "127.0.0.1:0", "data_dir": str(tmp_path)}, sets={}
+    )
+    view = AdminView(config=config, runtime=Runtime(), metrics=Metrics())
+    routes = RouteTable()
+    routes.add("GET", "/v1/test-echo/{word}", _echo)
+    async with anyio.create_task_group() as tg:
+        _, port = await tg.start(serve_admin, view, routes)
+        assert (await _get(port, "/v1/status/ready"))[0] == 404
+        assert (await _get(port, "/metrics"))[0] == 404
+        status, body = await _get(port, "/v1/test-echo/hi")
+        assert (status, json.loads(body)) == (200, {"word": "hi", "q": {}})
         tg.cancel_scope.cancel()

@@ -169,6 +169,21 @@ def test_metrics_exposition_parses_strictly_and_reports_lag_and_process(
     ):
         assert name in families, name
     assert families["ailurus_connections_active"][0] == "gauge"
+    # The blocks keep their order: core, partitions, disk guard, lag, snapshots, process.
+    anchors = [
+        "ailurus_connections_active",
+        "ailurus_partition_log_start_offset",
+        "ailurus_partition_size_bytes",
+        "ailurus_disk_free_bytes",
+        "ailurus_disk_refused_writes_total",
+        "ailurus_consumer_group_lag",
+        "ailurus_snapshots_ingested_total",
+        "ailurus_snapshot_ingest_seconds",
+        "process_cpu_seconds_total",
+    ]
+    order = list(families)
+    assert [order.index(a) for a in anchors] == sorted(order.index(a) for a in anchors)
+    assert order[-1].startswith("process_")
     assert families["ailurus_connections_accepted_total"][0] == "counter"
 
     def value(family: str, **labels: str) -> float:

@@ -1,8 +1,15 @@
-"""The admin API's routes, one module per concept.
+"""The admin API's routes, one module per concept; :func:`build_routes` adds them all."""
 
-Importing this package registers every route, in this order.
-"""
+from __future__ import annotations
 
 from broker.admin.routes import groups, metrics, snapshots, status, topics
+from broker.admin.server import RouteTable
 
-__all__ = ["groups", "metrics", "snapshots", "status", "topics"]
+
+def build_routes(routes: RouteTable) -> None:
+    """Add every route of the broker's admin API to ``routes``, in matching order."""
+    status.register(routes)
+    topics.register(routes)
+    metrics.register(routes)
+    groups.register(routes)
+    snapshots.register(routes)

@@ -1,8 +1,7 @@
 """Admin API routes for groups: ``GET /v1/groups`` and ``GET /v1/groups/{id}``,
 and the consumer-group lag lines of ``GET /metrics``.
 
-Registered on import with :func:`broker.admin.server.route` (import this module once, e.g.
-from the server, for the routes to exist). The detail view shows state, members,
+Added to the admin API's route table by :func:`register`. The detail view shows state, members,
 assignments (decoded for the ``consumer`` protocol), committed offsets and lag per
 partition against the high watermark consumers see. Both reveal group data, so like
 every non-public admin route they need the admin token when one is set.
@@ -13,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from urllib.parse import unquote
 
-from broker.admin.server import AdminView, HttpRequest, HttpResponse, route
+from broker.admin.server import AdminView, HttpRequest, HttpResponse, RouteTable
 from broker.context import BrokerContext
 from broker.groups.service import GroupService
 from broker.metrics import escape_label
@@ -34,7 +33,6 @@ def _log_end(ctx: BrokerContext, topic: str, partition: int) -> int | None:
     return ctx.high_watermark(plog, meta.config.write_caching)
 
 
-@route("GET", "/v1/groups")
 def groups(view: AdminView, request: HttpRequest) -> HttpResponse:
     svc = _service(view)
     if svc is None:
@@ -42,7 +40,6 @@ def groups(view: AdminView, request: HttpRequest) -> HttpResponse:
     return HttpResponse.json(svc.admin_groups())
 
 
-@route("GET", "/v1/groups/{group_id}")
 def group(view: AdminView, request: HttpRequest) -> HttpResponse:
     ctx = view.ctx
     if ctx is None:
@@ -76,3 +73,9 @@ def lag_metric_lines(view: AdminView) -> Iterator[str]:
             f'topic="{escape_label(topic)}",partition="{partition}"}} '
             f"{max(end - offset, 0)}"
         )
+
+
+def register(routes: RouteTable) -> None:
+    """Add this module's routes to ``routes``."""
+    routes.add("GET", "/v1/groups", groups)
+    routes.add("GET", "/v1/groups/{group_id}", group)

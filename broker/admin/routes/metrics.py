@@ -5,11 +5,10 @@ from __future__ import annotations
 import itertools
 
 from broker.admin.routes.groups import lag_metric_lines
-from broker.admin.server import AdminView, HttpRequest, HttpResponse, route
+from broker.admin.server import AdminView, HttpRequest, HttpResponse, RouteTable
 from broker.metrics import process_metric_lines
 
 
-@route("GET", "/metrics")
 def _metrics(view: AdminView, request: HttpRequest) -> HttpResponse:
     ctx = view.ctx
     return HttpResponse(
@@ -24,3 +23,8 @@ def _metrics(view: AdminView, request: HttpRequest) -> HttpResponse:
         ).encode(),
         content_type="text/plain; version=0.0.4; charset=utf-8",
     )
+
+
+def register(routes: RouteTable) -> None:
+    """Add this module's routes to ``routes``."""
+    routes.add("GET", "/metrics", _metrics)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 
-from broker.admin.server import AdminView, HttpRequest, HttpResponse, route
+from broker.admin.server import AdminView, HttpRequest, HttpResponse, RouteTable
 from broker.snapshots.create import (
     SnapshotRequestError,
     create_snapshots,
@@ -27,17 +27,22 @@ from broker.snapshots.create import (
 from broker.snapshots.service import SnapshotService
 
 
-def _service(view: AdminView) -> SnapshotService | HttpResponse:
+def _unavailable(view: AdminView) -> HttpResponse | None:
+    """The 503 answered until the broker is ready; None once it is."""
     if view.ctx is None or not view.runtime.ready:
         return HttpResponse.error(503, "snapshot watcher not running")
+    return None
+
+
+def _service(view: AdminView) -> SnapshotService:
+    assert view.ctx is not None  # checked by _unavailable
     return view.ctx.snapshots
 
 
-@route("POST", "/v1/snapshots")
 async def _create(view: AdminView, request: HttpRequest) -> HttpResponse:
+    if (unavailable := _unavailable(view)) is not None:
+        return unavailable
     svc = _service(view)
-    if isinstance(svc, HttpResponse):
-        return svc
     try:
         body = json.loads(request.body or b"{}")
     except ValueError:
@@ -70,28 +75,25 @@ async def _create(view: AdminView, request: HttpRequest) -> HttpResponse:
     return HttpResponse.json(results)
 
 
-@route("GET", "/v1/snapshots")
 def _list(view: AdminView, request: HttpRequest) -> HttpResponse:
+    if (unavailable := _unavailable(view)) is not None:
+        return unavailable
     svc = _service(view)
-    if isinstance(svc, HttpResponse):
-        return svc
     return HttpResponse.json(list_all(svc))
 
 
-@route("POST", "/v1/snapshots/scan")
 async def _scan(view: AdminView, request: HttpRequest) -> HttpResponse:
+    if (unavailable := _unavailable(view)) is not None:
+        return unavailable
     svc = _service(view)
-    if isinstance(svc, HttpResponse):
-        return svc
     await svc.scan()
     return HttpResponse.json(list_all(svc))
 
 
-@route("GET", "/v1/snapshots/{topic_id}/{snapshot_id}")
 def _show(view: AdminView, request: HttpRequest) -> HttpResponse:
+    if (unavailable := _unavailable(view)) is not None:
+        return unavailable
     svc = _service(view)
-    if isinstance(svc, HttpResponse):
-        return svc
     topic_id, snapshot_id = request.params["topic_id"], request.params["snapshot_id"]
     if topic_id.startswith(".") or snapshot_id.startswith("."):
         return HttpResponse.error(404, "unknown snapshot")
@@ -101,9 +103,17 @@ def _show(view: AdminView, request: HttpRequest) -> HttpResponse:
     return HttpResponse.json(found)
 
 
-@route("GET", "/v1/snapshots/schedule")
 def _schedule(view: AdminView, request: HttpRequest) -> HttpResponse:
     sched = None if view.ctx is None else view.ctx.scheduler
     if sched is None:
         return HttpResponse.json({"enabled": False, "rounds": 0})
     return HttpResponse.json(sched.to_json())
+
+
+def register(routes: RouteTable) -> None:
+    """Add this module's routes to ``routes``."""
+    routes.add("POST", "/v1/snapshots", _create)
+    routes.add("GET", "/v1/snapshots", _list)
+    routes.add("POST", "/v1/snapshots/scan", _scan)
+    routes.add("GET", "/v1/snapshots/{topic_id}/{snapshot_id}", _show)
+    routes.add("GET", "/v1/snapshots/schedule", _schedule)

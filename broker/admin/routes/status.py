@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from broker.admin.server import AdminView, HttpRequest, HttpResponse, route
+from broker.admin.server import AdminView, HttpRequest, HttpResponse, RouteTable
 
 
-@route("GET", "/v1/status/ready", public=True)
 def _ready(view: AdminView, request: HttpRequest) -> HttpResponse:
     if view.runtime.ready and not view.runtime.shutting_down:
         return HttpResponse.json({"status": "ready"})
@@ -13,7 +12,6 @@ def _ready(view: AdminView, request: HttpRequest) -> HttpResponse:
     return HttpResponse.json({"status": status}, status=503)
 
 
-@route("GET", "/v1/brokers", public=True)
 def _brokers(view: AdminView, request: HttpRequest) -> HttpResponse:
     return HttpResponse.json(
         [
@@ -30,3 +28,9 @@ def _brokers(view: AdminView, request: HttpRequest) -> HttpResponse:
             }
         ]
     )
+
+
+def register(routes: RouteTable) -> None:
+    """Add this module's routes to ``routes``."""
+    routes.add("GET", "/v1/status/ready", _ready, public=True)
+    routes.add("GET", "/v1/brokers", _brokers, public=True)

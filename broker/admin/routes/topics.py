@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from broker.admin.server import AdminView, HttpRequest, HttpResponse, route
+from broker.admin.server import AdminView, HttpRequest, HttpResponse, RouteTable
 
 
-@route("GET", "/v1/topics")
 def _topics(view: AdminView, request: HttpRequest) -> HttpResponse:
     if view.ctx is None or not view.runtime.ready:
         return HttpResponse.error(503, "starting")
@@ -13,7 +12,6 @@ def _topics(view: AdminView, request: HttpRequest) -> HttpResponse:
     return HttpResponse.json([topics.summary(name) for name in topics.names()])
 
 
-@route("GET", "/v1/topics/{name}")
 def _topic(view: AdminView, request: HttpRequest) -> HttpResponse:
     if view.ctx is None or not view.runtime.ready:
         return HttpResponse.error(503, "starting")
@@ -21,3 +19,9 @@ def _topic(view: AdminView, request: HttpRequest) -> HttpResponse:
     if summary is None:
         return HttpResponse.error(404, "unknown topic")
     return HttpResponse.json(summary)
+
+
+def register(routes: RouteTable) -> None:
+    """Add this module's routes to ``routes``."""
+    routes.add("GET", "/v1/topics", _topics)
+    routes.add("GET", "/v1/topics/{name}", _topic)
