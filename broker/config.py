@@ -21,7 +21,7 @@ the whole broker, the bytes held in frames still being received (see
 ``broker.net.frame_budget``: over it, connections in the middle of a large frame pause
 reading, except the one closest to completing it).
 
-Snapshots (``broker.snapshots.service``, ``broker.snapshots.scheduler``): ``--set`` keys
+Snapshots (``broker.snapshots.settings``, ``broker.snapshots.scheduler``): ``--set`` keys
 ``snapshot.scan.interval.ms``, ``snapshot.settle.ms``, ``snapshot.ingest.bytes.per.sec``
 and :data:`SCHEDULE_KEYS` (``snapshot.schedule.*``, ``snapshot.retention.*``). Each also
 reads its environment variable, ``AILURUS_`` + the key upper-cased with ``_`` for ``.``
@@ -253,7 +253,7 @@ _BROKER_KEYS: Final[dict[str, tuple[str, type]]] = {
     "offsets.retention.check.interval.ms": ("retention_check_interval_ms", int),
     # the largest transaction.timeout.ms InitProducerId accepts (Kafka's default)
     "transaction.max.timeout.ms": ("transaction_max_timeout_ms", int),
-    # snapshot watcher (broker.snapshots.service.SnapshotSettings.from_config)
+    # snapshot watcher (broker.snapshots.settings.SnapshotSettings.from_config)
     "snapshot.scan.interval.ms": ("snapshot_scan_interval_ms", int),
     "snapshot.settle.ms": ("snapshot_settle_ms", int),
     "snapshot.ingest.bytes.per.sec": ("snapshot_ingest_bytes_per_sec", int),

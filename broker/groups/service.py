@@ -180,6 +180,16 @@ class GroupService:
         for group_id in store.groups():
             self.coordinator.ensure_group(group_id, now)
 
+    @property
+    def offsets(self) -> OffsetStore:
+        """The committed offsets of every group (the durable offset store)."""
+        return self.store
+
+    def ensure_group(self, group_id: str, now_ms: int) -> None:
+        """Make ``group_id`` known to the coordinator (an empty group when it is
+        new), e.g. for offsets committed outside a client's commit."""
+        self.coordinator.ensure_group(group_id, now_ms)
+
     # -- driver ----------------------------------------------------------------------
 
     @classmethod

@@ -6,7 +6,7 @@ threads (storage.snapshot.create_snapshot). Each directory is recorded as
 ``created`` in the ingest state *before* it is renamed into place, so this broker's
 watcher never ingests its own snapshots. Committed group offsets for the partitions
 (``with_group_offsets``) are stored beside the segments and restored on ingest only
-where the group has no newer commit; a commit that breaks the file's rules (see
+where the group has no newer commit (broker.snapshots.apply); a commit that breaks the file's rules (see
 storage.snapshot_groups: a control character in the group id, a negative offset,
 metadata over 4096 bytes) is left out with a warning, so the snapshot stays valid.
 """
@@ -16,15 +16,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import anyio
 import structlog
 
-from broker.groups.service import GroupService
+from broker.snapshots.service import SnapshotService
 from broker.topics.service import high_watermark
 from storage.errors import StorageError
-from storage.offset_store import CommittedOffset, OffsetStore
+from storage.offset_store import OffsetStore
 from storage.snapshot import CreateRequest, Status, create_snapshot, read_snapshot_meta
 from storage.snapshot_groups import GroupOffset, entry_problem
 from storage.snapshot_ingest import Entry
@@ -35,9 +34,6 @@ from storage.snapshot_meta import (
     SnapshotInvalid,
     SnapshotMeta,
 )
-
-if TYPE_CHECKING:
-    from broker.snapshots.service import SnapshotService
 
 log = structlog.get_logger("broker.snapshots")
 
@@ -98,7 +94,7 @@ async def create_snapshots(
     write_caching = meta.config.write_caching
     points = {p: high_watermark(plog, write_caching) for p, plog in plogs.items()}
     dir_name = str(meta.topic_uuid)
-    store = svc.groups.store if with_group_offsets else None
+    store = svc.groups.offsets if with_group_offsets else None
     results: list[dict[str, object]] = []
     for p in parts:
         started = time.perf_counter()
@@ -221,43 +217,6 @@ def _group_offsets(
             continue
         out.append(entry)
     return out
-
-
-async def restore_group_offsets(
-    groups: GroupService, topic: str, partition: int, offsets: Sequence[GroupOffset]
-) -> int:
-    """Commit snapshot offsets where the group has no newer commit; how many were."""
-    store = groups.store
-    restored = 0
-    for o in offsets:
-        current = store.fetch(o.group, [(topic, partition)]).get((topic, partition))
-        if current is not None and current.commit_ms >= o.commit_ms:
-            continue
-        store.commit(
-            o.group,
-            [
-                CommittedOffset(
-                    topic=topic,
-                    partition=partition,
-                    offset=o.offset,
-                    leader_epoch=o.leader_epoch,
-                    metadata=o.metadata,
-                    commit_ms=o.commit_ms,
-                )
-            ],
-        )
-        groups.coordinator.ensure_group(o.group, time.monotonic_ns() // 1_000_000)
-        restored += 1
-        log.info(
-            "snapshot_group_offset_restored",
-            group=o.group,
-            topic=topic,
-            partition=partition,
-            offset=o.offset,
-        )
-    if restored:
-        await anyio.to_thread.run_sync(store.sync)
-    return restored
 
 
 def describe(svc: SnapshotService, rel: str) -> dict[str, object] | None:

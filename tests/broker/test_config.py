@@ -22,7 +22,7 @@ from broker.config import (
     resolve,
 )
 from broker.fdlimits import storage_limits
-from broker.snapshots.service import SnapshotSettings
+from broker.snapshots.settings import SnapshotSettings
 from tests._broker import start_broker
 
 

@@ -1,5 +1,5 @@
 """Where an ingest's heavy work runs: validation and staging in nice-19 worker
-processes (broker.snapshots.worker_main, driven by broker.snapshots.service)."""
+processes (broker.snapshots.worker_main, driven by broker.snapshots.workers)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from broker.snapshots.service import run_inspect_worker, run_stage_worker
+from broker.snapshots.workers import run_inspect_worker, run_stage_worker
 from storage.errors import StorageError
 from storage.snapshot import Status, plan_apply, snapshot_from_json, snapshot_to_json
 from storage.snapshot_meta import SnapshotIncomplete, SnapshotInvalid

@@ -1,0 +1,346 @@
+"""Applying validated snapshots to partitions: the part of the watcher that writes.
+
+:class:`SnapshotApplier` resolves a snapshot's topic (creating it with the
+snapshot's name, partition count and id when missing) and applies ready snapshots
+partition by partition in ancestor / last_offset order. Applying holds the
+partition's append gate (broker.snapshots.gate), so produce requests to that
+partition queue behind the ingest. A small remainder is appended on the loop thread;
+a large one is staged by a worker process (broker.snapshots.workers) into segments
+beside the log, throttled by ``snapshot.ingest.bytes.per.sec``, and adopted by rename
+(PartitionLog.adopt). Long polls on the partition are woken at once, and the
+committed offsets stored beside a snapshot are restored where the group has no newer
+commit (:func:`restore_group_offsets`).
+
+Every status it decides is handed to the service's ``record`` callback (which logs
+``snapshot_status`` and persists the ingest state).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+import anyio
+import structlog
+
+from broker.disk.guard import DiskGuard
+from broker.durability.acks import Durability
+from broker.groups.service import GroupService, monotonic_ms
+from broker.producers.service import ProducerService
+from broker.snapshots.gate import AppendGate
+from broker.snapshots.metrics import SnapshotMetrics
+from broker.snapshots.settings import SnapshotSettings
+from broker.snapshots.workers import run_stage_worker
+from broker.topics.service import TopicService
+from storage.errors import PartitionLimit, StorageError, TopicExists, UnknownTopic
+from storage.log_manager import TopicMeta
+from storage.offset_store import CommittedOffset
+from storage.partition_log import PartitionLog
+from storage.snapshot import (
+    Plan,
+    Snapshot,
+    Status,
+    apply_order,
+    plan_apply,
+    read_batches,
+)
+from storage.snapshot_groups import GroupOffset, read_group_offsets
+from storage.snapshot_ingest import Candidate, Entry
+from storage.snapshot_meta import UUID_RE, SnapshotError
+from storage.snapshot_stage import STAGING_DIR, StageJob
+
+log = structlog.get_logger("broker.snapshots")
+
+_INLINE_BYTES = 8 * 1024 * 1024  # appended on the loop thread in one call below this
+_PLAN_ATTEMPTS = 5
+
+
+class SnapshotApplier:
+    """Resolves and applies ready snapshots for one broker's snapshot service."""
+
+    def __init__(
+        self,
+        *,
+        topics: TopicService,
+        durability: Durability,
+        gate: AppendGate,
+        producers: ProducerService,
+        groups: GroupService,
+        disk: DiskGuard | None,
+        settings: SnapshotSettings,
+        metrics: SnapshotMetrics,
+        data_dir: str,
+        root: str,
+        record: Callable[[str, Entry], bool],
+        settled: Callable[[str], None],
+    ) -> None:
+        """``record(rel, entry)`` sets a snapshot's status (True if it changed);
+        ``settled(rel)`` says its validated form is no longer needed."""
+        self.topics = topics
+        self.durability = durability
+        self.gate = gate
+        self.producers = producers
+        self.groups = groups
+        self.disk = disk
+        self.settings = settings
+        self.metrics = metrics
+        self.data_dir = data_dir
+        self.root = root
+        self._record = record
+        self._settled = settled
+
+    async def resolve(self, cand: Candidate, snap: Snapshot) -> TopicMeta | Entry:
+        """The snapshot's topic, created when missing; an Entry when it cannot be."""
+        meta = snap.meta
+        logs = self.topics.logs
+        ids = [meta.topic_id] if meta.topic_id else []
+        names = [meta.topic] if meta.topic else []
+        if UUID_RE.match(cand.topic_dir):
+            ids.append(cand.topic_dir.lower())
+        else:
+            names.append(cand.topic_dir)
+        topic: TopicMeta | None = None
+        for tid in ids:
+            with contextlib.suppress(UnknownTopic):
+                topic = logs.topic_by_id(uuid.UUID(tid))
+                break
+        if topic is None:
+            for name in names:
+                with contextlib.suppress(UnknownTopic):
+                    topic = logs.topic(name)
+                    break
+        if topic is None:
+            if not names:
+                return Entry(
+                    status=Status.WAITING,
+                    reason="unknown-topic: no topic with that id and no name",
+                )
+            count = max(meta.partition_count or 1, meta.partition + 1)
+            try:
+                topic = await self.topics.create_topic(
+                    names[0],
+                    count,
+                    dict(meta.topic_configs),
+                    topic_id=uuid.UUID(ids[0]) if ids else None,
+                    reason="snapshot",
+                )
+            except TopicExists:
+                return Entry(status=Status.WAITING, reason="topic is being created")
+            except PartitionLimit as exc:
+                # Refused before any file was made; the snapshot stays as it is.
+                return Entry(status=Status.INVALID, reason=f"partition-limit: {exc}")
+            except StorageError as exc:
+                return Entry(
+                    status=Status.INVALID, reason=f"topic-create-failed: {exc}"
+                )
+        if meta.partition >= topic.partition_count:
+            return Entry(
+                status=Status.WAITING,
+                reason=f"unknown-partition: {topic.name} has {topic.partition_count} partitions",
+            )
+        return topic
+
+    async def apply_partition(
+        self, topic: str, partition: int, snaps: list[tuple[str, str, Snapshot]]
+    ) -> bool:
+        plog = self.topics.logs.partition(topic, partition)
+        fps = {rel: fp for rel, fp, _ in snaps}
+        rel_of = {id(s): rel for rel, _, s in snaps}
+        pending = apply_order([s for _, _, s in snaps])
+        changed = False
+        async with self.gate.hold(plog):
+            progress = True
+            while progress and pending:
+                progress = False
+                for snap in list(pending):
+                    rel = rel_of[id(snap)]
+                    started = time.perf_counter()
+                    try:
+                        plan, reason, written = await self._apply_one(plog, snap)
+                    except (StorageError, OSError) as exc:
+                        entry = self._entry(
+                            Status.WAITING,
+                            f"apply failed: {exc}",
+                            fps[rel],
+                            snap,
+                            topic,
+                        )
+                        changed |= self._record(rel, entry)
+                        log.error("snapshot_apply_failed", snapshot=rel, error=str(exc))
+                        pending.remove(snap)
+                        continue
+                    if plan is Status.WAITING_FOR_ANCESTOR:
+                        changed |= self._record(
+                            rel, self._entry(plan, reason, fps[rel], snap, topic)
+                        )
+                        continue
+                    pending.remove(snap)
+                    progress = True
+                    entry = self._entry(plan, reason, fps[rel], snap, topic)
+                    if plan is Status.APPLIED:
+                        entry.bytes_applied = written
+                        self.metrics.ingested += 1
+                        self.metrics.bytes_ingested += written
+                        self.metrics.duration.observe(time.perf_counter() - started)
+                        self._after_apply(plog, topic)
+                        await self._restore_group_offsets(snap, topic, partition)
+                    self._settled(rel)
+                    changed |= self._record(rel, entry)
+        return changed
+
+    async def _apply_one(
+        self, plog: PartitionLog, snap: Snapshot
+    ) -> tuple[Status, str, int]:
+        """Plan, then append. A small remainder is read in a worker thread and
+        appended on the event-loop thread, where produce appends too, after checking
+        the log did not move since the plan; a large one is appended chunk by chunk
+        in a worker thread while the append gate holds producers back."""
+        for _ in range(_PLAN_ATTEMPTS):
+            plan = await anyio.to_thread.run_sync(plan_apply, snap, plog, self.root)
+            if plan.status is not Status.APPLYING:
+                return plan.status, plan.reason, 0
+            data = await anyio.to_thread.run_sync(
+                read_batches, snap, plan.from_offset, self.root, _INLINE_BYTES
+            )
+            if data is None:
+                written = await self._stage_and_adopt(plog, snap, plan)
+                return Status.APPLIED, "", written
+            if plog.log_end_offset != plan.log_end:
+                continue  # a producer appended meanwhile: plan again
+            if plan.reset_start:
+                plog.reset_start(plan.from_offset)
+            if data:
+                plog.append_verbatim(data)
+            await anyio.to_thread.run_sync(plog.sync)
+            return Status.APPLIED, "", len(data)
+        return Status.WAITING, "the log kept moving during the apply", 0
+
+    async def _stage_and_adopt(
+        self, plog: PartitionLog, snap: Snapshot, plan: Plan
+    ) -> int:
+        """Stage the plan's batches in a worker process, then adopt the segments.
+
+        The append gate is held (no producer moves the log end), so the staged
+        segments follow on from it when they are adopted.
+        """
+        guard = self.disk
+        if guard is not None and not guard.admit(snap.stored_bytes):
+            # the worker writes past the guarded FileOps: the floor is checked here
+            raise StorageError(
+                f"not enough disk space for {snap.stored_bytes} bytes above the "
+                f"free-space floor of {guard.min_free_bytes}"
+            )
+        if plan.reset_start:
+            await anyio.to_thread.run_sync(plog.reset_start, plan.from_offset)
+        staging = os.path.join(
+            self.data_dir,
+            STAGING_DIR,
+            f"{plog.topic}-{plog.partition}-{uuid.uuid4().hex}",
+        )
+        job = StageJob.for_plan(
+            snap,
+            plan,
+            root=self.root,
+            staging_dir=staging,
+            topic=plog.topic,
+            config=plog.config,
+            bytes_per_s=self.settings.ingest_bytes_per_s,
+        )
+        try:
+            written = (await run_stage_worker(job)).written
+            await anyio.to_thread.run_sync(plog.adopt, staging)
+            await anyio.to_thread.run_sync(plog.sync)
+            # the adopted segments are durable: a restart need not re-scan them
+            await anyio.to_thread.run_sync(plog.checkpoint)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(
+                    functools.partial(shutil.rmtree, staging, ignore_errors=True)
+                )
+        return written
+
+    def _entry(
+        self, status: Status, reason: str, fp: str, snap: Snapshot, topic: str
+    ) -> Entry:
+        return Entry(
+            status=status,
+            reason=reason,
+            fingerprint=fp,
+            topic=topic,
+            partition=snap.meta.partition,
+            snapshot_id=snap.meta.snapshot_id,
+            base_offset=snap.base_offset,
+            last_offset=snap.last_offset,
+            size=snap.stored_bytes,
+        )
+
+    def _after_apply(self, plog: PartitionLog, topic: str) -> None:
+        try:
+            write_caching = self.topics.logs.topic(topic).config.write_caching
+        except UnknownTopic:
+            return
+        self.durability.after_append(plog, write_caching)
+        self.durability.waiters.notify(plog)
+        # the ingested batches carry producer ids and sequences the idempotence state
+        # has not seen: drop it so the next idempotent produce rebuilds it from the log
+        self.producers.forget(plog)
+
+    async def _restore_group_offsets(
+        self, snap: Snapshot, topic: str, partition: int
+    ) -> None:
+        if snap.meta.group_offsets is None:
+            return
+        try:
+            # checked when the snapshot was validated; read again (and checked
+            # again): the file may have changed since
+            offsets = await anyio.to_thread.run_sync(
+                read_group_offsets, snap.path, self.root, snap.meta
+            )
+        except SnapshotError as exc:
+            log.warning(
+                "snapshot_group_offsets_invalid", snapshot=snap.path, error=str(exc)
+            )
+            return
+        await restore_group_offsets(self.groups, topic, partition, offsets)
+
+
+async def restore_group_offsets(
+    groups: GroupService, topic: str, partition: int, offsets: Sequence[GroupOffset]
+) -> int:
+    """Commit snapshot offsets where the group has no newer commit; how many were."""
+    store = groups.offsets
+    restored = 0
+    for o in offsets:
+        current = store.fetch(o.group, [(topic, partition)]).get((topic, partition))
+        if current is not None and current.commit_ms >= o.commit_ms:
+            continue
+        store.commit(
+            o.group,
+            [
+                CommittedOffset(
+                    topic=topic,
+                    partition=partition,
+                    offset=o.offset,
+                    leader_epoch=o.leader_epoch,
+                    metadata=o.metadata,
+                    commit_ms=o.commit_ms,
+                )
+            ],
+        )
+        groups.ensure_group(o.group, monotonic_ms())
+        restored += 1
+        log.info(
+            "snapshot_group_offset_restored",
+            group=o.group,
+            topic=topic,
+            partition=partition,
+            offset=o.offset,
+        )
+    if restored:
+        await anyio.to_thread.run_sync(store.sync)
+    return restored

@@ -1,0 +1,82 @@
+"""Snapshot validation and staging in worker processes.
+
+Each job runs ``python -m broker.snapshots.worker_main`` (at nice 19, sharing no GIL
+with the event loop), sends its input on stdin and reads a one-line JSON reply:
+``inspect`` validates a snapshot (every batch's CRC, dense offsets, checksums),
+``stage`` writes a plan's batches into segments beside the log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Final, NamedTuple
+
+import anyio
+
+from storage.errors import StorageError
+from storage.snapshot import Snapshot, snapshot_from_json
+from storage.snapshot_meta import SnapshotIncomplete, SnapshotInvalid
+from storage.snapshot_stage import StageJob
+
+# The worker runs as ``python -m broker...``: from the directory that holds broker/.
+_PROJECT_ROOT: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class StageResult(NamedTuple):
+    """What the staging worker reports."""
+
+    written: int  # bytes staged
+    nice: int  # the worker's CPU priority
+
+
+async def run_worker(job: str, data: bytes) -> dict[str, object]:
+    """Run broker/snapshots/worker_main.py's ``job`` on ``data``; its reply.
+
+    Raises:
+        SnapshotIncomplete, SnapshotInvalid: what the worker found.
+        StorageError: the worker failed otherwise (its message says why).
+    """
+    result = await anyio.run_process(
+        [sys.executable, "-m", "broker.snapshots.worker_main", str(os.getpid()), job],
+        input=data,
+        check=False,
+        cwd=_PROJECT_ROOT,
+    )
+    lines = result.stdout.decode(errors="replace").strip().splitlines()
+    try:
+        reply = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        reply = {}
+    if not isinstance(reply, dict):
+        reply = {}
+    if result.returncode == 0 and "error" not in reply and reply:
+        return reply
+    kind, reason, detail = reply.get("kind"), reply.get("reason"), reply.get("detail")
+    if kind in ("SnapshotIncomplete", "SnapshotInvalid"):
+        cls = SnapshotIncomplete if kind == "SnapshotIncomplete" else SnapshotInvalid
+        raise cls(str(reason), str(detail))
+    error = reply.get("error") or result.stderr.decode(errors="replace").strip()
+    raise StorageError(
+        f"snapshot {job} worker failed (exit {result.returncode}): {error or 'no output'}"
+    )
+
+
+async def run_inspect_worker(path: str, root: str, settle_s: float) -> Snapshot:
+    """Validate the snapshot at ``path`` in a worker process (inspect_snapshot)."""
+    data = json.dumps({"path": path, "root": root, "settle_s": settle_s}).encode()
+    reply = await run_worker("inspect", data)
+    snap = reply.get("snapshot")
+    if not isinstance(snap, dict):
+        raise StorageError("snapshot inspect worker: no snapshot in its reply")
+    return snapshot_from_json(snap)
+
+
+async def run_stage_worker(job: StageJob) -> StageResult:
+    """Stage ``job`` in a worker process (storage.snapshot_stage.stage_snapshot)."""
+    reply = await run_worker("stage", job.to_json())
+    written, nice = reply.get("written"), reply.get("nice", 0)
+    if not isinstance(written, int) or not isinstance(nice, int):
+        raise StorageError("snapshot stage worker: no byte count in its reply")
+    return StageResult(written, nice)
