@@ -1,8 +1,9 @@
 """The append gate: produce appends wait while a snapshot ingest writes a partition.
 
-The snapshot watcher (broker.snapshots.service) holds a partition's gate while it
-appends a snapshot's batches; the produce handler checks :func:`append_gate` before
-appending and queues the request behind the ingest when the partition is held.
+The snapshot applier (broker.snapshots.apply) holds a partition's gate while it
+appends a snapshot's batches; the produce handler checks the broker's gate
+(``BrokerContext.append_gate``) before appending and queues the request behind the
+ingest when the partition is held.
 """
 
 from __future__ import annotations
@@ -11,19 +12,22 @@ import contextlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import anyio
 
-if TYPE_CHECKING:
-    pass
+from storage.partition_log import PartitionLog
 
 
 @dataclass(slots=True, eq=False)
 class QueuedAppend:
-    """A produce request waiting for ingests to release its partitions."""
+    """A produce request waiting for ingests to release its partitions.
 
-    plogs: frozenset[object]
+    ``result`` is what ``run`` returned: the produce handler's result (typed
+    ``object`` like ``broker.net.request.HandlerResult``, which this module does not
+    import: the request module depends on the broker context, which holds the gate).
+    """
+
+    plogs: frozenset[PartitionLog]
     run: Callable[[], object]
     done: anyio.Event = field(default_factory=anyio.Event)
     result: object = None
@@ -43,21 +47,21 @@ class AppendGate:
     """
 
     def __init__(self) -> None:
-        self._held: set[object] = set()
+        self._held: set[PartitionLog] = set()
         self._queue: list[QueuedAppend] = []
-        self._queued: defaultdict[object, int] = defaultdict(int)
+        self._queued: defaultdict[PartitionLog, int] = defaultdict(int)
 
     @property
     def active(self) -> bool:
         """Whether any partition is held or any request queued (cheap pre-check)."""
         return bool(self._held or self._queue)
 
-    def busy(self, *plogs: object) -> bool:
+    def busy(self, *plogs: PartitionLog) -> bool:
         """Whether a request appending to ``plogs`` must be queued."""
         return any(p in self._held or self._queued.get(p, 0) for p in plogs)
 
     def enqueue(
-        self, plogs: Iterable[object], run: Callable[[], object]
+        self, plogs: Iterable[PartitionLog], run: Callable[[], object]
     ) -> QueuedAppend:
         """Queue ``run`` (the request's appends); it runs when its partitions are free."""
         item = QueuedAppend(plogs=frozenset(plogs), run=run)
@@ -68,7 +72,7 @@ class AppendGate:
         return item
 
     @contextlib.asynccontextmanager
-    async def hold(self, plog: object) -> AsyncIterator[None]:
+    async def hold(self, plog: PartitionLog) -> AsyncIterator[None]:
         """Hold the partition's appends for the duration of an ingest."""
         if plog in self._held:
             raise RuntimeError("partition already held by an ingest")
@@ -80,7 +84,7 @@ class AppendGate:
             self._drain()
 
     def _drain(self) -> None:
-        blocked: set[object] = set()
+        blocked: set[PartitionLog] = set()
         remaining: list[QueuedAppend] = []
         for item in self._queue:
             if any(p in self._held or p in blocked for p in item.plogs):
