@@ -2,11 +2,22 @@
 
 ``BrokerContext`` is built by :func:`broker.server.serve` (or
 :func:`broker.server.open_context` in tests) in dependency order, each service from
-those built before it, and passed to handlers through
-:class:`broker.net.request.RequestContext`. It is frozen: a service is a field of a
-concrete type, never looked up by id or narrowed at run time. What changes while the
-broker runs (readiness, the bound listeners, the admin address) lives in
-:class:`Runtime`, created first so that the admin API can serve it while starting.
+those built before it:
+
+1. ``metrics`` and ``runtime`` (first: the admin API serves them while starting);
+2. ``security`` (before storage: what it refuses a person must fix);
+3. ``disk`` and ``topics`` (storage opened and recovered);
+4. ``durability`` and ``append_gate``;
+5. ``producers``, then ``groups`` (both read their state from the data dir);
+6. ``snapshots`` (uses all of the above) and ``scheduler`` (uses ``snapshots``).
+
+The context is then handed to the admin API and the Kafka listeners, and passed to
+handlers through :class:`broker.net.request.RequestContext`. It is frozen: a service
+is a field of a concrete type, never looked up by id or narrowed at run time. What
+changes while the broker runs (readiness, the bound listeners, the admin address)
+lives in :class:`Runtime`. The tasks that drive the services (group commit, groups,
+listeners, snapshots, background jobs) belong to the server's task tree
+(:mod:`broker.server`), not to the context.
 """
 
 from __future__ import annotations

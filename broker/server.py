@@ -4,27 +4,44 @@ Task tree (anyio on asyncio + uvloop)::
 
     root
     ├── signal watcher (SIGTERM/SIGINT -> graceful shutdown)
-    ├── admin HTTP API (serves 503 on /v1/status/ready while starting)
+    ├── admin HTTP API (broker.admin; its route table is built before it starts and
+    │   serves the runtime while starting: 503 on /v1/status/ready)
     └── serving
-        ├── one listener per --kafka-addr entry
+        ├── group-commit driver (broker.durability.acks.Durability.run)
+        ├── consumer-group service (broker.groups.service.GroupService.run; on
+        │   cancellation closes group and producer-id state)
+        ├── one listener per --kafka-addr entry (broker.net.listeners.KafkaListeners)
         │   └── one task per connection (hosts its task group of deferred responses)
-        ├── group-commit driver (broker.durability.acks.Durability)
-        ├── consumer-group service (broker.groups.service.GroupService)
-        ├── snapshot service and scheduler (broker.snapshots)
-        └── background jobs: idle-connection sweeper, retention, flush of write-caching
-            topics (flush.ms)
+        ├── snapshot watcher (broker.snapshots.service) and, when a topic is
+        │   scheduled, the snapshot scheduler (broker.snapshots.scheduler)
+        └── background jobs: idle-connection sweeper, retention, flush of
+            write-caching topics (flush.ms)
 
-Start-up first raises the soft descriptor limit to the hard one
-(``broker.fdlimits``), then does everything that can fail for a reason a person must
-fix, before the first log line and before recovery (:mod:`broker.startup`): TLS
-material, the data-dir lock, binding the Kafka listeners (connections wait in the
-backlog until accepted) and the admin API. Then it opens and recovers every partition
-in a worker thread, logs the findings, opens producer ids and consumer groups (a
-produce served before them would skip the duplicate check), starts accepting on the
-listeners and becomes ready (``ready`` event; ``--ready-file``).
+Build order (:func:`serve`; each step uses only what the steps above it built):
+
+1. the soft descriptor limit raised to the hard one (``broker.fdlimits``);
+   ``Metrics`` and ``Runtime``;
+2. what a person must fix fails here, before recovery and the first log line
+   (:mod:`broker.startup`): the security service and TLS contexts, the data-dir
+   lock, the bound Kafka listeners (connections wait in the backlog);
+3. the root task group: the signal watcher, then the admin API (bound and serving
+   its route table, :func:`broker.admin.routes.build_routes`);
+4. storage and every service on it (:func:`_open_services`): the disk guard and
+   ``TopicService`` (opens and recovers every partition in a worker thread),
+   ``Durability``, the ``AppendGate``, ``ProducerService``, ``GroupService``,
+   ``SnapshotService``, the ``SnapshotScheduler`` if any; then the frozen
+   :class:`~broker.context.BrokerContext`, handed to the admin API;
+5. the serving task group, in this order: group commit, groups (producer ids and
+   groups exist before the first client connects: a produce served before them would
+   skip the duplicate check), the listeners start accepting, the snapshot watcher and
+   scheduler, the background jobs; then ready (``ready`` event; ``--ready-file``).
+
+:func:`open_context` runs steps 1 and 4 only (tests and tools).
+
 Shutdown: stop accepting, wake long polls, let in-flight requests finish within the
-grace period (``ailurus.shutdown.grace.ms``), cancel the rest, fsync, close storage
-cleanly (the clean-shutdown marker), exit 0.
+grace period (``ailurus.shutdown.grace.ms``), cancel the rest (the group service
+closes group and producer-id state as it is cancelled), then, shielded, close the
+listeners, fsync and close storage cleanly (the clean-shutdown marker), exit 0.
 """
 
 from __future__ import annotations
@@ -99,11 +116,7 @@ def run(config: BrokerConfig) -> int:
 async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> None:
     """Run a broker in the current event loop until ``stop`` is set or a signal arrives.
 
-    Build order (each service from those above it): metrics and runtime; security
-    and TLS contexts; the data-dir lock and the bound Kafka listeners; the admin API
-    (serving the runtime while starting); storage (:func:`_open_services`: topics,
-    durability, append gate, producer ids, consumer groups, snapshots); then the
-    context, handed to the admin API and the listeners.
+    Builds and runs the broker in the order the module docstring gives.
     """
     started = time.perf_counter()
     nofile = raise_nofile_limit()

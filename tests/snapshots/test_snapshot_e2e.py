@@ -67,10 +67,10 @@ def rel(result: dict[str, object]) -> str:
     return f"{result['topic_id']}/{result['snapshot_id']}"
 
 
-def test_seed_walkthrough_cli_kafka_python_and_cp_into_second_broker(
+def test_walkthrough_cli_kafka_python_and_cp_into_second_broker(
     brokers: Factory,
 ) -> None:
-    """The issue's walk-through: produce, consume, snapshot, cp -r into a running broker."""
+    """The documented walk-through: produce, consume, snapshot, cp -r into a running broker."""
     b1, b2 = brokers("b1"), brokers("b2")
     b1.cli("topic", "produce", "my-topic", "--key-value", "hello:world")
     first = create(b1, "my-topic")
@@ -95,7 +95,7 @@ def test_seed_walkthrough_cli_kafka_python_and_cp_into_second_broker(
     wait_status(b2, rel(first[0]), "applied")
     assert b2.admin("GET", "/v1/topics/my-topic")["topic_id"] == first[0]["topic_id"]
     assert consume_all(b2, "my-topic") == [(0, b"hello", b"world")]
-    # ...then the seed case: the topic holds offset 0, the snapshot ends at 1.
+    # ...then the overlapping case: the topic holds offset 0, the snapshot ends at 1.
     cp_r(
         snap_dir,
         b2.data_dir
