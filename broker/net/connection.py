@@ -72,7 +72,7 @@ if TYPE_CHECKING:
 
     from broker.context import BrokerContext
 
-# What the connection hands each decoded request to (a net.dispatch.Dispatcher).
+# What the connection hands each decoded request to (net.dispatch.Dispatcher.route).
 Dispatch: TypeAlias = Callable[[RequestContext, object], HandlerResult]
 
 log = structlog.get_logger("broker.connection")

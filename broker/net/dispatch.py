@@ -173,52 +173,58 @@ def api_name(api_key: int) -> str:
 
 
 class Dispatcher:
-    """Runs the handler of a request's API key, through the middleware if any.
+    """Routes a request to the handler of its API key, through the middleware if any.
 
-    The connection calls it only for versions :func:`is_handled` accepts. A
-    middleware is called as ``middleware(rctx, request, call)`` and runs the rest of
-    the chain (ending in the handler) with ``call(rctx, request)``; the first in the
-    sequence is the outermost. ``Dispatcher()`` calls the handler directly: choosing
-    the class at construction keeps the chain off the hot path when nothing wraps it.
+    A middleware is called as ``middleware(rctx, request, call)`` and runs the rest
+    of the chain (ending in the handler) with ``call(rctx, request)``; the first in
+    the sequence is the outermost. :attr:`route` is a plain function chosen once,
+    here: without middleware it is the handler lookup itself, so the hot path pays
+    no chain and no extra call (calling an instance's ``__call__`` costs more than a
+    function call; the connection calls :attr:`route`). The connection calls it only
+    for versions :func:`is_handled` accepts.
     """
 
-    __slots__ = ("middleware",)
-
-    def __new__(cls, middleware: Sequence[Middleware] = ()) -> Dispatcher:
-        return object.__new__(_Chained if middleware else cls)
+    __slots__ = ("middleware", "route")
 
     def __init__(self, middleware: Sequence[Middleware] = ()) -> None:
         self.middleware: tuple[Middleware, ...] = tuple(middleware)
-
-    def __call__(self, rctx: RequestContext, request: object) -> HandlerResult:
-        spec = HANDLERS.get(rctx.header.request_api_key) or _spec(
-            rctx.header.request_api_key
+        self.route: Callable[[RequestContext, object], HandlerResult] = (
+            _chain(self.middleware) if self.middleware else _direct
         )
-        assert spec is not None  # the connection checked is_handled first
-        return spec.fn(rctx, request)
-
-
-class _Chained(Dispatcher):
-    """A dispatcher with middleware: the first middleware, then the rest, then the handler."""
-
-    __slots__ = ("_inner",)
-
-    def __init__(self, middleware: Sequence[Middleware] = ()) -> None:
-        super().__init__(middleware)
-        # api_key -> what the outermost middleware calls (the rest of the chain)
-        self._inner: dict[int, Handler] = {}
 
     def __call__(self, rctx: RequestContext, request: object) -> HandlerResult:
+        return self.route(rctx, request)
+
+
+def _direct(rctx: RequestContext, request: object) -> HandlerResult:
+    spec = HANDLERS.get(rctx.header.request_api_key) or _spec(
+        rctx.header.request_api_key
+    )
+    assert spec is not None  # the connection checked is_handled first
+    return spec.fn(rctx, request)
+
+
+def _chain(
+    middleware: tuple[Middleware, ...],
+) -> Callable[[RequestContext, object], HandlerResult]:
+    """The first middleware, then the rest, then the handler."""
+    outer, rest = middleware[0], middleware[1:]
+    # api_key -> what the outermost middleware calls (the rest of the chain)
+    inners: dict[int, Handler] = {}
+
+    def chained(rctx: RequestContext, request: object) -> HandlerResult:
         api_key = rctx.header.request_api_key
-        inner = self._inner.get(api_key)
+        inner = inners.get(api_key)
         if inner is None:
             spec = HANDLERS.get(api_key) or _spec(api_key)
             assert spec is not None  # the connection checked is_handled first
             inner = spec.fn
-            for middleware in reversed(self.middleware[1:]):
-                inner = _wrap(middleware, inner)
-            self._inner[api_key] = inner
-        return self.middleware[0](rctx, request, inner)
+            for m in reversed(rest):
+                inner = _wrap(m, inner)
+            inners[api_key] = inner
+        return outer(rctx, request, inner)
+
+    return chained
 
 
 def _wrap(middleware: Middleware, call: Handler) -> Handler:

@@ -25,6 +25,7 @@ from broker.config import DEFAULT_LISTENER_NAME, BrokerConfig, ListenerConfig
 from broker.context import BoundListener, BrokerContext, Runtime
 from broker.net.acceptor import Acceptor, bind_socket
 from broker.net.connection import ConnectionRegistry, Dispatch, KafkaConnection
+from broker.net.dispatch import Dispatcher
 from broker.net.frame_budget import FrameBudget
 from broker.startup import KAFKA_ADDR_SETTING, StartupError, bind_error
 
@@ -73,14 +74,14 @@ class KafkaListeners:
         return cls(config, runtime, bound)
 
     async def run(
-        self, ctx: BrokerContext, dispatch: Dispatch, tg: anyio.abc.TaskGroup
+        self, ctx: BrokerContext, dispatcher: Dispatcher, tg: anyio.abc.TaskGroup
     ) -> None:
         """Start accepting on every listener, each in a task of ``tg``; every
-        connection hands its requests to ``dispatch``."""
+        connection hands its requests to ``dispatcher``."""
         self._ctx = ctx
         for listener in self._listeners:
             self._acceptors.append(
-                await tg.start(listener.run, ctx, dispatch, self.connections)
+                await tg.start(listener.run, ctx, dispatcher.route, self.connections)
             )
 
     def close(self) -> None:

@@ -86,7 +86,7 @@ def test_tls_handshake_in_the_connection(
             async with anyio.create_task_group() as tg:
                 server = await loop.create_server(
                     lambda: KafkaConnection(
-                        ctx, Dispatcher(), "ssl", tg, connections, tls=tls
+                        ctx, Dispatcher().route, "ssl", tg, connections, tls=tls
                     ),
                     "127.0.0.1",
                     0,
