@@ -1,4 +1,4 @@
-"""Shared pieces of the authorisation hook: the checker and the adapter outcomes.
+"""Shared pieces of the authorisation middleware: the checker and the adapter outcomes.
 
 An adapter (one per API key, in :mod:`broker.authz.topics` and
 :mod:`broker.authz.groups`) looks at a request with a :class:`Checker` and

@@ -25,8 +25,10 @@ version closes the connection, as Kafka does.
 Security (``broker.security``): each connection on a listener that authenticates, or
 when ACLs are on, gets a ``ConnectionSecurity``; before SASL authentication only
 ApiVersions and the SASL APIs pass (anything else closes the connection), and every
-request goes through the authorisation middleware the server gave the dispatcher. A failed SaslAuthenticate is
-answered (after the handler's ``connection.failed.authentication.delay.ms``), then the
+request goes through the authorisation middleware the server gave the dispatcher. A
+request refused without an error response (``CloseConnection``) is logged under the
+exception's event and closes the connection. A failed SaslAuthenticate is answered
+(after the handler's ``connection.failed.authentication.delay.ms``), then the
 connection is closed, as Kafka does.
 
 This is the only module allowed to catch every exception (a handler bug closes one connection, never the broker).
