@@ -3,9 +3,7 @@
 Spawns the broker ``--runs`` times (fresh temp data dir each time, port 0, admin API
 off) and measures the wall time from spawn until its ``--ready-file`` exists, plus
 the CPU time the process used until then (``/proc/<pid>/stat``). Prints the median,
-min and max. ``--lazy-handlers`` runs the broker with ``broker.server`` calling
-``load_handlers(lazy=True)`` (handler and message modules load on first use), for
-measuring that change before ``broker/server.py`` makes it.
+min and max.
 
     .venv/bin/python bench/ready_time.py --runs 7
 """
@@ -23,22 +21,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-_LAZY = (
-    "import functools, sys\n"
-    "import broker.net.dispatch, broker.server\n"
-    "broker.server.load_handlers = functools.partial("
-    "broker.net.dispatch.load_handlers, lazy=True)\n"
-    "from broker.cli import main\n"
-    "sys.argv[0] = 'ailurus'\n"
-    "main()\n"
-)
 
 
-def one(lazy: bool) -> tuple[float, float]:
+def one() -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as d:
         ready = Path(d) / "ready.json"
-        entry = ["-c", _LAZY] if lazy else ["-m", "broker"]
-        args = [sys.executable, *entry, "serve", "--data-dir", f"{d}/data"]
+        args = [sys.executable, "-m", "broker", "serve", "--data-dir", f"{d}/data"]
         args += ["--kafka-addr", "127.0.0.1:0", "--admin-addr", "none"]
         args += ["--ready-file", str(ready), "--log-format", "json"]
         start = time.perf_counter()
@@ -63,9 +51,8 @@ def one(lazy: bool) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--lazy-handlers", action="store_true")
     ns = parser.parse_args()
-    runs = [one(ns.lazy_handlers) for _ in range(ns.runs)]
+    runs = [one() for _ in range(ns.runs)]
     walls = [w for w, _ in runs]
     print(
         f"ready s: median {statistics.median(walls):.3f} min {min(walls):.3f} "

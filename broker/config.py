@@ -32,7 +32,7 @@ Security (``broker.security``): ``--tls-cert``/``--tls-key``/``--tls-ca``/
 ``--tls-client-auth`` (file keys ``tls_*``); ``--set`` keys
 ``listener.security.protocol.map``, ``sasl.enabled.mechanisms``, ``super.users``,
 ``authorizer.enabled``, ``connection.failed.authentication.delay.ms`` and
-``ailurus.login.*`` (see ``broker.security.service``); ``AILURUS_ADMIN_TOKEN`` (env
+``ailurus.login.*`` (see ``broker.security.settings``); ``AILURUS_ADMIN_TOKEN`` (env
 only) is the admin API's bearer token, required when the admin API listens beyond
 loopback.
 """
@@ -51,7 +51,7 @@ from typing import Final
 import yaml
 
 from broker.security.admin_auth import AdminAuthError, check_binding
-from broker.security.service import (
+from broker.security.settings import (
     SECURITY_KEYS,
     SecurityConfigError,
     SecuritySettings,

@@ -62,6 +62,7 @@ import structlog
 
 from broker.admin.routes import build_routes
 from broker.admin.server import AdminView, RouteTable, serve_admin
+from broker.authz.middleware import Authorize
 from broker.config import BrokerConfig
 from broker.context import BrokerContext, Runtime
 from broker.disk.guard import storage_fileops
@@ -70,7 +71,7 @@ from broker.fdlimits import raise_nofile_limit
 from broker.groups.service import GroupConfig, GroupService
 from broker.logging import configure_logging
 from broker.metrics import Metrics
-from broker.net.dispatch import load_handlers
+from broker.net.dispatch import Dispatcher
 from broker.net.listeners import KafkaListeners
 from broker.producers.service import ProducerService
 from broker.security.service import SecurityService
@@ -120,8 +121,6 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
     """
     started = time.perf_counter()
     nofile = raise_nofile_limit()
-    # handler modules (and the message schemas they import) load on first use
-    load_handlers(lazy=True)
     metrics = Metrics()
     runtime = Runtime()
     stop = stop or anyio.Event()
@@ -151,7 +150,7 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
                 # client connects: a produce served before them would skip the
                 # duplicate check (a retried batch appended twice after a restart).
                 serving.start_soon(_run_groups, ctx)
-                await kafka.run(ctx, serving)
+                await kafka.run(ctx, _kafka_dispatch(ctx), serving)
                 await serving.start(ctx.snapshots.run)
                 if ctx.scheduler is not None:
                     await serving.start(ctx.scheduler.run)
@@ -266,6 +265,15 @@ async def _watch_signals(stop: anyio.Event) -> None:
             log.info("signal_received", signal=signal.Signals(signum).name)
             stop.set()
             return
+
+
+def _kafka_dispatch(ctx: BrokerContext) -> Dispatcher:
+    """The dispatcher of Kafka requests: through authorisation only when security
+    enforces something (otherwise straight to the handlers). Handler modules, and
+    the message schemas they import, load on their API's first request."""
+    if ctx.security.enforces:
+        return Dispatcher((Authorize(ctx.security, ctx.topics),))
+    return Dispatcher()
 
 
 def _security_service(config: BrokerConfig) -> SecurityService:

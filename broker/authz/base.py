@@ -1,4 +1,4 @@
-"""Shared pieces of the authorisation hook: the checker and the adapter outcomes.
+"""Shared pieces of the authorisation middleware: the checker and the adapter outcomes.
 
 An adapter (one per API key, in :mod:`broker.authz.topics` and
 :mod:`broker.authz.groups`) looks at a request with a :class:`Checker` and
@@ -17,7 +17,9 @@ from typing import Any, Final
 
 from broker.net.request import RequestContext
 from broker.security.acl import Op, Resource
-from broker.security.service import ConnectionSecurity, SecurityService
+from broker.security.service import SecurityService
+from broker.security.session import ConnectionSecurity
+from broker.topics.service import TopicService
 from protocol.error_codes import ErrorCode
 
 TOPIC_DENIED: Final = ErrorCode.TOPIC_AUTHORIZATION_FAILED
@@ -45,6 +47,7 @@ class Checker:
     svc: SecurityService
     conn: ConnectionSecurity | None
     rctx: RequestContext
+    topics: TopicService
 
     @property
     def version(self) -> int:
@@ -62,8 +65,7 @@ class Checker:
         return self.may(op, Resource.TOPIC, name)
 
     def topic_name(self, topic_id: bytes) -> str | None:
-
-        meta = self.rctx.broker.topics.find_by_id(topic_id)
+        meta = self.topics.find_by_id(topic_id)
         return None if meta is None else meta.name
 
 

@@ -1,6 +1,8 @@
-"""The single authorisation hook: every request passes here before its handler.
+"""The authorisation middleware: every request passes here before its handler.
 
-:func:`authorize` asks the connection's principal's permissions (see
+The server puts :class:`Authorize` in front of the handlers when security enforces
+something (``SecurityService.enforces``); otherwise requests go straight to the
+handlers. :class:`Authorize` asks the connection's principal's permissions (see
 :mod:`broker.security.acl`) for what the request touches, the way Kafka's
 ``KafkaApis`` does, and then either answers at once (everything denied), or hands
 the handler a request with the denied parts removed and adds their errors to the
@@ -34,48 +36,67 @@ The per-API adapters live in :mod:`broker.authz.topics` and
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Final
 
 from broker.authz.base import Adapter, Checker, Respond
 from broker.authz.groups import GROUP_ADAPTERS
 from broker.authz.topics import TOPIC_ADAPTERS
-from broker.net.request import NO_RESPONSE, Deferred, HandlerResult, RequestContext
+from broker.net.request import (
+    NO_RESPONSE,
+    CloseConnection,
+    Deferred,
+    Handler,
+    HandlerResult,
+    RequestContext,
+)
 from broker.security.acl import Op, Resource
+from broker.security.service import SecurityService
+from broker.topics.service import TopicService
 
 ALWAYS_ALLOWED: Final = frozenset({17, 18, 36, 60})
 _ADAPTERS: Final[dict[int, Adapter]] = {**TOPIC_ADAPTERS, **GROUP_ADAPTERS}
 
 
-class AuthorizationDenied(Exception):
+class AuthorizationDenied(CloseConnection):
     """The request is not allowed and has no error response: close the connection."""
 
+    event = "authorization_denied"
 
-def authorize(
-    rctx: RequestContext, request: object, call: Callable[[object], HandlerResult]
-) -> HandlerResult:
-    """Run ``call`` (the handler) on the authorised part of ``request``."""
-    svc = rctx.broker.security
-    api_key = rctx.header.request_api_key
-    if not svc.authorizer.enabled or api_key in ALWAYS_ALLOWED:
-        return call(request)
-    checker = Checker(svc, rctx.security, rctx)
-    adapter = _ADAPTERS.get(api_key)
-    if adapter is None:
-        if checker.may(Op.ALL, Resource.CLUSTER):
-            return call(request)
-        raise AuthorizationDenied(f"api key {api_key} needs a super user")
-    outcome = adapter(checker, request)
-    if isinstance(outcome, Respond):
-        return outcome.response
-    result = call(outcome.request)
-    merge = outcome.merge
-    if merge is None or result is NO_RESPONSE:
-        return result
-    if isinstance(result, Deferred):
-        inner: Callable[[], Awaitable[object]] = result.run
 
-        async def merged() -> object:
-            return merge(await inner())
+@dataclass(frozen=True, slots=True)
+class Authorize:
+    """Middleware: run the handler on the authorised part of the request."""
 
-        return Deferred(merged)
-    return merge(result)
+    security: SecurityService
+    topics: TopicService
+
+    def __call__(
+        self, rctx: RequestContext, request: object, call: Handler
+    ) -> HandlerResult:
+        svc = self.security
+        api_key = rctx.header.request_api_key
+        conn = rctx.security
+        if conn is None or not svc.authorizer.enabled or api_key in ALWAYS_ALLOWED:
+            return call(rctx, request)
+        checker = Checker(svc, conn, rctx, self.topics)
+        adapter = _ADAPTERS.get(api_key)
+        if adapter is None:
+            if checker.may(Op.ALL, Resource.CLUSTER):
+                return call(rctx, request)
+            raise AuthorizationDenied(f"api key {api_key} needs a super user")
+        outcome = adapter(checker, request)
+        if isinstance(outcome, Respond):
+            return outcome.response
+        result = call(rctx, outcome.request)
+        merge = outcome.merge
+        if merge is None or result is NO_RESPONSE:
+            return result
+        if isinstance(result, Deferred):
+            inner: Callable[[], Awaitable[object]] = result.run
+
+            async def merged() -> object:
+                return merge(await inner())
+
+            return Deferred(merged)
+        return merge(result)

@@ -156,15 +156,14 @@ def _metadata(c: Checker, req: md.MetadataRequest) -> Outcome:
             )
 
         return Forward(req, only_describable)
-    ctx = c.rctx.broker
-    creating = ctx.config.auto_create_topics and (
+    creating = c.rctx.broker.config.auto_create_topics and (
         c.version < 4 or req.allow_auto_topic_creation
     )
 
     def allowed(t: md.MetadataRequestTopic) -> bool:
         if not c.topic(Op.DESCRIBE, t.name, t.topic_id):
             return False
-        if creating and t.name and ctx.topics.find(t.name) is None:
+        if creating and t.name and c.topics.find(t.name) is None:
             return c.may(Op.CREATE, Resource.TOPIC, t.name)
         return True
 

@@ -30,7 +30,8 @@ from broker.security.sasl import (
     SaslState,
     Step,
 )
-from broker.security.service import ConnectionSecurity, SecurityService
+from broker.security.service import SecurityService
+from broker.security.session import ConnectionSecurity
 from protocol.error_codes import ErrorCode
 from protocol.messages.sasl_authenticate import (
     SaslAuthenticateRequest,

@@ -25,8 +25,10 @@ version closes the connection, as Kafka does.
 Security (``broker.security``): each connection on a listener that authenticates, or
 when ACLs are on, gets a ``ConnectionSecurity``; before SASL authentication only
 ApiVersions and the SASL APIs pass (anything else closes the connection), and every
-request goes through the authorisation hook in dispatch. A failed SaslAuthenticate is
-answered (after the handler's ``connection.failed.authentication.delay.ms``), then the
+request goes through the authorisation middleware the server gave the dispatcher. A
+request refused without an error response (``CloseConnection``) is logged under the
+exception's event and closes the connection. A failed SaslAuthenticate is answered
+(after the handler's ``connection.failed.authentication.delay.ms``), then the
 connection is closed, as Kafka does.
 
 This is the only module allowed to catch every exception (a handler bug closes one connection, never the broker).
@@ -39,16 +41,22 @@ import itertools
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Protocol, TypeAlias, cast
 
 import anyio
 import structlog
 
-from broker.authz.middleware import AuthorizationDenied
-from broker.net.dispatch import api_name, dispatch, is_handled
+from broker.net.dispatch import advertised_versions, api_name, is_handled
 from broker.net.frame_budget import FrameBudget
-from broker.net.request import NO_RESPONSE, Deferred, RequestContext
-from broker.security.service import ConnectionSecurity
+from broker.net.request import (
+    NO_RESPONSE,
+    CloseConnection,
+    Deferred,
+    HandlerResult,
+    RequestContext,
+)
+from broker.security.session import ConnectionSecurity
 from protocol.codec import decode_request, encode_response
 from protocol.error_codes import ErrorCode
 from protocol.errors import (
@@ -65,6 +73,9 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from broker.context import BrokerContext
+
+# What the connection hands each decoded request to (net.dispatch.Dispatcher.route).
+Dispatch: TypeAlias = Callable[[RequestContext, object], HandlerResult]
 
 log = structlog.get_logger("broker.connection")
 _ids = itertools.count(1)
@@ -130,6 +141,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
     def __init__(
         self,
         ctx: BrokerContext,
+        dispatch: Dispatch,
         listener: str,
         server_tg: TaskGroup,
         connections: ConnectionRegistry,
@@ -138,6 +150,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         budget: FrameBudget | None = None,
     ):
         self.ctx = ctx
+        self._dispatch = dispatch
         self._connections = connections
         # Broker-wide budget for partly received frames (None: not budgeted).
         self._budget = budget
@@ -239,11 +252,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self._is_closed = True
             transport.abort()
             return
-        svc = self.ctx.security
-        if svc is not None:
-            self.security = svc.connection_for(
-                self.listener, self.peer, transport.get_extra_info("ssl_object")
-            )
+        self.security = self.ctx.security.connection_for(
+            self.listener, self.peer, transport.get_extra_info("ssl_object")
+        )
         self._connections[self.id] = self
         metrics.connections_open += 1
         metrics.connections_total += 1
@@ -462,17 +473,17 @@ class KafkaConnection(asyncio.BufferedProtocol):
             security=security,
         )
         try:
-            result = dispatch(rctx, request)
-        except AuthorizationDenied as e:
+            result = self._dispatch(rctx, request)
+        except CloseConnection as e:
             log.warning(
-                "authorization_denied",
+                e.event,
                 conn=self.id,
                 peer=self.peer,
                 principal=None if security is None else security.principal,
                 api_key=api_key,
                 reason=str(e),
             )
-            self.close("authorization_denied")
+            self.close(e.event)
             return
         api = api_name(api_key)
         if result is NO_RESPONSE:
@@ -503,8 +514,6 @@ class KafkaConnection(asyncio.BufferedProtocol):
             return
         # KIP-511: answer an unknown ApiVersions version in the v0 body format with
         # UNSUPPORTED_VERSION and our version ranges, so the client can downgrade.
-        from broker.net.dispatch import advertised_versions
-
         header = RequestHeader(
             request_api_key=18,
             request_api_version=0,

@@ -23,17 +23,21 @@ advertises is the codec's ``supported_versions()`` intersected with each handler
 answering ApiVersions loads nothing; ``tests/broker/test_dispatch_index.py`` checks
 both tables against the registered handlers. Adding an API is adding a module and
 its rows here.
+
+:class:`Dispatcher` routes a request to its handler, through the middleware the
+server gives it (authorisation, when security enforces something); this module
+knows nothing of security.
 """
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from broker.net.request import Handler, HandlerResult, RequestContext
+from broker.net.request import Handler, HandlerResult, Middleware, RequestContext
+from protocol.codec import supported_versions
 from protocol.messages import MODULES
 
 
@@ -128,25 +132,17 @@ def _spec(api_key: int) -> HandlerSpec | None:
 _loaded = False
 
 
-def load_handlers(*, lazy: bool = False) -> dict[int, HandlerSpec]:
-    """Import the modules of ``broker.handlers`` (each registers its handler).
+def load_handlers() -> dict[int, HandlerSpec]:
+    """Import every handler module of :data:`HANDLER_MODULES` (each registers its handler).
 
-    With ``lazy`` (the server's start-up), only modules that are not a Kafka API's
-    handler are imported (there are none today); API handlers
-    load on their first request through :data:`HANDLER_MODULES`.
+    The server does not call this: a handler module loads on the first request of
+    its API key. Tests and tools call it to see the whole registry.
     """
     global _loaded
     if not _loaded:
-        import broker.handlers as package
-
-        apis = set(HANDLER_MODULES.values())
-        for info in sorted(
-            pkgutil.iter_modules(package.__path__), key=lambda i: i.name
-        ):
-            if info.name.startswith("_") or (lazy and info.name in apis):
-                continue
-            importlib.import_module(f"broker.handlers.{info.name}")
-        _loaded = not lazy
+        for module in sorted(set(HANDLER_MODULES.values())):
+            importlib.import_module(f"broker.handlers.{module}")
+        _loaded = True
     return HANDLERS
 
 
@@ -157,8 +153,6 @@ def advertised_versions() -> dict[int, tuple[int, int]]:
 
 def computed_advertised_versions() -> dict[int, tuple[int, int]]:
     """What :data:`ADVERTISED` must equal: codec support ∩ every loaded handler."""
-    from protocol.codec import supported_versions
-
     out: dict[int, tuple[int, int]] = {}
     for api_key, (low, high) in supported_versions().items():
         spec = load_handlers().get(api_key)
@@ -178,24 +172,66 @@ def api_name(api_key: int) -> str:
     return HANDLER_MODULES.get(api_key, f"api_{api_key}")
 
 
-def dispatch(rctx: RequestContext, request: object) -> HandlerResult:
-    """Run the handler of the request's API key.
+class Dispatcher:
+    """Routes a request to the handler of its API key, through the middleware if any.
 
-    The connection only calls this for versions :func:`is_handled` accepts. On a
-    connection with security state, the request first passes the authorisation
-    hook (:func:`broker.authz.middleware.authorize`, which may raise
-    ``AuthorizationDenied``: close the connection).
+    A middleware is called as ``middleware(rctx, request, call)`` and runs the rest
+    of the chain (ending in the handler) with ``call(rctx, request)``; the first in
+    the sequence is the outermost. :attr:`route` is a plain function chosen once,
+    here: without middleware it is the handler lookup itself, so the hot path pays
+    no chain and no extra call (calling an instance's ``__call__`` costs more than a
+    function call; the connection calls :attr:`route`). The connection calls it only
+    for versions :func:`is_handled` accepts.
     """
+
+    __slots__ = ("middleware", "route")
+
+    def __init__(self, middleware: Sequence[Middleware] = ()) -> None:
+        self.middleware: tuple[Middleware, ...] = tuple(middleware)
+        self.route: Callable[[RequestContext, object], HandlerResult] = (
+            _chain(self.middleware) if self.middleware else _direct
+        )
+
+    def __call__(self, rctx: RequestContext, request: object) -> HandlerResult:
+        return self.route(rctx, request)
+
+
+def _direct(rctx: RequestContext, request: object) -> HandlerResult:
     spec = HANDLERS.get(rctx.header.request_api_key) or _spec(
         rctx.header.request_api_key
     )
     assert spec is not None  # the connection checked is_handled first
-    if rctx.security is not None:
-        from broker.authz.middleware import authorize
-
-        fn = spec.fn
-        return authorize(rctx, request, lambda req: fn(rctx, req))
     return spec.fn(rctx, request)
+
+
+def _chain(
+    middleware: tuple[Middleware, ...],
+) -> Callable[[RequestContext, object], HandlerResult]:
+    """The first middleware, then the rest, then the handler."""
+    outer, rest = middleware[0], middleware[1:]
+    # api_key -> what the outermost middleware calls (the rest of the chain)
+    inners: dict[int, Handler] = {}
+
+    def chained(rctx: RequestContext, request: object) -> HandlerResult:
+        api_key = rctx.header.request_api_key
+        inner = inners.get(api_key)
+        if inner is None:
+            spec = HANDLERS.get(api_key) or _spec(api_key)
+            assert spec is not None  # the connection checked is_handled first
+            inner = spec.fn
+            for m in reversed(rest):
+                inner = _wrap(m, inner)
+            inners[api_key] = inner
+        return outer(rctx, request, inner)
+
+    return chained
+
+
+def _wrap(middleware: Middleware, call: Handler) -> Handler:
+    def wrapped(rctx: RequestContext, request: object) -> HandlerResult:
+        return middleware(rctx, request, call)
+
+    return wrapped
 
 
 def is_handled(api_key: int, api_version: int) -> bool:

@@ -24,7 +24,8 @@ import structlog
 from broker.config import DEFAULT_LISTENER_NAME, BrokerConfig, ListenerConfig
 from broker.context import BoundListener, BrokerContext, Runtime
 from broker.net.acceptor import Acceptor, bind_socket
-from broker.net.connection import ConnectionRegistry, KafkaConnection
+from broker.net.connection import ConnectionRegistry, Dispatch, KafkaConnection
+from broker.net.dispatch import Dispatcher
 from broker.net.frame_budget import FrameBudget
 from broker.startup import KAFKA_ADDR_SETTING, StartupError, bind_error
 
@@ -72,11 +73,16 @@ class KafkaListeners:
             raise
         return cls(config, runtime, bound)
 
-    async def run(self, ctx: BrokerContext, tg: anyio.abc.TaskGroup) -> None:
-        """Start accepting on every listener, each in a task of ``tg``."""
+    async def run(
+        self, ctx: BrokerContext, dispatcher: Dispatcher, tg: anyio.abc.TaskGroup
+    ) -> None:
+        """Start accepting on every listener, each in a task of ``tg``; every
+        connection hands its requests to ``dispatcher``."""
         self._ctx = ctx
         for listener in self._listeners:
-            self._acceptors.append(await tg.start(listener.run, ctx, self.connections))
+            self._acceptors.append(
+                await tg.start(listener.run, ctx, dispatcher.route, self.connections)
+            )
 
     def close(self) -> None:
         """Stop accepting and release the ports (also when :meth:`run` never ran)."""
@@ -134,6 +140,7 @@ class _KafkaListener:
     async def run(
         self,
         ctx: BrokerContext,
+        dispatch: Dispatch,
         connections: ConnectionRegistry,
         *,
         task_status: anyio.abc.TaskStatus[Acceptor],
@@ -148,7 +155,13 @@ class _KafkaListener:
                 # failed handshake is logged with its peer
                 await loop.connect_accepted_socket(
                     lambda: KafkaConnection(
-                        ctx, lc.name, conns, connections, tls=tls, budget=budget
+                        ctx,
+                        dispatch,
+                        lc.name,
+                        conns,
+                        connections,
+                        tls=tls,
+                        budget=budget,
                     ),
                     conn,
                 )

@@ -10,6 +10,11 @@ It returns one of:
   writes responses strictly in request order;
 - :data:`NO_RESPONSE`: nothing is sent back (acks=0 produce).
 
+A :data:`Middleware` wraps every handler call (the server composes them into the
+dispatcher: authorisation when security enforces something). A handler or a
+middleware raises :class:`CloseConnection` for a request that has no error response:
+the connection logs the exception's ``event`` and closes.
+
 This module is a leaf: it imports only the standard library and the request header,
 so every layer that needs these types can import it without closing a cycle.
 """
@@ -18,11 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
 
 if TYPE_CHECKING:
     from broker.context import BrokerContext
-    from broker.security.service import ConnectionSecurity
+    from broker.security.session import ConnectionSecurity
     from protocol.headers import RequestHeader
 
 
@@ -68,3 +73,10 @@ class RequestContext:
 
 
 Handler: TypeAlias = Callable[[RequestContext, Any], HandlerResult]
+Middleware: TypeAlias = Callable[[RequestContext, Any, Handler], HandlerResult]
+
+
+class CloseConnection(Exception):
+    """The request has no error response: log ``event`` and close (Kafka does the same)."""
+
+    event: ClassVar[str] = "request_refused"

@@ -1,6 +1,11 @@
 """Security: TLS listeners, SASL authentication, users, ACLs, failed-login limits.
 
-``sasl`` (mechanisms and the per-connection state machine), ``credentials`` (the
-user store), ``acl`` (the authorizer), ``ratelimit`` (failed logins), ``tls`` (stdlib
-ssl contexts). Everything here except ``tls`` is pure (no sockets, no event loop).
+``settings`` (what the configuration parses), ``session`` (one connection's
+protocol, SASL progress and principal), ``service`` (the process-wide service built
+from the settings), ``sasl`` (mechanisms and the per-connection state machine),
+``credentials`` (the user store), ``acl`` (the authorizer), ``ratelimit`` (failed
+logins), ``admin_auth`` (the admin API's token), ``tls`` (stdlib ssl contexts).
+Everything here except ``tls`` is pure (no sockets, no event loop). Nothing here
+imports the network layer; the authorisation middleware built from these pieces is
+:mod:`broker.authz`.
 """

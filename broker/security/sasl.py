@@ -35,8 +35,8 @@ from broker.security.credentials import (
     stored_key_of,
     verify_password,
 )
+from broker.security.settings import MECHANISMS
 
-MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _FAKE_SECRET: Final = secrets.token_bytes(32)
 
 

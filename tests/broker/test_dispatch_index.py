@@ -36,13 +36,12 @@ def test_static_advertised_table_matches_handlers_and_codec() -> None:
 
 
 def test_handlers_load_on_first_use() -> None:
-    """A lazy load imports no API handler module; is_handled loads just the one asked."""
+    """Starting the server imports no API handler module; is_handled loads just the one asked."""
     code = (
         "import sys\n"
         "import broker.server\n"
         "from broker.net import dispatch\n"
         "loaded = lambda p: sorted(m for m in sys.modules if m.startswith(p))\n"
-        "dispatch.load_handlers(lazy=True)\n"
         "assert loaded('broker.handlers.') == []\n"
         "assert loaded('protocol.messages.') == ['protocol.messages.api_versions']\n"
         "assert dispatch.advertised_versions()[0] == (0, 13)\n"

@@ -9,7 +9,7 @@ import pytest
 
 from broker.config import resolve
 from broker.context import BrokerContext
-from broker.net.dispatch import dispatch, load_handlers
+from broker.net.dispatch import Dispatcher, load_handlers
 from broker.net.request import RequestContext
 from broker.producers.service import ProducerService
 from broker.server import open_context
@@ -64,6 +64,7 @@ async def test_idempotent_batch_is_refused_retriably_while_producer_state_is_not
         idempotent = build_batch(
             [RecordInput(value=b"x")], producer_id=7, producer_epoch=0, base_sequence=0
         )
+        dispatch = Dispatcher()
         resp = dispatch(_rctx(ctx), _request(idempotent))
         assert isinstance(resp, ProduceResponse)
         part = resp.responses[0].partition_responses[0]

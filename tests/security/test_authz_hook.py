@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import anyio
 import pytest
 
-from broker.authz.middleware import AuthorizationDenied, authorize
-from broker.net.request import NO_RESPONSE, Deferred
-from broker.security.service import SecurityService, SecuritySettings
+from broker.authz.middleware import AuthorizationDenied, Authorize
+from broker.net.request import NO_RESPONSE, CloseConnection, Deferred
+from broker.security.service import SecurityService
+from broker.security.settings import SecuritySettings
 from protocol.error_codes import ErrorCode
 from protocol.headers import RequestHeader
 from protocol.messages import create_topics as ct
@@ -74,6 +77,17 @@ def rctx(
         listener="sasl_plaintext",
         peer="127.0.0.1:5555",
     )
+
+
+def authorize(rctx: Any, request: object, handler: Callable[[object], Any]) -> Any:
+    """Run the middleware with ``handler`` as the rest of the chain."""
+    middleware = Authorize(rctx.broker.security, rctx.broker.topics)
+
+    def call(inner: object, req: object) -> object:
+        assert inner is rctx  # the chain gets the same request context
+        return handler(req)
+
+    return middleware(rctx, request, call)
 
 
 def produce_request(*topics: str, acks: int = 1) -> pr.ProduceRequest:
@@ -360,9 +374,12 @@ def test_create_topics_needs_create(svc: SecurityService) -> None:
 
 
 def test_unknown_api_needs_a_super_user(svc: SecurityService) -> None:
-    """An API without an authorisation rule is refused to ordinary users."""
-    with pytest.raises(AuthorizationDenied):
+    """An API without an authorisation rule is refused to ordinary users: the
+    connection closes, logged as authorization_denied."""
+    with pytest.raises(AuthorizationDenied) as denied:
         authorize(rctx(svc, "alice", 33, 1), object(), lambda r: pytest.fail("called"))
+    assert isinstance(denied.value, CloseConnection)
+    assert denied.value.event == "authorization_denied"
     assert authorize(rctx(svc, "root", 33, 1), "req", lambda r: "ok") == "ok"
 
 

@@ -13,9 +13,9 @@ from broker.security.admin_auth import (
     is_loopback,
     needs_token,
 )
-from broker.security.service import (
+from broker.security.service import SecurityService
+from broker.security.settings import (
     SecurityConfigError,
-    SecurityService,
     SecuritySettings,
     parse_settings,
 )

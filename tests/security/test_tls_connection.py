@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 
 from broker.config import resolve
 from broker.net.connection import ConnectionRegistry, KafkaConnection
+from broker.net.dispatch import Dispatcher
 from broker.security.tls import TlsSettings, server_context
 from broker.server import open_context
 from protocol.codec import decode_response, encode_request
@@ -84,7 +85,9 @@ def test_tls_handshake_in_the_connection(
             loop = asyncio.get_running_loop()
             async with anyio.create_task_group() as tg:
                 server = await loop.create_server(
-                    lambda: KafkaConnection(ctx, "ssl", tg, connections, tls=tls),
+                    lambda: KafkaConnection(
+                        ctx, Dispatcher().route, "ssl", tg, connections, tls=tls
+                    ),
                     "127.0.0.1",
                     0,
                 )
