@@ -10,7 +10,9 @@ the request's other partitions unaffected), INVALID_RECORD (a magic-0/1 message 
 ``ProduceRequest.validateRecords``; nothing appended), MESSAGE_TOO_LARGE,
 KAFKA_STORAGE_ERROR (write/fsync failed; a write error other than ENOSPC also takes
 the partition offline, see storage.partition_log), REQUEST_TIMED_OUT (acks=all and
-the fsync did not finish within timeout_ms), INVALID_REQUIRED_ACKS; idempotent
+the fsync did not finish within timeout_ms), INVALID_REQUIRED_ACKS,
+NOT_LEADER_OR_FOLLOWER (this node does not lead the partition, see
+broker.topics.state; never on a single node); idempotent
 batches (producer id >= 0) are checked by ``ctx.producers``
 (broker.producers.service): a duplicate of one of the last five batches is answered
 with its original offsets and not appended, OUT_OF_ORDER_SEQUENCE_NUMBER /
@@ -46,7 +48,6 @@ from dataclasses import dataclass
 import anyio
 import structlog
 
-from broker.handlers._common import leader_epoch
 from broker.net.dispatch import handler
 from broker.net.request import NO_RESPONSE, Deferred, RequestContext
 from broker.producers.service import batch_identity, error_for
@@ -87,8 +88,8 @@ def produce(rctx: RequestContext, request: ProduceRequest) -> object:
     gate = rctx.broker.append_gate
     if gate.active:
         # a snapshot ingest holds some partitions: a request appending to any of them
-        # waits, whole and in arrival order, until the ingest releases them (issue 7:
-        # live producers are serialised with the ingest)
+        # waits, whole and in arrival order, until the ingest releases them (live
+        # producers are serialised with the ingest)
         plogs = _request_logs(rctx, request)
         if gate.busy(*plogs):
             queued = gate.enqueue(plogs, lambda: _produce(rctx, request))
@@ -190,6 +191,12 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                     )
                     continue
                 plog = ctx.topics.logs.partition(meta.name, p.index)
+                state = ctx.topics.state(meta, plog)
+                if not state.is_local_leader:
+                    parts.append(
+                        _partition_error(p.index, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+                    )
+                    continue
                 was_failed = plog.failed is not None
                 if ident is not None:
                     check = producers.check(plog, ident, records)
@@ -215,7 +222,7 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                         parts.append(_refusal(p.index, refused))
                         continue
                 result = plog.append(
-                    records, leader_epoch=leader_epoch(plog), now_ms=now
+                    records, leader_epoch=state.leader_epoch, now_ms=now
                 )
                 if ident is not None:
                     producers.record(plog, ident, result)

@@ -22,7 +22,6 @@ import anyio
 import structlog
 
 from broker.groups.service import GroupService
-from broker.topics.service import high_watermark
 from storage.errors import StorageError
 from storage.offset_store import CommittedOffset, OffsetStore
 from storage.snapshot import CreateRequest, Status, create_snapshot, read_snapshot_meta
@@ -95,8 +94,9 @@ async def create_snapshots(
         if not 0 <= p < meta.partition_count:
             raise SnapshotRequestError(f"{topic} has no partition {p}")
     plogs = {p: logs.partition(topic, p) for p in parts}
-    write_caching = meta.config.write_caching
-    points = {p: high_watermark(plog, write_caching) for p, plog in plogs.items()}
+    points = {
+        p: svc.topics.state(meta, plog).high_watermark for p, plog in plogs.items()
+    }
     dir_name = str(meta.topic_uuid)
     store = svc.groups.store if with_group_offsets else None
     results: list[dict[str, object]] = []
