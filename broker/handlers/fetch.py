@@ -1,7 +1,7 @@
 """Fetch (key 1), v4–18.
 
 Behaviour: reads whole batches from each partition's log up to its high watermark
-(= durable offset, see broker.durability.group_commit), at most ``partition_max_bytes`` per
+(= durable offset, see broker.durability.acks), at most ``partition_max_bytes`` per
 partition and ``max_bytes`` per response — except that the first batch of the
 response is returned even when larger than both (KIP-74, so a consumer always
 progresses); a later partition whose next batch does not fit in what is left of

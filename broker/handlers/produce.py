@@ -43,11 +43,10 @@ Version notes: v1 throttle time; v2 log_append_time; v3 transactional id and mag
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
-import anyio
 import structlog
 
+from broker.durability.acks import PendingAck
 from broker.net.dispatch import handler
 from broker.net.request import NO_RESPONSE, Deferred, RequestContext
 from broker.producers.service import batch_identity, error_for
@@ -67,14 +66,6 @@ from storage.producer_state import Duplicate
 log = structlog.get_logger("broker.produce")
 
 FIRST_BATCH_VERSION = 3  # Produce v3+ carries magic-2 record batches only
-
-
-@dataclass(slots=True)
-class _Pending:
-    topic_index: int
-    partition_index: int
-    plog: PartitionLog
-    target: int  # durable_offset must reach this
 
 
 def _partition_error(index: int, code: ErrorCode) -> PartitionProduceResponse:
@@ -146,10 +137,11 @@ def _request_logs(rctx: RequestContext, request: ProduceRequest) -> list[Partiti
 def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
     ctx = rctx.broker
     metrics = ctx.metrics
+    durability = ctx.durability
     acks = request.acks
     by_id = rctx.api_version >= 13
     topics: list[tuple[str, bytes, list[PartitionProduceResponse]]] = []
-    pending: list[_Pending] = []
+    pending: list[PendingAck] = []
     now = time.time_ns() // 1_000_000
     for t_idx, topic in enumerate(request.topic_data):
         meta = (
@@ -210,10 +202,10 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                                 log_start_offset=plog.log_start_offset,
                             )
                         )
-                        if acks == -1 and not meta.config.write_caching:
+                        if durability.needs_ack_wait(acks, meta.config.write_caching):
                             pending.append(
-                                _Pending(
-                                    t_idx, len(parts) - 1, plog, check.last_offset + 1
+                                PendingAck(
+                                    plog, check.last_offset + 1, (t_idx, len(parts) - 1)
                                 )
                             )
                         continue
@@ -245,7 +237,7 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                 )
                 continue
             write_caching = meta.config.write_caching
-            ctx.durability.after_append(plog, write_caching)
+            durability.after_append(plog, write_caching)
             parts.append(
                 PartitionProduceResponse(
                     index=p.index,
@@ -255,9 +247,9 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                     log_start_offset=result.log_start_offset,
                 )
             )
-            if acks == -1 and not write_caching:
+            if durability.needs_ack_wait(acks, write_caching):
                 pending.append(
-                    _Pending(t_idx, len(parts) - 1, plog, result.last_offset + 1)
+                    PendingAck(plog, result.last_offset + 1, (t_idx, len(parts) - 1))
                 )
     for _, _, parts in topics:
         for part in parts:
@@ -268,23 +260,16 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
     if not pending:
         return _response(topics)
 
-    async def wait_durable() -> ProduceResponse:
-        timeout = request.timeout_ms / 1000 if request.timeout_ms > 0 else None
-        with anyio.move_on_after(timeout):
-            for item in pending:
-                try:
-                    await ctx.durability.commit.wait_durable(item.plog, item.target)
-                except StorageError as e:
-                    _fail(topics, item, error_code(e))
-                    metrics.error("produce", error_code(e).name)
-            return _response(topics)
-        for item in pending:
-            if item.plog.durable_offset < item.target:
-                _fail(topics, item, ErrorCode.REQUEST_TIMED_OUT)
-                metrics.error("produce", ErrorCode.REQUEST_TIMED_OUT.name)
+    def fail(item: PendingAck, code: ErrorCode) -> None:
+        t_idx, p_idx = item.key
+        parts = topics[t_idx][2]
+        parts[p_idx] = _partition_error(parts[p_idx].index, code)
+
+    async def acks_all() -> ProduceResponse:
+        await durability.acks_all(pending, request.timeout_ms, fail, error_code)
         return _response(topics)
 
-    return Deferred(wait_durable, serial=True)
+    return Deferred(acks_all, serial=True)
 
 
 def _refusal(index: int, code: ErrorCode) -> PartitionProduceResponse:
@@ -308,16 +293,6 @@ def _legacy_in_v3(index: int, version: int) -> PartitionProduceResponse:
             "batches with magic 2"
         ),
     )
-
-
-def _fail(
-    topics: list[tuple[str, bytes, list[PartitionProduceResponse]]],
-    item: _Pending,
-    code: ErrorCode,
-) -> None:
-    parts = topics[item.topic_index][2]
-    old = parts[item.partition_index]
-    parts[item.partition_index] = _partition_error(old.index, code)
 
 
 def _response(
