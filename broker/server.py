@@ -46,7 +46,7 @@ import structlog
 from broker.admin.server import AdminView, serve_admin
 from broker.config import BrokerConfig
 from broker.context import BrokerContext, Runtime
-from broker.disk.guard import storage_fileops
+from broker.disk.fileops import storage_fileops
 from broker.durability.acks import Durability
 from broker.fdlimits import raise_nofile_limit
 from broker.groups.service import GroupConfig, GroupService
