@@ -68,6 +68,13 @@ class Durability:
         else:
             self.commit.mark_dirty(plog)
 
+    def fail_logs(self, logs: Sequence[SyncableLog], error: StorageError) -> None:
+        """Partitions that went away (topic deleted): fail their acks=all waiters with
+        ``error`` and wake every long poll."""
+        for plog in logs:
+            self.commit.fail_log(plog, error)
+        self.waiters.notify_all()
+
     @staticmethod
     def needs_ack_wait(acks: int, write_caching: bool) -> bool:
         """Whether an answer with these acks waits for the fsync (acks=all, and the

@@ -165,6 +165,17 @@ class TopicService:
         _log_created(meta, partitions, wanted, reason)
         return meta
 
+    def delete_topic(self, meta: TopicMeta) -> list[PartitionLog]:
+        """Delete a topic's files; its partition logs, now closed (the caller fails
+        what waits on them).
+
+        Raises:
+            StorageError: it could not be deleted.
+        """
+        logs = self._logs.partitions(meta.name)
+        self._logs.delete_topic(meta.name)
+        return logs
+
     def partition_room(self, adding: int) -> str | None:
         """Why ``adding`` more partitions would exceed the broker's partition cap, or
         None (storage checks again when it creates them)."""

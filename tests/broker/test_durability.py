@@ -10,7 +10,7 @@ from broker.durability.group_commit import GroupCommit, PartitionWaiters
 from broker.metrics import Metrics
 from broker.topics.errors import error_code
 from protocol.error_codes import ErrorCode
-from storage.errors import StorageIOError
+from storage.errors import LogClosed, StorageIOError
 
 
 class FakeLog:
@@ -174,3 +174,27 @@ def test_only_acks_all_on_a_durable_topic_waits() -> None:
     assert not Durability.needs_ack_wait(-1, write_caching=True)
     assert not Durability.needs_ack_wait(1, write_caching=False)
     assert not Durability.needs_ack_wait(0, write_caching=False)
+
+
+@pytest.mark.anyio
+async def test_fail_logs_fails_acks_all_answers_and_wakes_long_polls() -> None:
+    """A deleted topic's partitions: their acks=all answers fail with the given
+    error's code and every long poll wakes up."""
+    durability = Durability(Metrics())  # no fsync runs: the answer would wait
+    gone, other = FakeLog(), FakeLog()
+    poll = anyio.Event()
+    durability.waiters.register([other], poll)
+    failed: list[ErrorCode] = []
+
+    async def answer() -> None:
+        pending = [PendingAck(gone, gone.append(1), (0, 0))]
+        await durability.acks_all(
+            pending, 0, lambda item, code: failed.append(code), error_code
+        )
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(answer)
+        await anyio.wait_all_tasks_blocked()
+        durability.fail_logs([gone], LogClosed("topic t deleted"))
+    assert failed == [ErrorCode.UNKNOWN_TOPIC_OR_PARTITION]
+    assert poll.is_set()
