@@ -18,7 +18,7 @@ A failed fsync (``StorageIOError``) fails every waiter of that partition.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -57,13 +57,13 @@ class PartitionWaiters:
     """
 
     def __init__(self) -> None:
-        self._by_log: dict[object, set[anyio.Event]] = {}
+        self._by_log: dict[SyncableLog, set[anyio.Event]] = {}
 
-    def register(self, logs: list[object], event: anyio.Event) -> None:
+    def register(self, logs: Sequence[SyncableLog], event: anyio.Event) -> None:
         for lg in logs:
             self._by_log.setdefault(lg, set()).add(event)
 
-    def unregister(self, logs: list[object], event: anyio.Event) -> None:
+    def unregister(self, logs: Sequence[SyncableLog], event: anyio.Event) -> None:
         for lg in logs:
             events = self._by_log.get(lg)
             if events is not None:
@@ -71,7 +71,7 @@ class PartitionWaiters:
                 if not events:
                     del self._by_log[lg]
 
-    def notify(self, lg: object) -> None:
+    def notify(self, lg: SyncableLog) -> None:
         events = self._by_log.pop(lg, None)
         if events:
             for event in events:

@@ -190,7 +190,7 @@ def fetch(rctx: RequestContext, request: FetchRequest) -> object:
         current = built
         while True:
             event = anyio.Event()
-            watched: list[object] = list(current.logs)
+            watched = current.logs
             ctx.durability.waiters.register(watched, event)
             try:
                 # Rebuild after registering, so a wake-up between the first build
