@@ -81,7 +81,7 @@ def bench_create(
             topic_id=TOPIC_ID,
             partition=0,
             partition_count=2,
-            end_offset=log.high_watermark,
+            end_offset=log.log_end_offset,
         ),
     )
     seconds = time.perf_counter() - started

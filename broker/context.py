@@ -34,8 +34,7 @@ from broker.security.service import SecurityService
 from broker.snapshots.gate import AppendGate
 from broker.snapshots.scheduler import SnapshotScheduler
 from broker.snapshots.service import SnapshotService
-from broker.topics.service import TopicService, high_watermark
-from storage.partition_log import PartitionLog
+from broker.topics.service import TopicService
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,7 +84,3 @@ class BrokerContext:
     security: SecurityService  # always built; may enforce nothing
     snapshots: SnapshotService
     scheduler: SnapshotScheduler | None  # None: no topic is scheduled
-
-    def high_watermark(self, plog: PartitionLog, write_caching: bool) -> int:
-        """What consumers may read: the durable offset (see broker.durability.group_commit)."""
-        return high_watermark(plog, write_caching)

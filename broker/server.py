@@ -65,7 +65,7 @@ from broker.admin.server import AdminView, RouteTable, serve_admin
 from broker.authz.middleware import Authorize
 from broker.config import BrokerConfig
 from broker.context import BrokerContext, Runtime
-from broker.disk.guard import storage_fileops
+from broker.disk.fileops import storage_fileops
 from broker.durability.acks import Durability
 from broker.fdlimits import raise_nofile_limit
 from broker.groups.service import GroupConfig, GroupService

@@ -28,7 +28,7 @@ Public API (everything raises only ``storage.errors.StorageError`` subclasses)::
     log.reset_start(base_offset)                      # empty log begins at base_offset
     log.read(offset, max_bytes, *, upper_bound=None) -> ReadResult(buffers, size,
         first_offset, next_offset)                    # OffsetOutOfRange
-    log.log_start_offset / log_end_offset / high_watermark (= LEO) / durable_offset /
+    log.log_start_offset / log_end_offset / durable_offset /
         needs_sync / leader_epoch / max_timestamp / size_bytes / failed / config
     log.sync() -> durable offset (worker thread; StorageIOError marks the log failed)
     log.checkpoint()      # persists the recovery point so a crash re-verifies only

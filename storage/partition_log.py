@@ -254,11 +254,6 @@ class PartitionLog:
         return self._segments.end_offset
 
     @property
-    def high_watermark(self) -> int:
-        """Single node: every written record is committed (= log_end_offset)."""
-        return self._segments.end_offset
-
-    @property
     def durable_offset(self) -> int:
         """Every record below this offset is fsynced."""
         return self._durable

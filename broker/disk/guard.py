@@ -196,19 +196,6 @@ def offline_metric_lines(manager: LogManager | None) -> Iterator[str]:
         )
 
 
-def storage_fileops(data_dir: str, min_free_bytes: int) -> tuple[FileOps, DiskGuard]:
-    """The FileOps the broker hands to LogManager, and its guard.
-
-    The guard wraps the real FileOps, or the test-only fault injector of
-    :mod:`broker.disk.faults` when ``AILURUS_FAULTS`` is set.
-    """
-    from broker.disk.faults import faulty_fileops_from_env
-
-    inner = faulty_fileops_from_env() or DEFAULT_FILEOPS
-    guard = DiskGuard(data_dir, min_free_bytes)
-    return GuardedFileOps(guard, inner), guard
-
-
 def metric_lines(guard: DiskGuard | None, manager: LogManager | None) -> Iterable[str]:
     """Every line this module adds to ``GET /metrics``."""
     if guard is not None:

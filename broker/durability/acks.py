@@ -1,27 +1,51 @@
 """Where acks=all waits: durability of appends, as the broker composes it.
 
+Policy (documented choice): **the high watermark is the durable offset.** A consumer
+only ever reads records that are on disk, so a record it has seen cannot vanish in a
+crash (Redpanda's default behaviour, ``write_caching`` off), and a snapshot of a
+partition never holds a record a crash could take back. The cost is one fsync of
+latency between a produce and its visibility, which group commit
+(:mod:`broker.durability.group_commit`) keeps small. acks=1 answers after the write
+(page cache) and needs no fsync round to complete; the data is visible to consumers
+after the next round, which starts at once. acks=all answers once the fsync covering
+the partition's last offset has finished (:meth:`Durability.acks_all`), or
+REQUEST_TIMED_OUT after the request's ``timeout_ms``; a failed fsync fails every
+acks=all waiter of that partition with KAFKA_STORAGE_ERROR, and nothing is
+acknowledged as durable after it. A topic with ``write.caching=true`` is visible at
+once, acks=all does not wait for it, and its partitions are fsynced every
+``flush.ms`` (:meth:`Durability.flush_job`).
+
 :class:`Durability` owns the group commit (:class:`GroupCommit`, which fsyncs dirty
 partitions in worker threads) and the waiters woken when a partition's high
 watermark moves (:class:`PartitionWaiters`: Fetch long polls, acks=all produce).
-An append calls :meth:`Durability.after_append`: a write-caching topic's data is
-visible at once (its waiters are woken), any other partition is marked dirty for the
-next fsync round. Write-caching partitions are fsynced every ``flush.ms`` by
-:meth:`Durability.flush_job`. The policy (the high watermark is the durable offset)
-is described in :mod:`broker.durability.group_commit`.
+An append calls :meth:`Durability.after_append`.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import anyio
 
-from broker.durability.group_commit import GroupCommit, PartitionWaiters
+from broker.durability.group_commit import GroupCommit, PartitionWaiters, SyncableLog
 from broker.metrics import Metrics
+from protocol.error_codes import ErrorCode
+from storage.errors import StorageError
 from storage.log_manager import LogManager
 from storage.partition_log import PartitionLog
 
 FLUSH_CHECK_S = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class PendingAck:
+    """One acks=all answer waiting for its partition's fsync."""
+
+    plog: SyncableLog
+    target: int  # durable_offset must reach this
+    key: tuple[int, int]  # which answer: (topic index, partition index)
 
 
 class Durability:
@@ -29,6 +53,7 @@ class Durability:
 
     def __init__(self, metrics: Metrics) -> None:
         self.waiters = PartitionWaiters()
+        self._metrics = metrics
 
         def on_round(n: int) -> None:
             metrics.fsyncs += 1
@@ -42,6 +67,50 @@ class Durability:
             self.waiters.notify(plog)
         else:
             self.commit.mark_dirty(plog)
+
+    def fail_logs(self, logs: Sequence[SyncableLog], error: StorageError) -> None:
+        """Partitions that went away (topic deleted): fail their acks=all waiters with
+        ``error`` and wake every long poll."""
+        for plog in logs:
+            self.commit.fail_log(plog, error)
+        self.waiters.notify_all()
+
+    @staticmethod
+    def needs_ack_wait(acks: int, write_caching: bool) -> bool:
+        """Whether an answer with these acks waits for the fsync (acks=all, and the
+        topic does not cache writes)."""
+        return acks == -1 and not write_caching
+
+    async def acks_all(
+        self,
+        pending: Sequence[PendingAck],
+        timeout_ms: int,
+        on_error: Callable[[PendingAck, ErrorCode], None],
+        code_of: Callable[[StorageError], ErrorCode],
+    ) -> None:
+        """Wait until every pending answer's records are fsynced, for at most
+        ``timeout_ms`` (0 or less: no limit).
+
+        ``on_error`` gets each answer that fails: ``code_of`` the storage error
+        (KAFKA_STORAGE_ERROR for a failed fsync) when the fsync failed or the topic
+        went away, REQUEST_TIMED_OUT when it did not finish in time. Each failure is
+        counted in the produce error metric.
+        """
+        metrics = self._metrics
+        timeout = timeout_ms / 1000 if timeout_ms > 0 else None
+        with anyio.move_on_after(timeout):
+            for item in pending:
+                try:
+                    await self.commit.wait_durable(item.plog, item.target)
+                except StorageError as e:
+                    code = code_of(e)
+                    on_error(item, code)
+                    metrics.error("produce", code.name)
+            return
+        for item in pending:
+            if item.plog.durable_offset < item.target:
+                on_error(item, ErrorCode.REQUEST_TIMED_OUT)
+                metrics.error("produce", ErrorCode.REQUEST_TIMED_OUT.name)
 
     def schedule_periodic_flush(self, logs: LogManager) -> None:
         """Mark write-caching partitions dirty once their flush.ms has elapsed."""

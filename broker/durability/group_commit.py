@@ -1,10 +1,8 @@
 """Group commit: the async driver that fsyncs partitions and advances high watermarks.
 
-Policy (documented choice): **the high watermark is the durable offset.** A consumer
-only ever reads records that are on disk, so a record it has seen cannot vanish in a
-crash — Redpanda's default behaviour (``write_caching`` off), and what snapshots of a
-partition need. The cost is one fsync of latency between a produce and its
-visibility, which group commit keeps small:
+The high watermark is the durable offset (the policy, and where acks=all waits, is
+described in :mod:`broker.durability.acks`). Group commit keeps the fsync latency
+between a produce and its visibility small:
 
 - every append marks its partition dirty and wakes the driver (never a timer);
 - each dirty partition is fsynced in a worker thread (``anyio.to_thread.run_sync``),
@@ -15,15 +13,12 @@ visibility, which group commit keeps small:
   answered, and Fetch long polls waiting on those partitions are woken
   (:class:`PartitionWaiters`), because their high watermark moved.
 
-acks=1 answers after the write (page cache) and needs no fsync round to complete;
-the data is visible to consumers after the next round, which starts at once.
-A failed fsync (``StorageIOError``) fails every acks=all waiter of that partition
-with KAFKA_STORAGE_ERROR; nothing is acknowledged as durable after a failed fsync.
+A failed fsync (``StorageIOError``) fails every waiter of that partition.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -62,13 +57,13 @@ class PartitionWaiters:
     """
 
     def __init__(self) -> None:
-        self._by_log: dict[object, set[anyio.Event]] = {}
+        self._by_log: dict[SyncableLog, set[anyio.Event]] = {}
 
-    def register(self, logs: list[object], event: anyio.Event) -> None:
+    def register(self, logs: Sequence[SyncableLog], event: anyio.Event) -> None:
         for lg in logs:
             self._by_log.setdefault(lg, set()).add(event)
 
-    def unregister(self, logs: list[object], event: anyio.Event) -> None:
+    def unregister(self, logs: Sequence[SyncableLog], event: anyio.Event) -> None:
         for lg in logs:
             events = self._by_log.get(lg)
             if events is not None:
@@ -76,7 +71,7 @@ class PartitionWaiters:
                 if not events:
                     del self._by_log[lg]
 
-    def notify(self, lg: object) -> None:
+    def notify(self, lg: SyncableLog) -> None:
         events = self._by_log.pop(lg, None)
         if events:
             for event in events:

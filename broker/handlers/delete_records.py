@@ -64,7 +64,7 @@ def _failed(p: DeleteRecordsPartition, code: ErrorCode) -> DeleteRecordsPartitio
 def _delete(
     ctx: BrokerContext, p: DeleteRecordsPartition, meta: TopicMeta, plog: PartitionLog
 ) -> DeleteRecordsPartitionResult | ErrorCode:
-    hw = ctx.high_watermark(plog, meta.config.write_caching)
+    hw = ctx.topics.state(meta, plog).high_watermark
     offset = hw if p.offset == -1 else p.offset
     if offset < 0 or offset > hw:
         return ErrorCode.OFFSET_OUT_OF_RANGE

@@ -54,8 +54,7 @@ def delete_topics(
             )
             continue
         try:
-            logs = ctx.topics.logs.partitions(meta.name)
-            ctx.topics.logs.delete_topic(meta.name)
+            logs = ctx.topics.delete_topic(meta)
         except StorageError as e:
             code = error_code(e)
             ctx.metrics.error("delete_topics", code.name)
@@ -68,10 +67,7 @@ def delete_topics(
                 )
             )
             continue
-        gone = LogClosed(f"topic {meta.name} deleted")
-        for plog in logs:
-            ctx.durability.commit.fail_log(plog, gone)
-        ctx.durability.waiters.notify_all()
+        ctx.durability.fail_logs(logs, LogClosed(f"topic {meta.name} deleted"))
         # committed offsets and producer state of a deleted topic go with it, so a
         # topic re-created under the same name starts clean
         ctx.groups.on_topic_deleted(meta.name)

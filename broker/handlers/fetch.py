@@ -1,7 +1,7 @@
 """Fetch (key 1), v4–18.
 
 Behaviour: reads whole batches from each partition's log up to its high watermark
-(= durable offset, see broker.durability.group_commit), at most ``partition_max_bytes`` per
+(= durable offset, see broker.durability.acks), at most ``partition_max_bytes`` per
 partition and ``max_bytes`` per response — except that the first batch of the
 response is returned even when larger than both (KIP-74, so a consumer always
 progresses); a later partition whose next batch does not fit in what is left of
@@ -10,7 +10,9 @@ storage buffers go into the response as they are (never joined). Per partition:
 high watermark, last_stable_offset = high watermark (no transactions),
 log_start_offset; OFFSET_OUT_OF_RANGE below the log start or past the log end;
 UNKNOWN_TOPIC_OR_PARTITION (v13+: UNKNOWN_TOPIC_ID); FENCED_LEADER_EPOCH /
-UNKNOWN_LEADER_EPOCH for a stale / future current_leader_epoch.
+UNKNOWN_LEADER_EPOCH for a stale / future current_leader_epoch;
+NOT_LEADER_OR_FOLLOWER when this node does not lead the partition (see
+broker.topics.state; never on a single node).
 
 Long poll: when fewer than ``min_bytes`` are available and no partition has an
 error, the response waits up to ``max_wait_ms`` for an anyio Event that group
@@ -30,7 +32,6 @@ from dataclasses import dataclass
 import anyio
 
 from broker.context import BrokerContext
-from broker.handlers._common import leader_epoch
 from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
 from broker.topics.errors import error_code
@@ -92,7 +93,14 @@ def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
                 continue
             try:
                 plog = ctx.topics.logs.partition(meta.name, p.partition)
-                epoch = leader_epoch(plog)
+                state = ctx.topics.state(meta, plog)
+                if not state.is_local_leader:
+                    parts.append(
+                        _partition(p.partition, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+                    )
+                    has_error = True
+                    continue
+                epoch = state.leader_epoch
                 if p.current_leader_epoch > epoch:
                     parts.append(
                         _partition(p.partition, ErrorCode.UNKNOWN_LEADER_EPOCH)
@@ -103,8 +111,8 @@ def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
                     parts.append(_partition(p.partition, ErrorCode.FENCED_LEADER_EPOCH))
                     has_error = True
                     continue
-                hw = ctx.high_watermark(plog, meta.config.write_caching)
-                start = plog.log_start_offset
+                hw = state.high_watermark
+                start = state.log_start_offset
                 offset = p.fetch_offset
                 if offset < start or offset > plog.log_end_offset:
                     parts.append(
@@ -137,7 +145,7 @@ def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
                     partition_index=p.partition,
                     error_code=ErrorCode.NONE,
                     high_watermark=hw,
-                    last_stable_offset=hw,
+                    last_stable_offset=state.last_stable_offset,
                     log_start_offset=start,
                     records=records,
                 )
@@ -182,7 +190,7 @@ def fetch(rctx: RequestContext, request: FetchRequest) -> object:
         current = built
         while True:
             event = anyio.Event()
-            watched: list[object] = list(current.logs)
+            watched = current.logs
             ctx.durability.waiters.register(watched, event)
             try:
                 # Rebuild after registering, so a wake-up between the first build

@@ -15,7 +15,6 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
-from broker.handlers._common import leader_epoch
 from broker.net.dispatch import handler
 from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
@@ -66,10 +65,11 @@ def _failed(p: ListOffsetsPartition, code: ErrorCode) -> ListOffsetsPartitionRes
 def _offset(
     ctx: BrokerContext, p: ListOffsetsPartition, meta: TopicMeta, plog: PartitionLog
 ) -> ListOffsetsPartitionResponse | ErrorCode:
-    epoch = leader_epoch(plog)
+    state = ctx.topics.state(meta, plog)
+    epoch = state.leader_epoch
     if p.current_leader_epoch > epoch:
         return ErrorCode.UNKNOWN_LEADER_EPOCH
-    hw = ctx.high_watermark(plog, meta.config.write_caching)
+    hw = state.high_watermark
     ts = p.timestamp
     if ts == LATEST:
         offset, timestamp = hw, -1
@@ -78,7 +78,7 @@ def _offset(
         if offset >= hw:
             offset, timestamp = -1, -1
     elif ts < 0:
-        offset, timestamp = plog.log_start_offset, -1
+        offset, timestamp = state.log_start_offset, -1
     else:
         found = plog.offset_for_timestamp(ts)
         if found is None or found[0] >= hw:

@@ -16,7 +16,6 @@ Version notes: v7 leader epoch; v9 flexible; v10 topic ids; v12 lookup by topic 
 
 from __future__ import annotations
 
-from broker.handlers._common import leader_epoch
 from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
 from broker.topics.errors import error_code
@@ -35,22 +34,31 @@ from storage.log_manager import TopicMeta, validate_topic_name
 
 def _topic_response(rctx: RequestContext, meta: TopicMeta) -> MetadataResponseTopic:
     node = rctx.broker.config.node_id
-    logs = rctx.broker.topics.logs
+    topics = rctx.broker.topics
     partitions = []
     for idx in range(meta.partition_count):
         try:
-            epoch = leader_epoch(logs.partition(meta.name, idx))
-            code = ErrorCode.NONE
+            state = topics.state(meta, topics.logs.partition(meta.name, idx))
         except (UnknownTopic, UnknownPartition):
-            epoch, code = -1, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            partitions.append(
+                MetadataResponsePartition(
+                    error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                    partition_index=idx,
+                    leader_id=node,
+                    leader_epoch=-1,
+                    replica_nodes=(node,),
+                    isr_nodes=(node,),
+                )
+            )
+            continue
         partitions.append(
             MetadataResponsePartition(
-                error_code=code,
+                error_code=ErrorCode.NONE,
                 partition_index=idx,
-                leader_id=node,
-                leader_epoch=epoch,
-                replica_nodes=(node,),
-                isr_nodes=(node,),
+                leader_id=state.leader_id,
+                leader_epoch=state.leader_epoch,
+                replica_nodes=state.replicas,
+                isr_nodes=state.isr,
             )
         )
     return MetadataResponseTopic(

@@ -15,7 +15,6 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
-from broker.handlers._common import leader_epoch
 from broker.net.dispatch import handler
 from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
@@ -28,6 +27,7 @@ from protocol.messages.offset_for_leader_epoch import (
 )
 
 if TYPE_CHECKING:
+    from broker.context import BrokerContext
     from storage.log_manager import TopicMeta
     from storage.partition_log import PartitionLog
 
@@ -45,7 +45,7 @@ def offset_for_leader_epoch(
                 "offset_for_leader_epoch",
                 meta,
                 p.partition,
-                partial(_epoch_end, p),
+                partial(_epoch_end, ctx, p),
                 partial(_failed, p),
             )
             for p in topic.partitions
@@ -59,9 +59,9 @@ def _failed(p: OffsetForLeaderPartition, code: ErrorCode) -> EpochEndOffset:
 
 
 def _epoch_end(
-    p: OffsetForLeaderPartition, _meta: TopicMeta, plog: PartitionLog
+    ctx: BrokerContext, p: OffsetForLeaderPartition, meta: TopicMeta, plog: PartitionLog
 ) -> EpochEndOffset | ErrorCode:
-    current = leader_epoch(plog)
+    current = ctx.topics.state(meta, plog).leader_epoch
     if p.current_leader_epoch > current:
         return ErrorCode.UNKNOWN_LEADER_EPOCH
     if p.leader_epoch > current:

@@ -10,7 +10,9 @@ the request's other partitions unaffected), INVALID_RECORD (a magic-0/1 message 
 ``ProduceRequest.validateRecords``; nothing appended), MESSAGE_TOO_LARGE,
 KAFKA_STORAGE_ERROR (write/fsync failed; a write error other than ENOSPC also takes
 the partition offline, see storage.partition_log), REQUEST_TIMED_OUT (acks=all and
-the fsync did not finish within timeout_ms), INVALID_REQUIRED_ACKS; idempotent
+the fsync did not finish within timeout_ms), INVALID_REQUIRED_ACKS,
+NOT_LEADER_OR_FOLLOWER (this node does not lead the partition, see
+broker.topics.state; never on a single node); idempotent
 batches (producer id >= 0) are checked by ``ctx.producers``
 (broker.producers.service): a duplicate of one of the last five batches is answered
 with its original offsets and not appended, OUT_OF_ORDER_SEQUENCE_NUMBER /
@@ -41,12 +43,10 @@ Version notes: v1 throttle time; v2 log_append_time; v3 transactional id and mag
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
-import anyio
 import structlog
 
-from broker.handlers._common import leader_epoch
+from broker.durability.acks import PendingAck
 from broker.net.dispatch import handler
 from broker.net.request import NO_RESPONSE, Deferred, RequestContext
 from broker.producers.service import batch_identity, error_for
@@ -68,14 +68,6 @@ log = structlog.get_logger("broker.produce")
 FIRST_BATCH_VERSION = 3  # Produce v3+ carries magic-2 record batches only
 
 
-@dataclass(slots=True)
-class _Pending:
-    topic_index: int
-    partition_index: int
-    plog: PartitionLog
-    target: int  # durable_offset must reach this
-
-
 def _partition_error(index: int, code: ErrorCode) -> PartitionProduceResponse:
     return PartitionProduceResponse(index=index, error_code=code, base_offset=-1)
 
@@ -87,8 +79,8 @@ def produce(rctx: RequestContext, request: ProduceRequest) -> object:
     gate = rctx.broker.append_gate
     if gate.active:
         # a snapshot ingest holds some partitions: a request appending to any of them
-        # waits, whole and in arrival order, until the ingest releases them (issue 7:
-        # live producers are serialised with the ingest)
+        # waits, whole and in arrival order, until the ingest releases them (live
+        # producers are serialised with the ingest)
         plogs = _request_logs(rctx, request)
         if gate.busy(*plogs):
             queued = gate.enqueue(plogs, lambda: _produce(rctx, request))
@@ -145,10 +137,11 @@ def _request_logs(rctx: RequestContext, request: ProduceRequest) -> list[Partiti
 def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
     ctx = rctx.broker
     metrics = ctx.metrics
+    durability = ctx.durability
     acks = request.acks
     by_id = rctx.api_version >= 13
     topics: list[tuple[str, bytes, list[PartitionProduceResponse]]] = []
-    pending: list[_Pending] = []
+    pending: list[PendingAck] = []
     now = time.time_ns() // 1_000_000
     for t_idx, topic in enumerate(request.topic_data):
         meta = (
@@ -190,6 +183,12 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                     )
                     continue
                 plog = ctx.topics.logs.partition(meta.name, p.index)
+                state = ctx.topics.state(meta, plog)
+                if not state.is_local_leader:
+                    parts.append(
+                        _partition_error(p.index, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+                    )
+                    continue
                 was_failed = plog.failed is not None
                 if ident is not None:
                     check = producers.check(plog, ident, records)
@@ -203,10 +202,10 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                                 log_start_offset=plog.log_start_offset,
                             )
                         )
-                        if acks == -1 and not meta.config.write_caching:
+                        if durability.needs_ack_wait(acks, meta.config.write_caching):
                             pending.append(
-                                _Pending(
-                                    t_idx, len(parts) - 1, plog, check.last_offset + 1
+                                PendingAck(
+                                    plog, check.last_offset + 1, (t_idx, len(parts) - 1)
                                 )
                             )
                         continue
@@ -215,7 +214,7 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                         parts.append(_refusal(p.index, refused))
                         continue
                 result = plog.append(
-                    records, leader_epoch=leader_epoch(plog), now_ms=now
+                    records, leader_epoch=state.leader_epoch, now_ms=now
                 )
                 if ident is not None:
                     producers.record(plog, ident, result)
@@ -238,7 +237,7 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                 )
                 continue
             write_caching = meta.config.write_caching
-            ctx.durability.after_append(plog, write_caching)
+            durability.after_append(plog, write_caching)
             parts.append(
                 PartitionProduceResponse(
                     index=p.index,
@@ -248,9 +247,9 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                     log_start_offset=result.log_start_offset,
                 )
             )
-            if acks == -1 and not write_caching:
+            if durability.needs_ack_wait(acks, write_caching):
                 pending.append(
-                    _Pending(t_idx, len(parts) - 1, plog, result.last_offset + 1)
+                    PendingAck(plog, result.last_offset + 1, (t_idx, len(parts) - 1))
                 )
     for _, _, parts in topics:
         for part in parts:
@@ -261,23 +260,16 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
     if not pending:
         return _response(topics)
 
-    async def wait_durable() -> ProduceResponse:
-        timeout = request.timeout_ms / 1000 if request.timeout_ms > 0 else None
-        with anyio.move_on_after(timeout):
-            for item in pending:
-                try:
-                    await ctx.durability.commit.wait_durable(item.plog, item.target)
-                except StorageError as e:
-                    _fail(topics, item, error_code(e))
-                    metrics.error("produce", error_code(e).name)
-            return _response(topics)
-        for item in pending:
-            if item.plog.durable_offset < item.target:
-                _fail(topics, item, ErrorCode.REQUEST_TIMED_OUT)
-                metrics.error("produce", ErrorCode.REQUEST_TIMED_OUT.name)
+    def fail(item: PendingAck, code: ErrorCode) -> None:
+        t_idx, p_idx = item.key
+        parts = topics[t_idx][2]
+        parts[p_idx] = _partition_error(parts[p_idx].index, code)
+
+    async def acks_all() -> ProduceResponse:
+        await durability.acks_all(pending, request.timeout_ms, fail, error_code)
         return _response(topics)
 
-    return Deferred(wait_durable, serial=True)
+    return Deferred(acks_all, serial=True)
 
 
 def _refusal(index: int, code: ErrorCode) -> PartitionProduceResponse:
@@ -301,16 +293,6 @@ def _legacy_in_v3(index: int, version: int) -> PartitionProduceResponse:
             "batches with magic 2"
         ),
     )
-
-
-def _fail(
-    topics: list[tuple[str, bytes, list[PartitionProduceResponse]]],
-    item: _Pending,
-    code: ErrorCode,
-) -> None:
-    parts = topics[item.topic_index][2]
-    old = parts[item.partition_index]
-    parts[item.partition_index] = _partition_error(old.index, code)
 
 
 def _response(

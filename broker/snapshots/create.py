@@ -21,7 +21,6 @@ import anyio
 import structlog
 
 from broker.snapshots.service import SnapshotService
-from broker.topics.service import high_watermark
 from storage.errors import StorageError
 from storage.offset_store import OffsetStore
 from storage.snapshot import CreateRequest, Status, create_snapshot, read_snapshot_meta
@@ -91,8 +90,9 @@ async def create_snapshots(
         if not 0 <= p < meta.partition_count:
             raise SnapshotRequestError(f"{topic} has no partition {p}")
     plogs = {p: logs.partition(topic, p) for p in parts}
-    write_caching = meta.config.write_caching
-    points = {p: high_watermark(plog, write_caching) for p, plog in plogs.items()}
+    points = {
+        p: svc.topics.state(meta, plog).high_watermark for p, plog in plogs.items()
+    }
     dir_name = str(meta.topic_uuid)
     store = svc.groups.offsets if with_group_offsets else None
     results: list[dict[str, object]] = []

@@ -22,6 +22,7 @@ from broker.disk.guard import DiskGuard
 from broker.disk.guard import metric_lines as diskguard_metric_lines
 from broker.metrics import Metrics
 from broker.topics.errors import error_code
+from broker.topics.state import PartitionState, single_node_state
 from broker.topics.storage import close_log_manager, open_log_manager
 from protocol.error_codes import ErrorCode
 from storage.errors import StorageError, TopicExists, UnknownTopic
@@ -39,11 +40,6 @@ R = TypeVar("R")
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def high_watermark(plog: PartitionLog, write_caching: bool) -> int:
-    """What consumers may read: the durable offset (see broker.durability.group_commit)."""
-    return plog.log_end_offset if write_caching else plog.durable_offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +165,17 @@ class TopicService:
         _log_created(meta, partitions, wanted, reason)
         return meta
 
+    def delete_topic(self, meta: TopicMeta) -> list[PartitionLog]:
+        """Delete a topic's files; its partition logs, now closed (the caller fails
+        what waits on them).
+
+        Raises:
+            StorageError: it could not be deleted.
+        """
+        logs = self._logs.partitions(meta.name)
+        self._logs.delete_topic(meta.name)
+        return logs
+
     def partition_room(self, adding: int) -> str | None:
         """Why ``adding`` more partitions would exceed the broker's partition cap, or
         None (storage checks again when it creates them)."""
@@ -191,6 +198,13 @@ class TopicService:
                 f"per request (ailurus.max.partitions.per.request)"
             )
         return None
+
+    # -- partition state -----------------------------------------------------------
+
+    def state(self, meta: TopicMeta, plog: PartitionLog) -> PartitionState:
+        """The partition's leader, replicas and visible offsets: the one place they
+        are computed (a single node leads every partition)."""
+        return single_node_state(self.config.node_id, plog, meta.config.write_caching)
 
     # -- answering per partition -------------------------------------------------
 
@@ -243,14 +257,15 @@ class TopicService:
 
     def _partition_summary(self, meta: TopicMeta, idx: int) -> dict[str, object]:
         plog = self._logs.partition(meta.name, idx)
+        state = self.state(meta, plog)
         return {
             "partition": idx,
-            "log_start_offset": plog.log_start_offset,
+            "log_start_offset": state.log_start_offset,
             "log_end_offset": plog.log_end_offset,
-            "high_watermark": high_watermark(plog, meta.config.write_caching),
+            "high_watermark": state.high_watermark,
             "durable_offset": plog.durable_offset,
             "size_bytes": plog.size_bytes,
-            "leader": self.config.node_id,
+            "leader": state.leader_id,
             "leader_epoch": plog.leader_epoch,
         }
 

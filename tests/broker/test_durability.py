@@ -5,8 +5,12 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from broker.durability.acks import Durability, PendingAck
 from broker.durability.group_commit import GroupCommit, PartitionWaiters
-from storage.errors import StorageIOError
+from broker.metrics import Metrics
+from broker.topics.errors import error_code
+from protocol.error_codes import ErrorCode
+from storage.errors import LogClosed, StorageIOError
 
 
 class FakeLog:
@@ -115,3 +119,82 @@ async def test_already_durable_offsets_return_immediately() -> None:
     with anyio.fail_after(1):
         await gc.wait_durable(lg, 3)
     assert lg.syncs == 1
+
+
+@pytest.mark.anyio
+async def test_acks_all_times_out_with_request_timed_out() -> None:
+    """An fsync that does not finish within timeout_ms answers REQUEST_TIMED_OUT
+    (counted), and an answer already durable is left alone."""
+    metrics = Metrics()
+    durability = Durability(metrics)  # its group commit is not running: no fsync
+    slow, done = FakeLog(), FakeLog()
+    done.append(1)
+    done.sync()
+    failed: list[tuple[tuple[int, int], ErrorCode]] = []
+    pending = [PendingAck(slow, slow.append(1), (0, 0)), PendingAck(done, 1, (0, 1))]
+    with anyio.fail_after(10):
+        await durability.acks_all(
+            pending, 50, lambda item, code: failed.append((item.key, code)), error_code
+        )
+    assert failed == [((0, 0), ErrorCode.REQUEST_TIMED_OUT)]
+    assert metrics.errors[("produce", "REQUEST_TIMED_OUT")] == 1
+    assert slow.syncs == 0
+
+
+@pytest.mark.anyio
+async def test_acks_all_answers_kafka_storage_error_when_the_fsync_fails() -> None:
+    """A failed fsync fails the waiting answers of that partition with
+    KAFKA_STORAGE_ERROR (counted); another partition's answer succeeds."""
+    metrics = Metrics()
+    durability = Durability(metrics)
+    bad, good = FakeLog(), FakeLog()
+    bad.fail = True
+    failed: list[tuple[tuple[int, int], ErrorCode]] = []
+    pending = [
+        PendingAck(bad, bad.append(1), (0, 0)),
+        PendingAck(good, good.append(2), (1, 0)),
+    ]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(durability.run)
+        with anyio.fail_after(10):
+            await durability.acks_all(
+                pending,
+                0,
+                lambda item, code: failed.append((item.key, code)),
+                error_code,
+            )
+        tg.cancel_scope.cancel()
+    assert failed == [((0, 0), ErrorCode.KAFKA_STORAGE_ERROR)]
+    assert metrics.errors[("produce", "KAFKA_STORAGE_ERROR")] == 1
+    assert good.durable_offset == 2
+
+
+def test_only_acks_all_on_a_durable_topic_waits() -> None:
+    assert Durability.needs_ack_wait(-1, write_caching=False)
+    assert not Durability.needs_ack_wait(-1, write_caching=True)
+    assert not Durability.needs_ack_wait(1, write_caching=False)
+    assert not Durability.needs_ack_wait(0, write_caching=False)
+
+
+@pytest.mark.anyio
+async def test_fail_logs_fails_acks_all_answers_and_wakes_long_polls() -> None:
+    """A deleted topic's partitions: their acks=all answers fail with the given
+    error's code and every long poll wakes up."""
+    durability = Durability(Metrics())  # no fsync runs: the answer would wait
+    gone, other = FakeLog(), FakeLog()
+    poll = anyio.Event()
+    durability.waiters.register([other], poll)
+    failed: list[ErrorCode] = []
+
+    async def answer() -> None:
+        pending = [PendingAck(gone, gone.append(1), (0, 0))]
+        await durability.acks_all(
+            pending, 0, lambda item, code: failed.append(code), error_code
+        )
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(answer)
+        await anyio.wait_all_tasks_blocked()
+        durability.fail_logs([gone], LogClosed("topic t deleted"))
+    assert failed == [ErrorCode.UNKNOWN_TOPIC_OR_PARTITION]
+    assert poll.is_set()

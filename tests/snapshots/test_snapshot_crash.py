@@ -65,7 +65,7 @@ def make_snapshot(
             topic_id=TOPIC_ID,
             partition=0,
             partition_count=1,
-            end_offset=log.high_watermark,
+            end_offset=log.log_end_offset,
         ),
     )
     log.close()

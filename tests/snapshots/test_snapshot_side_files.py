@@ -33,7 +33,7 @@ def make_snapshot(root: Path, groups: list[GroupOffset], *, records: int = 10) -
             topic_id=TOPIC_ID,
             partition=0,
             partition_count=1,
-            end_offset=src.high_watermark,
+            end_offset=src.log_end_offset,
             group_offsets=groups,
         ),
     )

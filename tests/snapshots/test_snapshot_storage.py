@@ -87,7 +87,7 @@ def snap(
             topic_id=TOPIC_ID,
             partition=0,
             partition_count=1,
-            end_offset=log.high_watermark if end is None else end,
+            end_offset=log.log_end_offset if end is None else end,
             compression=compression,
             ancestor=None if ancestor is None else ancestor.meta,
         ),
@@ -152,7 +152,7 @@ def test_minimal_meta_with_six_fields_is_accepted(root: Path) -> None:
     src = open_log(root / "src")
     produce(src, [b"a", b"b"], epoch=3)
     d = root / "snapshots" / "t" / "5"
-    src.link_or_copy_segments_to(str(d), src.high_watermark)
+    src.link_or_copy_segments_to(str(d), src.log_end_offset)
     size = sum(f.stat().st_size for f in d.glob("*.log"))
     (d / "meta.json").write_text(
         json.dumps(

@@ -30,7 +30,7 @@ def _log_end(ctx: BrokerContext, topic: str, partition: int) -> int | None:
         meta = ctx.topics.logs.topic(topic)
     except StorageError:
         return None
-    return ctx.high_watermark(plog, meta.config.write_caching)
+    return ctx.topics.state(meta, plog).high_watermark
 
 
 def groups(view: AdminView, request: HttpRequest) -> HttpResponse:
