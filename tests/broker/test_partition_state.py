@@ -9,7 +9,7 @@ import pytest
 
 from broker.config import resolve
 from broker.context import BrokerContext
-from broker.net.dispatch import dispatch, load_handlers
+from broker.net.dispatch import Dispatcher, load_handlers
 from broker.net.request import RequestContext
 from broker.server import open_context
 from broker.topics.state import PartitionState
@@ -59,7 +59,7 @@ def _produce(ctx: BrokerContext, acks: int = 1) -> ProduceResponse:
             ),
         ),
     )
-    resp = dispatch(_rctx(ctx, 0, 9), request)
+    resp = Dispatcher()(_rctx(ctx, 0, 9), request)
     assert isinstance(resp, ProduceResponse)
     return resp
 
@@ -79,7 +79,7 @@ def _fetch(ctx: BrokerContext) -> FetchResponse:
             ),
         ),
     )
-    resp = dispatch(_rctx(ctx, 1, 11), request)
+    resp = Dispatcher()(_rctx(ctx, 1, 11), request)
     assert isinstance(resp, FetchResponse)
     return resp
 
