@@ -1,4 +1,4 @@
-"""Consumer-group benchmarks (issue 6): durable commit throughput and time to stabilise.
+"""Consumer-group benchmarks: durable commit throughput and time to stabilise.
 
     .venv/bin/python bench/groups_bench.py [--seconds 3]
 

@@ -1,4 +1,4 @@
-"""Start-up time of `python -m broker serve` with an empty data dir (issue 4).
+"""Start-up time of `python -m broker serve` with an empty data dir.
 
 Spawns the broker ``--runs`` times (fresh temp data dir each time, port 0, admin API
 off) and measures the wall time from spawn until its ``--ready-file`` exists, plus

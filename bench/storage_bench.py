@@ -1,4 +1,4 @@
-"""Storage benchmarks (issue 3): append, acks=all group commit, random read, recovery.
+"""Storage benchmarks: append, acks=all group commit, random read, recovery.
 
 Each figure is compared with a raw baseline measured in the same run on the same
 file system. Sizes are scaled down from the issue's (10 GiB log, 1 GiB tail) so the

@@ -420,7 +420,7 @@ class PartitionLog:
             if exc.errno not in _TRANSIENT_ERRNOS:
                 # A failing disk (EIO, ...): like a failed fsync, the partition goes
                 # offline until it is reopened. Running out of space does not: the
-                # disk-full floor (broker/diskguard.py) resumes without a restart.
+                # disk-full floor (broker/disk/guard.py) resumes without a restart.
                 self._failed = f"write failed: {exc.strerror or exc}"
             raise _io_error(f"writing {seg.log_path}", exc) from exc
         if seg.created_ms is None:

@@ -1,4 +1,4 @@
-"""Consumer groups, committed offsets and idempotence with real clients (issue 6).
+"""Consumer groups, committed offsets and idempotence with real clients.
 
 Group members run as separate processes (tests/integration/_group_member.py for the
 Python clients, _group_member.js for kafkajs) so that one can be SIGKILLed without

@@ -1,4 +1,4 @@
-"""Checks H2's message schemas (produce, fetch, metadata, group APIs...) against kio.
+"""Checks the message schemas (produce, fetch, metadata, group APIs...) against kio.
 
 For every class declared and every version kio generates, the fields present in that
 version must match kio's dataclass fields: names in order, wire types, tags,

@@ -1,4 +1,4 @@
-"""Checks H3's message schemas (topic admin, configs, SASL, producer ids) against kio.
+"""Checks the message schemas (topic admin, configs, SASL, producer ids) against kio.
 
 For every class declared and every version kio generates, the fields present in that
 version must match kio's dataclass fields: names in order (``_ms`` stripped, as kio

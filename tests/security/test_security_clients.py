@@ -1,4 +1,4 @@
-"""Real clients against a broker with SASL, TLS and ACLs (issue 9, security).
+"""Real clients against a broker with SASL, TLS and ACLs (security).
 
 One broker per module with four listeners: ``sasl_plaintext``, ``sasl_ssl``, ``ssl``
 (client certificates required; the certificate's CN is the principal) and a

@@ -148,7 +148,7 @@ def test_seed_case_extends_log_from_offset_one(root: Path) -> None:
 
 
 def test_minimal_meta_with_six_fields_is_accepted(root: Path) -> None:
-    """A meta.json with only the seed's six fields and the *.log files beside it validates."""
+    """A meta.json with only the six required fields and the *.log files beside it validates."""
     src = open_log(root / "src")
     produce(src, [b"a", b"b"], epoch=3)
     d = root / "snapshots" / "t" / "5"
