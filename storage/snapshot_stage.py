@@ -1,7 +1,7 @@
 """Build a snapshot's batches into segments beside the log, for adoption in one step.
 
 A large ingest is not appended to the live log batch by batch: a worker process
-(``broker/snapshot_stage_worker.py``) builds the batches the plan appends into a
+(``broker/snapshots/worker_main.py``) builds the batches the plan appends into a
 partition log of their own, in a staging directory on the data dir's file system::
 
     <data_dir>/ailurus/ingest-staging/<name>/00000000000000004096.log / .index / .timeindex
