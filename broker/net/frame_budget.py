@@ -101,7 +101,7 @@ class FrameBudget:
             return True
         lead = self._lead if self._lead is not None else self._choose_lead()
         if lead is None or member is lead or member.frame_missing < lead.frame_missing:
-            # (a member with fewer bytes missing takes the lead; the previous one
+            # (a member with fewer bytes missing goes first; the previous one
             # pauses at its next update)
             self._lead = member
             self._paused.pop(member, None)
@@ -126,7 +126,7 @@ class FrameBudget:
         return best
 
     def _choose_lead(self) -> BudgetMember | None:
-        """Pick the lead afresh; resume it if it was paused."""
+        """Pick the member that goes first afresh; resume it if it was paused."""
         lead = self._lead = self._first()
         if lead is not None and lead in self._paused:
             del self._paused[lead]

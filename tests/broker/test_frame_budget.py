@@ -53,7 +53,7 @@ def test_over_the_budget_only_the_closest_to_completion_reads() -> None:
     assert [h.reading for h in hostile] == [True, True, False]
     legit = Member("legit", 7 * MIB)
     legit.report(budget, MIB)
-    assert legit.reading  # fewer bytes missing: it takes the lead
+    assert legit.reading  # fewer bytes missing: it goes first
     for h in hostile[:2]:
         h.report(budget, MIB)  # each reading one's next receive
     assert [h.reading for h in hostile] == [False, False, False]
@@ -104,7 +104,7 @@ def test_release_on_close_gives_back_the_share_and_resumes_the_paused() -> None:
 
 
 def test_a_paused_member_becomes_the_lead_when_the_lead_leaves() -> None:
-    """Still over the budget after the lead completes, the next closest resumes."""
+    """Still over the budget after the first completes, the next closest resumes."""
     budget = FrameBudget(MIB)
     a = Member("a", 5 * MIB)
     b = Member("b", 6 * MIB)
