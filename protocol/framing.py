@@ -3,7 +3,7 @@
 The caller (the broker's connection) feeds whatever the socket gave it to
 :meth:`FrameReader.receive_data` and takes the complete frames out with
 :meth:`FrameReader.frames` (or one at a time with :meth:`FrameReader.next_frame`).
-Nothing here blocks or reads a socket (h11's shape).
+Nothing here blocks or reads a socket (sans-IO).
 
 Copying: a chunk passed as ``bytes`` is kept by reference, and every frame that lies
 inside one chunk is returned as a zero-copy ``memoryview`` slice of it, so a chunk
