@@ -87,15 +87,8 @@ def read_meta_bytes(snapshot_dir: str, root: str) -> bytes:
 
 def read_capped(path: str, cap: int) -> bytes:
     """Read at most ``cap`` bytes of a regular file without blocking on a FIFO."""
+    fd = _open_regular(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise SnapshotIncomplete(
-            "unreadable", f"{os.path.basename(path)}: {exc.strerror}"
-        ) from exc
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise SnapshotInvalid("not-a-regular-file", os.path.basename(path))
         data = os.read(fd, cap)
     finally:
         os.close(fd)
@@ -107,6 +100,12 @@ def read_capped(path: str, cap: int) -> bytes:
 def open_segment(path: str, root: str) -> int:
     """Open a snapshot file for reading after :func:`check_entry` (returns an fd)."""
     check_entry(path, root)
+    return _open_regular(path)
+
+
+def _open_regular(path: str) -> int:
+    """Open ``path`` read-only without blocking on a FIFO; refuse anything but a
+    regular file (the descriptor is closed then)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
