@@ -21,6 +21,19 @@ class Certs:
     rogue_cert: Path  # CN=alice, self-signed (not by the CA)
     rogue_key: Path
 
+    def secured_broker_args(self) -> tuple[str, ...]:
+        """``serve`` flags of the shared secured brokers: TLS with required client
+        certificates, ``admin`` a super user, fast and unlimited failed logins."""
+        return (
+            "--tls-cert", str(self.server_cert),
+            "--tls-key", str(self.server_key),
+            "--tls-ca", str(self.ca),
+            "--tls-client-auth", "required",
+            "--set", "super.users=User:admin",
+            "--set", "connection.failed.authentication.delay.ms=10",
+            "--set", "ailurus.login.max.failures=1000",
+        )  # fmt: skip
+
 
 def _openssl(*args: str | Path, cwd: Path) -> None:
     subprocess.run(

@@ -99,13 +99,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[B
         tmp,
         "--kafka-addr", LISTENERS,
         "--admin-addr", "127.0.0.1:0",
-        "--tls-cert", str(certs.server_cert),
-        "--tls-key", str(certs.server_key),
-        "--tls-ca", str(certs.ca),
-        "--tls-client-auth", "required",
-        "--set", "super.users=User:admin",
-        "--set", "connection.failed.authentication.delay.ms=10",
-        "--set", "ailurus.login.max.failures=1000",
+        *certs.secured_broker_args(),
     )  # fmt: skip
     yield b
     assert b.stop() == 0
