@@ -1,0 +1,91 @@
+"""The key layout under a cluster's prefix (``--cluster etcd://host:port/PREFIX``).
+
+::
+
+    PREFIX/cluster_id                   the cluster id (created once, by the first broker)
+    PREFIX/brokers/{id}                 BrokerInfo, bound to the broker's session lease
+    PREFIX/controller                   ControllerInfo, bound to the controller's lease;
+                                        its create revision is the controller epoch
+    PREFIX/topics/{name}                TopicRecord
+    PREFIX/partitions/{name}/{index}    PartitionRecord (compare-and-set)
+    PREFIX/admin/create/{name}          CreateTopicRequest
+    PREFIX/admin/partitions/{name}      CreatePartitionsRequest
+    PREFIX/admin/delete/{name}          a topic deletion request (empty value)
+    PREFIX/admin/reassign/{name}/{i}    ReassignRequest
+    PREFIX/admin/elect/{name}/{i}       ElectRequest
+    PREFIX/admin/shutdown/{id}          ShutdownRequest
+
+Topic names are Kafka's (letters, digits, ``.``, ``_``, ``-``), so ``/`` never
+occurs inside a name and a key splits unambiguously.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The keys of one cluster (``prefix`` without a trailing slash)."""
+
+    prefix: str
+
+    @property
+    def cluster_id(self) -> str:
+        return f"{self.prefix}/cluster_id"
+
+    @property
+    def brokers(self) -> str:
+        return f"{self.prefix}/brokers/"
+
+    def broker(self, node_id: int) -> str:
+        return f"{self.prefix}/brokers/{node_id}"
+
+    @property
+    def controller(self) -> str:
+        return f"{self.prefix}/controller"
+
+    @property
+    def topics(self) -> str:
+        return f"{self.prefix}/topics/"
+
+    def topic(self, name: str) -> str:
+        return f"{self.prefix}/topics/{name}"
+
+    @property
+    def partitions(self) -> str:
+        return f"{self.prefix}/partitions/"
+
+    def topic_partitions(self, name: str) -> str:
+        return f"{self.prefix}/partitions/{name}/"
+
+    def partition(self, name: str, index: int) -> str:
+        return f"{self.prefix}/partitions/{name}/{index}"
+
+    @property
+    def admin(self) -> str:
+        return f"{self.prefix}/admin/"
+
+    def create(self, name: str) -> str:
+        return f"{self.prefix}/admin/create/{name}"
+
+    def grow(self, name: str) -> str:
+        return f"{self.prefix}/admin/partitions/{name}"
+
+    def delete(self, name: str) -> str:
+        return f"{self.prefix}/admin/delete/{name}"
+
+    def reassign(self, name: str, index: int) -> str:
+        return f"{self.prefix}/admin/reassign/{name}/{index}"
+
+    def elect(self, name: str, index: int) -> str:
+        return f"{self.prefix}/admin/elect/{name}/{index}"
+
+    def shutdown(self, node_id: int) -> str:
+        return f"{self.prefix}/admin/shutdown/{node_id}"
+
+    def relative(self, key: str) -> list[str]:
+        """The parts of ``key`` after the prefix (``["partitions", "t", "3"]``)."""
+        if not key.startswith(self.prefix + "/"):
+            return []
+        return key[len(self.prefix) + 1 :].split("/")
