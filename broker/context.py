@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from broker.cluster.view import ClusterView
 from broker.config import BrokerConfig
 from broker.disk.guard import DiskGuard
 from broker.durability.acks import Durability
@@ -75,6 +76,7 @@ class BrokerContext:
     config: BrokerConfig
     metrics: Metrics
     runtime: Runtime
+    cluster: ClusterView  # the brokers, the controller, group coordinators
     disk: DiskGuard
     topics: TopicService  # owns the LogManager
     durability: Durability  # group commit, partition waiters, acks=all

@@ -63,6 +63,8 @@ import structlog
 from broker.admin.routes import build_routes
 from broker.admin.server import AdminView, RouteTable, serve_admin
 from broker.authz.middleware import Authorize
+from broker.cluster.model import Endpoint
+from broker.cluster.view import LocalView
 from broker.config import BrokerConfig
 from broker.context import BrokerContext, Runtime
 from broker.disk.fileops import storage_fileops
@@ -221,6 +223,7 @@ async def _open_services(
         config=config,
         metrics=metrics,
         runtime=runtime,
+        cluster=_local_view(config, runtime),
         disk=disk,
         topics=topics,
         durability=durability,
@@ -231,6 +234,23 @@ async def _open_services(
         snapshots=snapshots,
         scheduler=scheduler,
     )
+
+
+def _local_view(config: BrokerConfig, runtime: Runtime) -> LocalView:
+    """A single node's view of the cluster: this broker at its bound listeners."""
+
+    def endpoints() -> list[Endpoint]:
+        return [
+            Endpoint(
+                name=b.name,
+                host=b.advertised_host,
+                port=b.advertised_port,
+                security_protocol=config.security.protocol_of(b.name),
+            )
+            for b in runtime.listeners.values()
+        ]
+
+    return LocalView(config.node_id, config.cluster_id, endpoints)
 
 
 @contextlib.asynccontextmanager

@@ -8,10 +8,10 @@ path. In cluster mode the view is the cache a watch keeps current
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from broker.cluster.model import BrokerInfo, PartitionRecord, TopicRecord
+from broker.cluster.model import BrokerInfo, Endpoint
 
 OFFSETS_TOPIC = "__consumer_offsets"
 
@@ -33,7 +33,15 @@ def offsets_partition(group_id: str, partitions: int) -> int:
 
 
 class ClusterView(Protocol):
-    """Who is in the cluster and who leads what, as this broker currently knows it."""
+    """Who is in the cluster, who controls it and who coordinates a group, as this
+    broker currently knows it. Topics and partitions are the topic service's
+    (:meth:`broker.topics.service.TopicService.state`), which in cluster mode reads
+    them from the same watched cache."""
+
+    @property
+    def clustered(self) -> bool:
+        """False on a single node (no etcd)."""
+        ...
 
     @property
     def node_id(self) -> int: ...
@@ -52,8 +60,55 @@ class ClusterView(Protocol):
 
     def broker(self, node_id: int) -> BrokerInfo | None: ...
 
-    def topics(self) -> Sequence[TopicRecord]: ...
+    def group_coordinator(self, group_id: str) -> int:
+        """The node that coordinates a group (the leader of its offsets-topic
+        partition), or -1 while that partition has no leader."""
+        ...
 
-    def topic(self, name: str) -> TopicRecord | None: ...
 
-    def partition(self, topic: str, index: int) -> PartitionRecord | None: ...
+class LocalView:
+    """A single node's view: this broker is the cluster, its controller and every
+    group's coordinator. Its endpoints are its bound listeners (``listeners`` is the
+    runtime's dict, filled as they bind)."""
+
+    def __init__(
+        self,
+        node_id: int,
+        cluster_id: str,
+        listeners: Mapping[str, Endpoint] | Callable[[], Sequence[Endpoint]],
+        rack: str | None = None,
+    ) -> None:
+        self._node_id = node_id
+        self._cluster_id = cluster_id
+        self._listeners = listeners
+        self._rack = rack
+
+    @property
+    def clustered(self) -> bool:
+        return False
+
+    @property
+    def node_id(self) -> int:
+        return self._node_id
+
+    @property
+    def cluster_id(self) -> str:
+        return self._cluster_id
+
+    @property
+    def controller_id(self) -> int:
+        return self._node_id
+
+    def brokers(self) -> Sequence[BrokerInfo]:
+        return (self._me(),)
+
+    def broker(self, node_id: int) -> BrokerInfo | None:
+        return self._me() if node_id == self._node_id else None
+
+    def group_coordinator(self, group_id: str) -> int:
+        return self._node_id
+
+    def _me(self) -> BrokerInfo:
+        src = self._listeners
+        endpoints = tuple(src()) if callable(src) else tuple(src.values())
+        return BrokerInfo(node_id=self._node_id, endpoints=endpoints, rack=self._rack)
