@@ -268,6 +268,21 @@ SNAPSHOT_KEYS: Final = (
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterSettings:
+    """Cluster mode (``--cluster etcd://host:port[,host:port]/prefix``); absent on a
+    single node."""
+
+    endpoints: tuple[tuple[str, int], ...]  # etcd client addresses
+    prefix: str  # every key of the cluster lives under it ("/ailurus")
+    session_timeout_ms: int = 9_000  # the lease TTL (broker.session.timeout.ms)
+    rack: str | None = None  # broker.rack
+    default_replication_factor: int = 1  # default.replication.factor
+    offsets_partitions: int = 16  # offsets.topic.num.partitions
+    offsets_replication_factor: int = 3  # offsets.topic.replication.factor (capped)
+    request_timeout_ms: int = 30_000  # how long a broker waits on the controller
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BrokerConfig:
     """Every setting of one broker process, resolved and validated."""
 
@@ -324,6 +339,8 @@ class BrokerConfig:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     tls: TlsSettings | None = None
     admin_token: str | None = None
+    # Cluster mode through etcd (broker.cluster); None: a single node, no etcd.
+    cluster: ClusterSettings | None = None
 
 
 def parse_address(text: str, *, default_name: str) -> Address:

@@ -1,0 +1,187 @@
+"""The watched cache: everything under the cluster prefix that brokers act on, in
+memory, kept current by one etcd watch (:class:`broker.cluster.service.ClusterService`).
+
+Handlers read it on every request (Metadata, Produce's leader check, FindCoordinator)
+and never wait for etcd. ``version`` grows with every applied change and
+:meth:`MetadataCache.wait_changed` wakes whoever acts on changes (the replica
+manager opening and closing local logs). A value that does not decode is logged
+once and skipped: a bad key never crashes a broker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anyio
+import structlog
+
+from broker.cluster.keys import Keys
+from broker.cluster.model import (
+    NO_LEADER,
+    BadRecord,
+    BrokerInfo,
+    ControllerInfo,
+    PartitionRecord,
+    TopicRecord,
+)
+from broker.cluster.store import Event, KeyValue, Snapshot
+from broker.cluster.view import OFFSETS_TOPIC, offsets_partition
+
+log = structlog.get_logger("broker.cluster.cache")
+
+
+class MetadataCache:
+    """The cluster as last seen: brokers, controller, topics, partition states."""
+
+    def __init__(self, keys: Keys, node_id: int, cluster_id: str) -> None:
+        self.keys = keys
+        self._node_id = node_id
+        self._cluster_id = cluster_id
+        self._brokers: dict[int, BrokerInfo] = {}
+        self._controller: ControllerInfo | None = None
+        self._topics: dict[str, TopicRecord] = {}
+        self._partitions: dict[tuple[str, int], PartitionRecord] = {}
+        self.revision = 0  # the etcd revision the cache reflects
+        self.version = 0  # grows with every applied change
+        self._changed = anyio.Event()
+
+    # -- ClusterView ------------------------------------------------------------
+
+    @property
+    def clustered(self) -> bool:
+        return True
+
+    @property
+    def node_id(self) -> int:
+        return self._node_id
+
+    @property
+    def cluster_id(self) -> str:
+        return self._cluster_id
+
+    @cluster_id.setter
+    def cluster_id(self, value: str) -> None:
+        self._cluster_id = value
+
+    @property
+    def controller_id(self) -> int:
+        return NO_LEADER if self._controller is None else self._controller.node_id
+
+    @property
+    def controller(self) -> ControllerInfo | None:
+        return self._controller
+
+    def brokers(self) -> Sequence[BrokerInfo]:
+        return [self._brokers[i] for i in sorted(self._brokers)]
+
+    def broker(self, node_id: int) -> BrokerInfo | None:
+        return self._brokers.get(node_id)
+
+    def group_coordinator(self, group_id: str) -> int:
+        offsets = self._topics.get(OFFSETS_TOPIC)
+        if offsets is None or offsets.partitions <= 0:
+            return NO_LEADER
+        p = self._partitions.get(
+            (OFFSETS_TOPIC, offsets_partition(group_id, offsets.partitions))
+        )
+        if p is None or p.leader not in self._brokers:
+            return NO_LEADER
+        return p.leader
+
+    # -- topics and partitions ---------------------------------------------------
+
+    def topics(self) -> Sequence[TopicRecord]:
+        return [self._topics[n] for n in sorted(self._topics)]
+
+    def topic(self, name: str) -> TopicRecord | None:
+        return self._topics.get(name)
+
+    def partition(self, topic: str, index: int) -> PartitionRecord | None:
+        return self._partitions.get((topic, index))
+
+    def partitions_of(self, topic: str) -> list[tuple[int, PartitionRecord]]:
+        """Every known partition of ``topic``, by index."""
+        return sorted((i, p) for (t, i), p in self._partitions.items() if t == topic)
+
+    # -- applying what the watch sees --------------------------------------------
+
+    def load(self, snapshot: Snapshot) -> None:
+        """Replace everything with a full read of the prefix."""
+        self._brokers.clear()
+        self._controller = None
+        self._topics.clear()
+        self._partitions.clear()
+        for kv in snapshot.items:
+            self._apply(kv.key, kv.value, kv.create_revision)
+        self.revision = snapshot.revision
+        self._bump()
+
+    def apply(self, events: Sequence[Event]) -> None:
+        """Apply a batch of watched changes (one notification for the batch)."""
+        for e in events:
+            self._apply(e.key, e.value, e.create_revision)
+            self.revision = max(self.revision, e.mod_revision)
+        if events:
+            self._bump()
+
+    async def wait_changed(self, seen: int) -> int:
+        """Wait until ``version`` is past ``seen``; the new version."""
+        while self.version <= seen:
+            await self._changed.wait()
+        return self.version
+
+    def _bump(self) -> None:
+        self.version += 1
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def _apply(self, key: str, value: bytes | None, create_revision: int) -> None:
+        parts = self.keys.relative(key)
+        try:
+            match parts:
+                case ["cluster_id"]:
+                    if value is not None:
+                        self._cluster_id = value.decode()
+                case ["brokers", node]:
+                    if value is None:
+                        self._brokers.pop(int(node), None)
+                    else:
+                        info = BrokerInfo.decode(value)
+                        self._brokers[info.node_id] = info
+                case ["controller"]:
+                    self._controller = (
+                        None
+                        if value is None
+                        else ControllerInfo.decode(
+                            value, create_revision=create_revision
+                        )
+                    )
+                case ["topics", name]:
+                    if value is None:
+                        self._topics.pop(name, None)
+                    else:
+                        self._topics[name] = TopicRecord.decode(value)
+                case ["partitions", name, index]:
+                    if value is None:
+                        self._partitions.pop((name, int(index)), None)
+                    else:
+                        self._partitions[(name, int(index))] = PartitionRecord.decode(
+                            value
+                        )
+                case _:
+                    pass  # admin requests and keys of later versions
+        except (BadRecord, ValueError, UnicodeDecodeError) as e:
+            log.warning("cluster_key_invalid", key=key, error=str(e))
+
+
+def items_as_events(items: Sequence[KeyValue]) -> list[Event]:
+    """Read key-values as the events that would have created them."""
+    return [
+        Event(
+            key=kv.key,
+            value=kv.value,
+            create_revision=kv.create_revision,
+            mod_revision=kv.mod_revision,
+        )
+        for kv in items
+    ]
