@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from broker.cluster.service import ClusterService
 from broker.cluster.view import ClusterView
 from broker.config import BrokerConfig
 from broker.disk.guard import DiskGuard
@@ -77,6 +78,7 @@ class BrokerContext:
     metrics: Metrics
     runtime: Runtime
     cluster: ClusterView  # the brokers, the controller, group coordinators
+    coordination: ClusterService | None  # etcd membership; None: a single node
     disk: DiskGuard
     topics: TopicService  # owns the LogManager
     durability: Durability  # group commit, partition waiters, acks=all

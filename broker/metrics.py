@@ -88,6 +88,9 @@ class Metrics:
     connections_rejected: int = 0
     bad_requests: int = 0
     fsyncs: int = 0
+    # cluster mode (broker.cluster): counted by the cluster service as it sees them
+    leader_changes: int = 0
+    etcd_unavailable: int = 0
 
     def observe_request(self, api: str, seconds: float) -> None:
         self.requests[api] += 1
@@ -98,6 +101,14 @@ class Metrics:
 
     def error(self, api: str, code: str) -> None:
         self.errors[(api, code)] += 1
+
+    def leader_changed(self, count: int = 1) -> None:
+        """Partition leaderships this broker saw move (``leader_changed`` events)."""
+        self.leader_changes += count
+
+    def etcd_lost(self) -> None:
+        """etcd became unreachable (an ``etcd_unavailable`` event)."""
+        self.etcd_unavailable += 1
 
     def render(self, extra: Iterable[str] = ()) -> str:
         """The Prometheus text exposition format (version 0.0.4)."""
@@ -151,6 +162,18 @@ class Metrics:
                 "Malformed or oversized frames (connection closed).",
             ),
             ("ailurus_fsyncs_total", "counter", self.fsyncs, "Group-commit rounds."),
+            (
+                "ailurus_leader_changes_total",
+                "counter",
+                self.leader_changes,
+                "Partition leader changes this broker applied (cluster mode).",
+            ),
+            (
+                "ailurus_etcd_unavailable_total",
+                "counter",
+                self.etcd_unavailable,
+                "Times etcd became unreachable (cluster mode).",
+            ),
         ):
             lines += [
                 f"# HELP {name} {text}",

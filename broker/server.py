@@ -224,6 +224,7 @@ async def _open_services(
         metrics=metrics,
         runtime=runtime,
         cluster=_local_view(config, runtime),
+        coordination=None,
         disk=disk,
         topics=topics,
         durability=durability,

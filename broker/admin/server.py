@@ -7,7 +7,8 @@ Routes live in a :class:`RouteTable` that the caller fills and hands to
     GET /v1/status/ready   200 {"status": "ready"} when serving, 503 while starting
     GET /v1/topics         every topic with its partitions' offsets and sizes
     GET /v1/topics/{name}  one topic (404 if unknown)
-    GET /v1/brokers        this node and its listeners (bound and advertised)
+    GET /v1/brokers        the live brokers, their listeners and partition counts
+    GET /v1/cluster, /v1/partitions/{topic}   the cluster's health, partition states
     GET /metrics           Prometheus text format (docs/metrics.md)
     GET /v1/groups, /v1/snapshots, ...   (broker.admin.routes.groups, .snapshots)
 
@@ -141,6 +142,7 @@ _REASONS = {
     413: "Payload Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
+    504: "Gateway Timeout",
 }
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from broker.admin.routes import groups, metrics, snapshots, status, topics
+from broker.admin.routes import cluster, groups, metrics, snapshots, status, topics
 from broker.admin.server import RouteTable
 
 
 def build_routes(routes: RouteTable) -> None:
     """Add every route of the broker's admin API to ``routes``, in matching order."""
     status.register(routes)
+    cluster.register(routes)
     topics.register(routes)
     metrics.register(routes)
     groups.register(routes)

@@ -1,4 +1,5 @@
-"""Admin routes for the broker's status: readiness and the node's listeners."""
+"""Admin routes for the broker's status: readiness (the brokers and their
+listeners are :mod:`broker.admin.routes.cluster`'s ``GET /v1/brokers``)."""
 
 from __future__ import annotations
 
@@ -12,25 +13,6 @@ def _ready(view: AdminView, request: HttpRequest) -> HttpResponse:
     return HttpResponse.json({"status": status}, status=503)
 
 
-def _brokers(view: AdminView, request: HttpRequest) -> HttpResponse:
-    return HttpResponse.json(
-        [
-            {
-                "node_id": view.config.node_id,
-                "cluster_id": view.config.cluster_id,
-                "listeners": [b.as_json() for b in view.runtime.listeners.values()],
-                "admin": None
-                if view.runtime.admin_address is None
-                else {
-                    "host": view.runtime.admin_address[0],
-                    "port": view.runtime.admin_address[1],
-                },
-            }
-        ]
-    )
-
-
 def register(routes: RouteTable) -> None:
     """Add this module's routes to ``routes``."""
     routes.add("GET", "/v1/status/ready", _ready, public=True)
-    routes.add("GET", "/v1/brokers", _brokers, public=True)
