@@ -178,7 +178,17 @@ def test_cluster_commands_json_shapes(ailurus: Target) -> None:
     info = invoke(ailurus, "--format", "json", "cluster", "info")
     assert shape(info.json()) == {
         "api_keys": "int",
-        "brokers": [{"host": "str", "node_id": "int", "port": "int", "rack": None}],
+        "brokers": [
+            {
+                "host": "str",
+                "is_controller": "bool",
+                "leader_partitions": "int",
+                "node_id": "int",
+                "port": "int",
+                "rack": None,
+                "replica_partitions": "int",
+            }
+        ],
         "cli_version": "str",
         "cluster_id": "str",
         "controller_id": "int",
@@ -189,14 +199,19 @@ def test_cluster_commands_json_shapes(ailurus: Target) -> None:
     health = invoke(ailurus, "cluster", "health", "--format", "json")
     assert health.exit_code == 0, health.stdout
     assert shape(health.json()) == {
+        "all_nodes": ["int"],
         "brokers": "int",
+        "controller_id": "int",
         "errors": [],
         "healthy": "bool",
         "kafka_reachable": "bool",
+        "nodes_down": [],
         "offline_partitions": [],
         "partitions": "int",
         "ready": "bool",
         "ready_detail": "str",
+        "under_replicated_partitions": [],
+        "unhealthy_reasons": [],
     }
 
 

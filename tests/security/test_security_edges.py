@@ -358,6 +358,9 @@ def test_admin_token_guards_every_route_that_reveals_data(tmp_path: Path) -> Non
             "/v1/snapshots",
             "/v1/snapshots/schedule",
             "/metrics",
+            "/v1/cluster",
+            "/v1/partitions",
+            f"/v1/partitions/{topic}",
             "/v1/no-such-route",
         )
         for path in private:
