@@ -1,5 +1,5 @@
-"""The Dockerfile passes hadolint; both compose files validate and configure the broker
-with settings its own config resolver accepts (no Docker daemon needed)."""
+"""The Dockerfile passes hadolint; every compose file validates and configures the
+broker with settings its own config resolver accepts (no Docker daemon needed)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,11 @@ from tests._broker import start_broker
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
-COMPOSE_FILES = ("docker-compose.yml", "docker-compose.dr.yml")
+COMPOSE_FILES = (
+    "docker-compose.yml",
+    "docker-compose.dr.yml",
+    "docker-compose.cluster.yml",
+)
 
 
 def _tool(name: str) -> str:
@@ -281,3 +285,46 @@ def test_compose_cli_uses_the_brokers_admin_token() -> None:
     token = services["ailurus"]["environment"]["AILURUS_ADMIN_TOKEN"]
     assert token
     assert services["cli"]["environment"]["AILURUS_ADMIN_TOKEN"] == token
+
+
+def test_cluster_compose_runs_three_brokers_on_one_etcd() -> None:
+    """etcd and brokers 1-3 (``--cluster etcd://etcd:2379/ailurus``), each broker
+    advertised as broker-N:9092 inside the network and localhost:N9092 to the host,
+    started once etcd is healthy and healthy once its admin API says ready."""
+    services = _compose_config("docker-compose.cluster.yml")["services"]
+    assert {"etcd", "broker-1", "broker-2", "broker-3", "cli"} <= set(services)
+    etcd = services["etcd"]
+    assert etcd["image"].startswith("quay.io/coreos/etcd:v3.5.")
+    assert etcd["healthcheck"]["test"][:2] == ["CMD", "etcdctl"]
+    assert "endpoint" in etcd["healthcheck"]["test"]
+    assert "--advertise-client-urls=http://etcd:2379" in etcd["command"]
+    volumes = set()
+    for n in (1, 2, 3):
+        broker = services[f"broker-{n}"]
+        env = broker["environment"]
+        assert env["AILURUS_NODE_ID"] == str(n)
+        assert broker["command"] == ["--cluster", "etcd://etcd:2379/ailurus"]
+        assert broker["depends_on"]["etcd"]["condition"] == "service_healthy"
+        config = resolve(flags=_serve_flags(env), sets={}, env=env)
+        assert config.node_id == n
+        listeners = {lc.name: lc.advertised for lc in config.listeners}
+        internal, external = listeners["internal"], listeners["external"]
+        assert internal is not None
+        assert external is not None
+        assert (internal.host, internal.port) == (f"broker-{n}", 9092)
+        assert (external.host, external.port) == ("localhost", n * 10000 + 9092)
+        published = {(p["target"], str(p["published"])) for p in broker["ports"]}
+        assert (19092, str(external.port)) in published
+        test = " ".join(broker["healthcheck"]["test"])
+        assert "http://127.0.0.1:9644/v1/status/ready" in test
+        [data] = [v for v in broker["volumes"] if v["target"] == "/var/lib/ailurus"]
+        volumes.add(data["source"])
+    assert len(volumes) == 3  # a data dir per broker
+    cli = services["cli"]
+    assert {name: dep["condition"] for name, dep in cli["depends_on"].items()} == {
+        f"broker-{n}": "service_healthy" for n in (1, 2, 3)
+    }
+    assert (
+        cli["environment"]["AILURUS_ADMIN_TOKEN"]
+        == (services["broker-1"]["environment"]["AILURUS_ADMIN_TOKEN"])
+    )
