@@ -1,12 +1,60 @@
 """The controller: the one broker that assigns replicas, elects leaders and writes
-partition state (placeholder interface; the decisions land with their tests)."""
+partition state, while it holds the controller key.
+
+On start it reads everything under the prefix, ensures the offsets topic exists,
+reconciles (offline partitions with a live ISR replica get a leader, leaders that
+are gone lose leadership, pending admin requests are served, finished
+reassignments complete), then watches the prefix from the revision it read and
+acts on every change: brokers coming and going, admin requests, ISR changes that
+complete a reassignment. The decisions are the pure functions of
+:mod:`broker.cluster.decisions` and :mod:`broker.cluster.placement`; this module
+reads and writes.
+
+Every write is one transaction guarded by ``Compare(controller,
+create_revision=epoch)``; a partition key is also compared on the mod revision the
+decision was made from, and a failed compare re-reads the key and decides again.
+When the guard fails, another broker controls the cluster: :class:`NotController`.
+The controller keeps a mirror of the prefix, fed by its watch and by its own
+writes (a write is in the mirror before its watch event arrives; stale events are
+skipped by revision).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
 
+import structlog
+
+from broker.cluster import decisions, placement
 from broker.cluster.keys import Keys
-from broker.cluster.store import Store
+from broker.cluster.model import (
+    NO_LEADER,
+    BadRecord,
+    BrokerInfo,
+    CreatePartitionsRequest,
+    CreateTopicRequest,
+    DeleteTopicRequest,
+    ElectRequest,
+    PartitionRecord,
+    ReassignRequest,
+    RequestError,
+    ShutdownRequest,
+    TopicRecord,
+    encode,
+)
+from broker.cluster.store import Compare, Delete, Event, KeyValue, Op, Put, Store
+from broker.cluster.view import OFFSETS_TOPIC
+from protocol.error_codes import ErrorCode
+
+log = structlog.get_logger("broker.cluster.controller")
+
+CHUNK = 100  # partition keys per transaction (etcd allows 128 operations)
+_RETRIES = 8  # decisions re-made after a failed compare-and-set
+_LEGAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+UNCLEAN = "unclean.leader.election.enable"
 
 
 class NotController(Exception):
@@ -18,6 +66,17 @@ class ControllerSettings:
     default_replication_factor: int = 1
     offsets_partitions: int = 16
     offsets_replication_factor: int = 3  # capped at the live brokers
+
+
+def topic_name_error(name: str) -> RequestError | None:
+    """Kafka's legal topic names (``Topic.validate``)."""
+    if not name or name in {".", ".."} or len(name) > 249 or set(name) - _LEGAL:
+        return RequestError(
+            code=ErrorCode.INVALID_TOPIC_EXCEPTION,
+            message=f"Topic name {name!r} is illegal: up to 249 of ASCII letters, "
+            "digits, '.', '_' and '-'.",
+        )
+    return None
 
 
 class Controller:
@@ -37,11 +96,580 @@ class Controller:
         self.node_id = node_id
         self.epoch = epoch
         self.settings = settings
+        self._kv: dict[str, KeyValue] = {}
+        self._tombstones: dict[str, int] = {}  # key → revision of our delete
+        self._guard = Compare(keys.controller, create_revision=epoch)
+
+    # -- the loop -----------------------------------------------------------------
 
     async def run(self) -> None:
         """Act on requests and broker changes until cancelled.
 
         Raises:
             NotController: a write guarded by ``epoch`` failed.
+            StoreUnavailable: etcd is unreachable (the caller campaigns again).
         """
-        raise NotImplementedError
+        prefix = self.keys.prefix + "/"
+        snap = await self.store.get_prefix(prefix)
+        self._kv = {kv.key: kv for kv in snap.items}
+        self._check_controller()
+        await self.reconcile()
+        async for ev in self.store.watch_prefix(prefix, snap.revision + 1):
+            if self._observe(ev):
+                await self._on_change(ev.key)
+
+    async def reconcile(self) -> None:
+        """Everything the state calls for: the offsets topic, leaders for the live
+        brokers, pending requests, finished reassignments."""
+        await self._ensure_offsets_topic()
+        for node in sorted(self._fenced()):
+            await self._forget_shutdown(str(node))
+        await self._reconcile_liveness("reconcile")
+        pending = sorted(
+            (kv for kv in self._kv.values() if kv.key.startswith(self.keys.admin)),
+            key=lambda kv: kv.mod_revision,
+        )
+        for kv in pending:
+            await self._on_request(kv.key)
+        for topic, index in self._partition_ids():
+            await self._complete_reassignment(topic, index)
+
+    async def _on_change(self, key: str) -> None:
+        parts = self.keys.relative(key)
+        match parts:
+            case ["controller"]:
+                self._check_controller()
+            case ["brokers", node]:
+                if key in self._kv:
+                    await self._forget_shutdown(node)
+                    await self._reconcile_liveness("broker_joined")
+                    await self._ensure_offsets_topic()
+                else:
+                    log.info("broker_lost", node_id=node)
+                    await self._reconcile_liveness("broker_lost")
+                    await self._forget_shutdown(node)
+            case ["admin", *_]:
+                await self._on_request(key)
+            case ["partitions", topic, index] if index.isdigit():
+                await self._complete_reassignment(topic, int(index))
+            case _:
+                pass
+
+    # -- the mirror -----------------------------------------------------------------
+
+    def _observe(self, ev: Event) -> bool:
+        """Apply a watched change to the mirror; False when it is one we already
+        hold (our own write, or older than it)."""
+        cur = self._kv.get(ev.key)
+        stale = (cur is not None and cur.mod_revision >= ev.mod_revision) or (
+            self._tombstones.get(ev.key, 0) >= ev.mod_revision
+        )
+        if self._tombstones:
+            self._tombstones = {
+                k: r for k, r in self._tombstones.items() if r > ev.mod_revision
+            }
+        if stale:
+            return False
+        if ev.value is None:
+            return self._kv.pop(ev.key, None) is not None
+        self._kv[ev.key] = KeyValue(
+            ev.key, ev.value, ev.create_revision, ev.mod_revision
+        )
+        return True
+
+    def _wrote(self, ops: Sequence[Op], revision: int) -> None:
+        for op in ops:
+            if isinstance(op, Put):
+                old = self._kv.get(op.key)
+                created = old.create_revision if old is not None else revision
+                self._kv[op.key] = KeyValue(
+                    op.key, op.value, created, revision, op.lease
+                )
+            else:
+                gone = (
+                    [k for k in self._kv if k.startswith(op.key)]
+                    if op.prefix
+                    else [op.key]
+                )
+                for k in gone:
+                    self._kv.pop(k, None)
+                    self._tombstones[k] = revision
+
+    async def _refresh(self, key: str) -> None:
+        """Re-read one key after a failed compare."""
+        snap = await self.store.get_prefix(key)
+        kv = next((kv for kv in snap.items if kv.key == key), None)
+        if kv is None:
+            self._kv.pop(key, None)
+            self._tombstones[key] = snap.revision
+        else:
+            self._kv[key] = kv
+
+    def _check_controller(self) -> None:
+        kv = self._kv.get(self.keys.controller)
+        if kv is None or kv.create_revision != self.epoch:
+            raise NotController(
+                f"the controller key is no longer at epoch {self.epoch}"
+            )
+
+    def _live(self) -> dict[int, str | None]:
+        live: dict[int, str | None] = {}
+        for kv in self._kv.values():
+            if kv.key.startswith(self.keys.brokers):
+                try:
+                    info = BrokerInfo.decode(kv.value)
+                except BadRecord as e:
+                    log.warning("bad_record", key=kv.key, error=str(e))
+                    continue
+                live[info.node_id] = info.rack
+        return live
+
+    def _fenced(self) -> set[int]:
+        """Brokers shutting down (a shutdown request is pending or done)."""
+        prefix = self.keys.admin + "shutdown/"
+        return {
+            int(k[len(prefix) :])
+            for k in self._kv
+            if k.startswith(prefix) and k[len(prefix) :].isdigit()
+        }
+
+    def _topic(self, name: str) -> TopicRecord | None:
+        kv = self._kv.get(self.keys.topic(name))
+        if kv is None:
+            return None
+        try:
+            return TopicRecord.decode(kv.value)
+        except BadRecord as e:
+            log.warning("bad_record", key=kv.key, error=str(e))
+            return None
+
+    def _partition(self, topic: str, index: int) -> tuple[PartitionRecord, int] | None:
+        kv = self._kv.get(self.keys.partition(topic, index))
+        if kv is None:
+            return None
+        try:
+            return PartitionRecord.decode(kv.value), kv.mod_revision
+        except BadRecord as e:
+            log.warning("bad_record", key=kv.key, error=str(e))
+            return None
+
+    def _partition_ids(self) -> list[tuple[str, int]]:
+        out = []
+        for k in self._kv:
+            parts = self.keys.relative(k)
+            if len(parts) == 3 and parts[0] == "partitions" and parts[2].isdigit():
+                out.append((parts[1], int(parts[2])))
+        return sorted(out)
+
+    # -- writes -------------------------------------------------------------------
+
+    async def _write(self, compares: Sequence[Compare], ops: Sequence[Op]) -> bool:
+        """One guarded transaction; False when one of ``compares`` failed.
+
+        Raises:
+            NotController: the guard failed.
+        """
+        ok, revision = await self.store.txn([self._guard, *compares], ops)
+        if ok:
+            self._wrote(ops, revision)
+            return True
+        kv = await self.store.get(self.keys.controller)
+        if kv is None or kv.create_revision != self.epoch:
+            raise NotController(
+                f"the controller key is no longer at epoch {self.epoch}"
+            )
+        return False
+
+    def _cas(self, key: str) -> Compare:
+        kv = self._kv.get(key)
+        return (
+            Compare(key, absent=True)
+            if kv is None
+            else Compare(key, mod_revision=kv.mod_revision)
+        )
+
+    async def _update(
+        self,
+        topic: str,
+        index: int,
+        decide: Callable[[PartitionRecord], PartitionRecord | RequestError | None],
+        reason: str,
+        *,
+        also: Sequence[Op] = (),
+    ) -> PartitionRecord | RequestError | None:
+        """Decide a partition's new state and write it with compare-and-set (with
+        ``also`` in the same transaction), deciding again on a failed compare."""
+        key = self.keys.partition(topic, index)
+        for _ in range(_RETRIES):
+            cur = self._partition(topic, index)
+            if cur is None:
+                return None
+            rec, rev = cur
+            new = decide(rec)
+            if not isinstance(new, PartitionRecord):
+                return new
+            if await self._write(
+                [Compare(key, mod_revision=rev)], [Put(key, encode(new)), *also]
+            ):
+                self._log_change(topic, index, rec, new, reason)
+                return new
+            await self._refresh(key)
+        log.warning("partition_write_contended", topic=topic, partition=index)
+        return None
+
+    def _log_change(
+        self,
+        topic: str,
+        index: int,
+        old: PartitionRecord | None,
+        new: PartitionRecord,
+        reason: str,
+    ) -> None:
+        if old is not None and old.leader == new.leader:
+            return
+        log.info(
+            "leader_changed",
+            topic=topic,
+            partition=index,
+            leader=new.leader,
+            leader_epoch=new.leader_epoch,
+            reason=reason,
+        )
+        if new.leader == NO_LEADER:
+            log.warning(
+                "partition_offline", topic=topic, partition=index, reason=reason
+            )
+
+    async def _reply(self, key: str, value: bytes) -> None:
+        """Rewrite a request with its answer, keeping the lease it is bound to
+        (unless it changed or vanished meanwhile)."""
+        kv = await self.store.get(key)
+        if kv is None:
+            return
+        await self._write(
+            [Compare(key, mod_revision=kv.mod_revision)],
+            [Put(key, value, lease=kv.lease)],
+        )
+
+    async def _refuse(self, key: str, value: bytes, error: RequestError) -> None:
+        """Answer a request with an error."""
+        log.info("request_refused", key=key, code=error.code, message=error.message)
+        await self._reply(key, value)
+
+    # -- liveness -------------------------------------------------------------------
+
+    async def _reconcile_liveness(self, reason: str) -> None:
+        live = self._live()
+        fenced = self._fenced()
+        for topic, index in self._partition_ids():
+            t = self._topic(topic)
+            unclean = t is not None and t.configs.get(UNCLEAN) == "true"
+            await self._update(
+                topic,
+                index,
+                partial(
+                    decisions.for_liveness,
+                    live=live,
+                    epoch=self.epoch,
+                    fenced=fenced,
+                    unclean=unclean,
+                ),
+                reason,
+            )
+
+    async def _forget_shutdown(self, node: str) -> None:
+        """Drop the shutdown request of a broker that left, or of an earlier life
+        of one that registered again: it no longer shuts down."""
+        key = self.keys.admin + f"shutdown/{node}"
+        request = self._kv.get(key)
+        if request is None or not node.isdigit():
+            return
+        broker = self._kv.get(self.keys.broker(int(node)))
+        if broker is None or request.mod_revision < broker.create_revision:
+            await self._write([self._cas(key)], [Delete(key)])
+
+    async def _ensure_offsets_topic(self) -> None:
+        if self._topic(OFFSETS_TOPIC) is not None:
+            return
+        if self.keys.create(OFFSETS_TOPIC) in self._kv:
+            return  # a pending request creates it
+        live = self._live()
+        if not live:
+            return
+        rf = min(self.settings.offsets_replication_factor, len(live))
+        assignment = placement.assign(live, self.settings.offsets_partitions, rf)
+        record = TopicRecord(
+            name=OFFSETS_TOPIC,
+            topic_id=uuid.uuid4(),
+            partitions=len(assignment),
+            internal=True,
+        )
+        await self._write_topic(record, assignment, start=0, done=())
+
+    async def _write_topic(
+        self,
+        record: TopicRecord,
+        assignment: Sequence[tuple[int, ...]],
+        *,
+        start: int,
+        done: Sequence[Op],
+    ) -> bool:
+        """Write new partitions ``start..`` in chunks, then the topic record (and
+        ``done``, the request's deletion) last: a broker that sees the topic sees
+        its partitions. False when the topic record changed meanwhile."""
+        live = set(self._live())
+        for at in range(0, len(assignment), CHUNK):
+            chunk = list(enumerate(assignment[at : at + CHUNK], start=start + at))
+            for _ in range(_RETRIES):
+                keys = [self.keys.partition(record.name, i) for i, _ in chunk]
+                ops = [
+                    Put(k, encode(decisions.new_partition(r, live, self.epoch)))
+                    for k, (_, r) in zip(keys, chunk, strict=True)
+                ]
+                if await self._write([self._cas(k) for k in keys], ops):
+                    break
+                for k in keys:
+                    await self._refresh(k)
+            else:
+                return False
+        for i, replicas in enumerate(assignment, start=start):
+            self._log_change(
+                record.name,
+                i,
+                None,
+                decisions.new_partition(replicas, live, self.epoch),
+                "created",
+            )
+        topic_key = self.keys.topic(record.name)
+        if not await self._write(
+            [self._cas(topic_key)], [Put(topic_key, encode(record)), *done]
+        ):
+            await self._refresh(topic_key)
+            return False
+        log.info(
+            "topic_written",
+            topic=record.name,
+            partitions=record.partitions,
+            topic_id=str(record.topic_id),
+        )
+        return True
+
+    # -- requests -------------------------------------------------------------------
+
+    async def _on_request(self, key: str) -> None:
+        kv = self._kv.get(key)
+        if kv is None:
+            return
+        parts = self.keys.relative(key)
+        try:
+            match parts:
+                case ["admin", "create", name]:
+                    await self._create(key, CreateTopicRequest.decode(kv.value))
+                case ["admin", "partitions", name]:
+                    await self._grow(
+                        key, name, CreatePartitionsRequest.decode(kv.value)
+                    )
+                case ["admin", "delete", name]:
+                    await self._delete(key, name, DeleteTopicRequest.decode(kv.value))
+                case ["admin", "reassign", name, index] if index.isdigit():
+                    await self._reassign(
+                        key, name, int(index), ReassignRequest.decode(kv.value)
+                    )
+                case ["admin", "elect", name, index] if index.isdigit():
+                    await self._elect(
+                        key, name, int(index), ElectRequest.decode(kv.value)
+                    )
+                case ["admin", "shutdown", node] if node.isdigit():
+                    await self._shutdown(key, ShutdownRequest.decode(kv.value))
+                case _:
+                    log.warning("unknown_request", key=key)
+        except BadRecord as e:
+            log.warning("bad_record", key=key, error=str(e))
+
+    async def _create(self, key: str, req: CreateTopicRequest) -> None:
+        if req.error is not None:
+            return
+        live = self._live()
+        error = topic_name_error(req.name)
+        if error is None and self._topic(req.name) is not None:
+            error = RequestError(
+                code=ErrorCode.TOPIC_ALREADY_EXISTS,
+                message=f"Topic '{req.name}' already exists.",
+            )
+        assignment: list[tuple[int, ...]] = []
+        if error is None:
+            try:
+                if req.assignment is not None:
+                    assignment = placement.validate(req.assignment, live)
+                else:
+                    rf = req.replication_factor
+                    if rf == -1:
+                        rf = self.settings.default_replication_factor
+                    assignment = placement.assign(live, req.partitions, rf)
+            except placement.PlacementError as e:
+                error = RequestError(code=e.code, message=e.message)
+        if error is not None:
+            await self._refuse(key, encode(replace(req, error=error)), error)
+            return
+        record = TopicRecord(
+            name=req.name,
+            topic_id=req.topic_id or uuid.uuid4(),
+            partitions=len(assignment),
+            configs=dict(req.configs),
+            internal=req.name == OFFSETS_TOPIC,
+        )
+        if not await self._write_topic(record, assignment, start=0, done=[Delete(key)]):
+            error = RequestError(
+                code=ErrorCode.TOPIC_ALREADY_EXISTS,
+                message=f"Topic '{req.name}' already exists.",
+            )
+            if self._topic(req.name) is not None:
+                await self._refuse(key, encode(replace(req, error=error)), error)
+
+    async def _grow(self, key: str, name: str, req: CreatePartitionsRequest) -> None:
+        if req.error is not None:
+            return
+        topic = self._topic(name)
+        first = self._partition(name, 0)
+        error: RequestError | None = None
+        assignment: list[tuple[int, ...]] = []
+        if topic is None or first is None:
+            error = RequestError(
+                code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                message=f"Topic '{name}' does not exist.",
+            )
+        elif req.count <= topic.partitions:
+            error = RequestError(
+                code=ErrorCode.INVALID_PARTITIONS,
+                message=f"Topic currently has {topic.partitions} partitions, "
+                f"{req.count} would not be an increase.",
+            )
+        else:
+            live = self._live()
+            p0 = first[0]
+            rf = len(decisions.target_of(p0))
+            adding = req.count - topic.partitions
+            try:
+                if req.assignment is not None:
+                    if len(req.assignment) != adding:
+                        raise placement.PlacementError(
+                            ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                            f"Increasing the number of partitions by {adding} but "
+                            f"{len(req.assignment)} assignments provided.",
+                        )
+                    assignment = placement.validate(
+                        req.assignment, live, replication_factor=rf
+                    )
+                else:
+                    assignment = placement.assign(
+                        live,
+                        adding,
+                        rf,
+                        start_index=placement.grow_start_index(live, p0.replicas[0]),
+                        start_partition=topic.partitions,
+                    )
+            except placement.PlacementError as e:
+                error = RequestError(code=e.code, message=e.message)
+        if error is not None:
+            await self._refuse(key, encode(replace(req, error=error)), error)
+            return
+        assert topic is not None
+        await self._write_topic(
+            replace(topic, partitions=req.count),
+            assignment,
+            start=topic.partitions,
+            done=[Delete(key)],
+        )
+
+    async def _delete(self, key: str, name: str, req: DeleteTopicRequest) -> None:
+        if req.error is not None:
+            return
+        if self._topic(name) is None:
+            error = RequestError(
+                code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                message=f"Topic '{name}' does not exist.",
+            )
+            await self._refuse(key, encode(replace(req, error=error)), error)
+            return
+        topic_key = self.keys.topic(name)
+        ops: list[Op] = [
+            Delete(self.keys.topic_partitions(name), prefix=True),
+            Delete(topic_key),
+            Delete(key),
+        ]
+        if await self._write([self._cas(topic_key)], ops):
+            log.info("topic_deleted", topic=name)
+        else:
+            await self._refresh(topic_key)
+
+    async def _reassign(
+        self, key: str, name: str, index: int, req: ReassignRequest
+    ) -> None:
+        if req.error is not None:
+            return
+        live = set(self._live())
+        result = await self._update(
+            name,
+            index,
+            lambda rec: decisions.reassign(rec, req.replicas, live, epoch=self.epoch),
+            "reassignment",
+            also=[Delete(key)],
+        )
+        if isinstance(result, RequestError) or result is None:
+            error = result or RequestError(
+                code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                message=f"Partition {name}-{index} does not exist.",
+            )
+            await self._refuse(key, encode(replace(req, error=error)), error)
+
+    async def _elect(self, key: str, name: str, index: int, req: ElectRequest) -> None:
+        if req.error is not None:
+            return
+        live = set(self._live())
+        elect = decisions.elect_unclean if req.unclean else decisions.elect_preferred
+        result = await self._update(
+            name,
+            index,
+            lambda rec: elect(rec, live, epoch=self.epoch),
+            "unclean_election" if req.unclean else "preferred_election",
+            also=[Delete(key)],
+        )
+        if isinstance(result, RequestError) or result is None:
+            error = result or RequestError(
+                code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                message=f"Partition {name}-{index} does not exist.",
+            )
+            await self._refuse(key, encode(replace(req, error=error)), error)
+
+    async def _shutdown(self, key: str, req: ShutdownRequest) -> None:
+        if req.done:
+            return
+        live = set(self._live())
+        fenced = self._fenced()
+        remaining = 0
+        for topic, index in self._partition_ids():
+            await self._update(
+                topic,
+                index,
+                lambda rec: decisions.shut_down(
+                    rec, req.node_id, live, epoch=self.epoch, fenced=fenced
+                ),
+                "controlled_shutdown",
+            )
+            cur = self._partition(topic, index)
+            if cur is not None and cur[0].leader == req.node_id:
+                remaining += 1
+        log.info("controlled_shutdown", node_id=req.node_id, remaining=remaining)
+        await self._reply(key, encode(replace(req, done=True, remaining=remaining)))
+
+    async def _complete_reassignment(self, topic: str, index: int) -> None:
+        cur = self._partition(topic, index)
+        if cur is None or not (cur[0].adding or cur[0].removing):
+            return
+        live = set(self._live())
+        await self._update(
+            topic,
+            index,
+            lambda rec: decisions.complete_reassignment(rec, live, epoch=self.epoch),
+            "reassignment",
+        )
