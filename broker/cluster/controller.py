@@ -353,7 +353,9 @@ class Controller:
 
     async def _refuse(self, key: str, value: bytes, error: RequestError) -> None:
         """Answer a request with an error."""
-        log.info("request_refused", key=key, code=error.code, message=error.message)
+        log.info(
+            "request_refused", key=key, code=int(error.code), message=error.message
+        )
         await self._reply(key, value)
 
     # -- liveness -------------------------------------------------------------------
