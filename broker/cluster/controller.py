@@ -363,9 +363,14 @@ class Controller:
     async def _reconcile_liveness(self, reason: str) -> None:
         live = self._live()
         fenced = self._fenced()
+        unclean_topics: dict[str, bool] = {}
         for topic, index in self._partition_ids():
-            t = self._topic(topic)
-            unclean = t is not None and t.configs.get(UNCLEAN) == "true"
+            if topic not in unclean_topics:
+                t = self._topic(topic)
+                unclean_topics[topic] = (
+                    t is not None and t.configs.get(UNCLEAN) == "true"
+                )
+            unclean = unclean_topics[topic]
             await self._update(
                 topic,
                 index,
@@ -420,34 +425,35 @@ class Controller:
         ``done``, the request's deletion) last: a broker that sees the topic sees
         its partitions. False when the topic record changed meanwhile."""
         live = set(self._live())
-        for at in range(0, len(assignment), CHUNK):
-            chunk = list(enumerate(assignment[at : at + CHUNK], start=start + at))
+        fenced = self._fenced()
+        records = [
+            decisions.new_partition(r, live, self.epoch, fenced) for r in assignment
+        ]
+        for at in range(0, len(records), CHUNK):
+            keys = [
+                self.keys.partition(record.name, i)
+                for i in range(start + at, start + min(at + CHUNK, len(records)))
+            ]
+            ops = [
+                Put(k, encode(r))
+                for k, r in zip(keys, records[at : at + CHUNK], strict=True)
+            ]
             for _ in range(_RETRIES):
-                keys = [self.keys.partition(record.name, i) for i, _ in chunk]
-                ops = [
-                    Put(k, encode(decisions.new_partition(r, live, self.epoch)))
-                    for k, (_, r) in zip(keys, chunk, strict=True)
-                ]
                 if await self._write([self._cas(k) for k in keys], ops):
                     break
                 for k in keys:
                     await self._refresh(k)
             else:
+                log.warning("topic_write_contended", topic=record.name)
                 return False
-        for i, replicas in enumerate(assignment, start=start):
-            self._log_change(
-                record.name,
-                i,
-                None,
-                decisions.new_partition(replicas, live, self.epoch),
-                "created",
-            )
         topic_key = self.keys.topic(record.name)
         if not await self._write(
             [self._cas(topic_key)], [Put(topic_key, encode(record)), *done]
         ):
             await self._refresh(topic_key)
             return False
+        for i, rec in enumerate(records, start=start):
+            self._log_change(record.name, i, None, rec, "created")
         log.info(
             "topic_written",
             topic=record.name,
@@ -498,6 +504,8 @@ class Controller:
                 code=ErrorCode.TOPIC_ALREADY_EXISTS,
                 message=f"Topic '{req.name}' already exists.",
             )
+        if error is None:
+            error = self._collision(req.name)
         assignment: list[tuple[int, ...]] = []
         if error is None:
             try:
@@ -527,6 +535,20 @@ class Controller:
             )
             if self._topic(req.name) is not None:
                 await self._refuse(key, encode(replace(req, error=error)), error)
+
+    def _collision(self, name: str) -> RequestError | None:
+        """Kafka refuses a name that differs from an existing one only by '.'
+        versus '_' (they collide in metric names)."""
+        flat = name.replace(".", "_")
+        for kv in self._kv.values():
+            if kv.key.startswith(self.keys.topics):
+                other = kv.key[len(self.keys.topics) :]
+                if other != name and other.replace(".", "_") == flat:
+                    return RequestError(
+                        code=ErrorCode.INVALID_TOPIC_EXCEPTION,
+                        message=f"Topic '{name}' collides with existing topic: {other}",
+                    )
+        return None
 
     async def _grow(self, key: str, name: str, req: CreatePartitionsRequest) -> None:
         if req.error is not None:

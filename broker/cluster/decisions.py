@@ -47,14 +47,18 @@ def changed(
 
 
 def new_partition(
-    replicas: Sequence[int], live: Collection[int], epoch: int
+    replicas: Sequence[int],
+    live: Collection[int],
+    epoch: int,
+    fenced: Collection[int] = (),
 ) -> PartitionRecord:
-    """A new partition: led by its first live replica, every live replica in
-    sync (they are all empty)."""
+    """A new partition: every live replica in sync (they are all empty), led by
+    the first of them that is not shutting down."""
     isr = tuple(r for r in replicas if r in live)
+    leaders = [r for r in isr if r not in fenced] or list(isr)
     return PartitionRecord(
         replicas=tuple(replicas),
-        leader=isr[0] if isr else NO_LEADER,
+        leader=leaders[0] if leaders else NO_LEADER,
         leader_epoch=0,
         isr=isr,
         partition_epoch=0,

@@ -483,3 +483,44 @@ async def test_a_stale_controller_cannot_write() -> None:
             assert p.controller_epoch == c.epoch
             assert p.controller_epoch > old.epoch
             tg.cancel_scope.cancel()
+
+
+async def test_names_colliding_on_dot_and_underscore_are_refused() -> None:
+    c = await _cluster(0)
+    async with running(c):
+        assert await _create(c, CreateTopicRequest(name="a.b", partitions=1)) is None
+        err = await _create(c, CreateTopicRequest(name="a_b", partitions=1))
+        assert err is not None
+        assert err.code == ErrorCode.INVALID_TOPIC_EXCEPTION
+        assert "a.b" in err.message
+
+
+async def test_a_new_controller_reconciles_what_changed_while_there_was_none() -> None:
+    c = await _cluster(0, 1, 2)
+    async with running(c):
+        await _create(
+            c, CreateTopicRequest(name="r", partitions=-1, assignment=((0, 1),))
+        )
+        await _create(
+            c, CreateTopicRequest(name="o", partitions=-1, assignment=((0, 1),))
+        )
+        assert await _reassign(c, "r", 0, (1, 2)) is None
+    # No controller: a follower catches up, a leader's broker dies.
+    await c.set_isr("r", 0, (0, 1, 2))
+    c.leave(0)
+    async with running(c, 1):
+        r = c.partition("r", 0)
+        assert (r.replicas, r.adding, r.removing, r.isr, r.leader) == (
+            (1, 2),
+            (),
+            (),
+            (1, 2),
+            1,
+        )
+        o = c.partition("o", 0)
+        assert (o.leader, o.leader_epoch, o.isr, o.controller_epoch) == (
+            1,
+            1,
+            (1,),
+            c.epoch,
+        )
