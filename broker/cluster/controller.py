@@ -14,9 +14,8 @@ Every write is one transaction guarded by ``Compare(controller,
 create_revision=epoch)``; a partition key is also compared on the mod revision the
 decision was made from, and a failed compare re-reads the key and decides again.
 When the guard fails, another broker controls the cluster: :class:`NotController`.
-The controller keeps a mirror of the prefix, fed by its watch and by its own
-writes (a write is in the mirror before its watch event arrives; stale events are
-skipped by revision).
+The controller decides from its mirror of the prefix (:mod:`broker.cluster.mirror`),
+fed by its watch and by its own writes.
 """
 
 from __future__ import annotations
@@ -30,10 +29,10 @@ import structlog
 
 from broker.cluster import decisions, placement
 from broker.cluster.keys import Keys
+from broker.cluster.mirror import Mirror
 from broker.cluster.model import (
     NO_LEADER,
     BadRecord,
-    BrokerInfo,
     CreatePartitionsRequest,
     CreateTopicRequest,
     DeleteTopicRequest,
@@ -45,7 +44,7 @@ from broker.cluster.model import (
     TopicRecord,
     encode,
 )
-from broker.cluster.store import Compare, Delete, Event, KeyValue, Op, Put, Store
+from broker.cluster.store import Compare, Delete, Op, Put, Store
 from broker.cluster.view import OFFSETS_TOPIC
 from protocol.error_codes import ErrorCode
 
@@ -96,8 +95,7 @@ class Controller:
         self.node_id = node_id
         self.epoch = epoch
         self.settings = settings
-        self._kv: dict[str, KeyValue] = {}
-        self._tombstones: dict[str, int] = {}  # key → revision of our delete
+        self._mirror = Mirror(keys)
         self._guard = Compare(keys.controller, create_revision=epoch)
 
     # -- the loop -----------------------------------------------------------------
@@ -111,27 +109,23 @@ class Controller:
         """
         prefix = self.keys.prefix + "/"
         snap = await self.store.get_prefix(prefix)
-        self._kv = {kv.key: kv for kv in snap.items}
+        self._mirror.load(snap)
         self._check_controller()
         await self.reconcile()
         async for ev in self.store.watch_prefix(prefix, snap.revision + 1):
-            if self._observe(ev):
+            if self._mirror.observe(ev):
                 await self._on_change(ev.key)
 
     async def reconcile(self) -> None:
         """Everything the state calls for: the offsets topic, leaders for the live
         brokers, pending requests, finished reassignments."""
         await self._ensure_offsets_topic()
-        for node in sorted(self._fenced()):
+        for node in sorted(self._mirror.fenced()):
             await self._forget_shutdown(str(node))
         await self._reconcile_liveness("reconcile")
-        pending = sorted(
-            (kv for kv in self._kv.values() if kv.key.startswith(self.keys.admin)),
-            key=lambda kv: kv.mod_revision,
-        )
-        for kv in pending:
+        for kv in self._mirror.requests():
             await self._on_request(kv.key)
-        for topic, index in self._partition_ids():
+        for topic, index in self._mirror.partition_ids():
             await self._complete_reassignment(topic, index)
 
     async def _on_change(self, key: str) -> None:
@@ -140,7 +134,7 @@ class Controller:
             case ["controller"]:
                 self._check_controller()
             case ["brokers", node]:
-                if key in self._kv:
+                if self._mirror.get(key) is not None:
                     await self._forget_shutdown(node)
                     await self._reconcile_liveness("broker_joined")
                     await self._ensure_offsets_topic()
@@ -157,109 +151,18 @@ class Controller:
 
     # -- the mirror -----------------------------------------------------------------
 
-    def _observe(self, ev: Event) -> bool:
-        """Apply a watched change to the mirror; False when it is one we already
-        hold (our own write, or older than it)."""
-        cur = self._kv.get(ev.key)
-        stale = (cur is not None and cur.mod_revision >= ev.mod_revision) or (
-            self._tombstones.get(ev.key, 0) >= ev.mod_revision
-        )
-        if self._tombstones:
-            self._tombstones = {
-                k: r for k, r in self._tombstones.items() if r > ev.mod_revision
-            }
-        if stale:
-            return False
-        if ev.value is None:
-            return self._kv.pop(ev.key, None) is not None
-        self._kv[ev.key] = KeyValue(
-            ev.key, ev.value, ev.create_revision, ev.mod_revision
-        )
-        return True
-
-    def _wrote(self, ops: Sequence[Op], revision: int) -> None:
-        for op in ops:
-            if isinstance(op, Put):
-                old = self._kv.get(op.key)
-                created = old.create_revision if old is not None else revision
-                self._kv[op.key] = KeyValue(
-                    op.key, op.value, created, revision, op.lease
-                )
-            else:
-                gone = (
-                    [k for k in self._kv if k.startswith(op.key)]
-                    if op.prefix
-                    else [op.key]
-                )
-                for k in gone:
-                    self._kv.pop(k, None)
-                    self._tombstones[k] = revision
-
     async def _refresh(self, key: str) -> None:
         """Re-read one key after a failed compare."""
         snap = await self.store.get_prefix(key)
         kv = next((kv for kv in snap.items if kv.key == key), None)
-        if kv is None:
-            self._kv.pop(key, None)
-            self._tombstones[key] = snap.revision
-        else:
-            self._kv[key] = kv
+        self._mirror.refreshed(key, kv, snap.revision)
 
     def _check_controller(self) -> None:
-        kv = self._kv.get(self.keys.controller)
+        kv = self._mirror.get(self.keys.controller)
         if kv is None or kv.create_revision != self.epoch:
             raise NotController(
                 f"the controller key is no longer at epoch {self.epoch}"
             )
-
-    def _live(self) -> dict[int, str | None]:
-        live: dict[int, str | None] = {}
-        for kv in self._kv.values():
-            if kv.key.startswith(self.keys.brokers):
-                try:
-                    info = BrokerInfo.decode(kv.value)
-                except BadRecord as e:
-                    log.warning("bad_record", key=kv.key, error=str(e))
-                    continue
-                live[info.node_id] = info.rack
-        return live
-
-    def _fenced(self) -> set[int]:
-        """Brokers shutting down (a shutdown request is pending or done)."""
-        prefix = self.keys.admin + "shutdown/"
-        return {
-            int(k[len(prefix) :])
-            for k in self._kv
-            if k.startswith(prefix) and k[len(prefix) :].isdigit()
-        }
-
-    def _topic(self, name: str) -> TopicRecord | None:
-        kv = self._kv.get(self.keys.topic(name))
-        if kv is None:
-            return None
-        try:
-            return TopicRecord.decode(kv.value)
-        except BadRecord as e:
-            log.warning("bad_record", key=kv.key, error=str(e))
-            return None
-
-    def _partition(self, topic: str, index: int) -> tuple[PartitionRecord, int] | None:
-        kv = self._kv.get(self.keys.partition(topic, index))
-        if kv is None:
-            return None
-        try:
-            return PartitionRecord.decode(kv.value), kv.mod_revision
-        except BadRecord as e:
-            log.warning("bad_record", key=kv.key, error=str(e))
-            return None
-
-    def _partition_ids(self) -> list[tuple[str, int]]:
-        out = []
-        for k in self._kv:
-            parts = self.keys.relative(k)
-            if len(parts) == 3 and parts[0] == "partitions" and parts[2].isdigit():
-                out.append((parts[1], int(parts[2])))
-        return sorted(out)
 
     # -- writes -------------------------------------------------------------------
 
@@ -271,7 +174,7 @@ class Controller:
         """
         ok, revision = await self.store.txn([self._guard, *compares], ops)
         if ok:
-            self._wrote(ops, revision)
+            self._mirror.wrote(ops, revision)
             return True
         kv = await self.store.get(self.keys.controller)
         if kv is None or kv.create_revision != self.epoch:
@@ -279,14 +182,6 @@ class Controller:
                 f"the controller key is no longer at epoch {self.epoch}"
             )
         return False
-
-    def _cas(self, key: str) -> Compare:
-        kv = self._kv.get(key)
-        return (
-            Compare(key, absent=True)
-            if kv is None
-            else Compare(key, mod_revision=kv.mod_revision)
-        )
 
     async def _update(
         self,
@@ -301,7 +196,7 @@ class Controller:
         ``also`` in the same transaction), deciding again on a failed compare."""
         key = self.keys.partition(topic, index)
         for _ in range(_RETRIES):
-            cur = self._partition(topic, index)
+            cur = self._mirror.partition(topic, index)
             if cur is None:
                 return None
             rec, rev = cur
@@ -361,12 +256,12 @@ class Controller:
     # -- liveness -------------------------------------------------------------------
 
     async def _reconcile_liveness(self, reason: str) -> None:
-        live = self._live()
-        fenced = self._fenced()
+        live = self._mirror.live()
+        fenced = self._mirror.fenced()
         unclean_topics: dict[str, bool] = {}
-        for topic, index in self._partition_ids():
+        for topic, index in self._mirror.partition_ids():
             if topic not in unclean_topics:
-                t = self._topic(topic)
+                t = self._mirror.topic(topic)
                 unclean_topics[topic] = (
                     t is not None and t.configs.get(UNCLEAN) == "true"
                 )
@@ -388,19 +283,19 @@ class Controller:
         """Drop the shutdown request of a broker that left, or of an earlier life
         of one that registered again: it no longer shuts down."""
         key = self.keys.admin + f"shutdown/{node}"
-        request = self._kv.get(key)
+        request = self._mirror.get(key)
         if request is None or not node.isdigit():
             return
-        broker = self._kv.get(self.keys.broker(int(node)))
+        broker = self._mirror.get(self.keys.broker(int(node)))
         if broker is None or request.mod_revision < broker.create_revision:
-            await self._write([self._cas(key)], [Delete(key)])
+            await self._write([self._mirror.cas(key)], [Delete(key)])
 
     async def _ensure_offsets_topic(self) -> None:
-        if self._topic(OFFSETS_TOPIC) is not None:
+        if self._mirror.topic(OFFSETS_TOPIC) is not None:
             return
-        if self.keys.create(OFFSETS_TOPIC) in self._kv:
+        if self._mirror.get(self.keys.create(OFFSETS_TOPIC)) is not None:
             return  # a pending request creates it
-        live = self._live()
+        live = self._mirror.live()
         if not live:
             return
         rf = min(self.settings.offsets_replication_factor, len(live))
@@ -424,8 +319,8 @@ class Controller:
         """Write new partitions ``start..`` in chunks, then the topic record (and
         ``done``, the request's deletion) last: a broker that sees the topic sees
         its partitions. False when the topic record changed meanwhile."""
-        live = set(self._live())
-        fenced = self._fenced()
+        live = set(self._mirror.live())
+        fenced = self._mirror.fenced()
         records = [
             decisions.new_partition(r, live, self.epoch, fenced) for r in assignment
         ]
@@ -439,7 +334,7 @@ class Controller:
                 for k, r in zip(keys, records[at : at + CHUNK], strict=True)
             ]
             for _ in range(_RETRIES):
-                if await self._write([self._cas(k) for k in keys], ops):
+                if await self._write([self._mirror.cas(k) for k in keys], ops):
                     break
                 for k in keys:
                     await self._refresh(k)
@@ -448,7 +343,7 @@ class Controller:
                 return False
         topic_key = self.keys.topic(record.name)
         if not await self._write(
-            [self._cas(topic_key)], [Put(topic_key, encode(record)), *done]
+            [self._mirror.cas(topic_key)], [Put(topic_key, encode(record)), *done]
         ):
             await self._refresh(topic_key)
             return False
@@ -465,7 +360,7 @@ class Controller:
     # -- requests -------------------------------------------------------------------
 
     async def _on_request(self, key: str) -> None:
-        kv = self._kv.get(key)
+        kv = self._mirror.get(key)
         if kv is None:
             return
         parts = self.keys.relative(key)
@@ -497,9 +392,9 @@ class Controller:
     async def _create(self, key: str, req: CreateTopicRequest) -> None:
         if req.error is not None:
             return
-        live = self._live()
+        live = self._mirror.live()
         error = topic_name_error(req.name)
-        if error is None and self._topic(req.name) is not None:
+        if error is None and self._mirror.topic(req.name) is not None:
             error = RequestError(
                 code=ErrorCode.TOPIC_ALREADY_EXISTS,
                 message=f"Topic '{req.name}' already exists.",
@@ -533,28 +428,26 @@ class Controller:
                 code=ErrorCode.TOPIC_ALREADY_EXISTS,
                 message=f"Topic '{req.name}' already exists.",
             )
-            if self._topic(req.name) is not None:
+            if self._mirror.topic(req.name) is not None:
                 await self._refuse(key, encode(replace(req, error=error)), error)
 
     def _collision(self, name: str) -> RequestError | None:
         """Kafka refuses a name that differs from an existing one only by '.'
         versus '_' (they collide in metric names)."""
         flat = name.replace(".", "_")
-        for kv in self._kv.values():
-            if kv.key.startswith(self.keys.topics):
-                other = kv.key[len(self.keys.topics) :]
-                if other != name and other.replace(".", "_") == flat:
-                    return RequestError(
-                        code=ErrorCode.INVALID_TOPIC_EXCEPTION,
-                        message=f"Topic '{name}' collides with existing topic: {other}",
-                    )
+        for other in self._mirror.topic_names():
+            if other != name and other.replace(".", "_") == flat:
+                return RequestError(
+                    code=ErrorCode.INVALID_TOPIC_EXCEPTION,
+                    message=f"Topic '{name}' collides with existing topic: {other}",
+                )
         return None
 
     async def _grow(self, key: str, name: str, req: CreatePartitionsRequest) -> None:
         if req.error is not None:
             return
-        topic = self._topic(name)
-        first = self._partition(name, 0)
+        topic = self._mirror.topic(name)
+        first = self._mirror.partition(name, 0)
         error: RequestError | None = None
         assignment: list[tuple[int, ...]] = []
         if topic is None or first is None:
@@ -569,7 +462,7 @@ class Controller:
                 f"{req.count} would not be an increase.",
             )
         else:
-            live = self._live()
+            live = self._mirror.live()
             p0 = first[0]
             rf = len(decisions.target_of(p0))
             adding = req.count - topic.partitions
@@ -589,7 +482,9 @@ class Controller:
                         live,
                         adding,
                         rf,
-                        start_index=placement.grow_start_index(live, p0.replicas[0]),
+                        start_index=placement.grow_start_index(
+                            live, p0.replicas[0] if p0.replicas else 0
+                        ),
                         start_partition=topic.partitions,
                     )
             except placement.PlacementError as e:
@@ -608,7 +503,7 @@ class Controller:
     async def _delete(self, key: str, name: str, req: DeleteTopicRequest) -> None:
         if req.error is not None:
             return
-        if self._topic(name) is None:
+        if self._mirror.topic(name) is None:
             error = RequestError(
                 code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
                 message=f"Topic '{name}' does not exist.",
@@ -621,7 +516,7 @@ class Controller:
             Delete(topic_key),
             Delete(key),
         ]
-        if await self._write([self._cas(topic_key)], ops):
+        if await self._write([self._mirror.cas(topic_key)], ops):
             log.info("topic_deleted", topic=name)
         else:
             await self._refresh(topic_key)
@@ -631,7 +526,7 @@ class Controller:
     ) -> None:
         if req.error is not None:
             return
-        live = set(self._live())
+        live = set(self._mirror.live())
         result = await self._update(
             name,
             index,
@@ -649,7 +544,7 @@ class Controller:
     async def _elect(self, key: str, name: str, index: int, req: ElectRequest) -> None:
         if req.error is not None:
             return
-        live = set(self._live())
+        live = set(self._mirror.live())
         elect = decisions.elect_unclean if req.unclean else decisions.elect_preferred
         result = await self._update(
             name,
@@ -668,10 +563,10 @@ class Controller:
     async def _shutdown(self, key: str, req: ShutdownRequest) -> None:
         if req.done:
             return
-        live = set(self._live())
-        fenced = self._fenced()
+        live = set(self._mirror.live())
+        fenced = self._mirror.fenced()
         remaining = 0
-        for topic, index in self._partition_ids():
+        for topic, index in self._mirror.partition_ids():
             await self._update(
                 topic,
                 index,
@@ -680,17 +575,17 @@ class Controller:
                 ),
                 "controlled_shutdown",
             )
-            cur = self._partition(topic, index)
+            cur = self._mirror.partition(topic, index)
             if cur is not None and cur[0].leader == req.node_id:
                 remaining += 1
         log.info("controlled_shutdown", node_id=req.node_id, remaining=remaining)
         await self._reply(key, encode(replace(req, done=True, remaining=remaining)))
 
     async def _complete_reassignment(self, topic: str, index: int) -> None:
-        cur = self._partition(topic, index)
+        cur = self._mirror.partition(topic, index)
         if cur is None or not (cur[0].adding or cur[0].removing):
             return
-        live = set(self._live())
+        live = set(self._mirror.live())
         await self._update(
             topic,
             index,
