@@ -4,25 +4,29 @@ elections, reassignment, and fencing of a stale controller."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from collections.abc import Sequence
 
 import anyio
 import pytest
 from structlog.testing import capture_logs
 
 from broker.cluster.controller import CHUNK, NotController
+from broker.cluster.fake import MemoryStore
 from broker.cluster.model import (
     NO_LEADER,
     CreatePartitionsRequest,
     CreateTopicRequest,
     DeleteTopicRequest,
     ElectRequest,
+    PartitionRecord,
     ReassignRequest,
     RequestError,
     ShutdownRequest,
     encode,
 )
-from broker.cluster.store import Put
+from broker.cluster.store import Compare, Op, Put, StoreUnavailable
 from broker.cluster.view import OFFSETS_TOPIC
 from protocol.error_codes import ErrorCode
 from tests.cluster.controller_harness import KEYS, Cluster, running
@@ -524,3 +528,58 @@ async def test_a_new_controller_reconciles_what_changed_while_there_was_none() -
             (1,),
             c.epoch,
         )
+
+
+class _RacingStore(MemoryStore):
+    """A leader changes the ISR of ``key`` just before the controller's first
+    write of it lands."""
+
+    def __init__(self, key: str, isr: tuple[int, ...]) -> None:
+        super().__init__()
+        self.race_key = key
+        self.race_isr = isr
+        self.raced = False
+
+    async def txn(
+        self, compares: Sequence[Compare], ops: Sequence[Op]
+    ) -> tuple[bool, int]:
+        if not self.raced and any(
+            isinstance(op, Put) and op.key == self.race_key for op in ops
+        ):
+            kv = self._kv.get(self.race_key)
+            if kv is not None:
+                self.raced = True
+                rec = PartitionRecord.decode(kv.value)
+                rec = dataclasses.replace(
+                    rec, isr=self.race_isr, partition_epoch=rec.partition_epoch + 1
+                )
+                await self.put(self.race_key, encode(rec))
+        return await super().txn(compares, ops)
+
+
+async def test_a_failed_compare_rereads_and_decides_again() -> None:
+    c = Cluster(store=_RacingStore(KEYS.partition("t", 0), (0, 1)))
+    for n in (0, 1, 2):
+        await c.join(n)
+    async with running(c):
+        req = CreateTopicRequest(name="t", partitions=-1, assignment=((0, 1, 2),))
+        assert await _create(c, req) is None
+        assert isinstance(c.store, _RacingStore)
+        c.store.raced = False  # race the next write of t-0, not its creation
+        c.leave(0)
+        await c.settle()
+        assert c.store.raced
+        p = c.partition("t", 0)
+        # Decided from the ISR the leader wrote meanwhile: 2 had left it.
+        assert (p.leader, p.isr, p.leader_epoch, p.partition_epoch) == (1, (1,), 1, 2)
+
+
+async def test_an_unreachable_store_ends_the_run() -> None:
+    c = await _cluster(0)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            controller = await c.start(tg, 0)
+            c.store.unavailable = True
+            with pytest.raises(StoreUnavailable):
+                await controller.run()
+            tg.cancel_scope.cancel()
