@@ -50,7 +50,8 @@ from protocol.error_codes import ErrorCode
 
 log = structlog.get_logger("broker.cluster.controller")
 
-CHUNK = 100  # partition keys per transaction (etcd allows 128 operations)
+CHUNK = 100  # new partition keys per transaction (etcd allows 128 operations)
+BATCH = 50  # partition changes per transaction (each a compare and a put)
 _RETRIES = 8  # decisions re-made after a failed compare-and-set
 _LEGAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 UNCLEAN = "unclean.leader.election.enable"
@@ -212,6 +213,41 @@ class Controller:
         log.warning("partition_write_contended", topic=topic, partition=index)
         return None
 
+    async def _update_many(
+        self,
+        decide: Callable[[str, PartitionRecord], PartitionRecord | None],
+        reason: str,
+    ) -> None:
+        """Decide every partition's new state and write the changed ones
+        :data:`BATCH` to a transaction (a failed batch falls back to one
+        compare-and-set per partition, deciding again). ``decide`` gets the
+        topic name and the record."""
+        batch: list[tuple[str, int, PartitionRecord, int, PartitionRecord]] = []
+        for topic, index in self._mirror.partition_ids():
+            cur = self._mirror.partition(topic, index)
+            if cur is None:
+                continue
+            new = decide(topic, cur[0])
+            if new is not None:
+                batch.append((topic, index, cur[0], cur[1], new))
+        for at in range(0, len(batch), BATCH):
+            chunk = batch[at : at + BATCH]
+            keys = [self.keys.partition(t, i) for t, i, _, _, _ in chunk]
+            if await self._write(
+                [
+                    Compare(k, mod_revision=rev)
+                    for k, (_, _, _, rev, _) in zip(keys, chunk, strict=True)
+                ],
+                [Put(k, encode(new)) for k, (*_, new) in zip(keys, chunk, strict=True)],
+            ):
+                for topic, index, old, _, new in chunk:
+                    self._log_change(topic, index, old, new, reason)
+                continue
+            for k in keys:
+                await self._refresh(k)
+            for topic, index, _, _, _ in chunk:
+                await self._update(topic, index, partial(decide, topic), reason)
+
     def _log_change(
         self,
         topic: str,
@@ -259,25 +295,22 @@ class Controller:
         live = self._mirror.live()
         fenced = self._mirror.fenced()
         unclean_topics: dict[str, bool] = {}
-        for topic, index in self._mirror.partition_ids():
+
+        def decide(topic: str, rec: PartitionRecord) -> PartitionRecord | None:
             if topic not in unclean_topics:
                 t = self._mirror.topic(topic)
                 unclean_topics[topic] = (
                     t is not None and t.configs.get(UNCLEAN) == "true"
                 )
-            unclean = unclean_topics[topic]
-            await self._update(
-                topic,
-                index,
-                partial(
-                    decisions.for_liveness,
-                    live=live,
-                    epoch=self.epoch,
-                    fenced=fenced,
-                    unclean=unclean,
-                ),
-                reason,
+            return decisions.for_liveness(
+                rec,
+                live,
+                epoch=self.epoch,
+                fenced=fenced,
+                unclean=unclean_topics[topic],
             )
+
+        await self._update_many(decide, reason)
 
     async def _forget_shutdown(self, node: str) -> None:
         """Drop the shutdown request of a broker that left, or of an earlier life
@@ -565,16 +598,14 @@ class Controller:
             return
         live = set(self._mirror.live())
         fenced = self._mirror.fenced()
+        await self._update_many(
+            lambda _, rec: decisions.shut_down(
+                rec, req.node_id, live, epoch=self.epoch, fenced=fenced
+            ),
+            "controlled_shutdown",
+        )
         remaining = 0
         for topic, index in self._mirror.partition_ids():
-            await self._update(
-                topic,
-                index,
-                lambda rec: decisions.shut_down(
-                    rec, req.node_id, live, epoch=self.epoch, fenced=fenced
-                ),
-                "controlled_shutdown",
-            )
             cur = self._mirror.partition(topic, index)
             if cur is not None and cur[0].leader == req.node_id:
                 remaining += 1

@@ -12,7 +12,7 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from broker.cluster.controller import CHUNK, NotController
+from broker.cluster.controller import BATCH, CHUNK, NotController
 from broker.cluster.fake import MemoryStore
 from broker.cluster.model import (
     NO_LEADER,
@@ -583,3 +583,16 @@ async def test_an_unreachable_store_ends_the_run() -> None:
             with pytest.raises(StoreUnavailable):
                 await controller.run()
             tg.cancel_scope.cancel()
+
+
+async def test_a_lost_broker_is_handled_in_batched_writes() -> None:
+    c = await _cluster(0, 1)
+    async with running(c):
+        req = CreateTopicRequest(name="big", partitions=120, replication_factor=2)
+        assert await _create(c, req) is None
+        before = c.store.writes
+        c.leave(0)
+        await c.settle()
+        changed = 124  # every partition, the offsets topic's 4 included
+        assert c.store.writes - before <= 1 + -(-changed // BATCH)  # + the expiry
+        assert all(p.leader == 1 and p.isr == (1,) for p in c.partitions().values())
