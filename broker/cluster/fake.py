@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -30,6 +31,7 @@ from broker.cluster.store import (
     Op,
     Put,
     Snapshot,
+    Store,
     StoreUnavailable,
 )
 
@@ -237,3 +239,7 @@ class MemoryStore:
         """The lease a key is bound to (0: none); -1 when the key is absent."""
         kv = self._kv.get(key)
         return -1 if kv is None else kv.lease
+
+
+if TYPE_CHECKING:
+    _conforms: Store = MemoryStore()  # mypy checks the protocol is met
