@@ -16,6 +16,15 @@ decision was made from, and a failed compare re-reads the key and decides again.
 When the guard fails, another broker controls the cluster: :class:`NotController`.
 The controller decides from its mirror of the prefix (:mod:`broker.cluster.mirror`),
 fed by its watch and by its own writes.
+
+Requests (``admin/...``): a served create, grow, delete, reassign or elect request
+is deleted in the transaction that applies it (a reassignment once it has
+started); a refused one is rewritten with ``error`` (a Kafka error code and
+message) and left for the requester to delete; a request that already carries an
+error is not looked at again. A shutdown request is rewritten with ``done`` and
+``remaining`` (the partitions the broker still leads); while it exists the broker
+is not chosen as a new leader, and the controller deletes it once the broker's
+registration is gone (or has been renewed since).
 """
 
 from __future__ import annotations
