@@ -439,3 +439,20 @@ class ShutdownRequest:
             done=done,
             remaining=_int(data, "remaining"),
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteTopicRequest:
+    """``admin/delete/{name}``: delete a topic. The request is an empty value; the
+    controller deletes the key when the topic is gone, or sets ``error``."""
+
+    error: RequestError | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": None if self.error is None else self.error.to_json()}
+
+    @classmethod
+    def decode(cls, raw: bytes) -> DeleteTopicRequest:
+        if not raw.strip():
+            return cls()
+        return cls(error=_error(_obj(raw)))
