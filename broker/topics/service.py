@@ -108,6 +108,11 @@ class TopicService:
         await close_log_manager(self._logs)
 
     @property
+    def cache(self) -> MetadataCache | None:
+        """The cluster's watched cache (None on a single node)."""
+        return self._cache
+
+    @property
     def logs(self) -> LogManager:
         """The storage handle."""
         return self._logs

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from broker.cluster.model import NO_LEADER, PartitionRecord
+from protocol.error_codes import ErrorCode
 from storage.partition_log import PartitionLog
 
 
@@ -36,6 +37,20 @@ class PartitionState:
     def is_local_leader(self) -> bool:
         """Whether this node leads the partition (takes its appends and fetches)."""
         return self.leader_id == self.node_id
+
+    def refusal(self, current_leader_epoch: int = -1) -> ErrorCode | None:
+        """Why a data request for the partition is refused here, or None: this node
+        does not lead it (NOT_LEADER_OR_FOLLOWER; also while it is offline), or the
+        client's ``current_leader_epoch`` (-1: unchecked) is newer than ours
+        (UNKNOWN_LEADER_EPOCH) or older (FENCED_LEADER_EPOCH), Kafka's rules
+        (KIP-320, ``Partition.checkCurrentLeaderEpoch``)."""
+        if not self.is_local_leader:
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER
+        if current_leader_epoch > self.leader_epoch:
+            return ErrorCode.UNKNOWN_LEADER_EPOCH
+        if 0 <= current_leader_epoch < self.leader_epoch:
+            return ErrorCode.FENCED_LEADER_EPOCH
+        return None
 
 
 def high_watermark(plog: PartitionLog, write_caching: bool) -> int:
