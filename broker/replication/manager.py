@@ -66,6 +66,8 @@ class ReplicaManager:
         # (topic, partition) -> (leader, leader epoch) as last acted on
         self._leaders: dict[tuple[str, int], tuple[int, int]] = {}
         self._kept: set[str] = set()  # local topics the cluster refused to register
+        self.applied = 0  # the cache version the local logs match
+        self._applied_changed = anyio.Event()
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -75,10 +77,23 @@ class ReplicaManager:
         await self.register_local_topics()
         seen = self.cache.version
         await self.reconcile()
+        self._applied(seen)
         task_status.started()
         while True:
             seen = await self.cache.wait_changed(seen)
             await self.reconcile()
+            self._applied(seen)
+
+    async def caught_up(self, version: int) -> None:
+        """Wait until the local logs match the cache as of ``version`` (every change
+        up to it acted on)."""
+        while self.applied < version:
+            await self._applied_changed.wait()
+
+    def _applied(self, version: int) -> None:
+        self.applied = version
+        self._applied_changed.set()
+        self._applied_changed = anyio.Event()
 
     async def register_local_topics(self) -> None:
         """Ask the controller to adopt the local topics the cluster does not know,
