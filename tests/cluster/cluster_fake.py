@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
 
 from broker.cluster.cache import MetadataCache
 from broker.cluster.keys import Keys
@@ -27,7 +31,13 @@ from broker.cluster.model import (
     encode,
 )
 from broker.cluster.store import Event
+from broker.config import BrokerConfig, ClusterSettings, resolve
+from broker.context import BrokerContext
+from broker.net.dispatch import Dispatcher, load_handlers
+from broker.net.request import Deferred, RequestContext
+from broker.server import open_context
 from protocol.error_codes import ErrorCode
+from protocol.headers import RequestHeader
 
 LISTENER = "PLAINTEXT"
 
@@ -76,10 +86,14 @@ class FakeCluster:
             ]
         )
 
-    def add_broker(self, node_id: int) -> None:
+    def add_broker(self, node_id: int, listener: str = LISTENER) -> None:
         self._put(
             self.keys.broker(node_id),
-            BrokerInfo(node_id=node_id, endpoints=(endpoint(node_id),), rack=None),
+            BrokerInfo(
+                node_id=node_id,
+                endpoints=(dataclasses.replace(endpoint(node_id), name=listener),),
+                rack=f"rack-{node_id % 2}",
+            ),
         )
 
     def remove_broker(self, node_id: int) -> None:
@@ -248,3 +262,64 @@ class FakeCluster:
             ),
         )
         return None
+
+
+# -- a broker context in cluster mode over the fake -------------------------------
+
+NODE = 1
+
+
+def cluster_config(tmp_path: Path, node_id: int = NODE) -> BrokerConfig:
+    config = resolve(flags={"data_dir": str(tmp_path / "data")}, sets={})
+    return dataclasses.replace(
+        config,
+        node_id=node_id,
+        cluster=ClusterSettings(
+            endpoints=(("127.0.0.1", 2379),), prefix="/test", request_timeout_ms=3000
+        ),
+    )
+
+
+@asynccontextmanager
+async def running(
+    config: BrokerConfig, cluster: FakeCluster
+) -> AsyncIterator[BrokerContext]:
+    """A broker context in cluster mode with its replica manager running."""
+    load_handlers()
+    async with open_context(config, cluster=cluster) as ctx:
+        assert ctx.replicas is not None
+        async with anyio.create_task_group() as tg:
+            await tg.start(ctx.replicas.run)
+            try:
+                yield ctx
+            finally:
+                tg.cancel_scope.cancel()
+
+
+async def settled(ctx: BrokerContext, cluster: FakeCluster) -> None:
+    """Wait (bounded) until the replica manager has acted on every change so far."""
+    assert ctx.replicas is not None
+    with anyio.fail_after(5):
+        await ctx.replicas.caught_up(cluster.cache.version)
+
+
+def rctx(ctx: BrokerContext, api_key: int, version: int) -> RequestContext:
+    header = RequestHeader(
+        request_api_key=api_key,
+        request_api_version=version,
+        correlation_id=1,
+        client_id="t",
+    )
+    return RequestContext(
+        broker=ctx, header=header, listener=LISTENER, peer="test", received_at=0.0
+    )
+
+
+async def call(
+    ctx: BrokerContext, api_key: int, version: int, request: object
+) -> object:
+    """Dispatch one request; await it when it is deferred."""
+    resp = Dispatcher()(rctx(ctx, api_key, version), request)
+    if isinstance(resp, Deferred):
+        return await resp.run()
+    return resp

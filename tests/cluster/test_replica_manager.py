@@ -4,8 +4,6 @@ cache fed directly, and the replica manager makes the local logs match it."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -17,13 +15,8 @@ from broker.cluster.model import (
     CreateTopicRequest,
     PartitionRecord,
 )
-from broker.config import BrokerConfig, ClusterSettings, resolve
-from broker.context import BrokerContext
-from broker.net.dispatch import Dispatcher, load_handlers
-from broker.net.request import Deferred, RequestContext
 from broker.server import open_context
 from protocol.error_codes import ErrorCode
-from protocol.headers import RequestHeader
 from protocol.messages.fetch import (
     FetchPartition,
     FetchRequest,
@@ -37,65 +30,14 @@ from protocol.messages.produce import (
     TopicProduceData,
 )
 from protocol.record_builder import RecordInput, build_batch
-from tests.cluster.cluster_fake import LISTENER, FakeCluster
-
-NODE = 1
-
-
-def cluster_config(tmp_path: Path, node_id: int = NODE) -> BrokerConfig:
-    config = resolve(flags={"data_dir": str(tmp_path / "data")}, sets={})
-    return dataclasses.replace(
-        config,
-        node_id=node_id,
-        cluster=ClusterSettings(
-            endpoints=(("127.0.0.1", 2379),), prefix="/test", request_timeout_ms=3000
-        ),
-    )
-
-
-@asynccontextmanager
-async def running(
-    config: BrokerConfig, cluster: FakeCluster
-) -> AsyncIterator[BrokerContext]:
-    """A broker context in cluster mode with its replica manager running."""
-    load_handlers()
-    async with open_context(config, cluster=cluster) as ctx:
-        assert ctx.replicas is not None
-        async with anyio.create_task_group() as tg:
-            await tg.start(ctx.replicas.run)
-            try:
-                yield ctx
-            finally:
-                tg.cancel_scope.cancel()
-
-
-async def settled(ctx: BrokerContext, cluster: FakeCluster) -> None:
-    """Wait (bounded) until the replica manager has acted on every change so far."""
-    assert ctx.replicas is not None
-    with anyio.fail_after(5):
-        await ctx.replicas.caught_up(cluster.cache.version)
-
-
-def rctx(ctx: BrokerContext, api_key: int, version: int) -> RequestContext:
-    header = RequestHeader(
-        request_api_key=api_key,
-        request_api_version=version,
-        correlation_id=1,
-        client_id="t",
-    )
-    return RequestContext(
-        broker=ctx, header=header, listener=LISTENER, peer="test", received_at=0.0
-    )
-
-
-async def call(
-    ctx: BrokerContext, api_key: int, version: int, request: object
-) -> object:
-    """Dispatch one request; await it when it is deferred."""
-    resp = Dispatcher()(rctx(ctx, api_key, version), request)
-    if isinstance(resp, Deferred):
-        return await resp.run()
-    return resp
+from tests.cluster.cluster_fake import (
+    NODE,
+    FakeCluster,
+    call,
+    cluster_config,
+    running,
+    settled,
+)
 
 
 def produce_request(topic: str, partition: int = 0) -> ProduceRequest:
