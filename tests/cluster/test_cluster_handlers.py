@@ -382,53 +382,31 @@ async def test_a_single_node_answers_the_cluster_apis_alone(tmp_path: Path) -> N
             0: ErrorCode.ELECTION_NOT_NEEDED,
             1: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
         }
-        altered = await call(
-            ctx,
-            45,
-            0,
-            AlterPartitionReassignmentsRequest(
-                topics=(
-                    ReassignableTopic(
-                        name="t",
-                        partitions=(
-                            ReassignablePartition(partition_index=0, replicas=(node,)),
-                        ),
-                    ),
-                    ReassignableTopic(
-                        name="t",
-                        partitions=(
-                            ReassignablePartition(
-                                partition_index=0, replicas=(node + 1,)
+
+        async def reassign(replicas: tuple[int, ...] | None) -> int:
+            resp = await call(
+                ctx,
+                45,
+                0,
+                AlterPartitionReassignmentsRequest(
+                    topics=(
+                        ReassignableTopic(
+                            name="t",
+                            partitions=(
+                                ReassignablePartition(
+                                    partition_index=0, replicas=replicas
+                                ),
                             ),
                         ),
-                    ),
-                )
-            ),
-        )
-        assert isinstance(altered, AlterPartitionReassignmentsResponse)
-        assert [p.error_code for t in altered.responses for p in t.partitions] == [
-            ErrorCode.INVALID_REPLICA_ASSIGNMENT
-        ]  # the later entry for the same partition wins
-        cancelled = await call(
-            ctx,
-            45,
-            0,
-            AlterPartitionReassignmentsRequest(
-                topics=(
-                    ReassignableTopic(
-                        name="t",
-                        partitions=(
-                            ReassignablePartition(partition_index=0, replicas=None),
-                        ),
-                    ),
-                )
-            ),
-        )
-        assert isinstance(cancelled, AlterPartitionReassignmentsResponse)
-        assert (
-            cancelled.responses[0].partitions[0].error_code
-            == ErrorCode.NO_REASSIGNMENT_IN_PROGRESS
-        )
+                    )
+                ),
+            )
+            assert isinstance(resp, AlterPartitionReassignmentsResponse)
+            return resp.responses[0].partitions[0].error_code
+
+        assert await reassign((node,)) == ErrorCode.NONE
+        assert await reassign((node + 1,)) == ErrorCode.INVALID_REPLICA_ASSIGNMENT
+        assert await reassign(None) == ErrorCode.NO_REASSIGNMENT_IN_PROGRESS
         listed = await call(ctx, 46, 0, ListPartitionReassignmentsRequest(topics=None))
         assert isinstance(listed, ListPartitionReassignmentsResponse)
         assert listed.topics == ()
