@@ -15,17 +15,29 @@ leader_epoch, reason) when this broker becomes or stops being a partition's lead
 and wakes the long-polling fetches of the partitions whose leadership moved away:
 they answer NOT_LEADER_OR_FOLLOWER at once instead of at their deadline.
 
-At start, local topics the cluster does not know (a single node's data dir joining
-a cluster) are registered with the controller under their own topic id, hosted on
-this broker: nothing on disk is lost. A local topic whose registration is refused
-or times out is kept (never deleted) and logged as ``topic_register_failed``.
+At start, what a local topic the cluster does not know means depends on whether
+this data dir has been a member of the cluster before (``cluster_member.json`` in
+the data dir, written once the first join registered everything):
+
+- first join (a single node's data dir, or a new one): the topics are registered
+  with the controller under their own topic id, hosted on this broker, so nothing
+  on disk is lost. A topic whose registration is refused or times out is kept
+  (never deleted) and logged as ``topic_register_failed``, and the membership is
+  not recorded (the next start tries again);
+- a member coming back: the topic was deleted while this broker was away, and its
+  local logs are deleted like any other topic gone from the cluster (Kafka's stray
+  logs); registering it would bring a deleted topic back.
+
 A local topic whose id differs from the cluster's topic of the same name is left
 alone and logged as ``topic_id_mismatch`` (Kafka's InconsistentTopicIdException).
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import anyio
 import anyio.abc
@@ -41,6 +53,8 @@ from storage.log_manager import TopicMeta
 from storage.partition_log import PartitionLog
 
 log = structlog.get_logger("broker.replication")
+
+MEMBERSHIP_FILE = "cluster_member.json"
 
 # What else forgets a deleted topic (committed offsets, producer state): given the
 # topic's name and its closed partition logs. Composed by the server.
@@ -74,10 +88,18 @@ class ReplicaManager:
     ) -> None:
         """Register unknown local topics, reconcile once (then started), and again
         after every change of the cache; until cancelled."""
-        await self.register_local_topics()
+        marker = Path(self.topics.config.data_dir) / MEMBERSHIP_FILE
+        member = await anyio.to_thread.run_sync(_read_member, marker)
+        joining = member != self.cache.cluster_id
+        if joining:
+            await self.register_local_topics()
         seen = self.cache.version
         await self.reconcile()
         self._applied(seen)
+        if joining and not self._kept:
+            await anyio.to_thread.run_sync(
+                _write_member, marker, self.cache.cluster_id, self.node_id
+            )
         task_status.started()
         while True:
             seen = await self.cache.wait_changed(seen)
@@ -222,3 +244,23 @@ class ReplicaManager:
         except StorageError:
             return
         self.durability.waiters.notify(plog)
+
+
+def _read_member(path: Path) -> str | None:
+    """The cluster id this data dir has joined, or None (never, or unreadable)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    cluster_id = data.get("cluster_id") if isinstance(data, dict) else None
+    return cluster_id if isinstance(cluster_id, str) else None
+
+
+def _write_member(path: Path, cluster_id: str, node_id: int) -> None:
+    """Record that this data dir is a member of the cluster (atomic replace)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w") as f:
+        f.write(json.dumps({"cluster_id": cluster_id, "node_id": node_id}))
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)

@@ -231,3 +231,24 @@ async def test_local_topics_unknown_to_the_cluster_are_registered_with_their_ids
         assert local is not None
         assert local.topic_uuid == meta.topic_uuid
         assert ctx.topics.logs.partition("old", 1).log_end_offset == 1
+
+
+@pytest.mark.anyio
+async def test_a_returning_member_deletes_topics_deleted_while_it_was_away(
+    tmp_path: Path,
+) -> None:
+    """Once a data dir has joined the cluster, a local topic the cluster no longer
+    knows at the next start was deleted meanwhile: its logs are deleted, not
+    registered again."""
+    config = cluster_config(tmp_path)
+    first = FakeCluster(NODE, brokers=(NODE, 2))
+    async with running(config, first) as ctx:
+        first.add_topic("gone", [[NODE]])
+        await settled(ctx, first)
+        assert ctx.topics.find("gone") is not None
+    assert (Path(config.data_dir) / "cluster_member.json").exists()
+
+    again = FakeCluster(NODE, brokers=(NODE, 2))  # "gone" was deleted meanwhile
+    async with running(config, again) as ctx:
+        assert again.requests == []
+        assert ctx.topics.find("gone") is None
