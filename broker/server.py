@@ -10,6 +10,8 @@ Task tree (anyio on asyncio + uvloop)::
         ├── group-commit driver (broker.durability.acks.Durability.run)
         ├── consumer-group service (broker.groups.service.GroupService.run; on
         │   cancellation closes group and producer-id state)
+        ├── cluster mode: the replica manager (broker.replication.manager; local
+        │   logs made to match the cluster's cache before the listeners accept)
         ├── one listener per --kafka-addr entry (broker.net.listeners.KafkaListeners)
         │   └── one task per connection (hosts its task group of deferred responses)
         ├── snapshot watcher (broker.snapshots.service) and, when a topic is
