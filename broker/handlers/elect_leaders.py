@@ -45,11 +45,7 @@ def elect_leaders(rctx: RequestContext, request: ElectLeadersRequest) -> object:
                 for i in range(m.partition_count)
             ]
         else:
-            wanted = [
-                (t.name, i)
-                for t in cache.topics()
-                for i, _ in cache.partitions_of(t.name)
-            ]
+            wanted = [(t.name, i) for t in cache.topics() for i in range(t.partitions)]
     else:
         wanted = [(t.topic, i) for t in request.topic_partitions for i in t.partitions]
     codes: dict[tuple[str, int], tuple[ErrorCode, str | None]] = {}

@@ -36,6 +36,9 @@ def list_partition_reassignments(
     )
     topics = []
     for name, indexes in wanted.items():
+        record = cache.topic(name)
+        count = 0 if record is None else record.partitions
+        states = [(i, cache.partition(name, i)) for i in range(count)]
         ongoing = tuple(
             OngoingPartitionReassignment(
                 partition_index=i,
@@ -43,8 +46,10 @@ def list_partition_reassignments(
                 adding_replicas=p.adding,
                 removing_replicas=p.removing,
             )
-            for i, p in cache.partitions_of(name)
-            if (p.adding or p.removing) and (indexes is None or i in indexes)
+            for i, p in states
+            if p is not None
+            and (p.adding or p.removing)
+            and (indexes is None or i in indexes)
         )
         if ongoing:
             topics.append(OngoingTopicReassignment(name=name, partitions=ongoing))

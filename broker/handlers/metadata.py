@@ -84,10 +84,9 @@ def _topic_response(rctx: RequestContext, meta: TopicMeta) -> MetadataResponseTo
 def _cluster_topic(cache: MetadataCache, record: TopicRecord) -> MetadataResponseTopic:
     """A topic's entry from the cluster's cache."""
     live = {b.node_id for b in cache.brokers()}
-    known = dict(cache.partitions_of(record.name))
     partitions = []
     for idx in range(record.partitions):
-        p = known.get(idx)
+        p = cache.partition(record.name, idx)
         if p is None:  # written after the topic record: not seen yet
             partitions.append(
                 MetadataResponsePartition(

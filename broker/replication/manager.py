@@ -213,8 +213,10 @@ class ReplicaManager:
         node = self.node_id
         now: dict[tuple[str, int], tuple[int, int]] = {}
         for topic in self.cache.topics():
-            for index, p in self.cache.partitions_of(topic.name):
-                now[(topic.name, index)] = (p.leader, p.leader_epoch)
+            for index in range(topic.partitions):
+                p = self.cache.partition(topic.name, index)
+                if p is not None:
+                    now[(topic.name, index)] = (p.leader, p.leader_epoch)
         for key, (leader, epoch) in now.items():
             before = self._leaders.get(key)
             was = before is not None and before[0] == node
