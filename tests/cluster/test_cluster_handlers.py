@@ -32,6 +32,7 @@ from protocol.messages.create_topics import (
     CreateTopicsRequest,
     CreateTopicsResponse,
 )
+from protocol.messages.delete_groups import DeleteGroupsRequest, DeleteGroupsResponse
 from protocol.messages.delete_topics import (
     DeleteTopicsRequest,
     DeleteTopicsResponse,
@@ -39,6 +40,10 @@ from protocol.messages.delete_topics import (
 from protocol.messages.describe_cluster import (
     DescribeClusterRequest,
     DescribeClusterResponse,
+)
+from protocol.messages.describe_groups import (
+    DescribeGroupsRequest,
+    DescribeGroupsResponse,
 )
 from protocol.messages.elect_leaders import (
     ElectLeadersRequest,
@@ -50,6 +55,8 @@ from protocol.messages.find_coordinator import (
     FindCoordinatorResponse,
 )
 from protocol.messages.heartbeat import HeartbeatRequest, HeartbeatResponse
+from protocol.messages.join_group import JoinGroupRequest, JoinGroupResponse
+from protocol.messages.leave_group import LeaveGroupRequest, LeaveGroupResponse
 from protocol.messages.list_offsets import (
     ListOffsetsPartition,
     ListOffsetsRequest,
@@ -65,6 +72,19 @@ from protocol.messages.metadata import (
     MetadataRequestTopic,
     MetadataResponse,
 )
+from protocol.messages.offset_commit import (
+    OffsetCommitRequest,
+    OffsetCommitRequestPartition,
+    OffsetCommitRequestTopic,
+    OffsetCommitResponse,
+)
+from protocol.messages.offset_fetch import (
+    OffsetFetchRequest,
+    OffsetFetchRequestGroup,
+    OffsetFetchRequestTopic,
+    OffsetFetchResponse,
+)
+from protocol.messages.sync_group import SyncGroupRequest, SyncGroupResponse
 from tests.cluster.cluster_fake import (
     NODE,
     FakeCluster,
@@ -410,3 +430,86 @@ async def test_a_single_node_answers_the_cluster_apis_alone(tmp_path: Path) -> N
         listed = await call(ctx, 46, 0, ListPartitionReassignmentsRequest(topics=None))
         assert isinstance(listed, ListPartitionReassignmentsResponse)
         assert listed.topics == ()
+
+
+@pytest.mark.anyio
+async def test_every_group_api_answers_not_coordinator_on_another_broker(
+    tmp_path: Path,
+) -> None:
+    """JoinGroup, SyncGroup, LeaveGroup, OffsetCommit, OffsetFetch (old and
+    batched), DescribeGroups and DeleteGroups of a group another broker coordinates
+    answer NOT_COORDINATOR and leave this broker's group state alone."""
+    cluster = FakeCluster(NODE, brokers=(NODE, 2))
+    async with running(cluster_config(tmp_path), cluster) as ctx:
+        cluster.add_topic(OFFSETS_TOPIC, [[2]], internal=True)  # broker 2 leads
+        await settled(ctx, cluster)
+        nc = ErrorCode.NOT_COORDINATOR
+
+        join = await call(
+            ctx,
+            11,
+            9,
+            JoinGroupRequest(
+                group_id="g",
+                session_timeout_ms=10_000,
+                member_id="",
+                protocol_type="consumer",
+            ),
+        )
+        assert isinstance(join, JoinGroupResponse)
+        assert join.error_code == nc
+        sync = await call(
+            ctx, 14, 5, SyncGroupRequest(group_id="g", generation_id=1, member_id="m")
+        )
+        assert isinstance(sync, SyncGroupResponse)
+        assert sync.error_code == nc
+        leave = await call(ctx, 13, 1, LeaveGroupRequest(group_id="g", member_id="m"))
+        assert isinstance(leave, LeaveGroupResponse)
+        assert leave.error_code == nc
+        commit = await call(
+            ctx,
+            8,
+            8,
+            OffsetCommitRequest(
+                group_id="g",
+                topics=(
+                    OffsetCommitRequestTopic(
+                        name="t",
+                        partitions=(
+                            OffsetCommitRequestPartition(
+                                partition_index=0, committed_offset=5
+                            ),
+                        ),
+                    ),
+                ),
+            ),
+        )
+        assert isinstance(commit, OffsetCommitResponse)
+        assert commit.topics[0].partitions[0].error_code == nc
+        old = await call(
+            ctx,
+            9,
+            7,
+            OffsetFetchRequest(
+                group_id="g",
+                topics=(OffsetFetchRequestTopic(name="t", partition_indexes=(0,)),),
+            ),
+        )
+        assert isinstance(old, OffsetFetchResponse)
+        assert old.error_code == nc
+        batched = await call(
+            ctx,
+            9,
+            8,
+            OffsetFetchRequest(groups=(OffsetFetchRequestGroup(group_id="g"),)),
+        )
+        assert isinstance(batched, OffsetFetchResponse)
+        assert batched.groups[0].error_code == nc
+        described = await call(ctx, 15, 5, DescribeGroupsRequest(groups=("g",)))
+        assert isinstance(described, DescribeGroupsResponse)
+        assert described.groups[0].error_code == nc
+        deleted = await call(ctx, 42, 2, DeleteGroupsRequest(groups_names=("g",)))
+        assert isinstance(deleted, DeleteGroupsResponse)
+        assert deleted.results[0].error_code == nc
+        assert ctx.groups.list_groups() == []
+        assert ctx.groups.fetch_offsets("g", [("t", 0)])[0].offset == -1
