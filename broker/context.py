@@ -9,7 +9,9 @@ those built before it:
 3. ``disk`` and ``topics`` (storage opened and recovered);
 4. ``durability`` and ``append_gate``;
 5. ``producers``, then ``groups`` (both read their state from the data dir);
-6. ``snapshots`` (uses all of the above) and ``scheduler`` (uses ``snapshots``).
+6. ``snapshots`` (uses all of the above) and ``scheduler`` (uses ``snapshots``);
+7. in cluster mode, ``replicas`` (the replica manager: local logs made to match the
+   cluster's cache; ``cluster`` is then that cache).
 
 The context is then handed to the admin API and the Kafka listeners, and passed to
 handlers through :class:`broker.net.request.RequestContext`. It is frozen: a service
@@ -32,6 +34,7 @@ from broker.durability.acks import Durability
 from broker.groups.service import GroupService
 from broker.metrics import Metrics
 from broker.producers.service import ProducerService
+from broker.replication.manager import ReplicaManager
 from broker.security.service import SecurityService
 from broker.snapshots.gate import AppendGate
 from broker.snapshots.scheduler import SnapshotScheduler
@@ -88,3 +91,4 @@ class BrokerContext:
     security: SecurityService  # always built; may enforce nothing
     snapshots: SnapshotService
     scheduler: SnapshotScheduler | None  # None: no topic is scheduled
+    replicas: ReplicaManager | None = None  # None: a single node

@@ -10,6 +10,8 @@ Task tree (anyio on asyncio + uvloop)::
         ├── group-commit driver (broker.durability.acks.Durability.run)
         ├── consumer-group service (broker.groups.service.GroupService.run; on
         │   cancellation closes group and producer-id state)
+        ├── cluster mode: the replica manager (broker.replication.manager; local
+        │   logs made to match the cluster's cache before the listeners accept)
         ├── one listener per --kafka-addr entry (broker.net.listeners.KafkaListeners)
         │   └── one task per connection (hosts its task group of deferred responses)
         ├── snapshot watcher (broker.snapshots.service) and, when a topic is
@@ -52,7 +54,7 @@ import os
 import signal
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -64,7 +66,8 @@ from broker.admin.routes import build_routes
 from broker.admin.server import AdminView, RouteTable, serve_admin
 from broker.authz.middleware import Authorize
 from broker.cluster.model import Endpoint
-from broker.cluster.view import LocalView
+from broker.cluster.requests import ClusterRequests
+from broker.cluster.view import ClusterView, LocalView
 from broker.config import BrokerConfig
 from broker.context import BrokerContext, Runtime
 from broker.disk.fileops import storage_fileops
@@ -76,6 +79,7 @@ from broker.metrics import Metrics
 from broker.net.dispatch import Dispatcher
 from broker.net.listeners import KafkaListeners
 from broker.producers.service import ProducerService
+from broker.replication.manager import ReplicaManager
 from broker.security.service import SecurityService
 from broker.security.tls import TlsConfigError, server_context
 from broker.snapshots.gate import AppendGate
@@ -90,6 +94,7 @@ from broker.startup import (
 )
 from broker.topics.service import TopicService
 from storage.lock import DataDirLock
+from storage.partition_log import PartitionLog
 
 log = structlog.get_logger("broker.server")
 
@@ -152,6 +157,9 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
                 # client connects: a produce served before them would skip the
                 # duplicate check (a retried batch appended twice after a restart).
                 serving.start_soon(_run_groups, ctx)
+                if ctx.replicas is not None:
+                    # the local logs match the cluster before the first client
+                    await serving.start(ctx.replicas.run)
                 await kafka.run(ctx, _kafka_dispatch(ctx), serving)
                 await serving.start(ctx.snapshots.run)
                 if ctx.scheduler is not None:
@@ -195,13 +203,15 @@ async def _open_services(
     runtime: Runtime,
     security: SecurityService,
     lock: DataDirLock,
+    cluster: ClusterRequests | None = None,
 ) -> BrokerContext:
     """Open storage and every service on it, in dependency order; the context.
 
-    Takes over ``lock`` (released if storage cannot be opened).
+    Takes over ``lock`` (released if storage cannot be opened). ``cluster``: the
+    cluster's requests and cache in cluster mode (None: a single node).
     """
     fileops, disk = storage_fileops(str(config.data_dir), config.min_free_bytes)
-    topics = await TopicService.open(config, fileops, lock, metrics, disk)
+    topics = await TopicService.open(config, fileops, lock, metrics, disk, cluster)
     durability = Durability(metrics)
     append_gate = AppendGate()
     producers = await ProducerService.open(config.data_dir, topics.logs)
@@ -219,11 +229,23 @@ async def _open_services(
     scheduler = (
         SnapshotScheduler(schedule, snapshots, topics) if schedule.enabled else None
     )
+    view: ClusterView = _local_view(config, runtime)
+    replicas: ReplicaManager | None = None
+    if cluster is not None:
+        view = cluster.cache
+
+        def forget(topic: str, logs: Sequence[PartitionLog]) -> None:
+            # committed offsets and producer state of a deleted topic go with it
+            groups.on_topic_deleted(topic)
+            for plog in logs:
+                producers.forget(plog)
+
+        replicas = ReplicaManager(cluster, topics, durability, forget)
     return BrokerContext(
         config=config,
         metrics=metrics,
         runtime=runtime,
-        cluster=_local_view(config, runtime),
+        cluster=view,
         coordination=None,
         disk=disk,
         topics=topics,
@@ -234,6 +256,7 @@ async def _open_services(
         security=security,
         snapshots=snapshots,
         scheduler=scheduler,
+        replicas=replicas,
     )
 
 
@@ -255,12 +278,20 @@ def _local_view(config: BrokerConfig, runtime: Runtime) -> LocalView:
 
 
 @contextlib.asynccontextmanager
-async def open_context(config: BrokerConfig) -> AsyncIterator[BrokerContext]:
+async def open_context(
+    config: BrokerConfig, *, cluster: ClusterRequests | None = None
+) -> AsyncIterator[BrokerContext]:
     """A broker's context without listeners or admin API (tests, tools): storage and
-    every service open; on exit the group and producer state and storage close."""
+    every service open; on exit the group and producer state and storage close.
+    The replica manager (cluster mode) is not started: the caller runs it."""
     security = _security_service(config)
     ctx = await _open_services(
-        config, Metrics(), Runtime(), security, lock_data_dir(config.data_dir)
+        config,
+        Metrics(),
+        Runtime(),
+        security,
+        lock_data_dir(config.data_dir),
+        cluster,
     )
     try:
         yield ctx

@@ -24,6 +24,8 @@ TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53)):
   FindCoordinator: DESCRIBE on the group; DeleteGroups: DELETE on the group;
   ListGroups: the groups the principal may DESCRIBE (all with cluster DESCRIBE).
 - InitProducerId with a transactional id: only super users (no transactions here).
+- ElectLeaders, AlterPartitionReassignments: ALTER on the cluster;
+  ListPartitionReassignments: DESCRIBE on the cluster.
 - ApiVersions, SASL, DescribeCluster, idempotent InitProducerId: allowed.
 - Any other API: super users only; others get the connection closed
   (:class:`AuthorizationDenied`), since there is no generic error response.

@@ -14,6 +14,7 @@ from broker.authz.base import (
     Forward,
     LazyModule,
     Outcome,
+    Respond,
     partial,
     split,
 )
@@ -22,24 +23,30 @@ from broker.security.acl import Op, Resource
 from protocol.error_codes import ErrorCode
 
 if TYPE_CHECKING:
+    from protocol.messages import alter_partition_reassignments as apr
     from protocol.messages import create_partitions as cp
     from protocol.messages import create_topics as ct
     from protocol.messages import delete_records as dr
     from protocol.messages import delete_topics as dt
     from protocol.messages import describe_configs as dc
+    from protocol.messages import elect_leaders as el
     from protocol.messages import fetch as fe
     from protocol.messages import list_offsets as lo
+    from protocol.messages import list_partition_reassignments as lpr
     from protocol.messages import metadata as md
     from protocol.messages import offset_for_leader_epoch as ofl
     from protocol.messages import produce as pr
 else:
+    apr = LazyModule("protocol.messages.alter_partition_reassignments")
     cp = LazyModule("protocol.messages.create_partitions")
     ct = LazyModule("protocol.messages.create_topics")
     dr = LazyModule("protocol.messages.delete_records")
     dt = LazyModule("protocol.messages.delete_topics")
     dc = LazyModule("protocol.messages.describe_configs")
+    el = LazyModule("protocol.messages.elect_leaders")
     fe = LazyModule("protocol.messages.fetch")
     lo = LazyModule("protocol.messages.list_offsets")
+    lpr = LazyModule("protocol.messages.list_partition_reassignments")
     md = LazyModule("protocol.messages.metadata")
     ofl = LazyModule("protocol.messages.offset_for_leader_epoch")
     pr = LazyModule("protocol.messages.produce")
@@ -310,6 +317,57 @@ def _describe_configs(c: Checker, req: dc.DescribeConfigsRequest) -> Outcome:
     )
 
 
+def _elect_leaders(c: Checker, req: el.ElectLeadersRequest) -> Outcome:
+    """ALTER on the cluster (Kafka's ``KafkaApis.handleElectLeaders``)."""
+    if c.may(Op.ALTER, Resource.CLUSTER):
+        return Forward(req)
+    return Respond(
+        el.ElectLeadersResponse(
+            error_code=CLUSTER_DENIED,
+            replica_election_results=tuple(
+                el.ReplicaElectionResult(
+                    topic=t.topic,
+                    partition_result=tuple(
+                        el.PartitionResult(
+                            partition_id=i,
+                            error_code=CLUSTER_DENIED,
+                            error_message=DENIED_MESSAGE,
+                        )
+                        for i in t.partitions
+                    ),
+                )
+                for t in req.topic_partitions or ()
+            ),
+        )
+    )
+
+
+def _alter_reassignments(
+    c: Checker, req: apr.AlterPartitionReassignmentsRequest
+) -> Outcome:
+    """ALTER on the cluster."""
+    if c.may(Op.ALTER, Resource.CLUSTER):
+        return Forward(req)
+    return Respond(
+        apr.AlterPartitionReassignmentsResponse(
+            error_code=CLUSTER_DENIED, error_message=DENIED_MESSAGE
+        )
+    )
+
+
+def _list_reassignments(
+    c: Checker, req: lpr.ListPartitionReassignmentsRequest
+) -> Outcome:
+    """DESCRIBE on the cluster."""
+    if c.may(Op.DESCRIBE, Resource.CLUSTER):
+        return Forward(req)
+    return Respond(
+        lpr.ListPartitionReassignmentsResponse(
+            error_code=CLUSTER_DENIED, error_message=DENIED_MESSAGE
+        )
+    )
+
+
 TOPIC_ADAPTERS: Final[dict[int, Adapter]] = {
     0: _produce,
     1: _fetch,
@@ -321,4 +379,7 @@ TOPIC_ADAPTERS: Final[dict[int, Adapter]] = {
     23: _epochs,
     32: _describe_configs,
     37: _create_partitions,
+    43: _elect_leaders,
+    45: _alter_reassignments,
+    46: _list_reassignments,
 }

@@ -6,7 +6,9 @@ INVALID_REPLICA_ASSIGNMENT (assignments naming another broker or of the wrong
 length), INVALID_REQUEST (topic twice in a request), POLICY_VIOLATION (the request
 would add more than ``ailurus.max.partitions.per.request`` partitions, or the broker
 would hold more than ``ailurus.max.partitions``). ``validate_only`` changes nothing.
-The partitions are made in a worker thread.
+The partitions are made in a worker thread. Cluster mode: the controller places
+the new partitions' replicas (or takes the assignment) and may refuse with Kafka's
+codes; the answer comes once this broker's topic has grown.
 Version notes: v2 flexible.
 """
 
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import anyio
 import structlog
 
 from broker.net.dispatch import handler
@@ -26,7 +27,6 @@ from protocol.messages.create_partitions import (
     CreatePartitionsResponse,
     CreatePartitionsTopicResult,
 )
-from storage.errors import StorageError
 
 log = structlog.get_logger("broker.topics")
 
@@ -36,7 +36,8 @@ def create_partitions(rctx: RequestContext, request: CreatePartitionsRequest) ->
     ctx = rctx.broker
     counts = Counter(t.name for t in request.topics)
     results: list[CreatePartitionsTopicResult] = []
-    growing: list[tuple[int, str, int, int]] = []  # (index, topic, old, new count)
+    # (index, topic, old count, new count, the new partitions' replicas if given)
+    growing: list[tuple[int, str, int, int, tuple[tuple[int, ...], ...] | None]] = []
     requested = 0
     for t in request.topics:
 
@@ -69,8 +70,9 @@ def create_partitions(rctx: RequestContext, request: CreatePartitionsRequest) ->
             continue
         if t.assignments is not None:
             node = ctx.config.node_id
-            if len(t.assignments) != t.count - meta.partition_count or any(
-                set(a.broker_ids) != {node} for a in t.assignments
+            if len(t.assignments) != t.count - meta.partition_count or (
+                ctx.topics.cluster is None
+                and any(set(a.broker_ids) != {node} for a in t.assignments)
             ):
                 results.append(
                     result(ErrorCode.INVALID_REPLICA_ASSIGNMENT, "bad assignment")
@@ -85,26 +87,23 @@ def create_partitions(rctx: RequestContext, request: CreatePartitionsRequest) ->
             continue
         requested += adding
         if not request.validate_only:
-            growing.append((len(results), t.name, meta.partition_count, t.count))
+            assignment = (
+                None
+                if t.assignments is None
+                else tuple(tuple(a.broker_ids) for a in t.assignments)
+            )
+            growing.append(
+                (len(results), t.name, meta.partition_count, t.count, assignment)
+            )
         results.append(result(ErrorCode.NONE))
     if not growing:
         return CreatePartitionsResponse(results=tuple(results))
-    logs = ctx.topics.logs
-
-    def grow() -> list[StorageError | None]:
-        out: list[StorageError | None] = []
-        for _, name, _, count in growing:
-            try:
-                logs.add_partitions(name, count)
-                out.append(None)
-            except StorageError as e:
-                out.append(e)
-        return out
 
     async def run() -> CreatePartitionsResponse:
-        for (i, name, old, count), error in zip(
-            growing, await anyio.to_thread.run_sync(grow), strict=True
-        ):
+        errors = await ctx.topics.add_partitions(
+            [(name, count, assignment) for _, name, _, count, assignment in growing]
+        )
+        for (i, name, old, count, _), error in zip(growing, errors, strict=True):
             if error is not None:
                 code = error_code(error)
                 ctx.metrics.error("create_partitions", code.name)
@@ -112,7 +111,10 @@ def create_partitions(rctx: RequestContext, request: CreatePartitionsRequest) ->
                     name=name, error_code=code, error_message=str(error)
                 )
                 continue
-            log.info("topic_partitions_added", topic=name, old=old, partitions=count)
+            if ctx.topics.cluster is None:  # the replica manager logs it otherwise
+                log.info(
+                    "topic_partitions_added", topic=name, old=old, partitions=count
+                )
         return CreatePartitionsResponse(results=tuple(results))
 
     return Deferred(run)

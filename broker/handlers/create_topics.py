@@ -10,6 +10,12 @@ topic that would take the request past ``ailurus.max.partitions.per.request`` or
 broker past ``ailurus.max.partitions``. ``validate_only`` checks everything and
 creates nothing. The topics are created in a worker thread, so a large create does
 not stall other clients.
+
+Cluster mode: the controller places the replicas (replication factor -1 = the
+cluster's default) or takes the manual assignment, and refuses with Kafka's codes
+(INVALID_REPLICATION_FACTOR above the live brokers, INVALID_REPLICA_ASSIGNMENT,
+TOPIC_ALREADY_EXISTS, ...); the answer comes once this broker holds the topic
+(REQUEST_TIMED_OUT after the cluster's request timeout).
 Version notes: v1 validate_only and error messages; v5 flexible, returns the
 partition count, replication factor and configs; v7 topic id.
 """
@@ -41,6 +47,7 @@ SOURCE_STATIC_BROKER = 4  # STATIC_BROKER_CONFIG (--set topic defaults)
 @handler(api_key=19, name="create_topics", max_version=7)
 def create_topics(rctx: RequestContext, request: CreateTopicsRequest) -> object:
     ctx = rctx.broker
+    cache = ctx.topics.cache  # None: a single node
     counts = Counter(t.name for t in request.topics)
     results: list[CreatableTopicResult | None] = []
     wanted: list[tuple[int, NewTopic]] = []  # (index in results, topic)
@@ -61,10 +68,17 @@ def create_topics(rctx: RequestContext, request: CreateTopicsRequest) -> object:
             )
             continue
         partitions = t.num_partitions
+        assignment = None
         if t.assignments:
             partitions = len(t.assignments)
             node = ctx.config.node_id
-            if any(set(a.broker_ids) != {node} for a in t.assignments):
+            assignment = tuple(
+                tuple(a.broker_ids)
+                for a in sorted(t.assignments, key=lambda a: a.partition_index)
+            )
+            if cache is None and any(
+                set(a.broker_ids) != {node} for a in t.assignments
+            ):
                 results.append(
                     fail(
                         ErrorCode.INVALID_REPLICA_ASSIGNMENT,
@@ -79,7 +93,22 @@ def create_topics(rctx: RequestContext, request: CreateTopicsRequest) -> object:
                 fail(ErrorCode.INVALID_PARTITIONS, "partitions must be >= 1")
             )
             continue
-        if t.replication_factor not in (-1, 1) and not t.assignments:
+        if cache is not None:
+            live = len(cache.brokers())
+            if not t.assignments and (
+                t.replication_factor == 0
+                or t.replication_factor < -1
+                or t.replication_factor > live
+            ):
+                results.append(
+                    fail(
+                        ErrorCode.INVALID_REPLICATION_FACTOR,
+                        f"replication factor {t.replication_factor}: "
+                        f"{live} brokers are live",
+                    )
+                )
+                continue
+        elif t.replication_factor not in (-1, 1) and not t.assignments:
             results.append(
                 fail(
                     ErrorCode.INVALID_REPLICATION_FACTOR, "replication factor must be 1"
@@ -89,7 +118,9 @@ def create_topics(rctx: RequestContext, request: CreateTopicsRequest) -> object:
         configs = {c.name: c.value for c in t.configs if c.value is not None}
         try:
             validate_topic_name(t.name)
-            if ctx.topics.find(t.name) is not None:
+            if ctx.topics.find(t.name) is not None or (
+                cache is not None and cache.topic(t.name) is not None
+            ):
                 results.append(fail(ErrorCode.TOPIC_ALREADY_EXISTS, f"{t.name} exists"))
                 continue
             config = TopicConfig.from_overrides(
@@ -108,7 +139,18 @@ def create_topics(rctx: RequestContext, request: CreateTopicsRequest) -> object:
         if request.validate_only:
             results.append(_result(rctx, t.name, b"\x00" * 16, partitions, config))
             continue
-        wanted.append((len(results), NewTopic(t.name, partitions, configs)))
+        wanted.append(
+            (
+                len(results),
+                NewTopic(
+                    t.name,
+                    partitions,
+                    configs,
+                    replication_factor=t.replication_factor,
+                    assignment=assignment,
+                ),
+            )
+        )
         results.append(None)
     if not wanted:
         return _response(results)
@@ -162,12 +204,14 @@ def _result(
                 is_sensitive=False,
             )
         )
+    cache = rctx.broker.topics.cache
+    replicas = None if cache is None else cache.partition(name, 0)
     return CreatableTopicResult(
         name=name,
         topic_id=topic_id,
         error_code=ErrorCode.NONE,
         error_message=None,
         num_partitions=partitions,
-        replication_factor=1,
+        replication_factor=1 if replicas is None else len(replicas.replicas),
         configs=tuple(configs),
     )

@@ -2,7 +2,8 @@
 
 Behaviour: deletes Empty groups and their committed offsets (answered once the
 deletion is fsynced). Errors per group: NON_EMPTY_GROUP (members remain),
-GROUP_ID_NOT_FOUND, COORDINATOR_NOT_AVAILABLE (store failure or groups not wired).
+GROUP_ID_NOT_FOUND, COORDINATOR_NOT_AVAILABLE (store failure or groups not wired),
+NOT_COORDINATOR (another broker coordinates the group; cluster mode).
 Version notes: v1 same as v0; v2 flexible.
 """
 
@@ -32,8 +33,10 @@ def _response(
 def delete_groups(rctx: RequestContext, request: DeleteGroupsRequest) -> object:
     svc = rctx.broker.groups
     names = request.groups_names
+    elsewhere = {g: ErrorCode.NOT_COORDINATOR for g in names if not rctx.coordinates(g)}
+    here = [g for g in dict.fromkeys(names) if g not in elsewhere]
 
     async def delete() -> DeleteGroupsResponse:
-        return _response(names, await svc.delete_groups(dict.fromkeys(names)))
+        return _response(names, {**elsewhere, **await svc.delete_groups(here)})
 
     return Deferred(delete)

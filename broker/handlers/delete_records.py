@@ -2,7 +2,8 @@
 
 Behaviour: moves each partition's log start offset to ``offset`` (-1 = the high
 watermark); whole segments below it are deleted. Returns the new low watermark.
-Per partition: UNKNOWN_TOPIC_OR_PARTITION, OFFSET_OUT_OF_RANGE (above the high
+Per partition: UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER (this node does
+not lead it), OFFSET_OUT_OF_RANGE (above the high
 watermark or below -1), KAFKA_STORAGE_ERROR.
 Version notes: v2 flexible.
 """
@@ -64,7 +65,11 @@ def _failed(p: DeleteRecordsPartition, code: ErrorCode) -> DeleteRecordsPartitio
 def _delete(
     ctx: BrokerContext, p: DeleteRecordsPartition, meta: TopicMeta, plog: PartitionLog
 ) -> DeleteRecordsPartitionResult | ErrorCode:
-    hw = ctx.topics.state(meta, plog).high_watermark
+    state = ctx.topics.state(meta, plog)
+    refused = state.refusal()
+    if refused is not None:
+        return refused
+    hw = state.high_watermark
     offset = hw if p.offset == -1 else p.offset
     if offset < 0 or offset > hw:
         return ErrorCode.OFFSET_OUT_OF_RANGE

@@ -1,7 +1,9 @@
 """DescribeCluster (key 60), v0–2.
 
-Behaviour: this node is the whole cluster and its controller; it is listed at the
-advertised address of the listener the client connected to. Endpoint type 1
+Behaviour: every live broker (on a single node, this node: the whole cluster and
+its controller) at its advertised address of the listener the client connected to
+(in cluster mode from the watched cache; a broker without that listener is left
+out), and the controller's id (-1 while none is elected). Endpoint type 1
 (brokers) only; 2 (controllers) gets UNSUPPORTED_ENDPOINT_TYPE.
 Version notes: flexible from v0; v1 endpoint type; v2 fenced brokers.
 """
@@ -31,21 +33,20 @@ def describe_cluster(
             error_code=ErrorCode.UNSUPPORTED_ENDPOINT_TYPE,
             error_message="only broker endpoints are served",
             endpoint_type=request.endpoint_type,
-            cluster_id=ctx.config.cluster_id,
+            cluster_id=ctx.cluster.cluster_id,
         )
-    listener = ctx.runtime.listeners[rctx.listener]
+    view = ctx.cluster
     return DescribeClusterResponse(
         error_code=ErrorCode.NONE,
         error_message=None,
         endpoint_type=ENDPOINT_BROKERS,
-        cluster_id=ctx.config.cluster_id,
-        controller_id=ctx.config.node_id,
-        brokers=(
+        cluster_id=view.cluster_id,
+        controller_id=view.controller_id,
+        brokers=tuple(
             DescribeClusterBroker(
-                broker_id=ctx.config.node_id,
-                host=listener.advertised_host,
-                port=listener.advertised_port,
-                rack=None,
-            ),
+                broker_id=b.node_id, host=e.host, port=e.port, rack=b.rack
+            )
+            for b in view.brokers()
+            if (e := b.endpoint(rctx.listener)) is not None
         ),
     )

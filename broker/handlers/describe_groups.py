@@ -3,7 +3,8 @@
 Behaviour: each named group's state, protocol type, protocol (only when Stable) and
 members (client id/host; metadata and assignment only when Stable, as Kafka). An
 unknown group is reported as state "Dead" with no error (v0–5) or
-GROUP_ID_NOT_FOUND (v6, KIP-1043). Authorized operations are not computed.
+GROUP_ID_NOT_FOUND (v6, KIP-1043); a group another broker coordinates (cluster
+mode) gets NOT_COORDINATOR. Authorized operations are not computed.
 Version notes: v1 throttle time; v3 include_authorized_operations; v4 member
 group_instance_id; v5 flexible; v6 per-group error message.
 """
@@ -29,6 +30,17 @@ def describe_groups(
     svc = rctx.broker.groups
     out = []
     for group_id in request.groups:
+        if not rctx.coordinates(group_id):
+            out.append(
+                DescribedGroup(
+                    error_code=ErrorCode.NOT_COORDINATOR,
+                    group_id=group_id,
+                    group_state="",
+                    protocol_type="",
+                    protocol_data="",
+                )
+            )
+            continue
         d = svc.describe(group_id)
         missing = d.state is GroupState.DEAD and rctx.api_version >= 6
         out.append(

@@ -1,8 +1,11 @@
 """FindCoordinator (key 10), v0–6.
 
-Behaviour: this single broker coordinates every group (key type 0) and every
-transactional id (key type 1): the answer is this node at the advertised address of
-the listener the client connected to. A transactional producer thus reaches
+Behaviour: a group (key type 0) is coordinated by the leader of its
+``__consumer_offsets`` partition (``ClusterView.group_coordinator``; a single node
+coordinates every group), a transactional id (key type 1) by the node the same rule
+picks for that id; the answer is that node at its advertised address of the
+listener the client connected to. COORDINATOR_NOT_AVAILABLE while that partition
+has no leader (or the node has no such listener). A transactional producer thus reaches
 InitProducerId, which refuses it at once with a fatal error (transactions are not
 supported; see broker.handlers.init_producer_id). Share-group keys (type 2, KIP-932) and unknown
 key types get INVALID_REQUEST.
@@ -11,6 +14,8 @@ keys (coordinator_keys) and answers a coordinators array (KIP-699).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from broker.net.dispatch import handler
 from broker.net.request import RequestContext
@@ -28,33 +33,53 @@ _SUPPORTED_KEY_TYPES = (0, 1)
 def find_coordinator(
     rctx: RequestContext, request: FindCoordinatorRequest
 ) -> FindCoordinatorResponse:
-    ctx = rctx.broker
-    listener = ctx.runtime.listeners[rctx.listener]
-    node, host, port = (
-        ctx.config.node_id,
-        listener.advertised_host,
-        listener.advertised_port,
-    )
-    ok = request.key_type in _SUPPORTED_KEY_TYPES
-    code = ErrorCode.NONE if ok else ErrorCode.INVALID_REQUEST
     if rctx.api_version >= 4:
+        found = [
+            (key, _find(rctx, request.key_type, key))
+            for key in request.coordinator_keys
+        ]
         return FindCoordinatorResponse(
             coordinators=tuple(
                 Coordinator(
                     key=key,
-                    node_id=node if ok else -1,
-                    host=host if ok else "",
-                    port=port if ok else -1,
-                    error_code=code,
-                    error_message=None if ok else "unsupported key type",
+                    node_id=f.node_id,
+                    host=f.host,
+                    port=f.port,
+                    error_code=f.code,
+                    error_message=f.message,
                 )
-                for key in request.coordinator_keys
+                for key, f in found
             )
         )
+    f = _find(rctx, request.key_type, request.key)
     return FindCoordinatorResponse(
-        error_code=code,
-        error_message=None if ok else "unsupported key type",
-        node_id=node if ok else -1,
-        host=host if ok else "",
-        port=port if ok else -1,
+        error_code=f.code,
+        error_message=f.message,
+        node_id=f.node_id,
+        host=f.host,
+        port=f.port,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    code: ErrorCode
+    message: str | None = None
+    node_id: int = -1
+    host: str = ""
+    port: int = -1
+
+
+def _find(rctx: RequestContext, key_type: int, key: str) -> _Found:
+    if key_type not in _SUPPORTED_KEY_TYPES:
+        return _Found(ErrorCode.INVALID_REQUEST, "unsupported key type")
+    view = rctx.broker.cluster
+    node = view.group_coordinator(key)
+    info = view.broker(node) if node >= 0 else None
+    endpoint = None if info is None else info.endpoint(rctx.listener)
+    if endpoint is None:
+        rctx.broker.metrics.error(
+            "find_coordinator", ErrorCode.COORDINATOR_NOT_AVAILABLE.name
+        )
+        return _Found(ErrorCode.COORDINATOR_NOT_AVAILABLE, "no coordinator yet")
+    return _Found(ErrorCode.NONE, None, node, endpoint.host, endpoint.port)

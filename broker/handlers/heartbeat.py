@@ -2,7 +2,8 @@
 
 Behaviour: keeps a member's session alive; answered at once. Errors:
 REBALANCE_IN_PROGRESS (rejoin), UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION,
-FENCED_INSTANCE_ID, COORDINATOR_NOT_AVAILABLE (groups not wired).
+FENCED_INSTANCE_ID, COORDINATOR_NOT_AVAILABLE (groups not wired), NOT_COORDINATOR
+(another broker coordinates the group; cluster mode).
 Version notes: v1 throttle time; v3 group_instance_id; v4 flexible.
 """
 
@@ -10,11 +11,14 @@ from __future__ import annotations
 
 from broker.net.dispatch import handler
 from broker.net.request import RequestContext
+from protocol.error_codes import ErrorCode
 from protocol.messages.heartbeat import HeartbeatRequest, HeartbeatResponse
 
 
 @handler(api_key=12, name="heartbeat", max_version=4)
 def heartbeat(rctx: RequestContext, request: HeartbeatRequest) -> HeartbeatResponse:
+    if not rctx.coordinates(request.group_id):
+        return HeartbeatResponse(error_code=ErrorCode.NOT_COORDINATOR)
     svc = rctx.broker.groups
     code = svc.heartbeat(
         request.group_id,

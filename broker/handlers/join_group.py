@@ -6,7 +6,8 @@ requests meanwhile). v4+ first answers MEMBER_ID_REQUIRED with a fresh member id
 (KIP-394); the leader gets every member's metadata for the chosen protocol, the
 others an empty member list. Errors: INVALID_GROUP_ID, INVALID_SESSION_TIMEOUT,
 INCONSISTENT_GROUP_PROTOCOL, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID,
-COORDINATOR_NOT_AVAILABLE (groups not wired).
+COORDINATOR_NOT_AVAILABLE (groups not wired), NOT_COORDINATOR (another broker
+coordinates the group; cluster mode).
 Version notes: v1 rebalance_timeout_ms (v0: the session timeout is used); v2 throttle
 time; v4 member id required; v5 group_instance_id (KIP-345); v6 flexible; v7
 protocol_type in the response (KIP-559); v8 reason; v9 skip_assignment (set for a
@@ -18,6 +19,7 @@ from __future__ import annotations
 from broker.groups.model import JoinRequest, JoinResult, Protocol, client_host
 from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
+from protocol.error_codes import ErrorCode
 from protocol.messages.join_group import (
     JoinGroupRequest,
     JoinGroupResponse,
@@ -48,6 +50,11 @@ def _response(version: int, r: JoinResult) -> JoinGroupResponse:
 @handler(api_key=11, name="join_group", max_version=9)
 def join_group(rctx: RequestContext, request: JoinGroupRequest) -> object:
     version = rctx.api_version
+    if not rctx.coordinates(request.group_id):
+        return _response(
+            version,
+            JoinResult(error=ErrorCode.NOT_COORDINATOR, member_id=request.member_id),
+        )
     svc = rctx.broker.groups
     rebalance = request.rebalance_timeout_ms
     req = JoinRequest(

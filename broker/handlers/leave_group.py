@@ -4,7 +4,8 @@ Behaviour: removes members at once (by member id, or by group instance id for st
 members) and starts a rebalance for the others. v0–2 name one member and report its
 error at the top level; v3+ batch members and answer one error each (top level
 NONE). Errors: UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID (instance id held by another
-member id), COORDINATOR_NOT_AVAILABLE (groups not wired).
+member id), COORDINATOR_NOT_AVAILABLE (groups not wired), NOT_COORDINATOR at the top
+level (another broker coordinates the group; cluster mode).
 Version notes: v1 throttle time; v3 batched members (KIP-345); v4 flexible; v5
 per-member reason.
 """
@@ -24,6 +25,8 @@ from protocol.messages.leave_group import (
 
 @handler(api_key=13, name="leave_group", max_version=5)
 def leave_group(rctx: RequestContext, request: LeaveGroupRequest) -> LeaveGroupResponse:
+    if not rctx.coordinates(request.group_id):
+        return LeaveGroupResponse(error_code=ErrorCode.NOT_COORDINATOR)
     svc = rctx.broker.groups
     batched = rctx.api_version >= 3
     members = (

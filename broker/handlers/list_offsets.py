@@ -5,7 +5,9 @@ Behaviour: timestamp -2 -> log start offset (earliest), -1 -> high watermark
 largest timestamp (KIP-734, v7+), -4 / -5 (tiered-storage specials) -> earliest;
 any other timestamp -> the first batch whose max timestamp is >= it, or offset -1
 with timestamp -1 when none is (Kafka's answer). Per partition:
-UNKNOWN_TOPIC_OR_PARTITION, FENCED/UNKNOWN_LEADER_EPOCH. Offsets by timestamp have
+UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER (this node does not lead it: see
+broker.topics.state), FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH (an older / newer
+current_leader_epoch). Offsets by timestamp have
 batch granularity. v0 (old_style_offsets) is not served.
 Version notes: v2 isolation level; v4 leader epochs; v6 flexible; v7 max timestamp.
 """
@@ -67,8 +69,9 @@ def _offset(
 ) -> ListOffsetsPartitionResponse | ErrorCode:
     state = ctx.topics.state(meta, plog)
     epoch = state.leader_epoch
-    if p.current_leader_epoch > epoch:
-        return ErrorCode.UNKNOWN_LEADER_EPOCH
+    refused = state.refusal(p.current_leader_epoch)
+    if refused is not None:
+        return refused
     hw = state.high_watermark
     ts = p.timestamp
     if ts == LATEST:

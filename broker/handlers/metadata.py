@@ -10,12 +10,23 @@ auto-creates at most ``ailurus.auto.create.topics.per.request`` topics, in a wor
 thread; further missing topics get UNKNOWN_TOPIC_OR_PARTITION (a client retrying
 creates them in later requests), and a topic beyond the partition caps gets
 POLICY_VIOLATION.
+
+Cluster mode: everything comes from the watched cache, never from etcd: every live
+broker at its endpoint of the listener the client connected to (a broker without
+that listener is left out), the controller, every topic of the cluster
+(``__consumer_offsets`` marked internal) with each partition's leader, epoch,
+replicas, ISR and offline replicas (replicas not live); a partition without a leader
+gets LEADER_NOT_AVAILABLE. Auto-creation asks the controller (via the topic service)
+and answers once the topic is in the cache.
 Version notes: v7 leader epoch; v9 flexible; v10 topic ids; v12 lookup by topic id
 (unknown id -> UNKNOWN_TOPIC_ID); v13 top-level error code.
 """
 
 from __future__ import annotations
 
+from broker.cluster.cache import MetadataCache
+from broker.cluster.model import NO_LEADER, TopicRecord
+from broker.cluster.view import OFFSETS_TOPIC
 from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
 from broker.topics.errors import error_code
@@ -70,6 +81,44 @@ def _topic_response(rctx: RequestContext, meta: TopicMeta) -> MetadataResponseTo
     )
 
 
+def _cluster_topic(cache: MetadataCache, record: TopicRecord) -> MetadataResponseTopic:
+    """A topic's entry from the cluster's cache."""
+    live = {b.node_id for b in cache.brokers()}
+    partitions = []
+    for idx in range(record.partitions):
+        p = cache.partition(record.name, idx)
+        if p is None:  # written after the topic record: not seen yet
+            partitions.append(
+                MetadataResponsePartition(
+                    error_code=ErrorCode.LEADER_NOT_AVAILABLE,
+                    partition_index=idx,
+                    leader_id=NO_LEADER,
+                    leader_epoch=-1,
+                )
+            )
+            continue
+        partitions.append(
+            MetadataResponsePartition(
+                error_code=ErrorCode.NONE
+                if p.online
+                else ErrorCode.LEADER_NOT_AVAILABLE,
+                partition_index=idx,
+                leader_id=p.leader,
+                leader_epoch=p.leader_epoch,
+                replica_nodes=p.replicas,
+                isr_nodes=p.isr,
+                offline_replicas=tuple(r for r in p.replicas if r not in live),
+            )
+        )
+    return MetadataResponseTopic(
+        error_code=ErrorCode.NONE,
+        name=record.name,
+        topic_id=record.topic_id.bytes,
+        is_internal=record.internal or record.name == OFFSETS_TOPIC,
+        partitions=tuple(partitions),
+    )
+
+
 def _missing(
     name: str | None, code: ErrorCode, topic_id: bytes = ZERO_UUID
 ) -> MetadataResponseTopic:
@@ -80,20 +129,22 @@ def _missing(
 def metadata(rctx: RequestContext, request: MetadataRequest) -> object:
     ctx = rctx.broker
     version = rctx.api_version
-    listener = ctx.runtime.listeners[rctx.listener]
-    brokers = (
-        MetadataResponseBroker(
-            node_id=ctx.config.node_id,
-            host=listener.advertised_host,
-            port=listener.advertised_port,
-            rack=None,
-        ),
+    view = ctx.cluster
+    brokers = tuple(
+        MetadataResponseBroker(node_id=b.node_id, host=e.host, port=e.port, rack=b.rack)
+        for b in view.brokers()
+        if (e := b.endpoint(rctx.listener)) is not None
     )
+    cache = ctx.topics.cache
     topics: list[MetadataResponseTopic | str] = []  # a name: auto-created below
     creating: dict[str, NewTopic] = {}
     wanted = request.topics
     if wanted is None or (version == 0 and not wanted):
-        topics = [_topic_response(rctx, meta) for meta in ctx.topics.logs.topics()]
+        topics = (
+            [_topic_response(rctx, meta) for meta in ctx.topics.logs.topics()]
+            if cache is None
+            else [_cluster_topic(cache, r) for r in cache.topics()]
+        )
     else:
         allow_create = ctx.config.auto_create_topics and (
             version < 4 or request.allow_auto_topic_creation
@@ -101,7 +152,21 @@ def metadata(rctx: RequestContext, request: MetadataRequest) -> object:
         budget = ctx.config.auto_create_topics_per_request
         partitions = ctx.config.default_partitions
         for t in wanted:
-            if t.name is None:
+            if cache is not None:
+                record = (
+                    cache.topic(t.name)
+                    if t.name is not None
+                    else _by_id(cache, t.topic_id)
+                )
+                if record is not None:
+                    topics.append(_cluster_topic(cache, record))
+                    continue
+                if t.name is None:
+                    topics.append(
+                        _missing(None, ErrorCode.UNKNOWN_TOPIC_ID, t.topic_id)
+                    )
+                    continue
+            elif t.name is None:
                 meta = ctx.topics.find_by_id(t.topic_id)
                 if meta is None:
                     topics.append(
@@ -110,7 +175,7 @@ def metadata(rctx: RequestContext, request: MetadataRequest) -> object:
                 else:
                     topics.append(_topic_response(rctx, meta))
                 continue
-            meta = ctx.topics.find(t.name)
+            meta = ctx.topics.find(t.name) if cache is None else None
             if meta is not None:
                 topics.append(_topic_response(rctx, meta))
                 continue
@@ -137,8 +202,8 @@ def metadata(rctx: RequestContext, request: MetadataRequest) -> object:
     def response() -> MetadataResponse:
         return MetadataResponse(
             brokers=brokers,
-            cluster_id=ctx.config.cluster_id,
-            controller_id=ctx.config.node_id,
+            cluster_id=view.cluster_id,
+            controller_id=view.controller_id,
             topics=tuple(t for t in topics if not isinstance(t, str)),
         )
 
@@ -161,6 +226,14 @@ def _created(
     rctx: RequestContext, name: str, result: TopicMeta | StorageError
 ) -> MetadataResponseTopic:
     """A topic's entry after trying to auto-create it."""
+    cache = rctx.broker.topics.cache
+    if cache is not None and (
+        isinstance(result, TopicExists) or not isinstance(result, StorageError)
+    ):
+        record = cache.topic(name)  # created, by us or by another request
+        if record is not None:
+            return _cluster_topic(cache, record)
+        return _missing(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
     if isinstance(result, TopicExists):
         meta = rctx.broker.topics.find(name)  # another request created it
         if meta is not None:
@@ -171,3 +244,12 @@ def _created(
         rctx.broker.metrics.error("metadata", code.name)
         return _missing(name, code)
     return _topic_response(rctx, result)
+
+
+def _by_id(cache: MetadataCache, raw_id: bytes) -> TopicRecord | None:
+    if raw_id == ZERO_UUID:
+        return None
+    for record in cache.topics():
+        if record.topic_id.bytes == raw_id:
+            return record
+    return None

@@ -8,7 +8,8 @@ otherwise the member and generation must be current. Errors per partition:
 ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS (between join and sync),
 FENCED_INSTANCE_ID, UNKNOWN_TOPIC_OR_PARTITION, OFFSET_METADATA_TOO_LARGE
 (offset.metadata.max.bytes), INVALID_GROUP_ID, COORDINATOR_NOT_AVAILABLE (store
-failure or groups not wired).
+failure or groups not wired), NOT_COORDINATOR on every partition (another broker
+coordinates the group; cluster mode).
 Version notes: v1 generation/member id and a per-partition commit timestamp; v2–4
 retention_time_ms (explicit expiry); v3 throttle time; v5 drops retention; v6
 committed leader epoch; v7 group_instance_id; v8 flexible; v10 (topic ids) is not
@@ -53,6 +54,15 @@ def _response(
 
 @handler(api_key=8, name="offset_commit", max_version=9)
 def offset_commit(rctx: RequestContext, request: OffsetCommitRequest) -> object:
+    if not rctx.coordinates(request.group_id):
+        return _response(
+            request,
+            {
+                (t.name, p.partition_index): ErrorCode.NOT_COORDINATOR
+                for t in request.topics
+                for p in t.partitions
+            },
+        )
     svc = rctx.broker.groups
     partitions = [
         CommitPartition(

@@ -3,7 +3,9 @@
 Behaviour: answers a group's committed offsets for the listed partitions (offset -1,
 empty metadata and no error where nothing is committed) or, when topics is null
 (v2+), every partition the group committed. Unknown groups answer like groups
-without commits. require_stable (v7) needs nothing: there are no transactions.
+without commits. A group another broker coordinates (cluster mode) gets
+NOT_COORDINATOR (top level from v2, per group from v8, per partition before v2).
+require_stable (v7) needs nothing: there are no transactions.
 Version notes: v2 null topics = all and a top-level error code; v3 throttle time; v5
 committed leader epoch; v6 flexible; v8 several groups per request; v9 member
 id/epoch (KIP-848, ignored); v10 (topic ids) is not offered.
@@ -14,7 +16,6 @@ from __future__ import annotations
 from itertools import groupby
 
 from broker.groups.offsets import FetchedOffset
-from broker.groups.service import GroupService
 from broker.net.dispatch import handler
 from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
@@ -30,9 +31,22 @@ from protocol.messages.offset_fetch import (
 
 
 def _rows(
-    svc: GroupService, group_id: str, wanted: list[tuple[str, int]] | None
+    rctx: RequestContext, group_id: str, wanted: list[tuple[str, int]] | None
 ) -> tuple[ErrorCode, list[FetchedOffset]]:
-    return ErrorCode.NONE, svc.fetch_offsets(group_id, wanted)
+    if not rctx.coordinates(group_id):
+        rows = [
+            FetchedOffset(
+                topic=t,
+                partition=p,
+                offset=-1,
+                leader_epoch=-1,
+                metadata="",
+                error=ErrorCode.NOT_COORDINATOR,
+            )
+            for t, p in wanted or ()
+        ]
+        return ErrorCode.NOT_COORDINATOR, rows
+    return ErrorCode.NONE, rctx.broker.groups.fetch_offsets(group_id, wanted)
 
 
 def _by_topic(rows: list[FetchedOffset]) -> list[tuple[str, list[FetchedOffset]]]:
@@ -46,7 +60,6 @@ def _by_topic(rows: list[FetchedOffset]) -> list[tuple[str, list[FetchedOffset]]
 def offset_fetch(
     rctx: RequestContext, request: OffsetFetchRequest
 ) -> OffsetFetchResponse:
-    svc = rctx.broker.groups
     if rctx.api_version >= 8:
         groups = []
         for g in request.groups:
@@ -55,7 +68,7 @@ def offset_fetch(
                 if g.topics is None
                 else [(t.name, p) for t in g.topics for p in t.partition_indexes]
             )
-            code, rows = _rows(svc, g.group_id, wanted)
+            code, rows = _rows(rctx, g.group_id, wanted)
             groups.append(
                 OffsetFetchResponseGroup(
                     group_id=g.group_id,
@@ -84,7 +97,7 @@ def offset_fetch(
         if request.topics is None
         else [(t.name, p) for t in request.topics for p in t.partition_indexes]
     )
-    code, rows = _rows(svc, request.group_id, wanted)
+    code, rows = _rows(rctx, request.group_id, wanted)
     return OffsetFetchResponse(
         error_code=code,
         topics=tuple(

@@ -2,10 +2,11 @@
 
 Behaviour: for each partition, the largest leader epoch <= the requested one and
 its end offset (the start of the next epoch, or the log end offset for the latest
-epoch), as consumers use it to detect log truncation (KIP-320). This node's epoch
-is always 0; a request for epoch 0 gets (0, log end offset); a
-``current_leader_epoch`` above 0 gets UNKNOWN_LEADER_EPOCH. Per partition:
-UNKNOWN_TOPIC_OR_PARTITION.
+epoch), as consumers use it to detect log truncation (KIP-320). A request for the
+current epoch gets (epoch, log end offset). Per partition:
+UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER (this node does not lead it),
+UNKNOWN_LEADER_EPOCH / FENCED_LEADER_EPOCH (a newer / older
+``current_leader_epoch``).
 Version notes: v1 returns the epoch; v2 current_leader_epoch; v3 replica id; v4
 flexible.
 """
@@ -61,9 +62,11 @@ def _failed(p: OffsetForLeaderPartition, code: ErrorCode) -> EpochEndOffset:
 def _epoch_end(
     ctx: BrokerContext, p: OffsetForLeaderPartition, meta: TopicMeta, plog: PartitionLog
 ) -> EpochEndOffset | ErrorCode:
-    current = ctx.topics.state(meta, plog).leader_epoch
-    if p.current_leader_epoch > current:
-        return ErrorCode.UNKNOWN_LEADER_EPOCH
+    state = ctx.topics.state(meta, plog)
+    current = state.leader_epoch
+    refused = state.refusal(p.current_leader_epoch)
+    if refused is not None:
+        return refused
     if p.leader_epoch > current:
         epoch, end = -1, -1
     elif p.leader_epoch == current or plog.leader_epoch < 0:

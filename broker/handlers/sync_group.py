@@ -4,7 +4,8 @@ Behaviour: the leader's assignments are relayed to every member of the generatio
 followers wait (a Deferred response) until the leader's SyncGroup arrives. Errors:
 UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS (a new rebalance
 started), FENCED_INSTANCE_ID, INCONSISTENT_GROUP_PROTOCOL (v5 type/name mismatch),
-COORDINATOR_NOT_AVAILABLE (groups not wired).
+COORDINATOR_NOT_AVAILABLE (groups not wired), NOT_COORDINATOR (another broker
+coordinates the group; cluster mode).
 Version notes: v1 throttle time; v3 group_instance_id; v4 flexible; v5
 protocol_type/protocol_name on both sides (KIP-559).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 from broker.groups.model import SyncRequest, SyncResult
 from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
+from protocol.error_codes import ErrorCode
 from protocol.messages.sync_group import SyncGroupRequest, SyncGroupResponse
 
 
@@ -28,6 +30,8 @@ def _response(r: SyncResult) -> SyncGroupResponse:
 
 @handler(api_key=14, name="sync_group", max_version=5)
 def sync_group(rctx: RequestContext, request: SyncGroupRequest) -> object:
+    if not rctx.coordinates(request.group_id):
+        return _response(SyncResult(error=ErrorCode.NOT_COORDINATOR))
     svc = rctx.broker.groups
     req = SyncRequest(
         token=0,

@@ -71,6 +71,14 @@ class RequestContext:
     def api_version(self) -> int:
         return self.header.request_api_version
 
+    def coordinates(self, group_id: str) -> bool:
+        """Whether this broker coordinates ``group_id`` (always on a single node; in
+        cluster mode when it leads the group's ``__consumer_offsets`` partition).
+        The group APIs answer NOT_COORDINATOR (16) when it does not: the one check
+        they share."""
+        view = self.broker.cluster
+        return view.group_coordinator(group_id) == view.node_id
+
 
 Handler: TypeAlias = Callable[[RequestContext, Any], HandlerResult]
 Middleware: TypeAlias = Callable[[RequestContext, Any, Handler], HandlerResult]

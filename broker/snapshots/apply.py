@@ -143,6 +143,15 @@ class SnapshotApplier:
                 status=Status.WAITING,
                 reason=f"unknown-partition: {topic.name} has {topic.partition_count} partitions",
             )
+        # cluster mode: only the partition's leader takes a snapshot (a follower's
+        # log would diverge from its leader's); always true on a single node
+        state = self.topics.state(topic, logs.partition(topic.name, meta.partition))
+        if not state.is_local_leader:
+            return Entry(
+                status=Status.WAITING,
+                reason=f"not-leader: broker {state.leader_id} leads "
+                f"{topic.name}/{meta.partition}",
+            )
         return topic
 
     async def apply_partition(

@@ -1,4 +1,4 @@
-"""The Kafka error code of each storage error."""
+"""The Kafka error code of each storage error, and of a cluster's refusal."""
 
 from __future__ import annotations
 
@@ -18,6 +18,17 @@ from storage.errors import (
     UnknownTopic,
 )
 
+
+class Refused(StorageError):
+    """The cluster refused a topic change (the controller's Kafka error code), or it
+    was not seen in time (REQUEST_TIMED_OUT). A StorageError so that every handler
+    answers it like a local failure, through :func:`error_code`."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 _CODES: dict[type[StorageError], ErrorCode] = {
     InvalidBatch: ErrorCode.CORRUPT_MESSAGE,
     MessageTooLarge: ErrorCode.MESSAGE_TOO_LARGE,
@@ -35,6 +46,11 @@ _CODES: dict[type[StorageError], ErrorCode] = {
 
 def error_code(exc: StorageError) -> ErrorCode:
     """The Kafka error code for a storage error."""
+    if isinstance(exc, Refused):
+        try:
+            return ErrorCode(exc.code)
+        except ValueError:
+            return ErrorCode.UNKNOWN_SERVER_ERROR
     for cls in type(exc).__mro__:
         code = _CODES.get(cls)
         if code is not None:

@@ -4,6 +4,14 @@ Handlers, the snapshot service, the admin API and authorisation look topics up,
 create them and read their views through :class:`TopicService`. Creation runs in a
 worker thread (directories, segment files, checkpoints and fsyncs stay off the event
 loop), within the broker's partition caps, and logs ``topic_created`` once.
+
+In cluster mode (built with a :class:`~broker.cluster.requests.ClusterRequests`)
+the cluster decides: a partition's leader, epoch, replicas and ISR come from the
+watched cache (:meth:`TopicService.state`; offsets stay the local log's), and
+creation, growth and deletion are requests to the controller. They return once the
+replica manager (:mod:`broker.replication.manager`) has made the local logs match
+the cache, through the ``*_local`` methods here, so a handler answers with the
+local topic as on a single node.
 """
 
 from __future__ import annotations
@@ -17,12 +25,20 @@ from typing import TypeVar
 import anyio
 import structlog
 
+from broker.cluster.cache import MetadataCache
+from broker.cluster.model import (
+    CreatePartitionsRequest,
+    CreateTopicRequest,
+    RequestError,
+    TopicRecord,
+)
+from broker.cluster.requests import ClusterRequests
 from broker.config import BrokerConfig
 from broker.disk.guard import DiskGuard
 from broker.disk.guard import metric_lines as diskguard_metric_lines
 from broker.metrics import Metrics
-from broker.topics.errors import error_code
-from broker.topics.state import PartitionState, single_node_state
+from broker.topics.errors import Refused, error_code
+from broker.topics.state import PartitionState, cluster_state, single_node_state
 from broker.topics.storage import close_log_manager, open_log_manager
 from protocol.error_codes import ErrorCode
 from storage.errors import StorageError, TopicExists, UnknownTopic
@@ -44,11 +60,14 @@ def now_ms() -> int:
 
 @dataclass(frozen=True, slots=True)
 class NewTopic:
-    """One topic to create: name, partition count and config overrides."""
+    """One topic to create: name, partition count and config overrides (and, in
+    cluster mode, its replication factor or manual assignment)."""
 
     name: str
     partitions: int
     configs: Mapping[str, str] = field(default_factory=dict)
+    replication_factor: int = -1  # -1: the cluster's default
+    assignment: tuple[tuple[int, ...], ...] | None = None  # replicas per partition
 
 
 class TopicService:
@@ -60,11 +79,15 @@ class TopicService:
         logs: LogManager,
         metrics: Metrics,
         disk: DiskGuard | None = None,
+        cluster: ClusterRequests | None = None,
     ) -> None:
         self.config = config
         self._logs = logs
         self.metrics = metrics
         self.disk = disk
+        self.cluster = cluster  # None: a single node
+        self._cache: MetadataCache | None = None if cluster is None else cluster.cache
+        self._local_changed = anyio.Event()  # set when a local topic comes or goes
 
     @classmethod
     async def open(
@@ -74,13 +97,20 @@ class TopicService:
         lock: DataDirLock,
         metrics: Metrics,
         disk: DiskGuard | None = None,
+        cluster: ClusterRequests | None = None,
     ) -> TopicService:
         """Open and recover the data dir (worker thread; logs ``storage_open``)."""
-        return cls(config, await open_log_manager(config, fileops, lock), metrics, disk)
+        logs = await open_log_manager(config, fileops, lock)
+        return cls(config, logs, metrics, disk, cluster)
 
     async def close(self) -> None:
         """Final fsync and clean close (writes the clean-shutdown marker)."""
         await close_log_manager(self._logs)
+
+    @property
+    def cache(self) -> MetadataCache | None:
+        """The cluster's watched cache (None on a single node)."""
+        return self._cache
 
     @property
     def logs(self) -> LogManager:
@@ -115,7 +145,14 @@ class TopicService:
         self, wanted: Sequence[NewTopic], *, reason: str
     ) -> list[TopicMeta | StorageError]:
         """Create topics in a worker thread; each one's TopicMeta or StorageError, in
-        order. Successes are logged as ``topic_created``."""
+        order. Successes are logged as ``topic_created``.
+
+        In cluster mode the controller creates them (a refusal is a
+        :class:`~broker.topics.errors.Refused` with its error code) and each answer
+        is the local topic the replica manager made.
+        """
+        if self.cluster is not None:
+            return await self._create_in_cluster(wanted)
         logs = self._logs
 
         def work() -> list[TopicMeta | StorageError]:
@@ -157,6 +194,23 @@ class TopicService:
             StorageError: it could not be created (``TopicExists``, ``PartitionLimit``,
                 ...); nothing is logged then.
         """
+        if self.cluster is not None:
+            # Hosted here (the data being restored is here), under its own id.
+            node = self.config.node_id
+            [result] = await self._create_in_cluster(
+                [
+                    NewTopic(
+                        name,
+                        partitions,
+                        dict(configs or {}),
+                        assignment=((node,),) * partitions,
+                    )
+                ],
+                topic_id=topic_id,
+            )
+            if isinstance(result, StorageError):
+                raise result
+            return result
         logs = self._logs
         wanted = dict(configs or {})
         meta = await anyio.to_thread.run_sync(
@@ -175,6 +229,139 @@ class TopicService:
         logs = self._logs.partitions(meta.name)
         self._logs.delete_topic(meta.name)
         return logs
+
+    async def add_partitions(
+        self, growing: Sequence[tuple[str, int, tuple[tuple[int, ...], ...] | None]]
+    ) -> list[StorageError | None]:
+        """Grow topics to the given partition counts (with the new partitions'
+        replicas, if assigned); each one's error or None, in order. The files are
+        made in a worker thread; in cluster mode the controller grows the topic and
+        this returns once the local topic has grown too."""
+        if self.cluster is None:
+            return await _grow(self._logs, [(n, c) for n, c, _ in growing])
+        results: list[StorageError | None] = []
+        for name, count, assignment in growing:
+            error = await self.cluster.create_partitions(
+                CreatePartitionsRequest(name=name, count=count, assignment=assignment)
+            )
+            if error is not None:
+                results.append(_refused(error))
+                continue
+
+            def grown(name: str = name, count: int = count) -> bool:
+                meta = self.find(name)
+                return meta is not None and meta.partition_count >= count
+
+            results.append(await self._await_local(grown, f"{name} to grow"))
+        return results
+
+    async def request_delete(self, meta: TopicMeta) -> StorageError | None:
+        """Cluster mode: ask the controller to delete a topic; None once the replica
+        manager has deleted the local topic too (it fails what waits on it)."""
+        assert self.cluster is not None
+        error = await self.cluster.delete_topic(meta.name)
+        if error is not None:
+            return _refused(error)
+
+        def gone() -> bool:
+            now = self.find(meta.name)
+            return now is None or now.topic_id != meta.topic_id
+
+        return await self._await_local(gone, f"{meta.name} to be deleted")
+
+    # -- cluster mode: the local logs the replica manager keeps -----------------
+
+    async def create_local(self, record: TopicRecord) -> TopicMeta | StorageError:
+        """Create the local topic of a cluster topic, with its id and configs, in a
+        worker thread (the replica manager; logs ``topic_created``)."""
+        logs = self._logs
+        configs = dict(record.configs)
+
+        def work() -> TopicMeta | StorageError:
+            try:
+                return logs.create_topic(
+                    record.name, record.partitions, configs, record.topic_id
+                )
+            except StorageError as e:
+                return e
+
+        result = await anyio.to_thread.run_sync(work)
+        if not isinstance(result, StorageError):
+            _log_created(result, record.partitions, configs, "cluster")
+            self._notify_local()
+        return result
+
+    async def grow_local(self, name: str, count: int) -> StorageError | None:
+        """Grow a local topic to the cluster's partition count (worker thread)."""
+        [error] = await _grow(self._logs, [(name, count)])
+        if error is None:
+            log.info("topic_partitions_added", topic=name, partitions=count)
+            self._notify_local()
+        return error
+
+    async def delete_local(self, meta: TopicMeta) -> list[PartitionLog]:
+        """Delete a local topic gone from the cluster (worker thread); its partition
+        logs, now closed (the caller fails what waits on them).
+
+        Raises:
+            StorageError: it could not be deleted.
+        """
+        logs = await anyio.to_thread.run_sync(self.delete_topic, meta)
+        self._notify_local()
+        return logs
+
+    async def _create_in_cluster(
+        self, wanted: Sequence[NewTopic], *, topic_id: uuid.UUID | None = None
+    ) -> list[TopicMeta | StorageError]:
+        assert self.cluster is not None
+        errors = await self.cluster.create_topics(
+            [
+                CreateTopicRequest(
+                    name=t.name,
+                    partitions=t.partitions,
+                    replication_factor=t.replication_factor,
+                    configs=dict(t.configs),
+                    assignment=t.assignment,
+                    topic_id=topic_id,
+                )
+                for t in wanted
+            ]
+        )
+        out: list[TopicMeta | StorageError] = []
+        for t, error in zip(wanted, errors, strict=True):
+            if error is not None:
+                out.append(_refused(error))
+                continue
+
+            def made(name: str = t.name) -> bool:
+                return self.find(name) is not None
+
+            timed_out = await self._await_local(made, f"{t.name} to be created")
+            meta = self.find(t.name)
+            if meta is not None:
+                out.append(meta)
+            else:  # deleted again at once, or not seen in time
+                out.append(
+                    timed_out or Refused(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, t.name)
+                )
+        return out
+
+    async def _await_local(
+        self, done: Callable[[], bool], what: str
+    ) -> StorageError | None:
+        """Wait until ``done()`` holds of the local topics: None, or REQUEST_TIMED_OUT
+        after the cluster's request timeout."""
+        settings = self.config.cluster
+        timeout = 30.0 if settings is None else settings.request_timeout_ms / 1000
+        with anyio.move_on_after(timeout):
+            while not done():
+                await self._local_changed.wait()
+            return None
+        return Refused(ErrorCode.REQUEST_TIMED_OUT, f"timed out waiting for {what}")
+
+    def _notify_local(self) -> None:
+        self._local_changed.set()
+        self._local_changed = anyio.Event()
 
     def partition_room(self, adding: int) -> str | None:
         """Why ``adding`` more partitions would exceed the broker's partition cap, or
@@ -203,8 +390,19 @@ class TopicService:
 
     def state(self, meta: TopicMeta, plog: PartitionLog) -> PartitionState:
         """The partition's leader, replicas and visible offsets: the one place they
-        are computed (a single node leads every partition)."""
-        return single_node_state(self.config.node_id, plog, meta.config.write_caching)
+        are computed (a single node leads every partition; in cluster mode the
+        cache says who leads, the local log gives the offsets)."""
+        cache = self._cache
+        if cache is None:
+            return single_node_state(
+                self.config.node_id, plog, meta.config.write_caching
+            )
+        return cluster_state(
+            cache.node_id,
+            cache.partition(meta.name, plog.partition),
+            plog,
+            meta.config.write_caching,
+        )
 
     # -- answering per partition -------------------------------------------------
 
@@ -321,6 +519,31 @@ class TopicService:
                 segments=segments,
                 log_start_offset=start,
             )
+
+
+async def _grow(
+    logs: LogManager, growing: Sequence[tuple[str, int]]
+) -> list[StorageError | None]:
+    """Grow topics to the given counts in a worker thread; each one's error."""
+
+    def grow() -> list[StorageError | None]:
+        out: list[StorageError | None] = []
+        for name, count in growing:
+            try:
+                logs.add_partitions(name, count)
+                out.append(None)
+            except StorageError as e:
+                out.append(e)
+        return out
+
+    return await anyio.to_thread.run_sync(grow)
+
+
+def _refused(error: RequestError) -> StorageError:
+    """A controller's refusal as the storage error handlers answer."""
+    if error.code == ErrorCode.TOPIC_ALREADY_EXISTS:
+        return TopicExists(error.message)
+    return Refused(error.code, error.message)
 
 
 # The retention events have always been the context's.

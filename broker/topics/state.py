@@ -5,13 +5,16 @@ Metadata, DeleteRecords, the admin API and snapshots ask about a partition inste
 of assuming that this node leads it: the leader and its epoch, the replicas and the
 in-sync replicas, and the offsets a consumer may see. It is computed in one place,
 :meth:`broker.topics.service.TopicService.state`. On a single node this node leads
-every partition, and it is the only replica.
+every partition, and it is the only replica; in cluster mode the watched cache
+says who leads (:func:`cluster_state`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from broker.cluster.model import NO_LEADER, PartitionRecord
+from protocol.error_codes import ErrorCode
 from storage.partition_log import PartitionLog
 
 
@@ -34,6 +37,20 @@ class PartitionState:
     def is_local_leader(self) -> bool:
         """Whether this node leads the partition (takes its appends and fetches)."""
         return self.leader_id == self.node_id
+
+    def refusal(self, current_leader_epoch: int = -1) -> ErrorCode | None:
+        """Why a data request for the partition is refused here, or None: this node
+        does not lead it (NOT_LEADER_OR_FOLLOWER; also while it is offline), or the
+        client's ``current_leader_epoch`` (-1: unchecked) is newer than ours
+        (UNKNOWN_LEADER_EPOCH) or older (FENCED_LEADER_EPOCH), Kafka's rules
+        (KIP-320, ``Partition.checkCurrentLeaderEpoch``)."""
+        if not self.is_local_leader:
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER
+        if current_leader_epoch > self.leader_epoch:
+            return ErrorCode.UNKNOWN_LEADER_EPOCH
+        if 0 <= current_leader_epoch < self.leader_epoch:
+            return ErrorCode.FENCED_LEADER_EPOCH
+        return None
 
 
 def high_watermark(plog: PartitionLog, write_caching: bool) -> int:
@@ -66,6 +83,36 @@ def single_node_state(
         leader_epoch=leader_epoch(plog),
         replicas=(node_id,),
         isr=(node_id,),
+        high_watermark=hw,
+        log_start_offset=plog.log_start_offset,
+        last_stable_offset=hw,
+    )
+
+
+def cluster_state(
+    node_id: int,
+    record: PartitionRecord | None,
+    plog: PartitionLog,
+    write_caching: bool,
+) -> PartitionState:
+    """A partition's state in cluster mode: leader, epoch, replicas and ISR as the
+    cluster's cache has them (no record yet: offline), offsets from the local log."""
+    hw = high_watermark(plog, write_caching)
+    replicas: tuple[int, ...] = ()
+    isr: tuple[int, ...] = ()
+    if record is None:
+        leader, epoch = NO_LEADER, 0
+    else:
+        leader, epoch = record.leader, record.leader_epoch
+        replicas, isr = record.replicas, record.isr
+    return PartitionState(
+        topic=plog.topic,
+        partition=plog.partition,
+        node_id=node_id,
+        leader_id=leader,
+        leader_epoch=epoch,
+        replicas=replicas,
+        isr=isr,
         high_watermark=hw,
         log_start_offset=plog.log_start_offset,
         last_stable_offset=hw,

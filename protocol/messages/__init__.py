@@ -42,7 +42,10 @@ MODULES: Final[dict[int, str]] = {
     36: "sasl_authenticate",
     37: "create_partitions",
     42: "delete_groups",
+    43: "elect_leaders",
     44: "incremental_alter_configs",
+    45: "alter_partition_reassignments",
+    46: "list_partition_reassignments",
     60: "describe_cluster",
 }
 
@@ -73,7 +76,10 @@ SUPPORTED: Final[dict[int, tuple[int, int]]] = {
     36: (0, 2),
     37: (0, 3),
     42: (0, 2),
+    43: (0, 2),
     44: (0, 1),
+    45: (0, 0),
+    46: (0, 0),
     60: (0, 2),
 }
 

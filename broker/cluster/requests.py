@@ -1,0 +1,47 @@
+"""What the broker asks of the cluster: the admin requests any broker may make.
+
+:class:`ClusterRequests` is the part of :class:`broker.cluster.service.ClusterService`
+that the topic service uses (topic creation, growth and deletion, leader elections
+and reassignments) together with the watched cache those requests are answered in.
+Each method returns once this broker's cache shows the result, or the controller's
+refusal as a :class:`~broker.cluster.model.RequestError` (Kafka's error code and a
+message). Unit tests of the broker's side hand the topic service an in-memory
+implementation that applies the changes to a cache directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from broker.cluster.cache import MetadataCache
+from broker.cluster.model import (
+    CreatePartitionsRequest,
+    CreateTopicRequest,
+    RequestError,
+)
+
+
+class ClusterRequests(Protocol):
+    """The cluster's admin requests, and the cache that shows their results."""
+
+    @property
+    def cache(self) -> MetadataCache: ...
+
+    async def create_topics(
+        self, requests: Sequence[CreateTopicRequest]
+    ) -> list[RequestError | None]: ...
+
+    async def create_partitions(
+        self, request: CreatePartitionsRequest
+    ) -> RequestError | None: ...
+
+    async def delete_topic(self, name: str) -> RequestError | None: ...
+
+    async def elect(
+        self, topic: str, index: int, *, unclean: bool = False
+    ) -> RequestError | None: ...
+
+    async def reassign(
+        self, topic: str, index: int, replicas: Sequence[int]
+    ) -> RequestError | None: ...
