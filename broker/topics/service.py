@@ -22,6 +22,7 @@ from broker.disk.guard import DiskGuard
 from broker.disk.guard import metric_lines as diskguard_metric_lines
 from broker.metrics import Metrics
 from broker.topics.errors import error_code
+from broker.topics.followers import FollowerProgress
 from broker.topics.state import PartitionState, single_node_state
 from broker.topics.storage import close_log_manager, open_log_manager
 from protocol.error_codes import ErrorCode
@@ -65,6 +66,8 @@ class TopicService:
         self._logs = logs
         self.metrics = metrics
         self.disk = disk
+        # Followers' fetch offsets on the partitions this broker leads (ISR input).
+        self.followers = FollowerProgress()
 
     @classmethod
     async def open(
