@@ -103,6 +103,9 @@ class FetcherSettings:
     backoff_initial_s: float = 0.1  # replica.fetch.backoff.ms
     backoff_max_s: float = 5.0
     max_connect_failures: int | None = None  # None: retry until stopped
+    # Skip OffsetForLeaderEpoch and let Fetch's diverging_epoch find where the logs
+    # part (what Kafka does once every broker speaks Fetch v12, KIP-320).
+    truncate_on_fetch: bool = False
 
 
 @dataclass(slots=True, kw_only=True)
@@ -173,7 +176,7 @@ class ReplicaFetcher:
             topic_id=topic_id,
             leader_epoch=leader_epoch,
             fetch_offset=plog.log_end_offset,
-            needs_truncation=plog.leader_epoch >= 0,
+            needs_truncation=self._check_epochs(plog),
         )
         self._wake()
 
@@ -182,7 +185,7 @@ class ReplicaFetcher:
         part = self._parts.get(tp)
         if part is not None and part.leader_epoch != leader_epoch:
             part.leader_epoch = leader_epoch
-            part.needs_truncation = part.log.leader_epoch >= 0
+            part.needs_truncation = self._check_epochs(part.log)
             part.caught_up = False
 
     def remove_partition(self, tp: TopicPartition) -> None:
@@ -197,6 +200,10 @@ class ReplicaFetcher:
     def partitions(self) -> list[TopicPartition]:
         """The partitions being copied."""
         return list(self._parts)
+
+    def _check_epochs(self, plog: PartitionLog) -> bool:
+        """Whether OffsetForLeaderEpoch must check ``plog`` before it is fetched."""
+        return plog.leader_epoch >= 0 and not self.settings.truncate_on_fetch
 
     def _wake(self) -> None:
         self._changed.set()
@@ -393,8 +400,12 @@ class ReplicaFetcher:
         diverging = data.diverging_epoch
         if diverging.epoch >= 0 or diverging.end_offset >= 0:
             target = self._target(part.log, diverging.epoch, diverging.end_offset)
-            if target is not None:
+            if target is None and data.high_watermark >= 0:
+                target = data.high_watermark  # Kafka's fallback: the high watermark
+            if target is not None and target < part.log.log_end_offset:
                 await self._truncate(part, target, "diverging_epoch")
+            else:  # nothing to cut: do not spin on the same answer
+                self._delay(part, ErrorCode.NONE, "diverging epoch, nothing to cut")
             return
         records = _joined(data.records)
         if records:
@@ -404,7 +415,7 @@ class ReplicaFetcher:
             except (OffsetMismatch, InvalidBatch) as exc:
                 # The local log and the leader disagree, or a batch came damaged:
                 # check the epochs again, then fetch again.
-                part.needs_truncation = part.log.leader_epoch >= 0
+                part.needs_truncation = self._check_epochs(part.log)
                 self._delay(part, ErrorCode.CORRUPT_MESSAGE, str(exc))
                 return
             except StorageError as exc:
@@ -467,7 +478,7 @@ class ReplicaFetcher:
                 reason="leader_log_start",
             )
         elif part.log.leader_epoch >= 0:
-            part.needs_truncation = True
+            part.needs_truncation = True  # OffsetForLeaderEpoch, whatever the setting
         elif 0 <= data.high_watermark < part.fetch_offset:
             await self._truncate(part, data.high_watermark, "offset_out_of_range")
         else:
