@@ -39,6 +39,11 @@ import anyio
 import structlog
 
 from broker.durability.group_commit import GroupCommit
+from broker.replication.follower_log import (
+    append_from_leader,
+    truncation_offset,
+    whole_batches,
+)
 from broker.replication.leader_client import LeaderConnection, LeaderConnectionError
 from protocol.error_codes import ErrorCode
 from protocol.messages.fetch import (
@@ -55,7 +60,6 @@ from protocol.messages.offset_for_leader_epoch import (
     OffsetForLeaderPartition,
     OffsetForLeaderTopic,
 )
-from protocol.records import CorruptBatch, iter_batches, read_header
 from storage.errors import InvalidBatch, OffsetMismatch, StorageError
 from storage.partition_log import PartitionLog
 
@@ -399,7 +403,7 @@ class ReplicaFetcher:
         part.leader_log_start = data.log_start_offset
         diverging = data.diverging_epoch
         if diverging.epoch >= 0 or diverging.end_offset >= 0:
-            target = self._target(part.log, diverging.epoch, diverging.end_offset)
+            target = truncation_offset(part.log, diverging.epoch, diverging.end_offset)
             if target is None and data.high_watermark >= 0:
                 target = data.high_watermark  # Kafka's fallback: the high watermark
             if target is not None and target < part.log.log_end_offset:
@@ -407,10 +411,12 @@ class ReplicaFetcher:
             else:  # nothing to cut: do not spin on the same answer
                 self._delay(part, ErrorCode.NONE, "diverging epoch, nothing to cut")
             return
-        records = _joined(data.records)
+        records = whole_batches(data.records)
         if records:
             try:
-                end = await anyio.to_thread.run_sync(_append, part.log, records)
+                end = await anyio.to_thread.run_sync(
+                    append_from_leader, part.log, records
+                )
                 await self._durable(part.log, end)
             except (OffsetMismatch, InvalidBatch) as exc:
                 # The local log and the leader disagree, or a batch came damaged:
@@ -541,7 +547,9 @@ class ReplicaFetcher:
                     self._delay(part, code)
                     continue
                 asked = part.log.leader_epoch
-                target = self._target(part.log, answer.leader_epoch, answer.end_offset)
+                target = truncation_offset(
+                    part.log, answer.leader_epoch, answer.end_offset
+                )
                 part.needs_truncation = False
                 if target is not None:
                     await self._truncate(part, target, "offset_for_leader_epoch")
@@ -552,22 +560,6 @@ class ReplicaFetcher:
             pending = again
         for part in pending:
             part.needs_truncation = False
-
-    @staticmethod
-    def _target(plog: PartitionLog, leader_epoch: int, leader_end: int) -> int | None:
-        """Where to cut the local log, given the leader's (epoch, end offset) for
-        it (``AbstractFetcherThread.getOffsetTruncationState``); None: keep it."""
-        end = plog.log_end_offset
-        if leader_end < 0:
-            return None  # the leader knows no such epoch: fetching will tell
-        if leader_epoch < 0:
-            return min(leader_end, end)
-        epoch, local_end = plog.epoch_end_offset(leader_epoch)
-        if epoch < 0:
-            return min(leader_end, end)
-        if epoch == leader_epoch:
-            return min(leader_end, local_end)
-        return min(local_end, end)
 
     async def _truncate(
         self, part: PartitionProgress, target: int, reason: str
@@ -617,36 +609,3 @@ class ReplicaFetcher:
             reason=reason,
             action="retry",
         )
-
-
-def _joined(records: object) -> bytes | memoryview:
-    """A Fetch answer's records as one buffer, cut to whole batches (a leader may
-    end a response with a partial batch: Kafka followers drop it)."""
-    if records is None:
-        return b""
-    buf: bytes | memoryview
-    if isinstance(records, tuple):
-        buf = b"".join(records)
-    elif isinstance(records, (bytes, bytearray, memoryview)):
-        buf = memoryview(records)
-    else:
-        return b""
-    end = 0
-    try:
-        for pos, header in iter_batches(buf):
-            end = pos + header.size
-    except CorruptBatch:
-        pass  # append_verbatim refuses what is left; keep the whole batches before
-    return buf[:end]
-
-
-def _append(plog: PartitionLog, records: bytes | memoryview) -> int:
-    """Append a leader's batches verbatim (worker thread); returns the log end."""
-    if plog.log_end_offset == plog.log_start_offset:
-        first = read_header(records)
-        # The leader's log start is inside its first batch (DeleteRecords): an
-        # empty follower starts at that batch (Kafka Partition.appendRecords...).
-        if first.base_offset < plog.log_end_offset <= first.last_offset:
-            plog.reset_start(first.base_offset)
-    plog.append_verbatim(records)
-    return plog.log_end_offset

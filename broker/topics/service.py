@@ -177,6 +177,7 @@ class TopicService:
         """
         logs = self._logs.partitions(meta.name)
         self._logs.delete_topic(meta.name)
+        self.followers.forget(meta.name)
         return logs
 
     def partition_room(self, adding: int) -> str | None:
