@@ -282,7 +282,12 @@ class ReplicaFetcher:
             fetch_version=version,
         )
         while self._parts:
-            truncating = [p for p in self._parts.values() if p.needs_truncation]
+            now = time.monotonic()
+            truncating = [
+                p
+                for p in self._parts.values()
+                if p.needs_truncation and p.retry_at <= now
+            ]
             if truncating:
                 await self._truncate_by_epochs(conn, truncating)
             now = time.monotonic()
@@ -503,10 +508,11 @@ class ReplicaFetcher:
             return
         pending = parts
         for _ in range(_MAX_TRUNCATION_ROUNDS):
+            for part in pending:
+                if part.log.leader_epoch < 0:
+                    part.needs_truncation = False  # nothing to check: fetch
             pending = [
-                p
-                for p in pending
-                if self._parts.get(p.tp) is p and p.log.leader_epoch >= 0
+                p for p in pending if self._parts.get(p.tp) is p and p.needs_truncation
             ]
             if not pending:
                 break
@@ -536,7 +542,8 @@ class ReplicaFetcher:
             again = []
             for part in pending:
                 answer = answers.get((part.tp.topic, part.tp.partition))
-                if answer is None:
+                if answer is None:  # not answered: fetching will tell
+                    part.needs_truncation = False
                     continue
                 code = ErrorCode(answer.error_code)
                 if code in STOPPING_ERRORS:
@@ -556,6 +563,7 @@ class ReplicaFetcher:
                     # Our epoch was older than the leader's answer: check the
                     # epoch before it too (truncation not complete).
                     if answer.leader_epoch != asked and part.log.leader_epoch >= 0:
+                        part.needs_truncation = True
                         again.append(part)
             pending = again
         for part in pending:
