@@ -10,7 +10,7 @@ import pytest
 
 from protocol.records import iter_batches
 from storage.config import TopicConfig
-from storage.errors import OffsetMismatch
+from storage.errors import OffsetMismatch, StorageIOError
 from storage.fileops import FileOps
 from storage.partition_log import PartitionLog
 
@@ -198,3 +198,56 @@ def test_reset_start_restarts_an_empty_follower_at_the_leader_start(
     assert follower.epoch_end_offset(0) == leader.epoch_end_offset(0) == (0, 6)
     leader.close()
     follower.close()
+
+
+class _CrashAt(FileOps):
+    """Fails the first file operation of a kind, the way a crash would stop it."""
+
+    def __init__(self, op: str) -> None:
+        self.op = op
+
+    def replace(self, src: str, dst: str) -> None:
+        if self.op == "swap" and src.endswith(".truncate.tmp"):
+            raise OSError(5, "injected")
+        super().replace(src, dst)
+
+    def unlink(self, path: str) -> None:
+        if self.op == "unlink" and path.endswith(".log"):
+            raise OSError(5, "injected")
+        super().unlink(path)
+
+
+@pytest.mark.parametrize("op", ["unlink", "swap"])
+def test_a_truncation_stopped_part_way_recovers_a_valid_prefix(
+    tmp_path: Path, make_batch: MakeBatch, op: str
+) -> None:
+    """If truncation stops at any step, the log refuses writes, and reopening it
+    gives a dense prefix of the old log no shorter than the cut, with no temp file
+    left, which a second truncation then cuts."""
+    config = TopicConfig.from_overrides({"segment.bytes": "300"})
+    log = PartitionLog.open(
+        str(tmp_path),
+        topic="t",
+        partition=0,
+        config=config,
+        fileops=_CrashAt(op),
+        clean=False,
+    )
+    for i, epoch in enumerate([0, 1, 1, 2, 2, 2]):
+        log.append(make_batch(3, value=b"%d-" % i), leader_epoch=epoch)
+    original = all_bytes(log)
+    log.sync()
+    with pytest.raises(StorageIOError):
+        log.truncate_to(4)
+    assert log.failed is not None
+    log.close(clean=False)
+    reopened = open_log(tmp_path, segment_bytes="300")
+    assert not any(name.endswith(".tmp") for name in os.listdir(tmp_path))
+    kept = all_bytes(reopened)
+    assert len(kept) > 0
+    assert original.startswith(kept)
+    assert reopened.log_end_offset >= 3
+    assert reopened.truncate_to(4) == 3
+    assert all_bytes(reopened) == original[: len(all_bytes(reopened))]
+    assert reopened.leader_epoch == 0
+    reopened.close()
