@@ -14,7 +14,8 @@ rename, fsync dir) by ``checkpoint()`` (the broker calls it periodically, in a
 worker thread), DeleteRecords, retention and a clean close.
 
 Threading: the broker calls everything from its event-loop thread except ``sync``,
-``close``, recovery and snapshot copies, which run in worker threads. ``_lock``
+``close``, recovery, snapshot copies and a follower's ``truncate_to`` and verbatim
+appends, which run in worker threads (``truncate_to`` waits for a running sync). ``_lock``
 guards the in-memory state (held briefly; never across an fsync); ``_sync_lock``
 serialises syncs. ``sync`` fsyncs dup()ed descriptors, so a concurrent roll or
 retention that closes a segment never closes an fd that is being fsynced.
@@ -123,6 +124,9 @@ class PartitionLog:
         self._dir_dirty = False
         self._failed: str | None = None
         self._closed = False
+        # Bumped by truncation and reset: a sync that started before one must not
+        # move the durable offset to the end it saw (those bytes may be gone).
+        self._rewrites = 0
         self.recovery: PartitionRecovery | None = None
         # "mmap": zero-copy views of the segment files; "pread": bytes copies.
         self.read_mode = "mmap"
@@ -564,6 +568,7 @@ class PartitionLog:
                     raise _io_error(f"syncing {self.directory}", exc) from exc
                 self._unsynced.clear()
                 dir_dirty, self._dir_dirty = self._dir_dirty, False
+                rewrites = self._rewrites
             try:
                 for fd in fds:
                     self.fileops.fdatasync(fd)
@@ -578,7 +583,8 @@ class PartitionLog:
                     with contextlib.suppress(OSError):
                         self.fileops.close(fd)
             with self._lock:
-                self._durable = max(self._durable, target)
+                if self._rewrites == rewrites:
+                    self._durable = max(self._durable, target)
                 durable = self._durable
                 stale = (
                     self._recovery_point < self._segments.active.base_offset
@@ -691,7 +697,7 @@ class PartitionLog:
         Raises:
             OffsetMismatch: the log holds records.
         """
-        with self._sync_lock, self._lock:
+        with self._lock:
             self._check_writable()
             if self._segments.end_offset != self._log_start:
                 raise OffsetMismatch(
@@ -709,6 +715,7 @@ class PartitionLog:
         """
         if base_offset < 0:
             raise OffsetMismatch(f"negative base offset {base_offset}")
+        self._rewrites += 1
         if self._segments.end_offset != self._log_start:
             self._recovery_point = min(self._recovery_point, base_offset)
             try:
@@ -785,6 +792,7 @@ class PartitionLog:
             if new_end <= self._log_start:
                 self._reset_locked(offset)
                 return offset
+            self._rewrites += 1
             self._epochs.truncate_from(new_end)
             self._recovery_point = min(self._recovery_point, new_end)
             self._durable = min(self._durable, new_end)
