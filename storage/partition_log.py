@@ -800,19 +800,18 @@ class PartitionLog:
                 with self._checkpoint_lock:
                     self._epochs.save(self.fileops, self.directory)
                     self._write_checkpoint()
-            except OSError as exc:
-                raise _io_error(f"checkpointing {self.directory}", exc) from exc
-            try:
                 while self._segments.active is not seg:
                     gone = self._segments.pop_active()
                     self._unsynced.pop(gone.base_offset, None)
                     gone.remove_files()
+                kept = self._replace_with_prefix(seg, cut_pos)
                 self._segments.pop_active()
                 self._unsynced.pop(seg.base_offset, None)
-                kept = self._replace_with_prefix(seg, cut_pos)
                 self._segments.append(kept)
                 self.fileops.fsync_dir(self.directory)
             except OSError as exc:
+                # The epochs in memory already say "cut": the log must not take
+                # appends until it is reopened (recovery makes it consistent).
                 self._failed = f"truncation failed: {exc.strerror or exc}"
                 raise _io_error(f"truncating {self.directory}", exc) from exc
             self._dir_dirty = False

@@ -79,7 +79,7 @@ def _partition(
     )
 
 
-def replica_id(request: FetchRequest, version: int) -> int:
+def _replica_id(request: FetchRequest, version: int) -> int:
     """The fetching replica's node id; negative for consumers."""
     return request.replica_state.replica_id if version >= 15 else request.replica_id
 
@@ -104,7 +104,7 @@ def _diverging(
 
 def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
     by_id = version >= 13
-    follower = replica_id(request, version)
+    follower = _replica_id(request, version)
     budget = max(0, request.max_bytes)
     total = 0
     has_error = False
