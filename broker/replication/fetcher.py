@@ -167,6 +167,9 @@ class ReplicaFetcher:
         self._parts: dict[TopicPartition, PartitionProgress] = {}
         self._changed = anyio.Event()
         self.connect_failures = 0  # in a row; reset by an answered Fetch
+        # The version of the last Fetch sent: v12 (topic names) unless every
+        # partition fetched has its topic id, then the highest both sides speak.
+        self.last_fetch_version: int | None = None
 
     # -- the owner's side ----------------------------------------------------------
     def add_partition(
@@ -349,6 +352,7 @@ class ReplicaFetcher:
             forgotten_topics_data=(),
             rack_id="",
         )
+        self.last_fetch_version = version
         response = await conn.request(
             request,
             FetchResponse,

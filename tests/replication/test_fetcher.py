@@ -97,6 +97,7 @@ async def test_follower_copies_every_codec_byte_for_byte(
                 for p in (0, 1)
             ),
         )
+    assert fetcher.last_fetch_version == 12  # no topic ids given: by name
     names = [e["event"] for e in events]
     assert "replica_fetch_started" in names
     assert names.count("replica_caught_up") == 2
@@ -200,7 +201,7 @@ async def test_divergent_follower_truncates_and_converges(
     topic = "div"
     leader_dir = tmp_path / "leader"
     staged = LogManager(leader_dir)
-    staged.create_topic(topic, 1)
+    topic_id = staged.create_topic(topic, 1).topic_id
     lplog = staged.partition(topic, 0)
     for i in range(2):
         lplog.append(_batch([b"a%d-%d" % (i, j) for j in range(5)]), leader_epoch=1)
@@ -210,7 +211,7 @@ async def test_divergent_follower_truncates_and_converges(
     leader_data = all_bytes(lplog)
     staged.close()
 
-    follower.create_topic(topic, 1)
+    follower.create_topic(topic, 1, topic_id=topic_id)  # as a cluster creates it
     fplog = follower.partition(topic, 0)
     fplog.append_verbatim(shared)
     for i in range(5):
@@ -220,11 +221,13 @@ async def test_divergent_follower_truncates_and_converges(
     leader = leader_factory(leader_dir)
     stops = Stops()
     fetcher = make_fetcher(leader, stops, truncate_on_fetch=on_fetch)
-    fetcher.add_partition(fplog, leader_epoch=3)
+    fetcher.add_partition(fplog, leader_epoch=3, topic_id=topic_id)
     with capture_logs() as events:
         await run_until(
             fetcher, lambda: caught_up(fetcher.progress(TopicPartition(topic, 0)), 20)
         )
+    assert fetcher.last_fetch_version is not None
+    assert fetcher.last_fetch_version >= 13  # by topic id
     truncations = [e for e in events if e["event"] == "replica_truncated"]
     assert truncations[0]["from_offset"] == 25
     assert truncations[0]["to_offset"] == 10
