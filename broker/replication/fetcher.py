@@ -237,7 +237,9 @@ class ReplicaFetcher:
                     self.port,
                     client_id=f"ailurus-replica-{self.node_id}",
                     timeout_s=settings.request_timeout_s,
-                    max_frame_bytes=max(settings.max_bytes, 1 << 20) * 2,
+                    # KIP-74: a first batch may exceed max_bytes; only nonsense sizes
+                    # are refused.
+                    max_frame_bytes=max(settings.max_bytes * 2, 256 * 1024 * 1024),
                 )
             except LeaderConnectionError as exc:
                 error: LeaderConnectionError = exc
