@@ -363,7 +363,7 @@ class ReplicaFetcher:
         )
         self.connect_failures = 0
         if response.error_code:
-            code = ErrorCode(response.error_code)
+            code = _error_code(response.error_code)
             log.warning(
                 "replica_fetch_error",
                 leader=self.leader_id,
@@ -390,7 +390,7 @@ class ReplicaFetcher:
                 await self._on_partition(part, data)
 
     async def _on_partition(self, part: PartitionProgress, data: PartitionData) -> None:
-        code = ErrorCode(data.error_code)
+        code = _error_code(data.error_code)
         part.last_error = code
         if code in STOPPING_ERRORS:
             log.info(
@@ -551,7 +551,7 @@ class ReplicaFetcher:
                 if answer is None:  # not answered: fetching will tell
                     part.needs_truncation = False
                     continue
-                code = ErrorCode(answer.error_code)
+                code = _error_code(answer.error_code)
                 if code in STOPPING_ERRORS:
                     part.last_error = code
                     self._stop(part, code)
@@ -623,3 +623,11 @@ class ReplicaFetcher:
             reason=reason,
             action="retry",
         )
+
+
+def _error_code(value: int) -> ErrorCode:
+    """A leader's error code; one this broker does not list is a server error."""
+    try:
+        return ErrorCode(value)
+    except ValueError:
+        return ErrorCode.UNKNOWN_SERVER_ERROR
