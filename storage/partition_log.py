@@ -14,7 +14,8 @@ rename, fsync dir) by ``checkpoint()`` (the broker calls it periodically, in a
 worker thread), DeleteRecords, retention and a clean close.
 
 Threading: the broker calls everything from its event-loop thread except ``sync``,
-``close``, recovery and snapshot copies, which run in worker threads. ``_lock``
+``close``, recovery, snapshot copies and a follower's ``truncate_to`` and verbatim
+appends, which run in worker threads (``truncate_to`` waits for a running sync). ``_lock``
 guards the in-memory state (held briefly; never across an fsync); ``_sync_lock``
 serialises syncs. ``sync`` fsyncs dup()ed descriptors, so a concurrent roll or
 retention that closes a segment never closes an fd that is being fsynced.
@@ -123,6 +124,9 @@ class PartitionLog:
         self._dir_dirty = False
         self._failed: str | None = None
         self._closed = False
+        # Bumped by truncation and reset: a sync that started before one must not
+        # move the durable offset to the end it saw (those bytes may be gone).
+        self._rewrites = 0
         self.recovery: PartitionRecovery | None = None
         # "mmap": zero-copy views of the segment files; "pread": bytes copies.
         self.read_mode = "mmap"
@@ -564,6 +568,7 @@ class PartitionLog:
                     raise _io_error(f"syncing {self.directory}", exc) from exc
                 self._unsynced.clear()
                 dir_dirty, self._dir_dirty = self._dir_dirty, False
+                rewrites = self._rewrites
             try:
                 for fd in fds:
                     self.fileops.fdatasync(fd)
@@ -578,7 +583,8 @@ class PartitionLog:
                     with contextlib.suppress(OSError):
                         self.fileops.close(fd)
             with self._lock:
-                self._durable = max(self._durable, target)
+                if self._rewrites == rewrites:
+                    self._durable = max(self._durable, target)
                 durable = self._durable
                 stale = (
                     self._recovery_point < self._segments.active.base_offset
@@ -684,6 +690,10 @@ class PartitionLog:
     def reset_start(self, base_offset: int) -> None:
         """Make an empty log (no readable records) begin at ``base_offset``.
 
+        Also a fresh follower's first step when its leader's log starts later
+        (OFFSET_OUT_OF_RANGE), or when the leader's first batch starts before the
+        empty log's start (a log start in the middle of a batch).
+
         Raises:
             OffsetMismatch: the log holds records.
         """
@@ -694,31 +704,151 @@ class PartitionLog:
                     f"{self.topic}-{self.partition} is not empty "
                     f"({self._log_start}..{self._segments.end_offset})"
                 )
-            if base_offset < 0:
-                raise OffsetMismatch(f"negative base offset {base_offset}")
+            self._reset_locked(base_offset)
+
+    def _reset_locked(self, base_offset: int) -> None:
+        """Drop every segment and start an empty log at ``base_offset``.
+
+        Crash safety: the recovery point is lowered (durably) first and segments
+        are deleted newest first, so a crash part-way leaves a prefix of the old
+        log that recovery re-verifies; the final checkpoint records the new start.
+        """
+        if base_offset < 0:
+            raise OffsetMismatch(f"negative base offset {base_offset}")
+        self._rewrites += 1
+        if self._segments.end_offset != self._log_start:
+            self._recovery_point = min(self._recovery_point, base_offset)
             try:
-                for seg in self._segments:
-                    seg.remove_files()
-                self._segments.replace_all(
-                    [
-                        Segment.create(
-                            self.fileops, self.directory, base_offset, self.handles
-                        )
-                    ]
-                )
+                with self._checkpoint_lock:
+                    self._write_checkpoint()
             except OSError as exc:
-                self._failed = f"reset failed: {exc.strerror or exc}"
-                raise _io_error(f"resetting {self.directory}", exc) from exc
-            self._unsynced.clear()
-            self._log_start = self._durable = self._recovery_point = base_offset
-            self._epochs.clear()
+                raise _io_error(f"checkpointing {self.directory}", exc) from exc
+        try:
+            for seg in reversed(list(self._segments)):
+                seg.remove_files()
+            self._segments.replace_all(
+                [
+                    Segment.create(
+                        self.fileops, self.directory, base_offset, self.handles
+                    )
+                ]
+            )
+        except OSError as exc:
+            self._failed = f"reset failed: {exc.strerror or exc}"
+            raise _io_error(f"resetting {self.directory}", exc) from exc
+        self._unsynced.clear()
+        self._log_start = self._durable = self._recovery_point = base_offset
+        self._epochs.clear()
+        try:
+            with self._checkpoint_lock:
+                self._epochs.save(self.fileops, self.directory)
+                self._write_checkpoint()  # also fsyncs the directory
+        except OSError as exc:
+            raise _io_error(f"checkpointing {self.directory}", exc) from exc
+        self._dir_dirty = False
+
+    def truncate_to(self, offset: int) -> int:
+        """Drop every record at and after ``offset`` (a follower's divergent tail,
+        KIP-101/KIP-279); returns the new log end offset.
+
+        The cut falls at the start of the batch holding ``offset`` (Kafka
+        ``LogSegment.truncateTo``), so the new end may be below ``offset``. If
+        nothing readable would remain (``offset`` at or below the log start, or the
+        cut batch starts there), the log is emptied and restarts at ``offset``.
+        Leader epochs starting at or past the new end are forgotten.
+
+        Crash safety: first the epoch file and a checkpoint whose recovery point is
+        the new end are written (atomically), so everything from the cut on is
+        re-verified by recovery; then later segments are deleted newest first; last
+        the cut segment is replaced by a copy of its prefix (tmp, fsync, rename,
+        fsync dir). A crash at any step leaves a prefix of the old log at least as
+        long as the new one, consistent with its epoch file (recovery re-derives the
+        epochs of what it re-scans), and the follower truncates again from its
+        leader's epochs. The cut file is replaced, never shrunk in place, because a
+        Fetch response may still hold an mmap view of its old bytes (SIGBUS).
+
+        Raises:
+            OffsetMismatch: ``offset`` is negative.
+            StorageIOError: a file operation failed (the log is marked failed).
+        """
+        if offset < 0:
+            raise OffsetMismatch(f"negative truncation offset {offset}")
+        with self._sync_lock, self._lock:
+            self._check_writable()
+            end = self._segments.end_offset
+            if offset >= end:
+                return end
+            seg = next(iter(self._segments.from_offset(offset)))
+            if offset < seg.base_offset:  # below the first segment
+                self._reset_locked(offset)
+                return offset
+            try:
+                found = seg.find(offset)
+            except OSError as exc:
+                raise _io_error(f"reading {seg.log_path}", exc) from exc
+            assert found is not None  # offset < end lies in this segment
+            cut_pos, cut_header = found
+            new_end = cut_header.base_offset
+            if new_end <= self._log_start:
+                self._reset_locked(offset)
+                return offset
+            self._rewrites += 1
+            self._epochs.truncate_from(new_end)
+            self._recovery_point = min(self._recovery_point, new_end)
+            self._durable = min(self._durable, new_end)
             try:
                 with self._checkpoint_lock:
                     self._epochs.save(self.fileops, self.directory)
-                    self._write_checkpoint()  # also fsyncs the directory
+                    self._write_checkpoint()
+                while self._segments.active is not seg:
+                    gone = self._segments.pop_active()
+                    self._unsynced.pop(gone.base_offset, None)
+                    gone.remove_files()
+                kept = self._replace_with_prefix(seg, cut_pos)
+                self._segments.pop_active()
+                self._unsynced.pop(seg.base_offset, None)
+                self._segments.append(kept)
+                self.fileops.fsync_dir(self.directory)
             except OSError as exc:
-                raise _io_error(f"checkpointing {self.directory}", exc) from exc
+                # The epochs in memory already say "cut": the log must not take
+                # appends until it is reopened (recovery makes it consistent).
+                self._failed = f"truncation failed: {exc.strerror or exc}"
+                raise _io_error(f"truncating {self.directory}", exc) from exc
             self._dir_dirty = False
+            return self._segments.end_offset
+
+    def _replace_with_prefix(self, seg: Segment, size: int) -> Segment:
+        """Swap ``seg``'s log file for a copy of its first ``size`` bytes; the
+        segment's indexes are rebuilt from the kept batches (their files go: they
+        are written again at the next roll or clean close)."""
+        tmp = seg.log_path + ".truncate.tmp"
+        fileops = self.fileops
+        out = fileops.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            done = 0
+            with seg.handle() as fd:
+                while done < size:
+                    chunk = fileops.pread(fd, min(1 << 20, size - done), done)
+                    if not chunk:
+                        raise OSError(errno.EIO, f"short read of {seg.log_path}")
+                    view = memoryview(chunk)
+                    while view:
+                        n = fileops.pwrite(out, view, done)
+                        view = view[n:]
+                        done += n
+            fileops.fsync(out)
+        finally:
+            fileops.close(out)
+        created = seg.created_ms
+        seg.close()
+        for path in (seg.index_path, seg.timeindex_path):
+            with contextlib.suppress(FileNotFoundError):
+                fileops.unlink(path)
+        fileops.replace(tmp, seg.log_path)
+        kept = Segment.open(fileops, self.directory, seg.base_offset, self.handles)
+        scan_segment(kept, self.config.index_interval_bytes, verify=False)
+        kept.created_ms = created
+        return kept
 
     def start_writeback(self) -> None:
         """Start writing the active segment's new pages back, without waiting (bulk

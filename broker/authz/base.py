@@ -56,6 +56,14 @@ class Checker:
     def may(self, op: Op, resource: Resource, name: str = "") -> bool:
         return self.svc.allowed(self.conn, op, resource, name)
 
+    def super_user(self) -> bool:
+        """Whether the principal is a super user (or nothing is enforced)."""
+        authorizer = self.svc.authorizer
+        if not authorizer.enabled:
+            return True
+        principal = None if self.conn is None else self.conn.principal
+        return principal is not None and principal in authorizer.super_users
+
     def topic(self, op: Op, name: str | None, topic_id: bytes = b"") -> bool:
         """Topic check by name, or by id (unknown ids pass: the handler answers)."""
         if name is None or (not name and topic_id):

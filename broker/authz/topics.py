@@ -78,7 +78,15 @@ def _produce(c: Checker, req: pr.ProduceRequest) -> Outcome:
 
 
 def _fetch(c: Checker, req: fe.FetchRequest) -> Outcome:
-    ok, denied = split(req.topics, lambda t: c.topic(Op.READ, t.topic, t.topic_id))
+    # A follower's fetch (Kafka: CLUSTER_ACTION on the cluster) is kept simple:
+    # only super users may fetch as a replica; every topic is denied otherwise, as
+    # Kafka answers a follower without the right (TOPIC_AUTHORIZATION_FAILED).
+    replica = req.replica_state.replica_id if c.version >= 15 else req.replica_id
+    if replica >= 0:
+        allowed = c.super_user()
+        ok, denied = split(req.topics, lambda t: allowed)
+    else:
+        ok, denied = split(req.topics, lambda t: c.topic(Op.READ, t.topic, t.topic_id))
     errors = tuple(
         fe.FetchableTopicResponse(
             topic=t.topic,

@@ -22,6 +22,17 @@ high watermark moves — no timer polling. Fetch sessions (KIP-227) are not kept
 FETCH_SESSION_ID_NOT_FOUND, so clients fall back to full fetches.
 Version notes: v4 isolation level; v5 log start offset; v7 sessions; v11 rack;
 v12 flexible; v13 topic ids; v15 replica state.
+
+Follower fetches (``replica_id >= 0``, v15+ ``replica_state.replica_id``; Kafka's
+``FetchRequest.isFromFollower``): read up to the log end offset, not the high
+watermark; each partition's fetch offset is recorded in
+``TopicService.followers`` (broker.topics.followers, the ISR's input); and, v12+,
+a ``last_fetched_epoch`` whose history diverges from this log's epoch cache is
+answered with ``diverging_epoch`` = (the largest epoch <= it, that epoch's end
+offset) and no records, so the follower truncates there (KIP-320,
+``Partition.fetchRecords``). Authorisation of follower fetches (Kafka asks for
+CLUSTER_ACTION) is the authz adapter's: with ACLs enforced only super users may
+fetch as a replica.
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ from broker.net.request import Deferred, RequestContext
 from broker.topics.errors import error_code
 from protocol.error_codes import ErrorCode
 from protocol.messages.fetch import (
+    EpochEndOffset,
     FetchableTopicResponse,
     FetchRequest,
     FetchResponse,
@@ -67,8 +79,32 @@ def _partition(
     )
 
 
+def _replica_id(request: FetchRequest, version: int) -> int:
+    """The fetching replica's node id; negative for consumers."""
+    return request.replica_state.replica_id if version >= 15 else request.replica_id
+
+
+def _diverging(
+    plog: PartitionLog, leader_epoch: int, last_fetched_epoch: int, offset: int
+) -> EpochEndOffset | None:
+    """KIP-320: (epoch, end offset) where a follower's history leaves ours, or None
+    when its last fetched epoch and fetch offset agree with this log."""
+    if last_fetched_epoch < 0:
+        return None
+    if last_fetched_epoch == leader_epoch or plog.leader_epoch < 0:
+        epoch, end = leader_epoch, plog.log_end_offset
+    elif last_fetched_epoch > leader_epoch:
+        epoch, end = -1, -1
+    else:
+        epoch, end = plog.epoch_end_offset(last_fetched_epoch)
+    if epoch < last_fetched_epoch or end < offset:
+        return EpochEndOffset(epoch=epoch, end_offset=end)
+    return None
+
+
 def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
     by_id = version >= 13
+    follower = _replica_id(request, version)
     budget = max(0, request.max_bytes)
     total = 0
     has_error = False
@@ -114,6 +150,22 @@ def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
                 hw = state.high_watermark
                 start = state.log_start_offset
                 offset = p.fetch_offset
+                if follower >= 0 and version >= 12:
+                    diverging = _diverging(plog, epoch, p.last_fetched_epoch, offset)
+                    if diverging is not None:
+                        parts.append(
+                            PartitionData(
+                                partition_index=p.partition,
+                                error_code=ErrorCode.NONE,
+                                high_watermark=hw,
+                                last_stable_offset=state.last_stable_offset,
+                                log_start_offset=start,
+                                diverging_epoch=diverging,
+                                records=b"",
+                            )
+                        )
+                        has_error = True  # answer at once, like an error
+                        continue
                 if offset < start or offset > plog.log_end_offset:
                     parts.append(
                         _partition(
@@ -123,14 +175,26 @@ def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
                     has_error = True
                     continue
                 logs.append(plog)
+                # A follower copies the whole log; consumers see the high watermark.
+                upper = hw
+                if follower >= 0:
+                    upper = plog.log_end_offset
+                    ctx.topics.followers.record(
+                        meta.name,
+                        p.partition,
+                        replica_id=follower,
+                        fetch_offset=offset,
+                        log_start_offset=p.log_start_offset,
+                        leader_log_end=upper,
+                    )
                 limit = min(p.partition_max_bytes, budget - total)
                 records: bytes | memoryview | tuple[bytes | memoryview, ...] = b""
-                if offset < hw and (limit > 0 or total == 0):
+                if offset < upper and (limit > 0 or total == 0):
                     # KIP-74 (ReplicaManager.readFromLog's minOneMessage): only the
                     # first batch of the response may exceed the limits; every
                     # later partition gets the whole batches that fit.
                     result = plog.read(
-                        offset, max(limit, 1), upper_bound=hw, min_one=total == 0
+                        offset, max(limit, 1), upper_bound=upper, min_one=total == 0
                     )
                     if result.size:
                         total += result.size

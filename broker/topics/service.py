@@ -38,6 +38,7 @@ from broker.disk.guard import DiskGuard
 from broker.disk.guard import metric_lines as diskguard_metric_lines
 from broker.metrics import Metrics
 from broker.topics.errors import Refused, error_code
+from broker.topics.followers import FollowerProgress
 from broker.topics.state import PartitionState, cluster_state, single_node_state
 from broker.topics.storage import close_log_manager, open_log_manager
 from protocol.error_codes import ErrorCode
@@ -88,6 +89,8 @@ class TopicService:
         self.cluster = cluster  # None: a single node
         self._cache: MetadataCache | None = None if cluster is None else cluster.cache
         self._local_changed = anyio.Event()  # set when a local topic comes or goes
+        # Followers' fetch offsets on the partitions this broker leads (ISR input).
+        self.followers = FollowerProgress()
 
     @classmethod
     async def open(
@@ -228,6 +231,7 @@ class TopicService:
         """
         logs = self._logs.partitions(meta.name)
         self._logs.delete_topic(meta.name)
+        self.followers.forget(meta.name)
         return logs
 
     async def add_partitions(

@@ -391,3 +391,32 @@ def test_unauthenticated_principal_is_denied(svc: SecurityService) -> None:
         lambda r: pytest.fail("called"),
     )
     assert codes(resp) == {"orders": 29}  # type: ignore[arg-type]
+
+
+def test_follower_fetch_needs_a_super_user(svc: SecurityService) -> None:
+    """A replica's Fetch (replica_id >= 0; v15+ in replica_state) is refused with
+    error 29 on every topic unless the principal is a super user, even on topics the
+    user may read."""
+    partitions = (
+        fe.FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1),
+    )
+
+    def request(version: int) -> fe.FetchRequest:
+        return fe.FetchRequest(
+            replica_id=2 if version < 15 else -1,
+            replica_state=fe.ReplicaState(replica_id=2 if version >= 15 else -1),
+            max_wait_ms=0,
+            min_bytes=1,
+            topics=(fe.FetchTopic(topic="orders", partitions=partitions),),
+        )
+
+    for version in (12, 15):
+        resp = authorize(
+            rctx(svc, "alice", 1, version),
+            request(version),
+            lambda r: pytest.fail("called"),
+        )
+        assert isinstance(resp, fe.FetchResponse)
+        assert resp.responses[0].partitions[0].error_code == 29
+        passed = authorize(rctx(svc, "root", 1, version), request(version), lambda r: r)
+        assert passed == request(version)

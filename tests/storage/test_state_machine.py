@@ -1,6 +1,6 @@
 """Hypothesis state machine: PartitionLog against an in-memory model (Redpanda opfuzz).
 
-Operations: append, read, roll, retention, delete_records, sync, checkpoint,
+Operations: append, read, roll, retention, delete_records, truncate, sync, checkpoint,
 adopt (segments built in a staging log, as a snapshot ingest does), close-and-reopen,
 crash-and-reopen (truncate the active segment at a random byte past the durable
 offset). Invariants: offsets are dense and monotonic, every record below the durable
@@ -157,6 +157,26 @@ class LogModel(RuleBasedStateMachine):
         before = data.draw(st.integers(0, len(self.values)))
         assert self.log.delete_records(before) == max(before, self.start)
         self.start = max(before, self.start)
+
+    @rule(data=st.data())
+    def truncate(self, data: st.DataObject) -> None:
+        """A follower's truncation: the cut falls at the start of the batch holding
+        the offset; nothing readable left restarts an empty log at the offset."""
+        offset = data.draw(st.integers(self.start, len(self.values)))
+        cut = max((e for e in [0, *self.batch_ends] if e <= offset), default=0)
+        end = self.log.truncate_to(offset)
+        if offset == len(self.values):
+            assert end == offset
+            return
+        if cut <= self.start:
+            assert end == offset
+            self.start = offset
+        else:
+            assert end == cut
+        del self.values[end:]
+        self.batch_ends = [e for e in self.batch_ends if e <= end]
+        self.durable = min(self.durable, end)
+        assert self.log.leader_epoch == (1 if end > self.start else -1)
 
     @rule()
     def sync(self) -> None:

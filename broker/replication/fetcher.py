@@ -1,0 +1,633 @@
+"""The replica fetcher: copies partitions from their leader with Kafka's own Fetch.
+
+One :class:`ReplicaFetcher` per leader (Kafka's ``ReplicaFetcherThread``): for the
+partitions it is given it loops Fetch (v12+, ``replica_id`` = this node,
+``fetch_offset`` = the local log end, ``current_leader_epoch``,
+``last_fetched_epoch``), appends what comes verbatim in a worker thread (offsets,
+partition leader epochs and CRCs kept: ``PartitionLog.append_verbatim``) and waits
+until it is durable (the broker's group commit, or ``PartitionLog.sync`` in a worker
+thread) before the next Fetch, so the offset a follower reports is on its disk.
+
+Truncation (KIP-101, KIP-279, KIP-320): when a partition is added or its leader
+epoch changes, and the local log has an epoch, OffsetForLeaderEpoch asks the leader
+where the local latest epoch ends and the log is cut there
+(``AbstractFetcherThread.getOffsetTruncationState``); a Fetch answer naming a
+``diverging_epoch`` cuts it the same way. Per partition errors:
+
+- NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH, unknown topic,
+  not authorised: the partition stops and ``on_stop`` tells the owner, who re-reads the leader;
+- OFFSET_OUT_OF_RANGE below the leader's log start: the local log restarts empty at
+  the leader's log start; past the leader's end: truncation as above;
+- anything else (KAFKA_STORAGE_ERROR, ...): retried after a back-off.
+
+A lost connection is retried with exponential back-off (capped); after
+``max_connect_failures`` failures in a row every partition stops with
+NETWORK_EXCEPTION. Per partition the fetched offset, the leader's high watermark
+and the lag are exposed (:class:`PartitionProgress`) so an owner can decide
+"caught up". Log events: ``replica_fetch_started``, ``replica_truncated``,
+``replica_caught_up``, ``replica_fetch_error``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+import anyio
+import structlog
+
+from broker.durability.group_commit import GroupCommit
+from broker.replication.follower_log import (
+    append_from_leader,
+    truncation_offset,
+    whole_batches,
+)
+from broker.replication.leader_client import LeaderConnection, LeaderConnectionError
+from protocol.error_codes import ErrorCode
+from protocol.messages.fetch import (
+    FetchPartition,
+    FetchRequest,
+    FetchResponse,
+    FetchTopic,
+    PartitionData,
+    ReplicaState,
+)
+from protocol.messages.offset_for_leader_epoch import (
+    OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse,
+    OffsetForLeaderPartition,
+    OffsetForLeaderTopic,
+)
+from storage.errors import InvalidBatch, OffsetMismatch, StorageError
+from storage.partition_log import PartitionLog
+
+log = structlog.get_logger("broker.replication")
+
+ZERO_UUID: Final = b"\x00" * 16
+FETCH_KEY: Final = 1
+OFFSET_FOR_LEADER_EPOCH_KEY: Final = 23
+MIN_FETCH_VERSION: Final = 12  # diverging_epoch, last_fetched_epoch (KIP-320)
+_MAX_TRUNCATION_ROUNDS: Final = 16
+# The owner must re-read the leader (Kafka: the partition is removed from the thread).
+STOPPING_ERRORS: Final = frozenset(
+    {
+        ErrorCode.NOT_LEADER_OR_FOLLOWER,
+        ErrorCode.FENCED_LEADER_EPOCH,
+        ErrorCode.UNKNOWN_LEADER_EPOCH,
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        ErrorCode.UNKNOWN_TOPIC_ID,
+        ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+        ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class TopicPartition:
+    """A partition by topic name and index."""
+
+    topic: str
+    partition: int
+
+
+StopCallback = Callable[[TopicPartition, ErrorCode], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetcherSettings:
+    """How a replica fetcher fetches (Kafka's ``replica.fetch.*`` settings)."""
+
+    max_wait_ms: int = 500  # replica.fetch.wait.max.ms
+    min_bytes: int = 1  # replica.fetch.min.bytes
+    max_bytes: int = 10 * 1024 * 1024  # replica.fetch.response.max.bytes
+    partition_max_bytes: int = 1024 * 1024  # replica.fetch.max.bytes
+    request_timeout_s: float = 30.0
+    backoff_initial_s: float = 0.1  # replica.fetch.backoff.ms
+    backoff_max_s: float = 5.0
+    max_connect_failures: int | None = None  # None: retry until stopped
+    # Skip OffsetForLeaderEpoch and let Fetch's diverging_epoch find where the logs
+    # part (what Kafka does once every broker speaks Fetch v12, KIP-320).
+    truncate_on_fetch: bool = False
+
+
+@dataclass(slots=True, kw_only=True)
+class PartitionProgress:
+    """One partition's copy: where it is and how far behind the leader."""
+
+    tp: TopicPartition
+    log: PartitionLog = field(repr=False)
+    topic_id: bytes
+    leader_epoch: int  # the epoch of the leader we fetch from (-1: unchecked)
+    fetch_offset: int  # the local log end offset (durable once fetched)
+    leader_high_watermark: int = -1  # -1 until the first answer
+    leader_log_start: int = -1
+    needs_truncation: bool = True  # OffsetForLeaderEpoch before the next Fetch
+    caught_up: bool = False
+    retry_at: float = 0.0  # monotonic: skip until then after a retriable error
+    last_error: ErrorCode = ErrorCode.NONE
+
+    @property
+    def lag(self) -> int:
+        """Records behind the leader's high watermark (-1 before the first answer)."""
+        if self.leader_high_watermark < 0:
+            return -1
+        return max(0, self.leader_high_watermark - self.fetch_offset)
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    progress: PartitionProgress
+    epoch: int
+    offset: int
+
+
+class ReplicaFetcher:
+    """Copies a set of partitions from one leader (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        node_id: int,
+        leader_id: int,
+        host: str,
+        port: int,
+        on_stop: StopCallback,
+        commit: GroupCommit | None = None,
+        settings: FetcherSettings | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.leader_id = leader_id
+        self.host = host
+        self.port = port
+        self.settings = settings or FetcherSettings()
+        self._on_stop = on_stop
+        self._commit = commit
+        self._parts: dict[TopicPartition, PartitionProgress] = {}
+        self._changed = anyio.Event()
+        self.connect_failures = 0  # in a row; reset by an answered Fetch
+        # The version of the last Fetch sent: v12 (topic names) unless every
+        # partition fetched has its topic id, then the highest both sides speak.
+        self.last_fetch_version: int | None = None
+
+    # -- the owner's side ----------------------------------------------------------
+    def add_partition(
+        self, plog: PartitionLog, *, leader_epoch: int, topic_id: bytes = ZERO_UUID
+    ) -> None:
+        """Start copying ``plog``'s partition (again, if it was already here)."""
+        tp = TopicPartition(plog.topic, plog.partition)
+        self._parts[tp] = PartitionProgress(
+            tp=tp,
+            log=plog,
+            topic_id=topic_id,
+            leader_epoch=leader_epoch,
+            fetch_offset=plog.log_end_offset,
+            needs_truncation=self._check_epochs(plog),
+        )
+        self._wake()
+
+    def set_leader_epoch(self, tp: TopicPartition, leader_epoch: int) -> None:
+        """The leader's epoch changed: check the local log against it again."""
+        part = self._parts.get(tp)
+        if part is not None and part.leader_epoch != leader_epoch:
+            part.leader_epoch = leader_epoch
+            part.needs_truncation = self._check_epochs(part.log)
+            part.caught_up = False
+
+    def remove_partition(self, tp: TopicPartition) -> None:
+        """Stop copying ``tp`` (no callback)."""
+        self._parts.pop(tp, None)
+
+    def progress(self, tp: TopicPartition) -> PartitionProgress | None:
+        """The partition's copy progress (None: not fetched by this fetcher)."""
+        return self._parts.get(tp)
+
+    @property
+    def partitions(self) -> list[TopicPartition]:
+        """The partitions being copied."""
+        return list(self._parts)
+
+    def _check_epochs(self, plog: PartitionLog) -> bool:
+        """Whether OffsetForLeaderEpoch must check ``plog`` before it is fetched."""
+        return plog.leader_epoch >= 0 and not self.settings.truncate_on_fetch
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def _stop(self, part: PartitionProgress, code: ErrorCode) -> None:
+        if self._parts.get(part.tp) is part:
+            del self._parts[part.tp]
+            self._on_stop(part.tp, code)
+
+    # -- the loop --------------------------------------------------------------------
+    async def run(self) -> None:
+        """Fetch until cancelled, or until every partition stopped after
+        ``max_connect_failures`` failed connections in a row."""
+        settings = self.settings
+        backoff = settings.backoff_initial_s
+        while True:
+            if not self._parts:
+                await self._changed.wait()
+                continue
+            try:
+                conn = await LeaderConnection.connect(
+                    self.host,
+                    self.port,
+                    client_id=f"ailurus-replica-{self.node_id}",
+                    timeout_s=settings.request_timeout_s,
+                    # KIP-74: a first batch may exceed max_bytes; only nonsense sizes
+                    # are refused.
+                    max_frame_bytes=max(settings.max_bytes * 2, 256 * 1024 * 1024),
+                )
+            except LeaderConnectionError as exc:
+                error: LeaderConnectionError = exc
+            else:
+                try:
+                    await self._session(conn)
+                    continue
+                except LeaderConnectionError as exc:
+                    error = exc
+                finally:
+                    await conn.aclose()
+            if self.connect_failures == 0:
+                backoff = settings.backoff_initial_s
+            self.connect_failures += 1
+            log.warning(
+                "replica_fetch_error",
+                leader=self.leader_id,
+                address=f"{self.host}:{self.port}",
+                error=str(error),
+                failures=self.connect_failures,
+                retry_in_s=backoff,
+            )
+            limit = settings.max_connect_failures
+            if limit is not None and self.connect_failures >= limit:
+                for part in list(self._parts.values()):
+                    part.last_error = ErrorCode.NETWORK_EXCEPTION
+                    self._stop(part, ErrorCode.NETWORK_EXCEPTION)
+                return
+            await anyio.sleep(backoff)
+            backoff = min(backoff * 2, settings.backoff_max_s)
+
+    async def _session(self, conn: LeaderConnection) -> None:
+        """Fetch over one connection until it fails or no partition is left."""
+        version = conn.version(FETCH_KEY)
+        if version is None or version < MIN_FETCH_VERSION:
+            raise LeaderConnectionError(
+                f"{conn.address} serves Fetch only up to v{version}; "
+                f"a follower needs v{MIN_FETCH_VERSION}+"
+            )
+        log.info(
+            "replica_fetch_started",
+            leader=self.leader_id,
+            address=conn.address,
+            partitions=len(self._parts),
+            fetch_version=version,
+        )
+        while self._parts:
+            now = time.monotonic()
+            truncating = [
+                p
+                for p in self._parts.values()
+                if p.needs_truncation and p.retry_at <= now
+            ]
+            if truncating:
+                await self._truncate_by_epochs(conn, truncating)
+            now = time.monotonic()
+            ready = [
+                p
+                for p in self._parts.values()
+                if not p.needs_truncation and p.retry_at <= now
+            ]
+            if not ready:
+                waits = [p.retry_at - now for p in self._parts.values()]
+                await anyio.sleep(
+                    max(min(waits, default=0.0), self.settings.backoff_initial_s)
+                )
+                continue
+            await self._fetch_once(conn, version, ready)
+
+    # -- Fetch -------------------------------------------------------------------------
+    async def _fetch_once(
+        self, conn: LeaderConnection, version: int, parts: list[PartitionProgress]
+    ) -> None:
+        settings = self.settings
+        by_id = version >= 13 and all(p.topic_id != ZERO_UUID for p in parts)
+        if not by_id:
+            version = MIN_FETCH_VERSION  # topic names: v12 is the last to carry them
+        sent: dict[tuple[str | bytes, int], _Sent] = {}
+        topics: dict[str | bytes, list[FetchPartition]] = {}
+        for part in parts:
+            key: str | bytes = part.topic_id if by_id else part.tp.topic
+            sent[(key, part.tp.partition)] = _Sent(
+                part, part.leader_epoch, part.fetch_offset
+            )
+            topics.setdefault(key, []).append(
+                FetchPartition(
+                    partition=part.tp.partition,
+                    current_leader_epoch=part.leader_epoch,
+                    fetch_offset=part.fetch_offset,
+                    last_fetched_epoch=part.log.leader_epoch,
+                    log_start_offset=part.log.log_start_offset,
+                    partition_max_bytes=settings.partition_max_bytes,
+                )
+            )
+        request = FetchRequest(
+            replica_id=self.node_id,
+            replica_state=ReplicaState(replica_id=self.node_id, replica_epoch=-1),
+            max_wait_ms=settings.max_wait_ms,
+            min_bytes=settings.min_bytes,
+            max_bytes=settings.max_bytes,
+            isolation_level=0,
+            session_id=0,
+            session_epoch=-1,
+            topics=tuple(
+                FetchTopic(
+                    topic=key if isinstance(key, str) else "",
+                    topic_id=key if isinstance(key, bytes) else ZERO_UUID,
+                    partitions=tuple(ps),
+                )
+                for key, ps in topics.items()
+            ),
+            forgotten_topics_data=(),
+            rack_id="",
+        )
+        self.last_fetch_version = version
+        response = await conn.request(
+            request,
+            FetchResponse,
+            version=version,
+            timeout_s=settings.max_wait_ms / 1000 + settings.request_timeout_s,
+        )
+        self.connect_failures = 0
+        if response.error_code:
+            code = _error_code(response.error_code)
+            log.warning(
+                "replica_fetch_error",
+                leader=self.leader_id,
+                error=code.name,
+                scope="fetch",
+            )
+            for part in parts:
+                self._delay(part, code)
+            return
+        for topic in response.responses:
+            tkey: str | bytes = topic.topic_id if by_id else topic.topic
+            for data in topic.partitions:
+                entry = sent.get((tkey, data.partition_index))
+                if entry is None:
+                    continue
+                part = entry.progress
+                if (
+                    self._parts.get(part.tp) is not part
+                    or part.leader_epoch != entry.epoch
+                    or part.fetch_offset != entry.offset
+                    or part.needs_truncation
+                ):
+                    continue  # changed while the Fetch was out: the answer is stale
+                await self._on_partition(part, data)
+
+    async def _on_partition(self, part: PartitionProgress, data: PartitionData) -> None:
+        code = _error_code(data.error_code)
+        part.last_error = code
+        if code in STOPPING_ERRORS:
+            log.info(
+                "replica_fetch_error",
+                topic=part.tp.topic,
+                partition=part.tp.partition,
+                leader=self.leader_id,
+                error=code.name,
+                leader_epoch=part.leader_epoch,
+                action="stopped",
+            )
+            self._stop(part, code)
+            return
+        if code == ErrorCode.OFFSET_OUT_OF_RANGE:
+            await self._out_of_range(part, data)
+            return
+        if code != ErrorCode.NONE:
+            self._delay(part, code)
+            return
+        part.leader_high_watermark = data.high_watermark
+        part.leader_log_start = data.log_start_offset
+        diverging = data.diverging_epoch
+        if diverging.epoch >= 0 or diverging.end_offset >= 0:
+            target = truncation_offset(part.log, diverging.epoch, diverging.end_offset)
+            if target is None and data.high_watermark >= 0:
+                target = data.high_watermark  # Kafka's fallback: the high watermark
+            if target is not None and target < part.log.log_end_offset:
+                await self._truncate(part, target, "diverging_epoch")
+            else:  # nothing to cut: do not spin on the same answer
+                self._delay(part, ErrorCode.NONE, "diverging epoch, nothing to cut")
+            return
+        records = whole_batches(data.records)
+        if records:
+            try:
+                end = await anyio.to_thread.run_sync(
+                    append_from_leader, part.log, records
+                )
+                await self._durable(part.log, end)
+            except (OffsetMismatch, InvalidBatch) as exc:
+                # The local log and the leader disagree, or a batch came damaged:
+                # check the epochs again, then fetch again.
+                part.needs_truncation = self._check_epochs(part.log)
+                self._delay(part, ErrorCode.CORRUPT_MESSAGE, str(exc))
+                return
+            except StorageError as exc:
+                part.last_error = ErrorCode.KAFKA_STORAGE_ERROR
+                log.error(
+                    "replica_fetch_error",
+                    topic=part.tp.topic,
+                    partition=part.tp.partition,
+                    error=ErrorCode.KAFKA_STORAGE_ERROR.name,
+                    reason=str(exc),
+                    action="stopped",
+                )
+                self._stop(part, ErrorCode.KAFKA_STORAGE_ERROR)
+                return
+            part.fetch_offset = end
+        caught = part.fetch_offset >= part.leader_high_watermark
+        if caught and not part.caught_up:
+            log.info(
+                "replica_caught_up",
+                topic=part.tp.topic,
+                partition=part.tp.partition,
+                leader=self.leader_id,
+                offset=part.fetch_offset,
+                high_watermark=part.leader_high_watermark,
+            )
+        part.caught_up = caught
+
+    async def _durable(self, plog: PartitionLog, end: int) -> None:
+        if self._commit is not None:
+            await self._commit.wait_durable(plog, end)
+        else:
+            await anyio.to_thread.run_sync(plog.sync)
+
+    async def _out_of_range(self, part: PartitionProgress, data: PartitionData) -> None:
+        """OFFSET_OUT_OF_RANGE: behind the leader's log start → restart the local log
+        there (Kafka ``truncateFullyAndStartAt``); past its end → truncate."""
+        part.leader_high_watermark = data.high_watermark
+        part.leader_log_start = data.log_start_offset
+        start = data.log_start_offset
+        if start >= 0 and part.fetch_offset < start:
+            plog = part.log
+            before = plog.log_end_offset
+
+            def restart() -> None:
+                plog.truncate_to(0)
+                plog.reset_start(start)
+
+            try:
+                await anyio.to_thread.run_sync(restart)
+            except StorageError as exc:
+                self._delay(part, ErrorCode.KAFKA_STORAGE_ERROR, str(exc))
+                return
+            part.fetch_offset = plog.log_end_offset
+            log.info(
+                "replica_truncated",
+                topic=part.tp.topic,
+                partition=part.tp.partition,
+                from_offset=before,
+                to_offset=part.fetch_offset,
+                reason="leader_log_start",
+            )
+        elif part.log.leader_epoch >= 0:
+            part.needs_truncation = True  # OffsetForLeaderEpoch, whatever the setting
+        elif 0 <= data.high_watermark < part.fetch_offset:
+            await self._truncate(part, data.high_watermark, "offset_out_of_range")
+        else:
+            self._delay(part, ErrorCode.OFFSET_OUT_OF_RANGE)
+
+    # -- truncation ------------------------------------------------------------------
+    async def _truncate_by_epochs(
+        self, conn: LeaderConnection, parts: list[PartitionProgress]
+    ) -> None:
+        """OffsetForLeaderEpoch for ``parts`` until each log ends where the leader's
+        history agrees with it (bounded rounds; Fetch's diverging_epoch takes over)."""
+        version = conn.version(OFFSET_FOR_LEADER_EPOCH_KEY)
+        if version is None or version < 2:
+            for part in parts:
+                part.needs_truncation = False  # diverging_epoch will do it
+            return
+        pending = parts
+        for _ in range(_MAX_TRUNCATION_ROUNDS):
+            for part in pending:
+                if part.log.leader_epoch < 0:
+                    part.needs_truncation = False  # nothing to check: fetch
+            pending = [
+                p for p in pending if self._parts.get(p.tp) is p and p.needs_truncation
+            ]
+            if not pending:
+                break
+            by_topic: dict[str, list[OffsetForLeaderPartition]] = {}
+            for part in pending:
+                by_topic.setdefault(part.tp.topic, []).append(
+                    OffsetForLeaderPartition(
+                        partition=part.tp.partition,
+                        current_leader_epoch=part.leader_epoch,
+                        leader_epoch=part.log.leader_epoch,
+                    )
+                )
+            response = await conn.request(
+                OffsetForLeaderEpochRequest(
+                    replica_id=self.node_id,
+                    topics=tuple(
+                        OffsetForLeaderTopic(topic=t, partitions=tuple(ps))
+                        for t, ps in by_topic.items()
+                    ),
+                ),
+                OffsetForLeaderEpochResponse,
+                version=version,
+            )
+            answers = {
+                (t.topic, p.partition): p for t in response.topics for p in t.partitions
+            }
+            again = []
+            for part in pending:
+                answer = answers.get((part.tp.topic, part.tp.partition))
+                if answer is None:  # not answered: fetching will tell
+                    part.needs_truncation = False
+                    continue
+                code = _error_code(answer.error_code)
+                if code in STOPPING_ERRORS:
+                    part.last_error = code
+                    self._stop(part, code)
+                    continue
+                if code != ErrorCode.NONE:
+                    self._delay(part, code)
+                    continue
+                asked = part.log.leader_epoch
+                target = truncation_offset(
+                    part.log, answer.leader_epoch, answer.end_offset
+                )
+                part.needs_truncation = False
+                if target is not None:
+                    await self._truncate(part, target, "offset_for_leader_epoch")
+                    # Our epoch was older than the leader's answer: check the
+                    # epoch before it too (truncation not complete).
+                    if answer.leader_epoch != asked and part.log.leader_epoch >= 0:
+                        part.needs_truncation = True
+                        again.append(part)
+            pending = again
+        for part in pending:
+            part.needs_truncation = False
+
+    async def _truncate(
+        self, part: PartitionProgress, target: int, reason: str
+    ) -> None:
+        plog = part.log
+        before = plog.log_end_offset
+        if target >= before:
+            part.fetch_offset = before
+            return
+        try:
+            after = await anyio.to_thread.run_sync(plog.truncate_to, target)
+        except StorageError as exc:
+            part.last_error = ErrorCode.KAFKA_STORAGE_ERROR
+            log.error(
+                "replica_fetch_error",
+                topic=part.tp.topic,
+                partition=part.tp.partition,
+                error=ErrorCode.KAFKA_STORAGE_ERROR.name,
+                reason=str(exc),
+                action="stopped",
+            )
+            self._stop(part, ErrorCode.KAFKA_STORAGE_ERROR)
+            return
+        part.fetch_offset = after
+        part.caught_up = False
+        log.info(
+            "replica_truncated",
+            topic=part.tp.topic,
+            partition=part.tp.partition,
+            from_offset=before,
+            to_offset=after,
+            reason=reason,
+            leader_epoch=part.leader_epoch,
+        )
+
+    def _delay(
+        self, part: PartitionProgress, code: ErrorCode, reason: str = ""
+    ) -> None:
+        part.last_error = code
+        part.retry_at = time.monotonic() + self.settings.backoff_initial_s
+        log.warning(
+            "replica_fetch_error",
+            topic=part.tp.topic,
+            partition=part.tp.partition,
+            leader=self.leader_id,
+            error=code.name,
+            reason=reason,
+            action="retry",
+        )
+
+
+def _error_code(value: int) -> ErrorCode:
+    """A leader's error code; one this broker does not list is a server error."""
+    try:
+        return ErrorCode(value)
+    except ValueError:
+        return ErrorCode.UNKNOWN_SERVER_ERROR
