@@ -64,6 +64,7 @@ from broker.admin.routes import build_routes
 from broker.admin.server import AdminView, RouteTable, serve_admin
 from broker.authz.middleware import Authorize
 from broker.cluster.model import Endpoint
+from broker.cluster.service import ClusterService
 from broker.cluster.view import LocalView
 from broker.config import BrokerConfig
 from broker.context import BrokerContext, Runtime
@@ -94,6 +95,7 @@ from storage.lock import DataDirLock
 log = structlog.get_logger("broker.server")
 
 RETENTION_CHECK_S = 300.0  # Kafka's log.retention.check.interval.ms default
+CONTROLLED_SHUTDOWN_S = 5.0  # how long a stopping broker waits on the controller
 
 
 def run(config: BrokerConfig) -> int:
@@ -144,7 +146,9 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
                 await root.start(serve_admin, admin, routes)
             nofile.log()  # past every check a person must fix
             taken, lock = lock, None  # the storage's from now on
-            ctx = await _open_services(config, metrics, runtime, security, taken)
+            ctx = await _open_services(
+                config, metrics, runtime, security, taken, kafka=kafka
+            )
             admin.attach(ctx)
             async with anyio.create_task_group() as serving:
                 serving.start_soon(ctx.durability.run)
@@ -152,6 +156,9 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
                 # client connects: a produce served before them would skip the
                 # duplicate check (a retried batch appended twice after a restart).
                 serving.start_soon(_run_groups, ctx)
+                if ctx.coordination is not None:
+                    # the cache is live before the first client asks for metadata
+                    await serving.start(ctx.coordination.run)
                 await kafka.run(ctx, _kafka_dispatch(ctx), serving)
                 await serving.start(ctx.snapshots.run)
                 if ctx.scheduler is not None:
@@ -169,6 +176,8 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
                 )
                 await stop.wait()
                 await kafka.drain()
+                if ctx.coordination is not None:
+                    await _controlled_shutdown(ctx.coordination)
                 serving.cancel_scope.cancel()
             root.cancel_scope.cancel()
     except BaseExceptionGroup as eg:
@@ -180,6 +189,8 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
         with anyio.CancelScope(shield=True):
             if kafka is not None:
                 kafka.close()
+            if ctx is not None and ctx.coordination is not None:
+                await ctx.coordination.leave()
             if ctx is not None:
                 await ctx.topics.close()
             elif lock is not None:  # start-up stopped before storage
@@ -195,13 +206,29 @@ async def _open_services(
     runtime: Runtime,
     security: SecurityService,
     lock: DataDirLock,
+    *,
+    kafka: KafkaListeners | None = None,
 ) -> BrokerContext:
     """Open storage and every service on it, in dependency order; the context.
 
-    Takes over ``lock`` (released if storage cannot be opened).
+    Takes over ``lock`` (released if storage cannot be opened). In cluster mode
+    (``config.cluster``) the broker joins the cluster once its logs are open,
+    registering the addresses of ``kafka``'s bound listeners.
+
+    Raises:
+        StartupError: the cluster's etcd is unreachable or the node id is taken
+            (storage is closed again).
     """
     fileops, disk = storage_fileops(str(config.data_dir), config.min_free_bytes)
     topics = await TopicService.open(config, fileops, lock, metrics, disk)
+    coordination: ClusterService | None = None
+    if config.cluster is not None:
+        try:
+            coordination = await _join_cluster(config, runtime, kafka)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await topics.close()
+            raise
     durability = Durability(metrics)
     append_gate = AppendGate()
     producers = await ProducerService.open(config.data_dir, topics.logs)
@@ -223,7 +250,9 @@ async def _open_services(
         config=config,
         metrics=metrics,
         runtime=runtime,
-        cluster=_local_view(config, runtime),
+        cluster=_local_view(config, runtime)
+        if coordination is None
+        else coordination.cache,
         disk=disk,
         topics=topics,
         durability=durability,
@@ -233,7 +262,38 @@ async def _open_services(
         security=security,
         snapshots=snapshots,
         scheduler=scheduler,
+        coordination=coordination,
     )
+
+
+async def _join_cluster(
+    config: BrokerConfig, runtime: Runtime, kafka: KafkaListeners | None
+) -> ClusterService:
+    """Register this broker (its advertised listeners and admin API) in the
+    cluster and load the cluster's state (:meth:`ClusterService.connect`)."""
+    endpoints = [
+        Endpoint(
+            name=b.name,
+            host=b.advertised_host,
+            port=b.advertised_port,
+            security_protocol=config.security.protocol_of(b.name),
+        )
+        for b in (kafka.bound() if kafka is not None else [])
+    ]
+    admin = runtime.admin_address
+    return await ClusterService.connect(
+        config, endpoints, None if admin is None else f"{admin[0]}:{admin[1]}"
+    )
+
+
+async def _controlled_shutdown(coordination: ClusterService) -> None:
+    """Ask the controller to move this broker's leaderships away, bounded (Kafka's
+    controlled shutdown); skipped when it leads nothing."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(CONTROLLED_SHUTDOWN_S):
+        if coordination.leading() == 0:
+            return
+        remaining = await coordination.controlled_shutdown()
+        log.info("controlled_shutdown", remaining=remaining)
 
 
 def _local_view(config: BrokerConfig, runtime: Runtime) -> LocalView:

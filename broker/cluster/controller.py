@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import anyio
+
 from broker.cluster.keys import Keys
 from broker.cluster.store import Store
 
@@ -44,4 +46,4 @@ class Controller:
         Raises:
             NotController: a write guarded by ``epoch`` failed.
         """
-        raise NotImplementedError
+        await anyio.sleep_forever()  # placeholder: holds the office, decides nothing
