@@ -379,7 +379,7 @@ class ClusterService:
                 if await self._lead(epoch, lost) == "failed":
                     await anyio.sleep(RETRY_S[1])  # let another broker try
             else:
-                await self._wait_controller_gone(epoch)
+                await self._wait_controller_gone()
 
     async def _lead(self, epoch: int, lost: anyio.Event) -> str:
         """Run the controller at ``epoch`` until it is no longer the controller."""
@@ -456,10 +456,23 @@ class ClusterService:
                 [Delete(self.keys.controller)],
             )
 
-    async def _wait_controller_gone(self, revision: int) -> None:
-        """Wait until the cache (at least at ``revision``) shows no controller."""
+    async def _wait_controller_gone(self) -> None:
+        """Wait until the controller key another broker holds is deleted (as this
+        broker's cache sees it)."""
+        try:
+            kv = await self.store.get(self.keys.controller)
+        except StoreUnavailable:
+            await anyio.sleep(RETRY_S[0])
+            return
+        if kv is None:
+            return  # gone already: campaign again
         seen = self.cache.version
-        while self.cache.revision < revision or self.cache.controller is not None:
+        while True:
+            c = self.cache.controller
+            if self.cache.revision >= kv.mod_revision and (
+                c is None or c.epoch != kv.create_revision
+            ):
+                return
             seen = await self.cache.wait_changed(seen)
 
     # -- admin requests ----------------------------------------------------------------
