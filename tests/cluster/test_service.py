@@ -249,3 +249,26 @@ async def test_cache_follows_other_brokers_and_the_controller(
         assert first.is_controller
 
     await _running(etcd, 1, body)
+
+
+async def test_a_compacted_watch_reads_the_prefix_again(etcd: EtcdProcess) -> None:
+    """Changes made while the broker was not watching, and compacted away, reach
+    its cache by a full read."""
+    service = await ClusterService.connect(_config(etcd, 1), ENDPOINTS, None)
+    writer = EtcdStore([("127.0.0.1", etcd.client_port)])
+    try:
+        record = TopicRecord(name="t", topic_id=uuid.uuid4(), partitions=1)
+        await writer.put(KEYS.topic("t"), encode(record))
+        revision = await writer.put(KEYS.topic("t"), encode(record))
+        etcd.ctl("compaction", str(revision))
+        with capture_logs() as logs:
+            async with anyio.create_task_group() as tg:
+                await tg.start(service.run)
+                with anyio.fail_after(10):
+                    while service.cache.topic("t") is None:
+                        await service.cache.wait_changed(service.cache.version)
+                tg.cancel_scope.cancel()
+        assert "cluster_watch_reread" in [e["event"] for e in logs]
+    finally:
+        await writer.close()
+        await service.leave()
