@@ -8,6 +8,9 @@ Task tree (anyio on asyncio + uvloop)::
     │   serves the runtime while starting: 503 on /v1/status/ready)
     └── serving
         ├── group-commit driver (broker.durability.acks.Durability.run)
+        ├── cluster mode only: the cluster service (broker.cluster.service:
+        │   session keep-alive, the prefix watch into the cache, the controller
+        │   campaign and, while elected, the controller)
         ├── consumer-group service (broker.groups.service.GroupService.run; on
         │   cancellation closes group and producer-id state)
         ├── one listener per --kafka-addr entry (broker.net.listeners.KafkaListeners)
@@ -29,7 +32,11 @@ Build order (:func:`serve`; each step uses only what the steps above it built):
 4. storage and every service on it (:func:`_open_services`): the disk guard and
    ``TopicService`` (opens and recovers every partition in a worker thread),
    ``Durability``, the ``AppendGate``, ``ProducerService``, ``GroupService``,
-   ``SnapshotService``, the ``SnapshotScheduler`` if any; then the frozen
+   ``SnapshotService``, the ``SnapshotScheduler`` if any; in cluster mode
+   (``--cluster``) the broker joins the cluster once its logs are open (registered
+   with its bound listeners' advertised addresses; unreachable etcd or a taken node
+   id is a :class:`~broker.startup.StartupError`, storage closed again) and the
+   context's ``cluster`` view is the watched cache; then the frozen
    :class:`~broker.context.BrokerContext`, handed to the admin API;
 5. the serving task group, in this order: group commit, groups (producer ids and
    groups exist before the first client connects: a produce served before them would
@@ -39,9 +46,12 @@ Build order (:func:`serve`; each step uses only what the steps above it built):
 :func:`open_context` runs steps 1 and 4 only (tests and tools).
 
 Shutdown: stop accepting, wake long polls, let in-flight requests finish within the
-grace period (``ailurus.shutdown.grace.ms``), cancel the rest (the group service
-closes group and producer-id state as it is cancelled), then, shielded, close the
-listeners, fsync and close storage cleanly (the clean-shutdown marker), exit 0.
+grace period (``ailurus.shutdown.grace.ms``); in cluster mode ask the controller to
+move this broker's leaderships away (bounded, skipped when it leads nothing); cancel
+the rest (the group service closes group and producer-id state as it is
+cancelled), then, shielded, close the listeners, leave the cluster (registration
+deleted, lease revoked: the controller reacts at once, not after the session
+timeout), fsync and close storage cleanly (the clean-shutdown marker), exit 0.
 """
 
 from __future__ import annotations
