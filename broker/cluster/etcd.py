@@ -68,6 +68,19 @@ _CHANNEL_OPTIONS: dict[str, Any] = {
     "grpc.keepalive_timeout_ms": 5_000,
 }
 _WATCH_BACKOFF_S = (0.1, 2.0)  # first and largest pause between watch attempts
+# what a call on a failing or closed channel raises
+_CALL_ERRORS: tuple[type[Exception], ...] = (
+    grpc.RpcError,
+    grpc.aio.BaseError,
+    aetcd.ClientError,
+    TimeoutError,
+)
+_WATCH_ERRORS: tuple[type[Exception], ...] = (
+    grpc.RpcError,
+    grpc.aio.BaseError,
+    aetcd.ClientError,
+    StoreUnavailable,
+)
 
 
 def _range_end(prefix: bytes) -> bytes:
@@ -77,7 +90,7 @@ def _range_end(prefix: bytes) -> bytes:
 
 def _error(e: BaseException, what: str) -> Exception:
     """The store error for a failed call."""
-    if isinstance(e, grpc.aio.AioRpcError):
+    if isinstance(e, grpc.aio.AioRpcError):  # also a grpc.RpcError
         details = e.details() or ""
         if e.code() == grpc.StatusCode.NOT_FOUND and _LEASE_NOT_FOUND in details:
             return LeaseExpired(details)
@@ -189,7 +202,7 @@ class EtcdStore:
             try:
                 with anyio.fail_after(self._timeout_s):
                     return await fn(client)
-            except (grpc.aio.AioRpcError, TimeoutError, aetcd.ClientError) as e:
+            except _CALL_ERRORS as e:
                 error = _error(e, what)
                 if isinstance(error, LeaseExpired):
                     raise error from e
@@ -312,7 +325,7 @@ class EtcdStore:
                         next_revision = event.mod_revision + 1
             except _Compacted as e:
                 raise StoreUnavailable(str(e)) from e
-            except (grpc.aio.AioRpcError, aetcd.ClientError, StoreUnavailable) as e:
+            except _WATCH_ERRORS as e:
                 if not outage:
                     outage = True
                     log.warning(
