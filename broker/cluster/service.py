@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import structlog
 
 from broker.cluster.cache import MetadataCache
@@ -103,8 +104,10 @@ class ClusterService:
         info: BrokerInfo,
         lease: int,
         cache: MetadataCache,
+        controller_type: type[Controller] = Controller,
     ) -> None:
         self.settings = settings
+        self._controller_type = controller_type
         self.store = store
         self.keys = keys
         self.info = info
@@ -133,9 +136,11 @@ class ClusterService:
         admin: str | None,
         *,
         store: Store | None = None,
+        controller_type: type[Controller] = Controller,
     ) -> ClusterService:
         """Connect to etcd, adopt the cluster id, register this broker under its
-        session lease and load the cache.
+        session lease and load the cache. ``store`` (default: etcd at
+        ``config.cluster``) and ``controller_type`` are for tests.
 
         Raises:
             StartupError: etcd is unreachable, or the node id is taken.
@@ -198,6 +203,7 @@ class ClusterService:
             info=info,
             lease=lease,
             cache=cache,
+            controller_type=controller_type,
         )
         self._load(snapshot)
         log.info(
@@ -392,12 +398,14 @@ class ClusterService:
                 async def watch_lost() -> None:
                     nonlocal reason
                     await self._until_not_controller(epoch, lost)
+                    # a stop that arrived meanwhile is not a lost office
+                    await anyio.lowlevel.checkpoint()
                     reason = "lost"
                     tg.cancel_scope.cancel()
 
                 tg.start_soon(watch_lost)
                 try:
-                    await Controller(
+                    await self._controller_type(
                         self.store,
                         self.keys,
                         node_id=self.node_id,

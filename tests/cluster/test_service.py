@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from typing import ClassVar
 
 import anyio
 import pytest
 from structlog.testing import capture_logs
 
+from broker.cluster.controller import Controller, NotController
 from broker.cluster.etcd import EtcdStore
 from broker.cluster.keys import Keys
 from broker.cluster.model import (
@@ -126,10 +129,14 @@ async def _running(
     etcd: EtcdProcess,
     node_id: int,
     body: Callable[[ClusterService], Awaitable[None]],
+    *,
+    controller_type: type[Controller] = Controller,
+    cluster_id: str = "ailurus-dev",
     **cluster: int,
 ) -> None:
+    config = replace(_config(etcd, node_id, **cluster), cluster_id=cluster_id)
     service = await ClusterService.connect(
-        _config(etcd, node_id, **cluster), ENDPOINTS, "127.0.0.1:9644"
+        config, ENDPOINTS, "127.0.0.1:9644", controller_type=controller_type
     )
     try:
         async with anyio.create_task_group() as tg:
@@ -272,3 +279,58 @@ async def test_a_compacted_watch_reads_the_prefix_again(etcd: EtcdProcess) -> No
     finally:
         await writer.close()
         await service.leave()
+
+
+async def test_later_brokers_adopt_the_stored_cluster_id(etcd: EtcdProcess) -> None:
+    """The first broker's cluster id is the cluster's; a later broker configured
+    with another one adopts it."""
+
+    async def first(a: ClusterService) -> None:
+        assert a.cache.cluster_id == "first"
+
+        async def second(b: ClusterService) -> None:
+            assert b.cache.cluster_id == "first"
+
+        await _running(etcd, 2, second, cluster_id="second")
+
+    await _running(etcd, 1, first, cluster_id="first")
+
+
+class _FencedOnce(Controller):
+    """A controller whose first term ends with a failed guarded write."""
+
+    terms: ClassVar[list[int]] = []
+
+    async def run(self) -> None:
+        _FencedOnce.terms.append(self.epoch)
+        if len(_FencedOnce.terms) == 1:
+            raise NotController("guarded write failed")
+        await anyio.sleep_forever()
+
+
+async def test_a_fenced_controller_resigns_and_campaigns_again(
+    etcd: EtcdProcess,
+) -> None:
+    """NotController ends the term: the key is deleted and the broker, alone,
+    is elected again at a higher epoch."""
+    _FencedOnce.terms = []
+
+    async def body(service: ClusterService) -> None:
+        while len(_FencedOnce.terms) < 2:
+            await service.cache.wait_changed(service.cache.version)
+        second = _FencedOnce.terms[1]
+        while (
+            service.cache.controller is None or service.cache.controller.epoch != second
+        ):
+            await service.cache.wait_changed(service.cache.version)
+        assert service.is_controller
+
+    with capture_logs() as logs:
+        await _running(etcd, 1, body, controller_type=_FencedOnce)
+    first, second = _FencedOnce.terms
+    assert second > first
+    resigned = [e for e in logs if e["event"] == "controller_resigned"]
+    assert [(e["epoch"], e["reason"]) for e in resigned] == [
+        (first, "fenced"),
+        (second, "stopped"),
+    ]
