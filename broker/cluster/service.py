@@ -151,7 +151,9 @@ class ClusterService:
         if store is None:
             from broker.cluster.etcd import EtcdStore  # grpc: cluster mode only
 
-            store = EtcdStore(settings.endpoints)
+            # a call may take a third of the session: the keep-alive must fit
+            timeout_s = min(5.0, max(1.0, settings.session_timeout_ms / 3000))
+            store = EtcdStore(settings.endpoints, timeout_s=timeout_s)
         keys = Keys(settings.prefix)
         info = BrokerInfo(
             node_id=config.node_id,
@@ -252,6 +254,7 @@ class ClusterService:
         """Grant a new lease and register under it, until that succeeds."""
         pause = RETRY_S[0]
         key = self.keys.broker(self.node_id)
+        taken_logged = False
         while True:
             try:
                 lease = await self.store.grant_lease(_lease_ttl_s(self.settings))
@@ -267,11 +270,13 @@ class ClusterService:
                     log.info("broker_registered_again", node_id=self.node_id)
                     return
                 await self.store.revoke_lease(lease)
-                log.error(
-                    "node_id_taken",
-                    node_id=self.node_id,
-                    hint="another broker registered this node id",
-                )
+                if not taken_logged:
+                    taken_logged = True
+                    log.error(
+                        "node_id_taken",
+                        node_id=self.node_id,
+                        hint="another broker registered this node id; retrying",
+                    )
             except (StoreUnavailable, LeaseExpired):
                 pass
             await anyio.sleep(pause)
@@ -305,8 +310,11 @@ class ClusterService:
     async def _pump(
         self, send: anyio.abc.ObjectSendStream[Event], start_revision: int
     ) -> None:
-        async with send:
-            async for event in self.store.watch_prefix(self._prefix, start_revision):
+        events = self.store.watch_prefix(self._prefix, start_revision)
+        # the Store protocol types a watch as an AsyncIterator; both real stores
+        # are async generators, closed here when the watch is cancelled
+        async with send, contextlib.aclosing(events):  # type: ignore[type-var]
+            async for event in events:
                 await send.send(event)
 
     async def _read_all(self) -> Snapshot:
