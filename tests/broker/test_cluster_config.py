@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -160,3 +162,20 @@ def test_serve_help_documents_the_cluster_flags() -> None:
     out = CliRunner().invoke(serve, ["--help"]).output
     for text in ("--cluster", "--rack", "AILURUS_CLUSTER", "broker.session.timeout.ms"):
         assert text in out
+
+
+def test_a_single_node_never_imports_the_etcd_client() -> None:
+    """The server and the CLI load without aetcd or grpc (cluster mode only)."""
+    code = (
+        "import sys, broker.server, broker.cli.serve; "
+        "print(sorted(m for m in ('aetcd', 'grpc') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    ).stdout
+    assert out.strip() == "[]"
