@@ -390,12 +390,11 @@ class ClusterService:
                 continue
             pause = RETRY_S[0]
             if won:
-                if await self._lead(epoch, lost) == "failed":
-                    await anyio.sleep(RETRY_S[1])  # let another broker try
+                await self._lead(epoch, lost)
             else:
                 await self._wait_controller_gone()
 
-    async def _lead(self, epoch: int, lost: anyio.Event) -> str:
+    async def _lead(self, epoch: int, lost: anyio.Event) -> None:
         """Run the controller at ``epoch`` until it is no longer the controller."""
         self._epoch = epoch
         log.info("controller_elected", node_id=self.node_id, epoch=epoch)
@@ -426,11 +425,6 @@ class ClusterService:
                     ).run()
                 except NotController:
                     reason = "fenced"
-                except Exception:  # a controller bug must not stop the data path
-                    log.exception(
-                        "controller_failed", node_id=self.node_id, epoch=epoch
-                    )
-                    reason = "failed"
                 tg.cancel_scope.cancel()
         finally:
             self._epoch = 0
@@ -439,7 +433,6 @@ class ClusterService:
             )
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 await self._resign(epoch)
-        return reason
 
     async def _until_not_controller(self, epoch: int, lost: anyio.Event) -> None:
         """Return once the session is lost or the cache shows another (or no)
