@@ -28,6 +28,15 @@ reads its environment variable, ``AILURUS_`` + the key upper-cased with ``_`` fo
 (:func:`env_name`, e.g. ``AILURUS_SNAPSHOT_SCHEDULE_TOPICS``), which ``--set`` beats and
 which beats the file's ``set:`` mapping; an empty variable counts as unset.
 
+Cluster mode (``broker.cluster``): ``--cluster etcd://host:port[,host:port]/prefix``
+(``AILURUS_CLUSTER``; file key ``cluster``) joins the brokers registered under that
+etcd prefix, ``--rack`` (``AILURUS_RACK``; Kafka's ``broker.rack``) places replicas
+across racks, and the ``--set`` keys ``broker.session.timeout.ms`` (the session
+lease, default 9000), ``default.replication.factor`` (1),
+``offsets.topic.num.partitions`` (16), ``offsets.topic.replication.factor`` (3,
+capped at the live brokers) and ``ailurus.cluster.request.timeout.ms`` (30000, how
+long a broker waits on the controller) configure it (:data:`CLUSTER_KEYS`).
+
 Security (``broker.security``): ``--tls-cert``/``--tls-key``/``--tls-ca``/
 ``--tls-client-auth`` (file keys ``tls_*``); ``--set`` keys
 ``listener.security.protocol.map``, ``sasl.enabled.mechanisms``, ``super.users``,
@@ -267,6 +276,18 @@ SNAPSHOT_KEYS: Final = (
 )
 
 
+# Cluster settings reachable through --set (ClusterSettings fields); read only in
+# cluster mode (--cluster), accepted and unused on a single node.
+CLUSTER_KEYS: Final[dict[str, str]] = {
+    "broker.session.timeout.ms": "session_timeout_ms",
+    "default.replication.factor": "default_replication_factor",
+    "offsets.topic.num.partitions": "offsets_partitions",
+    "offsets.topic.replication.factor": "offsets_replication_factor",
+    "ailurus.cluster.request.timeout.ms": "request_timeout_ms",
+}
+CLUSTER_SETTING: Final = "--cluster / AILURUS_CLUSTER"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClusterSettings:
     """Cluster mode (``--cluster etcd://host:port[,host:port]/prefix``); absent on a
@@ -341,6 +362,69 @@ class BrokerConfig:
     admin_token: str | None = None
     # Cluster mode through etcd (broker.cluster); None: a single node, no etcd.
     cluster: ClusterSettings | None = None
+
+
+def parse_cluster_url(text: str) -> tuple[tuple[tuple[str, int], ...], str]:
+    """Parse ``etcd://host:port[,host:port]/prefix``: (endpoints, prefix).
+
+    The prefix defaults to ``/ailurus``; it keeps its leading slash and loses a
+    trailing one. IPv6 hosts go in brackets.
+    """
+    text = text.strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() != "etcd":
+        raise ConfigError(
+            f"bad {CLUSTER_SETTING} {text!r}: expected etcd://host:port[,host:port]/prefix"
+        )
+    hosts, slash, path = rest.partition("/")
+    endpoints: list[tuple[str, int]] = []
+    for part in hosts.split(","):
+        m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([A-Za-z0-9_.-]+):(\d+)", part)
+        if m is None:
+            raise ConfigError(
+                f"bad etcd endpoint {part!r} in {CLUSTER_SETTING}: expected host:port"
+            )
+        host = m[1] if m[1] is not None else m[3]
+        port = int(m[2] if m[2] is not None else m[4])
+        if not 0 < port <= 65535:
+            raise ConfigError(f"bad etcd port in {part!r} ({CLUSTER_SETTING})")
+        endpoints.append((host, port))
+    prefix = "/" + path.strip("/") if slash and path.strip("/") else "/ailurus"
+    if "//" in prefix or any(c.isspace() for c in prefix):
+        raise ConfigError(f"bad prefix {prefix!r} in {CLUSTER_SETTING}")
+    return tuple(endpoints), prefix
+
+
+def _resolve_cluster(
+    cfg: BrokerConfig,
+    pick: Callable[[str, object], object],
+    sets: Mapping[str, str],
+) -> BrokerConfig:
+    """Cluster mode from --cluster, --rack and the cluster --set keys."""
+    url = _opt_str(pick("cluster", None))
+    if url is None:
+        return cfg
+    endpoints, prefix = parse_cluster_url(url)
+    values: dict[str, int] = {}
+    for key, attr in CLUSTER_KEYS.items():
+        if key in sets:
+            try:
+                values[attr] = int(sets[key])
+            except ValueError as e:
+                raise ConfigError(f"{key} must be an integer, not {sets[key]!r}") from e
+            if values[attr] < 1:
+                raise ConfigError(f"{key} must be at least 1")
+    settings = ClusterSettings(
+        endpoints=endpoints,
+        prefix=prefix,
+        rack=_opt_str(pick("rack", None)),
+        **values,
+    )
+    if settings.session_timeout_ms < 2_000:
+        raise ConfigError(
+            "broker.session.timeout.ms must be at least 2000 (etcd's shortest lease)"
+        )
+    return replace(cfg, cluster=settings)
 
 
 def parse_address(text: str, *, default_name: str) -> Address:
@@ -443,6 +527,8 @@ _FILE_KEYS: Final = frozenset(
         "admin_addr",
         "node_id",
         "cluster_id",
+        "cluster",
+        "rack",
         "log_level",
         "log_format",
         "ready_file",
@@ -525,10 +611,11 @@ def resolve(
         ready_file=Path(ready) if ready else None,
     )
     cfg = _resolve_security(cfg, pick, merged_sets)
+    cfg = _resolve_cluster(cfg, pick, merged_sets)
     broker_values: dict[str, object] = {}
     topic_defaults: dict[str, str] = {}
     for key, value in merged_sets.items():
-        if key in SECURITY_KEYS or key in SCHEDULE_KEYS:
+        if key in SECURITY_KEYS or key in SCHEDULE_KEYS or key in CLUSTER_KEYS:
             continue
         if key in _BROKER_KEYS:
             attr, kind = _BROKER_KEYS[key]

@@ -6,7 +6,9 @@ those built before it:
 
 1. ``metrics`` and ``runtime`` (first: the admin API serves them while starting);
 2. ``security`` (before storage: what it refuses a person must fix);
-3. ``disk`` and ``topics`` (storage opened and recovered);
+3. ``disk`` and ``topics`` (storage opened and recovered); in cluster mode then
+   ``coordination`` (registered in etcd once the logs are loaded, as Kafka
+   registers in ZooKeeper after its log manager starts) and ``cluster`` (its cache);
 4. ``durability`` and ``append_gate``;
 5. ``producers``, then ``groups`` (both read their state from the data dir);
 6. ``snapshots`` (uses all of the above) and ``scheduler`` (uses ``snapshots``);

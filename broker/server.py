@@ -8,6 +8,9 @@ Task tree (anyio on asyncio + uvloop)::
     │   serves the runtime while starting: 503 on /v1/status/ready)
     └── serving
         ├── group-commit driver (broker.durability.acks.Durability.run)
+        ├── cluster mode only: the cluster service (broker.cluster.service:
+        │   session keep-alive, the prefix watch into the cache, the controller
+        │   campaign and, while elected, the controller)
         ├── consumer-group service (broker.groups.service.GroupService.run; on
         │   cancellation closes group and producer-id state)
         ├── cluster mode: the replica manager (broker.replication.manager; local
@@ -31,7 +34,11 @@ Build order (:func:`serve`; each step uses only what the steps above it built):
 4. storage and every service on it (:func:`_open_services`): the disk guard and
    ``TopicService`` (opens and recovers every partition in a worker thread),
    ``Durability``, the ``AppendGate``, ``ProducerService``, ``GroupService``,
-   ``SnapshotService``, the ``SnapshotScheduler`` if any; then the frozen
+   ``SnapshotService``, the ``SnapshotScheduler`` if any; in cluster mode
+   (``--cluster``) the broker joins the cluster once its logs are open (registered
+   with its bound listeners' advertised addresses; unreachable etcd or a taken node
+   id is a :class:`~broker.startup.StartupError`, storage closed again) and the
+   context's ``cluster`` view is the watched cache; then the frozen
    :class:`~broker.context.BrokerContext`, handed to the admin API;
 5. the serving task group, in this order: group commit, groups (producer ids and
    groups exist before the first client connects: a produce served before them would
@@ -41,9 +48,12 @@ Build order (:func:`serve`; each step uses only what the steps above it built):
 :func:`open_context` runs steps 1 and 4 only (tests and tools).
 
 Shutdown: stop accepting, wake long polls, let in-flight requests finish within the
-grace period (``ailurus.shutdown.grace.ms``), cancel the rest (the group service
-closes group and producer-id state as it is cancelled), then, shielded, close the
-listeners, fsync and close storage cleanly (the clean-shutdown marker), exit 0.
+grace period (``ailurus.shutdown.grace.ms``); in cluster mode ask the controller to
+move this broker's leaderships away (bounded, skipped when it leads nothing); cancel
+the rest (the group service closes group and producer-id state as it is
+cancelled), then, shielded, close the listeners, leave the cluster (registration
+deleted, lease revoked: the controller reacts at once, not after the session
+timeout), fsync and close storage cleanly (the clean-shutdown marker), exit 0.
 """
 
 from __future__ import annotations
@@ -67,6 +77,7 @@ from broker.admin.server import AdminView, RouteTable, serve_admin
 from broker.authz.middleware import Authorize
 from broker.cluster.model import Endpoint
 from broker.cluster.requests import ClusterRequests
+from broker.cluster.service import ClusterService
 from broker.cluster.view import ClusterView, LocalView
 from broker.config import BrokerConfig
 from broker.context import BrokerContext, Runtime
@@ -93,12 +104,14 @@ from broker.startup import (
     lock_data_dir,
 )
 from broker.topics.service import TopicService
+from broker.topics.storage import close_log_manager, open_log_manager
 from storage.lock import DataDirLock
 from storage.partition_log import PartitionLog
 
 log = structlog.get_logger("broker.server")
 
 RETENTION_CHECK_S = 300.0  # Kafka's log.retention.check.interval.ms default
+CONTROLLED_SHUTDOWN_S = 5.0  # how long a stopping broker waits on the controller
 
 
 def run(config: BrokerConfig) -> int:
@@ -149,7 +162,9 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
                 await root.start(serve_admin, admin, routes)
             nofile.log()  # past every check a person must fix
             taken, lock = lock, None  # the storage's from now on
-            ctx = await _open_services(config, metrics, runtime, security, taken)
+            ctx = await _open_services(
+                config, metrics, runtime, security, taken, kafka=kafka
+            )
             admin.attach(ctx)
             async with anyio.create_task_group() as serving:
                 serving.start_soon(ctx.durability.run)
@@ -157,6 +172,9 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
                 # client connects: a produce served before them would skip the
                 # duplicate check (a retried batch appended twice after a restart).
                 serving.start_soon(_run_groups, ctx)
+                if ctx.coordination is not None:
+                    # the cache is live before the first client asks for metadata
+                    await serving.start(ctx.coordination.run)
                 if ctx.replicas is not None:
                     # the local logs match the cluster before the first client
                     await serving.start(ctx.replicas.run)
@@ -177,6 +195,8 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
                 )
                 await stop.wait()
                 await kafka.drain()
+                if ctx.coordination is not None:
+                    await _controlled_shutdown(ctx.coordination)
                 serving.cancel_scope.cancel()
             root.cancel_scope.cancel()
     except BaseExceptionGroup as eg:
@@ -188,6 +208,8 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
         with anyio.CancelScope(shield=True):
             if kafka is not None:
                 kafka.close()
+            if ctx is not None and ctx.coordination is not None:
+                await ctx.coordination.leave()
             if ctx is not None:
                 await ctx.topics.close()
             elif lock is not None:  # start-up stopped before storage
@@ -203,15 +225,33 @@ async def _open_services(
     runtime: Runtime,
     security: SecurityService,
     lock: DataDirLock,
+    *,
+    kafka: KafkaListeners | None = None,
     cluster: ClusterRequests | None = None,
 ) -> BrokerContext:
     """Open storage and every service on it, in dependency order; the context.
 
-    Takes over ``lock`` (released if storage cannot be opened). ``cluster``: the
-    cluster's requests and cache in cluster mode (None: a single node).
+    Takes over ``lock`` (released if storage cannot be opened). In cluster mode
+    (``config.cluster``) the broker joins the cluster once its logs are open,
+    registering the addresses of ``kafka``'s bound listeners. ``cluster``: the
+    cluster's requests and cache given by a test instead (no etcd).
+
+    Raises:
+        StartupError: the cluster's etcd is unreachable or the node id is taken
+            (storage is closed again).
     """
     fileops, disk = storage_fileops(str(config.data_dir), config.min_free_bytes)
-    topics = await TopicService.open(config, fileops, lock, metrics, disk, cluster)
+    logs = await open_log_manager(config, fileops, lock)
+    coordination: ClusterService | None = None
+    if config.cluster is not None and cluster is None:
+        try:
+            coordination = await _join_cluster(config, runtime, kafka)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await close_log_manager(logs)
+            raise
+        cluster = coordination
+    topics = TopicService(config, logs, metrics, disk, cluster)
     durability = Durability(metrics)
     append_gate = AppendGate()
     producers = await ProducerService.open(config.data_dir, topics.logs)
@@ -246,7 +286,7 @@ async def _open_services(
         metrics=metrics,
         runtime=runtime,
         cluster=view,
-        coordination=None,
+        coordination=coordination,
         disk=disk,
         topics=topics,
         durability=durability,
@@ -258,6 +298,36 @@ async def _open_services(
         scheduler=scheduler,
         replicas=replicas,
     )
+
+
+async def _join_cluster(
+    config: BrokerConfig, runtime: Runtime, kafka: KafkaListeners | None
+) -> ClusterService:
+    """Register this broker (its advertised listeners and admin API) in the
+    cluster and load the cluster's state (:meth:`ClusterService.connect`)."""
+    endpoints = [
+        Endpoint(
+            name=b.name,
+            host=b.advertised_host,
+            port=b.advertised_port,
+            security_protocol=config.security.protocol_of(b.name),
+        )
+        for b in (kafka.bound() if kafka is not None else [])
+    ]
+    admin = runtime.admin_address
+    return await ClusterService.connect(
+        config, endpoints, None if admin is None else f"{admin[0]}:{admin[1]}"
+    )
+
+
+async def _controlled_shutdown(coordination: ClusterService) -> None:
+    """Ask the controller to move this broker's leaderships away, bounded (Kafka's
+    controlled shutdown); skipped when it leads nothing."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(CONTROLLED_SHUTDOWN_S):
+        if coordination.leading() == 0:
+            return
+        remaining = await coordination.controlled_shutdown()
+        log.info("controlled_shutdown", remaining=remaining)
 
 
 def _local_view(config: BrokerConfig, runtime: Runtime) -> LocalView:
@@ -291,7 +361,7 @@ async def open_context(
         Runtime(),
         security,
         lock_data_dir(config.data_dir),
-        cluster,
+        cluster=cluster,
     )
     try:
         yield ctx

@@ -230,3 +230,19 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes:
             raise ConnectionError("closed")
         buf += chunk
     return bytes(buf)
+
+
+def start_cluster_broker(
+    data_dir: Path,
+    node_id: int,
+    cluster: str,
+    *args: str,
+    session_timeout_ms: int | None = None,
+    **kwargs: Any,
+) -> BrokerProcess:
+    """Start a broker that joins the cluster at ``cluster`` (``etcd://host:port/
+    prefix``) as ``node_id``; other arguments as :func:`start_broker`."""
+    extra = ["--node-id", str(node_id), "--cluster", cluster]
+    if session_timeout_ms is not None:
+        extra += ["--set", f"broker.session.timeout.ms={session_timeout_ms}"]
+    return start_broker(data_dir, *extra, *args, **kwargs)

@@ -92,6 +92,23 @@ class _ServeCommand(click.Command):
     help="[default: ailurus-dev]",
 )
 @click.option(
+    "--cluster",
+    envvar="AILURUS_CLUSTER",
+    show_envvar=True,
+    metavar="etcd://HOST:PORT[,HOST:PORT]/PREFIX",
+    help="Join the cluster whose brokers register under PREFIX in etcd (needs a "
+    "distinct --node-id per broker). Cluster --set keys: "
+    "broker.session.timeout.ms [9000], default.replication.factor [1], "
+    "offsets.topic.num.partitions [16], offsets.topic.replication.factor [3], "
+    "ailurus.cluster.request.timeout.ms [30000].  [default: a single node]",
+)
+@click.option(
+    "--rack",
+    envvar="AILURUS_RACK",
+    show_envvar=True,
+    help="This broker's rack (Kafka's broker.rack); replicas spread across racks.",
+)
+@click.option(
     "--set",
     "sets",
     multiple=True,

@@ -84,6 +84,11 @@ class KafkaListeners:
                 await tg.start(listener.run, ctx, dispatcher.route, self.connections)
             )
 
+    def bound(self) -> list[BoundListener]:
+        """Every listener's bound and advertised address (known once bound, before
+        :meth:`run`: cluster mode registers them)."""
+        return [listener.bound() for listener in self._listeners]
+
     def close(self) -> None:
         """Stop accepting and release the ports (also when :meth:`run` never ran)."""
         for listener in self._listeners:
@@ -132,6 +137,23 @@ class _KafkaListener:
             raise _bind_error(config, lc, e) from e
         return cls(lc, tls, budget, sock)
 
+    def bound(self) -> BoundListener:
+        """Where this listener is bound and what it tells clients."""
+        sockname = self.sock.getsockname()
+        host, port = str(sockname[0]), int(sockname[1])
+        adv = self.lc.advertised
+        adv_host = adv.host if adv is not None else host
+        if adv_host in ("0.0.0.0", "::", ""):  # noqa: S104
+            adv_host = "127.0.0.1"
+        adv_port = adv.port if adv is not None and adv.port != 0 else port
+        return BoundListener(
+            name=self.lc.name,
+            host=host,
+            port=port,
+            advertised_host=adv_host,
+            advertised_port=adv_port,
+        )
+
     def close(self) -> None:
         """Stop accepting and release the port (also when run() never started)."""
         self.acceptor.close()
@@ -146,7 +168,7 @@ class _KafkaListener:
         task_status: anyio.abc.TaskStatus[Acceptor],
     ) -> None:
         """Accept connections until closed, one task per connection."""
-        lc, sock, tls, budget = self.lc, self.sock, self.tls, self.budget
+        lc, tls, budget = self.lc, self.tls, self.budget
         loop = asyncio.get_running_loop()
         async with anyio.create_task_group() as conns:
 
@@ -166,20 +188,10 @@ class _KafkaListener:
                     conn,
                 )
 
-            sockname = sock.getsockname()
-            host, port = str(sockname[0]), int(sockname[1])
-            adv = lc.advertised
-            adv_host = adv.host if adv is not None else host
-            if adv_host in ("0.0.0.0", "::", ""):  # noqa: S104
-                adv_host = "127.0.0.1"
-            adv_port = adv.port if adv is not None and adv.port != 0 else port
-            ctx.runtime.listeners[lc.name] = BoundListener(
-                name=lc.name,
-                host=host,
-                port=port,
-                advertised_host=adv_host,
-                advertised_port=adv_port,
-            )
+            bound = self.bound()
+            ctx.runtime.listeners[lc.name] = bound
+            host, port = bound.host, bound.port
+            adv_host, adv_port = bound.advertised_host, bound.advertised_port
             log.info(
                 "listening",
                 listener=lc.name,
