@@ -475,6 +475,9 @@ class ClusterService:
             return
         if kv is None:
             return  # gone already: campaign again
+        if kv.lease == self._lease:
+            await self._resign(kv.create_revision)  # ours, left by a failed resign
+            return
         seen = self.cache.version
         while True:
             c = self.cache.controller

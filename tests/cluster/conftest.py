@@ -10,6 +10,14 @@ import pytest
 from tests.cluster.etcd import ETCD, EtcdProcess
 
 
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """One event loop for every async cluster test: grpc's asyncio completion
+    queue stays bound to the loop it started on while any channel is open, so a
+    loop per test would hand a later test's gRPC events to a closed loop."""
+    return "asyncio"
+
+
 @pytest.fixture
 def etcd(tmp_path: Path) -> Iterator[EtcdProcess]:
     """A running etcd, killed at the end of the test."""

@@ -300,11 +300,13 @@ class _FencedOnce(Controller):
     """A controller whose first term ends with a failed guarded write."""
 
     terms: ClassVar[list[int]] = []
+    second_term: ClassVar[anyio.Event]
 
     async def run(self) -> None:
         _FencedOnce.terms.append(self.epoch)
         if len(_FencedOnce.terms) == 1:
             raise NotController("guarded write failed")
+        _FencedOnce.second_term.set()
         await anyio.sleep_forever()
 
 
@@ -314,10 +316,10 @@ async def test_a_fenced_controller_resigns_and_campaigns_again(
     """NotController ends the term: the key is deleted and the broker, alone,
     is elected again at a higher epoch."""
     _FencedOnce.terms = []
+    _FencedOnce.second_term = anyio.Event()
 
     async def body(service: ClusterService) -> None:
-        while len(_FencedOnce.terms) < 2:
-            await service.cache.wait_changed(service.cache.version)
+        await _FencedOnce.second_term.wait()
         second = _FencedOnce.terms[1]
         while (
             service.cache.controller is None or service.cache.controller.epoch != second
