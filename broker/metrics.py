@@ -88,7 +88,8 @@ class Metrics:
     connections_rejected: int = 0
     bad_requests: int = 0
     fsyncs: int = 0
-    # cluster mode (broker.cluster): counted by the cluster service as it sees them
+    # cluster mode: counted by the replica manager (leader_changed events) and the
+    # etcd store (etcd_unavailable events, one per outage)
     leader_changes: int = 0
     etcd_unavailable: int = 0
 
