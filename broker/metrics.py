@@ -167,13 +167,13 @@ class Metrics:
                 "ailurus_leader_changes_total",
                 "counter",
                 self.leader_changes,
-                "Partition leader changes this broker applied (cluster mode).",
+                "Times this broker became or stopped being a partition leader (cluster mode).",
             ),
             (
                 "ailurus_etcd_unavailable_total",
                 "counter",
                 self.etcd_unavailable,
-                "Times etcd became unreachable (cluster mode).",
+                "etcd outages this broker saw, one per outage (cluster mode).",
             ),
         ):
             lines += [
