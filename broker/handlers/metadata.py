@@ -16,13 +16,16 @@ broker at its endpoint of the listener the client connected to (a broker without
 that listener is left out), the controller, every topic of the cluster
 (``__consumer_offsets`` marked internal) with each partition's leader, epoch,
 replicas, ISR and offline replicas (replicas not live); a partition without a leader
-gets LEADER_NOT_AVAILABLE. Auto-creation asks the controller (via the topic service)
+gets LEADER_NOT_AVAILABLE. A topic's entry is built once per version of the cache
+(``MetadataCache.memo``): a full Metadata is mostly encoding. Auto-creation asks the controller (via the topic service)
 and answers once the topic is in the cache.
 Version notes: v7 leader epoch; v9 flexible; v10 topic ids; v12 lookup by topic id
 (unknown id -> UNKNOWN_TOPIC_ID); v13 top-level error code.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 from broker.cluster.cache import MetadataCache
 from broker.cluster.model import NO_LEADER, TopicRecord
@@ -82,7 +85,15 @@ def _topic_response(rctx: RequestContext, meta: TopicMeta) -> MetadataResponseTo
 
 
 def _cluster_topic(cache: MetadataCache, record: TopicRecord) -> MetadataResponseTopic:
-    """A topic's entry from the cluster's cache."""
+    """A topic's entry from the cluster's cache (built once per cache version)."""
+    return cache.memo(
+        ("metadata_topic", record.name), partial(_build_cluster_topic, cache, record)
+    )
+
+
+def _build_cluster_topic(
+    cache: MetadataCache, record: TopicRecord
+) -> MetadataResponseTopic:
     live = {b.node_id for b in cache.brokers()}
     partitions = []
     for idx in range(record.partitions):

@@ -11,8 +11,8 @@ on them, as DeleteTopics does on a single node). File work runs in worker thread
 (through :class:`~broker.topics.service.TopicService`'s ``*_local`` methods).
 
 From the same diffs it logs ``leader_changed`` (topic, partition, leader,
-leader_epoch, reason) when this broker becomes or stops being a partition's leader,
-and wakes the long-polling fetches of the partitions whose leadership moved away:
+leader_epoch, reason) when this broker becomes or stops being a partition's leader
+(counted in ``ailurus_leader_changes_total``), and wakes the long-polling fetches of the partitions whose leadership moved away:
 they answer NOT_LEADER_OR_FOLLOWER at once instead of at their deadline.
 
 At start, what a local topic the cluster does not know means depends on whether
@@ -47,6 +47,7 @@ from broker.cluster.cache import MetadataCache
 from broker.cluster.model import NO_LEADER, CreateTopicRequest, TopicRecord
 from broker.cluster.requests import ClusterRequests
 from broker.durability.acks import Durability
+from broker.metrics import Metrics
 from broker.topics.service import TopicService
 from storage.errors import LogClosed, StorageError
 from storage.log_manager import TopicMeta
@@ -69,12 +70,14 @@ class ReplicaManager:
         cluster: ClusterRequests,
         topics: TopicService,
         durability: Durability,
+        metrics: Metrics,
         on_deleted: OnDeleted,
     ) -> None:
         self.cluster = cluster
         self.cache: MetadataCache = cluster.cache
         self.topics = topics
         self.durability = durability
+        self.metrics = metrics
         self.on_deleted = on_deleted
         self.node_id = self.cache.node_id
         # (topic, partition) -> (leader, leader epoch) as last acted on
@@ -236,6 +239,7 @@ class ReplicaManager:
                 leader_epoch=epoch,
                 reason=reason,
             )
+            self.metrics.leader_changed()
             if was:
                 self._wake(*key)
         self._leaders = now
