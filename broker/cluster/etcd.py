@@ -28,6 +28,7 @@ not found"; leases survive an etcd restart (their TTL starts again).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -210,6 +211,10 @@ class EtcdStore:
             try:
                 with anyio.fail_after(self._timeout_s):
                     return await fn(client)
+            except asyncio.CancelledError:
+                await _grpc_cancelled()
+                error = StoreUnavailable(f"etcd {what}: the call was cancelled")
+                await self._next_endpoint(client)
             except _CALL_ERRORS as e:
                 error = _error(e, what)
                 if isinstance(error, LeaseExpired):
@@ -332,6 +337,8 @@ class EtcdStore:
                         next_revision = event.mod_revision + 1
             except _Compacted as e:
                 raise StoreUnavailable(str(e)) from e
+            except asyncio.CancelledError:
+                await _grpc_cancelled()
             except _WATCH_ERRORS as e:
                 if not self._down:
                     self._down = True
@@ -393,3 +400,16 @@ class EtcdStore:
         if client is not None:
             with anyio.move_on_after(2, shield=True):
                 await client.close()
+
+
+async def _grpc_cancelled() -> None:
+    """After grpc raised a bare ``CancelledError``: re-raise a real cancellation.
+
+    grpc's asyncio calls raise ``asyncio.CancelledError()`` without a message when
+    their call was cancelled locally. When that is our cancel scope cancelling the
+    task (grpc's inner task swallowed the cancellation and the call ended), anyio
+    would not recognise the bare exception as its own and it would cancel the
+    enclosing task groups. A checkpoint delivers the scope's own cancellation if
+    the task is being cancelled; otherwise the caller treats the call as failed.
+    """
+    await anyio.lowlevel.checkpoint()
