@@ -30,7 +30,6 @@ registration is gone (or has been renewed since).
 from __future__ import annotations
 
 import contextlib
-
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
