@@ -284,6 +284,7 @@ CLUSTER_KEYS: Final[dict[str, str]] = {
     "offsets.topic.num.partitions": "offsets_partitions",
     "offsets.topic.replication.factor": "offsets_replication_factor",
     "ailurus.cluster.request.timeout.ms": "request_timeout_ms",
+    "replica.lag.time.max.ms": "replica_lag_time_max_ms",
 }
 CLUSTER_SETTING: Final = "--cluster / AILURUS_CLUSTER"
 
@@ -301,6 +302,7 @@ class ClusterSettings:
     offsets_partitions: int = 16  # offsets.topic.num.partitions
     offsets_replication_factor: int = 3  # offsets.topic.replication.factor (capped)
     request_timeout_ms: int = 30_000  # how long a broker waits on the controller
+    replica_lag_time_max_ms: int = 30_000  # a follower behind longer leaves the ISR
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -280,7 +280,18 @@ async def _open_services(
             for plog in logs:
                 producers.forget(plog)
 
-        replicas = ReplicaManager(cluster, topics, durability, forget)
+        settings = config.cluster
+        replicas = ReplicaManager(
+            cluster,
+            topics,
+            durability,
+            forget,
+            # a new leader reads its idempotent producers' state from the log
+            on_lead=producers.forget,
+            lag_time_max_ms=30_000
+            if settings is None
+            else settings.replica_lag_time_max_ms,
+        )
     return BrokerContext(
         config=config,
         metrics=metrics,
