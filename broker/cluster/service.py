@@ -575,7 +575,9 @@ class ClusterService:
         guarded by the znode version): write ``isr`` to the partition key with a
         compare-and-set on the key's mod revision, only while the stored state is
         still ``expected``'s leader (this broker), leader epoch and partition epoch.
-        The partition epoch moves on; the controller, whose own compare-and-set then
+        A replica joining the ISR must still be registered and not shutting down
+        when the write lands (both compared in the same transaction). The
+        partition epoch moves on; the controller, whose own compare-and-set then
         fails, reads the key again and decides again. The new record, or None when
         the state moved on (the caller waits for its cache) or etcd is unavailable.
         """
@@ -591,14 +593,23 @@ class ClusterService:
                 or current.partition_epoch != expected.partition_epoch
             ):
                 return None
+            compares = [Compare(key, mod_revision=kv.mod_revision)]
+            for joining in (r for r in isr if r not in current.isr):
+                # A joining replica must be registered, and not shutting down,
+                # when the write lands (KIP-841): this broker's cache may lag.
+                broker = await self.store.get(self.keys.broker(joining))
+                if broker is None:
+                    return None
+                compares += [
+                    Compare(broker.key, create_revision=broker.create_revision),
+                    Compare(self.keys.shutdown(joining), absent=True),
+                ]
             new = replace(
                 current,
                 isr=tuple(isr),
                 partition_epoch=current.partition_epoch + 1,
             )
-            ok, _ = await self.store.txn(
-                [Compare(key, mod_revision=kv.mod_revision)], [Put(key, encode(new))]
-            )
+            ok, _ = await self.store.txn(compares, [Put(key, encode(new))])
         except (StoreUnavailable, LeaseExpired, BadRecord) as e:
             log.warning("isr_change_failed", topic=topic, partition=index, error=str(e))
             return None
@@ -686,7 +697,9 @@ class ClusterService:
                     except BadRecord:
                         answer = None
                     if answer is not None and answer.done:
-                        await self._delete_request(key)
+                        # Kept until leave() deletes it with the registration: a
+                        # broker shutting down must not join an ISR again, nor be
+                        # elected (the controller's fenced brokers).
                         return answer.remaining
                 seen = await self.cache.wait_changed(seen)
         return self.leading()

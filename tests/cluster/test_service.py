@@ -217,12 +217,14 @@ async def test_delete_topic_returns_once_the_topic_left_the_cache(
 async def test_controlled_shutdown_returns_what_the_controller_left(
     etcd: EtcdProcess, stand_in: EtcdStore
 ) -> None:
-    """controlled_shutdown returns the controller's ``remaining`` and deletes the
-    request."""
+    """controlled_shutdown returns the controller's ``remaining`` and keeps the
+    answered request (the broker is shutting down until it leaves)."""
 
     async def body(service: ClusterService) -> None:
         assert await service.controlled_shutdown() == 1
-        assert await stand_in.get(KEYS.shutdown(1)) is None
+        kept = await stand_in.get(KEYS.shutdown(1))
+        assert kept is not None
+        assert ShutdownRequest.decode(kept.value).done
 
     await _running(etcd, 1, body)
 
