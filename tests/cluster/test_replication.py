@@ -230,7 +230,8 @@ def test_reassignment_copies_the_log_and_moves_leadership(cluster: Cluster) -> N
     assert after["leader"] == 2
     assert after["leader_epoch"] > before["leader_epoch"]
     assert after["isr"] == [2]
-    assert after["adding"] == [] and after["removing"] == []
+    assert after["adding"] == []
+    assert after["removing"] == []
     assert cluster.segments(2, "mv", 0) == cluster.segments(1, "mv", 0)
     # clients follow the new leader
     more = [f"mv-after-{i}".encode() for i in range(50)]
@@ -306,7 +307,9 @@ def test_controlled_shutdown_under_load_then_preferred_election(
             timeout=15,
         )
         acked_at_move = len(load.acked)
-        _wait("more records acknowledged", lambda: len(load.acked) >= acked_at_move + 200)
+        _wait(
+            "more records acknowledged", lambda: len(load.acked) >= acked_at_move + 200
+        )
         stopper.join(timeout=30)
         print(f"leadership moved {moved:.2f}s after SIGTERM")
     assert moved < 5, f"leadership took {moved:.2f}s to move"
@@ -330,10 +333,12 @@ def test_controlled_shutdown_under_load_then_preferred_election(
     before = cluster.partition("cs", 0)
     admin = _kafka_admin(cluster)
     try:
-        admin.elect_leaders(ElectionType.PREFERRED, [TopicPartition("cs", 0)])
+        admin.elect_leaders(ElectionType.PREFERRED, {"cs": [0]})
     finally:
         admin.close()
-    _wait("the preferred leader", lambda: cluster.partition("cs", 0)["leader"] == leader)
+    _wait(
+        "the preferred leader", lambda: cluster.partition("cs", 0)["leader"] == leader
+    )
     after = cluster.partition("cs", 0)
     assert after["leader_epoch"] > before["leader_epoch"]
     more = [f"cs-back-{i}".encode() for i in range(50)]
