@@ -52,11 +52,14 @@ class FollowerProgress:
 
     # -- leadership ------------------------------------------------------------------
 
-    def lead(self, topic: str, partition: int, high_watermark: int) -> None:
+    def lead(
+        self, topic: str, partition: int, high_watermark: int, now: float | None = None
+    ) -> None:
         """This broker leads the partition from now on, starting from
         ``high_watermark`` (the old leader's, as last fetched; 0 if unknown)."""
         self._table.pop((topic, partition), None)
-        self._led[(topic, partition)] = (max(0, high_watermark), time.monotonic())
+        at = time.monotonic() if now is None else now
+        self._led[(topic, partition)] = (max(0, high_watermark), at)
 
     def led_since(self, topic: str, partition: int) -> float | None:
         """When this broker started leading the partition (None: not noted)."""
