@@ -16,7 +16,8 @@ leader reachable only through a TLS or SASL listener is not fetched from (logged
 as ``replica_listener_unsupported``).
 
 A partition a fetcher gave up on (the leader said it does not lead it, or fenced
-our epoch: its cache may lag behind ours) is planned again after a short pause.
+our epoch: its cache may lag behind ours) is planned again after a short pause,
+cache change or not.
 """
 
 from __future__ import annotations
@@ -61,12 +62,14 @@ class FetcherPool:
     def __init__(
         self,
         *,
+        cache: MetadataCache,
         node_id: int,
         listener: str,
         topics: TopicService,
         commit: GroupCommit | None,
         settings: FetcherSettings | None = None,
     ) -> None:
+        self.cache = cache
         self.node_id = node_id
         self.listener = listener
         self.topics = topics
@@ -77,16 +80,23 @@ class FetcherPool:
         self._leader_hw: dict[TopicPartition, int] = {}  # as last fetched
         self._unsupported: set[int] = set()  # leaders logged once
         self._tg: anyio.abc.TaskGroup | None = None
+        self._stop_seen = anyio.Event()  # set when a fetcher gives a partition up
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Host the fetchers until cancelled."""
+        """Host the fetchers, and plan again the partitions they gave up on once
+        their pause is over; until cancelled."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
             task_status.started()
             try:
-                await anyio.sleep_forever()
+                while True:
+                    await self._stop_seen.wait()
+                    self._stop_seen = anyio.Event()
+                    while (due := self.retry_in()) is not None:
+                        await anyio.sleep(due)
+                        self.plan()
             finally:
                 self._tg = None
 
@@ -114,10 +124,11 @@ class FetcherPool:
         now = time.monotonic()
         return max(0.0, min(self._stopped.values()) + RETRY_STOPPED_S - now)
 
-    def plan(self, cache: MetadataCache) -> None:
+    def plan(self) -> None:
         """Make the fetchers copy exactly what the cache says this broker follows."""
         if self._tg is None:
             return
+        cache = self.cache
         now = time.monotonic()
         node = self.node_id
         wanted: dict[int, dict[TopicPartition, tuple[int, bytes]]] = {}
@@ -227,6 +238,7 @@ class FetcherPool:
 
     def _on_stop(self, tp: TopicPartition, code: ErrorCode) -> None:
         self._stopped[tp] = time.monotonic()
+        self._stop_seen.set()
         log.debug(
             "replica_fetch_paused",
             topic=tp.topic,

@@ -103,6 +103,7 @@ class ReplicaManager:
         self.applied = 0  # the cache version the local logs match
         self._applied_changed = anyio.Event()
         self.fetchers = FetcherPool(
+            cache=self.cache,
             node_id=self.node_id,
             listener=listener or topics.config.listeners[0].name,
             topics=topics,
@@ -137,11 +138,7 @@ class ReplicaManager:
             )
         task_status.started()
         while True:
-            with anyio.move_on_after(self.fetchers.retry_in()):
-                seen = await self.cache.wait_changed(seen)
-            if self.applied == seen:  # only a paused fetch is due again
-                self.fetchers.plan(self.cache)
-                continue
+            seen = await self.cache.wait_changed(seen)
             await self.reconcile()
             self._applied(seen)
 
@@ -208,7 +205,7 @@ class ReplicaManager:
         for record in wanted.values():
             await self._ensure(record)
         self._follow_leaders()
-        self.fetchers.plan(self.cache)
+        self.fetchers.plan()
 
     async def _ensure(self, record: TopicRecord) -> None:
         meta = self.topics.find(record.name)
