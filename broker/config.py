@@ -287,6 +287,7 @@ CLUSTER_KEYS: Final[dict[str, str]] = {
     "replica.lag.time.max.ms": "replica_lag_time_max_ms",
 }
 CLUSTER_SETTING: Final = "--cluster / AILURUS_CLUSTER"
+MAX_CLUSTER_NODE_ID: Final = 1 << 23
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -425,6 +426,12 @@ def _resolve_cluster(
     if settings.session_timeout_ms < 2_000:
         raise ConfigError(
             "broker.session.timeout.ms must be at least 2000 (etcd's shortest lease)"
+        )
+    if not 0 <= cfg.node_id < MAX_CLUSTER_NODE_ID:
+        # producer ids carry the node id in their high bits (broker.producers)
+        raise ConfigError(
+            f"--node-id must be between 0 and {MAX_CLUSTER_NODE_ID - 1} in a cluster, "
+            f"not {cfg.node_id}"
         )
     return replace(cfg, cluster=settings)
 
