@@ -105,6 +105,14 @@ async def _answer_requests(store: EtcdStore) -> None:
         await anyio.sleep(0.05)
 
 
+class _Idle(Controller):
+    """Elected, but leaves every request to the stand-in (which never answers
+    ``slow*``): the real controller would create the topic."""
+
+    async def run(self) -> None:
+        await anyio.sleep_forever()
+
+
 def _with_error(r: CreateTopicRequest, error: RequestError) -> CreateTopicRequest:
     return CreateTopicRequest(
         name=r.name,
@@ -191,7 +199,7 @@ async def test_an_unanswered_request_times_out(
         assert result is not None
         assert result.code == ErrorCode.REQUEST_TIMED_OUT
 
-    await _running(etcd, 1, body, request_timeout_ms=1000)
+    await _running(etcd, 1, body, controller_type=_Idle, request_timeout_ms=1000)
 
 
 async def test_delete_topic_returns_once_the_topic_left_the_cache(
