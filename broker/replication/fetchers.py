@@ -131,17 +131,17 @@ class FetcherPool:
         cache = self.cache
         now = time.monotonic()
         node = self.node_id
+        # paused partitions whose pause is over are planned like any other
+        for tp in [t for t, at in self._stopped.items() if now - at >= RETRY_STOPPED_S]:
+            del self._stopped[tp]
         wanted: dict[int, dict[TopicPartition, tuple[int, bytes]]] = {}
         for topic in cache.topics():
             for index, rec in cache.partitions_of(topic.name):
                 if node not in rec.replicas or rec.leader in (node, NO_LEADER):
                     continue
                 tp = TopicPartition(topic.name, index)
-                stopped = self._stopped.get(tp)
-                if stopped is not None:
-                    if now - stopped < RETRY_STOPPED_S:
-                        continue
-                    del self._stopped[tp]
+                if tp in self._stopped:
+                    continue
                 wanted.setdefault(rec.leader, {})[tp] = (
                     rec.leader_epoch,
                     topic.topic_id.bytes,

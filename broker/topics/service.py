@@ -472,9 +472,14 @@ class TopicService:
         record = None if cache is None else cache.partition(name, index)
         if cache is None or record is None or record.leader != cache.node_id:
             return False
-        own = high_watermark(plog, meta.config.write_caching)
         if replica_id not in record.isr:
-            if replica_id in record.replicas and fetch_offset >= own:
+            # Kafka's isFollowerInSync: the follower has reached the high watermark
+            hw = (
+                high_watermark(plog, meta.config.write_caching)
+                if len(record.isr) <= 1
+                else self._replicated_hw(meta, plog, record)
+            )
+            if replica_id in record.replicas and fetch_offset >= hw:
                 self.followers.want_expand(name, index)
             return False
         if len(record.isr) <= 1:
