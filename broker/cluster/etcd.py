@@ -14,7 +14,7 @@ Failure model:
 - :meth:`EtcdStore.watch_prefix` never gives up on an outage: it reconnects with
   back-off and resumes after the last revision it delivered, logging
   ``etcd_unavailable`` once when the outage starts and ``etcd_reconnected`` once
-  when it ends. Only a compacted history ends it (:class:`StoreUnavailable`: the
+  when it ends (once per store, however many of its watches see the outage). Only a compacted history ends it (:class:`StoreUnavailable`: the
   caller re-reads with :meth:`EtcdStore.get_prefix` and watches again).
 
 What etcd 3.4 does, checked against a real etcd (tests/cluster/test_etcd_store.py):
@@ -164,6 +164,9 @@ class EtcdStore:
         self._timeout_s = timeout_s
         self._index = 0
         self._client: aetcd.Client | None = None
+        # watches of this store in an outage: one outage is logged once, however
+        # many watches (the cluster service's, the controller's) see it
+        self._watches_down = 0
 
     @property
     def endpoint(self) -> str:
@@ -312,30 +315,40 @@ class EtcdStore:
         next_revision = start_revision
         pause = _WATCH_BACKOFF_S[0]
         outage = False
-        while True:
-            client = await self._current()
-            try:
-                async for batch in self._watch_stream(client, prefix, next_revision):
-                    if outage:
-                        outage = False
-                        log.info("etcd_reconnected", endpoint=self.endpoint)
-                    pause = _WATCH_BACKOFF_S[0]
-                    for event in batch:
-                        yield event
-                        next_revision = event.mod_revision + 1
-            except _Compacted as e:
-                raise StoreUnavailable(str(e)) from e
-            except _WATCH_ERRORS as e:
-                if not outage:
-                    outage = True
-                    log.warning(
-                        "etcd_unavailable",
-                        endpoint=self.endpoint,
-                        error=str(_error(e, "watch")),
-                    )
-                await self._next_endpoint(client)
-            await anyio.sleep(pause)
-            pause = min(pause * 2, _WATCH_BACKOFF_S[1])
+        try:
+            while True:
+                client = await self._current()
+                try:
+                    async for batch in self._watch_stream(
+                        client, prefix, next_revision
+                    ):
+                        if outage:
+                            outage = False
+                            self._watches_down -= 1
+                            if self._watches_down == 0:
+                                log.info("etcd_reconnected", endpoint=self.endpoint)
+                        pause = _WATCH_BACKOFF_S[0]
+                        for event in batch:
+                            yield event
+                            next_revision = event.mod_revision + 1
+                except _Compacted as e:
+                    raise StoreUnavailable(str(e)) from e
+                except _WATCH_ERRORS as e:
+                    if not outage:
+                        outage = True
+                        self._watches_down += 1
+                        if self._watches_down == 1:
+                            log.warning(
+                                "etcd_unavailable",
+                                endpoint=self.endpoint,
+                                error=str(_error(e, "watch")),
+                            )
+                    await self._next_endpoint(client)
+                await anyio.sleep(pause)
+                pause = min(pause * 2, _WATCH_BACKOFF_S[1])
+        finally:
+            if outage:
+                self._watches_down -= 1
 
     async def _watch_stream(
         self, client: aetcd.Client, prefix: str, start_revision: int
