@@ -59,6 +59,19 @@ class PendingAck:
     replicated: Callable[[], int | None] | None = None
 
 
+def _late(item: PendingAck) -> ErrorCode | None:
+    """An answer not reached before the timeout: its error, None if its records
+    got there anyway (durable, or replicated)."""
+    if item.replicated is None:
+        if item.plog.durable_offset >= item.target:
+            return None
+        return ErrorCode.REQUEST_TIMED_OUT
+    hw = item.replicated()
+    if hw is None:
+        return ErrorCode.NOT_LEADER_OR_FOLLOWER
+    return None if hw >= item.target else ErrorCode.REQUEST_TIMED_OUT
+
+
 class Durability:
     """The group commit and the partition waiters, and the rules that use them."""
 
@@ -126,9 +139,12 @@ class Durability:
                     metrics.error("produce", code.name)
             return
         for n, item in enumerate(pending):
-            if n not in answered:
-                on_error(item, ErrorCode.REQUEST_TIMED_OUT)
-                metrics.error("produce", ErrorCode.REQUEST_TIMED_OUT.name)
+            if n in answered:
+                continue
+            late = _late(item)
+            if late is not None:
+                on_error(item, late)
+                metrics.error("produce", late.name)
 
     async def _wait_replicated(
         self, item: PendingAck, high_watermark: Callable[[], int | None]
