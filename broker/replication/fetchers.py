@@ -165,14 +165,13 @@ class FetcherPool:
             fetcher = running.fetcher
             for tp, (epoch, topic_id) in parts.items():
                 progress = fetcher.progress(tp)
-                if progress is None:
-                    plog = self._local_log(tp)
-                    if plog is not None:  # else the local topic is not there (yet)
-                        fetcher.add_partition(
-                            plog, leader_epoch=epoch, topic_id=topic_id
-                        )
-                elif progress.log is not self._local_log(tp):
-                    fetcher.remove_partition(tp)  # the topic was made again
+                plog = self._local_log(tp)
+                if plog is None:  # the local topic is not there (yet)
+                    if progress is not None:
+                        fetcher.remove_partition(tp)
+                elif progress is None or progress.log is not plog:
+                    # new here, or the topic was made again: copy into this log
+                    fetcher.add_partition(plog, leader_epoch=epoch, topic_id=topic_id)
                 elif progress.leader_epoch != epoch:
                     fetcher.set_leader_epoch(tp, epoch)
 

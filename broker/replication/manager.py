@@ -274,13 +274,15 @@ class ReplicaManager:
                 reason=reason,
             )
             if leader == node:
-                self._lead(*key)
+                # first sight (start-up, new topic): the producer state loaded
+                # from this log is current; after following, it is not
+                self._lead(*key, followed=before is not None)
             if was:
                 self.topics.followers.forget(*key)
                 self._wake(*key)
         self._leaders = now
 
-    def _lead(self, topic: str, partition: int) -> None:
+    def _lead(self, topic: str, partition: int, *, followed: bool) -> None:
         """This broker leads the partition from now on: its high watermark starts
         where the old leader's was (as last fetched), and what else keeps state
         per led partition (idempotent producers) reads it again from the log."""
@@ -289,7 +291,7 @@ class ReplicaManager:
             partition,
             self.fetchers.leader_high_watermark(TopicPartition(topic, partition)),
         )
-        if self.on_lead is None:
+        if self.on_lead is None or not followed:
             return
         try:
             plog = self.topics.logs.partition(topic, partition)
