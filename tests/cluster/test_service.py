@@ -234,7 +234,7 @@ async def test_controlled_shutdown_returns_what_the_controller_left(
         assert kept is not None
         assert ShutdownRequest.decode(kept.value).done
 
-    await _running(etcd, 1, body)
+    await _running(etcd, 1, body, controller_type=_Idle)
 
 
 async def test_cache_follows_other_brokers_and_the_controller(
