@@ -263,6 +263,24 @@ class FakeCluster:
         )
         return None
 
+    async def alter_isr(
+        self, topic: str, index: int, isr: Sequence[int], expected: PartitionRecord
+    ) -> PartitionRecord | None:
+        self.requests.append(("alter_isr", topic, index, tuple(isr)))
+        p = self.cache.partition(topic, index)
+        if (
+            p is None
+            or p.leader != self.cache.node_id
+            or p.leader_epoch != expected.leader_epoch
+            or p.partition_epoch != expected.partition_epoch
+        ):
+            return None
+        new = dataclasses.replace(
+            p, isr=tuple(isr), partition_epoch=p.partition_epoch + 1
+        )
+        self.set_partition(topic, index, new)
+        return new
+
 
 # -- a broker context in cluster mode over the fake -------------------------------
 

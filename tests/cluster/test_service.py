@@ -107,6 +107,14 @@ async def _answer_requests(store: EtcdStore) -> None:
         await anyio.sleep(0.05)
 
 
+class _Idle(Controller):
+    """Elected, but leaves every request to the stand-in (which never answers
+    ``slow*``): the real controller would create the topic."""
+
+    async def run(self) -> None:
+        await anyio.sleep_forever()
+
+
 def _with_error(r: CreateTopicRequest, error: RequestError) -> CreateTopicRequest:
     return CreateTopicRequest(
         name=r.name,
@@ -199,7 +207,7 @@ async def test_an_unanswered_request_times_out(etcd: EtcdProcess) -> None:
         assert result is not None
         assert result.code == ErrorCode.REQUEST_TIMED_OUT
 
-    await _running(etcd, 1, body, request_timeout_ms=1000)
+    await _running(etcd, 1, body, controller_type=_Idle, request_timeout_ms=1000)
 
 
 async def test_delete_topic_returns_once_the_topic_left_the_cache(
@@ -225,14 +233,16 @@ async def test_delete_topic_returns_once_the_topic_left_the_cache(
 async def test_controlled_shutdown_returns_what_the_controller_left(
     etcd: EtcdProcess, stand_in: EtcdStore
 ) -> None:
-    """controlled_shutdown returns the controller's ``remaining`` and deletes the
-    request."""
+    """controlled_shutdown returns the controller's ``remaining`` and keeps the
+    answered request (the broker is shutting down until it leaves)."""
 
     async def body(service: ClusterService) -> None:
         assert await service.controlled_shutdown() == 1
-        assert await stand_in.get(KEYS.shutdown(1)) is None
+        kept = await stand_in.get(KEYS.shutdown(1))
+        assert kept is not None
+        assert ShutdownRequest.decode(kept.value).done
 
-    await _running(etcd, 1, body)
+    await _running(etcd, 1, body, controller_type=_Idle)
 
 
 async def test_cache_follows_other_brokers_and_the_controller(
