@@ -32,6 +32,8 @@ from broker.cluster.view import OFFSETS_TOPIC, offsets_partition
 
 log = structlog.get_logger("broker.cluster.cache")
 
+MEMO_MAX = 1024  # values kept per version of the cache
+
 T = TypeVar("T")
 
 
@@ -120,7 +122,9 @@ class MetadataCache:
         try:
             return cast(T, self._memo[key])
         except KeyError:
-            value = self._memo[key] = build()
+            value = build()
+            if len(self._memo) < MEMO_MAX:  # many distinct keys: build each time
+                self._memo[key] = value
             return value
 
     # -- applying what the watch sees --------------------------------------------

@@ -36,6 +36,7 @@ from broker.context import BrokerContext
 from broker.net.dispatch import Dispatcher, load_handlers
 from broker.net.request import Deferred, RequestContext
 from broker.server import open_context
+from protocol.codec import EncodedResponse, decode_response, encode_response
 from protocol.error_codes import ErrorCode
 from protocol.headers import RequestHeader
 
@@ -336,8 +337,13 @@ def rctx(ctx: BrokerContext, api_key: int, version: int) -> RequestContext:
 async def call(
     ctx: BrokerContext, api_key: int, version: int, request: object
 ) -> object:
-    """Dispatch one request; await it when it is deferred."""
-    resp = Dispatcher()(rctx(ctx, api_key, version), request)
+    """Dispatch one request; await it when it is deferred. An answer encoded once
+    (a cached Metadata) is decoded as a client would."""
+    context = rctx(ctx, api_key, version)
+    resp = Dispatcher()(context, request)
     if isinstance(resp, Deferred):
         return await resp.run()
+    if isinstance(resp, EncodedResponse):
+        frame = b"".join(encode_response(context.header, resp))
+        return decode_response(api_key, version, frame[4:])[1]
     return resp
