@@ -574,32 +574,41 @@ class Controller:
         if req.error is not None:
             return
         live = set(self._mirror.live())
-        result = await self._update(
+        await self._answer_partition(
+            key,
             name,
             index,
+            req,
             lambda rec: decisions.reassign(rec, req.replicas, live, epoch=self.epoch),
             "reassignment",
-            also=[Delete(key)],
         )
-        if isinstance(result, RequestError) or result is None:
-            error = result or RequestError(
-                code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                message=f"Partition {name}-{index} does not exist.",
-            )
-            await self._refuse(key, encode(replace(req, error=error)), error)
 
     async def _elect(self, key: str, name: str, index: int, req: ElectRequest) -> None:
         if req.error is not None:
             return
         live = set(self._mirror.live())
         elect = decisions.elect_unclean if req.unclean else decisions.elect_preferred
-        result = await self._update(
+        await self._answer_partition(
+            key,
             name,
             index,
+            req,
             lambda rec: elect(rec, live, epoch=self.epoch),
             "unclean_election" if req.unclean else "preferred_election",
-            also=[Delete(key)],
         )
+
+    async def _answer_partition(
+        self,
+        key: str,
+        name: str,
+        index: int,
+        req: ReassignRequest | ElectRequest,
+        decide: Callable[[PartitionRecord], PartitionRecord | RequestError | None],
+        reason: str,
+    ) -> None:
+        """Apply a request about one partition, deleting its key in the same
+        write, or answer it with the refusal (an unknown partition included)."""
+        result = await self._update(name, index, decide, reason, also=[Delete(key)])
         if isinstance(result, RequestError) or result is None:
             error = result or RequestError(
                 code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,

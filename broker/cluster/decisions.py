@@ -239,37 +239,38 @@ def complete_reassignment(
     target = target_of(rec)
     if not all(r in rec.isr for r in target):
         return None
-    isr = [r for r in rec.isr if r in target]
-    leader = rec.leader
-    if leader not in target:
-        cands = [r for r in target if r in isr and r in live]
-        leader = cands[0] if cands else NO_LEADER
-    return changed(
-        rec,
-        epoch=epoch,
-        replicas=target,
-        isr=isr,
-        leader=leader,
-        adding=(),
-        removing=(),
-    )
+    return _settled(rec, target, live, epoch=epoch)
 
 
 def _cancel(
     rec: PartitionRecord, live: Collection[int], *, epoch: int
 ) -> PartitionRecord:
     """Back to the replicas before the reassignment; added replicas leave the ISR."""
-    origin = _origin(rec)
-    isr = [r for r in rec.isr if r in origin]
+    # No original replica in sync: keep the last ISR.
+    return _settled(rec, _origin(rec), live, epoch=epoch, keep_isr=True)
+
+
+def _settled(
+    rec: PartitionRecord,
+    replicas: Sequence[int],
+    live: Collection[int],
+    *,
+    epoch: int,
+    keep_isr: bool = False,
+) -> PartitionRecord:
+    """The partition on ``replicas`` with no reassignment in progress: the other
+    replicas leave the ISR (``keep_isr``: the ISR stays if none would be left), and
+    a leader not among them hands over to the first live one in sync."""
+    isr = [r for r in rec.isr if r in replicas]
     leader = rec.leader
-    if leader not in origin:
-        cands = [r for r in origin if r in isr and r in live]
+    if leader not in replicas:
+        cands = [r for r in replicas if r in isr and r in live]
         leader = cands[0] if cands else NO_LEADER
     return changed(
         rec,
         epoch=epoch,
-        replicas=origin,
-        isr=isr or rec.isr,  # no original replica in sync: keep the last ISR
+        replicas=replicas,
+        isr=(isr or rec.isr) if keep_isr else isr,
         leader=leader,
         adding=(),
         removing=(),

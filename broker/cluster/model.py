@@ -61,6 +61,29 @@ def _ints(data: Mapping[str, Any], key: str) -> tuple[int, ...]:
     return tuple(v)
 
 
+def _bool(data: Mapping[str, Any], key: str) -> bool:
+    v = data.get(key, False)
+    if not isinstance(v, bool):
+        raise BadRecord(f"{key!r} is not a boolean")
+    return v
+
+
+def _assignment(data: Mapping[str, Any]) -> tuple[tuple[int, ...], ...] | None:
+    """The optional ``assignment`` field: replicas per partition, or None."""
+    raw = data.get("assignment")
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise BadRecord("'assignment' is not a list")
+    return tuple(_ints({"r": r}, "r") for r in raw)
+
+
+def _assignment_json(
+    assignment: tuple[tuple[int, ...], ...] | None,
+) -> list[list[int]] | None:
+    return None if assignment is None else [list(r) for r in assignment]
+
+
 def _str_map(data: Mapping[str, Any], key: str) -> dict[str, str]:
     v = data.get(key, {})
     if not isinstance(v, dict) or not all(
@@ -195,15 +218,12 @@ class TopicRecord:
             tid = uuid.UUID(_str(data, "topic_id"))
         except ValueError as e:
             raise BadRecord(f"'topic_id' is not a UUID: {e}") from e
-        internal = data.get("internal", False)
-        if not isinstance(internal, bool):
-            raise BadRecord("'internal' is not a boolean")
         return cls(
             name=_str(data, "name"),
             topic_id=tid,
             partitions=_int(data, "partitions"),
             configs=_str_map(data, "configs"),
-            internal=internal,
+            internal=_bool(data, "internal"),
         )
 
 
@@ -281,6 +301,10 @@ def _error(data: Mapping[str, Any]) -> RequestError | None:
     return None if e is None else RequestError.from_json(e)
 
 
+def _error_json(error: RequestError | None) -> dict[str, Any] | None:
+    return None if error is None else error.to_json()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CreateTopicRequest:
     """``admin/create/{name}``: any broker asks the controller to create a topic.
@@ -304,22 +328,14 @@ class CreateTopicRequest:
             "partitions": self.partitions,
             "replication_factor": self.replication_factor,
             "configs": dict(self.configs),
-            "assignment": None
-            if self.assignment is None
-            else [list(r) for r in self.assignment],
+            "assignment": _assignment_json(self.assignment),
             "topic_id": None if self.topic_id is None else str(self.topic_id),
-            "error": None if self.error is None else self.error.to_json(),
+            "error": _error_json(self.error),
         }
 
     @classmethod
     def decode(cls, raw: bytes) -> CreateTopicRequest:
         data = _obj(raw)
-        raw_assignment = data.get("assignment")
-        assignment: tuple[tuple[int, ...], ...] | None = None
-        if raw_assignment is not None:
-            if not isinstance(raw_assignment, list):
-                raise BadRecord("'assignment' is not a list")
-            assignment = tuple(_ints({"r": r}, "r") for r in raw_assignment)
         tid = _opt_str(data, "topic_id")
         try:
             topic_id = None if tid is None else uuid.UUID(tid)
@@ -330,7 +346,7 @@ class CreateTopicRequest:
             partitions=_int(data, "partitions"),
             replication_factor=_int(data, "replication_factor"),
             configs=_str_map(data, "configs"),
-            assignment=assignment,
+            assignment=_assignment(data),
             topic_id=topic_id,
             error=_error(data),
         )
@@ -349,25 +365,17 @@ class CreatePartitionsRequest:
         return {
             "name": self.name,
             "count": self.count,
-            "assignment": None
-            if self.assignment is None
-            else [list(r) for r in self.assignment],
-            "error": None if self.error is None else self.error.to_json(),
+            "assignment": _assignment_json(self.assignment),
+            "error": _error_json(self.error),
         }
 
     @classmethod
     def decode(cls, raw: bytes) -> CreatePartitionsRequest:
         data = _obj(raw)
-        raw_assignment = data.get("assignment")
-        assignment: tuple[tuple[int, ...], ...] | None = None
-        if raw_assignment is not None:
-            if not isinstance(raw_assignment, list):
-                raise BadRecord("'assignment' is not a list")
-            assignment = tuple(_ints({"r": r}, "r") for r in raw_assignment)
         return cls(
             name=_str(data, "name"),
             count=_int(data, "count"),
-            assignment=assignment,
+            assignment=_assignment(data),
             error=_error(data),
         )
 
@@ -383,7 +391,7 @@ class ReassignRequest:
     def to_json(self) -> dict[str, Any]:
         return {
             "replicas": list(self.replicas),
-            "error": None if self.error is None else self.error.to_json(),
+            "error": _error_json(self.error),
         }
 
     @classmethod
@@ -403,16 +411,13 @@ class ElectRequest:
     def to_json(self) -> dict[str, Any]:
         return {
             "unclean": self.unclean,
-            "error": None if self.error is None else self.error.to_json(),
+            "error": _error_json(self.error),
         }
 
     @classmethod
     def decode(cls, raw: bytes) -> ElectRequest:
         data = _obj(raw)
-        unclean = data.get("unclean", False)
-        if not isinstance(unclean, bool):
-            raise BadRecord("'unclean' is not a boolean")
-        return cls(unclean=unclean, error=_error(data))
+        return cls(unclean=_bool(data, "unclean"), error=_error(data))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -431,12 +436,9 @@ class ShutdownRequest:
     @classmethod
     def decode(cls, raw: bytes) -> ShutdownRequest:
         data = _obj(raw)
-        done = data.get("done", False)
-        if not isinstance(done, bool):
-            raise BadRecord("'done' is not a boolean")
         return cls(
             node_id=_int(data, "node_id"),
-            done=done,
+            done=_bool(data, "done"),
             remaining=_int(data, "remaining"),
         )
 
@@ -449,7 +451,7 @@ class DeleteTopicRequest:
     error: RequestError | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"error": None if self.error is None else self.error.to_json()}
+        return {"error": _error_json(self.error)}
 
     @classmethod
     def decode(cls, raw: bytes) -> DeleteTopicRequest:

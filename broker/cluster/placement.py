@@ -22,7 +22,7 @@ with.
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Final, Protocol
 
 from protocol.error_codes import ErrorCode
@@ -120,6 +120,24 @@ def _starts(n: int, start_index: int | None, rng: _Random) -> tuple[int, int]:
     return rng.randrange(n), rng.randrange(n)
 
 
+def _firsts(
+    n: int,
+    partitions: int,
+    start_index: int | None,
+    start_partition: int,
+    rng: _Random,
+) -> Iterator[tuple[int, int]]:
+    """Kafka's walk over the partitions: each one's first-replica index among the
+    ``n`` brokers, and the follower shift (one more every ``n`` partitions)."""
+    start, shift = _starts(n, start_index, rng)
+    p = max(0, start_partition)
+    for _ in range(partitions):
+        if p > 0 and p % n == 0:
+            shift += 1
+        yield (p + start) % n, shift
+        p += 1
+
+
 def _rack_unaware(
     ids: Sequence[int],
     partitions: int,
@@ -129,21 +147,13 @@ def _rack_unaware(
     rng: _Random,
 ) -> Assignment:
     n = len(ids)
-    start, shift = _starts(n, start_index, rng)
-    out: Assignment = []
-    p = max(0, start_partition)
-    for _ in range(partitions):
-        if p > 0 and p % n == 0:
-            shift += 1
-        first = (p + start) % n
-        out.append(
-            (
-                ids[first],
-                *(ids[_follower_index(first, shift, k, n)] for k in range(rf - 1)),
-            )
+    return [
+        (
+            ids[first],
+            *(ids[_follower_index(first, shift, k, n)] for k in range(rf - 1)),
         )
-        p += 1
-    return out
+        for first, shift in _firsts(n, partitions, start_index, start_partition, rng)
+    ]
 
 
 def _rack_aware(
@@ -157,13 +167,8 @@ def _rack_aware(
     ids = rack_alternated(racks)
     n = len(ids)
     n_racks = len(set(racks.values()))
-    start, shift = _starts(n, start_index, rng)
     out: Assignment = []
-    p = max(0, start_partition)
-    for _ in range(partitions):
-        if p > 0 and p % n == 0:
-            shift += 1
-        first = (p + start) % n
+    for first, shift in _firsts(n, partitions, start_index, start_partition, rng):
         leader = ids[first]
         replicas = [leader]
         used_racks = {racks[leader]}
@@ -178,7 +183,6 @@ def _rack_aware(
                 replicas.append(broker)
                 used_racks.add(rack)
         out.append(tuple(replicas))
-        p += 1
     return out
 
 

@@ -16,8 +16,7 @@ Version notes: flexible from v0.
 
 from __future__ import annotations
 
-import anyio
-
+from broker.cluster.outcomes import Outcomes, ask_each, by_topic
 from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
 from protocol.error_codes import ErrorCode
@@ -28,8 +27,6 @@ from protocol.messages.alter_partition_reassignments import (
     ReassignableTopicResponse,
 )
 
-CONCURRENT_REQUESTS = 16  # requests in flight to the controller at once
-
 
 @handler(api_key=45, name="alter_partition_reassignments", max_version=0)
 def alter_partition_reassignments(
@@ -39,7 +36,7 @@ def alter_partition_reassignments(
     cache = ctx.topics.cache
     cluster = ctx.topics.cluster
     node = ctx.config.node_id
-    results: dict[tuple[str, int], tuple[ErrorCode, str | None]] = {}
+    results: Outcomes = {}
     asking: list[tuple[str, int, tuple[int, ...]]] = []
     for t in request.topics:
         for p in t.partitions:
@@ -70,20 +67,20 @@ def alter_partition_reassignments(
                 asking.append((t.name, p.partition_index, tuple(target or ())))
 
     def response() -> AlterPartitionReassignmentsResponse:
-        by_topic: dict[str, list[ReassignablePartitionResponse]] = {}
-        for (topic, index), (code, message) in results.items():
-            if code:
-                ctx.metrics.error("alter_partition_reassignments", code.name)
-            by_topic.setdefault(topic, []).append(
-                ReassignablePartitionResponse(
-                    partition_index=index, error_code=code, error_message=message
-                )
-            )
+        grouped = by_topic(results, ctx.metrics, "alter_partition_reassignments")
         return AlterPartitionReassignmentsResponse(
             error_code=ErrorCode.NONE,
             responses=tuple(
-                ReassignableTopicResponse(name=t, partitions=tuple(ps))
-                for t, ps in by_topic.items()
+                ReassignableTopicResponse(
+                    name=topic,
+                    partitions=tuple(
+                        ReassignablePartitionResponse(
+                            partition_index=index, error_code=code, error_message=msg
+                        )
+                        for index, code, msg in ps
+                    ),
+                )
+                for topic, ps in grouped.items()
             ),
         )
 
@@ -91,21 +88,7 @@ def alter_partition_reassignments(
         return response()
 
     async def reassign() -> AlterPartitionReassignmentsResponse:
-        limiter = anyio.CapacityLimiter(CONCURRENT_REQUESTS)
-
-        async def one(topic: str, index: int, replicas: tuple[int, ...]) -> None:
-            async with limiter:
-                error = await cluster.reassign(topic, index, replicas)
-            if error is not None:
-                try:
-                    code = ErrorCode(error.code)
-                except ValueError:
-                    code = ErrorCode.UNKNOWN_SERVER_ERROR
-                results[(topic, index)] = (code, error.message)
-
-        async with anyio.create_task_group() as tg:
-            for topic, index, replicas in asking:
-                tg.start_soon(one, topic, index, replicas)
+        await ask_each(asking, cluster.reassign, results)
         return response()
 
     return Deferred(reassign)

@@ -15,8 +15,8 @@ code; v2 flexible.
 
 from __future__ import annotations
 
-import anyio
-
+from broker.cluster.model import RequestError
+from broker.cluster.outcomes import Outcomes, ask_each, by_topic
 from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
 from protocol.error_codes import ErrorCode
@@ -28,7 +28,6 @@ from protocol.messages.elect_leaders import (
 )
 
 PREFERRED, UNCLEAN = 0, 1
-CONCURRENT_ELECTIONS = 16  # requests in flight to the controller at once
 
 
 @handler(api_key=43, name="elect_leaders", max_version=2)
@@ -48,8 +47,8 @@ def elect_leaders(rctx: RequestContext, request: ElectLeadersRequest) -> object:
             wanted = [(t.name, i) for t in cache.topics() for i in range(t.partitions)]
     else:
         wanted = [(t.topic, i) for t in request.topic_partitions for i in t.partitions]
-    codes: dict[tuple[str, int], tuple[ErrorCode, str | None]] = {}
-    asking: list[tuple[str, int]] = []
+    codes: Outcomes = {}
+    asking: list[tuple[str, int, bool]] = []
     for topic, index in dict.fromkeys(wanted):
         if request.election_type not in (PREFERRED, UNCLEAN):
             codes[(topic, index)] = (ErrorCode.INVALID_REQUEST, "unknown election type")
@@ -65,52 +64,34 @@ def elect_leaders(rctx: RequestContext, request: ElectLeadersRequest) -> object:
         elif cache.partition(topic, index) is None:
             codes[(topic, index)] = (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None)
         else:
-            asking.append((topic, index))
+            asking.append((topic, index, request.election_type == UNCLEAN))
 
     def response() -> ElectLeadersResponse:
-        by_topic: dict[str, list[PartitionResult]] = {}
-        for (topic, index), (code, message) in codes.items():
-            if code:
-                ctx.metrics.error("elect_leaders", code.name)
-            by_topic.setdefault(topic, []).append(
-                PartitionResult(
-                    partition_id=index, error_code=code, error_message=message
-                )
-            )
+        grouped = by_topic(codes, ctx.metrics, "elect_leaders")
         return ElectLeadersResponse(
             error_code=ErrorCode.NONE,
             replica_election_results=tuple(
-                ReplicaElectionResult(topic=t, partition_result=tuple(rs))
-                for t, rs in by_topic.items()
+                ReplicaElectionResult(
+                    topic=topic,
+                    partition_result=tuple(
+                        PartitionResult(
+                            partition_id=index, error_code=code, error_message=msg
+                        )
+                        for index, code, msg in rs
+                    ),
+                )
+                for topic, rs in grouped.items()
             ),
         )
 
     if not asking or cluster is None:
         return response()
-    unclean = request.election_type == UNCLEAN
 
-    async def elect() -> ElectLeadersResponse:
-        limiter = anyio.CapacityLimiter(CONCURRENT_ELECTIONS)
+    async def elect(topic: str, index: int, unclean: bool) -> RequestError | None:
+        return await cluster.elect(topic, index, unclean=unclean)
 
-        async def one(topic: str, index: int) -> None:
-            async with limiter:
-                error = await cluster.elect(topic, index, unclean=unclean)
-            codes[(topic, index)] = (
-                (ErrorCode.NONE, None)
-                if error is None
-                else (_code(error.code), error.message)
-            )
-
-        async with anyio.create_task_group() as tg:
-            for topic, index in asking:
-                tg.start_soon(one, topic, index)
+    async def elect_all() -> ElectLeadersResponse:
+        await ask_each(asking, elect, codes)
         return response()
 
-    return Deferred(elect)
-
-
-def _code(code: int) -> ErrorCode:
-    try:
-        return ErrorCode(code)
-    except ValueError:
-        return ErrorCode.UNKNOWN_SERVER_ERROR
+    return Deferred(elect_all)

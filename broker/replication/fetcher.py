@@ -436,16 +436,7 @@ class ReplicaFetcher:
                 self._delay(part, ErrorCode.CORRUPT_MESSAGE, str(exc))
                 return
             except StorageError as exc:
-                part.last_error = ErrorCode.KAFKA_STORAGE_ERROR
-                log.error(
-                    "replica_fetch_error",
-                    topic=part.tp.topic,
-                    partition=part.tp.partition,
-                    error=ErrorCode.KAFKA_STORAGE_ERROR.name,
-                    reason=str(exc),
-                    action="stopped",
-                )
-                self._stop(part, ErrorCode.KAFKA_STORAGE_ERROR)
+                self._storage_failed(part, exc)
                 return
             part.fetch_offset = end
         caught = part.fetch_offset >= part.leader_high_watermark
@@ -586,16 +577,7 @@ class ReplicaFetcher:
         try:
             after = await anyio.to_thread.run_sync(plog.truncate_to, target)
         except StorageError as exc:
-            part.last_error = ErrorCode.KAFKA_STORAGE_ERROR
-            log.error(
-                "replica_fetch_error",
-                topic=part.tp.topic,
-                partition=part.tp.partition,
-                error=ErrorCode.KAFKA_STORAGE_ERROR.name,
-                reason=str(exc),
-                action="stopped",
-            )
-            self._stop(part, ErrorCode.KAFKA_STORAGE_ERROR)
+            self._storage_failed(part, exc)
             return
         part.fetch_offset = after
         part.caught_up = False
@@ -608,6 +590,19 @@ class ReplicaFetcher:
             reason=reason,
             leader_epoch=part.leader_epoch,
         )
+
+    def _storage_failed(self, part: PartitionProgress, exc: StorageError) -> None:
+        """The local log could not be written: stop following the partition."""
+        part.last_error = ErrorCode.KAFKA_STORAGE_ERROR
+        log.error(
+            "replica_fetch_error",
+            topic=part.tp.topic,
+            partition=part.tp.partition,
+            error=ErrorCode.KAFKA_STORAGE_ERROR.name,
+            reason=str(exc),
+            action="stopped",
+        )
+        self._stop(part, ErrorCode.KAFKA_STORAGE_ERROR)
 
     def _delay(
         self, part: PartitionProgress, code: ErrorCode, reason: str = ""

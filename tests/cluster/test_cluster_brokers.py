@@ -4,6 +4,7 @@ outage and a clean leave."""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ import pytest
 
 from tests._broker import BrokerProcess, free_port, start_cluster_broker
 from tests.cluster.etcd import EtcdProcess
+from tests.cluster.helpers import wait_for
 
 PREFIX = "/ailurus"
 SESSION_MS = 3000
@@ -58,14 +60,8 @@ def _controller(etcd: EtcdProcess) -> int | None:
     return int(json.loads(out)["node_id"]) if out.strip() else None
 
 
-def _wait(what: str, cond: Callable[[], bool], timeout: float = 15) -> float:
-    """Poll ``cond`` until true; the seconds it took."""
-    start = time.monotonic()
-    while not cond():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-    return time.monotonic() - start
+# Poll etcd and the brokers' logs every 0.1 s, for at most 15 s by default.
+_wait = functools.partial(wait_for, timeout=15, interval=0.1)
 
 
 def test_three_brokers_register_and_one_is_controller(
@@ -215,4 +211,4 @@ def test_sigterm_removes_the_registration_at_once(
     assert _brokers(etcd) == [2]
     assert a.events("cluster_left")
     assert a.events("controller_resigned")
-    _wait("the other broker as controller", lambda: _controller(etcd) == 2, 10)
+    _wait("the other broker as controller", lambda: _controller(etcd) == 2, timeout=10)

@@ -95,6 +95,23 @@ from tests.cluster.cluster_fake import (
 )
 
 
+def reassign_request(
+    topic: str, targets: dict[int, tuple[int, ...] | None]
+) -> AlterPartitionReassignmentsRequest:
+    """Move each partition of ``topic`` to its replicas (None cancels)."""
+    return AlterPartitionReassignmentsRequest(
+        topics=(
+            ReassignableTopic(
+                name=topic,
+                partitions=tuple(
+                    ReassignablePartition(partition_index=i, replicas=r)
+                    for i, r in targets.items()
+                ),
+            ),
+        )
+    )
+
+
 @pytest.mark.anyio
 async def test_metadata_and_describe_cluster_answer_from_the_cache(
     tmp_path: Path,
@@ -340,19 +357,7 @@ async def test_elections_and_reassignments_go_through_the_controller(
             ctx,
             45,
             0,
-            AlterPartitionReassignmentsRequest(
-                topics=(
-                    ReassignableTopic(
-                        name="t",
-                        partitions=(
-                            ReassignablePartition(
-                                partition_index=0, replicas=(NODE, 3)
-                            ),
-                            ReassignablePartition(partition_index=9, replicas=(NODE,)),
-                        ),
-                    ),
-                )
-            ),
+            reassign_request("t", {0: (NODE, 3), 9: (NODE,)}),
         )
         assert isinstance(altered, AlterPartitionReassignmentsResponse)
         codes = {
@@ -408,18 +413,7 @@ async def test_a_single_node_answers_the_cluster_apis_alone(tmp_path: Path) -> N
                 ctx,
                 45,
                 0,
-                AlterPartitionReassignmentsRequest(
-                    topics=(
-                        ReassignableTopic(
-                            name="t",
-                            partitions=(
-                                ReassignablePartition(
-                                    partition_index=0, replicas=replicas
-                                ),
-                            ),
-                        ),
-                    )
-                ),
+                reassign_request("t", {0: replicas}),
             )
             assert isinstance(resp, AlterPartitionReassignmentsResponse)
             return resp.responses[0].partitions[0].error_code

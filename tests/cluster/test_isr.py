@@ -17,19 +17,11 @@ from broker.context import BrokerContext
 from broker.replication.isr import IsrManager
 from protocol.error_codes import ErrorCode
 from protocol.messages.fetch import (
-    FetchPartition,
-    FetchRequest,
     FetchResponse,
-    FetchTopic,
-    ReplicaState,
 )
 from protocol.messages.produce import (
-    PartitionProduceData,
-    ProduceRequest,
     ProduceResponse,
-    TopicProduceData,
 )
-from protocol.record_builder import RecordInput, build_batch
 from tests.cluster.cluster_fake import (
     NODE,
     FakeCluster,
@@ -38,44 +30,9 @@ from tests.cluster.cluster_fake import (
     running,
     settled,
 )
+from tests.cluster.helpers import fetch_request, produce_request
 
 FOLLOWER = 2
-
-
-def produce(acks: int) -> ProduceRequest:
-    return ProduceRequest(
-        acks=acks,
-        timeout_ms=5000,
-        topic_data=(
-            TopicProduceData(
-                name="t",
-                partition_data=(
-                    PartitionProduceData(
-                        index=0, records=build_batch([RecordInput(value=b"v")])
-                    ),
-                ),
-            ),
-        ),
-    )
-
-
-def fetch(offset: int, replica: int = -1) -> FetchRequest:
-    return FetchRequest(
-        replica_id=replica,
-        replica_state=ReplicaState(replica_id=replica, replica_epoch=-1),
-        max_wait_ms=0,
-        min_bytes=1,
-        topics=(
-            FetchTopic(
-                topic="t",
-                partitions=(
-                    FetchPartition(
-                        partition=0, fetch_offset=offset, partition_max_bytes=1 << 20
-                    ),
-                ),
-            ),
-        ),
-    )
 
 
 @asynccontextmanager
@@ -93,7 +50,7 @@ async def serving(tmp_path: Path, cluster: FakeCluster) -> AsyncIterator[BrokerC
 
 
 async def high_watermark(ctx: BrokerContext) -> int:
-    resp = await call(ctx, 1, 12, fetch(0))
+    resp = await call(ctx, 1, 12, fetch_request("t"))
     assert isinstance(resp, FetchResponse)
     part = resp.responses[0].partitions[0]
     assert part.error_code == ErrorCode.NONE
@@ -101,7 +58,7 @@ async def high_watermark(ctx: BrokerContext) -> int:
 
 
 async def follower_fetch(ctx: BrokerContext, offset: int) -> None:
-    resp = await call(ctx, 1, 12, fetch(offset, FOLLOWER))
+    resp = await call(ctx, 1, 12, fetch_request("t", offset, replica=FOLLOWER))
     assert isinstance(resp, FetchResponse)
     assert resp.responses[0].partitions[0].error_code == ErrorCode.NONE
 
@@ -117,13 +74,13 @@ async def test_acks_all_and_consumers_wait_for_the_isr_followers(
     async with serving(tmp_path, cluster) as ctx:
         cluster.add_topic("t", [[NODE, FOLLOWER]])
         await settled(ctx, cluster)
-        quick = await call(ctx, 0, 9, produce(1))
+        quick = await call(ctx, 0, 9, produce_request("t", timeout_ms=5000))
         assert isinstance(quick, ProduceResponse)
         assert quick.responses[0].partition_responses[0].error_code == 0
         answers: list[ProduceResponse] = []
 
         async def acks_all() -> None:
-            resp = await call(ctx, 0, 9, produce(-1))
+            resp = await call(ctx, 0, 9, produce_request("t", acks=-1, timeout_ms=5000))
             assert isinstance(resp, ProduceResponse)
             answers.append(resp)
 
@@ -160,7 +117,7 @@ async def test_acks_all_is_not_leader_once_the_leadership_moves(
         answers: list[ProduceResponse] = []
 
         async def acks_all() -> None:
-            resp = await call(ctx, 0, 9, produce(-1))
+            resp = await call(ctx, 0, 9, produce_request("t", acks=-1, timeout_ms=5000))
             assert isinstance(resp, ProduceResponse)
             answers.append(resp)
 
@@ -189,7 +146,7 @@ async def test_a_caught_up_replica_joins_the_isr_and_a_lagging_one_leaves(
         await settled(ctx, cluster)
         isr = IsrManager(cluster, ctx.topics, lag_time_max_ms=1000)
         for _ in range(3):
-            resp = await call(ctx, 0, 9, produce(1))
+            resp = await call(ctx, 0, 9, produce_request("t", timeout_ms=5000))
             assert isinstance(resp, ProduceResponse)
         plog = ctx.topics.logs.partition("t", 0)
         with anyio.fail_after(5):
@@ -209,7 +166,7 @@ async def test_a_caught_up_replica_joins_the_isr_and_a_lagging_one_leaves(
         assert await high_watermark(ctx) == 3
 
         # caught up a moment ago: stays
-        await call(ctx, 0, 9, produce(1))
+        await call(ctx, 0, 9, produce_request("t", timeout_ms=5000))
         await isr.shrink_all()
         kept = cluster.cache.partition("t", 0)
         assert kept is not None

@@ -18,16 +18,10 @@ from broker.cluster.model import (
 from broker.server import open_context
 from protocol.error_codes import ErrorCode
 from protocol.messages.fetch import (
-    FetchPartition,
-    FetchRequest,
     FetchResponse,
-    FetchTopic,
 )
 from protocol.messages.produce import (
-    PartitionProduceData,
-    ProduceRequest,
     ProduceResponse,
-    TopicProduceData,
 )
 from protocol.record_builder import RecordInput, build_batch
 from tests.cluster.cluster_fake import (
@@ -38,40 +32,7 @@ from tests.cluster.cluster_fake import (
     running,
     settled,
 )
-
-
-def produce_request(topic: str, partition: int = 0) -> ProduceRequest:
-    return ProduceRequest(
-        acks=1,
-        timeout_ms=1000,
-        topic_data=(
-            TopicProduceData(
-                name=topic,
-                partition_data=(
-                    PartitionProduceData(
-                        index=partition, records=build_batch([RecordInput(value=b"v")])
-                    ),
-                ),
-            ),
-        ),
-    )
-
-
-def fetch_request(topic: str, max_wait_ms: int = 0) -> FetchRequest:
-    return FetchRequest(
-        max_wait_ms=max_wait_ms,
-        min_bytes=1,
-        topics=(
-            FetchTopic(
-                topic=topic,
-                partitions=(
-                    FetchPartition(
-                        partition=0, fetch_offset=0, partition_max_bytes=1 << 20
-                    ),
-                ),
-            ),
-        ),
-    )
+from tests.cluster.helpers import fetch_request, produce_request
 
 
 @pytest.mark.anyio
@@ -183,7 +144,9 @@ async def test_leadership_changes_are_logged_and_wake_long_polls(
             result: list[object] = []
 
             async def poll() -> None:
-                result.append(await call(ctx, 1, 11, fetch_request("t", 20_000)))
+                result.append(
+                    await call(ctx, 1, 11, fetch_request("t", max_wait_ms=20_000))
+                )
 
             with anyio.fail_after(5):  # far below the 20 s long poll
                 async with anyio.create_task_group() as tg:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from kafka.structs import TopicPartition
 
 from tests._broker import BrokerProcess, start_cluster_broker
 from tests.cluster.etcd import ETCD, EtcdProcess
+from tests.cluster.helpers import wait_for
 
 PREFIX = "/repl"
 SESSION_MS = 3000
@@ -88,16 +89,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         for b in c.brokers.values():
             b.kill()
         etcd.kill()
-
-
-def _wait(what: str, cond: Callable[[], bool], timeout: float = 30) -> float:
-    """Poll ``cond`` until true; the seconds it took."""
-    start = time.monotonic()
-    while not cond():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 def _create(cluster: Cluster, topic: str, assignment: list[list[int]]) -> None:
@@ -214,7 +205,7 @@ def test_reassignment_copies_the_log_and_moves_leadership(cluster: Cluster) -> N
         tp = TopicPartition("mv", 0)
         admin.alter_partition_reassignments({tp: [2]})
         listed = admin.list_partition_reassignments([tp])
-        _wait(
+        wait_for(
             "the reassignment to complete",
             lambda: cluster.partition("mv", 0).get("replicas") == [2],
         )
@@ -294,20 +285,22 @@ def test_controlled_shutdown_under_load_then_preferred_election(
     leader = next(n for n in (3, 2, 1) if n != controller)
     replicas = [leader, *(n for n in (1, 2, 3) if n != leader)]
     _create(cluster, "cs", [replicas])
-    _wait("all replicas in sync", lambda: len(cluster.partition("cs", 0)["isr"]) == 3)
+    wait_for(
+        "all replicas in sync", lambda: len(cluster.partition("cs", 0)["isr"]) == 3
+    )
     epoch = cluster.partition("cs", 0)["leader_epoch"]
     with _Continuous(cluster, "cs") as load:
-        _wait("records acknowledged", lambda: len(load.acked) >= 200)
+        wait_for("records acknowledged", lambda: len(load.acked) >= 200)
         stopping = time.monotonic()
         stopper = threading.Thread(target=cluster.brokers[leader].stop)
         stopper.start()
-        moved = _wait(
+        moved = wait_for(
             "leadership to move",
             lambda: cluster.partition("cs", 0)["leader"] not in (leader, -1),
             timeout=15,
         )
         acked_at_move = len(load.acked)
-        _wait(
+        wait_for(
             "more records acknowledged", lambda: len(load.acked) >= acked_at_move + 200
         )
         stopper.join(timeout=30)
@@ -326,7 +319,7 @@ def test_controlled_shutdown_under_load_then_preferred_election(
     # the broker comes back, catches up, joins the ISR; a preferred election
     # gives it the leadership back
     cluster.start(leader)
-    _wait(
+    wait_for(
         f"broker {leader} back in the ISR",
         lambda: leader in cluster.partition("cs", 0)["isr"],
     )
@@ -336,7 +329,7 @@ def test_controlled_shutdown_under_load_then_preferred_election(
         admin.elect_leaders(ElectionType.PREFERRED, {"cs": [0]})
     finally:
         admin.close()
-    _wait(
+    wait_for(
         "the preferred leader", lambda: cluster.partition("cs", 0)["leader"] == leader
     )
     after = cluster.partition("cs", 0)

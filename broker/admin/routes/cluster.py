@@ -25,7 +25,7 @@ writes with 400. The cluster gauges of ``GET /metrics`` come from the same rows
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -372,26 +372,55 @@ def _timed_out(topic: str, index: int) -> HttpResponse:
     )
 
 
-async def _elect(view: AdminView, request: HttpRequest) -> HttpResponse:
+def _write(
+    view: AdminView, request: HttpRequest
+) -> tuple[BrokerContext, str, int, dict[str, object]] | HttpResponse:
+    """The context, topic, partition and JSON body of a partition write, or the
+    answer refusing it."""
     found = _target(view, request)
     if isinstance(found, HttpResponse):
         return found
-    ctx, topic, index = found
     body = _body(request)
     if isinstance(body, HttpResponse):
         return body
-    unclean = body.get("unclean", False)
-    if not isinstance(unclean, bool):
-        return HttpResponse.error(400, "unclean must be true or false")
-    assert ctx.coordination is not None
+    return (*found, body)
+
+
+async def _ask(
+    ctx: BrokerContext,
+    topic: str,
+    index: int,
+    ask: Callable[[], Awaitable[RequestError | None]],
+    *,
+    fine: ErrorCode | None = None,
+) -> HttpResponse:
+    """The partition once the controller has answered ``ask`` (a refusal with the
+    ``fine`` code counts as done), its refusal, or a 504 when it did not answer."""
     with anyio.move_on_after(WRITE_WAIT_S):
-        error = await ctx.coordination.elect(topic, index, unclean=unclean)
-        if error is not None and error.code == ErrorCode.ELECTION_NOT_NEEDED:
-            return _after(ctx, topic, index)  # already led by its preferred replica
-        if error is not None:
+        error = await ask()
+        if error is not None and error.code != fine:
             return _refusal(error)
         return _after(ctx, topic, index)
     return _timed_out(topic, index)
+
+
+async def _elect(view: AdminView, request: HttpRequest) -> HttpResponse:
+    found = _write(view, request)
+    if isinstance(found, HttpResponse):
+        return found
+    ctx, topic, index, body = found
+    unclean = body.get("unclean", False)
+    if not isinstance(unclean, bool):
+        return HttpResponse.error(400, "unclean must be true or false")
+    coordination = ctx.coordination
+    assert coordination is not None
+    return await _ask(
+        ctx,
+        topic,
+        index,
+        lambda: coordination.elect(topic, index, unclean=unclean),
+        fine=ErrorCode.ELECTION_NOT_NEEDED,  # already led by its preferred replica
+    )
 
 
 def _replicas(value: object) -> Sequence[int] | None:
@@ -403,13 +432,10 @@ def _replicas(value: object) -> Sequence[int] | None:
 
 
 async def _reassign(view: AdminView, request: HttpRequest) -> HttpResponse:
-    found = _target(view, request)
+    found = _write(view, request)
     if isinstance(found, HttpResponse):
         return found
-    ctx, topic, index = found
-    body = _body(request)
-    if isinstance(body, HttpResponse):
-        return body
+    ctx, topic, index, body = found
     replicas = _replicas(body.get("replicas"))
     if replicas is None:
         return HttpResponse.error(
@@ -417,13 +443,11 @@ async def _reassign(view: AdminView, request: HttpRequest) -> HttpResponse:
             'replicas must be a list of distinct node ids ({"replicas": [1, 2, 3]}; '
             "[] cancels a reassignment in progress)",
         )
-    assert ctx.coordination is not None
-    with anyio.move_on_after(WRITE_WAIT_S):
-        error = await ctx.coordination.reassign(topic, index, replicas)
-        if error is not None:
-            return _refusal(error)
-        return _after(ctx, topic, index)
-    return _timed_out(topic, index)
+    coordination = ctx.coordination
+    assert coordination is not None
+    return await _ask(
+        ctx, topic, index, lambda: coordination.reassign(topic, index, replicas)
+    )
 
 
 # -- metrics ----------------------------------------------------------------------
