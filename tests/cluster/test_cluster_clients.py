@@ -117,7 +117,7 @@ def test_client_produces_and_consumes_across_brokers(
     assert set(leaders.values()) == {1, 2, 3}
     sent = _records(driver.name, 12, 5)
     driver.produce(bootstrap, topic, "none", sent)
-    got = driver.read(bootstrap, topic, {p: ("earliest", 5) for p in range(12)})
+    got = driver.read(bootstrap, topic, dict.fromkeys(range(12), ("earliest", 5)))
     _assert_read_back(sent, got, 12)
     for p, recs in got.items():
         assert [without_offset(r).key for r in recs] == [
@@ -137,7 +137,7 @@ def test_sixty_partitions_take_records_through_one_bootstrap_broker(
     assert set(cluster.wait_leaders(topic, 60).values()) == {1, 2, 3}
     sent = _records("sixty", 60, 3)
     driver.produce(bootstrap, topic, "lz4", sent)
-    got = driver.read(bootstrap, topic, {p: ("earliest", 3) for p in range(60)})
+    got = driver.read(bootstrap, topic, dict.fromkeys(range(60), ("earliest", 3)))
     _assert_read_back(sent, got, 60)
 
 
@@ -210,7 +210,9 @@ def test_a_group_member_resumes_from_committed_offsets(cluster: Cluster) -> None
     per_partition: dict[int, list[int]] = {}
     for p, o, _ in got:
         per_partition.setdefault(p, []).append(o)
-    assert all(offsets == list(range(len(offsets))) for offsets in per_partition.values())
+    assert all(
+        offsets == list(range(len(offsets))) for offsets in per_partition.values()
+    )
     assert len(per_partition) > 1  # keys spread over partitions
 
     second = [f"b{i}" for i in range(60)]
@@ -261,9 +263,7 @@ def test_producing_to_a_new_topic_through_a_non_controller_creates_it(
     topic = _name("auto")
     _produce_keyed(cluster.bootstrap(node), topic, ["hello"])
     leaders = cluster.wait_leaders(topic, 1)
-    got = ConfluentDriver().read(
-        cluster.bootstrap(node), topic, {0: ("earliest", 1)}
-    )
+    got = ConfluentDriver().read(cluster.bootstrap(node), topic, {0: ("earliest", 1)})
     assert [r.value for r in got[0]] == [b"hello"]
     assert leaders[0] in (1, 2, 3)
 
@@ -284,7 +284,9 @@ def test_create_partitions_adds_led_partitions_that_take_records(
     driver = ConfluentDriver()
     sent = _records("grow", 9, 2)
     driver.produce(cluster.bootstrap(1), topic, "none", sent)
-    got = driver.read(cluster.bootstrap(2), topic, {p: ("earliest", 2) for p in range(9)})
+    got = driver.read(
+        cluster.bootstrap(2), topic, dict.fromkeys(range(9), ("earliest", 2))
+    )
     _assert_read_back(sent, got, 9)
 
 
@@ -298,7 +300,7 @@ def test_delete_topics_removes_it_from_every_broker(cluster: Cluster) -> None:
     driver.produce(cluster.bootstrap(1), topic, "none", _records("gone", 6, 2))
 
     def on_disk(i: int) -> list[Path]:
-        return [p for p in cluster.brokers[i].data_dir.rglob(f"{topic}*")]
+        return list(cluster.brokers[i].data_dir.rglob(f"{topic}*"))
 
     assert all(on_disk(i) for i in (1, 2, 3))
     driver.delete_topic(cluster.bootstrap(cluster.non_controller()), topic)
@@ -350,7 +352,9 @@ def test_cluster_info_and_health_describe_three_brokers(cluster: Cluster) -> Non
     assert health.returncode == 0, health.stdout + health.stderr
     assert "Healthy:" in health.stdout
     assert "true" in health.stdout.split("Healthy:")[1].splitlines()[0]
-    report = json.loads(_cli(cluster, 1, "--format", "json", "cluster", "health").stdout)
+    report = json.loads(
+        _cli(cluster, 1, "--format", "json", "cluster", "health").stdout
+    )
     assert report["healthy"] is True
     assert report["all_nodes"] == [1, 2, 3]
     assert report["controller_id"] == controller
