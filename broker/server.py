@@ -245,7 +245,7 @@ async def _open_services(
     coordination: ClusterService | None = None
     if config.cluster is not None and cluster is None:
         try:
-            coordination = await _join_cluster(config, runtime, kafka)
+            coordination = await _join_cluster(config, runtime, kafka, metrics)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await close_log_manager(logs)
@@ -280,7 +280,7 @@ async def _open_services(
             for plog in logs:
                 producers.forget(plog)
 
-        replicas = ReplicaManager(cluster, topics, durability, forget)
+        replicas = ReplicaManager(cluster, topics, durability, forget, metrics)
     return BrokerContext(
         config=config,
         metrics=metrics,
@@ -301,7 +301,10 @@ async def _open_services(
 
 
 async def _join_cluster(
-    config: BrokerConfig, runtime: Runtime, kafka: KafkaListeners | None
+    config: BrokerConfig,
+    runtime: Runtime,
+    kafka: KafkaListeners | None,
+    metrics: Metrics,
 ) -> ClusterService:
     """Register this broker (its advertised listeners and admin API) in the
     cluster and load the cluster's state (:meth:`ClusterService.connect`)."""
@@ -316,7 +319,10 @@ async def _join_cluster(
     ]
     admin = runtime.admin_address
     return await ClusterService.connect(
-        config, endpoints, None if admin is None else f"{admin[0]}:{admin[1]}"
+        config,
+        endpoints,
+        None if admin is None else f"{admin[0]}:{admin[1]}",
+        metrics=metrics,
     )
 
 

@@ -12,9 +12,10 @@ Failure model:
   :class:`LeaseExpired` (the lease expired or was revoked);
 - with several endpoints, a call that finds one unreachable tries the next;
 - :meth:`EtcdStore.watch_prefix` never gives up on an outage: it reconnects with
-  back-off and resumes after the last revision it delivered, logging
-  ``etcd_unavailable`` once when the outage starts and ``etcd_reconnected`` once
-  when it ends. Only a compacted history ends it (:class:`StoreUnavailable`: the
+  back-off and resumes after the last revision it delivered. The store (not each
+  watch: the cache and the controller watch at once) logs ``etcd_unavailable``
+  once when an outage starts, calls ``on_unavailable`` (the metrics' count), and
+  logs ``etcd_reconnected`` once when a watch is back. Only a compacted history ends it (:class:`StoreUnavailable`: the
   caller re-reads with :meth:`EtcdStore.get_prefix` and watches again).
 
 What etcd 3.4 does, checked against a real etcd (tests/cluster/test_etcd_store.py):
@@ -156,7 +157,11 @@ class EtcdStore:
     """The cluster's store over one etcd cluster (one or more client endpoints)."""
 
     def __init__(
-        self, endpoints: Sequence[tuple[str, int]], *, timeout_s: float = 5.0
+        self,
+        endpoints: Sequence[tuple[str, int]],
+        *,
+        timeout_s: float = 5.0,
+        on_unavailable: Callable[[], None] | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("no etcd endpoints")
@@ -164,6 +169,8 @@ class EtcdStore:
         self._timeout_s = timeout_s
         self._index = 0
         self._client: aetcd.Client | None = None
+        self._on_unavailable = on_unavailable
+        self._outage = False  # a watch found etcd gone and none is back yet
 
     @property
     def endpoint(self) -> str:
@@ -311,13 +318,12 @@ class EtcdStore:
         docstring for outages and compaction)."""
         next_revision = start_revision
         pause = _WATCH_BACKOFF_S[0]
-        outage = False
         while True:
             client = await self._current()
             try:
                 async for batch in self._watch_stream(client, prefix, next_revision):
-                    if outage:
-                        outage = False
+                    if self._outage:
+                        self._outage = False
                         log.info("etcd_reconnected", endpoint=self.endpoint)
                     pause = _WATCH_BACKOFF_S[0]
                     for event in batch:
@@ -326,13 +332,15 @@ class EtcdStore:
             except _Compacted as e:
                 raise StoreUnavailable(str(e)) from e
             except _WATCH_ERRORS as e:
-                if not outage:
-                    outage = True
+                if not self._outage:
+                    self._outage = True
                     log.warning(
                         "etcd_unavailable",
                         endpoint=self.endpoint,
                         error=str(_error(e, "watch")),
                     )
+                    if self._on_unavailable is not None:
+                        self._on_unavailable()
                 await self._next_endpoint(client)
             await anyio.sleep(pause)
             pause = min(pause * 2, _WATCH_BACKOFF_S[1])

@@ -65,6 +65,7 @@ from broker.cluster.store import (
     StoreUnavailable,
 )
 from broker.config import BrokerConfig, ClusterSettings
+from broker.metrics import Metrics
 from broker.startup import EXIT_CONFIG, EXIT_FAILURE, StartupError
 from protocol.error_codes import ErrorCode
 
@@ -137,10 +138,12 @@ class ClusterService:
         *,
         store: Store | None = None,
         controller_type: type[Controller] = Controller,
+        metrics: Metrics | None = None,
     ) -> ClusterService:
         """Connect to etcd, adopt the cluster id, register this broker under its
         session lease and load the cache. ``store`` (default: etcd at
-        ``config.cluster``) and ``controller_type`` are for tests.
+        ``config.cluster``) and ``controller_type`` are for tests; ``metrics``
+        counts etcd's outages.
 
         Raises:
             StartupError: etcd is unreachable, or the node id is taken.
@@ -153,7 +156,11 @@ class ClusterService:
 
             # a call may take a third of the session: the keep-alive must fit
             timeout_s = min(5.0, max(1.0, settings.session_timeout_ms / 3000))
-            store = EtcdStore(settings.endpoints, timeout_s=timeout_s)
+            store = EtcdStore(
+                settings.endpoints,
+                timeout_s=timeout_s,
+                on_unavailable=None if metrics is None else metrics.etcd_lost,
+            )
         keys = Keys(settings.prefix)
         info = BrokerInfo(
             node_id=config.node_id,

@@ -47,6 +47,7 @@ from broker.cluster.cache import MetadataCache
 from broker.cluster.model import NO_LEADER, CreateTopicRequest, TopicRecord
 from broker.cluster.requests import ClusterRequests
 from broker.durability.acks import Durability
+from broker.metrics import Metrics
 from broker.topics.service import TopicService
 from storage.errors import LogClosed, StorageError
 from storage.log_manager import TopicMeta
@@ -70,8 +71,10 @@ class ReplicaManager:
         topics: TopicService,
         durability: Durability,
         on_deleted: OnDeleted,
+        metrics: Metrics | None = None,
     ) -> None:
         self.cluster = cluster
+        self.metrics = metrics  # counts the leader changes it logs
         self.cache: MetadataCache = cluster.cache
         self.topics = topics
         self.durability = durability
@@ -228,6 +231,8 @@ class ReplicaManager:
                 reason = "offline"
             else:
                 reason = "moved"
+            if self.metrics is not None:
+                self.metrics.leader_changed()
             log.info(
                 "leader_changed",
                 topic=key[0],

@@ -180,6 +180,15 @@ class Cluster:
 
         return dict(wait_for(f"leaders of {topic}", ready))
 
+    def metric(self, node_id: int, name: str) -> float:
+        """One unlabelled sample of broker ``node_id``'s ``/metrics``."""
+        status, body = self.brokers[node_id].http("/metrics")
+        assert status == 200
+        for line in body.decode().splitlines():
+            if line.startswith(f"{name} "):
+                return float(line.split()[1])
+        raise AssertionError(f"no {name} in /metrics")
+
     def find_coordinator(self, node_id: int, group: str) -> tuple[int, int]:
         """(error code, coordinator node id) from FindCoordinator v3 to a broker."""
         with self.brokers[node_id].connect() as sock:

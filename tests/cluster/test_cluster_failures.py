@@ -172,6 +172,8 @@ def test_a_killed_broker_takes_its_partitions_offline_until_it_returns(
         for r in cluster.brokers[survivor].admin("GET", f"/v1/partitions/{topic}")
     }
     assert all(after[p] > epochs[p] for p in theirs)
+    # the returned broker counts the leaderships it took up again
+    assert cluster.metric(victim, "ailurus_leader_changes_total") >= len(theirs)
     got = driver.read(
         cluster.bootstrap(survivor), topic, dict.fromkeys(theirs, ("earliest", 4))
     )
@@ -244,7 +246,13 @@ def test_brokers_keep_serving_through_an_etcd_outage(cluster: Cluster) -> None:
     )
     assert {p: [r.value for r in recs] for p, recs in got.items()} == per_partition
     wait_for("every registration", lambda: cluster.registered() == [1, 2, 3])
-    assert all(b.proc.poll() is None for b in cluster.brokers.values())
+    for i, b in cluster.brokers.items():
+        assert b.proc.poll() is None
+        # once per broker, though the cache and the controller both watch
+        assert len(b.events("etcd_unavailable")) == 1, i
+        wait_for(f"broker {i} to reconnect", lambda b=b: b.events("etcd_reconnected"))
+        assert len(b.events("etcd_reconnected")) == 1, i
+        assert cluster.metric(i, "ailurus_etcd_unavailable_total") == 1
     cluster.create_topic(3, "after-outage", 3)
     assert len(cluster.wait_leaders("after-outage", 3)) == 3
 
