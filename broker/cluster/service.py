@@ -482,6 +482,9 @@ class ClusterService:
             return
         if kv is None:
             return  # gone already: campaign again
+        if kv.lease == self._lease:
+            await self._resign(kv.create_revision)  # ours, left by a failed resign
+            return
         seen = self.cache.version
         while True:
             c = self.cache.controller
@@ -597,6 +600,8 @@ class ClusterService:
                         [Compare(key, absent=True)], [Put(key, value)]
                     )
                     if not ok:
+                        ok, revision = await self._replace_refused(key, value)
+                    if not ok:
                         return exists or RequestError(
                             code=ErrorCode.REQUEST_TIMED_OUT,
                             message="the same request is already pending",
@@ -616,6 +621,16 @@ class ClusterService:
                         return None
                 seen = await self.cache.wait_changed(seen)
         return timed_out
+
+    async def _replace_refused(self, key: str, value: bytes) -> tuple[bool, int]:
+        """Replace a request the controller refused and nobody collected (its
+        broker stopped while waiting); (False, 0) if the request is pending."""
+        kv = await self.store.get(key)
+        if kv is None or _request_error(kv.value) is None:
+            return False, 0
+        return await self.store.txn(
+            [Compare(key, mod_revision=kv.mod_revision)], [Put(key, value)]
+        )
 
     async def _delete_request(self, key: str) -> None:
         try:

@@ -6,8 +6,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from anyio.pytest_plugin import get_runner
 
 from tests.cluster.etcd import ETCD, EtcdProcess
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_event_loop(anyio_backend: str) -> Iterator[None]:
+    """Hold anyio's test runner for the session: one event loop for every cluster
+    test. A gRPC operation that completes after its test (the cancel of a watch
+    stream) is delivered to the loop it started on, which a loop per test would
+    have closed."""
+    with get_runner(anyio_backend, {}):
+        yield
 
 
 @pytest.fixture

@@ -73,7 +73,9 @@ async def _answer_requests(store: EtcdStore) -> None:
                             guard,
                             [Put(kv.key, encode(_with_error(refused, error)))],
                         )
-                case ["admin", "create", name] if not name.startswith("slow"):
+                case ["admin", "create", name] if not name.startswith("slow") and (
+                    CreateTopicRequest.decode(kv.value).error is None
+                ):
                     record = TopicRecord(name=name, topic_id=uuid.uuid4(), partitions=1)
                     state = PartitionRecord(
                         replicas=(1,), leader=1, leader_epoch=0, isr=(1,)
@@ -300,11 +302,13 @@ class _FencedOnce(Controller):
     """A controller whose first term ends with a failed guarded write."""
 
     terms: ClassVar[list[int]] = []
+    second_term: ClassVar[anyio.Event]
 
     async def run(self) -> None:
         _FencedOnce.terms.append(self.epoch)
         if len(_FencedOnce.terms) == 1:
             raise NotController("guarded write failed")
+        _FencedOnce.second_term.set()
         await anyio.sleep_forever()
 
 
@@ -314,10 +318,10 @@ async def test_a_fenced_controller_resigns_and_campaigns_again(
     """NotController ends the term: the key is deleted and the broker, alone,
     is elected again at a higher epoch."""
     _FencedOnce.terms = []
+    _FencedOnce.second_term = anyio.Event()
 
     async def body(service: ClusterService) -> None:
-        while len(_FencedOnce.terms) < 2:
-            await service.cache.wait_changed(service.cache.version)
+        await _FencedOnce.second_term.wait()
         second = _FencedOnce.terms[1]
         while (
             service.cache.controller is None or service.cache.controller.epoch != second
@@ -334,3 +338,25 @@ async def test_a_fenced_controller_resigns_and_campaigns_again(
         (first, "fenced"),
         (second, "stopped"),
     ]
+
+
+async def test_a_refusal_nobody_collected_does_not_block_a_new_request(
+    etcd: EtcdProcess, stand_in: EtcdStore
+) -> None:
+    """A refused request left behind by a stopped broker is replaced by the next
+    request for the same topic."""
+    stale = CreateTopicRequest(
+        name="again",
+        partitions=1,
+        error=RequestError(code=ErrorCode.INVALID_PARTITIONS, message="old"),
+    )
+    await stand_in.put(KEYS.create("again"), encode(stale))
+
+    async def body(service: ClusterService) -> None:
+        [result] = await service.create_topics(
+            [CreateTopicRequest(name="again", partitions=1)]
+        )
+        assert result is None
+        assert service.cache.topic("again") is not None
+
+    await _running(etcd, 1, body)
