@@ -180,6 +180,13 @@ async def test_create_topics_returns_once_the_topic_is_in_the_cache(
     await _running(etcd, 1, body)
 
 
+class _Idle(Controller):
+    """A controller that answers nothing: the stand-in alone answers requests."""
+
+    async def run(self) -> None:
+        await anyio.sleep_forever()
+
+
 async def test_an_unanswered_request_times_out(
     etcd: EtcdProcess, stand_in: EtcdStore
 ) -> None:
@@ -193,7 +200,8 @@ async def test_an_unanswered_request_times_out(
         assert result is not None
         assert result.code == ErrorCode.REQUEST_TIMED_OUT
 
-    await _running(etcd, 1, body, request_timeout_ms=1000)
+    # the real controller would create the topic the stand-in leaves unanswered
+    await _running(etcd, 1, body, controller_type=_Idle, request_timeout_ms=1000)
 
 
 async def test_delete_topic_returns_once_the_topic_left_the_cache(
@@ -226,7 +234,7 @@ async def test_controlled_shutdown_returns_what_the_controller_left(
         assert await service.controlled_shutdown() == 1
         assert await stand_in.get(KEYS.shutdown(1)) is None
 
-    await _running(etcd, 1, body)
+    await _running(etcd, 1, body, controller_type=_Idle)
 
 
 async def test_cache_follows_other_brokers_and_the_controller(
