@@ -13,6 +13,7 @@ import json
 import signal
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,10 @@ class Cluster:
 
     def start(self) -> Cluster:
         self.etcd.start()
-        for i in self.ports:
-            self.start_broker(i)
+        # all at once: registration and the election race as in a real roll-out
+        with ThreadPoolExecutor(len(self.ports)) as pool:
+            for f in [pool.submit(self.start_broker, i) for i in self.ports]:
+                f.result()
         self.wait_settled()
         return self
 
