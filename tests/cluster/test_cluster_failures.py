@@ -17,6 +17,12 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from protocol.messages.create_topics import (
+    CreatableTopic,
+    CreateTopicsRequest,
+    CreateTopicsResponse,
+)
+from tests._broker import request
 from tests.cluster.e2e_cluster import SESSION_MS, Cluster, wait_for
 from tests.integration._cli_drivers import KCAT_HEADERS
 from tests.integration._client_drivers import ConfluentDriver, Rec
@@ -68,12 +74,33 @@ def _cli(cluster: Cluster, node: int, *args: str) -> subprocess.CompletedProcess
 def test_a_killed_controller_is_replaced_and_topics_can_be_created(
     cluster: Cluster,
 ) -> None:
-    """kill -9 of the controller: another broker is controller within the session
-    timeout, every survivor names it, and CreateTopics through a survivor works."""
+    """kill -9 of the controller: a CreateTopics sent at once is applied by the
+    next controller, elected within the session timeout; every survivor names it,
+    and a client's CreateTopics through a survivor works."""
     first = cluster.controller()
     assert first is not None
     cluster.kill(first)
     started = time.monotonic()
+    # sent before any broker is controller: it waits for the next one
+    survivor = next(i for i in (1, 2, 3) if i != first)
+    with cluster.brokers[survivor].connect() as sock:
+        sock.settimeout(30)
+        early = request(
+            sock,
+            19,
+            4,
+            CreateTopicsRequest(
+                topics=(
+                    CreatableTopic(
+                        name="during-failover", num_partitions=4, replication_factor=1
+                    ),
+                ),
+                timeout_ms=20_000,
+            ),
+        )
+    assert isinstance(early, CreateTopicsResponse)
+    assert [(t.name, t.error_code) for t in early.topics] == [("during-failover", 0)]
+    assert set(cluster.wait_leaders("during-failover", 4).values()) <= set(cluster.live)
     new = wait_for(
         "a new controller",
         lambda: (c := cluster.controller()) not in (None, first) and c,
