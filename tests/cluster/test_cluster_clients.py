@@ -25,6 +25,12 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import NewPartitions
 
+from protocol.messages.create_topics import (
+    CreatableTopic,
+    CreateTopicsRequest,
+    CreateTopicsResponse,
+)
+from tests._broker import request
 from tests.cluster.e2e_cluster import Cluster, wait_for
 from tests.integration._cli_drivers import KCAT_HEADERS, KafkajsDriver, KcatDriver
 from tests.integration._client_drivers import (
@@ -231,10 +237,30 @@ def test_a_group_member_resumes_from_committed_offsets(cluster: Cluster) -> None
 
 
 def test_create_topics_through_a_non_controller_broker(cluster: Cluster) -> None:
-    """CreateTopics sent to a broker that is not the controller (confluent's
-    AdminClient and kafka-python's admin) creates the topic on every broker."""
+    """CreateTopics sent to a broker that is not the controller creates the topic
+    on every broker; so do confluent's AdminClient and kafka-python's admin
+    bootstrapped on it (they send theirs to the controller Metadata names)."""
     node = cluster.non_controller()
     assert node != cluster.controller()
+    raw_topic = _name("raw-admin")
+    with cluster.brokers[node].connect() as sock:
+        created = request(
+            sock,
+            19,
+            5,
+            CreateTopicsRequest(
+                topics=(
+                    CreatableTopic(
+                        name=raw_topic, num_partitions=5, replication_factor=1
+                    ),
+                ),
+                timeout_ms=20_000,
+            ),
+        )
+    assert isinstance(created, CreateTopicsResponse)
+    [answer] = created.topics
+    assert (answer.name, answer.error_code, answer.num_partitions) == (raw_topic, 0, 5)
+    assert set(cluster.wait_leaders(raw_topic, 5).values()) == {1, 2, 3}
     ck_topic = _name("ck-admin")
     cluster.create_topic(node, ck_topic, 6)
     assert len(cluster.wait_leaders(ck_topic, 6)) == 6
