@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import aetcd
 import aetcd.rpc as rpc
 import anyio
+import anyio.lowlevel
 import grpc
 import structlog
 from aetcd.utils import prefix_range_end
@@ -82,6 +83,19 @@ _WATCH_ERRORS: tuple[type[Exception], ...] = (
     aetcd.ClientError,
     StoreUnavailable,
 )
+
+
+async def _own_cancellation() -> None:
+    """After grpc raised CancelledError: raise anyio's if our scope is cancelled.
+
+    A grpc call cancelled with the task that awaits it raises a CancelledError of
+    its own, without the cancel scope's message, so anyio would not recognise it
+    and would let it escape the scope that was cancelled (it silently stopped the
+    whole cluster service once: a controller's txn cut short as it resigned). At a
+    checkpoint anyio delivers its own cancellation; if no scope is cancelled, the
+    call was cancelled under us and the caller treats it as an outage.
+    """
+    await anyio.lowlevel.checkpoint_if_cancelled()
 
 
 def _range_end(prefix: bytes) -> bytes:
@@ -209,6 +223,9 @@ class EtcdStore:
             try:
                 with anyio.fail_after(self._timeout_s):
                     return await fn(client)
+            except anyio.get_cancelled_exc_class() as e:
+                await _own_cancellation()
+                raise StoreUnavailable(f"etcd {what}: call cancelled") from e
             except _CALL_ERRORS as e:
                 error = _error(e, what)
                 if isinstance(error, LeaseExpired):
@@ -353,15 +370,25 @@ class EtcdStore:
         stub = rpc.WatchStub(client.channel)
         call = stub.Watch()
         try:
-            await call.write(
-                rpc.WatchRequest(
-                    create_request=rpc.WatchCreateRequest(
-                        key=p, range_end=_range_end(p), start_revision=start_revision
+            try:
+                await call.write(
+                    rpc.WatchRequest(
+                        create_request=rpc.WatchCreateRequest(
+                            key=p,
+                            range_end=_range_end(p),
+                            start_revision=start_revision,
+                        )
                     )
                 )
-            )
+            except anyio.get_cancelled_exc_class() as e:
+                await _own_cancellation()
+                raise StoreUnavailable("etcd watch: call cancelled") from e
             while True:
-                response = await call.read()
+                try:
+                    response = await call.read()
+                except anyio.get_cancelled_exc_class() as e:
+                    await _own_cancellation()
+                    raise StoreUnavailable("etcd watch: call cancelled") from e
                 if response is grpc.aio.EOF:
                     raise StoreUnavailable("etcd closed the watch stream")
                 if response.compact_revision:
