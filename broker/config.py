@@ -284,8 +284,10 @@ CLUSTER_KEYS: Final[dict[str, str]] = {
     "offsets.topic.num.partitions": "offsets_partitions",
     "offsets.topic.replication.factor": "offsets_replication_factor",
     "ailurus.cluster.request.timeout.ms": "request_timeout_ms",
+    "replica.lag.time.max.ms": "replica_lag_time_max_ms",
 }
 CLUSTER_SETTING: Final = "--cluster / AILURUS_CLUSTER"
+MAX_CLUSTER_NODE_ID: Final = 1 << 23
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -301,6 +303,7 @@ class ClusterSettings:
     offsets_partitions: int = 16  # offsets.topic.num.partitions
     offsets_replication_factor: int = 3  # offsets.topic.replication.factor (capped)
     request_timeout_ms: int = 30_000  # how long a broker waits on the controller
+    replica_lag_time_max_ms: int = 30_000  # a follower behind longer leaves the ISR
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -423,6 +426,12 @@ def _resolve_cluster(
     if settings.session_timeout_ms < 2_000:
         raise ConfigError(
             "broker.session.timeout.ms must be at least 2000 (etcd's shortest lease)"
+        )
+    if not 0 <= cfg.node_id < MAX_CLUSTER_NODE_ID:
+        # producer ids carry the node id in their high bits (broker.producers)
+        raise ConfigError(
+            f"--node-id must be between 0 and {MAX_CLUSTER_NODE_ID - 1} in a cluster, "
+            f"not {cfg.node_id}"
         )
     return replace(cfg, cluster=settings)
 

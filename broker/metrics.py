@@ -88,7 +88,8 @@ class Metrics:
     connections_rejected: int = 0
     bad_requests: int = 0
     fsyncs: int = 0
-    # cluster mode (broker.cluster): counted by the cluster service as it sees them
+    # cluster mode: counted by the replica manager (leader_changed events) and the
+    # etcd store (etcd_unavailable events, one per outage)
     leader_changes: int = 0
     etcd_unavailable: int = 0
 
@@ -166,13 +167,13 @@ class Metrics:
                 "ailurus_leader_changes_total",
                 "counter",
                 self.leader_changes,
-                "Partition leader changes this broker applied (cluster mode).",
+                "Times this broker became or stopped being a partition leader (cluster mode).",
             ),
             (
                 "ailurus_etcd_unavailable_total",
                 "counter",
                 self.etcd_unavailable,
-                "Times etcd became unreachable (cluster mode).",
+                "etcd outages this broker saw, one per outage (cluster mode).",
             ),
         ):
             lines += [

@@ -47,9 +47,12 @@ Build order (:func:`serve`; each step uses only what the steps above it built):
 
 :func:`open_context` runs steps 1 and 4 only (tests and tools).
 
-Shutdown: stop accepting, wake long polls, let in-flight requests finish within the
-grace period (``ailurus.shutdown.grace.ms``); in cluster mode ask the controller to
-move this broker's leaderships away (bounded, skipped when it leads nothing); cancel
+Shutdown: in cluster mode first ask the controller to move this broker's
+leaderships away while it still serves (bounded, skipped when it leads nothing;
+Kafka's order: an acks=all produce waiting for followers' fetches ends instead of
+holding the drain for its whole grace period); then stop accepting, wake long
+polls, let in-flight requests finish within the grace period
+(``ailurus.shutdown.grace.ms``); cancel
 the rest (the group service closes group and producer-id state as it is
 cancelled), then, shielded, close the listeners, leave the cluster (registration
 deleted, lease revoked: the controller reacts at once, not after the session
@@ -194,9 +197,13 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
                     data_dir=str(config.data_dir),
                 )
                 await stop.wait()
-                await kafka.drain()
                 if ctx.coordination is not None:
+                    # Kafka's order: leadership moves while this broker still
+                    # serves, so acks=all waits on its partitions (which need the
+                    # followers' fetches) end, NOT_LEADER_OR_FOLLOWER, and the
+                    # producers go to the new leaders at once.
                     await _controlled_shutdown(ctx.coordination)
+                await kafka.drain()
                 serving.cancel_scope.cancel()
             root.cancel_scope.cancel()
     except BaseExceptionGroup as eg:
@@ -245,7 +252,7 @@ async def _open_services(
     coordination: ClusterService | None = None
     if config.cluster is not None and cluster is None:
         try:
-            coordination = await _join_cluster(config, runtime, kafka, metrics)
+            coordination = await _join_cluster(config, runtime, metrics, kafka)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await close_log_manager(logs)
@@ -254,7 +261,11 @@ async def _open_services(
     topics = TopicService(config, logs, metrics, disk, cluster)
     durability = Durability(metrics)
     append_gate = AppendGate()
-    producers = await ProducerService.open(config.data_dir, topics.logs)
+    producers = await ProducerService.open(
+        config.data_dir,
+        topics.logs,
+        node_id=None if config.cluster is None else config.node_id,
+    )
     groups = await GroupService.open(
         config.data_dir,
         GroupConfig.from_config(config),
@@ -280,7 +291,19 @@ async def _open_services(
             for plog in logs:
                 producers.forget(plog)
 
-        replicas = ReplicaManager(cluster, topics, durability, forget, metrics)
+        settings = config.cluster
+        replicas = ReplicaManager(
+            cluster,
+            topics,
+            durability,
+            metrics,
+            forget,
+            # a new leader reads its idempotent producers' state from the log
+            on_lead=producers.forget,
+            lag_time_max_ms=30_000
+            if settings is None
+            else settings.replica_lag_time_max_ms,
+        )
     return BrokerContext(
         config=config,
         metrics=metrics,
@@ -303,8 +326,8 @@ async def _open_services(
 async def _join_cluster(
     config: BrokerConfig,
     runtime: Runtime,
-    kafka: KafkaListeners | None,
     metrics: Metrics,
+    kafka: KafkaListeners | None,
 ) -> ClusterService:
     """Register this broker (its advertised listeners and admin API) in the
     cluster and load the cluster's state (:meth:`ClusterService.connect`)."""

@@ -17,6 +17,7 @@ version cannot carry raises :class:`EncodeError`.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from typing import Final, cast
 
 from protocol import primitives
@@ -189,14 +190,56 @@ def _response_entry(api_key: int, version: int) -> _ResponseEntry:
     return entry
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedResponse:
+    """A response body encoded once, to be sent for many requests (a handler that
+    answers the same bytes again, such as a Metadata of an unchanged cluster, caches
+    it; :func:`encode_response` adds the header of each request)."""
+
+    api_key: int
+    api_version: int
+    body: bytes
+
+
+def encode_response_body(
+    api_key: int, api_version: int, response: object
+) -> EncodedResponse:
+    """Encode a response's body (no header, no size prefix) for reuse."""
+    cls, _flexible_header, fn = _RESPONSES.get((api_key, api_version)) or (
+        _response_entry(api_key, api_version)
+    )
+    if type(response) is not cls:
+        raise EncodeError(f"expected {cls.__name__}, got {type(response).__name__}")
+    parts: list[Buffer] = []
+    try:
+        out = fn(response, bytearray(), parts)
+    except ENCODE_FAILURES as exc:
+        raise EncodeError(
+            f"cannot encode {cls.__name__} v{api_version}: {exc}"
+        ) from exc
+    return EncodedResponse(api_key, api_version, primitives.join_parts(out, parts))
+
+
 def encode_response(header: RequestHeader, response: object) -> list[Buffer]:
     """Encode a response to the request with ``header`` as buffers for ``writelines``.
 
     The first buffer starts with the 4-byte size prefix; large record buffers are
-    passed through uncopied.
+    passed through uncopied. ``response`` may be an :class:`EncodedResponse` of the
+    request's API and version.
     """
     key = (header.request_api_key, header.request_api_version)
     cls, flexible_header, fn = _RESPONSES.get(key) or _response_entry(*key)
+    if type(response) is EncodedResponse:
+        if (response.api_key, response.api_version) != key:
+            raise EncodeError(
+                f"an encoded response of {response.api_key} v{response.api_version} "
+                f"answers {key[0]} v{key[1]}"
+            )
+        prefix = bytearray(_SIZE_AND_CORRELATION.pack(0, header.correlation_id))
+        if flexible_header:
+            prefix.append(0)
+        _SIZE.pack_into(prefix, 0, len(prefix) + len(response.body) - 4)
+        return [prefix, response.body]
     if type(response) is not cls:
         raise EncodeError(f"expected {cls.__name__}, got {type(response).__name__}")
     first = bytearray(_SIZE_AND_CORRELATION.pack(0, header.correlation_id))

@@ -4,13 +4,16 @@ memory, kept current by one etcd watch (:class:`broker.cluster.service.ClusterSe
 Handlers read it on every request (Metadata, Produce's leader check, FindCoordinator)
 and never wait for etcd. ``version`` grows with every applied change and
 :meth:`MetadataCache.wait_changed` wakes whoever acts on changes (the replica
-manager opening and closing local logs). A value that does not decode is logged
-once and skipped: a bad key never crashes a broker.
+manager opening and closing local logs). :meth:`MetadataCache.memo` keeps what a
+handler derives from the cache (Metadata's topic entries) until the next change, so
+a full Metadata of a thousand partitions is not rebuilt on every request. A value
+that does not decode is logged once and skipped: a bad key never crashes a broker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import TypeVar, cast
 
 import anyio
 import structlog
@@ -29,6 +32,10 @@ from broker.cluster.view import OFFSETS_TOPIC, offsets_partition
 
 log = structlog.get_logger("broker.cluster.cache")
 
+MEMO_MAX = 1024  # values kept per version of the cache
+
+T = TypeVar("T")
+
 
 class MetadataCache:
     """The cluster as last seen: brokers, controller, topics, partition states."""
@@ -44,6 +51,8 @@ class MetadataCache:
         self.revision = 0  # the etcd revision the cache reflects
         self.version = 0  # grows with every applied change
         self._changed = anyio.Event()
+        self._memo: dict[Hashable, object] = {}  # derived values of ``_memo_version``
+        self._memo_version = 0
 
     # -- ClusterView ------------------------------------------------------------
 
@@ -102,6 +111,21 @@ class MetadataCache:
     def partitions_of(self, topic: str) -> list[tuple[int, PartitionRecord]]:
         """Every known partition of ``topic``, by index."""
         return sorted((i, p) for (t, i), p in self._partitions.items() if t == topic)
+
+    def memo(self, key: Hashable, build: Callable[[], T]) -> T:
+        """``build()``, computed once per version of the cache: what ``build``
+        derives must depend on the cache alone, and ``key`` must say which value
+        (and so its type) it is."""
+        if self._memo_version != self.version:
+            self._memo.clear()
+            self._memo_version = self.version
+        try:
+            return cast(T, self._memo[key])
+        except KeyError:
+            value = build()
+            if len(self._memo) < MEMO_MAX:  # many distinct keys: build each time
+                self._memo[key] = value
+            return value
 
     # -- applying what the watch sees --------------------------------------------
 

@@ -29,6 +29,7 @@ registration is gone (or has been renewed since).
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -122,9 +123,13 @@ class Controller:
         self._mirror.load(snap)
         self._check_controller()
         await self.reconcile()
-        async for ev in self.store.watch_prefix(prefix, snap.revision + 1):
-            if self._mirror.observe(ev):
-                await self._on_change(ev.key)
+        events = self.store.watch_prefix(prefix, snap.revision + 1)
+        # closed here when the controller stops, not later by the garbage collector
+        # in another task (both stores' watches are async generators)
+        async with contextlib.aclosing(events):  # type: ignore[type-var]
+            async for ev in events:
+                if self._mirror.observe(ev):
+                    await self._on_change(ev.key)
 
     async def reconcile(self) -> None:
         """Everything the state calls for: the offsets topic, leaders for the live

@@ -12,10 +12,11 @@ Failure model:
   :class:`LeaseExpired` (the lease expired or was revoked);
 - with several endpoints, a call that finds one unreachable tries the next;
 - :meth:`EtcdStore.watch_prefix` never gives up on an outage: it reconnects with
-  back-off and resumes after the last revision it delivered. The store (not each
-  watch: the cache and the controller watch at once) logs ``etcd_unavailable``
-  once when an outage starts, calls ``on_unavailable`` (the metrics' count), and
-  logs ``etcd_reconnected`` once when a watch is back. Only a compacted history ends it (:class:`StoreUnavailable`: the
+  back-off and resumes after the last revision it delivered. The store logs
+  ``etcd_unavailable`` once when an outage starts (and calls ``on_unavailable``,
+  which counts it in the broker's metrics) and ``etcd_reconnected`` once when a
+  watch is up again, however many watches it runs (the cluster service's, and the
+  controller's while this broker is elected). Only a compacted history ends it (:class:`StoreUnavailable`: the
   caller re-reads with :meth:`EtcdStore.get_prefix` and watches again).
 
 What etcd 3.4 does, checked against a real etcd (tests/cluster/test_etcd_store.py):
@@ -27,6 +28,7 @@ not found"; leases survive an etcd restart (their TTL starts again).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -34,7 +36,6 @@ from typing import Any, TypeVar
 import aetcd
 import aetcd.rpc as rpc
 import anyio
-import anyio.lowlevel
 import grpc
 import structlog
 from aetcd.utils import prefix_range_end
@@ -83,19 +84,6 @@ _WATCH_ERRORS: tuple[type[Exception], ...] = (
     aetcd.ClientError,
     StoreUnavailable,
 )
-
-
-async def _own_cancellation() -> None:
-    """After grpc raised CancelledError: raise anyio's if our scope is cancelled.
-
-    A grpc call cancelled with the task that awaits it raises a CancelledError of
-    its own, without the cancel scope's message, so anyio would not recognise it
-    and would let it escape the scope that was cancelled (it silently stopped the
-    whole cluster service once: a controller's txn cut short as it resigned). At a
-    checkpoint anyio delivers its own cancellation; if no scope is cancelled, the
-    call was cancelled under us and the caller treats it as an outage.
-    """
-    await anyio.lowlevel.checkpoint_if_cancelled()
 
 
 def _range_end(prefix: bytes) -> bytes:
@@ -181,10 +169,10 @@ class EtcdStore:
             raise ValueError("no etcd endpoints")
         self._endpoints = tuple(endpoints)
         self._timeout_s = timeout_s
+        self._on_unavailable = on_unavailable  # once per outage, with the event
+        self._down = False  # a watch failed and none is up again yet
         self._index = 0
         self._client: aetcd.Client | None = None
-        self._on_unavailable = on_unavailable
-        self._outage = False  # a watch found etcd gone and none is back yet
 
     @property
     def endpoint(self) -> str:
@@ -223,9 +211,10 @@ class EtcdStore:
             try:
                 with anyio.fail_after(self._timeout_s):
                     return await fn(client)
-            except anyio.get_cancelled_exc_class() as e:
-                await _own_cancellation()
-                raise StoreUnavailable(f"etcd {what}: call cancelled") from e
+            except asyncio.CancelledError:
+                await _grpc_cancelled()
+                error = StoreUnavailable(f"etcd {what}: the call was cancelled")
+                await self._next_endpoint(client)
             except _CALL_ERRORS as e:
                 error = _error(e, what)
                 if isinstance(error, LeaseExpired):
@@ -339,8 +328,8 @@ class EtcdStore:
             client = await self._current()
             try:
                 async for batch in self._watch_stream(client, prefix, next_revision):
-                    if self._outage:
-                        self._outage = False
+                    if self._down:
+                        self._down = False
                         log.info("etcd_reconnected", endpoint=self.endpoint)
                     pause = _WATCH_BACKOFF_S[0]
                     for event in batch:
@@ -348,9 +337,11 @@ class EtcdStore:
                         next_revision = event.mod_revision + 1
             except _Compacted as e:
                 raise StoreUnavailable(str(e)) from e
+            except asyncio.CancelledError:
+                await _grpc_cancelled()
             except _WATCH_ERRORS as e:
-                if not self._outage:
-                    self._outage = True
+                if not self._down:
+                    self._down = True
                     log.warning(
                         "etcd_unavailable",
                         endpoint=self.endpoint,
@@ -370,25 +361,15 @@ class EtcdStore:
         stub = rpc.WatchStub(client.channel)
         call = stub.Watch()
         try:
-            try:
-                await call.write(
-                    rpc.WatchRequest(
-                        create_request=rpc.WatchCreateRequest(
-                            key=p,
-                            range_end=_range_end(p),
-                            start_revision=start_revision,
-                        )
+            await call.write(
+                rpc.WatchRequest(
+                    create_request=rpc.WatchCreateRequest(
+                        key=p, range_end=_range_end(p), start_revision=start_revision
                     )
                 )
-            except anyio.get_cancelled_exc_class() as e:
-                await _own_cancellation()
-                raise StoreUnavailable("etcd watch: call cancelled") from e
+            )
             while True:
-                try:
-                    response = await call.read()
-                except anyio.get_cancelled_exc_class() as e:
-                    await _own_cancellation()
-                    raise StoreUnavailable("etcd watch: call cancelled") from e
+                response = await call.read()
                 if response is grpc.aio.EOF:
                     raise StoreUnavailable("etcd closed the watch stream")
                 if response.compact_revision:
@@ -419,3 +400,16 @@ class EtcdStore:
         if client is not None:
             with anyio.move_on_after(2, shield=True):
                 await client.close()
+
+
+async def _grpc_cancelled() -> None:
+    """After grpc raised a bare ``CancelledError``: re-raise a real cancellation.
+
+    grpc's asyncio calls raise ``asyncio.CancelledError()`` without a message when
+    their call was cancelled locally. When that is our cancel scope cancelling the
+    task (grpc's inner task swallowed the cancellation and the call ended), anyio
+    would not recognise the bare exception as its own and it would cancel the
+    enclosing task groups. A checkpoint delivers the scope's own cancellation if
+    the task is being cancelled; otherwise the caller treats the call as failed.
+    """
+    await anyio.lowlevel.checkpoint()

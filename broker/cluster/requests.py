@@ -18,6 +18,7 @@ from broker.cluster.cache import MetadataCache
 from broker.cluster.model import (
     CreatePartitionsRequest,
     CreateTopicRequest,
+    PartitionRecord,
     RequestError,
 )
 
@@ -45,3 +46,10 @@ class ClusterRequests(Protocol):
     async def reassign(
         self, topic: str, index: int, replicas: Sequence[int]
     ) -> RequestError | None: ...
+
+    async def alter_isr(
+        self, topic: str, index: int, isr: Sequence[int], expected: PartitionRecord
+    ) -> PartitionRecord | None:
+        """The partition leader's ISR change, compare-and-set against ``expected``
+        (None: the state moved on)."""
+        ...

@@ -32,6 +32,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import anyio
 import anyio.abc
@@ -49,6 +50,7 @@ from broker.cluster.model import (
     CreateTopicRequest,
     ElectRequest,
     Endpoint,
+    PartitionRecord,
     ReassignRequest,
     RequestError,
     ShutdownRequest,
@@ -136,14 +138,14 @@ class ClusterService:
         endpoints: Sequence[Endpoint],
         admin: str | None,
         *,
+        metrics: Metrics | None = None,
         store: Store | None = None,
         controller_type: type[Controller] = Controller,
-        metrics: Metrics | None = None,
     ) -> ClusterService:
         """Connect to etcd, adopt the cluster id, register this broker under its
-        session lease and load the cache. ``store`` (default: etcd at
-        ``config.cluster``) and ``controller_type`` are for tests; ``metrics``
-        counts etcd's outages.
+        session lease and load the cache. ``metrics`` counts etcd's outages
+        (``ailurus_etcd_unavailable_total``); ``store`` (default: etcd at
+        ``config.cluster``) and ``controller_type`` are for tests.
 
         Raises:
             StartupError: etcd is unreachable, or the node id is taken.
@@ -576,6 +578,64 @@ class ClusterService:
             overwrite=True,  # a new target replaces one in progress (KIP-455)
         )
 
+    async def alter_isr(
+        self, topic: str, index: int, isr: Sequence[int], expected: PartitionRecord
+    ) -> PartitionRecord | None:
+        """The leader's ISR change (Kafka's ZooKeeper-era ``LeaderAndIsr`` update
+        guarded by the znode version): write ``isr`` to the partition key with a
+        compare-and-set on the key's mod revision, only while the stored state is
+        still ``expected``'s leader (this broker), leader epoch and partition epoch.
+        A replica joining the ISR must still be registered and not shutting down
+        when the write lands (both compared in the same transaction). The
+        partition epoch moves on; the controller, whose own compare-and-set then
+        fails, reads the key again and decides again. The new record, or None when
+        the state moved on (the caller waits for its cache) or etcd is unavailable.
+        """
+        key = self.keys.partition(topic, index)
+        try:
+            kv = await self.store.get(key)
+            if kv is None:
+                return None
+            current = PartitionRecord.decode(kv.value)
+            if (
+                current.leader != self.node_id
+                or current.leader_epoch != expected.leader_epoch
+                or current.partition_epoch != expected.partition_epoch
+            ):
+                return None
+            compares = [Compare(key, mod_revision=kv.mod_revision)]
+            for joining in (r for r in isr if r not in current.isr):
+                # A joining replica must be registered, and not shutting down,
+                # when the write lands (KIP-841): this broker's cache may lag.
+                broker = await self.store.get(self.keys.broker(joining))
+                if broker is None:
+                    return None
+                compares += [
+                    Compare(broker.key, create_revision=broker.create_revision),
+                    Compare(self.keys.shutdown(joining), absent=True),
+                ]
+            new = replace(
+                current,
+                isr=tuple(isr),
+                partition_epoch=current.partition_epoch + 1,
+            )
+            ok, _ = await self.store.txn(compares, [Put(key, encode(new))])
+        except (StoreUnavailable, LeaseExpired, BadRecord) as e:
+            log.warning("isr_change_failed", topic=topic, partition=index, error=str(e))
+            return None
+        if not ok:
+            return None
+        log.info(
+            "isr_changed",
+            topic=topic,
+            partition=index,
+            isr=list(new.isr),
+            previous=list(current.isr),
+            leader_epoch=new.leader_epoch,
+            partition_epoch=new.partition_epoch,
+        )
+        return new
+
     async def _request(
         self,
         key: str,
@@ -659,7 +719,9 @@ class ClusterService:
                     except BadRecord:
                         answer = None
                     if answer is not None and answer.done:
-                        await self._delete_request(key)
+                        # Kept until leave() deletes it with the registration: a
+                        # broker shutting down must not join an ISR again, nor be
+                        # elected (the controller's fenced brokers).
                         return answer.remaining
                 seen = await self.cache.wait_changed(seen)
         return self.leading()

@@ -19,6 +19,13 @@ once, acks=all does not wait for it, and its partitions are fsynced every
 partitions in worker threads) and the waiters woken when a partition's high
 watermark moves (:class:`PartitionWaiters`: Fetch long polls, acks=all produce).
 An append calls :meth:`Durability.after_append`.
+
+On a partition whose ISR holds followers (cluster mode), the high watermark is
+also bounded by what every ISR follower has fetched (durable on its disk), and
+acks=all waits for that high watermark, woken by the followers' fetches; an
+answer whose partition's leadership moved away meanwhile is NOT_LEADER_OR_FOLLOWER.
+A partition led alone (RF=1, or its ISR shrank to the leader) takes exactly the
+path above.
 """
 
 from __future__ import annotations
@@ -41,11 +48,28 @@ FLUSH_CHECK_S = 0.25
 
 @dataclass(frozen=True, slots=True)
 class PendingAck:
-    """One acks=all answer waiting for its partition's fsync."""
+    """One acks=all answer waiting for its partition's fsync (and, on a partition
+    with followers, for its high watermark)."""
 
     plog: SyncableLog
-    target: int  # durable_offset must reach this
+    target: int  # durable_offset (and the high watermark) must reach this
     key: tuple[int, int]  # which answer: (topic index, partition index)
+    # A replicated partition's high watermark while this broker leads it (None:
+    # no longer); None here: a partition without followers, fsync only.
+    replicated: Callable[[], int | None] | None = None
+
+
+def _late(item: PendingAck) -> ErrorCode | None:
+    """An answer not reached before the timeout: its error, None if its records
+    got there anyway (durable, or replicated)."""
+    if item.replicated is None:
+        if item.plog.durable_offset >= item.target:
+            return None
+        return ErrorCode.REQUEST_TIMED_OUT
+    hw = item.replicated()
+    if hw is None:
+        return ErrorCode.NOT_LEADER_OR_FOLLOWER
+    return None if hw >= item.target else ErrorCode.REQUEST_TIMED_OUT
 
 
 class Durability:
@@ -98,19 +122,54 @@ class Durability:
         """
         metrics = self._metrics
         timeout = timeout_ms / 1000 if timeout_ms > 0 else None
+        answered: set[int] = set()
         with anyio.move_on_after(timeout):
-            for item in pending:
+            for n, item in enumerate(pending):
+                code: ErrorCode | None = None
                 try:
-                    await self.commit.wait_durable(item.plog, item.target)
+                    if item.replicated is None:
+                        await self.commit.wait_durable(item.plog, item.target)
+                    else:
+                        code = await self._wait_replicated(item, item.replicated)
                 except StorageError as e:
                     code = code_of(e)
+                answered.add(n)
+                if code is not None:
                     on_error(item, code)
                     metrics.error("produce", code.name)
             return
-        for item in pending:
-            if item.plog.durable_offset < item.target:
-                on_error(item, ErrorCode.REQUEST_TIMED_OUT)
-                metrics.error("produce", ErrorCode.REQUEST_TIMED_OUT.name)
+        for n, item in enumerate(pending):
+            if n in answered:
+                continue
+            late = _late(item)
+            if late is not None:
+                on_error(item, late)
+                metrics.error("produce", late.name)
+
+    async def _wait_replicated(
+        self, item: PendingAck, high_watermark: Callable[[], int | None]
+    ) -> ErrorCode | None:
+        """Wait until a replicated partition's high watermark covers the answer
+        (followers' fetches and the leader's fsync wake it); NOT_LEADER_OR_FOLLOWER
+        once this broker no longer leads it (the producer retries at the new leader,
+        whose idempotence check finds what was replicated)."""
+        plog = item.plog
+        while True:
+            hw = high_watermark()
+            if hw is None:
+                return ErrorCode.NOT_LEADER_OR_FOLLOWER
+            if hw >= item.target:
+                return None
+            event = anyio.Event()
+            self.waiters.register([plog], event)
+            try:
+                hw = high_watermark()  # moved between the check and registering?
+                if hw is not None and hw < item.target:
+                    if plog.durable_offset < item.target:
+                        self.commit.mark_dirty(plog)
+                    await event.wait()
+            finally:
+                self.waiters.unregister([plog], event)
 
     def schedule_periodic_flush(self, logs: LogManager) -> None:
         """Mark write-caching partitions dirty once their flush.ms has elapsed."""

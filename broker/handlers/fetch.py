@@ -1,7 +1,8 @@
 """Fetch (key 1), v4–18.
 
 Behaviour: reads whole batches from each partition's log up to its high watermark
-(= durable offset, see broker.durability.acks), at most ``partition_max_bytes`` per
+(= durable offset, see broker.durability.acks; with followers in the ISR, also
+no further than every ISR follower has fetched, broker.topics.followers), at most ``partition_max_bytes`` per
 partition and ``max_bytes`` per response — except that the first batch of the
 response is returned even when larger than both (KIP-74, so a consumer always
 progresses); a later partition whose next batch does not fit in what is left of
@@ -26,7 +27,9 @@ v12 flexible; v13 topic ids; v15 replica state.
 Follower fetches (``replica_id >= 0``, v15+ ``replica_state.replica_id``; Kafka's
 ``FetchRequest.isFromFollower``): read up to the log end offset, not the high
 watermark; each partition's fetch offset is recorded in
-``TopicService.followers`` (broker.topics.followers, the ISR's input); and, v12+,
+``TopicService.followers`` (broker.topics.followers, the ISR's input; a fetch
+that moves the high watermark of a replicated partition wakes its acks=all waits
+and long polls); and, v12+,
 a ``last_fetched_epoch`` whose history diverges from this log's epoch cache is
 answered with ``diverging_epoch`` = (the largest epoch <= it, that epoch's end
 offset) and no records, so the follower truncates there (KIP-320,
@@ -179,14 +182,16 @@ def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
                 upper = hw
                 if follower >= 0:
                     upper = plog.log_end_offset
-                    ctx.topics.followers.record(
-                        meta.name,
-                        p.partition,
+                    if ctx.topics.follower_fetched(
+                        meta,
+                        plog,
                         replica_id=follower,
                         fetch_offset=offset,
                         log_start_offset=p.log_start_offset,
-                        leader_log_end=upper,
-                    )
+                    ):
+                        # the high watermark moved: acks=all waits and consumers'
+                        # long polls
+                        ctx.durability.waiters.notify(plog)
                 limit = min(p.partition_max_bytes, budget - total)
                 records: bytes | memoryview | tuple[bytes | memoryview, ...] = b""
                 if offset < upper and (limit > 0 or total == 0):

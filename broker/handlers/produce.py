@@ -24,7 +24,9 @@ is refused with the retriable NOT_LEADER_OR_FOLLOWER (what Kafka answers while a
 partition's log, and so its producer state, is not loaded) rather than appended
 unchecked. acks=0 sends no response; acks=1 answers after the write; acks=all (-1)
 answers after the group-commit fsync covering the partition's last offset (unless
-the topic has write.caching=true). Appends happen synchronously on decode, so
+the topic has write.caching=true), and on a partition with followers in its ISR
+once its high watermark covers it (every ISR follower fetched it;
+NOT_LEADER_OR_FOLLOWER if the leadership moved meanwhile). Appends happen synchronously on decode, so
 appends to one partition keep request order across pipelined requests.
 
 Produce v0–2 (magic 0/1 message sets) — decision: refused, not converted. They are
@@ -43,14 +45,18 @@ Version notes: v1 throttle time; v2 log_append_time; v3 transactional id and mag
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Literal
 
 import structlog
 
+from broker.context import BrokerContext
 from broker.durability.acks import PendingAck
 from broker.net.dispatch import handler
 from broker.net.request import NO_RESPONSE, Deferred, RequestContext
 from broker.producers.service import batch_identity, error_for
 from broker.topics.errors import error_code
+from broker.topics.state import PartitionState
 from protocol.error_codes import ErrorCode
 from protocol.messages.produce import (
     PartitionProduceResponse,
@@ -60,6 +66,7 @@ from protocol.messages.produce import (
 )
 from protocol.records import MAGIC_OFFSET
 from storage.errors import InvalidBatch, StorageError
+from storage.log_manager import TopicMeta
 from storage.partition_log import PartitionLog
 from storage.producer_state import Duplicate
 
@@ -134,6 +141,26 @@ def _request_logs(rctx: RequestContext, request: ProduceRequest) -> list[Partiti
     return out
 
 
+def _ack_wait(
+    ctx: BrokerContext,
+    acks: int,
+    meta: TopicMeta,
+    plog: PartitionLog,
+    state: PartitionState,
+) -> Callable[[], int | None] | Literal[False] | None:
+    """How an answer waits: False, not at all; None, for the fsync; else for the
+    replicated high watermark this returns (followers in the ISR: acks=all waits
+    for them, write caching or not)."""
+    if acks != -1:
+        return False
+    if len(state.isr) > 1:
+        topics = ctx.topics
+        return lambda: topics.replicated_high_watermark(meta, plog)
+    if ctx.durability.needs_ack_wait(acks, meta.config.write_caching):
+        return None
+    return False
+
+
 def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
     ctx = rctx.broker
     metrics = ctx.metrics
@@ -202,10 +229,14 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                                 log_start_offset=plog.log_start_offset,
                             )
                         )
-                        if durability.needs_ack_wait(acks, meta.config.write_caching):
+                        wait = _ack_wait(ctx, acks, meta, plog, state)
+                        if wait is not False:
                             pending.append(
                                 PendingAck(
-                                    plog, check.last_offset + 1, (t_idx, len(parts) - 1)
+                                    plog,
+                                    check.last_offset + 1,
+                                    (t_idx, len(parts) - 1),
+                                    wait,
                                 )
                             )
                         continue
@@ -236,8 +267,7 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                     )
                 )
                 continue
-            write_caching = meta.config.write_caching
-            durability.after_append(plog, write_caching)
+            durability.after_append(plog, meta.config.write_caching)
             parts.append(
                 PartitionProduceResponse(
                     index=p.index,
@@ -247,9 +277,12 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                     log_start_offset=result.log_start_offset,
                 )
             )
-            if durability.needs_ack_wait(acks, write_caching):
+            wait = _ack_wait(ctx, acks, meta, plog, state)
+            if wait is not False:
                 pending.append(
-                    PendingAck(plog, result.last_offset + 1, (t_idx, len(parts) - 1))
+                    PendingAck(
+                        plog, result.last_offset + 1, (t_idx, len(parts) - 1), wait
+                    )
                 )
     for _, _, parts in topics:
         for part in parts:

@@ -59,6 +59,10 @@ if TYPE_CHECKING:
 # The start-up line has always been the group services'.
 log = structlog.get_logger("broker.groups")
 
+# Cluster mode: a producer id is (node id << 40) | the broker's own counter, unique
+# across the cluster without a round trip to etcd (Kafka claims blocks of ids
+# from ZooKeeper instead, KIP-730). Node ids must stay below 2**23.
+NODE_ID_SHIFT = 40
 _TAIL_BYTES = 64 * 1024 * 1024  # how much of a log's end a rebuild scans at most
 _READ_CHUNK = 4 * 1024 * 1024
 
@@ -138,9 +142,16 @@ class ProducerService:
     """Producer ids and per-partition idempotence state for one broker."""
 
     def __init__(
-        self, allocator: ProducerIdAllocator, *, tail_bytes: int = _TAIL_BYTES
+        self,
+        allocator: ProducerIdAllocator,
+        *,
+        tail_bytes: int = _TAIL_BYTES,
+        node_id: int | None = None,
     ) -> None:
         self.allocator = allocator
+        # Cluster mode: every broker hands out ids, and a producer's partitions
+        # move between leaders, so ids carry the node id in their high bits.
+        self._id_base = 0 if node_id is None else node_id << NODE_ID_SHIFT
         self._tail_bytes = tail_bytes
         self._states: dict[int, tuple[PartitionLog, PartitionProducerState]] = {}
         # False before open() finished and after close(): idempotent batches are
@@ -148,12 +159,14 @@ class ProducerService:
         self.loaded = False
 
     @classmethod
-    async def open(cls, data_dir: Path, logs: LogManager) -> ProducerService:
+    async def open(
+        cls, data_dir: Path, logs: LogManager, *, node_id: int | None = None
+    ) -> ProducerService:
         """Open the producer-id allocator and rebuild every partition's idempotence
         state from its log tail, both in a worker thread (before any client can
         produce: a retried batch would otherwise be appended twice)."""
         allocator = await anyio.to_thread.run_sync(ProducerIdAllocator, data_dir)
-        producers = cls(allocator)
+        producers = cls(allocator, node_id=node_id)
         plogs = [p for t in logs.topics() for p in logs.partitions(t.name)]
         if plogs:
             started = time.perf_counter()
@@ -179,7 +192,7 @@ class ProducerService:
 
         May fsync (once per block of ids): call it from a worker thread.
         """
-        return ErrorCode.NONE, self.allocator.allocate(), 0
+        return ErrorCode.NONE, self._id_base | self.allocator.allocate(), 0
 
     # -- Produce -------------------------------------------------------------------
 

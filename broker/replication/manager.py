@@ -11,9 +11,17 @@ on them, as DeleteTopics does on a single node). File work runs in worker thread
 (through :class:`~broker.topics.service.TopicService`'s ``*_local`` methods).
 
 From the same diffs it logs ``leader_changed`` (topic, partition, leader,
-leader_epoch, reason) when this broker becomes or stops being a partition's leader,
-and wakes the long-polling fetches of the partitions whose leadership moved away:
-they answer NOT_LEADER_OR_FOLLOWER at once instead of at their deadline.
+leader_epoch, reason) when this broker becomes or stops being a partition's leader
+(counted in ``ailurus_leader_changes_total``), and wakes the long-polling fetches of the partitions whose leadership moved away:
+they answer NOT_LEADER_OR_FOLLOWER at once instead of at their deadline. A
+partition it comes to lead starts from the high watermark its old leader last
+reported, and its idempotent producers' state is read again from the log
+(``on_lead``); one it stops leading forgets its followers.
+
+It also runs the data path between brokers: the replica fetchers
+(:class:`~broker.replication.fetchers.FetcherPool`, planned again after every
+change: one fetcher per leader this broker follows) and the leader's side of the
+ISR (:class:`~broker.replication.isr.IsrManager`).
 
 At start, what a local topic the cluster does not know means depends on whether
 this data dir has been a member of the cluster before (``cluster_member.json`` in
@@ -48,6 +56,9 @@ from broker.cluster.model import NO_LEADER, CreateTopicRequest, TopicRecord
 from broker.cluster.requests import ClusterRequests
 from broker.durability.acks import Durability
 from broker.metrics import Metrics
+from broker.replication.fetcher import FetcherSettings, TopicPartition
+from broker.replication.fetchers import FetcherPool
+from broker.replication.isr import IsrManager
 from broker.topics.service import TopicService
 from storage.errors import LogClosed, StorageError
 from storage.log_manager import TopicMeta
@@ -60,6 +71,9 @@ MEMBERSHIP_FILE = "cluster_member.json"
 # What else forgets a deleted topic (committed offsets, producer state): given the
 # topic's name and its closed partition logs. Composed by the server.
 OnDeleted = Callable[[str, Sequence[PartitionLog]], None]
+# What else keeps state of a partition it leads (idempotent producers): given the
+# partition's log when this broker becomes its leader. Composed by the server.
+OnLead = Callable[[PartitionLog], None]
 
 
 class ReplicaManager:
@@ -70,14 +84,20 @@ class ReplicaManager:
         cluster: ClusterRequests,
         topics: TopicService,
         durability: Durability,
+        metrics: Metrics,
         on_deleted: OnDeleted,
-        metrics: Metrics | None = None,
+        *,
+        on_lead: OnLead | None = None,
+        listener: str | None = None,
+        lag_time_max_ms: int = 30_000,
+        fetcher_settings: FetcherSettings | None = None,
     ) -> None:
         self.cluster = cluster
-        self.metrics = metrics  # counts the leader changes it logs
+        self.on_lead = on_lead
         self.cache: MetadataCache = cluster.cache
         self.topics = topics
         self.durability = durability
+        self.metrics = metrics
         self.on_deleted = on_deleted
         self.node_id = self.cache.node_id
         # (topic, partition) -> (leader, leader epoch) as last acted on
@@ -85,12 +105,28 @@ class ReplicaManager:
         self._kept: set[str] = set()  # local topics the cluster refused to register
         self.applied = 0  # the cache version the local logs match
         self._applied_changed = anyio.Event()
+        self.fetchers = FetcherPool(
+            cache=self.cache,
+            node_id=self.node_id,
+            listener=listener or topics.config.listeners[0].name,
+            topics=topics,
+            commit=durability.commit,
+            settings=fetcher_settings,
+        )
+        self.isr = IsrManager(cluster, topics, lag_time_max_ms=lag_time_max_ms)
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Register unknown local topics, reconcile once (then started), and again
-        after every change of the cache; until cancelled."""
+        after every change of the cache; run the replica fetchers and the ISR
+        manager; until cancelled."""
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.fetchers.run)
+            tg.start_soon(self.isr.run)
+            await self._run(task_status)
+
+    async def _run(self, task_status: anyio.abc.TaskStatus[None]) -> None:
         marker = Path(self.topics.config.data_dir) / MEMBERSHIP_FILE
         member = await anyio.to_thread.run_sync(_read_member, marker)
         joining = member != self.cache.cluster_id
@@ -172,6 +208,7 @@ class ReplicaManager:
         for record in wanted.values():
             await self._ensure(record)
         self._follow_leaders()
+        self.fetchers.plan()
 
     async def _ensure(self, record: TopicRecord) -> None:
         meta = self.topics.find(record.name)
@@ -231,8 +268,6 @@ class ReplicaManager:
                 reason = "offline"
             else:
                 reason = "moved"
-            if self.metrics is not None:
-                self.metrics.leader_changed()
             log.info(
                 "leader_changed",
                 topic=key[0],
@@ -241,9 +276,32 @@ class ReplicaManager:
                 leader_epoch=epoch,
                 reason=reason,
             )
+            self.metrics.leader_changed()
+            if leader == node:
+                # first sight (start-up, new topic): the producer state loaded
+                # from this log is current; after following, it is not
+                self._lead(*key, followed=before is not None)
             if was:
+                self.topics.followers.forget(*key)
                 self._wake(*key)
         self._leaders = now
+
+    def _lead(self, topic: str, partition: int, *, followed: bool) -> None:
+        """This broker leads the partition from now on: its high watermark starts
+        where the old leader's was (as last fetched), and what else keeps state
+        per led partition (idempotent producers) reads it again from the log."""
+        self.topics.followers.lead(
+            topic,
+            partition,
+            self.fetchers.leader_high_watermark(TopicPartition(topic, partition)),
+        )
+        if self.on_lead is None or not followed:
+            return
+        try:
+            plog = self.topics.logs.partition(topic, partition)
+        except StorageError:
+            return
+        self.on_lead(plog)
 
     def _wake(self, topic: str, partition: int) -> None:
         try:

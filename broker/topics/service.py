@@ -29,6 +29,7 @@ from broker.cluster.cache import MetadataCache
 from broker.cluster.model import (
     CreatePartitionsRequest,
     CreateTopicRequest,
+    PartitionRecord,
     RequestError,
     TopicRecord,
 )
@@ -39,7 +40,12 @@ from broker.disk.guard import metric_lines as diskguard_metric_lines
 from broker.metrics import Metrics
 from broker.topics.errors import Refused, error_code
 from broker.topics.followers import FollowerProgress
-from broker.topics.state import PartitionState, cluster_state, single_node_state
+from broker.topics.state import (
+    PartitionState,
+    cluster_state,
+    high_watermark,
+    single_node_state,
+)
 from broker.topics.storage import close_log_manager, open_log_manager
 from protocol.error_codes import ErrorCode
 from storage.errors import StorageError, TopicExists, UnknownTopic
@@ -401,12 +407,85 @@ class TopicService:
             return single_node_state(
                 self.config.node_id, plog, meta.config.write_caching
             )
+        record = cache.partition(meta.name, plog.partition)
+        if record is None or len(record.isr) <= 1 or record.leader != cache.node_id:
+            return cluster_state(cache.node_id, record, plog, meta.config.write_caching)
         return cluster_state(
             cache.node_id,
-            cache.partition(meta.name, plog.partition),
+            record,
             plog,
             meta.config.write_caching,
+            high_watermark=self._replicated_hw(meta, plog, record),
         )
+
+    def _replicated_hw(
+        self, meta: TopicMeta, plog: PartitionLog, record: PartitionRecord
+    ) -> int:
+        """The high watermark of a partition this broker leads with followers in
+        its ISR (:class:`~broker.topics.followers.FollowerProgress`)."""
+        return self.followers.high_watermark(
+            meta.name,
+            plog.partition,
+            record.isr,
+            record.leader,
+            high_watermark(plog, meta.config.write_caching),
+            plog.log_start_offset,
+        )
+
+    def replicated_high_watermark(
+        self, meta: TopicMeta, plog: PartitionLog
+    ) -> int | None:
+        """What acks=all waits for on a replicated partition: its high watermark
+        while this broker leads it (the leader's own offset once the ISR is the
+        leader alone), None once it no longer does."""
+        cache = self._cache
+        record = None if cache is None else cache.partition(meta.name, plog.partition)
+        if cache is None or record is None or record.leader != cache.node_id:
+            return None
+        if len(record.isr) <= 1:
+            return high_watermark(plog, meta.config.write_caching)
+        return self._replicated_hw(meta, plog, record)
+
+    def follower_fetched(
+        self,
+        meta: TopicMeta,
+        plog: PartitionLog,
+        *,
+        replica_id: int,
+        fetch_offset: int,
+        log_start_offset: int,
+    ) -> bool:
+        """Note a follower's fetch of a partition this broker leads; whether the
+        high watermark moved (the caller wakes what waits on it). A follower of the
+        replicas outside the ISR that reached the high watermark is handed to the
+        ISR manager (Kafka's ``Partition.maybeExpandIsr``)."""
+        name, index = meta.name, plog.partition
+        self.followers.record(
+            name,
+            index,
+            replica_id=replica_id,
+            fetch_offset=fetch_offset,
+            log_start_offset=log_start_offset,
+            leader_log_end=plog.log_end_offset,
+        )
+        cache = self._cache
+        record = None if cache is None else cache.partition(name, index)
+        if cache is None or record is None or record.leader != cache.node_id:
+            return False
+        if replica_id not in record.isr:
+            # Kafka's isFollowerInSync: the follower has reached the high watermark
+            hw = (
+                high_watermark(plog, meta.config.write_caching)
+                if len(record.isr) <= 1
+                else self._replicated_hw(meta, plog, record)
+            )
+            if replica_id in record.replicas and fetch_offset >= hw:
+                self.followers.want_expand(name, index)
+            return False
+        if len(record.isr) <= 1:
+            return False
+        before = self.followers.last_high_watermark(name, index)
+        return self._replicated_hw(meta, plog, record) != before
 
     # -- answering per partition -------------------------------------------------
 

@@ -59,6 +59,9 @@ def high_watermark(plog: PartitionLog, write_caching: bool) -> int:
     return plog.log_end_offset if write_caching else plog.durable_offset
 
 
+_own_high_watermark = high_watermark
+
+
 def leader_epoch(plog: PartitionLog) -> int:
     """The partition's leader epoch as this broker reports and stamps it.
 
@@ -94,10 +97,17 @@ def cluster_state(
     record: PartitionRecord | None,
     plog: PartitionLog,
     write_caching: bool,
+    *,
+    high_watermark: int | None = None,
 ) -> PartitionState:
     """A partition's state in cluster mode: leader, epoch, replicas and ISR as the
-    cluster's cache has them (no record yet: offline), offsets from the local log."""
-    hw = high_watermark(plog, write_caching)
+    cluster's cache has them (no record yet: offline), offsets from the local log
+    (``high_watermark``: the leader's, computed with its followers)."""
+    hw = (
+        _own_high_watermark(plog, write_caching)
+        if high_watermark is None
+        else high_watermark
+    )
     replicas: tuple[int, ...] = ()
     isr: tuple[int, ...] = ()
     if record is None:

@@ -98,8 +98,21 @@ def test_cluster_defaults_are_the_documented_ones() -> None:
         cfg.cluster.offsets_partitions,
         cfg.cluster.offsets_replication_factor,
         cfg.cluster.request_timeout_ms,
+        cfg.cluster.replica_lag_time_max_ms,
         cfg.cluster.rack,
-    ) == (9000, 1, 16, 3, 30000, None)
+    ) == (9000, 1, 16, 3, 30000, 30000, None)
+
+
+def test_replica_lag_and_node_id_range_in_a_cluster() -> None:
+    """replica.lag.time.max.ms is a cluster key; a node id must fit the producer
+    ids' high bits."""
+    cfg = resolve(
+        flags={"cluster": "etcd://h:1/p"}, sets={"replica.lag.time.max.ms": "5000"}
+    )
+    assert cfg.cluster is not None
+    assert cfg.cluster.replica_lag_time_max_ms == 5000
+    with pytest.raises(ConfigError, match="--node-id"):
+        resolve(flags={"cluster": "etcd://h:1/p", "node_id": str(1 << 23)}, sets={})
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from broker.producers.service import ProducerService, append_checked
+from broker.producers.service import NODE_ID_SHIFT, ProducerService, append_checked
 from protocol.error_codes import ErrorCode
 from protocol.record_builder import RecordInput, build_batch
 from storage.log_manager import LogManager
@@ -85,3 +85,17 @@ def test_batch_identity_spans_contiguous_batches_of_one_producer() -> None:
     )
     assert batch_identity(build_batch([RecordInput(value=b"x")])) is None
     assert batch_identity(b"short") is None
+
+
+def test_cluster_producer_ids_carry_the_node_id(tmp_path: Path) -> None:
+    """In cluster mode two brokers never hand out the same producer id, and each
+    keeps its own counter across restarts."""
+    one = ProducerService(ProducerIdAllocator(tmp_path / "one"), node_id=1)
+    two = ProducerService(ProducerIdAllocator(tmp_path / "two"), node_id=2)
+    ids_one = {one.init_producer_id()[1] for _ in range(3)}
+    ids_two = {two.init_producer_id()[1] for _ in range(3)}
+    assert not ids_one & ids_two
+    assert all(pid >> NODE_ID_SHIFT == 1 for pid in ids_one)
+    assert min(ids_one) == 1 << NODE_ID_SHIFT
+    again = ProducerService(ProducerIdAllocator(tmp_path / "one"), node_id=1)
+    assert again.init_producer_id()[1] not in ids_one

@@ -36,6 +36,7 @@ from broker.context import BrokerContext
 from broker.net.dispatch import Dispatcher, load_handlers
 from broker.net.request import Deferred, RequestContext
 from broker.server import open_context
+from protocol.codec import EncodedResponse, decode_response, encode_response
 from protocol.error_codes import ErrorCode
 from protocol.headers import RequestHeader
 
@@ -263,6 +264,24 @@ class FakeCluster:
         )
         return None
 
+    async def alter_isr(
+        self, topic: str, index: int, isr: Sequence[int], expected: PartitionRecord
+    ) -> PartitionRecord | None:
+        self.requests.append(("alter_isr", topic, index, tuple(isr)))
+        p = self.cache.partition(topic, index)
+        if (
+            p is None
+            or p.leader != self.cache.node_id
+            or p.leader_epoch != expected.leader_epoch
+            or p.partition_epoch != expected.partition_epoch
+        ):
+            return None
+        new = dataclasses.replace(
+            p, isr=tuple(isr), partition_epoch=p.partition_epoch + 1
+        )
+        self.set_partition(topic, index, new)
+        return new
+
 
 # -- a broker context in cluster mode over the fake -------------------------------
 
@@ -318,8 +337,13 @@ def rctx(ctx: BrokerContext, api_key: int, version: int) -> RequestContext:
 async def call(
     ctx: BrokerContext, api_key: int, version: int, request: object
 ) -> object:
-    """Dispatch one request; await it when it is deferred."""
-    resp = Dispatcher()(rctx(ctx, api_key, version), request)
+    """Dispatch one request; await it when it is deferred. An answer encoded once
+    (a cached Metadata) is decoded as a client would."""
+    context = rctx(ctx, api_key, version)
+    resp = Dispatcher()(context, request)
     if isinstance(resp, Deferred):
         return await resp.run()
+    if isinstance(resp, EncodedResponse):
+        frame = b"".join(encode_response(context.header, resp))
+        return decode_response(api_key, version, frame[4:])[1]
     return resp

@@ -1,4 +1,8 @@
-"""Fixtures of the cluster tests: a real etcd per test (free ports, own data dir)."""
+"""Fixtures of the cluster tests: a real etcd per test (free ports, own data dir).
+
+A missing etcd fails the test and says how to install it: these are the cluster's
+real tests, and a skipped one would let a run pass that proved nothing.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from pathlib import Path
 import pytest
 from anyio.pytest_plugin import get_runner
 
-from tests.cluster.etcd import ETCD, EtcdProcess
+from tests.cluster.etcd import EtcdProcess, missing_etcd
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +33,8 @@ def _one_event_loop(anyio_backend: str) -> Iterator[None]:
 @pytest.fixture
 def etcd(tmp_path: Path) -> Iterator[EtcdProcess]:
     """A running etcd, killed at the end of the test."""
-    if not Path(ETCD).exists():
-        pytest.skip("etcd is not installed (make test installs etcd-server)")
+    if (why := missing_etcd()) is not None:
+        pytest.fail(why, pytrace=False)
     e = EtcdProcess(tmp_path / "etcd", tmp_path / "etcd.log")
     try:
         e.start()

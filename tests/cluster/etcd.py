@@ -21,6 +21,18 @@ from tests._broker import free_port
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
+INSTALL_HINT = (
+    "the cluster tests need etcd 3.4+ and etcdctl: `make test` installs them "
+    "(`make clients`; apt: etcd-server etcd-client)"
+)
+
+
+def missing_etcd() -> str | None:
+    """Why a real etcd cannot run here (a message naming the fix), or None."""
+    missing = [p for p in (ETCD, ETCDCTL) if not os.access(p, os.X_OK)]
+    if not missing:
+        return None
+    return f"{' and '.join(missing)} not found: {INSTALL_HINT}"
 
 
 class EtcdProcess:
@@ -44,6 +56,8 @@ class EtcdProcess:
         """Start (or start again on the same ports and data dir) and wait until
         it accepts client connections and answers a read."""
         assert self.proc is None or self.proc.poll() is not None
+        if (why := missing_etcd()) is not None:
+            raise RuntimeError(why)
         peer = f"http://127.0.0.1:{self.peer_port}"
         client = f"http://{self.endpoint}"
         cmd = [

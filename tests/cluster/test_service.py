@@ -107,6 +107,14 @@ async def _answer_requests(store: EtcdStore) -> None:
         await anyio.sleep(0.05)
 
 
+class _Idle(Controller):
+    """Elected, but leaves every request to the stand-in (which never answers
+    ``slow*``): the real controller would create the topic."""
+
+    async def run(self) -> None:
+        await anyio.sleep_forever()
+
+
 def _with_error(r: CreateTopicRequest, error: RequestError) -> CreateTopicRequest:
     return CreateTopicRequest(
         name=r.name,
@@ -127,12 +135,20 @@ async def stand_in(etcd: EtcdProcess) -> AsyncIterator[EtcdStore]:
     await store.close()
 
 
+class _Silent(Controller):
+    """Holds the office and decides nothing: the stand-in answers requests (or,
+    without it, nobody does)."""
+
+    async def run(self) -> None:
+        await anyio.sleep_forever()
+
+
 async def _running(
     etcd: EtcdProcess,
     node_id: int,
     body: Callable[[ClusterService], Awaitable[None]],
     *,
-    controller_type: type[Controller] = Controller,
+    controller_type: type[Controller] = _Silent,
     cluster_id: str = "ailurus-dev",
     **cluster: int,
 ) -> None:
@@ -180,16 +196,7 @@ async def test_create_topics_returns_once_the_topic_is_in_the_cache(
     await _running(etcd, 1, body)
 
 
-class _Idle(Controller):
-    """A controller that answers nothing: the stand-in alone answers requests."""
-
-    async def run(self) -> None:
-        await anyio.sleep_forever()
-
-
-async def test_an_unanswered_request_times_out(
-    etcd: EtcdProcess, stand_in: EtcdStore
-) -> None:
+async def test_an_unanswered_request_times_out(etcd: EtcdProcess) -> None:
     """No answer within request_timeout_ms: REQUEST_TIMED_OUT."""
 
     async def body(service: ClusterService) -> None:
@@ -200,7 +207,6 @@ async def test_an_unanswered_request_times_out(
         assert result is not None
         assert result.code == ErrorCode.REQUEST_TIMED_OUT
 
-    # the real controller would create the topic the stand-in leaves unanswered
     await _running(etcd, 1, body, controller_type=_Idle, request_timeout_ms=1000)
 
 
@@ -227,12 +233,14 @@ async def test_delete_topic_returns_once_the_topic_left_the_cache(
 async def test_controlled_shutdown_returns_what_the_controller_left(
     etcd: EtcdProcess, stand_in: EtcdStore
 ) -> None:
-    """controlled_shutdown returns the controller's ``remaining`` and deletes the
-    request."""
+    """controlled_shutdown returns the controller's ``remaining`` and keeps the
+    answered request (the broker is shutting down until it leaves)."""
 
     async def body(service: ClusterService) -> None:
         assert await service.controlled_shutdown() == 1
-        assert await stand_in.get(KEYS.shutdown(1)) is None
+        kept = await stand_in.get(KEYS.shutdown(1))
+        assert kept is not None
+        assert ShutdownRequest.decode(kept.value).done
 
     await _running(etcd, 1, body, controller_type=_Idle)
 

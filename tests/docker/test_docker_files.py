@@ -114,6 +114,8 @@ def _serve_flags(env: dict[str, str]) -> dict[str, object]:
         "AILURUS_ADVERTISE_KAFKA_ADDR": "advertise_kafka_addr",
         "AILURUS_ADMIN_ADDR": "admin_addr",
         "AILURUS_NODE_ID": "node_id",
+        "AILURUS_CLUSTER": "cluster",
+        "AILURUS_RACK": "rack",
         "AILURUS_LOG_LEVEL": "log_level",
         "AILURUS_LOG_FORMAT": "log_format",
         "AILURUS_ADMIN_TOKEN": "admin_token",
@@ -288,7 +290,8 @@ def test_compose_cli_uses_the_brokers_admin_token() -> None:
 
 
 def test_cluster_compose_runs_three_brokers_on_one_etcd() -> None:
-    """etcd and brokers 1-3 (``--cluster etcd://etcd:2379/ailurus``), each broker
+    """etcd and brokers 1-3 (``AILURUS_CLUSTER=etcd://etcd:2379/ailurus``, node ids
+    from ``AILURUS_NODE_ID``, no rack unless ``AILURUS_RACK_N`` is set), each broker
     advertised as broker-N:9092 inside the network and localhost:N9092 to the host,
     started once etcd is healthy and healthy once its admin API says ready."""
     services = _compose_config("docker-compose.cluster.yml")["services"]
@@ -303,10 +306,14 @@ def test_cluster_compose_runs_three_brokers_on_one_etcd() -> None:
         broker = services[f"broker-{n}"]
         env = broker["environment"]
         assert env["AILURUS_NODE_ID"] == str(n)
-        assert broker["command"] == ["--cluster", "etcd://etcd:2379/ailurus"]
+        assert not broker.get("command")  # the image's `ailurus serve`, env only
         assert broker["depends_on"]["etcd"]["condition"] == "service_healthy"
         config = resolve(flags=_serve_flags(env), sets={}, env=env)
         assert config.node_id == n
+        assert config.cluster is not None
+        assert config.cluster.endpoints == (("etcd", 2379),)
+        assert config.cluster.prefix == "/ailurus"
+        assert config.cluster.rack is None
         listeners = {lc.name: lc.advertised for lc in config.listeners}
         internal, external = listeners["internal"], listeners["external"]
         assert internal is not None

@@ -196,3 +196,47 @@ def test_fetch_records_are_passed_through_uncopied(version: int) -> None:
     partitions = decoded.responses[0].partitions  # type: ignore[attr-defined]
     assert partitions[0].records == b"a" * 4096 + b"b" * 8192
     assert partitions[1].records == b"tiny"
+
+
+@pytest.mark.parametrize("version", [0, 8, 9, 12, 13])
+def test_an_encoded_response_is_sent_like_the_object(version: int) -> None:
+    """A response body encoded once answers later requests with their own header
+    (correlation id, flexible header) exactly as encoding the object would."""
+    from protocol.messages.metadata import (
+        MetadataResponse,
+        MetadataResponseBroker,
+        MetadataResponsePartition,
+        MetadataResponseTopic,
+    )
+
+    response = MetadataResponse(
+        brokers=(MetadataResponseBroker(node_id=1, host="h", port=9092, rack=None),),
+        cluster_id="c",
+        controller_id=1,
+        topics=(
+            MetadataResponseTopic(
+                error_code=0,
+                name="t",
+                topic_id=b"\x01" * 16,
+                partitions=(
+                    MetadataResponsePartition(
+                        error_code=0,
+                        partition_index=0,
+                        leader_id=1,
+                        leader_epoch=3,
+                        replica_nodes=(1, 2),
+                        isr_nodes=(1,),
+                        offline_replicas=(2,),
+                    ),
+                ),
+            ),
+        ),
+    )
+    encoded = codec.encode_response_body(3, version, response)
+    for correlation in (1, 77):
+        h = header(3, version, correlation)
+        assert b"".join(codec.encode_response(h, encoded)) == b"".join(
+            codec.encode_response(h, response)
+        )
+    with pytest.raises(EncodeError):
+        codec.encode_response(header(3, 1 if version != 1 else 2), encoded)
