@@ -263,3 +263,22 @@ async def test_watch_and_lease_survive_an_etcd_restart(etcd: EtcdProcess) -> Non
         await events.aclose()  # type: ignore[attr-defined]
     finally:
         await store.close()
+
+
+async def test_a_call_cut_short_by_its_cancel_scope_stays_inside_that_scope(
+    etcd: EtcdProcess,
+) -> None:
+    """A scope cancelled while a call is in flight catches the cancellation: grpc's
+    own CancelledError never escapes it (it once stopped the cluster service)."""
+    store = _store(etcd)
+    try:
+        await store.put("/c/k", b"v")
+        caught = 0
+        for i in range(300):
+            # deadlines spread over a call's round trip, so some land inside grpc
+            with anyio.move_on_after(i % 30 * 0.0001) as scope:
+                await store.txn([], [Put("/c/k", b"v")])
+            caught += scope.cancelled_caught
+        assert caught > 0
+    finally:
+        await store.close()

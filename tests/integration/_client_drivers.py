@@ -297,8 +297,14 @@ class AiokafkaDriver:
         self, bootstrap: str, topic: str, starts: dict[int, tuple[Start, int]]
     ) -> dict[int, list[Rec]]:
         async def go() -> dict[int, list[Rec]]:
+            # "earliest": assign() starts resetting every partition at once, and a
+            # reset still in flight when seek_to_beginning() runs overrides it
+            # (seen against several brokers, whose answers arrive later)
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+                bootstrap_servers=bootstrap,
+                group_id=None,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
             )
             await consumer.start()
             try:

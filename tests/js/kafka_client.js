@@ -174,45 +174,51 @@ async function consume(spec) {
       spec.topic,
       spec.starts.map(s => s.partition)
     )
-    const nodeId = Object.keys(leaders)[0]
-    const broker = await cluster.findBroker({ nodeId })
+    // each partition is fetched from its own leader (a cluster spreads them)
+    const brokers = []
+    for (const [nodeId, partitions] of Object.entries(leaders)) {
+      brokers.push({ broker: await cluster.findBroker({ nodeId }), partitions })
+    }
     while (Object.values(remaining).some(n => n > 0)) {
       if (Date.now() > deadline) throw new Error(`timeout; remaining ${JSON.stringify(remaining)}`)
-      const wanted = Object.keys(remaining).filter(p => remaining[p] > 0)
-      const response = await broker.fetch({
-        replicaId: -1,
-        isolationLevel: 1,
-        maxWaitTime: spec.maxWaitMs || 500,
-        minBytes: 1,
-        maxBytes: 8 * 1024 * 1024,
-        topics: [
-          {
-            topic: spec.topic,
-            partitions: wanted.map(p => ({
-              partition: Number(p),
-              fetchOffset: String(position[p]),
-              maxBytes: 1024 * 1024,
-            })),
-          },
-        ],
-      })
-      for (const t of response.responses) {
-        for (const p of t.partitions) {
-          if (p.errorCode !== 0) throw new Error(`fetch error ${p.errorCode} on ${p.partition}`)
-          for (const m of p.messages) {
-            const offset = Number(m.offset)
-            if (offset < position[p.partition] || remaining[p.partition] <= 0) continue
-            if (m.isControlRecord) continue
-            out({
-              partition: p.partition,
-              offset,
-              key: fromBuf(m.key),
-              value: fromBuf(m.value),
-              headers: decodeHeaders(m.headers),
-              timestamp: Number(m.timestamp),
-            })
-            position[p.partition] = offset + 1
-            remaining[p.partition] -= 1
+      for (const { broker, partitions } of brokers) {
+        const wanted = partitions.filter(p => remaining[p] > 0)
+        if (wanted.length === 0) continue
+        const response = await broker.fetch({
+          replicaId: -1,
+          isolationLevel: 1,
+          maxWaitTime: brokers.length > 1 ? 50 : spec.maxWaitMs || 500,
+          minBytes: 1,
+          maxBytes: 8 * 1024 * 1024,
+          topics: [
+            {
+              topic: spec.topic,
+              partitions: wanted.map(p => ({
+                partition: Number(p),
+                fetchOffset: String(position[p]),
+                maxBytes: 1024 * 1024,
+              })),
+            },
+          ],
+        })
+        for (const t of response.responses) {
+          for (const p of t.partitions) {
+            if (p.errorCode !== 0) throw new Error(`fetch error ${p.errorCode} on ${p.partition}`)
+            for (const m of p.messages) {
+              const offset = Number(m.offset)
+              if (offset < position[p.partition] || remaining[p.partition] <= 0) continue
+              if (m.isControlRecord) continue
+              out({
+                partition: p.partition,
+                offset,
+                key: fromBuf(m.key),
+                value: fromBuf(m.value),
+                headers: decodeHeaders(m.headers),
+                timestamp: Number(m.timestamp),
+              })
+              position[p.partition] = offset + 1
+              remaining[p.partition] -= 1
+            }
           }
         }
       }

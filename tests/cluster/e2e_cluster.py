@@ -1,0 +1,200 @@
+"""A real cluster for end-to-end tests: one etcd and three broker processes.
+
+:class:`Cluster` starts etcd and the brokers (free ports, own data dirs, short
+sessions), waits until a controller exists and every broker sees every other one,
+and answers what a client sees: Metadata through confluent-kafka's AdminClient,
+FindCoordinator over the raw protocol, the controller from etcd. It can kill, stop
+and restart single brokers on the same data dir and Kafka port.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
+
+from protocol.messages.find_coordinator import (
+    FindCoordinatorRequest,
+    FindCoordinatorResponse,
+)
+from tests._broker import BrokerProcess, free_port, request, start_cluster_broker
+from tests.cluster.etcd import EtcdProcess
+
+PREFIX = "/ailurus"
+SESSION_MS = 3000
+OFFSETS_PARTITIONS = 8
+
+
+def wait_for(what: str, cond: Callable[[], Any], timeout: float = 20) -> Any:
+    """Poll ``cond`` until it returns something truthy; that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+class Cluster:
+    """etcd plus brokers 1..n of one cluster, all on 127.0.0.1."""
+
+    def __init__(self, root: Path, size: int = 3) -> None:
+        self.root = root
+        self.etcd = EtcdProcess(root / "etcd", root / "etcd.log")
+        self.ports = {i: free_port() for i in range(1, size + 1)}
+        self.brokers: dict[int, BrokerProcess] = {}
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> Cluster:
+        self.etcd.start()
+        # all at once: registration and the election race as in a real roll-out
+        with ThreadPoolExecutor(len(self.ports)) as pool:
+            for f in [pool.submit(self.start_broker, i) for i in self.ports]:
+                f.result()
+        self.wait_settled()
+        return self
+
+    def start_broker(self, node_id: int) -> BrokerProcess:
+        """Start (or restart, same data dir and Kafka port) broker ``node_id``."""
+        b = start_cluster_broker(
+            self.root / f"data-{node_id}",
+            node_id,
+            self.etcd.url(PREFIX),
+            "--set",
+            f"offsets.topic.num.partitions={OFFSETS_PARTITIONS}",
+            session_timeout_ms=SESSION_MS,
+            log_path=self.root / f"broker-{node_id}.log",
+            ready_path=self.root / f"ready-{node_id}.json",
+            port=self.ports[node_id],
+            timeout=30,
+        )
+        self.brokers[node_id] = b
+        return b
+
+    def wait_settled(self, timeout: float = 30) -> None:
+        """Until a controller exists, every running broker lists every running one
+        and every offsets-topic partition has a leader."""
+        live = sorted(self.live)
+
+        def settled() -> bool:
+            if self.controller() is None:
+                return False
+            for i in live:
+                md = self.metadata(i)
+                if sorted(md.brokers) != live:
+                    return False
+                offsets = md.topics.get("__consumer_offsets")
+                if offsets is None or len(offsets.partitions) != OFFSETS_PARTITIONS:
+                    return False
+                if any(p.leader < 0 for p in offsets.partitions.values()):
+                    return False
+            return True
+
+        wait_for("the cluster to settle", settled, timeout)
+
+    def close(self) -> None:
+        for b in self.brokers.values():
+            b.kill()
+        self.etcd.kill()
+
+    @property
+    def live(self) -> dict[int, BrokerProcess]:
+        return {i: b for i, b in self.brokers.items() if b.proc.poll() is None}
+
+    def kill(self, node_id: int) -> None:
+        """kill -9 one broker."""
+        self.brokers[node_id].kill()
+
+    def stop(self, node_id: int) -> int:
+        """SIGTERM one broker; its exit code."""
+        return self.brokers[node_id].stop(signal.SIGTERM)
+
+    # -- what etcd says --------------------------------------------------------
+
+    def controller(self) -> int | None:
+        code, out = self.etcd.ctl(
+            "get", f"{PREFIX}/controller", "--print-value-only", check=False
+        )
+        if code != 0 or not out.strip():
+            return None
+        return int(json.loads(out)["node_id"])
+
+    def registered(self) -> list[int]:
+        keys = self.etcd.keys(f"{PREFIX}/brokers/")
+        return sorted(int(k.rsplit("/", 1)[1]) for k in keys)
+
+    def non_controller(self) -> int:
+        controller = self.controller()
+        return next(i for i in sorted(self.live) if i != controller)
+
+    # -- what a client sees ----------------------------------------------------
+
+    def bootstrap(self, node_id: int) -> str:
+        return self.brokers[node_id].bootstrap
+
+    def admin(self, node_id: int) -> AdminClient:
+        return AdminClient({"bootstrap.servers": self.bootstrap(node_id)})
+
+    def create_topic(self, node_id: int, topic: str, partitions: int) -> None:
+        """CreateTopics (RF 1) through broker ``node_id`` (confluent's AdminClient)."""
+        admin = self.admin(node_id)  # must outlive the future
+        futures = admin.create_topics(
+            [NewTopic(topic, partitions, 1)], operation_timeout=20
+        )
+        futures[topic].result(timeout=30)
+
+    def metadata(self, node_id: int, topic: str | None = None) -> ClusterMetadata:
+        """Metadata as broker ``node_id`` answers it (confluent's AdminClient)."""
+        return self.admin(node_id).list_topics(topic, timeout=10)
+
+    def leaders(self, node_id: int, topic: str) -> dict[int, int]:
+        """Partition -> leader (-1: none) as broker ``node_id`` reports."""
+        t = self.metadata(node_id, topic).topics[topic]
+        return {p: m.leader for p, m in t.partitions.items()}
+
+    def wait_leaders(
+        self, topic: str, partitions: int, node_id: int | None = None
+    ) -> dict[int, int]:
+        """Until ``topic`` has ``partitions`` partitions, each with a leader, on
+        every live broker (or only ``node_id``); the leaders."""
+        nodes = [node_id] if node_id is not None else sorted(self.live)
+
+        def ready() -> dict[int, int] | None:
+            seen = None
+            for i in nodes:
+                md = self.metadata(i)
+                t = md.topics.get(topic)
+                if t is None or t.error is not None:
+                    return None
+                leaders = {p: m.leader for p, m in t.partitions.items()}
+                if len(leaders) != partitions or min(leaders.values()) < 0:
+                    return None
+                seen = leaders
+            return seen
+
+        return dict(wait_for(f"leaders of {topic}", ready))
+
+    def metric(self, node_id: int, name: str) -> float:
+        """One unlabelled sample of broker ``node_id``'s ``/metrics``."""
+        status, body = self.brokers[node_id].http("/metrics")
+        assert status == 200
+        for line in body.decode().splitlines():
+            if line.startswith(f"{name} "):
+                return float(line.split()[1])
+        raise AssertionError(f"no {name} in /metrics")
+
+    def find_coordinator(self, node_id: int, group: str) -> tuple[int, int]:
+        """(error code, coordinator node id) from FindCoordinator v3 to a broker."""
+        with self.brokers[node_id].connect() as sock:
+            resp = request(sock, 10, 3, FindCoordinatorRequest(key=group, key_type=0))
+        assert isinstance(resp, FindCoordinatorResponse)
+        return resp.error_code, resp.node_id
