@@ -109,8 +109,9 @@ class FetcherPool:
                 return leader
         return None
 
-    def leader_high_watermark(self, tp: TopicPartition) -> int:
+    def leader_high_watermark(self, topic: str, partition: int) -> int:
         """The high watermark the partition's last leader reported (0: unknown)."""
+        tp = TopicPartition(topic, partition)
         for running in self._running.values():
             progress = running.fetcher.progress(tp)
             if progress is not None and progress.leader_high_watermark >= 0:

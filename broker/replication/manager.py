@@ -46,6 +46,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
@@ -56,13 +57,14 @@ from broker.cluster.model import NO_LEADER, CreateTopicRequest, TopicRecord
 from broker.cluster.requests import ClusterRequests
 from broker.durability.acks import Durability
 from broker.metrics import Metrics
-from broker.replication.fetcher import FetcherSettings, TopicPartition
-from broker.replication.fetchers import FetcherPool
 from broker.replication.isr import IsrManager
 from broker.topics.service import TopicService
 from storage.errors import LogClosed, StorageError
 from storage.log_manager import TopicMeta
 from storage.partition_log import PartitionLog
+
+if TYPE_CHECKING:
+    from broker.replication.fetcher import FetcherSettings
 
 log = structlog.get_logger("broker.replication")
 
@@ -105,6 +107,10 @@ class ReplicaManager:
         self._kept: set[str] = set()  # local topics the cluster refused to register
         self.applied = 0  # the cache version the local logs match
         self._applied_changed = anyio.Event()
+        # imported here: the replica fetcher's message schemas load in cluster
+        # mode only (a single node starts without them)
+        from broker.replication.fetchers import FetcherPool
+
         self.fetchers = FetcherPool(
             cache=self.cache,
             node_id=self.node_id,
@@ -293,7 +299,7 @@ class ReplicaManager:
         self.topics.followers.lead(
             topic,
             partition,
-            self.fetchers.leader_high_watermark(TopicPartition(topic, partition)),
+            self.fetchers.leader_high_watermark(topic, partition),
         )
         if self.on_lead is None or not followed:
             return
