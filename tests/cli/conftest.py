@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import structlog
 
 from tests._broker import free_port, start_broker
 
@@ -77,7 +78,12 @@ def invoke(target: Target, *args: str, stdin: bytes | None = None) -> Outcome:
 
     _register_commands()
     runner = CliRunner(env=target.env())
-    result = runner.invoke(cli, hoist_global_flags(list(args)), input=stdin or b"")
+    try:
+        result = runner.invoke(cli, hoist_global_flags(list(args)), input=stdin or b"")
+    finally:
+        # a command may configure logging for its process (snapshot push/pull);
+        # later tests in this process expect structlog's defaults
+        structlog.reset_defaults()
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return Outcome(result.exit_code, result.stdout_bytes, result.stderr_bytes)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from anyio.pytest_plugin import get_runner
 
 from tests.cluster.etcd import EtcdProcess, missing_etcd
@@ -41,3 +42,12 @@ def etcd(tmp_path: Path) -> Iterator[EtcdProcess]:
         yield e
     finally:
         e.kill()
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> None:
+    """Start from structlog's defaults: these tests read log events with
+    ``structlog.testing.capture_logs``, which cannot see a logger first used under
+    a configuration that caches loggers, as a CLI command run in-process by an
+    earlier test leaves it."""
+    structlog.reset_defaults()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+import structlog
 
 from broker.replication.fetcher import (
     FetcherSettings,
@@ -121,3 +122,12 @@ async def run_until(
 def caught_up(progress: PartitionProgress | None, end: int) -> bool:
     """The partition reached ``end`` and saw the leader's high watermark there."""
     return progress is not None and progress.fetch_offset >= end and progress.caught_up
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> None:
+    """Start from structlog's defaults: these tests read log events with
+    ``structlog.testing.capture_logs``, which cannot see a logger first used under
+    a configuration that caches loggers, as a CLI command run in-process by an
+    earlier test leaves it."""
+    structlog.reset_defaults()
