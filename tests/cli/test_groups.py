@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from kafka import KafkaConsumer
-
 from tests._broker import start_broker
+from tests._kafka_python import group_consumer
 from tests.cli.conftest import Target, invoke, unique
 
 
@@ -29,7 +28,7 @@ def test_describe_shows_live_member_assignment_and_lag(ailurus: Target) -> None:
         "b:2",
     )
     assert res.exit_code == 0
-    consumer = KafkaConsumer(
+    consumer = group_consumer(
         topic,
         bootstrap_servers=target.bootstrap,
         group_id=group,

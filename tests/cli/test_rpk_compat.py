@@ -8,8 +8,9 @@ import signal
 import subprocess
 import time
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
+from tests._kafka_python import group_consumer
 from tests.cli.conftest import AILURUS, Target, invoke, unique
 
 
@@ -124,7 +125,7 @@ def test_consume_with_a_group_is_a_real_member(ailurus: Target) -> None:
     for p in (0, 1):
         res = invoke(ailurus, "topic", "produce", topic, "-p", str(p), stdin=b"x\ny\n")
         assert res.exit_code == 0
-    other = KafkaConsumer(
+    other = group_consumer(
         topic,
         bootstrap_servers=ailurus.bootstrap,
         group_id=group,

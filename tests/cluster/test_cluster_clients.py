@@ -31,6 +31,7 @@ from protocol.messages.create_topics import (
     CreateTopicsResponse,
 )
 from tests._broker import request
+from tests._kafka_python import group_consumer
 from tests.cluster.e2e_cluster import Cluster, wait_for
 from tests.integration._cli_drivers import KCAT_HEADERS, KafkajsDriver, KcatDriver
 from tests.integration._client_drivers import (
@@ -164,7 +165,7 @@ def _produce_keyed(bootstrap: str, topic: str, values: list[str]) -> None:
 
 
 def _group_consumer(bootstrap: str, group: str, topic: str) -> kafka.KafkaConsumer:
-    return kafka.KafkaConsumer(
+    return group_consumer(
         topic,
         bootstrap_servers=bootstrap,
         group_id=group,

@@ -20,6 +20,7 @@ import json
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 SESSION_MS = 3000
@@ -45,6 +46,9 @@ def run_kafka_python(bootstrap: str, topic: str, group: str, assignor: str) -> N
         "roundrobin": RoundRobinPartitionAssignor,
         "sticky": StickyPartitionAssignor,
     }
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from tests._kafka_python import subscribe_known
+
     consumer = kafka.KafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=group,
@@ -63,7 +67,7 @@ def run_kafka_python(bootstrap: str, topic: str, group: str, assignor: str) -> N
         def on_partitions_assigned(self, assigned: Any) -> None:
             emit(event="assigned", partitions=sorted(tp.partition for tp in assigned))
 
-    consumer.subscribe([topic], listener=Listener())
+    subscribe_known(consumer, [topic], listener=Listener())
     while not stop.is_set():
         batches = consumer.poll(timeout_ms=100)
         if not batches:

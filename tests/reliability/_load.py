@@ -16,11 +16,12 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from protocol.record_builder import Record
+from tests._kafka_python import group_consumer
 
 CLIENT_TIMEOUTS = {
     "request_timeout_ms": 3000,
@@ -155,7 +156,7 @@ class Load:
             self.errors.append(e)
 
     def _consume(self) -> None:
-        consumer = KafkaConsumer(
+        consumer = group_consumer(
             self.topic,
             bootstrap_servers=self.bootstrap,
             group_id=self.group,

@@ -14,6 +14,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
+from tests._kafka_python import group_consumer
 from tests.snapshots.conftest import Broker, cp_r, wait_for, wait_status
 
 pytestmark = pytest.mark.integration
@@ -294,7 +295,7 @@ def test_group_resumes_from_restored_commits(brokers: Factory) -> None:
     """Group offsets stored with --with-group-offsets are restored where none is newer."""
     b1, b2 = brokers("b1"), brokers("b2")
     produce(b1, "grp", [b"v%d" % i for i in range(5)])
-    consumer = KafkaConsumer(
+    consumer = group_consumer(
         "grp",
         bootstrap_servers=b1.bootstrap,
         group_id="g1",
@@ -316,7 +317,7 @@ def test_group_resumes_from_restored_commits(brokers: Factory) -> None:
         b2.data_dir / "snapshots" / str(res["topic_id"]) / str(res["snapshot_id"]),
     )
     wait_status(b2, rel(res), "applied")
-    resumed = KafkaConsumer(
+    resumed = group_consumer(
         "grp",
         bootstrap_servers=b2.bootstrap,
         group_id="g1",
