@@ -298,8 +298,8 @@ async def _open_services(
             durability,
             metrics,
             forget,
-            # a new leader reads its idempotent producers' state from the log
-            on_lead=producers.forget,
+            # followers keep their idempotent producers' state as they append
+            producers=producers,
             lag_time_max_ms=30_000
             if settings is None
             else settings.replica_lag_time_max_ms,
