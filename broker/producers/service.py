@@ -325,7 +325,7 @@ class ProducerService:
         verdict: Verdict
         if ident.transactional:
             verdict = NoTransaction()
-        elif id(plog) in self._loading:
+        elif self._loading and id(plog) in self._loading:
             verdict = Loading()
         else:
             verdict = self.state(plog).check(

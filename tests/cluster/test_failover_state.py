@@ -186,7 +186,8 @@ def test_after_a_full_restart_every_acknowledged_record_is_visible_at_once(
     with ThreadPoolExecutor(len(nodes)) as pool:
         list(pool.map(cluster.start_broker, nodes))
     leader = wait_for(
-        "a leader", lambda: _partition(cluster, topic).get("leader", -1) > 0
+        "a leader",
+        lambda: (n := _partition(cluster, topic).get("leader", -1)) > 0 and n,
     )
     # the first answer of the leader, before its followers may have fetched
     answer = wait_for(
