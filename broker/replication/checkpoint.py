@@ -117,7 +117,7 @@ class HighWatermarkCheckpointer:
                 if hw > 0:
                     live[key] = hw
         self._known = live
-        return live
+        return dict(live)  # a copy: forget() and note() change the table
 
     async def write(self) -> None:
         """Write the file if it would change (worker thread); a failure is logged

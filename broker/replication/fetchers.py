@@ -121,6 +121,12 @@ class FetcherPool:
                 return progress.leader_high_watermark
         return self._leader_hw.get(tp, 0)
 
+    def forget(self, topic: str) -> None:
+        """A local topic was deleted: the high watermarks last fetched for it go (a
+        topic made again under the same name must not inherit them)."""
+        for tp in [t for t in self._leader_hw if t.topic == topic]:
+            del self._leader_hw[tp]
+
     def retry_in(self) -> float | None:
         """Seconds until a partition a fetcher gave up on is due again."""
         if not self._stopped:

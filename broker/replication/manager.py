@@ -264,6 +264,7 @@ class ReplicaManager:
         self.durability.fail_logs(logs, LogClosed(f"topic {meta.name} deleted"))
         self.on_deleted(meta.name, logs)
         self.checkpoint.forget(meta.name)
+        self.fetchers.forget(meta.name)
         for key in [k for k in self._leaders if k[0] == meta.name]:
             del self._leaders[key]
         log.info("topic_deleted", topic=meta.name, topic_id=str(meta.topic_uuid))

@@ -237,3 +237,26 @@ async def test_idempotent_batches_wait_while_the_state_is_rebuilt(
         # a plain batch is never held back
         await _produce(ctx, 1)
         assert plog.log_end_offset == 5
+
+
+@pytest.mark.anyio
+async def test_a_topic_made_again_does_not_inherit_the_old_high_watermark(
+    tmp_path: Path,
+) -> None:
+    """A deleted topic's checkpointed high watermark goes with it: the topic made
+    again under the same name starts from 0 and waits for its followers."""
+    config = cluster_config(tmp_path)
+    async with running(config, _cluster()) as ctx:
+        cluster = _cluster_of(ctx)
+        await _written(ctx)
+        assert ctx.replicas is not None
+        await ctx.replicas.checkpoint.write()
+        assert HighWatermarkCheckpoint(config.data_dir).read() == {("t", 0): 3}
+        cluster.remove_topic("t")
+        await settled(ctx, cluster)
+        cluster.add_topic("t", [[NODE, 2, 3]])  # a new topic id
+        await settled(ctx, cluster)
+        await _produce(ctx, 3)
+        assert await _high_watermark(ctx) == 0
+        await ctx.replicas.checkpoint.write()
+        assert HighWatermarkCheckpoint(config.data_dir).read() == {}
