@@ -62,8 +62,6 @@ from broker.cluster.model import NO_LEADER, CreateTopicRequest, TopicRecord
 from broker.cluster.requests import ClusterRequests
 from broker.durability.acks import Durability
 from broker.metrics import Metrics
-from broker.replication.checkpoint import HighWatermarkCheckpointer
-from broker.replication.follower_log import ProducerStates
 from broker.replication.isr import IsrManager
 from broker.topics.service import TopicService
 from storage.errors import LogClosed, StorageError
@@ -72,6 +70,7 @@ from storage.partition_log import PartitionLog
 
 if TYPE_CHECKING:
     from broker.replication.fetcher import FetcherSettings
+    from broker.replication.follower_log import ProducerStates
 
 log = structlog.get_logger("broker.replication")
 
@@ -111,8 +110,9 @@ class ReplicaManager:
         self._kept: set[str] = set()  # local topics the cluster refused to register
         self.applied = 0  # the cache version the local logs match
         self._applied_changed = anyio.Event()
-        # imported here: the replica fetcher's message schemas load in cluster
-        # mode only (a single node starts without them)
+        # imported here: the replica fetcher's message schemas and the checkpoint
+        # load in cluster mode only (a single node starts without them)
+        from broker.replication.checkpoint import HighWatermarkCheckpointer
         from broker.replication.fetchers import FetcherPool
 
         self.fetchers = FetcherPool(
