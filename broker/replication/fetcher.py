@@ -26,10 +26,12 @@ NETWORK_EXCEPTION. Per partition the fetched offset, the leader's high watermark
 and the lag are exposed (:class:`PartitionProgress`) so an owner can decide
 "caught up".
 
-Given the broker's producer state (:class:`ProducerStates`), the
-idempotent producers' state of each partition follows what is appended (the
-batch headers are read in the append's worker thread) and is rebuilt in a worker
-thread after a truncation, so it is current when this broker comes to lead. Log events: ``replica_fetch_started``, ``replica_truncated``,
+Given the broker's producer state (:class:`ProducerStates`), the idempotent
+producers' state of each partition follows what is appended (the batch headers are
+read in the append's worker thread) and is rebuilt in a worker thread after a
+truncation, so it is current when this broker comes to lead.
+
+Log events: ``replica_fetch_started``, ``replica_truncated``,
 ``replica_caught_up``, ``replica_fetch_error``.
 """
 
