@@ -55,6 +55,7 @@ class HighWatermarkCheckpointer:
         )
         self._known: dict[tuple[str, int], int] = {}
         self._written: dict[tuple[str, int], int] | None = None  # None: not yet
+        self._writing = anyio.Lock()  # one write at a time (one .tmp file)
 
     async def load(self) -> None:
         """Read the file (worker thread): entries of local partitions, each capped
@@ -122,15 +123,16 @@ class HighWatermarkCheckpointer:
     async def write(self) -> None:
         """Write the file if it would change (worker thread); a failure is logged
         and tried again at the next interval."""
-        offsets = self.update()
-        if offsets == self._written:
-            return
-        try:
-            await anyio.to_thread.run_sync(self.file.write, offsets)
-        except StorageError as exc:
-            log.warning("hw_checkpoint_failed", path=self.file.path, error=str(exc))
-            return
-        self._written = offsets
+        async with self._writing:
+            offsets = self.update()
+            if offsets == self._written:
+                return
+            try:
+                await anyio.to_thread.run_sync(self.file.write, offsets)
+            except StorageError as exc:
+                log.warning("hw_checkpoint_failed", path=self.file.path, error=str(exc))
+                return
+            self._written = offsets
 
     async def run(self) -> None:
         """Write every ``interval_s`` when changed, and once more when cancelled."""
