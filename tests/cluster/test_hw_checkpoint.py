@@ -260,3 +260,22 @@ async def test_a_topic_made_again_does_not_inherit_the_old_high_watermark(
         assert await _high_watermark(ctx) == 0
         await ctx.replicas.checkpoint.write()
         assert HighWatermarkCheckpoint(config.data_dir).read() == {}
+
+
+@pytest.mark.anyio
+async def test_an_unusable_checkpoint_path_is_logged_and_never_stops_the_broker(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint path that cannot be read nor replaced (a directory stands there)
+    is logged at start and at each write; the broker serves and stops cleanly."""
+    config = cluster_config(tmp_path)
+    (config.data_dir / FILE_NAME).mkdir(parents=True)
+    with capture_logs() as events:
+        async with running(config, _cluster()) as ctx:
+            await _written(ctx)
+            assert ctx.replicas is not None
+            await ctx.replicas.checkpoint.write()
+    names = [e["event"] for e in events]
+    assert names.count("hw_checkpoint_unreadable") == 1
+    assert names.count("hw_checkpoint_failed") == 2  # the write above, and at stop
+    assert "storage_closed" in names
