@@ -16,7 +16,9 @@ leader_epoch, reason) when this broker becomes or stops being a partition's lead
 they answer NOT_LEADER_OR_FOLLOWER at once instead of at their deadline. A
 partition it comes to lead starts from the high watermark its old leader last
 reported, and its idempotent producers' state is read again from the log
-(``on_lead``); one it stops leading forgets its followers.
+(``on_lead``); one it stops leading forgets its followers. ``on_leadership`` hears
+of every change (the group service loads and unloads the committed offsets of
+``__consumer_offsets`` partitions).
 
 It also runs the data path between brokers: the replica fetchers
 (:class:`~broker.replication.fetchers.FetcherPool`, planned again after every
@@ -76,6 +78,10 @@ OnDeleted = Callable[[str, Sequence[PartitionLog]], None]
 # What else keeps state of a partition it leads (idempotent producers): given the
 # partition's log when this broker becomes its leader. Composed by the server.
 OnLead = Callable[[PartitionLog], None]
+# What else follows this broker's leaderships (committed offsets: an offsets
+# partition's groups are loaded or unloaded): topic, partition, and whether this
+# broker now leads it; every change, start-up included. Composed by the server.
+OnLeadership = Callable[[str, int, bool], None]
 
 
 class ReplicaManager:
@@ -90,12 +96,14 @@ class ReplicaManager:
         on_deleted: OnDeleted,
         *,
         on_lead: OnLead | None = None,
+        on_leadership: OnLeadership | None = None,
         listener: str | None = None,
         lag_time_max_ms: int = 30_000,
         fetcher_settings: FetcherSettings | None = None,
     ) -> None:
         self.cluster = cluster
         self.on_lead = on_lead
+        self.on_leadership = on_leadership
         self.cache: MetadataCache = cluster.cache
         self.topics = topics
         self.durability = durability
@@ -290,6 +298,8 @@ class ReplicaManager:
             if was:
                 self.topics.followers.forget(*key)
                 self._wake(*key)
+            if self.on_leadership is not None:
+                self.on_leadership(*key, leader == node)
         self._leaders = now
 
     def _lead(self, topic: str, partition: int, *, followed: bool) -> None:
