@@ -89,11 +89,13 @@ class OffsetCommitValue:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OffsetsLogEntry:
     """One record of an offsets partition: its log offset, key and value (None:
-    a tombstone, and always for a group metadata key, whose value is not read)."""
+    a tombstone, and always for a group metadata key, whose value is not read), and
+    the record's timestamp."""
 
     offset: int
     key: OffsetCommitKey | GroupMetadataKey
     value: OffsetCommitValue | None
+    timestamp: int = -1
 
 
 def _put_string(out: bytearray, text: str) -> None:
@@ -257,4 +259,6 @@ def read_entries(buf: Buffer) -> Iterator[OffsetsLogEntry | DecodeError]:
             except DecodeError as exc:
                 yield exc
                 continue
-            yield OffsetsLogEntry(offset=record.offset, key=key, value=value)
+            yield OffsetsLogEntry(
+                offset=record.offset, key=key, value=value, timestamp=record.timestamp
+            )

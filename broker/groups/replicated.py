@@ -21,6 +21,11 @@ COORDINATOR_LOAD_IN_PROGRESS. When it stops leading the partition it drops those
 groups (the new leader owns them). Offsets of topics that no longer exist are not
 loaded.
 
+Maintenance (every ``offsets.retention.check.interval.ms``): expired offsets
+(``offsets.retention.minutes``, Kafka's rules) get tombstones, and offsets whose
+record is half the offsets topic's ``retention.ms`` old are appended again, so that
+log retention (there is no log compaction) never deletes a live commit.
+
 The in-memory map here is the read side; the local JSON-lines offset store of a
 single node (:mod:`storage.offset_store`) is not used for these groups.
 """
@@ -29,7 +34,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -38,6 +43,7 @@ import structlog
 from broker.cluster.cache import MetadataCache
 from broker.cluster.view import OFFSETS_TOPIC, offsets_partition
 from broker.durability.acks import Durability, PendingAck
+from broker.groups.offsets import offset_expired
 from broker.topics.errors import error_code
 from broker.topics.service import TopicService
 from protocol.error_codes import ErrorCode
@@ -63,8 +69,18 @@ DEFAULT_COMMIT_TIMEOUT_MS = 5_000  # offsets.commit.timeout.ms
 LOAD_READ_BYTES = 1 << 20
 LOAD_RETRY_S = 2.0
 
-# topic, partition -> (log offset of the record, the committed offset)
-GroupOffsets = dict[tuple[str, int], tuple[int, CommittedOffset]]
+
+@dataclass(frozen=True, slots=True)
+class StoredOffset:
+    """A committed offset and the record that holds it."""
+
+    at: int  # the record's log offset: a later record of the same key wins
+    written_ms: int  # the record's timestamp (when it was last appended)
+    committed: CommittedOffset
+
+
+# topic, partition -> the committed offset
+GroupOffsets = dict[tuple[str, int], StoredOffset]
 
 
 @dataclass(slots=True)
@@ -104,9 +120,8 @@ def load_entries(
                 if not group:
                     del out.groups[key.group]
             continue
-        out.groups.setdefault(key.group, {})[(key.topic, key.partition)] = (
-            entry.offset,
-            committed_offset(key, value),
+        out.groups.setdefault(key.group, {})[(key.topic, key.partition)] = StoredOffset(
+            entry.offset, entry.timestamp, committed_offset(key, value)
         )
     return out
 
@@ -311,8 +326,8 @@ class ReplicatedOffsets:
         """The group's committed offsets (only ``wanted`` ones when given)."""
         offsets = self._offsets.get(group_id, {})
         if wanted is None:
-            return {k: c for k, (_, c) in offsets.items()}
-        return {k: offsets[k][1] for k in wanted if k in offsets}
+            return {k: s.committed for k, s in offsets.items()}
+        return {k: offsets[k].committed for k in wanted if k in offsets}
 
     def groups(self) -> list[str]:
         """The groups with committed offsets loaded here."""
@@ -331,6 +346,53 @@ class ReplicatedOffsets:
                 del self._offsets[group_id]
         return dropped
 
+    # -- maintenance ------------------------------------------------------------------
+
+    async def maintain(
+        self,
+        *,
+        now_ms: int,
+        retention_ms: int,
+        protected: Collection[str],
+        empty_since: Mapping[str, int],
+    ) -> None:
+        """Expire offsets (``offsets.retention.minutes``; tombstones), and append
+        again the offsets whose records are half the offsets topic's
+        ``retention.ms`` old: log retention never deletes a live commit (this stands
+        in for Kafka's log compaction, which keeps a key's latest record)."""
+        meta = self.topics.find(OFFSETS_TOPIC)
+        keep_ms = -1 if meta is None else meta.config.retention_ms
+        expired = refreshed = 0
+        for group_id in list(self._offsets):
+            if self.refusal(group_id) != ErrorCode.NONE:
+                continue
+            if group_id not in protected:
+                gone = [
+                    k
+                    for k, s in self._offsets.get(group_id, {}).items()
+                    if offset_expired(
+                        s.committed,
+                        now_ms=now_ms,
+                        retention_ms=retention_ms,
+                        empty_since_ms=empty_since.get(group_id),
+                    )
+                ]
+                if gone and await self.delete_offsets(group_id, gone) == ErrorCode.NONE:
+                    expired += len(gone)
+            if keep_ms < 0:
+                continue
+            old = [
+                s.committed
+                for s in self._offsets.get(group_id, {}).values()
+                if now_ms - s.written_ms >= keep_ms // 2
+            ]
+            if old and await self.commit(group_id, old) == ErrorCode.NONE:
+                refreshed += len(old)
+        if expired:
+            log.info("offsets_expired", count=expired)
+        if refreshed:
+            log.info("offsets_rewritten", count=refreshed)
+
     # -- writes -----------------------------------------------------------------------
 
     async def commit(self, group_id: str, accepted: list[CommittedOffset]) -> ErrorCode:
@@ -341,14 +403,33 @@ class ReplicatedOffsets:
             for c in accepted
         ]
 
-        def apply(base_offset: int) -> None:
+        def apply(base_offset: int, written_ms: int) -> None:
             offsets = self._offsets.setdefault(group_id, {})
             for i, c in enumerate(accepted):
                 key = (c.topic, c.partition)
                 at = base_offset + i
                 current = offsets.get(key)
-                if current is None or current[0] < at:
-                    offsets[key] = (at, c)
+                if current is None or current.at < at:
+                    offsets[key] = StoredOffset(at, written_ms, c)
+
+        return await self._append(group_id, records, apply)
+
+    async def delete_offsets(
+        self, group_id: str, keys: Sequence[tuple[str, int]]
+    ) -> ErrorCode:
+        """Tombstones for some of the group's offsets (expiry)."""
+        records = [(encode_key(group_id, t, p), None) for t, p in keys]
+
+        def apply(base_offset: int, written_ms: int) -> None:
+            current = self._offsets.get(group_id)
+            if current is None:
+                return
+            for key in keys:
+                stored = current.get(key)
+                if stored is not None and stored.at < base_offset:
+                    del current[key]
+            if not current:
+                del self._offsets[group_id]
 
         return await self._append(group_id, records, apply)
 
@@ -361,11 +442,11 @@ class ReplicatedOffsets:
         ]
         records.append((encode_group_key(group_id), None))
 
-        def apply(base_offset: int) -> None:
+        def apply(base_offset: int, written_ms: int) -> None:
             current = self._offsets.get(group_id)
             if current is None:
                 return
-            for key in [k for k, (at, _) in current.items() if at < base_offset]:
+            for key in [k for k, s in current.items() if s.at < base_offset]:
                 del current[key]
             if not current:
                 del self._offsets[group_id]
@@ -376,7 +457,7 @@ class ReplicatedOffsets:
         self,
         group_id: str,
         records: Sequence[tuple[bytes, bytes | None]],
-        apply: Callable[[int], None],
+        apply: Callable[[int, int], None],
     ) -> ErrorCode:
         refused = self.refusal(group_id)
         if refused != ErrorCode.NONE:
@@ -393,7 +474,8 @@ class ReplicatedOffsets:
             state = topics.state(meta, plog)
             if not state.is_local_leader:
                 return ErrorCode.NOT_COORDINATOR
-            batch = offsets_batch(records, timestamp=time.time_ns() // 1_000_000)
+            written_ms = time.time_ns() // 1_000_000
+            batch = offsets_batch(records, timestamp=written_ms)
             result = plog.append(batch, leader_epoch=state.leader_epoch)
         except StorageError as e:
             log.error("offset_commit_failed", group_id=group_id, error=str(e))
@@ -419,5 +501,5 @@ class ReplicatedOffsets:
             return _commit_error(failed[0])
         if self._led.get(partition) != generation or partition not in self._loaded:
             return ErrorCode.NOT_COORDINATOR
-        apply(result.base_offset)
+        apply(result.base_offset, written_ms)
         return ErrorCode.NONE

@@ -18,8 +18,8 @@ committed offsets live in ``__consumer_offsets`` instead of the local store: com
 and group deletions are appended there and answered once replicated, the groups of
 an offsets partition this broker comes to lead are loaded from its log (the group
 APIs answer COORDINATOR_LOAD_IN_PROGRESS meanwhile, :meth:`GroupService.refusal`),
-and those of a partition it stops leading are unloaded. Offset expiry
-(``offsets.retention.minutes``) does not run there.
+and those of a partition it stops leading are unloaded; offset expiry writes
+tombstones there.
 """
 
 from __future__ import annotations
@@ -354,6 +354,15 @@ class GroupService:
     async def maintain(self) -> None:
         """Expire offsets, drop those of deleted topics, forget unused empty groups."""
         if self.replicated is not None:
+            protected, empty_since = expiry_inputs(
+                self.coordinator, mono_now_ms=self._clock(), wall_now_ms=self._wall()
+            )
+            await self.replicated.maintain(
+                now_ms=self._wall(),
+                retention_ms=self.config.offsets_retention_ms,
+                protected=protected,
+                empty_since=empty_since,
+            )
             self.coordinator.forget_empty(self.replicated.groups())
             return
         protected, empty_since = expiry_inputs(

@@ -56,6 +56,7 @@ def _commit(at: int, group: str, offset: int, partition: int = 0) -> OffsetsLogE
         offset=at,
         key=_key(group, partition),
         value=OffsetCommitValue(offset=offset, commit_timestamp=at),
+        timestamp=1000 + at,
     )
 
 
@@ -76,10 +77,11 @@ def test_the_loader_keeps_the_latest_commit_and_applies_tombstones() -> None:
         _commit(9, "other", 1),
     ]
     loaded = load_entries(entries, keep=lambda g: g != "other")
-    assert {
-        g: {k: (at, c.offset) for k, (at, c) in o.items()}
+    got = {
+        g: {k: (s.at, s.written_ms, s.committed.offset) for k, s in o.items()}
         for g, o in loaded.groups.items()
-    } == {"a": {("t", 0): (1, 9), ("t", 1): (8, 4)}}
+    }
+    assert got == {"a": {("t", 0): (1, 1001, 9), ("t", 1): (8, 1008, 4)}}
     assert (loaded.records, loaded.skipped) == (9, 1)
 
 
@@ -172,6 +174,60 @@ async def test_commits_are_offsets_records_reloaded_after_leadership_returns(
         deleted = await call(ctx, 42, 2, DeleteGroupsRequest(groups_names=("g",)))
         assert isinstance(deleted, DeleteGroupsResponse)
         assert deleted.results[0].error_code == ErrorCode.NONE
+        assert await _fetch_offset(ctx, "g") == (ErrorCode.NONE, -1)
+        await _away_and_back(ctx, cluster, p)
+        assert await _fetch_offset(ctx, "g") == (ErrorCode.NONE, -1)
+
+
+def _records(ctx: BrokerContext, p: int) -> list[tuple[OffsetCommitKey, int | None]]:
+    plog = ctx.topics.logs.partition(OFFSETS_TOPIC, p)
+    read = plog.read(plog.log_start_offset, 1 << 20)
+    return [
+        (e.key, None if e.value is None else e.value.offset)
+        for e in read_entries(b"".join(read.buffers))
+        if isinstance(e, OffsetsLogEntry) and isinstance(e.key, OffsetCommitKey)
+    ]
+
+
+@pytest.mark.anyio
+async def test_maintenance_rewrites_aging_commits_and_expires_with_tombstones(
+    tmp_path: Path,
+) -> None:
+    """A commit whose record is half the offsets topic's retention.ms old is
+    appended again (log retention never takes a live commit); an offset past
+    offsets.retention.minutes gets a tombstone and is gone, also after a reload."""
+    cluster = FakeCluster(NODE, brokers=(NODE, 2))
+    async with running(cluster_config(tmp_path), cluster) as ctx:
+        cluster.add_topic("t", [[NODE]])
+        cluster.add_topic(
+            OFFSETS_TOPIC,
+            [[NODE]] * PARTITIONS,
+            internal=True,
+            configs={"retention.ms": "600000"},
+        )
+        p = offsets_partition("g", PARTITIONS)
+        await settled(ctx, cluster)
+        await groups_loaded(ctx, "g")
+        assert await _commit_offset(ctx, "g", 5) == ErrorCode.NONE
+        replicated = ctx.groups.replicated
+        assert replicated is not None
+        (committed,) = replicated.fetch("g").values()
+        now = committed.commit_ms
+
+        await replicated.maintain(
+            now_ms=now + 300_000, retention_ms=10**9, protected=(), empty_since={}
+        )
+        assert _records(ctx, p) == [(_key("g"), 5), (_key("g"), 5)]
+        assert replicated.fetch("g") == {("t", 0): committed}
+
+        await replicated.maintain(
+            now_ms=now + 1_000, retention_ms=1_000, protected={"g"}, empty_since={}
+        )
+        assert await _fetch_offset(ctx, "g") == (ErrorCode.NONE, 5)
+        await replicated.maintain(
+            now_ms=now + 1_000, retention_ms=1_000, protected=(), empty_since={}
+        )
+        assert _records(ctx, p)[-1] == (_key("g"), None)
         assert await _fetch_offset(ctx, "g") == (ErrorCode.NONE, -1)
         await _away_and_back(ctx, cluster, p)
         assert await _fetch_offset(ctx, "g") == (ErrorCode.NONE, -1)

@@ -128,7 +128,8 @@ def test_batches_read_back_as_entries_with_tombstones_and_skips() -> None:
                 (encode_key("g", "t", 0), encode_value(value)),
                 (encode_key("g", "t", 0), None),
                 (encode_group_key("g"), None),
-            ]
+            ],
+            timestamp=1234,
         )
     )
     patch_base_offset(first, 10)
@@ -143,13 +144,17 @@ def test_batches_read_back_as_entries_with_tombstones_and_skips() -> None:
             offset=10,
             key=OffsetCommitKey(group="g", topic="t", partition=0),
             value=value,
+            timestamp=1234,
         ),
         OffsetsLogEntry(
             offset=11,
             key=OffsetCommitKey(group="g", topic="t", partition=0),
             value=None,
+            timestamp=1234,
         ),
-        OffsetsLogEntry(offset=12, key=GroupMetadataKey(group="g"), value=None),
+        OffsetsLogEntry(
+            offset=12, key=GroupMetadataKey(group="g"), value=None, timestamp=1234
+        ),
     ]
     assert len(got) == 4
     assert isinstance(got[3], DecodeError)
