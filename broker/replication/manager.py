@@ -275,6 +275,10 @@ class ReplicaManager:
             before = self._leaders.get(key)
             was = before is not None and before[0] == node
             if (leader == node) == was:
+                if was and before is not None and before[1] != epoch:
+                    # led again at a later epoch (the leader epoch moves only with
+                    # the leader): another broker led it in between, unseen
+                    self._relead(*key, epoch)
                 continue
             if leader == node:
                 reason = "elected"
@@ -301,6 +305,15 @@ class ReplicaManager:
             if self.on_leadership is not None:
                 self.on_leadership(*key, leader == node)
         self._leaders = now
+
+    def _relead(self, topic: str, partition: int, epoch: int) -> None:
+        """What follows leaderships hears of a partition this broker lost and won
+        back between two looks at the cache (its state may have moved meanwhile)."""
+        log.info(
+            "leader_regained", topic=topic, partition=partition, leader_epoch=epoch
+        )
+        if self.on_leadership is not None:
+            self.on_leadership(topic, partition, True)
 
     def _lead(self, topic: str, partition: int, *, followed: bool) -> None:
         """This broker leads the partition from now on: its high watermark starts

@@ -6,6 +6,7 @@ loader's replay rules on their own."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,9 @@ from protocol.offset_records import (
     OffsetCommitKey,
     OffsetCommitValue,
     OffsetsLogEntry,
+    encode_key,
+    encode_value,
+    offsets_batch,
     read_entries,
 )
 from tests.cluster.cluster_fake import (
@@ -231,3 +235,48 @@ async def test_maintenance_rewrites_aging_commits_and_expires_with_tombstones(
         assert await _fetch_offset(ctx, "g") == (ErrorCode.NONE, -1)
         await _away_and_back(ctx, cluster, p)
         assert await _fetch_offset(ctx, "g") == (ErrorCode.NONE, -1)
+
+
+@pytest.mark.anyio
+async def test_leadership_lost_and_won_back_unseen_reloads_the_partition(
+    tmp_path: Path,
+) -> None:
+    """When the cache next shows this broker leading an offsets partition at a
+    later leader epoch (another broker led it in between), the partition is loaded
+    again and a commit that leader wrote is what OffsetFetch answers."""
+    cluster = FakeCluster(NODE, brokers=(NODE, 2))
+    async with running(cluster_config(tmp_path), cluster) as ctx:
+        cluster.add_topic("t", [[NODE]])
+        cluster.add_topic(OFFSETS_TOPIC, [[NODE]] * PARTITIONS, internal=True)
+        p = offsets_partition("g", PARTITIONS)
+        await settled(ctx, cluster)
+        await groups_loaded(ctx, "g")
+        assert await _commit_offset(ctx, "g", 5) == ErrorCode.NONE
+
+        # what broker 2 appended while it led (as replicated to this log)
+        plog = ctx.topics.logs.partition(OFFSETS_TOPIC, p)
+        plog.append(
+            offsets_batch(
+                [
+                    (
+                        encode_key("g", "t", 0),
+                        encode_value(OffsetCommitValue(offset=9, commit_timestamp=1)),
+                    )
+                ]
+            ),
+            leader_epoch=1,
+        )
+        record = cluster.cache.partition(OFFSETS_TOPIC, p)
+        assert record is not None
+        cluster.set_partition(
+            OFFSETS_TOPIC,
+            p,
+            dataclasses.replace(
+                record,
+                leader_epoch=record.leader_epoch + 2,
+                partition_epoch=record.partition_epoch + 2,
+            ),
+        )
+        await settled(ctx, cluster)
+        await groups_loaded(ctx, "g")
+        assert await _fetch_offset(ctx, "g") == (ErrorCode.NONE, 9)
