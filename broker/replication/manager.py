@@ -20,7 +20,9 @@ high-watermark checkpoint (:mod:`broker.replication.checkpoint`, read before the
 first reconcile, written every 5 s when changed and at stop). Its idempotent
 producers' state is current, kept by the replica fetcher as it appends; should it
 not be tracked, it is rebuilt in a worker thread while the partition's idempotent
-batches are refused retriably. A partition it stops leading forgets its followers.
+batches are refused retriably. A partition it stops leading forgets its followers. ``on_leadership`` hears of every
+change (the group service loads and unloads the committed offsets of
+``__consumer_offsets`` partitions).
 
 It also runs the data path between brokers: the replica fetchers
 (:class:`~broker.replication.fetchers.FetcherPool`, planned again after every
@@ -79,6 +81,10 @@ MEMBERSHIP_FILE = "cluster_member.json"
 # What else forgets a deleted topic (committed offsets, producer state): given the
 # topic's name and its closed partition logs. Composed by the server.
 OnDeleted = Callable[[str, Sequence[PartitionLog]], None]
+# What else follows this broker's leaderships (committed offsets: an offsets
+# partition's groups are loaded or unloaded): topic, partition, and whether this
+# broker now leads it; every change, start-up included. Composed by the server.
+OnLeadership = Callable[[str, int, bool], None]
 
 
 class ReplicaManager:
@@ -93,12 +99,14 @@ class ReplicaManager:
         on_deleted: OnDeleted,
         *,
         producers: ProducerStates | None = None,
+        on_leadership: OnLeadership | None = None,
         listener: str | None = None,
         lag_time_max_ms: int = 30_000,
         fetcher_settings: FetcherSettings | None = None,
     ) -> None:
         self.cluster = cluster
         self.producers = producers
+        self.on_leadership = on_leadership
         self.cache: MetadataCache = cluster.cache
         self.topics = topics
         self.durability = durability
@@ -283,6 +291,10 @@ class ReplicaManager:
             before = self._leaders.get(key)
             was = before is not None and before[0] == node
             if (leader == node) == was:
+                if was and before is not None and before[1] != epoch:
+                    # led again at a later epoch (the leader epoch moves only with
+                    # the leader): another broker led it in between, unseen
+                    self._relead(*key, epoch)
                 continue
             if leader == node:
                 reason = "elected"
@@ -308,7 +320,18 @@ class ReplicaManager:
                 )
                 self.topics.followers.forget(*key)
                 self._wake(*key)
+            if self.on_leadership is not None:
+                self.on_leadership(*key, leader == node)
         self._leaders = now
+
+    def _relead(self, topic: str, partition: int, epoch: int) -> None:
+        """What follows leaderships hears of a partition this broker lost and won
+        back between two looks at the cache (its state may have moved meanwhile)."""
+        log.info(
+            "leader_regained", topic=topic, partition=partition, leader_epoch=epoch
+        )
+        if self.on_leadership is not None:
+            self.on_leadership(topic, partition, True)
 
     def _lead(self, topic: str, partition: int) -> None:
         """This broker leads the partition from now on: its high watermark starts
