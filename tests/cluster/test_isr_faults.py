@@ -15,6 +15,7 @@ import json
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,6 +256,40 @@ def test_min_insync_replicas_refuses_acks_all_while_both_followers_are_paused(
         cluster.resume(2, 3)
     wait_for("the followers to rejoin", lambda: cluster.isr("m") == [1, 2, 3], 20)
     assert produce_to(cluster, 1, "m", -1) == ErrorCode.NONE
+
+
+def test_a_leader_paused_within_its_session_keeps_its_followers_in_the_isr(
+    cluster: Cluster,
+) -> None:
+    """A leader paused longer than replica.lag.time.max.ms but within its session
+    does not blame its followers for the fetches it could not answer: after
+    SIGCONT the ISR is unchanged (no write to the partition key) and acks=all
+    goes on."""
+    cluster.create("q", [1, 2, 3])
+    assert produce_to(cluster, 1, "q", -1) == ErrorCode.NONE
+    before = cluster.partition("q")
+    with cluster.brokers[1].connect() as sock:
+        sock.settimeout(30)
+        # appended, and the followers have not fetched it when the leader stops
+        assert produce(sock, "q", 1) == ErrorCode.NONE
+        cluster.pause(1)
+        try:
+            time.sleep(LAG_MS / 1000 * 1.5)  # the fault: a pause past the lag time
+        finally:
+            cluster.resume(1)
+        for _ in range(10):  # writes over two ISR checks (every half lag time)
+            assert produce(sock, "q", -1) == ErrorCode.NONE
+            time.sleep(LAG_MS / 1000 / 10)
+    wait_for(
+        "the followers to hold the leader's log",
+        lambda: (
+            cluster.segments(2, "q") == cluster.segments(1, "q")
+            and cluster.segments(3, "q") == cluster.segments(1, "q")
+        ),
+    )
+    after = cluster.partition("q")
+    assert after["partition_epoch"] == before["partition_epoch"], after
+    assert sorted(after["isr"]) == [1, 2, 3]
 
 
 def test_a_paused_leader_acknowledges_nothing_and_follows_the_new_leader(
