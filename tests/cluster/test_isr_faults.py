@@ -1,8 +1,9 @@
 """The ISR under faults, through real etcd and three broker processes: a paused
 follower leaves the ISR and rejoins it, min.insync.replicas refuses acks=all when
-the ISR is too small, a paused leader that lost its leadership acknowledges
-nothing and then follows the new leader, and unclean.leader.election.enable
-decides whether an out-of-sync replica may lead.
+the ISR is too small, a leader paused within its session keeps its ISR, a paused
+leader that lost its leadership acknowledges nothing and then follows the new
+leader, and unclean.leader.election.enable decides whether an out-of-sync replica
+may lead.
 
 One cluster serves the module (``replica.lag.time.max.ms=2000``, the broker
 default ``min.insync.replicas=2``); each test uses its own topics and resumes what
