@@ -8,7 +8,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from broker.cluster.controller import ControllerSettings
-from broker.cluster.model import NO_LEADER, CreateTopicRequest, encode
+from broker.cluster.fake import MemoryStore
+from broker.cluster.model import NO_LEADER, CreateTopicRequest, Endpoint, encode
+from broker.cluster.service import ClusterService
+from broker.config import BrokerConfig, ClusterSettings
 from tests.cluster.controller_harness import KEYS, Cluster, running
 
 pytestmark = pytest.mark.anyio
@@ -87,3 +90,27 @@ async def test_a_topic_that_disables_it_overrides_the_broker_default() -> None:
         c.leave(0)
         await c.settle()
         assert c.partition("k", 0).leader == NO_LEADER
+
+
+@pytest.mark.parametrize("value", ["true", "false"])
+async def test_a_broker_started_with_unclean_election_warns(value: str) -> None:
+    """--set unclean.leader.election.enable=true is the controller's default and
+    a warning at start; false (the default) says nothing."""
+    config = BrokerConfig(
+        node_id=1,
+        topic_defaults={UNCLEAN: value},
+        cluster=ClusterSettings(endpoints=(("127.0.0.1", 2379),), prefix="/u"),
+    )
+    endpoints = [Endpoint(name="default", host="127.0.0.1", port=9092)]
+    with capture_logs() as logs:
+        service = await ClusterService.connect(
+            config, endpoints, None, store=MemoryStore()
+        )
+    try:
+        assert service.unclean_leader_election is (value == "true")
+        warned = [e for e in logs if e["event"] == "unclean_leader_election_enabled"]
+        assert [w["log_level"] for w in warned] == (
+            ["warning"] if value == "true" else []
+        )
+    finally:
+        await service.leave()
