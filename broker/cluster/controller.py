@@ -25,6 +25,13 @@ error is not looked at again. A shutdown request is rewritten with ``done`` and
 ``remaining`` (the partitions the broker still leads); while it exists the broker
 is not chosen as a new leader, and the controller deletes it once the broker's
 registration is gone (or has been renewed since).
+
+Unclean leader election: a partition whose ISR has no live replica stays offline
+unless its topic's ``unclean.leader.election.enable`` (else the broker default,
+:attr:`ControllerSettings.unclean_leader_election`, false as in Kafka) is true;
+then its first live replica leads. Electing a replica outside the ISR (this way or
+by an unclean ElectLeaders) logs the warning ``unclean_leader_elected``, once per
+topic while this controller's term lasts.
 """
 
 from __future__ import annotations
