@@ -31,8 +31,9 @@ acks=all write to a partition whose ISR is smaller than the topic's
 ``min.insync.replicas`` is refused with NOT_ENOUGH_REPLICAS before anything is
 appended, and one whose ISR shrank below it by the time the high watermark covers
 it answers NOT_ENOUGH_REPLICAS_AFTER_APPEND (Kafka's
-``Partition.checkEnoughReplicasReachOffset``); acks=0/1 and a single node ignore it. Appends happen synchronously on decode, so
-appends to one partition keep request order across pipelined requests.
+``Partition.checkEnoughReplicasReachOffset``); acks=0/1 and a single node ignore
+it. Appends happen synchronously on decode, so appends to one partition keep
+request order across pipelined requests.
 
 Produce v0–2 (magic 0/1 message sets) — decision: refused, not converted. They are
 advertised only because librdkafka < 2.11 stops compressing when Produce's minimum

@@ -102,8 +102,7 @@ class ReplicaManager:
         self.metrics = metrics
         self.on_deleted = on_deleted
         self.node_id = self.cache.node_id
-        # (topic, partition) -> (leader, leader epoch) as last acted on
-        # (topic, partition) -> (leader, leader epoch, ISR) as last seen
+        # (topic, partition) -> (leader, leader epoch, ISR) as last acted on
         self._leaders: dict[tuple[str, int], tuple[int, int, tuple[int, ...]]] = {}
         self._kept: set[str] = set()  # local topics the cluster refused to register
         self.applied = 0  # the cache version the local logs match
