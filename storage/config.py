@@ -141,6 +141,8 @@ class TopicConfig:
     write_caching: bool
     cleanup_policy: str
     log_append_time: bool
+    # acks=all needs this many in-sync replicas (enforced by cluster leaders only)
+    min_insync_replicas: int = 1
     overrides: Mapping[str, str] = field(default_factory=dict)
     defaults: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULTS))
 
@@ -179,6 +181,7 @@ class TopicConfig:
             write_caching=values["write.caching"].lower() == "true",
             cleanup_policy=values["cleanup.policy"],
             log_append_time=values["message.timestamp.type"] == "LogAppendTime",
+            min_insync_replicas=integer("min.insync.replicas"),
             overrides=own,
             defaults=merged_defaults,
         )

@@ -25,13 +25,20 @@ error is not looked at again. A shutdown request is rewritten with ``done`` and
 ``remaining`` (the partitions the broker still leads); while it exists the broker
 is not chosen as a new leader, and the controller deletes it once the broker's
 registration is gone (or has been renewed since).
+
+Unclean leader election: a partition whose ISR has no live replica stays offline
+unless its topic's ``unclean.leader.election.enable`` (else the broker default,
+:attr:`ControllerSettings.unclean_leader_election`, false as in Kafka) is true;
+then its first live replica leads. Electing a replica outside the ISR (this way or
+by an unclean ElectLeaders) logs the warning ``unclean_leader_elected``, once per
+topic while this controller's term lasts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -76,6 +83,8 @@ class ControllerSettings:
     default_replication_factor: int = 1
     offsets_partitions: int = 16
     offsets_replication_factor: int = 3  # capped at the live brokers
+    # unclean.leader.election.enable for topics that do not set it (broker default)
+    unclean_leader_election: bool = False
 
 
 def topic_name_error(name: str) -> RequestError | None:
@@ -108,6 +117,7 @@ class Controller:
         self.settings = settings
         self._mirror = Mirror(keys)
         self._guard = Compare(keys.controller, create_revision=epoch)
+        self._unclean_warned: set[str] = set()  # topics warned about this term
 
     # -- the loop -----------------------------------------------------------------
 
@@ -262,6 +272,14 @@ class Controller:
             for topic, index, _, _, _ in chunk:
                 await self._update(topic, index, partial(decide, topic), reason)
 
+    def _unclean(self, configs: Mapping[str, str]) -> bool:
+        """A topic's ``unclean.leader.election.enable``: its own config, else the
+        broker default (false, as in Kafka)."""
+        value = configs.get(UNCLEAN)
+        if value is None:
+            return self.settings.unclean_leader_election
+        return value.lower() == "true"
+
     def _log_change(
         self,
         topic: str,
@@ -280,6 +298,24 @@ class Controller:
             leader_epoch=new.leader_epoch,
             reason=reason,
         )
+        if (
+            old is not None
+            and new.leader != NO_LEADER
+            and new.leader not in old.isr
+            and topic not in self._unclean_warned
+        ):
+            # records the ISR acknowledged may be lost: say so, once per topic
+            # per controller term
+            self._unclean_warned.add(topic)
+            log.warning(
+                "unclean_leader_elected",
+                topic=topic,
+                partition=index,
+                leader=new.leader,
+                leader_epoch=new.leader_epoch,
+                previous_isr=list(old.isr),
+                reason=reason,
+            )
         if new.leader == NO_LEADER:
             log.warning(
                 "partition_offline", topic=topic, partition=index, reason=reason
@@ -313,9 +349,7 @@ class Controller:
         def decide(topic: str, rec: PartitionRecord) -> PartitionRecord | None:
             if topic not in unclean_topics:
                 t = self._mirror.topic(topic)
-                unclean_topics[topic] = (
-                    t is not None and t.configs.get(UNCLEAN) == "true"
-                )
+                unclean_topics[topic] = t is not None and self._unclean(t.configs)
             return decisions.for_liveness(
                 rec,
                 live,

@@ -40,7 +40,12 @@ import anyio.lowlevel
 import structlog
 
 from broker.cluster.cache import MetadataCache
-from broker.cluster.controller import Controller, ControllerSettings, NotController
+from broker.cluster.controller import (
+    UNCLEAN,
+    Controller,
+    ControllerSettings,
+    NotController,
+)
 from broker.cluster.keys import Keys
 from broker.cluster.model import (
     BadRecord,
@@ -108,8 +113,11 @@ class ClusterService:
         lease: int,
         cache: MetadataCache,
         controller_type: type[Controller] = Controller,
+        unclean_leader_election: bool = False,
     ) -> None:
         self.settings = settings
+        # the broker default of unclean.leader.election.enable (--set)
+        self.unclean_leader_election = unclean_leader_election
         self._controller_type = controller_type
         self.store = store
         self.keys = keys
@@ -215,7 +223,16 @@ class ClusterService:
             lease=lease,
             cache=cache,
             controller_type=controller_type,
+            unclean_leader_election=config.topic_defaults.get(UNCLEAN, "false").lower()
+            == "true",
         )
+        if self.unclean_leader_election:
+            log.warning(
+                "unclean_leader_election_enabled",
+                node_id=info.node_id,
+                detail="a partition whose in-sync replicas are all down is led by "
+                "an out-of-sync replica: acknowledged records may be lost",
+            )
         self._load(snapshot)
         log.info(
             "cluster_joined",
@@ -430,6 +447,7 @@ class ClusterService:
                             default_replication_factor=self.settings.default_replication_factor,
                             offsets_partitions=self.settings.offsets_partitions,
                             offsets_replication_factor=self.settings.offsets_replication_factor,
+                            unclean_leader_election=self.unclean_leader_election,
                         ),
                     ).run()
                 except NotController:

@@ -23,7 +23,10 @@ An append calls :meth:`Durability.after_append`.
 On a partition whose ISR holds followers (cluster mode), the high watermark is
 also bounded by what every ISR follower has fetched (durable on its disk), and
 acks=all waits for that high watermark, woken by the followers' fetches; an
-answer whose partition's leadership moved away meanwhile is NOT_LEADER_OR_FOLLOWER.
+answer whose partition's leadership moved away meanwhile is NOT_LEADER_OR_FOLLOWER,
+and one whose ISR shrank below the topic's ``min.insync.replicas`` by the time the
+high watermark covers it is NOT_ENOUGH_REPLICAS_AFTER_APPEND (the records stay in
+the log, as in Kafka).
 A partition led alone (RF=1, or its ISR shrank to the leader) takes exactly the
 path above.
 """
@@ -57,6 +60,19 @@ class PendingAck:
     # A replicated partition's high watermark while this broker leads it (None:
     # no longer); None here: a partition without followers, fsync only.
     replicated: Callable[[], int | None] | None = None
+    # Whether the ISR still holds min.insync.replicas members once the high
+    # watermark covers the answer (None: min.insync.replicas is 1, always).
+    enough_replicas: Callable[[], bool] | None = None
+
+
+def _reached(item: PendingAck) -> ErrorCode | None:
+    """The answer of a replicated write its high watermark covers: success, or
+    NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank below min.insync.replicas
+    meanwhile (Kafka's ``Partition.checkEnoughReplicasReachOffset``)."""
+    enough = item.enough_replicas
+    if enough is None or enough():
+        return None
+    return ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
 
 
 def _late(item: PendingAck) -> ErrorCode | None:
@@ -69,7 +85,7 @@ def _late(item: PendingAck) -> ErrorCode | None:
     hw = item.replicated()
     if hw is None:
         return ErrorCode.NOT_LEADER_OR_FOLLOWER
-    return None if hw >= item.target else ErrorCode.REQUEST_TIMED_OUT
+    return _reached(item) if hw >= item.target else ErrorCode.REQUEST_TIMED_OUT
 
 
 class Durability:
@@ -150,16 +166,18 @@ class Durability:
         self, item: PendingAck, high_watermark: Callable[[], int | None]
     ) -> ErrorCode | None:
         """Wait until a replicated partition's high watermark covers the answer
-        (followers' fetches and the leader's fsync wake it); NOT_LEADER_OR_FOLLOWER
-        once this broker no longer leads it (the producer retries at the new leader,
-        whose idempotence check finds what was replicated)."""
+        (followers' fetches and the leader's fsync wake it), then
+        NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR is below min.insync.replicas by
+        then; NOT_LEADER_OR_FOLLOWER once this broker no longer leads it (the
+        producer retries at the new leader, whose idempotence check finds what was
+        replicated)."""
         plog = item.plog
         while True:
             hw = high_watermark()
             if hw is None:
                 return ErrorCode.NOT_LEADER_OR_FOLLOWER
             if hw >= item.target:
-                return None
+                return _reached(item)
             event = anyio.Event()
             self.waiters.register([plog], event)
             try:

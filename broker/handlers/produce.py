@@ -26,8 +26,14 @@ unchecked. acks=0 sends no response; acks=1 answers after the write; acks=all (-
 answers after the group-commit fsync covering the partition's last offset (unless
 the topic has write.caching=true), and on a partition with followers in its ISR
 once its high watermark covers it (every ISR follower fetched it;
-NOT_LEADER_OR_FOLLOWER if the leadership moved meanwhile). Appends happen synchronously on decode, so
-appends to one partition keep request order across pipelined requests.
+NOT_LEADER_OR_FOLLOWER if the leadership moved meanwhile). In cluster mode an
+acks=all write to a partition whose ISR is smaller than the topic's
+``min.insync.replicas`` is refused with NOT_ENOUGH_REPLICAS before anything is
+appended, and one whose ISR shrank below it by the time the high watermark covers
+it answers NOT_ENOUGH_REPLICAS_AFTER_APPEND (Kafka's
+``Partition.checkEnoughReplicasReachOffset``); acks=0/1 and a single node ignore
+it. Appends happen synchronously on decode, so appends to one partition keep
+request order across pipelined requests.
 
 Produce v0–2 (magic 0/1 message sets) — decision: refused, not converted. They are
 advertised only because librdkafka < 2.11 stops compressing when Produce's minimum
@@ -161,6 +167,22 @@ def _ack_wait(
     return False
 
 
+def _enough_replicas(
+    ctx: BrokerContext,
+    meta: TopicMeta,
+    plog: PartitionLog,
+    wait: Callable[[], int | None] | None,
+) -> Callable[[], bool] | None:
+    """For an acks=all answer waiting on a replicated high watermark of a topic
+    with ``min.insync.replicas`` above 1: whether the ISR still has that many
+    members (else the answer is NOT_ENOUGH_REPLICAS_AFTER_APPEND); None otherwise."""
+    need = meta.config.min_insync_replicas
+    if wait is None or need <= 1:
+        return None
+    topics, name, index = ctx.topics, meta.name, plog.partition
+    return lambda: topics.isr_size(name, index) >= need
+
+
 def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
     ctx = rctx.broker
     metrics = ctx.metrics
@@ -216,6 +238,17 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                         _partition_error(p.index, ErrorCode.NOT_LEADER_OR_FOLLOWER)
                     )
                     continue
+                if (
+                    acks == -1
+                    and len(state.isr) < meta.config.min_insync_replicas
+                    and ctx.topics.cluster is not None
+                ):
+                    # Kafka's Partition.appendRecordsToLeader: refused before
+                    # anything is appended (a single node does not enforce it)
+                    parts.append(
+                        _partition_error(p.index, ErrorCode.NOT_ENOUGH_REPLICAS)
+                    )
+                    continue
                 was_failed = plog.failed is not None
                 if ident is not None:
                     check = producers.check(plog, ident, records)
@@ -237,6 +270,7 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                                     check.last_offset + 1,
                                     (t_idx, len(parts) - 1),
                                     wait,
+                                    _enough_replicas(ctx, meta, plog, wait),
                                 )
                             )
                         continue
@@ -281,7 +315,11 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
             if wait is not False:
                 pending.append(
                     PendingAck(
-                        plog, result.last_offset + 1, (t_idx, len(parts) - 1), wait
+                        plog,
+                        result.last_offset + 1,
+                        (t_idx, len(parts) - 1),
+                        wait,
+                        _enough_replicas(ctx, meta, plog, wait),
                     )
                 )
     for _, _, parts in topics:

@@ -15,7 +15,10 @@ completes once its target replicas are in the ISR.
 - **shrink** (``Partition.maybeShrinkIsr``): a follower of the ISR that has not
   caught up for ``replica.lag.time.max.ms`` (since this broker became leader, if it
   never did) leaves it, checked every half of that time. A follower at the leader's
-  log end is never out of sync.
+  log end is never out of sync. A check that comes more than one interval late
+  (this broker was paused, SIGSTOP or a long stall) is skipped: the followers could
+  not fetch from a leader that stood still, and one round lets them catch up
+  rather than leaving the leader alone in the ISR.
 
 A write that loses its compare-and-set is not retried: the next fetch (or check)
 decides again on the state the cache then shows. Logs ``isr_changed`` (cluster
@@ -66,8 +69,17 @@ class IsrManager:
                 await self.topics.followers.wait_expand()
             for topic, index in sorted(self.topics.followers.take_expand()):
                 await self.expand(topic, index)
-            if time.monotonic() >= next_check:
-                await self.shrink_all()
+            now = time.monotonic()
+            if now >= next_check:
+                if now - next_check > interval:
+                    # This broker itself stood still (paused, or a stalled loop):
+                    # its followers' fetches went unanswered meanwhile, so their
+                    # lag says nothing yet. Give them one round to catch up.
+                    log.info(
+                        "isr_check_deferred", late_ms=int((now - next_check) * 1000)
+                    )
+                else:
+                    await self.shrink_all()
                 next_check = time.monotonic() + interval
 
     async def expand(self, topic: str, index: int) -> None:

@@ -113,8 +113,8 @@ class ReplicaManager:
         self.metrics = metrics
         self.on_deleted = on_deleted
         self.node_id = self.cache.node_id
-        # (topic, partition) -> (leader, leader epoch) as last acted on
-        self._leaders: dict[tuple[str, int], tuple[int, int]] = {}
+        # (topic, partition) -> (leader, leader epoch, ISR) as last acted on
+        self._leaders: dict[tuple[str, int], tuple[int, int, tuple[int, ...]]] = {}
         self._kept: set[str] = set()  # local topics the cluster refused to register
         self.applied = 0  # the cache version the local logs match
         self._applied_changed = anyio.Event()
@@ -278,16 +278,18 @@ class ReplicaManager:
         log.info("topic_deleted", topic=meta.name, topic_id=str(meta.topic_uuid))
 
     def _follow_leaders(self) -> None:
-        """Log this broker's leadership changes; wake the long polls of partitions
-        it no longer leads."""
+        """Log this broker's leadership changes; wake the long polls and acks=all
+        answers of partitions it no longer leads, or whose ISR changed while it
+        leads them (a smaller ISR can move the high watermark, or leave it below
+        ``min.insync.replicas``: Kafka's ``tryCompleteDelayedRequests``)."""
         node = self.node_id
-        now: dict[tuple[str, int], tuple[int, int]] = {}
+        now: dict[tuple[str, int], tuple[int, int, tuple[int, ...]]] = {}
         for topic in self.cache.topics():
             for index in range(topic.partitions):
                 p = self.cache.partition(topic.name, index)
                 if p is not None:
-                    now[(topic.name, index)] = (p.leader, p.leader_epoch)
-        for key, (leader, epoch) in now.items():
+                    now[(topic.name, index)] = (p.leader, p.leader_epoch, p.isr)
+        for key, (leader, epoch, isr) in now.items():
             before = self._leaders.get(key)
             was = before is not None and before[0] == node
             if (leader == node) == was:
@@ -295,6 +297,8 @@ class ReplicaManager:
                     # led again at a later epoch (the leader epoch moves only with
                     # the leader): another broker led it in between, unseen
                     self._relead(*key, epoch)
+                if was and before is not None and before[2] != isr:
+                    self._wake(*key)
                 continue
             if leader == node:
                 reason = "elected"

@@ -446,6 +446,15 @@ class TopicService:
             return high_watermark(plog, meta.config.write_caching)
         return self._replicated_hw(meta, plog, record)
 
+    def isr_size(self, name: str, index: int) -> int:
+        """How many replicas the partition's ISR holds as the cluster's cache has
+        it (0 for a partition it does not know; 1 on a single node)."""
+        cache = self._cache
+        if cache is None:
+            return 1
+        record = cache.partition(name, index)
+        return 0 if record is None else len(record.isr)
+
     def follower_fetched(
         self,
         meta: TopicMeta,
