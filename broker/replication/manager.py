@@ -104,6 +104,8 @@ class ReplicaManager:
         self.node_id = self.cache.node_id
         # (topic, partition) -> (leader, leader epoch) as last acted on
         self._leaders: dict[tuple[str, int], tuple[int, int]] = {}
+        # (topic, partition) -> ISR as last seen, of the partitions this broker leads
+        self._isrs: dict[tuple[str, int], tuple[int, ...]] = {}
         self._kept: set[str] = set()  # local topics the cluster refused to register
         self.applied = 0  # the cache version the local logs match
         self._applied_changed = anyio.Event()
@@ -255,17 +257,25 @@ class ReplicaManager:
 
     def _follow_leaders(self) -> None:
         """Log this broker's leadership changes; wake the long polls of partitions
-        it no longer leads."""
+        it no longer leads, and the waiters of led partitions whose ISR changed."""
         node = self.node_id
         now: dict[tuple[str, int], tuple[int, int]] = {}
+        isrs: dict[tuple[str, int], tuple[int, ...]] = {}
         for topic in self.cache.topics():
             for index in range(topic.partitions):
                 p = self.cache.partition(topic.name, index)
                 if p is not None:
                     now[(topic.name, index)] = (p.leader, p.leader_epoch)
+                    if p.leader == node:
+                        isrs[(topic.name, index)] = p.isr
         for key, (leader, epoch) in now.items():
             before = self._leaders.get(key)
             was = before is not None and before[0] == node
+            if leader == node and was and self._isrs.get(key) != isrs[key]:
+                # A smaller ISR can move the high watermark with no fetch to
+                # notice it: wake acks=all answers and long polls to look again
+                # (Kafka's maybeIncrementLeaderHW after an ISR change).
+                self._wake(*key)
             if (leader == node) == was:
                 continue
             if leader == node:
@@ -291,6 +301,7 @@ class ReplicaManager:
                 self.topics.followers.forget(*key)
                 self._wake(*key)
         self._leaders = now
+        self._isrs = isrs
 
     def _lead(self, topic: str, partition: int, *, followed: bool) -> None:
         """This broker leads the partition from now on: its high watermark starts
