@@ -148,6 +148,7 @@ class Nemesis:
         """SIGTERM etcd and start it again on the same data dir."""
         self._log("nemesis_restart_etcd")
         self.cluster.etcd.restart()
+        self.cluster.wait_settled(self.timeout)
         self.wait_in_sync()
 
     def rolling_restart(self) -> None:
@@ -188,11 +189,15 @@ class Workload:
         self.client_log = logging.getLogger(f"faults.clients.{uuid.uuid4().hex[:8]}")
         self.client_log.propagate = False
         self.client_log.setLevel(logging.DEBUG)
-        if log_path is not None:
+        if log_path is None:
+            self.client_log.addHandler(logging.NullHandler())
+        else:
             handler = logging.FileHandler(log_path)
             handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
             self.client_log.addHandler(handler)
         self.debug = debug
+        self.live_reads = 0  # records the live readers saw
+        self._flush_s = 90.0  # how long stopped producers wait for deliveries
         self.errors: list[str] = []  # producer-level errors (fatal, queue full)
         self.unflushed = 0  # records still queued when the producers stopped
         self._stop_producing = threading.Event()
@@ -250,7 +255,7 @@ class Workload:
                     break  # fatal: this producer can do no more
             producer.poll(0)
             time.sleep(self.interval)
-        left = producer.flush(90)
+        left = producer.flush(self._flush_s)
         with self._lock:
             self.unflushed += left
 
@@ -281,8 +286,26 @@ class Workload:
                 self.history.observe(
                     msg.partition(), msg.offset(), msg.value().decode()
                 )
+                with self._lock:
+                    self.live_reads += 1
         finally:
             consumer.close()
+
+    def __enter__(self) -> Workload:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop every client thread, without waiting long for deliveries (a
+        failed test leaves no client behind)."""
+        self._flush_s = 1.0
+        self._stop_producing.set()
+        self._stop_reading.set()
+        for t in self._threads + self._reader_threads:
+            t.join(10)
+        for handler in list(self.client_log.handlers):
+            handler.close()
+            self.client_log.removeHandler(handler)
 
     def start(self) -> None:
         """Start the producers and the live readers."""
