@@ -13,6 +13,8 @@ idempotent producer and returns a :class:`Verdict`:
 - **inconsistent**: two values at one position, by any reader or acknowledgement (a
   consumer read a record that was later truncated, or an acknowledged one was
   overwritten);
+- **vanished**: a value some reader saw that the final read did not (a consumer
+  read a record that was later truncated, with nothing written in its place);
 - **unexpected**: a value read that no producer sent.
 
 Values must be unique per history; the producer of a value is the text before its
@@ -56,6 +58,7 @@ class Verdict:
     duplicated: Mapping[str, tuple[Position, ...]] = field(default_factory=dict)
     reordered: tuple[Reorder, ...] = ()
     inconsistent: Mapping[Position, tuple[str, ...]] = field(default_factory=dict)
+    vanished: tuple[str, ...] = ()
     unexpected: tuple[str, ...] = ()
     sent: int = 0
     acked: int = 0
@@ -71,6 +74,7 @@ class Verdict:
             or self.duplicated
             or self.reordered
             or self.inconsistent
+            or self.vanished
             or self.unexpected
         )
 
@@ -115,6 +119,8 @@ class Verdict:
                     ]
                 )
             )
+        if self.vanished:
+            lines.append(f"vanished {len(self.vanished)}: {some(list(self.vanished))}")
         if self.unexpected:
             lines.append(
                 f"unexpected {len(self.unexpected)}: {some(list(self.unexpected))}"
@@ -202,6 +208,7 @@ class History:
             p: tuple(sorted(vs)) for p, vs in sorted(at.items()) if len(vs) > 1
         }
         unexpected = tuple(sorted(v for v in positions if v not in sent))
+        vanished = tuple(sorted(v for v in read - final if v in sent))
         reordered: list[Reorder] = []
         last: dict[tuple[str, int], tuple[str, int]] = {}
         for value in order:
@@ -219,6 +226,7 @@ class History:
             duplicated=duplicated,
             reordered=tuple(reordered),
             inconsistent=inconsistent,
+            vanished=vanished,
             unexpected=unexpected,
             sent=len(sent),
             acked=len(acked),

@@ -172,13 +172,14 @@ class Workload:
         history: History,
         *,
         producers: int = 2,
-        rate: float = 100.0,  # records per second per producer
+        rate: float = 100.0,
         readers: int = 1,
         log_path: Path | None = None,
         debug: str = "",
     ) -> None:
-        """``log_path``: where the clients' own logs go (librdkafka's ``debug``
-        contexts too), instead of stderr."""
+        """``rate``: records per second per producer. ``log_path``: where the
+        clients' own logs go, with librdkafka's ``debug`` contexts if any (None:
+        nowhere)."""
         self.cluster = cluster
         self.topic = topic
         self.partitions = partitions

@@ -1,6 +1,6 @@
 """The lost/duplicate-write checker judged on generated histories: every valid
-history is clean, and one injected loss, duplicate, divergent read, reordering or
-unknown value is found and named."""
+history is clean, and one injected loss, duplicate, divergent or vanished read,
+reordering or unknown value is found and named."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.faults.checker import History, Reorder
@@ -29,6 +29,14 @@ _SEND = st.tuples(
     st.integers(0, 2),
     st.integers(0, 2),
     st.sampled_from(["acked", "acked", "acked", "written", "dropped"]),
+)
+
+
+# generous with time: the machine may be busy with clusters of other tests
+CHECKER = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 
 
@@ -67,6 +75,7 @@ def valid_runs(draw: st.DrawFn, min_acked: int = 0) -> Run:
     return run
 
 
+@CHECKER
 @given(valid_runs())
 def test_a_valid_history_is_clean(run: Run) -> None:
     """A history a correct cluster could make has no fault, and its counts add up."""
@@ -78,6 +87,7 @@ def test_a_valid_history_is_clean(run: Run) -> None:
     assert not run.history.unread()
 
 
+@CHECKER
 @given(valid_runs(min_acked=1), st.data())
 def test_an_acked_value_missing_from_the_final_read_is_lost(
     run: Run, data: st.DataObject
@@ -94,6 +104,7 @@ def test_an_acked_value_missing_from_the_final_read_is_lost(
     assert "lost 1" in str(verdict)
 
 
+@CHECKER
 @given(valid_runs(min_acked=1), st.data())
 def test_a_value_read_at_two_offsets_is_duplicated(
     run: Run, data: st.DataObject
@@ -110,6 +121,7 @@ def test_a_value_read_at_two_offsets_is_duplicated(
     assert "duplicated 1" in str(verdict)
 
 
+@CHECKER
 @given(valid_runs(min_acked=1), st.data())
 def test_a_read_of_a_record_later_replaced_is_an_inconsistent_offset(
     run: Run, data: st.DataObject
@@ -125,10 +137,29 @@ def test_a_read_of_a_record_later_replaced_is_an_inconsistent_offset(
     assert dict(verdict.inconsistent) == {
         (partition, offset): tuple(sorted([victim, "ghost-0"]))
     }
+    assert verdict.vanished == ("ghost-0",)
     assert not verdict.unexpected
     assert not verdict.ok
 
 
+@CHECKER
+@given(valid_runs())
+def test_a_read_record_missing_from_the_final_read_vanished(run: Run) -> None:
+    """A live reader that saw a record past a partition's final end (later
+    truncated, nothing written in its place) is caught, though it was never
+    acknowledged."""
+    run.history.send("ghost-0", 0)
+    run.history.fail("ghost-0", "timed out")
+    run.history.observe(0, len(run.logs.get(0, [])), "ghost-0")
+    verdict = run.history.check()
+    assert verdict.vanished == ("ghost-0",)
+    assert not verdict.lost
+    assert not verdict.inconsistent
+    assert verdict.failed_but_read >= 1
+    assert "vanished 1" in str(verdict)
+
+
+@CHECKER
 @given(valid_runs(), st.data())
 def test_acks_of_one_producer_against_offset_order_are_reordered(
     run: Run, data: st.DataObject
@@ -149,6 +180,7 @@ def test_acks_of_one_producer_against_offset_order_are_reordered(
     assert "reordered 1" in str(verdict)
 
 
+@CHECKER
 @given(valid_runs())
 def test_a_value_nobody_sent_is_unexpected(run: Run) -> None:
     """A read of a value no producer sent is reported as unexpected."""
