@@ -4,7 +4,9 @@
 time, each bounded in time and logged (``nemesis_*`` events, and ``events`` for an
 assertion message): SIGKILL of a partition's leader (then its restart), SIGSTOP of a
 follower past ``replica.lag.time.max.ms`` (then SIGCONT), an etcd restart, and a
-rolling restart (SIGTERM and start, one broker at a time). Each fault returns once
+rolling restart (SIGTERM and start, one broker at a time); and harsher ones for the
+soak: etcd SIGKILLed, a leader and its successor both SIGKILLed, a leader SIGKILLed
+while a follower is stopped. Each fault returns once
 every partition of the topic again has a leader and its whole replica set in the ISR.
 
 :class:`Workload` runs idempotent acks=all confluent-kafka producers whose delivery
@@ -94,16 +96,7 @@ class Nemesis:
         leader = int(self.cluster.partition(self.topic, partition)["leader"])
         self._log("nemesis_kill_leader", partition=partition, node=leader)
         self.cluster.kill(leader)
-        new = wait_until(
-            f"a new leader of partition {partition}",
-            lambda: (
-                (n := self.cluster.partition(self.topic, partition).get("leader", -1))
-                not in (-1, leader)
-                and n
-            ),
-            self.timeout,
-        )
-        self._log("nemesis_new_leader", partition=partition, node=new)
+        self._new_leader(partition, leader)
         self.cluster.start_broker(leader)
         self._log("nemesis_restarted", node=leader)
         self.wait_in_sync()
@@ -150,6 +143,73 @@ class Nemesis:
         self.cluster.etcd.restart()
         self.cluster.wait_settled(self.timeout)
         self.wait_in_sync()
+
+    def kill_etcd(self, down_s: float = 2.0) -> None:
+        """SIGKILL etcd, leave it down ``down_s`` seconds, start it again."""
+        self._log("nemesis_kill_etcd", down_s=down_s)
+        self.cluster.etcd.kill()
+        time.sleep(down_s)
+        self.cluster.etcd.start()
+        self._log("nemesis_etcd_started")
+        self.cluster.wait_settled(self.timeout)
+        self.wait_in_sync()
+
+    def kill_leader_and_successor(self, partition: int, down_s: float = 2.0) -> None:
+        """SIGKILL the partition's leader and, once another is elected, that one
+        too (two of three replicas down: the partition waits, losing nothing),
+        then restart both."""
+        first = int(self.cluster.partition(self.topic, partition)["leader"])
+        self._log("nemesis_kill_leader", partition=partition, node=first)
+        self.cluster.kill(first)
+        second = int(self._new_leader(partition, first))
+        self._log("nemesis_kill_leader", partition=partition, node=second)
+        self.cluster.kill(second)
+        time.sleep(down_s)
+        for node in (first, second):
+            self.cluster.start_broker(node)
+            self._log("nemesis_restarted", node=node)
+        self.wait_in_sync()
+
+    def kill_leader_while_follower_paused(self, partition: int, lag_ms: int) -> None:
+        """SIGSTOP a follower past ``lag_ms``, SIGKILL the leader while it is
+        stopped, SIGCONT it, restart the leader: the paused one may return
+        behind a new leader and must truncate to it."""
+        state = self.cluster.partition(self.topic, partition)
+        leader = int(state["leader"])
+        follower = next(n for n in state["isr"] if n != leader)
+        self._log("nemesis_pause", partition=partition, node=follower)
+        self.cluster.pause(follower)
+        try:
+            time.sleep(lag_ms / 1000 + 1)
+            self._log("nemesis_kill_leader", partition=partition, node=leader)
+            self.cluster.kill(leader)
+            time.sleep(1)
+        finally:
+            self.cluster.resume(follower)
+        self._log("nemesis_resume", node=follower)
+        self._new_leader(partition, leader)
+        self.cluster.start_broker(leader)
+        self._log("nemesis_restarted", node=leader)
+        self.wait_in_sync()
+
+    def _new_leader(self, partition: int, old: int) -> int:
+        new = int(
+            wait_until(
+                f"a new leader of partition {partition}",
+                lambda: (
+                    (
+                        n := self.cluster.partition(self.topic, partition).get(
+                            "leader", -1
+                        )
+                    )
+                    not in (-1, old)
+                    and n
+                ),
+                self.timeout,
+            )
+        )
+        self._log("nemesis_new_leader", partition=partition, node=new)
+        return new
 
     def rolling_restart(self) -> None:
         """SIGTERM and start each broker in turn, waiting for the ISR between."""
