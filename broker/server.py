@@ -266,12 +266,20 @@ async def _open_services(
         topics.logs,
         node_id=None if config.cluster is None else config.node_id,
     )
+    replicated = None
+    if cluster is not None:
+        # imported here: committed offsets in __consumer_offsets are cluster
+        # mode's (a single node starts without their record codec)
+        from broker.groups.replicated import ReplicatedOffsets
+
+        replicated = ReplicatedOffsets(topics, durability, cluster.cache)
     groups = await GroupService.open(
         config.data_dir,
         GroupConfig.from_config(config),
         durability.commit,
         topics,
         next_producer_id=producers.allocator.next_id,
+        replicated=replicated,
     )
     snapshots = SnapshotService(
         config, topics, durability, append_gate, producers, groups, disk
@@ -298,8 +306,10 @@ async def _open_services(
             durability,
             metrics,
             forget,
-            # a new leader reads its idempotent producers' state from the log
-            on_lead=producers.forget,
+            # followers keep their idempotent producers' state as they append
+            producers=producers,
+            # an offsets partition's groups are loaded by its new leader
+            on_leadership=groups.on_leadership,
             lag_time_max_ms=30_000
             if settings is None
             else settings.replica_lag_time_max_ms,

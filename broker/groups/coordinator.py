@@ -617,5 +617,19 @@ class GroupCoordinator(GroupRegistry):
         del self.groups[group_id]
         return E.NONE
 
+    def unload(self, group_ids: Iterable[str]) -> list[Effect]:
+        """Another broker coordinates these groups now (cluster mode: the offsets
+        partition's leadership moved): they go, and whatever their members wait
+        for is answered NOT_COORDINATOR (Kafka's ``onResignation``)."""
+        effects: list[Effect] = []
+        for group_id in group_ids:
+            group = self.groups.pop(group_id, None)
+            if group is None:
+                continue
+            group.state = S.DEAD
+            for member in group.members.values():
+                effects.extend(fail_waiting(member, E.NOT_COORDINATOR))
+        return effects
+
 
 __all__ = ["Group", "GroupCoordinator", "Member", "Protocol"]

@@ -107,6 +107,18 @@ def fetch_answer(
     return out
 
 
+def offset_expired(
+    c: CommittedOffset, *, now_ms: int, retention_ms: int, empty_since_ms: int | None
+) -> bool:
+    """Whether a committed offset of a group without members has expired (Kafka >=
+    2.1): at its explicit expiry, else ``retention_ms`` after the later of its commit
+    and the moment its group became empty."""
+    if c.expire_ms is not None:
+        return now_ms >= c.expire_ms
+    base = c.commit_ms if empty_since_ms is None else max(c.commit_ms, empty_since_ms)
+    return now_ms - base >= retention_ms
+
+
 def expiry_inputs(
     coordinator: GroupCoordinator, *, mono_now_ms: int, wall_now_ms: int
 ) -> tuple[set[str], dict[str, int]]:

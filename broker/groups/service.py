@@ -12,6 +12,14 @@ drops offsets of deleted topics and forgets empty groups without offsets.
 
 A client that disconnects while waiting just cancels its wait: the coordinator's
 later reply to that token is dropped.
+
+In cluster mode (a :class:`~broker.groups.replicated.ReplicatedOffsets` given) the
+committed offsets live in ``__consumer_offsets`` instead of the local store: commits
+and group deletions are appended there and answered once replicated, the groups of
+an offsets partition this broker comes to lead are loaded from its log (the group
+APIs answer COORDINATOR_LOAD_IN_PROGRESS meanwhile, :meth:`GroupService.refusal`),
+and those of a partition it stops leading are unloaded; offset expiry writes
+tombstones there.
 """
 
 from __future__ import annotations
@@ -19,14 +27,15 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 import structlog
 
+from broker.cluster.view import OFFSETS_TOPIC
 from broker.config import BrokerConfig
 from broker.groups.coordinator import GroupCoordinator
 from broker.groups.model import (
@@ -54,7 +63,10 @@ from broker.groups.offsets import (
 from broker.topics.service import TopicService
 from protocol.error_codes import ErrorCode
 from storage.errors import StorageError
-from storage.offset_store import OffsetStore
+from storage.offset_store import CommittedOffset, OffsetStore
+
+if TYPE_CHECKING:
+    from broker.groups.replicated import ReplicatedOffsets
 
 log = structlog.get_logger("broker.groups")
 
@@ -159,9 +171,11 @@ class GroupService:
         topic_names: Callable[[], Iterable[str]] | None = None,
         clock: Callable[[], int] = monotonic_ms,
         wall_clock: Callable[[], int] = wall_ms,
+        replicated: ReplicatedOffsets | None = None,
     ) -> None:
         self.config = config or GroupConfig()
         self.store = store
+        self.replicated = replicated
         self.coordinator = GroupCoordinator(
             initial_rebalance_delay_ms=self.config.initial_rebalance_delay_ms,
             min_session_timeout_ms=self.config.min_session_timeout_ms,
@@ -177,8 +191,9 @@ class GroupService:
         self._waiting: dict[int, _Waiter] = {}
         self._wake = anyio.Event()
         now = clock()
-        for group_id in store.groups():
-            self.coordinator.ensure_group(group_id, now)
+        if replicated is None:
+            for group_id in store.groups():
+                self.coordinator.ensure_group(group_id, now)
 
     @property
     def offsets(self) -> OffsetStore:
@@ -201,10 +216,12 @@ class GroupService:
         topics: TopicService,
         *,
         next_producer_id: int,
+        replicated: ReplicatedOffsets | None = None,
     ) -> GroupService:
         """Open the offset store in the data dir (worker thread) and log what it found.
 
-        ``next_producer_id`` only completes the ``groups_open`` line.
+        ``next_producer_id`` only completes the ``groups_open`` line; ``replicated``:
+        cluster mode's committed offsets in ``__consumer_offsets``.
         """
         store = await anyio.to_thread.run_sync(OffsetStore, data_dir)
         if store.recovered_bytes_dropped:
@@ -237,6 +254,7 @@ class GroupService:
             durability=durability,
             partition_exists=exists,
             topic_names=topics.names,
+            replicated=replicated,
         )
         log.info(
             "groups_open", groups=len(store.groups()), next_producer_id=next_producer_id
@@ -259,6 +277,35 @@ class GroupService:
             tg.start_soon(self._maintenance_loop)
             if self._own_flusher is not None:
                 tg.start_soon(self._own_flusher.run)
+            if self.replicated is not None:
+                tg.start_soon(self.replicated.run, self._on_loaded)
+
+    # -- cluster mode: ownership of groups ----------------------------------------------
+
+    def refusal(self, group_id: str) -> ErrorCode:
+        """Why the group APIs cannot serve ``group_id`` on this broker (NONE: they
+        can): in cluster mode NOT_COORDINATOR when another broker coordinates it,
+        COORDINATOR_LOAD_IN_PROGRESS while its offsets are being loaded."""
+        if self.replicated is None:
+            return ErrorCode.NONE
+        return self.replicated.refusal(group_id)
+
+    def on_leadership(self, topic: str, partition: int, leads: bool) -> None:
+        """This broker became or stopped being a partition's leader (cluster mode):
+        an offsets partition's groups are loaded, or unloaded."""
+        replicated = self.replicated
+        if replicated is None or topic != OFFSETS_TOPIC:
+            return
+        replicated.on_leadership(partition, leads)
+        if leads:
+            return
+        gone = [g for g in self.coordinator.groups if replicated.maps_to(g, partition)]
+        self._apply(self.coordinator.unload(gone))
+
+    def _on_loaded(self, group_ids: list[str]) -> None:
+        now = self._clock()
+        for group_id in group_ids:
+            self.coordinator.ensure_group(group_id, now)
 
     def _apply(self, effects: list[Effect]) -> None:
         for effect in effects:
@@ -306,6 +353,18 @@ class GroupService:
 
     async def maintain(self) -> None:
         """Expire offsets, drop those of deleted topics, forget unused empty groups."""
+        if self.replicated is not None:
+            protected, empty_since = expiry_inputs(
+                self.coordinator, mono_now_ms=self._clock(), wall_now_ms=self._wall()
+            )
+            await self.replicated.maintain(
+                now_ms=self._wall(),
+                retention_ms=self.config.offsets_retention_ms,
+                protected=protected,
+                empty_since=empty_since,
+            )
+            self.coordinator.forget_empty(self.replicated.groups())
+            return
         protected, empty_since = expiry_inputs(
             self.coordinator, mono_now_ms=self._clock(), wall_now_ms=self._wall()
         )
@@ -392,8 +451,17 @@ class GroupService:
         """DeleteGroups: Empty groups and their offsets go; answered once durable."""
         out: dict[str, ErrorCode] = {}
         seq = 0
+        replicated = self.replicated
         for group_id in group_ids:
             code = self.coordinator.delete_group(group_id)
+            if replicated is not None:
+                if code == ErrorCode.GROUP_ID_NOT_FOUND and replicated.fetch(group_id):
+                    code = ErrorCode.NONE  # offsets only (a simple consumer's)
+                if code == ErrorCode.NONE:
+                    code = await replicated.delete_group(group_id)
+                    log.info("group_deleted", group_id=group_id)
+                out[group_id] = code
+                continue
             if code == ErrorCode.NONE:
                 try:
                     seq = max(seq, self.store.delete_group(group_id))
@@ -442,6 +510,11 @@ class GroupService:
         )
         if not accepted:
             return errors
+        if self.replicated is not None:
+            code = await self.replicated.commit(group_id, accepted)
+            for c in accepted:
+                errors[(c.topic, c.partition)] = code
+            return errors
         try:
             seq = self.store.commit(group_id, accepted)
             await self._durability.wait_durable(self.store, seq)
@@ -456,10 +529,27 @@ class GroupService:
     ) -> list[FetchedOffset]:
         """OffsetFetch: listed partitions (-1 where none) or every committed one."""
         wanted = None if partitions is None else list(partitions)
-        return fetch_answer(self.store.fetch(group_id, wanted), wanted)
+        return fetch_answer(self._committed(group_id, wanted), wanted)
+
+    def _committed(
+        self, group_id: str, wanted: list[tuple[str, int]] | None = None
+    ) -> Mapping[tuple[str, int], CommittedOffset]:
+        if self.replicated is not None:
+            return self.replicated.fetch(group_id, wanted)
+        return self.store.fetch(group_id, wanted)
+
+    def _offset_groups(self) -> list[str]:
+        if self.replicated is not None:
+            return self.replicated.groups()
+        return self.store.groups()
 
     def on_topic_deleted(self, topic: str) -> None:
         """Drop every group's offsets of a deleted topic."""
+        if self.replicated is not None:
+            dropped = self.replicated.drop_topic(topic)
+            if dropped:
+                log.info("offsets_dropped", topic=topic, count=dropped)
+            return
         try:
             dropped = self.store.delete_topic(topic)
         except StorageError as e:
@@ -484,8 +574,8 @@ class GroupService:
 
     def committed_offsets(self) -> Iterator[tuple[str, str, int, int]]:
         """(group, topic, partition, offset) of every committed offset, sorted."""
-        for group_id in sorted(self.store.groups()):
-            for (topic, partition), c in sorted(self.store.fetch(group_id).items()):
+        for group_id in sorted(self._offset_groups()):
+            for (topic, partition), c in sorted(self._committed(group_id).items()):
                 if c.offset >= 0:
                     yield group_id, topic, partition, c.offset
 
@@ -494,7 +584,7 @@ class GroupService:
     ) -> dict[str, object] | None:
         """``GET /v1/groups/{id}``: state, members, assignments, offsets and lag."""
         d = self.describe(group_id)
-        committed = self.store.fetch(group_id)
+        committed = self._committed(group_id)
         if d.state is GroupState.DEAD and not committed:
             return None
         offsets = []

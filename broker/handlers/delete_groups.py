@@ -33,8 +33,9 @@ def _response(
 def delete_groups(rctx: RequestContext, request: DeleteGroupsRequest) -> object:
     svc = rctx.broker.groups
     names = request.groups_names
-    elsewhere = {g: ErrorCode.NOT_COORDINATOR for g in names if not rctx.coordinates(g)}
-    here = [g for g in dict.fromkeys(names) if g not in elsewhere]
+    refused = {g: rctx.group_refusal(g) for g in dict.fromkeys(names)}
+    elsewhere = {g: code for g, code in refused.items() if code != ErrorCode.NONE}
+    here = [g for g in refused if g not in elsewhere]
 
     async def delete() -> DeleteGroupsResponse:
         return _response(names, {**elsewhere, **await svc.delete_groups(here)})

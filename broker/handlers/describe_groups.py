@@ -30,10 +30,11 @@ def describe_groups(
     svc = rctx.broker.groups
     out = []
     for group_id in request.groups:
-        if not rctx.coordinates(group_id):
+        refused = rctx.group_refusal(group_id)
+        if refused != ErrorCode.NONE:
             out.append(
                 DescribedGroup(
-                    error_code=ErrorCode.NOT_COORDINATOR,
+                    error_code=refused,
                     group_id=group_id,
                     group_state="",
                     protocol_type="",

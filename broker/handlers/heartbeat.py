@@ -17,8 +17,9 @@ from protocol.messages.heartbeat import HeartbeatRequest, HeartbeatResponse
 
 @handler(api_key=12, name="heartbeat", max_version=4)
 def heartbeat(rctx: RequestContext, request: HeartbeatRequest) -> HeartbeatResponse:
-    if not rctx.coordinates(request.group_id):
-        return HeartbeatResponse(error_code=ErrorCode.NOT_COORDINATOR)
+    refused = rctx.group_refusal(request.group_id)
+    if refused != ErrorCode.NONE:
+        return HeartbeatResponse(error_code=refused)
     svc = rctx.broker.groups
     code = svc.heartbeat(
         request.group_id,

@@ -50,10 +50,10 @@ def _response(version: int, r: JoinResult) -> JoinGroupResponse:
 @handler(api_key=11, name="join_group", max_version=9)
 def join_group(rctx: RequestContext, request: JoinGroupRequest) -> object:
     version = rctx.api_version
-    if not rctx.coordinates(request.group_id):
+    refused = rctx.group_refusal(request.group_id)
+    if refused != ErrorCode.NONE:
         return _response(
-            version,
-            JoinResult(error=ErrorCode.NOT_COORDINATOR, member_id=request.member_id),
+            version, JoinResult(error=refused, member_id=request.member_id)
         )
     svc = rctx.broker.groups
     rebalance = request.rebalance_timeout_ms

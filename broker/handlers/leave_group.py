@@ -25,8 +25,9 @@ from protocol.messages.leave_group import (
 
 @handler(api_key=13, name="leave_group", max_version=5)
 def leave_group(rctx: RequestContext, request: LeaveGroupRequest) -> LeaveGroupResponse:
-    if not rctx.coordinates(request.group_id):
-        return LeaveGroupResponse(error_code=ErrorCode.NOT_COORDINATOR)
+    refused = rctx.group_refusal(request.group_id)
+    if refused != ErrorCode.NONE:
+        return LeaveGroupResponse(error_code=refused)
     svc = rctx.broker.groups
     batched = rctx.api_version >= 3
     members = (

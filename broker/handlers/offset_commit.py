@@ -54,11 +54,12 @@ def _response(
 
 @handler(api_key=8, name="offset_commit", max_version=9)
 def offset_commit(rctx: RequestContext, request: OffsetCommitRequest) -> object:
-    if not rctx.coordinates(request.group_id):
+    refused = rctx.group_refusal(request.group_id)
+    if refused != ErrorCode.NONE:
         return _response(
             request,
             {
-                (t.name, p.partition_index): ErrorCode.NOT_COORDINATOR
+                (t.name, p.partition_index): refused
                 for t in request.topics
                 for p in t.partitions
             },

@@ -33,7 +33,8 @@ from protocol.messages.offset_fetch import (
 def _rows(
     rctx: RequestContext, group_id: str, wanted: list[tuple[str, int]] | None
 ) -> tuple[ErrorCode, list[FetchedOffset]]:
-    if not rctx.coordinates(group_id):
+    refused = rctx.group_refusal(group_id)
+    if refused != ErrorCode.NONE:
         rows = [
             FetchedOffset(
                 topic=t,
@@ -41,11 +42,11 @@ def _rows(
                 offset=-1,
                 leader_epoch=-1,
                 metadata="",
-                error=ErrorCode.NOT_COORDINATOR,
+                error=refused,
             )
             for t, p in wanted or ()
         ]
-        return ErrorCode.NOT_COORDINATOR, rows
+        return refused, rows
     return ErrorCode.NONE, rctx.broker.groups.fetch_offsets(group_id, wanted)
 
 

@@ -30,8 +30,9 @@ def _response(r: SyncResult) -> SyncGroupResponse:
 
 @handler(api_key=14, name="sync_group", max_version=5)
 def sync_group(rctx: RequestContext, request: SyncGroupRequest) -> object:
-    if not rctx.coordinates(request.group_id):
-        return _response(SyncResult(error=ErrorCode.NOT_COORDINATOR))
+    refused = rctx.group_refusal(request.group_id)
+    if refused != ErrorCode.NONE:
+        return _response(SyncResult(error=refused))
     svc = rctx.broker.groups
     req = SyncRequest(
         token=0,

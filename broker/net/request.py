@@ -15,8 +15,8 @@ dispatcher: authorisation when security enforces something). A handler or a
 middleware raises :class:`CloseConnection` for a request that has no error response:
 the connection logs the exception's ``event`` and closes.
 
-This module is a leaf: it imports only the standard library and the request header,
-so every layer that needs these types can import it without closing a cycle.
+This module is a leaf: it imports only the standard library, the error codes and
+the request header, so every layer that needs these types can import it without closing a cycle.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
+
+from protocol.error_codes import ErrorCode
 
 if TYPE_CHECKING:
     from broker.context import BrokerContext
@@ -78,6 +80,15 @@ class RequestContext:
         they share."""
         view = self.broker.cluster
         return view.group_coordinator(group_id) == view.node_id
+
+    def group_refusal(self, group_id: str) -> ErrorCode:
+        """Why the group APIs cannot serve ``group_id`` here, NONE when they can:
+        NOT_COORDINATOR (16) when another broker coordinates it,
+        COORDINATOR_LOAD_IN_PROGRESS (14) while this broker, its new coordinator,
+        loads its committed offsets (cluster mode)."""
+        if not self.coordinates(group_id):
+            return ErrorCode.NOT_COORDINATOR
+        return self.broker.groups.refusal(group_id)
 
 
 Handler: TypeAlias = Callable[[RequestContext, Any], HandlerResult]

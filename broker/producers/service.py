@@ -12,6 +12,16 @@ after; a :class:`Duplicate` is answered with the original offsets and not append
 a transactional batch is refused (:class:`NoTransaction`), and a payload is fully
 validated before any answer but Append (a damaged batch is never "a duplicate").
 
+Cluster mode: a follower appends its leader's batches verbatim, and its producer
+state follows them (:meth:`ProducerService.replicated`, as Kafka updates the
+``ProducerStateManager`` of every replica), so a broker that becomes leader knows
+the producer ids and last sequences already: a producer retrying after a failover
+is answered as a duplicate, and a gap is OUT_OF_ORDER_SEQUENCE_NUMBER. A follower
+whose log is truncated rebuilds the state in a worker thread
+(:meth:`ProducerService.reload`); so does a new leader whose state is not tracked,
+and its idempotent batches are refused retriably (NOT_LEADER_OR_FOLLOWER,
+:class:`Loading`) until it is loaded, never checked against a state being built.
+
 Version notes: InitProducerId always hands out a fresh producer id with epoch 0
 (Kafka's rule for producers without a transactional id, also for the KIP-360 bump
 request). Transactions are not implemented: the InitProducerId handler refuses a
@@ -21,7 +31,7 @@ transactional id before it gets here.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +42,7 @@ import structlog
 from protocol.error_codes import ErrorCode
 from protocol.records import (
     BATCH_HEADER_SIZE,
+    BatchHeader,
     Buffer,
     RecordBatchError,
     iter_batches,
@@ -72,9 +83,16 @@ class NoTransaction:
     """A transactional batch: refused, since no transaction can have been begun."""
 
 
-Verdict = CheckResult | NoTransaction
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Loading:
+    """The partition's producer state is being rebuilt (a new leader's): retry."""
+
+
+Verdict = CheckResult | NoTransaction | Loading
 
 ERRORS: dict[type, ErrorCode] = {
+    # the client refreshes its metadata and retries, as after a leader change
+    Loading: ErrorCode.NOT_LEADER_OR_FOLLOWER,
     OutOfOrder: ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
     InvalidEpoch: ErrorCode.INVALID_PRODUCER_EPOCH,
     UnknownProducer: ErrorCode.UNKNOWN_PRODUCER_ID,
@@ -154,6 +172,8 @@ class ProducerService:
         self._id_base = 0 if node_id is None else node_id << NODE_ID_SHIFT
         self._tail_bytes = tail_bytes
         self._states: dict[int, tuple[PartitionLog, PartitionProducerState]] = {}
+        # id(plog) -> rebuilds in progress (its idempotent batches wait: Loading)
+        self._loading: dict[int, int] = {}
         # False before open() finished and after close(): idempotent batches are
         # then refused retriably (nothing to check a duplicate against).
         self.loaded = False
@@ -223,6 +243,53 @@ class ProducerService:
             self._states[id(plog)] = (plog, state)
         return loaded
 
+    def tracks(self, plog: PartitionLog) -> bool:
+        """Whether the partition's state is kept current (no rebuild on first use)."""
+        entry = self._states.get(id(plog))
+        return entry is not None and entry[0] is plog
+
+    def replicated(
+        self, plog: PartitionLog, batches: Sequence[BatchHeader], *, fresh: bool
+    ) -> None:
+        """A follower appended its leader's ``batches`` (the idempotent ones, in log
+        order) to ``plog``; ``fresh``: the log was empty before them. The
+        partition's state follows them; an untracked partition is tracked from
+        here if the log holds nothing else (else a new leader rebuilds it)."""
+        entry = self._states.get(id(plog))
+        if entry is not None and entry[0] is plog:
+            entry[1].load(batches)
+        elif fresh:
+            state = PartitionProducerState()
+            state.load(batches)
+            self._states[id(plog)] = (plog, state)
+
+    def begin_reload(self, plog: PartitionLog) -> None:
+        """From now on idempotent batches to ``plog`` answer :class:`Loading`, until
+        the :meth:`reload` given ``begun=True`` has finished (a task started soon)."""
+        key = id(plog)
+        self._loading[key] = self._loading.get(key, 0) + 1
+
+    async def reload(self, plog: PartitionLog, *, begun: bool = False) -> None:
+        """Rebuild the partition's state from its log in a worker thread (the log
+        was truncated, or this broker leads it and its state is not tracked);
+        idempotent batches to it answer :class:`Loading` meanwhile. The only
+        writer of the log that may run meanwhile is the caller (a replica
+        fetcher, which waits for this)."""
+        key = id(plog)
+        if not begun:
+            self.begin_reload(plog)
+        self.forget(plog)
+        try:
+            state = PartitionProducerState()
+            await anyio.to_thread.run_sync(self._rebuild, plog, state)
+        finally:
+            left = self._loading.pop(key) - 1
+            if left:
+                self._loading[key] = left
+        # a rebuild that finished first is as current (nothing was appended since)
+        if not self.tracks(plog):
+            self._states[key] = (plog, state)
+
     def _rebuild(self, plog: PartitionLog, state: PartitionProducerState) -> None:
         start, end = plog.log_start_offset, plog.log_end_offset
         if end <= start:
@@ -255,16 +322,18 @@ class ProducerService:
         Raises:
             InvalidBatch / MessageTooLarge: the payload fails validation.
         """
-        verdict: Verdict = (
-            NoTransaction()
-            if ident.transactional
-            else self.state(plog).check(
+        verdict: Verdict
+        if ident.transactional:
+            verdict = NoTransaction()
+        elif self._loading and id(plog) in self._loading:
+            verdict = Loading()
+        else:
+            verdict = self.state(plog).check(
                 ident.producer_id,
                 ident.producer_epoch,
                 ident.base_sequence,
                 ident.record_count,
             )
-        )
         if not isinstance(verdict, Append):
             validate_batches(records, max_message_bytes=plog.config.max_message_bytes)
         return verdict

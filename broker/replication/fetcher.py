@@ -24,7 +24,14 @@ A lost connection is retried with exponential back-off (capped); after
 ``max_connect_failures`` failures in a row every partition stops with
 NETWORK_EXCEPTION. Per partition the fetched offset, the leader's high watermark
 and the lag are exposed (:class:`PartitionProgress`) so an owner can decide
-"caught up". Log events: ``replica_fetch_started``, ``replica_truncated``,
+"caught up".
+
+Given the broker's producer state (:class:`ProducerStates`), the idempotent
+producers' state of each partition follows what is appended (the batch headers are
+read in the append's worker thread) and is rebuilt in a worker thread after a
+truncation, so it is current when this broker comes to lead.
+
+Log events: ``replica_fetch_started``, ``replica_truncated``,
 ``replica_caught_up``, ``replica_fetch_error``.
 """
 
@@ -40,6 +47,7 @@ import structlog
 
 from broker.durability.group_commit import GroupCommit
 from broker.replication.follower_log import (
+    ProducerStates,
     append_from_leader,
     truncation_offset,
     whole_batches,
@@ -60,6 +68,7 @@ from protocol.messages.offset_for_leader_epoch import (
     OffsetForLeaderPartition,
     OffsetForLeaderTopic,
 )
+from protocol.records import BatchHeader, iter_batches
 from storage.errors import InvalidBatch, OffsetMismatch, StorageError
 from storage.partition_log import PartitionLog
 
@@ -156,6 +165,7 @@ class ReplicaFetcher:
         on_stop: StopCallback,
         commit: GroupCommit | None = None,
         settings: FetcherSettings | None = None,
+        producers: ProducerStates | None = None,
     ) -> None:
         self.node_id = node_id
         self.leader_id = leader_id
@@ -164,6 +174,7 @@ class ReplicaFetcher:
         self.settings = settings or FetcherSettings()
         self._on_stop = on_stop
         self._commit = commit
+        self._producers = producers
         self._parts: dict[TopicPartition, PartitionProgress] = {}
         self._changed = anyio.Event()
         self.connect_failures = 0  # in a row; reset by an answered Fetch
@@ -425,9 +436,11 @@ class ReplicaFetcher:
         records = whole_batches(data.records)
         if records:
             try:
-                end = await anyio.to_thread.run_sync(
-                    append_from_leader, part.log, records
+                end, fresh, idempotent = await anyio.to_thread.run_sync(
+                    _append, part.log, records
                 )
+                if self._producers is not None:
+                    self._producers.replicated(part.log, idempotent, fresh=fresh)
                 await self._durable(part.log, end)
             except (OffsetMismatch, InvalidBatch) as exc:
                 # The local log and the leader disagree, or a batch came damaged:
@@ -476,6 +489,8 @@ class ReplicaFetcher:
             except StorageError as exc:
                 self._delay(part, ErrorCode.KAFKA_STORAGE_ERROR, str(exc))
                 return
+            if self._producers is not None:
+                await self._producers.reload(plog)  # an empty log: no producers
             part.fetch_offset = plog.log_end_offset
             log.info(
                 "replica_truncated",
@@ -579,6 +594,10 @@ class ReplicaFetcher:
         except StorageError as exc:
             self._storage_failed(part, exc)
             return
+        if self._producers is not None:
+            # the batches cut may have been a producer's last ones (Kafka reloads
+            # its ProducerStateManager after a truncation too)
+            await self._producers.reload(plog)
         part.fetch_offset = after
         part.caught_up = False
         log.info(
@@ -618,6 +637,17 @@ class ReplicaFetcher:
             reason=reason,
             action="retry",
         )
+
+
+def _append(
+    plog: PartitionLog, records: bytes | memoryview
+) -> tuple[int, bool, list[BatchHeader]]:
+    """Append a leader's batches (worker thread): the log end, whether the log was
+    empty before, and the headers of the idempotent producers' batches."""
+    fresh = plog.log_end_offset == plog.log_start_offset
+    end = append_from_leader(plog, records)
+    idempotent = [h for _, h in iter_batches(records) if h.producer_id >= 0]
+    return end, fresh, idempotent
 
 
 def _error_code(value: int) -> ErrorCode:

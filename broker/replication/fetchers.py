@@ -38,6 +38,7 @@ from broker.replication.fetcher import (
     ReplicaFetcher,
     TopicPartition,
 )
+from broker.replication.follower_log import ProducerStates
 from broker.topics.service import TopicService
 from protocol.error_codes import ErrorCode
 from storage.errors import StorageError
@@ -68,6 +69,7 @@ class FetcherPool:
         topics: TopicService,
         commit: GroupCommit | None,
         settings: FetcherSettings | None = None,
+        producers: ProducerStates | None = None,
     ) -> None:
         self.cache = cache
         self.node_id = node_id
@@ -75,6 +77,7 @@ class FetcherPool:
         self.topics = topics
         self.commit = commit
         self.settings = settings or FetcherSettings()
+        self.producers = producers  # whose state follows the appends
         self._running: dict[int, _Running] = {}
         self._stopped: dict[TopicPartition, float] = {}  # tp -> when it stopped
         self._leader_hw: dict[TopicPartition, int] = {}  # as last fetched
@@ -117,6 +120,12 @@ class FetcherPool:
             if progress is not None and progress.leader_high_watermark >= 0:
                 return progress.leader_high_watermark
         return self._leader_hw.get(tp, 0)
+
+    def forget(self, topic: str) -> None:
+        """A local topic was deleted: the high watermarks last fetched for it go (a
+        topic made again under the same name must not inherit them)."""
+        for tp in [t for t in self._leader_hw if t.topic == topic]:
+            del self._leader_hw[tp]
 
     def retry_in(self) -> float | None:
         """Seconds until a partition a fetcher gave up on is due again."""
@@ -213,6 +222,7 @@ class FetcherPool:
             on_stop=self._on_stop,
             commit=self.commit,
             settings=self.settings,
+            producers=self.producers,
         )
         running = _Running(fetcher=fetcher, address=address)
         self._running[leader] = running

@@ -3,13 +3,41 @@
 Where to truncate given the leader's (epoch, end offset) for an epoch
 (``AbstractFetcherThread.getOffsetTruncationState``, KIP-101/KIP-279), cutting a
 Fetch answer to whole batches, and appending them verbatim; used by
-:mod:`broker.replication.fetcher`.
+:mod:`broker.replication.fetcher`. :class:`ProducerStates` is what the replica
+fetcher and manager need of the idempotent producers' state that follows the
+appends (:class:`broker.producers.service.ProducerService`, a layer above).
 """
 
 from __future__ import annotations
 
-from protocol.records import CorruptBatch, iter_batches, read_header
+from collections.abc import Sequence
+from typing import Protocol
+
+from protocol.records import BatchHeader, CorruptBatch, iter_batches, read_header
 from storage.partition_log import PartitionLog
+
+
+class ProducerStates(Protocol):
+    """The idempotent producers' state per partition log, kept by its follower."""
+
+    def tracks(self, plog: PartitionLog) -> bool:
+        """Whether the partition's state is current."""
+        ...
+
+    def replicated(
+        self, plog: PartitionLog, batches: Sequence[BatchHeader], *, fresh: bool
+    ) -> None:
+        """The leader's idempotent ``batches`` were appended (``fresh``: to an
+        empty log)."""
+        ...
+
+    def begin_reload(self, plog: PartitionLog) -> None:
+        """Refuse the partition's idempotent batches until a reload is done."""
+        ...
+
+    async def reload(self, plog: PartitionLog, *, begun: bool = False) -> None:
+        """Rebuild the partition's state from its log (worker thread)."""
+        ...
 
 
 def truncation_offset(

@@ -14,9 +14,15 @@ From the same diffs it logs ``leader_changed`` (topic, partition, leader,
 leader_epoch, reason) when this broker becomes or stops being a partition's leader
 (counted in ``ailurus_leader_changes_total``), and wakes the long-polling fetches of the partitions whose leadership moved away:
 they answer NOT_LEADER_OR_FOLLOWER at once instead of at their deadline. A
-partition it comes to lead starts from the high watermark its old leader last
-reported, and its idempotent producers' state is read again from the log
-(``on_lead``); one it stops leading forgets its followers.
+partition it comes to lead starts from the highest high watermark it knows, never
+above its log end: its old leader's last answer to this broker's fetches, or the
+high-watermark checkpoint (:mod:`broker.replication.checkpoint`, read before the
+first reconcile, written every 5 s when changed and at stop). Its idempotent
+producers' state is current, kept by the replica fetcher as it appends; should it
+not be tracked, it is rebuilt in a worker thread while the partition's idempotent
+batches are refused retriably. A partition it stops leading forgets its followers. ``on_leadership`` hears of every
+change (the group service loads and unloads the committed offsets of
+``__consumer_offsets`` partitions).
 
 It also runs the data path between brokers: the replica fetchers
 (:class:`~broker.replication.fetchers.FetcherPool`, planned again after every
@@ -45,6 +51,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,6 +72,7 @@ from storage.partition_log import PartitionLog
 
 if TYPE_CHECKING:
     from broker.replication.fetcher import FetcherSettings
+    from broker.replication.follower_log import ProducerStates
 
 log = structlog.get_logger("broker.replication")
 
@@ -73,9 +81,10 @@ MEMBERSHIP_FILE = "cluster_member.json"
 # What else forgets a deleted topic (committed offsets, producer state): given the
 # topic's name and its closed partition logs. Composed by the server.
 OnDeleted = Callable[[str, Sequence[PartitionLog]], None]
-# What else keeps state of a partition it leads (idempotent producers): given the
-# partition's log when this broker becomes its leader. Composed by the server.
-OnLead = Callable[[PartitionLog], None]
+# What else follows this broker's leaderships (committed offsets: an offsets
+# partition's groups are loaded or unloaded): topic, partition, and whether this
+# broker now leads it; every change, start-up included. Composed by the server.
+OnLeadership = Callable[[str, int, bool], None]
 
 
 class ReplicaManager:
@@ -89,13 +98,15 @@ class ReplicaManager:
         metrics: Metrics,
         on_deleted: OnDeleted,
         *,
-        on_lead: OnLead | None = None,
+        producers: ProducerStates | None = None,
+        on_leadership: OnLeadership | None = None,
         listener: str | None = None,
         lag_time_max_ms: int = 30_000,
         fetcher_settings: FetcherSettings | None = None,
     ) -> None:
         self.cluster = cluster
-        self.on_lead = on_lead
+        self.producers = producers
+        self.on_leadership = on_leadership
         self.cache: MetadataCache = cluster.cache
         self.topics = topics
         self.durability = durability
@@ -109,8 +120,9 @@ class ReplicaManager:
         self._kept: set[str] = set()  # local topics the cluster refused to register
         self.applied = 0  # the cache version the local logs match
         self._applied_changed = anyio.Event()
-        # imported here: the replica fetcher's message schemas load in cluster
-        # mode only (a single node starts without them)
+        # imported here: the replica fetcher's message schemas and the checkpoint
+        # load in cluster mode only (a single node starts without them)
+        from broker.replication.checkpoint import HighWatermarkCheckpointer
         from broker.replication.fetchers import FetcherPool
 
         self.fetchers = FetcherPool(
@@ -120,19 +132,29 @@ class ReplicaManager:
             topics=topics,
             commit=durability.commit,
             settings=fetcher_settings,
+            producers=producers,
         )
+        self.checkpoint = HighWatermarkCheckpointer(topics, self.fetchers)
+        self._tg: anyio.abc.TaskGroup | None = None
         self.isr = IsrManager(cluster, topics, lag_time_max_ms=lag_time_max_ms)
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Register unknown local topics, reconcile once (then started), and again
-        after every change of the cache; run the replica fetchers and the ISR
-        manager; until cancelled."""
+        after every change of the cache; run the replica fetchers, the ISR
+        manager and the high-watermark checkpoint; until cancelled (the
+        checkpoint is written once more then)."""
+        await self.checkpoint.load()
         async with anyio.create_task_group() as tg:
-            await tg.start(self.fetchers.run)
-            tg.start_soon(self.isr.run)
-            await self._run(task_status)
+            self._tg = tg
+            try:
+                await tg.start(self.fetchers.run)
+                tg.start_soon(self.isr.run)
+                tg.start_soon(self.checkpoint.run)
+                await self._run(task_status)
+            finally:
+                self._tg = None
 
     async def _run(self, task_status: anyio.abc.TaskStatus[None]) -> None:
         marker = Path(self.topics.config.data_dir) / MEMBERSHIP_FILE
@@ -251,6 +273,8 @@ class ReplicaManager:
             return
         self.durability.fail_logs(logs, LogClosed(f"topic {meta.name} deleted"))
         self.on_deleted(meta.name, logs)
+        self.checkpoint.forget(meta.name)
+        self.fetchers.forget(meta.name)
         for key in [k for k in self._leaders if k[0] == meta.name]:
             del self._leaders[key]
         log.info("topic_deleted", topic=meta.name, topic_id=str(meta.topic_uuid))
@@ -277,6 +301,10 @@ class ReplicaManager:
                 # (Kafka's maybeIncrementLeaderHW after an ISR change).
                 self._wake(*key)
             if (leader == node) == was:
+                if was and before is not None and before[1] != epoch:
+                    # led again at a later epoch (the leader epoch moves only with
+                    # the leader): another broker led it in between, unseen
+                    self._relead(*key, epoch)
                 continue
             if leader == node:
                 reason = "elected"
@@ -294,31 +322,53 @@ class ReplicaManager:
             )
             self.metrics.leader_changed()
             if leader == node:
-                # first sight (start-up, new topic): the producer state loaded
-                # from this log is current; after following, it is not
-                self._lead(*key, followed=before is not None)
+                self._lead(*key)
             if was:
+                # what consumers could see so far is kept for the checkpoint
+                self.checkpoint.note(
+                    *key, self.topics.followers.last_high_watermark(*key)
+                )
                 self.topics.followers.forget(*key)
                 self._wake(*key)
+            if self.on_leadership is not None:
+                self.on_leadership(*key, leader == node)
         self._leaders = now
         self._isrs = isrs
 
-    def _lead(self, topic: str, partition: int, *, followed: bool) -> None:
-        """This broker leads the partition from now on: its high watermark starts
-        where the old leader's was (as last fetched), and what else keeps state
-        per led partition (idempotent producers) reads it again from the log."""
-        self.topics.followers.lead(
-            topic,
-            partition,
-            self.fetchers.leader_high_watermark(topic, partition),
+    def _relead(self, topic: str, partition: int, epoch: int) -> None:
+        """What follows leaderships hears of a partition this broker lost and won
+        back between two looks at the cache (its state may have moved meanwhile)."""
+        log.info(
+            "leader_regained", topic=topic, partition=partition, leader_epoch=epoch
         )
-        if self.on_lead is None or not followed:
-            return
+        if self.on_leadership is not None:
+            self.on_leadership(topic, partition, True)
+
+    def _lead(self, topic: str, partition: int) -> None:
+        """This broker leads the partition from now on: its high watermark starts
+        from the highest it knows (its old leader's as last fetched, or the
+        checkpoint), never above its log end; its idempotent producers' state is
+        rebuilt off the loop if the replica fetcher did not keep it."""
+        known = max(
+            self.fetchers.leader_high_watermark(topic, partition),
+            self.checkpoint.known(topic, partition),
+        )
         try:
             plog = self.topics.logs.partition(topic, partition)
         except StorageError:
+            self.topics.followers.lead(topic, partition, known)
             return
-        self.on_lead(plog)
+        self.topics.followers.lead(topic, partition, min(known, plog.log_end_offset))
+        producers = self.producers
+        if (
+            producers is None
+            or producers.tracks(plog)
+            or plog.log_end_offset == plog.log_start_offset  # built free on first use
+            or self._tg is None
+        ):
+            return
+        producers.begin_reload(plog)  # from now: no check against a missing state
+        self._tg.start_soon(partial(producers.reload, plog, begun=True))
 
     def _wake(self, topic: str, partition: int) -> None:
         try:

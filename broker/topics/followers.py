@@ -15,9 +15,11 @@ The high watermark of a partition whose ISR holds followers is the smallest of t
 leader's own visible offset and every ISR follower's fetch offset, and never moves
 back while this broker leads (Kafka's ``Partition.maybeIncrementLeaderHW``). A
 follower of the ISR that has not fetched since this broker became leader holds it
-where it was. In memory only: a new leader learns the offsets again from the
-followers' next fetches, starting from the high watermark it last heard from the
-old leader (:meth:`FollowerProgress.lead`).
+where it was. The followers' offsets live in memory only: a new leader learns them
+again from the followers' next fetches, starting from the highest high watermark
+it knows (:meth:`FollowerProgress.lead`: the old leader's, as last fetched, or the
+data dir's high-watermark checkpoint, :mod:`broker.replication.checkpoint`, which
+carries it across restarts).
 """
 
 from __future__ import annotations

@@ -349,3 +349,25 @@ def test_pending_member_that_never_rejoins_expires() -> None:
     assert r is not None
     assert r.error == E.NONE
     assert RANGE[0].name == r.protocol_name
+
+
+def test_unloaded_groups_go_and_their_waiting_members_get_not_coordinator() -> None:
+    """Unloading a group (its offsets partition moved to another broker) answers a
+    member's pending JoinGroup NOT_COORDINATOR, forgets the group and leaves the
+    other groups alone."""
+    h = Harness()
+    a = h.full_join()
+    assert h.join_result(h.last_token) is not None
+    assert h.sync_result(h.sync(a, 1, assignments={a: b"A"})) is not None
+    b = h.full_join()
+    waiting = h.last_token
+    assert h.join_result(waiting) is None  # waits for the leader to rejoin
+    other = h.full_join("other")
+    assert h.join_result(h.last_token) is not None
+    h.apply(h.coord.unload(["g", "missing"]))
+    result = h.join_result(waiting)
+    assert result is not None
+    assert (result.error, result.member_id) == (E.NOT_COORDINATOR, b)
+    assert "g" not in h.coord.groups
+    assert h.heartbeat(a, 1) == E.UNKNOWN_MEMBER_ID
+    assert other in h.coord.groups["other"].members

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from broker.producers.service import NODE_ID_SHIFT, ProducerService, append_checked
 from protocol.error_codes import ErrorCode
 from protocol.record_builder import RecordInput, build_batch
+from protocol.records import iter_batches
 from storage.log_manager import LogManager
 from storage.partition_log import AppendResult
 from storage.producer_state import ProducerIdAllocator
@@ -99,3 +102,87 @@ def test_cluster_producer_ids_carry_the_node_id(tmp_path: Path) -> None:
     assert min(ids_one) == 1 << NODE_ID_SHIFT
     again = ProducerService(ProducerIdAllocator(tmp_path / "one"), node_id=1)
     assert again.init_producer_id()[1] not in ids_one
+
+
+def _leader_bytes(lm: LogManager, pid: int) -> list[bytes]:
+    """Three idempotent batches (sequences 0, 2, 4) as a leader's log holds them."""
+    lm.create_topic("leader", 1)
+    leader = lm.partition("leader", 0)
+    out = []
+    for seq in (0, 2, 4):
+        result = leader.append(_batch(pid, 0, seq), leader_epoch=0)
+        read = leader.read(result.base_offset, 1 << 20)
+        out.append(b"".join(bytes(b) for b in read.buffers))
+    return out
+
+
+def test_a_followers_state_follows_the_batches_it_replicates(tmp_path: Path) -> None:
+    """Batches a follower appends verbatim update its producer state as they come
+    (the log is never read again): as leader it answers a retry with the first
+    offsets, a gap with OUT_OF_ORDER_SEQUENCE_NUMBER, and appends the next batch."""
+    lm = LogManager(str(tmp_path / "data"), {})
+    batches = _leader_bytes(lm, pid=11)
+    lm.create_topic("t", 1)
+    plog = lm.partition("t", 0)
+    # tail_bytes=0: a rebuild would read nothing, so only replicated() can know
+    svc = ProducerService(ProducerIdAllocator(tmp_path), tail_bytes=0)
+    assert not svc.tracks(plog)
+    for i, raw in enumerate(batches):
+        plog.append_verbatim(raw)
+        headers = [h for _, h in iter_batches(raw)]
+        svc.replicated(plog, headers, fresh=i == 0)
+        assert svc.tracks(plog)
+    assert plog.log_end_offset == 6
+    dup = append_checked(svc, plog, _batch(11, 0, 2), leader_epoch=1)
+    assert isinstance(dup, AppendResult)
+    assert (dup.base_offset, dup.last_offset) == (2, 3)
+    assert append_checked(svc, plog, _batch(11, 0, 9), leader_epoch=1) == (
+        ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
+    )
+    new = append_checked(svc, plog, _batch(11, 0, 6), leader_epoch=1)
+    assert isinstance(new, AppendResult)
+    assert new.base_offset == 6
+    lm.close()
+
+
+def test_batches_replicated_into_an_untracked_log_leave_it_untracked(
+    tmp_path: Path,
+) -> None:
+    """A follower log with data the service never saw stays untracked after more
+    appends (a partial state would miss producers): a new leader rebuilds it."""
+    lm = LogManager(str(tmp_path / "data"), {})
+    batches = _leader_bytes(lm, pid=12)
+    lm.create_topic("t", 1)
+    plog = lm.partition("t", 0)
+    svc = ProducerService(ProducerIdAllocator(tmp_path))
+    plog.append_verbatim(batches[0])
+    plog.append_verbatim(batches[1])
+    svc.replicated(plog, [h for _, h in iter_batches(batches[1])], fresh=False)
+    assert not svc.tracks(plog)
+    lm.close()
+
+
+@pytest.mark.anyio
+async def test_reload_after_truncation_forgets_the_batches_cut(tmp_path: Path) -> None:
+    """After a follower's log is truncated, the state rebuilt in a worker thread no
+    longer holds the batches cut: their retry is appended again, an earlier one
+    is still a duplicate."""
+    lm = LogManager(str(tmp_path / "data"), {})
+    batches = _leader_bytes(lm, pid=13)
+    lm.create_topic("t", 1)
+    plog = lm.partition("t", 0)
+    svc = ProducerService(ProducerIdAllocator(tmp_path))
+    for i, raw in enumerate(batches):
+        plog.append_verbatim(raw)
+        svc.replicated(plog, [h for _, h in iter_batches(raw)], fresh=i == 0)
+    plog.truncate_to(4)
+    await svc.reload(plog)
+    assert svc.tracks(plog)
+    dup = append_checked(svc, plog, _batch(13, 0, 2), leader_epoch=1)
+    assert isinstance(dup, AppendResult)
+    assert dup.base_offset == 2
+    again = append_checked(svc, plog, _batch(13, 0, 4), leader_epoch=1)
+    assert isinstance(again, AppendResult)
+    assert again.base_offset == 4
+    assert plog.log_end_offset == 6
+    lm.close()

@@ -301,13 +301,18 @@ def cluster_config(tmp_path: Path, node_id: int = NODE) -> BrokerConfig:
 
 @asynccontextmanager
 async def running(
-    config: BrokerConfig, cluster: FakeCluster
+    config: BrokerConfig, cluster: FakeCluster, *, groups: bool = True
 ) -> AsyncIterator[BrokerContext]:
-    """A broker context in cluster mode with its replica manager running."""
+    """A broker context in cluster mode with its group commit and replica manager
+    running, and its group service (``groups``; without it no offsets partition is
+    ever loaded)."""
     load_handlers()
     async with open_context(config, cluster=cluster) as ctx:
         assert ctx.replicas is not None
         async with anyio.create_task_group() as tg:
+            tg.start_soon(ctx.durability.run)
+            if groups:
+                tg.start_soon(ctx.groups.run)
             await tg.start(ctx.replicas.run)
             try:
                 yield ctx
@@ -320,6 +325,16 @@ async def settled(ctx: BrokerContext, cluster: FakeCluster) -> None:
     assert ctx.replicas is not None
     with anyio.fail_after(5):
         await ctx.replicas.caught_up(cluster.cache.version)
+
+
+async def groups_loaded(ctx: BrokerContext, group_id: str) -> None:
+    """Wait (bounded) until this broker has loaded the group's offsets partition
+    (its group APIs no longer answer COORDINATOR_LOAD_IN_PROGRESS)."""
+    for _ in range(500):
+        if ctx.groups.refusal(group_id) != ErrorCode.COORDINATOR_LOAD_IN_PROGRESS:
+            return
+        await anyio.sleep(0.01)
+    raise AssertionError(f"the offsets of group {group_id} were not loaded in 5 s")
 
 
 def rctx(ctx: BrokerContext, api_key: int, version: int) -> RequestContext:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
 
 from broker.cluster.model import PartitionRecord
@@ -90,6 +91,7 @@ from tests.cluster.cluster_fake import (
     FakeCluster,
     call,
     cluster_config,
+    groups_loaded,
     running,
     settled,
 )
@@ -174,10 +176,14 @@ async def test_metadata_and_describe_cluster_answer_from_the_cache(
 async def test_coordinator_is_the_offsets_partition_leader(tmp_path: Path) -> None:
     """FindCoordinator answers the leader of the group's offsets partition (at its
     endpoint), COORDINATOR_NOT_AVAILABLE while it has none; group APIs sent to
-    another broker get NOT_COORDINATOR and reach the group coordinator here once
-    this broker leads that partition."""
+    another broker get NOT_COORDINATOR; once this broker leads that partition they
+    get COORDINATOR_LOAD_IN_PROGRESS until its offsets are loaded, then reach the
+    group coordinator here."""
     cluster = FakeCluster(NODE, brokers=(NODE, 2))
-    async with running(cluster_config(tmp_path), cluster) as ctx:
+    async with (
+        running(cluster_config(tmp_path), cluster, groups=False) as ctx,
+        anyio.create_task_group() as tg,
+    ):
         cluster.add_topic(OFFSETS_TOPIC, [[2, NODE]] * 4, internal=True)
         p = offsets_partition("g", 4)
         await settled(ctx, cluster)
@@ -201,6 +207,12 @@ async def test_coordinator_is_the_offsets_partition_leader(tmp_path: Path) -> No
         )
         assert isinstance(batched, FindCoordinatorResponse)
         assert batched.coordinators[0].node_id == NODE
+        await settled(ctx, cluster)
+        loading = await call(ctx, 12, 4, beat)
+        assert isinstance(loading, HeartbeatResponse)
+        assert loading.error_code == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+        tg.start_soon(ctx.groups.run)
+        await groups_loaded(ctx, "g")
         here = await call(ctx, 12, 4, beat)
         assert isinstance(here, HeartbeatResponse)
         assert here.error_code == ErrorCode.UNKNOWN_MEMBER_ID
@@ -213,6 +225,7 @@ async def test_coordinator_is_the_offsets_partition_leader(tmp_path: Path) -> No
         gone = await call(ctx, 10, 3, FindCoordinatorRequest(key="g", key_type=0))
         assert isinstance(gone, FindCoordinatorResponse)
         assert gone.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
+        tg.cancel_scope.cancel()
 
 
 @pytest.mark.anyio

@@ -22,6 +22,7 @@ from broker.replication.fetcher import (
     ReplicaFetcher,
     TopicPartition,
 )
+from broker.replication.follower_log import ProducerStates
 from protocol.error_codes import ErrorCode
 from storage.log_manager import LogManager
 from storage.partition_log import PartitionLog
@@ -82,10 +83,14 @@ class Stops:
 
 
 def make_fetcher(
-    leader: BrokerProcess | tuple[str, int], stops: Stops, **settings: object
+    leader: BrokerProcess | tuple[str, int],
+    stops: Stops,
+    *,
+    producers: ProducerStates | None = None,
+    **settings: object,
 ) -> ReplicaFetcher:
     """A fetcher of node 2 from the leader (a broker or an address), with quick
-    back-offs for tests."""
+    back-offs for tests (``producers``: the producer state it keeps)."""
     host, port = leader if isinstance(leader, tuple) else (leader.host, leader.port)
     quick = FetcherSettings(
         max_wait_ms=100, backoff_initial_s=0.05, backoff_max_s=0.2, request_timeout_s=5
@@ -97,6 +102,7 @@ def make_fetcher(
         port=port,
         on_stop=stops,
         settings=replace(quick, **settings),
+        producers=producers,
     )
 
 

@@ -12,11 +12,14 @@ from confluent_kafka import TopicPartition as CTopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from structlog.testing import capture_logs
 
+from broker.producers.service import ProducerService, append_checked
 from broker.replication.fetcher import TopicPartition
 from protocol.error_codes import ErrorCode
 from protocol.record_builder import RecordInput, build_batch
 from protocol.records import iter_batches
 from storage.log_manager import LogManager
+from storage.partition_log import AppendResult
+from storage.producer_state import ProducerIdAllocator
 from tests._broker import free_port
 from tests.replication.conftest import (
     LeaderFactory,
@@ -240,6 +243,65 @@ async def test_divergent_follower_truncates_and_converges(
     assert fplog.epoch_end_offset(2) == (1, 10)
     assert fplog.leader_epoch == 3
     assert leader.stop() == 0
+
+
+def _idem(pid: int, seq: int, count: int) -> bytes:
+    return build_batch(
+        [RecordInput(value=b"%d-%d" % (pid, seq + i)) for i in range(count)],
+        producer_id=pid,
+        producer_epoch=0,
+        base_sequence=seq,
+    )
+
+
+@pytest.mark.anyio
+async def test_follower_keeps_its_idempotent_producers_state_as_it_copies(
+    tmp_path: Path, leader_factory: LeaderFactory, follower: LogManager
+) -> None:
+    """The producer state of a follower follows what it copies and what it cuts:
+    as the next leader it answers a retry of a copied batch with the leader's
+    offsets, appends the retry of a batch its truncation removed, and refuses a
+    gap with OUT_OF_ORDER_SEQUENCE_NUMBER."""
+    topic = "idem"
+    leader_dir = tmp_path / "leader"
+    staged = LogManager(leader_dir)
+    topic_id = staged.create_topic(topic, 1).topic_id
+    lplog = staged.partition(topic, 0)
+    lplog.append(_idem(7, 0, 5), leader_epoch=1)
+    lplog.append(_idem(7, 5, 5), leader_epoch=1)
+    shared = all_bytes(lplog)
+    lplog.append(_idem(7, 10, 5), leader_epoch=3)  # offsets 10..14
+    staged.close()
+
+    follower.create_topic(topic, 1, topic_id=topic_id)
+    fplog = follower.partition(topic, 0)
+    fplog.append_verbatim(shared)
+    fplog.append(_idem(7, 10, 3), leader_epoch=2)  # a tail the leader never had
+    fplog.append(_idem(8, 0, 3), leader_epoch=2)
+    producers = ProducerService(ProducerIdAllocator(tmp_path / "ids"))
+    assert producers.preload([fplog]) == 1  # what the broker does when it opens
+    assert producers.tracks(fplog)
+
+    leader = leader_factory(leader_dir)
+    fetcher = make_fetcher(leader, Stops(), producers=producers)
+    fetcher.add_partition(fplog, leader_epoch=3, topic_id=topic_id)
+    await run_until(
+        fetcher, lambda: caught_up(fetcher.progress(TopicPartition(topic, 0)), 15)
+    )
+    assert leader.stop() == 0
+    assert fplog.log_end_offset == 15
+    assert producers.tracks(fplog)
+
+    dup = append_checked(producers, fplog, _idem(7, 10, 5), leader_epoch=4)
+    assert isinstance(dup, AppendResult)
+    assert (dup.base_offset, dup.last_offset) == (10, 14)
+    cut = append_checked(producers, fplog, _idem(8, 0, 3), leader_epoch=4)
+    assert isinstance(cut, AppendResult)
+    assert cut.base_offset == 15  # appended: the follower's own copy was cut
+    assert append_checked(producers, fplog, _idem(7, 20, 1), leader_epoch=4) == (
+        ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
+    )
+    assert fplog.log_end_offset == 18
 
 
 @pytest.mark.anyio

@@ -1,0 +1,282 @@
+"""The coordinator's side of replicated committed offsets, in one process over an
+in-memory cluster: a commit is a Kafka offset-commit record in the group's
+``__consumer_offsets`` partition, the groups go when leadership moves away and come
+back from the log when it returns (later commits win, tombstones delete); and the
+loader's replay rules on their own."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from broker.cluster.view import OFFSETS_TOPIC, offsets_partition
+from broker.context import BrokerContext
+from broker.groups.replicated import load_entries
+from protocol.error_codes import ErrorCode
+from protocol.errors import DecodeError
+from protocol.messages.delete_groups import DeleteGroupsRequest, DeleteGroupsResponse
+from protocol.messages.offset_commit import (
+    OffsetCommitRequest,
+    OffsetCommitRequestPartition,
+    OffsetCommitRequestTopic,
+    OffsetCommitResponse,
+)
+from protocol.messages.offset_fetch import (
+    OffsetFetchRequest,
+    OffsetFetchRequestTopic,
+    OffsetFetchResponse,
+)
+from protocol.offset_records import (
+    GroupMetadataKey,
+    OffsetCommitKey,
+    OffsetCommitValue,
+    OffsetsLogEntry,
+    encode_key,
+    encode_value,
+    offsets_batch,
+    read_entries,
+)
+from tests.cluster.cluster_fake import (
+    NODE,
+    FakeCluster,
+    call,
+    cluster_config,
+    groups_loaded,
+    running,
+    settled,
+)
+
+PARTITIONS = 4
+
+
+def _key(group: str, partition: int = 0) -> OffsetCommitKey:
+    return OffsetCommitKey(group=group, topic="t", partition=partition)
+
+
+def _commit(at: int, group: str, offset: int, partition: int = 0) -> OffsetsLogEntry:
+    return OffsetsLogEntry(
+        offset=at,
+        key=_key(group, partition),
+        value=OffsetCommitValue(offset=offset, commit_timestamp=at),
+        timestamp=1000 + at,
+    )
+
+
+def test_the_loader_keeps_the_latest_commit_and_applies_tombstones() -> None:
+    """A later record of a key wins, a tombstone deletes it (and an emptied group),
+    a commit after a tombstone counts again; group metadata keys and undecodable
+    records change nothing, the latter are counted; ``keep`` filters groups."""
+    entries: list[OffsetsLogEntry | DecodeError] = [
+        _commit(0, "a", 5),
+        _commit(1, "a", 9),
+        _commit(2, "a", 3, partition=1),
+        _commit(3, "b", 1),
+        OffsetsLogEntry(offset=4, key=_key("b"), value=None),
+        OffsetsLogEntry(offset=5, key=GroupMetadataKey(group="a"), value=None),
+        DecodeError("foreign record"),
+        OffsetsLogEntry(offset=7, key=_key("a", 1), value=None),
+        _commit(8, "a", 4, partition=1),
+        _commit(9, "other", 1),
+    ]
+    loaded = load_entries(entries, keep=lambda g: g != "other")
+    got = {
+        g: {k: (s.at, s.written_ms, s.committed.offset) for k, s in o.items()}
+        for g, o in loaded.groups.items()
+    }
+    assert got == {"a": {("t", 0): (1, 1001, 9), ("t", 1): (8, 1008, 4)}}
+    assert (loaded.records, loaded.skipped) == (9, 1)
+
+
+async def _commit_offset(ctx: BrokerContext, group: str, offset: int) -> ErrorCode:
+    resp = await call(
+        ctx,
+        8,
+        8,
+        OffsetCommitRequest(
+            group_id=group,
+            generation_id_or_member_epoch=-1,
+            member_id="",
+            topics=(
+                OffsetCommitRequestTopic(
+                    name="t",
+                    partitions=(
+                        OffsetCommitRequestPartition(
+                            partition_index=0,
+                            committed_offset=offset,
+                            committed_metadata="m",
+                        ),
+                    ),
+                ),
+            ),
+        ),
+    )
+    assert isinstance(resp, OffsetCommitResponse)
+    return ErrorCode(resp.topics[0].partitions[0].error_code)
+
+
+async def _fetch_offset(ctx: BrokerContext, group: str) -> tuple[ErrorCode, int]:
+    resp = await call(
+        ctx,
+        9,
+        7,
+        OffsetFetchRequest(
+            group_id=group,
+            topics=(OffsetFetchRequestTopic(name="t", partition_indexes=(0,)),),
+        ),
+    )
+    assert isinstance(resp, OffsetFetchResponse)
+    return ErrorCode(resp.error_code), resp.topics[0].partitions[0].committed_offset
+
+
+async def _away_and_back(ctx: BrokerContext, cluster: FakeCluster, p: int) -> None:
+    cluster.move_leader(OFFSETS_TOPIC, p, 2)
+    await settled(ctx, cluster)
+    assert ctx.groups.replicated is not None
+    assert ctx.groups.replicated.groups() == []
+    assert await _fetch_offset(ctx, "g") == (ErrorCode.NOT_COORDINATOR, -1)
+    cluster.move_leader(OFFSETS_TOPIC, p, NODE)
+    await settled(ctx, cluster)
+    await groups_loaded(ctx, "g")
+
+
+@pytest.mark.anyio
+async def test_commits_are_offsets_records_reloaded_after_leadership_returns(
+    tmp_path: Path,
+) -> None:
+    """OffsetCommit appends Kafka offset-commit records to the group's offsets
+    partition; after its leadership moves away (groups unloaded: NOT_COORDINATOR)
+    and back, the latest commit is loaded from the log; DeleteGroups' tombstones
+    keep the group's offsets deleted across the next move."""
+    cluster = FakeCluster(NODE, brokers=(NODE, 2))
+    async with running(cluster_config(tmp_path), cluster) as ctx:
+        cluster.add_topic("t", [[NODE]])
+        cluster.add_topic(OFFSETS_TOPIC, [[NODE]] * PARTITIONS, internal=True)
+        p = offsets_partition("g", PARTITIONS)
+        await settled(ctx, cluster)
+        await groups_loaded(ctx, "g")
+
+        assert await _commit_offset(ctx, "g", 5) == ErrorCode.NONE
+        assert await _commit_offset(ctx, "g", 7) == ErrorCode.NONE
+        assert await _fetch_offset(ctx, "g") == (ErrorCode.NONE, 7)
+        plog = ctx.topics.logs.partition(OFFSETS_TOPIC, p)
+        read = plog.read(0, 1 << 20)
+        entries = list(read_entries(b"".join(read.buffers)))
+        assert [
+            (e.key, e.value.offset)
+            for e in entries
+            if isinstance(e, OffsetsLogEntry) and e.value
+        ] == [
+            (_key("g"), 5),
+            (_key("g"), 7),
+        ]
+
+        await _away_and_back(ctx, cluster, p)
+        assert await _fetch_offset(ctx, "g") == (ErrorCode.NONE, 7)
+
+        deleted = await call(ctx, 42, 2, DeleteGroupsRequest(groups_names=("g",)))
+        assert isinstance(deleted, DeleteGroupsResponse)
+        assert deleted.results[0].error_code == ErrorCode.NONE
+        assert await _fetch_offset(ctx, "g") == (ErrorCode.NONE, -1)
+        await _away_and_back(ctx, cluster, p)
+        assert await _fetch_offset(ctx, "g") == (ErrorCode.NONE, -1)
+
+
+def _records(ctx: BrokerContext, p: int) -> list[tuple[OffsetCommitKey, int | None]]:
+    plog = ctx.topics.logs.partition(OFFSETS_TOPIC, p)
+    read = plog.read(plog.log_start_offset, 1 << 20)
+    return [
+        (e.key, None if e.value is None else e.value.offset)
+        for e in read_entries(b"".join(read.buffers))
+        if isinstance(e, OffsetsLogEntry) and isinstance(e.key, OffsetCommitKey)
+    ]
+
+
+@pytest.mark.anyio
+async def test_maintenance_rewrites_aging_commits_and_expires_with_tombstones(
+    tmp_path: Path,
+) -> None:
+    """A commit whose record is half the offsets topic's retention.ms old is
+    appended again (log retention never takes a live commit); an offset past
+    offsets.retention.minutes gets a tombstone and is gone, also after a reload."""
+    cluster = FakeCluster(NODE, brokers=(NODE, 2))
+    async with running(cluster_config(tmp_path), cluster) as ctx:
+        cluster.add_topic("t", [[NODE]])
+        cluster.add_topic(
+            OFFSETS_TOPIC,
+            [[NODE]] * PARTITIONS,
+            internal=True,
+            configs={"retention.ms": "600000"},
+        )
+        p = offsets_partition("g", PARTITIONS)
+        await settled(ctx, cluster)
+        await groups_loaded(ctx, "g")
+        assert await _commit_offset(ctx, "g", 5) == ErrorCode.NONE
+        replicated = ctx.groups.replicated
+        assert replicated is not None
+        (committed,) = replicated.fetch("g").values()
+        now = committed.commit_ms
+
+        await replicated.maintain(
+            now_ms=now + 300_000, retention_ms=10**9, protected=(), empty_since={}
+        )
+        assert _records(ctx, p) == [(_key("g"), 5), (_key("g"), 5)]
+        assert replicated.fetch("g") == {("t", 0): committed}
+
+        await replicated.maintain(
+            now_ms=now + 1_000, retention_ms=1_000, protected={"g"}, empty_since={}
+        )
+        assert await _fetch_offset(ctx, "g") == (ErrorCode.NONE, 5)
+        await replicated.maintain(
+            now_ms=now + 1_000, retention_ms=1_000, protected=(), empty_since={}
+        )
+        assert _records(ctx, p)[-1] == (_key("g"), None)
+        assert await _fetch_offset(ctx, "g") == (ErrorCode.NONE, -1)
+        await _away_and_back(ctx, cluster, p)
+        assert await _fetch_offset(ctx, "g") == (ErrorCode.NONE, -1)
+
+
+@pytest.mark.anyio
+async def test_leadership_lost_and_won_back_unseen_reloads_the_partition(
+    tmp_path: Path,
+) -> None:
+    """When the cache next shows this broker leading an offsets partition at a
+    later leader epoch (another broker led it in between), the partition is loaded
+    again and a commit that leader wrote is what OffsetFetch answers."""
+    cluster = FakeCluster(NODE, brokers=(NODE, 2))
+    async with running(cluster_config(tmp_path), cluster) as ctx:
+        cluster.add_topic("t", [[NODE]])
+        cluster.add_topic(OFFSETS_TOPIC, [[NODE]] * PARTITIONS, internal=True)
+        p = offsets_partition("g", PARTITIONS)
+        await settled(ctx, cluster)
+        await groups_loaded(ctx, "g")
+        assert await _commit_offset(ctx, "g", 5) == ErrorCode.NONE
+
+        # what broker 2 appended while it led (as replicated to this log)
+        plog = ctx.topics.logs.partition(OFFSETS_TOPIC, p)
+        plog.append(
+            offsets_batch(
+                [
+                    (
+                        encode_key("g", "t", 0),
+                        encode_value(OffsetCommitValue(offset=9, commit_timestamp=1)),
+                    )
+                ]
+            ),
+            leader_epoch=1,
+        )
+        record = cluster.cache.partition(OFFSETS_TOPIC, p)
+        assert record is not None
+        cluster.set_partition(
+            OFFSETS_TOPIC,
+            p,
+            dataclasses.replace(
+                record,
+                leader_epoch=record.leader_epoch + 2,
+                partition_epoch=record.partition_epoch + 2,
+            ),
+        )
+        await settled(ctx, cluster)
+        await groups_loaded(ctx, "g")
+        assert await _fetch_offset(ctx, "g") == (ErrorCode.NONE, 9)
