@@ -4,7 +4,8 @@
 sessions), waits until a controller exists and every broker sees every other one,
 and answers what a client sees: Metadata through confluent-kafka's AdminClient,
 FindCoordinator over the raw protocol, the controller from etcd. It can kill, stop
-and restart single brokers on the same data dir and Kafka port.
+and restart single brokers on the same data dir and Kafka port, pause and resume
+them (SIGSTOP, SIGCONT), and read a partition's state (leader, ISR) from etcd.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,12 @@ def wait_for(what: str, cond: Callable[[], Any], timeout: float = 20) -> Any:
 class Cluster:
     """etcd plus brokers 1..n of one cluster, all on 127.0.0.1."""
 
-    def __init__(self, root: Path, size: int = 3) -> None:
+    def __init__(
+        self, root: Path, size: int = 3, broker_args: Sequence[str] = ()
+    ) -> None:
+        """``broker_args``: more arguments for every broker (``--set`` options)."""
         self.root = root
+        self.broker_args = tuple(broker_args)
         self.etcd = EtcdProcess(root / "etcd", root / "etcd.log")
         self.ports = {i: free_port() for i in range(1, size + 1)}
         self.brokers: dict[int, BrokerProcess] = {}
@@ -71,6 +76,7 @@ class Cluster:
             self.etcd.url(PREFIX),
             "--set",
             f"offsets.topic.num.partitions={OFFSETS_PARTITIONS}",
+            *self.broker_args,
             session_timeout_ms=SESSION_MS,
             log_path=self.root / f"broker-{node_id}.log",
             ready_path=self.root / f"ready-{node_id}.json",
@@ -118,7 +124,28 @@ class Cluster:
         """SIGTERM one broker; its exit code."""
         return self.brokers[node_id].stop(signal.SIGTERM)
 
+    def pause(self, node_id: int) -> None:
+        """SIGSTOP one broker: it holds its sockets and answers nothing."""
+        self.brokers[node_id].proc.send_signal(signal.SIGSTOP)
+
+    def resume(self, node_id: int) -> None:
+        """SIGCONT a paused broker."""
+        self.brokers[node_id].proc.send_signal(signal.SIGCONT)
+
     # -- what etcd says --------------------------------------------------------
+
+    def partition(self, topic: str, index: int) -> dict[str, Any]:
+        """The partition's state in etcd (leader, leader_epoch, isr, ...); {} when
+        etcd has none or does not answer."""
+        code, out = self.etcd.ctl(
+            "get",
+            f"{PREFIX}/partitions/{topic}/{index}",
+            "--print-value-only",
+            check=False,
+        )
+        if code != 0 or not out.strip():
+            return {}
+        return dict(json.loads(out))
 
     def controller(self) -> int | None:
         code, out = self.etcd.ctl(
@@ -144,11 +171,23 @@ class Cluster:
     def admin(self, node_id: int) -> AdminClient:
         return AdminClient({"bootstrap.servers": self.bootstrap(node_id)})
 
-    def create_topic(self, node_id: int, topic: str, partitions: int) -> None:
-        """CreateTopics (RF 1) through broker ``node_id`` (confluent's AdminClient)."""
+    def create_topic(
+        self,
+        node_id: int,
+        topic: str,
+        partitions: int,
+        replication_factor: int = 1,
+        config: Mapping[str, str] | None = None,
+    ) -> None:
+        """CreateTopics through broker ``node_id`` (confluent's AdminClient)."""
         admin = self.admin(node_id)  # must outlive the future
         futures = admin.create_topics(
-            [NewTopic(topic, partitions, 1)], operation_timeout=20
+            [
+                NewTopic(
+                    topic, partitions, replication_factor, config=dict(config or {})
+                )
+            ],
+            operation_timeout=20,
         )
         futures[topic].result(timeout=30)
 

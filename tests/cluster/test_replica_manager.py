@@ -166,6 +166,49 @@ async def test_leadership_changes_are_logged_and_wake_long_polls(
 
 
 @pytest.mark.anyio
+async def test_an_isr_shrink_answers_the_acks_all_produce_it_unblocks(
+    tmp_path: Path,
+) -> None:
+    """An acks=all produce waiting for a follower that never fetches is answered
+    as soon as the ISR shrinks to the leader, not at its timeout: the ISR change
+    alone moves the high watermark, with no fetch to notice it."""
+    cluster = FakeCluster(NODE, brokers=(NODE, 2))
+    async with running(cluster_config(tmp_path), cluster) as ctx:
+        cluster.add_topic("t", [[NODE, 2]])
+        await settled(ctx, cluster)
+        p = cluster.cache.partition("t", 0)
+        assert p is not None
+        cluster.set_partition(
+            "t", 0, dataclasses.replace(p, isr=(NODE, 2), partition_epoch=1)
+        )
+        await settled(ctx, cluster)
+        result: list[object] = []
+        answered = anyio.Event()
+
+        async def produce() -> None:
+            request = produce_request("t", acks=-1, timeout_ms=20_000)
+            result.append(await call(ctx, 0, 9, request))
+            answered.set()
+
+        with anyio.fail_after(5):  # far below the produce's 20 s timeout
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ctx.durability.run)  # the fsyncs
+                tg.start_soon(produce)
+                await anyio.wait_all_tasks_blocked()
+                assert not result  # waiting for follower 2
+                cluster.set_partition(
+                    "t", 0, dataclasses.replace(p, isr=(NODE,), partition_epoch=2)
+                )
+                await answered.wait()
+                tg.cancel_scope.cancel()
+        [resp] = result
+        assert isinstance(resp, ProduceResponse)
+        part = resp.responses[0].partition_responses[0]
+        assert part.error_code == ErrorCode.NONE
+        assert part.base_offset == 0
+
+
+@pytest.mark.anyio
 async def test_local_topics_unknown_to_the_cluster_are_registered_with_their_ids(
     tmp_path: Path,
 ) -> None:
