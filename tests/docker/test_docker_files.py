@@ -16,7 +16,7 @@ import click
 import pytest
 
 from broker.cli.main import _register_commands, cli
-from broker.config import parse_listeners, resolve
+from broker.config import parse_listeners, parse_set, resolve
 from broker.snapshots.scheduler import KEYS as SCHEDULE_KEYS
 from broker.snapshots.scheduler import env_name
 from tests._broker import start_broker
@@ -293,6 +293,7 @@ def test_cluster_compose_runs_three_brokers_on_one_etcd() -> None:
     """etcd and brokers 1-3 (``AILURUS_CLUSTER=etcd://etcd:2379/ailurus``, node ids
     from ``AILURUS_NODE_ID``, no rack unless ``AILURUS_RACK_N`` is set), each broker
     advertised as broker-N:9092 inside the network and localhost:N9092 to the host,
+    new topics with three replicas and min.insync.replicas=2 by default,
     started once etcd is healthy and healthy once its admin API says ready."""
     services = _compose_config("docker-compose.cluster.yml")["services"]
     assert {"etcd", "broker-1", "broker-2", "broker-3", "cli"} <= set(services)
@@ -308,12 +309,17 @@ def test_cluster_compose_runs_three_brokers_on_one_etcd() -> None:
         assert env["AILURUS_NODE_ID"] == str(n)
         assert not broker.get("command")  # the image's `ailurus serve`, env only
         assert broker["depends_on"]["etcd"]["condition"] == "service_healthy"
-        config = resolve(flags=_serve_flags(env), sets={}, env=env)
+        # click splits AILURUS_SET on whitespace into --set items
+        sets = parse_set(env["AILURUS_SET"].split())
+        config = resolve(flags=_serve_flags(env), sets=sets, env=env)
         assert config.node_id == n
         assert config.cluster is not None
         assert config.cluster.endpoints == (("etcd", 2379),)
         assert config.cluster.prefix == "/ailurus"
         assert config.cluster.rack is None
+        # RF=3 and min.insync.replicas=2 for new topics unless AILURUS_SET overrides
+        assert config.cluster.default_replication_factor == 3
+        assert config.topic_defaults["min.insync.replicas"] == "2"
         listeners = {lc.name: lc.advertised for lc in config.listeners}
         internal, external = listeners["internal"], listeners["external"]
         assert internal is not None
