@@ -9,6 +9,10 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./data
 PYTEST_ARGS ?=
+# `make test` spreads the test files over this many pytest processes (pytest-xdist;
+# a file's tests stay together, so module-scoped brokers and clusters start once).
+# Most tests wait on broker processes and clients, so two fit two cores.
+TEST_WORKERS ?= 2
 # System tools the tests drive (command names; apt packages in TOOL_PACKAGES):
 # kcat (librdkafka), tmux (terminal UX checks), etcd + etcdctl (cluster tests).
 TOOLS := kcat tmux etcd etcdctl
@@ -62,7 +66,7 @@ fmt: venv
 	$(VENV)/bin/ruff check --fix .
 
 test: deps lint
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 soak: deps
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
