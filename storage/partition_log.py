@@ -805,9 +805,8 @@ class PartitionLog:
                     self._unsynced.pop(gone.base_offset, None)
                     gone.remove_files()
                 kept = self._replace_with_prefix(seg, cut_pos)
-                self._segments.pop_active()
+                self._segments.replace_active([kept])
                 self._unsynced.pop(seg.base_offset, None)
-                self._segments.append(kept)
                 self.fileops.fsync_dir(self.directory)
             except OSError as exc:
                 # The epochs in memory already say "cut": the log must not take
@@ -888,9 +887,13 @@ class PartitionLog:
                     f"staged segments start at {bases[0]}, "
                     f"the log ends at {active.next_offset}"
                 )
+            # The set changes once, after every segment is in place: a reader
+            # without the lock sees the log as it was until then, never empty.
+            adopted: list[Segment] = []
+            replace = active.size == 0
             try:
-                if active.size == 0:
-                    self._segments.pop_active()
+                if replace:
+                    # the first staged segment takes its file names
                     self._unsynced.pop(active.base_offset, None)
                     active.remove_files()
                 else:
@@ -913,12 +916,23 @@ class PartitionLog:
                         scan_segment(
                             seg, self.config.index_interval_bytes, verify=False
                         )
-                    self._segments.append(seg)
+                    adopted.append(seg)
             except OSError as exc:
+                # what is in place stays in the set (closed with the log); the log
+                # takes nothing more until it is reopened and recovered
+                if adopted:
+                    if replace:
+                        self._segments.replace_active(adopted)
+                    else:
+                        self._segments.extend(adopted)
                 self._failed = f"adopting segments failed: {exc.strerror or exc}"
                 raise _io_error(
                     f"adopting segments into {self.directory}", exc
                 ) from exc
+            if replace:
+                self._segments.replace_active(adopted)
+            else:
+                self._segments.extend(adopted)
             self._segments.active.created_ms = _now_ms()
             for epoch, start in zip(
                 staged_epochs.epochs, staged_epochs.starts, strict=True

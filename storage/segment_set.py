@@ -4,8 +4,13 @@
 are what a read bisects), and answers the questions asked of the whole set: the
 active segment, where the log ends, its size and newest timestamp. It changes only
 at the ends: a roll or an adopted segment appends, retention and DeleteRecords pop
-the oldest, an empty active segment can be dropped before an adopt, and a reset
-replaces everything.
+the oldest, a truncation or an adopt over an empty active segment replaces the
+active one, and a reset replaces everything.
+
+Readers that take no lock (the event loop asking where a log ends while a worker
+thread truncates or adopts) must never see it empty: every change that takes a
+segment out and puts others in makes the new list first and swaps it in with one
+assignment.
 
 It holds segments and nothing else: it does not open, close or fsync them, and it
 takes no lock. ``PartitionLog`` owns the locking, the descriptors (through
@@ -94,6 +99,24 @@ class SegmentSet:
         """Take the active segment out of the set (its files are the caller's)."""
         self._bases.pop()
         return self._segments.pop()
+
+    def extend(self, segments: Iterable[Segment]) -> None:
+        """Add ``segments`` (oldest first) after the active one; the last becomes
+        the active segment. One swap: a reader sees all of them or none."""
+        added = list(segments)
+        self._bases = self._bases + [s.base_offset for s in added]
+        self._segments = self._segments + added
+
+    def replace_active(self, segments: Iterable[Segment]) -> Segment:
+        """Put ``segments`` (oldest first, at least one) where the active segment
+        is, in one swap; the segment taken out (its files are the caller's)."""
+        added = list(segments)
+        if not added:
+            raise ValueError("the active segment must be replaced by at least one")
+        gone = self._segments[-1]
+        self._bases = self._bases[:-1] + [s.base_offset for s in added]
+        self._segments = self._segments[:-1] + added
+        return gone
 
     def replace_all(self, segments: Iterable[Segment]) -> None:
         """Make ``segments`` the whole set."""

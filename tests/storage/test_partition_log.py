@@ -431,3 +431,65 @@ def test_sync_checkpoints_by_itself_after_the_interval(
         len(log.recovery.segments) - 1
     )
     log.close()
+
+
+class _ProbingFileOps(FileOps):
+    """Real file operations; every rename and unlink first asks the log where it
+    ends, as the event loop does without the log's lock while a worker thread
+    adopts or truncates (the admin API's topic summary, Metadata, metrics)."""
+
+    def __init__(self) -> None:
+        self.log: PartitionLog | None = None
+        self.seen: list[int] = []
+
+    def _probe(self) -> None:
+        if self.log is not None:
+            self.seen.append(self.log.log_end_offset)
+
+    def replace(self, src: str, dst: str) -> None:
+        self._probe()
+        super().replace(src, dst)
+
+    def unlink(self, path: str) -> None:
+        self._probe()
+        super().unlink(path)
+
+
+@pytest.mark.parametrize("empty_first", [True, False])
+def test_the_log_end_is_readable_without_the_lock_while_segments_are_adopted(
+    tmp_path: Path, make_batch: MakeBatch, empty_first: bool
+) -> None:
+    """A snapshot ingest adopts staged segments (replacing an empty active segment):
+    a reader that takes no lock sees the old end or the new one, never an empty log."""
+    staging = tmp_path / "staging"
+    staged = open_log(staging)
+    start = 0 if empty_first else 3
+    staged.reset_start(start)
+    for _ in range(4):
+        staged.append(make_batch(5), leader_epoch=1, now_ms=0)
+        staged.roll()
+    staged.close()
+
+    ops = _ProbingFileOps()
+    log = PartitionLog.open(
+        str(tmp_path / "log"),
+        topic="t",
+        partition=0,
+        config=TopicConfig.from_overrides({}),
+        fileops=ops,
+        clean=False,
+    )
+    if not empty_first:
+        log.append(make_batch(3), leader_epoch=1, now_ms=0)
+    ops.log = log
+    try:
+        assert log.adopt(str(staging)) == start + 20
+        assert ops.seen, "the adopt renamed nothing"
+        assert set(ops.seen) == {start}  # the old end until the one swap
+        assert log.log_end_offset == start + 20
+        ops.seen.clear()
+        assert log.truncate_to(start + 12) == start + 10  # cut at a batch boundary
+        assert all(start + 10 <= end <= start + 20 for end in ops.seen)
+        assert log.log_end_offset == start + 10
+    finally:
+        log.close()

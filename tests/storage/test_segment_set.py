@@ -70,3 +70,25 @@ def test_size_and_newest_timestamp_cover_every_segment(
     segments[2].max_timestamp = 7_000
     assert sset.max_timestamp == 7_000
     assert SegmentSet().max_timestamp == -1
+
+
+def test_replace_active_and_extend_swap_in_one_step(
+    segments: list[Segment], tmp_path: Path
+) -> None:
+    """The active segment is replaced by one or more, or more are added after it;
+    bases stay in step, and an empty replacement is refused."""
+    sset = SegmentSet(segments[:2])
+    gone = sset.replace_active([segments[2]])
+    assert gone is segments[1]
+    assert _bases(sset) == [0, 20]
+    assert _bases(sset.from_offset(25)) == [20]
+    extra = Segment.create(FileOps(), str(tmp_path), 30)
+    try:
+        sset.extend([extra])
+        assert _bases(sset) == [0, 20, 30]
+        assert sset.active is extra
+        with pytest.raises(ValueError):
+            sset.replace_active([])
+        assert len(sset) == 3
+    finally:
+        extra.close()
