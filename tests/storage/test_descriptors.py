@@ -17,8 +17,19 @@ from storage.log_manager import LogManager
 MakeBatch = Callable[..., bytes]
 
 
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def open_fds(under: Path) -> int:
+    """This process's descriptors open on files under ``under`` (others come and go
+    with whatever else the process runs: clients of earlier tests, test runners)."""
+    prefix = str(under)
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith(prefix):
+            count += 1
+    return count
 
 
 class NoSync(FileOps):
@@ -54,34 +65,34 @@ def test_thousands_of_partitions_hold_a_bounded_number_of_descriptors(
     cap, topics, per_topic = 100, 30, 100  # 3,000 partitions
     # Each cached segment holds its descriptor and, once read, its mapping's dup.
     bound = 2 * cap + 10  # + the data-dir lock and a margin
-    before = open_fds()
+    before = open_fds(tmp_path)
     lm = LogManager(tmp_path / "d", fileops=NoSync(), max_open_segments=cap)
     try:
         for t in range(topics):
             lm.create_topic(f"t{t}", per_topic)
-        assert open_fds() - before <= bound
+        assert open_fds(tmp_path) - before <= bound
         for t in range(topics):
             for p in range(per_topic):
                 lm.partition(f"t{t}", p).append(
                     make_batch(2, value=f"{t}/{p}".encode()), leader_epoch=0
                 )
         lm.sync_many(lm.logs())
-        assert open_fds() - before <= bound
+        assert open_fds(tmp_path) - before <= bound
         for t in range(topics):
             for p in range(per_topic):
                 result = lm.partition(f"t{t}", p).read(0, 1 << 20)
                 assert (result.first_offset, result.next_offset) == (0, 2)
                 assert f"{t}/{p}".encode() in bytes(result.buffers[0])
                 del result  # a view handed out keeps its mapping (and dup) alive
-        assert open_fds() - before <= bound
+        assert open_fds(tmp_path) - before <= bound
         assert lm.handles.reopened >= topics * per_topic - cap
     finally:
         lm.close()
-    assert open_fds() == before
+    assert open_fds(tmp_path) == before
     # Reopening the data dir (recovery of every partition) stays within the cap too.
     lm = LogManager(tmp_path / "d", fileops=NoSync(), max_open_segments=cap)
     try:
-        assert open_fds() - before <= bound
+        assert open_fds(tmp_path) - before <= bound
         assert lm.partition("t29", 99).log_end_offset == 2
     finally:
         lm.close()
@@ -121,12 +132,12 @@ def test_create_failing_midway_leaves_no_topic_descriptors_or_files(
     lm = LogManager(tmp_path / "d", fileops=ops)
     try:
         lm.create_topic("kept", 2)
-        before = open_fds()
+        before = open_fds(tmp_path)
         ops.budget = 25  # EMFILE on the 26th open: part-way through 100 partitions
         with pytest.raises(StorageIOError, match="creating topic big"):
             lm.create_topic("big", 100)
         ops.budget = None
-        assert open_fds() == before
+        assert open_fds(tmp_path) == before
         assert not (tmp_path / "d" / "kafka" / "big").exists()
         with pytest.raises(UnknownTopic):
             lm.topic("big")
