@@ -103,6 +103,22 @@ async function offsets(spec) {
   }
 }
 
+// kafkajs's idempotent producer asks the controller that Metadata names for its
+// producer id and gives up at the first connection error (eosManager's
+// initProducerId bails on anything but a retriable protocol error). Until a killed
+// controller's session expires, Metadata still names it: connect again for a while.
+async function connectProducer(producer) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await producer.connect()
+      return
+    } catch (e) {
+      if (e.name !== 'KafkaJSConnectionError' || attempt >= 40) throw e
+      await new Promise(resolve => setTimeout(resolve, 250))
+    }
+  }
+}
+
 async function produce(spec) {
   const codec = CODECS[spec.codec]
   if (codec === undefined) throw new Error(`kafka_client.js has no codec ${spec.codec}`)
@@ -120,7 +136,7 @@ async function produce(spec) {
         }
       : { allowAutoTopicCreation: false, idempotent: false }
   )
-  await producer.connect()
+  await connectProducer(producer)
   let acked = 0
   try {
     for (let i = 0; i < lines.length; i += 500) {
