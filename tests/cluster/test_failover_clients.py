@@ -166,6 +166,17 @@ CASES = [
     pytest.param(ConfluentDriver(), "sigkill", id="confluent-kafka-sigkill"),
     pytest.param(KcatDriver(), "sigterm", id="kcat-sigterm"),
     pytest.param(KafkajsDriver(), "sigkill", id="kafkajs-sigkill"),
+    # the other signal for each client: `make soak`
+    *(
+        pytest.param(d, how, id=f"{d.name}-{how}", marks=pytest.mark.slow)
+        for d, how in [
+            (KafkaPythonDriver(), "sigterm"),
+            (AiokafkaDriver(), "sigkill"),
+            (ConfluentDriver(), "sigterm"),
+            (KcatDriver(), "sigkill"),
+            (KafkajsDriver(), "sigterm"),
+        ]
+    ),
 ]
 
 
@@ -206,6 +217,15 @@ def _follow(follower: Follower, got: list[Rec], until: bytes | None) -> None:
 FOLLOW_CASES = [
     pytest.param(ConfluentDriver(), "sigkill", id="confluent-kafka-sigkill"),
     pytest.param(KafkaPythonDriver(), "sigterm", id="kafka-python-sigterm"),
+    *(
+        pytest.param(d, how, id=f"{d.name}-{how}", marks=pytest.mark.slow)
+        for d, how in [
+            (ConfluentDriver(), "sigterm"),
+            (KafkaPythonDriver(), "sigkill"),
+            (AiokafkaDriver(), "sigkill"),
+            (KcatDriver(), "sigterm"),
+        ]
+    ),
 ]
 
 
