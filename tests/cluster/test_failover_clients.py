@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
+import kafka
 import pytest
+from confluent_kafka import Producer
 from confluent_kafka import TopicPartition as CkTopicPartition
 
 from protocol.messages.metadata import (
@@ -275,3 +278,120 @@ def test_a_following_consumer_reads_on_through_a_leader_failover(
         follower.close()
         _restore(cluster, old_leader, topic)
     _assert_exactly_once(got, sent[start:], start)
+
+
+class _Producer(Protocol):
+    """One long-lived idempotent acks=all producer of a client."""
+
+    def send(self, records: list[Rec]) -> None: ...
+    def flush(self) -> None: ...  # raises unless every record sent is acknowledged
+    def close(self) -> None: ...
+
+
+class _ConfluentProducer:
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+            }
+        )
+        self.errors: list[object] = []
+        self.sent = self.acked = 0
+
+    def _delivered(self, err: object, _msg: object) -> None:
+        if err is None:
+            self.acked += 1
+        else:
+            self.errors.append(err)
+
+    def send(self, records: list[Rec]) -> None:
+        for r in records:
+            self.producer.produce(
+                self.topic,
+                key=r.key,
+                value=r.value,
+                partition=0,
+                on_delivery=self._delivered,
+            )
+            self.sent += 1
+        self.producer.poll(0)
+
+    def flush(self) -> None:
+        assert self.producer.flush(30) == 0
+        assert self.errors == []
+        assert self.acked == self.sent
+
+    def close(self) -> None:
+        self.producer.flush(5)
+
+
+class _KafkaPythonProducer:
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.producer = kafka.KafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True
+        )
+        self.futures: list[Any] = []
+
+    def send(self, records: list[Rec]) -> None:
+        self.futures.extend(
+            self.producer.send(self.topic, key=r.key, value=r.value, partition=0)
+            for r in records
+        )
+
+    def flush(self) -> None:
+        self.producer.flush(timeout=30)
+        for f in self.futures:
+            f.get(timeout=30)
+
+    def close(self) -> None:
+        self.producer.close(timeout=10)
+
+
+LONG_LIVED = [
+    pytest.param(_ConfluentProducer, "sigkill", id="confluent-kafka-sigkill"),
+    pytest.param(_KafkaPythonProducer, "sigterm", id="kafka-python-sigterm"),
+    pytest.param(
+        _ConfluentProducer,
+        "sigterm",
+        id="confluent-kafka-sigterm",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        _KafkaPythonProducer,
+        "sigkill",
+        id="kafka-python-sigkill",
+        marks=pytest.mark.slow,
+    ),
+]
+
+
+@pytest.mark.parametrize(("make", "how"), LONG_LIVED)
+def test_one_idempotent_producer_carries_on_through_a_leader_failover(
+    cluster: Cluster, make: Callable[[str, str], _Producer], how: str
+) -> None:
+    """One idempotent producer, with records in flight when the leader stops,
+    gets every record acknowledged by the new leader, and each is in the log once,
+    in order."""
+    topic, old_leader, _ = _new_topic(cluster, "long-lived")
+    everyone = _all_bootstraps(cluster)
+    sent = _records("long-lived", 0, 2 * HALF)
+    producer = make(everyone, topic)
+    try:
+        producer.send(sent[:HALF])
+        producer.flush()
+        producer.send(sent[HALF : HALF + 5])  # in flight, or queued, at the stop
+        _stop(cluster, old_leader, how)
+        producer.send(sent[HALF + 5 :])
+        producer.flush()
+        got = ConfluentDriver().read(everyone, topic, {0: ("earliest", 2 * HALF)})
+        survivor = next(i for i in (1, 2, 3) if i != old_leader)
+        assert _high_watermark(cluster.bootstrap(survivor), topic) == 2 * HALF
+    finally:
+        producer.close()
+        _restore(cluster, old_leader, topic)
+    _assert_exactly_once(got[0], sent, 0)
