@@ -8,8 +8,11 @@ the session expires and the controller elects), the same client produces the sec
 half bootstrapped on all three brokers, as users configure it, and reads the
 partition from the start: every acknowledged record once, in order, from a new
 leader at a higher leader epoch. A consumer following the partition while its
-leader dies reads on without a gap or a duplicate. Each case restarts the stopped
-broker (same data dir and port) and waits for the full ISR before the next.
+leader dies reads on without a gap or a duplicate, and one long-lived idempotent
+producer with records in flight at the stop gets each acknowledged once. Each case
+restarts the stopped broker (same data dir and port) and waits for the full ISR
+before the next. Every client is tried with one signal here; the other signal, and
+more following consumers, are marked slow (``make soak``).
 """
 
 from __future__ import annotations
