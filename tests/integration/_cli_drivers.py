@@ -120,7 +120,13 @@ class KcatDriver:
         ck_delete_topic(bootstrap, topic)
 
     def produce(
-        self, bootstrap: str, topic: str, codec: str, records: Sequence[Rec]
+        self,
+        bootstrap: str,
+        topic: str,
+        codec: str,
+        records: Sequence[Rec],
+        *,
+        idempotent: bool = False,
     ) -> None:
         for p in sorted({r.partition for r in records}):
             lines = b"".join(
@@ -131,6 +137,8 @@ class KcatDriver:
             assert all(r.headers == KCAT_HEADERS for r in records)
             cmd = [KCAT, "-P", "-b", bootstrap, "-t", topic, "-p", str(p), "-K", "\t"]
             cmd += ["-X", f"compression.codec={codec}", "-X", "acks=all"]
+            if idempotent:
+                cmd += ["-X", "enable.idempotence=true"]
             for k, v in KCAT_HEADERS:
                 cmd += ["-H", f"{k}={v.decode()}"]
             subprocess.run(
@@ -162,6 +170,12 @@ class KcatDriver:
         return LineFollower(proc, _kcat_parse, encoding="latin1")
 
 
+def _brokers(bootstrap: str) -> list[str]:
+    """kafkajs takes a list of brokers; the drivers take Kafka's comma-separated
+    bootstrap string."""
+    return bootstrap.split(",")
+
+
 class KafkajsDriver:
     name: str = "kafkajs"
     # gzip is built in; snappy, lz4 and zstd are plugins (tests/js/codecs.js)
@@ -183,25 +197,33 @@ class KafkajsDriver:
 
     def create_topic(self, bootstrap: str, topic: str, partitions: int) -> None:
         [result] = self._run(
-            "create", {"brokers": [bootstrap], "topic": topic, "partitions": partitions}
+            "create",
+            {"brokers": _brokers(bootstrap), "topic": topic, "partitions": partitions},
         )
         assert result == {"created": True, "listed": True}
 
     def delete_topic(self, bootstrap: str, topic: str) -> None:
-        [result] = self._run("delete", {"brokers": [bootstrap], "topic": topic})
+        [result] = self._run("delete", {"brokers": _brokers(bootstrap), "topic": topic})
         assert result == {"deleted": True, "listed": False}
 
     def produce(
-        self, bootstrap: str, topic: str, codec: str, records: Sequence[Rec]
+        self,
+        bootstrap: str,
+        topic: str,
+        codec: str,
+        records: Sequence[Rec],
+        *,
+        idempotent: bool = False,
     ) -> None:
         with tempfile.NamedTemporaryFile("w", suffix=".jsonl") as f:
             f.write("\n".join(rec_to_json(r) for r in records) + "\n")
             f.flush()
             spec = {
-                "brokers": [bootstrap],
+                "brokers": _brokers(bootstrap),
                 "topic": topic,
                 "codec": codec,
                 "file": f.name,
+                "idempotent": idempotent,
             }
             [result] = self._run("produce", spec)
         assert result == {"acked": len(records)}
@@ -210,7 +232,7 @@ class KafkajsDriver:
         self, bootstrap: str, topic: str, starts: dict[int, tuple[Start, int]]
     ) -> dict[int, list[Rec]]:
         spec = {
-            "brokers": [bootstrap],
+            "brokers": _brokers(bootstrap),
             "topic": topic,
             "starts": [
                 {"partition": p, "offset": s, "count": n}
@@ -226,7 +248,7 @@ class KafkajsDriver:
 
     def follow_latest(self, bootstrap: str, topic: str, partition: int) -> Follower:
         spec = {
-            "brokers": [bootstrap],
+            "brokers": _brokers(bootstrap),
             "topic": topic,
             "starts": [{"partition": partition, "offset": "latest", "count": 10**6}],
             "timeoutMs": int(READ_TIMEOUT_S * 1000),

@@ -91,7 +91,13 @@ class Driver(Protocol):
     def create_topic(self, bootstrap: str, topic: str, partitions: int) -> None: ...
     def delete_topic(self, bootstrap: str, topic: str) -> None: ...
     def produce(
-        self, bootstrap: str, topic: str, codec: str, records: Sequence[Rec]
+        self,
+        bootstrap: str,
+        topic: str,
+        codec: str,
+        records: Sequence[Rec],
+        *,
+        idempotent: bool = False,
     ) -> None: ...
     def read(
         self, bootstrap: str, topic: str, starts: dict[int, tuple[Start, int]]
@@ -133,9 +139,16 @@ class KafkaPythonDriver:
             admin.close()
 
     def produce(
-        self, bootstrap: str, topic: str, codec: str, records: Sequence[Rec]
+        self,
+        bootstrap: str,
+        topic: str,
+        codec: str,
+        records: Sequence[Rec],
+        *,
+        idempotent: bool = False,
     ) -> None:
-        producer = kafka.KafkaProducer(  # defaults: acks=all, idempotent
+        # defaults: acks=all, idempotent (``idempotent`` only makes it explicit)
+        producer = kafka.KafkaProducer(
             bootstrap_servers=bootstrap,
             compression_type=None if codec == "none" else codec,
         )
@@ -254,7 +267,13 @@ class AiokafkaDriver:
         asyncio.run(go())
 
     def produce(
-        self, bootstrap: str, topic: str, codec: str, records: Sequence[Rec]
+        self,
+        bootstrap: str,
+        topic: str,
+        codec: str,
+        records: Sequence[Rec],
+        *,
+        idempotent: bool = False,
     ) -> None:
         async def go() -> None:
             producer = AIOKafkaProducer(
@@ -262,6 +281,7 @@ class AiokafkaDriver:
                 compression_type=None if codec == "none" else codec,
                 acks="all",
                 linger_ms=5,
+                enable_idempotence=idempotent,
             )
             await producer.start()
             try:
@@ -403,7 +423,13 @@ class ConfluentDriver:
         ck_delete_topic(bootstrap, topic)
 
     def produce(
-        self, bootstrap: str, topic: str, codec: str, records: Sequence[Rec]
+        self,
+        bootstrap: str,
+        topic: str,
+        codec: str,
+        records: Sequence[Rec],
+        *,
+        idempotent: bool = False,
     ) -> None:
         producer = Producer(
             {
@@ -411,6 +437,7 @@ class ConfluentDriver:
                 "compression.type": codec,
                 "acks": "all",
                 "linger.ms": 5,
+                "enable.idempotence": idempotent,
             }
         )
         errors: list[object] = []

@@ -6,9 +6,11 @@
 //   create   {brokers, topic, partitions}        admin.createTopics, waits for leaders
 //   delete   {brokers, topic}                    admin.deleteTopics
 //   offsets  {brokers, topic}                    admin.fetchTopicOffsets (ListOffsets)
-//   produce  {brokers, topic, codec, file}       producer.send of the JSON-lines records in
+//   produce  {brokers, topic, codec, file, idempotent}
+//                                                producer.send of the JSON-lines records in
 //                                                `file` (acks=all), one send per 500 records;
-//                                                codec: none gzip snappy lz4 zstd (codecs.js)
+//                                                codec: none gzip snappy lz4 zstd (codecs.js);
+//                                                idempotent: an idempotent producer
 //   consume  {brokers, topic, starts, maxWaitMs, timeoutMs}
 //            starts: [{partition, offset: n | "earliest" | "latest", count}]
 //            reads with the kafkajs Fetch API (kafkajs has no manual-assignment
@@ -101,12 +103,40 @@ async function offsets(spec) {
   }
 }
 
+// kafkajs's idempotent producer asks the controller that Metadata names for its
+// producer id and gives up at the first connection error (eosManager's
+// initProducerId bails on anything but a retriable protocol error). Until a killed
+// controller's session expires, Metadata still names it: connect again for a while.
+async function connectProducer(producer) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await producer.connect()
+      return
+    } catch (e) {
+      if (e.name !== 'KafkaJSConnectionError' || attempt >= 40) throw e
+      await new Promise(resolve => setTimeout(resolve, 250))
+    }
+  }
+}
+
 async function produce(spec) {
   const codec = CODECS[spec.codec]
   if (codec === undefined) throw new Error(`kafka_client.js has no codec ${spec.codec}`)
   const lines = fs.readFileSync(spec.file, 'utf8').split('\n').filter(l => l.length > 0)
-  const producer = client(spec).producer({ allowAutoTopicCreation: false, idempotent: false })
-  await producer.connect()
+  // idempotent: kafkajs wants one request in flight, and its default retries for an
+  // idempotent producer are unbounded; a bounded budget of a few seconds covers a
+  // leader's failover (session timeout and election) and keeps a test bounded
+  const producer = client(spec).producer(
+    spec.idempotent
+      ? {
+          allowAutoTopicCreation: false,
+          idempotent: true,
+          maxInFlightRequests: 1,
+          retry: { retries: 30, initialRetryTime: 100, maxRetryTime: 1000 },
+        }
+      : { allowAutoTopicCreation: false, idempotent: false }
+  )
+  await connectProducer(producer)
   let acked = 0
   try {
     for (let i = 0; i < lines.length; i += 500) {
