@@ -87,7 +87,7 @@ def test_replace_active_and_extend_swap_in_one_step(
         sset.extend([extra])
         assert _bases(sset) == [0, 20, 30]
         assert sset.active is extra
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="at least one"):
             sset.replace_active([])
         assert len(sset) == 3
     finally:
