@@ -104,12 +104,13 @@ def test_acked_records_survive_leader_kills_a_paused_follower_and_etcd_restart(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("run", range(5))  # the soak repeats it on fresh clusters
 def test_acked_records_survive_ten_leader_kills_a_pause_etcd_and_a_rolling_restart(
-    nemesis: Nemesis, workload: Workload
+    nemesis: Nemesis, workload: Workload, run: int
 ) -> None:
     """Ten leader SIGKILLs round the partitions, a follower paused past the replica
     lag, an etcd restart and a rolling restart: every acknowledged record is read
-    exactly once, in order, and no reader saw a record later replaced."""
+    exactly once, in order, and no reader saw a record later replaced. Five runs."""
     for i in range(10):
         nemesis.kill_leader(i % PARTITIONS)
         workload.wait_progress(10, timeout=30)
