@@ -1004,11 +1004,14 @@ def main() -> None:
     if args.markdown:
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         flags = " ".join(sys.argv[1:])
+        per_run = [f"{sizes.records:,} records per produce run"]
+        if "cluster" in parts:
+            per_run.append(f"{sizes.samples:,} Metadata samples per run")
+        if "replication" in parts:
+            per_run.append(f"{sizes.catchup_mib:,} MiB per catch-up round")
         args.markdown.write_text(
             f"Command: `python bench/cluster_bench.py {flags}` "
-            f"(medians of {args.repeat}; {sizes.records:,} records per produce run, "
-            f"{sizes.samples:,} Metadata samples per run, "
-            f"{sizes.catchup_mib} MiB per catch-up round)  \n"
+            f"(medians of {args.repeat}; {', '.join(per_run)})  \n"
             f"Date: {now}; load average before: {load[0]:.2f}  \n"
             f"Machine: {machine()}\n\n{tables}\n"
         )
