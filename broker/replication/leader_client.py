@@ -18,7 +18,6 @@ from typing import Final, TypeVar
 
 import anyio
 from anyio.abc import SocketStream
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 from protocol.codec import decode_response, encode_request, supported_versions
 from protocol.errors import ProtocolError
@@ -56,7 +55,6 @@ class LeaderConnection:
         self.max_frame_bytes = max_frame_bytes
         self.versions: dict[int, int] = {}
         self._stream = stream
-        self._reader = BufferedByteReceiveStream(stream)
         self._correlation_id = 0
         self.closed = False
 
@@ -135,12 +133,12 @@ class LeaderConnection:
         try:
             with anyio.fail_after(self.timeout_s if timeout_s is None else timeout_s):
                 await self._stream.send(encode_request(header, request))
-                (size,) = _SIZE.unpack(await self._reader.receive_exactly(4))
+                (size,) = _SIZE.unpack(await self._receive_exactly(4))
                 if size < 0 or size > self.max_frame_bytes:
                     raise LeaderConnectionError(
                         f"{self.address} sent a frame of {size} bytes"
                     )
-                frame = await self._reader.receive_exactly(size)
+                frame = await self._receive_exactly(size)
             rheader, response = decode_response(api_key, version, frame)
         except LeaderConnectionError:
             await self.aclose()
@@ -165,6 +163,26 @@ class LeaderConnection:
             await self.aclose()
             raise LeaderConnectionError(f"{self.address} answered out of step")
         return response
+
+    async def _receive_exactly(self, size: int) -> bytearray:
+        """The next ``size`` bytes of the stream, copied once into one buffer (a
+        Fetch answer is megabytes: growing a buffer chunk by chunk and slicing it
+        off copied each byte three times).
+
+        Raises:
+            anyio.IncompleteRead: the leader closed the connection first.
+        """
+        frame = bytearray(size)
+        view = memoryview(frame)
+        got = 0
+        while got < size:
+            try:
+                chunk = await self._stream.receive(size - got)
+            except anyio.EndOfStream as exc:
+                raise anyio.IncompleteRead from exc
+            view[got : got + len(chunk)] = chunk
+            got += len(chunk)
+        return frame
 
     async def _negotiate(self) -> None:
         ours = supported_versions()

@@ -20,7 +20,7 @@ from protocol.records import iter_batches
 from storage.log_manager import LogManager
 from storage.partition_log import AppendResult
 from storage.producer_state import ProducerIdAllocator
-from tests._broker import free_port
+from tests._broker import BrokerProcess, free_port
 from tests.replication.conftest import (
     LeaderFactory,
     Stops,
@@ -187,6 +187,52 @@ async def test_empty_follower_starts_at_the_leaders_log_start(
     first = next(iter(iter_batches(all_bytes(plog))))[1]
     assert first.base_offset <= 4 <= first.last_offset
     assert data.endswith(all_bytes(plog)) or all_bytes(plog).endswith(data)
+
+
+def _fetches(leader: BrokerProcess) -> int:
+    """Fetch requests the leader has answered (its ``/metrics``)."""
+    status, body = leader.http("/metrics")
+    assert status == 200
+    for line in body.decode().splitlines():
+        if line.startswith('ailurus_requests_total{api="fetch"}'):
+            return int(float(line.split()[1]))
+    return 0
+
+
+@pytest.mark.anyio
+async def test_far_behind_follower_copies_megabytes_per_fetch(
+    leader_factory: LeaderFactory, follower: LogManager
+) -> None:
+    """A follower 24 MiB behind copies several MiB per Fetch by default
+    (``partition_max_bytes`` 8 MiB), not Kafka's 1 MiB: each Fetch is made durable
+    before the next, so fewer, bigger ones catch up faster."""
+    leader = leader_factory()
+    topic = "behind"
+    _create(leader.bootstrap, topic, 1)
+    producer = Producer(
+        {"bootstrap.servers": leader.bootstrap, "linger.ms": 5, "batch.size": 1 << 20}
+    )
+    for i in range(24 * 1024):
+        producer.produce(topic, value=i.to_bytes(4, "big") * 256, partition=0)
+        if i % 4096 == 0:
+            producer.poll(0)
+    assert producer.flush(30) == 0
+    follower.create_topic(topic, 1)
+    plog = follower.partition(topic, 0)
+    stops = Stops()
+    fetcher = make_fetcher(leader, stops)
+    assert fetcher.settings.partition_max_bytes == 8 * 1024 * 1024
+    fetcher.add_partition(plog, leader_epoch=0)
+    before = _fetches(leader)
+    await run_until(
+        fetcher, lambda: caught_up(fetcher.progress(TopicPartition(topic, 0)), 24_576)
+    )
+    fetched = _fetches(leader) - before
+    assert plog.log_end_offset == 24_576
+    assert stops.calls == []
+    # 24 MiB of batches in at most 8 MiB a Fetch: 3 or 4 Fetches, plus the long
+    # polls at the end; 1 MiB ones would take at least 24.
+    assert 3 <= fetched <= 10, fetched
 
 
 def _batch(values: list[bytes]) -> bytes:
