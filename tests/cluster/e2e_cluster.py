@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
 from protocol.messages.find_coordinator import (
@@ -237,3 +239,59 @@ class Cluster:
             resp = request(sock, 10, 3, FindCoordinatorRequest(key=group, key_type=0))
         assert isinstance(resp, FindCoordinatorResponse)
         return resp.error_code, resp.node_id
+
+
+class ContinuousProducer:
+    """An idempotent acks=all confluent-kafka producer writing unique values
+    (``{prefix}-N``, N counting up) until the ``with`` block ends, in a thread;
+    what was sent, acknowledged and refused, for checking afterwards."""
+
+    def __init__(
+        self, bootstrap: str, topic: str, prefix: str, *, partition: int | None = None
+    ) -> None:
+        self.producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "message.timeout.ms": 60000,
+            }
+        )
+        self.topic = topic
+        self.prefix = prefix
+        self.partition = partition
+        self.acked: list[bytes] = []
+        self.errors: list[str] = []
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self.errors.append(str(err))
+        else:
+            self.acked.append(msg.value())
+
+    def _run(self) -> None:
+        extra: dict[str, Any] = {}
+        if self.partition is not None:
+            extra["partition"] = self.partition
+        while not self._stop.is_set():
+            self.producer.produce(
+                self.topic,
+                f"{self.prefix}-{self.sent}".encode(),
+                on_delivery=self._on_delivery,
+                **extra,
+            )
+            self.sent += 1
+            self.producer.poll(0.002)
+
+    def __enter__(self) -> ContinuousProducer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.producer.flush(60)

@@ -10,7 +10,6 @@ One cluster serves the module; each test restarts what it stopped.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +36,7 @@ from protocol.messages.produce import (
 from protocol.record_builder import RecordInput, build_batch
 from storage.hw_checkpoint import HighWatermarkCheckpoint
 from tests._broker import request
-from tests.cluster.e2e_cluster import PREFIX, Cluster, wait_for
+from tests.cluster.e2e_cluster import PREFIX, Cluster, ContinuousProducer, wait_for
 from tests.cluster.etcd import missing_etcd
 
 
@@ -199,46 +198,6 @@ def test_after_a_full_restart_every_acknowledged_record_is_visible_at_once(
     cluster.wait_settled()
 
 
-class _Continuous:
-    """An idempotent acks=all producer to partition 0 until stopped, in a thread;
-    each value is unique (``idem-N``, N counting up)."""
-
-    def __init__(self, cluster: Cluster, topic: str) -> None:
-        self.producer = _producer(cluster)
-        self.topic = topic
-        self.acked: list[bytes] = []
-        self.errors: list[str] = []
-        self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _on_delivery(self, err: Any, msg: Any) -> None:
-        if err is not None:
-            self.errors.append(str(err))
-        else:
-            self.acked.append(msg.value())
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.producer.produce(
-                self.topic,
-                f"idem-{self.sent}".encode(),
-                partition=0,
-                on_delivery=self._on_delivery,
-            )
-            self.sent += 1
-            self.producer.poll(0.002)
-
-    def __enter__(self) -> _Continuous:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self.producer.flush(60)
-
-
 def test_an_idempotent_producer_survives_a_killed_leader_without_duplicates(
     cluster: Cluster,
 ) -> None:
@@ -248,7 +207,7 @@ def test_an_idempotent_producer_survives_a_killed_leader_without_duplicates(
     topic = "idem-kill"
     leader = cluster.non_controller()
     _create_rf3(cluster, topic, [leader, *(n for n in (1, 2, 3) if n != leader)])
-    with _Continuous(cluster, topic) as load:
+    with ContinuousProducer(_bootstrap(cluster), topic, "idem", partition=0) as load:
         wait_for("records acknowledged", lambda: len(load.acked) >= 300)
         cluster.kill(leader)
         wait_for(

@@ -25,6 +25,7 @@ from kafka.protocol.admin.topics import ElectionType
 from kafka.structs import TopicPartition
 
 from tests._broker import BrokerProcess, start_cluster_broker
+from tests.cluster.e2e_cluster import ContinuousProducer
 from tests.cluster.etcd import ETCD, EtcdProcess
 from tests.cluster.helpers import wait_for
 
@@ -230,50 +231,6 @@ def test_reassignment_copies_the_log_and_moves_leadership(cluster: Cluster) -> N
     assert _consume(cluster, "mv", len(values) + len(more)) == values + more
 
 
-class _Continuous:
-    """An idempotent acks=all producer producing until stopped, in a thread."""
-
-    def __init__(self, cluster: Cluster, topic: str) -> None:
-        self.producer = Producer(
-            {
-                "bootstrap.servers": cluster.bootstrap,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 5,
-                "message.timeout.ms": 60000,
-            }
-        )
-        self.topic = topic
-        self.acked: list[bytes] = []
-        self.errors: list[str] = []
-        self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _on_delivery(self, err: Any, msg: Any) -> None:
-        if err is not None:
-            self.errors.append(str(err))
-        else:
-            self.acked.append(msg.value())
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.producer.produce(
-                self.topic, f"cs-{self.sent}".encode(), on_delivery=self._on_delivery
-            )
-            self.sent += 1
-            self.producer.poll(0.002)
-
-    def __enter__(self) -> _Continuous:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self.producer.flush(60)
-
-
 def test_controlled_shutdown_under_load_then_preferred_election(
     cluster: Cluster,
 ) -> None:
@@ -289,7 +246,7 @@ def test_controlled_shutdown_under_load_then_preferred_election(
         "all replicas in sync", lambda: len(cluster.partition("cs", 0)["isr"]) == 3
     )
     epoch = cluster.partition("cs", 0)["leader_epoch"]
-    with _Continuous(cluster, "cs") as load:
+    with ContinuousProducer(cluster.bootstrap, "cs", "cs") as load:
         wait_for("records acknowledged", lambda: len(load.acked) >= 200)
         stopping = time.monotonic()
         stopper = threading.Thread(target=cluster.brokers[leader].stop)
