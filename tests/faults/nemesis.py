@@ -22,7 +22,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,22 +32,10 @@ from confluent_kafka import TopicPartition as CTopicPartition
 from kafka.structs import TopicPartition
 
 from tests._kafka_python import group_consumer
-from tests.cluster.e2e_cluster import Cluster
+from tests.cluster.e2e_cluster import Cluster, wait_for
 from tests.faults.checker import History
 
 log = structlog.get_logger("nemesis")
-
-
-def wait_until(what: str, cond: Callable[[], Any], timeout: float) -> Any:
-    """Poll ``cond`` until truthy (its value), at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
 
 
 @dataclass
@@ -86,7 +73,7 @@ class Nemesis:
 
         started = time.monotonic()
         try:
-            wait_until("every replica in the ISR", in_sync, self.timeout)
+            wait_for("every replica in the ISR", in_sync, self.timeout)
         except AssertionError as e:
             raise AssertionError(f"{e}: {self.states()}") from None
         self._log("nemesis_in_sync", seconds=round(time.monotonic() - started, 2))
@@ -114,7 +101,7 @@ class Nemesis:
         self.cluster.pause(follower)
         try:
             started = time.monotonic()
-            wait_until(
+            wait_for(
                 f"broker {follower} to leave the ISR of partition {partition}",
                 lambda: (
                     follower
@@ -194,7 +181,7 @@ class Nemesis:
 
     def _new_leader(self, partition: int, old: int) -> int:
         new = int(
-            wait_until(
+            wait_for(
                 f"a new leader of partition {partition}",
                 lambda: (
                     (
@@ -386,7 +373,7 @@ class Workload:
         """Until every partition has ``records`` more acknowledgements than now:
         no partition is stuck."""
         before = self.acked_per_partition()
-        wait_until(
+        wait_for(
             f"{records} more acked records on every partition (from {dict(before)})",
             lambda: all(
                 self.acked_per_partition()[p] >= before[p] + records
