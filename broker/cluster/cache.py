@@ -53,6 +53,9 @@ class MetadataCache:
         self._changed = anyio.Event()
         self._memo: dict[Hashable, object] = {}  # derived values of ``_memo_version``
         self._memo_version = 0
+        # called when a group needs a coordinator and the offsets topic does not
+        # exist yet (the cluster service then asks the controller to create it)
+        self.on_offsets_topic_missing: Callable[[], None] | None = None
 
     # -- ClusterView ------------------------------------------------------------
 
@@ -89,6 +92,8 @@ class MetadataCache:
     def group_coordinator(self, group_id: str) -> int:
         offsets = self._topics.get(OFFSETS_TOPIC)
         if offsets is None or offsets.partitions <= 0:
+            if offsets is None and self.on_offsets_topic_missing is not None:
+                self.on_offsets_topic_missing()
             return NO_LEADER
         p = self._partitions.get(
             (OFFSETS_TOPIC, offsets_partition(group_id, offsets.partitions))

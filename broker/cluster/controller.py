@@ -1,7 +1,9 @@
 """The controller: the one broker that assigns replicas, elects leaders and writes
 partition state, while it holds the controller key.
 
-On start it reads everything under the prefix, ensures the offsets topic exists,
+On start it reads everything under the prefix, creates the offsets topic once
+``offsets.topic.replication.factor`` brokers are live (earlier only when a broker
+asks for it because a group needs a coordinator: then with the live brokers),
 reconciles (offline partitions with a live ISR replica get a leader, leaders that
 are gone lose leadership, pending admin requests are served, finished
 reassignments complete), then watches the prefix from the revision it read and
@@ -377,9 +379,10 @@ class Controller:
         if self._mirror.get(self.keys.create(OFFSETS_TOPIC)) is not None:
             return  # a pending request creates it
         live = self._mirror.live()
-        if not live:
+        if len(live) < max(1, self.settings.offsets_replication_factor):
+            # not yet: a broker asks for it when a group needs it first
             return
-        rf = min(self.settings.offsets_replication_factor, len(live))
+        rf = self.settings.offsets_replication_factor
         assignment = placement.assign(live, self.settings.offsets_partitions, rf)
         record = TopicRecord(
             name=OFFSETS_TOPIC,
@@ -487,6 +490,11 @@ class Controller:
             try:
                 if req.assignment is not None:
                     assignment = placement.validate(req.assignment, live)
+                elif req.name == OFFSETS_TOPIC:
+                    # asked for by a group before enough brokers were live
+                    rf = min(self.settings.offsets_replication_factor, len(live))
+                    n = self.settings.offsets_partitions
+                    assignment = placement.assign(live, n, max(1, rf))
                 else:
                     rf = req.replication_factor
                     if rf == -1:

@@ -22,7 +22,11 @@ One per broker in cluster mode, built by the server once its listeners are bound
 - the **admin requests** (Kafka's ZooKeeper ``/admin`` znodes): any broker writes
   ``admin/...`` and waits, on its own cache, until the controller deleted the
   request and the change shows (None), or set ``error`` (that error; the broker
-  deletes the request), or ``request_timeout_ms`` passed (REQUEST_TIMED_OUT).
+  deletes the request), or ``request_timeout_ms`` passed (REQUEST_TIMED_OUT);
+- the **offsets topic on demand**: the controller creates ``__consumer_offsets``
+  once ``offsets.topic.replication.factor`` brokers are live; before that, the first
+  group that needs a coordinator makes this broker ask for it (Kafka creates it on
+  the first FindCoordinator), with as many replicas as brokers are live then.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ from broker.cluster.store import (
     Store,
     StoreUnavailable,
 )
+from broker.cluster.view import OFFSETS_TOPIC
 from broker.config import BrokerConfig, ClusterSettings
 from broker.metrics import Metrics
 from broker.startup import EXIT_CONFIG, EXIT_FAILURE, StartupError
@@ -128,6 +133,8 @@ class ClusterService:
         self._session_back = anyio.Event()  # set when registered again
         self._admin: dict[str, bytes] = {}  # admin requests as last watched
         self._epoch = 0  # our controller key's create revision while elected
+        self._offsets_wanted = anyio.Event()
+        cache.on_offsets_topic_missing = self._offsets_wanted.set
 
     @property
     def node_id(self) -> int:
@@ -256,7 +263,24 @@ class ClusterService:
             tg.start_soon(self._keep_session)
             tg.start_soon(self._watch)
             tg.start_soon(self._campaign)
+            tg.start_soon(self._create_offsets_topic_on_demand)
             task_status.started()
+
+    async def _create_offsets_topic_on_demand(self) -> None:
+        """Ask the controller for the offsets topic when a group needs it before
+        enough brokers were live for the controller to create it by itself."""
+        while True:
+            await self._offsets_wanted.wait()
+            if self.cache.topic(OFFSETS_TOPIC) is None:
+                log.info("offsets_topic_requested")
+                # the controller sizes it (offsets.topic.* settings, live brokers)
+                request = CreateTopicRequest(name=OFFSETS_TOPIC, partitions=-1)
+                error = await self._create_topic(request)
+                if error is not None and error.code != ErrorCode.TOPIC_ALREADY_EXISTS:
+                    log.warning("offsets_topic_request_failed", error=error.message)
+                    await anyio.sleep(1.0)  # the next group lookup asks again
+            self._offsets_wanted = anyio.Event()
+            self.cache.on_offsets_topic_missing = self._offsets_wanted.set
 
     async def _keep_session(self) -> None:
         """Refresh the lease every TTL/3; register again if it expired."""

@@ -54,19 +54,40 @@ async def _create(c: Cluster, req: CreateTopicRequest) -> RequestError | None:
     return err
 
 
-async def test_offsets_topic_is_created_with_rf_capped_at_live_brokers() -> None:
+async def test_offsets_topic_waits_for_its_replication_factor_in_live_brokers() -> None:
     c = await _cluster(0, 1)
     async with running(c):
+        # two live brokers, offsets.topic.replication.factor 3: not yet
+        assert c.topic(OFFSETS_TOPIC) is None
+        await c.join(2)
+        await c.settle()
         topic = c.topic(OFFSETS_TOPIC)
         assert topic is not None
         assert topic.internal
         assert topic.partitions == 4
         for i in range(4):
             p = c.partition(OFFSETS_TOPIC, i)
-            assert len(p.replicas) == 2
+            assert sorted(p.replicas) == [0, 1, 2]
             assert p.leader == p.replicas[0]
             assert p.isr == p.replicas
             assert p.controller_epoch == c.epoch
+
+
+async def test_offsets_topic_asked_for_early_gets_the_live_brokers() -> None:
+    """A group needed a coordinator before three brokers were live: the broker's
+    request creates the topic with the offsets settings, capped at the live ones."""
+    c = await _cluster(0, 1)
+    async with running(c):
+        req = CreateTopicRequest(name=OFFSETS_TOPIC, partitions=-1)
+        assert await _create(c, req) is None
+        topic = c.topic(OFFSETS_TOPIC)
+        assert topic is not None
+        assert topic.internal
+        assert topic.partitions == 4
+        for i in range(4):
+            p = c.partition(OFFSETS_TOPIC, i)
+            assert sorted(p.replicas) == [0, 1]
+            assert p.isr == p.replicas
 
 
 async def test_create_topic_writes_partitions_then_topic_and_deletes_request() -> None:
