@@ -8,6 +8,12 @@ its metadata snapshots equal again, ``need_rejoin()`` turns false, and the finis
 join is never completed: the consumer stays subscribed with no partitions for ever.
 A consumer that knows the partitions before it subscribes assigns them on its first
 join and never takes that path, against any broker.
+
+It also loses its producer's sender thread when a broker leaves the cluster while a
+batch for it is ready: the sender asks ``maybe_connect`` for a node that the
+network thread's metadata update has just removed, ``UnknownBrokerIdError`` escapes
+(only ``NodeNotReadyError`` is caught) and the producer hangs. :func:`survive_departed_broker`
+makes that lookup answer "not ready", as it does for every other missing connection.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import kafka.errors
+import kafka.net.compat
 from kafka import KafkaConsumer
 
 
@@ -51,3 +59,21 @@ def group_consumer(topics: str | Sequence[str], **config: Any) -> KafkaConsumer:
         consumer.close()
         raise
     return consumer
+
+
+def survive_departed_broker() -> None:
+    """Treat a connection lookup for a broker gone from the metadata as "not ready"
+    (the kafka-python 3.0 sender thread dies on it otherwise). Idempotent."""
+    net = kafka.net.compat.KafkaNetClient
+    if getattr(net, "_ailurus_patched", False):
+        return
+    maybe_connect = net.maybe_connect
+
+    def patched(self: Any, node_id: Any, **kwargs: Any) -> Any:
+        try:
+            return maybe_connect(self, node_id, **kwargs)
+        except kafka.errors.UnknownBrokerIdError:
+            return None
+
+    net.maybe_connect = patched  # type: ignore[method-assign]
+    net._ailurus_patched = True  # type: ignore[attr-defined]

@@ -33,6 +33,7 @@ from protocol.messages.metadata import (
     MetadataResponse,
 )
 from tests._broker import request
+from tests._kafka_python import survive_departed_broker
 from tests.cluster.e2e_cluster import Cluster, wait_for
 from tests.integration._cli_drivers import KCAT_HEADERS, KafkajsDriver, KcatDriver
 from tests.integration._client_drivers import (
@@ -335,6 +336,7 @@ class _ConfluentProducer:
 class _KafkaPythonProducer:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
+        survive_departed_broker()  # a kafka-python 3.0 bug: see the helper
         self.producer = kafka.KafkaProducer(
             bootstrap_servers=bootstrap, acks="all", enable_idempotence=True
         )

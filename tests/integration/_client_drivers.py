@@ -28,6 +28,8 @@ from confluent_kafka import TopicPartition as CkTopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin import NewTopic as CkNewTopic
 
+from tests._kafka_python import survive_departed_broker
+
 READ_TIMEOUT_S = 60.0
 Start = int | str  # an offset, or "earliest"
 
@@ -148,6 +150,7 @@ class KafkaPythonDriver:
         idempotent: bool = False,
     ) -> None:
         # defaults: acks=all, idempotent (``idempotent`` only makes it explicit)
+        survive_departed_broker()  # a kafka-python 3.0 bug: see the helper
         producer = kafka.KafkaProducer(
             bootstrap_servers=bootstrap,
             compression_type=None if codec == "none" else codec,
