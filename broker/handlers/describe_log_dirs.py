@@ -2,8 +2,9 @@
 
 Behaviour: the broker has one log dir, ``<data-dir>/kafka``; it answers that dir
 with every partition replica it holds (in cluster mode, the replicas assigned to
-this broker, leader or follower), or only the named ones (named partitions this
-broker does not hold are left out, as Kafka does). Per partition: its size (every
+this broker, leader or follower; the empty local logs it keeps for the others are
+not replicas), or only the named ones (named partitions this broker does not hold
+are left out, as Kafka does). Per partition: its size (every
 segment file), ``offset_lag`` as Kafka computes it (high watermark minus log end
 offset, never negative: 0 on a leader) and ``is_future_key`` false (no replica is
 ever moved between dirs). v4 adds the volume's total and usable bytes.
@@ -32,21 +33,37 @@ from storage.log_manager import KAFKA_DIR
 from storage.partition_log import PartitionLog
 
 
+def _replica_here(rctx: RequestContext, plog: PartitionLog) -> bool:
+    """Whether this broker holds a replica of the partition: always on a single
+    node; in cluster mode when it is among the partition's replicas (every broker
+    keeps an empty local log for the partitions it does not host)."""
+    cache = rctx.broker.topics.cache
+    if cache is None:
+        return True
+    record = cache.partition(plog.topic, plog.partition)
+    return record is not None and cache.node_id in record.replicas
+
+
 def _wanted(
     rctx: RequestContext, request: DescribeLogDirsRequest
 ) -> Iterable[tuple[str, list[PartitionLog]]]:
     logs = rctx.broker.topics.logs
     if request.topics is None:
         for meta in logs.topics():
-            yield meta.name, logs.partitions(meta.name)
+            yield (
+                meta.name,
+                [p for p in logs.partitions(meta.name) if _replica_here(rctx, p)],
+            )
         return
     for t in request.topics:
         held = []
         for index in dict.fromkeys(t.partitions):
             try:
-                held.append(logs.partition(t.topic, index))
+                plog = logs.partition(t.topic, index)
             except StorageError:
                 continue  # not held here: left out
+            if _replica_here(rctx, plog):
+                held.append(plog)
         yield t.topic, held
 
 
