@@ -320,3 +320,18 @@ def test_kafka_python_sees_the_new_apis_advertised(admin: KafkaAdminClient) -> N
     wanted = {35: (0, 4), 47: (0, 0), 48: (0, 1), 50: (0, 0), 51: (0, 0)}
     wanted |= {61: (0, 0), 75: (0, 0)}
     assert {k: versions.get(k) for k in wanted} == wanted
+
+
+def test_broker_configs_name_a_version_for_admin_tools(
+    admin: KafkaAdminClient,
+) -> None:
+    """The broker's configs carry the protocol version and topic deletion flag
+    Kafka UI reads to decide which pages it offers."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    answer = admin.describe_configs(
+        [ConfigResource(ConfigResourceType.BROKER, "0")], config_filter="All"
+    )
+    [configs] = [c for by_name in answer.values() for c in by_name.values()]
+    assert str(configs["inter.broker.protocol.version"]["value"]).startswith("3.9")
+    assert configs["delete.topic.enable"]["value"] == "true"
