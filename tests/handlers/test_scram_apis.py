@@ -1,5 +1,5 @@
 """SCRAM users made through the Kafka APIs (KIP-554) and the Redpanda-shaped admin
-API, then used by real clients to log in.
+API, then used by real clients to log in; the tooling APIs' authorisation.
 
 One broker for the module with a ``sasl_plaintext`` listener (PLAIN and SCRAM) and
 an anonymous ``plaintext`` one; ``admin`` is a super user. kafka-python and
@@ -45,9 +45,33 @@ from protocol.messages.alter_user_scram_credentials import (
     AlterUserScramCredentialsResponse,
     ScramCredentialDeletion,
 )
+from protocol.messages.describe_client_quotas import (
+    DescribeClientQuotasRequest,
+    DescribeClientQuotasResponse,
+)
+from protocol.messages.describe_log_dirs import (
+    DescribeLogDirsRequest,
+    DescribeLogDirsResponse,
+)
+from protocol.messages.describe_producers import (
+    DescribeProducersRequest,
+    DescribeProducersResponse,
+)
+from protocol.messages.describe_producers import TopicRequest as ProducersTopic
+from protocol.messages.describe_topic_partitions import (
+    DescribeTopicPartitionsRequest,
+    DescribeTopicPartitionsResponse,
+    TopicRequest,
+)
 from protocol.messages.describe_user_scram_credentials import (
     DescribeUserScramCredentialsRequest,
     DescribeUserScramCredentialsResponse,
+)
+from protocol.messages.offset_delete import (
+    OffsetDeleteRequest,
+    OffsetDeleteRequestPartition,
+    OffsetDeleteRequestTopic,
+    OffsetDeleteResponse,
 )
 from tests.security.broker_proc import Broker, RawClient, start_broker
 
@@ -272,3 +296,54 @@ def test_user_store_file_is_shared_with_the_cli(broker: Broker, tmp_path: Path) 
     record = UserStore.in_data_dir(data_dir).get(user)
     assert record is not None
     assert set(record.credentials) == {"SCRAM-SHA-512"}
+
+
+def test_anonymous_clients_are_denied_the_other_tooling_apis(broker: Broker) -> None:
+    """Without ACLs the log dirs, quotas, topic partitions, producers and offset
+    deletion answer their authorization errors, as Kafka does."""
+    raw = RawClient(broker.addr("plaintext"))
+    try:
+        dirs = raw.request(35, 4, DescribeLogDirsRequest(topics=None))
+        assert isinstance(dirs, DescribeLogDirsResponse)
+        assert (dirs.error_code, dirs.results) == (
+            ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+            (),
+        )
+        quotas = raw.request(48, 1, DescribeClientQuotasRequest(components=()))
+        assert isinstance(quotas, DescribeClientQuotasResponse)
+        assert quotas.error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        dtp = raw.request(
+            75, 0, DescribeTopicPartitionsRequest(topics=(TopicRequest(name="t"),))
+        )
+        assert isinstance(dtp, DescribeTopicPartitionsResponse)
+        assert [(t.name, t.error_code) for t in dtp.topics] == [
+            ("t", ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+        ]
+        producers = raw.request(
+            61,
+            0,
+            DescribeProducersRequest(
+                topics=(ProducersTopic(name="t", partition_indexes=(0,)),)
+            ),
+        )
+        assert isinstance(producers, DescribeProducersResponse)
+        assert [p.error_code for t in producers.topics for p in t.partitions] == [
+            ErrorCode.TOPIC_AUTHORIZATION_FAILED
+        ]
+        deleted = raw.request(
+            47,
+            0,
+            OffsetDeleteRequest(
+                group_id="g",
+                topics=(
+                    OffsetDeleteRequestTopic(
+                        name="t",
+                        partitions=(OffsetDeleteRequestPartition(partition_index=0),),
+                    ),
+                ),
+            ),
+        )
+        assert isinstance(deleted, OffsetDeleteResponse)
+        assert deleted.error_code == ErrorCode.GROUP_AUTHORIZATION_FAILED
+    finally:
+        raw.sock.close()
