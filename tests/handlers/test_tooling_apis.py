@@ -207,12 +207,17 @@ def test_offset_delete_of_an_empty_group(
     broker: BrokerProcess, admin: KafkaAdminClient
 ) -> None:
     """kafka-python deletes one committed offset of a group without members; the
-    others stay; an unknown group is GROUP_ID_NOT_FOUND."""
+    others stay; a partition that does not exist is UNKNOWN_TOPIC_OR_PARTITION and
+    an unknown group GROUP_ID_NOT_FOUND."""
     topic, group = _topic(admin, "odel", 2), f"g-{uuid.uuid4().hex[:8]}"
     p0, p1 = TopicPartition(topic, 0), TopicPartition(topic, 1)
     admin.alter_group_offsets(group, {p0: _at(0), p1: _at(0)})
-    result = admin.delete_group_offsets(group, [p0])
-    assert {tp: err.errno for tp, err in result.items()} == {p0: 0}
+    gone = TopicPartition(topic, 5)
+    result = admin.delete_group_offsets(group, [p0, gone])
+    assert {tp: err.errno for tp, err in result.items()} == {
+        p0: 0,
+        gone: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+    }
     left = admin.list_group_offsets({group: None})[group]
     assert set(left) == {p1}
     with pytest.raises(GroupIdNotFoundError):
