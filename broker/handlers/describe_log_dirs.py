@@ -4,10 +4,12 @@ Behaviour: the broker has one log dir, ``<data-dir>/kafka``; it answers that dir
 with every partition replica it holds (in cluster mode, the replicas assigned to
 this broker, leader or follower; the empty local logs it keeps for the others are
 not replicas), or only the named ones (named partitions this broker does not hold
-are left out, as Kafka does). Per partition: its size (every
-segment file), ``offset_lag`` as Kafka computes it (high watermark minus log end
-offset, never negative: 0 on a leader) and ``is_future_key`` false (no replica is
-ever moved between dirs). v4 adds the volume's total and usable bytes.
+are left out, as Kafka does). Per partition: its size (every segment file);
+``offset_lag``, the high watermark minus the log end offset, never negative, as
+Kafka computes it (0 on a leader), where a follower (cluster mode) takes the high
+watermark its leader last reported to its replica fetcher, so the lag says how far
+the replica is behind; and ``is_future_key`` false (no replica is ever moved
+between dirs). v4 adds the volume's total and usable bytes.
 Version notes: v1 same as v0; v2 flexible; v3 top-level error code; v4
 total/usable bytes.
 """
@@ -72,6 +74,7 @@ def describe_log_dirs(
     rctx: RequestContext, request: DescribeLogDirsRequest
 ) -> DescribeLogDirsResponse:
     topics_svc = rctx.broker.topics
+    replicas = rctx.broker.replicas
     logs = topics_svc.logs
     topics: list[DescribeLogDirsTopic] = []
     for name, plogs in _wanted(rctx, request):
@@ -82,7 +85,13 @@ def describe_log_dirs(
         partitions = []
         for plog in plogs:
             end = plog.log_end_offset
-            high_watermark = topics_svc.state(meta, plog).high_watermark
+            state = topics_svc.state(meta, plog)
+            high_watermark = state.high_watermark
+            if replicas is not None and not state.is_local_leader:
+                # a follower: behind the high watermark its leader last reported
+                high_watermark = replicas.fetchers.leader_high_watermark(
+                    plog.topic, plog.partition
+                )
             partitions.append(
                 DescribeLogDirsPartition(
                     partition_index=plog.partition,

@@ -167,25 +167,54 @@ def test_describe_producers_only_at_the_leader(cluster: Cluster) -> None:
 
 def test_log_dirs_and_topic_partitions_across_brokers(cluster: Cluster) -> None:
     """Each broker's log dir lists only its own replicas (an RF=1 topic's
-    partitions once across the cluster); DescribeTopicPartitions at any broker
-    shows three replicas in sync."""
+    partitions once across the cluster; an RF=3 topic's on every broker, the same
+    size and no lag once replicated); DescribeTopicPartitions at any broker shows
+    three replicas in sync."""
     spread, replicated = _name("cdirs"), _name("cdtp")
     admin = _admin(cluster)
     try:
         admin.create_topics([NewTopic(spread, 6, 1), NewTopic(replicated, 1, 3)])
         leaders = cluster.wait_leaders(spread, 6)
         cluster.wait_leaders(replicated, 1)
-        held: dict[int, set[int]] = {}
-        for answer in admin.describe_log_dirs(topic_partitions=[spread]):
-            [log_dir] = answer["log_dirs"]
-            held[answer["broker"]] = {
-                p["partition_index"]
-                for t in log_dir["topics"]
-                if t["name"] == spread
-                for p in t["partitions"]
-            }
-        for node in cluster.live:
-            assert held.get(node, set()) == {p for p, n in leaders.items() if n == node}
+        expected = {
+            node: {p for p, n in leaders.items() if n == node} for node in cluster.live
+        }
+
+        def hosted() -> bool:
+            held: dict[int, set[int]] = {node: set() for node in cluster.live}
+            for answer in admin.describe_log_dirs(topic_partitions=[spread]):
+                [log_dir] = answer["log_dirs"]
+                held[answer["broker"]] = {
+                    p["partition_index"]
+                    for t in log_dir["topics"]
+                    if t["name"] == spread
+                    for p in t["partitions"]
+                }
+            return held == expected
+
+        # each broker makes its local logs just after its cache shows the topic
+        wait_for(f"each broker's replicas of {spread}", hosted, timeout=30)
+        producer = KafkaProducer(
+            bootstrap_servers=[b.bootstrap for b in cluster.live.values()], acks="all"
+        )
+        try:
+            for i in range(3):
+                producer.send(replicated, f"v{i}".encode(), partition=0).get(timeout=30)
+        finally:
+            producer.close(timeout=10)
+
+        def replicas_in_step() -> bool:
+            seen = {}
+            for answer in admin.describe_log_dirs(topic_partitions=[replicated]):
+                [log_dir] = answer["log_dirs"]
+                for t in log_dir["topics"]:
+                    for p in t["partitions"]:
+                        seen[answer["broker"]] = (p["partition_size"], p["offset_lag"])
+            sizes = {size for size, _ in seen.values()}
+            lags = {lag for _, lag in seen.values()}
+            return len(seen) == 3 and len(sizes) == 1 and min(sizes) > 0 and lags == {0}
+
+        wait_for(f"three equal replicas of {replicated}", replicas_in_step, timeout=30)
         for node in cluster.live:
             one = KafkaAdminClient(
                 bootstrap_servers=cluster.brokers[node].bootstrap,
