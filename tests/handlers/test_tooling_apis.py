@@ -17,9 +17,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from confluent_kafka import TopicCollection
 from confluent_kafka.admin import AdminClient
 from kafka import KafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import GroupIdNotFoundError, UnknownTopicOrPartitionError
 from kafka.structs import OffsetAndMetadata
 
@@ -191,8 +192,6 @@ def test_confluent_describe_topics(
     broker: BrokerProcess, admin: KafkaAdminClient
 ) -> None:
     """librdkafka's describe_topics (Metadata underneath) lists the partitions."""
-    from confluent_kafka import TopicCollection
-
     topic = _topic(admin, "cdescribe", 2)
     client = AdminClient({"bootstrap.servers": broker.bootstrap})
     desc = client.describe_topics(TopicCollection([topic]))[topic].result(timeout=20)
@@ -241,11 +240,14 @@ def test_offset_delete_refuses_topics_a_live_member_consumes(
         enable_auto_commit=False,
     )
     try:
+        got = 0
         deadline = time.monotonic() + 30
-        while not consumer.assignment() and time.monotonic() < deadline:
-            consumer.poll(timeout_ms=500)
+        while got < 1 and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                got += len(records)
+        assert got == 1
         assert consumer.assignment() == {TopicPartition(a, 0)}
-        consumer.commit()
+        consumer.commit()  # the record's offset: a commit for topic A
         result = admin.delete_group_offsets(
             group, [TopicPartition(a, 0), TopicPartition(b, 0)]
         )
@@ -332,8 +334,6 @@ def test_broker_configs_name_a_version_for_admin_tools(
 ) -> None:
     """The broker's configs carry the protocol version and topic deletion flag
     Kafka UI reads to decide which pages it offers."""
-    from kafka.admin import ConfigResource, ConfigResourceType
-
     answer = admin.describe_configs(
         [ConfigResource(ConfigResourceType.BROKER, "0")], config_filter="All"
     )

@@ -77,6 +77,9 @@ async def _set(
         response = await anyio.to_thread.run_sync(write)
     except CredentialError as e:
         return HttpResponse.error(400, str(e))
+    except OSError as e:
+        log.error("user_store_write_failed", user=name, error=str(e))
+        return HttpResponse.error(500, "the user store cannot be written")
     if response.status == 200:
         log.info("user_saved", user=name, mechanism=algorithm, created=create)
     return response
@@ -116,7 +119,12 @@ async def _delete(view: AdminView, request: HttpRequest) -> HttpResponse:
     if store is None:
         return HttpResponse.error(503, "starting")
     name = request.params["name"]
-    if not await anyio.to_thread.run_sync(store.delete, name):
+    try:
+        deleted = await anyio.to_thread.run_sync(store.delete, name)
+    except (CredentialError, OSError) as e:
+        log.error("user_store_write_failed", user=name, error=str(e))
+        return HttpResponse.error(500, "the user store cannot be written")
+    if not deleted:
         return HttpResponse.error(404, f"no user {name}")
     log.info("user_deleted", user=name)
     return HttpResponse.json({"username": name})
