@@ -139,16 +139,20 @@ class BatchLike(Protocol):
     def last_offset(self) -> int: ...
     @property
     def is_control(self) -> bool: ...
+    @property
+    def max_timestamp(self) -> int: ...
 
 
 class ProducerEntry:
-    """One producer's state in one partition: epoch and its last batches."""
+    """One producer's state in one partition: epoch, its last batches and the
+    largest timestamp of its last batch (-1 if unknown; DescribeProducers)."""
 
-    __slots__ = ("batches", "epoch")
+    __slots__ = ("batches", "epoch", "last_timestamp")
 
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
         self.batches: deque[BatchMetadata] = deque(maxlen=MAX_CACHED_BATCHES)
+        self.last_timestamp = -1
 
     @property
     def last_seq(self) -> int:
@@ -226,8 +230,10 @@ class PartitionProducerState:
         record_count: int,
         base_offset: int,
         last_offset: int,
+        timestamp: int = -1,
     ) -> None:
-        """Remember a batch that was appended at ``base_offset..last_offset``."""
+        """Remember a batch that was appended at ``base_offset..last_offset``
+        (``timestamp``: its largest record timestamp, -1 if unknown)."""
         if producer_id < 0:
             return
         entry = self._producers.get(producer_id)
@@ -236,6 +242,7 @@ class PartitionProducerState:
             self._producers[producer_id] = entry
         elif epoch < entry.epoch:
             return  # an old epoch's batch (log rebuild): the newer epoch wins
+        entry.last_timestamp = timestamp
         if base_sequence < 0:
             return
         last_seq = increment_sequence(base_sequence, max(record_count, 1) - 1)
@@ -268,6 +275,7 @@ class PartitionProducerState:
                 batch.record_count,
                 batch.base_offset,
                 batch.last_offset,
+                batch.max_timestamp,
             )
 
     def load_bytes(self, buf: Buffer) -> None:
@@ -285,6 +293,10 @@ class PartitionProducerState:
     def producers(self) -> dict[int, int]:
         """Producer id → current epoch (for admin views)."""
         return {pid: e.epoch for pid, e in self._producers.items()}
+
+    def entries(self) -> dict[int, ProducerEntry]:
+        """Producer id → its state (DescribeProducers; do not mutate)."""
+        return dict(self._producers)
 
 
 class ProducerIdAllocator:

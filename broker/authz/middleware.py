@@ -26,12 +26,16 @@ TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53)):
 - InitProducerId with a transactional id: only super users (no transactions here).
 - ElectLeaders, AlterPartitionReassignments: ALTER on the cluster;
   ListPartitionReassignments: DESCRIBE on the cluster.
+- DescribeLogDirs, DescribeClientQuotas, DescribeUserScramCredentials: DESCRIBE on
+  the cluster; AlterUserScramCredentials: ALTER on the cluster;
+  DescribeTopicPartitions: DESCRIBE on each topic; DescribeProducers: READ on each
+  topic; OffsetDelete: DELETE on the group and READ on each topic.
 - ApiVersions, SASL, DescribeCluster, idempotent InitProducerId: allowed.
 - Any other API: super users only; others get the connection closed
   (:class:`AuthorizationDenied`), since there is no generic error response.
 
 The per-API adapters live in :mod:`broker.authz.topics` and
-:mod:`broker.authz.groups`; their shared pieces in
+:mod:`broker.authz.groups` and :mod:`broker.authz.tooling`; their shared pieces in
 :mod:`broker.authz.base`.
 """
 
@@ -43,6 +47,7 @@ from typing import Final
 
 from broker.authz.base import Adapter, Checker, Respond
 from broker.authz.groups import GROUP_ADAPTERS
+from broker.authz.tooling import TOOLING_ADAPTERS
 from broker.authz.topics import TOPIC_ADAPTERS
 from broker.net.request import (
     NO_RESPONSE,
@@ -57,7 +62,11 @@ from broker.security.service import SecurityService
 from broker.topics.service import TopicService
 
 ALWAYS_ALLOWED: Final = frozenset({17, 18, 36, 60})
-_ADAPTERS: Final[dict[int, Adapter]] = {**TOPIC_ADAPTERS, **GROUP_ADAPTERS}
+_ADAPTERS: Final[dict[int, Adapter]] = {
+    **TOPIC_ADAPTERS,
+    **GROUP_ADAPTERS,
+    **TOOLING_ADAPTERS,
+}
 
 
 class AuthorizationDenied(CloseConnection):

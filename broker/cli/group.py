@@ -1,5 +1,5 @@
 """``ailurus group``: list, describe (members, assignments, lag), seek and delete
-consumer groups, over the Kafka protocol.
+consumer groups, and delete their committed offsets, over the Kafka protocol.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from broker.cli.output import echo_json, is_json, print_pairs, print_table, run_
 from broker.cli.topic import make_client
 from broker.client import EARLIEST, LATEST, KafkaClient
 from broker.client import groups as group_ops
-from broker.client.errors import InvalidArgument
+from broker.client.errors import InvalidArgument, KafkaError, error_name
 
 
 @click.group(
@@ -22,6 +22,7 @@ Examples:
   ailurus group list
   ailurus group describe billing
   ailurus group seek billing --to start
+  ailurus group offset-delete billing --topic orders --partition 0
   ailurus group list -X brokers=kafka:9093 -X user=alice -X pass=s3cret
 """,
 )
@@ -249,3 +250,46 @@ def delete(group_ids: tuple[str, ...]) -> None:
         echo_json({"deleted": list(group_ids)})
         return
     print_table(["group", "status"], [(g, "OK") for g in group_ids])
+
+
+@group.command(name="offset-delete")
+@click.argument("group_id")
+@click.option(
+    "-t", "--topic", "topic", required=True, help="The topic whose offsets go."
+)
+@click.option(
+    "-p",
+    "--partition",
+    "partitions",
+    multiple=True,
+    type=click.IntRange(min=0),
+    help="Partitions (repeatable; default: every partition of the topic).",
+)
+@run_command
+def offset_delete(group_id: str, topic: str, partitions: tuple[int, ...]) -> None:
+    """Delete a group's committed offsets of a topic (OffsetDelete).
+
+    Allowed for a group without members, or for a topic none of its members
+    subscribes to (GROUP_SUBSCRIBED_TO_TOPIC otherwise); exit status 1 when any
+    partition's offset could not be deleted.
+    """
+    with make_client() as client:
+        ids = list(partitions) or [
+            p.partition for p in client.topic(topic, refresh=True).partitions
+        ]
+        codes = group_ops.delete_offsets(client, group_id, [(topic, p) for p in ids])
+    rows = [
+        {"topic": t, "partition": p, "error": error_name(c) if c else None}
+        for (t, p), c in sorted(codes.items())
+    ]
+    if is_json():
+        echo_json({"group_id": group_id, "partitions": rows})
+    else:
+        print_table(
+            ["topic", "partition", "status"],
+            [(r["topic"], r["partition"], r["error"] or "OK") for r in rows],
+        )
+    failed = [(t, p, c) for (t, p), c in sorted(codes.items()) if c]
+    if failed:
+        t, p, c = failed[0]
+        raise KafkaError(c, f"delete offset of group {group_id!r} for {t}/{p}")

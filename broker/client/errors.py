@@ -80,6 +80,8 @@ _HINTS = {
     "INVALID_REPLICATION_FACTOR": "the replication factor exceeds the brokers available",
     "NON_EMPTY_GROUP": "the group has active members; stop its consumers first",
     "GROUP_ID_NOT_FOUND": "no such group (see `ailurus group list`)",
+    "GROUP_SUBSCRIBED_TO_TOPIC": "a member of the group consumes this topic; "
+    "stop its consumers first",
     "UNKNOWN_MEMBER_ID": "the group has active members; stop its consumers first",
     "ILLEGAL_GENERATION": "the group has active members; stop its consumers first",
     "COORDINATOR_NOT_AVAILABLE": "the group coordinator is starting; try again",

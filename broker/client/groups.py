@@ -36,6 +36,12 @@ from protocol.messages.offset_commit import (
     OffsetCommitRequestTopic,
     OffsetCommitResponse,
 )
+from protocol.messages.offset_delete import (
+    OffsetDeleteRequest,
+    OffsetDeleteRequestPartition,
+    OffsetDeleteRequestTopic,
+    OffsetDeleteResponse,
+)
 from protocol.messages.offset_fetch import (
     OffsetFetchRequest,
     OffsetFetchRequestTopic,
@@ -241,3 +247,35 @@ def delete_group(client: KafkaClient, group_id: str) -> None:
     for r in response.results:
         if r.error_code:
             raise KafkaError(r.error_code, f"delete group {group_id!r}")
+
+
+def delete_offsets(
+    client: KafkaClient, group_id: str, partitions: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """OffsetDelete: drop the group's committed offsets of ``partitions``; the error
+    code of each partition (0, or GROUP_SUBSCRIBED_TO_TOPIC for a topic a member
+    consumes). A group-level refusal (no such group, NON_EMPTY_GROUP) raises."""
+    conn = coordinator(client, group_id)
+    by_topic: dict[str, list[int]] = defaultdict(list)
+    for topic, partition in sorted(set(partitions)):
+        by_topic[topic].append(partition)
+    request = OffsetDeleteRequest(
+        group_id=group_id,
+        topics=tuple(
+            OffsetDeleteRequestTopic(
+                name=topic,
+                partitions=tuple(
+                    OffsetDeleteRequestPartition(partition_index=p) for p in parts
+                ),
+            )
+            for topic, parts in by_topic.items()
+        ),
+    )
+    response = conn.request(request, OffsetDeleteResponse)
+    if response.error_code:
+        raise KafkaError(response.error_code, f"delete offsets of group {group_id!r}")
+    return {
+        (t.name, p.partition_index): p.error_code
+        for t in response.topics
+        for p in t.partitions
+    }

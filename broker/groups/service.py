@@ -37,6 +37,7 @@ import structlog
 
 from broker.cluster.view import OFFSETS_TOPIC
 from broker.config import BrokerConfig
+from broker.groups.consumer_protocol import decode_consumer_assignment
 from broker.groups.coordinator import GroupCoordinator
 from broker.groups.model import (
     Effect,
@@ -51,6 +52,7 @@ from broker.groups.model import (
     SyncRequest,
     SyncResult,
 )
+from broker.groups.offset_delete import plan_offset_delete
 from broker.groups.offsets import (
     DEFAULT_METADATA_MAX_BYTES,
     DEFAULT_RETENTION_MS,
@@ -481,6 +483,33 @@ class GroupService:
 
     # -- offsets -----------------------------------------------------------------------
 
+    async def delete_offsets(
+        self, group_id: str, partitions: Iterable[tuple[str, int]]
+    ) -> tuple[ErrorCode, dict[tuple[str, int], ErrorCode]]:
+        """OffsetDelete: (top-level error, per-partition errors); the offsets the
+        rules allow (:mod:`broker.groups.offset_delete`) go, answered once durable
+        (cluster mode: once replicated)."""
+        committed = self._committed(group_id)
+        top, codes = plan_offset_delete(
+            self.coordinator.groups.get(group_id), bool(committed), partitions
+        )
+        doomed = [k for k, c in codes.items() if c == ErrorCode.NONE and k in committed]
+        if top != ErrorCode.NONE or not doomed:
+            return top, codes
+        if self.replicated is not None:
+            code = await self.replicated.delete_offsets(group_id, doomed)
+            if code != ErrorCode.NONE:
+                return code, {}
+        else:
+            try:
+                seq = self.store.delete_offsets(group_id, doomed)
+                await self._durability.wait_durable(self.store, seq)
+            except StorageError as e:
+                log.error("offset_delete_failed", group_id=group_id, error=str(e))
+                return ErrorCode.COORDINATOR_NOT_AVAILABLE, {}
+        log.info("offsets_deleted", group_id=group_id, count=len(doomed))
+        return top, codes
+
     async def commit_offsets(
         self,
         group_id: str,
@@ -620,31 +649,3 @@ class GroupService:
             ],
             "offsets": offsets,
         }
-
-
-def decode_consumer_assignment(data: bytes) -> dict[str, list[int]] | None:
-    """Topic → partitions of a ``consumer`` protocol assignment (None if not one).
-
-    Layout (ConsumerProtocolAssignment): version int16, then an array (int32 count)
-    of (topic string16, partitions int32 array), then user data; nothing else needed.
-    """
-    import struct
-
-    try:
-        pos = 2
-        (count,) = struct.unpack_from(">i", data, pos)
-        pos += 4
-        out: dict[str, list[int]] = {}
-        for _ in range(max(count, 0)):
-            (n,) = struct.unpack_from(">h", data, pos)
-            pos += 2
-            topic = data[pos : pos + n].decode()
-            pos += n
-            (k,) = struct.unpack_from(">i", data, pos)
-            pos += 4
-            parts = list(struct.unpack_from(f">{k}i", data, pos))
-            pos += 4 * k
-            out[topic] = parts
-    except (struct.error, UnicodeDecodeError, ValueError):
-        return None
-    return out

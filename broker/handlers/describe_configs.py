@@ -5,7 +5,8 @@ value and source: DYNAMIC_TOPIC_CONFIG (1) for the topic's own overrides,
 STATIC_BROKER_CONFIG (4) for ``--set`` topic defaults, DEFAULT_CONFIG (5) otherwise;
 ``configuration_keys`` filters; synonyms (v1+) list the lower-precedence values
 when ``include_synonyms``. Broker resources (type 4, name = node id or "") get a
-minimal read-only set. Unknown topic -> UNKNOWN_TOPIC_OR_PARTITION; another node id
+minimal read-only set, with the ``inter.broker.protocol.version`` and
+``delete.topic.enable`` that admin tools (Kafka UI) read to pick features. Unknown topic -> UNKNOWN_TOPIC_OR_PARTITION; another node id
 -> INVALID_REQUEST; other resource types -> INVALID_REQUEST.
 Version notes: v1 sources and synonyms; v3 types and documentation; v4 flexible.
 """
@@ -66,6 +67,12 @@ def _broker_configs(config: BrokerConfig) -> dict[str, str]:
         "socket.request.max.bytes": str(config.max_request_size),
         "queued.max.request.bytes": str(config.max_inflight_bytes),
         "max.connections": str(config.max_connections),
+        # What admin tools read to pick features: Kafka UI takes the broker's
+        # version from this key (else "1.0-UNKNOWN": no client quotas page, no
+        # config documentation) and offers topic deletion only when the next is
+        # true. The protocol level matches the API versions served (Kafka 3.9).
+        "inter.broker.protocol.version": "3.9-IV0",
+        "delete.topic.enable": "true",
     }
 
 

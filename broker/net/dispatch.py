@@ -107,13 +107,20 @@ ADVERTISED: Final[dict[int, tuple[int, int]]] = {
     22: (0, 5),
     23: (0, 4),
     32: (0, 4),
+    35: (0, 4),
     36: (0, 2),
     37: (0, 3),
     42: (0, 2),
     43: (0, 2),
     45: (0, 0),
     46: (0, 0),
+    47: (0, 0),
+    48: (0, 1),
+    50: (0, 0),
+    51: (0, 0),
     60: (0, 2),
+    61: (0, 0),
+    75: (0, 0),
 }
 
 # api_key -> module of broker.handlers registering its handler: each handler module is

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -110,6 +110,8 @@ class BatchIdentity:
     base_sequence: int
     record_count: int
     transactional: bool = False
+    # the largest record timestamp of the payload's batches (DescribeProducers)
+    max_timestamp: int = field(default=-1, compare=False)
 
 
 def batch_identity(records: Buffer) -> BatchIdentity | None:
@@ -134,6 +136,7 @@ def batch_identity(records: Buffer) -> BatchIdentity | None:
             f"sequence {h.base_sequence} in a batch of producer {h.producer_id}"
         )
     count = h.record_count
+    max_timestamp = h.max_timestamp
     try:
         if h.size < len(records):
             for _, more in iter_batches(records, h.size):
@@ -145,6 +148,7 @@ def batch_identity(records: Buffer) -> BatchIdentity | None:
                 if more.base_sequence != increment_sequence(h.base_sequence, count):
                     break
                 count += more.record_count
+                max_timestamp = max(max_timestamp, more.max_timestamp)
     except RecordBatchError as exc:
         raise InvalidBatch(str(exc)) from exc
     return BatchIdentity(
@@ -153,6 +157,7 @@ def batch_identity(records: Buffer) -> BatchIdentity | None:
         base_sequence=h.base_sequence,
         record_count=count,
         transactional=h.is_transactional,
+        max_timestamp=max_timestamp,
     )
 
 
@@ -349,6 +354,9 @@ class ProducerService:
             ident.record_count,
             result.base_offset,
             result.last_offset,
+            result.log_append_time_ms
+            if result.log_append_time_ms >= 0
+            else ident.max_timestamp,
         )
 
     def forget(self, plog: PartitionLog) -> None:

@@ -36,7 +36,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -112,6 +112,20 @@ def make_credential(
         )
     salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
     salted = salted_password(mechanism, password.encode(), salt, iterations)
+    return ScramCredential(
+        mechanism=mechanism,
+        salt=salt,
+        iterations=iterations,
+        stored_key=stored_key_of(mechanism, client_key(mechanism, salted)),
+        server_key=hmac.digest(salted, b"Server Key", hash_name(mechanism)),
+    )
+
+
+def credential_from_salted(
+    mechanism: str, salted: bytes, salt: bytes, iterations: int
+) -> ScramCredential:
+    """The stored credential of a salted password a client computed (KIP-554:
+    AlterUserScramCredentials carries ``Hi(password, salt, i)``, not the password)."""
     return ScramCredential(
         mechanism=mechanism,
         salt=salt,
@@ -237,6 +251,42 @@ class UserStore:
             if old is None:
                 raise CredentialError(f"no user {name!r}")
             users[name] = UserRecord(name=name, credentials=old.credentials, acls=acls)
+
+    def alter_scram(
+        self,
+        upsertions: Iterable[tuple[str, ScramCredential]],
+        deletions: Iterable[tuple[str, str]],
+    ) -> set[tuple[str, str]]:
+        """Set and delete credentials of several users in one write: each upsertion
+        is ``(user, credential)``, each deletion ``(user, mechanism)``. Deletions of
+        credentials that do not exist are returned, and nothing else of that user
+        changes. A user left with neither credentials nor ACLs is removed."""
+        with self._locked() as users:
+            missing = {
+                (u, m)
+                for u, m in deletions
+                if u not in users or m not in users[u].credentials
+            }
+            bad_users = {u for u, _ in missing}
+            changed: dict[str, dict[str, ScramCredential]] = {}
+            for u, m in deletions:
+                if u in bad_users:
+                    continue
+                changed.setdefault(u, dict(users[u].credentials)).pop(m, None)
+            for u, cred in upsertions:
+                if u in bad_users:
+                    continue
+                old = users.get(u)
+                creds = changed.setdefault(u, dict(old.credentials) if old else {})
+                creds[cred.mechanism] = cred
+            for u, creds in changed.items():
+                old = users.get(u)
+                acls = old.acls if old else ()
+                if not creds and not acls:
+                    users.pop(u, None)
+                else:
+                    users[u] = UserRecord(name=u, credentials=creds, acls=acls)
+        return missing
 
     def delete(self, name: str) -> bool:
         """Remove a user; False if it did not exist."""

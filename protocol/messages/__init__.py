@@ -39,6 +39,7 @@ MODULES: Final[dict[int, str]] = {
     23: "offset_for_leader_epoch",
     32: "describe_configs",
     33: "alter_configs",
+    35: "describe_log_dirs",
     36: "sasl_authenticate",
     37: "create_partitions",
     42: "delete_groups",
@@ -46,7 +47,13 @@ MODULES: Final[dict[int, str]] = {
     44: "incremental_alter_configs",
     45: "alter_partition_reassignments",
     46: "list_partition_reassignments",
+    47: "offset_delete",
+    48: "describe_client_quotas",
+    50: "describe_user_scram_credentials",
+    51: "alter_user_scram_credentials",
     60: "describe_cluster",
+    61: "describe_producers",
+    75: "describe_topic_partitions",
 }
 
 # api_key -> (min, max): versions both the request and the response schema declare.
@@ -73,6 +80,7 @@ SUPPORTED: Final[dict[int, tuple[int, int]]] = {
     23: (0, 4),
     32: (0, 4),
     33: (0, 2),
+    35: (0, 4),
     36: (0, 2),
     37: (0, 3),
     42: (0, 2),
@@ -80,7 +88,13 @@ SUPPORTED: Final[dict[int, tuple[int, int]]] = {
     44: (0, 1),
     45: (0, 0),
     46: (0, 0),
+    47: (0, 0),
+    48: (0, 1),
+    50: (0, 0),
+    51: (0, 0),
     60: (0, 2),
+    61: (0, 0),
+    75: (0, 0),
 }
 
 

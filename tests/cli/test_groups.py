@@ -108,3 +108,30 @@ def test_group_member_fits_a_broker_capping_sessions(tmp_path: Path) -> None:
         assert consumed.stdout == b"k:v\n"
     finally:
         broker.stop(timeout=10)
+
+
+def test_offset_delete_drops_one_partitions_commit(ailurus: Target) -> None:
+    """``group offset-delete`` removes the named partition's committed offset and
+    keeps the others; an unknown group exits 1 naming GROUP_ID_NOT_FOUND."""
+    topic, group = unique("odel"), unique("g")
+    assert invoke(ailurus, "topic", "create", topic, "-p", "2").exit_code == 0
+    seek = invoke(ailurus, "group", "seek", group, "--to", "start", "-t", topic)
+    assert seek.exit_code == 0, seek.stderr
+    res = invoke(
+        ailurus, "--format", "json", "group", "offset-delete", group, "-t", topic,
+        "-p", "0",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    assert res.json() == {
+        "group_id": group,
+        "partitions": [{"topic": topic, "partition": 0, "error": None}],
+    }
+    desc = invoke(ailurus, "--format", "json", "group", "describe", group).json()
+    assert isinstance(desc, dict)
+    assert [(o["topic"], o["partition"]) for o in desc["offsets"]] == [(topic, 1)]
+    every = invoke(ailurus, "group", "offset-delete", group, "--topic", topic)
+    assert every.exit_code == 0, every.stderr
+    assert f"{topic}" in every.stdout.decode()
+    missing = invoke(ailurus, "group", "offset-delete", unique("none"), "-t", topic)
+    assert missing.exit_code == 1
+    assert b"GROUP_ID_NOT_FOUND" in missing.stderr

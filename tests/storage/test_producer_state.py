@@ -228,3 +228,29 @@ def test_allocator_leaves_no_temp_file(tmp_path: Path) -> None:
     """The id file is written atomically; no .tmp remains."""
     ProducerIdAllocator(tmp_path).allocate()
     assert sorted(os.listdir(tmp_path)) == ["producer_ids.json"]
+
+
+def test_last_timestamp_follows_the_last_batch() -> None:
+    """Each producer keeps its last batch's largest timestamp, appended or replayed
+    from the log (DescribeProducers); -1 when none was given."""
+    state = PartitionProducerState()
+    state.record(1, 0, 0, 1, 0, 0, 1_000)
+    state.record(1, 0, 1, 1, 1, 1, 2_000)
+    state.record(2, 0, 0, 1, 2, 2)
+    entries = state.entries()
+    assert (entries[1].last_timestamp, entries[1].last_seq) == (2_000, 1)
+    assert entries[2].last_timestamp == -1
+    replayed = PartitionProducerState()
+    replayed.load_bytes(
+        build_batch(
+            [
+                RecordInput(value=b"a", timestamp=5_000),
+                RecordInput(value=b"b", timestamp=7_000),
+            ],
+            base_offset=0,
+            producer_id=3,
+            producer_epoch=0,
+            base_sequence=0,
+        )
+    )
+    assert replayed.entries()[3].last_timestamp == 7_000

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from broker.admin.routes import cluster, groups, metrics, snapshots, status, topics
+from broker.admin.routes import (
+    cluster,
+    groups,
+    metrics,
+    security,
+    snapshots,
+    status,
+    topics,
+)
 from broker.admin.server import RouteTable
 
 
@@ -14,3 +22,4 @@ def build_routes(routes: RouteTable) -> None:
     metrics.register(routes)
     groups.register(routes)
     snapshots.register(routes)
+    security.register(routes)
