@@ -45,6 +45,7 @@ from storage.time_index import TimeIndex
 LOG_SUFFIX: Final = ".log"
 INDEX_SUFFIX: Final = ".index"
 TIMEINDEX_SUFFIX: Final = ".timeindex"
+TXNINDEX_SUFFIX: Final = ".txnindex"  # aborted transactions, see txn_index.py
 _IOV_MAX: Final = 1024
 # Segments opened without a shared cache (tests, tools) never close their fd early.
 UNBOUNDED: Final = FdCache()
@@ -189,7 +190,8 @@ class Segment:
     def remove_files(self) -> None:
         """Close and delete the segment's files."""
         self.close()
-        for path in (self.log_path, self.index_path, self.timeindex_path):
+        txnindex = self.stem + TXNINDEX_SUFFIX
+        for path in (self.log_path, self.index_path, self.timeindex_path, txnindex):
             with contextlib.suppress(FileNotFoundError):
                 self.fileops.unlink(path)
 
