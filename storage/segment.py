@@ -6,6 +6,8 @@ File names are the segment's base offset, zero-padded to 20 digits (Kafka
     <partition dir>/00000000000000000000.log        record batches, back to back
                     00000000000000000000.index      see offset_index.py
                     00000000000000000000.timeindex  see time_index.py
+                    00000000000000000000.txnindex   aborted transactions, if any
+                                                    (txn_index.py; deleted with the rest)
 
 The ``.log`` file is the concatenation of magic-2 record batches exactly as Kafka
 writes them (and as they travel on the wire), with absolute offsets and the partition
