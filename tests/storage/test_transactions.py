@@ -193,6 +193,31 @@ def test_retention_delete_records_and_reset_delete_the_index(tmp_path: Path) -> 
     log.close()
 
 
+def test_a_follower_copying_batches_verbatim_tracks_the_same_transactions(
+    tmp_path: Path,
+) -> None:
+    """A follower's verbatim appends (its leader's batches, markers included) give
+    it the leader's open transactions, LSO and .txnindex entries."""
+    leader = open_log(str(tmp_path / "leader"), clean=False)
+    leader.append(txn_batch(7, 0, 0, 2), leader_epoch=3)
+    leader.append(txn_batch(8, 0, 0), leader_epoch=3)
+    leader.append_marker(8, 0, False, 1, leader_epoch=3)
+    leader.append(plain_batch(), leader_epoch=3)
+    copied = b"".join(bytes(b) for b in leader.read(0, 1 << 20).buffers)
+    follower = open_log(str(tmp_path / "follower"), clean=False)
+    follower.append_verbatim(copied)
+    assert follower.open_transactions() == leader.open_transactions() == {7: 0}
+    assert follower.last_stable_offset(5) == 0
+    aborted = leader.aborted_transactions(0, 5)
+    assert aborted == [
+        AbortedTxn(producer_id=8, first_offset=2, last_offset=3, last_stable_offset=0)
+    ]
+    assert follower.aborted_transactions(0, 5) == aborted
+    assert index_files(str(tmp_path / "follower")) == {0: aborted}
+    follower.close()
+    leader.close()
+
+
 # -- the state machine ------------------------------------------------------------------
 
 
