@@ -33,7 +33,6 @@ import threading
 import time
 from typing import Final
 
-from protocol.record_builder import ControlType, build_control_batch
 from protocol.records import CONTROL_BIT, TRANSACTIONAL_BIT, BatchHeader, read_header
 from storage.config import TopicConfig
 from storage.epoch_cache import FILE_NAME as EPOCH_FILE
@@ -68,7 +67,7 @@ from storage.segment import (
 )
 from storage.segment_copy import execute_copy, plan_copy
 from storage.segment_set import SegmentSet
-from storage.transactions import PartitionTxns
+from storage.transactions import PartitionTxns, marker_batch
 from storage.txn_index import AbortedTxn
 from storage.validation import stamp_batches, validate_batches
 
@@ -380,9 +379,9 @@ class PartitionLog:
             parts, offset = stamp_batches(
                 view, batches, first, leader_epoch, append_time
             )
-            self._epochs.assign(leader_epoch, first)
             if txn:
                 self._before_txn_append(first)
+            self._epochs.assign(leader_epoch, first)
             self._write(parts, batches, first, append_time, now, txn=txn)
             return AppendResult(
                 base_offset=first,
@@ -506,18 +505,10 @@ class PartitionLog:
         first: int,
         header_offsets: bool,
     ) -> None:
-        """Open and close transactions for the transactional batches just written
-        (the ABORT markers' ``.txnindex`` entries are written here)."""
-        noted: list[tuple[int, BatchHeader, int]] = []
-        offset = first
-        for pos, header in batches:
-            if header_offsets:
-                offset = header.base_offset
-            if header.attributes & (TRANSACTIONAL_BIT | CONTROL_BIT):
-                noted.append((start + pos, header, offset))
-            offset += header.last_offset_delta + 1
+        """Open and close transactions for the batches just written (an ABORT
+        marker's ``.txnindex`` entry is written here)."""
         try:
-            self._txns.on_batches(seg, noted)
+            self._txns.on_written(seg, start, batches, first, header_offsets)
         except OSError as exc:
             self._failed = f"transaction index write failed: {exc.strerror or exc}"
             raise _io_error(f"indexing transactions in {self.directory}", exc) from exc
@@ -548,20 +539,20 @@ class PartitionLog:
             self._txns.tracker.check_marker(
                 producer_id, producer_epoch, coordinator_epoch
             )
-            batch = build_control_batch(
-                ControlType.COMMIT if commit else ControlType.ABORT,
-                producer_id=producer_id,
-                producer_epoch=producer_epoch,
+            batch = marker_batch(
+                producer_id,
+                producer_epoch,
+                commit=commit,
                 coordinator_epoch=coordinator_epoch,
                 base_offset=self._segments.end_offset,
-                partition_leader_epoch=leader_epoch,
+                leader_epoch=leader_epoch,
                 timestamp=now,
             )
             self._maybe_roll(len(batch), now, 0)
             first = self._segments.end_offset
             append_time = now if self.config.log_append_time else -1
-            self._epochs.assign(leader_epoch, first)
             self._before_txn_append(first)
+            self._epochs.assign(leader_epoch, first)
             header = read_header(batch)
             self._write(
                 batch,

@@ -32,7 +32,7 @@ import os
 from collections.abc import Iterable
 from typing import Final
 
-from protocol.record_builder import iter_records
+from protocol.record_builder import ControlType, build_control_batch, iter_records
 from protocol.records import CONTROL_BIT, TRANSACTIONAL_BIT, BatchHeader
 from storage.errors import CorruptSegment, InvalidBatch
 from storage.fileops import FileOps
@@ -40,12 +40,34 @@ from storage.segment import TXNINDEX_SUFFIX, Segment, segment_name
 from storage.txn_index import AbortedTxn, TxnIndexFile
 from storage.txn_state import MarkerInfo, TxnTracker
 
-__all__ = ["STATE_FILE", "TXN_BITS", "PartitionTxns", "marker_of"]
+__all__ = ["STATE_FILE", "TXN_BITS", "PartitionTxns", "marker_batch", "marker_of"]
 
 STATE_FILE: Final = "txn-state.json"
 TXN_BITS: Final = TRANSACTIONAL_BIT | CONTROL_BIT
 _MARKER_KEY_SIZE: Final = 4  # version int16 + type int16 (ControlRecordType)
 _MARKER_VALUE_SIZE: Final = 6  # version int16 + coordinator epoch int32
+
+
+def marker_batch(
+    producer_id: int,
+    producer_epoch: int,
+    *,
+    commit: bool,
+    coordinator_epoch: int,
+    base_offset: int,
+    leader_epoch: int,
+    timestamp: int,
+) -> bytes:
+    """A COMMIT/ABORT control batch in Kafka's format (``EndTransactionMarker``)."""
+    return build_control_batch(
+        ControlType.COMMIT if commit else ControlType.ABORT,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        coordinator_epoch=coordinator_epoch,
+        base_offset=base_offset,
+        partition_leader_epoch=leader_epoch,
+        timestamp=timestamp,
+    )
 
 
 def marker_of(batch: bytes | memoryview) -> MarkerInfo | None:
@@ -158,15 +180,26 @@ class PartitionTxns:
             self.write_state(offset, self.tracker)
             self.enabled = True
 
-    def on_batches(
-        self, seg: Segment, batches: list[tuple[int, BatchHeader, int]]
+    def on_written(
+        self,
+        seg: Segment,
+        start: int,
+        batches: list[tuple[int, BatchHeader]],
+        first: int,
+        header_offsets: bool,
     ) -> None:
-        """Transactional batches (position in ``seg``, header, base offset) were
-        written to ``seg``: open and close transactions, index the aborts."""
-        for position, header, base in batches:
-            aborted = self._apply(seg, position, header, base)
-            if aborted is not None:
-                self._index(seg.base_offset).append(aborted)
+        """Batches (position from ``start`` in ``seg``, header) were written to
+        ``seg`` from offset ``first`` (``header_offsets``: their headers carry their
+        offsets): open and close transactions, index the aborts."""
+        offset = first
+        for pos, header in batches:
+            if header_offsets:
+                offset = header.base_offset
+            if header.attributes & TXN_BITS:
+                aborted = self._apply(seg, start + pos, header, offset)
+                if aborted is not None:
+                    self._index(seg.base_offset).append(aborted)
+            offset += header.last_offset_delta + 1
 
     def _apply(
         self, seg: Segment, position: int, header: BatchHeader, base: int
@@ -243,6 +276,8 @@ class PartitionTxns:
                     self._drop_index(base)
         if not self.enabled:
             return
+        for index in self.unsynced():
+            index.sync()  # the state file below says they are durable
         below = [o for o in self.marks if o <= new_end]
         start = max(below) if below else segments[0].base_offset
         self.tracker = self.marks[start].copy() if start in self.marks else TxnTracker()
