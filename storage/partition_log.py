@@ -1073,6 +1073,13 @@ class PartitionLog:
                 self._segments.replace_active(adopted)
             else:
                 self._segments.extend(adopted)
+            try:
+                self._txns.on_adopted(adopted)
+            except OSError as exc:
+                self._failed = f"indexing adopted segments failed: {exc}"
+                raise _io_error(
+                    f"adopting segments into {self.directory}", exc
+                ) from exc
             self._segments.active.created_ms = _now_ms()
             for epoch, start in zip(
                 staged_epochs.epochs, staged_epochs.starts, strict=True

@@ -219,6 +219,17 @@ class PartitionTxns:
             header.producer_id, header.producer_epoch, marker, base
         )
 
+    def on_adopted(self, segments: list[Segment]) -> None:
+        """Segments built elsewhere were put at the log's end (snapshot ingest):
+        their transactional batches are replayed from their headers."""
+        for seg in segments:
+            for position, header in seg.iter_headers(0):
+                if header.attributes & TXN_BITS:
+                    self.before_append(header.base_offset)
+                    aborted = self._apply(seg, position, header, header.base_offset)
+                    if aborted is not None:
+                        self._index(seg.base_offset).append(aborted)
+
     def on_roll(self, base_offset: int) -> None:
         """A new segment starts at ``base_offset``: remember the state there."""
         if self.enabled:

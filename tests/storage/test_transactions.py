@@ -218,6 +218,32 @@ def test_a_follower_copying_batches_verbatim_tracks_the_same_transactions(
     leader.close()
 
 
+def test_adopted_segments_bring_their_transactions(tmp_path: Path) -> None:
+    """Segments adopted from a staging log (snapshot ingest) are replayed: their
+    open transaction holds the LSO, their abort is indexed, and both survive a
+    restart."""
+    log = open_log(str(tmp_path / "log"), clean=False)
+    log.append(plain_batch(2), leader_epoch=0)
+    staged = open_log(str(tmp_path / "stage"), clean=True)
+    staged.reset_start(2)
+    staged.append(txn_batch(7, 0, 0), leader_epoch=0)  # 2
+    staged.append_marker(7, 0, False, 0, leader_epoch=0)  # 3
+    staged.roll()
+    staged.append(txn_batch(8, 0, 0), leader_epoch=0)  # 4, left open
+    staged.close()
+    assert log.adopt(str(tmp_path / "stage")) == 5
+    expected = [
+        AbortedTxn(producer_id=7, first_offset=2, last_offset=3, last_stable_offset=4)
+    ]
+    for _ in range(2):
+        assert log.open_transactions() == {8: 4}
+        assert log.last_stable_offset(5) == 4
+        assert log.aborted_transactions(0, 5) == expected
+        log.close()
+        log = open_log(str(tmp_path / "log"), clean=True)
+    log.close()
+
+
 # -- the state machine ------------------------------------------------------------------
 
 
