@@ -116,13 +116,18 @@ class PartitionTxns:
                 )
                 if index.entries:
                     self._put_index(int(stem), index)
+        end = segments[-1].next_offset
+        for base in list(self._bases):
+            # aborts whose markers a torn tail took away
+            self.indexes[base].truncate_from(end)
+            if not self.indexes[base].entries:
+                self._drop_index(base)
         try:
             with open(self.state_path, "rb") as f:
                 raw = f.read()
         except FileNotFoundError:
             return False
         self.enabled = True
-        end = segments[-1].next_offset
         start = segments[0].base_offset
         try:
             loaded = TxnTracker.from_image(json.loads(raw))

@@ -244,6 +244,27 @@ def test_adopted_segments_bring_their_transactions(tmp_path: Path) -> None:
     log.close()
 
 
+def test_an_abort_whose_marker_a_torn_tail_lost_is_forgotten(tmp_path: Path) -> None:
+    """A crash that loses the ABORT marker from the log (but not its .txnindex
+    entry) reopens the transaction and drops the entry."""
+    log = open_log(str(tmp_path), clean=False)
+    log.append(txn_batch(7, 0, 0), leader_epoch=0)
+    log.close()  # txn-state.json now says: offset 1, transaction of 7 open at 0
+    log = open_log(str(tmp_path), clean=True)
+    log.append_marker(7, 0, False, 0, leader_epoch=0)
+    assert len(index_files(str(tmp_path))[0]) == 1
+    log.close(clean=False)
+    segment = tmp_path / f"{0:020d}.log"
+    size = len(txn_batch(7, 0, 0))
+    os.truncate(segment, size + 10)  # the marker is torn
+    log = open_log(str(tmp_path), clean=False)
+    assert log.log_end_offset == 1
+    assert log.open_transactions() == {7: 0}
+    assert log.aborted_transactions(0, 2) == []
+    assert index_files(str(tmp_path)) == {}
+    log.close()
+
+
 # -- the state machine ------------------------------------------------------------------
 
 
