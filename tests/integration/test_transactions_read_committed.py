@@ -12,7 +12,6 @@ transaction. One broker for the module; every test reads what the first wrote.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,38 +22,10 @@ from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTopicPartition
 
 from protocol.error_codes import ErrorCode
-from protocol.messages.fetch import (
-    AbortedTransaction,
-    FetchPartition,
-    FetchRequest,
-    FetchResponse,
-    FetchTopic,
-)
-from protocol.messages.init_producer_id import (
-    InitProducerIdRequest,
-    InitProducerIdResponse,
-)
-from protocol.messages.list_offsets import (
-    ListOffsetsPartition,
-    ListOffsetsRequest,
-    ListOffsetsResponse,
-    ListOffsetsTopic,
-)
+from protocol.messages.fetch import AbortedTransaction
 from protocol.messages.metadata import MetadataRequest, MetadataRequestTopic
-from protocol.messages.produce import (
-    PartitionProduceData,
-    ProduceRequest,
-    ProduceResponse,
-    TopicProduceData,
-)
-from protocol.messages.write_txn_markers import (
-    WritableTxnMarker,
-    WritableTxnMarkerTopic,
-    WriteTxnMarkersRequest,
-    WriteTxnMarkersResponse,
-)
-from protocol.record_builder import RecordInput, build_batch
 from protocol.records import iter_batches
+from tests import _txn
 from tests._broker import BrokerProcess, request, start_broker
 
 pytestmark = pytest.mark.integration
@@ -92,113 +63,16 @@ def producers(broker: BrokerProcess) -> tuple[int, int]:
                 allow_auto_topic_creation=True,
             ),
         )
-        p1, p2 = _producer_id(sock), _producer_id(sock)
-        assert _produce(sock, _plain(b"p0")) == 0
-        assert _produce(sock, _txn(p1, 0, b"c1a", b"c1b")) == 1
-        assert _produce(sock, _txn(p2, 0, b"a1")) == 3
-        assert _produce(sock, _plain(b"p1")) == 4
-        assert _markers(sock, (p1, True, 0), (p2, False, 0)) == [0, 0]
-        assert _produce(sock, _plain(b"p2")) == 7
-        assert _produce(sock, _txn(p1, 2, b"c2")) == 8
-        assert _produce(sock, _plain(b"p3")) == 9
+        p1, p2 = _txn.producer_id(sock), _txn.producer_id(sock)
+        assert _txn.produce(sock, TOPIC, _txn.plain(b"p0")) == 0
+        assert _txn.produce(sock, TOPIC, _txn.txn(p1, 0, b"c1a", b"c1b")) == 1
+        assert _txn.produce(sock, TOPIC, _txn.txn(p2, 0, b"a1")) == 3
+        assert _txn.produce(sock, TOPIC, _txn.plain(b"p1")) == 4
+        assert _txn.markers(sock, TOPIC, (p1, True, 0), (p2, False, 0)) == [0, 0]
+        assert _txn.produce(sock, TOPIC, _txn.plain(b"p2")) == 7
+        assert _txn.produce(sock, TOPIC, _txn.txn(p1, 2, b"c2")) == 8
+        assert _txn.produce(sock, TOPIC, _txn.plain(b"p3")) == 9
     return p1, p2
-
-
-def _producer_id(sock: socket.socket) -> int:
-    resp = request(
-        sock,
-        22,
-        4,
-        InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=60000),
-    )
-    assert isinstance(resp, InitProducerIdResponse)
-    assert resp.error_code == 0
-    assert resp.producer_epoch == 0
-    return resp.producer_id
-
-
-def _plain(value: bytes) -> bytes:
-    return build_batch([RecordInput(key=None, value=value)])
-
-
-def _txn(pid: int, seq: int, *values: bytes) -> bytes:
-    return build_batch(
-        [RecordInput(key=None, value=v) for v in values],
-        producer_id=pid,
-        producer_epoch=0,
-        base_sequence=seq,
-        is_transactional=True,
-    )
-
-
-def _produce(sock: socket.socket, records: bytes) -> int:
-    resp = request(
-        sock,
-        0,
-        9,
-        ProduceRequest(
-            acks=-1,
-            timeout_ms=10000,
-            topic_data=(
-                TopicProduceData(
-                    name=TOPIC,
-                    partition_data=(PartitionProduceData(index=0, records=records),),
-                ),
-            ),
-        ),
-    )
-    assert isinstance(resp, ProduceResponse)
-    part = resp.responses[0].partition_responses[0]
-    assert part.error_code == ErrorCode.NONE, part
-    return part.base_offset
-
-
-def _markers(sock: socket.socket, *markers: tuple[int, bool, int]) -> list[int]:
-    """WriteTxnMarkers v1 for partition 0: (producer id, commit, coordinator epoch)."""
-    resp = request(
-        sock,
-        27,
-        1,
-        WriteTxnMarkersRequest(
-            markers=tuple(
-                WritableTxnMarker(
-                    producer_id=pid,
-                    producer_epoch=0,
-                    transaction_result=commit,
-                    topics=(
-                        WritableTxnMarkerTopic(name=TOPIC, partition_indexes=(0,)),
-                    ),
-                    coordinator_epoch=coordinator_epoch,
-                )
-                for pid, commit, coordinator_epoch in markers
-            )
-        ),
-    )
-    assert isinstance(resp, WriteTxnMarkersResponse)
-    assert [m.producer_id for m in resp.markers] == [m[0] for m in markers]
-    return [m.topics[0].partitions[0].error_code for m in resp.markers]
-
-
-def _latest(sock: socket.socket, isolation_level: int) -> int:
-    resp = request(
-        sock,
-        2,
-        7,
-        ListOffsetsRequest(
-            replica_id=-1,
-            isolation_level=isolation_level,
-            topics=(
-                ListOffsetsTopic(
-                    name=TOPIC,
-                    partitions=(ListOffsetsPartition(partition_index=0, timestamp=-1),),
-                ),
-            ),
-        ),
-    )
-    assert isinstance(resp, ListOffsetsResponse)
-    part = resp.topics[0].partitions[0]
-    assert part.error_code == ErrorCode.NONE
-    return part.offset
 
 
 def _confluent(
@@ -267,8 +141,8 @@ def test_list_offsets_latest_is_the_lso_for_read_committed(
     """While P1's second transaction is open, latest is its first offset for
     read_committed and the high watermark for read_uncommitted."""
     with broker.connect() as sock:
-        assert _latest(sock, 1) == LSO_OPEN
-        assert _latest(sock, 0) == END_OPEN
+        assert _txn.latest(sock, TOPIC, 1) == LSO_OPEN
+        assert _txn.latest(sock, TOPIC, 0) == END_OPEN
 
 
 def test_raw_read_committed_fetch_stops_at_the_lso_and_lists_the_abort(
@@ -283,30 +157,7 @@ def test_raw_read_committed_fetch_stops_at_the_lso_and_lists_the_abort(
             (1, LSO_OPEN, (AbortedTransaction(producer_id=p2, first_offset=3),)),
             (0, END_OPEN, None),
         ):
-            resp = request(
-                sock,
-                1,
-                11,
-                FetchRequest(
-                    max_wait_ms=0,
-                    min_bytes=0,
-                    isolation_level=level,
-                    topics=(
-                        FetchTopic(
-                            topic=TOPIC,
-                            partitions=(
-                                FetchPartition(
-                                    partition=0,
-                                    fetch_offset=0,
-                                    partition_max_bytes=1 << 20,
-                                ),
-                            ),
-                        ),
-                    ),
-                ),
-            )
-            assert isinstance(resp, FetchResponse)
-            part = resp.responses[0].partitions[0]
+            part = _txn.fetch(sock, TOPIC, level)
             assert part.error_code == ErrorCode.NONE
             assert (part.high_watermark, part.last_stable_offset) == (
                 END_OPEN,
@@ -334,9 +185,9 @@ def test_consumers_see_committed_records_only_then_the_rest_after_commit(
     assert _confluent(broker, "read_committed", n, linger_s=2) == COMMITTED_BEFORE
     assert _kafka_python(broker, "read_committed", n, linger_s=2) == COMMITTED_BEFORE
     with broker.connect() as sock:
-        assert _markers(sock, (p1, True, 5)) == [ErrorCode.NONE]
-        assert _latest(sock, 1) == _latest(sock, 0) == END_OPEN + 1
-        assert _markers(sock, (p1, True, 4)) == [
+        assert _txn.markers(sock, TOPIC, (p1, True, 5)) == [ErrorCode.NONE]
+        assert _txn.latest(sock, TOPIC, 1) == _txn.latest(sock, TOPIC, 0) == 11
+        assert _txn.markers(sock, TOPIC, (p1, True, 4)) == [
             ErrorCode.TRANSACTION_COORDINATOR_FENCED
         ]
     committed = [v for v in EVERYTHING if v != b"a1"]
