@@ -39,6 +39,9 @@ Public API (everything raises only ``storage.errors.StorageError`` subclasses)::
     log.offset_for_timestamp(ts_ms) -> (offset, timestamp) | None
     log.max_timestamp_offset() -> (offset, timestamp)   # (-1, -1) when empty
     log.epoch_end_offset(epoch) -> (epoch, end_offset)  # (-1, -1) if unknown
+    log.append_marker(pid, epoch, commit, coordinator_epoch, *, leader_epoch) -> AppendResult
+    log.first_unstable_offset -> int | None; log.last_stable_offset(hw) -> int
+    log.aborted_transactions(start, upper) -> [AbortedTxn]   # from the .txnindex files
     log.segments() / closed_segments() -> [SegmentInfo]
     log.link_or_copy_segments_to(dest_dir, end_offset, *, start_offset=0) -> [CopiedSegment]
     log.close(clean=True)
@@ -52,6 +55,7 @@ method is safe against the others (one short lock per log; fsyncs run outside it
 Modules: errors, fileops (the injectable syscall seam), config (topic configs),
 lock (data-dir lock), fd_cache (bounded open segment descriptors), segment, offset_index, time_index, epoch_cache, recovery,
 validation (produce-side batch checks), segment_copy (snapshot links/copies),
-log_types (result values), partition_log, log_manager. (offset_store, producer_state
+log_types (result values), partition_log, log_manager, transactions / txn_state /
+txn_index (ongoing and aborted transactions). (offset_store, producer_state
 and snapshot* belong to the consumer-group, idempotence and snapshot work.)
 """

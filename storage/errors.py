@@ -97,3 +97,13 @@ class StorageIOError(StorageError):
 
 class LogClosed(StorageError):
     """The partition log was closed (or deleted) while a caller still used it."""
+
+
+class ProducerFenced(StorageError):
+    """A transaction marker carries an epoch older than its producer's current one
+    (Kafka ``InvalidProducerEpochException``)."""
+
+
+class CoordinatorFenced(StorageError):
+    """A transaction marker comes from an older transaction coordinator than the
+    producer's last marker (Kafka ``TransactionCoordinatorFencedException``)."""

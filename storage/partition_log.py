@@ -4,7 +4,9 @@ Directory ``<data_dir>/kafka/<topic>/<partition>/``::
 
     00000000000000000000.log / .index / .timeindex    closed segments
     00000000000000004096.log / .index / .timeindex    ... the last one is active
+    00000000000000000000.txnindex                     aborted transactions (txn_index.py)
     leader-epoch-checkpoint                           epoch_cache.py
+    txn-state.json                                    transactions.py
     checkpoint.json   {"version": 1, "recovery_point": N, "log_start_offset": M}
 
 ``recovery_point``: every byte below it was fsynced and its segments' indexes were
@@ -31,11 +33,12 @@ import threading
 import time
 from typing import Final
 
-from protocol.records import BatchHeader
+from protocol.records import CONTROL_BIT, TRANSACTIONAL_BIT, BatchHeader, read_header
 from storage.config import TopicConfig
 from storage.epoch_cache import FILE_NAME as EPOCH_FILE
 from storage.epoch_cache import EpochCache
 from storage.errors import (
+    InvalidBatch,
     LogClosed,
     OffsetMismatch,
     OffsetOutOfRange,
@@ -64,6 +67,8 @@ from storage.segment import (
 )
 from storage.segment_copy import execute_copy, plan_copy
 from storage.segment_set import SegmentSet
+from storage.transactions import PartitionTxns, marker_batch
+from storage.txn_index import AbortedTxn
 from storage.validation import stamp_batches, validate_batches
 
 __all__ = [
@@ -120,6 +125,7 @@ class PartitionLog:
         self._durable = 0
         self._recovery_point = 0
         self._epochs = EpochCache()
+        self._txns = PartitionTxns(fileops, directory)
         self._unsynced: dict[int, Segment] = {}
         self._dir_dirty = False
         self._failed: str | None = None
@@ -210,6 +216,7 @@ class PartitionLog:
                 seg.write_indexes()
         self._durable = end
         self._recovery_point = end
+        self._txns.open(list(self._segments), fileops.listdir(self.directory))
         if not clean or removed_files or removed_segments or self._dir_dirty:
             fileops.fsync_dir(self.directory)
         self._dir_dirty = False
@@ -278,6 +285,30 @@ class PartitionLog:
         return self._epochs.latest_epoch
 
     @property
+    def first_unstable_offset(self) -> int | None:
+        """First offset of the oldest open transaction (None: none is open)."""
+        return self._txns.tracker.first_unstable_offset
+
+    def last_stable_offset(self, high_watermark: int) -> int:
+        """The last stable offset: min(first unstable offset, ``high_watermark``)
+        (KIP-98; a read_committed consumer reads below it)."""
+        first = self._txns.tracker.first_unstable_offset
+        return high_watermark if first is None or first >= high_watermark else first
+
+    def aborted_transactions(self, start: int, upper: int) -> list[AbortedTxn]:
+        """Aborted transactions overlapping [start, upper), from the
+        ``.txnindex`` files (a read_committed Fetch's ``aborted_transactions``)."""
+        if not self._txns.indexes:
+            return []  # no abort in the log (every read_committed fetch asks)
+        with self._lock:
+            return self._txns.aborted(start, upper)
+
+    def open_transactions(self) -> dict[int, int]:
+        """Producer id -> first offset of each open transaction."""
+        with self._lock:
+            return dict(self._txns.tracker.open)
+
+    @property
     def max_timestamp(self) -> int:
         """Largest batch max_timestamp in the log (-1 if none)."""
         return self._segments.max_timestamp
@@ -332,16 +363,26 @@ class PartitionLog:
         view = memoryview(records)
         now = _now_ms() if now_ms is None else now_ms
         append_time = now if self.config.log_append_time else -1
+        span = -1
+        attributes = 0
+        for _, h in batches:
+            span += h.last_offset_delta + 1
+            attributes |= h.attributes
+        if attributes & CONTROL_BIT:
+            # Kafka's LogValidator: only the transaction coordinator writes markers
+            raise InvalidBatch("clients may not write control batches")
+        txn = bool(attributes & TRANSACTIONAL_BIT)
         with self._lock:
             self._check_writable()
-            span = sum(h.last_offset_delta + 1 for _, h in batches) - 1
             self._maybe_roll(len(view), now, span)
             first = offset = self._segments.end_offset
             parts, offset = stamp_batches(
                 view, batches, first, leader_epoch, append_time
             )
+            if txn:
+                self._before_txn_append(first)
             self._epochs.assign(leader_epoch, first)
-            self._write(parts, batches, first, append_time, now)
+            self._write(parts, batches, first, append_time, now, txn=txn)
             return AppendResult(
                 base_offset=first,
                 last_offset=offset - 1,
@@ -364,12 +405,17 @@ class PartitionLog:
         with self._lock:
             self._check_writable()
             expected = first = self._segments.end_offset
+            attributes = 0
             for _, header in found:
                 if header.base_offset != expected:
                     raise OffsetMismatch(
                         f"batch at offset {header.base_offset}, expected {expected}"
                     )
                 expected = header.next_offset
+                attributes |= header.attributes
+            txn = bool(attributes & (TRANSACTIONAL_BIT | CONTROL_BIT))
+            if txn:
+                self._before_txn_append(first)
             now = _now_ms()
             i = 0
             while i < len(found):
@@ -392,7 +438,7 @@ class PartitionLog:
                     self._epochs.assign(
                         header.partition_leader_epoch, header.base_offset
                     )
-                self._write(chunk, rebased, header_offsets=True, now=now)
+                self._write(chunk, rebased, header_offsets=True, now=now, txn=txn)
                 i = j
             return AppendResult(
                 base_offset=first,
@@ -410,6 +456,7 @@ class PartitionLog:
         now: int = 0,
         *,
         header_offsets: bool = False,
+        txn: bool = False,
     ) -> None:
         seg = self._segments.active
         start = seg.size
@@ -439,6 +486,89 @@ class PartitionLog:
             seg.note_batch(start + pos, last, max_ts, header.size, interval)
             offset = last + 1
         self._unsynced[seg.base_offset] = seg
+        if txn:
+            self._note_txn_batches(seg, start, batches, first, header_offsets)
+
+    def _before_txn_append(self, offset: int) -> None:
+        try:
+            self._txns.before_append(offset)
+        except OSError as exc:
+            raise _io_error(
+                f"writing transaction state of {self.directory}", exc
+            ) from exc
+
+    def _note_txn_batches(
+        self,
+        seg: Segment,
+        start: int,
+        batches: list[tuple[int, BatchHeader]],
+        first: int,
+        header_offsets: bool,
+    ) -> None:
+        """Open and close transactions for the batches just written (an ABORT
+        marker's ``.txnindex`` entry is written here)."""
+        try:
+            self._txns.on_written(seg, start, batches, first, header_offsets)
+        except OSError as exc:
+            self._failed = f"transaction index write failed: {exc.strerror or exc}"
+            raise _io_error(f"indexing transactions in {self.directory}", exc) from exc
+
+    def append_marker(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+        coordinator_epoch: int,
+        *,
+        leader_epoch: int,
+        now_ms: int | None = None,
+    ) -> AppendResult:
+        """Write a COMMIT or ABORT marker (a control batch in Kafka's format) for
+        ``producer_id``'s transaction: the transaction closes, an ABORT is added to
+        the segment's ``.txnindex`` (what WriteTxnMarkers does for a partition).
+
+        Raises:
+            ProducerFenced: ``producer_epoch`` is older than the producer's.
+            CoordinatorFenced: ``coordinator_epoch`` is older than the producer's
+                last marker's.
+            StorageIOError: the write failed (see :meth:`append`).
+        """
+        now = _now_ms() if now_ms is None else now_ms
+        with self._lock:
+            self._check_writable()
+            self._txns.tracker.check_marker(
+                producer_id, producer_epoch, coordinator_epoch
+            )
+            batch = marker_batch(
+                producer_id,
+                producer_epoch,
+                commit=commit,
+                coordinator_epoch=coordinator_epoch,
+                base_offset=self._segments.end_offset,
+                leader_epoch=leader_epoch,
+                timestamp=now,
+            )
+            self._maybe_roll(len(batch), now, 0)
+            first = self._segments.end_offset
+            append_time = now if self.config.log_append_time else -1
+            self._before_txn_append(first)
+            self._epochs.assign(leader_epoch, first)
+            header = read_header(batch)
+            self._write(
+                batch,
+                [(0, header)],
+                first,
+                append_time,
+                now,
+                header_offsets=True,
+                txn=True,
+            )
+            return AppendResult(
+                base_offset=first,
+                last_offset=first,
+                log_append_time_ms=append_time,
+                log_start_offset=self._log_start,
+            )
 
     def _maybe_roll(self, incoming: int, now: int, span: int) -> None:
         seg = self._segments.active
@@ -471,6 +601,7 @@ class PartitionLog:
         except OSError as exc:
             raise _io_error(f"rolling {old.log_path}", exc) from exc
         self._segments.append(new)
+        self._txns.on_roll(new.base_offset)
         self._dir_dirty = True
         # Nothing is fsynced here (a roll is on the append path): the recovery point
         # and epoch file move on at the next checkpoint() or clean close, and until
@@ -569,9 +700,12 @@ class PartitionLog:
                 self._unsynced.clear()
                 dir_dirty, self._dir_dirty = self._dir_dirty, False
                 rewrites = self._rewrites
+                txn_indexes = self._txns.unsynced() if self._txns.indexes else []
             try:
                 for fd in fds:
                     self.fileops.fdatasync(fd)
+                for index in txn_indexes:
+                    index.sync()
                 if dir_dirty:
                     self.fileops.fsync_dir(self.directory)
             except OSError as exc:
@@ -609,6 +743,7 @@ class PartitionLog:
             recovery_point = self._durable
             dirty = [s for s in self._segments.closed() if s.indexes_dirty]
             epoch_image = self._epochs.take_image()
+            txn_image = self._txns.checkpoint_image(recovery_point)
             self._checkpointed_at = time.monotonic()
         try:
             for seg in dirty:  # closed segments: their indexes no longer change
@@ -619,6 +754,8 @@ class PartitionLog:
                     self.fileops.write_file_atomic(
                         os.path.join(self.directory, EPOCH_FILE), epoch_image
                     )
+                if txn_image is not None:
+                    self.fileops.write_file_atomic(self._txns.state_path, txn_image)
                 self._recovery_point = max(self._recovery_point, recovery_point)
                 self._write_checkpoint()
         except OSError as exc:
@@ -674,6 +811,7 @@ class PartitionLog:
     def _remove_first(self) -> None:
         seg = self._segments.pop_first()
         self._unsynced.pop(seg.base_offset, None)
+        self._txns.drop_segment(seg.base_offset, seg.next_offset)
         try:
             seg.remove_files()
         except OSError as exc:
@@ -740,6 +878,7 @@ class PartitionLog:
         self._log_start = self._durable = self._recovery_point = base_offset
         self._epochs.clear()
         try:
+            self._txns.reset(base_offset)
             with self._checkpoint_lock:
                 self._epochs.save(self.fileops, self.directory)
                 self._write_checkpoint()  # also fsyncs the directory
@@ -807,6 +946,7 @@ class PartitionLog:
                 kept = self._replace_with_prefix(seg, cut_pos)
                 self._segments.replace_active([kept])
                 self._unsynced.pop(seg.base_offset, None)
+                self._txns.truncate(list(self._segments), new_end)
                 self.fileops.fsync_dir(self.directory)
             except OSError as exc:
                 # The epochs in memory already say "cut": the log must not take
@@ -933,6 +1073,13 @@ class PartitionLog:
                 self._segments.replace_active(adopted)
             else:
                 self._segments.extend(adopted)
+            try:
+                self._txns.on_adopted(adopted)
+            except OSError as exc:
+                self._failed = f"indexing adopted segments failed: {exc}"
+                raise _io_error(
+                    f"adopting segments into {self.directory}", exc
+                ) from exc
             self._segments.active.created_ms = _now_ms()
             for epoch, start in zip(
                 staged_epochs.epochs, staged_epochs.starts, strict=True
@@ -985,8 +1132,14 @@ class PartitionLog:
                         if seg.indexes_dirty:
                             seg.write_indexes()
                     self._durable = self._recovery_point = self._segments.end_offset
+                    for index in self._txns.unsynced():
+                        index.sync()
                     with self._checkpoint_lock:
                         self._epochs.save(self.fileops, self.directory)
+                        if self._txns.enabled:
+                            self._txns.write_state(
+                                self._recovery_point, self._txns.tracker
+                            )
                         self._write_checkpoint()
             except OSError as exc:
                 raise _io_error(f"closing {self.directory}", exc) from exc

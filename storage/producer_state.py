@@ -261,12 +261,7 @@ class PartitionProducerState:
             if batch.producer_id < 0:
                 continue
             if batch.is_control:
-                # Control markers bump the epoch but carry no sequences (KIP-98).
-                entry = self._producers.get(batch.producer_id)
-                if entry is None or batch.producer_epoch > entry.epoch:
-                    self._producers[batch.producer_id] = ProducerEntry(
-                        batch.producer_epoch
-                    )
+                self.marker(batch.producer_id, batch.producer_epoch)
                 continue
             self.record(
                 batch.producer_id,
@@ -277,6 +272,13 @@ class PartitionProducerState:
                 batch.last_offset,
                 batch.max_timestamp,
             )
+
+    def marker(self, producer_id: int, epoch: int) -> None:
+        """A transaction marker of ``producer_id`` was appended: markers bump the
+        epoch but carry no sequences (KIP-98)."""
+        entry = self._producers.get(producer_id)
+        if entry is None or epoch > entry.epoch:
+            self._producers[producer_id] = ProducerEntry(epoch)
 
     def load_bytes(self, buf: Buffer) -> None:
         """Replay the complete batches of a log slice (e.g. the last segment)."""

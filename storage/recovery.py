@@ -33,6 +33,7 @@ from storage.segment import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
     TIMEINDEX_SUFFIX,
+    TXNINDEX_SUFFIX,
     Segment,
     segment_base,
 )
@@ -264,7 +265,7 @@ def recover_segments(
             removed_files.append(name)
         elif (base := segment_base(name)) is not None:
             bases.append(base)
-        elif "." + suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX) and (
+        elif "." + suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX, TXNINDEX_SUFFIX) and (
             stem + LOG_SUFFIX not in names
         ):
             fileops.unlink(path)

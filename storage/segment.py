@@ -6,6 +6,8 @@ File names are the segment's base offset, zero-padded to 20 digits (Kafka
     <partition dir>/00000000000000000000.log        record batches, back to back
                     00000000000000000000.index      see offset_index.py
                     00000000000000000000.timeindex  see time_index.py
+                    00000000000000000000.txnindex   aborted transactions, if any
+                                                    (txn_index.py; deleted with the rest)
 
 The ``.log`` file is the concatenation of magic-2 record batches exactly as Kafka
 writes them (and as they travel on the wire), with absolute offsets and the partition
@@ -45,6 +47,7 @@ from storage.time_index import TimeIndex
 LOG_SUFFIX: Final = ".log"
 INDEX_SUFFIX: Final = ".index"
 TIMEINDEX_SUFFIX: Final = ".timeindex"
+TXNINDEX_SUFFIX: Final = ".txnindex"  # aborted transactions, see txn_index.py
 _IOV_MAX: Final = 1024
 # Segments opened without a shared cache (tests, tools) never close their fd early.
 UNBOUNDED: Final = FdCache()
@@ -189,7 +192,8 @@ class Segment:
     def remove_files(self) -> None:
         """Close and delete the segment's files."""
         self.close()
-        for path in (self.log_path, self.index_path, self.timeindex_path):
+        txnindex = self.stem + TXNINDEX_SUFFIX
+        for path in (self.log_path, self.index_path, self.timeindex_path, txnindex):
             with contextlib.suppress(FileNotFoundError):
                 self.fileops.unlink(path)
 

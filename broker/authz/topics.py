@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from protocol.messages import metadata as md
     from protocol.messages import offset_for_leader_epoch as ofl
     from protocol.messages import produce as pr
+    from protocol.messages import write_txn_markers as wtm
 else:
     apr = LazyModule("protocol.messages.alter_partition_reassignments")
     cp = LazyModule("protocol.messages.create_partitions")
@@ -50,6 +51,7 @@ else:
     md = LazyModule("protocol.messages.metadata")
     ofl = LazyModule("protocol.messages.offset_for_leader_epoch")
     pr = LazyModule("protocol.messages.produce")
+    wtm = LazyModule("protocol.messages.write_txn_markers")
 
 
 def _produce(c: Checker, req: pr.ProduceRequest) -> Outcome:
@@ -350,6 +352,35 @@ def _elect_leaders(c: Checker, req: el.ElectLeadersRequest) -> Outcome:
     )
 
 
+def _write_txn_markers(c: Checker, req: wtm.WriteTxnMarkersRequest) -> Outcome:
+    """CLUSTER_ACTION on the cluster (an inter-broker API; here: super users, as a
+    follower's fetch), else CLUSTER_AUTHORIZATION_FAILED for every partition."""
+    if c.super_user():
+        return Forward(req)
+    return Respond(
+        wtm.WriteTxnMarkersResponse(
+            markers=tuple(
+                wtm.WritableTxnMarkerResult(
+                    producer_id=m.producer_id,
+                    topics=tuple(
+                        wtm.WritableTxnMarkerTopicResult(
+                            name=t.name,
+                            partitions=tuple(
+                                wtm.WritableTxnMarkerPartitionResult(
+                                    partition_index=i, error_code=CLUSTER_DENIED
+                                )
+                                for i in t.partition_indexes
+                            ),
+                        )
+                        for t in m.topics
+                    ),
+                )
+                for m in req.markers
+            )
+        )
+    )
+
+
 def _alter_reassignments(
     c: Checker, req: apr.AlterPartitionReassignmentsRequest
 ) -> Outcome:
@@ -385,6 +416,7 @@ TOPIC_ADAPTERS: Final[dict[int, Adapter]] = {
     20: _delete_topics,
     21: _delete_records,
     23: _epochs,
+    27: _write_txn_markers,
     32: _describe_configs,
     37: _create_partitions,
     43: _elect_leaders,

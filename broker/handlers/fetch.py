@@ -8,8 +8,8 @@ response is returned even when larger than both (KIP-74, so a consumer always
 progresses); a later partition whose next batch does not fit in what is left of
 ``max_bytes`` (or in its ``partition_max_bytes``) gets no records this time. The
 storage buffers go into the response as they are (never joined). Per partition:
-high watermark, last_stable_offset = high watermark (no transactions),
-log_start_offset; OFFSET_OUT_OF_RANGE below the log start or past the log end;
+high watermark, last_stable_offset (min of the first open transaction's offset and
+the high watermark), log_start_offset; OFFSET_OUT_OF_RANGE below the log start or past the log end;
 UNKNOWN_TOPIC_OR_PARTITION (v13+: UNKNOWN_TOPIC_ID); FENCED_LEADER_EPOCH /
 UNKNOWN_LEADER_EPOCH for a stale / future current_leader_epoch;
 NOT_LEADER_OR_FOLLOWER when this node does not lead the partition (see
@@ -23,6 +23,13 @@ high watermark moves — no timer polling. Fetch sessions (KIP-227) are not kept
 FETCH_SESSION_ID_NOT_FOUND, so clients fall back to full fetches.
 Version notes: v4 isolation level; v5 log start offset; v7 sessions; v11 rack;
 v12 flexible; v13 topic ids; v15 replica state.
+
+Isolation (KIP-98): isolation_level 1 (read_committed) reads no further than the
+last stable offset and answers ``aborted_transactions``, the (producer id, first
+offset) of every aborted transaction overlapping the returned batches, from the
+segments' ``.txnindex`` (the consumer drops their records; control batches are
+skipped by every client; null when there is none); isolation_level 0 reads up to
+the high watermark and answers null.
 
 Follower fetches (``replica_id >= 0``, v15+ ``replica_state.replica_id``; Kafka's
 ``FetchRequest.isFromFollower``): read up to the log end offset, not the high
@@ -51,6 +58,7 @@ from broker.net.request import Deferred, RequestContext
 from broker.topics.errors import error_code
 from protocol.error_codes import ErrorCode
 from protocol.messages.fetch import (
+    AbortedTransaction,
     EpochEndOffset,
     FetchableTopicResponse,
     FetchRequest,
@@ -59,6 +67,8 @@ from protocol.messages.fetch import (
 )
 from storage.errors import StorageError
 from storage.partition_log import PartitionLog
+
+READ_COMMITTED = 1  # isolation_level
 
 
 @dataclass(slots=True)
@@ -79,6 +89,20 @@ def _partition(
         last_stable_offset=hw,
         log_start_offset=start,
         records=b"",
+    )
+
+
+def _aborted(
+    plog: PartitionLog, start: int, upper: int
+) -> tuple[AbortedTransaction, ...] | None:
+    """The aborted transactions a read_committed consumer needs for [start, upper)
+    (None when there are none, as for read_uncommitted)."""
+    found = plog.aborted_transactions(start, upper)
+    if not found:
+        return None
+    return tuple(
+        AbortedTransaction(producer_id=e.producer_id, first_offset=e.first_offset)
+        for e in found
     )
 
 
@@ -108,6 +132,7 @@ def _diverging(
 def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
     by_id = version >= 13
     follower = _replica_id(request, version)
+    committed = request.isolation_level == READ_COMMITTED and follower < 0
     budget = max(0, request.max_bytes)
     total = 0
     has_error = False
@@ -178,8 +203,9 @@ def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
                     has_error = True
                     continue
                 logs.append(plog)
-                # A follower copies the whole log; consumers see the high watermark.
-                upper = hw
+                # A follower copies the whole log; consumers see the high watermark
+                # (read_committed: the last stable offset).
+                upper = state.last_stable_offset if committed else hw
                 if follower >= 0:
                     upper = plog.log_end_offset
                     if ctx.topics.follower_fetched(
@@ -194,6 +220,7 @@ def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
                         ctx.durability.waiters.notify(plog)
                 limit = min(p.partition_max_bytes, budget - total)
                 records: bytes | memoryview | tuple[bytes | memoryview, ...] = b""
+                aborted: tuple[AbortedTransaction, ...] | None = None
                 if offset < upper and (limit > 0 or total == 0):
                     # KIP-74 (ReplicaManager.readFromLog's minOneMessage): only the
                     # first batch of the response may exceed the limits; every
@@ -205,6 +232,8 @@ def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
                         total += result.size
                         bufs = result.buffers
                         records = bufs[0] if len(bufs) == 1 else tuple(bufs)
+                        if committed:
+                            aborted = _aborted(plog, offset, result.next_offset)
             except StorageError as e:
                 parts.append(_partition(p.partition, error_code(e)))
                 has_error = True
@@ -216,6 +245,7 @@ def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
                     high_watermark=hw,
                     last_stable_offset=state.last_stable_offset,
                     log_start_offset=start,
+                    aborted_transactions=aborted,
                     records=records,
                 )
             )

@@ -1,10 +1,13 @@
 """ListOffsets (key 2), v1–11.
 
-Behaviour: timestamp -2 -> log start offset (earliest), -1 -> high watermark
-(latest; equal to the last stable offset, no transactions), -3 -> the batch with the
+Behaviour: timestamp -2 -> log start offset (earliest), -1 -> latest: the high
+watermark for isolation_level 0 (read_uncommitted), the last stable offset for 1
+(read_committed: below the first open transaction, KIP-98), -3 -> the batch with the
 largest timestamp (KIP-734, v7+), -4 / -5 (tiered-storage specials) -> earliest;
 any other timestamp -> the first batch whose max timestamp is >= it, or offset -1
-with timestamp -1 when none is (Kafka's answer). Per partition:
+with timestamp -1 when none is (Kafka's answer). Offsets by timestamp are bounded
+the same way: at or past the high watermark (read_committed: the last stable
+offset) they are not answered, as Kafka's ``Partition.fetchOffsetForTimestamp``. Per partition:
 UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER (this node does not lead it: see
 broker.topics.state), FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH (an older / newer
 current_leader_epoch). Offsets by timestamp have
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     from storage.partition_log import PartitionLog
 
 EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
+READ_COMMITTED = 1
 
 
 @handler(api_key=2, name="list_offsets", min_version=1, max_version=11)
@@ -49,7 +53,7 @@ def list_offsets(
                 "list_offsets",
                 meta,
                 p.partition_index,
-                partial(_offset, ctx, p),
+                partial(_offset, ctx, p, request.isolation_level == READ_COMMITTED),
                 partial(_failed, p),
             )
             for p in topic.partitions
@@ -65,14 +69,19 @@ def _failed(p: ListOffsetsPartition, code: ErrorCode) -> ListOffsetsPartitionRes
 
 
 def _offset(
-    ctx: BrokerContext, p: ListOffsetsPartition, meta: TopicMeta, plog: PartitionLog
+    ctx: BrokerContext,
+    p: ListOffsetsPartition,
+    committed: bool,
+    meta: TopicMeta,
+    plog: PartitionLog,
 ) -> ListOffsetsPartitionResponse | ErrorCode:
     state = ctx.topics.state(meta, plog)
     epoch = state.leader_epoch
     refused = state.refusal(p.current_leader_epoch)
     if refused is not None:
         return refused
-    hw = state.high_watermark
+    # the last offset a consumer of this isolation level may read up to
+    hw = state.last_stable_offset if committed else state.high_watermark
     ts = p.timestamp
     if ts == LATEST:
         offset, timestamp = hw, -1

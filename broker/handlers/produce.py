@@ -17,8 +17,13 @@ batches (producer id >= 0) are checked by ``ctx.producers``
 (broker.producers.service): a duplicate of one of the last five batches is answered
 with its original offsets and not appended, OUT_OF_ORDER_SEQUENCE_NUMBER /
 INVALID_PRODUCER_EPOCH / UNKNOWN_PRODUCER_ID otherwise — each only for a payload
-that passes validation; a transactional batch gets INVALID_TXN_STATE (transactions
-are not supported, so none can be ongoing). Should the producer service
+that passes validation; a transactional batch passes the same checks and opens its
+producer's transaction in the partition (the last stable offset stays at its first
+offset until a WriteTxnMarkers marker closes it; KIP-890's "partition added to the
+transaction" verification is not done: INVALID_TXN_STATE only if
+``ProducerService.verify_txn`` is set and says no); a control batch (a
+transaction marker) from a client is CORRUPT_MESSAGE (only the coordinator writes
+them, Kafka's ``LogValidator``). Should the producer service
 be absent (only before start-up finished or during shutdown) an idempotent batch
 is refused with the retriable NOT_LEADER_OR_FOLLOWER (what Kafka answers while a
 partition's log, and so its producer state, is not loaded) rather than appended
@@ -345,7 +350,7 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
 
 def _refusal(index: int, code: ErrorCode) -> PartitionProduceResponse:
     message = (
-        "transactions are not supported by this broker"
+        "the partition is not part of the producer's ongoing transaction"
         if code == ErrorCode.INVALID_TXN_STATE
         else None
     )

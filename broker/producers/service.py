@@ -9,8 +9,13 @@ idempotent produce after a restart never scans up to 64 MiB on the event loop; a
 partition created later (empty log) gets its state lazily on first use, for free. The Produce handler calls
 :meth:`ProducerService.check` before appending and :meth:`ProducerService.record`
 after; a :class:`Duplicate` is answered with the original offsets and not appended,
-a transactional batch is refused (:class:`NoTransaction`), and a payload is fully
-validated before any answer but Append (a damaged batch is never "a duplicate").
+and a payload is fully validated before any answer but Append (a damaged batch is
+never "a duplicate"). A transactional batch passes the same epoch and sequence
+checks (the partition log then opens its transaction, storage/transactions.py);
+the verification of KIP-890 (Kafka 3.6+: the partition must have been added to the
+producer's ongoing transaction) is not done, since no transaction coordinator is
+served yet: :attr:`ProducerService.verify_txn` is where it plugs in
+(:class:`NoTransaction`, INVALID_TXN_STATE, when it says no).
 
 Cluster mode: a follower appends its leader's batches verbatim, and its producer
 state follows them (:meth:`ProducerService.replicated`, as Kafka updates the
@@ -24,14 +29,16 @@ and its idempotent batches are refused retriably (NOT_LEADER_OR_FOLLOWER,
 
 Version notes: InitProducerId always hands out a fresh producer id with epoch 0
 (Kafka's rule for producers without a transactional id, also for the KIP-360 bump
-request). Transactions are not implemented: the InitProducerId handler refuses a
-transactional id before it gets here.
+request). The transaction coordinator is not implemented: the InitProducerId
+handler refuses a transactional id before it gets here; transaction markers
+(WriteTxnMarkers) bump a producer's epoch here through :meth:`ProducerService
+.marker_written`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -80,7 +87,8 @@ _READ_CHUNK = 4 * 1024 * 1024
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NoTransaction:
-    """A transactional batch: refused, since no transaction can have been begun."""
+    """A transactional batch for a partition outside the producer's ongoing
+    transaction (KIP-890 verification, :attr:`ProducerService.verify_txn`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -182,6 +190,10 @@ class ProducerService:
         # False before open() finished and after close(): idempotent batches are
         # then refused retriably (nothing to check a duplicate against).
         self.loaded = False
+        # KIP-890: whether a transactional batch's partition is in its producer's
+        # ongoing transaction (the transaction coordinator's answer); None: every
+        # transactional batch that passes the idempotence checks is appended.
+        self.verify_txn: Callable[[PartitionLog, BatchIdentity], bool] | None = None
 
     @classmethod
     async def open(
@@ -328,7 +340,8 @@ class ProducerService:
             InvalidBatch / MessageTooLarge: the payload fails validation.
         """
         verdict: Verdict
-        if ident.transactional:
+        verify = self.verify_txn
+        if ident.transactional and verify is not None and not verify(plog, ident):
             verdict = NoTransaction()
         elif self._loading and id(plog) in self._loading:
             verdict = Loading()
@@ -358,6 +371,14 @@ class ProducerService:
             if result.log_append_time_ms >= 0
             else ident.max_timestamp,
         )
+
+    def marker_written(
+        self, plog: PartitionLog, producer_id: int, producer_epoch: int
+    ) -> None:
+        """A transaction marker was appended to ``plog`` (it bumps the epoch)."""
+        entry = self._states.get(id(plog))
+        if entry is not None and entry[0] is plog:
+            entry[1].marker(producer_id, producer_epoch)
 
     def forget(self, plog: PartitionLog) -> None:
         """Drop a partition's state (topic deleted, log truncated)."""

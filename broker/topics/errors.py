@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from protocol.error_codes import ErrorCode
 from storage.errors import (
+    CoordinatorFenced,
     InvalidBatch,
     InvalidConfig,
     InvalidTopicName,
@@ -11,6 +12,7 @@ from storage.errors import (
     MessageTooLarge,
     OffsetOutOfRange,
     PartitionLimit,
+    ProducerFenced,
     StorageError,
     StorageIOError,
     TopicExists,
@@ -41,6 +43,8 @@ _CODES: dict[type[StorageError], ErrorCode] = {
     PartitionLimit: ErrorCode.POLICY_VIOLATION,
     StorageIOError: ErrorCode.KAFKA_STORAGE_ERROR,
     LogClosed: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,  # deleted while in use
+    ProducerFenced: ErrorCode.INVALID_PRODUCER_EPOCH,
+    CoordinatorFenced: ErrorCode.TRANSACTION_COORDINATOR_FENCED,
 }
 
 

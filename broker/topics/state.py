@@ -31,7 +31,7 @@ class PartitionState:
     isr: tuple[int, ...]
     high_watermark: int  # what consumers may read (the durability rule)
     log_start_offset: int
-    last_stable_offset: int  # = high_watermark (no transactions)
+    last_stable_offset: int  # min(first open transaction's offset, high watermark)
 
     @property
     def is_local_leader(self) -> bool:
@@ -88,7 +88,7 @@ def single_node_state(
         isr=(node_id,),
         high_watermark=hw,
         log_start_offset=plog.log_start_offset,
-        last_stable_offset=hw,
+        last_stable_offset=plog.last_stable_offset(hw),
     )
 
 
@@ -125,5 +125,5 @@ def cluster_state(
         isr=isr,
         high_watermark=hw,
         log_start_offset=plog.log_start_offset,
-        last_stable_offset=hw,
+        last_stable_offset=plog.last_stable_offset(hw),
     )

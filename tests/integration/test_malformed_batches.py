@@ -4,7 +4,8 @@ Raw Produce frames (no client writes such batches): partition 0 of each request
 carries the bad payload, partition 1 a good batch. The bad partition gets
 CORRUPT_MESSAGE and nothing appended, the good one is appended, and the same
 connection answers the next request — for plain, idempotent and transactional
-batches alike. A real client then produces and consumes as usual.
+batches alike (a well-formed transactional batch is appended; a client's control
+batch is refused). A real client then produces and consumes as usual.
 """
 
 from __future__ import annotations
@@ -30,7 +31,18 @@ from protocol.messages.produce import (
     ProduceResponse,
     TopicProduceData,
 )
-from protocol.record_builder import RecordInput, build_batch
+from protocol.messages.write_txn_markers import (
+    WritableTxnMarker,
+    WritableTxnMarkerTopic,
+    WriteTxnMarkersRequest,
+    WriteTxnMarkersResponse,
+)
+from protocol.record_builder import (
+    ControlType,
+    RecordInput,
+    build_batch,
+    build_control_batch,
+)
 from protocol.records import CRC_OFFSET
 from tests._broker import BrokerProcess, request
 
@@ -197,21 +209,46 @@ def test_damaged_retry_of_an_appended_batch_is_not_acknowledged(
     assert _end_offsets(broker2) == [2, 3]
 
 
-def test_well_formed_transactional_batch_is_refused_with_invalid_txn_state(
+def test_transactional_batch_is_appended_and_a_client_control_batch_refused(
     broker2: BrokerProcess,
 ) -> None:
-    """A transactional batch (no transaction can have begun) is refused with
-    INVALID_TXN_STATE and a message; nothing is appended to its partition."""
+    """A well-formed transactional batch passes the idempotence checks and is
+    appended (its transaction is then committed with WriteTxnMarkers); a control
+    batch from a client is CORRUPT_MESSAGE with a message, nothing appended."""
     with broker2.connect() as sock:
         pid, epoch = _producer_id(sock)
         txn, good = _produce(
             sock, _batch(pid, epoch, 0, transactional=True), _batch(n=1)
         )
-        assert txn.error_code == ErrorCode.INVALID_TXN_STATE
-        assert txn.error_message is not None
-        assert "transactions are not supported" in txn.error_message
+        assert (txn.error_code, txn.base_offset) == (ErrorCode.NONE, 0)
         assert good.error_code == ErrorCode.NONE
-    assert _end_offsets(broker2) == [0, 1]
+        marker = build_control_batch(
+            ControlType.COMMIT, producer_id=pid, producer_epoch=epoch
+        )
+        refused, _ = _produce(sock, marker, _batch(n=1))
+        assert refused.error_code == ErrorCode.CORRUPT_MESSAGE
+        assert refused.error_message is not None  # a marker carries no sequence
+        resp = request(
+            sock,
+            27,
+            1,
+            WriteTxnMarkersRequest(
+                markers=(
+                    WritableTxnMarker(
+                        producer_id=pid,
+                        producer_epoch=epoch,
+                        transaction_result=True,
+                        topics=(
+                            WritableTxnMarkerTopic(name=TOPIC, partition_indexes=(0,)),
+                        ),
+                        coordinator_epoch=0,
+                    ),
+                )
+            ),
+        )
+        assert isinstance(resp, WriteTxnMarkersResponse)
+        assert resp.markers[0].topics[0].partitions[0].error_code == ErrorCode.NONE
+    assert _end_offsets(broker2) == [3, 2]
 
 
 def test_real_client_is_unaffected_after_malformed_batches(

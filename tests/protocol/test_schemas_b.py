@@ -37,6 +37,13 @@ MODULES: dict[str, tuple[int, str, str, int, int]] = {
         3,
     ),
     "delete_records": (21, "DeleteRecordsRequest", "DeleteRecordsResponse", 0, 2),
+    "write_txn_markers": (
+        27,
+        "WriteTxnMarkersRequest",
+        "WriteTxnMarkersResponse",
+        0,
+        2,
+    ),
     "describe_configs": (
         32,
         "DescribeConfigsRequest",
@@ -92,7 +99,29 @@ _DESCRIBE_RESOURCE: Shape = ["resource_type", "resource_name", "configuration_ke
 _OFFSET_FOR_LEADER_REQUEST: Shape = [
     ("topics", ["topic", ("partitions", ["partition", "leader_epoch"])]),
 ]
+_TXN_MARKER_TOPIC: Shape = ["name", "partition_indexes"]
 OLD_VERSIONS: dict[tuple[str, int, int], Shape] = {
+    ("write_txn_markers", 0, 0): [
+        (
+            "markers",
+            [
+                "producer_id",
+                "producer_epoch",
+                "transaction_result",
+                ("topics", _TXN_MARKER_TOPIC),
+                "coordinator_epoch",
+            ],
+        ),
+    ],
+    ("write_txn_markers", 1, 0): [
+        (
+            "markers",
+            [
+                "producer_id",
+                ("topics", ["name", ("partitions", ["partition_index", "error_code"])]),
+            ],
+        ),
+    ],
     ("create_topics", 0, 0): [("topics", _CREATABLE_TOPIC), "timeout_ms"],
     ("create_topics", 0, 1): [
         ("topics", _CREATABLE_TOPIC),

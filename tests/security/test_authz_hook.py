@@ -25,6 +25,7 @@ from protocol.messages import metadata as md
 from protocol.messages import offset_commit as oc
 from protocol.messages import offset_fetch as of
 from protocol.messages import produce as pr
+from protocol.messages import write_txn_markers as wtm
 
 
 @pytest.fixture
@@ -420,3 +421,30 @@ def test_follower_fetch_needs_a_super_user(svc: SecurityService) -> None:
         assert resp.responses[0].partitions[0].error_code == 29
         passed = authorize(rctx(svc, "root", 1, version), request(version), lambda r: r)
         assert passed == request(version)
+
+
+def test_write_txn_markers_needs_a_super_user(svc: SecurityService) -> None:
+    """WriteTxnMarkers (Kafka: CLUSTER_ACTION) answers CLUSTER_AUTHORIZATION_FAILED
+    for every partition of every marker unless the principal is a super user."""
+    req = wtm.WriteTxnMarkersRequest(
+        markers=(
+            wtm.WritableTxnMarker(
+                producer_id=7,
+                producer_epoch=0,
+                transaction_result=True,
+                topics=(
+                    wtm.WritableTxnMarkerTopic(name="orders", partition_indexes=(0, 1)),
+                ),
+                coordinator_epoch=0,
+            ),
+        )
+    )
+    resp = authorize(rctx(svc, "alice", 27, 1), req, lambda r: pytest.fail("called"))
+    assert isinstance(resp, wtm.WriteTxnMarkersResponse)
+    [marker] = resp.markers
+    assert marker.producer_id == 7
+    assert [(p.partition_index, p.error_code) for p in marker.topics[0].partitions] == [
+        (0, ErrorCode.CLUSTER_AUTHORIZATION_FAILED),
+        (1, ErrorCode.CLUSTER_AUTHORIZATION_FAILED),
+    ]
+    assert authorize(rctx(svc, "root", 27, 1), req, lambda r: r) == req

@@ -1,0 +1,164 @@
+"""WriteTxnMarkers (key 27), v0–1: a transaction coordinator's COMMIT/ABORT markers.
+
+Behaviour: for each marker and each of its partitions, the partition leader appends
+a control batch in Kafka's format (``PartitionLog.append_marker``): the producer's
+transaction in that partition closes, an ABORT is added to the segment's
+``.txnindex`` and the last stable offset moves on. Like Kafka (``KafkaApis
+.handleWriteTxnMarkersRequest``) the markers are written with acks=all: the answer
+waits for the fsync (and on a replicated partition for its high watermark).
+Per partition: UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER (not the leader,
+or a snapshot ingest holds the partition: the coordinator retries),
+INVALID_PRODUCER_EPOCH (the marker's producer epoch is older than the producer's
+in this partition), TRANSACTION_COORDINATOR_FENCED (its coordinator epoch is older
+than the one of the producer's last marker), KAFKA_STORAGE_ERROR,
+REQUEST_TIMED_OUT. An inter-broker API: with ACLs enforced it needs CLUSTER_ACTION
+on the cluster (here: a super user), else every partition answers
+CLUSTER_AUTHORIZATION_FAILED (broker.authz.topics).
+
+No transaction coordinator is served yet (InitProducerId refuses transactional ids;
+AddPartitionsToTxn, EndTxn, TxnOffsetCommit are not served), so today this is the
+way a tool or test closes the transactions of raw transactional Produce requests.
+Version notes: v1 flexible; v2 (KIP-890 transaction version) is not served.
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+
+from broker.durability.acks import PendingAck
+from broker.net.dispatch import handler
+from broker.net.request import Deferred, RequestContext
+from broker.topics.errors import error_code
+from protocol.error_codes import ErrorCode
+from protocol.messages.write_txn_markers import (
+    WritableTxnMarker,
+    WritableTxnMarkerPartitionResult,
+    WritableTxnMarkerResult,
+    WritableTxnMarkerTopicResult,
+    WriteTxnMarkersRequest,
+    WriteTxnMarkersResponse,
+)
+from storage.errors import StorageError
+
+log = structlog.get_logger("broker.transactions")
+
+_ACK_TIMEOUT_MS = 30_000  # Kafka: the coordinator's request timeout
+Results = list[tuple[int, list[tuple[str, list[WritableTxnMarkerPartitionResult]]]]]
+
+
+@handler(api_key=27, name="write_txn_markers", min_version=0, max_version=1)
+def write_txn_markers(rctx: RequestContext, request: WriteTxnMarkersRequest) -> object:
+    results: Results = []
+    pending: list[PendingAck] = []
+    # (marker, topic, partition) position of each pending answer (its ack key)
+    slots: list[tuple[int, int, int]] = []
+    now = time.time_ns() // 1_000_000
+    for m_idx, marker in enumerate(request.markers):
+        topics: list[tuple[str, list[WritableTxnMarkerPartitionResult]]] = []
+        results.append((marker.producer_id, topics))
+        for topic in marker.topics:
+            parts: list[WritableTxnMarkerPartitionResult] = []
+            topics.append((topic.name, parts))
+            for index in topic.partition_indexes:
+                key = (len(slots), 0)
+                slots.append((m_idx, len(topics) - 1, len(parts)))
+                code = _write(rctx, marker, topic.name, index, now, pending, key)
+                parts.append(
+                    WritableTxnMarkerPartitionResult(
+                        partition_index=index, error_code=code
+                    )
+                )
+    for _, topics in results:
+        for _, parts in topics:
+            for part in parts:
+                if part.error_code:
+                    rctx.broker.metrics.error(
+                        "write_txn_markers", ErrorCode(part.error_code).name
+                    )
+    if not pending:
+        return _response(results)
+
+    def fail(item: PendingAck, code: ErrorCode) -> None:
+        m_idx, t_idx, p_idx = slots[item.key[0]]
+        parts = results[m_idx][1][t_idx][1]
+        parts[p_idx] = WritableTxnMarkerPartitionResult(
+            partition_index=parts[p_idx].partition_index, error_code=code
+        )
+
+    async def acks_all() -> WriteTxnMarkersResponse:
+        await rctx.broker.durability.acks_all(
+            pending, _ACK_TIMEOUT_MS, fail, error_code
+        )
+        return _response(results)
+
+    return Deferred(acks_all)
+
+
+def _write(
+    rctx: RequestContext,
+    marker: WritableTxnMarker,
+    topic: str,
+    index: int,
+    now: int,
+    pending: list[PendingAck],
+    key: tuple[int, int],
+) -> ErrorCode:
+    """Append one marker to one partition; its error code (NONE: written)."""
+    ctx = rctx.broker
+    meta = ctx.topics.find(topic)
+    if meta is None:
+        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    try:
+        plog = ctx.topics.logs.partition(meta.name, index)
+        state = ctx.topics.state(meta, plog)
+        if not state.is_local_leader or ctx.append_gate.busy(plog):
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER
+        result = plog.append_marker(
+            marker.producer_id,
+            marker.producer_epoch,
+            marker.transaction_result,
+            marker.coordinator_epoch,
+            leader_epoch=state.leader_epoch,
+            now_ms=now,
+        )
+    except StorageError as exc:
+        code = error_code(exc)
+        log.info(
+            "txn_marker_refused",
+            topic=topic,
+            partition=index,
+            producer_id=marker.producer_id,
+            error=code.name,
+            detail=str(exc),
+        )
+        return code
+    ctx.producers.marker_written(plog, marker.producer_id, marker.producer_epoch)
+    ctx.durability.after_append(plog, meta.config.write_caching)
+    target = result.last_offset + 1
+    if len(state.isr) > 1:
+        topics = ctx.topics
+
+        def replicated() -> int | None:
+            return topics.replicated_high_watermark(meta, plog)
+
+        pending.append(PendingAck(plog, target, key, replicated))
+    elif ctx.durability.needs_ack_wait(-1, meta.config.write_caching):
+        pending.append(PendingAck(plog, target, key))
+    return ErrorCode.NONE
+
+
+def _response(results: Results) -> WriteTxnMarkersResponse:
+    return WriteTxnMarkersResponse(
+        markers=tuple(
+            WritableTxnMarkerResult(
+                producer_id=pid,
+                topics=tuple(
+                    WritableTxnMarkerTopicResult(name=name, partitions=tuple(parts))
+                    for name, parts in topics
+                ),
+            )
+            for pid, topics in results
+        )
+    )
