@@ -78,11 +78,13 @@ import structlog
 from broker.admin.routes import build_routes
 from broker.admin.server import AdminView, RouteTable, serve_admin
 from broker.authz.middleware import Authorize
+from broker.cluster.configs import EtcdConfigStore, follow_broker_configs
 from broker.cluster.model import Endpoint
 from broker.cluster.requests import ClusterRequests
 from broker.cluster.service import ClusterService
 from broker.cluster.view import ClusterView, LocalView
 from broker.config import BrokerConfig
+from broker.configs.dynamic import ConfigStoreError, DynamicConfigs, FileConfigStore
 from broker.context import BrokerContext, Runtime
 from broker.disk.fileops import storage_fileops
 from broker.durability.acks import Durability
@@ -101,6 +103,7 @@ from broker.snapshots.scheduler import SnapshotScheduler
 from broker.snapshots.service import SnapshotService
 from broker.startup import (
     EXIT_CONFIG,
+    EXIT_DATA_DIR,
     StartupError,
     check_readable,
     find_startup_error,
@@ -108,12 +111,13 @@ from broker.startup import (
 )
 from broker.topics.service import TopicService
 from broker.topics.storage import close_log_manager, open_log_manager
+from storage.fileops import FileOps
 from storage.lock import DataDirLock
+from storage.log_manager import LogManager
 from storage.partition_log import PartitionLog
 
 log = structlog.get_logger("broker.server")
 
-RETENTION_CHECK_S = 300.0  # Kafka's log.retention.check.interval.ms default
 CONTROLLED_SHUTDOWN_S = 5.0  # how long a stopping broker waits on the controller
 
 
@@ -181,6 +185,10 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
                 if ctx.replicas is not None:
                     # the local logs match the cluster before the first client
                     await serving.start(ctx.replicas.run)
+                if ctx.topics.cache is not None:
+                    serving.start_soon(
+                        follow_broker_configs, ctx.topics.cache, ctx.configs
+                    )
                 await kafka.run(ctx, _kafka_dispatch(ctx), serving)
                 await serving.start(ctx.snapshots.run)
                 if ctx.scheduler is not None:
@@ -259,6 +267,12 @@ async def _open_services(
             raise
         cluster = coordination
     topics = TopicService(config, logs, metrics, disk, cluster)
+    try:
+        dynamic = await _dynamic_configs(config, logs, fileops, cluster)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await close_log_manager(logs)
+        raise
     durability = Durability(metrics)
     append_gate = AppendGate()
     producers = await ProducerService.open(
@@ -322,6 +336,7 @@ async def _open_services(
         coordination=coordination,
         disk=disk,
         topics=topics,
+        configs=dynamic,
         durability=durability,
         append_gate=append_gate,
         producers=producers,
@@ -331,6 +346,41 @@ async def _open_services(
         scheduler=scheduler,
         replicas=replicas,
     )
+
+
+async def _dynamic_configs(
+    config: BrokerConfig,
+    logs: LogManager,
+    fileops: FileOps,
+    cluster: ClusterRequests | None,
+) -> DynamicConfigs:
+    """The dynamic broker configs, loaded and applied to the open logs: from
+    ``broker-configs.json`` on a single node, from the cluster's cache otherwise.
+
+    Raises:
+        StartupError: the file is unreadable (a person must fix or remove it).
+    """
+    if cluster is None:
+        store = FileConfigStore(config.data_dir, fileops)
+        try:
+            scopes = store.load()
+        except ConfigStoreError as e:
+            raise StartupError(
+                f"{e} (fix or remove the file)", exit_code=EXIT_DATA_DIR
+            ) from e
+        dynamic = DynamicConfigs(config.node_id, config.topic_defaults, logs, store)
+    else:
+        scopes = cluster.cache.broker_config_scopes()
+        dynamic = DynamicConfigs(
+            config.node_id,
+            config.topic_defaults,
+            logs,
+            EtcdConfigStore(cluster),
+            cluster=True,
+        )
+    for scope, values in scopes.items():
+        await dynamic.set_layer(scope, values, reason="loaded")
+    return dynamic
 
 
 async def _join_cluster(
@@ -483,7 +533,7 @@ def _tls_contexts(config: BrokerConfig) -> dict[str, ssl.SSLContext]:
 
 async def _retention_job(ctx: BrokerContext) -> None:
     while True:
-        await anyio.sleep(RETENTION_CHECK_S)
+        await anyio.sleep(ctx.config.log_retention_check_interval_ms / 1000)
         await ctx.topics.apply_retention()
 
 

@@ -99,6 +99,19 @@ def _cleanup(value: str) -> object:
     return value
 
 
+def _throttled(value: str) -> object:
+    # Kafka's ThrottledReplicaListValidator: "*" or partition:broker pairs
+    if value.strip() in ("", "*"):
+        return value
+    for part in value.split(","):
+        partition, sep, broker = part.strip().partition(":")
+        if not sep or not partition.isdigit() or not broker.isdigit():
+            raise ValueError(
+                f"{value!r} is not '*' or a list of partition:broker pairs"
+            )
+    return value
+
+
 def _compression(value: str) -> object:
     if value not in _COMPRESSION_TYPES:
         raise ValueError(f"{value!r} is not a compression type")
@@ -123,7 +136,19 @@ _VALIDATORS: Final[Mapping[str, Callable[[str], object]]] = {
     "unclean.leader.election.enable": _bool,
     "preallocate": _bool,
     "message.downconversion.enable": _bool,
+    "leader.replication.throttled.replicas": _throttled,
+    "follower.replication.throttled.replicas": _throttled,
 }
+
+# The configs whose type is Kafka's LIST (comma-separated): the ones
+# IncrementalAlterConfigs may APPEND to and SUBTRACT from.
+LIST_KEYS: Final = frozenset(
+    {
+        "cleanup.policy",
+        "leader.replication.throttled.replicas",
+        "follower.replication.throttled.replicas",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

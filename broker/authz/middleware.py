@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from broker.authz.base import Adapter, Checker, Respond
+from broker.authz.configs import CONFIG_ADAPTERS
 from broker.authz.groups import GROUP_ADAPTERS
 from broker.authz.topics import TOPIC_ADAPTERS
 from broker.net.request import (
@@ -57,7 +58,11 @@ from broker.security.service import SecurityService
 from broker.topics.service import TopicService
 
 ALWAYS_ALLOWED: Final = frozenset({17, 18, 36, 60})
-_ADAPTERS: Final[dict[int, Adapter]] = {**TOPIC_ADAPTERS, **GROUP_ADAPTERS}
+_ADAPTERS: Final[dict[int, Adapter]] = {
+    **TOPIC_ADAPTERS,
+    **GROUP_ADAPTERS,
+    **CONFIG_ADAPTERS,
+}
 
 
 class AuthorizationDenied(CloseConnection):

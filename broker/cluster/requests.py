@@ -11,7 +11,7 @@ implementation that applies the changes to a cache directly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from broker.cluster.cache import MetadataCache
@@ -46,6 +46,20 @@ class ClusterRequests(Protocol):
     async def reassign(
         self, topic: str, index: int, replicas: Sequence[int]
     ) -> RequestError | None: ...
+
+    async def alter_topic_configs(
+        self, name: str, configs: Mapping[str, str]
+    ) -> RequestError | None:
+        """Replace a topic's config overrides in its record (compare-and-set);
+        None once this broker's cache shows them."""
+        ...
+
+    async def put_broker_configs(
+        self, scope: str, values: Mapping[str, str]
+    ) -> RequestError | None:
+        """Replace the dynamic broker configs of ``scope`` (``<default>`` or a node
+        id); None once this broker's cache shows them."""
+        ...
 
     async def alter_isr(
         self, topic: str, index: int, isr: Sequence[int], expected: PartitionRecord

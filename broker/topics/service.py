@@ -265,6 +265,46 @@ class TopicService:
             results.append(await self._await_local(grown, f"{name} to grow"))
         return results
 
+    async def alter_configs(
+        self, name: str, overrides: Mapping[str, str]
+    ) -> StorageError | None:
+        """Replace a topic's config overrides, live on its partitions and persisted
+        (the topic's manifest; in cluster mode its record in etcd, which every
+        broker's replica manager applies). None once this broker applies them."""
+        if self.cluster is not None:
+            error = await self.cluster.alter_topic_configs(name, overrides)
+            if error is not None:
+                return _refused(error)
+            wanted = dict(overrides)
+
+            def applied() -> bool:
+                meta = self.find(name)
+                return meta is None or dict(meta.config.overrides) == wanted
+
+            return await self._await_local(applied, f"{name}'s configs")
+        return await self.alter_local(name, overrides)
+
+    async def alter_local(
+        self, name: str, overrides: Mapping[str, str]
+    ) -> StorageError | None:
+        """Replace a local topic's overrides (worker thread; logs
+        ``topic_configs_altered``); the storage error, or None."""
+        logs = self._logs
+        wanted = dict(overrides)
+
+        def work() -> StorageError | None:
+            try:
+                logs.alter_topic_configs(name, wanted)
+            except StorageError as e:
+                return e
+            return None
+
+        error = await anyio.to_thread.run_sync(work)
+        if error is None:
+            log.info("topic_configs_altered", topic=name, configs=wanted)
+            self._notify_local()
+        return error
+
     async def request_delete(self, meta: TopicMeta) -> StorageError | None:
         """Cluster mode: ask the controller to delete a topic; None once the replica
         manager has deleted the local topic too (it fails what waits on it)."""

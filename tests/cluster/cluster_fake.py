@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from broker.cluster.model import (
     RequestError,
     TopicRecord,
     encode,
+    encode_configs,
 )
 from broker.cluster.store import Event
 from broker.config import BrokerConfig, ClusterSettings, resolve
@@ -261,6 +262,33 @@ class FakeCluster:
                 removing=tuple(r for r in p.replicas if r not in target),
                 partition_epoch=p.partition_epoch + 1,
             ),
+        )
+        return None
+
+    async def alter_topic_configs(
+        self, name: str, configs: Mapping[str, str]
+    ) -> RequestError | None:
+        record = self.cache.topic(name)
+        if record is None:
+            return RequestError(code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, message=name)
+        self._put(
+            self.keys.topic(name), dataclasses.replace(record, configs=dict(configs))
+        )
+        return None
+
+    async def put_broker_configs(
+        self, scope: str, values: Mapping[str, str]
+    ) -> RequestError | None:
+        self.revision += 1
+        self.cache.apply(
+            [
+                Event(
+                    key=self.keys.broker_config(scope),
+                    value=encode_configs(values) if values else None,
+                    create_revision=self.revision,
+                    mod_revision=self.revision,
+                )
+            ]
         )
         return None
 
