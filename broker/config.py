@@ -9,11 +9,13 @@ plus a ``set:`` mapping of Kafka config names, exactly what ``--set key=value`` 
 ``--set`` keys that name a broker setting (``auto.create.topics.enable``,
 ``num.partitions``, ``connections.max.idle.ms``, ``socket.request.max.bytes``,
 ``queued.max.request.bytes``, ``max.connections``, ``message.max.bytes``,
-``ailurus.partial.frames.max.bytes``, and the caps ``ailurus.max.partitions``,
+``ailurus.partial.frames.max.bytes``, ``log.retention.check.interval.ms``, and the caps ``ailurus.max.partitions``,
 ``ailurus.max.partitions.per.request``, ``ailurus.max.open.segment.files``,
 ``ailurus.auto.create.topics.per.request`` (see ``broker.fdlimits``)) configure the
 broker; every other key is a topic default (``retention.ms``, ``segment.bytes``,
-``max.message.bytes``, ...) handed to storage for topics that do not override it.
+``max.message.bytes``, ...) handed to storage for topics that do not override it. The
+dynamic broker configs (:mod:`broker.configs`, changed with AlterConfigs) override
+these topic defaults live.
 
 ``queued.max.request.bytes`` caps, per connection, the bytes of requests received and
 not yet answered; ``ailurus.partial.frames.max.bytes`` (default 256 MiB) caps, across
