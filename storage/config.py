@@ -131,6 +131,9 @@ _VALIDATORS: Final[Mapping[str, Callable[[str], object]]] = {
     "write.caching": _bool,
     "cleanup.policy": _cleanup,
     "message.timestamp.type": _choice("CreateTime", "LogAppendTime"),
+    "message.timestamp.difference.max.ms": _int_in(0),
+    "message.timestamp.before.max.ms": _int_in(0),
+    "message.timestamp.after.max.ms": _int_in(0),
     "compression.type": _compression,
     "min.insync.replicas": _int_in(1),
     "unclean.leader.election.enable": _bool,
@@ -168,6 +171,11 @@ class TopicConfig:
     log_append_time: bool
     # acks=all needs this many in-sync replicas (enforced by cluster leaders only)
     min_insync_replicas: int = 1
+    # how far a CreateTime batch's timestamps may lie before / after the broker's
+    # clock (message.timestamp.before/after.max.ms, each capped by the older
+    # message.timestamp.difference.max.ms); _LONG_MAX: unchecked
+    timestamp_before_ms: int = _LONG_MAX
+    timestamp_after_ms: int = _LONG_MAX
     overrides: Mapping[str, str] = field(default_factory=dict)
     defaults: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULTS))
 
@@ -207,8 +215,23 @@ class TopicConfig:
             cleanup_policy=values["cleanup.policy"],
             log_append_time=values["message.timestamp.type"] == "LogAppendTime",
             min_insync_replicas=integer("min.insync.replicas"),
+            timestamp_before_ms=min(
+                integer("message.timestamp.before.max.ms"),
+                integer("message.timestamp.difference.max.ms"),
+            ),
+            timestamp_after_ms=min(
+                integer("message.timestamp.after.max.ms"),
+                integer("message.timestamp.difference.max.ms"),
+            ),
             overrides=own,
             defaults=merged_defaults,
+        )
+
+    @property
+    def checks_timestamps(self) -> bool:
+        """Whether appends check CreateTime timestamps against the clock."""
+        return not self.log_append_time and (
+            self.timestamp_before_ms < _LONG_MAX or self.timestamp_after_ms < _LONG_MAX
         )
 
     def with_overrides(self, overrides: Mapping[str, str]) -> TopicConfig:

@@ -6,6 +6,7 @@ from protocol.error_codes import ErrorCode
 from storage.errors import (
     InvalidBatch,
     InvalidConfig,
+    InvalidTimestamp,
     InvalidTopicName,
     LogClosed,
     MessageTooLarge,
@@ -32,6 +33,7 @@ class Refused(StorageError):
 _CODES: dict[type[StorageError], ErrorCode] = {
     InvalidBatch: ErrorCode.CORRUPT_MESSAGE,
     MessageTooLarge: ErrorCode.MESSAGE_TOO_LARGE,
+    InvalidTimestamp: ErrorCode.INVALID_TIMESTAMP,
     OffsetOutOfRange: ErrorCode.OFFSET_OUT_OF_RANGE,
     UnknownTopic: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
     UnknownPartition: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,

@@ -293,6 +293,36 @@ def test_lowered_max_message_bytes_refuses_bigger_records_at_once(
     assert send(100) is None
 
 
+def test_timestamp_bounds_apply_at_once(
+    broker: BrokerProcess, admin: AdminClient
+) -> None:
+    """message.timestamp.before.max.ms set on a live topic: a record stamped
+    earlier is refused with INVALID_TIMESTAMP; LogAppendTime lifts the check."""
+    topic = new_topic(admin)
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
+    errors: list[KafkaError | None] = []
+    old = int(time.time() * 1000) - 2 * 3600 * 1000  # two hours ago
+
+    def send() -> KafkaError | None:
+        errors.clear()
+        producer.produce(
+            topic, b"v", timestamp=old, on_delivery=lambda e, m: errors.append(e)
+        )
+        producer.flush(30)
+        assert len(errors) == 1
+        return errors[0]
+
+    assert send() is None
+    incremental(
+        admin, "TOPIC", topic, ("message.timestamp.before.max.ms", "3600000", SET)
+    )
+    error = send()
+    assert error is not None
+    assert error.code() == KafkaError.INVALID_TIMESTAMP
+    incremental(admin, "TOPIC", topic, ("message.timestamp.type", "LogAppendTime", SET))
+    assert send() is None
+
+
 def test_lowered_retention_deletes_old_segments(
     broker: BrokerProcess, admin: AdminClient
 ) -> None:
