@@ -5,6 +5,7 @@ changes live on running partitions and persisted across a restart."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,9 +36,11 @@ from protocol.messages.incremental_alter_configs import (
     IncrementalAlterConfigsRequest,
     IncrementalAlterConfigsResponse,
 )
-from tests._broker import BrokerProcess, request, start_broker
+from tests._broker import ROOT, BrokerProcess, request, start_broker
 
 pytestmark = pytest.mark.integration
+
+JS_RUNNER = ROOT / "tests" / "js" / "kafka_client.js"
 
 SET, DELETE, APPEND, SUBTRACT = (
     AlterConfigOpType.SET,
@@ -267,6 +270,32 @@ def test_kafka_python_alter_configs_replaces_the_whole_set(
     got_now = described(admin, "TOPIC", topic)
     assert got_now["retention.ms"].value == "6000"
     assert got_now["segment.ms"].source == ConfigSource.DEFAULT_CONFIG.value
+
+
+def test_kafkajs_alters_and_describes_configs(
+    broker: BrokerProcess, admin: AdminClient
+) -> None:
+    """kafkajs' admin.alterConfigs sets a topic's overrides; its describeConfigs
+    reads them and the broker's configs (static ones read-only)."""
+    topic = new_topic(admin)
+    spec = {
+        "brokers": [broker.bootstrap],
+        "topic": topic,
+        "configs": {"retention.ms": "86400000", "cleanup.policy": "compact"},
+    }
+    proc = subprocess.run(
+        ["node", str(JS_RUNNER), "configs", json.dumps(spec)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    [answer] = [json.loads(line) for line in proc.stdout.decode().splitlines() if line]
+    assert answer["altered"] == [[topic, 0]]
+    assert answer["topic"]["retention.ms"] == ["86400000", False]
+    assert answer["topic"]["cleanup.policy"] == ["compact", False]
+    assert answer["broker"]["num.partitions"] == ["1", True]
+    assert answer["broker"]["log.retention.ms"][1] is False
 
 
 def test_lowered_max_message_bytes_refuses_bigger_records_at_once(
