@@ -176,6 +176,9 @@ class TopicConfig:
     # message.timestamp.difference.max.ms); _LONG_MAX: unchecked
     timestamp_before_ms: int = _LONG_MAX
     timestamp_after_ms: int = _LONG_MAX
+    # whether appends check CreateTime timestamps against the clock (one attribute
+    # read on the append path)
+    checks_timestamps: bool = False
     overrides: Mapping[str, str] = field(default_factory=dict)
     defaults: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULTS))
 
@@ -202,6 +205,15 @@ class TopicConfig:
         def integer(key: str) -> int:
             return int(values[key])
 
+        log_append_time = values["message.timestamp.type"] == "LogAppendTime"
+        before = min(
+            integer("message.timestamp.before.max.ms"),
+            integer("message.timestamp.difference.max.ms"),
+        )
+        after = min(
+            integer("message.timestamp.after.max.ms"),
+            integer("message.timestamp.difference.max.ms"),
+        )
         return cls(
             segment_bytes=integer("segment.bytes"),
             segment_ms=integer("segment.ms"),
@@ -213,25 +225,14 @@ class TopicConfig:
             flush_messages=integer("flush.messages"),
             write_caching=values["write.caching"].lower() == "true",
             cleanup_policy=values["cleanup.policy"],
-            log_append_time=values["message.timestamp.type"] == "LogAppendTime",
+            log_append_time=log_append_time,
             min_insync_replicas=integer("min.insync.replicas"),
-            timestamp_before_ms=min(
-                integer("message.timestamp.before.max.ms"),
-                integer("message.timestamp.difference.max.ms"),
-            ),
-            timestamp_after_ms=min(
-                integer("message.timestamp.after.max.ms"),
-                integer("message.timestamp.difference.max.ms"),
-            ),
+            timestamp_before_ms=before,
+            timestamp_after_ms=after,
+            checks_timestamps=not log_append_time
+            and (before < _LONG_MAX or after < _LONG_MAX),
             overrides=own,
             defaults=merged_defaults,
-        )
-
-    @property
-    def checks_timestamps(self) -> bool:
-        """Whether appends check CreateTime timestamps against the clock."""
-        return not self.log_append_time and (
-            self.timestamp_before_ms < _LONG_MAX or self.timestamp_after_ms < _LONG_MAX
         )
 
     def with_overrides(self, overrides: Mapping[str, str]) -> TopicConfig:
