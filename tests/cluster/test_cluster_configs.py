@@ -62,8 +62,11 @@ def describe(c: Cluster, node: int, kind: int, name: str, key: str) -> tuple[str
     return config.value, config.config_source
 
 
-def alter_broker(c: Cluster, via: int, name: str, key: str, value: str) -> None:
-    """SET one dynamic broker config of ``name`` ("" = cluster-wide) via ``via``."""
+def alter_broker(
+    c: Cluster, via: int, name: str, key: str, value: str | None, op: int = 0
+) -> None:
+    """SET (or ``op``) one dynamic broker config of ``name`` ("" = cluster-wide)
+    via broker ``via``."""
     with c.brokers[via].connect() as sock:
         resp = request(
             sock,
@@ -75,7 +78,7 @@ def alter_broker(c: Cluster, via: int, name: str, key: str, value: str) -> None:
                         resource_type=4,
                         resource_name=name,
                         configs=(
-                            AlterableConfig(name=key, config_operation=0, value=value),
+                            AlterableConfig(name=key, config_operation=op, value=value),
                         ),
                     ),
                 ),
@@ -144,3 +147,14 @@ def test_config_changes_reach_every_broker(cluster: Cluster) -> None:
         f"{PREFIX}/config/brokers/3",
         f"{PREFIX}/config/brokers/<default>",
     ]
+
+    # deleting the cluster-wide value: every broker falls back to the default
+    alter_broker(c, leader, "", "log.retention.bytes", None, op=1)
+    for node in sorted(c.live):
+        wait_for(
+            f"broker {node} to drop the cluster-wide default",
+            lambda node=node: (
+                describe(c, node, 2, topic, "retention.bytes") == ("-1", 5)
+            ),
+        )
+    assert c.etcd.keys(f"{PREFIX}/config/brokers/") == [f"{PREFIX}/config/brokers/3"]
