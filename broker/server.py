@@ -67,7 +67,7 @@ import os
 import signal
 import ssl
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -84,7 +84,12 @@ from broker.cluster.requests import ClusterRequests
 from broker.cluster.service import ClusterService
 from broker.cluster.view import ClusterView, LocalView
 from broker.config import BrokerConfig
-from broker.configs.dynamic import ConfigStoreError, DynamicConfigs, FileConfigStore
+from broker.configs.dynamic import (
+    ConfigStoreError,
+    DynamicConfigs,
+    FileConfigStore,
+    read_config_file,
+)
 from broker.context import BrokerContext, Runtime
 from broker.disk.fileops import storage_fileops
 from broker.durability.acks import Durability
@@ -159,6 +164,7 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
         security = _security_service(config)
         tls_contexts = _tls_contexts(config)
         lock = lock_data_dir(config.data_dir)
+        broker_configs = _read_broker_configs(config)
         kafka = KafkaListeners.bind(config, tls_contexts, runtime)
         async with anyio.create_task_group() as root:
             root.start_soon(_watch_signals, stop)
@@ -170,7 +176,13 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
             nofile.log()  # past every check a person must fix
             taken, lock = lock, None  # the storage's from now on
             ctx = await _open_services(
-                config, metrics, runtime, security, taken, kafka=kafka
+                config,
+                metrics,
+                runtime,
+                security,
+                taken,
+                kafka=kafka,
+                broker_configs=broker_configs,
             )
             admin.attach(ctx)
             async with anyio.create_task_group() as serving:
@@ -243,6 +255,7 @@ async def _open_services(
     *,
     kafka: KafkaListeners | None = None,
     cluster: ClusterRequests | None = None,
+    broker_configs: dict[str, dict[str, str]] | None = None,
 ) -> BrokerContext:
     """Open storage and every service on it, in dependency order; the context.
 
@@ -250,6 +263,8 @@ async def _open_services(
     (``config.cluster``) the broker joins the cluster once its logs are open,
     registering the addresses of ``kafka``'s bound listeners. ``cluster``: the
     cluster's requests and cache given by a test instead (no etcd).
+    ``broker_configs``: the single node's dynamic broker configs, read early
+    (:func:`_read_broker_configs`; None: read them now).
 
     Raises:
         StartupError: the cluster's etcd is unreachable or the node id is taken
@@ -268,7 +283,11 @@ async def _open_services(
         cluster = coordination
     topics = TopicService(config, logs, metrics, disk, cluster)
     try:
-        dynamic = await _dynamic_configs(config, logs, fileops, cluster)
+        if broker_configs is None and cluster is None:
+            broker_configs = _read_broker_configs(config)
+        dynamic = await _dynamic_configs(
+            config, logs, fileops, cluster, broker_configs or {}
+        )
     except BaseException:
         with anyio.CancelScope(shield=True):
             await close_log_manager(logs)
@@ -348,26 +367,33 @@ async def _open_services(
     )
 
 
+def _read_broker_configs(config: BrokerConfig) -> dict[str, dict[str, str]]:
+    """A single node's ``broker-configs.json`` ({} in cluster mode: etcd has them).
+
+    Raises:
+        StartupError: the file is unreadable (a person must fix or remove it).
+    """
+    if config.cluster is not None:
+        return {}
+    try:
+        return read_config_file(config.data_dir)
+    except ConfigStoreError as e:
+        raise StartupError(
+            f"{e} (fix or remove the file)", exit_code=EXIT_DATA_DIR
+        ) from e
+
+
 async def _dynamic_configs(
     config: BrokerConfig,
     logs: LogManager,
     fileops: FileOps,
     cluster: ClusterRequests | None,
+    scopes: Mapping[str, Mapping[str, str]],
 ) -> DynamicConfigs:
-    """The dynamic broker configs, loaded and applied to the open logs: from
-    ``broker-configs.json`` on a single node, from the cluster's cache otherwise.
-
-    Raises:
-        StartupError: the file is unreadable (a person must fix or remove it).
-    """
+    """The dynamic broker configs, applied to the open logs: ``scopes`` (from
+    ``broker-configs.json``) on a single node, the cluster's cache otherwise."""
     if cluster is None:
-        store = FileConfigStore(config.data_dir, fileops)
-        try:
-            scopes = store.load()
-        except ConfigStoreError as e:
-            raise StartupError(
-                f"{e} (fix or remove the file)", exit_code=EXIT_DATA_DIR
-            ) from e
+        store = FileConfigStore(config.data_dir, fileops, scopes)
         dynamic = DynamicConfigs(config.node_id, config.topic_defaults, logs, store)
     else:
         scopes = cluster.cache.broker_config_scopes()

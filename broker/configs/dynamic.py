@@ -54,33 +54,38 @@ class ConfigStore(Protocol):
         ...
 
 
+def read_config_file(data_dir: Path) -> dict[str, dict[str, str]]:
+    """Every scope's configs as ``broker-configs.json`` has them (none: no file).
+
+    Raises:
+        ConfigStoreError: the file is unreadable or malformed.
+    """
+    path = data_dir / FILE_NAME
+    try:
+        data = json.loads(path.read_bytes())
+        return {
+            str(scope): {str(k): str(v) for k, v in dict(values).items()}
+            for scope, values in dict(data["brokers"]).items()
+        }
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigStoreError(f"unreadable {path}: {e}") from e
+
+
 class FileConfigStore:
     """A single node's dynamic broker configs, in ``broker-configs.json``."""
 
-    def __init__(self, data_dir: Path, fileops: FileOps) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        fileops: FileOps,
+        scopes: Mapping[str, Mapping[str, str]],
+    ) -> None:
+        """``scopes``: what the file holds now (:func:`read_config_file`)."""
         self.path = data_dir / FILE_NAME
         self._fileops = fileops
-        self._scopes: dict[str, dict[str, str]] = {}
-
-    def load(self) -> dict[str, dict[str, str]]:
-        """Every scope's configs as the file has them (none: no file yet).
-
-        Raises:
-            ConfigStoreError: the file is unreadable or malformed.
-        """
-        try:
-            data = json.loads(self.path.read_bytes())
-            brokers = data["brokers"]
-            scopes = {
-                str(scope): {str(k): str(v) for k, v in dict(values).items()}
-                for scope, values in dict(brokers).items()
-            }
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ConfigStoreError(f"unreadable {self.path}: {e}") from e
-        self._scopes = scopes
-        return {k: dict(v) for k, v in scopes.items()}
+        self._scopes = {k: dict(v) for k, v in scopes.items()}
 
     async def save(self, scope: str, values: Mapping[str, str]) -> None:
         scopes = {k: dict(v) for k, v in self._scopes.items()}
