@@ -27,7 +27,6 @@ from broker.configs.keys import (
     validate_broker_config,
 )
 from broker.configs.ops import (
-    DELETE,
     Change,
     ConfigRefused,
     apply_incremental,
@@ -171,9 +170,7 @@ class ConfigAlterer:
     ) -> None:
         scope = self.broker_scope(name)
         for c in changes:
-            if c.name not in TOPIC_DEFAULT_KEYS and not (
-                incremental and c.op == DELETE
-            ):
+            if c.name not in TOPIC_DEFAULT_KEYS:  # static or unknown, whatever the op
                 try:
                     validate_broker_config(c.name, "")
                 except InvalidConfig as e:
