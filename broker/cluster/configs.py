@@ -14,7 +14,7 @@ and applies them live.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 import anyio
@@ -51,11 +51,12 @@ async def alter_topic_configs(
     keys: Keys,
     cache: MetadataCache,
     name: str,
-    configs: Mapping[str, str],
+    edit: Callable[[Mapping[str, str]], dict[str, str]],
     timeout_s: float,
-) -> RequestError | None:
-    """Replace a topic record's configs (compare-and-set, retried on contention);
-    None once ``cache`` shows the write."""
+) -> dict[str, str] | RequestError:
+    """Replace a topic record's configs with ``edit`` of the stored ones
+    (compare-and-set on the key; on contention read and edit again); the configs
+    written, once ``cache`` shows them. ``edit`` may raise to refuse the change."""
     key = keys.topic(name)
     with anyio.move_on_after(timeout_s):
         try:
@@ -67,14 +68,18 @@ async def alter_topic_configs(
                         message=f"Topic {name} does not exist",
                     )
                 record = TopicRecord.decode(kv.value)
-                new = replace(record, configs=dict(configs))
+                configs = edit(record.configs)
+                if configs == dict(record.configs):
+                    await wait_revision(cache, kv.mod_revision)
+                    return configs
+                new = replace(record, configs=configs)
                 ok, revision = await store.txn(
                     [Compare(key, mod_revision=kv.mod_revision)],
                     [Put(key, encode(new))],
                 )
                 if ok:
                     await wait_revision(cache, revision)
-                    return None
+                    return configs
         except (StoreUnavailable, LeaseExpired, BadRecord) as e:
             return RequestError(code=ErrorCode.REQUEST_TIMED_OUT, message=str(e))
         return RequestError(

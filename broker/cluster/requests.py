@@ -11,7 +11,7 @@ implementation that applies the changes to a cache directly.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from broker.cluster.cache import MetadataCache
@@ -48,10 +48,12 @@ class ClusterRequests(Protocol):
     ) -> RequestError | None: ...
 
     async def alter_topic_configs(
-        self, name: str, configs: Mapping[str, str]
-    ) -> RequestError | None:
-        """Replace a topic's config overrides in its record (compare-and-set);
-        None once this broker's cache shows them."""
+        self, name: str, edit: Callable[[Mapping[str, str]], dict[str, str]]
+    ) -> dict[str, str] | RequestError:
+        """Replace a topic's config overrides in its record with ``edit`` of the
+        stored ones (compare-and-set; ``edit`` runs again if the record moved on
+        and may raise to refuse); the overrides written, once this broker's cache
+        shows them."""
         ...
 
     async def put_broker_configs(

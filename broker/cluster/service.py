@@ -598,15 +598,15 @@ class ClusterService:
         )
 
     async def alter_topic_configs(
-        self, name: str, configs: Mapping[str, str]
-    ) -> RequestError | None:
+        self, name: str, edit: Callable[[Mapping[str, str]], dict[str, str]]
+    ) -> dict[str, str] | RequestError:
         """Replace a topic's overrides in its record (:mod:`broker.cluster.configs`)."""
         return await configs_in_etcd.alter_topic_configs(
             self.store,
             self.keys,
             self.cache,
             name,
-            configs,
+            edit,
             self.settings.request_timeout_ms / 1000,
         )
 

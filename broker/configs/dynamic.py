@@ -122,6 +122,9 @@ class DynamicConfigs:
         self._logs = logs
         self._store = store
         self._scopes: dict[str, dict[str, str]] = {}
+        # held by whoever reads and changes configs (AlterConfigs), so that
+        # concurrent changes on this broker do not undo each other
+        self.lock = anyio.Lock()
 
     @property
     def own_scope(self) -> str:

@@ -14,7 +14,7 @@ values).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import structlog
@@ -75,11 +75,14 @@ class ConfigAlterer:
         Raises:
             ConfigRefused: the change is refused (nothing was changed).
         """
-        if resource_type == TOPIC:
-            await self._alter_topic(name, changes, incremental, validate_only)
-        elif resource_type == BROKER:
-            await self._alter_broker(name, changes, incremental, validate_only)
-        else:
+        # one change at a time on this broker: each edits what the last one left
+        async with self.dynamic.lock:
+            if resource_type == TOPIC:
+                await self._alter_topic(name, changes, incremental, validate_only)
+                return
+            if resource_type == BROKER:
+                await self._alter_broker(name, changes, incremental, validate_only)
+                return
             kind = RESOURCE_NAMES.get(resource_type, str(resource_type))
             raise ConfigRefused(
                 ErrorCode.INVALID_REQUEST,
@@ -105,24 +108,30 @@ class ConfigAlterer:
                     ErrorCode.INVALID_CONFIG, f"Unknown topic config name: {c.name}"
                 )
         defaults = meta.config.defaults
-        if incremental:
-            new = apply_incremental(
-                meta.config.overrides,
-                changes,
-                is_list=LIST_KEYS.__contains__,
-                default_of=defaults.get,
-            )
-        else:
-            new = replace_all(changes)
-        try:
-            for key, value in new.items():
-                validate_topic_config(key, value)
-            TopicConfig.from_overrides(new, defaults)
-        except InvalidConfig as e:
-            raise ConfigRefused(ErrorCode.INVALID_CONFIG, str(e)) from e
+
+        def edit(current: Mapping[str, str]) -> dict[str, str]:
+            if incremental:
+                new = apply_incremental(
+                    current,
+                    changes,
+                    is_list=LIST_KEYS.__contains__,
+                    default_of=defaults.get,
+                )
+            else:
+                new = replace_all(changes)
+            try:
+                for key, value in new.items():
+                    validate_topic_config(key, value)
+                TopicConfig.from_overrides(new, defaults)
+            except InvalidConfig as e:
+                raise ConfigRefused(ErrorCode.INVALID_CONFIG, str(e)) from e
+            return new
+
+        edit(meta.config.overrides)  # refuses here, before anything is written
         if validate_only:
             return
-        error = await self.topics.alter_configs(meta.name, new)
+        # in cluster mode ``edit`` runs again on the stored overrides
+        error = await self.topics.alter_configs(meta.name, edit)
         if error is not None:
             raise ConfigRefused(error_code(error), str(error))
 

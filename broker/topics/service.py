@@ -266,23 +266,27 @@ class TopicService:
         return results
 
     async def alter_configs(
-        self, name: str, overrides: Mapping[str, str]
+        self, name: str, edit: Callable[[Mapping[str, str]], dict[str, str]]
     ) -> StorageError | None:
-        """Replace a topic's config overrides, live on its partitions and persisted
-        (the topic's manifest; in cluster mode its record in etcd, which every
-        broker's replica manager applies). None once this broker applies them."""
-        if self.cluster is not None:
-            error = await self.cluster.alter_topic_configs(name, overrides)
-            if error is not None:
-                return _refused(error)
-            wanted = dict(overrides)
+        """Replace a topic's config overrides with ``edit`` of the current ones,
+        live on its partitions and persisted (the topic's manifest; in cluster mode
+        its record in etcd, edited by compare-and-set, which every broker's replica
+        manager applies). None once this broker applies them. ``edit`` may raise
+        to refuse the change; the caller serialises changes on this broker."""
+        if self.cluster is None:
+            meta = self.find(name)
+            if meta is None:
+                return UnknownTopic(name)
+            return await self.alter_local(name, edit(meta.config.overrides))
+        written = await self.cluster.alter_topic_configs(name, edit)
+        if isinstance(written, RequestError):
+            return _refused(written)
 
-            def applied() -> bool:
-                meta = self.find(name)
-                return meta is None or dict(meta.config.overrides) == wanted
+        def applied() -> bool:
+            meta = self.find(name)
+            return meta is None or dict(meta.config.overrides) == written
 
-            return await self._await_local(applied, f"{name}'s configs")
-        return await self.alter_local(name, overrides)
+        return await self._await_local(applied, f"{name}'s configs")
 
     async def alter_local(
         self, name: str, overrides: Mapping[str, str]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -266,15 +266,14 @@ class FakeCluster:
         return None
 
     async def alter_topic_configs(
-        self, name: str, configs: Mapping[str, str]
-    ) -> RequestError | None:
+        self, name: str, edit: Callable[[Mapping[str, str]], dict[str, str]]
+    ) -> dict[str, str] | RequestError:
         record = self.cache.topic(name)
         if record is None:
             return RequestError(code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, message=name)
-        self._put(
-            self.keys.topic(name), dataclasses.replace(record, configs=dict(configs))
-        )
-        return None
+        configs = edit(record.configs)
+        self._put(self.keys.topic(name), dataclasses.replace(record, configs=configs))
+        return configs
 
     async def put_broker_configs(
         self, scope: str, values: Mapping[str, str]
