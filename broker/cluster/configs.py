@@ -26,6 +26,7 @@ from broker.cluster.model import (
     BadRecord,
     RequestError,
     TopicRecord,
+    decode_configs,
     encode,
     encode_configs,
 )
@@ -39,6 +40,7 @@ from broker.cluster.store import (
     StoreUnavailable,
 )
 from broker.configs.dynamic import ConfigStoreError, DynamicConfigs
+from broker.configs.ops import Edit
 from protocol.error_codes import ErrorCode
 
 log = structlog.get_logger("broker.cluster.configs")
@@ -96,22 +98,36 @@ async def put_broker_configs(
     keys: Keys,
     cache: MetadataCache,
     scope: str,
-    values: Mapping[str, str],
+    edit: Callable[[Mapping[str, str]], dict[str, str]],
     timeout_s: float,
-) -> RequestError | None:
-    """Write (or, when empty, delete) a scope's dynamic broker configs; None once
-    ``cache`` shows the write."""
+) -> dict[str, str] | RequestError:
+    """Replace a scope's dynamic broker configs with ``edit`` of the stored ones
+    (an empty result deletes the key; compare-and-set, edited again on
+    contention); the configs written, once ``cache`` shows them."""
     key = keys.broker_config(scope)
     with anyio.move_on_after(timeout_s):
         try:
-            op: Put | Delete = (
-                Put(key, encode_configs(values)) if values else Delete(key)
-            )
-            _, revision = await store.txn([], [op])
-        except (StoreUnavailable, LeaseExpired) as e:
+            for _ in range(_RETRIES):
+                kv = await store.get(key)
+                current = {} if kv is None else decode_configs(kv.value)
+                values = edit(current)
+                compare = (
+                    Compare(key, absent=True)
+                    if kv is None
+                    else Compare(key, mod_revision=kv.mod_revision)
+                )
+                op: Put | Delete = (
+                    Put(key, encode_configs(values)) if values else Delete(key)
+                )
+                ok, revision = await store.txn([compare], [op])
+                if ok:
+                    await wait_revision(cache, revision)
+                    return values
+        except (StoreUnavailable, LeaseExpired, BadRecord) as e:
             return RequestError(code=ErrorCode.REQUEST_TIMED_OUT, message=str(e))
-        await wait_revision(cache, revision)
-        return None
+        return RequestError(
+            code=ErrorCode.REQUEST_TIMED_OUT, message=f"{key} is being changed"
+        )
     return RequestError(
         code=ErrorCode.REQUEST_TIMED_OUT,
         message=f"etcd did not answer within {timeout_s:g} s",
@@ -132,10 +148,11 @@ class EtcdConfigStore:
     def __init__(self, cluster: ClusterRequests) -> None:
         self._cluster = cluster
 
-    async def save(self, scope: str, values: Mapping[str, str]) -> None:
-        error = await self._cluster.put_broker_configs(scope, values)
-        if error is not None:
-            raise ConfigStoreError(error.message)
+    async def save(self, scope: str, edit: Edit) -> dict[str, str]:
+        written = await self._cluster.put_broker_configs(scope, edit)
+        if isinstance(written, RequestError):
+            raise ConfigStoreError(written.message)
+        return written
 
 
 async def follow_broker_configs(cache: MetadataCache, dynamic: DynamicConfigs) -> None:

@@ -57,10 +57,11 @@ class ClusterRequests(Protocol):
         ...
 
     async def put_broker_configs(
-        self, scope: str, values: Mapping[str, str]
-    ) -> RequestError | None:
+        self, scope: str, edit: Callable[[Mapping[str, str]], dict[str, str]]
+    ) -> dict[str, str] | RequestError:
         """Replace the dynamic broker configs of ``scope`` (``<default>`` or a node
-        id); None once this broker's cache shows them."""
+        id) with ``edit`` of the stored ones (compare-and-set, as for topics); the
+        configs written, once this broker's cache shows them."""
         ...
 
     async def alter_isr(

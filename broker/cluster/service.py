@@ -611,15 +611,15 @@ class ClusterService:
         )
 
     async def put_broker_configs(
-        self, scope: str, values: Mapping[str, str]
-    ) -> RequestError | None:
+        self, scope: str, edit: Callable[[Mapping[str, str]], dict[str, str]]
+    ) -> dict[str, str] | RequestError:
         """Replace a scope's dynamic broker configs (:mod:`broker.cluster.configs`)."""
         return await configs_in_etcd.put_broker_configs(
             self.store,
             self.keys,
             self.cache,
             scope,
-            values,
+            edit,
             self.settings.request_timeout_ms / 1000,
         )
 

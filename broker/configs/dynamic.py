@@ -29,6 +29,7 @@ import anyio
 import structlog
 
 from broker.configs.keys import DEFAULT_SCOPE, topic_defaults, validate_broker_config
+from broker.configs.ops import Edit
 from storage.errors import InvalidConfig
 from storage.fileops import FileOps
 from storage.log_manager import LogManager
@@ -45,11 +46,13 @@ class ConfigStoreError(Exception):
 class ConfigStore(Protocol):
     """Where the dynamic broker configs are kept."""
 
-    async def save(self, scope: str, values: Mapping[str, str]) -> None:
-        """Replace one scope's configs (``<default>`` or a node id).
+    async def save(self, scope: str, edit: Edit) -> dict[str, str]:
+        """Replace one scope's configs (``<default>`` or a node id) with ``edit`` of
+        the stored ones; the configs written.
 
         Raises:
             ConfigStoreError: they could not be written.
+            ConfigRefused: ``edit`` refused the change.
         """
         ...
 
@@ -87,7 +90,8 @@ class FileConfigStore:
         self._fileops = fileops
         self._scopes = {k: dict(v) for k, v in scopes.items()}
 
-    async def save(self, scope: str, values: Mapping[str, str]) -> None:
+    async def save(self, scope: str, edit: Edit) -> dict[str, str]:
+        values = edit(self._scopes.get(scope, {}))
         scopes = {k: dict(v) for k, v in self._scopes.items()}
         if values:
             scopes[scope] = dict(values)
@@ -102,6 +106,7 @@ class FileConfigStore:
         except OSError as e:
             raise ConfigStoreError(f"cannot write {self.path}: {e}") from e
         self._scopes = scopes
+        return values
 
 
 class DynamicConfigs:
@@ -144,14 +149,17 @@ class DynamicConfigs:
             self.static, self.layer(DEFAULT_SCOPE), self.layer(self.own_scope)
         )
 
-    async def update(self, scope: str, values: Mapping[str, str]) -> None:
-        """Persist a scope's new configs, then apply them.
+    async def update(self, scope: str, edit: Edit) -> dict[str, str]:
+        """Persist ``edit`` of a scope's stored configs, then apply them; the new
+        configs.
 
         Raises:
             ConfigStoreError: they could not be persisted (nothing changed).
+            ConfigRefused: ``edit`` refused the change.
         """
-        await self._store.save(scope, values)
+        values = await self._store.save(scope, edit)
         await self.set_layer(scope, values, reason="altered")
+        return values
 
     async def set_layer(
         self, scope: str, values: Mapping[str, str], *, reason: str

@@ -24,6 +24,11 @@ APPEND: Final = 2
 SUBTRACT: Final = 3
 OP_NAMES: Final = {SET: "SET", DELETE: "DELETE", APPEND: "APPEND", SUBTRACT: "SUBTRACT"}
 
+# A resource's change as a function of its configs as stored: the new configs (it
+# raises ConfigRefused to refuse). Stores run it on what they hold, again if that
+# moved on meanwhile (a compare-and-set in cluster mode).
+Edit = Callable[[Mapping[str, str]], dict[str, str]]
+
 
 class ConfigRefused(Exception):
     """A resource's change is refused: Kafka's error code and message."""

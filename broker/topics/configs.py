@@ -184,24 +184,29 @@ class ConfigAlterer:
                     validate_broker_config(c.name, "")
                 except InvalidConfig as e:
                     raise ConfigRefused(ErrorCode.INVALID_CONFIG, str(e)) from e
-        if incremental:
-            new = apply_incremental(
-                self.dynamic.layer(scope),
-                changes,
-                is_list=BROKER_LIST_KEYS.__contains__,
-                default_of=lambda key: self.broker_default_of(scope, key),
-            )
-        else:
-            new = replace_all(changes)
-        try:
-            for key, value in new.items():
-                validate_broker_config(key, value)
-        except InvalidConfig as e:
-            raise ConfigRefused(ErrorCode.INVALID_CONFIG, str(e)) from e
+
+        def edit(current: Mapping[str, str]) -> dict[str, str]:
+            if incremental:
+                new = apply_incremental(
+                    current,
+                    changes,
+                    is_list=BROKER_LIST_KEYS.__contains__,
+                    default_of=lambda key: self.broker_default_of(scope, key),
+                )
+            else:
+                new = replace_all(changes)
+            try:
+                for key, value in new.items():
+                    validate_broker_config(key, value)
+            except InvalidConfig as e:
+                raise ConfigRefused(ErrorCode.INVALID_CONFIG, str(e)) from e
+            return new
+
+        edit(self.dynamic.layer(scope))  # refuses here, before anything is written
         if validate_only:
             return
         try:
-            await self.dynamic.update(scope, new)
+            new = await self.dynamic.update(scope, edit)
         except ConfigStoreError as e:
             raise ConfigRefused(ErrorCode.UNKNOWN_SERVER_ERROR, str(e)) from e
         log.info("broker_configs_altered", scope=scope, configs=new)

@@ -276,8 +276,9 @@ class FakeCluster:
         return configs
 
     async def put_broker_configs(
-        self, scope: str, values: Mapping[str, str]
-    ) -> RequestError | None:
+        self, scope: str, edit: Callable[[Mapping[str, str]], dict[str, str]]
+    ) -> dict[str, str] | RequestError:
+        values = edit(self.cache.broker_configs(scope))
         self.revision += 1
         self.cache.apply(
             [
@@ -289,7 +290,7 @@ class FakeCluster:
                 )
             ]
         )
-        return None
+        return values
 
     async def alter_isr(
         self, topic: str, index: int, isr: Sequence[int], expected: PartitionRecord

@@ -128,11 +128,15 @@ async def test_watched_broker_configs_change_topic_defaults(tmp_path: Path) -> N
         await settled(ctx, cluster)
         async with anyio.create_task_group() as tg:
             tg.start_soon(follow_broker_configs, cluster.cache, ctx.configs)
-            await cluster.put_broker_configs("<default>", {"log.segment.bytes": "9999"})
-            await cluster.put_broker_configs(str(NODE), {"log.roll.ms": "7777"})
+            await cluster.put_broker_configs(
+                "<default>", lambda _: {"log.segment.bytes": "9999"}
+            )
+            await cluster.put_broker_configs(
+                str(NODE), lambda _: {"log.roll.ms": "7777"}
+            )
             await until(ctx, "segment.ms", ("7777", 2))
             assert await value(ctx, "t", "segment.bytes") == ("9999", 3)
             assert ctx.topics.logs.partition("t", 0).config.segment_bytes == 9999
-            await cluster.put_broker_configs("<default>", {})
+            await cluster.put_broker_configs("<default>", lambda _: {})
             await until(ctx, "segment.bytes", ("1073741824", 5))
             tg.cancel_scope.cancel()
