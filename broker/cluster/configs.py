@@ -4,12 +4,13 @@ configs under ``config/brokers/``.
 Any broker may change them; no controller round trip is needed, because nothing
 else is decided from them. A topic's overrides are replaced in its record with a
 compare-and-set on the key's mod revision (the controller's own writes of the
-record are compare-and-set too, so neither loses the other's change); every
+record are compare-and-set too, so neither loses the other's change; the edit is
+made again to the stored overrides when they moved on); every
 broker's replica manager applies the record's configs to its local logs. The
 dynamic broker configs of a scope (a node id, or ``<default>`` for the whole
-cluster: Kafka's ``/config/brokers/<default>``) are one key each; every broker
-follows the keys of its own id and of the default (:func:`follow_broker_configs`)
-and applies them live.
+cluster: Kafka's ``/config/brokers/<default>``) are one key each, edited the same
+way; every broker follows the keys of its own id and of the default
+(:func:`follow_broker_configs`) and applies them live.
 """
 
 from __future__ import annotations
