@@ -1,8 +1,9 @@
 """Configs in cluster mode: topic overrides in the topic records, dynamic broker
 configs under ``config/brokers/``.
 
-Any broker may change them; no controller round trip is needed, because nothing
-else is decided from them. A topic's overrides are replaced in its record with a
+Any broker may change them; no controller round trip is needed, because a change
+decides nothing by itself (the controller reads a topic's
+``unclean.leader.election.enable`` from the record when it elects). A topic's overrides are replaced in its record with a
 compare-and-set on the key's mod revision (the controller's own writes of the
 record are compare-and-set too, so neither loses the other's change; the edit is
 made again to the stored overrides when they moved on); every
