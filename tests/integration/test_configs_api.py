@@ -457,6 +457,51 @@ def test_cluster_wide_default_and_list_ops_on_brokers(broker: BrokerProcess) -> 
     assert described(admin, "TOPIC", topic)["cleanup.policy"].source == 5
 
 
+def test_alter_configs_replaces_a_brokers_whole_set(broker: BrokerProcess) -> None:
+    """AlterConfigs on a BROKER resource replaces its dynamic configs: a key left
+    out of the request loses its value; an empty set removes them all."""
+
+    def replace_set(*configs: tuple[str, str]) -> int:
+        with broker.connect() as sock:
+            resp = request(
+                sock,
+                33,
+                1,
+                ac.AlterConfigsRequest(
+                    resources=(
+                        ac.AlterConfigsResource(
+                            resource_type=4,
+                            resource_name="0",
+                            configs=tuple(
+                                ac.AlterableConfig(name=k, value=v) for k, v in configs
+                            ),
+                        ),
+                    ),
+                    validate_only=False,
+                ),
+            )
+        assert isinstance(resp, ac.AlterConfigsResponse)
+        return resp.responses[0].error_code
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    try:
+        assert (
+            replace_set(("log.roll.jitter.ms", "5"), ("log.preallocate", "true")) == 0
+        )
+        got = described(admin, "BROKER", "0")
+        assert got["log.roll.jitter.ms"].value == "5"
+        assert got["log.preallocate"].value == "true"
+        assert replace_set(("log.preallocate", "true")) == 0
+        got = described(admin, "BROKER", "0")
+        assert got["log.roll.jitter.ms"].source == ConfigSource.DEFAULT_CONFIG.value
+        assert got["log.preallocate"].source == ConfigSource.DYNAMIC_BROKER_CONFIG.value
+        assert replace_set(("num.partitions", "2")) == 40
+    finally:
+        assert replace_set() == 0
+    got = described(admin, "BROKER", "0")
+    assert got["log.preallocate"].source == ConfigSource.DEFAULT_CONFIG.value
+
+
 def test_changes_survive_a_restart(tmp_path: Path) -> None:
     """Topic overrides stay in the topic's manifest and dynamic broker configs in
     broker-configs.json: a restarted broker applies both."""
