@@ -9,11 +9,13 @@ plus a ``set:`` mapping of Kafka config names, exactly what ``--set key=value`` 
 ``--set`` keys that name a broker setting (``auto.create.topics.enable``,
 ``num.partitions``, ``connections.max.idle.ms``, ``socket.request.max.bytes``,
 ``queued.max.request.bytes``, ``max.connections``, ``message.max.bytes``,
-``ailurus.partial.frames.max.bytes``, and the caps ``ailurus.max.partitions``,
+``ailurus.partial.frames.max.bytes``, ``log.retention.check.interval.ms``, and the caps ``ailurus.max.partitions``,
 ``ailurus.max.partitions.per.request``, ``ailurus.max.open.segment.files``,
 ``ailurus.auto.create.topics.per.request`` (see ``broker.fdlimits``)) configure the
 broker; every other key is a topic default (``retention.ms``, ``segment.bytes``,
-``max.message.bytes``, ...) handed to storage for topics that do not override it.
+``max.message.bytes``, ...) handed to storage for topics that do not override it. The
+dynamic broker configs (:mod:`broker.configs`, changed with AlterConfigs) override
+these topic defaults live.
 
 ``queued.max.request.bytes`` caps, per connection, the bytes of requests received and
 not yet answered; ``ailurus.partial.frames.max.bytes`` (default 256 MiB) caps, across
@@ -244,6 +246,8 @@ _BROKER_KEYS: Final[dict[str, tuple[str, type]]] = {
     "max.connections": ("max_connections", int),
     "message.max.bytes": ("message_max_bytes", int),
     "ailurus.shutdown.grace.ms": ("shutdown_grace_ms", int),
+    # how often closed segments past retention.ms / retention.bytes are deleted
+    "log.retention.check.interval.ms": ("log_retention_check_interval_ms", int),
     # broker-wide cap on bytes held in partly received frames (broker.net.frame_budget)
     "ailurus.partial.frames.max.bytes": ("partial_frames_max_bytes", int),
     # free-space floor of the data dir's file system (broker.disk.guard); 0 = off
@@ -334,6 +338,7 @@ class BrokerConfig:
     max_connections: int = 10_000
     message_max_bytes: int = 1_048_588
     shutdown_grace_ms: int = 5_000
+    log_retention_check_interval_ms: int = 300_000  # Kafka's default
     min_free_bytes: int = 64 * 1024 * 1024  # broker.disk.guard.DEFAULT_MIN_FREE_BYTES
     # Partitions of all topics together, and segment descriptors open at once;
     # None: derived from the descriptor limit at start (broker.fdlimits).
@@ -665,6 +670,8 @@ def resolve(
         raise ConfigError("ailurus.auto.create.topics.per.request must be >= 0")
     if cfg.snapshot_scan_interval_ms < 1:
         raise ConfigError("snapshot.scan.interval.ms must be at least 1")
+    if cfg.log_retention_check_interval_ms < 1:
+        raise ConfigError("log.retention.check.interval.ms must be at least 1")
     for key in ("snapshot.settle.ms", "snapshot.ingest.bytes.per.sec"):
         if getattr(cfg, _BROKER_KEYS[key][0]) < 0:
             raise ConfigError(f"{key} must be >= 0")

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from broker.cluster.service import ClusterService
 from broker.cluster.view import ClusterView
 from broker.config import BrokerConfig
+from broker.configs.dynamic import DynamicConfigs
 from broker.disk.guard import DiskGuard
 from broker.durability.acks import Durability
 from broker.groups.service import GroupService
@@ -86,6 +87,7 @@ class BrokerContext:
     coordination: ClusterService | None  # etcd membership; None: a single node
     disk: DiskGuard
     topics: TopicService  # owns the LogManager
+    configs: DynamicConfigs  # dynamic broker configs (AlterConfigs on BROKER)
     durability: Durability  # group commit, partition waiters, acks=all
     append_gate: AppendGate
     producers: ProducerService

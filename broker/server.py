@@ -67,7 +67,7 @@ import os
 import signal
 import ssl
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -78,11 +78,18 @@ import structlog
 from broker.admin.routes import build_routes
 from broker.admin.server import AdminView, RouteTable, serve_admin
 from broker.authz.middleware import Authorize
+from broker.cluster.configs import EtcdConfigStore, follow_broker_configs
 from broker.cluster.model import Endpoint
 from broker.cluster.requests import ClusterRequests
 from broker.cluster.service import ClusterService
 from broker.cluster.view import ClusterView, LocalView
 from broker.config import BrokerConfig
+from broker.configs.dynamic import (
+    ConfigStoreError,
+    DynamicConfigs,
+    FileConfigStore,
+    read_config_file,
+)
 from broker.context import BrokerContext, Runtime
 from broker.disk.fileops import storage_fileops
 from broker.durability.acks import Durability
@@ -101,6 +108,7 @@ from broker.snapshots.scheduler import SnapshotScheduler
 from broker.snapshots.service import SnapshotService
 from broker.startup import (
     EXIT_CONFIG,
+    EXIT_DATA_DIR,
     StartupError,
     check_readable,
     find_startup_error,
@@ -108,12 +116,13 @@ from broker.startup import (
 )
 from broker.topics.service import TopicService
 from broker.topics.storage import close_log_manager, open_log_manager
+from storage.fileops import FileOps
 from storage.lock import DataDirLock
+from storage.log_manager import LogManager
 from storage.partition_log import PartitionLog
 
 log = structlog.get_logger("broker.server")
 
-RETENTION_CHECK_S = 300.0  # Kafka's log.retention.check.interval.ms default
 CONTROLLED_SHUTDOWN_S = 5.0  # how long a stopping broker waits on the controller
 
 
@@ -155,6 +164,7 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
         security = _security_service(config)
         tls_contexts = _tls_contexts(config)
         lock = lock_data_dir(config.data_dir)
+        broker_configs = _read_broker_configs(config)
         kafka = KafkaListeners.bind(config, tls_contexts, runtime)
         async with anyio.create_task_group() as root:
             root.start_soon(_watch_signals, stop)
@@ -166,7 +176,13 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
             nofile.log()  # past every check a person must fix
             taken, lock = lock, None  # the storage's from now on
             ctx = await _open_services(
-                config, metrics, runtime, security, taken, kafka=kafka
+                config,
+                metrics,
+                runtime,
+                security,
+                taken,
+                kafka=kafka,
+                broker_configs=broker_configs,
             )
             admin.attach(ctx)
             async with anyio.create_task_group() as serving:
@@ -181,6 +197,10 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
                 if ctx.replicas is not None:
                     # the local logs match the cluster before the first client
                     await serving.start(ctx.replicas.run)
+                if ctx.topics.cache is not None:
+                    serving.start_soon(
+                        follow_broker_configs, ctx.topics.cache, ctx.configs
+                    )
                 await kafka.run(ctx, _kafka_dispatch(ctx), serving)
                 await serving.start(ctx.snapshots.run)
                 if ctx.scheduler is not None:
@@ -235,6 +255,7 @@ async def _open_services(
     *,
     kafka: KafkaListeners | None = None,
     cluster: ClusterRequests | None = None,
+    broker_configs: dict[str, dict[str, str]] | None = None,
 ) -> BrokerContext:
     """Open storage and every service on it, in dependency order; the context.
 
@@ -242,6 +263,8 @@ async def _open_services(
     (``config.cluster``) the broker joins the cluster once its logs are open,
     registering the addresses of ``kafka``'s bound listeners. ``cluster``: the
     cluster's requests and cache given by a test instead (no etcd).
+    ``broker_configs``: the single node's dynamic broker configs, read early
+    (:func:`_read_broker_configs`; None: read them now).
 
     Raises:
         StartupError: the cluster's etcd is unreachable or the node id is taken
@@ -259,6 +282,16 @@ async def _open_services(
             raise
         cluster = coordination
     topics = TopicService(config, logs, metrics, disk, cluster)
+    try:
+        if broker_configs is None and cluster is None:
+            broker_configs = _read_broker_configs(config)
+        dynamic = await _dynamic_configs(
+            config, logs, fileops, cluster, broker_configs or {}
+        )
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await close_log_manager(logs)
+        raise
     durability = Durability(metrics)
     append_gate = AppendGate()
     producers = await ProducerService.open(
@@ -322,6 +355,7 @@ async def _open_services(
         coordination=coordination,
         disk=disk,
         topics=topics,
+        configs=dynamic,
         durability=durability,
         append_gate=append_gate,
         producers=producers,
@@ -331,6 +365,48 @@ async def _open_services(
         scheduler=scheduler,
         replicas=replicas,
     )
+
+
+def _read_broker_configs(config: BrokerConfig) -> dict[str, dict[str, str]]:
+    """A single node's ``broker-configs.json`` ({} in cluster mode: etcd has them).
+
+    Raises:
+        StartupError: the file is unreadable (a person must fix or remove it).
+    """
+    if config.cluster is not None:
+        return {}
+    try:
+        return read_config_file(config.data_dir)
+    except ConfigStoreError as e:
+        raise StartupError(
+            f"{e} (fix or remove the file)", exit_code=EXIT_DATA_DIR
+        ) from e
+
+
+async def _dynamic_configs(
+    config: BrokerConfig,
+    logs: LogManager,
+    fileops: FileOps,
+    cluster: ClusterRequests | None,
+    scopes: Mapping[str, Mapping[str, str]],
+) -> DynamicConfigs:
+    """The dynamic broker configs, applied to the open logs: ``scopes`` (from
+    ``broker-configs.json``) on a single node, the cluster's cache otherwise."""
+    if cluster is None:
+        store = FileConfigStore(config.data_dir, fileops, scopes)
+        dynamic = DynamicConfigs(config.node_id, config.topic_defaults, logs, store)
+    else:
+        scopes = cluster.cache.broker_config_scopes()
+        dynamic = DynamicConfigs(
+            config.node_id,
+            config.topic_defaults,
+            logs,
+            EtcdConfigStore(cluster),
+            cluster=True,
+        )
+    for scope, values in scopes.items():
+        await dynamic.set_layer(scope, values, reason="loaded")
+    return dynamic
 
 
 async def _join_cluster(
@@ -483,7 +559,7 @@ def _tls_contexts(config: BrokerConfig) -> dict[str, ssl.SSLContext]:
 
 async def _retention_job(ctx: BrokerContext) -> None:
     while True:
-        await anyio.sleep(RETENTION_CHECK_S)
+        await anyio.sleep(ctx.config.log_retention_check_interval_ms / 1000)
         await ctx.topics.apply_retention()
 
 

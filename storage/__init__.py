@@ -13,6 +13,7 @@ Public API (everything raises only ``storage.errors.StorageError`` subclasses)::
     lm.create_topic(name, partitions, configs=None, topic_id=None) -> TopicMeta
         # PartitionLimit past max_partitions; a failure part-way leaves no topic
     lm.delete_topic(name) / lm.add_partitions(name, total) / lm.alter_topic_configs(name, overrides)
+    lm.set_defaults(defaults)   # new broker topic defaults, live on every topic
     lm.partition_total() -> int; lm.max_partitions; lm.handles (the FdCache)
     lm.topics() / lm.topic(name) / lm.topic_by_id(id)   # UnknownTopic if absent
     lm.partition(name, idx) -> PartitionLog             # UnknownTopic / UnknownPartition

@@ -99,6 +99,19 @@ def _cleanup(value: str) -> object:
     return value
 
 
+def _throttled(value: str) -> object:
+    # Kafka's ThrottledReplicaListValidator: "*" or partition:broker pairs
+    if value.strip() in ("", "*"):
+        return value
+    for part in value.split(","):
+        partition, sep, broker = part.strip().partition(":")
+        if not sep or not partition.isdigit() or not broker.isdigit():
+            raise ValueError(
+                f"{value!r} is not '*' or a list of partition:broker pairs"
+            )
+    return value
+
+
 def _compression(value: str) -> object:
     if value not in _COMPRESSION_TYPES:
         raise ValueError(f"{value!r} is not a compression type")
@@ -118,12 +131,27 @@ _VALIDATORS: Final[Mapping[str, Callable[[str], object]]] = {
     "write.caching": _bool,
     "cleanup.policy": _cleanup,
     "message.timestamp.type": _choice("CreateTime", "LogAppendTime"),
+    "message.timestamp.difference.max.ms": _int_in(0),
+    "message.timestamp.before.max.ms": _int_in(0),
+    "message.timestamp.after.max.ms": _int_in(0),
     "compression.type": _compression,
     "min.insync.replicas": _int_in(1),
     "unclean.leader.election.enable": _bool,
     "preallocate": _bool,
     "message.downconversion.enable": _bool,
+    "leader.replication.throttled.replicas": _throttled,
+    "follower.replication.throttled.replicas": _throttled,
 }
+
+# The configs whose type is Kafka's LIST (comma-separated): the ones
+# IncrementalAlterConfigs may APPEND to and SUBTRACT from.
+LIST_KEYS: Final = frozenset(
+    {
+        "cleanup.policy",
+        "leader.replication.throttled.replicas",
+        "follower.replication.throttled.replicas",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,6 +171,14 @@ class TopicConfig:
     log_append_time: bool
     # acks=all needs this many in-sync replicas (enforced by cluster leaders only)
     min_insync_replicas: int = 1
+    # how far a CreateTime batch's timestamps may lie before / after the broker's
+    # clock (message.timestamp.before/after.max.ms, each capped by the older
+    # message.timestamp.difference.max.ms); _LONG_MAX: unchecked
+    timestamp_before_ms: int = _LONG_MAX
+    timestamp_after_ms: int = _LONG_MAX
+    # whether appends check CreateTime timestamps against the clock (one attribute
+    # read on the append path)
+    checks_timestamps: bool = False
     overrides: Mapping[str, str] = field(default_factory=dict)
     defaults: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULTS))
 
@@ -169,6 +205,15 @@ class TopicConfig:
         def integer(key: str) -> int:
             return int(values[key])
 
+        log_append_time = values["message.timestamp.type"] == "LogAppendTime"
+        before = min(
+            integer("message.timestamp.before.max.ms"),
+            integer("message.timestamp.difference.max.ms"),
+        )
+        after = min(
+            integer("message.timestamp.after.max.ms"),
+            integer("message.timestamp.difference.max.ms"),
+        )
         return cls(
             segment_bytes=integer("segment.bytes"),
             segment_ms=integer("segment.ms"),
@@ -180,8 +225,12 @@ class TopicConfig:
             flush_messages=integer("flush.messages"),
             write_caching=values["write.caching"].lower() == "true",
             cleanup_policy=values["cleanup.policy"],
-            log_append_time=values["message.timestamp.type"] == "LogAppendTime",
+            log_append_time=log_append_time,
             min_insync_replicas=integer("min.insync.replicas"),
+            timestamp_before_ms=before,
+            timestamp_after_ms=after,
+            checks_timestamps=not log_append_time
+            and (before < _LONG_MAX or after < _LONG_MAX),
             overrides=own,
             defaults=merged_defaults,
         )

@@ -69,6 +69,10 @@ class MessageTooLarge(StorageError):
     """A batch is larger than the topic's max.message.bytes."""
 
 
+class InvalidTimestamp(StorageError):
+    """A batch's timestamps are outside message.timestamp.before/after.max.ms."""
+
+
 class OffsetMismatch(StorageError):
     """A verbatim append does not start at the log end offset or is not dense."""
 

@@ -473,6 +473,27 @@ class LogManager:
                 self._logs[name, p].config = new.config
             return new
 
+    def set_defaults(self, defaults: Mapping[str, str]) -> None:
+        """Replace the broker's topic defaults (static ``--set`` ones merged with the
+        dynamic broker configs): every topic that does not override a key follows
+        the new default at once, its partitions included. Nothing is written (the
+        manifests hold the topics' own overrides only).
+
+        Raises:
+            InvalidConfig: an unknown key, or a value of the wrong type or range.
+        """
+        TopicConfig.from_overrides(None, defaults)  # validate before changing
+        with self._lock:
+            self._check_open()
+            self.defaults = dict(defaults)
+            for name, meta in list(self._topics.items()):
+                config = TopicConfig.from_overrides(
+                    meta.config.overrides, self.defaults
+                )
+                self._topics[name] = replace(meta, config=config)
+                for p in range(meta.partition_count):
+                    self._logs[name, p].config = config
+
     def delete_topic(self, name: str) -> TopicMeta:
         """Close the topic's logs and remove its files (rename first, then delete)."""
         with self._lock:

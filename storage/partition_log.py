@@ -69,7 +69,7 @@ from storage.segment_copy import execute_copy, plan_copy
 from storage.segment_set import SegmentSet
 from storage.transactions import PartitionTxns, marker_batch
 from storage.txn_index import AbortedTxn
-from storage.validation import stamp_batches, validate_batches
+from storage.validation import check_timestamps, stamp_batches, validate_batches
 
 __all__ = [
     "AppendResult",
@@ -352,7 +352,7 @@ class PartitionLog:
         """Validate every batch, then assign offsets and write them all at once.
 
         Raises:
-            InvalidBatch / MessageTooLarge: nothing was written.
+            InvalidBatch / MessageTooLarge / InvalidTimestamp: nothing was written.
             StorageIOError: the write failed; the log is unchanged (partial bytes
                 are truncated away). Unless the error was ENOSPC/EDQUOT the log is
                 also marked ``failed`` and refuses writes until it is reopened.
@@ -362,6 +362,8 @@ class PartitionLog:
         )
         view = memoryview(records)
         now = _now_ms() if now_ms is None else now_ms
+        if self.config.checks_timestamps:
+            check_timestamps(batches, self.config, now)
         append_time = now if self.config.log_append_time else -1
         span = -1
         attributes = 0

@@ -23,7 +23,8 @@ from protocol.records import (
     patch_leader_epoch,
     verify_batch,
 )
-from storage.errors import InvalidBatch, MessageTooLarge
+from storage.config import TopicConfig
+from storage.errors import InvalidBatch, InvalidTimestamp, MessageTooLarge
 
 Buffer = bytes | bytearray | memoryview
 
@@ -74,6 +75,32 @@ def validate_batches(
         batches.append((pos, header))
         pos += header.size
     return batches
+
+
+def check_timestamps(
+    batches: list[tuple[int, BatchHeader]], config: TopicConfig, now_ms: int
+) -> None:
+    """Refuse CreateTime batches whose first or largest timestamp lies more than
+    ``message.timestamp.before.max.ms`` before or ``...after.max.ms`` after
+    ``now_ms`` (Kafka's ``LogValidator.validateTimestamp``, per batch).
+
+    Raises:
+        InvalidTimestamp: naming the timestamp and the bound it breaks.
+    """
+    lowest = now_ms - config.timestamp_before_ms
+    highest = now_ms + config.timestamp_after_ms
+    for _, header in batches:
+        for ts in (header.base_timestamp, header.max_timestamp):
+            if ts < lowest:
+                raise InvalidTimestamp(
+                    f"timestamp {ts} is more than message.timestamp.before.max.ms "
+                    f"{config.timestamp_before_ms} before the broker's time {now_ms}"
+                )
+            if ts > highest:
+                raise InvalidTimestamp(
+                    f"timestamp {ts} is more than message.timestamp.after.max.ms "
+                    f"{config.timestamp_after_ms} after the broker's time {now_ms}"
+                )
 
 
 def stamp_batches(

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from broker.authz.base import Adapter, Checker, Respond
+from broker.authz.configs import CONFIG_ADAPTERS
 from broker.authz.groups import GROUP_ADAPTERS
 from broker.authz.tooling import TOOLING_ADAPTERS
 from broker.authz.topics import TOPIC_ADAPTERS
@@ -68,6 +69,7 @@ _ADAPTERS: Final[dict[int, Adapter]] = {
     **TOPIC_ADAPTERS,
     **GROUP_ADAPTERS,
     **TOOLING_ADAPTERS,
+    **CONFIG_ADAPTERS,
 }
 
 

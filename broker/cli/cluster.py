@@ -2,7 +2,8 @@
 Kafka), ``health`` (rpk's overview: the admin API's readiness, a controller, every
 partition led; exit status for scripts), and over the admin API ``partitions`` (leader,
 epoch, replicas, ISR per partition), ``elect`` (preferred leader) and ``reassign``
-(move a partition's replicas; cluster mode, docs/cluster.md).
+(move a partition's replicas; cluster mode, docs/cluster.md); ``config`` (the dynamic
+broker configs, :mod:`broker.cli.cluster_config`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from urllib.parse import quote
 
 import click
 
+from broker.cli import cluster_config
 from broker.cli.admin_http import admin_request
 from broker.cli.output import (
     echo_json,
@@ -62,6 +64,7 @@ def cluster() -> None:
 
 
 COMMAND = cluster
+cluster.add_command(cluster_config.config)
 
 
 def _per_broker(meta: ClusterInfo) -> dict[int, tuple[int, int]]:

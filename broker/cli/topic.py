@@ -1,4 +1,5 @@
-"""``ailurus topic``: create, list, describe, delete, add-partitions, trim-prefix,
+"""``ailurus topic``: create, list, describe, alter-config, delete, add-partitions,
+trim-prefix,
 over the Kafka protocol (works against any Kafka broker); ``produce`` and ``consume``
 live in :mod:`broker.cli.topic_io`.
 """
@@ -66,6 +67,7 @@ Examples:
   ailurus topic create orders -p 3 -c retention.ms=86400000
   ailurus topic list
   ailurus topic describe orders
+  ailurus topic alter-config orders --set retention.ms=3600000 --delete segment.ms
   echo hi | ailurus topic produce orders -k user-1 -H source:cli
   ailurus topic consume orders -o -10 -n 10
   ailurus topic delete orders
@@ -314,4 +316,57 @@ def trim_prefix(name: str, offset: str, partitions: tuple[int, ...]) -> None:
     print_table(
         ["partition", "log-start-offset"],
         [(r["partition"], r["log_start_offset"]) for r in rows],
+    )
+
+
+@topic.command(name="alter-config")
+@click.argument("name")
+@click.option("--set", "sets", multiple=True, help="Set a config: key=value.")
+@click.option("--delete", "deletes", multiple=True, help="Remove an override: key.")
+@click.option("--append", "appends", multiple=True, help="Add to a list: key=item.")
+@click.option(
+    "--subtract", "subtracts", multiple=True, help="Remove from a list: key=item."
+)
+@click.option("--dry-run", is_flag=True, help="Validate only; change nothing.")
+@run_command
+def alter_config(
+    name: str,
+    sets: tuple[str, ...],
+    deletes: tuple[str, ...],
+    appends: tuple[str, ...],
+    subtracts: tuple[str, ...],
+    dry_run: bool,
+) -> None:
+    """Change a topic's config overrides, live (IncrementalAlterConfigs)."""
+    changes: list[tuple[str, int, str | None]] = [
+        (k, topic_admin.OP_SET, v)
+        for k, v in check_topic_configs(parse_pairs(sets, "=", "--set")).items()
+    ]
+    changes += [(k, topic_admin.OP_DELETE, None) for k in deletes]
+    for op, given in (
+        (topic_admin.OP_APPEND, appends),
+        (topic_admin.OP_SUBTRACT, subtracts),
+    ):
+        changes += [(k, op, v) for k, v in parse_pairs(given, "=", "list item").items()]
+    if not changes:
+        raise InvalidArgument(
+            "nothing to change: give --set, --delete, --append or --subtract"
+        )
+    with make_client() as client:
+        topic_admin.alter_configs(client, name, changes, validate_only=dry_run)
+        configs = [] if dry_run else topic_admin.describe_configs(client, name)
+    changed = {k for k, _, _ in changes}
+    rows = [
+        {"name": c.name, "value": c.value, "source": c.source}
+        for c in configs
+        if c.name in changed
+    ]
+    if is_json():
+        echo_json({"name": name, "validated_only": dry_run, "configs": rows})
+        return
+    if dry_run:
+        print_table(["topic", "status"], [(name, "OK (validated)")])
+        return
+    print_table(
+        ["key", "value", "source"], [(r["name"], r["value"], r["source"]) for r in rows]
     )

@@ -7,10 +7,11 @@ message names the topic and carries the broker's error message.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from broker.client.client import KafkaClient
+from broker.client.connection import Connection
 from broker.client.errors import KafkaError
 from broker.client.types import ConfigEntry, TopicInfo
 from protocol.error_codes import ErrorCode
@@ -41,9 +42,21 @@ from protocol.messages.describe_configs import (
     DescribeConfigsResource,
     DescribeConfigsResponse,
 )
+from protocol.messages.incremental_alter_configs import (
+    AlterableConfig,
+    AlterConfigsResource,
+    IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse,
+)
 
 TOPIC_RESOURCE: Final = 2
 BROKER_RESOURCE: Final = 4
+
+# IncrementalAlterConfigs operations (KIP-339)
+OP_SET: Final = 0
+OP_DELETE: Final = 1
+OP_APPEND: Final = 2
+OP_SUBTRACT: Final = 3
 
 # DescribeConfigs v1+ ``config_source`` values (Kafka's DescribeConfigsResponse.ConfigSource).
 CONFIG_SOURCES: Final = {
@@ -182,11 +195,21 @@ def delete_records(
     return out
 
 
+def _config_conn(client: KafkaClient, resource_type: int, name: str) -> Connection:
+    """Where a config request goes: broker N's own resource to broker N (as Kafka
+    clients send it), everything else to the controller."""
+    if resource_type == BROKER_RESOURCE and name.isdigit():
+        client.metadata([])
+        return client.connection_for(int(name))
+    return client.controller()
+
+
 def describe_configs(
     client: KafkaClient, name: str, *, resource_type: int = TOPIC_RESOURCE
 ) -> list[ConfigEntry]:
-    """The configuration of a topic (or, with BROKER_RESOURCE, a broker id)."""
-    conn = client.controller()
+    """The configuration of a topic (or, with BROKER_RESOURCE, a broker id; ""
+    for the cluster-wide dynamic defaults)."""
+    conn = _config_conn(client, resource_type, name)
     request = DescribeConfigsRequest(
         resources=(
             DescribeConfigsResource(
@@ -217,3 +240,37 @@ def describe_configs(
                 )
             )
     return sorted(entries, key=lambda e: e.name)
+
+
+def alter_configs(
+    client: KafkaClient,
+    name: str,
+    changes: Sequence[tuple[str, int, str | None]],
+    *,
+    resource_type: int = TOPIC_RESOURCE,
+    validate_only: bool = False,
+) -> None:
+    """IncrementalAlterConfigs of one resource: ``changes`` are (key, operation,
+    value) with the OP_* operations. A refusal raises :class:`KafkaError` naming the
+    resource, with the broker's message."""
+    conn = _config_conn(client, resource_type, name)
+    request = IncrementalAlterConfigsRequest(
+        resources=(
+            AlterConfigsResource(
+                resource_type=resource_type,
+                resource_name=name,
+                configs=tuple(
+                    AlterableConfig(name=k, config_operation=op, value=v)
+                    for k, op, v in changes
+                ),
+            ),
+        ),
+        validate_only=validate_only,
+    )
+    response = conn.request(request, IncrementalAlterConfigsResponse)
+    what = "the cluster-wide broker defaults" if name == "" else repr(name)
+    for result in response.responses:
+        if result.error_code:
+            raise KafkaError(
+                result.error_code, f"alter configs of {what}", result.error_message
+            )

@@ -26,6 +26,7 @@ from broker.cluster.model import (
     ControllerInfo,
     PartitionRecord,
     TopicRecord,
+    decode_configs,
 )
 from broker.cluster.store import Event, KeyValue, Snapshot
 from broker.cluster.view import OFFSETS_TOPIC, offsets_partition
@@ -48,6 +49,8 @@ class MetadataCache:
         self._controller: ControllerInfo | None = None
         self._topics: dict[str, TopicRecord] = {}
         self._partitions: dict[tuple[str, int], PartitionRecord] = {}
+        # dynamic broker configs by scope (a node id or "<default>")
+        self._broker_configs: dict[str, dict[str, str]] = {}
         self.revision = 0  # the etcd revision the cache reflects
         self.version = 0  # grows with every applied change
         self._changed = anyio.Event()
@@ -117,6 +120,14 @@ class MetadataCache:
         """Every known partition of ``topic``, by index."""
         return sorted((i, p) for (t, i), p in self._partitions.items() if t == topic)
 
+    def broker_configs(self, scope: str) -> dict[str, str]:
+        """The dynamic broker configs of ``scope`` (a node id or ``<default>``)."""
+        return dict(self._broker_configs.get(scope, {}))
+
+    def broker_config_scopes(self) -> dict[str, dict[str, str]]:
+        """Every scope with dynamic broker configs, and its configs."""
+        return {k: dict(v) for k, v in self._broker_configs.items()}
+
     def memo(self, key: Hashable, build: Callable[[], T]) -> T:
         """``build()``, computed once per version of the cache: what ``build``
         derives must depend on the cache alone, and ``key`` must say which value
@@ -140,6 +151,7 @@ class MetadataCache:
         self._controller = None
         self._topics.clear()
         self._partitions.clear()
+        self._broker_configs.clear()
         for kv in snapshot.items:
             self._apply(kv.key, kv.value, kv.create_revision)
         self.revision = snapshot.revision
@@ -190,6 +202,11 @@ class MetadataCache:
                         self._topics.pop(name, None)
                     else:
                         self._topics[name] = TopicRecord.decode(value)
+                case ["config", "brokers", scope]:
+                    if value is None:
+                        self._broker_configs.pop(scope, None)
+                    else:
+                        self._broker_configs[scope] = decode_configs(value)
                 case ["partitions", name, index]:
                     if value is None:
                         self._partitions.pop((name, int(index)), None)

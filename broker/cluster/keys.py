@@ -8,6 +8,8 @@
                                         its create revision is the controller epoch
     PREFIX/topics/{name}                TopicRecord
     PREFIX/partitions/{name}/{index}    PartitionRecord (compare-and-set)
+    PREFIX/config/brokers/{id}          a broker's dynamic configs (JSON object)
+    PREFIX/config/brokers/<default>     the cluster-wide dynamic broker configs
     PREFIX/admin/create/{name}          CreateTopicRequest
     PREFIX/admin/partitions/{name}      CreatePartitionsRequest
     PREFIX/admin/delete/{name}          a topic deletion request (empty value)
@@ -61,6 +63,10 @@ class Keys:
 
     def partition(self, name: str, index: int) -> str:
         return f"{self.prefix}/partitions/{name}/{index}"
+
+    def broker_config(self, scope: str) -> str:
+        """Dynamic broker configs: ``scope`` is a node id or ``<default>``."""
+        return f"{self.prefix}/config/brokers/{scope}"
 
     @property
     def admin(self) -> str:

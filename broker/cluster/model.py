@@ -188,6 +188,16 @@ class ControllerInfo:
         return cls(node_id=_int(_obj(raw), "node_id"), epoch=create_revision)
 
 
+def decode_configs(raw: bytes) -> dict[str, str]:
+    """A ``config/brokers/{scope}`` value: a JSON object of string values."""
+    return _str_map({"configs": _obj(raw)}, "configs")
+
+
+def encode_configs(values: Mapping[str, str]) -> bytes:
+    """The stored form of a ``config/brokers/{scope}`` value."""
+    return json.dumps(dict(values), separators=(",", ":"), sort_keys=True).encode()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TopicRecord:
     """A topic's identity and configuration (``topics/{name}``; controller-written).

@@ -11,7 +11,7 @@ implementation that applies the changes to a cache directly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from broker.cluster.cache import MetadataCache
@@ -46,6 +46,23 @@ class ClusterRequests(Protocol):
     async def reassign(
         self, topic: str, index: int, replicas: Sequence[int]
     ) -> RequestError | None: ...
+
+    async def alter_topic_configs(
+        self, name: str, edit: Callable[[Mapping[str, str]], dict[str, str]]
+    ) -> dict[str, str] | RequestError:
+        """Replace a topic's config overrides in its record with ``edit`` of the
+        stored ones (compare-and-set; ``edit`` runs again if the record moved on
+        and may raise to refuse); the overrides written, once this broker's cache
+        shows them."""
+        ...
+
+    async def put_broker_configs(
+        self, scope: str, edit: Callable[[Mapping[str, str]], dict[str, str]]
+    ) -> dict[str, str] | RequestError:
+        """Replace the dynamic broker configs of ``scope`` (``<default>`` or a node
+        id) with ``edit`` of the stored ones (compare-and-set, as for topics); the
+        configs written, once this broker's cache shows them."""
+        ...
 
     async def alter_isr(
         self, topic: str, index: int, isr: Sequence[int], expected: PartitionRecord

@@ -35,7 +35,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 import anyio
@@ -43,6 +43,7 @@ import anyio.abc
 import anyio.lowlevel
 import structlog
 
+from broker.cluster import configs as configs_in_etcd
 from broker.cluster.cache import MetadataCache
 from broker.cluster.controller import (
     UNCLEAN,
@@ -618,6 +619,32 @@ class ClusterService:
             encode(ReassignRequest(replicas=tuple(replicas))),
             done=lambda: True,
             overwrite=True,  # a new target replaces one in progress (KIP-455)
+        )
+
+    async def alter_topic_configs(
+        self, name: str, edit: Callable[[Mapping[str, str]], dict[str, str]]
+    ) -> dict[str, str] | RequestError:
+        """Replace a topic's overrides in its record (:mod:`broker.cluster.configs`)."""
+        return await configs_in_etcd.alter_topic_configs(
+            self.store,
+            self.keys,
+            self.cache,
+            name,
+            edit,
+            self.settings.request_timeout_ms / 1000,
+        )
+
+    async def put_broker_configs(
+        self, scope: str, edit: Callable[[Mapping[str, str]], dict[str, str]]
+    ) -> dict[str, str] | RequestError:
+        """Replace a scope's dynamic broker configs (:mod:`broker.cluster.configs`)."""
+        return await configs_in_etcd.put_broker_configs(
+            self.store,
+            self.keys,
+            self.cache,
+            scope,
+            edit,
+            self.settings.request_timeout_ms / 1000,
         )
 
     async def alter_isr(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from broker.configs.describe import topic_entries
 from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
 from broker.topics.errors import error_code
@@ -38,10 +39,6 @@ from protocol.messages.create_topics import (
 from storage.config import TopicConfig
 from storage.errors import StorageError
 from storage.log_manager import validate_topic_name
-
-SOURCE_TOPIC = 1  # DescribeConfigs ConfigSource.TOPIC_CONFIG
-SOURCE_DEFAULT = 5  # DEFAULT_CONFIG
-SOURCE_STATIC_BROKER = 4  # STATIC_BROKER_CONFIG (--set topic defaults)
 
 
 @handler(api_key=19, name="create_topics", max_version=7)
@@ -123,9 +120,7 @@ def create_topics(rctx: RequestContext, request: CreateTopicsRequest) -> object:
             ):
                 results.append(fail(ErrorCode.TOPIC_ALREADY_EXISTS, f"{t.name} exists"))
                 continue
-            config = TopicConfig.from_overrides(
-                configs, dict(ctx.config.topic_defaults)
-            )
+            config = TopicConfig.from_overrides(configs, ctx.topics.logs.defaults)
         except StorageError as e:
             results.append(fail(error_code(e), str(e)))
             continue
@@ -186,24 +181,17 @@ def _result(
     partitions: int,
     config: TopicConfig,
 ) -> CreatableTopicResult:
-    broker_defaults = rctx.broker.config.topic_defaults
-    configs = []
-    for key, (value, is_default) in sorted(config.describe().items()):
-        if not is_default:
-            source = SOURCE_TOPIC
-        elif key in broker_defaults:
-            source = SOURCE_STATIC_BROKER
-        else:
-            source = SOURCE_DEFAULT
-        configs.append(
-            CreatableTopicConfigs(
-                name=key,
-                value=value,
-                read_only=False,
-                config_source=source,
-                is_sensitive=False,
-            )
+    # sources as DescribeConfigs reports them (dynamic broker defaults included)
+    configs = [
+        CreatableTopicConfigs(
+            name=e.name,
+            value=e.value,
+            read_only=False,
+            config_source=e.source,
+            is_sensitive=False,
         )
+        for e in topic_entries(config.overrides, rctx.broker.configs)
+    ]
     cache = rctx.broker.topics.cache
     replicas = None if cache is None else cache.partition(name, 0)
     return CreatableTopicResult(

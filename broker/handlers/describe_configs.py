@@ -2,18 +2,27 @@
 
 Behaviour: topic resources (type 2) list every topic config with its effective
 value and source: DYNAMIC_TOPIC_CONFIG (1) for the topic's own overrides,
-STATIC_BROKER_CONFIG (4) for ``--set`` topic defaults, DEFAULT_CONFIG (5) otherwise;
-``configuration_keys`` filters; synonyms (v1+) list the lower-precedence values
-when ``include_synonyms``. Broker resources (type 4, name = node id or "") get a
-minimal read-only set, with the ``inter.broker.protocol.version`` and
-``delete.topic.enable`` that admin tools (Kafka UI) read to pick features. Unknown topic -> UNKNOWN_TOPIC_OR_PARTITION; another node id
--> INVALID_REQUEST; other resource types -> INVALID_REQUEST.
+DYNAMIC_BROKER_CONFIG (2) / DYNAMIC_DEFAULT_BROKER_CONFIG (3) for dynamic broker
+defaults (``log.retention.ms``, ...), STATIC_BROKER_CONFIG (4) for ``--set`` topic
+defaults, DEFAULT_CONFIG (5) otherwise; ``synonyms`` (v1+, when
+``include_synonyms``) list the values in that order, as Kafka does. Broker resources
+(type 4) named by this node's id list the dynamic broker configs (writable) and the
+static broker settings (``read_only``; secrets ``is_sensitive`` with no value); the
+name "" lists the cluster-wide dynamic defaults that are set; in cluster mode
+another broker's id lists what the cluster holds for it. ``configuration_keys``
+filters. Unknown topic -> UNKNOWN_TOPIC_OR_PARTITION; another node id on a single
+node or a name that is not an id -> INVALID_REQUEST; other resource types ->
+INVALID_REQUEST. The static settings include the ``inter.broker.protocol.version``
+and ``delete.topic.enable`` that admin tools (Kafka UI) read to pick features. See
+:mod:`broker.configs.describe`.
 Version notes: v1 sources and synonyms; v3 types and documentation; v4 flexible.
 """
 
 from __future__ import annotations
 
 from broker.config import BrokerConfig
+from broker.configs.describe import Entry, broker_entries, topic_entries
+from broker.configs.keys import DEFAULT_SCOPE
 from broker.net.dispatch import handler
 from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
@@ -24,45 +33,21 @@ from protocol.messages.describe_configs import (
     DescribeConfigsResult,
     DescribeConfigsSynonym,
 )
-from storage.config import DEFAULTS
 
 TOPIC, BROKER = 2, 4
-DYNAMIC_TOPIC, STATIC_BROKER, DEFAULT = 1, 4, 5
-# ConfigType (v3+): BOOLEAN 1, STRING 2, INT 3, LONG 5, LIST 7
-_INT_KEYS = frozenset(
-    {
-        "segment.bytes",
-        "max.message.bytes",
-        "index.interval.bytes",
-        "segment.index.bytes",
-        "min.insync.replicas",
-    }
-)
 
 
-def _config_type(key: str, default: str) -> int:
-    if default in ("true", "false"):
-        return 1
-    if key == "cleanup.policy" or key.endswith("throttled.replicas"):
-        return 7
-    if key in _INT_KEYS:
-        return 3
-    if default.lstrip("-").isdigit():
-        return 5
-    if key == "min.cleanable.dirty.ratio":
-        return 6
-    return 2
-
-
-def _broker_configs(config: BrokerConfig) -> dict[str, str]:
+def _static_settings(config: BrokerConfig) -> dict[str, str]:
+    """The broker settings DescribeConfigs shows read-only (static)."""
     return {
         "broker.id": str(config.node_id),
         "node.id": str(config.node_id),
         "log.dirs": str(config.data_dir),
         "auto.create.topics.enable": str(config.auto_create_topics).lower(),
         "num.partitions": str(config.default_partitions),
-        "default.replication.factor": "1",
-        "message.max.bytes": str(config.message_max_bytes),
+        "default.replication.factor": str(
+            1 if config.cluster is None else config.cluster.default_replication_factor
+        ),
         "connections.max.idle.ms": str(config.connections_max_idle_ms),
         "socket.request.max.bytes": str(config.max_request_size),
         "queued.max.request.bytes": str(config.max_inflight_bytes),
@@ -73,7 +58,30 @@ def _broker_configs(config: BrokerConfig) -> dict[str, str]:
         # true. The protocol level matches the API versions served (Kafka 3.9).
         "inter.broker.protocol.version": "3.9-IV0",
         "delete.topic.enable": "true",
+        "log.retention.check.interval.ms": str(config.log_retention_check_interval_ms),
     }
+
+
+def _result(
+    entry: Entry, include_synonyms: bool, include_documentation: bool
+) -> DescribeConfigsResourceResult:
+    synonyms: tuple[DescribeConfigsSynonym, ...] = ()
+    if include_synonyms:
+        synonyms = tuple(
+            DescribeConfigsSynonym(name=s.name, value=s.value, source=s.source)
+            for s in entry.synonyms
+        )
+    return DescribeConfigsResourceResult(
+        name=entry.name,
+        value=entry.value,
+        read_only=entry.read_only,
+        is_default=entry.is_default,
+        config_source=entry.source,
+        is_sensitive=entry.sensitive,
+        synonyms=synonyms,
+        config_type=entry.config_type,
+        documentation=entry.documentation if include_documentation else None,
+    )
 
 
 @handler(api_key=32, name="describe_configs", max_version=4)
@@ -81,7 +89,7 @@ def describe_configs(
     rctx: RequestContext, request: DescribeConfigsRequest
 ) -> DescribeConfigsResponse:
     ctx = rctx.broker
-    broker_defaults = ctx.config.topic_defaults
+    dynamic = ctx.configs
     results = []
     for res in request.resources:
         keys = None if res.configuration_keys is None else set(res.configuration_keys)
@@ -100,7 +108,6 @@ def describe_configs(
                 resource_name=rname,
             )
 
-        entries: list[DescribeConfigsResourceResult] = []
         if res.resource_type == TOPIC:
             meta = ctx.topics.find(res.resource_name)
             if meta is None:
@@ -108,61 +115,19 @@ def describe_configs(
                     fail(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "unknown topic")
                 )
                 continue
-            overrides = meta.config.overrides
-            for key, (value, is_default) in sorted(meta.config.describe().items()):
-                if keys is not None and key not in keys:
-                    continue
-                synonyms = []
-                if key in overrides:
-                    source = DYNAMIC_TOPIC
-                    synonyms.append(
-                        DescribeConfigsSynonym(name=key, value=value, source=source)
-                    )
-                elif key in broker_defaults:
-                    source = STATIC_BROKER
-                else:
-                    source = DEFAULT
-                if key in broker_defaults:
-                    synonyms.append(
-                        DescribeConfigsSynonym(
-                            name=key, value=broker_defaults[key], source=STATIC_BROKER
-                        )
-                    )
-                synonyms.append(
-                    DescribeConfigsSynonym(
-                        name=key, value=DEFAULTS.get(key), source=DEFAULT
-                    )
-                )
-                entries.append(
-                    DescribeConfigsResourceResult(
-                        name=key,
-                        value=value,
-                        read_only=False,
-                        is_default=is_default,
-                        config_source=source,
-                        is_sensitive=False,
-                        synonyms=tuple(synonyms) if request.include_synonyms else (),
-                        config_type=_config_type(key, DEFAULTS.get(key, "")),
-                    )
-                )
+            entries = topic_entries(meta.config.overrides, dynamic)
         elif res.resource_type == BROKER:
-            if res.resource_name not in ("", str(ctx.config.node_id)):
+            name = res.resource_name
+            if name == "":
+                scope = DEFAULT_SCOPE
+            elif name.isdigit() and (
+                int(name) == ctx.config.node_id or dynamic.cluster
+            ):
+                scope = str(int(name))
+            else:
                 results.append(fail(ErrorCode.INVALID_REQUEST, "unknown broker id"))
                 continue
-            for key, value in sorted(_broker_configs(ctx.config).items()):
-                if keys is not None and key not in keys:
-                    continue
-                entries.append(
-                    DescribeConfigsResourceResult(
-                        name=key,
-                        value=value,
-                        read_only=True,
-                        is_default=False,
-                        config_source=STATIC_BROKER,
-                        is_sensitive=False,
-                        config_type=_config_type(key, value),
-                    )
-                )
+            entries = broker_entries(scope, dynamic, _static_settings(ctx.config))
         else:
             results.append(fail(ErrorCode.INVALID_REQUEST, "unsupported resource type"))
             continue
@@ -172,7 +137,11 @@ def describe_configs(
                 error_message=None,
                 resource_type=res.resource_type,
                 resource_name=res.resource_name,
-                configs=tuple(entries),
+                configs=tuple(
+                    _result(e, request.include_synonyms, request.include_documentation)
+                    for e in entries
+                    if keys is None or e.name in keys
+                ),
             )
         )
     return DescribeConfigsResponse(results=tuple(results))

@@ -76,7 +76,7 @@ from protocol.messages.produce import (
     TopicProduceResponse,
 )
 from protocol.records import MAGIC_OFFSET
-from storage.errors import InvalidBatch, StorageError
+from storage.errors import InvalidBatch, InvalidTimestamp, StorageError
 from storage.log_manager import TopicMeta
 from storage.partition_log import PartitionLog
 from storage.producer_state import Duplicate
@@ -302,7 +302,9 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                         error_code=error_code(e),
                         base_offset=-1,
                         # v8+: say what is wrong with the batch
-                        error_message=str(e) if isinstance(e, InvalidBatch) else None,
+                        error_message=str(e)
+                        if isinstance(e, (InvalidBatch, InvalidTimestamp))
+                        else None,
                     )
                 )
                 continue

@@ -262,6 +262,11 @@ class ReplicaManager:
             error = await self.topics.grow_local(record.name, record.partitions)
             if error is not None:
                 log.error("replica_grow_failed", topic=record.name, error=str(error))
+        if dict(meta.config.overrides) != dict(record.configs):
+            # AlterConfigs through any broker: the record's overrides, live here
+            error = await self.topics.alter_local(record.name, record.configs)
+            if error is not None:
+                log.error("replica_configs_failed", topic=record.name, error=str(error))
 
     async def _delete(self, meta: TopicMeta) -> None:
         try:

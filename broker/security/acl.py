@@ -13,7 +13,7 @@ are written by ``ailurus user grant/revoke``; the CLI spelling is
 
 Decisions, as Kafka's ``AclAuthorizer`` makes them: deny by default when
 authorisation is on (there are no deny rules); super users may do anything;
-DESCRIBE is implied by READ, WRITE, DELETE and ALTER; CREATE on the cluster implies
+DESCRIBE is implied by READ, WRITE, DELETE, ALTER and ALTER_CONFIGS; CREATE on the cluster implies
 CREATE on every topic. When authorisation is off every request is allowed.
 """
 
@@ -36,6 +36,7 @@ class Op(enum.StrEnum):
     DESCRIBE = "describe"
     DELETE = "delete"
     ALTER = "alter"
+    ALTER_CONFIGS = "alter_configs"
     ALL = "all"
 
 
@@ -45,7 +46,9 @@ class Resource(enum.StrEnum):
     CLUSTER = "cluster"
 
 
-_IMPLIES_DESCRIBE: Final = frozenset({Op.READ, Op.WRITE, Op.DELETE, Op.ALTER})
+_IMPLIES_DESCRIBE: Final = frozenset(
+    {Op.READ, Op.WRITE, Op.DELETE, Op.ALTER, Op.ALTER_CONFIGS}
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,6 +7,7 @@ from storage.errors import (
     CoordinatorFenced,
     InvalidBatch,
     InvalidConfig,
+    InvalidTimestamp,
     InvalidTopicName,
     LogClosed,
     MessageTooLarge,
@@ -34,6 +35,7 @@ class Refused(StorageError):
 _CODES: dict[type[StorageError], ErrorCode] = {
     InvalidBatch: ErrorCode.CORRUPT_MESSAGE,
     MessageTooLarge: ErrorCode.MESSAGE_TOO_LARGE,
+    InvalidTimestamp: ErrorCode.INVALID_TIMESTAMP,
     OffsetOutOfRange: ErrorCode.OFFSET_OUT_OF_RANGE,
     UnknownTopic: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
     UnknownPartition: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,

@@ -265,6 +265,50 @@ class TopicService:
             results.append(await self._await_local(grown, f"{name} to grow"))
         return results
 
+    async def alter_configs(
+        self, name: str, edit: Callable[[Mapping[str, str]], dict[str, str]]
+    ) -> StorageError | None:
+        """Replace a topic's config overrides with ``edit`` of the current ones,
+        live on its partitions and persisted (the topic's manifest; in cluster mode
+        its record in etcd, edited by compare-and-set, which every broker's replica
+        manager applies). None once this broker applies them. ``edit`` may raise
+        to refuse the change; the caller serialises changes on this broker."""
+        if self.cluster is None:
+            meta = self.find(name)
+            if meta is None:
+                return UnknownTopic(name)
+            return await self.alter_local(name, edit(meta.config.overrides))
+        written = await self.cluster.alter_topic_configs(name, edit)
+        if isinstance(written, RequestError):
+            return _refused(written)
+
+        def applied() -> bool:
+            meta = self.find(name)
+            return meta is None or dict(meta.config.overrides) == written
+
+        return await self._await_local(applied, f"{name}'s configs")
+
+    async def alter_local(
+        self, name: str, overrides: Mapping[str, str]
+    ) -> StorageError | None:
+        """Replace a local topic's overrides (worker thread; logs
+        ``topic_configs_altered``); the storage error, or None."""
+        logs = self._logs
+        wanted = dict(overrides)
+
+        def work() -> StorageError | None:
+            try:
+                logs.alter_topic_configs(name, wanted)
+            except StorageError as e:
+                return e
+            return None
+
+        error = await anyio.to_thread.run_sync(work)
+        if error is None:
+            log.info("topic_configs_altered", topic=name, configs=wanted)
+            self._notify_local()
+        return error
+
     async def request_delete(self, meta: TopicMeta) -> StorageError | None:
         """Cluster mode: ask the controller to delete a topic; None once the replica
         manager has deleted the local topic too (it fails what waits on it)."""

@@ -95,4 +95,7 @@ def test_acl_errors_list_the_valid_choices(tmp_path: Path) -> None:
     result = runner.invoke(
         cli, ["user", "grant", "alice", "topic:orders:fly", "--data-dir", d]
     )
-    assert "read, write, create, describe, delete, alter, all" in result.stderr
+    assert (
+        "read, write, create, describe, delete, alter, alter_configs, all"
+        in result.stderr
+    )

@@ -198,6 +198,18 @@ def test_data_dir_permission_denied(tmp_path: Path) -> None:
     )
 
 
+def test_corrupt_broker_configs_file(tmp_path: Path) -> None:
+    """A broker-configs.json that is not JSON: one line naming the file; exit 5."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "broker-configs.json").write_text("{not json")
+    res = serve(data_dir)
+    assert res.returncode == EXIT_DATA_DIR
+    line = one_line(res)
+    assert line.startswith(f"error: unreadable {data_dir / 'broker-configs.json'}: ")
+    assert line.endswith("(fix or remove the file)")
+
+
 def test_unreadable_tls_files(tmp_path: Path) -> None:
     """A missing certificate or key file names its flag; exit 2."""
     cert = tmp_path / "cert.pem"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from broker.cluster.model import (
     RequestError,
     TopicRecord,
     encode,
+    encode_configs,
 )
 from broker.cluster.store import Event
 from broker.config import BrokerConfig, ClusterSettings, resolve
@@ -263,6 +264,33 @@ class FakeCluster:
             ),
         )
         return None
+
+    async def alter_topic_configs(
+        self, name: str, edit: Callable[[Mapping[str, str]], dict[str, str]]
+    ) -> dict[str, str] | RequestError:
+        record = self.cache.topic(name)
+        if record is None:
+            return RequestError(code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, message=name)
+        configs = edit(record.configs)
+        self._put(self.keys.topic(name), dataclasses.replace(record, configs=configs))
+        return configs
+
+    async def put_broker_configs(
+        self, scope: str, edit: Callable[[Mapping[str, str]], dict[str, str]]
+    ) -> dict[str, str] | RequestError:
+        values = edit(self.cache.broker_configs(scope))
+        self.revision += 1
+        self.cache.apply(
+            [
+                Event(
+                    key=self.keys.broker_config(scope),
+                    value=encode_configs(values) if values else None,
+                    create_revision=self.revision,
+                    mod_revision=self.revision,
+                )
+            ]
+        )
+        return values
 
     async def alter_isr(
         self, topic: str, index: int, isr: Sequence[int], expected: PartitionRecord

@@ -6,6 +6,9 @@
 //   create   {brokers, topic, partitions}        admin.createTopics, waits for leaders
 //   delete   {brokers, topic}                    admin.deleteTopics
 //   offsets  {brokers, topic}                    admin.fetchTopicOffsets (ListOffsets)
+//   configs  {brokers, topic, configs}           admin.alterConfigs of the topic (a
+//                                                {key: value} map), then describeConfigs
+//                                                of the topic and of broker 0
 //   produce  {brokers, topic, codec, file, idempotent}
 //                                                producer.send of the JSON-lines records in
 //                                                `file` (acks=all), one send per 500 records;
@@ -27,7 +30,7 @@ const fs = require('fs')
 const kafkajs = require('kafkajs')
 const { register } = require('./codecs')
 
-const { Kafka, CompressionTypes, logLevel } = kafkajs
+const { Kafka, CompressionTypes, ConfigResourceTypes, logLevel } = kafkajs
 register(kafkajs) // snappy, lz4, zstd (gzip is built in)
 
 const CODECS = {
@@ -97,6 +100,40 @@ async function offsets(spec) {
         low: Number(r.low),
         high: Number(r.high),
       })),
+    })
+  } finally {
+    await admin.disconnect()
+  }
+}
+
+async function configs(spec) {
+  const admin = client(spec).admin()
+  await admin.connect()
+  try {
+    const altered = await admin.alterConfigs({
+      validateOnly: false,
+      resources: [
+        {
+          type: ConfigResourceTypes.TOPIC,
+          name: spec.topic,
+          configEntries: Object.entries(spec.configs).map(([name, value]) => ({ name, value })),
+        },
+      ],
+    })
+    const described = await admin.describeConfigs({
+      includeSynonyms: false,
+      resources: [
+        { type: ConfigResourceTypes.TOPIC, name: spec.topic },
+        { type: ConfigResourceTypes.BROKER, name: '0' },
+      ],
+    })
+    const [topic, broker] = described.resources
+    const entries = r =>
+      Object.fromEntries(r.configEntries.map(e => [e.configName, [e.configValue, e.readOnly]]))
+    out({
+      altered: altered.resources.map(r => [r.resourceName, r.errorCode]),
+      topic: entries(topic),
+      broker: entries(broker),
     })
   } finally {
     await admin.disconnect()
@@ -259,7 +296,7 @@ async function consume(spec) {
   }
 }
 
-const COMMANDS = { create, delete: remove, offsets, produce, consume }
+const COMMANDS = { create, delete: remove, offsets, configs, produce, consume }
 
 async function main() {
   const [command, json] = process.argv.slice(2)

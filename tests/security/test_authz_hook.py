@@ -16,10 +16,12 @@ from broker.security.service import SecurityService
 from broker.security.settings import SecuritySettings
 from protocol.error_codes import ErrorCode
 from protocol.headers import RequestHeader
+from protocol.messages import alter_configs as ac
 from protocol.messages import create_topics as ct
 from protocol.messages import describe_groups as dsg
 from protocol.messages import fetch as fe
 from protocol.messages import heartbeat as hb
+from protocol.messages import incremental_alter_configs as iac
 from protocol.messages import list_groups as lsg
 from protocol.messages import metadata as md
 from protocol.messages import offset_commit as oc
@@ -378,10 +380,10 @@ def test_unknown_api_needs_a_super_user(svc: SecurityService) -> None:
     """An API without an authorisation rule is refused to ordinary users: the
     connection closes, logged as authorization_denied."""
     with pytest.raises(AuthorizationDenied) as denied:
-        authorize(rctx(svc, "alice", 33, 1), object(), lambda r: pytest.fail("called"))
+        authorize(rctx(svc, "alice", 35, 1), object(), lambda r: pytest.fail("called"))
     assert isinstance(denied.value, CloseConnection)
     assert denied.value.event == "authorization_denied"
-    assert authorize(rctx(svc, "root", 33, 1), "req", lambda r: "ok") == "ok"
+    assert authorize(rctx(svc, "root", 35, 1), "req", lambda r: "ok") == "ok"
 
 
 def test_unauthenticated_principal_is_denied(svc: SecurityService) -> None:
@@ -448,3 +450,55 @@ def test_write_txn_markers_needs_a_super_user(svc: SecurityService) -> None:
         (1, ErrorCode.CLUSTER_AUTHORIZATION_FAILED),
     ]
     assert authorize(rctx(svc, "root", 27, 1), req, lambda r: r) == req
+
+
+def test_config_changes_need_alter_configs(svc: SecurityService) -> None:
+    """(Incremental)AlterConfigs: ALTER_CONFIGS on the topic (else error 29) and on
+    the cluster for broker resources (else error 31); READ/WRITE do not suffice."""
+    svc.store.set_acls(
+        "alice",
+        (
+            {"resource": "topic", "name": "orders", "operations": ["read", "write"]},
+            {"resource": "topic", "name": "tuned", "operations": ["alter_configs"]},
+        ),
+    )
+    resources = tuple(
+        iac.AlterConfigsResource(resource_type=kind, resource_name=name, configs=())
+        for kind, name in ((2, "tuned"), (2, "orders"), (4, "0"), (8, "0"))
+    )
+    seen: list[object] = []
+
+    def handler(r: object) -> object:
+        assert isinstance(r, iac.IncrementalAlterConfigsRequest)
+        seen.extend((x.resource_type, x.resource_name) for x in r.resources)
+        return iac.IncrementalAlterConfigsResponse(
+            throttle_time_ms=0,
+            responses=tuple(
+                iac.AlterConfigsResourceResponse(
+                    error_code=0,
+                    error_message=None,
+                    resource_type=x.resource_type,
+                    resource_name=x.resource_name,
+                )
+                for x in r.resources
+            ),
+        )
+
+    req = iac.IncrementalAlterConfigsRequest(resources=resources, validate_only=False)
+    resp = authorize(rctx(svc, "alice", 44, 1), req, handler)
+    assert seen == [(2, "tuned")]
+    assert {
+        (r.resource_type, r.resource_name): r.error_code
+        for r in resp.responses  # type: ignore[attr-defined]
+    } == {(2, "tuned"): 0, (2, "orders"): 29, (4, "0"): 31, (8, "0"): 31}
+    # AlterConfigs: all denied is answered without the handler
+    old = ac.AlterConfigsRequest(
+        resources=(
+            ac.AlterConfigsResource(resource_type=4, resource_name="", configs=()),
+        ),
+        validate_only=False,
+    )
+    resp = authorize(rctx(svc, "alice", 33, 2), old, lambda r: pytest.fail("called"))
+    assert isinstance(resp, ac.AlterConfigsResponse)
+    assert [r.error_code for r in resp.responses] == [31]
+    assert authorize(rctx(svc, "root", 33, 2), old, lambda r: "ok") == "ok"

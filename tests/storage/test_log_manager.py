@@ -11,6 +11,7 @@ import pytest
 
 from storage.errors import (
     InvalidConfig,
+    InvalidTimestamp,
     InvalidTopicName,
     LogClosed,
     StorageIOError,
@@ -159,4 +160,51 @@ def test_renamed_topic_directory_is_refused(tmp_path: Path) -> None:
     (tmp_path / "kafka" / "b").rename(tmp_path / "kafka" / "a")
     lm = LogManager(tmp_path)  # the failed open released the data-dir lock
     assert [t.name for t in lm.topics()] == ["a"]
+    lm.close()
+
+
+def test_set_defaults_reaches_every_topic_that_does_not_override(
+    tmp_path: Path, make_batch: MakeBatch
+) -> None:
+    """New broker defaults apply at once to topics without their own value (and
+    their partitions); overrides win; nothing is written to the manifests."""
+    lm = LogManager(tmp_path, {"retention.ms": "1000"})
+    lm.create_topic("plain", 2)
+    lm.create_topic("own", 1, {"max.message.bytes": "64"})
+    before = (tmp_path / "kafka" / "plain" / "topic.json").read_bytes()
+    lm.set_defaults({"max.message.bytes": "100", "segment.bytes": "2048"})
+    assert lm.topic("plain").config.max_message_bytes == 100
+    assert lm.partition("plain", 1).config.segment_bytes == 2048
+    assert lm.topic("plain").config.retention_ms == 604800000  # the old default gone
+    assert lm.partition("own", 0).config.max_message_bytes == 64
+    assert (tmp_path / "kafka" / "plain" / "topic.json").read_bytes() == before
+    with pytest.raises(InvalidConfig):
+        lm.set_defaults({"segment.bytes": "nope"})
+    assert lm.topic("plain").config.segment_bytes == 2048  # unchanged by a refusal
+    lm.close()
+
+
+def test_timestamp_bounds_refuse_old_and_future_batches(
+    tmp_path: Path, make_batch: MakeBatch
+) -> None:
+    """message.timestamp.before/after.max.ms bound CreateTime batches; nothing is
+    written for a refused one."""
+    lm = LogManager(tmp_path)
+    lm.create_topic(
+        "t",
+        1,
+        {
+            "message.timestamp.before.max.ms": "1000",
+            "message.timestamp.after.max.ms": "1000",
+        },
+    )
+    plog = lm.partition("t", 0)
+    now = 1_700_000_000_000
+    with pytest.raises(InvalidTimestamp):
+        plog.append(make_batch(1, ts=now - 5000), leader_epoch=0, now_ms=now)
+    with pytest.raises(InvalidTimestamp):
+        plog.append(make_batch(1, ts=now + 5000), leader_epoch=0, now_ms=now)
+    assert plog.log_end_offset == 0
+    plog.append(make_batch(1, ts=now - 500), leader_epoch=0, now_ms=now)
+    assert plog.log_end_offset == 1
     lm.close()
