@@ -380,7 +380,7 @@ def test_unknown_api_needs_a_super_user(svc: SecurityService) -> None:
     """An API without an authorisation rule is refused to ordinary users: the
     connection closes, logged as authorization_denied."""
     with pytest.raises(AuthorizationDenied) as denied:
-        authorize(rctx(svc, "alice", 35, 1), object(), lambda r: pytest.fail("called"))
+        authorize(rctx(svc, "alice", 57, 1), object(), lambda r: pytest.fail("called"))
     assert isinstance(denied.value, CloseConnection)
     assert denied.value.event == "authorization_denied"
     assert authorize(rctx(svc, "root", 35, 1), "req", lambda r: "ok") == "ok"
