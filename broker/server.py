@@ -94,6 +94,7 @@ from broker.net.dispatch import Dispatcher
 from broker.net.listeners import KafkaListeners
 from broker.producers.service import ProducerService
 from broker.replication.manager import ReplicaManager
+from broker.security.acl_store import AclStoreError
 from broker.security.service import SecurityService
 from broker.security.tls import TlsConfigError, server_context
 from broker.snapshots.gate import AppendGate
@@ -101,6 +102,7 @@ from broker.snapshots.scheduler import SnapshotScheduler
 from broker.snapshots.service import SnapshotService
 from broker.startup import (
     EXIT_CONFIG,
+    EXIT_DATA_DIR,
     StartupError,
     check_readable,
     find_startup_error,
@@ -258,6 +260,17 @@ async def _open_services(
                 await close_log_manager(logs)
             raise
         cluster = coordination
+        # imported here: a single node keeps its ACLs in the data dir
+        from broker.cluster.acls import ClusterAcls
+
+        security.use_acls(
+            ClusterAcls(
+                coordination.store,
+                coordination.keys,
+                coordination.cache,
+                timeout_s=config.cluster.request_timeout_ms / 1000,
+            )
+        )
     topics = TopicService(config, logs, metrics, disk, cluster)
     durability = Durability(metrics)
     append_gate = AppendGate()
@@ -442,7 +455,7 @@ def _security_service(config: BrokerConfig) -> SecurityService:
     names = tuple(lc.name for lc in config.listeners)
     protocols = {n: config.security.protocol_of(n) for n in names}
     client_auth = config.tls is not None and config.tls.client_auth == "required"
-    return SecurityService(
+    service = SecurityService(
         config.security,
         data_dir=config.data_dir,
         listeners=names,
@@ -450,6 +463,15 @@ def _security_service(config: BrokerConfig) -> SecurityService:
             n for n, p in protocols.items() if p == "SSL" and client_auth
         ),
     )
+    if config.cluster is None:
+        try:
+            service.acls.bindings()  # a damaged ACL file stops the start, named
+        except AclStoreError as e:
+            raise StartupError(
+                f"{e} (fix or remove the file, then start again)",
+                exit_code=EXIT_DATA_DIR,
+            ) from None
+    return service
 
 
 def _tls_contexts(config: BrokerConfig) -> dict[str, ssl.SSLContext]:

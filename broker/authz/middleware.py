@@ -26,12 +26,14 @@ TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53)):
 - InitProducerId with a transactional id: only super users (no transactions here).
 - ElectLeaders, AlterPartitionReassignments: ALTER on the cluster;
   ListPartitionReassignments: DESCRIBE on the cluster.
+- CreateAcls, DeleteAcls: ALTER on the cluster; DescribeAcls: DESCRIBE on the
+  cluster (:mod:`broker.authz.acls`).
 - ApiVersions, SASL, DescribeCluster, idempotent InitProducerId: allowed.
 - Any other API: super users only; others get the connection closed
   (:class:`AuthorizationDenied`), since there is no generic error response.
 
-The per-API adapters live in :mod:`broker.authz.topics` and
-:mod:`broker.authz.groups`; their shared pieces in
+The per-API adapters live in :mod:`broker.authz.topics`,
+:mod:`broker.authz.groups` and :mod:`broker.authz.acls`; their shared pieces in
 :mod:`broker.authz.base`.
 """
 
@@ -41,6 +43,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
+from broker.authz.acls import ACL_ADAPTERS
 from broker.authz.base import Adapter, Checker, Respond
 from broker.authz.groups import GROUP_ADAPTERS
 from broker.authz.topics import TOPIC_ADAPTERS
@@ -57,7 +60,11 @@ from broker.security.service import SecurityService
 from broker.topics.service import TopicService
 
 ALWAYS_ALLOWED: Final = frozenset({17, 18, 36, 60})
-_ADAPTERS: Final[dict[int, Adapter]] = {**TOPIC_ADAPTERS, **GROUP_ADAPTERS}
+_ADAPTERS: Final[dict[int, Adapter]] = {
+    **TOPIC_ADAPTERS,
+    **GROUP_ADAPTERS,
+    **ACL_ADAPTERS,
+}
 
 
 class AuthorizationDenied(CloseConnection):

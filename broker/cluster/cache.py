@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from typing import TypeVar, cast
+from urllib.parse import unquote
 
 import anyio
 import structlog
 
+from broker.cluster.acl_records import decode_acls
 from broker.cluster.keys import Keys
 from broker.cluster.model import (
     NO_LEADER,
@@ -29,6 +31,7 @@ from broker.cluster.model import (
 )
 from broker.cluster.store import Event, KeyValue, Snapshot
 from broker.cluster.view import OFFSETS_TOPIC, offsets_partition
+from broker.security.acl_binding import AclBinding
 
 log = structlog.get_logger("broker.cluster.cache")
 
@@ -48,6 +51,9 @@ class MetadataCache:
         self._controller: ControllerInfo | None = None
         self._topics: dict[str, TopicRecord] = {}
         self._partitions: dict[tuple[str, int], PartitionRecord] = {}
+        # (pattern, type, quoted name) -> that resource pattern's ACLs
+        self._acls: dict[tuple[str, str, str], tuple[AclBinding, ...]] = {}
+        self.acl_version = 0  # grows with every change of the ACLs
         self.revision = 0  # the etcd revision the cache reflects
         self.version = 0  # grows with every applied change
         self._changed = anyio.Event()
@@ -112,6 +118,10 @@ class MetadataCache:
         """Every known partition of ``topic``, by index."""
         return sorted((i, p) for (t, i), p in self._partitions.items() if t == topic)
 
+    def acl_bindings(self) -> list[AclBinding]:
+        """Every ACL of the cluster (:mod:`broker.cluster.acls`)."""
+        return [b for k in sorted(self._acls) for b in self._acls[k]]
+
     def memo(self, key: Hashable, build: Callable[[], T]) -> T:
         """``build()``, computed once per version of the cache: what ``build``
         derives must depend on the cache alone, and ``key`` must say which value
@@ -135,6 +145,8 @@ class MetadataCache:
         self._controller = None
         self._topics.clear()
         self._partitions.clear()
+        self._acls.clear()
+        self.acl_version += 1
         for kv in snapshot.items:
             self._apply(kv.key, kv.value, kv.create_revision)
         self.revision = snapshot.revision
@@ -191,6 +203,14 @@ class MetadataCache:
                     else:
                         self._partitions[(name, int(index))] = PartitionRecord.decode(
                             value
+                        )
+                case ["acls", pattern, rtype, name]:
+                    self.acl_version += 1
+                    if value is None:
+                        self._acls.pop((pattern, rtype, name), None)
+                    else:
+                        self._acls[(pattern, rtype, name)] = decode_acls(
+                            pattern, rtype, unquote(name), value
                         )
                 case _:
                     pass  # admin requests and keys of later versions
