@@ -284,6 +284,23 @@ def test_authorized_operations_follow_the_acls(broker: Broker) -> None:
     assert {AclOperation.ALTER, AclOperation.DESCRIBE, AclOperation.CREATE} <= ops
 
 
+def test_group_authorized_operations_follow_the_acls(broker: Broker) -> None:
+    """describe_consumer_groups reports the caller's operations on the group."""
+    group = name("acl-group")
+    ck_create(
+        broker, allow(group, "carol", AclOperation.READ, rtype=ResourceType.GROUP)
+    )
+    admin = ck_admin(broker, "carol")
+    futures = admin.describe_consumer_groups(
+        [group], include_authorized_operations=True
+    )
+    described = futures[group].result(timeout=TIMEOUT)
+    assert set(described.authorized_operations) == {
+        AclOperation.READ,
+        AclOperation.DESCRIBE,
+    }
+
+
 # -- kafka-python ------------------------------------------------------------------
 
 

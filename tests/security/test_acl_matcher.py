@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from broker.cluster.acl_records import decode_acls, encode_acls, key_parts
 from broker.security.acl import Authorizer
 from broker.security.acl_binding import (
     SUPPORTED_OPERATIONS,
@@ -113,7 +114,7 @@ def _model(
     )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     bindings=st.lists(bindings_st, max_size=12),
     user=st.sampled_from(USERS),
@@ -146,7 +147,7 @@ def test_authorizer_decides_as_the_model(
     )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     bindings=st.lists(bindings_st, max_size=12),
     rtype=st.sampled_from(TYPES),
@@ -182,6 +183,22 @@ def test_match_filter_finds_exactly_the_bindings_that_apply(
         assert [x for x in bindings if exact.matches(x)] == [
             x for x in bindings if x == b
         ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(bindings=st.lists(bindings_st, min_size=1, max_size=6))
+def test_etcd_value_round_trips(bindings: list[AclBinding]) -> None:
+    """One resource pattern's ACLs decode from their etcd value as they were."""
+    first = bindings[0]
+    same = [
+        b
+        for b in bindings
+        if (b.resource_type, b.name, b.pattern)
+        == (first.resource_type, first.name, first.pattern)
+    ]
+    pattern, rtype, name = key_parts(first)
+    decoded = decode_acls(pattern, rtype, name, encode_acls(same))
+    assert decoded == tuple(dict.fromkeys(same))
 
 
 @pytest.mark.parametrize(
