@@ -10,6 +10,9 @@ authorized-operations bitfields follow the ACLs.
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,7 +50,7 @@ from kafka.errors import (
 from broker.cli.main import cli
 from broker.security.credentials import UserStore
 
-from .broker_proc import Broker, start_broker
+from .broker_proc import ROOT, Broker, start_broker
 
 pytestmark = pytest.mark.integration
 
@@ -361,6 +364,36 @@ def test_invalid_acl_gets_invalid_request(broker: Broker) -> None:
         results[bad].result(timeout=TIMEOUT)
     assert refused.value.args[0].code() == KafkaError.INVALID_REQUEST
     assert results[good].result(timeout=TIMEOUT) is None
+
+
+# -- kafkajs -----------------------------------------------------------------------
+
+
+def test_kafkajs_creates_describes_and_deletes(broker: Broker) -> None:
+    """kafkajs' admin createAcls, describeAcls and deleteAcls round-trip."""
+    node = shutil.which("node")
+    assert node is not None, "node is required for the kafkajs tests"
+    spec = {
+        "brokers": [broker.addr("sasl_plaintext")],
+        "username": "admin",
+        "password": PASSWORDS["admin"],
+        "topic": name("acl-js"),
+        "principal": "User:bob",
+    }
+    proc = subprocess.run(
+        [node, str(ROOT / "tests/js/acl_admin.js"), json.dumps(spec)],
+        capture_output=True,
+        timeout=60,
+        check=True,
+        cwd=ROOT / "tests/js",
+    )
+    result = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    read, allow = int(AclOperation.READ.value), int(AclPermissionType.ALLOW.value)
+    assert result == {
+        "described": [["User:bob", read, allow]],
+        "deleted": 1,
+        "left": 0,
+    }
 
 
 # -- persistence and the CLI -------------------------------------------------------
