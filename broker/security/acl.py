@@ -293,10 +293,9 @@ class Authorizer:
     def _store_index(self) -> _Index | None:
         if self.acls is None:
             return None
-        bindings = self.acls.bindings()  # may load the store, bumping its version
-        version = self.acls.version
-        if self._index is None or self._index[0] != version:
-            self._index = (version, _Index(bindings))
+        if self._index is None or self._index[0] != self.acls.version:
+            bindings = self.acls.bindings()  # may load the store, bumping its version
+            self._index = (self.acls.version, _Index(bindings))
         return self._index[1]
 
     def allows(
