@@ -66,9 +66,6 @@ class Resource(enum.StrEnum):
     CLUSTER = "cluster"
 
 
-_IMPLIES_DESCRIBE: Final = frozenset({Op.READ, Op.WRITE, Op.DELETE, Op.ALTER})
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AclRule:
     """Allow ``operations`` on ``resource`` names matching ``name``/``pattern``."""
@@ -77,21 +74,6 @@ class AclRule:
     name: str
     pattern: str  # "literal" ("*" = any) or "prefixed"
     operations: frozenset[Op]
-
-    def matches(self, resource: Resource, name: str) -> bool:
-        if resource is not self.resource:
-            return False
-        if self.pattern == "prefixed":
-            return name.startswith(self.name)
-        return self.name in ("*", name)
-
-    def grants(self, op: Op) -> bool:
-        ops = self.operations
-        return (
-            Op.ALL in ops
-            or op in ops
-            or (op is Op.DESCRIBE and not ops.isdisjoint(_IMPLIES_DESCRIBE))
-        )
 
     def as_json(self) -> dict[str, object]:
         return {
