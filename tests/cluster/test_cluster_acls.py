@@ -8,6 +8,9 @@ broker 2, so alice's produce is authorised by broker 2 from the ACL broker 1 wro
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,11 +94,24 @@ def _refused(b: BrokerProcess) -> bool:
     return False
 
 
+def _etcd_value(etcd: EtcdProcess, key: str) -> object:
+    out = subprocess.run(
+        ["etcdctl", "--endpoints", etcd.endpoint, "get", key, "--print-value-only"],
+        capture_output=True,
+        check=True,
+        timeout=30,
+        env={**os.environ, "ETCDCTL_API": "3"},
+    )
+    text = out.stdout.decode().strip()
+    return json.loads(text) if text else None
+
+
 def test_acl_created_through_one_broker_is_enforced_by_another(
-    brokers: dict[int, BrokerProcess],
+    brokers: dict[int, BrokerProcess], etcd: EtcdProcess
 ) -> None:
-    """CreateAcls on broker 1 lets alice write to a partition broker 2 leads;
-    DeleteAcls on broker 2 takes it away again on both."""
+    """CreateAcls on broker 1 lets alice write to a partition broker 2 leads (the
+    ACL kept in etcd in Kafka's ZooKeeper layout); DeleteAcls on broker 2 takes it
+    away again on both."""
     one = AdminClient({"bootstrap.servers": _addr(brokers[1], "plaintext")})
     two = AdminClient({"bootstrap.servers": _addr(brokers[2], "plaintext")})
     kp_admin = KafkaAdminClient(
@@ -128,6 +144,18 @@ def test_acl_created_through_one_broker_is_enforced_by_another(
     )
     assert one.create_acls([binding])[binding].result(timeout=TIMEOUT) is None
     wait_for("broker 2 to allow alice", lambda: not _refused(brokers[2]), TIMEOUT)
+    key = f"/acls/acls/literal/Topic/{TOPIC}"
+    assert _etcd_value(etcd, key) == {
+        "version": 1,
+        "acls": [
+            {
+                "principal": "User:alice",
+                "permissionType": "Allow",
+                "operation": "Write",
+                "host": "*",
+            }
+        ],
+    }
 
     every = AclBindingFilter(
         ResourceType.ANY,
@@ -142,4 +170,9 @@ def test_acl_created_through_one_broker_is_enforced_by_another(
     deleted = two.delete_acls([every])[every].result(timeout=TIMEOUT)
     assert deleted == [binding]
     wait_for("broker 2 to refuse alice again", lambda: _refused(brokers[2]), TIMEOUT)
-    assert one.describe_acls(every).result(timeout=TIMEOUT) == []
+    wait_for(
+        "broker 1 to see the delete",
+        lambda: one.describe_acls(every).result(timeout=TIMEOUT) == [],
+        TIMEOUT,
+    )
+    assert _etcd_value(etcd, key) is None
