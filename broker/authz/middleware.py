@@ -18,7 +18,8 @@ TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53)):
 - Metadata: DESCRIBE on each named topic; "all topics" lists only describable ones;
   auto-creating a missing topic needs CREATE on it (or on the cluster).
 - CreateTopics: CREATE; DeleteTopics, DeleteRecords: DELETE; CreatePartitions: ALTER;
-  DescribeConfigs: DESCRIBE on a topic, DESCRIBE on the cluster for a broker.
+  DescribeConfigs: DESCRIBE_CONFIGS (or DESCRIBE) on a topic, on the cluster for
+  a broker.
 - JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit: READ on the group
   (OffsetCommit also READ on each topic); OffsetFetch, DescribeGroups,
   FindCoordinator: DESCRIBE on the group; DeleteGroups: DELETE on the group;

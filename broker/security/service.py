@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from broker.security.acl import Authorizer, Op, Resource
-from broker.security.acl_binding import ResourceType
+from broker.security.acl_binding import AclOperation, ResourceType
 from broker.security.acl_store import AclStore, FileAclStore
 from broker.security.credentials import UserStore
 from broker.security.ratelimit import LoginLimiter
@@ -118,6 +118,20 @@ class SecurityService:
         return self.authorizer.allowed(
             conn.principal, op, resource, name, conn.peer_host
         )
+
+    def allows(
+        self,
+        conn: ConnectionSecurity | None,
+        op: AclOperation,
+        rtype: ResourceType,
+        name: str,
+    ) -> bool:
+        """Whether the connection's principal may do ``op`` (Kafka's codes)."""
+        if not self.authorizer.enabled:
+            return True
+        if conn is None:
+            return False
+        return self.authorizer.allows(conn.principal, conn.peer_host, op, rtype, name)
 
     def authorized_operations(
         self, conn: ConnectionSecurity | None, rtype: ResourceType, name: str

@@ -26,6 +26,7 @@ from confluent_kafka.admin import (
     AclOperation,
     AclPermissionType,
     AdminClient,
+    ConfigResource,
     NewTopic,
     ResourcePatternType,
     ResourceType,
@@ -302,6 +303,21 @@ def test_group_authorized_operations_follow_the_acls(broker: Broker) -> None:
         AclOperation.READ,
         AclOperation.DESCRIBE,
     }
+
+
+def test_describe_configs_follows_kafka_describe_configs_acls(broker: Broker) -> None:
+    """DescribeConfigs of a topic is refused, then allowed by an ALTER_CONFIGS ACL
+    (which implies DESCRIBE_CONFIGS, as in Kafka)."""
+    topic = name("acl-configs")
+    create_topics(broker, topic)
+    admin = ck_admin(broker, "bob")
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    with pytest.raises(KafkaException) as refused:
+        admin.describe_configs([resource])[resource].result(timeout=TIMEOUT)
+    assert refused.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    ck_create(broker, allow(topic, "bob", AclOperation.ALTER_CONFIGS))
+    configs = admin.describe_configs([resource])[resource].result(timeout=TIMEOUT)
+    assert "retention.ms" in configs
 
 
 # -- kafka-python ------------------------------------------------------------------
