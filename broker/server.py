@@ -101,6 +101,7 @@ from broker.net.dispatch import Dispatcher
 from broker.net.listeners import KafkaListeners
 from broker.producers.service import ProducerService
 from broker.replication.manager import ReplicaManager
+from broker.security.acl_store import AclStoreError
 from broker.security.service import SecurityService
 from broker.security.tls import TlsConfigError, server_context
 from broker.snapshots.gate import AppendGate
@@ -281,6 +282,17 @@ async def _open_services(
                 await close_log_manager(logs)
             raise
         cluster = coordination
+        # imported here: a single node keeps its ACLs in the data dir
+        from broker.cluster.acls import ClusterAcls
+
+        security.use_acls(
+            ClusterAcls(
+                coordination.store,
+                coordination.keys,
+                coordination.cache,
+                timeout_s=config.cluster.request_timeout_ms / 1000,
+            )
+        )
     topics = TopicService(config, logs, metrics, disk, cluster)
     try:
         if broker_configs is None and cluster is None:
@@ -518,7 +530,7 @@ def _security_service(config: BrokerConfig) -> SecurityService:
     names = tuple(lc.name for lc in config.listeners)
     protocols = {n: config.security.protocol_of(n) for n in names}
     client_auth = config.tls is not None and config.tls.client_auth == "required"
-    return SecurityService(
+    service = SecurityService(
         config.security,
         data_dir=config.data_dir,
         listeners=names,
@@ -526,6 +538,15 @@ def _security_service(config: BrokerConfig) -> SecurityService:
             n for n, p in protocols.items() if p == "SSL" and client_auth
         ),
     )
+    if config.cluster is None:
+        try:
+            service.acls.bindings()  # a damaged ACL file stops the start, named
+        except AclStoreError as e:
+            raise StartupError(
+                f"{e} (fix or remove the file, then start again)",
+                exit_code=EXIT_DATA_DIR,
+            ) from None
+    return service
 
 
 def _tls_contexts(config: BrokerConfig) -> dict[str, ssl.SSLContext]:

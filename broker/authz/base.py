@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from broker.net.request import RequestContext
 from broker.security.acl import Op, Resource
+from broker.security.acl_binding import AclOperation, ResourceType
 from broker.security.service import SecurityService
 from broker.security.session import ConnectionSecurity
 from broker.topics.service import TopicService
@@ -55,6 +56,10 @@ class Checker:
 
     def may(self, op: Op, resource: Resource, name: str = "") -> bool:
         return self.svc.allowed(self.conn, op, resource, name)
+
+    def may_kafka(self, op: AclOperation, rtype: ResourceType, name: str = "") -> bool:
+        """``may`` for the operations only Kafka ACLs name (DESCRIBE_CONFIGS, ...)."""
+        return self.svc.allows(self.conn, op, rtype, name)
 
     def super_user(self) -> bool:
         """Whether the principal is a super user (or nothing is enforced)."""

@@ -18,7 +18,8 @@ TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53)):
 - Metadata: DESCRIBE on each named topic; "all topics" lists only describable ones;
   auto-creating a missing topic needs CREATE on it (or on the cluster).
 - CreateTopics: CREATE; DeleteTopics, DeleteRecords: DELETE; CreatePartitions: ALTER;
-  DescribeConfigs: DESCRIBE on a topic, DESCRIBE on the cluster for a broker.
+  DescribeConfigs: DESCRIBE_CONFIGS (or DESCRIBE) on a topic, on the cluster for
+  a broker.
 - JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit: READ on the group
   (OffsetCommit also READ on each topic); OffsetFetch, DescribeGroups,
   FindCoordinator: DESCRIBE on the group; DeleteGroups: DELETE on the group;
@@ -32,12 +33,15 @@ TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53)):
   the cluster; AlterUserScramCredentials: ALTER on the cluster;
   DescribeTopicPartitions: DESCRIBE on each topic; DescribeProducers: READ on each
   topic; OffsetDelete: DELETE on the group and READ on each topic.
+- CreateAcls, DeleteAcls: ALTER on the cluster; DescribeAcls: DESCRIBE on the
+  cluster (:mod:`broker.authz.acls`).
 - ApiVersions, SASL, DescribeCluster, idempotent InitProducerId: allowed.
 - Any other API: super users only; others get the connection closed
   (:class:`AuthorizationDenied`), since there is no generic error response.
 
-The per-API adapters live in :mod:`broker.authz.topics` and
-:mod:`broker.authz.groups` and :mod:`broker.authz.tooling`; their shared pieces in
+The per-API adapters live in :mod:`broker.authz.topics`, :mod:`broker.authz.groups`,
+:mod:`broker.authz.tooling`, :mod:`broker.authz.configs` and :mod:`broker.authz.acls`;
+their shared pieces in
 :mod:`broker.authz.base`.
 """
 
@@ -47,6 +51,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
+from broker.authz.acls import ACL_ADAPTERS
 from broker.authz.base import Adapter, Checker, Respond
 from broker.authz.configs import CONFIG_ADAPTERS
 from broker.authz.groups import GROUP_ADAPTERS
@@ -70,6 +75,7 @@ _ADAPTERS: Final[dict[int, Adapter]] = {
     **GROUP_ADAPTERS,
     **TOOLING_ADAPTERS,
     **CONFIG_ADAPTERS,
+    **ACL_ADAPTERS,
 }
 
 

@@ -20,6 +20,7 @@ from broker.authz.base import (
 )
 from broker.net.request import NO_RESPONSE
 from broker.security.acl import Op, Resource
+from broker.security.acl_binding import AclOperation, ResourceType
 from protocol.error_codes import ErrorCode
 
 if TYPE_CHECKING:
@@ -298,12 +299,19 @@ _TOPIC_RESOURCE, _BROKER_RESOURCE, _BROKER_LOGGER = 2, 4, 8
 
 
 def _describe_configs(c: Checker, req: dc.DescribeConfigsRequest) -> Outcome:
+    # Kafka asks DESCRIBE_CONFIGS (implied by ALTER_CONFIGS); DESCRIBE, what a
+    # users-file rule can grant, is accepted too.
     def code(r: dc.DescribeConfigsResource) -> ErrorCode:
         if r.resource_type == _TOPIC_RESOURCE:
-            ok = c.may(Op.DESCRIBE, Resource.TOPIC, r.resource_name)
+            name = r.resource_name
+            ok = c.may(Op.DESCRIBE, Resource.TOPIC, name) or c.may_kafka(
+                AclOperation.DESCRIBE_CONFIGS, ResourceType.TOPIC, name
+            )
             return ErrorCode.NONE if ok else TOPIC_DENIED
         if r.resource_type in (_BROKER_RESOURCE, _BROKER_LOGGER):
-            ok = c.may(Op.DESCRIBE, Resource.CLUSTER)
+            ok = c.may(Op.DESCRIBE, Resource.CLUSTER) or c.may_kafka(
+                AclOperation.DESCRIBE_CONFIGS, ResourceType.CLUSTER
+            )
             return ErrorCode.NONE if ok else CLUSTER_DENIED
         return ErrorCode.NONE
 

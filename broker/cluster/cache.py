@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from typing import TypeVar, cast
+from urllib.parse import unquote
 
 import anyio
 import structlog
 
+from broker.cluster.acl_records import decode_acls
 from broker.cluster.keys import Keys
 from broker.cluster.model import (
     NO_LEADER,
@@ -30,6 +32,7 @@ from broker.cluster.model import (
 )
 from broker.cluster.store import Event, KeyValue, Snapshot
 from broker.cluster.view import OFFSETS_TOPIC, offsets_partition
+from broker.security.acl_binding import AclBinding
 
 log = structlog.get_logger("broker.cluster.cache")
 
@@ -51,6 +54,9 @@ class MetadataCache:
         self._partitions: dict[tuple[str, int], PartitionRecord] = {}
         # dynamic broker configs by scope (a node id or "<default>")
         self._broker_configs: dict[str, dict[str, str]] = {}
+        # (pattern, type, quoted name) -> that resource pattern's ACLs
+        self._acls: dict[tuple[str, str, str], tuple[AclBinding, ...]] = {}
+        self.acl_version = 0  # grows with every change of the ACLs
         self.revision = 0  # the etcd revision the cache reflects
         self.version = 0  # grows with every applied change
         self._changed = anyio.Event()
@@ -128,6 +134,10 @@ class MetadataCache:
         """Every scope with dynamic broker configs, and its configs."""
         return {k: dict(v) for k, v in self._broker_configs.items()}
 
+    def acl_bindings(self) -> list[AclBinding]:
+        """Every ACL of the cluster (:mod:`broker.cluster.acls`)."""
+        return [b for k in sorted(self._acls) for b in self._acls[k]]
+
     def memo(self, key: Hashable, build: Callable[[], T]) -> T:
         """``build()``, computed once per version of the cache: what ``build``
         derives must depend on the cache alone, and ``key`` must say which value
@@ -152,6 +162,8 @@ class MetadataCache:
         self._topics.clear()
         self._partitions.clear()
         self._broker_configs.clear()
+        self._acls.clear()
+        self.acl_version += 1
         for kv in snapshot.items:
             self._apply(kv.key, kv.value, kv.create_revision)
         self.revision = snapshot.revision
@@ -213,6 +225,14 @@ class MetadataCache:
                     else:
                         self._partitions[(name, int(index))] = PartitionRecord.decode(
                             value
+                        )
+                case ["acls", pattern, rtype, name]:
+                    self.acl_version += 1
+                    if value is None:
+                        self._acls.pop((pattern, rtype, name), None)
+                    else:
+                        self._acls[(pattern, rtype, name)] = decode_acls(
+                            pattern, rtype, unquote(name), value
                         )
                 case _:
                     pass  # admin requests and keys of later versions

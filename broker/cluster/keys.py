@@ -16,14 +16,18 @@
     PREFIX/admin/reassign/{name}/{i}    ReassignRequest
     PREFIX/admin/elect/{name}/{i}       ElectRequest
     PREFIX/admin/shutdown/{id}          ShutdownRequest
+    PREFIX/acls/{pattern}/{type}/{name} the ACLs of one resource pattern (Kafka's
+                                        /kafka-acl/{type}/{name}; name URL-quoted)
 
 Topic names are Kafka's (letters, digits, ``.``, ``_``, ``-``), so ``/`` never
-occurs inside a name and a key splits unambiguously.
+occurs inside a name and a key splits unambiguously; ACL resource names (a group
+may be called anything) are URL-quoted.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import quote
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,14 @@ class Keys:
 
     def shutdown(self, node_id: int) -> str:
         return f"{self.prefix}/admin/shutdown/{node_id}"
+
+    @property
+    def acls(self) -> str:
+        return f"{self.prefix}/acls/"
+
+    def acl(self, pattern: str, resource_type: str, name: str) -> str:
+        """The key of one resource pattern's ACLs (any name: it is URL-quoted)."""
+        return f"{self.prefix}/acls/{pattern}/{resource_type}/{quote(name, safe='')}"
 
     def relative(self, key: str) -> list[str]:
         """The parts of ``key`` after the prefix (``["partitions", "t", "3"]``)."""

@@ -4,7 +4,10 @@ Behaviour: every live broker (on a single node, this node: the whole cluster and
 its controller) at its advertised address of the listener the client connected to
 (in cluster mode from the watched cache; a broker without that listener is left
 out), and the controller's id (-1 while none is elected). Endpoint type 1
-(brokers) only; 2 (controllers) gets UNSUPPORTED_ENDPOINT_TYPE.
+(brokers) only; 2 (controllers) gets UNSUPPORTED_ENDPOINT_TYPE. With
+``include_cluster_authorized_operations`` the caller's operations on the cluster
+as Kafka's bitfield (every supported one when the authorizer is off), else
+Kafka's "not requested" sentinel (INT32 min).
 Version notes: flexible from v0; v1 endpoint type; v2 fenced brokers.
 """
 
@@ -12,8 +15,10 @@ from __future__ import annotations
 
 from broker.net.dispatch import handler
 from broker.net.request import RequestContext
+from broker.security.acl_binding import CLUSTER_NAME, ResourceType
 from protocol.error_codes import ErrorCode
 from protocol.messages.describe_cluster import (
+    AUTHORIZED_OPERATIONS_OMITTED,
     DescribeClusterBroker,
     DescribeClusterRequest,
     DescribeClusterResponse,
@@ -36,6 +41,13 @@ def describe_cluster(
             cluster_id=ctx.cluster.cluster_id,
         )
     view = ctx.cluster
+    operations = (
+        ctx.security.authorized_operations(
+            rctx.security, ResourceType.CLUSTER, CLUSTER_NAME
+        )
+        if request.include_cluster_authorized_operations
+        else AUTHORIZED_OPERATIONS_OMITTED
+    )
     return DescribeClusterResponse(
         error_code=ErrorCode.NONE,
         error_message=None,
@@ -49,4 +61,5 @@ def describe_cluster(
             for b in view.brokers()
             if (e := b.endpoint(rctx.listener)) is not None
         ),
+        cluster_authorized_operations=operations,
     )

@@ -4,7 +4,9 @@ Behaviour: each named group's state, protocol type, protocol (only when Stable) 
 members (client id/host; metadata and assignment only when Stable, as Kafka). An
 unknown group is reported as state "Dead" with no error (v0–5) or
 GROUP_ID_NOT_FOUND (v6, KIP-1043); a group another broker coordinates (cluster
-mode) gets NOT_COORDINATOR. Authorized operations are not computed.
+mode) gets NOT_COORDINATOR. With ``include_authorized_operations`` (v3+) each
+described group carries the caller's operations on it as Kafka's bitfield (every
+supported one when the authorizer is off), else Kafka's sentinel (INT32 min).
 Version notes: v1 throttle time; v3 include_authorized_operations; v4 member
 group_instance_id; v5 flexible; v6 per-group error message.
 """
@@ -14,8 +16,10 @@ from __future__ import annotations
 from broker.groups.model import GroupState
 from broker.net.dispatch import handler
 from broker.net.request import RequestContext
+from broker.security.acl_binding import ResourceType
 from protocol.error_codes import ErrorCode
 from protocol.messages.describe_groups import (
+    AUTHORIZED_OPERATIONS_OMITTED,
     DescribedGroup,
     DescribedGroupMember,
     DescribeGroupsRequest,
@@ -28,6 +32,8 @@ def describe_groups(
     rctx: RequestContext, request: DescribeGroupsRequest
 ) -> DescribeGroupsResponse:
     svc = rctx.broker.groups
+    security = rctx.broker.security
+    with_operations = rctx.api_version >= 3 and request.include_authorized_operations
     out = []
     for group_id in request.groups:
         refused = rctx.group_refusal(group_id)
@@ -63,6 +69,11 @@ def describe_groups(
                     )
                     for m in d.members
                 ),
+                authorized_operations=security.authorized_operations(
+                    rctx.security, ResourceType.GROUP, group_id
+                )
+                if with_operations
+                else AUTHORIZED_OPERATIONS_OMITTED,
             )
         )
     return DescribeGroupsResponse(groups=tuple(out))

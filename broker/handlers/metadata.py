@@ -21,12 +21,17 @@ gets LEADER_NOT_AVAILABLE. A topic's entry is built once per version of the cach
 per version of the cache, listener, API version and topic list: a full Metadata of
 1,000 partitions is otherwise milliseconds of encoding. Auto-creation asks the controller (via the topic service)
 and answers once the topic is in the cache.
-Version notes: v7 leader epoch; v9 flexible; v10 topic ids; v12 lookup by topic id
+With ``include_topic_authorized_operations`` (v8+) each topic found carries the
+caller's operations on it, with ``include_cluster_authorized_operations`` (v8–10)
+the response those on the cluster, as Kafka's bitfields (every supported operation
+when the authorizer is off); otherwise Kafka's sentinel (INT32 min).
+Version notes: v7 leader epoch; v8 authorized operations; v9 flexible; v10 topic ids; v12 lookup by topic id
 (unknown id -> UNKNOWN_TOPIC_ID); v13 top-level error code.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 from broker.cluster.cache import MetadataCache
@@ -34,6 +39,7 @@ from broker.cluster.model import NO_LEADER, TopicRecord
 from broker.cluster.view import OFFSETS_TOPIC
 from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
+from broker.security.acl_binding import CLUSTER_NAME, ResourceType
 from broker.topics.errors import error_code
 from broker.topics.service import ZERO_UUID, NewTopic
 from protocol.codec import encode_response_body
@@ -213,16 +219,21 @@ def metadata(rctx: RequestContext, request: MetadataRequest) -> object:
                 creating[t.name] = NewTopic(t.name, partitions)
             topics.append(t.name)
 
+    topic_ops = version >= 8 and request.include_topic_authorized_operations
+    cluster_ops = 8 <= version <= 10 and request.include_cluster_authorized_operations
+
     def response() -> MetadataResponse:
-        return MetadataResponse(
+        answer = MetadataResponse(
             brokers=brokers,
             cluster_id=view.cluster_id,
             controller_id=view.controller_id,
             topics=tuple(t for t in topics if not isinstance(t, str)),
         )
+        return _with_operations(rctx, answer, topic_ops, cluster_ops)
 
     if not creating:
-        if cache is None or ctx.security.enforces:  # authorisation filters objects
+        # authorisation filters objects; authorized operations depend on the caller
+        if cache is None or ctx.security.enforces or topic_ops or cluster_ops:
             return response()
         # the same request against the same cache answers the same bytes
         key = (
@@ -267,6 +278,39 @@ def _created(
         rctx.broker.metrics.error("metadata", code.name)
         return _missing(name, code)
     return _topic_response(rctx, result)
+
+
+def _with_operations(
+    rctx: RequestContext, answer: MetadataResponse, topic_ops: bool, cluster_ops: bool
+) -> MetadataResponse:
+    """The answer with the caller's authorized operations where they were asked for
+    (Kafka's bitfields; the response's defaults are the "not requested" sentinel)."""
+    if not (topic_ops or cluster_ops):
+        return answer
+    security, conn = rctx.broker.security, rctx.security
+    if topic_ops:
+        answer = replace(
+            answer,
+            topics=tuple(
+                replace(
+                    t,
+                    topic_authorized_operations=security.authorized_operations(
+                        conn, ResourceType.TOPIC, t.name
+                    ),
+                )
+                if t.name is not None and t.error_code == ErrorCode.NONE
+                else t
+                for t in answer.topics
+            ),
+        )
+    if cluster_ops:
+        answer = replace(
+            answer,
+            cluster_authorized_operations=security.authorized_operations(
+                conn, ResourceType.CLUSTER, CLUSTER_NAME
+            ),
+        )
+    return answer
 
 
 def _by_id(cache: MetadataCache, raw_id: bytes) -> TopicRecord | None:

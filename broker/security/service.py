@@ -1,7 +1,7 @@
 """The broker's security service (one per process, on the broker context).
 
-:class:`SecurityService` holds the user store, the authorizer and the failed-login
-limiter, built from :class:`~broker.security.settings.SecuritySettings`, and gives
+:class:`SecurityService` holds the user store, the ACL store (the data dir's file,
+or etcd in cluster mode), the authorizer and the failed-login limiter, built from :class:`~broker.security.settings.SecuritySettings`, and gives
 each new connection its :class:`~broker.security.session.ConnectionSecurity` (or
 None when there is nothing to check).
 """
@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from broker.security.acl import Authorizer, Op, Resource
+from broker.security.acl_binding import AclOperation, ResourceType
+from broker.security.acl_store import AclStore, FileAclStore
 from broker.security.credentials import UserStore
 from broker.security.ratelimit import LoginLimiter
 from broker.security.sasl import SaslAuthenticator
@@ -39,8 +41,12 @@ class SecurityService:
             if settings.authorizer is not None
             else authenticating or bool(client_cert_listeners)
         )
+        self.acls: AclStore = FileAclStore.in_data_dir(data_dir)
         self.authorizer = Authorizer(
-            enabled=enabled, users=self.store, super_users=settings.super_users
+            enabled=enabled,
+            users=self.store,
+            super_users=settings.super_users,
+            acls=self.acls,
         )
         self.limiter = LoginLimiter(
             max_failures=max(1, settings.login_max_failures),
@@ -50,6 +56,12 @@ class SecurityService:
             window_s=settings.login_window_ms / 1000,
             lockout_s=settings.login_lockout_ms / 1000,
         )
+
+    def use_acls(self, acls: AclStore) -> None:
+        """Keep the ACLs in ``acls`` instead of the data dir's file (cluster mode:
+        etcd, :mod:`broker.cluster.acls`); called once, before serving."""
+        self.acls = acls
+        self.authorizer.acls = acls
 
     @property
     def enforces(self) -> bool:
@@ -101,5 +113,33 @@ class SecurityService:
         """Whether the connection's principal may do ``op`` on the resource."""
         if not self.authorizer.enabled:
             return True
-        principal = None if conn is None else conn.principal
-        return self.authorizer.allowed(principal, op, resource, name)
+        if conn is None:
+            return self.authorizer.allowed(None, op, resource, name)
+        return self.authorizer.allowed(
+            conn.principal, op, resource, name, conn.peer_host
+        )
+
+    def allows(
+        self,
+        conn: ConnectionSecurity | None,
+        op: AclOperation,
+        rtype: ResourceType,
+        name: str,
+    ) -> bool:
+        """Whether the connection's principal may do ``op`` (Kafka's codes)."""
+        if not self.authorizer.enabled:
+            return True
+        if conn is None:
+            return False
+        return self.authorizer.allows(conn.principal, conn.peer_host, op, rtype, name)
+
+    def authorized_operations(
+        self, conn: ConnectionSecurity | None, rtype: ResourceType, name: str
+    ) -> int:
+        """Kafka's authorized-operations bitfield of a resource for the connection's
+        principal (every supported operation when authorisation is off)."""
+        if conn is None:
+            return self.authorizer.authorized_operations(None, "", rtype, name)
+        return self.authorizer.authorized_operations(
+            conn.principal, conn.peer_host, rtype, name
+        )

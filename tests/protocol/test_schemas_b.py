@@ -83,6 +83,9 @@ MODULES: dict[str, tuple[int, str, str, int, int]] = {
         0,
         1,
     ),
+    "describe_acls": (29, "DescribeAclsRequest", "DescribeAclsResponse", 0, 3),
+    "create_acls": (30, "CreateAclsRequest", "CreateAclsResponse", 0, 3),
+    "delete_acls": (31, "DeleteAclsRequest", "DeleteAclsResponse", 0, 3),
 }
 
 # Versions kio lacks, transcribed from Kafka 3.x's JSON: each field is its name
@@ -99,6 +102,16 @@ _DESCRIBE_RESOURCE: Shape = ["resource_type", "resource_name", "configuration_ke
 _OFFSET_FOR_LEADER_REQUEST: Shape = [
     ("topics", ["topic", ("partitions", ["partition", "leader_epoch"])]),
 ]
+# The ACL APIs' v0 is v1 without the pattern type (KIP-290 added it in v1).
+_ACL_FILTER: Shape = [
+    "resource_type_filter",
+    "resource_name_filter?",
+    "principal_filter?",
+    "host_filter?",
+    "operation",
+    "permission_type",
+]
+_ACL_ENTRY: Shape = ["principal", "host", "operation", "permission_type"]
 _TXN_MARKER_TOPIC: Shape = ["name", "partition_indexes"]
 OLD_VERSIONS: dict[tuple[str, int, int], Shape] = {
     ("write_txn_markers", 0, 0): [
@@ -119,6 +132,41 @@ OLD_VERSIONS: dict[tuple[str, int, int], Shape] = {
             [
                 "producer_id",
                 ("topics", ["name", ("partitions", ["partition_index", "error_code"])]),
+            ],
+        ),
+    ],
+    ("describe_acls", 0, 0): _ACL_FILTER,
+    ("describe_acls", 1, 0): [
+        "throttle_time_ms",
+        "error_code",
+        "error_message?",
+        ("resources", ["resource_type", "resource_name", ("acls", _ACL_ENTRY)]),
+    ],
+    ("create_acls", 0, 0): [
+        ("creations", ["resource_type", "resource_name", *_ACL_ENTRY]),
+    ],
+    ("create_acls", 1, 0): [
+        "throttle_time_ms",
+        ("results", ["error_code", "error_message?"]),
+    ],
+    ("delete_acls", 0, 0): [("filters", _ACL_FILTER)],
+    ("delete_acls", 1, 0): [
+        "throttle_time_ms",
+        (
+            "filter_results",
+            [
+                "error_code",
+                "error_message?",
+                (
+                    "matching_acls",
+                    [
+                        "error_code",
+                        "error_message?",
+                        "resource_type",
+                        "resource_name",
+                        *_ACL_ENTRY,
+                    ],
+                ),
             ],
         ),
     ],
