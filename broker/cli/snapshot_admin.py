@@ -89,6 +89,9 @@ def create(
 ) -> None:
     """Snapshot a topic's partitions at one consistent point (each high watermark).
 
+    In a cluster each partition is cut by its leader, into that broker's
+    data/snapshots (the broker column says which).
+
     Needs the broker's admin token when it has one: -X admin.token=TOKEN or
     AILURUS_ADMIN_TOKEN.
     """
@@ -132,7 +135,14 @@ def create(
         else:
             reason = r.get("reason") or r.get("error")
             rows.append((r["partition"], "-", "-", "-", "-", f"skipped: {reason}"))
-    print_table(["partition", "snapshot_id", "base", "last", "size", "path"], rows)
+    headers = ["partition", "snapshot_id", "base", "last", "size", "path"]
+    if any("broker_id" in r for r in results):
+        headers.append("broker")
+        rows = [
+            (*row, r.get("broker_id", "-"))
+            for row, r in zip(rows, results, strict=True)
+        ]
+    print_table(headers, rows)
 
 
 def _rows() -> list[dict[str, object]]:
