@@ -119,7 +119,7 @@ def create(
     if is_json():
         echo_json(results)
         return
-    rows = []
+    rows: list[tuple[object, ...]] = []
     for r in results:
         if "snapshot_id" in r:
             rows.append(
