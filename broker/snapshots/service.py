@@ -305,12 +305,13 @@ class SnapshotService:
         if info is None or info.admin is None:
             entry.reason = f"handover: broker {target.leader} has no admin API"
             return entry
-        topic_dir, _, leaf = cand.rel.partition("/")
+        # named by the cluster's topic name there: the leader resolves it as we did
+        leaf = cand.rel.partition("/")[2]
         name = snap.meta.snapshot_id or leaf or self.state.next_snapshot_id()
         try:
             where = await send_snapshot(
                 snap,
-                topic_dir=topic_dir,
+                topic_dir=target.topic,
                 name=name,
                 from_broker=self.node_id,
                 address=info.admin,
