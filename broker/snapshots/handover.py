@@ -117,6 +117,21 @@ def _files(snap: Snapshot) -> list[UploadFile]:
     return [UploadFile(n, os.stat(os.path.join(snap.path, n)).st_size) for n in names]
 
 
+def upload_header(
+    topic_dir: str, name: str, from_broker: int, files: list[UploadFile]
+) -> bytes:
+    """The body's start: the manifest's length, then the manifest."""
+    manifest = json.dumps(
+        {
+            "topic_dir": topic_dir,
+            "name": name,
+            "from_broker": from_broker,
+            "files": [{"name": f.name, "size": f.size} for f in files],
+        }
+    ).encode()
+    return _U32.pack(len(manifest)) + manifest
+
+
 async def _stream(
     path: str, header: bytes, files: list[UploadFile]
 ) -> AsyncIterator[bytes]:
@@ -148,15 +163,7 @@ async def send_snapshot(
         PeerError: the peer refused it or could not be reached.
     """
     files = await anyio.to_thread.run_sync(_files, snap)
-    manifest = json.dumps(
-        {
-            "topic_dir": topic_dir,
-            "name": name,
-            "from_broker": from_broker,
-            "files": [{"name": f.name, "size": f.size} for f in files],
-        }
-    ).encode()
-    header = _U32.pack(len(manifest)) + manifest
+    header = upload_header(topic_dir, name, from_broker, files)
     length = len(header) + sum(f.size for f in files)
     # generous: a loaded leader writes, fsyncs and verifies it before answering
     timeout = 120 + length / (10 * 1024 * 1024)
