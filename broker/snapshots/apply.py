@@ -77,6 +77,7 @@ log = structlog.get_logger("broker.snapshots")
 
 _INLINE_BYTES = 8 * 1024 * 1024  # appended on the loop thread in one call below this
 _PLAN_ATTEMPTS = 5
+_REPLICATED_TIMEOUT_S = 30.0  # for the high watermark to cover an ingest
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +272,7 @@ class SnapshotApplier:
         pending = apply_order([s for _, _, s in snaps])
         changed = False
         epoch: int | None = None
+        applied: list[tuple[str, Snapshot]] = []  # cluster mode: to confirm
         if self.topics.cache is not None:
             state = self.topics.state(self.topics.logs.topic(topic), plog)
             if not state.is_local_leader:  # leadership moved since resolve
@@ -315,10 +317,67 @@ class SnapshotApplier:
                         self.metrics.bytes_ingested += written
                         self.metrics.duration.observe(time.perf_counter() - started)
                         self._after_apply(plog, topic)
-                        await self._restore_group_offsets(snap, topic, partition)
+                        if epoch is None:
+                            await self._restore_group_offsets(snap, topic, partition)
+                        else:
+                            applied.append((rel, snap))
                     self._settled(rel)
                     changed |= self._record(rel, entry)
+        if applied:
+            changed |= await self._after_replicated(topic, plog, applied, fps)
         return changed
+
+    async def _after_replicated(
+        self,
+        topic: str,
+        plog: PartitionLog,
+        applied: list[tuple[str, Snapshot]],
+        fps: dict[str, str],
+    ) -> bool:
+        """Cluster mode: wait (the append gate released) until the partition's high
+        watermark covers what was ingested, as acks=all would, then restore the
+        snapshots' group offsets. A leader that lost the partition meanwhile may
+        have had the batches truncated away by its successor: the snapshots go back
+        to ``waiting`` and the next scan plans them again (``already-present`` if the
+        batches survived, otherwise handed to the new leader)."""
+        problem = await self._await_replicated(topic, plog, plog.log_end_offset)
+        changed = False
+        for rel, snap in applied:
+            if problem is not None:
+                reason = f"not yet replicated: {problem}"
+                entry = self._entry(Status.WAITING, reason, fps[rel], snap, topic)
+                changed |= self._record(rel, entry)
+                continue
+            await self._restore_group_offsets(snap, topic, plog.partition)
+        return changed
+
+    async def _await_replicated(
+        self, topic: str, plog: PartitionLog, target: int
+    ) -> str | None:
+        """None once the high watermark reaches ``target``, else why not (this
+        broker stopped leading, or the followers did not catch up in time)."""
+        meta = self.topics.find(topic)
+        if meta is None:
+            return "the topic is gone"
+        waiters = self.durability.waiters
+        with anyio.move_on_after(_REPLICATED_TIMEOUT_S):
+            while True:
+                hw = self.topics.replicated_high_watermark(meta, plog)
+                if hw is None:
+                    return "this broker no longer leads the partition"
+                if hw >= target:
+                    return None
+                event = anyio.Event()
+                waiters.register([plog], event)
+                try:
+                    hw = self.topics.replicated_high_watermark(meta, plog)
+                    if hw is not None and hw < target:
+                        if plog.durable_offset < target:
+                            self.durability.commit.mark_dirty(plog)
+                        await event.wait()
+                finally:
+                    waiters.unregister([plog], event)
+        return f"the followers did not catch up in {_REPLICATED_TIMEOUT_S:g} s"
 
     async def _apply_one(
         self, plog: PartitionLog, snap: Snapshot, epoch: int | None

@@ -12,7 +12,7 @@ The upload (``PUT /v1/snapshots/upload``, admin token required)::
     u32 M (big-endian) | manifest: M bytes of JSON | the files, in manifest order
 
     manifest = {"topic_dir": "<topic id or name>", "name": "<snapshot dir name>",
-                "from_broker": 2,
+                "from_broker": 2, "copy": false,
                 "files": [{"name": "meta.json", "size": 812},       always first
                           {"name": "group-offsets.json", "size": 90},   optional
                           {"name": "00000000000000000000.log", "size": 4096}, ...]}
@@ -27,6 +27,11 @@ and fully verified (every batch CRC, offsets, file checksums) in a worker proces
 then renamed to ``<topic_dir>/<name>`` (``<name>-<random>`` when a different
 snapshot already has that name; an identical one is answered as received) and the
 watcher is woken.
+
+The same upload with ``"copy": true`` gathers a snapshot into the broker that was
+asked to create it (broker.snapshots.routing): the leader that cut it sends it back,
+and the receiver records it as its own (``created``) before the rename, so its
+watcher never ingests it.
 """
 
 from __future__ import annotations
@@ -97,6 +102,10 @@ class Receiver(Protocol):
 
     async def verify(self, path: str, *, settle_s: float) -> Snapshot: ...
 
+    async def keep_as_created(self, rel: str, snap: Snapshot) -> None:
+        """Record ``rel`` as this broker's own snapshot (never ingested)."""
+        ...
+
     def wake(self) -> None: ...
 
 
@@ -118,7 +127,12 @@ def _files(snap: Snapshot) -> list[UploadFile]:
 
 
 def upload_header(
-    topic_dir: str, name: str, from_broker: int, files: list[UploadFile]
+    topic_dir: str,
+    name: str,
+    from_broker: int,
+    files: list[UploadFile],
+    *,
+    copy: bool = False,
 ) -> bytes:
     """The body's start: the manifest's length, then the manifest."""
     manifest = json.dumps(
@@ -126,6 +140,7 @@ def upload_header(
             "topic_dir": topic_dir,
             "name": name,
             "from_broker": from_broker,
+            "copy": copy,
             "files": [{"name": f.name, "size": f.size} for f in files],
         }
     ).encode()
@@ -155,15 +170,17 @@ async def send_snapshot(
     from_broker: int,
     address: str,
     token: str | None,
+    copy: bool = False,
 ) -> str:
     """Stream a verified snapshot to the admin API at ``address``; the directory
-    (relative to its snapshots dir) it landed in there.
+    (relative to its snapshots dir) it landed in there. ``copy``: the receiver
+    keeps it as its own and never ingests it.
 
     Raises:
         PeerError: the peer refused it or could not be reached.
     """
     files = await anyio.to_thread.run_sync(_files, snap)
-    header = upload_header(topic_dir, name, from_broker, files)
+    header = upload_header(topic_dir, name, from_broker, files, copy=copy)
     length = len(header) + sum(f.size for f in files)
     # generous: a loaded leader writes, fsyncs and verifies it before answering
     timeout = 120 + length / (10 * 1024 * 1024)
@@ -183,11 +200,21 @@ async def send_snapshot(
 # -- receiving ---------------------------------------------------------------------------
 
 
-def _manifest(raw: bytes) -> tuple[str, str, int, list[UploadFile]]:
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    topic_dir: str
+    name: str
+    sender: int
+    copy: bool
+    files: list[UploadFile]
+
+
+def _manifest(raw: bytes) -> Manifest:
     try:
         body = json.loads(raw)
         topic_dir, name = body["topic_dir"], body["name"]
         sender = int(body.get("from_broker", -1))
+        copy = body.get("copy", False) is True
         files = [UploadFile(str(f["name"]), int(f["size"])) for f in body["files"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise UploadRefused(400, f"bad manifest: {exc}") from None
@@ -213,7 +240,7 @@ def _manifest(raw: bytes) -> tuple[str, str, int, list[UploadFile]]:
                 raise UploadRefused(413, f"{f.name} over {MAX_META_BYTES} bytes")
         elif SEGMENT_RE.match(f.name) is None:
             raise UploadRefused(400, f"{f.name!r} is not a snapshot file name")
-    return topic_dir, name, sender, files
+    return Manifest(topic_dir, name, sender, copy, files)
 
 
 async def _write(reader: BodyReader, path: str, size: int) -> None:
@@ -240,22 +267,27 @@ def _same_meta(a: str, b: str) -> bool:
         return False
 
 
-def _publish(staging: str, parent: str, name: str) -> tuple[str, bool]:
-    """Rename ``staging`` into ``parent``; (final name, whether it was new)."""
+def _final_name(staging: str, parent: str, name: str) -> tuple[str, bool]:
+    """The name ``staging`` gets in ``parent``; (name, whether it is new): an
+    identical snapshot of that name is not taken twice, a different one keeps its
+    name."""
     target = os.path.join(parent, name)
     if os.path.lexists(target):
         if _same_meta(staging, target):
             shutil.rmtree(staging, ignore_errors=True)
             return name, False
         name = f"{name}-{uuid.uuid4().hex[:8]}"
-        target = os.path.join(parent, name)
-    os.rename(staging, target)
+    return name, True
+
+
+def _publish(staging: str, parent: str, name: str) -> None:
+    """Rename ``staging`` into ``parent`` as ``name``, durably."""
+    os.rename(staging, os.path.join(parent, name))
     fd = os.open(parent, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-    return name, True
 
 
 async def receive_snapshot(svc: Receiver, reader: BodyReader) -> dict[str, object]:
@@ -270,7 +302,8 @@ async def receive_snapshot(svc: Receiver, reader: BodyReader) -> dict[str, objec
     (m,) = _U32.unpack(await reader.read_exactly(_U32.size))
     if m > MAX_MANIFEST:
         raise UploadRefused(413, "manifest too large")
-    topic_dir, name, sender, files = _manifest(await reader.read_exactly(m))
+    manifest = _manifest(await reader.read_exactly(m))
+    topic_dir, files = manifest.topic_dir, manifest.files
     total = sum(f.size for f in files)
     if total != reader.remaining:
         raise UploadRefused(400, "the body's length does not match the manifest")
@@ -292,7 +325,13 @@ async def receive_snapshot(svc: Receiver, reader: BodyReader) -> dict[str, objec
             snap = await svc.verify(staging, settle_s=0.0)
         except (SnapshotError, StorageError, OSError) as exc:
             raise UploadRefused(422, f"the snapshot does not verify: {exc}") from None
-        final, new = await anyio.to_thread.run_sync(_publish, staging, parent, name)
+        final, new = await anyio.to_thread.run_sync(
+            _final_name, staging, parent, manifest.name
+        )
+        if new:
+            if manifest.copy:
+                await svc.keep_as_created(f"{topic_dir}/{final}", snap)
+            await anyio.to_thread.run_sync(_publish, staging, parent, final)
     except BaseException:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(
@@ -303,13 +342,15 @@ async def receive_snapshot(svc: Receiver, reader: BodyReader) -> dict[str, objec
     log.info(
         "snapshot_received",
         snapshot=rel,
-        from_broker=sender,
+        from_broker=manifest.sender,
+        copy=manifest.copy,
         topic=snap.meta.topic,
         partition=snap.meta.partition,
         size=total,
         new=new,
     )
-    svc.wake()
+    if not manifest.copy:
+        svc.wake()
     return {"path": rel, "status": "received" if new else "already-received"}
 
 

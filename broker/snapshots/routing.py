@@ -9,8 +9,13 @@ A partition is cut at its leader's high watermark when the leader's request runs
 the partitions of one request are not cut at one instant across brokers.
 
 Every result row says which broker made the snapshot (``broker_id``) and where:
-``path`` is in *that* broker's ``data/snapshots/``. A partition without a leader,
-or whose leader cannot be reached, gets an ``error`` row.
+``path`` is in *that* broker's ``data/snapshots/``. The leader then sends each
+snapshot it cut, verified, back to the asking broker (the upload of
+broker.snapshots.handover with ``copy``), which keeps it as its own (``created``,
+never ingested): ``gathered_path`` is the snapshot's directory in the asking
+broker's ``data/snapshots/``, so one request's snapshots are all in one place
+(``gather_error`` says why one is not). A partition without a leader, or whose
+leader cannot be reached, gets an ``error`` row.
 
 With ``with_group_offsets`` the committed offsets come from the replicated offsets
 store (``__consumer_offsets``): every live broker is asked for the commits of the
@@ -20,6 +25,7 @@ handed to each leader with its request.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
@@ -29,8 +35,10 @@ import structlog
 from broker.cluster.cache import MetadataCache
 from broker.cluster.model import NO_LEADER
 from broker.snapshots.create import SnapshotRequestError, create_snapshots
+from broker.snapshots.handover import send_snapshot
 from broker.snapshots.peers import PeerError, peer_request
 from broker.snapshots.service import SnapshotService
+from storage.errors import StorageError
 from storage.snapshot_groups import GroupOffset
 
 log = structlog.get_logger("broker.snapshots")
@@ -94,8 +102,15 @@ async def create_routed(
                 with_group_offsets=with_group_offsets,
                 given_offsets=offsets,
             )
+            for row in rows:
+                if "path" in row:
+                    row["gathered_path"] = row["path"]
         else:
             rows = await _remote(svc, cache, leader, topic, ps, options, offsets)
+            for row in rows:
+                copied = row.pop("copy_path", None)
+                if isinstance(copied, str):
+                    row["gathered_path"] = os.path.join(svc.snapshots_dir, copied)
         for row in rows:
             row["broker_id"] = leader
         results.extend(rows)
@@ -125,6 +140,9 @@ async def _remote(
         ]
     body: dict[str, object] = {"topic": topic, "partitions": parts, "local": True}
     body |= options
+    me = cache.broker(cache.node_id)
+    if me is not None and me.admin is not None:
+        body["gather_to"] = me.admin
     if offsets is not None:
         body["group_offsets"] = {
             str(p): [o.to_json() for o in offsets.get(p, [])] for p in parts
@@ -149,6 +167,31 @@ async def _remote(
     if not isinstance(answer, list):
         return [{"topic": topic, "partition": p, "error": "bad answer"} for p in parts]
     return [dict(row) for row in answer if isinstance(row, dict)]
+
+
+async def send_copies(
+    svc: SnapshotService, rows: list[dict[str, object]], address: str
+) -> None:
+    """Send each snapshot of ``rows`` (just created here), verified, to the broker
+    that asked for them; note ``copy_path`` (there) or ``gather_error``."""
+    for row in rows:
+        path = row.get("path")
+        if not isinstance(path, str):
+            continue
+        try:
+            snap = await svc.verify(path, settle_s=0.0)
+            row["copy_path"] = await send_snapshot(
+                snap,
+                topic_dir=os.path.basename(os.path.dirname(path)),
+                name=os.path.basename(path),
+                from_broker=svc.node_id,
+                address=address,
+                token=svc.admin_token,
+                copy=True,
+            )
+        except (PeerError, StorageError, OSError) as exc:
+            log.warning("snapshot_gather_failed", snapshot=path, error=str(exc))
+            row["gather_error"] = str(exc)
 
 
 async def gather_group_offsets(

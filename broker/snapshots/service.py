@@ -286,6 +286,24 @@ class SnapshotService:
         )
         return await run_inspect_worker(path, self.root, settle_s)
 
+    async def keep_as_created(self, rel: str, snap: Snapshot) -> None:
+        """Record ``rel`` as this broker's own snapshot (a copy gathered from the
+        leader that cut it): listed as ``created``, never ingested here."""
+        meta = snap.meta
+        self.state.set(
+            rel,
+            Entry(
+                status=Status.CREATED,
+                topic=meta.topic,
+                partition=meta.partition,
+                snapshot_id=meta.snapshot_id,
+                base_offset=snap.base_offset,
+                last_offset=snap.last_offset,
+                size=snap.stored_bytes,
+            ),
+        )
+        await self.save()
+
     async def _hand_over(
         self, cand: Candidate, fp: str, snap: Snapshot, target: Handover
     ) -> Entry:

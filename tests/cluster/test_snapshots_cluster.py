@@ -161,7 +161,20 @@ def _wait_identical(cluster: Cluster, topic: str, partition: int, size: int) -> 
             return None
         return first
 
-    return bytes(wait_for(f"{topic}/{partition} replicas to match", same, 60))
+    try:
+        return bytes(wait_for(f"{topic}/{partition} replicas to match", same, 60))
+    except AssertionError as exc:
+        sizes = {n: len(_segments(cluster, n, topic, partition)) for n in (1, 2, 3)}
+        lists = {
+            n: [
+                (r["path"], r["status"], r["reason"])
+                for r in cluster.brokers[n].admin("GET", "/v1/snapshots")
+                if r.get("topic") == topic
+            ]
+            for n in (1, 2, 3)
+        }
+        state = cluster.partition(topic, partition)
+        raise AssertionError(f"{exc}: sizes {sizes}, {state}, {lists}") from None
 
 
 def _read_all(
@@ -224,6 +237,26 @@ def test_create_is_cut_by_each_partitions_leader_with_its_epoch(
         assert [(g["group"], g["offset"]) for g in groups] == [(GROUP, GROUP_OFFSET)]
     # the controller spreads leadership: more than one broker made snapshots
     assert len({r["broker_id"] for r in created}) > 1
+
+
+def test_create_gathers_every_snapshot_into_the_asking_broker(
+    cluster: Cluster, created: list[dict[str, Any]]
+) -> None:
+    """Each leader sends the snapshot it cut back to the broker asked: all of them
+    are in broker 1's snapshots dir, listed there as its own (never ingested)."""
+    mine = cluster.root / "data-1" / "snapshots"
+    listed = {r["path"]: r for r in cluster.brokers[1].admin("GET", "/v1/snapshots")}
+    for row in created:
+        gathered = Path(row["gathered_path"])
+        assert gathered.is_relative_to(mine)
+        original = _snapshot_dir(cluster, row)
+        assert sorted(p.name for p in gathered.iterdir()) == sorted(
+            p.name for p in original.iterdir()
+        )
+        for f in original.iterdir():
+            assert (gathered / f.name).read_bytes() == f.read_bytes()
+        rel = str(gathered.relative_to(mine))
+        assert listed[rel]["status"] == "created"
 
 
 def test_snapshot_on_a_non_leader_is_applied_by_the_leader_and_replicated(

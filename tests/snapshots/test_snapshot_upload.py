@@ -60,17 +60,24 @@ class Receiver:
     root: str
     disk: DiskGuard | None = None
     woken: list[bool] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
 
     async def verify(self, path: str, *, settle_s: float) -> Snapshot:
         return await anyio.to_thread.run_sync(
             functools.partial(inspect_snapshot, path, self.root, settle_s=settle_s)
         )
 
+    async def keep_as_created(self, rel: str, snap: Snapshot) -> None:
+        assert not (Path(self.snapshots_dir) / rel).exists()  # recorded first
+        self.created.append(rel)
+
     def wake(self) -> None:
         self.woken.append(True)
 
 
-def _body(src: Path, *, name: str = "100", tamper: bool = False) -> bytes:
+def _body(
+    src: Path, *, name: str = "100", tamper: bool = False, copy: bool = False
+) -> bytes:
     names = [META_FILE]
     if (src / "group-offsets.json").exists():
         names.append("group-offsets.json")
@@ -81,7 +88,7 @@ def _body(src: Path, *, name: str = "100", tamper: bool = False) -> bytes:
         last[-3] ^= 0xFF
         contents[-1] = bytes(last)
     files = [UploadFile(n, len(c)) for n, c in zip(names, contents, strict=True)]
-    return upload_header("t", name, 2, files) + b"".join(contents)
+    return upload_header("t", name, 2, files, copy=copy) + b"".join(contents)
 
 
 @pytest.fixture
@@ -110,6 +117,19 @@ def test_verified_upload_is_published_once_and_wakes_the_watcher(
     assert again == {"path": "t/100", "status": "already-received"}
     assert receiver.woken == [True, True]
     assert _leftovers(receiver) == ["100"]
+
+
+def test_copy_is_recorded_as_created_before_it_appears_and_not_ingested(
+    root: Path, receiver: Receiver
+) -> None:
+    """A snapshot gathered back from the leader that cut it is recorded as this
+    broker's own before it is renamed into place, and the watcher is not woken."""
+    src = make_snapshot(root, [])
+    answer = anyio.run(receive_snapshot, receiver, Body(_body(src, copy=True)))
+    assert answer == {"path": "t/100", "status": "received"}
+    assert receiver.created == ["t/100"]
+    assert receiver.woken == []
+    assert (Path(receiver.snapshots_dir) / "t" / "100" / META_FILE).exists()
 
 
 def test_upload_that_does_not_verify_is_refused_and_nothing_kept(

@@ -42,6 +42,7 @@ from broker.snapshots.routing import (
     GROUP_OFFSETS_PATH,
     create_routed,
     local_group_offsets,
+    send_copies,
 )
 from broker.snapshots.service import SnapshotService
 from storage.snapshot_groups import GroupOffset
@@ -92,6 +93,9 @@ async def _create(view: AdminView, request: HttpRequest) -> HttpResponse:
                 with_group_offsets=bool(body.get("with_group_offsets", False)),
                 given_offsets=given,
             )
+            gather_to = body.get("gather_to")
+            if isinstance(gather_to, str):
+                await send_copies(svc, results, gather_to)
         else:
             results = await create_routed(
                 svc,
