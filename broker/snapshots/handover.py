@@ -317,10 +317,10 @@ async def receive_snapshot(svc: Receiver, reader: BodyReader) -> dict[str, objec
         for i, f in enumerate(files):
             if i == 1:
                 # meta.json is in: the segments must add up to what it declares
-                _check_sizes(staging, files)
+                await anyio.to_thread.run_sync(_check_sizes, staging, files)
             await _write(reader, os.path.join(staging, f.name), f.size)
         if len(files) == 1:
-            _check_sizes(staging, files)
+            await anyio.to_thread.run_sync(_check_sizes, staging, files)
         try:
             snap = await svc.verify(staging, settle_s=0.0)
         except (SnapshotError, StorageError, OSError) as exc:
