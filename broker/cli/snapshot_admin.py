@@ -44,6 +44,7 @@ PHASES: Final = {
     Status.INVALID: "invalid",
     Status.DIVERGED: "invalid",
     Status.CREATED: "created",
+    Status.HANDED_OVER: "handed-over",  # cluster mode: sent to the partition's leader
 }
 
 
@@ -205,6 +206,8 @@ def status() -> None:
         phase: counts.get(phase, 0)
         for phase in ("pending", "applied", "invalid", "created")
     }
+    if counts.get("handed-over"):
+        summary["handed-over"] = counts["handed-over"]
     open_rows = [r for r in rows if _phase(r.get("status")) in ("pending", "invalid")]
     if is_json():
         echo_json(
