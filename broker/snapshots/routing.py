@@ -40,6 +40,7 @@ from broker.snapshots.peers import PeerError, peer_request
 from broker.snapshots.service import SnapshotService
 from storage.errors import StorageError
 from storage.snapshot_groups import GroupOffset
+from storage.snapshot_meta import CODECS
 
 log = structlog.get_logger("broker.snapshots")
 
@@ -66,6 +67,8 @@ async def create_routed(
             compression=compression,
             with_group_offsets=with_group_offsets,
         )
+    if compression not in CODECS:
+        raise SnapshotRequestError(f"unknown compression {compression!r}")
     record = cache.topic(topic)
     if record is None:
         raise SnapshotRequestError(f"unknown topic {topic!r}")
@@ -93,15 +96,18 @@ async def create_routed(
 
     async def one(leader: int, ps: list[int]) -> None:
         if leader == cache.node_id:
-            rows = await create_snapshots(
-                svc,
-                topic=topic,
-                partitions=ps,
-                incremental=incremental,
-                compression=compression,
-                with_group_offsets=with_group_offsets,
-                given_offsets=offsets,
-            )
+            try:
+                rows = await create_snapshots(
+                    svc,
+                    topic=topic,
+                    partitions=ps,
+                    incremental=incremental,
+                    compression=compression,
+                    with_group_offsets=with_group_offsets,
+                    given_offsets=offsets,
+                )
+            except SnapshotRequestError as exc:  # e.g. the local log not made yet
+                rows = [{"topic": topic, "partition": p, "error": str(exc)} for p in ps]
             for row in rows:
                 if "path" in row:
                     row["gathered_path"] = row["path"]
