@@ -90,8 +90,9 @@ def create(
 ) -> None:
     """Snapshot a topic's partitions at one consistent point (each high watermark).
 
-    In a cluster each partition is cut by its leader, into that broker's
-    data/snapshots (the broker column says which).
+    In a cluster each partition is cut by its leader (the broker column says
+    which), in that broker's data/snapshots, and copied back into the data/snapshots
+    of the broker asked (the path shown; --json has both).
 
     Needs the broker's admin token when it has one: -X admin.token=TOKEN or
     AILURUS_ADMIN_TOKEN.
@@ -130,7 +131,8 @@ def create(
                     r["base_offset"],
                     r["last_offset"],
                     human_size(r["size"]),
-                    r["path"],
+                    # in a cluster: the copy gathered into the broker asked
+                    r.get("gathered_path") or r["path"],
                 )
             )
         else:
