@@ -80,6 +80,7 @@ class Status(StrEnum):
     ALREADY_PRESENT = "already-present"
     DIVERGED = "diverged"
     CREATED = "created"  # made by this broker: never ingested by it
+    HANDED_OVER = "handed-over"  # sent to the partition's leader (cluster mode)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -93,6 +93,7 @@ class CreateRequest:
     topic_configs: Mapping[str, str] = field(default_factory=dict)
     # the groups' commits, stored as group-offsets.json (None: no such file)
     group_offsets: Sequence[GroupOffset] | None = None
+    leader_epoch: int | None = None  # the partition's leader epoch at the cut
 
 
 def create_snapshot(
@@ -212,6 +213,7 @@ def _fill(
         segments=tuple(segments),
         topic_configs=dict(req.topic_configs),
         group_offsets=group_file,
+        leader_epoch=req.leader_epoch,
     )
     _write_new(os.path.join(tmp, META_FILE), meta.encode())
     return meta

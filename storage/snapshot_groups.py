@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 import os
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -70,6 +70,38 @@ class GroupOffset:
     metadata: str = ""
     commit_ms: int = 0
 
+    def to_json(self) -> dict[str, object]:
+        """One ``groups[]`` entry of ``group-offsets.json``."""
+        return {
+            "group": self.group,
+            "offset": self.offset,
+            "leader_epoch": self.leader_epoch,
+            "metadata": self.metadata,
+            "commit_ms": self.commit_ms,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, object]) -> GroupOffset:
+        """Parse what :meth:`to_json` wrote (TypeError/ValueError when it is not)."""
+        group, metadata = raw["group"], raw.get("metadata", "")
+        if not isinstance(group, str) or not isinstance(metadata, str):
+            raise TypeError("group and metadata must be strings")
+        numbers = [raw["offset"], raw.get("leader_epoch", -1), raw.get("commit_ms", 0)]
+        if not all(type(n) is int for n in numbers):
+            raise TypeError("offset, leader_epoch and commit_ms must be integers")
+        offset, epoch, commit_ms = (int(str(n)) for n in numbers)
+        entry = cls(
+            group=group,
+            offset=offset,
+            leader_epoch=epoch,
+            metadata=metadata,
+            commit_ms=commit_ms,
+        )
+        problem = entry_problem(entry)
+        if problem is not None:
+            raise ValueError(problem)
+        return entry
+
 
 def encode_group_offsets(
     topic: str, partition: int, offsets: Sequence[GroupOffset]
@@ -81,16 +113,7 @@ def encode_group_offsets(
                 "version": GROUP_OFFSETS_VERSION,
                 "topic": topic,
                 "partition": partition,
-                "groups": [
-                    {
-                        "group": o.group,
-                        "offset": o.offset,
-                        "leader_epoch": o.leader_epoch,
-                        "metadata": o.metadata,
-                        "commit_ms": o.commit_ms,
-                    }
-                    for o in offsets
-                ],
+                "groups": [o.to_json() for o in offsets],
             },
             indent=1,
         ).encode()

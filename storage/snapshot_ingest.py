@@ -48,6 +48,7 @@ FINAL: Final = frozenset(
         Status.DIVERGED,
         Status.INVALID,
         Status.CREATED,
+        Status.HANDED_OVER,
     }
 )
 

@@ -29,6 +29,7 @@ One snapshot directory holds one partition's batches from ``base_offset`` to
      "created_at": "2026-01-01T00:00:00.000000Z",
      "topic_configs": {"retention.ms": "..."},
      "group_offsets": "group-offsets.json",
+     "leader_epoch": 3,                     the partition's leader epoch at the cut
      "segments": [{"file": "00000000000000000000.log", "base_offset": 0,
                    "last_offset": 1, "size": 1234, "crc32c": 305419896}]}
 
@@ -139,6 +140,8 @@ class SnapshotMeta:
     segments: tuple[SegmentMeta, ...] | None = None
     topic_configs: Mapping[str, str] = field(default_factory=dict)
     group_offsets: str | None = None
+    # the partition's leader epoch when the snapshot was cut (None in older files)
+    leader_epoch: int | None = None
 
     @property
     def incremental(self) -> bool:
@@ -164,6 +167,7 @@ class SnapshotMeta:
             "base_offset": self.base_offset,
             "max_timestamp": self.max_timestamp,
             "created_at": self.created_at,
+            "leader_epoch": self.leader_epoch,
         }
         out.update({k: v for k, v in optional.items() if v is not None})
         if self.topic_configs:
@@ -349,6 +353,7 @@ def parse_meta(data: bytes) -> SnapshotMeta:
         segments=segments,
         topic_configs=dict(configs),
         group_offsets=group_offsets,
+        leader_epoch=_int(obj, "leader_epoch", lo=-1, optional=True),
     )
 
 

@@ -12,6 +12,11 @@ the end of the live log. The copy, its CRC checks and its fsync happen in anothe
 process (no share of the broker's GIL, no journal commits forced under the live
 log's appends); the live log only takes renames.
 
+In cluster mode the job carries the partition's current ``leader_epoch``: every
+staged batch is stamped with it (:func:`stamp_leader_epoch`; the field is outside
+the batch CRC), as a Kafka leader stamps what it appends, so the leader-epoch cache
+stays monotonic and followers truncate against it like against produced data.
+
 :class:`StageJob` is what the worker is told, as JSON on its stdin. Crash safety:
 staging directories are scratch, removed at start-up (:func:`clear_staging`); a crash
 part-way through an adoption leaves the live log with a prefix of the staged
@@ -29,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from protocol.records import iter_batches, patch_leader_epoch
 from storage.config import TopicConfig
 from storage.fileops import DEFAULT_FILEOPS, FileOps
 from storage.partition_log import PartitionLog
@@ -52,6 +58,7 @@ class StageJob:
     partition: int
     config: TopicConfig
     bytes_per_s: int = 0  # 0: as fast as the disk goes
+    leader_epoch: int | None = None  # stamp every batch with it (cluster mode)
 
     @classmethod
     def for_plan(
@@ -64,6 +71,7 @@ class StageJob:
         topic: str,
         config: TopicConfig,
         bytes_per_s: int = 0,
+        leader_epoch: int | None = None,
     ) -> StageJob:
         """The job that stages what ``plan`` appends of ``snap``."""
         return cls(
@@ -79,6 +87,7 @@ class StageJob:
             partition=snap.meta.partition,
             config=config,
             bytes_per_s=bytes_per_s,
+            leader_epoch=leader_epoch,
         )
 
     def to_json(self) -> bytes:
@@ -104,6 +113,9 @@ class StageJob:
             partition=int(body["partition"]),
             config=TopicConfig(**body["config"]),
             bytes_per_s=int(body["bytes_per_s"]),
+            leader_epoch=None
+            if body.get("leader_epoch") is None
+            else int(body["leader_epoch"]),
         )
 
 
@@ -147,7 +159,10 @@ def stage_snapshot(job: StageJob, *, fileops: FileOps = DEFAULT_FILEOPS) -> int:
         ):
             if not batches:
                 continue
-            log.append_verbatim(view)
+            if job.leader_epoch is not None:
+                log.append_verbatim(stamp_leader_epoch(view, job.leader_epoch))
+            else:
+                log.append_verbatim(view)
             log.start_writeback()  # little left for the final fsync: no long stall
             written += len(view)
             throttle(len(view))
@@ -155,6 +170,15 @@ def stage_snapshot(job: StageJob, *, fileops: FileOps = DEFAULT_FILEOPS) -> int:
         log.close()  # fsyncs the segments, writes indexes, epochs and checkpoint
     _fsync_tree(fileops, job.staging_dir)
     return written
+
+
+def stamp_leader_epoch(batches: bytes | memoryview, epoch: int) -> bytearray:
+    """A copy of whole ``batches`` with every batch's partition leader epoch set to
+    ``epoch`` (not covered by the CRC; Kafka's leader does the same on append)."""
+    out = bytearray(batches)
+    for pos, _ in iter_batches(out):
+        patch_leader_epoch(out, epoch, pos)
+    return out
 
 
 def clear_staging(data_dir: str) -> None:

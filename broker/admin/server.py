@@ -21,8 +21,11 @@ Kafka client learns anyway). Topics, groups (committed offsets), snapshots and
 refuses to start.
 
 One request per connection (``Connection: close``); request heads over 16 KiB and
-bodies over 1 MiB are refused. Handlers are plain functions returning a
-:class:`HttpResponse`, synchronous or async.
+bodies over 1 MiB are refused, except by a route added with ``streaming=True``: it
+gets the body as a :class:`BodyReader` (``request.stream``) and bounds it itself (a
+snapshot upload). A request must be answered within 10 s, or the route's own
+``timeout_s``. Handlers are plain functions returning a :class:`HttpResponse`,
+synchronous or async.
 """
 
 from __future__ import annotations
@@ -56,6 +59,46 @@ MAX_HEAD = 16 * 1024
 MAX_BODY = 1024 * 1024
 
 
+class BodyReader:
+    """A streaming route's request body: ``length`` bytes, read as they arrive."""
+
+    def __init__(
+        self, stream: anyio.abc.ByteReceiveStream, initial: bytes, length: int
+    ) -> None:
+        self._stream = stream
+        self._buf = bytearray(initial[:length])
+        self.remaining = length  # bytes of the body not yet returned
+
+    async def read(self, max_bytes: int = 1024 * 1024) -> bytes:
+        """Up to ``max_bytes`` of the body; b"" once it is all read.
+
+        Raises:
+            anyio.EndOfStream: the peer closed the connection early.
+        """
+        if self.remaining <= 0:
+            return b""
+        if not self._buf:
+            self._buf += await self._stream.receive(min(max_bytes, 1024 * 1024))
+        n = min(max_bytes, self.remaining, len(self._buf))
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        self.remaining -= n
+        return out
+
+    async def read_exactly(self, n: int) -> bytes:
+        """Exactly ``n`` bytes of the body.
+
+        Raises:
+            anyio.EndOfStream: the body (or the connection) ends first.
+        """
+        if n > self.remaining:
+            raise anyio.EndOfStream
+        out = bytearray()
+        while len(out) < n:
+            out += await self.read(n - len(out))
+        return bytes(out)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HttpRequest:
     """A parsed request as route handlers see it."""
@@ -66,6 +109,7 @@ class HttpRequest:
     params: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    stream: BodyReader | None = None  # the body of a streaming route (body is b"")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,6 +153,8 @@ class Route:
     pattern: re.Pattern[str]
     fn: RouteFn
     public: bool = False
+    streaming: bool = False
+    timeout_s: float = 10.0
 
 
 class RouteTable:
@@ -117,14 +163,27 @@ class RouteTable:
     def __init__(self) -> None:
         self._routes: list[Route] = []
 
-    def add(self, method: str, path: str, fn: RouteFn, *, public: bool = False) -> None:
+    def add(
+        self,
+        method: str,
+        path: str,
+        fn: RouteFn,
+        *,
+        public: bool = False,
+        streaming: bool = False,
+        timeout_s: float = 10.0,
+    ) -> None:
         """Add a route; ``{name}`` in ``path`` captures one path segment.
 
         ``public``: a GET of it reveals no data, so it needs no admin token; every
-        other route needs the token when one is set.
+        other route needs the token when one is set. ``streaming``: the body is not
+        read (nor bounded) first; the route reads ``request.stream``. ``timeout_s``:
+        how long the request may take in all.
         """
         regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$"
-        self._routes.append(Route(method.upper(), re.compile(regex), fn, public))
+        self._routes.append(
+            Route(method.upper(), re.compile(regex), fn, public, streaming, timeout_s)
+        )
 
     def match(self, path: str) -> list[tuple[Route, re.Match[str]]]:
         """Every route whose path matches ``path``, whatever its method."""
@@ -189,15 +248,18 @@ async def _serve_one(
 ) -> None:
     async with stream:
         try:
-            with anyio.fail_after(10):
-                response = await _read_and_route(view, routes, stream)
+            with anyio.fail_after(10) as scope:
+                response = await _read_and_route(view, routes, stream, scope)
             await _send(stream, response)
         except (anyio.EndOfStream, anyio.BrokenResourceError, TimeoutError, OSError):
             return
 
 
 async def _read_and_route(
-    view: AdminView, routes: RouteTable, stream: anyio.abc.SocketStream
+    view: AdminView,
+    routes: RouteTable,
+    stream: anyio.abc.SocketStream,
+    scope: anyio.CancelScope,
 ) -> HttpResponse:
     buf = bytearray()
     while b"\r\n\r\n" not in buf:
@@ -219,11 +281,6 @@ async def _read_and_route(
         length = int(headers.get("content-length", "0"))
     except ValueError:
         return HttpResponse.error(400, "bad content-length")
-    if length > MAX_BODY:
-        return HttpResponse.error(413, "body too large")
-    body = bytearray(rest)
-    while len(body) < length:
-        body += await stream.receive()
     url = urlsplit(target)
     path = unquote(url.path)
     token = view.config.admin_token
@@ -239,13 +296,26 @@ async def _read_and_route(
     for r, m in matched:
         if r.method != method.upper():
             continue
+        scope.deadline = anyio.current_time() + r.timeout_s
+        reader = None
+        if r.streaming:
+            body = b""
+            reader = BodyReader(stream, rest, max(length, 0))
+        else:
+            if length > MAX_BODY:
+                return HttpResponse.error(413, "body too large")
+            buf_body = bytearray(rest)
+            while len(buf_body) < length:
+                buf_body += await stream.receive()
+            body = bytes(buf_body[:length])
         request = HttpRequest(
             method=method.upper(),
             path=path,
             query=parse_qs(url.query),
             params=m.groupdict(),
             headers=headers,
-            body=bytes(body[:length]),
+            body=body,
+            stream=reader,
         )
         return await _call(r.fn, view, request)
     if matched:

@@ -44,6 +44,7 @@ PHASES: Final = {
     Status.INVALID: "invalid",
     Status.DIVERGED: "invalid",
     Status.CREATED: "created",
+    Status.HANDED_OVER: "handed-over",  # cluster mode: sent to the partition's leader
 }
 
 
@@ -89,6 +90,10 @@ def create(
 ) -> None:
     """Snapshot a topic's partitions at one consistent point (each high watermark).
 
+    In a cluster each partition is cut by its leader (the broker column says
+    which), in that broker's data/snapshots, and copied back into the data/snapshots
+    of the broker asked (the path shown; --json has both).
+
     Needs the broker's admin token when it has one: -X admin.token=TOKEN or
     AILURUS_ADMIN_TOKEN.
     """
@@ -116,7 +121,7 @@ def create(
     if is_json():
         echo_json(results)
         return
-    rows = []
+    rows: list[tuple[object, ...]] = []
     for r in results:
         if "snapshot_id" in r:
             rows.append(
@@ -126,13 +131,21 @@ def create(
                     r["base_offset"],
                     r["last_offset"],
                     human_size(r["size"]),
-                    r["path"],
+                    # in a cluster: the copy gathered into the broker asked
+                    r.get("gathered_path") or r["path"],
                 )
             )
         else:
             reason = r.get("reason") or r.get("error")
             rows.append((r["partition"], "-", "-", "-", "-", f"skipped: {reason}"))
-    print_table(["partition", "snapshot_id", "base", "last", "size", "path"], rows)
+    headers = ["partition", "snapshot_id", "base", "last", "size", "path"]
+    if any("broker_id" in r for r in results):
+        headers.append("broker")
+        rows = [
+            (*row, r.get("broker_id", "-"))
+            for row, r in zip(rows, results, strict=True)
+        ]
+    print_table(headers, rows)
 
 
 def _rows() -> list[dict[str, object]]:
@@ -195,6 +208,8 @@ def status() -> None:
         phase: counts.get(phase, 0)
         for phase in ("pending", "applied", "invalid", "created")
     }
+    if counts.get("handed-over"):
+        summary["handed-over"] = counts["handed-over"]
     open_rows = [r for r in rows if _phase(r.get("status")) in ("pending", "invalid")]
     if is_json():
         echo_json(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import anyio
 import structlog
@@ -76,8 +76,14 @@ async def create_snapshots(
     incremental: bool = False,
     compression: str = "none",
     with_group_offsets: bool = False,
+    given_offsets: Mapping[int, Sequence[GroupOffset]] | None = None,
 ) -> list[dict[str, object]]:
-    """Snapshot partitions of ``topic`` at one consistent point; one result each."""
+    """Snapshot partitions of ``topic`` at one consistent point; one result each.
+
+    ``given_offsets``: the committed offsets to store (cluster mode: gathered from
+    the replicated offsets store by broker.snapshots.routing) instead of the local
+    store's.
+    """
     logs = svc.topics.logs
     if compression not in CODECS:
         raise SnapshotRequestError(f"unknown compression {compression!r}")
@@ -90,13 +96,23 @@ async def create_snapshots(
         if not 0 <= p < meta.partition_count:
             raise SnapshotRequestError(f"{topic} has no partition {p}")
     plogs = {p: logs.partition(topic, p) for p in parts}
-    points = {
-        p: svc.topics.state(meta, plog).high_watermark for p, plog in plogs.items()
-    }
+    states = {p: svc.topics.state(meta, plog) for p, plog in plogs.items()}
     dir_name = str(meta.topic_uuid)
     store = svc.groups.offsets if with_group_offsets else None
     results: list[dict[str, object]] = []
     for p in parts:
+        if not states[p].is_local_leader:
+            # cluster mode: only the leader's log is the partition's (the routing
+            # in broker.snapshots.routing sends each partition to its leader)
+            results.append(
+                {
+                    "topic": topic,
+                    "partition": p,
+                    "error": f"not-leader: broker {states[p].leader_id} leads "
+                    f"{topic}/{p}",
+                }
+            )
+            continue
         started = time.perf_counter()
         ancestor = None
         if incremental:
@@ -104,7 +120,9 @@ async def create_snapshots(
                 latest_snapshot, svc.snapshots_dir, dir_name, svc.root, p
             )
         groups = None
-        if with_group_offsets:
+        if with_group_offsets and given_offsets is not None:
+            groups = list(given_offsets.get(p, []))
+        elif with_group_offsets:
             groups = _group_offsets(store, topic, p)
         sid = svc.state.next_snapshot_id()
         rel = f"{dir_name}/{sid}"
@@ -120,11 +138,12 @@ async def create_snapshots(
             topic_id=dir_name,
             partition=p,
             partition_count=meta.partition_count,
-            end_offset=points[p],
+            end_offset=states[p].high_watermark,
             compression=compression,
             ancestor=ancestor,
             topic_configs=dict(meta.config.overrides),
             group_offsets=groups,
+            leader_epoch=states[p].leader_epoch,
         )
         try:
             path, smeta = await anyio.to_thread.run_sync(create_snapshot, plogs[p], req)
@@ -178,6 +197,7 @@ async def create_snapshots(
                 "base_offset": smeta.base_offset,
                 "last_offset": smeta.last_offset,
                 "last_term": smeta.last_term,
+                "leader_epoch": smeta.leader_epoch,
                 "size": smeta.size,
                 "compression": smeta.compression,
                 "ancestor_snapshot_id": smeta.ancestor_snapshot_id,

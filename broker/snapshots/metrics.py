@@ -17,6 +17,7 @@ class SnapshotMetrics:
     rejected: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     bytes_ingested: int = 0
     created: int = 0
+    handed_over: int = 0  # sent to the partition's leader (cluster mode)
     scans: int = 0
     inspections: int = 0  # snapshot directories read and judged (cached verdicts aside)
     duration: Histogram = field(default_factory=Histogram)
@@ -36,6 +37,12 @@ class SnapshotMetrics:
         yield "# HELP ailurus_snapshots_created_total Snapshot directories created."
         yield "# TYPE ailurus_snapshots_created_total counter"
         yield f"ailurus_snapshots_created_total {self.created}"
+        yield (
+            "# HELP ailurus_snapshots_handed_over_total Snapshots sent to their"
+            " partition's leader."
+        )
+        yield "# TYPE ailurus_snapshots_handed_over_total counter"
+        yield f"ailurus_snapshots_handed_over_total {self.handed_over}"
         yield "# HELP ailurus_snapshot_scans_total Passes over data/snapshots."
         yield "# TYPE ailurus_snapshot_scans_total counter"
         yield f"ailurus_snapshot_scans_total {self.scans}"

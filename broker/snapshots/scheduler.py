@@ -58,6 +58,7 @@ from broker.config import (
 from broker.snapshots.create import SnapshotRequestError, create_snapshots
 from broker.snapshots.offsite import transfer as offsite
 from broker.snapshots.offsite.remote import OffsiteError
+from broker.snapshots.routing import gather_group_offsets
 from broker.snapshots.service import SnapshotService
 from broker.topics.service import TopicService
 from storage.errors import StorageError
@@ -261,6 +262,18 @@ class SnapshotScheduler:
         *,
         incremental: bool,
     ) -> list[dict[str, object]]:
+        given = None
+        cache = self.topics.cache
+        if cache is not None:
+            # in a cluster each broker's schedule cuts the partitions it leads
+            led = [
+                p for p, r in cache.partitions_of(topic) if r.leader == cache.node_id
+            ]
+            partitions = [p for p in (partitions or led) if p in led]
+            if not partitions:
+                return []
+            if self.settings.with_group_offsets:
+                given = await gather_group_offsets(svc, topic)
         return await create_snapshots(
             svc,
             topic=topic,
@@ -268,6 +281,7 @@ class SnapshotScheduler:
             incremental=incremental,
             compression=self.settings.compression,
             with_group_offsets=self.settings.with_group_offsets,
+            given_offsets=given,
         )
 
     async def _push(self, svc: SnapshotService, report: RoundReport) -> None:

@@ -46,10 +46,12 @@ from broker.disk.guard import DiskGuard
 from broker.durability.acks import Durability
 from broker.groups.service import GroupService
 from broker.producers.service import ProducerService
-from broker.snapshots.apply import SnapshotApplier
+from broker.snapshots.apply import Handover, SnapshotApplier
 from broker.snapshots.gate import AppendGate
+from broker.snapshots.handover import send_snapshot
 from broker.snapshots.inotify import Inotify
 from broker.snapshots.metrics import SnapshotMetrics
+from broker.snapshots.peers import PeerError
 from broker.snapshots.settings import SnapshotSettings
 from broker.snapshots.workers import run_inspect_worker
 from broker.topics.service import TopicService
@@ -90,6 +92,9 @@ class SnapshotService:
     ) -> None:
         self.topics = topics
         self.groups = groups
+        self.disk = disk
+        self.node_id = config.node_id
+        self.admin_token = config.admin_token  # a cluster's brokers share it
         self.settings = settings or SnapshotSettings.from_config(config)
         self.data_dir = os.path.abspath(config.data_dir)
         self.root = os.path.realpath(self.data_dir)
@@ -116,6 +121,7 @@ class SnapshotService:
             root=self.root,
             record=self._set,
             settled=self._settled,
+            admin_token=self.admin_token,
         )
 
     # -- task ------------------------------------------------------------------------
@@ -223,6 +229,11 @@ class SnapshotService:
         )
         for cand, fp, snap in ready:
             target = await self._applier.resolve(cand, snap)
+            if isinstance(target, Handover):
+                changed |= self._set(
+                    cand.rel, await self._hand_over(cand, fp, snap, target)
+                )
+                continue
             if isinstance(target, Entry):
                 target.fingerprint = fp
                 changed |= self._set(cand.rel, target)
@@ -264,12 +275,77 @@ class SnapshotService:
     async def _inspect(self, path: str) -> Snapshot:
         """Sizes here (cheap, fails fast on a copy in progress), then the full
         validation in a worker process."""
-        settle_s = self.settings.settle_s
         self.metrics.inspections += 1
+        return await self.verify(path, settle_s=self.settings.settle_s)
+
+    async def verify(self, path: str, *, settle_s: float) -> Snapshot:
+        """Validate a snapshot directory completely (sizes, then every batch and
+        checksum in a worker process)."""
         await anyio.to_thread.run_sync(
             functools.partial(precheck_snapshot, path, self.root, settle_s=settle_s)
         )
         return await run_inspect_worker(path, self.root, settle_s)
+
+    async def keep_as_created(self, rel: str, snap: Snapshot) -> None:
+        """Record ``rel`` as this broker's own snapshot (a copy gathered from the
+        leader that cut it): listed as ``created``, never ingested here."""
+        meta = snap.meta
+        self.state.set(
+            rel,
+            Entry(
+                status=Status.CREATED,
+                topic=meta.topic,
+                partition=meta.partition,
+                snapshot_id=meta.snapshot_id,
+                base_offset=snap.base_offset,
+                last_offset=snap.last_offset,
+                size=snap.stored_bytes,
+            ),
+        )
+        await self.save()
+
+    async def _hand_over(
+        self, cand: Candidate, fp: str, snap: Snapshot, target: Handover
+    ) -> Entry:
+        """Stream a verified snapshot to its partition's leader (cluster mode)."""
+        entry = Entry(
+            status=Status.WAITING,
+            fingerprint=fp,
+            topic=target.topic,
+            partition=snap.meta.partition,
+            snapshot_id=snap.meta.snapshot_id,
+            base_offset=snap.base_offset,
+            last_offset=snap.last_offset,
+            size=snap.stored_bytes,
+        )
+        cache = self.topics.cache
+        info = None if cache is None else cache.broker(target.leader)
+        if info is None or info.admin is None:
+            entry.reason = f"handover: broker {target.leader} has no admin API"
+            return entry
+        # named by the cluster's topic name there: the leader resolves it as we did
+        leaf = cand.rel.partition("/")[2]
+        name = snap.meta.snapshot_id or leaf or self.state.next_snapshot_id()
+        try:
+            where = await send_snapshot(
+                snap,
+                topic_dir=target.topic,
+                name=name,
+                from_broker=self.node_id,
+                address=info.admin,
+                token=self.admin_token,
+            )
+        except PeerError as exc:
+            entry.reason = f"handover to broker {target.leader} failed: {exc}"
+            return entry
+        self._settled(cand.rel)
+        self.metrics.handed_over += 1
+        entry.status = Status.HANDED_OVER
+        entry.reason = (
+            f"broker {target.leader} leads {target.topic}/{snap.meta.partition}; "
+            f"sent to it as {where}"
+        )
+        return entry
 
     def _settled(self, rel: str) -> None:
         self._ready.pop(rel, None)

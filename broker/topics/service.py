@@ -204,17 +204,10 @@ class TopicService:
                 ...); nothing is logged then.
         """
         if self.cluster is not None:
-            # Hosted here (the data being restored is here), under its own id.
-            node = self.config.node_id
+            # placed by the controller with the default replication factor, under
+            # its own id (a restored snapshot's topic: broker.snapshots.apply)
             [result] = await self._create_in_cluster(
-                [
-                    NewTopic(
-                        name,
-                        partitions,
-                        dict(configs or {}),
-                        assignment=((node,),) * partitions,
-                    )
-                ],
+                [NewTopic(name, partitions, dict(configs or {}))],
                 topic_id=topic_id,
             )
             if isinstance(result, StorageError):
