@@ -31,7 +31,7 @@ import threading
 import time
 from typing import Final
 
-from protocol.records import BatchHeader
+from protocol.records import TIMESTAMP_TYPE_BIT, BatchHeader
 from storage.config import TopicConfig
 from storage.epoch_cache import FILE_NAME as EPOCH_FILE
 from storage.epoch_cache import EpochCache
@@ -52,6 +52,7 @@ from storage.log_types import (
     ReadResult,
     SegmentInfo,
 )
+from storage.record_rules import check_records
 from storage.recovery import load_trusted, recover_segments, scan_segment
 from storage.segment import (
     INDEX_SUFFIX,
@@ -108,6 +109,7 @@ class PartitionLog:
         self.directory = directory
         self.topic = topic
         self.partition = partition
+        self.name = f"{topic}-{partition}"  # Kafka's TopicPartition, for messages
         self.config = config
         self.fileops = fileops
         # Segment descriptors: shared by every partition of a LogManager, bounded.
@@ -315,22 +317,53 @@ class PartitionLog:
             )
 
     # -- append ------------------------------------------------------------------
+    def validate(
+        self, records: Buffer, *, now_ms: int | None = None
+    ) -> list[tuple[int, BatchHeader]]:
+        """Check a produced payload as :meth:`append` does; (position, header) of
+        each batch. The records are looked at only when the topic's config or a
+        batch header asks for it (storage.record_rules).
+
+        Raises:
+            InvalidBatch / MessageTooLarge / InvalidRecord / InvalidTimestamp.
+        """
+        config = self.config
+        batches = validate_batches(
+            records,
+            max_message_bytes=config.max_message_bytes,
+            topic_partition=self.name,
+        )
+        inspect = config.inspects_records
+        if not inspect:
+            for _, header in batches:
+                if header.attributes & TIMESTAMP_TYPE_BIT:
+                    inspect = True  # the producer set LogAppendTime itself
+                    break
+        if inspect:
+            check_records(
+                records,
+                batches,
+                config,
+                _now_ms() if now_ms is None else now_ms,
+                self.name,
+            )
+        return batches
+
     def append(
         self, records: Buffer, *, leader_epoch: int, now_ms: int | None = None
     ) -> AppendResult:
         """Validate every batch, then assign offsets and write them all at once.
 
         Raises:
-            InvalidBatch / MessageTooLarge: nothing was written.
+            InvalidBatch / MessageTooLarge / InvalidRecord / InvalidTimestamp:
+                nothing was written (:meth:`validate`).
             StorageIOError: the write failed; the log is unchanged (partial bytes
                 are truncated away). Unless the error was ENOSPC/EDQUOT the log is
                 also marked ``failed`` and refuses writes until it is reopened.
         """
-        batches = validate_batches(
-            records, max_message_bytes=self.config.max_message_bytes
-        )
-        view = memoryview(records)
         now = _now_ms() if now_ms is None else now_ms
+        batches = self.validate(records, now_ms=now)
+        view = memoryview(records)
         append_time = now if self.config.log_append_time else -1
         with self._lock:
             self._check_writable()

@@ -6,6 +6,8 @@ from protocol.error_codes import ErrorCode
 from storage.errors import (
     InvalidBatch,
     InvalidConfig,
+    InvalidRecord,
+    InvalidTimestamp,
     InvalidTopicName,
     LogClosed,
     MessageTooLarge,
@@ -31,6 +33,8 @@ class Refused(StorageError):
 
 _CODES: dict[type[StorageError], ErrorCode] = {
     InvalidBatch: ErrorCode.CORRUPT_MESSAGE,
+    InvalidRecord: ErrorCode.INVALID_RECORD,
+    InvalidTimestamp: ErrorCode.INVALID_TIMESTAMP,
     MessageTooLarge: ErrorCode.MESSAGE_TOO_LARGE,
     OffsetOutOfRange: ErrorCode.OFFSET_OUT_OF_RANGE,
     UnknownTopic: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
