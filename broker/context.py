@@ -33,6 +33,7 @@ from broker.cluster.view import ClusterView
 from broker.config import BrokerConfig
 from broker.disk.guard import DiskGuard
 from broker.durability.acks import Durability
+from broker.fetch.sessions import FetchSessionCache
 from broker.groups.service import GroupService
 from broker.metrics import Metrics
 from broker.producers.service import ProducerService
@@ -94,3 +95,5 @@ class BrokerContext:
     snapshots: SnapshotService
     scheduler: SnapshotScheduler | None  # None: no topic is scheduled
     replicas: ReplicaManager | None = None  # None: a single node
+    # incremental fetch sessions (KIP-227), sized by the broker config
+    fetch_sessions: FetchSessionCache = field(default_factory=FetchSessionCache)
