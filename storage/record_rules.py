@@ -23,7 +23,9 @@ and ``max_timestamp`` — and the records are decoded only when one of them is o
 bounds; a record earlier than its batch's first record is therefore checked only
 when the batch is decoded anyway (compacted topic, or the header already out of
 bounds), since the header carries no minimum. Compacted topics decode every batch
-(keys live in the records); compressed batches are decompressed for that.
+(keys live in the records); compressed batches are decompressed for that, and only
+each record's offset, timestamp and key length are read
+(``protocol.record_builder.iter_record_keys``: keys and values are skipped).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from protocol.record_builder import iter_records
+from protocol.record_builder import iter_record_keys
 from protocol.records import TIMESTAMP_TYPE_BIT, BatchHeader, CorruptBatch
 from storage.config import TopicConfig
 from storage.errors import InvalidBatch, InvalidRecord, InvalidTimestamp
@@ -99,6 +101,7 @@ def check_records(
         _check_batch(
             records,
             pos,
+            header,
             config,
             now_ms,
             topic_partition,
@@ -109,6 +112,7 @@ def check_records(
 def _check_batch(
     records: Buffer,
     pos: int,
+    header: BatchHeader,
     config: TopicConfig,
     now_ms: int,
     topic_partition: str,
@@ -120,8 +124,10 @@ def _check_batch(
     errors: list[tuple[int, str]] = []
     bad_timestamp = False
     try:
-        for index, record in enumerate(iter_records(records, pos)):
-            if config.compacted and record.key is None:
+        for index, (offset, timestamp, key_length) in enumerate(
+            iter_record_keys(records, header, pos)
+        ):
+            if config.compacted and key_length < 0:
                 errors.append(
                     (
                         index,
@@ -129,27 +135,24 @@ def _check_batch(
                         f"topic partition {topic_partition}.",
                     )
                 )
-            elif create_time and record.timestamp != NO_TIMESTAMP:
-                if timestamp_out_of_bounds(record.timestamp, now_ms, before, after):
+            elif create_time and timestamp != NO_TIMESTAMP:
+                if timestamp_out_of_bounds(timestamp, now_ms, before, after):
                     bad_timestamp = True
                     errors.append(
                         (
                             index,
-                            f"Timestamp {record.timestamp} of message with offset "
-                            f"{record.offset} is out of range. The timestamp should "
+                            f"Timestamp {timestamp} of message with offset "
+                            f"{offset} is out of range. The timestamp should "
                             f"be within [{now_ms - before}, {now_ms + after}]",
                         )
                     )
             elif producer_lat:
                 bad_timestamp = True
-                key = 0 if record.key is None else len(record.key)
-                value = 0 if record.value is None else len(record.value)
                 errors.append(
                     (
                         index,
-                        f"Invalid timestamp type in message DefaultRecord(offset="
-                        f"{record.offset}, timestamp={record.timestamp}, key={key} "
-                        f"bytes, value={value} bytes). Producer should not set "
+                        f"Invalid timestamp type in message with offset {offset} "
+                        f"and timestamp {timestamp}. Producer should not set "
                         "timestamp type to LogAppendTime.",
                     )
                 )
