@@ -298,6 +298,8 @@ def fetch(rctx: RequestContext, request: FetchRequest) -> object:
     def respond(built: _Built) -> FetchResponse:
         _count_errors(ctx, built)
         if isinstance(context, Sessionless):
+            if version >= 7 and request.session_id:  # a session was closed
+                ctx.metrics.fetch_sessions = len(sessions)
             return built.response
         response = finish(
             context,
