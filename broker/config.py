@@ -11,8 +11,9 @@ plus a ``set:`` mapping of Kafka config names, exactly what ``--set key=value`` 
 ``queued.max.request.bytes``, ``max.connections``, ``message.max.bytes``,
 ``ailurus.partial.frames.max.bytes``, ``log.retention.check.interval.ms``, and the caps ``ailurus.max.partitions``,
 ``ailurus.max.partitions.per.request``, ``ailurus.max.open.segment.files``,
-``ailurus.auto.create.topics.per.request`` (see ``broker.fdlimits``)) configure the
-broker; every other key is a topic default (``retention.ms``, ``segment.bytes``,
+``ailurus.auto.create.topics.per.request`` (see ``broker.fdlimits``), and the
+fetch session cache's ``max.incremental.fetch.session.cache.slots`` (1000) and
+``min.incremental.fetch.session.eviction.ms`` (120000)) configure the broker; every other key is a topic default (``retention.ms``, ``segment.bytes``,
 ``max.message.bytes``, ...) handed to storage for topics that do not override it. The
 dynamic broker configs (:mod:`broker.configs`, changed with AlterConfigs) override
 these topic defaults live.
@@ -266,6 +267,9 @@ _BROKER_KEYS: Final[dict[str, tuple[str, type]]] = {
     "offsets.retention.check.interval.ms": ("retention_check_interval_ms", int),
     # the largest transaction.timeout.ms InitProducerId accepts (Kafka's default)
     "transaction.max.timeout.ms": ("transaction_max_timeout_ms", int),
+    # incremental fetch sessions (broker.fetch.sessions); 0 slots: none kept
+    "max.incremental.fetch.session.cache.slots": ("fetch_session_cache_slots", int),
+    "min.incremental.fetch.session.eviction.ms": ("fetch_session_eviction_ms", int),
     # snapshot watcher (broker.snapshots.settings.SnapshotSettings.from_config)
     "snapshot.scan.interval.ms": ("snapshot_scan_interval_ms", int),
     "snapshot.settle.ms": ("snapshot_settle_ms", int),
@@ -356,6 +360,8 @@ class BrokerConfig:
     offset_metadata_max_bytes: int | None = None
     retention_check_interval_ms: int | None = None
     transaction_max_timeout_ms: int = 900_000
+    fetch_session_cache_slots: int = 1_000
+    fetch_session_eviction_ms: int = 120_000
     # snapshots: the watcher's rescan period, settle time, ingest throttle (0: none),
     # and the schedule (broker.snapshots.scheduler)
     snapshot_scan_interval_ms: int = 5_000
@@ -656,6 +662,10 @@ def resolve(
         raise ConfigError("num.partitions must be at least 1")
     if cfg.transaction_max_timeout_ms < 1:
         raise ConfigError("transaction.max.timeout.ms must be at least 1")
+    if cfg.fetch_session_cache_slots < 0:
+        raise ConfigError("max.incremental.fetch.session.cache.slots must be >= 0")
+    if cfg.fetch_session_eviction_ms < 0:
+        raise ConfigError("min.incremental.fetch.session.eviction.ms must be >= 0")
     if cfg.partial_frames_max_bytes < 1:
         raise ConfigError("ailurus.partial.frames.max.bytes must be at least 1")
     for key in (

@@ -34,6 +34,7 @@ from broker.config import BrokerConfig
 from broker.configs.dynamic import DynamicConfigs
 from broker.disk.guard import DiskGuard
 from broker.durability.acks import Durability
+from broker.fetch.sessions import FetchSessionCache
 from broker.groups.service import GroupService
 from broker.metrics import Metrics
 from broker.producers.service import ProducerService
@@ -96,3 +97,5 @@ class BrokerContext:
     snapshots: SnapshotService
     scheduler: SnapshotScheduler | None  # None: no topic is scheduled
     replicas: ReplicaManager | None = None  # None: a single node
+    # incremental fetch sessions (KIP-227), sized by the broker config
+    fetch_sessions: FetchSessionCache = field(default_factory=FetchSessionCache)

@@ -92,6 +92,10 @@ class Metrics:
     # etcd store (etcd_unavailable events, one per outage)
     leader_changes: int = 0
     etcd_unavailable: int = 0
+    # fetch sessions (KIP-227): set by the Fetch handler from broker.fetch.sessions
+    fetch_sessions: int = 0
+    fetch_sessions_evicted: int = 0
+    fetch_incremental: int = 0
 
     def observe_request(self, api: str, seconds: float) -> None:
         self.requests[api] += 1
@@ -174,6 +178,24 @@ class Metrics:
                 "counter",
                 self.etcd_unavailable,
                 "etcd outages this broker saw, one per outage (cluster mode).",
+            ),
+            (
+                "ailurus_fetch_sessions",
+                "gauge",
+                self.fetch_sessions,
+                "Incremental fetch sessions cached (KIP-227).",
+            ),
+            (
+                "ailurus_fetch_sessions_evicted_total",
+                "counter",
+                self.fetch_sessions_evicted,
+                "Fetch sessions evicted to make room for new ones.",
+            ),
+            (
+                "ailurus_fetch_incremental_total",
+                "counter",
+                self.fetch_incremental,
+                "Incremental fetch requests served from a session.",
             ),
         ):
             lines += [

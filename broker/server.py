@@ -94,6 +94,7 @@ from broker.context import BrokerContext, Runtime
 from broker.disk.fileops import storage_fileops
 from broker.durability.acks import Durability
 from broker.fdlimits import raise_nofile_limit
+from broker.fetch.sessions import FetchSessionCache
 from broker.groups.service import GroupConfig, GroupService
 from broker.logging import configure_logging
 from broker.metrics import Metrics
@@ -376,6 +377,9 @@ async def _open_services(
         snapshots=snapshots,
         scheduler=scheduler,
         replicas=replicas,
+        fetch_sessions=FetchSessionCache(
+            config.fetch_session_cache_slots, config.fetch_session_eviction_ms
+        ),
     )
 
 

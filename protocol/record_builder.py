@@ -50,6 +50,7 @@ __all__ = [
     "build_batch",
     "build_control_batch",
     "control_type",
+    "iter_record_keys",
     "iter_records",
 ]
 
@@ -270,6 +271,54 @@ class _Reader:
         if length == -1:
             return None
         return self.take(length)
+
+
+def iter_record_keys(
+    batch: Buffer, header: BatchHeader, pos: int = 0
+) -> Iterator[tuple[int, int, int]]:
+    """``(offset, timestamp, key length)`` of each record of a batch that passed
+    :func:`verify_batch` (``header`` is its header; key length -1: no key),
+    reading only those fields: keys, values and headers are skipped, not copied
+    (the broker's per-record produce checks, storage.record_rules).
+
+    Raises:
+        CorruptBatch: the codec is unknown or the records are malformed.
+    """
+    try:
+        codec = header.compression
+    except ValueError:
+        raise CorruptBatch(
+            f"unknown codec {header.attributes & COMPRESSION_MASK}", position=pos
+        ) from None
+    section = memoryview(batch)[pos + BATCH_HEADER_SIZE : pos + header.size]
+    try:
+        data = decompress(codec, section)
+    except ProtocolError as exc:
+        raise CorruptBatch(str(exc), position=pos) from exc
+    reader = _Reader(data, pos)
+    append_time = header.timestamp_type == TimestampType.LOG_APPEND_TIME
+    size = len(data)
+    for _ in range(header.record_count):
+        length = reader.varint()
+        end = reader.pos + length
+        if length < 0 or end > size:
+            raise CorruptBatch(f"record length {length} overruns", position=pos)
+        reader.pos += 1  # attributes: unused
+        timestamp_delta = reader.varint()
+        offset_delta = reader.varint()
+        key_length = reader.varint()
+        if key_length < -1 or reader.pos > end:
+            raise CorruptBatch("record fields overrun the record", position=pos)
+        yield (
+            header.base_offset + offset_delta,
+            header.max_timestamp
+            if append_time
+            else header.base_timestamp + timestamp_delta,
+            key_length,
+        )
+        reader.pos = end
+    if reader.pos != size:
+        raise CorruptBatch("bytes left after the last record", position=pos)
 
 
 def iter_records(batch: Buffer, pos: int = 0) -> Iterator[Record]:

@@ -9,7 +9,8 @@ defaults are deliberate for a dev broker and listed here:
   it is acknowledged (group commit makes that cheap). true: acknowledge after write().
 - ``flush.ms`` = 1000: how often writes that are not yet durable get fsynced anyway.
 - ``cleanup.policy`` accepts ``compact`` but compaction is not implemented; such
-  topics are retained like ``delete`` ones.
+  topics are retained like ``delete`` ones (they do refuse records without a key,
+  as Kafka does).
 """
 
 from __future__ import annotations
@@ -171,14 +172,15 @@ class TopicConfig:
     log_append_time: bool
     # acks=all needs this many in-sync replicas (enforced by cluster leaders only)
     min_insync_replicas: int = 1
-    # how far a CreateTime batch's timestamps may lie before / after the broker's
-    # clock (message.timestamp.before/after.max.ms, each capped by the older
-    # message.timestamp.difference.max.ms); _LONG_MAX: unchecked
-    timestamp_before_ms: int = _LONG_MAX
-    timestamp_after_ms: int = _LONG_MAX
-    # whether appends check CreateTime timestamps against the clock (one attribute
-    # read on the append path)
-    checks_timestamps: bool = False
+    # cleanup.policy contains compact: every produced record needs a key
+    compacted: bool = False
+    # CreateTime records must lie in [now - before, now + after] (KIP-937; each
+    # falls back to message.timestamp.difference.max.ms, as Kafka's LogConfig)
+    timestamp_before_max_ms: int = _LONG_MAX
+    timestamp_after_max_ms: int = _LONG_MAX
+    # whether a produced batch is looked at beyond its header (computed once, so
+    # the produce path of a topic that needs nothing more pays one attribute read)
+    inspects_records: bool = False
     overrides: Mapping[str, str] = field(default_factory=dict)
     defaults: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULTS))
 
@@ -205,15 +207,20 @@ class TopicConfig:
         def integer(key: str) -> int:
             return int(values[key])
 
+        def bound(key: str) -> int:
+            # Kafka's LogConfig: an unset (LONG_MAX) bound falls back to
+            # message.timestamp.difference.max.ms
+            value = integer(key)
+            if value == _LONG_MAX:
+                return integer("message.timestamp.difference.max.ms")
+            return value
+
+        compacted = "compact" in {
+            p.strip() for p in values["cleanup.policy"].split(",")
+        }
         log_append_time = values["message.timestamp.type"] == "LogAppendTime"
-        before = min(
-            integer("message.timestamp.before.max.ms"),
-            integer("message.timestamp.difference.max.ms"),
-        )
-        after = min(
-            integer("message.timestamp.after.max.ms"),
-            integer("message.timestamp.difference.max.ms"),
-        )
+        before = bound("message.timestamp.before.max.ms")
+        after = bound("message.timestamp.after.max.ms")
         return cls(
             segment_bytes=integer("segment.bytes"),
             segment_ms=integer("segment.ms"),
@@ -227,10 +234,11 @@ class TopicConfig:
             cleanup_policy=values["cleanup.policy"],
             log_append_time=log_append_time,
             min_insync_replicas=integer("min.insync.replicas"),
-            timestamp_before_ms=before,
-            timestamp_after_ms=after,
-            checks_timestamps=not log_append_time
-            and (before < _LONG_MAX or after < _LONG_MAX),
+            compacted=compacted,
+            timestamp_before_max_ms=before,
+            timestamp_after_max_ms=after,
+            inspects_records=compacted
+            or (not log_append_time and (before, after) != (_LONG_MAX, _LONG_MAX)),
             overrides=own,
             defaults=merged_defaults,
         )

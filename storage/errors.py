@@ -2,7 +2,10 @@
 
 The broker maps them to Kafka error codes (storage knows no error codes):
 
-    InvalidBatch     -> CORRUPT_MESSAGE / INVALID_RECORD
+    InvalidBatch     -> CORRUPT_MESSAGE
+    InvalidRecord    -> INVALID_RECORD (a rule of Kafka's LogValidator; per-record
+                        errors in ``record_errors``)
+    InvalidTimestamp -> INVALID_TIMESTAMP
     MessageTooLarge  -> MESSAGE_TOO_LARGE
     OffsetOutOfRange -> OFFSET_OUT_OF_RANGE
     UnknownTopic / UnknownPartition -> UNKNOWN_TOPIC_OR_PARTITION / UNKNOWN_TOPIC_ID
@@ -65,12 +68,27 @@ class InvalidBatch(StorageError):
     """A produced batch failed validation (CRC, magic, lengths, counts); nothing was written."""
 
 
+class InvalidRecord(StorageError):
+    """A produced batch breaks a rule of Kafka's ``LogValidator`` (a control batch,
+    an inconsistent record count, a record without a key on a compacted topic...);
+    nothing was written. ``record_errors`` holds (index of the record in its batch,
+    message) for each offending record, empty when the batch as a whole is at
+    fault."""
+
+    def __init__(
+        self, message: str, *, record_errors: list[tuple[int, str]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.record_errors: list[tuple[int, str]] = record_errors or []
+
+
+class InvalidTimestamp(InvalidRecord):
+    """A produced record's timestamp is out of the topic's bounds, or the producer
+    set LogAppendTime itself."""
+
+
 class MessageTooLarge(StorageError):
     """A batch is larger than the topic's max.message.bytes."""
-
-
-class InvalidTimestamp(StorageError):
-    """A batch's timestamps are outside message.timestamp.before/after.max.ms."""
 
 
 class OffsetMismatch(StorageError):

@@ -33,12 +33,17 @@ import threading
 import time
 from typing import Final
 
-from protocol.records import CONTROL_BIT, TRANSACTIONAL_BIT, BatchHeader, read_header
+from protocol.records import (
+    CONTROL_BIT,
+    TIMESTAMP_TYPE_BIT,
+    TRANSACTIONAL_BIT,
+    BatchHeader,
+    read_header,
+)
 from storage.config import TopicConfig
 from storage.epoch_cache import FILE_NAME as EPOCH_FILE
 from storage.epoch_cache import EpochCache
 from storage.errors import (
-    InvalidBatch,
     LogClosed,
     OffsetMismatch,
     OffsetOutOfRange,
@@ -55,6 +60,7 @@ from storage.log_types import (
     ReadResult,
     SegmentInfo,
 )
+from storage.record_rules import check_records
 from storage.recovery import load_trusted, recover_segments, scan_segment
 from storage.segment import (
     INDEX_SUFFIX,
@@ -69,7 +75,7 @@ from storage.segment_copy import execute_copy, plan_copy
 from storage.segment_set import SegmentSet
 from storage.transactions import PartitionTxns, marker_batch
 from storage.txn_index import AbortedTxn
-from storage.validation import check_timestamps, stamp_batches, validate_batches
+from storage.validation import stamp_batches, validate_batches
 
 __all__ = [
     "AppendResult",
@@ -113,6 +119,7 @@ class PartitionLog:
         self.directory = directory
         self.topic = topic
         self.partition = partition
+        self.name = f"{topic}-{partition}"  # Kafka's TopicPartition, for messages
         self.config = config
         self.fileops = fileops
         # Segment descriptors: shared by every partition of a LogManager, bounded.
@@ -346,33 +353,59 @@ class PartitionLog:
             )
 
     # -- append ------------------------------------------------------------------
+    def validate(
+        self, records: Buffer, *, now_ms: int | None = None
+    ) -> list[tuple[int, BatchHeader]]:
+        """Check a produced payload as :meth:`append` does; (position, header) of
+        each batch. The records are looked at only when the topic's config or a
+        batch header asks for it (storage.record_rules).
+
+        Raises:
+            InvalidBatch / MessageTooLarge / InvalidRecord / InvalidTimestamp.
+        """
+        config = self.config
+        batches = validate_batches(
+            records,
+            max_message_bytes=config.max_message_bytes,
+            topic_partition=self.name,
+        )
+        inspect = config.inspects_records
+        if not inspect:
+            for _, header in batches:
+                if header.attributes & TIMESTAMP_TYPE_BIT:
+                    inspect = True  # the producer set LogAppendTime itself
+                    break
+        if inspect:
+            check_records(
+                records,
+                batches,
+                config,
+                _now_ms() if now_ms is None else now_ms,
+                self.name,
+            )
+        return batches
+
     def append(
         self, records: Buffer, *, leader_epoch: int, now_ms: int | None = None
     ) -> AppendResult:
         """Validate every batch, then assign offsets and write them all at once.
 
         Raises:
-            InvalidBatch / MessageTooLarge / InvalidTimestamp: nothing was written.
+            InvalidBatch / MessageTooLarge / InvalidRecord / InvalidTimestamp:
+                nothing was written (:meth:`validate`).
             StorageIOError: the write failed; the log is unchanged (partial bytes
                 are truncated away). Unless the error was ENOSPC/EDQUOT the log is
                 also marked ``failed`` and refuses writes until it is reopened.
         """
-        batches = validate_batches(
-            records, max_message_bytes=self.config.max_message_bytes
-        )
-        view = memoryview(records)
         now = _now_ms() if now_ms is None else now_ms
-        if self.config.checks_timestamps:
-            check_timestamps(batches, self.config, now)
+        batches = self.validate(records, now_ms=now)
+        view = memoryview(records)
         append_time = now if self.config.log_append_time else -1
         span = -1
         attributes = 0
         for _, h in batches:
             span += h.last_offset_delta + 1
             attributes |= h.attributes
-        if attributes & CONTROL_BIT:
-            # Kafka's LogValidator: only the transaction coordinator writes markers
-            raise InvalidBatch("clients may not write control batches")
         txn = bool(attributes & TRANSACTIONAL_BIT)
         with self._lock:
             self._check_writable()

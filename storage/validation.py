@@ -1,8 +1,11 @@
 """Checking produced batches and preparing them for the log, without copying them.
 
 Every batch of a Produce payload is validated before any is written (Kafka
-``LogValidator``): magic 2, lengths, CRC32C, record count = last_offset_delta + 1,
-and ``max.message.bytes`` per batch. Accepted batches are then written as a patched
+``LogValidator``): magic 2, lengths, CRC32C (InvalidBatch: CORRUPT_MESSAGE),
+``max.message.bytes`` per batch, then Kafka's rules for batches from clients
+(InvalidRecord: INVALID_RECORD): record count = last_offset_delta + 1 and above 0,
+no control batches, an idempotent batch's sequence not negative. The per-record
+rules (keys of compacted topics, timestamp bounds) are storage.record_rules. Accepted batches are then written as a patched
 copy of each 61-byte header (base offset, partition leader epoch and, for
 LogAppendTime topics, attributes + max_timestamp + a recomputed CRC) followed by a
 view of the untouched body, so the records themselves are never copied.
@@ -17,14 +20,14 @@ import crc32c as _crc32c
 
 from protocol.records import (
     BATCH_HEADER_SIZE,
+    CONTROL_BIT,
     BatchHeader,
     CorruptBatch,
     patch_base_offset,
     patch_leader_epoch,
     verify_batch,
 )
-from storage.config import TopicConfig
-from storage.errors import InvalidBatch, InvalidTimestamp, MessageTooLarge
+from storage.errors import InvalidBatch, InvalidRecord, MessageTooLarge
 
 Buffer = bytes | bytearray | memoryview
 
@@ -39,16 +42,21 @@ _UINT32: Final = struct.Struct(">I")
 
 
 def validate_batches(
-    records: Buffer, *, max_message_bytes: int | None
+    records: Buffer,
+    *,
+    max_message_bytes: int | None,
+    topic_partition: str = "",
 ) -> list[tuple[int, BatchHeader]]:
     """Check every batch in ``records``; returns (position, header) of each.
 
     ``max_message_bytes`` None means a verbatim restore: sizes and record counts of
-    compacted batches are accepted as they are.
+    compacted batches, control batches and sequences are accepted as they are.
+    ``topic_partition`` ("topic-0") goes into Kafka's messages.
 
     Raises:
         InvalidBatch: empty, torn, or any batch fails verification.
         MessageTooLarge: a batch is larger than ``max_message_bytes``.
+        InvalidRecord: a batch breaks one of Kafka's rules for client batches.
     """
     view = memoryview(records)
     total = len(view)
@@ -67,40 +75,39 @@ def validate_batches(
                     f"batch of {header.size} bytes exceeds max.message.bytes "
                     f"{max_message_bytes}"
                 )
-            if header.record_count != header.last_offset_delta + 1:
-                raise InvalidBatch(
-                    f"record_count {header.record_count} does not match "
-                    f"last_offset_delta {header.last_offset_delta}"
-                )
+            _check_client_batch(header, topic_partition)
         batches.append((pos, header))
         pos += header.size
     return batches
 
 
-def check_timestamps(
-    batches: list[tuple[int, BatchHeader]], config: TopicConfig, now_ms: int
-) -> None:
-    """Refuse CreateTime batches whose first or largest timestamp lies more than
-    ``message.timestamp.before.max.ms`` before or ``...after.max.ms`` after
-    ``now_ms`` (Kafka's ``LogValidator.validateTimestamp``, per batch).
-
-    Raises:
-        InvalidTimestamp: naming the timestamp and the bound it breaks.
-    """
-    lowest = now_ms - config.timestamp_before_ms
-    highest = now_ms + config.timestamp_after_ms
-    for _, header in batches:
-        for ts in (header.base_timestamp, header.max_timestamp):
-            if ts < lowest:
-                raise InvalidTimestamp(
-                    f"timestamp {ts} is more than message.timestamp.before.max.ms "
-                    f"{config.timestamp_before_ms} before the broker's time {now_ms}"
-                )
-            if ts > highest:
-                raise InvalidTimestamp(
-                    f"timestamp {ts} is more than message.timestamp.after.max.ms "
-                    f"{config.timestamp_after_ms} after the broker's time {now_ms}"
-                )
+def _check_client_batch(header: BatchHeader, topic_partition: str) -> None:
+    """Kafka's ``LogValidator.validateBatch`` for batches from clients."""
+    count = header.record_count
+    if count != header.last_offset_delta + 1 or count <= 0:
+        last = header.base_offset + header.last_offset_delta
+        if header.last_offset_delta < 0:
+            message = (
+                f"Batch has an invalid offset range: [{header.base_offset}, {last}]"
+            )
+        elif count <= 0:
+            message = f"Invalid reported count for record batch: {count}"
+        else:
+            message = (
+                f"Inconsistent batch offset range [{header.base_offset}, {last}] "
+                f"and count of records {count}"
+            )
+        raise InvalidRecord(f"{message} in topic partition {topic_partition}")
+    if header.attributes & CONTROL_BIT:
+        raise InvalidRecord(
+            "Clients are not allowed to write control records in topic partition "
+            f"{topic_partition}"
+        )
+    if header.producer_id >= 0 and header.base_sequence < 0:
+        raise InvalidRecord(
+            f"Invalid sequence number {header.base_sequence} in record batch with "
+            f"producerId {header.producer_id} in topic partition {topic_partition}"
+        )
 
 
 def stamp_batches(

@@ -18,9 +18,19 @@ broker.topics.state; never on a single node).
 Long poll: when fewer than ``min_bytes`` are available and no partition has an
 error, the response waits up to ``max_wait_ms`` for an anyio Event that group
 commit (or an append to a write-caching topic) sets when one of the partitions'
-high watermark moves — no timer polling. Fetch sessions (KIP-227) are not kept:
-``session_id`` is always 0 and a request naming a session gets
-FETCH_SESSION_ID_NOT_FOUND, so clients fall back to full fetches.
+high watermark moves — no timer polling; in an incremental fetch only the
+session's partitions wake it as any others would, and a partition without new data
+does not make the response go out (its answer waits for ``min_bytes`` like a full
+fetch's).
+
+Fetch sessions (KIP-227, v7+): broker.fetch.context says how a request's
+(session_id, session_epoch) is served — without a session, a full fetch that
+creates one, or an incremental fetch of a session's partitions whose response
+carries only those with news — and which whole-request errors it gets
+(FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH,
+FETCH_SESSION_TOPIC_ID_ERROR); broker.fetch.sessions is the bounded cache
+(``max.incremental.fetch.session.cache.slots``) and its eviction rules. Replica
+fetchers (broker.replication.fetcher) send full fetches without a session.
 Version notes: v4 isolation level; v5 log start offset; v7 sessions; v11 rack;
 v12 flexible; v13 topic ids; v15 replica state.
 
@@ -48,11 +58,21 @@ fetch as a replica.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import anyio
 
 from broker.context import BrokerContext
+from broker.fetch.context import (
+    Incremental,
+    SessionError,
+    Sessionless,
+    finish,
+    new_context,
+    session_wanted,
+)
 from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
 from broker.topics.errors import error_code
@@ -129,7 +149,35 @@ def _diverging(
     return None
 
 
-def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
+class _Wanted(Protocol):
+    """A partition to fetch: a request's FetchPartition or a session's
+    CachedPartition (broker.fetch.sessions)."""
+
+    @property
+    def partition(self) -> int: ...
+    @property
+    def current_leader_epoch(self) -> int: ...
+    @property
+    def fetch_offset(self) -> int: ...
+    @property
+    def last_fetched_epoch(self) -> int: ...
+    @property
+    def log_start_offset(self) -> int: ...
+    @property
+    def partition_max_bytes(self) -> int: ...
+
+
+# (topic name, topic id, partitions) runs, in response order
+Wanted = Sequence[tuple[str, bytes, Sequence[_Wanted]]]
+
+
+def _requested(request: FetchRequest) -> Wanted:
+    return [(t.topic, t.topic_id, t.partitions) for t in request.topics]
+
+
+def _build(
+    ctx: BrokerContext, request: FetchRequest, version: int, wanted: Wanted
+) -> _Built:
     by_id = version >= 13
     follower = _replica_id(request, version)
     committed = request.isolation_level == READ_COMMITTED and follower < 0
@@ -138,14 +186,10 @@ def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
     has_error = False
     logs: list[PartitionLog] = []
     topics = []
-    for topic in request.topics:
-        meta = (
-            ctx.topics.find_by_id(topic.topic_id)
-            if by_id
-            else ctx.topics.find(topic.topic)
-        )
+    for topic_name, topic_id, partitions in wanted:
+        meta = ctx.topics.find_by_id(topic_id) if by_id else ctx.topics.find(topic_name)
         parts = []
-        for p in topic.partitions:
+        for p in partitions:
             if meta is None:
                 code = (
                     ErrorCode.UNKNOWN_TOPIC_ID
@@ -251,7 +295,7 @@ def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
             )
         topics.append(
             FetchableTopicResponse(
-                topic=topic.topic, topic_id=topic.topic_id, partitions=tuple(parts)
+                topic=topic_name, topic_id=topic_id, partitions=tuple(parts)
             )
         )
     return _Built(
@@ -268,12 +312,39 @@ def _build(ctx: BrokerContext, request: FetchRequest, version: int) -> _Built:
 def fetch(rctx: RequestContext, request: FetchRequest) -> object:
     ctx = rctx.broker
     version = rctx.api_version
-    if version >= 7 and request.session_id != 0:
-        ctx.metrics.error("fetch", ErrorCode.FETCH_SESSION_ID_NOT_FOUND.name)
-        return FetchResponse(
-            error_code=ErrorCode.FETCH_SESSION_ID_NOT_FOUND, session_id=0, responses=()
+    sessions = ctx.fetch_sessions
+    now_ms = _now_ms()
+    context = new_context(sessions, request, version, now_ms)
+    if isinstance(context, SessionError):
+        ctx.metrics.error("fetch", context.code.name)
+        return FetchResponse(error_code=context.code, session_id=0, responses=())
+    if isinstance(context, Incremental):
+        ctx.metrics.fetch_incremental += 1
+        wanted: Wanted = session_wanted(context.session)
+    else:
+        wanted = _requested(request)
+    privileged = _replica_id(request, version) >= 0
+
+    def respond(built: _Built) -> FetchResponse:
+        _count_errors(ctx, built)
+        if isinstance(context, Sessionless):
+            if version >= 7 and request.session_id:  # a session was closed
+                ctx.metrics.fetch_sessions = len(sessions)
+            return built.response
+        response = finish(
+            context,
+            sessions,
+            built.response,
+            wanted,
+            privileged=privileged,
+            version=version,
+            now_ms=_now_ms(),
         )
-    built = _build(ctx, request, version)
+        ctx.metrics.fetch_sessions = len(sessions)
+        ctx.metrics.fetch_sessions_evicted = sessions.evicted
+        return response
+
+    built = _build(ctx, request, version, wanted)
     if (
         built.size >= request.min_bytes
         or built.has_error
@@ -281,8 +352,7 @@ def fetch(rctx: RequestContext, request: FetchRequest) -> object:
         or not built.logs
         or ctx.runtime.shutting_down
     ):
-        _count_errors(ctx, built)
-        return built.response
+        return respond(built)
 
     async def long_poll() -> FetchResponse:
         deadline = time.monotonic() + request.max_wait_ms / 1000
@@ -294,7 +364,7 @@ def fetch(rctx: RequestContext, request: FetchRequest) -> object:
             try:
                 # Rebuild after registering, so a wake-up between the first build
                 # and the registration is not lost.
-                current = _build(ctx, request, version)
+                current = _build(ctx, request, version, wanted)
                 if current.size >= request.min_bytes or current.has_error:
                     break
                 remaining = deadline - time.monotonic()
@@ -305,12 +375,15 @@ def fetch(rctx: RequestContext, request: FetchRequest) -> object:
             finally:
                 ctx.durability.waiters.unregister(watched, event)
             if _stopping(ctx) or time.monotonic() >= deadline:
-                current = _build(ctx, request, version)
+                current = _build(ctx, request, version, wanted)
                 break
-        _count_errors(ctx, current)
-        return current.response
+        return respond(current)
 
     return Deferred(long_poll)
+
+
+def _now_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
 
 
 def _stopping(ctx: BrokerContext) -> bool:

@@ -6,8 +6,15 @@ patching base offsets, leader epoch stamped; per-partition errors:
 UNKNOWN_TOPIC_OR_PARTITION (v13: UNKNOWN_TOPIC_ID), CORRUPT_MESSAGE (bad CRC,
 length, magic or count in any batch of the payload, plain, idempotent or
 transactional; v8+ says why in error_message; nothing appended, the connection and
-the request's other partitions unaffected), INVALID_RECORD (a magic-0/1 message set in v3+, as Kafka's
-``ProduceRequest.validateRecords``; nothing appended), MESSAGE_TOO_LARGE,
+the request's other partitions unaffected), INVALID_RECORD (a magic-0/1 message
+set in v3+, as Kafka's ``ProduceRequest.validateRecords``; a batch breaking one of
+``LogValidator``'s rules: a control batch, a record count below its offset span, a
+negative sequence of an idempotent batch, or records refused by
+storage.record_rules — a record without a key on a compacted topic — with v8+
+``record_errors`` naming each record's index in its batch and ``error_message``;
+nothing appended), INVALID_TIMESTAMP (likewise, for a CreateTime timestamp outside
+the topic's ``message.timestamp.before/after.max.ms`` bounds or a LogAppendTime
+set by the producer), MESSAGE_TOO_LARGE,
 KAFKA_STORAGE_ERROR (write/fsync failed; a write error other than ENOSPC also takes
 the partition offline, see storage.partition_log), REQUEST_TIMED_OUT (acks=all and
 the fsync did not finish within timeout_ms), INVALID_REQUIRED_ACKS,
@@ -70,13 +77,14 @@ from broker.topics.errors import error_code
 from broker.topics.state import PartitionState
 from protocol.error_codes import ErrorCode
 from protocol.messages.produce import (
+    BatchIndexAndErrorMessage,
     PartitionProduceResponse,
     ProduceRequest,
     ProduceResponse,
     TopicProduceResponse,
 )
 from protocol.records import MAGIC_OFFSET
-from storage.errors import InvalidBatch, InvalidTimestamp, StorageError
+from storage.errors import InvalidBatch, InvalidRecord, StorageError
 from storage.log_manager import TopicMeta
 from storage.partition_log import PartitionLog
 from storage.producer_state import Duplicate
@@ -296,17 +304,7 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
                         partition=plog.partition,
                         error=str(e),
                     )
-                parts.append(
-                    PartitionProduceResponse(
-                        index=p.index,
-                        error_code=error_code(e),
-                        base_offset=-1,
-                        # v8+: say what is wrong with the batch
-                        error_message=str(e)
-                        if isinstance(e, (InvalidBatch, InvalidTimestamp))
-                        else None,
-                    )
-                )
+                parts.append(_storage_refusal(p.index, e))
                 continue
             durability.after_append(plog, meta.config.write_caching)
             parts.append(
@@ -348,6 +346,24 @@ def _produce(rctx: RequestContext, request: ProduceRequest) -> object:
         return _response(topics)
 
     return Deferred(acks_all, serial=True)
+
+
+def _storage_refusal(index: int, exc: StorageError) -> PartitionProduceResponse:
+    """A partition refused by storage; v8+ says what is wrong with the batch and,
+    for Kafka's per-record rules, which records (KIP-467)."""
+    told = isinstance(exc, InvalidBatch | InvalidRecord)
+    return PartitionProduceResponse(
+        index=index,
+        error_code=error_code(exc),
+        base_offset=-1,
+        record_errors=tuple(
+            BatchIndexAndErrorMessage(batch_index=i, batch_index_error_message=m)
+            for i, m in exc.record_errors
+        )
+        if isinstance(exc, InvalidRecord)
+        else (),
+        error_message=str(exc) if told else None,
+    )
 
 
 def _refusal(index: int, code: ErrorCode) -> PartitionProduceResponse:

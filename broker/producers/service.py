@@ -69,7 +69,6 @@ from storage.producer_state import (
     UnknownProducer,
     increment_sequence,
 )
-from storage.validation import validate_batches
 
 if TYPE_CHECKING:
     from storage.partition_log import PartitionLog
@@ -131,18 +130,15 @@ def batch_identity(records: Buffer) -> BatchIdentity | None:
     appended, and before any other answer (:meth:`ProducerService.check`).
 
     Raises:
-        InvalidBatch: a later batch's length or magic cannot be a batch's, or the
-            producer's batch has a negative sequence (Kafka's ``LogValidator``).
+        InvalidBatch: a later batch's length or magic cannot be a batch's. (A
+            negative sequence is refused by the validation every answer waits
+            for: INVALID_RECORD, Kafka's ``LogValidator``.)
     """
     if len(records) < BATCH_HEADER_SIZE:
         return None
     h = read_header(records)
     if h.producer_id < 0:
         return None
-    if h.base_sequence < 0:
-        raise InvalidBatch(
-            f"sequence {h.base_sequence} in a batch of producer {h.producer_id}"
-        )
     count = h.record_count
     max_timestamp = h.max_timestamp
     try:
@@ -337,7 +333,8 @@ class ProducerService:
         and a damaged transactional batch is CORRUPT_MESSAGE like any other.
 
         Raises:
-            InvalidBatch / MessageTooLarge: the payload fails validation.
+            InvalidBatch / MessageTooLarge / InvalidRecord: the payload fails
+                validation (``PartitionLog.validate``).
         """
         verdict: Verdict
         verify = self.verify_txn
@@ -353,7 +350,7 @@ class ProducerService:
                 ident.record_count,
             )
         if not isinstance(verdict, Append):
-            validate_batches(records, max_message_bytes=plog.config.max_message_bytes)
+            plog.validate(records)
         return verdict
 
     def record(

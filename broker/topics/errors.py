@@ -7,6 +7,7 @@ from storage.errors import (
     CoordinatorFenced,
     InvalidBatch,
     InvalidConfig,
+    InvalidRecord,
     InvalidTimestamp,
     InvalidTopicName,
     LogClosed,
@@ -34,8 +35,9 @@ class Refused(StorageError):
 
 _CODES: dict[type[StorageError], ErrorCode] = {
     InvalidBatch: ErrorCode.CORRUPT_MESSAGE,
-    MessageTooLarge: ErrorCode.MESSAGE_TOO_LARGE,
+    InvalidRecord: ErrorCode.INVALID_RECORD,
     InvalidTimestamp: ErrorCode.INVALID_TIMESTAMP,
+    MessageTooLarge: ErrorCode.MESSAGE_TOO_LARGE,
     OffsetOutOfRange: ErrorCode.OFFSET_OUT_OF_RANGE,
     UnknownTopic: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
     UnknownPartition: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,

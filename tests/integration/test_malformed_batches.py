@@ -2,7 +2,8 @@
 
 Raw Produce frames (no client writes such batches): partition 0 of each request
 carries the bad payload, partition 1 a good batch. The bad partition gets
-CORRUPT_MESSAGE and nothing appended, the good one is appended, and the same
+CORRUPT_MESSAGE (INVALID_RECORD for an intact batch Kafka's rules refuse from a
+client) and nothing appended, the good one is appended, and the same
 connection answers the next request — for plain, idempotent and transactional
 batches alike (a well-formed transactional batch is appended; a client's control
 batch is refused). A real client then produces and consumes as usual.
@@ -159,7 +160,6 @@ def _malformed(pid: int, epoch: int) -> dict[str, bytes]:
         "idempotent_first_length_too_small": _set_length(one, len(one) - 40) + two,
         "idempotent_crc": _flip_crc(one),
         "idempotent_record_count": one[:57] + struct.pack(">i", 7) + one[61:],
-        "idempotent_negative_sequence": _batch(pid, epoch, -5),
         "transactional_length": txn + _set_length(_batch(pid, epoch, 2), 3),
         "transactional_crc": _flip_crc(txn),
         "plain_length": _set_length(_batch(), 20),
@@ -190,6 +190,31 @@ def test_malformed_batches_get_corrupt_message_and_keep_the_connection(
     assert broker2.proc.poll() is None
     assert _end_offsets(broker2) == [2, len(cases) + 1]
     assert not broker2.events("handler_failed")
+
+
+def test_batches_breaking_kafkas_client_rules_get_invalid_record(
+    broker2: BrokerProcess,
+) -> None:
+    """Intact batches Kafka's LogValidator refuses from a client (a negative
+    sequence of an idempotent batch, a control batch) answer INVALID_RECORD with
+    Kafka's message for their partition only; nothing is appended there."""
+    with broker2.connect() as sock:
+        pid, epoch = _producer_id(sock)
+        cases = {
+            "Invalid sequence number -5": _batch(pid, epoch, -5),
+            "Clients are not allowed to write control records": build_batch(
+                [RecordInput(key=b"k", value=b"v")], is_control=True
+            ),
+        }
+        for appended, (message, bad) in enumerate(cases.items(), start=1):
+            bad_part, good_part = _produce(sock, bad, _batch(n=1))
+            assert bad_part.error_code == ErrorCode.INVALID_RECORD, message
+            assert bad_part.error_message is not None
+            assert bad_part.error_message.startswith(message)
+            assert bad_part.error_message.endswith(f"in topic partition {TOPIC}-0")
+            assert bad_part.record_errors == ()
+            assert good_part.base_offset == appended - 1
+    assert _end_offsets(broker2) == [0, len(cases)]
 
 
 def test_damaged_retry_of_an_appended_batch_is_not_acknowledged(
