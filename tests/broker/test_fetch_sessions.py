@@ -333,6 +333,8 @@ class SessionCacheMachine(RuleBasedStateMachine):
             return
         assert resp.error_code == 0
         m.parts = (m.parts | set(adds)) - set(forgets)
+        for k in forgets:  # a partition added again is new to the session
+            m.told.pop(k, None)
         if not m.parts:
             assert resp.session_id == 0
             del self.model[sid]

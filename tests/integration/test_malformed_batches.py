@@ -239,7 +239,7 @@ def test_transactional_batch_is_appended_and_a_client_control_batch_refused(
 ) -> None:
     """A well-formed transactional batch passes the idempotence checks and is
     appended (its transaction is then committed with WriteTxnMarkers); a control
-    batch from a client is CORRUPT_MESSAGE with a message, nothing appended."""
+    batch from a client is INVALID_RECORD (Kafka's LogValidator) with a message, nothing appended."""
     with broker2.connect() as sock:
         pid, epoch = _producer_id(sock)
         txn, good = _produce(
@@ -251,7 +251,7 @@ def test_transactional_batch_is_appended_and_a_client_control_batch_refused(
             ControlType.COMMIT, producer_id=pid, producer_epoch=epoch
         )
         refused, _ = _produce(sock, marker, _batch(n=1))
-        assert refused.error_code == ErrorCode.CORRUPT_MESSAGE
+        assert refused.error_code == ErrorCode.INVALID_RECORD
         assert refused.error_message is not None  # a marker carries no sequence
         resp = request(
             sock,

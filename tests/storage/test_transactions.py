@@ -26,7 +26,11 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from protocol.record_builder import ControlType, RecordInput, build_batch, iter_records
 from protocol.records import iter_batches
 from storage.config import TopicConfig
-from storage.errors import CoordinatorFenced, InvalidBatch, ProducerFenced
+from storage.errors import (
+    CoordinatorFenced,
+    InvalidRecord,
+    ProducerFenced,
+)
 from storage.fileops import FileOps
 from storage.partition_log import PartitionLog
 from storage.transactions import STATE_FILE
@@ -143,7 +147,7 @@ def test_markers_are_fenced_like_kafkas(tmp_path: Path) -> None:
         log.append_marker(7, 2, True, 4, leader_epoch=0)
     end = log.log_end_offset
     marker = bytes(b"".join(bytes(b) for b in log.read(1, 1 << 20).buffers))
-    with pytest.raises(InvalidBatch):
+    with pytest.raises(InvalidRecord):
         log.append(marker, leader_epoch=0)
     assert log.log_end_offset == end == 2
     log.close()
