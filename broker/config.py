@@ -11,7 +11,9 @@ plus a ``set:`` mapping of Kafka config names, exactly what ``--set key=value`` 
 ``queued.max.request.bytes``, ``max.connections``, ``message.max.bytes``,
 ``ailurus.partial.frames.max.bytes``, and the caps ``ailurus.max.partitions``,
 ``ailurus.max.partitions.per.request``, ``ailurus.max.open.segment.files``,
-``ailurus.auto.create.topics.per.request`` (see ``broker.fdlimits``)) configure the
+``ailurus.auto.create.topics.per.request`` (see ``broker.fdlimits``), and the log
+cleaner's ``log.cleaner.enable``, ``log.cleaner.backoff.ms`` and
+``log.cleaner.io.max.bytes.per.second`` (``broker.topics.cleaner``)) configure the
 broker; every other key is a topic default (``retention.ms``, ``segment.bytes``,
 ``max.message.bytes``, ...) handed to storage for topics that do not override it.
 
@@ -262,6 +264,10 @@ _BROKER_KEYS: Final[dict[str, tuple[str, type]]] = {
     "offsets.retention.check.interval.ms": ("retention_check_interval_ms", int),
     # the largest transaction.timeout.ms InitProducerId accepts (Kafka's default)
     "transaction.max.timeout.ms": ("transaction_max_timeout_ms", int),
+    # the log cleaner (broker.topics.cleaner): compaction of cleanup.policy=compact
+    "log.cleaner.enable": ("log_cleaner_enable", bool),
+    "log.cleaner.backoff.ms": ("log_cleaner_backoff_ms", int),
+    "log.cleaner.io.max.bytes.per.second": ("log_cleaner_io_max_bytes_per_second", int),
     # snapshot watcher (broker.snapshots.settings.SnapshotSettings.from_config)
     "snapshot.scan.interval.ms": ("snapshot_scan_interval_ms", int),
     "snapshot.settle.ms": ("snapshot_settle_ms", int),
@@ -351,6 +357,10 @@ class BrokerConfig:
     offset_metadata_max_bytes: int | None = None
     retention_check_interval_ms: int | None = None
     transaction_max_timeout_ms: int = 900_000
+    # log compaction (broker.topics.cleaner); io cap 0 = unlimited (Kafka's default)
+    log_cleaner_enable: bool = True
+    log_cleaner_backoff_ms: int = 15_000
+    log_cleaner_io_max_bytes_per_second: int = 0
     # snapshots: the watcher's rescan period, settle time, ingest throttle (0: none),
     # and the schedule (broker.snapshots.scheduler)
     snapshot_scan_interval_ms: int = 5_000
@@ -663,6 +673,10 @@ def resolve(
             raise ConfigError(f"{key} must be at least 1")
     if cfg.auto_create_topics_per_request < 0:
         raise ConfigError("ailurus.auto.create.topics.per.request must be >= 0")
+    if cfg.log_cleaner_backoff_ms < 1:
+        raise ConfigError("log.cleaner.backoff.ms must be at least 1")
+    if cfg.log_cleaner_io_max_bytes_per_second < 0:
+        raise ConfigError("log.cleaner.io.max.bytes.per.second must be >= 0")
     if cfg.snapshot_scan_interval_ms < 1:
         raise ConfigError("snapshot.scan.interval.ms must be at least 1")
     for key in ("snapshot.settle.ms", "snapshot.ingest.bytes.per.sec"):

@@ -53,12 +53,23 @@ from storage.errors import StorageError
 from storage.partition_log import PartitionLog
 from storage.segment import Segment
 
-__all__ = ["CHECKPOINT_FILE", "CleanerStatus", "LogCleaner", "Throttler"]
+__all__ = [
+    "CHECKPOINT_FILE",
+    "CleanerStatus",
+    "CleanerStopped",
+    "LogCleaner",
+    "RoundResult",
+    "Throttler",
+]
 
 CHECKPOINT_FILE: Final = "cleaner-checkpoint.json"
 _MAX_RELATIVE_OFFSET: Final = 2**31 - 1
 # Give up the GIL after this many bytes of work (a fraction of a millisecond).
 _YIELD_BYTES: Final = 64 * 1024
+
+
+class CleanerStopped(StorageError):
+    """The cleaner was asked to stop in the middle of a round (nothing changed)."""
 
 
 class Throttler:
@@ -70,23 +81,31 @@ class Throttler:
         bytes_per_second: float = 0.0,
         *,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         self.bytes_per_second = bytes_per_second
+        self.stopping = threading.Event()
         self._clock = clock
-        self._sleep = sleep
+        # a throttled sleep ends early when the cleaner is told to stop
+        self._sleep = self.stopping.wait if sleep is None else sleep
         self._start = clock()
         self._since_check = 0
         self._since_yield = 0
         self.slept_s = 0.0
 
     def tick(self, nbytes: int) -> None:
-        """Account for ``nbytes`` read or written."""
+        """Account for ``nbytes`` read or written.
+
+        Raises:
+            CleanerStopped: :attr:`stopping` is set (broker shutdown).
+        """
+        if self.stopping.is_set():
+            raise CleanerStopped("the log cleaner is stopping")
         self._since_yield += nbytes
         self._since_check += nbytes
         if self._since_yield >= _YIELD_BYTES:
             self._since_yield = 0
-            self._sleep(0)
+            time.sleep(0)  # let the event loop's thread take the GIL
         if self.bytes_per_second <= 0:
             return
         now = self._clock()
@@ -211,10 +230,15 @@ class LogCleaner:
         started = time.perf_counter()
         try:
             result = self._clean(plog, status, now, upto, force)
+        except CleanerStopped:
+            status.state = "idle"
+            raise
         except (StorageError, RecordBatchError, OSError) as exc:
             status.state = "error"
             status.error = str(exc)
-            raise
+            if isinstance(exc, StorageError):
+                raise
+            raise StorageError(f"cleaning {plog.directory}: {exc}") from exc
         if result.cleaned or result.abandoned:
             status.state = "idle"
             status.error = None
