@@ -265,9 +265,13 @@ class LogCleaner:
         cfg = plog.config
         segments, count = plog.compaction_view(upto)
         cleanable = segments[:count]
-        lag_limit = now - cfg.min_compaction_lag_ms
-        while cleanable and cleanable[-1].max_timestamp > lag_limit:
-            cleanable.pop()  # min.compaction.lag.ms: too young to clean
+        if cfg.min_compaction_lag_ms > 0:
+            # min.compaction.lag.ms: the first segment with a younger record and
+            # everything after it is uncleanable
+            lag_limit = now - cfg.min_compaction_lag_ms
+            young = [i for i, s in enumerate(cleanable) if s.max_timestamp > lag_limit]
+            if young:
+                del cleanable[young[0] :]
         if not cleanable:
             status.dirty_ratio = 0.0
             return RoundResult(cleaned=False, abandoned=False)

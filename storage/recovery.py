@@ -196,8 +196,10 @@ def load_trusted(
         seg.indexes_dirty = False
         return False, []
     result = scan_segment(seg, index_interval, verify=False)
+    # Trusted: it was fsynced whole, so ending before the next segment means its
+    # last records were cleaned (compaction), not lost.
     if result.reason is not None or (
-        next_base is not None and not _ends_at(seg, next_base, dense=result.dense)
+        next_base is not None and not _ends_at(seg, next_base, dense=False)
     ):
         return None
     if next_base is not None:
