@@ -224,7 +224,8 @@ class CompactionModel(RuleBasedStateMachine):
                 below[key] = offset
         for offset, key, _ in records:
             if offset < self.cleaned_to:
-                assert key is not None and below[key] == offset, (key, offset)
+                assert key is not None
+                assert below[key] == offset, (key, offset)
 
     @invariant()
     def reads_return_the_next_surviving_record(self) -> None:

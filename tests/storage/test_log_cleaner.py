@@ -91,7 +91,8 @@ def test_cleaning_keeps_the_latest_value_of_each_key_at_its_offset(
     end = log.log_end_offset
     cleaner = LogCleaner()
     result = cleaner.clean(log, now_ms=NOW)
-    assert result.cleaned and result.first_dirty_offset == end
+    assert result.cleaned
+    assert result.first_dirty_offset == end
     assert result.stats.records_removed == 55
     expected = sorted((o, k, v) for k, (o, v) in latest.items())
     assert records(log) == expected
@@ -171,7 +172,8 @@ def test_a_producers_last_batch_is_kept_empty_for_its_sequence(tmp_path: Path) -
     state = PartitionProducerState()
     state.load(h for _, h in iter_batches(log.read(0, 1 << 20).buffers[0]))
     entry = state.entry(7)
-    assert entry is not None and entry.last_seq == 1
+    assert entry is not None
+    assert entry.last_seq == 1
     log.close()
 
 
