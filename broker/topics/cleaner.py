@@ -115,31 +115,44 @@ class CleanerJob:
             (f'topic="{escape_label(t)}",partition="{p}"', s)
             for (t, p), s in sorted(self.cleaner.statuses.items())
         ]
-        yield "# HELP ailurus_log_cleaner_enabled Whether log.cleaner.enable is true."
-        yield "# TYPE ailurus_log_cleaner_enabled gauge"
-        yield f"ailurus_log_cleaner_enabled {int(self.enabled)}"
-        yield "# HELP ailurus_log_cleaner_errors Rounds that failed."
-        yield "# TYPE ailurus_log_cleaner_errors counter"
-        yield f"ailurus_log_cleaner_errors_total {self.errors}"
         for name, kind, text, value in (
-            ("dirty_ratio", "gauge", "Dirty bytes / cleanable bytes.", "dirty"),
-            ("rounds", "counter", "Cleaning rounds finished.", "rounds"),
-            ("bytes_read", "counter", "Segment bytes cleaned.", "read"),
-            ("bytes_written", "counter", "Bytes of cleaned segments.", "written"),
-            ("records_removed", "counter", "Records compacted away.", "removed"),
-            ("last_run_timestamp_seconds", "gauge", "End of the last round.", "last"),
+            ("enabled", "gauge", "1 if log.cleaner.enable is true.", self.enabled),
+            ("errors_total", "counter", "Cleaning rounds that failed.", self.errors),
         ):
             family = f"ailurus_log_cleaner_{name}"
             yield f"# HELP {family} {text}"
             yield f"# TYPE {family} {kind}"
-            suffix = "_total" if kind == "counter" else ""
-            for labels, s in rows:
-                number = {
-                    "dirty": round(s.dirty_ratio, 4),
-                    "rounds": s.rounds,
-                    "read": s.bytes_read,
-                    "written": s.bytes_written,
-                    "removed": s.records_removed,
-                    "last": max(s.last_run_ms, 0) / 1000,
-                }[value]
-                yield f"{family}{suffix}{{{labels}}} {number}"
+            yield f"{family} {int(value)}"
+        for name, kind, text, pick in _PARTITION_FAMILIES:
+            family = f"ailurus_log_cleaner_{name}"
+            yield f"# HELP {family} {text}"
+            yield f"# TYPE {family} {kind}"
+            for labels, status in rows:
+                yield f"{family}{{{labels}}} {pick(status)}"
+
+
+_PARTITION_FAMILIES: tuple[
+    tuple[str, str, str, Callable[[CleanerStatus], float]], ...
+] = (
+    ("dirty_ratio", "gauge", "Dirty bytes / cleanable bytes.", lambda s: s.dirty_ratio),
+    ("rounds_total", "counter", "Cleaning rounds finished.", lambda s: s.rounds),
+    ("read_bytes_total", "counter", "Segment bytes cleaned.", lambda s: s.bytes_read),
+    (
+        "written_bytes_total",
+        "counter",
+        "Bytes of cleaned segments written.",
+        lambda s: s.bytes_written,
+    ),
+    (
+        "removed_records_total",
+        "counter",
+        "Records compacted away (tombstones included).",
+        lambda s: s.records_removed,
+    ),
+    (
+        "last_run_timestamp_seconds",
+        "gauge",
+        "Wall clock at the end of the last round (0: none yet).",
+        lambda s: max(s.last_run_ms, 0) / 1000,
+    ),
+)
