@@ -26,7 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocol.record_builder import Record, iter_records, rebuild_batch
+from protocol.record_builder import iter_records, rebuild_batch
+from protocol.record_scan import RecordSpan, rebuild_with, scan_keys, scan_records
 from protocol.records import BatchHeader, Buffer
 
 __all__ = [
@@ -79,13 +80,8 @@ def keep_control_batch(header: BatchHeader) -> bool:
 
 def add_to_offset_map(offsets: dict[bytes, int], buf: Buffer, pos: int) -> int:
     """Record the last offset of every key in the batch at ``pos``; returns the
-    number of records read. Control batches hold no data keys and are skipped."""
-    count = 0
-    for record in iter_records(buf, pos):
-        count += 1
-        if record.key is not None:
-            offsets[record.key] = record.offset
-    return count
+    number of records read. Control batches hold no data keys: callers skip them."""
+    return scan_keys(buf, pos, offsets)
 
 
 def clean_batch(
@@ -103,31 +99,36 @@ def clean_batch(
 
     ``offsets``: the offset map of the dirty part; ``producer_last``: the batch is
     the newest of its producer in the whole log (an emptied one keeps its header).
+    Kept records are copied as they are; only a batch whose tombstones get their
+    delete horizon now is decoded and encoded again (its timestamp deltas then
+    count from the horizon, KIP-534).
     """
+    _, data, spans = scan_records(buf, pos)
     horizon = header.base_timestamp if header.has_delete_horizon else None
     expired = horizon is not None and now_ms >= horizon
-    kept: list[Record] = []
-    removed = 0
+    kept: list[RecordSpan] = []
     tombstones = 0
-    for record in iter_records(buf, pos):
-        stats.records_read += 1
-        key = record.key
-        if key is None or offsets.get(key, -1) > record.offset:
-            removed += 1
+    latest = offsets.get
+    for span in spans:
+        key = span[3]
+        if key is None or latest(key, -1) > span[2]:
             continue
-        if record.value is None:
+        if span[4]:  # a tombstone
             if expired:
-                removed += 1
                 stats.tombstones_removed += 1
                 continue
             tombstones += 1
-        kept.append(record)
+        kept.append(span)
+    removed = len(spans) - len(kept)
+    stats.records_read += len(spans)
     stats.records_removed += removed
-    new_horizon: int | None = None
     if tombstones:
-        new_horizon = horizon if horizon is not None else now_ms + delete_retention_ms
-        stats.saw_horizon(new_horizon)
-    if not removed and new_horizon == horizon:
+        if horizon is None:
+            return _stamp_horizon(
+                buf, pos, header, kept, now_ms + delete_retention_ms, stats
+            )
+        stats.saw_horizon(horizon)
+    if not removed:
         return BatchOutcome(
             data=memoryview(buf)[pos : pos + header.size], verbatim=True
         )
@@ -135,6 +136,21 @@ def clean_batch(
         if not producer_last:
             return BatchOutcome(data=None, verbatim=False)
         stats.batches_emptied += 1
+    return BatchOutcome(data=rebuild_with(header, data, kept), verbatim=False)
+
+
+def _stamp_horizon(
+    buf: Buffer,
+    pos: int,
+    header: BatchHeader,
+    kept: list[RecordSpan],
+    horizon: int,
+    stats: CleanStats,
+) -> BatchOutcome:
+    """Rebuild a batch whose kept tombstones get their delete horizon now."""
+    stats.saw_horizon(horizon)
+    wanted = {span.offset for span in kept}
+    records = [r for r in iter_records(buf, pos) if r.offset in wanted]
     return BatchOutcome(
-        data=rebuild_batch(header, kept, delete_horizon=new_horizon), verbatim=False
+        data=rebuild_batch(header, records, delete_horizon=horizon), verbatim=False
     )

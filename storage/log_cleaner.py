@@ -25,8 +25,7 @@ when a kept tombstone's delete horizon has passed. It:
        {"version": 1, "first_dirty_offset": N, "next_delete_horizon": H}
 
 Reading and writing go through a :class:`Throttler` (``log.cleaner.io.max.bytes.
-per.second``), which also gives up the GIL often so the event loop thread never
-waits long behind the cleaner.
+per.second``).
 """
 
 from __future__ import annotations
@@ -64,8 +63,6 @@ __all__ = [
 
 CHECKPOINT_FILE: Final = "cleaner-checkpoint.json"
 _MAX_RELATIVE_OFFSET: Final = 2**31 - 1
-# Give up the GIL after this many bytes of work (a fraction of a millisecond).
-_YIELD_BYTES: Final = 64 * 1024
 
 
 class CleanerStopped(StorageError):
@@ -74,7 +71,7 @@ class CleanerStopped(StorageError):
 
 class Throttler:
     """Caps a worker thread's I/O at ``bytes_per_second`` (0: no cap) by sleeping,
-    as Kafka's ``Throttler``; between sleeps it yields the GIL every 64 KiB."""
+    as Kafka's ``Throttler``."""
 
     def __init__(
         self,
@@ -90,7 +87,6 @@ class Throttler:
         self._sleep = self.stopping.wait if sleep is None else sleep
         self._start = clock()
         self._since_check = 0
-        self._since_yield = 0
         self.slept_s = 0.0
 
     def tick(self, nbytes: int) -> None:
@@ -101,11 +97,7 @@ class Throttler:
         """
         if self.stopping.is_set():
             raise CleanerStopped("the log cleaner is stopping")
-        self._since_yield += nbytes
         self._since_check += nbytes
-        if self._since_yield >= _YIELD_BYTES:
-            self._since_yield = 0
-            time.sleep(0)  # let the event loop's thread take the GIL
         if self.bytes_per_second <= 0:
             return
         now = self._clock()
