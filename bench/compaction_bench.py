@@ -178,6 +178,7 @@ def live_run(
         result = {"latencies": out, "cleaned_s": cleaned_s}
         if cleaned_s:
             result["cleaned_mb"] = cleaned_mb
+        del producer, filler  # before the broker goes: no reconnect noise
         return result  # type: ignore[return-value]
     finally:
         proc.terminate()
