@@ -196,6 +196,17 @@ class LogCleaner:
                 )
             return found
 
+    def peek(self, plog: PartitionLog) -> CleanerStatus:
+        """The partition's status if a round looked at it, else a blank one (no
+        file is read: for the event loop's views)."""
+        with self._lock:
+            return self.statuses.get((plog.topic, plog.partition)) or CleanerStatus()
+
+    def all_statuses(self) -> list[tuple[tuple[str, int], CleanerStatus]]:
+        """Every known status, sorted (a copy: the cleaning thread adds to them)."""
+        with self._lock:
+            return sorted(self.statuses.items())
+
     def forget(self, topic: str, partition: int) -> None:
         """Drop a deleted partition's status."""
         with self._lock:

@@ -49,7 +49,7 @@ class CleanerJob:
         """The partition's compaction status (None unless its topic compacts)."""
         if not plog.config.compact:
             return None
-        view = self.cleaner.status(plog).to_json()
+        view = self.cleaner.peek(plog).to_json()
         if not self.enabled:
             view["state"] = "disabled"
         return view
@@ -113,7 +113,7 @@ class CleanerJob:
         """The ``ailurus_log_cleaner_*`` families (docs/metrics.md)."""
         rows: list[tuple[str, CleanerStatus]] = [
             (f'topic="{escape_label(t)}",partition="{p}"', s)
-            for (t, p), s in sorted(self.cleaner.statuses.items())
+            for (t, p), s in self.cleaner.all_statuses()
         ]
         for name, kind, text, value in (
             ("enabled", "gauge", "1 if log.cleaner.enable is true.", self.enabled),

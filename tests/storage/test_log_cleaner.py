@@ -249,3 +249,23 @@ def test_recovery_drops_cleaned_files_and_finishes_swaps(tmp_path: Path) -> None
             assert (offset, key, value) in got
         assert [o for o, _, _ in got] == sorted({o for o, _, _ in got})
         log.close()
+
+
+def test_reads_bounded_inside_a_gap_stop_at_the_bound(tmp_path: Path) -> None:
+    """A read whose upper bound falls in the gap a cleaned segment ends with returns
+    that segment's batches and stops at the bound."""
+    log = open_log(tmp_path, **{"segment.bytes": "250"})  # two groups, not merged
+    put(log, b"a", b"1")
+    put(log, b"b", b"1")
+    put(log, b"a", b"2")  # offset 2: removed, the segment then ends in a gap
+    log.roll()
+    put(log, b"a", b"3")
+    log.roll()
+    log.sync()
+    assert LogCleaner().clean(log, now_ms=NOW, force=True).cleaned
+    assert records(log) == [(1, b"b", b"1"), (3, b"a", b"3")]
+    result = log.read(0, 1 << 20, upper_bound=2)
+    assert result.first_offset == 1
+    assert result.next_offset == 2
+    assert log.read(2, 1 << 20).first_offset == 3
+    log.close()
