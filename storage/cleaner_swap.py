@@ -25,7 +25,7 @@ import contextlib
 import os
 from typing import Final
 
-from protocol.records import Buffer, CorruptBatch, iter_batches, read_header
+from protocol.records import BatchHeader, CorruptBatch, iter_batches
 from storage.fd_cache import FdCache
 from storage.fileops import FileOps
 from storage.segment import (
@@ -53,12 +53,13 @@ def swap_path(directory: str, base_offset: int) -> str:
     return os.path.join(directory, segment_name(base_offset) + LOG_SUFFIX + SWAP_SUFFIX)
 
 
-class CleanedWriter:
-    """Writes one cleaned segment to its ``.cleaned`` file and keeps its indexes.
+class CleanedSegment:
+    """A written ``.cleaned`` file opened as a :class:`Segment` (its indexes built
+    from its batch headers), ready to be swapped in.
 
-    The :class:`Segment` it builds has its own descriptor cache until it is swapped
-    in (:meth:`adopt_into`); until then its descriptor is the ``.cleaned`` file's,
-    which keeps pointing at the same file through the renames.
+    The segment has its own descriptor cache until it is swapped in
+    (:meth:`adopt_into`); its descriptor keeps pointing at the same file through the
+    renames.
     """
 
     def __init__(
@@ -66,46 +67,25 @@ class CleanedWriter:
     ) -> None:
         self.fileops = fileops
         self.path = cleaned_path(directory, base_offset)
-        self._interval = index_interval
         self._own = FdCache()
-        fd = fileops.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
-        self.segment = Segment(fileops, directory, base_offset, fd, 0, self._own)
-        self.segment.indexes_dirty = True
-        self._pending: list[Buffer] = []
-        self._pending_bytes = 0
-
-    def append(self, batch: Buffer) -> None:
-        """Add one whole batch (its offsets already absolute)."""
-        header = read_header(batch)
-        seg = self.segment
-        position = seg.size
-        seg.note_batch(
-            position,
-            header.last_offset,
-            header.max_timestamp,
-            header.size,
-            self._interval,
-        )
-        self._pending.append(batch)
-        self._pending_bytes += header.size
-        if self._pending_bytes >= 1 << 20:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        start = self.segment.size - self._pending_bytes
-        self.segment.write_parts(self._pending, start)
-        self._pending = []
-        self._pending_bytes = 0
-
-    def finish(self) -> Segment:
-        """Write what is buffered, fsync, seal the time index; the segment."""
-        self._flush()
-        with self.segment.handle() as fd:
-            self.fileops.fsync(fd)
-        self.segment.seal_time_index()
-        return self.segment
+        fd = fileops.open(self.path, os.O_RDWR)
+        try:
+            size = fileops.fstat_size(fd)
+        except OSError:
+            fileops.close(fd)
+            raise
+        seg = self.segment = Segment(fileops, directory, base_offset, fd, 0, self._own)
+        seg.indexes_dirty = True
+        if size:
+            for position, header in seg_headers(seg, size):
+                seg.note_batch(
+                    position,
+                    header.last_offset,
+                    header.max_timestamp,
+                    header.size,
+                    index_interval,
+                )
+        seg.seal_time_index()
 
     def discard(self) -> None:
         """Close and delete the ``.cleaned`` file (a round abandoned)."""
@@ -123,8 +103,22 @@ class CleanedWriter:
         return seg
 
 
+def seg_headers(seg: Segment, size: int) -> list[tuple[int, BatchHeader]]:
+    """(position, header) of every batch of a segment file of ``size`` bytes."""
+    seg.size = size  # iter_headers maps what the segment says it holds
+    found = list(seg.iter_headers(0, size))
+    seg.size = 0
+    return found
+
+
+def discard_cleaned(fileops: FileOps, directory: str, base_offset: int) -> None:
+    """Delete a ``.cleaned`` file if there is one."""
+    with contextlib.suppress(FileNotFoundError):
+        fileops.unlink(cleaned_path(directory, base_offset))
+
+
 def swap_in(
-    fileops: FileOps, directory: str, group: list[Segment], writer: CleanedWriter
+    fileops: FileOps, directory: str, group: list[Segment], writer: CleanedSegment
 ) -> Segment:
     """Steps 2 to 4 for ``group`` (the caller holds the log lock and checked that
     the group is still in the log); returns the cleaned segment, open, with its

@@ -1,31 +1,32 @@
 """The log cleaner: compacts partitions whose ``cleanup.policy`` has ``compact``.
 
-Kafka's ``LogCleaner`` and ``LogCleanerManager``, one partition at a time, in the
-caller's (worker) thread; the broker's background job (broker/topics/cleaner.py)
-calls :meth:`LogCleaner.clean` for each compacted partition in turn.
+Kafka's ``LogCleaner`` and ``LogCleanerManager``, one partition at a time. A round
+has three steps, so that the broker can run the heavy one in a worker process
+(broker/topics/cleaner.py):
+
+1. :meth:`LogCleaner.plan` (a broker thread) decides whether the partition is due
+   and which segments a round cleans (a :class:`Plan` with a
+   :class:`~storage.cleaner_build.BuildJob`);
+2. :func:`storage.cleaner_build.build_cleaned` (anywhere: files only) writes the
+   cleaned segments as ``.cleaned`` files;
+3. :meth:`LogCleaner.finish` (a broker thread) swaps them in, oldest first, under
+   the log's lock (storage/cleaner_swap.py), and records the round.
+
+:meth:`LogCleaner.clean` does all three in the calling thread.
 
 A partition's log is, oldest first: the *clean* part (cleaned before), the *dirty*
 part (appended since), and the uncleanable tail: the active segment, anything not
-yet durable, and segments with records younger than ``min.compaction.lag.ms``. A
-round runs when the dirty part is at least ``min.cleanable.dirty.ratio`` of the
-cleanable bytes, when its oldest record is older than ``max.compaction.lag.ms``, or
-when a kept tombstone's delete horizon has passed. It:
+yet durable or above ``upto`` (the high watermark), and segments with records
+younger than ``min.compaction.lag.ms``. A round runs when the dirty part is at least
+``min.cleanable.dirty.ratio`` of the cleanable bytes, when its oldest record is older
+than ``max.compaction.lag.ms``, or when a kept tombstone's delete horizon has passed.
+Cleanable segments are grouped into runs of at most ``segment.bytes`` (of their
+sizes before cleaning), each rewritten into one segment; a run that changed
+meanwhile (retention, truncation) abandons the round. Where the dirty part now
+starts is kept in ``cleaner-checkpoint.json`` in the partition directory (Kafka's
+``cleaner-offset-checkpoint``)::
 
-1. maps every key of the dirty part to its last offset (storage/compaction.py);
-2. notes each idempotent producer's last batch in the whole log (kept, emptied if
-   need be, for the producer's sequence);
-3. groups the cleanable segments, oldest first, into runs of at most
-   ``segment.bytes`` (of the original sizes) and rewrites each run into one
-   cleaned segment, outside the log lock, then swaps it in under the lock
-   (storage/cleaner_swap.py); a run that changed meanwhile (retention, truncation)
-   abandons the round;
-4. remembers where the dirty part now starts (``cleaner-checkpoint.json`` in the
-   partition directory, Kafka's ``cleaner-offset-checkpoint``)::
-
-       {"version": 1, "first_dirty_offset": N, "next_delete_horizon": H}
-
-Reading and writing go through a :class:`Throttler` (``log.cleaner.io.max.bytes.
-per.second``).
+    {"version": 1, "first_dirty_offset": N, "next_delete_horizon": H}
 """
 
 from __future__ import annotations
@@ -35,18 +36,20 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from protocol.records import BatchHeader, RecordBatchError, iter_batches
-from storage.cleaner_swap import CleanedWriter
-from storage.compaction import (
-    CleanStats,
-    add_to_offset_map,
-    clean_batch,
-    keep_control_batch,
+from protocol.records import RecordBatchError
+from storage.cleaner_build import (
+    BuildJob,
+    BuildResult,
+    CleanerStopped,
+    Throttler,
+    build_cleaned,
+    groups_of,
 )
+from storage.cleaner_swap import CleanedSegment, discard_cleaned
+from storage.compaction import CleanStats
 from storage.config import TopicConfig
 from storage.errors import StorageError
 from storage.partition_log import PartitionLog
@@ -57,58 +60,12 @@ __all__ = [
     "CleanerStatus",
     "CleanerStopped",
     "LogCleaner",
+    "Plan",
     "RoundResult",
     "Throttler",
 ]
 
 CHECKPOINT_FILE: Final = "cleaner-checkpoint.json"
-_MAX_RELATIVE_OFFSET: Final = 2**31 - 1
-
-
-class CleanerStopped(StorageError):
-    """The cleaner was asked to stop in the middle of a round (nothing changed)."""
-
-
-class Throttler:
-    """Caps a worker thread's I/O at ``bytes_per_second`` (0: no cap) by sleeping,
-    as Kafka's ``Throttler``."""
-
-    def __init__(
-        self,
-        bytes_per_second: float = 0.0,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], object] | None = None,
-    ) -> None:
-        self.bytes_per_second = bytes_per_second
-        self.stopping = threading.Event()
-        self._clock = clock
-        # a throttled sleep ends early when the cleaner is told to stop
-        self._sleep = self.stopping.wait if sleep is None else sleep
-        self._start = clock()
-        self._since_check = 0
-        self.slept_s = 0.0
-
-    def tick(self, nbytes: int) -> None:
-        """Account for ``nbytes`` read or written.
-
-        Raises:
-            CleanerStopped: :attr:`stopping` is set (broker shutdown).
-        """
-        if self.stopping.is_set():
-            raise CleanerStopped("the log cleaner is stopping")
-        self._since_check += nbytes
-        if self.bytes_per_second <= 0:
-            return
-        now = self._clock()
-        elapsed = now - self._start
-        if elapsed >= 0.05 or self._since_check >= self.bytes_per_second / 20:
-            wanted = self._since_check / self.bytes_per_second
-            if wanted > elapsed:
-                self._sleep(wanted - elapsed)
-                self.slept_s += wanted - elapsed
-            self._start = self._clock()
-            self._since_check = 0
 
 
 @dataclass(slots=True)
@@ -220,51 +177,41 @@ class LogCleaner:
         upto: int | None = None,
         force: bool = False,
     ) -> RoundResult:
-        """One round over ``plog`` if it is due (or ``force``); ``upto`` caps the
-        cleanable offsets (a leader's high watermark).
+        """One whole round over ``plog`` in this thread, if it is due (or
+        ``force``); ``upto`` caps the cleanable offsets (a high watermark).
 
         Raises:
-            StorageError: reading or swapping failed (the status says so).
+            StorageError: reading, writing or swapping failed (the status says so).
         """
-        status = self.status(plog)
-        now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-        if not plog.config.compact:
+        plan = self.plan(plog, now_ms=now_ms, upto=upto, force=force)
+        if plan is None:
             return RoundResult(cleaned=False, abandoned=False)
-        started = time.perf_counter()
         try:
-            result = self._clean(plog, status, now, upto, force)
-        except CleanerStopped:
-            status.state = "idle"
+            built = build_cleaned(plan.job, self.throttler, plog.fileops)
+        except BaseException as exc:
+            self.failed(plog, plan, exc)
+            if isinstance(exc, (OSError, RecordBatchError)):
+                raise StorageError(f"cleaning {plog.directory}: {exc}") from exc
             raise
-        except (StorageError, RecordBatchError, OSError) as exc:
-            status.state = "error"
-            status.error = str(exc)
-            if isinstance(exc, StorageError):
-                raise
-            raise StorageError(f"cleaning {plog.directory}: {exc}") from exc
-        if result.cleaned or result.abandoned:
-            status.state = "idle"
-            status.error = None
-            status.last_run_ms = now
-            status.last_duration_ms = (time.perf_counter() - started) * 1000
-            status.rounds += 1
-            status.rounds_abandoned += int(result.abandoned)
-            stats = result.stats
-            status.bytes_read += stats.bytes_read
-            status.bytes_written += stats.bytes_written
-            status.records_removed += stats.records_removed
-            status.tombstones_removed += stats.tombstones_removed
-        return result
+        return self.finish(plog, plan, built)
 
-    # -- one round -----------------------------------------------------------------
-    def _clean(
+    def plan(
         self,
         plog: PartitionLog,
-        status: CleanerStatus,
-        now: int,
-        upto: int | None,
-        force: bool,
-    ) -> RoundResult:
+        *,
+        now_ms: int | None = None,
+        upto: int | None = None,
+        force: bool = False,
+    ) -> Plan | None:
+        """The round ``plog`` is due for, or None.
+
+        Raises:
+            StorageError: the log is closed or failed.
+        """
+        if not plog.config.compact:
+            return None
+        status = self.status(plog)
+        now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
         cfg = plog.config
         segments, count = plog.compaction_view(upto)
         cleanable = segments[:count]
@@ -277,45 +224,123 @@ class LogCleaner:
                 del cleanable[young[0] :]
         if not cleanable:
             status.dirty_ratio = 0.0
-            return RoundResult(cleaned=False, abandoned=False)
+            return None
         end = cleanable[-1].next_offset
         first_dirty = min(max(status.first_dirty_offset, cleanable[0].base_offset), end)
         dirty = [s for s in cleanable if s.next_offset > first_dirty]
         total = sum(s.size for s in cleanable)
-        dirty_bytes = sum(s.size for s in dirty)
-        status.dirty_ratio = dirty_bytes / total if total else 0.0
+        status.dirty_ratio = sum(s.size for s in dirty) / total if total else 0.0
         horizon_due = 0 <= status.next_delete_horizon <= now
         if not (force or horizon_due or self._due(cfg, dirty, status, now)):
-            return RoundResult(cleaned=False, abandoned=False)
+            return None
         status.state = "cleaning"
-        stats = CleanStats()
-        offsets: dict[bytes, int] = {}
-        for i, seg in enumerate(dirty):
-            self._map_segment(seg, offsets, stats)
-            if len(offsets) >= self.max_map_keys and i + 1 < len(dirty):
-                end = seg.next_offset  # the map is full: clean up to here
-                cleanable = [s for s in cleanable if s.next_offset <= end]
-                break
-        producer_last = _producers_last_batches(segments)
-        for group in _groups(cleanable, cfg.segment_bytes):
-            if not self._clean_group(plog, group, offsets, producer_last, now, stats):
-                return RoundResult(cleaned=False, abandoned=True, stats=stats)
-        status.first_dirty_offset = end
-        status.next_delete_horizon = stats.next_delete_horizon
-        plog.fileops.write_file_atomic(
-            os.path.join(plog.directory, CHECKPOINT_FILE),
-            json.dumps(
-                {
-                    "version": 1,
-                    "first_dirty_offset": end,
-                    "next_delete_horizon": stats.next_delete_horizon,
-                }
-            ).encode(),
+        job = BuildJob(
+            directory=plog.directory,
+            bases=[s.base_offset for s in segments],
+            sizes=[s.size for s in segments],
+            next_offsets=[s.next_offset for s in segments],
+            first_dirty=len(cleanable) - len(dirty),
+            groups=groups_of(
+                [s.size for s in cleanable],
+                [s.base_offset for s in cleanable],
+                [s.next_offset for s in cleanable],
+                cfg.segment_bytes,
+            ),
+            now_ms=now,
+            delete_retention_ms=cfg.delete_retention_ms,
+            index_interval=cfg.index_interval_bytes,
+            max_map_keys=self.max_map_keys,
+            io_bytes_per_second=self.throttler.bytes_per_second,
         )
-        status.dirty_ratio = 0.0
+        return Plan(segments=segments, job=job, started=time.perf_counter())
+
+    def finish(self, plog: PartitionLog, plan: Plan, built: BuildResult) -> RoundResult:
+        """Swap in what :func:`build_cleaned` wrote for ``plan`` and record the
+        round (abandoned if a group is no longer in the log as planned).
+
+        Raises:
+            StorageError: a swap failed (the log is then marked failed).
+        """
+        status = self.status(plog)
+        job = plan.job
+        cfg = plog.config
+        abandoned = False
+        try:
+            for n, group in enumerate(built.groups):
+                base = job.bases[group[0]]
+                if abandoned:
+                    discard_cleaned(plog.fileops, plog.directory, base)
+                    continue
+                cleaned = CleanedSegment(
+                    plog.fileops, plog.directory, base, cfg.index_interval_bytes
+                )
+                try:
+                    if n == 0:
+                        # The recovery point must pass the groups before their files
+                        # change, so a crash never re-verifies (and cuts at) the gaps
+                        # cleaning leaves.
+                        plog.checkpoint()
+                    swapped = plog.swap_cleaned(
+                        [plan.segments[i] for i in group], cleaned
+                    )
+                except BaseException:
+                    cleaned.discard()
+                    raise
+                if not swapped:
+                    cleaned.discard()
+                    abandoned = True
+        except BaseException as exc:
+            self.failed(plog, plan, exc)
+            if isinstance(exc, (OSError, RecordBatchError)):
+                raise StorageError(f"cleaning {plog.directory}: {exc}") from exc
+            raise
+        stats = built.stats
+        if not abandoned:
+            try:
+                plog.fileops.write_file_atomic(
+                    os.path.join(plog.directory, CHECKPOINT_FILE),
+                    json.dumps(
+                        {
+                            "version": 1,
+                            "first_dirty_offset": built.end,
+                            "next_delete_horizon": stats.next_delete_horizon,
+                        }
+                    ).encode(),
+                )
+            except OSError as exc:
+                self.failed(plog, plan, exc)
+                raise StorageError(f"cleaning {plog.directory}: {exc}") from exc
+            status.first_dirty_offset = built.end
+            status.next_delete_horizon = stats.next_delete_horizon
+            status.dirty_ratio = 0.0
+        status.state = "idle"
+        status.error = None
+        status.last_run_ms = job.now_ms
+        status.last_duration_ms = (time.perf_counter() - plan.started) * 1000
+        status.rounds += 1
+        status.rounds_abandoned += int(abandoned)
+        status.bytes_read += stats.bytes_read
+        status.bytes_written += stats.bytes_written
+        status.records_removed += stats.records_removed
+        status.tombstones_removed += stats.tombstones_removed
         return RoundResult(
-            cleaned=True, abandoned=False, stats=stats, first_dirty_offset=end
+            cleaned=not abandoned,
+            abandoned=abandoned,
+            stats=stats,
+            first_dirty_offset=built.end,
         )
+
+    def failed(self, plog: PartitionLog, plan: Plan, exc: BaseException) -> None:
+        """Record a round that failed or was stopped; its ``.cleaned`` files go."""
+        status = self.status(plog)
+        for group in plan.job.groups:
+            with contextlib.suppress(OSError):
+                discard_cleaned(plog.fileops, plog.directory, plan.job.bases[group[0]])
+        if isinstance(exc, CleanerStopped):
+            status.state = "idle"
+            return
+        status.state = "error"
+        status.error = str(exc)
 
     @staticmethod
     def _due(
@@ -330,102 +355,12 @@ class LogCleaner:
             cfg.max_compaction_lag_ms
         )
 
-    def _map_segment(
-        self, seg: Segment, offsets: dict[bytes, int], stats: CleanStats
-    ) -> None:
-        view = _whole(seg)
-        for pos, header in iter_batches(view):
-            if not header.is_control:
-                add_to_offset_map(offsets, view, pos)
-            self.throttler.tick(header.size)
 
-    def _clean_group(
-        self,
-        plog: PartitionLog,
-        group: list[Segment],
-        offsets: dict[bytes, int],
-        producer_last: dict[int, int],
-        now: int,
-        stats: CleanStats,
-    ) -> bool:
-        cfg = plog.config
-        writer = CleanedWriter(
-            plog.fileops, plog.directory, group[0].base_offset, cfg.index_interval_bytes
-        )
-        try:
-            for seg in group:
-                view = _whole(seg)
-                for pos, header in iter_batches(view):
-                    stats.bytes_read += header.size
-                    self.throttler.tick(header.size)
-                    if header.is_control:
-                        if keep_control_batch(header):
-                            writer.append(view[pos : pos + header.size])
-                            stats.bytes_written += header.size
-                        continue
-                    outcome = clean_batch(
-                        view,
-                        pos,
-                        header,
-                        offsets,
-                        now_ms=now,
-                        delete_retention_ms=cfg.delete_retention_ms,
-                        producer_last=_is_producer_last(header, producer_last),
-                        stats=stats,
-                    )
-                    if outcome.data is not None:
-                        writer.append(outcome.data)
-                        stats.bytes_written += len(outcome.data)
-            writer.finish()
-            # The recovery point must pass the group before its files change, so
-            # a crash never re-verifies (and cuts at) the gaps cleaning leaves.
-            plog.checkpoint()
-            swapped = plog.swap_cleaned(group, writer)
-        except BaseException:
-            writer.discard()
-            raise
-        if not swapped:
-            writer.discard()
-        return swapped
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """A round about to run: the log's segments as planned (the swap checks they
+    are still these) and the job that builds the cleaned ones."""
 
-
-def _whole(seg: Segment) -> memoryview:
-    """The segment's committed bytes (raises OSError if it was closed meanwhile)."""
-    return seg.view(0, seg.size) if seg.size else memoryview(b"")
-
-
-def _is_producer_last(header: BatchHeader, producer_last: dict[int, int]) -> bool:
-    return header.producer_id >= 0 and producer_last.get(header.producer_id) == (
-        header.base_offset
-    )
-
-
-def _producers_last_batches(segments: list[Segment]) -> dict[int, int]:
-    """Producer id -> base offset of its newest batch in the log (headers only)."""
-    last: dict[int, int] = {}
-    for seg in segments:
-        with contextlib.suppress(OSError):
-            for _, header in seg.iter_headers(0):
-                if header.producer_id >= 0:
-                    last[header.producer_id] = header.base_offset
-    return last
-
-
-def _groups(segments: list[Segment], max_bytes: int) -> list[list[Segment]]:
-    """Runs of consecutive segments of at most ``max_bytes`` together (at least one
-    each) whose offsets fit one segment (Kafka ``groupSegmentsBySize``)."""
-    groups: list[list[Segment]] = []
-    current: list[Segment] = []
-    size = 0
-    for seg in segments:
-        if current and (
-            size + seg.size > max_bytes
-            or seg.next_offset - 1 - current[0].base_offset > _MAX_RELATIVE_OFFSET
-        ):
-            groups.append(current)
-            current, size = [], 0
-        current.append(seg)
-        size += seg.size
-    if current:
-        groups.append(current)
-    return groups
+    segments: list[Segment]
+    job: BuildJob
+    started: float

@@ -32,7 +32,7 @@ import time
 from typing import Final
 
 from protocol.records import BatchHeader
-from storage.cleaner_swap import CleanedWriter, swap_in
+from storage.cleaner_swap import CleanedSegment, swap_in
 from storage.config import TopicConfig
 from storage.epoch_cache import FILE_NAME as EPOCH_FILE
 from storage.epoch_cache import EpochCache
@@ -872,7 +872,7 @@ class PartitionLog:
                 count += 1
             return segments, count
 
-    def swap_cleaned(self, group: list[Segment], writer: CleanedWriter) -> bool:
+    def swap_cleaned(self, group: list[Segment], writer: CleanedSegment) -> bool:
         """Replace ``group`` (consecutive closed segments) by the cleaned segment
         ``writer`` wrote (storage/cleaner_swap.py); False (nothing done) if the
         group is no longer in the log as it was (retention, truncation, a reset or

@@ -253,7 +253,7 @@ class CompactionModel(RuleBasedStateMachine):
 
 
 CompactionModel.TestCase.settings = settings(
-    max_examples=40,
+    max_examples=25,
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
