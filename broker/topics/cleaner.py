@@ -1,35 +1,47 @@
 """The log cleaner's background job: compacts ``cleanup.policy=compact`` topics.
 
 Every ``log.cleaner.backoff.ms`` the job takes each partition whose topic compacts,
-in turn, and runs a round of :class:`storage.log_cleaner.LogCleaner` on it in a
-worker thread (one at a time: the cleaner is one thread, as Kafka's default
-``log.cleaner.threads=1``). The event loop only collects the partitions and their
-high watermarks (nothing above it is cleaned: a follower may still be behind) and
-logs what each round did (``log_cleaned``). Reads and writes are capped by
-``log.cleaner.io.max.bytes.per.second`` (0: unlimited). ``log.cleaner.enable=false``
-stops the job from running (the status then says ``disabled``).
+in turn (one at a time, as Kafka's default ``log.cleaner.threads=1``), and runs a
+round of :class:`storage.log_cleaner.LogCleaner` on it: the plan and the swap in a
+broker worker thread (both short: headers and renames), the rewrite of the
+segments in a worker process at nice 19 (broker/topics/cleaner_worker.py), so the
+record-by-record work never holds the broker's GIL. The event loop only collects
+the partitions and their high watermarks (nothing above it is cleaned: a follower
+may still be behind) and logs each round (``log_cleaned``). Reads and writes are
+capped by ``log.cleaner.io.max.bytes.per.second`` (0: unlimited);
+``log.cleaner.enable=false`` stops the job (the status then says ``disabled``).
 
 Each replica compacts its own log, as in Kafka: a follower's log is cleaned by
 its own broker, below its own high watermark.
 
-Shutdown: the job's task group is cancelled; the running round sees the cleaner's
-stop flag at its next chunk and gives up before its swap (nothing changes).
+Shutdown: cancelling the job kills a running worker (its ``.cleaned`` files are
+deleted; the log is unchanged).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from collections.abc import Callable, Iterator
+from typing import Final
 
 import anyio
 import structlog
 
 from broker.config import BrokerConfig
 from broker.metrics import escape_label
+from storage.cleaner_build import BuildJob, BuildResult
 from storage.errors import StorageError
 from storage.log_cleaner import CleanerStatus, CleanerStopped, LogCleaner, Throttler
 from storage.partition_log import PartitionLog
 
 log = structlog.get_logger("broker.cleaner")
+
+# The worker runs as ``python -m broker...``: from the directory that holds broker/.
+_PROJECT_ROOT: Final = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+)
 
 HighWatermark = Callable[[PartitionLog], int | None]
 
@@ -81,10 +93,17 @@ class CleanerJob:
             self.cleaner.throttler.stopping.set()
 
     async def _clean_one(self, plog: PartitionLog, upto: int | None) -> None:
+        cleaner = self.cleaner
         try:
-            result = await anyio.to_thread.run_sync(
-                lambda: self.cleaner.clean(plog, upto=upto)
-            )
+            plan = await anyio.to_thread.run_sync(lambda: cleaner.plan(plog, upto=upto))
+            if plan is None:
+                return
+            try:
+                built = await _build_in_worker(plan.job)
+            except BaseException as exc:
+                cleaner.failed(plog, plan, exc)  # a few unlinks of .cleaned files
+                raise
+            result = await anyio.to_thread.run_sync(cleaner.finish, plog, plan, built)
         except CleanerStopped:
             return
         except StorageError as exc:
@@ -96,18 +115,17 @@ class CleanerJob:
                 error=str(exc),
             )
             return
-        if result.cleaned or result.abandoned:
-            stats = result.stats
-            log.info(
-                "log_cleaned" if result.cleaned else "log_cleaning_abandoned",
-                topic=plog.topic,
-                partition=plog.partition,
-                bytes_read=stats.bytes_read,
-                bytes_written=stats.bytes_written,
-                records_removed=stats.records_removed,
-                tombstones_removed=stats.tombstones_removed,
-                first_dirty_offset=result.first_dirty_offset,
-            )
+        stats = result.stats
+        log.info(
+            "log_cleaned" if result.cleaned else "log_cleaning_abandoned",
+            topic=plog.topic,
+            partition=plog.partition,
+            bytes_read=stats.bytes_read,
+            bytes_written=stats.bytes_written,
+            records_removed=stats.records_removed,
+            tombstones_removed=stats.tombstones_removed,
+            first_dirty_offset=result.first_dirty_offset,
+        )
 
     def metric_lines(self) -> Iterator[str]:
         """The ``ailurus_log_cleaner_*`` families (docs/metrics.md)."""
@@ -129,6 +147,36 @@ class CleanerJob:
             yield f"# TYPE {family} {kind}"
             for labels, status in rows:
                 yield f"{family}{{{labels}}} {pick(status)}"
+
+
+async def _build_in_worker(job: BuildJob) -> BuildResult:
+    """Run :func:`storage.cleaner_build.build_cleaned` in a worker process
+    (broker/topics/cleaner_worker.py, nice 19); killed if this is cancelled.
+
+    Raises:
+        StorageError: the worker failed (its message says why).
+    """
+    result = await anyio.run_process(
+        [sys.executable, "-m", "broker.topics.cleaner_worker", str(os.getpid())],
+        input=job.to_json(),
+        check=False,
+        cwd=_PROJECT_ROOT,
+    )
+    lines = result.stdout.decode(errors="replace").strip().splitlines()
+    try:
+        reply = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        reply = {}
+    if result.returncode == 0 and isinstance(reply, dict) and "groups" in reply:
+        try:
+            return BuildResult.from_json(reply)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StorageError(f"log cleaner worker: bad reply: {exc}") from exc
+    error = reply.get("error") if isinstance(reply, dict) else None
+    error = error or result.stderr.decode(errors="replace").strip()[-500:]
+    raise StorageError(
+        f"log cleaner worker failed (exit {result.returncode}): {error or 'no output'}"
+    )
 
 
 _PARTITION_FAMILIES: tuple[
