@@ -110,7 +110,7 @@ class BuildJob:
     now_ms: int
     delete_retention_ms: int
     index_interval: int
-    max_map_keys: int = 4_000_000
+    max_map_keys: int = 1_000_000
     io_bytes_per_second: float = 0.0
 
     def to_json(self) -> bytes:

@@ -134,7 +134,7 @@ class LogCleaner:
         self,
         *,
         throttler: Throttler | None = None,
-        max_map_keys: int = 4_000_000,
+        max_map_keys: int = 1_000_000,
     ) -> None:
         self.throttler = throttler or Throttler()
         self.max_map_keys = max_map_keys

@@ -269,3 +269,21 @@ def test_reads_bounded_inside_a_gap_stop_at_the_bound(tmp_path: Path) -> None:
     assert result.next_offset == 2
     assert log.read(2, 1 << 20).first_offset == 3
     log.close()
+
+
+def test_a_full_offset_map_cleans_up_to_where_it_filled(tmp_path: Path) -> None:
+    """With more keys than the offset map holds, a round cleans the segments it
+    mapped and the next round goes on from there."""
+    log = open_log(tmp_path, **{"segment.bytes": "250"})
+    for i in range(12):
+        put(log, b"k%d" % i, b"1")
+    log.roll()
+    log.sync()
+    cleaner = LogCleaner(max_map_keys=3)
+    first = cleaner.clean(log, now_ms=NOW, force=True)
+    assert first.cleaned
+    assert 0 < first.first_dirty_offset < 12
+    second = cleaner.clean(log, now_ms=NOW, force=True)
+    assert second.first_dirty_offset > first.first_dirty_offset
+    assert [k for _, k, _ in records(log)] == [b"k%d" % i for i in range(12)]
+    log.close()
