@@ -90,9 +90,9 @@ def scan_records(
     return header, data, spans
 
 
-def scan_keys(batch: Buffer, pos: int, offsets: dict[bytes, int]) -> int:
+def scan_keys(batch: Buffer, pos: int, offsets: dict[bytes, int]) -> bool:
     """Set ``offsets[key]`` to the offset of each keyed record of the batch at
-    ``pos``, in order (so the last one wins); the number of records.
+    ``pos``, in order (so the last one wins); whether the batch holds a tombstone.
 
     Raises:
         CorruptBatch: the batch or a record is malformed.
@@ -107,10 +107,12 @@ def _scan(
     pos: int,
     spans: list[RecordSpan] | None,
     offsets: dict[bytes, int] | None,
-) -> int:
+) -> bool:
+    """Fill ``spans`` or ``offsets``; whether a record is a tombstone."""
     base = header.base_offset
     size = len(data)
     at = 0
+    tombstone = False
     # Hot loop (every record of a compacted partition, twice per round): varints
     # of one byte, the usual case for all but the length fields, are read inline.
     try:
@@ -142,9 +144,11 @@ def _scan(
                 p += key_length
             if p >= end:
                 raise CorruptBatch("record fields overrun its length", position=pos)
+            # value length: only its sign matters (-1, a tombstone, is 0x01)
+            null = data[p] == 0x01
+            tombstone = tombstone or null
             if spans is not None:
-                # value length: only its sign matters (-1, a tombstone, is 0x01)
-                spans.append(RecordSpan(at, end, base + delta, key, data[p] == 0x01))
+                spans.append(RecordSpan(at, end, base + delta, key, null))
             elif offsets is not None and key is not None:
                 offsets[key] = base + delta
             at = end
@@ -152,7 +156,7 @@ def _scan(
         raise CorruptBatch("truncated record", position=pos) from None
     if at != size:
         raise CorruptBatch("bytes left after the last record", position=pos)
-    return header.record_count
+    return tombstone
 
 
 def rebuild_with(header: BatchHeader, data: bytes, spans: list[RecordSpan]) -> bytes:

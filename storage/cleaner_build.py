@@ -17,6 +17,7 @@ which checks that the segments are still those the job named.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import mmap
@@ -215,11 +216,12 @@ def build_cleaned(
     cleanable = sorted(i for group in job.groups for i in group)
     end = job.next_offsets[cleanable[-1]] if cleanable else 0
     groups = job.groups
+    tombstones: set[int] = set()  # dirty batches (base offsets) with a tombstone
     for i in (i for i in cleanable if i >= job.first_dirty):
         with _mapped(job.directory, job.bases[i], job.sizes[i]) as view:
             for pos, header in iter_batches(view):
-                if not header.is_control:
-                    add_to_offset_map(offsets, view, pos)
+                if not header.is_control and add_to_offset_map(offsets, view, pos):
+                    tombstones.add(header.base_offset)
                 throttle.tick(header.size)
         if len(offsets) >= job.max_map_keys and i != cleanable[-1]:
             end = job.next_offsets[i]  # the map is full: clean up to here
@@ -227,9 +229,37 @@ def build_cleaned(
             groups = [g for g in groups if g]
             break
     producer_last = _producers_last_batches(job)
+    kept = _AllLatest(
+        offsets,
+        tombstones,
+        job.bases[job.first_dirty] if job.first_dirty < len(job.bases) else end,
+    )
     for group in groups:
-        _write_group(job, group, offsets, producer_last, stats, throttle, fileops)
+        _write_group(job, group, offsets, producer_last, stats, throttle, fileops, kept)
     return BuildResult(groups=groups, end=end, stats=stats)
+
+
+class _AllLatest:
+    """Which dirty batches are kept whole without reading their records again:
+    those without a tombstone whose every offset is some key's last one (the
+    offset map's values), e.g. every batch of a log whose keys are all new."""
+
+    def __init__(
+        self, offsets: dict[bytes, int], tombstones: set[int], dirty_from: int
+    ) -> None:
+        self._latest = sorted(offsets.values())
+        self._tombstones = tombstones
+        self._dirty_from = dirty_from
+
+    def __call__(self, header: BatchHeader) -> bool:
+        base = header.base_offset
+        if base < self._dirty_from or base in self._tombstones:
+            return False
+        latest = self._latest
+        found = bisect.bisect_right(latest, header.last_offset) - bisect.bisect_left(
+            latest, base
+        )
+        return found == header.record_count
 
 
 def _producers_last_batches(job: BuildJob) -> dict[int, int]:
@@ -251,6 +281,7 @@ def _write_group(
     stats: CleanStats,
     throttle: Throttler,
     fileops: FileOps,
+    all_latest: Callable[[BatchHeader], bool],
 ) -> None:
     path = cleaned_path(job.directory, job.bases[group[0]])
     fd = fileops.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
@@ -265,6 +296,9 @@ def _write_group(
                     if header.is_control:
                         keep = keep_control_batch(header)
                         data = view[pos : pos + header.size] if keep else None
+                    elif all_latest(header):
+                        data = view[pos : pos + header.size]
+                        stats.records_read += header.record_count
                     else:
                         data = clean_batch(
                             view,

@@ -78,9 +78,9 @@ def keep_control_batch(header: BatchHeader) -> bool:
     return True
 
 
-def add_to_offset_map(offsets: dict[bytes, int], buf: Buffer, pos: int) -> int:
-    """Record the last offset of every key in the batch at ``pos``; returns the
-    number of records read. Control batches hold no data keys: callers skip them."""
+def add_to_offset_map(offsets: dict[bytes, int], buf: Buffer, pos: int) -> bool:
+    """Record the last offset of every key in the batch at ``pos``; whether it
+    holds a tombstone. Control batches hold no data keys: callers skip them."""
     return scan_keys(buf, pos, offsets)
 
 

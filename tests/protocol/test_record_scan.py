@@ -50,7 +50,7 @@ def test_scan_matches_the_decoder_and_rebuild_keeps_the_subset(
         (r.offset, r.key, r.value is None) for r in decoded
     ]
     offsets: dict[bytes, int] = {}
-    assert scan_keys(batch, 0, offsets) == len(decoded)
+    assert scan_keys(batch, 0, offsets) == any(r.value is None for r in decoded)
     expected: dict[bytes, int] = {}
     for r in decoded:
         if r.key is not None:
