@@ -341,6 +341,10 @@ class _Output:
         view.release()
         self._position += done
         self._buf = bytearray()
+        # Write back as it goes (as snapshot staging does): the final fsync then
+        # has little left, so it never holds the file system's journal long while
+        # the broker appends to other partitions.
+        self._fileops.start_writeback(self._fd)
 
 
 def _is_last(header: BatchHeader, producer_last: dict[int, int]) -> bool:
