@@ -195,6 +195,8 @@ def test_consumers_read_the_latest_values_at_their_original_offsets(
     )
     described = json.loads(out.stdout)["partitions"][0]["compaction"]
     assert described["last_cleaned_offset"] >= cleaned
+    assert broker.events("log_cleaned")
+    assert not broker.events("log_cleaner_failed")
     _, metrics = broker.http("/metrics")
     assert (
         f'ailurus_log_cleaner_rounds_total{{topic="{topic}",partition="0"}}'

@@ -287,3 +287,17 @@ def test_a_full_offset_map_cleans_up_to_where_it_filled(tmp_path: Path) -> None:
     assert second.first_dirty_offset > first.first_dirty_offset
     assert [k for _, k, _ in records(log)] == [b"k%d" % i for i in range(12)]
     log.close()
+
+
+def test_retention_applies_only_with_delete_in_the_policy(tmp_path: Path) -> None:
+    """cleanup.policy=compact keeps old segments; compact,delete also expires them."""
+    for policy, kept in (("compact", 3), ("compact,delete", 1)):
+        log = open_log(
+            tmp_path / policy, **{"cleanup.policy": policy, "retention.ms": "1000"}
+        )
+        for _ in range(2):
+            put(log, b"a", b"1", ts=NOW)
+            log.roll()
+        log.apply_retention(now_ms=NOW + 10_000)
+        assert len(log.segments()) == kept
+        log.close()
