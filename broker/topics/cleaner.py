@@ -20,6 +20,7 @@ deleted; the log is unchanged).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -154,28 +155,43 @@ async def _build_in_worker(job: BuildJob) -> BuildResult:
     (broker/topics/cleaner_worker.py, nice 19); killed if this is cancelled.
 
     Raises:
-        StorageError: the worker failed (its message says why).
+        StorageError: the worker could not be run or failed (the message says why).
     """
-    result = await anyio.run_process(
-        [sys.executable, "-m", "broker.topics.cleaner_worker", str(os.getpid())],
-        input=job.to_json(),
-        check=False,
-        cwd=_PROJECT_ROOT,
-    )
-    lines = result.stdout.decode(errors="replace").strip().splitlines()
+    command = [sys.executable, "-m", "broker.topics.cleaner_worker", str(os.getpid())]
+    try:
+        process = await anyio.open_process(command, cwd=_PROJECT_ROOT)
+    except OSError as exc:
+        raise StorageError(f"log cleaner worker could not start: {exc}") from exc
+    try:
+        async with process:
+            assert process.stdin is not None
+            assert process.stdout is not None
+            assert process.stderr is not None
+            with contextlib.suppress(anyio.BrokenResourceError, OSError):
+                await process.stdin.send(job.to_json())  # a dead worker: see below
+            await process.stdin.aclose()
+            stdout = b"".join([chunk async for chunk in process.stdout])
+            stderr = b"".join([chunk async for chunk in process.stderr])
+            returncode = await process.wait()
+    except BaseException:
+        with anyio.CancelScope(shield=True), contextlib.suppress(ProcessLookupError):
+            process.kill()
+            await process.wait()
+        raise
+    lines = stdout.decode(errors="replace").strip().splitlines()
     try:
         reply = json.loads(lines[-1]) if lines else {}
     except ValueError:
         reply = {}
-    if result.returncode == 0 and isinstance(reply, dict) and "groups" in reply:
+    if returncode == 0 and isinstance(reply, dict) and "groups" in reply:
         try:
             return BuildResult.from_json(reply)
         except (KeyError, TypeError, ValueError) as exc:
             raise StorageError(f"log cleaner worker: bad reply: {exc}") from exc
     error = reply.get("error") if isinstance(reply, dict) else None
-    error = error or result.stderr.decode(errors="replace").strip()[-500:]
+    error = error or stderr.decode(errors="replace").strip()[-500:]
     raise StorageError(
-        f"log cleaner worker failed (exit {result.returncode}): {error or 'no output'}"
+        f"log cleaner worker failed (exit {returncode}): {error or 'no output'}"
     )
 
 
