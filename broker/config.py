@@ -11,9 +11,12 @@ plus a ``set:`` mapping of Kafka config names, exactly what ``--set key=value`` 
 ``queued.max.request.bytes``, ``max.connections``, ``message.max.bytes``,
 ``ailurus.partial.frames.max.bytes``, ``log.retention.check.interval.ms``, and the caps ``ailurus.max.partitions``,
 ``ailurus.max.partitions.per.request``, ``ailurus.max.open.segment.files``,
-``ailurus.auto.create.topics.per.request`` (see ``broker.fdlimits``), and the
-fetch session cache's ``max.incremental.fetch.session.cache.slots`` (1000) and
-``min.incremental.fetch.session.eviction.ms`` (120000)) configure the broker; every other key is a topic default (``retention.ms``, ``segment.bytes``,
+``ailurus.auto.create.topics.per.request`` (see ``broker.fdlimits``), the fetch
+session cache's ``max.incremental.fetch.session.cache.slots`` (1000) and
+``min.incremental.fetch.session.eviction.ms`` (120000), and the log cleaner's
+``log.cleaner.enable``, ``log.cleaner.backoff.ms`` and
+``log.cleaner.io.max.bytes.per.second`` (``broker.topics.cleaner``)) configure the
+broker; every other key is a topic default (``retention.ms``, ``segment.bytes``,
 ``max.message.bytes``, ...) handed to storage for topics that do not override it. The
 dynamic broker configs (:mod:`broker.configs`, changed with AlterConfigs) override
 these topic defaults live.
@@ -270,6 +273,10 @@ _BROKER_KEYS: Final[dict[str, tuple[str, type]]] = {
     # incremental fetch sessions (broker.fetch.sessions); 0 slots: none kept
     "max.incremental.fetch.session.cache.slots": ("fetch_session_cache_slots", int),
     "min.incremental.fetch.session.eviction.ms": ("fetch_session_eviction_ms", int),
+    # the log cleaner (broker.topics.cleaner): compaction of cleanup.policy=compact
+    "log.cleaner.enable": ("log_cleaner_enable", bool),
+    "log.cleaner.backoff.ms": ("log_cleaner_backoff_ms", int),
+    "log.cleaner.io.max.bytes.per.second": ("log_cleaner_io_max_bytes_per_second", int),
     # snapshot watcher (broker.snapshots.settings.SnapshotSettings.from_config)
     "snapshot.scan.interval.ms": ("snapshot_scan_interval_ms", int),
     "snapshot.settle.ms": ("snapshot_settle_ms", int),
@@ -362,6 +369,10 @@ class BrokerConfig:
     transaction_max_timeout_ms: int = 900_000
     fetch_session_cache_slots: int = 1_000
     fetch_session_eviction_ms: int = 120_000
+    # log compaction (broker.topics.cleaner); io cap 0 = unlimited (Kafka's default)
+    log_cleaner_enable: bool = True
+    log_cleaner_backoff_ms: int = 15_000
+    log_cleaner_io_max_bytes_per_second: int = 0
     # snapshots: the watcher's rescan period, settle time, ingest throttle (0: none),
     # and the schedule (broker.snapshots.scheduler)
     snapshot_scan_interval_ms: int = 5_000
@@ -678,6 +689,10 @@ def resolve(
             raise ConfigError(f"{key} must be at least 1")
     if cfg.auto_create_topics_per_request < 0:
         raise ConfigError("ailurus.auto.create.topics.per.request must be >= 0")
+    if cfg.log_cleaner_backoff_ms < 1:
+        raise ConfigError("log.cleaner.backoff.ms must be at least 1")
+    if cfg.log_cleaner_io_max_bytes_per_second < 0:
+        raise ConfigError("log.cleaner.io.max.bytes.per.second must be >= 0")
     if cfg.snapshot_scan_interval_ms < 1:
         raise ConfigError("snapshot.scan.interval.ms must be at least 1")
     if cfg.log_retention_check_interval_ms < 1:

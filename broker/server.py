@@ -209,6 +209,7 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
                     await serving.start(ctx.scheduler.run)
                 serving.start_soon(kafka.idle_sweeper)
                 serving.start_soon(_retention_job, ctx)
+                serving.start_soon(ctx.topics.run_cleaner)
                 serving.start_soon(ctx.durability.flush_job, ctx.topics.logs)
                 runtime.ready = True
                 _write_ready_file(config, runtime)

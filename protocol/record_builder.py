@@ -29,6 +29,7 @@ from protocol.records import (
     BATCH_HEADER_SIZE,
     COMPRESSION_MASK,
     CONTROL_BIT,
+    DELETE_HORIZON_BIT,
     LOG_OVERHEAD,
     TIMESTAMP_TYPE_BIT,
     TRANSACTIONAL_BIT,
@@ -52,6 +53,7 @@ __all__ = [
     "control_type",
     "iter_record_keys",
     "iter_records",
+    "rebuild_batch",
 ]
 
 
@@ -174,6 +176,71 @@ def build_batch(
         len(records),
     )
     pack_header(out, header)
+    out += payload
+    patch_crc(out)
+    return bytes(out)
+
+
+def rebuild_batch(
+    header: BatchHeader,
+    records: Sequence[Record],
+    *,
+    delete_horizon: int | None = None,
+) -> bytes:
+    """The batch ``header`` describes, holding only ``records`` (log compaction).
+
+    Kafka's ``MemoryRecords.filterTo``: the base offset, last offset delta,
+    producer id, epoch and base sequence stay, so the batch still ends where it
+    did and still tells the producer's last sequence even when ``records`` is
+    empty (an empty batch is kept for that reason). Offset deltas stay each
+    record's own; the codec stays the batch's. ``delete_horizon`` (KIP-534) sets
+    the delete-horizon attribute and stores the horizon as the base timestamp, the
+    records' timestamp deltas counting from it.
+    """
+    append_time = header.timestamp_type == TimestampType.LOG_APPEND_TIME
+    if delete_horizon is not None:
+        base_ts = delete_horizon
+    elif records and not append_time:
+        base_ts = records[0].timestamp
+    else:
+        base_ts = header.base_timestamp
+    body = bytearray()
+    for record in records:
+        stamp = header.max_timestamp if append_time else record.timestamp
+        _encode_record(
+            body,
+            RecordInput(key=record.key, value=record.value, headers=record.headers),
+            record.offset - header.base_offset,
+            stamp - base_ts,
+        )
+    codec = header.compression
+    payload = compress(codec, body) if records else b""
+    attributes = header.attributes & ~DELETE_HORIZON_BIT
+    if delete_horizon is not None:
+        attributes |= DELETE_HORIZON_BIT
+    if append_time or not records:
+        max_ts = header.max_timestamp
+    else:
+        max_ts = max(r.timestamp for r in records)
+    out = bytearray(BATCH_HEADER_SIZE)
+    pack_header(
+        out,
+        BatchHeader(
+            header.base_offset,
+            BATCH_HEADER_SIZE - LOG_OVERHEAD + len(payload),
+            header.partition_leader_epoch,
+            2,
+            0,
+            attributes,
+            header.last_offset_delta,
+            base_ts,
+            max_ts,
+            header.producer_id,
+            header.producer_epoch,
+            header.base_sequence,
+            len(records),
+        ),
+    )
     out += payload
     patch_crc(out)
     return bytes(out)

@@ -8,9 +8,9 @@ defaults are deliberate for a dev broker and listed here:
 - ``write.caching`` (Redpanda's name) = false: an acks=all produce is fsynced before
   it is acknowledged (group commit makes that cheap). true: acknowledge after write().
 - ``flush.ms`` = 1000: how often writes that are not yet durable get fsynced anyway.
-- ``cleanup.policy`` accepts ``compact`` but compaction is not implemented; such
-  topics are retained like ``delete`` ones (they do refuse records without a key,
-  as Kafka does).
+- ``cleanup.policy``: ``delete`` (retention by time and size), ``compact`` (the log
+  cleaner keeps the latest record of each key, storage/log_cleaner.py; no retention
+  by time or size) or both, ``compact,delete``.
 """
 
 from __future__ import annotations
@@ -93,8 +93,12 @@ def _bool(value: str) -> object:
     return value.lower() == "true"
 
 
+def _policies(value: str) -> set[str]:
+    return {p.strip() for p in value.split(",")}
+
+
 def _cleanup(value: str) -> object:
-    parts = {p.strip() for p in value.split(",")}
+    parts = _policies(value)
     if not parts or not parts <= {"delete", "compact"}:
         raise ValueError(f"{value!r} is not delete and/or compact")
     return value
@@ -111,6 +115,16 @@ def _throttled(value: str) -> object:
                 f"{value!r} is not '*' or a list of partition:broker pairs"
             )
     return value
+
+
+def _ratio(value: str) -> object:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number") from None
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"{number} outside [0, 1]")
+    return number
 
 
 def _compression(value: str) -> object:
@@ -131,6 +145,10 @@ _VALIDATORS: Final[Mapping[str, Callable[[str], object]]] = {
     "flush.messages": _int_in(1),
     "write.caching": _bool,
     "cleanup.policy": _cleanup,
+    "delete.retention.ms": _int_in(0),
+    "min.compaction.lag.ms": _int_in(0),
+    "max.compaction.lag.ms": _int_in(1),
+    "min.cleanable.dirty.ratio": _ratio,
     "message.timestamp.type": _choice("CreateTime", "LogAppendTime"),
     "message.timestamp.difference.max.ms": _int_in(0),
     "message.timestamp.before.max.ms": _int_in(0),
@@ -181,6 +199,11 @@ class TopicConfig:
     # whether a produced batch is looked at beyond its header (computed once, so
     # the produce path of a topic that needs nothing more pays one attribute read)
     inspects_records: bool = False
+    # log compaction (storage/log_cleaner.py), Kafka's defaults
+    delete_retention_ms: int = 86_400_000
+    min_compaction_lag_ms: int = 0
+    max_compaction_lag_ms: int = _LONG_MAX
+    min_cleanable_dirty_ratio: float = 0.5
     overrides: Mapping[str, str] = field(default_factory=dict)
     defaults: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULTS))
 
@@ -239,9 +262,23 @@ class TopicConfig:
             timestamp_after_max_ms=after,
             inspects_records=compacted
             or (not log_append_time and (before, after) != (_LONG_MAX, _LONG_MAX)),
+            delete_retention_ms=integer("delete.retention.ms"),
+            min_compaction_lag_ms=integer("min.compaction.lag.ms"),
+            max_compaction_lag_ms=integer("max.compaction.lag.ms"),
+            min_cleanable_dirty_ratio=float(values["min.cleanable.dirty.ratio"]),
             overrides=own,
             defaults=merged_defaults,
         )
+
+    @property
+    def compact(self) -> bool:
+        """Whether the log cleaner compacts this topic (``cleanup.policy``)."""
+        return "compact" in _policies(self.cleanup_policy)
+
+    @property
+    def delete(self) -> bool:
+        """Whether retention by time and size applies (``cleanup.policy``)."""
+        return "delete" in _policies(self.cleanup_policy)
 
     def with_overrides(self, overrides: Mapping[str, str]) -> TopicConfig:
         """A copy with ``overrides`` replacing this topic's overrides (AlterConfigs)."""

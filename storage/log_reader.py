@@ -54,11 +54,11 @@ def _read_from(
         return ReadResult(
             buffers=[], size=0, first_offset=-1, next_offset=header.base_offset
         )
-    if end_offset >= seg.next_offset:
-        limit_pos, limit_offset = seg.size, seg.next_offset
+    boundary = seg.find(end_offset) if end_offset < seg.next_offset else None
+    if boundary is None:
+        # (a compacted segment may hold no batch from end_offset on: a gap)
+        limit_pos, limit_offset = seg.size, min(end_offset, seg.next_offset)
     else:
-        boundary = seg.find(end_offset)
-        assert boundary is not None
         limit_pos, limit_offset = boundary[0], boundary[1].base_offset
     stop, next_offset = pos + header.size, header.next_offset
     if limit_pos - pos <= max_bytes:

@@ -40,6 +40,7 @@ from protocol.records import (
     BatchHeader,
     read_header,
 )
+from storage.cleaner_swap import CleanedSegment, swap_in
 from storage.config import TopicConfig
 from storage.epoch_cache import FILE_NAME as EPOCH_FILE
 from storage.epoch_cache import EpochCache
@@ -428,11 +429,13 @@ class PartitionLog:
     def append_verbatim(self, batches: Buffer) -> AppendResult:
         """Append batches that already carry their offsets (snapshot restore).
 
-        They must start at log_end_offset and be dense; CRCs are checked and leader
-        epochs kept. Batches are spread over new segments as segment.bytes demands.
+        They must start at or after log_end_offset and increase; they are dense
+        but where a compacted leader or snapshot cleaned records away (gaps are
+        kept, as Kafka's followers keep them). CRCs are checked and leader epochs
+        kept. Batches are spread over new segments as segment.bytes demands.
 
         Raises:
-            OffsetMismatch: not contiguous with the log end or not dense.
+            OffsetMismatch: before the log end or not increasing.
             InvalidBatch: a batch is damaged.
         """
         found = validate_batches(batches, max_message_bytes=None)
@@ -442,7 +445,7 @@ class PartitionLog:
             expected = first = self._segments.end_offset
             attributes = 0
             for _, header in found:
-                if header.base_offset != expected:
+                if header.base_offset < expected:
                     raise OffsetMismatch(
                         f"batch at offset {header.base_offset}, expected {expected}"
                     )
@@ -463,9 +466,9 @@ class PartitionLog:
                     used += found[j][1].size
                     j += 1
                 run = found[i:j]
-                self._maybe_roll(
-                    used, now, run[-1][1].last_offset - run[0][1].base_offset
-                )
+                # the span from the active segment's end (a gap counts: relative
+                # offsets in a segment must fit in 31 bits)
+                self._maybe_roll(used, now, run[-1][1].last_offset - seg.next_offset)
                 start = run[0][0]
                 chunk = view[start : start + used]
                 rebased = [(pos - start, header) for pos, header in run]
@@ -476,7 +479,7 @@ class PartitionLog:
                 self._write(chunk, rebased, header_offsets=True, now=now, txn=txn)
                 i = j
             return AppendResult(
-                base_offset=first,
+                base_offset=max(first, found[0][1].base_offset),
                 last_offset=expected - 1,
                 log_append_time_ms=-1,
                 log_start_offset=self._log_start,
@@ -816,12 +819,15 @@ class PartitionLog:
             return self._log_start
 
     def apply_retention(self, now_ms: int | None = None) -> list[SegmentInfo]:
-        """Delete closed segments past retention.ms / retention.bytes (oldest first)."""
+        """Delete closed segments past retention.ms / retention.bytes (oldest first;
+        only with ``delete`` in cleanup.policy)."""
         now = _now_ms() if now_ms is None else now_ms
         removed: list[SegmentInfo] = []
         with self._lock:
             self._check_writable()
             cfg = self.config
+            if not cfg.delete:
+                return removed  # cleanup.policy=compact: no retention by time/size
             total = self._segments.size_bytes
             while len(self._segments) > 1:
                 seg = self._segments.first
@@ -1023,6 +1029,63 @@ class PartitionLog:
         scan_segment(kept, self.config.index_interval_bytes, verify=False)
         kept.created_ms = created
         return kept
+
+    # -- log compaction (storage/log_cleaner.py) -----------------------------------
+    def compaction_view(self, upto: int | None = None) -> tuple[list[Segment], int]:
+        """Every segment (oldest first, the last one active) and how many of the
+        first ones the cleaner may clean: closed and wholly below ``upto`` and the
+        durable offset (only fsynced data is cleaned, so the recovery point can be
+        moved past it before a swap)."""
+        with self._lock:
+            self._check_writable()
+            limit = self._durable if upto is None else min(upto, self._durable)
+            segments = list(self._segments)
+            count = 0
+            for seg in segments[:-1]:
+                if seg.next_offset > limit:
+                    break
+                count += 1
+            return segments, count
+
+    def swap_cleaned(self, group: list[Segment], writer: CleanedSegment) -> bool:
+        """Replace ``group`` (consecutive closed segments) by the cleaned segment
+        ``writer`` wrote (storage/cleaner_swap.py); False (nothing done) if the
+        group is no longer in the log as it was (retention, truncation, a reset or
+        a close came first) or the recovery point is below its end.
+
+        Raises:
+            StorageIOError: a rename or unlink failed (the log is marked failed;
+                reopening it finishes the swap).
+        """
+        with self._lock:
+            if self._closed or self._failed is not None:
+                return False
+            current = list(self._segments)
+            index = next((i for i, s in enumerate(current) if s is group[0]), -1)
+            run = current[index : index + len(group)]
+            if (
+                index < 0
+                or index + len(group) >= len(current)  # never the active segment
+                or any(a is not b for a, b in zip(run, group, strict=True))
+                or self._recovery_point < group[-1].next_offset
+            ):
+                return False
+            end = group[-1].next_offset
+            try:
+                cleaned = swap_in(self.fileops, self.directory, group, writer)
+            except OSError as exc:
+                self._failed = (
+                    f"swapping cleaned segments failed: {exc.strerror or exc}"
+                )
+                raise _io_error(
+                    f"swapping cleaned segments in {self.directory}", exc
+                ) from exc
+            cleaned.next_offset = end
+            cleaned.created_ms = group[-1].created_ms
+            self._segments.replace_run(index, len(group), cleaned)
+            for seg in group:
+                self._unsynced.pop(seg.base_offset, None)
+            return True
 
     def start_writeback(self) -> None:
         """Start writing the active segment's new pages back, without waiting (bulk

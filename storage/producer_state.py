@@ -263,11 +263,14 @@ class PartitionProducerState:
             if batch.is_control:
                 self.marker(batch.producer_id, batch.producer_epoch)
                 continue
+            # The span, not the record count: log compaction removes records but
+            # keeps the batch's last offset, and the last sequence follows it
+            # (``DefaultRecordBatch.lastSequence`` counts from lastOffsetDelta).
             self.record(
                 batch.producer_id,
                 batch.producer_epoch,
                 batch.base_sequence,
-                batch.record_count,
+                batch.last_offset - batch.base_offset + 1,
                 batch.base_offset,
                 batch.last_offset,
                 batch.max_timestamp,

@@ -2,11 +2,15 @@
 
 After an unclean stop, every segment at or past the partition's recovery point is
 re-scanned with full checks: each batch must be whole, have magic 2, a matching
-CRC32C, sane counts, and start exactly where the previous batch ended (the first at
-the segment's base offset). The file is cut at the first batch that fails, so
-nothing past the last valid batch is ever served. Segments below the recovery point
-are trusted: their indexes are loaded, checked, and rebuilt from batch headers only
-if missing or damaged. Everything found is reported in :class:`SegmentRecovery`.
+CRC32C, sane counts, and start at or after the offset where the previous batch ended
+(the first at or after the segment's base offset: log compaction leaves gaps, see
+storage/log_cleaner.py). The file is cut at the first batch that fails, so nothing
+past the last valid batch is ever served; a segment without gaps that ends before
+the next one starts lost its tail, and the log is cut there too. Segments below the
+recovery point are trusted: their indexes are loaded, checked, and rebuilt from
+batch headers only if missing or damaged. Swaps of cleaned segments that a crash
+interrupted are finished first (storage/cleaner_swap.py). Everything found is
+reported in :class:`SegmentRecovery`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from protocol.records import (
     read_header,
     verify_batch,
 )
+from storage.cleaner_swap import finish_swaps
 from storage.epoch_cache import EpochCache
 from storage.errors import CorruptSegment
 from storage.fd_cache import FdCache
@@ -61,12 +66,13 @@ class ScanResult:
     valid_end: int
     reason: str | None
     epoch_starts: list[tuple[int, int]]  # (epoch, first offset) as epochs change
+    dense: bool = True  # no offset gap (a segment log compaction never touched)
 
 
 def scan_segment(seg: Segment, index_interval: int, *, verify: bool) -> ScanResult:
     """Re-derive ``seg``'s indexes, offsets and timestamps from its log file.
 
-    Stops at the first torn, corrupt (``verify``) or non-contiguous batch; the caller
+    Stops at the first torn, corrupt (``verify``) or out-of-order batch; the caller
     truncates the file at ``valid_end``. Resets the segment's in-memory state first.
     """
     fileops = seg.fileops
@@ -80,7 +86,8 @@ def scan_segment(seg: Segment, index_interval: int, *, verify: bool) -> ScanResu
     seg.size = 0
     seg.indexes_dirty = True
     if file_size == 0:
-        return ScanResult(valid_end=0, reason=None, epoch_starts=[])
+        # empty: a cleaned segment all of whose records were removed may be
+        return ScanResult(valid_end=0, reason=None, epoch_starts=[], dense=False)
     # Map the file instead of reading it: the CRC runs over the page cache
     # directly, with no copy (twice the throughput of pread on a warm cache).
     with seg.handle() as fd:
@@ -102,6 +109,7 @@ def _scan(
     expected = seg.base_offset
     pos = 0
     reason: str | None = None
+    dense = True
     while pos < file_size:
         if file_size - pos < BATCH_HEADER_SIZE:
             reason = f"torn batch header at {pos}"
@@ -120,9 +128,10 @@ def _scan(
             except CorruptBatch as exc:
                 reason = f"corrupt batch at {pos}: {exc}"
                 break
-        if header.base_offset != expected:
+        if header.base_offset < expected:
             reason = f"offset {header.base_offset} at {pos}, expected {expected}"
             break
+        dense = dense and header.base_offset == expected
         epoch = header.partition_leader_epoch
         if epoch > last_epoch:
             epochs.append((epoch, header.base_offset))
@@ -132,7 +141,7 @@ def _scan(
         )
         expected = header.next_offset
         pos += size
-    return ScanResult(valid_end=pos, reason=reason, epoch_starts=epochs)
+    return ScanResult(valid_end=pos, reason=reason, epoch_starts=epochs, dense=dense)
 
 
 def load_trusted(
@@ -173,7 +182,7 @@ def load_trusted(
         seg.next_offset = seg.base_offset
         try:
             for position, header in seg.iter_headers(start, seg.size):
-                if position != start and header.base_offset != seg.next_offset:
+                if position != start and header.base_offset < seg.next_offset:
                     return None
                 if header.max_timestamp > seg.max_timestamp:
                     seg.max_timestamp = header.max_timestamp
@@ -188,11 +197,24 @@ def load_trusted(
         seg.indexes_dirty = False
         return False, []
     result = scan_segment(seg, index_interval, verify=False)
+    # Trusted: it was fsynced whole, so ending before the next segment means its
+    # last records were cleaned (compaction), not lost.
     if result.reason is not None or (
-        next_base is not None and seg.next_offset != next_base
+        next_base is not None and not _ends_at(seg, next_base, dense=False)
     ):
         return None
+    if next_base is not None:
+        seg.next_offset = next_base  # a cleaned segment spans up to the next one
     return True, result.epoch_starts
+
+
+def _ends_at(seg: Segment, next_base: int, *, dense: bool) -> bool:
+    """Whether ``seg`` may be followed by a segment at ``next_base``: it must not
+    overlap it, and a segment without gaps must end exactly there (else its tail
+    was lost); a compacted one may end earlier (its last records were cleaned)."""
+    if dense:
+        return seg.next_offset == next_base
+    return seg.next_offset <= next_base
 
 
 def _plausible(
@@ -254,7 +276,7 @@ def recover_segments(
     Epochs seen while scanning are added to ``epochs``. Returns the segments kept,
     a report per segment, the base offsets dropped and the stray files removed.
     """
-    removed_files: list[str] = []
+    removed_files: list[str] = finish_swaps(fileops, directory)
     bases: list[int] = []
     names = set(fileops.listdir(directory))
     for name in sorted(names):
@@ -293,22 +315,27 @@ def recover_segments(
                 trusted = False
                 result = scan_segment(seg, interval, verify=True)
                 rebuilt, seen, reason = True, result.epoch_starts, result.reason
+                dense = result.dense
                 if result.valid_end < file_size:
                     with seg.handle() as fd:
                         fileops.ftruncate(fd, result.valid_end)
                         fileops.fsync(fd)
-                if next_base is not None and seg.next_offset != next_base:
+                if next_base is not None and not _ends_at(seg, next_base, dense=dense):
                     reason = reason or (
                         f"segment ends at {seg.next_offset}, next starts {next_base}"
                     )
+                elif next_base is not None and reason is None:
+                    seg.next_offset = next_base
             for epoch, start in seen:
                 epochs.assign(epoch, start)
             if reason is not None:
                 cut = True
             if seg.size == 0 and segments:
                 # An empty non-first segment (crash right after a roll) is dropped
-                # unless it is the only way to express the log end offset.
-                if next_base is None and segments[-1].next_offset == base:
+                # unless it is the only way to express the log end offset (the
+                # segment before it may end earlier when compaction cleaned its
+                # last records; one that lost its tail has cut the log already).
+                if next_base is None and segments[-1].next_offset <= base:
                     segments.append(seg)
                 else:
                     seg.remove_files()

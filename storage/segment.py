@@ -18,9 +18,11 @@ leader epoch stamped in::
     | (61-byte header, records) |                            |     |
     +---------------------------+----------------------------+-----+
 
-Offsets are dense: each batch starts where the previous one ended
-(``base_offset + last_offset_delta + 1``), and the first batch starts at the
-segment's base offset. A segment's ``.log`` descriptor (read/write) lives in a shared
+Offsets increase: each batch starts where the previous one ended
+(``base_offset + last_offset_delta + 1``) and the first one at the segment's base
+offset, except in segments log compaction cleaned (storage/log_cleaner.py), where
+removed batches leave gaps; a cleaned segment still spans up to the next segment's
+base offset (``next_offset``), whatever its last batch. A segment's ``.log`` descriptor (read/write) lives in a shared
 :class:`~storage.fd_cache.FdCache`: it is opened on demand around each use
 (``with seg.handle() as fd``) and closed when the cache needs room, so idle
 partitions pin no descriptors. Reads of committed bytes go through an mmap; Python's
@@ -314,6 +316,14 @@ class Segment:
                 return
             yield position, header
             position += header.size
+
+    def last_batch_offset(self) -> int:
+        """Offset of the last record of the last batch in the file (``base_offset``
+        - 1 if none): lower than ``last_offset`` when compaction cleaned the end."""
+        last = self.base_offset - 1
+        for _, header in self.iter_headers(self.index.last_position()):
+            last = header.last_offset
+        return last
 
     def find(self, offset: int) -> tuple[int, BatchHeader] | None:
         """The batch holding ``offset``, or the first one after it; None past end."""

@@ -45,7 +45,11 @@ def plan_copy(
     """
     plan: list[CopyStep] = []
     for seg in segments:
-        if seg.next_offset <= start_offset or seg.base_offset >= end_offset:
+        if (
+            seg.next_offset <= start_offset
+            or seg.base_offset >= end_offset
+            or seg.size == 0  # a segment compaction emptied
+        ):
             continue
         if (
             seg is not segments.active
@@ -58,7 +62,8 @@ def plan_copy(
                     begin=0,
                     stop=seg.size,
                     first_offset=seg.base_offset,
-                    last_offset=seg.last_offset,
+                    # a cleaned segment's last batch may end before next_offset
+                    last_offset=seg.last_batch_offset(),
                     whole=True,
                 )
             )
@@ -72,11 +77,9 @@ def plan_copy(
         else:
             first_offset = header.base_offset
         boundary = seg.find(end_offset) if end_offset < seg.next_offset else None
-        if boundary is None:
-            stop, last = seg.size, seg.next_offset - 1
-        else:
-            stop, last = boundary[0], boundary[1].base_offset - 1
+        stop = seg.size if boundary is None else boundary[0]
         if stop > position:
+            last = _last_offset_in(seg, position, stop)
             plan.append(
                 CopyStep(
                     segment=seg,
@@ -88,6 +91,16 @@ def plan_copy(
                 )
             )
     return plan
+
+
+def _last_offset_in(seg: Segment, position: int, stop: int) -> int:
+    """Last offset of the batches in ``[position, stop)`` of ``seg`` (compaction may
+    leave a gap before the next batch, so it is read, not derived)."""
+    last = -1
+    start = max(position, seg.index.lookup_position(stop - 1))
+    for _, header in seg.iter_headers(start, stop):
+        last = header.last_offset
+    return last
 
 
 def execute_copy(

@@ -5,7 +5,8 @@ are what a read bisects), and answers the questions asked of the whole set: the
 active segment, where the log ends, its size and newest timestamp. It changes only
 at the ends: a roll or an adopted segment appends, retention and DeleteRecords pop
 the oldest, a truncation or an adopt over an empty active segment replaces the
-active one, and a reset replaces everything.
+active one, log compaction replaces a run of closed segments by their cleaned
+copy, and a reset replaces everything.
 
 Readers that take no lock (the event loop asking where a log ends while a worker
 thread truncates or adopts) must never see it empty: every change that takes a
@@ -116,6 +117,18 @@ class SegmentSet:
         gone = self._segments[-1]
         self._bases = self._bases[:-1] + [s.base_offset for s in added]
         self._segments = self._segments[:-1] + added
+        return gone
+
+    def replace_run(self, index: int, count: int, segment: Segment) -> list[Segment]:
+        """Put ``segment`` in place of the ``count`` segments from ``index`` (log
+        compaction: a cleaned group), in one swap; the segments taken out."""
+        gone = self._segments[index : index + count]
+        self._segments = [
+            *self._segments[:index],
+            segment,
+            *self._segments[index + count :],
+        ]
+        self._bases = [s.base_offset for s in self._segments]
         return gone
 
     def replace_all(self, segments: Iterable[Segment]) -> None:

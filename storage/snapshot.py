@@ -10,7 +10,8 @@ The on-disk format (directory layout and ``meta.json``) is drawn in
   ``.<snapshot_id>.tmp`` and renamed into place once complete and fsynced.
 - :func:`inspect_snapshot` waits out copies in progress (sizes and checksums of every
   segment, as ``meta.json`` records them) and validates the batches: every CRC,
-  offsets dense from ``base_offset`` to ``last_offset``, the last batch's epoch equal
+  offsets increasing from ``base_offset`` to ``last_offset`` (dense, except for the
+  gaps log compaction leaves), the last batch's epoch equal
   to ``last_term``; and the ``group-offsets.json`` that ``meta.json`` names
   (:mod:`storage.snapshot_groups`). It never trusts events, only what the files hold.
 - :func:`plan_apply` compares a snapshot with a partition log (batch CRCs at the
@@ -300,7 +301,7 @@ def _validate(
     resolved = []
     crcs = []
     for seg, size in zip(listed, sizes, strict=True):
-        if seg.base_offset != expected:
+        if seg.base_offset < expected:
             raise SnapshotInvalid(
                 "offsets",
                 f"{seg.file} starts at {seg.base_offset}, expected {expected}",
@@ -312,7 +313,7 @@ def _validate(
             for view, batches in iter_chunks(fd, meta.compression, verify=True):
                 crc = _crc32c.crc32c(view, crc)
                 for _, header in batches:
-                    if header.base_offset != expected:
+                    if header.base_offset < expected:  # compaction: gaps
                         raise SnapshotInvalid(
                             "offsets",
                             f"{seg.file}: batch at {header.base_offset}, expected {expected}",

@@ -1,15 +1,19 @@
 """``ailurus topic``: create, list, describe, alter-config, delete, add-partitions,
 trim-prefix,
 over the Kafka protocol (works against any Kafka broker); ``produce`` and ``consume``
-live in :mod:`broker.cli.topic_io`.
+live in :mod:`broker.cli.topic_io`. ``describe`` of a compacted topic also shows the
+log cleaner's status per partition, read from the admin API (``--admin-url``) when
+the broker is an Ailurus one.
 """
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Sequence
 
 import click
 
+from broker.cli.admin_http import admin_request
 from broker.cli.output import (
     echo_json,
     is_json,
@@ -20,7 +24,7 @@ from broker.cli.output import (
 from broker.cli.settings import current_settings
 from broker.client import KafkaClient
 from broker.client import admin as topic_admin
-from broker.client.errors import InvalidArgument
+from broker.client.errors import ClientError, InvalidArgument
 from broker.client.types import TopicInfo
 from storage.config import DEFAULTS as TOPIC_CONFIG_DEFAULTS
 from storage.config import validate as validate_topic_config
@@ -81,6 +85,29 @@ COMMAND = topic
 
 
 # -- admin ------------------------------------------------------------------------------
+
+
+def _compaction_status(name: str) -> dict[int, dict[str, object]]:
+    """Per partition, the log cleaner's status from the admin API of the broker
+    at --admin-url (an Ailurus broker; {} when it cannot say)."""
+    settings = current_settings()
+    try:
+        found = admin_request(
+            settings.admin_url,
+            "GET",
+            f"/v1/topics/{urllib.parse.quote(name, safe='')}",
+            token=settings.admin_token,
+            timeout=5,
+        )
+    except ClientError:
+        return {}
+    out: dict[int, dict[str, object]] = {}
+    parts = found.get("partitions") if isinstance(found, dict) else None
+    for part in parts if isinstance(parts, list) else []:
+        status = part.get("compaction") if isinstance(part, dict) else None
+        if isinstance(status, dict):
+            out[int(part["partition"])] = status
+    return out
 
 
 @topic.command()
@@ -173,7 +200,7 @@ def describe(name: str) -> None:
         starts = client.list_offsets(name, ids, -2)
         ends = client.list_offsets(name, ids, -1)
         configs = topic_admin.describe_configs(client, name)
-    partitions = [
+    partitions: list[dict[str, object]] = [
         {
             "partition": p.partition,
             "leader": p.leader,
@@ -190,6 +217,12 @@ def describe(name: str) -> None:
         {"name": c.name, "value": c.value, "source": c.source, "read_only": c.read_only}
         for c in configs
     ]
+    policy = next((c.value for c in configs if c.name == "cleanup.policy"), "") or ""
+    compaction = _compaction_status(name) if "compact" in policy else {}
+    for row in partitions:
+        found = compaction.get(int(str(row["partition"])))
+        if found is not None:
+            row["compaction"] = found
     if is_json():
         echo_json(
             {
@@ -232,6 +265,23 @@ def describe(name: str) -> None:
         ],
         title="Partitions",
     )
+    if compaction:
+        click.echo()
+        print_table(
+            ["partition", "state", "dirty-ratio", "cleaned-to", "last-run-ms", "bytes"],
+            [
+                (
+                    p,
+                    c.get("state"),
+                    c.get("dirty_ratio"),
+                    c.get("last_cleaned_offset"),
+                    c.get("last_run_ms"),
+                    c.get("bytes_cleaned"),
+                )
+                for p, c in sorted(compaction.items())
+            ],
+            title="Compaction",
+        )
     if config_rows:
         click.echo()
         print_table(

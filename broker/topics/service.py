@@ -38,6 +38,7 @@ from broker.config import BrokerConfig
 from broker.disk.guard import DiskGuard
 from broker.disk.guard import metric_lines as diskguard_metric_lines
 from broker.metrics import Metrics
+from broker.topics.cleaner import CleanerJob
 from broker.topics.errors import Refused, error_code
 from broker.topics.followers import FollowerProgress
 from broker.topics.state import (
@@ -97,6 +98,7 @@ class TopicService:
         self._local_changed = anyio.Event()  # set when a local topic comes or goes
         # Followers' fetch offsets on the partitions this broker leads (ISR input).
         self.followers = FollowerProgress()
+        self.cleaner = CleanerJob(config)  # log compaction (started by the server)
 
     @classmethod
     async def open(
@@ -231,6 +233,8 @@ class TopicService:
         logs = self._logs.partitions(meta.name)
         self._logs.delete_topic(meta.name)
         self.followers.forget(meta.name)
+        for plog in logs:
+            self.cleaner.cleaner.forget(plog.topic, plog.partition)
         return logs
 
     async def add_partitions(
@@ -594,6 +598,7 @@ class TopicService:
             "size_bytes": plog.size_bytes,
             "leader": state.leader_id,
             "leader_epoch": plog.leader_epoch,
+            "compaction": self.cleaner.status(plog),
         }
 
     def metric_lines(self) -> Iterator[str]:
@@ -615,6 +620,25 @@ class TopicService:
             for name, idx, s in rows:
                 yield f'{metric}{{topic="{name}",partition="{idx}"}} {s[key]}'
         yield from diskguard_metric_lines(self.disk, manager)
+        yield from self.cleaner.metric_lines()
+
+    # -- log compaction --------------------------------------------------------------
+
+    async def run_cleaner(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The log cleaner's job (broker/topics/cleaner.py) until cancelled."""
+        await self.cleaner.run(
+            self._logs.logs, self._cleanable_limit, task_status=task_status
+        )
+
+    def _cleanable_limit(self, plog: PartitionLog) -> int | None:
+        """Nothing at or above the high watermark is cleaned (None: no limit)."""
+        try:
+            meta = self._logs.topic(plog.topic)
+        except StorageError:
+            return None
+        return self.state(meta, plog).high_watermark
 
     # -- retention -----------------------------------------------------------------
 

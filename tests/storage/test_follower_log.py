@@ -63,19 +63,24 @@ def test_follower_append_copies_leader_batches_byte_for_byte(
     follower.close()
 
 
-def test_follower_append_refuses_a_gap_or_an_overlap(
+def test_follower_append_keeps_a_gap_and_refuses_an_overlap(
     tmp_path: Path, make_batch: MakeBatch
 ) -> None:
-    """A batch whose base offset is not the log end offset is refused whole."""
+    """A batch past the log end offset is appended with the gap before it (a
+    compacted leader's log has gaps, Kafka's followers keep them); one before the
+    log end is refused whole."""
     leader = leader_log(tmp_path / "l", make_batch, [0, 0, 0])
     batches = [bytes(b) for b in (leader.read(o, 1).buffers[0] for o in (0, 3, 6))]
     follower = open_log(tmp_path / "f")
-    with pytest.raises(OffsetMismatch):
-        follower.append_verbatim(batches[1])
     follower.append_verbatim(batches[0])
     with pytest.raises(OffsetMismatch):
         follower.append_verbatim(batches[0])
     assert follower.log_end_offset == 3
+    follower.append_verbatim(batches[2])  # offsets 3..5 were cleaned away
+    assert follower.log_end_offset == 9
+    assert follower.read(3, 1 << 20).first_offset == 6
+    with pytest.raises(OffsetMismatch):
+        follower.append_verbatim(batches[1])
     leader.close()
     follower.close()
 
