@@ -48,10 +48,11 @@ import structlog
 from broker.durability.group_commit import GroupCommit
 from broker.replication.follower_log import (
     ProducerStates,
-    append_from_leader,
+    append_replicated,
     truncation_offset,
     whole_batches,
 )
+from broker.replication.follower_sync import MAX_UNSYNCED_BYTES, FollowerSync
 from broker.replication.leader_client import LeaderConnection, LeaderConnectionError
 from protocol.error_codes import ErrorCode
 from protocol.messages.fetch import (
@@ -68,7 +69,6 @@ from protocol.messages.offset_for_leader_epoch import (
     OffsetForLeaderPartition,
     OffsetForLeaderTopic,
 )
-from protocol.records import BatchHeader, iter_batches
 from storage.errors import InvalidBatch, OffsetMismatch, StorageError
 from storage.partition_log import PartitionLog
 
@@ -111,10 +111,13 @@ class FetcherSettings:
     max_wait_ms: int = 500  # replica.fetch.wait.max.ms
     min_bytes: int = 1  # replica.fetch.min.bytes
     max_bytes: int = 10 * 1024 * 1024  # replica.fetch.response.max.bytes
-    # replica.fetch.max.bytes; Kafka's is 1 MiB, but a follower here makes each
-    # Fetch durable before the next, so a far-behind one catches up faster with
-    # fewer, bigger Fetches (docs/benchmarks.md, "Replication").
+    # replica.fetch.max.bytes; Kafka's is 1 MiB, but a follower here pays a round
+    # trip and a worker-thread append per Fetch, so a far-behind one catches up
+    # faster with fewer, bigger Fetches (docs/benchmarks.md, "Replication").
     partition_max_bytes: int = 8 * 1024 * 1024
+    # Below the leader's high watermark, how many appended bytes may wait for their
+    # fsync while the follower fetches on (broker/replication/follower_sync.py).
+    max_unsynced_bytes: int = MAX_UNSYNCED_BYTES
     request_timeout_s: float = 30.0
     backoff_initial_s: float = 0.1  # replica.fetch.backoff.ms
     backoff_max_s: float = 5.0
@@ -132,7 +135,7 @@ class PartitionProgress:
     log: PartitionLog = field(repr=False)
     topic_id: bytes
     leader_epoch: int  # the epoch of the leader we fetch from (-1: unchecked)
-    fetch_offset: int  # the local log end offset (durable once fetched)
+    fetch_offset: int  # the local log end offset (durable once it reaches the HW)
     leader_high_watermark: int = -1  # -1 until the first answer
     leader_log_start: int = -1
     needs_truncation: bool = True  # OffsetForLeaderEpoch before the next Fetch
@@ -176,7 +179,9 @@ class ReplicaFetcher:
         self.port = port
         self.settings = settings or FetcherSettings()
         self._on_stop = on_stop
-        self._commit = commit
+        self._sync = FollowerSync(
+            commit, max_unsynced_bytes=self.settings.max_unsynced_bytes
+        )
         self._producers = producers
         self._parts: dict[TopicPartition, PartitionProgress] = {}
         self._changed = anyio.Event()
@@ -206,12 +211,17 @@ class ReplicaFetcher:
         part = self._parts.get(tp)
         if part is not None and part.leader_epoch != leader_epoch:
             part.leader_epoch = leader_epoch
+            # The leader's high watermark may start lower in the new epoch: fsync
+            # before the next Fetch reports anything (follower_sync.py).
+            part.leader_high_watermark = -1
             part.needs_truncation = self._check_epochs(part.log)
             part.caught_up = False
 
     def remove_partition(self, tp: TopicPartition) -> None:
         """Stop copying ``tp`` (no callback)."""
-        self._parts.pop(tp, None)
+        part = self._parts.pop(tp, None)
+        if part is not None:
+            self._sync.forget(part.log)
 
     def progress(self, tp: TopicPartition) -> PartitionProgress | None:
         """The partition's copy progress (None: not fetched by this fetcher)."""
@@ -327,10 +337,55 @@ class ReplicaFetcher:
     async def _fetch_once(
         self, conn: LeaderConnection, version: int, parts: list[PartitionProgress]
     ) -> None:
-        settings = self.settings
+        for part in parts:
+            await self._sync.before_fetch(
+                part.log, part.fetch_offset, part.leader_high_watermark
+            )
         by_id = version >= 13 and all(p.topic_id != ZERO_UUID for p in parts)
         if not by_id:
             version = MIN_FETCH_VERSION  # topic names: v12 is the last to carry them
+        request, sent = self._fetch_request(parts, by_id=by_id)
+        self.last_fetch_version = version
+        response = await conn.request(
+            request,
+            FetchResponse,
+            version=version,
+            timeout_s=self.settings.max_wait_ms / 1000
+            + self.settings.request_timeout_s,
+        )
+        self.connect_failures = 0
+        if response.error_code:
+            code = _error_code(response.error_code)
+            log.warning(
+                "replica_fetch_error",
+                leader=self.leader_id,
+                error=code.name,
+                scope="fetch",
+            )
+            for part in parts:
+                self._delay(part, code)
+            return
+        for topic in response.responses:
+            tkey: str | bytes = topic.topic_id if by_id else topic.topic
+            for data in topic.partitions:
+                entry = sent.get((tkey, data.partition_index))
+                if entry is None:
+                    continue
+                part = entry.progress
+                if (
+                    self._parts.get(part.tp) is not part
+                    or part.leader_epoch != entry.epoch
+                    or part.fetch_offset != entry.offset
+                    or part.needs_truncation
+                ):
+                    continue  # changed while the Fetch was out: the answer is stale
+                await self._on_partition(part, data)
+
+    def _fetch_request(
+        self, parts: list[PartitionProgress], *, by_id: bool
+    ) -> tuple[FetchRequest, dict[tuple[str | bytes, int], _Sent]]:
+        """The Fetch for ``parts`` (by topic id or name) and what each asked."""
+        settings = self.settings
         sent: dict[tuple[str | bytes, int], _Sent] = {}
         topics: dict[str | bytes, list[FetchPartition]] = {}
         for part in parts:
@@ -368,40 +423,7 @@ class ReplicaFetcher:
             forgotten_topics_data=(),
             rack_id="",
         )
-        self.last_fetch_version = version
-        response = await conn.request(
-            request,
-            FetchResponse,
-            version=version,
-            timeout_s=settings.max_wait_ms / 1000 + settings.request_timeout_s,
-        )
-        self.connect_failures = 0
-        if response.error_code:
-            code = _error_code(response.error_code)
-            log.warning(
-                "replica_fetch_error",
-                leader=self.leader_id,
-                error=code.name,
-                scope="fetch",
-            )
-            for part in parts:
-                self._delay(part, code)
-            return
-        for topic in response.responses:
-            tkey: str | bytes = topic.topic_id if by_id else topic.topic
-            for data in topic.partitions:
-                entry = sent.get((tkey, data.partition_index))
-                if entry is None:
-                    continue
-                part = entry.progress
-                if (
-                    self._parts.get(part.tp) is not part
-                    or part.leader_epoch != entry.epoch
-                    or part.fetch_offset != entry.offset
-                    or part.needs_truncation
-                ):
-                    continue  # changed while the Fetch was out: the answer is stale
-                await self._on_partition(part, data)
+        return request, sent
 
     async def _on_partition(self, part: PartitionProgress, data: PartitionData) -> None:
         code = _error_code(data.error_code)
@@ -440,11 +462,14 @@ class ReplicaFetcher:
         if records:
             try:
                 end, fresh, idempotent = await anyio.to_thread.run_sync(
-                    _append, part.log, records
+                    append_replicated, part.log, records
                 )
                 if self._producers is not None:
                     self._producers.replicated(part.log, idempotent, fresh=fresh)
-                await self._durable(part.log, end)
+                part.fetch_offset = end
+                await self._sync.appended(
+                    part.log, end, len(records), data.high_watermark
+                )
             except (OffsetMismatch, InvalidBatch) as exc:
                 # The local log and the leader disagree, or a batch came damaged:
                 # check the epochs again, then fetch again.
@@ -454,7 +479,6 @@ class ReplicaFetcher:
             except StorageError as exc:
                 self._storage_failed(part, exc)
                 return
-            part.fetch_offset = end
         caught = part.fetch_offset >= part.leader_high_watermark
         if caught and not part.caught_up:
             log.info(
@@ -466,12 +490,6 @@ class ReplicaFetcher:
                 high_watermark=part.leader_high_watermark,
             )
         part.caught_up = caught
-
-    async def _durable(self, plog: PartitionLog, end: int) -> None:
-        if self._commit is not None:
-            await self._commit.wait_durable(plog, end)
-        else:
-            await anyio.to_thread.run_sync(plog.sync)
 
     async def _out_of_range(self, part: PartitionProgress, data: PartitionData) -> None:
         """OFFSET_OUT_OF_RANGE: behind the leader's log start → restart the local log
@@ -597,6 +615,7 @@ class ReplicaFetcher:
         except StorageError as exc:
             self._storage_failed(part, exc)
             return
+        self._sync.forget(plog)
         if self._producers is not None:
             # the batches cut may have been a producer's last ones (Kafka reloads
             # its ProducerStateManager after a truncation too)
@@ -640,17 +659,6 @@ class ReplicaFetcher:
             reason=reason,
             action="retry",
         )
-
-
-def _append(
-    plog: PartitionLog, records: bytes | memoryview
-) -> tuple[int, bool, list[BatchHeader]]:
-    """Append a leader's batches (worker thread): the log end, whether the log was
-    empty before, and the headers of the idempotent producers' batches."""
-    fresh = plog.log_end_offset == plog.log_start_offset
-    end = append_from_leader(plog, records)
-    idempotent = [h for _, h in iter_batches(records) if h.producer_id >= 0]
-    return end, fresh, idempotent
 
 
 def _error_code(value: int) -> ErrorCode:

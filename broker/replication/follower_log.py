@@ -89,3 +89,14 @@ def append_from_leader(plog: PartitionLog, records: bytes | memoryview) -> int:
             plog.reset_start(first.base_offset)
     plog.append_verbatim(records)
     return plog.log_end_offset
+
+
+def append_replicated(
+    plog: PartitionLog, records: bytes | memoryview
+) -> tuple[int, bool, list[BatchHeader]]:
+    """Append a leader's batches (worker thread): the log end, whether the log was
+    empty before, and the headers of the idempotent producers' batches."""
+    fresh = plog.log_end_offset == plog.log_start_offset
+    end = append_from_leader(plog, records)
+    idempotent = [h for _, h in iter_batches(records) if h.producer_id >= 0]
+    return end, fresh, idempotent
