@@ -7,10 +7,11 @@ An ``asyncio.BufferedProtocol`` (the broker's own connections use one too, see
 - the size prefix and small answers land in a scratch buffer, from which each whole
   frame is copied out;
 - a frame larger than the scratch buffer (a Fetch answer of megabytes) gets a buffer
-  of exactly its size, and once its first bytes are there, the kernel copies the
-  rest straight into it: one copy per byte, and the waiting task is woken once per
-  frame, not once per socket read (with anyio streams each read of at most 64 KiB
-  was a wake-up, a ``bytes`` object and a second copy).
+  of its own (the last large one again once nothing refers to it), and once its
+  first bytes are there, the kernel copies the rest straight into it: one copy per
+  byte, and the waiting task is woken once per frame, not once per socket read
+  (with anyio streams each read of at most 64 KiB was a wake-up, a ``bytes``
+  object and a second copy).
 
 Requests are written to the transport as they are; a follower has one in flight.
 """
@@ -41,7 +42,8 @@ class FrameProtocol(asyncio.BufferedProtocol):
         self._have = 0  # bytes held in the scratch buffer
         self._big: memoryview | None = None  # a large frame being filled
         self._filled = 0
-        self._frames: deque[bytearray] = deque()
+        self._frames: deque[bytearray | memoryview] = deque()
+        self._spare: bytearray | None = None  # the last large frame's buffer
         self._waiter: asyncio.Future[None] | None = None
         self._error: FrameError | None = None
 
@@ -59,7 +61,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
         if self._big is not None:
             self._filled += nbytes
             if self._filled == len(self._big):
-                self._frames.append(cast("bytearray", self._big.obj))
+                self._frames.append(self._big)
                 self._big = None
                 self._wake()
             return
@@ -91,7 +93,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
             raise FrameError("the connection is closed")
         self.transport.write(data)
 
-    async def next_frame(self) -> bytearray:
+    async def next_frame(self) -> bytearray | memoryview:
         """The next whole frame (without its size prefix).
 
         Raises:
@@ -135,10 +137,10 @@ class FrameProtocol(asyncio.BufferedProtocol):
             if _SIZE.size + size > len(self._scratch):
                 # Too big for the scratch buffer: the frame gets its own, and the
                 # kernel fills the rest of it directly.
-                frame = bytearray(size)
+                frame = self._large_buffer(size)
                 got = have - start
                 frame[:got] = view[start:have]
-                self._big = memoryview(frame)
+                self._big = frame
                 self._filled = got
                 pos = have
             break
@@ -148,6 +150,24 @@ class FrameProtocol(asyncio.BufferedProtocol):
         self._have = rest
         if self._frames:
             self._wake()
+
+    def _large_buffer(self, size: int) -> memoryview:
+        """A buffer for a frame of ``size`` bytes: the last large frame's, once
+        nothing refers to that frame any more (the answer was decoded and appended),
+        else a new one. Reuse saves the allocation, zero-filling and page faults of
+        megabytes per answer. Frames are handed out only as memoryviews, so a
+        buffer that can be resized has no reader left."""
+        spare = self._spare
+        if spare is not None and len(spare) >= size:
+            try:
+                spare.append(0)  # refused while any view of it is alive
+                del spare[-1]
+            except BufferError:
+                pass
+            else:
+                return memoryview(spare)[:size]
+        spare = self._spare = bytearray(size)
+        return memoryview(spare)
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -121,3 +121,26 @@ async def test_frame_size_past_the_bound_closes_the_connection() -> None:
         await conn.request(ApiVersionsRequest(), ApiVersionsResponse, version=3)
     assert transport.closed
     assert conn.closed
+
+
+@pytest.mark.anyio
+async def test_large_frame_buffer_is_reused_only_once_released() -> None:
+    """A large frame still held keeps its bytes when the next one arrives (a new
+    buffer is used); once released, its buffer takes the next large frame."""
+    _, frames, _ = _connection(max_frame_bytes=1 << 22)
+    big = [bytes([i]) * 200_000 for i in (1, 2, 3)]
+    _feed(frames, b"".join(len(b).to_bytes(4, "big") + b for b in big[:2]), 65536)
+    first = await frames.next_frame()
+    second = await frames.next_frame()
+    assert bytes(first) == big[0]
+    assert bytes(second) == big[1]  # first was still held: not overwritten
+    assert isinstance(first, memoryview)
+    assert isinstance(second, memoryview)
+    assert first.obj is not second.obj
+    spare = second.obj
+    del first, second
+    _feed(frames, len(big[2]).to_bytes(4, "big") + big[2], 65536)
+    third = await frames.next_frame()
+    assert bytes(third) == big[2]
+    assert isinstance(third, memoryview)
+    assert third.obj is spare
