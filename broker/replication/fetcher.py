@@ -49,6 +49,7 @@ from broker.durability.group_commit import GroupCommit
 from broker.replication.follower_log import (
     ProducerStates,
     append_replicated,
+    next_offset_after,
     truncation_offset,
     whole_batches,
 )
@@ -337,6 +338,8 @@ class ReplicaFetcher:
     async def _fetch_once(
         self, conn: LeaderConnection, version: int, parts: list[PartitionProgress]
     ) -> None:
+        """Fetch ``parts`` and append the answers; while every partition is far
+        behind, each next Fetch goes out before the last answer is appended."""
         for part in parts:
             await self._sync.before_fetch(
                 part.log, part.fetch_offset, part.leader_high_watermark
@@ -346,25 +349,45 @@ class ReplicaFetcher:
             version = MIN_FETCH_VERSION  # topic names: v12 is the last to carry them
         request, sent = self._fetch_request(parts, by_id=by_id)
         self.last_fetch_version = version
-        response = await conn.request(
-            request,
-            FetchResponse,
-            version=version,
-            timeout_s=self.settings.max_wait_ms / 1000
-            + self.settings.request_timeout_s,
-        )
-        self.connect_failures = 0
-        if response.error_code:
-            code = _error_code(response.error_code)
-            log.warning(
-                "replica_fetch_error",
-                leader=self.leader_id,
-                error=code.name,
-                scope="fetch",
-            )
-            for part in parts:
-                self._delay(part, code)
-            return
+        conn.send(request, version=version)
+        timeout_s = self.settings.max_wait_ms / 1000 + self.settings.request_timeout_s
+        while True:
+            response = await conn.receive(FetchResponse, timeout_s=timeout_s)
+            self.connect_failures = 0
+            if response.error_code:
+                code = _error_code(response.error_code)
+                log.warning(
+                    "replica_fetch_error",
+                    leader=self.leader_id,
+                    error=code.name,
+                    scope="fetch",
+                )
+                for part in parts:
+                    self._delay(part, code)
+                return
+            answers = self._answers(response, sent, by_id=by_id)
+            ahead = self._ahead(parts, answers)
+            if ahead is not None:
+                for part, data in answers:  # what the next Fetch is reported against
+                    part.leader_high_watermark = data.high_watermark
+                request, following = self._fetch_request(parts, by_id=by_id, at=ahead)
+                conn.send(request, version=version)
+            for part, data in answers:
+                await self._on_partition(part, data)
+            if ahead is None:
+                return
+            sent = following
+
+    def _answers(
+        self,
+        response: FetchResponse,
+        sent: dict[tuple[str | bytes, int], _Sent],
+        *,
+        by_id: bool,
+    ) -> list[tuple[PartitionProgress, PartitionData]]:
+        """The answer's partitions that still match what was asked (a partition
+        that changed while the Fetch was out has a stale answer: it is dropped)."""
+        out = []
         for topic in response.responses:
             tkey: str | bytes = topic.topic_id if by_id else topic.topic
             for data in topic.partitions:
@@ -378,26 +401,59 @@ class ReplicaFetcher:
                     or part.fetch_offset != entry.offset
                     or part.needs_truncation
                 ):
-                    continue  # changed while the Fetch was out: the answer is stale
-                await self._on_partition(part, data)
+                    continue
+                out.append((part, data))
+        return out
+
+    def _ahead(
+        self,
+        parts: list[PartitionProgress],
+        answers: list[tuple[PartitionProgress, PartitionData]],
+    ) -> dict[TopicPartition, int] | None:
+        """Where each partition's log will end once ``answers`` are appended, if
+        the next Fetch may go out before that: every partition answered plain
+        records, and every new end is still below the leader's high watermark
+        (so the offsets it reports move nothing on the leader, follower_sync.py);
+        else None."""
+        if len(answers) != len(parts):
+            return None
+        ends: dict[TopicPartition, int] = {}
+        for part, data in answers:
+            diverging = data.diverging_epoch
+            if (
+                data.error_code != ErrorCode.NONE
+                or diverging.epoch >= 0
+                or diverging.end_offset >= 0
+            ):
+                return None
+            end = next_offset_after(data.records)
+            if end is None or end >= data.high_watermark:
+                return None
+            ends[part.tp] = end
+        return ends
 
     def _fetch_request(
-        self, parts: list[PartitionProgress], *, by_id: bool
+        self,
+        parts: list[PartitionProgress],
+        *,
+        by_id: bool,
+        at: dict[TopicPartition, int] | None = None,
     ) -> tuple[FetchRequest, dict[tuple[str | bytes, int], _Sent]]:
-        """The Fetch for ``parts`` (by topic id or name) and what each asked."""
+        """The Fetch for ``parts`` (by topic id or name) and what each asked: from
+        each log's end, or from the offsets ``at`` (the ends once the answers
+        being appended are)."""
         settings = self.settings
         sent: dict[tuple[str | bytes, int], _Sent] = {}
         topics: dict[str | bytes, list[FetchPartition]] = {}
         for part in parts:
             key: str | bytes = part.topic_id if by_id else part.tp.topic
-            sent[(key, part.tp.partition)] = _Sent(
-                part, part.leader_epoch, part.fetch_offset
-            )
+            offset = part.fetch_offset if at is None else at[part.tp]
+            sent[(key, part.tp.partition)] = _Sent(part, part.leader_epoch, offset)
             topics.setdefault(key, []).append(
                 FetchPartition(
                     partition=part.tp.partition,
                     current_leader_epoch=part.leader_epoch,
-                    fetch_offset=part.fetch_offset,
+                    fetch_offset=offset,
                     last_fetched_epoch=part.log.leader_epoch,
                     log_start_offset=part.log.log_start_offset,
                     partition_max_bytes=settings.partition_max_bytes,

@@ -79,6 +79,18 @@ def whole_batches(records: object) -> bytes | memoryview:
     return buf[:end]
 
 
+def next_offset_after(records: object) -> int | None:
+    """The offset after the last whole batch of a Fetch answer's records (where
+    the log will end once they are appended); None: no whole batch."""
+    buf = whole_batches(records)
+    if not buf:
+        return None
+    last = None
+    for _, header in iter_batches(buf):
+        last = header
+    return None if last is None else last.next_offset
+
+
 def append_from_leader(plog: PartitionLog, records: bytes | memoryview) -> int:
     """Append a leader's batches verbatim (worker thread); returns the log end."""
     if plog.log_end_offset == plog.log_start_offset:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections import deque
 from typing import Final, TypeVar
 
 import anyio
@@ -56,6 +57,7 @@ class LeaderConnection:
         self.versions: dict[int, int] = {}
         self._frames = frames
         self._correlation_id = 0
+        self._awaited: deque[tuple[int, int, int]] = deque()  # sent, not answered
         self.closed = False
 
     @classmethod
@@ -95,6 +97,9 @@ class LeaderConnection:
 
     async def aclose(self) -> None:
         """Close the socket (idempotent)."""
+        self._close()
+
+    def _close(self) -> None:
         if not self.closed:
             self.closed = True
             self._frames.close()
@@ -119,6 +124,17 @@ class LeaderConnection:
         Raises:
             LeaderConnectionError: the exchange failed; the connection is closed.
         """
+        self.send(request, version=version)
+        return await self.receive(response_type, timeout_s=timeout_s)
+
+    def send(self, request: object, *, version: int) -> None:
+        """Send ``request`` in ``version``; :meth:`receive` reads the answers in the
+        order the requests went out (a follower may send its next Fetch before it
+        has appended the last answer).
+
+        Raises:
+            LeaderConnectionError: the connection is closed or failed.
+        """
         if self.closed:
             raise LeaderConnectionError(f"connection to {self.address} is closed")
         api_key = message_spec(type(request)).api_key
@@ -130,20 +146,40 @@ class LeaderConnection:
             client_id=self.client_id,
         )
         try:
-            with anyio.fail_after(self.timeout_s if timeout_s is None else timeout_s):
-                self._frames.write(encode_request(header, request))
-                frame = await self._frames.next_frame()
-            rheader, response = decode_response(api_key, version, frame)
-        except (OSError, TimeoutError, FrameError, ProtocolError) as exc:
-            await self.aclose()
+            self._frames.write(encode_request(header, request))
+        except (OSError, FrameError) as exc:
+            self._close()
             raise LeaderConnectionError(
                 f"{type(request).__name__} v{version} to {self.address}: "
                 f"{type(exc).__name__} {exc}"
             ) from exc
-        if rheader.correlation_id != self._correlation_id or not isinstance(
+        self._awaited.append((self._correlation_id, api_key, version))
+
+    async def receive(
+        self, response_type: type[R], *, timeout_s: float | None = None
+    ) -> R:
+        """The answer to the oldest request sent and not yet received.
+
+        Raises:
+            LeaderConnectionError: the exchange failed; the connection is closed.
+        """
+        if self.closed or not self._awaited:
+            raise LeaderConnectionError(f"connection to {self.address} is closed")
+        correlation_id, api_key, version = self._awaited.popleft()
+        try:
+            with anyio.fail_after(self.timeout_s if timeout_s is None else timeout_s):
+                frame = await self._frames.next_frame()
+            rheader, response = decode_response(api_key, version, frame)
+        except (OSError, TimeoutError, FrameError, ProtocolError) as exc:
+            self._close()
+            raise LeaderConnectionError(
+                f"{response_type.__name__} v{version} from {self.address}: "
+                f"{type(exc).__name__} {exc}"
+            ) from exc
+        if rheader.correlation_id != correlation_id or not isinstance(
             response, response_type
         ):
-            await self.aclose()
+            self._close()
             raise LeaderConnectionError(f"{self.address} answered out of step")
         return response
 

@@ -79,13 +79,21 @@ class RecordingFetcher(ReplicaFetcher):
     sent: list[Sent]
 
     def _fetch_request(
-        self, parts: list[PartitionProgress], *, by_id: bool
+        self,
+        parts: list[PartitionProgress],
+        *,
+        by_id: bool,
+        at: dict[TopicPartition, int] | None = None,
     ) -> tuple[FetchRequest, dict[tuple[str | bytes, int], object]]:
         self.sent.extend(
-            Sent(p.fetch_offset, p.leader_high_watermark, p.log.durable_offset)
+            Sent(
+                p.fetch_offset if at is None else at[p.tp],
+                p.leader_high_watermark,
+                p.log.durable_offset,
+            )
             for p in parts
         )
-        return super()._fetch_request(parts, by_id=by_id)  # type: ignore[return-value]
+        return super()._fetch_request(parts, by_id=by_id, at=at)  # type: ignore[return-value]
 
 
 def _fetcher(leader_port: int, max_unsynced_bytes: int) -> RecordingFetcher:
