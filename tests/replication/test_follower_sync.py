@@ -11,12 +11,12 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from broker.replication.fetcher import (
+from broker.replication.fetch_round import (
     FetcherSettings,
     PartitionProgress,
-    ReplicaFetcher,
     TopicPartition,
 )
+from broker.replication.fetcher import ReplicaFetcher
 from broker.replication.follower_sync import must_sync_before_reporting
 from protocol.messages.fetch import FetchRequest
 from storage.fileops import FileOps
