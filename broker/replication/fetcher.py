@@ -4,9 +4,12 @@ One :class:`ReplicaFetcher` per leader (Kafka's ``ReplicaFetcherThread``): for t
 partitions it is given it loops Fetch (v12+, ``replica_id`` = this node,
 ``fetch_offset`` = the local log end, ``current_leader_epoch``,
 ``last_fetched_epoch``), appends what comes verbatim in a worker thread (offsets,
-partition leader epochs and CRCs kept: ``PartitionLog.append_verbatim``) and waits
-until it is durable (the broker's group commit, or ``PartitionLog.sync`` in a worker
-thread) before the next Fetch, so the offset a follower reports is on its disk.
+partition leader epochs and CRCs kept: ``PartitionLog.append_verbatim``) and makes
+it durable (the broker's group commit, or ``PartitionLog.sync`` in a worker thread)
+before it reports an offset that can raise the leader's high watermark or bring it
+into the ISR. Below the high watermark it fetches again while the fsync runs, and
+sends the next Fetch before it has appended the last answer
+(:mod:`broker.replication.follower_sync` has the argument).
 
 Truncation (KIP-101, KIP-279, KIP-320): when a partition is added or its leader
 epoch changes, and the local log has an epoch, OffsetForLeaderEpoch asks the leader
