@@ -25,6 +25,7 @@ from typing import Final, cast
 
 _SIZE: Final = struct.Struct(">i")
 _SCRATCH_BYTES: Final = 64 * 1024
+_SPARE_BUFFERS: Final = 3  # large frame buffers kept for reuse
 
 
 class FrameError(Exception):
@@ -43,7 +44,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
         self._big: memoryview | None = None  # a large frame being filled
         self._filled = 0
         self._frames: deque[bytearray | memoryview] = deque()
-        self._spare: bytearray | None = None  # the last large frame's buffer
+        self._spares: list[bytearray] = []  # the last large frames' buffers
         self._waiter: asyncio.Future[None] | None = None
         self._error: FrameError | None = None
 
@@ -152,24 +153,37 @@ class FrameProtocol(asyncio.BufferedProtocol):
             self._wake()
 
     def _large_buffer(self, size: int) -> memoryview:
-        """A buffer for a frame of ``size`` bytes: the last large frame's, once
-        nothing refers to that frame any more (the answer was decoded and appended),
-        else a new one. Reuse saves the allocation, zero-filling and page faults of
-        megabytes per answer. Frames are handed out only as memoryviews, so a
-        buffer that can be resized has no reader left."""
-        spare = self._spare
-        if spare is not None and len(spare) >= size:
-            try:
-                spare.append(0)  # refused while any view of it is alive
-                del spare[-1]
-            except BufferError:
-                pass
-            else:
+        """A buffer for a frame of ``size`` bytes: one of the last large frames'
+        once nothing refers to that frame any more (the answer was decoded and
+        appended), else a new one. Reuse saves the allocation, zero-filling and page
+        faults of megabytes per answer; a few are kept because a follower receives
+        its next answer while it appends the last. Frames are handed out only as
+        memoryviews, so a buffer that can be resized has no reader left."""
+        spares = self._spares
+        for spare in spares:
+            if len(spare) >= size and _unreferenced(spare):
                 return memoryview(spare)[:size]
-        spare = self._spare = bytearray(size)
-        return memoryview(spare)
+        fresh = bytearray(size)
+        if len(spares) < _SPARE_BUFFERS:
+            spares.append(fresh)
+        else:  # in place of the smallest one that is free
+            free = [i for i, b in enumerate(spares) if _unreferenced(b)]
+            if free:
+                spares[min(free, key=lambda i: len(spares[i]))] = fresh
+        return memoryview(fresh)
 
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+
+def _unreferenced(buf: bytearray) -> bool:
+    """Whether no memoryview of ``buf`` is alive (a resize is refused while one
+    is)."""
+    try:
+        buf.append(0)
+        del buf[-1]
+    except BufferError:
+        return False
+    return True

@@ -124,23 +124,22 @@ async def test_frame_size_past_the_bound_closes_the_connection() -> None:
 
 
 @pytest.mark.anyio
-async def test_large_frame_buffer_is_reused_only_once_released() -> None:
-    """A large frame still held keeps its bytes when the next one arrives (a new
-    buffer is used); once released, its buffer takes the next large frame."""
+async def test_large_frame_buffers_are_reused_only_once_released() -> None:
+    """Large frames still held keep their bytes when the next ones arrive (new
+    buffers are used, a few kept); once released, a buffer takes the next large
+    frame."""
     _, frames, _ = _connection(max_frame_bytes=1 << 22)
-    big = [bytes([i]) * 200_000 for i in (1, 2, 3)]
-    _feed(frames, b"".join(len(b).to_bytes(4, "big") + b for b in big[:2]), 65536)
-    first = await frames.next_frame()
-    second = await frames.next_frame()
-    assert bytes(first) == big[0]
-    assert bytes(second) == big[1]  # first was still held: not overwritten
-    assert isinstance(first, memoryview)
-    assert isinstance(second, memoryview)
-    assert first.obj is not second.obj
-    spare = second.obj
-    del first, second
-    _feed(frames, len(big[2]).to_bytes(4, "big") + big[2], 65536)
-    third = await frames.next_frame()
-    assert bytes(third) == big[2]
-    assert isinstance(third, memoryview)
-    assert third.obj is spare
+    big = [bytes([i]) * 200_000 for i in range(1, 6)]
+    _feed(frames, b"".join(len(b).to_bytes(4, "big") + b for b in big[:4]), 65536)
+    held = [await frames.next_frame() for _ in range(4)]
+    assert [bytes(f) for f in held] == big[:4]  # none overwritten
+    assert all(isinstance(f, memoryview) for f in held)
+    assert len({id(f.obj) for f in held}) == 4
+    kept = [f.obj for f in held[:3]]  # the pool keeps the first three
+    del held[1]
+    _feed(frames, len(big[4]).to_bytes(4, "big") + big[4], 65536)
+    fifth = await frames.next_frame()
+    assert bytes(fifth) == big[4]
+    assert isinstance(fifth, memoryview)
+    assert fifth.obj is kept[1]  # the released one
+    assert [bytes(f) for f in held] == [big[0], big[2], big[3]]
