@@ -259,9 +259,17 @@ def consume_rps(
     if r.returncode != 0 or not found:
         raise RuntimeError(f"rdkafka_performance failed:\n{r.stdout}\n{r.stderr}")
     consumed, _, ms = (int(x) for x in found[-1])
-    if consumed != records:
+    if consumed < records:
         raise RuntimeError(f"{consumed} of {records} consumed:\n{r.stdout}")
-    return records / (int(ms) / 1000)
+    if consumed > records:
+        # rdkafka_performance's producer is not idempotent: a request it retried
+        # (a timeout on a loaded machine) is written twice. Counted, not fatal.
+        print(
+            json.dumps({"consume_extra_records": consumed - records, "topic": topic}),
+            file=sys.stderr,
+            flush=True,
+        )
+    return consumed / (int(ms) / 1000)
 
 
 # -- Metadata latency ---------------------------------------------------------------

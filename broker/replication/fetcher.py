@@ -4,9 +4,12 @@ One :class:`ReplicaFetcher` per leader (Kafka's ``ReplicaFetcherThread``): for t
 partitions it is given it loops Fetch (v12+, ``replica_id`` = this node,
 ``fetch_offset`` = the local log end, ``current_leader_epoch``,
 ``last_fetched_epoch``), appends what comes verbatim in a worker thread (offsets,
-partition leader epochs and CRCs kept: ``PartitionLog.append_verbatim``) and waits
-until it is durable (the broker's group commit, or ``PartitionLog.sync`` in a worker
-thread) before the next Fetch, so the offset a follower reports is on its disk.
+partition leader epochs and CRCs kept: ``PartitionLog.append_verbatim``) and makes
+it durable (the broker's group commit, or ``PartitionLog.sync`` in a worker thread)
+before it reports an offset that can raise the leader's high watermark or bring it
+into the ISR. Below the high watermark it fetches again while the fsync runs, and
+sends the next Fetch before it has appended the last answer
+(:mod:`broker.replication.follower_sync` has the argument).
 
 Truncation (KIP-101, KIP-279, KIP-320): when a partition is added or its leader
 epoch changes, and the local log has an epoch, OffsetForLeaderEpoch asks the leader
@@ -39,28 +42,35 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Final
 
 import anyio
 import structlog
 
 from broker.durability.group_commit import GroupCommit
+from broker.replication.fetch_round import (
+    ZERO_UUID,
+    FetcherSettings,
+    PartitionProgress,
+    Sent,
+    TopicPartition,
+    ahead,
+    current_answers,
+    fetch_request,
+)
 from broker.replication.follower_log import (
     ProducerStates,
-    append_from_leader,
+    append_replicated,
     truncation_offset,
     whole_batches,
 )
+from broker.replication.follower_sync import FollowerSync
 from broker.replication.leader_client import LeaderConnection, LeaderConnectionError
 from protocol.error_codes import ErrorCode
 from protocol.messages.fetch import (
-    FetchPartition,
     FetchRequest,
     FetchResponse,
-    FetchTopic,
     PartitionData,
-    ReplicaState,
 )
 from protocol.messages.offset_for_leader_epoch import (
     OffsetForLeaderEpochRequest,
@@ -68,13 +78,11 @@ from protocol.messages.offset_for_leader_epoch import (
     OffsetForLeaderPartition,
     OffsetForLeaderTopic,
 )
-from protocol.records import BatchHeader, iter_batches
 from storage.errors import InvalidBatch, OffsetMismatch, StorageError
 from storage.partition_log import PartitionLog
 
 log = structlog.get_logger("broker.replication")
 
-ZERO_UUID: Final = b"\x00" * 16
 FETCH_KEY: Final = 1
 OFFSET_FOR_LEADER_EPOCH_KEY: Final = 23
 MIN_FETCH_VERSION: Final = 12  # diverging_epoch, last_fetched_epoch (KIP-320)
@@ -93,66 +101,7 @@ STOPPING_ERRORS: Final = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class TopicPartition:
-    """A partition by topic name and index."""
-
-    topic: str
-    partition: int
-
-
 StopCallback = Callable[[TopicPartition, ErrorCode], None]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FetcherSettings:
-    """How a replica fetcher fetches (Kafka's ``replica.fetch.*`` settings)."""
-
-    max_wait_ms: int = 500  # replica.fetch.wait.max.ms
-    min_bytes: int = 1  # replica.fetch.min.bytes
-    max_bytes: int = 10 * 1024 * 1024  # replica.fetch.response.max.bytes
-    # replica.fetch.max.bytes; Kafka's is 1 MiB, but a follower here makes each
-    # Fetch durable before the next, so a far-behind one catches up faster with
-    # fewer, bigger Fetches (docs/benchmarks.md, "Replication").
-    partition_max_bytes: int = 8 * 1024 * 1024
-    request_timeout_s: float = 30.0
-    backoff_initial_s: float = 0.1  # replica.fetch.backoff.ms
-    backoff_max_s: float = 5.0
-    max_connect_failures: int | None = None  # None: retry until stopped
-    # Skip OffsetForLeaderEpoch and let Fetch's diverging_epoch find where the logs
-    # part (what Kafka does once every broker speaks Fetch v12, KIP-320).
-    truncate_on_fetch: bool = False
-
-
-@dataclass(slots=True, kw_only=True)
-class PartitionProgress:
-    """One partition's copy: where it is and how far behind the leader."""
-
-    tp: TopicPartition
-    log: PartitionLog = field(repr=False)
-    topic_id: bytes
-    leader_epoch: int  # the epoch of the leader we fetch from (-1: unchecked)
-    fetch_offset: int  # the local log end offset (durable once fetched)
-    leader_high_watermark: int = -1  # -1 until the first answer
-    leader_log_start: int = -1
-    needs_truncation: bool = True  # OffsetForLeaderEpoch before the next Fetch
-    caught_up: bool = False
-    retry_at: float = 0.0  # monotonic: skip until then after a retriable error
-    last_error: ErrorCode = ErrorCode.NONE
-
-    @property
-    def lag(self) -> int:
-        """Records behind the leader's high watermark (-1 before the first answer)."""
-        if self.leader_high_watermark < 0:
-            return -1
-        return max(0, self.leader_high_watermark - self.fetch_offset)
-
-
-@dataclass(frozen=True, slots=True)
-class _Sent:
-    progress: PartitionProgress
-    epoch: int
-    offset: int
 
 
 class ReplicaFetcher:
@@ -176,7 +125,9 @@ class ReplicaFetcher:
         self.port = port
         self.settings = settings or FetcherSettings()
         self._on_stop = on_stop
-        self._commit = commit
+        self._sync = FollowerSync(
+            commit, max_unsynced_bytes=self.settings.max_unsynced_bytes
+        )
         self._producers = producers
         self._parts: dict[TopicPartition, PartitionProgress] = {}
         self._changed = anyio.Event()
@@ -206,12 +157,17 @@ class ReplicaFetcher:
         part = self._parts.get(tp)
         if part is not None and part.leader_epoch != leader_epoch:
             part.leader_epoch = leader_epoch
+            # The leader's high watermark may start lower in the new epoch: fsync
+            # before the next Fetch reports anything (follower_sync.py).
+            part.leader_high_watermark = -1
             part.needs_truncation = self._check_epochs(part.log)
             part.caught_up = False
 
     def remove_partition(self, tp: TopicPartition) -> None:
         """Stop copying ``tp`` (no callback)."""
-        self._parts.pop(tp, None)
+        part = self._parts.pop(tp, None)
+        if part is not None:
+            self._sync.forget(part.log)
 
     def progress(self, tp: TopicPartition) -> PartitionProgress | None:
         """The partition's copy progress (None: not fetched by this fetcher)."""
@@ -327,81 +283,55 @@ class ReplicaFetcher:
     async def _fetch_once(
         self, conn: LeaderConnection, version: int, parts: list[PartitionProgress]
     ) -> None:
-        settings = self.settings
+        """Fetch ``parts`` and append the answers; while every partition is far
+        behind, each next Fetch goes out before the last answer is appended."""
+        for part in parts:
+            await self._sync.before_fetch(
+                part.log, part.fetch_offset, part.leader_high_watermark
+            )
         by_id = version >= 13 and all(p.topic_id != ZERO_UUID for p in parts)
         if not by_id:
             version = MIN_FETCH_VERSION  # topic names: v12 is the last to carry them
-        sent: dict[tuple[str | bytes, int], _Sent] = {}
-        topics: dict[str | bytes, list[FetchPartition]] = {}
-        for part in parts:
-            key: str | bytes = part.topic_id if by_id else part.tp.topic
-            sent[(key, part.tp.partition)] = _Sent(
-                part, part.leader_epoch, part.fetch_offset
-            )
-            topics.setdefault(key, []).append(
-                FetchPartition(
-                    partition=part.tp.partition,
-                    current_leader_epoch=part.leader_epoch,
-                    fetch_offset=part.fetch_offset,
-                    last_fetched_epoch=part.log.leader_epoch,
-                    log_start_offset=part.log.log_start_offset,
-                    partition_max_bytes=settings.partition_max_bytes,
-                )
-            )
-        request = FetchRequest(
-            replica_id=self.node_id,
-            replica_state=ReplicaState(replica_id=self.node_id, replica_epoch=-1),
-            max_wait_ms=settings.max_wait_ms,
-            min_bytes=settings.min_bytes,
-            max_bytes=settings.max_bytes,
-            isolation_level=0,
-            session_id=0,
-            session_epoch=-1,
-            topics=tuple(
-                FetchTopic(
-                    topic=key if isinstance(key, str) else "",
-                    topic_id=key if isinstance(key, bytes) else ZERO_UUID,
-                    partitions=tuple(ps),
-                )
-                for key, ps in topics.items()
-            ),
-            forgotten_topics_data=(),
-            rack_id="",
-        )
+        request, sent = self._fetch_request(parts, by_id=by_id)
         self.last_fetch_version = version
-        response = await conn.request(
-            request,
-            FetchResponse,
-            version=version,
-            timeout_s=settings.max_wait_ms / 1000 + settings.request_timeout_s,
-        )
-        self.connect_failures = 0
-        if response.error_code:
-            code = _error_code(response.error_code)
-            log.warning(
-                "replica_fetch_error",
-                leader=self.leader_id,
-                error=code.name,
-                scope="fetch",
-            )
-            for part in parts:
-                self._delay(part, code)
-            return
-        for topic in response.responses:
-            tkey: str | bytes = topic.topic_id if by_id else topic.topic
-            for data in topic.partitions:
-                entry = sent.get((tkey, data.partition_index))
-                if entry is None:
-                    continue
-                part = entry.progress
-                if (
-                    self._parts.get(part.tp) is not part
-                    or part.leader_epoch != entry.epoch
-                    or part.fetch_offset != entry.offset
-                    or part.needs_truncation
-                ):
-                    continue  # changed while the Fetch was out: the answer is stale
+        conn.send(request, version=version)
+        timeout_s = self.settings.max_wait_ms / 1000 + self.settings.request_timeout_s
+        while True:
+            response = await conn.receive(FetchResponse, timeout_s=timeout_s)
+            self.connect_failures = 0
+            if response.error_code:
+                code = _error_code(response.error_code)
+                log.warning(
+                    "replica_fetch_error",
+                    leader=self.leader_id,
+                    error=code.name,
+                    scope="fetch",
+                )
+                for part in parts:
+                    self._delay(part, code)
+                return
+            answers = current_answers(response, sent, self._parts, by_id=by_id)
+            offsets = ahead(parts, answers)
+            if offsets is not None:
+                for part, data in answers:  # what the next Fetch is reported against
+                    part.leader_high_watermark = data.high_watermark
+                request, following = self._fetch_request(parts, by_id=by_id, at=offsets)
+                conn.send(request, version=version)
+            for part, data in answers:
                 await self._on_partition(part, data)
+            if offsets is None:
+                return
+            sent = following
+
+    def _fetch_request(
+        self,
+        parts: list[PartitionProgress],
+        *,
+        by_id: bool,
+        at: dict[TopicPartition, int] | None = None,
+    ) -> tuple[FetchRequest, dict[tuple[str | bytes, int], Sent]]:
+        """The Fetch for ``parts`` (:func:`fetch_request`)."""
+        return fetch_request(self.node_id, self.settings, parts, by_id=by_id, at=at)
 
     async def _on_partition(self, part: PartitionProgress, data: PartitionData) -> None:
         code = _error_code(data.error_code)
@@ -440,11 +370,14 @@ class ReplicaFetcher:
         if records:
             try:
                 end, fresh, idempotent = await anyio.to_thread.run_sync(
-                    _append, part.log, records
+                    append_replicated, part.log, records
                 )
                 if self._producers is not None:
                     self._producers.replicated(part.log, idempotent, fresh=fresh)
-                await self._durable(part.log, end)
+                part.fetch_offset = end
+                await self._sync.appended(
+                    part.log, end, len(records), data.high_watermark
+                )
             except (OffsetMismatch, InvalidBatch) as exc:
                 # The local log and the leader disagree, or a batch came damaged:
                 # check the epochs again, then fetch again.
@@ -454,7 +387,6 @@ class ReplicaFetcher:
             except StorageError as exc:
                 self._storage_failed(part, exc)
                 return
-            part.fetch_offset = end
         caught = part.fetch_offset >= part.leader_high_watermark
         if caught and not part.caught_up:
             log.info(
@@ -466,12 +398,6 @@ class ReplicaFetcher:
                 high_watermark=part.leader_high_watermark,
             )
         part.caught_up = caught
-
-    async def _durable(self, plog: PartitionLog, end: int) -> None:
-        if self._commit is not None:
-            await self._commit.wait_durable(plog, end)
-        else:
-            await anyio.to_thread.run_sync(plog.sync)
 
     async def _out_of_range(self, part: PartitionProgress, data: PartitionData) -> None:
         """OFFSET_OUT_OF_RANGE: behind the leader's log start → restart the local log
@@ -597,6 +523,7 @@ class ReplicaFetcher:
         except StorageError as exc:
             self._storage_failed(part, exc)
             return
+        self._sync.forget(plog)
         if self._producers is not None:
             # the batches cut may have been a producer's last ones (Kafka reloads
             # its ProducerStateManager after a truncation too)
@@ -640,17 +567,6 @@ class ReplicaFetcher:
             reason=reason,
             action="retry",
         )
-
-
-def _append(
-    plog: PartitionLog, records: bytes | memoryview
-) -> tuple[int, bool, list[BatchHeader]]:
-    """Append a leader's batches (worker thread): the log end, whether the log was
-    empty before, and the headers of the idempotent producers' batches."""
-    fresh = plog.log_end_offset == plog.log_start_offset
-    end = append_from_leader(plog, records)
-    idempotent = [h for _, h in iter_batches(records) if h.producer_id >= 0]
-    return end, fresh, idempotent
 
 
 def _error_code(value: int) -> ErrorCode:

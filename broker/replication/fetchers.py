@@ -33,11 +33,8 @@ import structlog
 from broker.cluster.cache import MetadataCache
 from broker.cluster.model import NO_LEADER
 from broker.durability.group_commit import GroupCommit
-from broker.replication.fetcher import (
-    FetcherSettings,
-    ReplicaFetcher,
-    TopicPartition,
-)
+from broker.replication.fetch_round import FetcherSettings, TopicPartition
+from broker.replication.fetcher import ReplicaFetcher
 from broker.replication.follower_log import ProducerStates
 from broker.topics.service import TopicService
 from protocol.error_codes import ErrorCode

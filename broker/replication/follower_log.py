@@ -79,6 +79,18 @@ def whole_batches(records: object) -> bytes | memoryview:
     return buf[:end]
 
 
+def next_offset_after(records: object) -> int | None:
+    """The offset after the last whole batch of a Fetch answer's records (where
+    the log will end once they are appended); None: no whole batch."""
+    buf = whole_batches(records)
+    if not buf:
+        return None
+    last = None
+    for _, header in iter_batches(buf):
+        last = header
+    return None if last is None else last.next_offset
+
+
 def append_from_leader(plog: PartitionLog, records: bytes | memoryview) -> int:
     """Append a leader's batches verbatim (worker thread); returns the log end."""
     if plog.log_end_offset == plog.log_start_offset:
@@ -89,3 +101,14 @@ def append_from_leader(plog: PartitionLog, records: bytes | memoryview) -> int:
             plog.reset_start(first.base_offset)
     plog.append_verbatim(records)
     return plog.log_end_offset
+
+
+def append_replicated(
+    plog: PartitionLog, records: bytes | memoryview
+) -> tuple[int, bool, list[BatchHeader]]:
+    """Append a leader's batches (worker thread): the log end, whether the log was
+    empty before, and the headers of the idempotent producers' batches."""
+    fresh = plog.log_end_offset == plog.log_start_offset
+    end = append_from_leader(plog, records)
+    idempotent = [h for _, h in iter_batches(records) if h.producer_id >= 0]
+    return end, fresh, idempotent

@@ -11,7 +11,10 @@ completes once its target replicas are in the ISR.
 - **expand** (``Partition.maybeExpandIsr``): a replica outside the ISR whose fetch
   offset reached the high watermark (the fetch handler notes it in
   :class:`~broker.topics.followers.FollowerProgress`) joins it. The high watermark is
-  held where it was first, so the new member's offset never takes it back;
+  held where it was first, so the new member's offset never takes it back. This
+  rule is half of what lets a catching-up follower fetch on before its appends are
+  fsynced (:mod:`broker.replication.follower_sync`): an offset below the high
+  watermark never adds a replica, so only offsets it made durable can;
 - **shrink** (``Partition.maybeShrinkIsr``): a follower of the ISR that has not
   caught up for ``replica.lag.time.max.ms`` (since this broker became leader, if it
   never did) leaves it, checked every half of that time. A follower at the leader's

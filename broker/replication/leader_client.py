@@ -1,8 +1,10 @@
 """An async Kafka client connection from a follower to its leader.
 
-The replica fetcher's one socket: anyio ``connect_tcp``, requests encoded and
-responses decoded by the sans-IO codec (``protocol.codec``), one request in flight
-at a time (a follower sends Fetch, waits, appends, fetches again). On connect it
+The replica fetcher's one socket: an asyncio connection whose protocol reads each
+answer straight into its own buffer (:mod:`broker.replication.frames`), requests
+encoded and responses decoded by the sans-IO codec (``protocol.codec``), one
+request in flight at a time (a follower sends Fetch, waits, appends, fetches
+again). On connect it
 negotiates versions with ApiVersions, as Kafka's ``NetworkClient`` does, so each
 request goes out in the highest version both sides speak.
 
@@ -13,12 +15,14 @@ reconnects with back-off.
 
 from __future__ import annotations
 
-import struct
+import asyncio
+import socket
+from collections import deque
 from typing import Final, TypeVar
 
 import anyio
-from anyio.abc import SocketStream
 
+from broker.replication.frames import FrameError, FrameProtocol
 from protocol.codec import decode_response, encode_request, supported_versions
 from protocol.errors import ProtocolError
 from protocol.headers import RequestHeader
@@ -27,7 +31,6 @@ from protocol.schema import message_spec
 
 R = TypeVar("R")
 
-_SIZE: Final = struct.Struct(">i")
 _API_VERSIONS: Final = 18
 _MAX_API_VERSIONS_VERSION: Final = 3
 _UNSUPPORTED_VERSION: Final = 35
@@ -42,20 +45,19 @@ class LeaderConnection:
 
     def __init__(
         self,
-        stream: SocketStream,
+        frames: FrameProtocol,
         *,
         address: str,
         client_id: str,
         timeout_s: float,
-        max_frame_bytes: int,
     ) -> None:
         self.address = address
         self.client_id = client_id
         self.timeout_s = timeout_s
-        self.max_frame_bytes = max_frame_bytes
         self.versions: dict[int, int] = {}
-        self._stream = stream
+        self._frames = frames
         self._correlation_id = 0
+        self._awaited: deque[tuple[int, int, int]] = deque()  # sent, not answered
         self.closed = False
 
     @classmethod
@@ -74,18 +76,18 @@ class LeaderConnection:
             LeaderConnectionError: the connection or the negotiation failed.
         """
         address = f"{host}:{port}"
+        loop = asyncio.get_running_loop()
         try:
             with anyio.fail_after(timeout_s):
-                stream = await anyio.connect_tcp(host, port)
+                transport, frames = await loop.create_connection(
+                    lambda: FrameProtocol(max_frame_bytes), host, port
+                )
         except (OSError, TimeoutError) as exc:
             raise LeaderConnectionError(f"connecting to {address}: {exc}") from exc
-        conn = cls(
-            stream,
-            address=address,
-            client_id=client_id,
-            timeout_s=timeout_s,
-            max_frame_bytes=max_frame_bytes,
-        )
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = cls(frames, address=address, client_id=client_id, timeout_s=timeout_s)
         try:
             await conn._negotiate()
         except BaseException:
@@ -95,10 +97,12 @@ class LeaderConnection:
 
     async def aclose(self) -> None:
         """Close the socket (idempotent)."""
+        self._close()
+
+    def _close(self) -> None:
         if not self.closed:
             self.closed = True
-            with anyio.CancelScope(shield=True):
-                await self._stream.aclose()
+            self._frames.close()
 
     def version(self, api_key: int) -> int | None:
         """The highest version of ``api_key`` both sides speak (None: none)."""
@@ -120,6 +124,17 @@ class LeaderConnection:
         Raises:
             LeaderConnectionError: the exchange failed; the connection is closed.
         """
+        self.send(request, version=version)
+        return await self.receive(response_type, timeout_s=timeout_s)
+
+    def send(self, request: object, *, version: int) -> None:
+        """Send ``request`` in ``version``; :meth:`receive` reads the answers in the
+        order the requests went out (a follower may send its next Fetch before it
+        has appended the last answer).
+
+        Raises:
+            LeaderConnectionError: the connection is closed or failed.
+        """
         if self.closed:
             raise LeaderConnectionError(f"connection to {self.address} is closed")
         api_key = message_spec(type(request)).api_key
@@ -131,58 +146,42 @@ class LeaderConnection:
             client_id=self.client_id,
         )
         try:
-            with anyio.fail_after(self.timeout_s if timeout_s is None else timeout_s):
-                await self._stream.send(encode_request(header, request))
-                (size,) = _SIZE.unpack(await self._receive_exactly(4))
-                if size < 0 or size > self.max_frame_bytes:
-                    raise LeaderConnectionError(
-                        f"{self.address} sent a frame of {size} bytes"
-                    )
-                frame = await self._receive_exactly(size)
-            rheader, response = decode_response(api_key, version, frame)
-        except LeaderConnectionError:
-            await self.aclose()
-            raise
-        except (
-            OSError,
-            TimeoutError,
-            anyio.EndOfStream,
-            anyio.BrokenResourceError,
-            anyio.ClosedResourceError,
-            anyio.IncompleteRead,
-            ProtocolError,
-        ) as exc:
-            await self.aclose()
+            self._frames.write(encode_request(header, request))
+        except (OSError, FrameError) as exc:
+            self._close()
             raise LeaderConnectionError(
                 f"{type(request).__name__} v{version} to {self.address}: "
                 f"{type(exc).__name__} {exc}"
             ) from exc
-        if rheader.correlation_id != self._correlation_id or not isinstance(
-            response, response_type
-        ):
-            await self.aclose()
-            raise LeaderConnectionError(f"{self.address} answered out of step")
-        return response
+        self._awaited.append((self._correlation_id, api_key, version))
 
-    async def _receive_exactly(self, size: int) -> bytearray:
-        """The next ``size`` bytes of the stream, copied once into one buffer (a
-        Fetch answer is megabytes: growing a buffer chunk by chunk and slicing it
-        off copied each byte three times).
+    async def receive(
+        self, response_type: type[R], *, timeout_s: float | None = None
+    ) -> R:
+        """The answer to the oldest request sent and not yet received.
 
         Raises:
-            anyio.IncompleteRead: the leader closed the connection first.
+            LeaderConnectionError: the exchange failed; the connection is closed.
         """
-        frame = bytearray(size)
-        view = memoryview(frame)
-        got = 0
-        while got < size:
-            try:
-                chunk = await self._stream.receive(size - got)
-            except anyio.EndOfStream as exc:
-                raise anyio.IncompleteRead from exc
-            view[got : got + len(chunk)] = chunk
-            got += len(chunk)
-        return frame
+        if self.closed or not self._awaited:
+            raise LeaderConnectionError(f"connection to {self.address} is closed")
+        correlation_id, api_key, version = self._awaited.popleft()
+        try:
+            with anyio.fail_after(self.timeout_s if timeout_s is None else timeout_s):
+                frame = await self._frames.next_frame()
+            rheader, response = decode_response(api_key, version, frame)
+        except (OSError, TimeoutError, FrameError, ProtocolError) as exc:
+            self._close()
+            raise LeaderConnectionError(
+                f"{response_type.__name__} v{version} from {self.address}: "
+                f"{type(exc).__name__} {exc}"
+            ) from exc
+        if rheader.correlation_id != correlation_id or not isinstance(
+            response, response_type
+        ):
+            self._close()
+            raise LeaderConnectionError(f"{self.address} answered out of step")
+        return response
 
     async def _negotiate(self) -> None:
         ours = supported_versions()

@@ -71,7 +71,7 @@ from storage.log_manager import TopicMeta
 from storage.partition_log import PartitionLog
 
 if TYPE_CHECKING:
-    from broker.replication.fetcher import FetcherSettings
+    from broker.replication.fetch_round import FetcherSettings
     from broker.replication.follower_log import ProducerStates
 
 log = structlog.get_logger("broker.replication")

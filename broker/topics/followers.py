@@ -2,9 +2,11 @@
 high watermark of a partition with followers in its ISR.
 
 Every follower Fetch (``replica_id >= 0``) records, per partition, the offset the
-follower asked for (everything below it is on the follower's disk: the replica
-fetcher fetches again only after its appends are durable), when, and the leader's
-log end offset at that moment. Kafka keeps the same facts in its ``Replica`` state
+follower asked for, when, and the leader's log end offset at that moment. An offset
+at or above the high watermark is on the follower's disk; one below it may not be
+yet (a follower catching up fetches on while it fsyncs,
+:mod:`broker.replication.follower_sync`), which is safe because such an offset
+neither raises the high watermark nor adds the follower to the ISR. Kafka keeps the same facts in its ``Replica`` state
 (``logEndOffset``, ``lastFetchLeaderLogEndOffset``, ``lastCaughtUpTimeMs``) to
 shrink and expand the ISR. A follower is caught up at a fetch that reaches the
 leader's log end, and also (Kafka's ``Replica.updateFetchState``) at the time of
@@ -35,7 +37,7 @@ class FollowerFetch:
     """The latest fetch of one follower for one partition."""
 
     replica_id: int
-    fetch_offset: int  # the follower's log end offset (durable on the follower)
+    fetch_offset: int  # the follower's log end (durable on it once >= the HW)
     log_start_offset: int  # the follower's log start offset (-1: not sent)
     leader_log_end: int  # the leader's log end offset when it fetched
     fetched_at: float  # time.monotonic()

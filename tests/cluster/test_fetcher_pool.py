@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.replication.fetcher import TopicPartition
+from broker.replication.fetch_round import TopicPartition
 from tests.cluster.cluster_fake import (
     NODE,
     FakeCluster,

@@ -9,6 +9,7 @@ own topics, and the one that stops a broker starts it again before it ends.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -299,3 +300,68 @@ def test_controlled_shutdown_under_load_then_preferred_election(
     assert cluster.segments(leader, "cs", 0) == cluster.segments(
         after["isr"][-1] if after["isr"][-1] != leader else after["isr"][0], "cs", 0
     )
+
+
+def _log_size(cluster: Cluster, node_id: int, topic: str) -> int:
+    d = cluster.root / f"data-{node_id}" / "kafka" / topic / "0"
+    total = 0
+    for p in d.glob("*.log"):
+        with contextlib.suppress(FileNotFoundError):
+            total += p.stat().st_size
+    return total
+
+
+def test_lagging_follower_killed_mid_catch_up_restarts_and_rejoins_the_isr(
+    cluster: Cluster,
+) -> None:
+    """A follower stopped while 96 MiB are written copies them when it is back;
+    SIGKILLed in the middle of that copy and started again, it recovers its log,
+    fetches the rest, rejoins the ISR and holds the leader's bytes exactly."""
+    _create(cluster, "lag", [[1, 2, 3]])
+    wait_for(
+        "all replicas in sync", lambda: len(cluster.partition("lag", 0)["isr"]) == 3
+    )
+    assert _produce(cluster, "lag", [f"early-{i}".encode() for i in range(200)]) == []
+    cluster.brokers[3].stop()
+    wait_for(
+        "broker 3 out of the ISR", lambda: 3 not in cluster.partition("lag", 0)["isr"]
+    )
+    p = Producer(
+        {
+            "bootstrap.servers": cluster.bootstrap,
+            "acks": "all",
+            "linger.ms": 5,
+            "batch.size": 1 << 20,
+        }
+    )
+    value = b"v" * 1024
+    for i in range(96 * 1024):
+        p.produce("lag", value, partition=0)
+        if i % 1024 == 0:
+            p.poll(0)
+    assert p.flush(60) == 0
+    total = _log_size(cluster, 1, "lag")
+    had = _log_size(cluster, 3, "lag")
+    assert had < total
+
+    cluster.start(3)
+    deadline = time.monotonic() + 60
+    while (size := _log_size(cluster, 3, "lag")) <= had:
+        assert time.monotonic() < deadline, "broker 3 copied nothing in 60 s"
+        time.sleep(0.005)
+    cluster.brokers[3].kill()
+    assert size < total, "the copy ended before the kill"
+    wait_for(
+        "broker 3's session to expire",
+        lambda: f"{PREFIX}/brokers/3" not in cluster.etcd.keys(f"{PREFIX}/brokers/"),
+    )
+    cluster.start(3)
+    wait_for(
+        "broker 3 back in the ISR",
+        lambda: 3 in cluster.partition("lag", 0)["isr"],
+        timeout=60,
+    )
+    leader_bytes = cluster.segments(1, "lag", 0)
+    assert cluster.segments(3, "lag", 0) == leader_bytes
+    assert cluster.segments(2, "lag", 0) == leader_bytes
+    assert _produce(cluster, "lag", [b"after"]) == []

@@ -16,12 +16,12 @@ import anyio
 import pytest
 import structlog
 
-from broker.replication.fetcher import (
+from broker.replication.fetch_round import (
     FetcherSettings,
     PartitionProgress,
-    ReplicaFetcher,
     TopicPartition,
 )
+from broker.replication.fetcher import ReplicaFetcher
 from broker.replication.follower_log import ProducerStates
 from protocol.error_codes import ErrorCode
 from storage.log_manager import LogManager

@@ -13,7 +13,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from structlog.testing import capture_logs
 
 from broker.producers.service import ProducerService, append_checked
-from broker.replication.fetcher import TopicPartition
+from broker.replication.fetch_round import TopicPartition
 from protocol.error_codes import ErrorCode
 from protocol.record_builder import RecordInput, build_batch
 from protocol.records import iter_batches
