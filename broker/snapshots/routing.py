@@ -43,6 +43,7 @@ from storage.snapshot_groups import GroupOffset
 from storage.snapshot_meta import CODECS
 
 log = structlog.get_logger("broker.snapshots")
+_GATHER_ATTEMPTS = 3  # a copy sent back that failed is tried again
 
 GROUP_OFFSETS_PATH = "/v1/snapshots/group-offsets"
 
@@ -184,20 +185,30 @@ async def send_copies(
         path = row.get("path")
         if not isinstance(path, str):
             continue
-        try:
-            snap = await svc.verify(path, settle_s=0.0)
-            row["copy_path"] = await send_snapshot(
-                snap,
-                topic_dir=os.path.basename(os.path.dirname(path)),
-                name=os.path.basename(path),
-                from_broker=svc.node_id,
-                address=address,
-                token=svc.admin_token,
-                copy=True,
-            )
-        except (PeerError, StorageError, OSError) as exc:
-            log.warning("snapshot_gather_failed", snapshot=path, error=str(exc))
-            row["gather_error"] = str(exc)
+        for attempt in range(1, _GATHER_ATTEMPTS + 1):
+            try:
+                snap = await svc.verify(path, settle_s=0.0)
+                row["copy_path"] = await send_snapshot(
+                    snap,
+                    topic_dir=os.path.basename(os.path.dirname(path)),
+                    name=os.path.basename(path),
+                    from_broker=svc.node_id,
+                    address=address,
+                    token=svc.admin_token,
+                    copy=True,
+                )
+                break
+            except (PeerError, StorageError, OSError) as exc:
+                log.warning(
+                    "snapshot_gather_failed",
+                    snapshot=path,
+                    attempt=attempt,
+                    error=str(exc),
+                )
+                if attempt == _GATHER_ATTEMPTS:
+                    row["gather_error"] = str(exc)
+                else:
+                    await anyio.sleep(0.5 * attempt)  # a peer busy or restarting
 
 
 async def gather_group_offsets(

@@ -219,7 +219,7 @@ async def test_maintenance_rewrites_aging_commits_and_expires_with_tombstones(
         now = committed.commit_ms
 
         await replicated.maintain(
-            now_ms=now + 300_000, retention_ms=10**9, protected=(), empty_since={}
+            now_ms=now + 301_000, retention_ms=10**9, protected=(), empty_since={}
         )
         assert _records(ctx, p) == [(_key("g"), 5), (_key("g"), 5)]
         assert replicated.fetch("g") == {("t", 0): committed}

@@ -247,6 +247,7 @@ def test_create_gathers_every_snapshot_into_the_asking_broker(
     mine = cluster.root / "data-1" / "snapshots"
     listed = {r["path"]: r for r in cluster.brokers[1].admin("GET", "/v1/snapshots")}
     for row in created:
+        assert "gathered_path" in row, row
         gathered = Path(row["gathered_path"])
         assert gathered.is_relative_to(mine)
         original = _snapshot_dir(cluster, row)

@@ -178,16 +178,11 @@ def test_a_producers_last_batch_is_kept_empty_for_its_sequence(tmp_path: Path) -
 
 
 def test_control_batches_are_kept(tmp_path: Path) -> None:
-    """Transaction markers survive cleaning (no transactions to resolve yet)."""
-    from protocol.record_builder import ControlType, build_control_batch
-
+    """Transaction markers survive cleaning (the cleaner does not resolve
+    transactions yet)."""
     log = open_log(tmp_path)
     put(log, b"a", b"1")
-    log.append(
-        build_control_batch(ControlType.COMMIT, producer_id=3, producer_epoch=0),
-        leader_epoch=0,
-        now_ms=NOW,
-    )
+    log.append_marker(3, 0, True, 0, leader_epoch=0)
     put(log, b"a", b"2")
     log.roll()
     log.sync()
