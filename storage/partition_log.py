@@ -613,10 +613,13 @@ class PartitionLog:
         if seg.size == 0:
             return
         too_big = seg.size + incoming > self.config.segment_bytes
-        too_old = (
-            seg.created_ms is not None
-            and now - seg.created_ms >= self.config.segment_ms
-        )
+        config = self.config
+        max_age = config.segment_ms
+        if config.compact and config.max_compaction_lag_ms > 0:
+            # Kafka's LogConfig.maxSegmentMs: a compacted topic's active segment
+            # rolls by max.compaction.lag.ms too, so the cleaner may take it in time
+            max_age = min(max_age, config.max_compaction_lag_ms)
+        too_old = seg.created_ms is not None and now - seg.created_ms >= max_age
         too_far = seg.next_offset + span - seg.base_offset > _MAX_RELATIVE_OFFSET
         if too_big or too_old or too_far:
             self._roll_locked()

@@ -296,3 +296,29 @@ def test_retention_applies_only_with_delete_in_the_policy(tmp_path: Path) -> Non
         log.apply_retention(now_ms=NOW + 10_000)
         assert len(log.segments()) == kept
         log.close()
+
+
+def test_max_compaction_lag_rolls_the_active_segment(tmp_path: Path) -> None:
+    """A compacted topic's active segment rolls once it is max.compaction.lag.ms
+    old (Kafka's LogConfig.maxSegmentMs), so the cleaner can take its records in
+    time; a delete topic keeps segment.ms."""
+    log = open_log(
+        tmp_path, **{"segment.bytes": "1048576", "max.compaction.lag.ms": "1000"}
+    )
+    put(log, b"a", b"1", ts=NOW)
+    put(log, b"a", b"2", ts=NOW + 500)
+    put(log, b"a", b"3", ts=NOW + 1000)
+    assert [s.base_offset for s in log.segments()] == [0, 2]
+    log.close()
+    plain = open_log(
+        tmp_path / "plain",
+        **{
+            "cleanup.policy": "delete",
+            "segment.bytes": "1048576",
+            "max.compaction.lag.ms": "1000",
+        },
+    )
+    put(plain, b"a", b"1", ts=NOW)
+    put(plain, b"a", b"2", ts=NOW + 5000)
+    assert [s.base_offset for s in plain.segments()] == [0]
+    plain.close()
