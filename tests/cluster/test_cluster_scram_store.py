@@ -161,7 +161,9 @@ async def test_credentials_made_through_one_broker_authenticate_on_another(
             brokers[0], [], [_upsert("alice", b"pw-a"), _upsert("boot", b"pw-b", 2)]
         )
         assert results == {"alice": scram_admin.OK, "boot": scram_admin.OK}
-        await _until(caches[1], lambda: "alice" in brokers[1].scram_users())
+        await _until(
+            caches[1], lambda: set(brokers[1].scram_users()) == {"alice", "boot"}
+        )
         alice = brokers[1].scram_credential("alice", "SCRAM-SHA-256")
         assert alice is not None
         assert verify_password(alice, b"pw-a")
