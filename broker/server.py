@@ -284,15 +284,27 @@ async def _open_services(
                 await close_log_manager(logs)
             raise
         cluster = coordination
-        # imported here: a single node keeps its ACLs in the data dir
+        # imported here: a single node keeps its ACLs and credentials in the
+        # data dir
         from broker.cluster.acls import ClusterAcls
+        from broker.cluster.scram import ClusterCredentials
 
+        timeout_s = config.cluster.request_timeout_ms / 1000
         security.use_acls(
             ClusterAcls(
                 coordination.store,
                 coordination.keys,
                 coordination.cache,
-                timeout_s=config.cluster.request_timeout_ms / 1000,
+                timeout_s=timeout_s,
+            )
+        )
+        security.use_credentials(
+            ClusterCredentials(
+                coordination.store,
+                coordination.keys,
+                coordination.cache,
+                local=security.store,
+                timeout_s=timeout_s,
             )
         )
     topics = TopicService(config, logs, metrics, disk, cluster)

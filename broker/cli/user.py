@@ -3,7 +3,9 @@
 Works on ``<data-dir>/security/users.json`` directly (a running broker picks changes
 up on its next login or authorisation check; no restart). Passwords are never
 stored: each user gets salted SCRAM-SHA-256 and SCRAM-SHA-512 credentials
-(:mod:`broker.security.credentials`), which also verify SASL/PLAIN logins.
+(:mod:`broker.security.credentials`), which also verify SASL/PLAIN logins. In
+cluster mode this file is one broker's local fallback: names the cluster has
+SCRAM credentials for (in etcd, :mod:`broker.cluster.scram`) log in with those.
 
     ailurus user create alice --password-stdin < pw.txt
     ailurus user grant alice topic:orders:read,write group:orders-app:read

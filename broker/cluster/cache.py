@@ -30,9 +30,11 @@ from broker.cluster.model import (
     TopicRecord,
     decode_configs,
 )
+from broker.cluster.scram_records import decode_user_config, scram_of
 from broker.cluster.store import Event, KeyValue, Snapshot
 from broker.cluster.view import OFFSETS_TOPIC, offsets_partition
 from broker.security.acl_binding import AclBinding
+from broker.security.credentials import ScramCredential
 
 log = structlog.get_logger("broker.cluster.cache")
 
@@ -57,6 +59,8 @@ class MetadataCache:
         # (pattern, type, quoted name) -> that resource pattern's ACLs
         self._acls: dict[tuple[str, str, str], tuple[AclBinding, ...]] = {}
         self.acl_version = 0  # grows with every change of the ACLs
+        # user name -> its SCRAM credentials by mechanism (users with at least one)
+        self._scram: dict[str, dict[str, ScramCredential]] = {}
         self.revision = 0  # the etcd revision the cache reflects
         self.version = 0  # grows with every applied change
         self._changed = anyio.Event()
@@ -138,6 +142,15 @@ class MetadataCache:
         """Every ACL of the cluster (:mod:`broker.cluster.acls`)."""
         return [b for k in sorted(self._acls) for b in self._acls[k]]
 
+    def scram_credentials(self, user: str) -> dict[str, ScramCredential] | None:
+        """The user's SCRAM credentials by mechanism; None when the cluster has
+        none for it (:mod:`broker.cluster.scram`)."""
+        return self._scram.get(user)
+
+    def scram_users(self) -> dict[str, dict[str, ScramCredential]]:
+        """Every user with SCRAM credentials in the cluster."""
+        return dict(self._scram)
+
     def memo(self, key: Hashable, build: Callable[[], T]) -> T:
         """``build()``, computed once per version of the cache: what ``build``
         derives must depend on the cache alone, and ``key`` must say which value
@@ -164,6 +177,7 @@ class MetadataCache:
         self._broker_configs.clear()
         self._acls.clear()
         self.acl_version += 1
+        self._scram.clear()
         for kv in snapshot.items:
             self._apply(kv.key, kv.value, kv.create_revision)
         self.revision = snapshot.revision
@@ -219,6 +233,14 @@ class MetadataCache:
                         self._broker_configs.pop(scope, None)
                     else:
                         self._broker_configs[scope] = decode_configs(value)
+                case ["config", "users", name]:
+                    # dropped first: a damaged value authenticates nobody
+                    user = unquote(name)
+                    self._scram.pop(user, None)
+                    if value is not None:
+                        creds = scram_of(decode_user_config(value))
+                        if creds:
+                            self._scram[user] = creds
                 case ["partitions", name, index]:
                     if value is None:
                         self._partitions.pop((name, int(index)), None)

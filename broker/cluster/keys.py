@@ -10,6 +10,8 @@
     PREFIX/partitions/{name}/{index}    PartitionRecord (compare-and-set)
     PREFIX/config/brokers/{id}          a broker's dynamic configs (JSON object)
     PREFIX/config/brokers/<default>     the cluster-wide dynamic broker configs
+    PREFIX/config/users/{name}          a user's SCRAM credentials (Kafka's
+                                        /config/users/{name}; name URL-quoted)
     PREFIX/admin/create/{name}          CreateTopicRequest
     PREFIX/admin/partitions/{name}      CreatePartitionsRequest
     PREFIX/admin/delete/{name}          a topic deletion request (empty value)
@@ -21,7 +23,7 @@
 
 Topic names are Kafka's (letters, digits, ``.``, ``_``, ``-``), so ``/`` never
 occurs inside a name and a key splits unambiguously; ACL resource names (a group
-may be called anything) are URL-quoted.
+may be called anything) and user names are URL-quoted.
 """
 
 from __future__ import annotations
@@ -71,6 +73,14 @@ class Keys:
     def broker_config(self, scope: str) -> str:
         """Dynamic broker configs: ``scope`` is a node id or ``<default>``."""
         return f"{self.prefix}/config/brokers/{scope}"
+
+    @property
+    def users(self) -> str:
+        return f"{self.prefix}/config/users/"
+
+    def user(self, name: str) -> str:
+        """The key of one user's SCRAM credentials (any name: it is URL-quoted)."""
+        return f"{self.prefix}/config/users/{quote(name, safe='')}"
 
     @property
     def admin(self) -> str:

@@ -1,26 +1,26 @@
 """AlterUserScramCredentials (key 51), v0 (KIP-554).
 
-Behaviour: upserts and deletes SCRAM credentials in the broker's user store
-(``<data-dir>/security/users.json``, what ``ailurus user`` manages); an upsertion
-carries the salt and salted password the client computed, and the store keeps
-only the keys derived from them. The new credential authenticates SCRAM and PLAIN
-logins at once (the store is re-read when it changes). One result per user, with
-Kafka's errors (:mod:`broker.security.scram_admin`): UNSUPPORTED_SASL_MECHANISM,
-DUPLICATE_RESOURCE, UNACCEPTABLE_CREDENTIAL, RESOURCE_NOT_FOUND. The write is
-fsynced, in a worker thread, before the answer. Cluster mode: each broker keeps
-its own user store, so the change applies to the broker that was asked.
+Behaviour: upserts and deletes SCRAM credentials in the broker's credential store
+(a single node: ``<data-dir>/security/users.json``, what ``ailurus user`` manages,
+fsynced in a worker thread before the answer; cluster mode: etcd, written with
+compare-and-set and seen by this broker's cache before the answer, so every
+broker of the cluster authenticates with it); an upsertion carries the salt and
+salted password the client computed, and the store keeps only the keys derived
+from them. The new credential authenticates SCRAM and PLAIN logins at once. One
+result per user, with Kafka's errors (:mod:`broker.security.scram_admin`):
+UNSUPPORTED_SASL_MECHANISM, DUPLICATE_RESOURCE, UNACCEPTABLE_CREDENTIAL,
+RESOURCE_NOT_FOUND; UNKNOWN_SERVER_ERROR when the store cannot be written.
 Version notes: flexible from v0.
 """
 
 from __future__ import annotations
 
-import anyio
 import structlog
 
 from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
 from broker.security import scram_admin
-from broker.security.credentials import CredentialError
+from broker.security.credential_store import CredentialStoreError
 from protocol.error_codes import ErrorCode
 from protocol.messages.alter_user_scram_credentials import (
     AlterUserScramCredentialsRequest,
@@ -35,7 +35,7 @@ log = structlog.get_logger("broker.security")
 def alter_user_scram_credentials(
     rctx: RequestContext, request: AlterUserScramCredentialsRequest
 ) -> Deferred:
-    store = rctx.broker.security.store
+    store = rctx.broker.security.credentials
     deletions = [
         scram_admin.Deletion(user=d.name, mechanism=d.mechanism)
         for d in request.deletions
@@ -53,10 +53,8 @@ def alter_user_scram_credentials(
 
     async def alter() -> AlterUserScramCredentialsResponse:
         try:
-            results = await anyio.to_thread.run_sync(
-                scram_admin.alter, store, deletions, upsertions
-            )
-        except (CredentialError, OSError) as e:
+            results = await scram_admin.alter(store, deletions, upsertions)
+        except CredentialStoreError as e:
             log.error("scram_alter_failed", error=str(e))
             failed = (
                 ErrorCode.UNKNOWN_SERVER_ERROR,

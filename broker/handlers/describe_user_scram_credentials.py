@@ -1,8 +1,9 @@
 """DescribeUserScramCredentials (key 50), v0 (KIP-554).
 
 Behaviour: each named user's SCRAM mechanisms and iteration counts from the
-broker's user store (``<data-dir>/security/users.json``, what ``ailurus user``
-manages); a null or empty list means every user with credentials. Per-user errors
+broker's credential store (a single node: ``<data-dir>/security/users.json``, what
+``ailurus user`` manages; cluster mode: the cluster's credentials in etcd, from
+the watched cache); a null or empty list means every user with credentials. Per-user errors
 RESOURCE_NOT_FOUND (no credentials) and DUPLICATE_RESOURCE (named twice), as
 :mod:`broker.security.scram_admin` decides. Salts and keys are never returned.
 Version notes: flexible from v0.
@@ -27,7 +28,7 @@ def describe_user_scram_credentials(
     rctx: RequestContext, request: DescribeUserScramCredentialsRequest
 ) -> DescribeUserScramCredentialsResponse:
     names = None if request.users is None else [u.name for u in request.users]
-    found = scram_admin.describe(rctx.broker.security.store, names)
+    found = scram_admin.describe(rctx.broker.security.credentials, names)
     return DescribeUserScramCredentialsResponse(
         error_code=ErrorCode.NONE,
         results=tuple(

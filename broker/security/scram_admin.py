@@ -15,8 +15,9 @@ per user, as Kafka's ``ScramControlManager`` and ``KafkaApis`` decide it:
 
 Upsertions carry the salt and salted password the client computed; the store keeps
 only StoredKey and ServerKey derived from them
-(:func:`broker.security.credentials.credential_from_salted`). Writes are blocking
-(fsync): the handlers run :func:`alter` in a worker thread.
+(:func:`broker.security.credentials.credential_from_salted`). The store is the
+broker's :class:`~broker.security.credential_store.CredentialStore`: the users file
+of a single node, etcd in cluster mode.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from broker.security.credential_store import CredentialStore
 from broker.security.credentials import (
     MAX_ITERATIONS,
     MIN_ITERATIONS,
     ScramCredential,
-    UserStore,
     credential_from_salted,
 )
 from protocol.error_codes import ErrorCode
@@ -58,18 +59,18 @@ class Deletion:
 
 
 def describe(
-    store: UserStore, users: Iterable[str] | None
+    store: CredentialStore, users: Iterable[str] | None
 ) -> list[tuple[str, Outcome, list[tuple[int, int]]]]:
     """(user, outcome, [(mechanism id, iterations)]) for each user asked about (all
     users with credentials when ``users`` is None or empty)."""
-    known = store.users()
+    known = store.scram_users()
     names = list(users or ())
     if not names:
-        names = sorted(u for u, r in known.items() if r.credentials)
+        names = sorted(known)
     counts = Counter(names)
     out: list[tuple[str, Outcome, list[tuple[int, int]]]] = []
     for name in dict.fromkeys(names):
-        record = known.get(name)
+        credentials = known.get(name)
         if counts[name] > 1:
             outcome: Outcome = (
                 ErrorCode.DUPLICATE_RESOURCE,
@@ -77,7 +78,7 @@ def describe(
                 f"single request: {name}",
             )
             out.append((name, outcome, []))
-        elif record is None or not record.credentials:
+        elif not credentials:
             outcome = (
                 ErrorCode.RESOURCE_NOT_FOUND,
                 f"Attempt to describe a user credential that does not exist: {name}",
@@ -86,7 +87,7 @@ def describe(
         else:
             infos = [
                 (MECHANISM_IDS[m], c.iterations)
-                for m, c in sorted(record.credentials.items())
+                for m, c in sorted(credentials.items())
                 if m in MECHANISM_IDS
             ]
             out.append((name, OK, infos))
@@ -116,10 +117,14 @@ def _check(user: str, mechanism: int, up: Upsertion | None) -> Outcome:
     return OK
 
 
-def alter(
-    store: UserStore, deletions: list[Deletion], upsertions: list[Upsertion]
+async def alter(
+    store: CredentialStore, deletions: list[Deletion], upsertions: list[Upsertion]
 ) -> dict[str, Outcome]:
-    """Apply the alterations; the outcome per user, in request order."""
+    """Apply the alterations; the outcome per user, in request order.
+
+    Raises:
+        CredentialStoreError: nothing could be stored.
+    """
     order = [d.user for d in deletions] + [u.user for u in upsertions]
     results: dict[str, Outcome] = dict.fromkeys(order, OK)
     every: list[Deletion | Upsertion] = [*deletions, *upsertions]
@@ -149,7 +154,7 @@ def alter(
     ]
     gone = [(d.user, MECHANISMS[d.mechanism]) for d in deletions if d.user in good]
     if new or gone:
-        for user, _mech in store.alter_scram(new, gone):
+        for user, _mech in await store.alter_scram(new, gone):
             results[user] = (
                 ErrorCode.RESOURCE_NOT_FOUND,
                 "Attempt to delete a user credential that does not exist",

@@ -1,7 +1,9 @@
 """The broker's security service (one per process, on the broker context).
 
-:class:`SecurityService` holds the user store, the ACL store (the data dir's file,
-or etcd in cluster mode), the authorizer and the failed-login limiter, built from :class:`~broker.security.settings.SecuritySettings`, and gives
+:class:`SecurityService` holds the user store (the data dir's users file, with the
+user rules), the SCRAM credentials and the ACL store (the data dir's files, or etcd
+in cluster mode), the authorizer and the failed-login limiter, built from
+:class:`~broker.security.settings.SecuritySettings`, and gives
 each new connection its :class:`~broker.security.session.ConnectionSecurity` (or
 None when there is nothing to check).
 """
@@ -13,6 +15,7 @@ from pathlib import Path
 from broker.security.acl import Authorizer, Op, Resource
 from broker.security.acl_binding import AclOperation, ResourceType
 from broker.security.acl_store import AclStore, FileAclStore
+from broker.security.credential_store import CredentialStore, FileCredentials
 from broker.security.credentials import UserStore
 from broker.security.ratelimit import LoginLimiter
 from broker.security.sasl import SaslAuthenticator
@@ -34,6 +37,7 @@ class SecurityService:
     ) -> None:
         self.settings = settings
         self.store = UserStore.in_data_dir(data_dir, check_interval_s=1.0)
+        self.credentials: CredentialStore = FileCredentials(self.store)
         self.protocols = {name: settings.protocol_of(name) for name in listeners}
         authenticating = any(p.startswith("SASL") for p in self.protocols.values())
         enabled = (
@@ -63,6 +67,12 @@ class SecurityService:
         self.acls = acls
         self.authorizer.acls = acls
 
+    def use_credentials(self, credentials: CredentialStore) -> None:
+        """Keep the SCRAM credentials in ``credentials`` instead of the data dir's
+        users file (cluster mode: etcd, :mod:`broker.cluster.scram`); called once,
+        before serving."""
+        self.credentials = credentials
+
     @property
     def enforces(self) -> bool:
         """Whether any connection gets security state to check: some listener
@@ -88,7 +98,9 @@ class SecurityService:
         return ConnectionSecurity(
             protocol=proto,
             peer_host=host.strip("[]"),
-            sasl=SaslAuthenticator(self.store, mechanisms=self.settings.mechanisms)
+            sasl=SaslAuthenticator(
+                self.credentials, mechanisms=self.settings.mechanisms
+            )
             if proto.startswith("SASL")
             else None,
             tls_principal=peer_principal(ssl_object) if proto == "SSL" else None,

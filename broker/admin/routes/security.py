@@ -10,29 +10,35 @@ Redpanda module and scripts written for ``rpk`` call):
   password (creating the user when it is new);
 - ``DELETE /v1/security/users/{name}``: removes the user (404 if unknown).
 
-They work on the same user store as ``ailurus user`` and the SCRAM credential APIs
-(``<data-dir>/security/users.json``; ACLs are kept on a password change). Writes
-are fsynced in a worker thread. Like every non-public admin route they need the
-admin token when one is set.
+They work on the same credentials as the SCRAM credential APIs: a single node's
+users file (``<data-dir>/security/users.json``, what ``ailurus user`` manages; its
+ACL rules are kept on a password change; writes fsynced in a worker thread), or in
+cluster mode the cluster's credentials in etcd, so a user made through one
+broker's admin API logs in on every broker. Like every non-public admin route
+they need the admin token when one is set.
 """
 
 from __future__ import annotations
 
 import json
 
-import anyio
 import structlog
 
 from broker.admin.server import AdminView, HttpRequest, HttpResponse, RouteTable
-from broker.security.credentials import SCRAM_MECHANISMS, CredentialError, UserStore
+from broker.security.credential_store import (
+    CredentialStore,
+    CredentialStoreError,
+    check_password,
+)
+from broker.security.credentials import SCRAM_MECHANISMS, CredentialError
 
 log = structlog.get_logger("broker.admin")
 
 DEFAULT_ALGORITHM = "SCRAM-SHA-256"
 
 
-def _store(view: AdminView) -> UserStore | None:
-    return None if view.ctx is None else view.ctx.security.store
+def _store(view: AdminView) -> CredentialStore | None:
+    return None if view.ctx is None else view.ctx.security.credentials
 
 
 def _body(request: HttpRequest) -> dict[str, object] | str:
@@ -61,28 +67,24 @@ def _users(view: AdminView, request: HttpRequest) -> HttpResponse:
     store = _store(view)
     if store is None:
         return HttpResponse.error(503, "starting")
-    return HttpResponse.json(sorted(store.users()))
+    return HttpResponse.json(store.user_names())
 
 
 async def _set(
-    store: UserStore, name: str, password: str, algorithm: str, *, create: bool
+    store: CredentialStore, name: str, password: str, algorithm: str, *, create: bool
 ) -> HttpResponse:
-    def write() -> HttpResponse:
-        if create and store.get(name) is not None:
-            return HttpResponse.error(400, f"user {name} already exists")
-        store.set_password(name, password, mechanisms=(algorithm,))
-        return HttpResponse.json({"username": name, "algorithm": algorithm})
-
     try:
-        response = await anyio.to_thread.run_sync(write)
+        check_password(name, password, algorithm)
+        saved = await store.set_password(name, password, algorithm, create=create)
     except CredentialError as e:
         return HttpResponse.error(400, str(e))
-    except OSError as e:
+    except CredentialStoreError as e:
         log.error("user_store_write_failed", user=name, error=str(e))
         return HttpResponse.error(500, "the user store cannot be written")
-    if response.status == 200:
-        log.info("user_saved", user=name, mechanism=algorithm, created=create)
-    return response
+    if not saved:
+        return HttpResponse.error(400, f"user {name} already exists")
+    log.info("user_saved", user=name, mechanism=algorithm, created=create)
+    return HttpResponse.json({"username": name, "algorithm": algorithm})
 
 
 async def _create(view: AdminView, request: HttpRequest) -> HttpResponse:
@@ -120,8 +122,8 @@ async def _delete(view: AdminView, request: HttpRequest) -> HttpResponse:
         return HttpResponse.error(503, "starting")
     name = request.params["name"]
     try:
-        deleted = await anyio.to_thread.run_sync(store.delete, name)
-    except (CredentialError, OSError) as e:
+        deleted = await store.delete_user(name)
+    except CredentialStoreError as e:
         log.error("user_store_write_failed", user=name, error=str(e))
         return HttpResponse.error(500, "the user store cannot be written")
     if not deleted:
