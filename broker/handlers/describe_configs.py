@@ -14,8 +14,9 @@ filters. BROKER_LOGGER resources (type 8) named by this node's id list its logge
 and their levels (:mod:`broker.configs.loggers`); any other name -> INVALID_REQUEST,
 in cluster mode too (Kafka answers for its own loggers only). Unknown topic ->
 UNKNOWN_TOPIC_OR_PARTITION; another node id on a single node or a name that is not
-an id -> INVALID_REQUEST; other resource types -> INVALID_REQUEST. The static settings include the ``inter.broker.protocol.version``
-and ``delete.topic.enable`` that admin tools (Kafka UI) read to pick features. See
+an id -> INVALID_REQUEST; other resource types -> INVALID_REQUEST. The static
+settings include the ``inter.broker.protocol.version`` and ``delete.topic.enable``
+that admin tools (Kafka UI) read to pick features. See
 :mod:`broker.configs.describe`.
 Version notes: v1 sources and synonyms; v3 types and documentation; v4 flexible.
 """
