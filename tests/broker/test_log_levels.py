@@ -63,7 +63,7 @@ def test_effective_levels_follow_the_nearest_own_level(
         assert levels.effective(name) == _model(own, name)
     for name, cell in cells.items():
         assert cell.value == LEVELS[_model(own, name)]
-    assert {"a", "a.b", "a.b.c", ROOT} <= set(levels.names())
+    assert {"a", "a.b", ROOT} <= set(levels.names())
 
 
 def test_every_logger_the_broker_creates_is_listed() -> None:

@@ -306,8 +306,8 @@ def test_api_versions_v3_lists_metadata_version_as_kafka_3_9(
         frame = _api_versions_frame(sock, 3)
         assert frame[:4] == struct.pack(">i", 77)  # response header v0
         kio_cls = load_response_schema(18, 3)
-        theirs, end = entity_reader(kio_cls)(frame, 4)
-        assert end == len(frame)
+        theirs, end = entity_reader(kio_cls)(frame[4:], 0)
+        assert end == len(frame) - 4
         assert [
             (f.name, f.min_version, f.max_version) for f in theirs.supported_features
         ] == [("metadata.version", 1, 21)]
