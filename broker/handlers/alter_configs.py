@@ -5,7 +5,8 @@ Behaviour: replaces a resource's whole set of dynamic configs with the request's
 to its partitions and persisted; BROKER (4, name = a node id or "" for the
 cluster-wide default): the dynamic broker configs (``log.retention.ms``, ...).
 Per resource: UNKNOWN_TOPIC_OR_PARTITION, INVALID_CONFIG (unknown key, bad value,
-static broker config), INVALID_REQUEST (other resource types, another broker's id
+static broker config), INVALID_REQUEST (other resource types, BROKER_LOGGER included as in Kafka, whose
+AlterConfigs never served it; another broker's id
 on a single node, duplicate keys or resources, null values). ``validate_only``
 checks and changes nothing. See :mod:`broker.topics.configs`.
 Version notes: v1 same as v0; v2 flexible.

@@ -10,10 +10,13 @@ defaults, DEFAULT_CONFIG (5) otherwise; ``synonyms`` (v1+, when
 static broker settings (``read_only``; secrets ``is_sensitive`` with no value); the
 name "" lists the cluster-wide dynamic defaults that are set; in cluster mode
 another broker's id lists what the cluster holds for it. ``configuration_keys``
-filters. Unknown topic -> UNKNOWN_TOPIC_OR_PARTITION; another node id on a single
-node or a name that is not an id -> INVALID_REQUEST; other resource types ->
-INVALID_REQUEST. The static settings include the ``inter.broker.protocol.version``
-and ``delete.topic.enable`` that admin tools (Kafka UI) read to pick features. See
+filters. BROKER_LOGGER resources (type 8) named by this node's id list its loggers
+and their levels (:mod:`broker.configs.loggers`); any other name -> INVALID_REQUEST,
+in cluster mode too (Kafka answers for its own loggers only). Unknown topic ->
+UNKNOWN_TOPIC_OR_PARTITION; another node id on a single node or a name that is not
+an id -> INVALID_REQUEST; other resource types -> INVALID_REQUEST. The static
+settings include the ``inter.broker.protocol.version`` and ``delete.topic.enable``
+that admin tools (Kafka UI) read to pick features. See
 :mod:`broker.configs.describe`.
 Version notes: v1 sources and synonyms; v3 types and documentation; v4 flexible.
 """
@@ -23,6 +26,8 @@ from __future__ import annotations
 from broker.config import BrokerConfig
 from broker.configs.describe import Entry, broker_entries, topic_entries
 from broker.configs.keys import DEFAULT_SCOPE
+from broker.configs.loggers import check_broker_id, logger_entries
+from broker.configs.ops import ConfigRefused
 from broker.net.dispatch import handler
 from broker.net.request import RequestContext
 from protocol.error_codes import ErrorCode
@@ -34,7 +39,7 @@ from protocol.messages.describe_configs import (
     DescribeConfigsSynonym,
 )
 
-TOPIC, BROKER = 2, 4
+TOPIC, BROKER, BROKER_LOGGER = 2, 4, 8
 
 
 def _static_settings(config: BrokerConfig) -> dict[str, str]:
@@ -128,6 +133,13 @@ def describe_configs(
                 results.append(fail(ErrorCode.INVALID_REQUEST, "unknown broker id"))
                 continue
             entries = broker_entries(scope, dynamic, _static_settings(ctx.config))
+        elif res.resource_type == BROKER_LOGGER:
+            try:
+                check_broker_id(res.resource_name, ctx.config.node_id)
+            except ConfigRefused as e:
+                results.append(fail(e.code, e.message))
+                continue
+            entries = logger_entries()
         else:
             results.append(fail(ErrorCode.INVALID_REQUEST, "unsupported resource type"))
             continue

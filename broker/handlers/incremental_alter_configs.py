@@ -5,7 +5,9 @@ APPEND (2) and SUBTRACT (3), the last two on list-type keys only
 (``cleanup.policy``, ``*.replication.throttled.replicas``, ``log.cleanup.policy``;
 INVALID_CONFIG otherwise). TOPIC (2) and BROKER (4, name = a node id or "" for the
 cluster-wide default) resources, applied live and persisted; errors per resource as
-AlterConfigs (key 33) answers them. ``validate_only`` checks and changes nothing.
+AlterConfigs (key 33) answers them. BROKER_LOGGER (8, name = this node's id): SET
+and DELETE a logger's level, live and not persisted (KIP-412, see
+:mod:`broker.configs.loggers`). ``validate_only`` checks and changes nothing.
 See :mod:`broker.configs.ops` and :mod:`broker.topics.configs`.
 Version notes: v1 flexible.
 """

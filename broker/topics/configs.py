@@ -4,11 +4,13 @@
 resource, each key, each value, then the whole resulting config) and, unless the
 request is ``validate_only``, applies them: a TOPIC's overrides through the topic
 service (live on its partitions, persisted in its manifest or cluster record), a
-BROKER's dynamic configs through :class:`~broker.configs.dynamic.DynamicConfigs`.
+BROKER's dynamic configs through :class:`~broker.configs.dynamic.DynamicConfigs`,
+a BROKER_LOGGER's levels (IncrementalAlterConfigs only) through
+:mod:`broker.configs.loggers`.
 Refusals are :class:`~broker.configs.ops.ConfigRefused` with Kafka's code and
 message: UNKNOWN_TOPIC_OR_PARTITION, INVALID_CONFIG (unknown key, bad value, a
-static broker config, APPEND/SUBTRACT on a non-list key), INVALID_REQUEST (a
-resource type other than TOPIC or BROKER, a bad broker id, duplicate keys, null
+static broker config, APPEND/SUBTRACT on a non-list key), INVALID_REQUEST (another
+resource type, BROKER_LOGGER in AlterConfigs, a bad broker id, duplicate keys, null
 values).
 """
 
@@ -26,6 +28,7 @@ from broker.configs.keys import (
     TOPIC_DEFAULT_KEYS,
     validate_broker_config,
 )
+from broker.configs.loggers import alter_loggers
 from broker.configs.ops import (
     Change,
     ConfigRefused,
@@ -75,6 +78,10 @@ class ConfigAlterer:
         Raises:
             ConfigRefused: the change is refused (nothing was changed).
         """
+        if resource_type == BROKER_LOGGER and incremental:
+            # in memory and this broker's own: nothing to persist or forward
+            alter_loggers(name, self.node_id, changes, validate_only=validate_only)
+            return
         # one change at a time on this broker: each edits what the last one left
         async with self.dynamic.lock:
             if resource_type == TOPIC:

@@ -18,6 +18,7 @@ from protocol.error_codes import ErrorCode
 from protocol.headers import RequestHeader
 from protocol.messages import alter_configs as ac
 from protocol.messages import create_topics as ct
+from protocol.messages import describe_configs as dc
 from protocol.messages import describe_groups as dsg
 from protocol.messages import fetch as fe
 from protocol.messages import heartbeat as hb
@@ -502,3 +503,45 @@ def test_config_changes_need_alter_configs(svc: SecurityService) -> None:
     assert isinstance(resp, ac.AlterConfigsResponse)
     assert [r.error_code for r in resp.responses] == [31]
     assert authorize(rctx(svc, "root", 33, 2), old, lambda r: "ok") == "ok"
+
+
+def test_describing_broker_loggers_needs_the_cluster(svc: SecurityService) -> None:
+    """DescribeConfigs on BROKER_LOGGER: DESCRIBE_CONFIGS (or DESCRIBE) on the
+    cluster, else error 31 for that resource while a topic's is answered."""
+    req = dc.DescribeConfigsRequest(
+        resources=(
+            dc.DescribeConfigsResource(
+                resource_type=2, resource_name="orders", configuration_keys=None
+            ),
+            dc.DescribeConfigsResource(
+                resource_type=8, resource_name="0", configuration_keys=None
+            ),
+        ),
+    )
+    seen: list[tuple[int, str]] = []
+
+    def handler(r: object) -> object:
+        assert isinstance(r, dc.DescribeConfigsRequest)
+        seen.extend((x.resource_type, x.resource_name) for x in r.resources)
+        return dc.DescribeConfigsResponse(
+            throttle_time_ms=0,
+            results=tuple(
+                dc.DescribeConfigsResult(
+                    error_code=0,
+                    error_message=None,
+                    resource_type=x.resource_type,
+                    resource_name=x.resource_name,
+                )
+                for x in r.resources
+            ),
+        )
+
+    resp = authorize(rctx(svc, "alice", 32, 4), req, handler)
+    assert seen == [(2, "orders")]
+    assert {
+        (r.resource_type, r.resource_name): r.error_code
+        for r in resp.results  # type: ignore[attr-defined]
+    } == {(2, "orders"): 0, (8, "0"): 31}
+    seen.clear()
+    authorize(rctx(svc, "root", 32, 4), req, handler)
+    assert seen == [(2, "orders"), (8, "0")]
