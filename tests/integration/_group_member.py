@@ -35,6 +35,7 @@ def emit(**kw: Any) -> None:
 
 def run_kafka_python(bootstrap: str, topic: str, group: str, assignor: str) -> None:
     import kafka
+    import kafka.errors
     from kafka.coordinator.assignors.range import RangePartitionAssignor
     from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
     from kafka.coordinator.assignors.sticky.sticky_assignor import (
@@ -82,7 +83,13 @@ def run_kafka_python(bootstrap: str, topic: str, group: str, assignor: str) -> N
                     value=m.value.decode(),
                 )
                 offsets[str(tp.partition)] = m.offset + 1
-        consumer.commit()
+        try:
+            consumer.commit()
+        except (kafka.errors.CommitFailedError, kafka.errors.RebalanceInProgressError):
+            # the group rebalanced under this commit (a member left): as any
+            # application does, carry on; the records come again to their new owner
+            emit(event="commit_failed", offsets=offsets)
+            continue
         emit(event="committed", offsets=offsets)
     consumer.close()
 
@@ -146,6 +153,7 @@ async def run_aiokafka(bootstrap: str, topic: str, group: str, assignor: str) ->
     from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
     from aiokafka.coordinator.assignors.range import RangePartitionAssignor
     from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+    from aiokafka.errors import CommitFailedError, RebalanceInProgressError
 
     assignors = {
         "range": RangePartitionAssignor,
@@ -186,7 +194,12 @@ async def run_aiokafka(bootstrap: str, topic: str, group: str, assignor: str) ->
                         value=m.value.decode(),
                     )
                     offsets[str(tp.partition)] = m.offset + 1
-            await consumer.commit()
+            try:
+                await consumer.commit()
+            except (CommitFailedError, RebalanceInProgressError):
+                # rebalanced under this commit: carry on, as an application does
+                emit(event="commit_failed", offsets=offsets)
+                continue
             emit(event="committed", offsets=offsets)
     finally:
         await consumer.stop()
