@@ -49,6 +49,7 @@ LOGGERS: Final = (
     "broker.cluster.configs",
     "broker.cluster.controller",
     "broker.cluster.etcd",
+    "broker.cluster.scram",
     "broker.cluster.service",
     "broker.configs",
     "broker.connection",

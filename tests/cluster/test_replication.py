@@ -211,14 +211,18 @@ def test_reassignment_copies_the_log_and_moves_leadership(cluster: Cluster) -> N
             "the reassignment to complete",
             lambda: cluster.partition("mv", 0).get("replicas") == [2],
         )
-        done = admin.list_partition_reassignments([tp])
+        # the broker that answers sees the completion through its own watch,
+        # a moment after etcd holds it
+        wait_for(
+            "the brokers to list it done",
+            lambda: tp not in admin.list_partition_reassignments([tp]),
+        )
     finally:
         admin.close()
     # in progress right after the request (broker 2 copies 15 MB), then done
     assert tp in listed, listed
     assert listed[tp]["adding_replicas"] == [2], listed
     assert listed[tp]["removing_replicas"] == [1], listed
-    assert tp not in done, done
     after = cluster.partition("mv", 0)
     assert after["leader"] == 2
     assert after["leader_epoch"] > before["leader_epoch"]
