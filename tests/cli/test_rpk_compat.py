@@ -139,7 +139,7 @@ def test_consume_with_a_group_is_a_real_member(ailurus: Target) -> None:
     try:
         deadline = time.monotonic() + 20
         while not other.assignment() and time.monotonic() < deadline:
-            other.poll(timeout_ms=100)
+            other.poll(timeout_ms=1000)
         assert other.assignment()
         proc = subprocess.Popen(
             [str(AILURUS), "--format", "json", "topic", "consume", topic, "-g", group],
@@ -150,7 +150,9 @@ def test_consume_with_a_group_is_a_real_member(ailurus: Target) -> None:
         members: list[dict[str, object]] = []
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            other.poll(timeout_ms=100)  # keep rejoining while the group rebalances
+            # keep rejoining while the group rebalances; a poll of a second or more, as
+            # kafka-python 3.0 can lose a join that a shorter poll interrupts
+            other.poll(timeout_ms=1000)
             desc = invoke(ailurus, "--format", "json", "group", "describe", group)
             found = desc.json() if desc.exit_code == 0 else {}
             members = found.get("members", [])  # type: ignore[union-attr]
