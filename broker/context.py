@@ -10,7 +10,8 @@ those built before it:
    ``coordination`` (registered in etcd once the logs are loaded, as Kafka
    registers in ZooKeeper after its log manager starts) and ``cluster`` (its cache);
 4. ``durability`` and ``append_gate``;
-5. ``producers``, then ``groups`` (both read their state from the data dir);
+5. ``producers``, then ``groups`` (both read their state from the data dir), then
+   ``transactions`` (the transaction coordinator);
 6. ``snapshots`` (uses all of the above) and ``scheduler`` (uses ``snapshots``);
 7. in cluster mode, ``replicas`` (the replica manager: local logs made to match the
    cluster's cache; ``cluster`` is then that cache).
@@ -44,6 +45,7 @@ from broker.snapshots.gate import AppendGate
 from broker.snapshots.scheduler import SnapshotScheduler
 from broker.snapshots.service import SnapshotService
 from broker.topics.service import TopicService
+from broker.transactions.coordinator import TransactionCoordinator
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,6 +95,7 @@ class BrokerContext:
     append_gate: AppendGate
     producers: ProducerService
     groups: GroupService
+    transactions: TransactionCoordinator  # transactional ids (KIP-98)
     security: SecurityService  # always built; may enforce nothing
     snapshots: SnapshotService
     scheduler: SnapshotScheduler | None  # None: no topic is scheduled

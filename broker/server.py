@@ -118,6 +118,7 @@ from broker.startup import (
 )
 from broker.topics.service import TopicService
 from broker.topics.storage import close_log_manager, open_log_manager
+from broker.transactions.coordinator import TransactionCoordinator
 from storage.fileops import FileOps
 from storage.lock import DataDirLock
 from storage.log_manager import LogManager
@@ -373,6 +374,9 @@ async def _open_services(
             if settings is None
             else settings.replica_lag_time_max_ms,
         )
+    transactions = TransactionCoordinator(
+        coordinates=lambda txn_id: view.txn_coordinator(txn_id) == view.node_id
+    )
     return BrokerContext(
         config=config,
         metrics=metrics,
@@ -386,6 +390,7 @@ async def _open_services(
         append_gate=append_gate,
         producers=producers,
         groups=groups,
+        transactions=transactions,
         security=security,
         snapshots=snapshots,
         scheduler=scheduler,

@@ -32,7 +32,7 @@ from broker.cluster.model import (
 )
 from broker.cluster.scram_records import decode_user_config, scram_of
 from broker.cluster.store import Event, KeyValue, Snapshot
-from broker.cluster.view import OFFSETS_TOPIC, offsets_partition
+from broker.cluster.view import OFFSETS_TOPIC, TRANSACTION_TOPIC, offsets_partition
 from broker.security.acl_binding import AclBinding
 from broker.security.credentials import ScramCredential
 
@@ -69,6 +69,8 @@ class MetadataCache:
         # called when a group needs a coordinator and the offsets topic does not
         # exist yet (the cluster service then asks the controller to create it)
         self.on_offsets_topic_missing: Callable[[], None] | None = None
+        # the same for a transactional id and the transaction state topic
+        self.on_txn_topic_missing: Callable[[], None] | None = None
 
     # -- ClusterView ------------------------------------------------------------
 
@@ -110,6 +112,19 @@ class MetadataCache:
             return NO_LEADER
         p = self._partitions.get(
             (OFFSETS_TOPIC, offsets_partition(group_id, offsets.partitions))
+        )
+        if p is None or p.leader not in self._brokers:
+            return NO_LEADER
+        return p.leader
+
+    def txn_coordinator(self, transactional_id: str) -> int:
+        txns = self._topics.get(TRANSACTION_TOPIC)
+        if txns is None or txns.partitions <= 0:
+            if txns is None and self.on_txn_topic_missing is not None:
+                self.on_txn_topic_missing()
+            return NO_LEADER
+        p = self._partitions.get(
+            (TRANSACTION_TOPIC, offsets_partition(transactional_id, txns.partitions))
         )
         if p is None or p.leader not in self._brokers:
             return NO_LEADER

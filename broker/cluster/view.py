@@ -14,6 +14,7 @@ from typing import Protocol
 from broker.cluster.model import BrokerInfo, Endpoint
 
 OFFSETS_TOPIC = "__consumer_offsets"
+TRANSACTION_TOPIC = "__transaction_state"
 
 
 def java_string_hash(s: str) -> int:
@@ -65,6 +66,11 @@ class ClusterView(Protocol):
         partition), or -1 while that partition has no leader."""
         ...
 
+    def txn_coordinator(self, transactional_id: str) -> int:
+        """The node that coordinates a transactional id (the leader of its
+        ``__transaction_state`` partition), or -1 while that has no leader."""
+        ...
+
 
 class LocalView:
     """A single node's view: this broker is the cluster, its controller and every
@@ -106,6 +112,9 @@ class LocalView:
         return self._me() if node_id == self._node_id else None
 
     def group_coordinator(self, group_id: str) -> int:
+        return self._node_id
+
+    def txn_coordinator(self, transactional_id: str) -> int:
         return self._node_id
 
     def _me(self) -> BrokerInfo:
