@@ -27,6 +27,21 @@ from tests.protocol._kio_compare import KioOracle, default, present
 # module name -> (api key, request class, response class, required low, high)
 MODULES: dict[str, tuple[int, str, str, int, int]] = {
     "init_producer_id": (22, "InitProducerIdRequest", "InitProducerIdResponse", 0, 5),
+    "add_partitions_to_txn": (
+        24,
+        "AddPartitionsToTxnRequest",
+        "AddPartitionsToTxnResponse",
+        0,
+        5,
+    ),
+    "add_offsets_to_txn": (
+        25,
+        "AddOffsetsToTxnRequest",
+        "AddOffsetsToTxnResponse",
+        0,
+        4,
+    ),
+    "end_txn": (26, "EndTxnRequest", "EndTxnResponse", 0, 5),
     "create_topics": (19, "CreateTopicsRequest", "CreateTopicsResponse", 0, 7),
     "delete_topics": (20, "DeleteTopicsRequest", "DeleteTopicsResponse", 0, 6),
     "create_partitions": (
@@ -320,9 +335,16 @@ JsonFields = list[dict[str, object]]
 
 
 def _compare_json(
-    cls: type, fields: JsonFields, valid: range, path: str
+    cls: type,
+    fields: JsonFields,
+    valid: range,
+    path: str,
+    common: dict[str, JsonFields] | None = None,
 ) -> Iterator[str]:
-    """Yield every difference between our struct and Kafka's JSON fields."""
+    """Yield every difference between our struct and Kafka's JSON fields (a field
+    typed with one of the ``common`` structs is compared with its fields, in the
+    versions the field exists)."""
+    common = common or {}
     ours = dict(field_specs(cls))
     for version in valid:
         in_json = [
@@ -353,13 +375,16 @@ def _compare_json(
             if default(cls, name) != expected:
                 yield f"{where}: default {default(cls, name)!r}, JSON {expected!r}"
         nested = jf.get("fields")
+        if nested is None:
+            nested = common.get(str(jf["type"]).removeprefix("[]"))
         element = spec.type.of if spec.type.name == "array" else spec.type
         assert element is not None
         if isinstance(nested, list) != (element.struct is not None):
             yield f"{where}: struct-ness differs (commonStructs are not resolved)"
         elif isinstance(nested, list):
             assert element.struct is not None
-            yield from _compare_json(element.struct, nested, valid, where)
+            live_range = range(live[0], live[-1] + 1) if live else range(0)
+            yield from _compare_json(element.struct, nested, live_range, where, common)
 
 
 def _json_cases() -> Iterator[tuple[str, int]]:
@@ -380,4 +405,7 @@ def test_fields_match_kafka_json(mod: str, kind: int) -> None:
     fields = data["fields"]
     assert isinstance(fields, list)
     valid = range(json_valid.low, json_valid.high + 1)
-    assert list(_compare_json(cls, fields, valid, cls.__name__)) == []
+    structs = data.get("commonStructs", [])
+    assert isinstance(structs, list)
+    common = {str(c["name"]): c["fields"] for c in structs}
+    assert list(_compare_json(cls, fields, valid, cls.__name__, common)) == []
