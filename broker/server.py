@@ -13,6 +13,8 @@ Task tree (anyio on asyncio + uvloop)::
         │   campaign and, while elected, the controller)
         ├── consumer-group service (broker.groups.service.GroupService.run; on
         │   cancellation closes group and producer-id state)
+        ├── transaction coordinator (broker.transactions.coordinator; loads the
+        │   transaction state log, completes transactions, aborts timed-out ones)
         ├── cluster mode: the replica manager (broker.replication.manager; local
         │   logs made to match the cluster's cache before the listeners accept)
         ├── one listener per --kafka-addr entry (broker.net.listeners.KafkaListeners)
@@ -42,7 +44,7 @@ Build order (:func:`serve`; each step uses only what the steps above it built):
    :class:`~broker.context.BrokerContext`, handed to the admin API;
 5. the serving task group, in this order: group commit, groups (producer ids and
    groups exist before the first client connects: a produce served before them would
-   skip the duplicate check), the listeners start accepting, the snapshot watcher and
+   skip the duplicate check), the transaction coordinator, the listeners start accepting, the snapshot watcher and
    scheduler, the background jobs; then ready (``ready`` event; ``--ready-file``).
 
 :func:`open_context` runs steps 1 and 4 only (tests and tools).
