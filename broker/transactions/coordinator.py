@@ -500,6 +500,13 @@ class TransactionCoordinator:
                 state=meta.state.kafka_name,
                 partitions=len(meta.partitions),
             )
+            if (
+                self.config.crash_after_prepare
+                and meta.state is TxnState.PREPARE_COMMIT
+            ):
+                # the test hook (CRASH_AFTER_PREPARE_ENV): stop before any marker
+                log.warning("txn_test_crash", transactional_id=transactional_id)
+                os._exit(CRASH_EXIT_STATUS)
             self._start_completion(meta)
             return outcome.answer, meta
         return ErrorCode.NONE, meta
@@ -507,9 +514,6 @@ class TransactionCoordinator:
     # -- completion --------------------------------------------------------------------
 
     def _start_completion(self, meta: TransactionMetadata) -> None:
-        if self.config.crash_after_prepare and meta.state is TxnState.PREPARE_COMMIT:
-            log.warning("txn_test_crash", transactional_id=meta.transactional_id)
-            os._exit(CRASH_EXIT_STATUS)
         tg = self._tg
         if tg is None:
             # not running (a context opened without the server): nothing sends it
