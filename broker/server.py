@@ -121,13 +121,9 @@ from broker.startup import (
 )
 from broker.topics.service import TopicService
 from broker.topics.storage import close_log_manager, open_log_manager
-from broker.transactions.coordinator import (
-    CRASH_AFTER_PREPARE_ENV,
-    MarkerSender,
-    TransactionCoordinator,
-    TxnConfig,
-)
-from broker.transactions.markers import LocalMarkers
+from broker.transactions.config import CRASH_AFTER_PREPARE_ENV, TxnConfig
+from broker.transactions.coordinator import TransactionCoordinator
+from broker.transactions.markers import LocalMarkers, MarkerSender
 from broker.transactions.txn_log import TxnLog
 from storage.fileops import FileOps
 from storage.lock import DataDirLock

@@ -13,7 +13,8 @@ import anyio
 from broker.config import resolve
 from broker.context import BrokerContext
 from broker.server import open_context
-from broker.transactions.coordinator import TransactionCoordinator, TxnConfig
+from broker.transactions.config import TxnConfig
+from broker.transactions.coordinator import TransactionCoordinator
 from broker.transactions.markers import LocalMarkers
 from broker.transactions.model import TransactionMetadata, TxnState
 from broker.transactions.txn_log import TxnLog, read_partition
