@@ -439,11 +439,12 @@ def _transaction_coordinator(
     partitions = config.transaction_log_partitions
     if partitions is None:
         partitions = 1 if config.cluster is None else 16
+    flag = os.environ.get(CRASH_AFTER_PREPARE_ENV)  # a test hook, see its module
     settings = TxnConfig(
         max_timeout_ms=config.transaction_max_timeout_ms,
         log_partitions=partitions,
         abort_interval_ms=config.transaction_abort_interval_ms,
-        crash_after_prepare=os.environ.get(CRASH_AFTER_PREPARE_ENV) == "1",
+        crash_after_prepare=Path(flag) if flag else None,
     )
     local = LocalMarkers(topics, producers, durability, append_gate)
     markers: MarkerSender = local

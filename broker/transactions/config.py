@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-# Test hook: a broker started with this variable set to 1 exits (status 86) right
-# after writing a PrepareCommit, before any marker, so that tests can check that a
-# restart completes the transaction. Never set in production.
+# Test hook: a broker started with this variable set to a file's path exits (status
+# 86) right after writing a PrepareCommit, before any marker, if that file exists;
+# it deletes the file first, so that of several brokers sharing the path one crashes
+# once. Tests check that a restart (or a new coordinator) completes the transaction.
+# Never set in production.
 CRASH_AFTER_PREPARE_ENV = "AILURUS_TEST_CRASH_AFTER_PREPARE"
 CRASH_EXIT_STATUS = 86
+
+
+def take_crash_flag(flag: Path) -> bool:
+    """Whether the test hook fires now: ``flag`` existed (and is now deleted)."""
+    try:
+        flag.unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -19,4 +31,4 @@ class TxnConfig:
     log_partitions: int = 1  # transaction.state.log.num.partitions
     # transaction.abort.timed.out.transaction.cleanup.interval.ms
     abort_interval_ms: int = 10_000
-    crash_after_prepare: bool = False  # the test hook above
+    crash_after_prepare: Path | None = None  # the test hook's flag file

@@ -42,7 +42,7 @@ from broker.cluster.view import TRANSACTION_TOPIC
 from broker.groups.service import GroupService
 from broker.producers.service import BatchIdentity, ProducerService
 from broker.transactions import state_machine as sm
-from broker.transactions.config import CRASH_EXIT_STATUS, TxnConfig
+from broker.transactions.config import CRASH_EXIT_STATUS, TxnConfig, take_crash_flag
 from broker.transactions.markers import MarkerSender
 from broker.transactions.model import TopicPartition, TransactionMetadata, TxnState
 from broker.transactions.txn_log import TxnLog, read_partition
@@ -464,9 +464,11 @@ class TransactionCoordinator:
                 state=meta.state.kafka_name,
                 partitions=len(meta.partitions),
             )
+            flag = self.config.crash_after_prepare
             if (
-                self.config.crash_after_prepare
+                flag is not None
                 and meta.state is TxnState.PREPARE_COMMIT
+                and take_crash_flag(flag)
             ):
                 # the test hook (CRASH_AFTER_PREPARE_ENV): stop before any marker
                 log.warning("txn_test_crash", transactional_id=transactional_id)

@@ -303,8 +303,10 @@ def test_restart_between_prepare_and_markers_completes_the_commit(
     """A broker that stops right after writing PrepareCommit (the test hook) writes
     the markers when it starts again: the transaction is committed."""
     data = tmp_path / "data"
+    flag = tmp_path / "crash-flag"
+    flag.touch()
     first = start_broker(
-        data, log_dir=tmp_path / "logs", env={CRASH_AFTER_PREPARE_ENV: "1"}
+        data, log_dir=tmp_path / "logs", env={CRASH_AFTER_PREPARE_ENV: str(flag)}
     )
     try:
         _create(first, "crash")
@@ -317,6 +319,7 @@ def test_restart_between_prepare_and_markers_completes_the_commit(
         with pytest.raises(KafkaException):
             producer.commit_transaction(10)
         assert first.proc.wait(TIMEOUT_S) == CRASH_EXIT_STATUS
+        assert not flag.exists()
     finally:
         if first.proc.poll() is None:
             first.kill()
