@@ -133,7 +133,7 @@ class TxnOffsets(Generic[V]):
             del p.groups[group]
             self._unindex(group, producer_id)
         if not p.groups:
-            del self._producers[producer_id]
+            self._forget_producer(producer_id)
 
     def complete(
         self,
@@ -181,7 +181,7 @@ class TxnOffsets(Generic[V]):
                 del p.groups[group]
                 self._unindex(group, producer_id)
             if not p.groups:
-                del self._producers[producer_id]
+                self._forget_producer(producer_id)
         return dropped
 
     def drop_topic(self, topic: str) -> int:
@@ -225,6 +225,11 @@ class TxnOffsets(Generic[V]):
         p = self._producers.pop(producer_id)
         for group in p.groups:
             self._unindex(group, producer_id)
+
+    def _forget_producer(self, producer_id: int) -> None:
+        """The producer has no pending offsets left; its epoch still fences."""
+        p = self._producers.pop(producer_id)
+        self.note_epoch(producer_id, p.epoch)
 
     def _unindex(self, group: str, producer_id: int) -> None:
         pids = self._by_group.get(group)
