@@ -25,6 +25,8 @@ TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53)):
   FindCoordinator: DESCRIBE on the group; DeleteGroups: DELETE on the group;
   ListGroups: the groups the principal may DESCRIBE (all with cluster DESCRIBE).
 - InitProducerId with a transactional id: only super users (no transactions here).
+- TxnOffsetCommit: WRITE on the transactional id, READ on the group and on each
+  topic.
 - WriteTxnMarkers (inter-broker, Kafka's CLUSTER_ACTION): super users only; others
   get CLUSTER_AUTHORIZATION_FAILED per partition.
 - ElectLeaders, AlterPartitionReassignments: ALTER on the cluster;

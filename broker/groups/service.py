@@ -583,6 +583,30 @@ class GroupService:
             committed=applied,
         )
 
+    def completes_txn_offsets(self, topic: str) -> bool:
+        """Whether a transaction marker on ``topic`` completes pending offsets
+        (cluster mode, ``__consumer_offsets``)."""
+        return self.replicated is not None and topic == OFFSETS_TOPIC
+
+    async def txn_marker_written(
+        self,
+        topic: str,
+        partition: int,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+    ) -> None:
+        """A COMMIT/ABORT marker was written (and replicated) to ``topic``'s
+        ``partition``: in cluster mode, on ``__consumer_offsets``, it completes
+        the producer's pending offsets of the groups of that partition (Kafka's
+        ``GroupCoordinator.onTransactionCompleted``)."""
+        replicated = self.replicated
+        if replicated is None or topic != OFFSETS_TOPIC:
+            return
+        groups = replicated.txn_groups_of(partition, producer_id)
+        if groups:
+            await self.complete_txn_offsets(producer_id, producer_epoch, groups, commit)
+
     def fetch_offsets(
         self,
         group_id: str,

@@ -76,7 +76,9 @@ def test_older_epoch_is_fenced_and_stale_completion_ignored(tmp_path: Path) -> N
     store.close()
 
 
-def test_pending_offsets_and_epochs_survive_crash_and_compaction(tmp_path: Path) -> None:
+def test_pending_offsets_and_epochs_survive_crash_and_compaction(
+    tmp_path: Path,
+) -> None:
     """Pending offsets are rebuilt from the log after a crash and after a clean
     (compacting) close, and then complete as before; the epoch still fences."""
     store = OffsetStore(tmp_path)
@@ -137,7 +139,9 @@ class OffsetStoreTxnMachine(RuleBasedStateMachine):
         return out
 
     def pending(self, group: str) -> set[tuple[str, int]]:
-        return {r.key for r in self.records if r.group == group and r.state == "pending"}
+        return {
+            r.key for r in self.records if r.group == group and r.state == "pending"
+        }
 
     def _pending_of(self, pid: int) -> list[_Record]:
         return [r for r in self.records if r.pid == pid and r.state == "pending"]
