@@ -33,6 +33,7 @@ from protocol.offset_records import (
     OffsetCommitKey,
     OffsetCommitValue,
     OffsetsLogEntry,
+    TxnMarkerEntry,
     encode_key,
     encode_value,
     offsets_batch,
@@ -87,6 +88,39 @@ def test_the_loader_keeps_the_latest_commit_and_applies_tombstones() -> None:
     }
     assert got == {"a": {("t", 0): (1, 1001, 9), ("t", 1): (8, 1008, 4)}}
     assert (loaded.records, loaded.skipped) == (9, 1)
+
+
+def _txn(at: int, group: str, offset: int, pid: int, epoch: int = 0) -> OffsetsLogEntry:
+    return dataclasses.replace(
+        _commit(at, group, offset), producer_id=pid, producer_epoch=epoch
+    )
+
+
+def test_the_loader_completes_transactional_offsets_by_their_markers() -> None:
+    """A transactional record is pending until its producer's marker: COMMIT makes
+    it committed unless a later plain commit exists, ABORT drops it, and one
+    without a marker stays pending with its producer's epoch."""
+    entries: list[OffsetsLogEntry | TxnMarkerEntry | DecodeError] = [
+        _commit(0, "a", 1),
+        _txn(1, "a", 10, pid=7),  # committed below: replaces the plain commit
+        _txn(2, "b", 20, pid=8),
+        _commit(3, "b", 30),  # written after pid 8's: wins at its commit
+        _txn(4, "c", 40, pid=9),  # aborted
+        TxnMarkerEntry(offset=5, producer_id=7, producer_epoch=0, commit=True),
+        TxnMarkerEntry(offset=6, producer_id=8, producer_epoch=0, commit=True),
+        TxnMarkerEntry(offset=7, producer_id=9, producer_epoch=0, commit=False),
+        _txn(8, "a", 50, pid=7, epoch=1),  # no marker yet: pending
+    ]
+    loaded = load_entries(entries)
+    got = {
+        g: {k: s.committed.offset for k, s in o.items()}
+        for g, o in loaded.groups.items()
+    }
+    assert got == {"a": {("t", 0): 10}, "b": {("t", 0): 30}}
+    assert loaded.txn.pending_keys("a") == {("t", 0)}
+    assert loaded.txn.groups() == {"a"}
+    assert loaded.txn.fenced(7, 0)
+    assert not loaded.txn.fenced(7, 1)
 
 
 async def _commit_offset(ctx: BrokerContext, group: str, offset: int) -> ErrorCode:
