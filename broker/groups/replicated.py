@@ -223,6 +223,9 @@ class ReplicatedOffsets:
         for group_id in [g for g in self._offsets if g not in loaded.groups]:
             if offsets_partition(group_id, count) == partition:
                 del self._offsets[group_id]
+        for topic in {k[0] for _, _, _, k, _ in loaded.txn.items()}:
+            if exists(topic) is None:
+                loaded.txn.drop_topic(topic)
         self._txn[partition] = loaded.txn
         self._loaded.add(partition)
         log.info(
@@ -235,7 +238,7 @@ class ReplicatedOffsets:
             pending_txn_offsets=len(loaded.txn),
             ms=round((time.monotonic() - started) * 1000, 1),
         )
-        return list(loaded.groups)
+        return sorted({*loaded.groups, *loaded.txn.groups()})
 
     # -- reads ------------------------------------------------------------------------
 
@@ -254,7 +257,7 @@ class ReplicatedOffsets:
 
     def pending(self, group_id: str) -> set[tuple[str, int]]:
         """The group's partitions with a pending transactional offset."""
-        txn = self._txn.get(self.partition_of(group_id) or 0)
+        txn = self._txn_of(group_id)
         return set() if txn is None else txn.pending_keys(group_id)
 
     def txn_groups(self) -> list[str]:
@@ -365,10 +368,9 @@ class ReplicatedOffsets:
             (encode_key(group_id, c.topic, c.partition), encode_value(commit_value(c)))
             for c in accepted
         ]
-        partition = self.partition_of(group_id)
 
         def check(plog: PartitionLog) -> ErrorCode:
-            txn = self._txn.get(-1 if partition is None else partition)
+            txn = self._txn_of(group_id)
             known = plog.txn_producer_epoch(producer_id)
             if (txn is not None and txn.fenced(producer_id, producer_epoch)) or (
                 known is not None and producer_epoch < known
@@ -377,7 +379,7 @@ class ReplicatedOffsets:
             return ErrorCode.NONE
 
         def apply(base_offset: int, written_ms: int) -> None:
-            txn = self._txn.get(-1 if partition is None else partition)
+            txn = self._txn_of(group_id)
             if txn is None:
                 return
             for i, c in enumerate(accepted):
@@ -478,9 +480,13 @@ class ReplicatedOffsets:
     def _drop_pending(
         self, group_id: str, keys: Collection[tuple[str, int]] | None
     ) -> None:
-        txn = self._txn.get(self.partition_of(group_id) or 0)
+        txn = self._txn_of(group_id)
         if txn is not None:
             txn.drop(group_id, keys)
+
+    def _txn_of(self, group_id: str) -> TxnOffsets[StoredOffset] | None:
+        partition = self.partition_of(group_id)
+        return None if partition is None else self._txn.get(partition)
 
     async def _append(
         self,

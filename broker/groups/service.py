@@ -124,7 +124,7 @@ class GroupService:
         self._wake = anyio.Event()
         now = clock()
         if replicated is None:
-            for group_id in store.groups():
+            for group_id in {*store.groups(), *store.txn_groups()}:
                 self.coordinator.ensure_group(group_id, now)
 
     @property
@@ -315,6 +315,10 @@ class GroupService:
                 existing = set(self._topic_names())
                 committed_topics = {
                     t for g in self.store.groups() for (t, _) in self.store.fetch(g)
+                } | {
+                    t
+                    for g in self.store.txn_groups()
+                    for (t, _) in self.store.pending(g)
                 }
                 for topic in committed_topics - existing:
                     self.on_topic_deleted(topic)
