@@ -320,10 +320,13 @@ class ReplicatedOffsets:
                     expired += len(gone)
             if keep_ms < 0:
                 continue
+            # not while a transactional offset is pending there: the rewritten
+            # record would be later than it and win when its transaction commits
+            pending = self.pending(group_id)
             old = [
                 s.committed
-                for s in self._offsets.get(group_id, {}).values()
-                if now_ms - s.written_ms >= keep_ms // 2
+                for k, s in self._offsets.get(group_id, {}).items()
+                if now_ms - s.written_ms >= keep_ms // 2 and k not in pending
             ]
             if old and await self.commit(group_id, old) == ErrorCode.NONE:
                 refreshed += len(old)
