@@ -69,6 +69,8 @@ from storage.offset_store import CommittedOffset, OffsetStore
 if TYPE_CHECKING:
     from broker.groups.replicated import ReplicatedOffsets
 
+__all__ = ["Durability", "GroupConfig", "GroupService", "monotonic_ms", "wall_ms"]
+
 log = structlog.get_logger("broker.groups")
 
 _COMPACT_CHECK_S = 10.0
@@ -502,16 +504,17 @@ class GroupService:
         """TxnOffsetCommit: per-partition errors, answered once the pending offsets
         are durable (fsynced; cluster mode: replicated). They stay invisible to
         OffsetFetch until :meth:`complete_txn_offsets` commits them."""
-        check = (
-            validate_txn_commit(
+        if not group_id:
+            check = ErrorCode.INVALID_GROUP_ID
+        elif producer_id < 0 or producer_epoch < 0:
+            check = ErrorCode.INVALID_REQUEST  # no producer to hold the offsets
+        else:
+            check = validate_txn_commit(
                 self.coordinator.groups.get(group_id),
                 member_id,
                 generation_id,
                 group_instance_id,
             )
-            if group_id
-            else ErrorCode.INVALID_GROUP_ID
-        )
         if check != ErrorCode.NONE:
             return {(p.topic, p.partition): check for p in partitions}
         accepted, errors = plan_commit(
