@@ -7,9 +7,13 @@ loader's replay rules on their own."""
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from broker.cluster.view import OFFSETS_TOPIC, offsets_partition
 from broker.context import BrokerContext
@@ -39,6 +43,8 @@ from protocol.offset_records import (
     offsets_batch,
     read_entries,
 )
+from storage.errors import ProducerFenced
+from storage.offset_store import CommittedOffset, OffsetStore
 from tests.cluster.cluster_fake import (
     NODE,
     FakeCluster,
@@ -121,6 +127,83 @@ def test_the_loader_completes_transactional_offsets_by_their_markers() -> None:
     assert loaded.txn.groups() == {"a"}
     assert loaded.txn.fenced(7, 0)
     assert not loaded.txn.fenced(7, 1)
+
+
+_GROUPS = ("a", "b")
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("plain"),
+            st.sampled_from(_GROUPS),
+            st.integers(0, 1),
+            st.integers(0, 9),
+        ),
+        st.tuples(
+            st.just("txn"),
+            st.sampled_from((7, 8)),
+            st.integers(0, 2),
+            st.sampled_from(_GROUPS),
+            st.integers(0, 1),
+            st.integers(0, 9),
+        ),
+        st.tuples(
+            st.just("end"), st.sampled_from((7, 8)), st.integers(0, 2), st.booleans()
+        ),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(ops=_OPS)
+def test_the_loader_agrees_with_the_single_node_store(
+    ops: list[tuple[Any, ...]],
+) -> None:
+    """The same history of plain commits, transactional commits and markers gives
+    the same committed and pending offsets whether replayed from an offsets
+    partition's log (cluster) or kept by the single-node offset store."""
+    entries: list[OffsetsLogEntry | TxnMarkerEntry | DecodeError] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = OffsetStore(Path(tmp))
+        for op in ops:
+            at = len(entries)
+            if op[0] == "plain":
+                _, group, part, offset = op
+                store.commit(
+                    group, [CommittedOffset(topic="t", partition=part, offset=offset)]
+                )
+                entries.append(_commit(at, group, offset, partition=part))
+            elif op[0] == "txn":
+                _, pid, epoch, group, part, offset = op
+                c = CommittedOffset(topic="t", partition=part, offset=offset)
+                try:
+                    store.txn_commit(group, pid, epoch, [c])
+                except ProducerFenced:
+                    continue  # the partition would refuse the batch too
+                entry = _commit(at, group, offset, partition=part)
+                entries.append(
+                    dataclasses.replace(entry, producer_id=pid, producer_epoch=epoch)
+                )
+            else:
+                _, pid, epoch, commit = op
+                _seq, applied = store.complete_txn(pid, epoch, _GROUPS, commit)
+                if applied is not None:
+                    entries.append(
+                        TxnMarkerEntry(
+                            offset=at,
+                            producer_id=pid,
+                            producer_epoch=epoch,
+                            commit=commit,
+                        )
+                    )
+        loaded = load_entries(entries)
+        for group in _GROUPS:
+            from_log = {
+                k: s.committed.offset for k, s in loaded.groups.get(group, {}).items()
+            }
+            assert from_log == {k: c.offset for k, c in store.fetch(group).items()}
+            assert loaded.txn.pending_keys(group) == store.pending(group)
+        store.close()
 
 
 async def _commit_offset(ctx: BrokerContext, group: str, offset: int) -> ErrorCode:
