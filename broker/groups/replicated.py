@@ -460,11 +460,13 @@ class ReplicatedOffsets:
         return await self._append(group_id, records, apply)
 
     async def delete_group(self, group_id: str) -> ErrorCode:
-        """Tombstones for the group's offsets and its metadata key; once replicated
-        the group's offsets are gone."""
-        offsets = self._offsets.get(group_id, {})
+        """Tombstones for the group's offsets (committed and pending, so that a
+        later load does not bring pending ones back, as Kafka's
+        ``OffsetMetadataManager.deleteAllOffsets``) and its metadata key; once
+        replicated the group's offsets are gone."""
+        keys = {*self._offsets.get(group_id, {}), *self.pending(group_id)}
         records: list[tuple[bytes, bytes | None]] = [
-            (encode_key(group_id, t, p), None) for (t, p) in offsets
+            (encode_key(group_id, t, p), None) for (t, p) in sorted(keys)
         ]
         records.append((encode_group_key(group_id), None))
 

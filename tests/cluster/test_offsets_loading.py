@@ -149,6 +149,8 @@ _OPS = st.lists(
         st.tuples(
             st.just("end"), st.sampled_from((7, 8)), st.integers(0, 2), st.booleans()
         ),
+        st.tuples(st.just("delete"), st.sampled_from(_GROUPS), st.integers(0, 1)),
+        st.tuples(st.just("delete_group"), st.sampled_from(_GROUPS)),
     ),
     max_size=25,
 )
@@ -159,8 +161,8 @@ _OPS = st.lists(
 def test_the_loader_agrees_with_the_single_node_store(
     ops: list[tuple[Any, ...]],
 ) -> None:
-    """The same history of plain commits, transactional commits and markers gives
-    the same committed and pending offsets whether replayed from an offsets
+    """The same history of plain commits, transactional commits, markers and
+    deletions gives the same committed and pending offsets whether replayed from an offsets
     partition's log (cluster) or kept by the single-node offset store."""
     entries: list[OffsetsLogEntry | TxnMarkerEntry | DecodeError] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -183,6 +185,21 @@ def test_the_loader_agrees_with_the_single_node_store(
                 entry = _commit(at, group, offset, partition=part)
                 entries.append(
                     dataclasses.replace(entry, producer_id=pid, producer_epoch=epoch)
+                )
+            elif op[0] == "delete":  # OffsetDelete: a tombstone of a committed key
+                _, group, part = op
+                if ("t", part) in store.fetch(group):
+                    store.delete_offsets(group, [("t", part)])
+                    entries.append(
+                        OffsetsLogEntry(offset=at, key=_key(group, part), value=None)
+                    )
+            elif op[0] == "delete_group":  # committed and pending keys' tombstones
+                _, group = op
+                keys = sorted({*store.fetch(group), *store.pending(group)})
+                store.delete_group(group)
+                entries.extend(
+                    OffsetsLogEntry(offset=at + i, key=_key(group, p), value=None)
+                    for i, (_, p) in enumerate(keys)
                 )
             else:
                 _, pid, epoch, commit = op
