@@ -270,6 +270,13 @@ _BROKER_KEYS: Final[dict[str, tuple[str, type]]] = {
     "offsets.retention.check.interval.ms": ("retention_check_interval_ms", int),
     # the largest transaction.timeout.ms InitProducerId accepts (Kafka's default)
     "transaction.max.timeout.ms": ("transaction_max_timeout_ms", int),
+    # the transaction coordinator (broker.transactions): its state log's partitions
+    # (None: 1 on a single node, 16 in a cluster) and the timeout sweep's period
+    "transaction.state.log.num.partitions": ("transaction_log_partitions", int),
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms": (
+        "transaction_abort_interval_ms",
+        int,
+    ),
     # incremental fetch sessions (broker.fetch.sessions); 0 slots: none kept
     "max.incremental.fetch.session.cache.slots": ("fetch_session_cache_slots", int),
     "min.incremental.fetch.session.eviction.ms": ("fetch_session_eviction_ms", int),
@@ -367,6 +374,8 @@ class BrokerConfig:
     offset_metadata_max_bytes: int | None = None
     retention_check_interval_ms: int | None = None
     transaction_max_timeout_ms: int = 900_000
+    transaction_log_partitions: int | None = None
+    transaction_abort_interval_ms: int = 10_000  # Kafka's default
     fetch_session_cache_slots: int = 1_000
     fetch_session_eviction_ms: int = 120_000
     # log compaction (broker.topics.cleaner); io cap 0 = unlimited (Kafka's default)
@@ -673,6 +682,16 @@ def resolve(
         raise ConfigError("num.partitions must be at least 1")
     if cfg.transaction_max_timeout_ms < 1:
         raise ConfigError("transaction.max.timeout.ms must be at least 1")
+    if (
+        cfg.transaction_log_partitions is not None
+        and cfg.transaction_log_partitions < 1
+    ):
+        raise ConfigError("transaction.state.log.num.partitions must be at least 1")
+    if cfg.transaction_abort_interval_ms < 1:
+        raise ConfigError(
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms must be "
+            "at least 1"
+        )
     if cfg.fetch_session_cache_slots < 0:
         raise ConfigError("max.incremental.fetch.session.cache.slots must be >= 0")
     if cfg.fetch_session_eviction_ms < 0:

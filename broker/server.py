@@ -118,7 +118,13 @@ from broker.startup import (
 )
 from broker.topics.service import TopicService
 from broker.topics.storage import close_log_manager, open_log_manager
-from broker.transactions.coordinator import TransactionCoordinator
+from broker.transactions.coordinator import (
+    CRASH_AFTER_PREPARE_ENV,
+    TransactionCoordinator,
+    TxnConfig,
+)
+from broker.transactions.markers import LocalMarkers
+from broker.transactions.txn_log import TxnLog
 from storage.fileops import FileOps
 from storage.lock import DataDirLock
 from storage.log_manager import LogManager
@@ -194,6 +200,9 @@ async def serve(config: BrokerConfig, *, stop: anyio.Event | None = None) -> Non
                 # client connects: a produce served before them would skip the
                 # duplicate check (a retried batch appended twice after a restart).
                 serving.start_soon(_run_groups, ctx)
+                # transaction state loads in the background (its ids answer
+                # COORDINATOR_LOAD_IN_PROGRESS meanwhile)
+                await serving.start(ctx.transactions.run)
                 if ctx.coordination is not None:
                     # the cache is live before the first client asks for metadata
                     await serving.start(ctx.coordination.run)
@@ -374,8 +383,8 @@ async def _open_services(
             if settings is None
             else settings.replica_lag_time_max_ms,
         )
-    transactions = TransactionCoordinator(
-        coordinates=lambda txn_id: view.txn_coordinator(txn_id) == view.node_id
+    transactions = _transaction_coordinator(
+        config, view, topics, durability, append_gate, producers, groups
     )
     return BrokerContext(
         config=config,
@@ -399,6 +408,41 @@ async def _open_services(
             config.fetch_session_cache_slots, config.fetch_session_eviction_ms
         ),
     )
+
+
+def _transaction_coordinator(
+    config: BrokerConfig,
+    view: ClusterView,
+    topics: TopicService,
+    durability: Durability,
+    append_gate: AppendGate,
+    producers: ProducerService,
+    groups: GroupService,
+) -> TransactionCoordinator:
+    """The transaction coordinator: its state log, its marker writer and, on a
+    single node, KIP-890 verification of transactional batches."""
+    partitions = config.transaction_log_partitions
+    if partitions is None:
+        partitions = 1 if config.cluster is None else 16
+    settings = TxnConfig(
+        max_timeout_ms=config.transaction_max_timeout_ms,
+        log_partitions=partitions,
+        abort_interval_ms=config.transaction_abort_interval_ms,
+        crash_after_prepare=os.environ.get(CRASH_AFTER_PREPARE_ENV) == "1",
+    )
+    coordinator = TransactionCoordinator(
+        coordinates=lambda txn_id: view.txn_coordinator(txn_id) == view.node_id,
+        txn_log=TxnLog(topics, durability),
+        markers=LocalMarkers(topics, producers, durability, append_gate),
+        producers=producers,
+        groups=groups,
+        config=settings,
+    )
+    if config.cluster is None:
+        # the coordinator is local: a transactional batch must belong to its
+        # producer's ongoing transaction (KIP-890)
+        producers.verify_txn = coordinator.verify
+    return coordinator
 
 
 def _read_broker_configs(config: BrokerConfig) -> dict[str, dict[str, str]]:

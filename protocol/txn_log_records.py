@@ -19,6 +19,14 @@ write::
                    tag 0 int64 previous_producer_id  (default -1)
                    tag 1 int64 next_producer_id      (default -1)
                    tag 2 int16 client_transaction_version (default 0)
+                   tag 100 compact array of compact strings: the consumer
+                           groups of the transaction (ours, see below)
+
+Kafka adds a group's ``__consumer_offsets`` partition to the transaction's
+partitions (AddOffsetsToTxn) and its markers complete the group's offsets; this
+broker completes a transaction's offsets through its group coordinator, which needs
+the group ids, so a transaction with groups is written in version 1 with its group
+ids in tag 100. Kafka's readers keep unknown tagged fields and ignore them.
 
 Version 0 strings are int16-length, arrays int32-length (-1: null); version 1 uses
 unsigned-varint lengths plus one (0: null) and ends the value and each partition
@@ -61,6 +69,7 @@ _I64 = struct.Struct(">q")
 _TAG_PREVIOUS_PRODUCER_ID = 0
 _TAG_NEXT_PRODUCER_ID = 1
 _TAG_CLIENT_TXN_VERSION = 2
+_TAG_GROUPS = 100
 
 # topic -> its partition ids, as the log groups them
 TxnPartitions = tuple[tuple[str, tuple[int, ...]], ...]
@@ -81,6 +90,7 @@ class TxnLogValue:
     previous_producer_id: int = -1
     next_producer_id: int = -1
     client_transaction_version: int = 0
+    groups: tuple[str, ...] = ()  # version 1 only (tag 100)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -152,6 +162,11 @@ def encode_value(value: TxnLogValue, *, version: int = VALUE_VERSION) -> bytes:
             tags.append(
                 (_TAG_CLIENT_TXN_VERSION, _I16.pack(value.client_transaction_version))
             )
+        if value.groups:
+            names = bytearray(uvarint(len(value.groups) + 1))
+            for group in value.groups:
+                _put_string(names, group, True)
+            tags.append((_TAG_GROUPS, bytes(names)))
         out += uvarint(len(tags))
         for tag, data in tags:
             out += uvarint(tag)
@@ -271,8 +286,13 @@ def decode_value(data: bytes) -> TxnLogValue:
     last_update = r.int64()
     start = r.int64()
     previous, following, client_version = -1, -1, 0
+    groups: tuple[str, ...] = ()
     if r.flexible:
         tags = r.tagged()
+        if (raw := tags.get(_TAG_GROUPS)) is not None:
+            sub = _Reader(raw)
+            sub.flexible = True
+            groups = tuple(sub.string() for _ in range(sub.length() or 0))
         try:
             if (raw := tags.get(_TAG_PREVIOUS_PRODUCER_ID)) is not None:
                 (previous,) = _I64.unpack(raw)
@@ -293,6 +313,7 @@ def decode_value(data: bytes) -> TxnLogValue:
         previous_producer_id=previous,
         next_producer_id=following,
         client_transaction_version=client_version,
+        groups=groups,
     )
 
 

@@ -19,6 +19,7 @@ from broker.authz.base import (
     partial,
     split,
 )
+from broker.authz.transactions import may_describe_txn, may_write_txn
 from broker.security.acl import Op, Resource
 from protocol.error_codes import ErrorCode
 
@@ -182,7 +183,7 @@ def _find_coordinator(c: Checker, req: fc.FindCoordinatorRequest) -> Outcome:
         if req.key_type == 0:
             ok = c.may(Op.DESCRIBE, Resource.GROUP, key)
             return ErrorCode.NONE if ok else GROUP_DENIED
-        if req.key_type == 1 and not c.may(Op.ALL, Resource.CLUSTER):
+        if req.key_type == 1 and not may_describe_txn(c, key):
             return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
         return ErrorCode.NONE
 
@@ -274,7 +275,7 @@ def _delete_groups(c: Checker, req: dg.DeleteGroupsRequest) -> Outcome:
 
 
 def _init_producer_id(c: Checker, req: ip.InitProducerIdRequest) -> Outcome:
-    if req.transactional_id is None or c.may(Op.ALL, Resource.CLUSTER):
+    if not req.transactional_id or may_write_txn(c, req.transactional_id):
         return Forward(req)
     return Respond(
         ip.InitProducerIdResponse(

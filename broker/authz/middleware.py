@@ -24,7 +24,10 @@ TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53)):
   (OffsetCommit also READ on each topic); OffsetFetch, DescribeGroups,
   FindCoordinator: DESCRIBE on the group; DeleteGroups: DELETE on the group;
   ListGroups: the groups the principal may DESCRIBE (all with cluster DESCRIBE).
-- InitProducerId with a transactional id: only super users (no transactions here).
+- InitProducerId with a transactional id, AddPartitionsToTxn, AddOffsetsToTxn,
+  EndTxn: WRITE on the transactional id (AddPartitionsToTxn also WRITE on each
+  topic, AddOffsetsToTxn READ on the group); FindCoordinator for a transactional
+  id: DESCRIBE on it (:mod:`broker.authz.transactions`).
 - WriteTxnMarkers (inter-broker, Kafka's CLUSTER_ACTION): super users only; others
   get CLUSTER_AUTHORIZATION_FAILED per partition.
 - ElectLeaders, AlterPartitionReassignments: ALTER on the cluster;
@@ -42,7 +45,8 @@ TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53)):
   (:class:`AuthorizationDenied`), since there is no generic error response.
 
 The per-API adapters live in :mod:`broker.authz.topics`, :mod:`broker.authz.groups`,
-:mod:`broker.authz.tooling`, :mod:`broker.authz.configs` and :mod:`broker.authz.acls`;
+:mod:`broker.authz.tooling`, :mod:`broker.authz.configs`, :mod:`broker.authz.acls`
+and :mod:`broker.authz.transactions`;
 their shared pieces in
 :mod:`broker.authz.base`.
 """
@@ -59,6 +63,7 @@ from broker.authz.configs import CONFIG_ADAPTERS
 from broker.authz.groups import GROUP_ADAPTERS
 from broker.authz.tooling import TOOLING_ADAPTERS
 from broker.authz.topics import TOPIC_ADAPTERS
+from broker.authz.transactions import TXN_ADAPTERS
 from broker.net.request import (
     NO_RESPONSE,
     CloseConnection,
@@ -78,6 +83,7 @@ _ADAPTERS: Final[dict[int, Adapter]] = {
     **TOOLING_ADAPTERS,
     **CONFIG_ADAPTERS,
     **ACL_ADAPTERS,
+    **TXN_ADAPTERS,
 }
 
 

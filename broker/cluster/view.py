@@ -15,6 +15,8 @@ from broker.cluster.model import BrokerInfo, Endpoint
 
 OFFSETS_TOPIC = "__consumer_offsets"
 TRANSACTION_TOPIC = "__transaction_state"
+# Kafka's internal topics: Metadata marks them is_internal (clients hide them)
+INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC, TRANSACTION_TOPIC})
 
 
 def java_string_hash(s: str) -> int:

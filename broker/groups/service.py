@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -586,6 +586,28 @@ class GroupService:
             return
         if dropped:
             log.info("offsets_dropped", topic=topic, count=dropped)
+
+    # -- transactions ------------------------------------------------------------------
+
+    def complete_txn_offsets(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        groups: Collection[str],
+        commit: bool,
+    ) -> None:
+        """The transaction coordinator's hook: the transaction of ``producer_id``
+        (at ``producer_epoch``) ended, committed or aborted, and its offsets
+        committed with TxnOffsetCommit in ``groups`` become committed offsets or are
+        dropped (what a COMMIT/ABORT marker in ``__consumer_offsets`` does in Kafka).
+
+        Called once the markers of the transaction's partitions are written, before
+        the coordinator writes CompleteCommit/CompleteAbort, and again after a
+        restart for a transaction that was prepared but not completed (it must be
+        idempotent). TxnOffsetCommit is not served yet, so no offsets are pending
+        and there is nothing to complete here.
+        """
+        del producer_id, producer_epoch, groups, commit
 
     # -- admin -------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ Version notes: flexible from v0.
 from __future__ import annotations
 
 from broker.cluster.model import NO_LEADER
-from broker.cluster.view import OFFSETS_TOPIC
+from broker.cluster.view import INTERNAL_TOPICS
 from broker.net.dispatch import handler
 from broker.net.request import RequestContext
 from broker.topics.service import ZERO_UUID
@@ -168,7 +168,7 @@ def describe_topic_partitions(
                 error_code=ErrorCode.NONE,
                 name=name,
                 topic_id=topic_id,
-                is_internal=internal or name == OFFSETS_TOPIC,
+                is_internal=internal or name in INTERNAL_TOPICS,
                 partitions=tuple(chosen),
             )
         )

@@ -36,7 +36,7 @@ from functools import partial
 
 from broker.cluster.cache import MetadataCache
 from broker.cluster.model import NO_LEADER, TopicRecord
-from broker.cluster.view import OFFSETS_TOPIC
+from broker.cluster.view import INTERNAL_TOPICS
 from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
 from broker.security.acl_binding import CLUSTER_NAME, ResourceType
@@ -88,7 +88,7 @@ def _topic_response(rctx: RequestContext, meta: TopicMeta) -> MetadataResponseTo
         error_code=ErrorCode.NONE,
         name=meta.name,
         topic_id=meta.topic_id,
-        is_internal=False,
+        is_internal=meta.name in INTERNAL_TOPICS,
         partitions=tuple(partitions),
     )
 
@@ -134,7 +134,7 @@ def _build_cluster_topic(
         error_code=ErrorCode.NONE,
         name=record.name,
         topic_id=record.topic_id.bytes,
-        is_internal=record.internal or record.name == OFFSETS_TOPIC,
+        is_internal=record.internal or record.name in INTERNAL_TOPICS,
         partitions=tuple(partitions),
     )
 

@@ -15,9 +15,10 @@ REQUEST_TIMED_OUT. An inter-broker API: with ACLs enforced it needs CLUSTER_ACTI
 on the cluster (here: a super user), else every partition answers
 CLUSTER_AUTHORIZATION_FAILED (broker.authz.topics).
 
-No transaction coordinator is served yet (InitProducerId refuses transactional ids;
-AddPartitionsToTxn, EndTxn, TxnOffsetCommit are not served), so today this is the
-way a tool or test closes the transactions of raw transactional Produce requests.
+In cluster mode the transaction coordinator (broker.transactions) sends this to
+each partition's leader; a single node's coordinator writes its markers directly
+through the same code (:class:`broker.transactions.markers.LocalMarkers`). A tool or
+test may also close the transactions of raw transactional Produce requests with it.
 Version notes: v1 flexible; v2 (KIP-890 transaction version) is not served.
 """
 
@@ -25,12 +26,11 @@ from __future__ import annotations
 
 import time
 
-import structlog
-
 from broker.durability.acks import PendingAck
 from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
 from broker.topics.errors import error_code
+from broker.transactions.markers import ACK_TIMEOUT_MS, LocalMarkers
 from protocol.error_codes import ErrorCode
 from protocol.messages.write_txn_markers import (
     WritableTxnMarker,
@@ -40,11 +40,7 @@ from protocol.messages.write_txn_markers import (
     WriteTxnMarkersRequest,
     WriteTxnMarkersResponse,
 )
-from storage.errors import StorageError
 
-log = structlog.get_logger("broker.transactions")
-
-_ACK_TIMEOUT_MS = 30_000  # Kafka: the coordinator's request timeout
 Results = list[tuple[int, list[tuple[str, list[WritableTxnMarkerPartitionResult]]]]]
 
 
@@ -88,9 +84,7 @@ def write_txn_markers(rctx: RequestContext, request: WriteTxnMarkersRequest) -> 
         )
 
     async def acks_all() -> WriteTxnMarkersResponse:
-        await rctx.broker.durability.acks_all(
-            pending, _ACK_TIMEOUT_MS, fail, error_code
-        )
+        await rctx.broker.durability.acks_all(pending, ACK_TIMEOUT_MS, fail, error_code)
         return _response(results)
 
     return Deferred(acks_all)
@@ -107,46 +101,19 @@ def _write(
 ) -> ErrorCode:
     """Append one marker to one partition; its error code (NONE: written)."""
     ctx = rctx.broker
-    meta = ctx.topics.find(topic)
-    if meta is None:
-        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-    try:
-        plog = ctx.topics.logs.partition(meta.name, index)
-        state = ctx.topics.state(meta, plog)
-        if not state.is_local_leader or ctx.append_gate.busy(plog):
-            return ErrorCode.NOT_LEADER_OR_FOLLOWER
-        result = plog.append_marker(
-            marker.producer_id,
-            marker.producer_epoch,
-            marker.transaction_result,
-            marker.coordinator_epoch,
-            leader_epoch=state.leader_epoch,
-            now_ms=now,
-        )
-    except StorageError as exc:
-        code = error_code(exc)
-        log.info(
-            "txn_marker_refused",
-            topic=topic,
-            partition=index,
-            producer_id=marker.producer_id,
-            error=code.name,
-            detail=str(exc),
-        )
-        return code
-    ctx.producers.marker_written(plog, marker.producer_id, marker.producer_epoch)
-    ctx.durability.after_append(plog, meta.config.write_caching)
-    target = result.last_offset + 1
-    if len(state.isr) > 1:
-        topics = ctx.topics
-
-        def replicated() -> int | None:
-            return topics.replicated_high_watermark(meta, plog)
-
-        pending.append(PendingAck(plog, target, key, replicated))
-    elif ctx.durability.needs_ack_wait(-1, meta.config.write_caching):
-        pending.append(PendingAck(plog, target, key))
-    return ErrorCode.NONE
+    return LocalMarkers(
+        ctx.topics, ctx.producers, ctx.durability, ctx.append_gate
+    ).write(
+        topic,
+        index,
+        producer_id=marker.producer_id,
+        producer_epoch=marker.producer_epoch,
+        commit=marker.transaction_result,
+        coordinator_epoch=marker.coordinator_epoch,
+        now_ms=now,
+        pending=pending,
+        key=key,
+    )
 
 
 def _response(results: Results) -> WriteTxnMarkersResponse:

@@ -2,25 +2,136 @@
 
 Kafka's ``TransactionCoordinator`` with its ``TransactionStateManager``: the state
 of each transactional id whose ``__transaction_state`` partition this broker leads,
-kept in memory and written to that partition before it is acted on. The read side
-(:meth:`TransactionCoordinator.describe`, :meth:`TransactionCoordinator
-.list_transactions`) serves DescribeTransactions and ListTransactions.
+kept in memory and changed only once the new state is durable in that partition
+(:class:`broker.transactions.txn_log.TxnLog`). The decisions are the pure functions
+of :mod:`broker.transactions.state_machine`; this module drives them:
+
+- a request of an id whose change is in flight (a write, or the markers of its
+  ending transaction) answers CONCURRENT_TRANSACTIONS (Kafka's ``pendingState``);
+- EndTxn writes PrepareCommit/PrepareAbort, answers, then writes the markers to
+  every partition of the transaction (:class:`MarkerSender`, retried until each is
+  written), completes the transaction's consumer-group offsets
+  (``GroupService.complete_txn_offsets``) and writes CompleteCommit/CompleteAbort;
+- a transaction open longer than its timeout is aborted at a bumped epoch, which
+  fences its producer (KIP-588), every
+  ``transaction.abort.timed.out.transaction.cleanup.interval.ms``;
+- at start-up (or when this broker becomes the partition's leader) the partition is
+  read in a worker thread, and a transaction found prepared but not completed (the
+  broker stopped between the two) gets its markers again and is completed;
+  meanwhile its ids answer COORDINATOR_LOAD_IN_PROGRESS.
+
+The read side (:meth:`TransactionCoordinator.describe`,
+:meth:`TransactionCoordinator.list_transactions`) serves DescribeTransactions and
+ListTransactions. KIP-890 verification (a transactional batch's partition must be
+in its producer's ongoing transaction) is :meth:`TransactionCoordinator.verify`,
+used by the Produce path on a single node.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+import os
+import time
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from typing import Protocol
 
-from broker.transactions.model import TransactionMetadata, TxnState
+import anyio
+import anyio.abc
+import structlog
+
+from broker.cluster.view import TRANSACTION_TOPIC
+from broker.groups.service import GroupService
+from broker.producers.service import BatchIdentity, ProducerService
+from broker.transactions import state_machine as sm
+from broker.transactions.model import TopicPartition, TransactionMetadata, TxnState
+from broker.transactions.txn_log import TxnLog, read_partition
+from protocol.error_codes import ErrorCode
+from protocol.records import RecordBatchError
+from storage.errors import StorageError
+from storage.partition_log import PartitionLog
+
+log = structlog.get_logger("broker.transactions")
+
+# Test hook: a broker started with this variable set to 1 exits (status 86) right
+# after writing a PrepareCommit, before any marker, so that tests can check that a
+# restart completes the transaction. Never set in production.
+CRASH_AFTER_PREPARE_ENV = "AILURUS_TEST_CRASH_AFTER_PREPARE"
+CRASH_EXIT_STATUS = 86
+
+_RETRY_FIRST_S = 0.05
+_RETRY_MAX_S = 2.0
+# marker answers after which a partition needs no marker from us: it is written, the
+# topic is gone, or the partition already holds a newer epoch or coordinator
+_MARKER_SETTLED = frozenset(
+    {
+        ErrorCode.NONE,
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        ErrorCode.INVALID_PRODUCER_EPOCH,
+        ErrorCode.PRODUCER_FENCED,
+        ErrorCode.TRANSACTION_COORDINATOR_FENCED,
+    }
+)
+
+
+class MarkerSender(Protocol):
+    """Writes a transaction's markers to its partitions (locally, or through
+    WriteTxnMarkers to each partition's leader)."""
+
+    async def write_all(
+        self,
+        partitions: Iterable[TopicPartition],
+        *,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+        coordinator_epoch: int,
+    ) -> dict[TopicPartition, ErrorCode]: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TxnConfig:
+    """The coordinator's settings (Kafka's names)."""
+
+    max_timeout_ms: int = 900_000  # transaction.max.timeout.ms
+    log_partitions: int = 1  # transaction.state.log.num.partitions
+    abort_interval_ms: int = (
+        10_000  # ...abort.timed.out.transaction.cleanup.interval.ms
+    )
+    crash_after_prepare: bool = False  # the test hook above
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 class TransactionCoordinator:
     """The transactional ids this broker coordinates and their current state."""
 
-    def __init__(self, *, coordinates: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        *,
+        coordinates: Callable[[str], bool],
+        txn_log: TxnLog | None = None,
+        markers: MarkerSender | None = None,
+        producers: ProducerService | None = None,
+        groups: GroupService | None = None,
+        config: TxnConfig | None = None,
+    ) -> None:
         # transactional id -> its state as last written to the log
         self._txns: dict[str, TransactionMetadata] = {}
+        self._by_producer: dict[int, str] = {}  # producer id -> transactional id
+        self._pending: set[str] = set()  # ids with a change in flight
+        self._loaded: set[int] = set()  # state log partitions loaded here
         self._coordinates = coordinates
+        self._log = txn_log
+        self._markers = markers
+        self._producers = producers
+        self._groups = groups
+        self.config = config or TxnConfig()
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._ready_lock = anyio.Lock()
+
+    # -- the read side -----------------------------------------------------------------
 
     def coordinates(self, transactional_id: str) -> bool:
         """Whether this broker is the coordinator of ``transactional_id`` (it leads
@@ -37,11 +148,12 @@ class TransactionCoordinator:
         producer_ids: Collection[int] = (),
         min_duration_ms: int = -1,
         *,
-        now_ms: int,
+        now_ms: int | None = None,
     ) -> list[TransactionMetadata]:
         """The transactions this broker coordinates, filtered as ListTransactions
         (KIP-664, KIP-994): an empty ``states``/``producer_ids`` keeps all; a
         ``min_duration_ms`` >= 0 keeps open transactions at least that old."""
+        now = _now_ms() if now_ms is None else now_ms
         out = []
         for meta in self._txns.values():
             if states and meta.state not in states:
@@ -49,8 +161,364 @@ class TransactionCoordinator:
             if producer_ids and meta.producer_id not in producer_ids:
                 continue
             if min_duration_ms >= 0 and (
-                meta.start_ms < 0 or meta.duration_ms(now_ms) < min_duration_ms
+                meta.start_ms < 0 or meta.duration_ms(now) < min_duration_ms
             ):
                 continue
             out.append(meta)
         return out
+
+    def verify(self, plog: PartitionLog, ident: BatchIdentity) -> bool:
+        """KIP-890: whether a transactional batch's partition is in its producer's
+        ongoing transaction. Producers this coordinator does not know (raw
+        transactional batches closed with WriteTxnMarkers by a tool) pass."""
+        txn_id = self._by_producer.get(ident.producer_id)
+        if txn_id is None:
+            return True
+        meta = self._txns.get(txn_id)
+        if meta is None or meta.producer_id != ident.producer_id:
+            return False
+        return (
+            meta.state is TxnState.ONGOING
+            and (plog.topic, plog.partition) in meta.partitions
+        )
+
+    # -- running -----------------------------------------------------------------------
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Load the state log partitions this broker leads (a single node: all),
+        complete the transactions found prepared, then abort timed-out
+        transactions periodically. Until cancelled."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            task_status.started()
+            try:
+                await self._load_all()
+                while True:
+                    await anyio.sleep(self.config.abort_interval_ms / 1000)
+                    await self.abort_timed_out()
+            finally:
+                self._tg = None
+
+    async def _load_all(self) -> None:
+        txn_log = self._log
+        if txn_log is None:
+            return
+        count = txn_log.partitions()
+        for partition in range(count or 0):
+            await self.load_partition(partition)
+
+    async def load_partition(self, partition: int) -> bool:
+        """Read one state log partition (worker thread) and take over its ids;
+        resume the completion of its prepared transactions. False: unreadable."""
+        txn_log = self._log
+        if txn_log is None:
+            return False
+        started = time.monotonic()
+        try:
+            plog = txn_log.topics.logs.partition(TRANSACTION_TOPIC, partition)
+            loaded = await anyio.to_thread.run_sync(
+                read_partition, plog, plog.log_end_offset
+            )
+        except (StorageError, RecordBatchError) as e:
+            log.error("txn_state_load_failed", partition=partition, error=str(e))
+            return False
+        for meta in loaded.txns.values():
+            self._store(meta)
+        self._loaded.add(partition)
+        prepared = [m for m in loaded.txns.values() if m.state.is_prepare]
+        log.info(
+            "txn_state_loaded",
+            partition=partition,
+            records=loaded.records,
+            skipped=loaded.skipped,
+            transactional_ids=len(loaded.txns),
+            prepared=len(prepared),
+            ms=round((time.monotonic() - started) * 1000, 1),
+        )
+        for meta in prepared:
+            # stopped between prepare and complete: send the markers again
+            self._pending.add(meta.transactional_id)
+            self._start_completion(meta)
+        return True
+
+    def _store(self, meta: TransactionMetadata) -> None:
+        self._txns[meta.transactional_id] = meta
+        self._by_producer[meta.producer_id] = meta.transactional_id
+
+    # -- readiness ---------------------------------------------------------------------
+
+    async def refusal(self, transactional_id: str) -> ErrorCode:
+        """Why this broker cannot serve ``transactional_id`` now: NOT_COORDINATOR,
+        COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE (the state log
+        cannot be created); NONE when it can. On a single node the state log is
+        created here on first need."""
+        if not transactional_id:
+            return ErrorCode.INVALID_REQUEST
+        txn_log = self._log
+        if txn_log is None:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        if not self._coordinates(transactional_id):
+            return ErrorCode.NOT_COORDINATOR
+        partition = txn_log.partition_of(transactional_id)
+        if partition is None:
+            async with self._ready_lock:
+                if txn_log.partition_of(transactional_id) is None:
+                    try:
+                        await txn_log.ensure_topic(self.config.log_partitions)
+                    except StorageError as e:
+                        log.error("txn_state_topic_failed", error=str(e))
+                        return ErrorCode.COORDINATOR_NOT_AVAILABLE
+                    # new and empty: nothing to load
+                    self._loaded.update(range(txn_log.partitions() or 0))
+            partition = txn_log.partition_of(transactional_id)
+        if partition is None:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        if partition not in self._loaded:
+            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+        return ErrorCode.NONE
+
+    # -- requests ----------------------------------------------------------------------
+
+    async def init_producer_id(
+        self,
+        transactional_id: str,
+        timeout_ms: int,
+        expected: tuple[int, int] | None,
+    ) -> tuple[ErrorCode, int, int]:
+        """InitProducerId with a transactional id: (error, producer id, epoch)."""
+        if not 0 < timeout_ms <= self.config.max_timeout_ms:
+            return ErrorCode.INVALID_TRANSACTION_TIMEOUT, -1, -1
+        refused = await self.refusal(transactional_id)
+        if refused != ErrorCode.NONE:
+            return refused, -1, -1
+        fresh: int | None = None
+        while True:
+            outcome = sm.init_producer_id(
+                self._txns.get(transactional_id),
+                transactional_id=transactional_id,
+                timeout_ms=timeout_ms,
+                max_timeout_ms=self.config.max_timeout_ms,
+                expected=expected,
+                fresh_id=fresh,
+                now_ms=_now_ms(),
+                pending=transactional_id in self._pending,
+            )
+            if not isinstance(outcome, sm.NeedProducerId):
+                break
+            fresh = await self._fresh_producer_id()
+            if fresh is None:
+                return ErrorCode.KAFKA_STORAGE_ERROR, -1, -1
+        code, meta = await self._apply(transactional_id, outcome)
+        if code != ErrorCode.NONE or meta is None:
+            return code, -1, -1
+        log.info(
+            "txn_producer_initialised",
+            transactional_id=transactional_id,
+            producer_id=meta.producer_id,
+            producer_epoch=meta.producer_epoch,
+        )
+        return ErrorCode.NONE, meta.producer_id, meta.producer_epoch
+
+    async def _fresh_producer_id(self) -> int | None:
+        producers = self._producers
+        if producers is None:
+            return None
+        try:
+            _, pid, _ = await anyio.to_thread.run_sync(producers.init_producer_id)
+        except StorageError as e:
+            log.error("producer_id_allocation_failed", error=str(e))
+            return None
+        return pid
+
+    async def add_partitions(
+        self,
+        transactional_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        partitions: Iterable[TopicPartition],
+    ) -> ErrorCode:
+        """AddPartitionsToTxn: one error code for all the partitions."""
+        refused = await self.refusal(transactional_id)
+        if refused != ErrorCode.NONE:
+            return refused
+        outcome = sm.add_partitions(
+            self._txns.get(transactional_id),
+            producer_id=producer_id,
+            producer_epoch=producer_epoch,
+            partitions=partitions,
+            now_ms=_now_ms(),
+            pending=transactional_id in self._pending,
+        )
+        code, _ = await self._apply(transactional_id, outcome)
+        return code
+
+    async def add_offsets(
+        self, transactional_id: str, producer_id: int, producer_epoch: int, group: str
+    ) -> ErrorCode:
+        """AddOffsetsToTxn: the group's offsets join the transaction."""
+        refused = await self.refusal(transactional_id)
+        if refused != ErrorCode.NONE:
+            return refused
+        outcome = sm.add_group(
+            self._txns.get(transactional_id),
+            producer_id=producer_id,
+            producer_epoch=producer_epoch,
+            group_id=group,
+            now_ms=_now_ms(),
+            pending=transactional_id in self._pending,
+        )
+        code, _ = await self._apply(transactional_id, outcome)
+        return code
+
+    async def end_txn(
+        self, transactional_id: str, producer_id: int, producer_epoch: int, commit: bool
+    ) -> ErrorCode:
+        """EndTxn: answered once PrepareCommit/PrepareAbort is durable; the
+        markers and the completion follow in the background."""
+        refused = await self.refusal(transactional_id)
+        if refused != ErrorCode.NONE:
+            return refused
+        outcome = sm.end_txn(
+            self._txns.get(transactional_id),
+            producer_id=producer_id,
+            producer_epoch=producer_epoch,
+            commit=commit,
+            now_ms=_now_ms(),
+            pending=transactional_id in self._pending,
+        )
+        code, _ = await self._apply(transactional_id, outcome)
+        return code
+
+    async def _apply(
+        self, transactional_id: str, outcome: sm.Outcome
+    ) -> tuple[ErrorCode, TransactionMetadata | None]:
+        """Carry out a decision: write what it writes, then answer."""
+        if isinstance(outcome, sm.Refuse):
+            return outcome.code, None
+        if isinstance(outcome, sm.Done):
+            return ErrorCode.NONE, outcome.meta
+        if isinstance(outcome, sm.NeedProducerId):  # handled by the caller
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE, None
+        assert self._log is not None  # refusal() checked
+        meta = outcome.meta
+        self._pending.add(transactional_id)
+        code = ErrorCode.COORDINATOR_NOT_AVAILABLE
+        try:
+            code = await self._log.write(meta)
+        finally:
+            if code != ErrorCode.NONE or isinstance(outcome, sm.Write):
+                self._pending.discard(transactional_id)
+        if code != ErrorCode.NONE:
+            return code, None
+        self._store(meta)
+        if isinstance(outcome, sm.Prepare):
+            log.info(
+                "txn_prepared",
+                transactional_id=transactional_id,
+                producer_id=meta.producer_id,
+                producer_epoch=meta.producer_epoch,
+                state=meta.state.kafka_name,
+                partitions=len(meta.partitions),
+            )
+            self._start_completion(meta)
+            return outcome.answer, meta
+        return ErrorCode.NONE, meta
+
+    # -- completion --------------------------------------------------------------------
+
+    def _start_completion(self, meta: TransactionMetadata) -> None:
+        if self.config.crash_after_prepare and meta.state is TxnState.PREPARE_COMMIT:
+            log.warning("txn_test_crash", transactional_id=meta.transactional_id)
+            os._exit(CRASH_EXIT_STATUS)
+        tg = self._tg
+        if tg is None:
+            # not running (a context opened without the server): nothing sends it
+            log.warning(
+                "txn_completion_deferred", transactional_id=meta.transactional_id
+            )
+            return
+        tg.start_soon(self._complete, meta)
+
+    async def _complete(self, meta: TransactionMetadata) -> None:
+        """Write the markers of a prepared transaction until every partition has
+        one, complete its group offsets, then write its completion."""
+        txn_id = meta.transactional_id
+        commit = meta.state is TxnState.PREPARE_COMMIT
+        txn_log, markers = self._log, self._markers
+        assert txn_log is not None
+        try:
+            remaining = set(meta.partitions)
+            delay = _RETRY_FIRST_S
+            while remaining and markers is not None:
+                partition = txn_log.partition_of(txn_id)
+                epoch = -1 if partition is None else txn_log.leader_epoch(partition)
+                if epoch < 0:
+                    log.info("txn_completion_abandoned", transactional_id=txn_id)
+                    return  # no longer the coordinator: the new one completes it
+                codes = await markers.write_all(
+                    sorted(remaining),
+                    producer_id=meta.producer_id,
+                    producer_epoch=meta.producer_epoch,
+                    commit=commit,
+                    coordinator_epoch=epoch,
+                )
+                for tp, code in codes.items():
+                    if code in _MARKER_SETTLED:
+                        remaining.discard(tp)
+                if remaining:
+                    log.info(
+                        "txn_markers_retry",
+                        transactional_id=txn_id,
+                        remaining=len(remaining),
+                        errors=sorted({c.name for c in codes.values() if c}),
+                    )
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, _RETRY_MAX_S)
+            if meta.groups and self._groups is not None:
+                self._groups.complete_txn_offsets(
+                    meta.producer_id, meta.producer_epoch, meta.groups, commit
+                )
+            done = sm.complete(meta, _now_ms())
+            delay = _RETRY_FIRST_S
+            while True:
+                code = await txn_log.write(done)
+                if code == ErrorCode.NONE:
+                    break
+                if code == ErrorCode.NOT_COORDINATOR:
+                    log.info("txn_completion_abandoned", transactional_id=txn_id)
+                    return
+                await anyio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
+            if self._txns.get(txn_id) == meta:
+                self._store(done)
+            log.info(
+                "txn_completed",
+                transactional_id=txn_id,
+                producer_id=meta.producer_id,
+                state=done.state.kafka_name,
+            )
+        finally:
+            self._pending.discard(txn_id)
+
+    async def abort_timed_out(self, now_ms: int | None = None) -> int:
+        """Abort every ongoing transaction older than its timeout, fencing its
+        producer (Kafka's ``abortTimedOutTransactions``); how many."""
+        now = _now_ms() if now_ms is None else now_ms
+        aborted = 0
+        for txn_id, meta in list(self._txns.items()):
+            outcome = sm.expire(meta, now, pending=txn_id in self._pending)
+            if outcome is None:
+                continue
+            log.info(
+                "txn_timed_out",
+                transactional_id=txn_id,
+                producer_id=meta.producer_id,
+                age_ms=now - meta.start_ms,
+                timeout_ms=meta.timeout_ms,
+            )
+            code, _ = await self._apply(txn_id, outcome)
+            if code == ErrorCode.NONE:
+                aborted += 1
+        return aborted

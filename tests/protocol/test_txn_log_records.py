@@ -52,6 +52,7 @@ _flexible_values = st.builds(
     previous_producer_id=_i64,
     next_producer_id=_i64,
     client_transaction_version=st.integers(-(2**15), 2**15 - 1),
+    groups=st.lists(_names, max_size=3).map(tuple),
 )
 
 
