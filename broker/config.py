@@ -305,6 +305,7 @@ CLUSTER_KEYS: Final[dict[str, str]] = {
     "default.replication.factor": "default_replication_factor",
     "offsets.topic.num.partitions": "offsets_partitions",
     "offsets.topic.replication.factor": "offsets_replication_factor",
+    "transaction.state.log.replication.factor": "transaction_replication_factor",
     "ailurus.cluster.request.timeout.ms": "request_timeout_ms",
     "replica.lag.time.max.ms": "replica_lag_time_max_ms",
 }
@@ -324,6 +325,8 @@ class ClusterSettings:
     default_replication_factor: int = 1  # default.replication.factor
     offsets_partitions: int = 16  # offsets.topic.num.partitions
     offsets_replication_factor: int = 3  # offsets.topic.replication.factor (capped)
+    # transaction.state.log.replication.factor (capped at the live brokers)
+    transaction_replication_factor: int = 3
     request_timeout_ms: int = 30_000  # how long a broker waits on the controller
     replica_lag_time_max_ms: int = 30_000  # a follower behind longer leaves the ISR
 

@@ -13,6 +13,8 @@ Task tree (anyio on asyncio + uvloop)::
         │   campaign and, while elected, the controller)
         ├── consumer-group service (broker.groups.service.GroupService.run; on
         │   cancellation closes group and producer-id state)
+        ├── transaction coordinator (broker.transactions.coordinator; loads the
+        │   transaction state log, completes transactions, aborts timed-out ones)
         ├── cluster mode: the replica manager (broker.replication.manager; local
         │   logs made to match the cluster's cache before the listeners accept)
         ├── one listener per --kafka-addr entry (broker.net.listeners.KafkaListeners)
@@ -42,7 +44,7 @@ Build order (:func:`serve`; each step uses only what the steps above it built):
    :class:`~broker.context.BrokerContext`, handed to the admin API;
 5. the serving task group, in this order: group commit, groups (producer ids and
    groups exist before the first client connects: a produce served before them would
-   skip the duplicate check), the listeners start accepting, the snapshot watcher and
+   skip the duplicate check), the transaction coordinator, the listeners start accepting, the snapshot watcher and
    scheduler, the background jobs; then ready (``ready`` event; ``--ready-file``).
 
 :func:`open_context` runs steps 1 and 4 only (tests and tools).
@@ -78,11 +80,12 @@ import structlog
 from broker.admin.routes import build_routes
 from broker.admin.server import AdminView, RouteTable, serve_admin
 from broker.authz.middleware import Authorize
+from broker.cluster.cache import MetadataCache
 from broker.cluster.configs import EtcdConfigStore, follow_broker_configs
 from broker.cluster.model import Endpoint
 from broker.cluster.requests import ClusterRequests
 from broker.cluster.service import ClusterService
-from broker.cluster.view import ClusterView, LocalView
+from broker.cluster.view import TRANSACTION_TOPIC, ClusterView, LocalView
 from broker.config import BrokerConfig
 from broker.configs.dynamic import (
     ConfigStoreError,
@@ -118,8 +121,10 @@ from broker.startup import (
 )
 from broker.topics.service import TopicService
 from broker.topics.storage import close_log_manager, open_log_manager
+from broker.transactions.cluster_markers import ClusterMarkers
 from broker.transactions.coordinator import (
     CRASH_AFTER_PREPARE_ENV,
+    MarkerSender,
     TransactionCoordinator,
     TxnConfig,
 )
@@ -358,9 +363,27 @@ async def _open_services(
         SnapshotScheduler(schedule, snapshots, topics) if schedule.enabled else None
     )
     view: ClusterView = _local_view(config, runtime)
-    replicas: ReplicaManager | None = None
     if cluster is not None:
         view = cluster.cache
+    transactions = _transaction_coordinator(
+        config,
+        view,
+        topics,
+        durability,
+        append_gate,
+        producers,
+        groups,
+        None if cluster is None else cluster.cache,
+    )
+    replicas: ReplicaManager | None = None
+    if cluster is not None:
+
+        def on_leadership(topic: str, partition: int, leads: bool) -> None:
+            # an offsets partition's groups, a state log partition's transactional
+            # ids are loaded by its new leader
+            groups.on_leadership(topic, partition, leads)
+            if topic == TRANSACTION_TOPIC:
+                transactions.on_leadership(partition, leads)
 
         def forget(topic: str, logs: Sequence[PartitionLog]) -> None:
             # committed offsets and producer state of a deleted topic go with it
@@ -377,15 +400,11 @@ async def _open_services(
             forget,
             # followers keep their idempotent producers' state as they append
             producers=producers,
-            # an offsets partition's groups are loaded by its new leader
-            on_leadership=groups.on_leadership,
+            on_leadership=on_leadership,
             lag_time_max_ms=30_000
             if settings is None
             else settings.replica_lag_time_max_ms,
         )
-    transactions = _transaction_coordinator(
-        config, view, topics, durability, append_gate, producers, groups
-    )
     return BrokerContext(
         config=config,
         metrics=metrics,
@@ -418,6 +437,7 @@ def _transaction_coordinator(
     append_gate: AppendGate,
     producers: ProducerService,
     groups: GroupService,
+    cache: MetadataCache | None,
 ) -> TransactionCoordinator:
     """The transaction coordinator: its state log, its marker writer and, on a
     single node, KIP-890 verification of transactional batches."""
@@ -430,13 +450,18 @@ def _transaction_coordinator(
         abort_interval_ms=config.transaction_abort_interval_ms,
         crash_after_prepare=os.environ.get(CRASH_AFTER_PREPARE_ENV) == "1",
     )
+    local = LocalMarkers(topics, producers, durability, append_gate)
+    markers: MarkerSender = local
+    if cache is not None:
+        markers = ClusterMarkers(cache, local, config.listeners[0].name)
     coordinator = TransactionCoordinator(
         coordinates=lambda txn_id: view.txn_coordinator(txn_id) == view.node_id,
         txn_log=TxnLog(topics, durability),
-        markers=LocalMarkers(topics, producers, durability, append_gate),
+        markers=markers,
         producers=producers,
         groups=groups,
         config=settings,
+        clustered=cache is not None,
     )
     if config.cluster is None:
         # the coordinator is local: a transactional batch must belong to its

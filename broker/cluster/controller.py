@@ -64,7 +64,7 @@ from broker.cluster.model import (
     encode,
 )
 from broker.cluster.store import Compare, Delete, Op, Put, Store
-from broker.cluster.view import OFFSETS_TOPIC
+from broker.cluster.view import INTERNAL_TOPICS, OFFSETS_TOPIC
 from protocol.error_codes import ErrorCode
 
 log = structlog.get_logger("broker.cluster.controller")
@@ -510,7 +510,7 @@ class Controller:
             topic_id=req.topic_id or uuid.uuid4(),
             partitions=len(assignment),
             configs=dict(req.configs),
-            internal=req.name == OFFSETS_TOPIC,
+            internal=req.name in INTERNAL_TOPICS,
         )
         if not await self._write_topic(record, assignment, start=0, done=[Delete(key)]):
             error = RequestError(

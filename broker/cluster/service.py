@@ -76,7 +76,7 @@ from broker.cluster.store import (
     Store,
     StoreUnavailable,
 )
-from broker.cluster.view import OFFSETS_TOPIC
+from broker.cluster.view import OFFSETS_TOPIC, TRANSACTION_TOPIC
 from broker.config import BrokerConfig, ClusterSettings
 from broker.metrics import Metrics
 from broker.startup import EXIT_CONFIG, EXIT_FAILURE, StartupError
@@ -120,8 +120,11 @@ class ClusterService:
         cache: MetadataCache,
         controller_type: type[Controller] = Controller,
         unclean_leader_election: bool = False,
+        txn_partitions: int = 16,
     ) -> None:
         self.settings = settings
+        # transaction.state.log.num.partitions, for the state log made on demand
+        self.txn_partitions = txn_partitions
         # the broker default of unclean.leader.election.enable (--set)
         self.unclean_leader_election = unclean_leader_election
         self._controller_type = controller_type
@@ -136,6 +139,8 @@ class ClusterService:
         self._epoch = 0  # our controller key's create revision while elected
         self._offsets_wanted = anyio.Event()
         cache.on_offsets_topic_missing = self._offsets_wanted.set
+        self._txn_topic_wanted = anyio.Event()
+        cache.on_txn_topic_missing = self._txn_topic_wanted.set
 
     @property
     def node_id(self) -> int:
@@ -233,6 +238,7 @@ class ClusterService:
             controller_type=controller_type,
             unclean_leader_election=config.topic_defaults.get(UNCLEAN, "false").lower()
             == "true",
+            txn_partitions=config.transaction_log_partitions or 16,
         )
         if self.unclean_leader_election:
             log.warning(
@@ -265,6 +271,7 @@ class ClusterService:
             tg.start_soon(self._watch)
             tg.start_soon(self._campaign)
             tg.start_soon(self._create_offsets_topic_on_demand)
+            tg.start_soon(self._create_txn_topic_on_demand)
             task_status.started()
 
     async def _create_offsets_topic_on_demand(self) -> None:
@@ -282,6 +289,31 @@ class ClusterService:
                     await anyio.sleep(1.0)  # the next group lookup asks again
             self._offsets_wanted = anyio.Event()
             self.cache.on_offsets_topic_missing = self._offsets_wanted.set
+
+    async def _create_txn_topic_on_demand(self) -> None:
+        """Ask the controller for ``__transaction_state`` when a transactional id
+        first needs a coordinator (Kafka creates it on FindCoordinator): its
+        partitions from ``transaction.state.log.num.partitions``, replication
+        factor ``transaction.state.log.replication.factor`` capped at the live
+        brokers, compacted."""
+        while True:
+            await self._txn_topic_wanted.wait()
+            if self.cache.topic(TRANSACTION_TOPIC) is None:
+                live = len(self.cache.brokers())
+                rf = max(1, min(self.settings.transaction_replication_factor, live))
+                log.info("txn_topic_requested", replication_factor=rf)
+                request = CreateTopicRequest(
+                    name=TRANSACTION_TOPIC,
+                    partitions=self.txn_partitions,
+                    replication_factor=rf,
+                    configs={"cleanup.policy": "compact"},
+                )
+                error = await self._create_topic(request)
+                if error is not None and error.code != ErrorCode.TOPIC_ALREADY_EXISTS:
+                    log.warning("txn_topic_request_failed", error=error.message)
+                    await anyio.sleep(1.0)  # the next lookup asks again
+            self._txn_topic_wanted = anyio.Event()
+            self.cache.on_txn_topic_missing = self._txn_topic_wanted.set
 
     async def _keep_session(self) -> None:
         """Refresh the lease every TTL/3; register again if it expired."""

@@ -1,14 +1,14 @@
 """FindCoordinator (key 10), v0–6.
 
 Behaviour: a group (key type 0) is coordinated by the leader of its
-``__consumer_offsets`` partition (``ClusterView.group_coordinator``; a single node
-coordinates every group), a transactional id (key type 1) by the node the same rule
-picks for that id; the answer is that node at its advertised address of the
-listener the client connected to. COORDINATOR_NOT_AVAILABLE while that partition
-has no leader (or the node has no such listener). A transactional producer thus reaches
-InitProducerId, which refuses it at once with a fatal error (transactions are not
-supported; see broker.handlers.init_producer_id). Share-group keys (type 2, KIP-932) and unknown
-key types get INVALID_REQUEST.
+``__consumer_offsets`` partition (``ClusterView.group_coordinator``), a
+transactional id (key type 1) by the leader of its ``__transaction_state``
+partition (``ClusterView.txn_coordinator``, ``abs(hashCode(id)) % partitions`` as
+Kafka; in a cluster the first lookup asks the controller to create the topic); a
+single node coordinates everything. The answer is that node at its advertised
+address of the listener the client connected to. COORDINATOR_NOT_AVAILABLE while
+that partition has no leader (or the node has no such listener): clients retry.
+Share-group keys (type 2, KIP-932) and unknown key types get INVALID_REQUEST.
 Version notes: v1 key_type, throttle time, error message; v3 flexible; v4 batches
 keys (coordinator_keys) and answers a coordinators array (KIP-699).
 """
@@ -74,7 +74,7 @@ def _find(rctx: RequestContext, key_type: int, key: str) -> _Found:
     if key_type not in _SUPPORTED_KEY_TYPES:
         return _Found(ErrorCode.INVALID_REQUEST, "unsupported key type")
     view = rctx.broker.cluster
-    node = view.group_coordinator(key)
+    node = view.txn_coordinator(key) if key_type == 1 else view.group_coordinator(key)
     info = view.broker(node) if node >= 0 else None
     endpoint = None if info is None else info.endpoint(rctx.listener)
     if endpoint is None:

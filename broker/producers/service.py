@@ -13,9 +13,9 @@ and a payload is fully validated before any answer but Append (a damaged batch i
 never "a duplicate"). A transactional batch passes the same epoch and sequence
 checks (the partition log then opens its transaction, storage/transactions.py);
 the verification of KIP-890 (Kafka 3.6+: the partition must have been added to the
-producer's ongoing transaction) is not done, since no transaction coordinator is
-served yet: :attr:`ProducerService.verify_txn` is where it plugs in
-(:class:`NoTransaction`, INVALID_TXN_STATE, when it says no).
+producer's ongoing transaction) is :attr:`ProducerService.verify_txn`, the
+transaction coordinator's answer on a single node (:class:`NoTransaction`,
+INVALID_TXN_STATE, when it says no).
 
 Cluster mode: a follower appends its leader's batches verbatim, and its producer
 state follows them (:meth:`ProducerService.replicated`, as Kafka updates the
@@ -29,10 +29,9 @@ and its idempotent batches are refused retriably (NOT_LEADER_OR_FOLLOWER,
 
 Version notes: InitProducerId always hands out a fresh producer id with epoch 0
 (Kafka's rule for producers without a transactional id, also for the KIP-360 bump
-request). The transaction coordinator is not implemented: the InitProducerId
-handler refuses a transactional id before it gets here; transaction markers
-(WriteTxnMarkers) bump a producer's epoch here through :meth:`ProducerService
-.marker_written`.
+request); a transactional id is the transaction coordinator's
+(``broker.transactions``), which takes its fresh ids from here. Transaction markers
+bump a producer's epoch here through :meth:`ProducerService.marker_written`.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ used by the Produce path on a single node.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable, Collection, Iterable
@@ -116,6 +117,7 @@ class TransactionCoordinator:
         producers: ProducerService | None = None,
         groups: GroupService | None = None,
         config: TxnConfig | None = None,
+        clustered: bool = False,
     ) -> None:
         # transactional id -> its state as last written to the log
         self._txns: dict[str, TransactionMetadata] = {}
@@ -130,6 +132,13 @@ class TransactionCoordinator:
         self.config = config or TxnConfig()
         self._tg: anyio.abc.TaskGroup | None = None
         self._ready_lock = anyio.Lock()
+        # cluster mode: the state log partitions this broker leads (with the
+        # generation of that leadership) and those waiting to be loaded
+        self._clustered = clustered
+        self._generations = itertools.count(1)
+        self._led: dict[int, int] = {}
+        self._to_load: dict[int, int] = {}
+        self._wake = anyio.Event()
 
     # -- the read side -----------------------------------------------------------------
 
@@ -194,14 +203,22 @@ class TransactionCoordinator:
             self._tg = tg
             task_status.started()
             try:
-                await self._load_all()
-                while True:
-                    await anyio.sleep(self.config.abort_interval_ms / 1000)
-                    await self.abort_timed_out()
+                tg.start_soon(self._sweep)
+                if self._clustered:
+                    await self._loader()
+                else:
+                    await self._load_all()
+                    await anyio.sleep_forever()  # completions run in ``tg``
             finally:
                 self._tg = None
 
+    async def _sweep(self) -> None:
+        while True:
+            await anyio.sleep(self.config.abort_interval_ms / 1000)
+            await self.abort_timed_out()
+
     async def _load_all(self) -> None:
+        """A single node leads every partition: load them all."""
         txn_log = self._log
         if txn_log is None:
             return
@@ -209,9 +226,52 @@ class TransactionCoordinator:
         for partition in range(count or 0):
             await self.load_partition(partition)
 
-    async def load_partition(self, partition: int) -> bool:
+    def on_leadership(self, partition: int, leads: bool) -> None:
+        """Cluster mode: this broker became (``leads``) or stopped being the leader
+        of a state log partition: load it, or drop its transactional ids (the new
+        leader owns them; Kafka's ``TransactionStateManager.loadTransactionsForTxn
+        TopicPartition`` / ``removeTransactionsForTxnTopicPartition``)."""
+        self._loaded.discard(partition)
+        if leads:
+            generation = self._led[partition] = next(self._generations)
+            self._to_load[partition] = generation
+            self._wake.set()
+            return
+        self._led.pop(partition, None)
+        self._to_load.pop(partition, None)
+        txn_log = self._log
+        if txn_log is None:
+            return
+        gone = [t for t in self._txns if txn_log.partition_of(t) == partition]
+        for txn_id in gone:
+            meta = self._txns.pop(txn_id)
+            if self._by_producer.get(meta.producer_id) == txn_id:
+                del self._by_producer[meta.producer_id]
+        if gone:
+            log.info(
+                "txn_state_unloaded", partition=partition, transactional_ids=len(gone)
+            )
+
+    async def _loader(self) -> None:
+        while True:
+            if not self._to_load:
+                self._wake = anyio.Event()
+                await self._wake.wait()
+                continue
+            partition, generation = next(iter(self._to_load.items()))
+            if not await self.load_partition(partition, generation):
+                await anyio.sleep(_RETRY_MAX_S)
+                continue
+            if self._to_load.get(partition) == generation:
+                del self._to_load[partition]
+
+    async def load_partition(
+        self, partition: int, generation: int | None = None
+    ) -> bool:
         """Read one state log partition (worker thread) and take over its ids;
-        resume the completion of its prepared transactions. False: unreadable."""
+        resume the completion of its prepared transactions. False: unreadable.
+        ``generation``: the leadership it is loaded for (cluster mode; a load
+        overtaken by a change of leadership takes nothing over)."""
         txn_log = self._log
         if txn_log is None:
             return False
@@ -224,6 +284,8 @@ class TransactionCoordinator:
         except (StorageError, RecordBatchError) as e:
             log.error("txn_state_load_failed", partition=partition, error=str(e))
             return False
+        if generation is not None and self._led.get(partition) != generation:
+            return True  # lost (or lost and regained) meanwhile: a later load counts
         for meta in loaded.txns.values():
             self._store(meta)
         self._loaded.add(partition)
@@ -262,6 +324,8 @@ class TransactionCoordinator:
         if not self._coordinates(transactional_id):
             return ErrorCode.NOT_COORDINATOR
         partition = txn_log.partition_of(transactional_id)
+        if partition is None and self._clustered:
+            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS  # not here yet
         if partition is None:
             async with self._ready_lock:
                 if txn_log.partition_of(transactional_id) is None:
@@ -403,10 +467,18 @@ class TransactionCoordinator:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE, None
         assert self._log is not None  # refusal() checked
         meta = outcome.meta
+        partition = self._log.partition_of(transactional_id)
+        generation = None if partition is None else self._led.get(partition)
         self._pending.add(transactional_id)
         code = ErrorCode.COORDINATOR_NOT_AVAILABLE
         try:
             code = await self._log.write(meta)
+            if code == ErrorCode.NONE and (
+                partition is None
+                or partition not in self._loaded
+                or self._led.get(partition) != generation
+            ):
+                code = ErrorCode.NOT_COORDINATOR  # leadership moved meanwhile
         finally:
             if code != ErrorCode.NONE or isinstance(outcome, sm.Write):
                 self._pending.discard(transactional_id)
