@@ -5,7 +5,8 @@
                                   the current transaction has been open, whether
                                   it is stuck; filters ``?state=Ongoing`` (Kafka's
                                   names, repeatable), ``?producer_id=N``
-                                  (repeatable), ``?min_duration_ms=D``
+                                  (repeatable), ``?min_duration_ms=D`` (open
+                                  longer than D ms)
     GET /v1/transactions/{id}     one id, with its partitions and groups (404 with
                                   the coordinator's node id when another broker
                                   coordinates it)
@@ -95,7 +96,11 @@ def _transactions(view: AdminView, request: HttpRequest) -> HttpResponse:
         return HttpResponse.error(400, str(exc))
     now = _now_ms()
     found = ctx.transactions.list_transactions(
-        states, producer_ids, min_duration, now_ms=now
+        states,
+        producer_ids,
+        # open *longer* than the filter, as ListTransactions (KIP-994)
+        min_duration + 1 if min_duration >= 0 else -1,
+        now_ms=now,
     )
     return HttpResponse.json(
         [
