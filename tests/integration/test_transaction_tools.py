@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -213,6 +214,15 @@ def test_filters_by_state_producer_id_and_duration(broker: BrokerProcess) -> Non
         )
         assert [t["transactional_id"] for t in admin] == ["tt-filter-1"]
         assert admin[0]["partitions"] == [{"topic": "tt-filter", "partition": 0}]
+        assert admin[0]["state"] == "Ongoing"
+        assert admin[0]["stuck"] is False
+        assert (
+            _get(broker, f"/v1/transactions?producer_id={pid}&min_duration_ms=3600000")
+            == []
+        )
+        with pytest.raises(urllib.error.HTTPError) as bad:
+            _get(broker, "/v1/transactions?state=Bogus")
+        assert bad.value.code == 400
     finally:
         producer.abort_transaction(TIMEOUT_S)
 
