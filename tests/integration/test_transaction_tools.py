@@ -5,8 +5,8 @@ transaction open past its timeout stays open (stuck) for the health checks; each
 test its own topic and transactional ids. A confluent-kafka transactional producer
 opens a transaction: ListTransactions and DescribeTransactions show it Ongoing with
 its partitions (through our client, kafka-python's admin client — confluent-kafka
-2.16 has no transaction admin calls — and ``ailurus txn``), CompleteCommit after
-the commit; the state, producer id and duration filters; the transaction gauges,
+2.16 has no transaction admin calls — and ``ailurus txn``), and DescribeProducers
+names the transaction's first offset; CompleteCommit after the commit; the state, producer id and duration filters; the transaction gauges,
 ``GET /v1/cluster`` and ``ailurus cluster health`` report a stuck transaction; a
 group's read_committed lag stops at the last stable offset.
 """
@@ -34,6 +34,7 @@ from broker.client import groups as group_ops
 from broker.client import transactions as txn_ops
 from broker.client.errors import KafkaError
 from protocol.error_codes import ErrorCode
+from protocol.messages import describe_producers as dp
 from protocol.messages.list_transactions import (
     ListTransactionsRequest,
     ListTransactionsResponse,
@@ -104,6 +105,28 @@ def _get(broker: BrokerProcess, path: str) -> object:
     return body.decode() if path == "/metrics" else json.loads(body)
 
 
+def _txn_start_offsets(broker: BrokerProcess, topic: str, pid: int) -> list[int]:
+    """DescribeProducers' current_txn_start_offset of ``pid`` on partitions 0, 1."""
+    with request_socket(broker) as sock:
+        resp = request(
+            sock,
+            61,
+            0,
+            dp.DescribeProducersRequest(
+                topics=(dp.TopicRequest(name=topic, partition_indexes=(0, 1)),)
+            ),
+        )
+    assert isinstance(resp, dp.DescribeProducersResponse)
+    return [
+        next(
+            s.current_txn_start_offset
+            for s in p.active_producers
+            if s.producer_id == pid
+        )
+        for p in sorted(resp.topics[0].partitions, key=lambda p: p.partition_index)
+    ]
+
+
 def test_open_transaction_is_listed_and_described_then_complete_commit(
     broker: BrokerProcess,
 ) -> None:
@@ -121,6 +144,7 @@ def test_open_transaction_is_listed_and_described_then_complete_commit(
     assert desc.partitions == (("tt-open", 0), ("tt-open", 1))
     assert desc.start_ms > 0
     assert desc.timeout_ms == 60000  # librdkafka's default transaction.timeout.ms
+    assert _txn_start_offsets(broker, "tt-open", pid) == [0, 0]
 
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
     try:
@@ -159,6 +183,7 @@ def test_open_transaction_is_listed_and_described_then_complete_commit(
             assert time.monotonic() < deadline, described
             time.sleep(0.1)
         assert not described.topic_partitions
+        assert _txn_start_offsets(broker, "tt-open", pid) == [-1, -1]
     finally:
         admin.close()
     out = _cli(broker, "--format", "json", "txn", "list", "--state", "CompleteCommit")
