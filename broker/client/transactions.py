@@ -24,6 +24,16 @@ from protocol.messages.list_transactions import (
     ListTransactionsResponse,
 )
 
+# Kafka's TransactionState names, as ListTransactions filters them
+_STATE_NAMES: Final = (
+    "Empty",
+    "Ongoing",
+    "PrepareCommit",
+    "PrepareAbort",
+    "CompleteCommit",
+    "CompleteAbort",
+    "PrepareEpochFence",
+)
 _TXN_KEY: Final = 1  # FindCoordinator key type of a transactional id
 _DESCRIBE_TRANSACTIONS: Final = 65
 _LIST_TRANSACTIONS: Final = 66
@@ -61,7 +71,10 @@ def list_transactions(
             raise KafkaError(
                 ErrorCode.INVALID_REQUEST,
                 "list transactions",
-                "unknown state " + ", ".join(response.unknown_state_filters),
+                "unknown state "
+                + ", ".join(response.unknown_state_filters)
+                + "; Kafka's states: "
+                + ", ".join(_STATE_NAMES),
             )
         for s in response.transaction_states:
             seen[s.transactional_id] = TransactionListing(
