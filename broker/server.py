@@ -121,7 +121,6 @@ from broker.startup import (
 )
 from broker.topics.service import TopicService
 from broker.topics.storage import close_log_manager, open_log_manager
-from broker.transactions.cluster_markers import ClusterMarkers
 from broker.transactions.coordinator import (
     CRASH_AFTER_PREPARE_ENV,
     MarkerSender,
@@ -453,6 +452,10 @@ def _transaction_coordinator(
     local = LocalMarkers(topics, producers, durability, append_gate)
     markers: MarkerSender = local
     if cache is not None:
+        # imported here: sending markers to other brokers is cluster mode's (a
+        # single node starts without WriteTxnMarkers' message schemas)
+        from broker.transactions.cluster_markers import ClusterMarkers
+
         markers = ClusterMarkers(cache, local, config.listeners[0].name)
     coordinator = TransactionCoordinator(
         coordinates=lambda txn_id: view.txn_coordinator(txn_id) == view.node_id,

@@ -88,6 +88,9 @@ class MarkerSender(Protocol):
         coordinator_epoch: int,
     ) -> dict[TopicPartition, ErrorCode]: ...
 
+    async def aclose(self) -> None:
+        """Close what the sender holds open (connections to other brokers)."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TxnConfig:
@@ -211,6 +214,9 @@ class TransactionCoordinator:
                     await anyio.sleep_forever()  # completions run in ``tg``
             finally:
                 self._tg = None
+                if self._markers is not None:
+                    with anyio.CancelScope(shield=True):
+                        await self._markers.aclose()
 
     async def _sweep(self) -> None:
         while True:

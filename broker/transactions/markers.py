@@ -131,3 +131,6 @@ class LocalMarkers:
 
             await self.durability.acks_all(pending, ACK_TIMEOUT_MS, fail, error_code)
         return codes
+
+    async def aclose(self) -> None:
+        """Nothing to close: local partitions only."""
