@@ -15,7 +15,7 @@ import bisect
 import os
 import resource
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 # Seconds; spans a sub-millisecond in-memory answer to a 30 s long poll.
@@ -290,4 +290,33 @@ def process_metric_lines() -> Iterator[str]:
             continue
         yield f"# HELP {name} {text}"
         yield f"# TYPE {name} {kind}"
+        yield f"{name} {value}"
+
+
+# -- transactions -------------------------------------------------------------------
+
+
+def transaction_metric_lines(
+    open_by_state: Mapping[str, int], oldest_open_seconds: float, stuck: int
+) -> Iterator[str]:
+    """The transaction coordinator's gauges: open transactions by state (Kafka's
+    names), the oldest open one's age, and how many are open past their timeout."""
+    yield "# HELP ailurus_transactions_open Open transactions this broker coordinates, by state."
+    yield "# TYPE ailurus_transactions_open gauge"
+    for state, n in sorted(open_by_state.items()):
+        yield f'ailurus_transactions_open{{state="{escape_label(state)}"}} {n}'
+    for name, value, text in (
+        (
+            "ailurus_transaction_oldest_open_seconds",
+            oldest_open_seconds,
+            "Age of the oldest open transaction this broker coordinates (0: none).",
+        ),
+        (
+            "ailurus_transactions_stuck",
+            stuck,
+            "Open transactions older than their transaction timeout.",
+        ),
+    ):
+        yield f"# HELP {name} {text}"
+        yield f"# TYPE {name} gauge"
         yield f"{name} {value}"

@@ -38,6 +38,8 @@ TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53)):
   the cluster; AlterUserScramCredentials: ALTER on the cluster;
   DescribeTopicPartitions: DESCRIBE on each topic; DescribeProducers: READ on each
   topic; OffsetDelete: DELETE on the group and READ on each topic.
+- DescribeTransactions: DESCRIBE on each transactional id (its topics only those
+  the principal may DESCRIBE); ListTransactions: the ids the principal may DESCRIBE.
 - CreateAcls, DeleteAcls: ALTER on the cluster; DescribeAcls: DESCRIBE on the
   cluster (:mod:`broker.authz.acls`).
 - ApiVersions, SASL, DescribeCluster, idempotent InitProducerId: allowed.

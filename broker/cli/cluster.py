@@ -1,6 +1,7 @@
 """``ailurus cluster``: ``info`` (brokers, partitions per broker, topics, versions, over
 Kafka), ``health`` (rpk's overview: the admin API's readiness, a controller, every
-partition led; exit status for scripts), and over the admin API ``partitions`` (leader,
+partition led; exit status for scripts; a warning for transactions open past their
+timeout), and over the admin API ``partitions`` (leader,
 epoch, replicas, ISR per partition), ``elect`` (preferred leader) and ``reassign``
 (move a partition's replicas; cluster mode, docs/cluster.md); ``config`` (the dynamic
 broker configs, :mod:`broker.cli.cluster_config`).
@@ -33,6 +34,7 @@ from broker.cli.output import (
 from broker.cli.settings import current_settings
 from broker.cli.topic import make_client
 from broker.client import KafkaClient
+from broker.client import transactions as txn_ops
 from broker.client.auth import Security
 from broker.client.errors import ClientError
 from broker.client.types import ClusterInfo
@@ -158,6 +160,8 @@ class Health:
     offline: list[str] = field(default_factory=list)  # topics in error, leaderless
     under_replicated: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # transactional ids open longer than their timeout: a warning, not unhealthy
+    stuck_transactions: list[str] = field(default_factory=list)
 
     @property
     def reasons(self) -> list[str]:
@@ -191,6 +195,8 @@ class Health:
             "offline_partitions": list(self.offline),
             "under_replicated_partitions": list(self.under_replicated),
             "unhealthy_reasons": self.reasons,
+            "warnings": ["stuck_transactions"] if self.stuck_transactions else [],
+            "stuck_transactions": list(self.stuck_transactions),
             "errors": list(self.errors),
         }
 
@@ -223,6 +229,8 @@ def check_health(
     try:
         with KafkaClient(brokers, timeout=timeout, security=security) as client:
             meta = client.metadata()
+            now_ms = time.time_ns() // 1_000_000
+            health.stuck_transactions = txn_ops.stuck_transactions(client, now_ms)
         health.kafka_reachable = True
         health.brokers = len(meta.brokers)
         health.controller_id = meta.controller_id
@@ -296,6 +304,12 @@ def _print_health(health: Health, json_out: bool) -> None:
     click.echo("=======================")
     for key, value in rows:
         click.echo(f"{key:<{width}}{value}")
+    if health.stuck_transactions:
+        click.echo(
+            f"WARNING: {len(health.stuck_transactions)} transaction(s) open longer "
+            f"than their timeout: {_listed(health.stuck_transactions)} "
+            "(see `ailurus txn describe ID`)"
+        )
 
 
 @cluster.command()

@@ -56,8 +56,14 @@ def list_groups() -> None:
     )
 
 
+_ISOLATION = {"read_uncommitted": 0, "read_committed": 1}
+
+
 def _lag_rows(
-    client: KafkaClient, group_id: str, owners: dict[tuple[str, int], str]
+    client: KafkaClient,
+    group_id: str,
+    owners: dict[tuple[str, int], str],
+    isolation_level: int = 0,
 ) -> list[dict[str, object]]:
     committed = group_ops.committed_offsets(client, group_id)
     keys = sorted(set(committed) | set(owners))
@@ -66,7 +72,10 @@ def _lag_rows(
         by_topic[topic].append(partition)
     ends: dict[tuple[str, int], int] = {}
     for topic, partitions in by_topic.items():
-        for p, o in client.list_offsets(topic, partitions, LATEST).items():
+        found = client.list_offsets(
+            topic, partitions, LATEST, isolation_level=isolation_level
+        )
+        for p, o in found.items():
             ends[(topic, p)] = o
     rows: list[dict[str, object]] = []
     for key in keys:
@@ -88,8 +97,16 @@ def _lag_rows(
 
 @group.command()
 @click.argument("group_id")
+@click.option(
+    "--isolation",
+    type=click.Choice(sorted(_ISOLATION)),
+    default="read_uncommitted",
+    show_default=True,
+    help="Lag of a read_uncommitted consumer (to the log end) or of a "
+    "read_committed one (to the last stable offset: open transactions not counted).",
+)
 @run_command
-def describe(group_id: str) -> None:
+def describe(group_id: str, isolation: str) -> None:
     """Show a group's state, members, assignments and lag per partition."""
     with make_client() as client:
         desc = group_ops.describe_group(client, group_id)
@@ -99,7 +116,7 @@ def describe(group_id: str) -> None:
             for topic, parts in m.assignment
             for p in parts
         }
-        rows = _lag_rows(client, group_id, owners)
+        rows = _lag_rows(client, group_id, owners, _ISOLATION[isolation])
     members = [
         {
             "member_id": m.member_id,
@@ -123,6 +140,7 @@ def describe(group_id: str) -> None:
                 "members": members,
                 "offsets": rows,
                 "total_lag": total_lag,
+                "isolation": isolation,
             }
         )
         return
@@ -159,7 +177,9 @@ def describe(group_id: str) -> None:
                 "topic",
                 "partition",
                 "current-offset",
-                "log-end-offset",
+                "last-stable-offset"
+                if isolation == "read_committed"
+                else "log-end-offset",
                 "lag",
                 "member-id",
             ],

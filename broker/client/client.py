@@ -437,17 +437,24 @@ class KafkaClient:
     # -- offsets -------------------------------------------------------------------
 
     def list_offsets(
-        self, topic: str, partitions: Iterable[int], timestamp: int
+        self,
+        topic: str,
+        partitions: Iterable[int],
+        timestamp: int,
+        *,
+        isolation_level: int = 0,
     ) -> dict[int, int]:
         """Offsets by partition for ``timestamp`` (EARLIEST, LATEST, or ms since epoch).
 
         A timestamp later than every record gives -1 for that partition (as Kafka).
+        ``isolation_level`` 1 (read_committed, ListOffsets v2+) answers LATEST with
+        the last stable offset: the first offset of the oldest open transaction.
         """
         out: dict[int, int] = {}
         for conn, group in self._by_leader(topic, partitions).values():
             request = ListOffsetsRequest(
                 replica_id=-1,
-                isolation_level=0,
+                isolation_level=isolation_level,
                 topics=(
                     ListOffsetsTopic(
                         name=topic,

@@ -56,6 +56,7 @@ _I16: Final = struct.Struct(">h")
 _I32: Final = struct.Struct(">i")
 
 TopicPartition = tuple[str, int]
+_KINDS: Final = {0: "group", 1: "transactional id"}
 
 
 def _version(conn: Connection, api_key: int) -> int:
@@ -64,15 +65,24 @@ def _version(conn: Connection, api_key: int) -> int:
 
 def coordinator(client: KafkaClient, group_id: str) -> Connection:
     """The connection to ``group_id``'s coordinator."""
+    return client.connection_for(coordinator_id(client, group_id))
+
+
+def coordinator_id(client: KafkaClient, key: str, *, key_type: int = 0) -> int:
+    """The node id of the coordinator of group ``key`` (``key_type`` 1: of the
+    transactional id ``key``), with the client's metadata refreshed to reach it."""
+    group_id = key
     conn = client.bootstrap()
     version = conn.version_for(_FIND_COORDINATOR)
     request = FindCoordinatorRequest(
-        key=group_id, key_type=0, coordinator_keys=(group_id,)
+        key=group_id, key_type=key_type, coordinator_keys=(group_id,)
     )
     response = conn.request(request, FindCoordinatorResponse)
     if version >= 4:
         if not response.coordinators:
-            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, f"group {group_id!r}")
+            raise KafkaError(
+                ErrorCode.COORDINATOR_NOT_AVAILABLE, f"{_KINDS[key_type]} {group_id!r}"
+            )
         c = response.coordinators[0]
         error, message, node_id = c.error_code, c.error_message, c.node_id
     else:
@@ -80,9 +90,11 @@ def coordinator(client: KafkaClient, group_id: str) -> Connection:
         message = response.error_message
         node_id = response.node_id
     if error:
-        raise KafkaError(error, f"find coordinator of group {group_id!r}", message)
+        raise KafkaError(
+            error, f"find coordinator of {_KINDS[key_type]} {group_id!r}", message
+        )
     client.metadata([])
-    return client.connection_for(node_id)
+    return node_id
 
 
 def list_groups(client: KafkaClient) -> list[GroupListing]:

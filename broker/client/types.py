@@ -184,3 +184,28 @@ class GroupDescription:
     protocol: str
     members: tuple[GroupMember, ...] = field(default_factory=tuple)
     error_code: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransactionListing:
+    """A transactional id as ListTransactions shows it, with its coordinator."""
+
+    transactional_id: str
+    producer_id: int
+    state: str
+    coordinator: int = -1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransactionDescription:
+    """A transactional id as DescribeTransactions shows it (``start_ms`` -1: no
+    transaction begun); ``partitions`` are those of the current transaction."""
+
+    transactional_id: str
+    coordinator: int
+    state: str
+    producer_id: int
+    producer_epoch: int
+    timeout_ms: int
+    start_ms: int
+    partitions: tuple[tuple[str, int], ...] = ()

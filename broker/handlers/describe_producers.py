@@ -2,8 +2,10 @@
 
 Behaviour: per named partition, the idempotent producers this broker's producer
 state holds (:mod:`storage.producer_state`): producer id, epoch, last sequence and
-the largest timestamp of its last batch; ``coordinator_epoch`` and
-``current_txn_start_offset`` are -1 (no transactions here). Answered only by the
+the largest timestamp of its last batch, and ``current_txn_start_offset``, the
+first offset of its open transaction on the partition (-1: none; what Kafka's
+``kafka-transactions.sh find-hanging`` compares with the coordinators' answers);
+``coordinator_epoch`` is -1. Answered only by the
 partition's leader: NOT_LEADER_OR_FOLLOWER on a broker that holds no replica of
 it or follows it (cluster mode), UNKNOWN_TOPIC_OR_PARTITION for a partition that
 does not exist. A partition whose state is not tracked yet has it rebuilt from the
@@ -65,6 +67,7 @@ def _producers(
     rctx: RequestContext, index: int, plog: PartitionLog
 ) -> PartitionResponse:
     state = rctx.broker.producers.state(plog)
+    open_txns = plog.open_transactions()
     return PartitionResponse(
         partition_index=index,
         error_code=ErrorCode.NONE,
@@ -75,7 +78,7 @@ def _producers(
                 last_sequence=entry.last_seq,
                 last_timestamp=entry.last_timestamp,
                 coordinator_epoch=-1,
-                current_txn_start_offset=-1,
+                current_txn_start_offset=open_txns.get(pid, -1),
             )
             for pid, entry in sorted(state.entries().items())
         ),

@@ -61,6 +61,8 @@ MODULES: Final[dict[int, str]] = {
     51: "alter_user_scram_credentials",
     60: "describe_cluster",
     61: "describe_producers",
+    65: "describe_transactions",
+    66: "list_transactions",
     75: "describe_topic_partitions",
 }
 
@@ -110,6 +112,8 @@ SUPPORTED: Final[dict[int, tuple[int, int]]] = {
     51: (0, 0),
     60: (0, 2),
     61: (0, 0),
+    65: (0, 0),
+    66: (0, 1),
     75: (0, 0),
 }
 

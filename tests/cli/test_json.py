@@ -165,6 +165,7 @@ def test_group_commands_json_shapes(ailurus: Target) -> None:
         "protocol_type": "consumer",  # the CLI consumed as a real member
         "state": "Empty",
         "total_lag": 1,
+        "isolation": "read_uncommitted",
     }
     assert run("seek", group, "--to", "end") == {
         "group_id": group,
@@ -212,6 +213,8 @@ def test_cluster_commands_json_shapes(ailurus: Target) -> None:
         "ready_detail": "str",
         "under_replicated_partitions": [],
         "unhealthy_reasons": [],
+        "warnings": [],
+        "stuck_transactions": [],
     }
 
 

@@ -1,7 +1,7 @@
 """Checks the schemas of the admin tools' APIs against kio, field by field.
 
 For every version kio generates (DescribeLogDirs v1–4, DescribeTopicPartitions,
-OffsetDelete, DescribeProducers, the SCRAM APIs, DescribeClientQuotas v0–1), the
+OffsetDelete, DescribeProducers, DescribeTransactions, ListTransactions v0–1, the SCRAM APIs, DescribeClientQuotas v0–1), the
 fields present must match kio's: names, wire types, tags, nullability, Kafka's
 non-zero defaults, and flexibility. DescribeLogDirs v0, which Kafka 4 dropped
 (and kio lacks), has v1's fields: only the throttling moved between them.
@@ -26,6 +26,11 @@ ORACLE = KioOracle(
             "DescribeProducersRequest",
             "DescribeProducersResponse",
         ),
+        "describe_transactions": (
+            "DescribeTransactionsRequest",
+            "DescribeTransactionsResponse",
+        ),
+        "list_transactions": ("ListTransactionsRequest", "ListTransactionsResponse"),
         "describe_user_scram_credentials": (
             "DescribeUserScramCredentialsRequest",
             "DescribeUserScramCredentialsResponse",

@@ -10,6 +10,7 @@ from broker.admin.routes import (
     snapshots,
     status,
     topics,
+    transactions,
 )
 from broker.admin.server import RouteTable
 
@@ -23,3 +24,4 @@ def build_routes(routes: RouteTable) -> None:
     groups.register(routes)
     snapshots.register(routes)
     security.register(routes)
+    transactions.register(routes)

@@ -6,7 +6,8 @@ and the operator's two partition writes (preferred-leader election, reassignment
                                            and hosted (public: what clients learn)
     GET  /v1/cluster                       cluster id, controller, broker count,
                                            partitions total/leaderless/under-replicated,
-                                           nodes down, ``healthy``
+                                           nodes down, ``healthy``, ``warnings``
+                                           (transactions open past their timeout)
     GET  /v1/partitions                    every partition of every topic
     GET  /v1/partitions/{topic}            one topic's partitions: leader, leader epoch,
                                            replicas, ISR, offline replicas, reassignment,
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 
 import anyio
 
+from broker.admin.routes.transactions import stuck_transactions
 from broker.admin.server import AdminView, HttpRequest, HttpResponse, RouteTable
 from broker.cluster.model import NO_LEADER, BrokerInfo, RequestError
 from broker.context import BrokerContext
@@ -252,6 +254,7 @@ def cluster_overview(ctx: BrokerContext) -> dict[str, object]:
         reasons.append("no_controller")
     if leaderless:
         reasons.append("leaderless_partitions")
+    stuck = stuck_transactions(ctx)
     return {
         "cluster_id": ctx.cluster.cluster_id,
         "clustered": ctx.cluster.clustered,
@@ -268,6 +271,9 @@ def cluster_overview(ctx: BrokerContext) -> dict[str, object]:
         "reassigning_partitions": [r.name for r in rows if r.adding or r.removing],
         "healthy": not reasons,
         "unhealthy_reasons": reasons,
+        # not unhealthy, but an operator should look (docs/transactions.md)
+        "warnings": ["stuck_transactions"] if stuck else [],
+        "stuck_transactions": stuck,
     }
 
 

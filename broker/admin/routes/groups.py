@@ -3,7 +3,10 @@ and the consumer-group lag lines of ``GET /metrics``.
 
 Added to the admin API's route table by :func:`register`. The detail view shows state, members,
 assignments (decoded for the ``consumer`` protocol), committed offsets and lag per
-partition against the high watermark consumers see. Both reveal group data, so like
+partition against the high watermark consumers see, or with
+``?isolation=read_committed`` against the last stable offset (what a read_committed
+consumer can reach: records of open transactions are not counted; a group does not
+say its consumers' isolation level, so the caller picks). Both reveal group data, so like
 every non-public admin route they need the admin token when one is set.
 """
 
@@ -23,14 +26,18 @@ def _service(view: AdminView) -> GroupService | None:
     return None if view.ctx is None else view.ctx.groups
 
 
-def _log_end(ctx: BrokerContext, topic: str, partition: int) -> int | None:
-    """The high watermark consumers see (None for a topic or partition now gone)."""
+def _log_end(
+    ctx: BrokerContext, topic: str, partition: int, *, committed: bool = False
+) -> int | None:
+    """The high watermark consumers see, or with ``committed`` the last stable
+    offset (None for a topic or partition now gone)."""
     try:
         plog = ctx.topics.logs.partition(topic, partition)
         meta = ctx.topics.logs.topic(topic)
     except StorageError:
         return None
-    return ctx.topics.state(meta, plog).high_watermark
+    state = ctx.topics.state(meta, plog)
+    return state.last_stable_offset if committed else state.high_watermark
 
 
 def groups(view: AdminView, request: HttpRequest) -> HttpResponse:
@@ -44,12 +51,19 @@ def group(view: AdminView, request: HttpRequest) -> HttpResponse:
     ctx = view.ctx
     if ctx is None:
         return HttpResponse.error(503, "groups not available")
+    isolation = request.query.get("isolation", ["read_uncommitted"])[-1]
+    if isolation not in ("read_uncommitted", "read_committed"):
+        return HttpResponse.error(
+            400, "isolation must be read_uncommitted or read_committed"
+        )
+    committed = isolation == "read_committed"
     found = ctx.groups.admin_group(
-        unquote(request.params["group_id"]), lambda t, p: _log_end(ctx, t, p)
+        unquote(request.params["group_id"]),
+        lambda t, p: _log_end(ctx, t, p, committed=committed),
     )
     if found is None:
         return HttpResponse.error(404, "unknown group")
-    return HttpResponse.json(found)
+    return HttpResponse.json({**found, "isolation": isolation})
 
 
 def lag_metric_lines(view: AdminView) -> Iterator[str]:

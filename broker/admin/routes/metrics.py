@@ -6,6 +6,7 @@ import itertools
 
 from broker.admin.routes.cluster import cluster_metric_lines
 from broker.admin.routes.groups import lag_metric_lines
+from broker.admin.routes.transactions import metric_lines as txn_metric_lines
 from broker.admin.server import AdminView, HttpRequest, HttpResponse, RouteTable
 from broker.metrics import process_metric_lines
 
@@ -18,6 +19,7 @@ def _metrics(view: AdminView, request: HttpRequest) -> HttpResponse:
             itertools.chain(
                 () if ctx is None else ctx.topics.metric_lines(),
                 lag_metric_lines(view),
+                txn_metric_lines(view),
                 () if ctx is None else ctx.snapshots.metrics.lines(),
                 cluster_metric_lines(view),
                 process_metric_lines(),
