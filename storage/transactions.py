@@ -40,7 +40,14 @@ from storage.segment import TXNINDEX_SUFFIX, Segment, segment_name
 from storage.txn_index import AbortedTxn, TxnIndexFile
 from storage.txn_state import MarkerInfo, TxnTracker
 
-__all__ = ["STATE_FILE", "TXN_BITS", "PartitionTxns", "marker_batch", "marker_of"]
+__all__ = [
+    "STATE_FILE",
+    "TXN_BITS",
+    "PartitionTxns",
+    "clean_cut",
+    "marker_batch",
+    "marker_of",
+]
 
 STATE_FILE: Final = "txn-state.json"
 TXN_BITS: Final = TRANSACTIONAL_BIT | CONTROL_BIT
@@ -98,6 +105,10 @@ class PartitionTxns:
         self._bases: list[int] = []  # sorted keys of ``indexes``
         self.marks: dict[int, TxnTracker] = {}  # offset -> state there
         self.enabled = False  # the partition took a transactional batch once
+        # ABORT marker offset -> the entry to index for it, while batches that
+        # come with their source's .txnindex are appended (a snapshot restore):
+        # set, the replay's own entries are replaced by these
+        self.given: dict[int, AbortedTxn] | None = None
 
     @property
     def state_path(self) -> str:
@@ -202,6 +213,8 @@ class PartitionTxns:
                 offset = header.base_offset
             if header.attributes & TXN_BITS:
                 aborted = self._apply(seg, start + pos, header, offset)
+                if aborted is not None and self.given is not None:
+                    aborted = self.given.get(offset)
                 if aborted is not None:
                     self._index(seg.base_offset).append(aborted)
             offset += header.last_offset_delta + 1
@@ -225,15 +238,23 @@ class PartitionTxns:
         )
 
     def on_adopted(self, segments: list[Segment]) -> None:
-        """Segments built elsewhere were put at the log's end (snapshot ingest):
-        their transactional batches are replayed from their headers."""
+        """Segments built elsewhere were put at the log's end (snapshot ingest),
+        each with the ``.txnindex`` it was built with (renamed in beside it): their
+        transactional batches are replayed from their headers for the open
+        transactions and producer epochs, and their indexes are loaded as they
+        are (a compacted source's entries are not what a replay would derive)."""
         for seg in segments:
+            path = os.path.join(self.directory, segment_name(seg.base_offset))
+            index, _intact = TxnIndexFile.load(self.fileops, path + TXNINDEX_SUFFIX)
+            if index.entries:
+                self._put_index(seg.base_offset, index)
             for position, header in seg.iter_headers(0):
                 if header.attributes & TXN_BITS:
                     self.before_append(header.base_offset)
-                    aborted = self._apply(seg, position, header, header.base_offset)
-                    if aborted is not None:
-                        self._index(seg.base_offset).append(aborted)
+                    self._apply(seg, position, header, header.base_offset)
+        if self.enabled and segments:
+            end = segments[-1].next_offset
+            self.marks[end] = self.tracker.copy()
 
     def on_roll(self, base_offset: int) -> None:
         """A new segment starts at ``base_offset``: remember the state there."""
@@ -255,6 +276,21 @@ class PartitionTxns:
                 if entry.last_stable_offset >= upper:
                     return out
         return out
+
+    def entries_between(self, start: int, end: int) -> list[AbortedTxn]:
+        """Every entry whose ABORT marker is in [start, end), in marker order."""
+        return [
+            entry
+            for base in self._bases
+            for entry in self.indexes[base].entries
+            if start <= entry.last_offset < end
+        ]
+
+    def stable_start(self, start: int, limit: int) -> int:
+        """Where :func:`clean_cut` may start scanning: the newest remembered state
+        in [start, limit] with no transaction open (else ``start``)."""
+        clean = [o for o, t in self.marks.items() if start <= o <= limit and not t.open]
+        return max(clean, default=start)
 
     # -- segments going --------------------------------------------------------------
     def drop_segment(self, base_offset: int, next_base: int) -> None:
@@ -349,6 +385,32 @@ class PartitionTxns:
         self.indexes.pop(base, None)
         if base in self._bases:
             self._bases.remove(base)
+
+
+def clean_cut(segments: Iterable[Segment], start: int, limit: int) -> int:
+    """The largest batch boundary in [start, limit] below which every transaction
+    with a batch at or after ``start`` is complete (its marker is below it too);
+    ``start`` if there is none. ``limit`` is at most the last stable offset, so the
+    cut never holds an open transaction's batches (a snapshot's end)."""
+    cut = start
+    open_: set[int] = set()
+    for seg in segments:
+        if seg.next_offset <= start or seg.base_offset >= limit:
+            continue
+        found = seg.find(max(start, seg.base_offset))
+        if found is None:
+            continue
+        for _position, header in seg.iter_headers(found[0]):
+            if header.next_offset > limit:
+                return cut
+            if header.producer_id >= 0 and header.attributes & TXN_BITS:
+                if header.attributes & CONTROL_BIT:
+                    open_.discard(header.producer_id)
+                else:
+                    open_.add(header.producer_id)
+            if not open_:
+                cut = header.next_offset
+    return cut
 
 
 def _encode(image: dict[str, int | list[list[int]]]) -> bytes:
