@@ -18,8 +18,8 @@ The upload (``PUT /v1/snapshots/upload``, admin token required)::
                           {"name": "00000000000000000000.log", "size": 4096}, ...]}
 
 Bounds the receiver enforces before writing a byte past them: the manifest at most
-64 KiB; names only ``meta.json``, ``group-offsets.json`` or segment names, each
-once; ``meta.json`` and ``group-offsets.json`` at most 1 MiB each; the segment files
+64 KiB; names only ``meta.json``, ``group-offsets.json``, segment or ``.txnindex``
+names, each once; ``meta.json`` and ``group-offsets.json`` at most 1 MiB each; the segment files
 together exactly the ``size`` that ``meta.json`` declares; the body exactly the
 announced length; the disk's free-space floor. The files land in a dot-named
 directory (``<topic_dir>/.upload-<random>``, invisible to the watcher), are fsynced

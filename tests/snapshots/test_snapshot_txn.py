@@ -1,0 +1,226 @@
+"""Snapshots of partitions with transactions: cut where none is open, ``.txnindex``
+carried, checked and restored as it is (storage level; both restore paths)."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from protocol.record_builder import RecordInput, build_batch
+from storage.partition_log import PartitionLog
+from storage.snapshot import Snapshot, Status, inspect_snapshot
+from storage.snapshot_meta import SnapshotInvalid, parse_meta
+from tests.snapshots.test_snapshot_stage import stage
+from tests.snapshots.test_snapshot_storage import (
+    ingest,
+    open_log,
+    produce,
+    snap,
+    values_of,
+)
+
+SEGMENT = 400
+
+
+def txn(log: PartitionLog, pid: int, value: bytes, seq: int = 0) -> int:
+    """A transactional one-record batch of ``pid``; its offset."""
+    batch = build_batch(
+        [RecordInput(key=b"k", value=value, timestamp=1000)],
+        producer_id=pid,
+        producer_epoch=0,
+        base_sequence=seq,
+        is_transactional=True,
+    )
+    return log.append(batch, leader_epoch=0).base_offset
+
+
+def end_txn(log: PartitionLog, pid: int, *, commit: bool) -> int:
+    return log.append_marker(pid, 0, commit, 1, leader_epoch=0).base_offset
+
+
+def answers(log: PartitionLog, hw: int) -> dict[tuple[int, int], list[object]]:
+    """Every aborted-transaction answer a read_committed fetch can get."""
+    lso = log.last_stable_offset(hw)
+    return {
+        (start, upper): list(log.aborted_transactions(start, upper))
+        for start in range(log.log_start_offset, lso + 1)
+        for upper in range(start, lso + 1)
+    }
+
+
+def build_source(path: Path) -> PartitionLog:
+    """Plain and transactional batches of three producers over several segments:
+    commits, aborts, interleaved transactions; producer 9's stays open."""
+    log = open_log(path, SEGMENT)
+    produce(log, [b"p0", b"p1"])  # 0, 1
+    txn(log, 7, b"a7")  # 2
+    txn(log, 8, b"c8")  # 3
+    txn(log, 7, b"a7b", 1)  # 4
+    end_txn(log, 7, commit=False)  # 5: abort, 8 still open (lso 3)
+    produce(log, [b"p6"])  # 6
+    end_txn(log, 8, commit=True)  # 7
+    for i in range(6):
+        txn(log, 7, b"x" * 60, 2 + i)  # 8..13 (rolls segments)
+    end_txn(log, 7, commit=False)  # 14
+    txn(log, 8, b"c8b", 1)  # 15
+    end_txn(log, 8, commit=True)  # 16
+    txn(log, 9, b"open")  # 17: never closed
+    produce(log, [b"p18"])  # 18
+    return log
+
+
+def test_create_cuts_at_the_last_stable_offset_and_lists_the_txn_indexes(
+    root: Path,
+) -> None:
+    """With a transaction open, the snapshot ends at the last stable offset; its
+    meta.json records the cut and every .txnindex with size and crc32c."""
+    src = build_source(root / "src")
+    assert src.last_stable_offset(src.log_end_offset) == 17
+    s = snap(src, root, "100")
+    assert s.last_offset == 16
+    assert s.meta.last_stable_offset == 17
+    assert s.meta.txn_indexes is not None
+    listed = {i.file: i for i in s.meta.txn_indexes}
+    assert len(listed) == 2  # the two aborts sit in two segments
+    for name, idx in listed.items():
+        data = Path(s.path, name).read_bytes()
+        assert idx.size == len(data)
+        assert name.endswith(".txnindex")
+    raw = json.loads(Path(s.path, "meta.json").read_bytes())
+    assert raw["last_stable_offset"] == 17
+    assert {i["file"] for i in raw["txn_indexes"]} == set(listed)
+    src.close()
+
+
+def test_create_never_splits_a_transaction_whose_marker_is_past_the_lso(
+    root: Path,
+) -> None:
+    """A transaction that started below the LSO but ends above it is left out whole:
+    the cut moves back to where no transaction is open."""
+    log = open_log(root / "src", SEGMENT)
+    produce(log, [b"p0", b"p1"])  # 0, 1
+    txn(log, 7, b"a")  # 2
+    txn(log, 8, b"b")  # 3: stays open (LSO 3)
+    end_txn(log, 7, commit=False)  # 4: abort above the LSO
+    assert log.last_stable_offset(log.log_end_offset) == 3
+    s = snap(log, root, "101")
+    assert (s.last_offset, s.meta.last_stable_offset) == (1, 2)
+    assert s.meta.txn_indexes == ()
+    log.close()
+
+
+def test_create_with_only_an_open_transaction_is_empty(root: Path) -> None:
+    """A partition whose first batch belongs to an open transaction has nothing to
+    snapshot yet."""
+    log = open_log(root / "src", SEGMENT)
+    txn(log, 7, b"a")
+    with pytest.raises(SnapshotInvalid) as err:
+        snap(log, root, "102")
+    assert err.value.reason == "empty"
+    log.close()
+
+
+def _restored(root: Path, s: Snapshot, how: str) -> PartitionLog:
+    dst = open_log(root / f"dst-{how}", SEGMENT)
+    if how == "append":
+        assert ingest(dst, s, root) is Status.APPLIED
+    else:
+        staging, _ = stage(dst, s, root)
+        dst.adopt(staging)
+        dst.sync()
+    return dst
+
+
+@pytest.mark.parametrize("how", ["append", "adopt"])
+def test_restore_answers_read_committed_as_the_source(root: Path, how: str) -> None:
+    """A partition restored from the snapshot (appended, or staged and adopted) has
+    the source's records, aborted-transaction answers and last stable offset, also
+    after a clean or crashed restart; no transaction is open in it."""
+    src = build_source(root / "src")
+    s = snap(src, root, "103")
+    cut = s.meta.last_stable_offset
+    assert cut is not None
+    dst = _restored(root, s, how)
+    assert dst.open_transactions() == {}
+    assert dst.last_stable_offset(dst.log_end_offset) == cut
+    expected = {k: v for k, v in answers(src, cut).items()}
+    assert answers(dst, cut) == expected
+    assert values_of(dst) == [v for v in values_of(src) if v[0] < cut]
+    for clean in (True, False):
+        dst.close(clean=clean)
+        dst = open_log(root / f"dst-{how}", SEGMENT)
+        assert answers(dst, cut) == expected
+        assert dst.open_transactions() == {}
+    dst.close()
+    src.close()
+
+
+def test_incremental_snapshots_carry_their_own_aborts(root: Path) -> None:
+    """A chain of snapshots cut at stable points restores the whole index."""
+    src = open_log(root / "src", SEGMENT)
+    produce(src, [b"p0"])
+    txn(src, 7, b"a")
+    end_txn(src, 7, commit=False)  # 2
+    first = snap(src, root, "104")
+    txn(src, 7, b"b", 1)  # 3
+    produce(src, [b"p4"])
+    end_txn(src, 7, commit=False)  # 5
+    second = snap(src, root, "105", ancestor=first)
+    assert second.base_offset == 3
+    dst = open_log(root / "dst", SEGMENT)
+    assert ingest(dst, first, root) is Status.APPLIED
+    assert ingest(dst, second, root) is Status.APPLIED
+    assert answers(dst, 6) == answers(src, 6)
+    dst.close()
+    src.close()
+
+
+def test_a_damaged_txnindex_makes_the_snapshot_invalid(root: Path) -> None:
+    """A .txnindex whose bytes differ from its crc32c, or whose entry names a
+    marker outside its segment, is refused like a damaged segment."""
+    src = build_source(root / "src")
+    s = snap(src, root, "106")
+    assert s.meta.txn_indexes
+    idx = s.meta.txn_indexes[0]
+    path = Path(s.path, idx.file)
+    good = path.read_bytes()
+    path.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    with pytest.raises(SnapshotInvalid) as err:
+        inspect_snapshot(s.path, str(root.resolve()), settle_s=0)
+    assert err.value.reason == "checksum-mismatch"
+    # a well-formed entry whose marker lies outside the segment
+    bad = struct.pack(">hqqqq", 0, 7, 0, 10**9, 10**9 + 1)
+    path.write_bytes(bad)
+    meta = json.loads(Path(s.path, "meta.json").read_bytes())
+    for entry in meta["txn_indexes"]:
+        if entry["file"] == idx.file:
+            entry["size"] = len(bad)
+            entry.pop("crc32c")
+    Path(s.path, "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(SnapshotInvalid) as err:
+        inspect_snapshot(s.path, str(root.resolve()), settle_s=0)
+    assert err.value.reason == "bad-txn-index"
+    src.close()
+
+
+def test_a_snapshot_without_txn_fields_still_loads_and_restores(root: Path) -> None:
+    """An older meta.json (no last_stable_offset, no txn_indexes) is accepted; its
+    restore derives the aborts from the markers."""
+    src = build_source(root / "src")
+    s = snap(src, root, "107")
+    meta = json.loads(Path(s.path, "meta.json").read_bytes())
+    for idx in meta.pop("txn_indexes"):
+        os.unlink(Path(s.path, idx["file"]))
+    del meta["last_stable_offset"]
+    Path(s.path, "meta.json").write_text(json.dumps(meta))
+    old = inspect_snapshot(s.path, str(root.resolve()), settle_s=0)
+    assert parse_meta(Path(s.path, "meta.json").read_bytes()).txn_indexes is None
+    dst = open_log(root / "dst", SEGMENT)
+    assert ingest(dst, old, root) is Status.APPLIED
+    assert answers(dst, 17) == answers(src, 17)
+    dst.close()
+    src.close()
