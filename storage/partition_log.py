@@ -1080,12 +1080,15 @@ class PartitionLog:
     # -- log compaction (storage/log_cleaner.py) -----------------------------------
     def compaction_view(self, upto: int | None = None) -> tuple[list[Segment], int]:
         """Every segment (oldest first, the last one active) and how many of the
-        first ones the cleaner may clean: closed and wholly below ``upto`` and the
+        first ones the cleaner may clean: closed and wholly below ``upto``, the
         durable offset (only fsynced data is cleaned, so the recovery point can be
-        moved past it before a swap)."""
+        moved past it before a swap) and the first unstable offset (an open
+        transaction's batches are never cleaned: Kafka's
+        ``firstUncleanableDirtyOffset``)."""
         with self._lock:
             self._check_writable()
             limit = self._durable if upto is None else min(upto, self._durable)
+            limit = self.last_stable_offset(limit)
             segments = list(self._segments)
             count = 0
             for seg in segments[:-1]:
@@ -1130,6 +1133,7 @@ class PartitionLog:
             cleaned.next_offset = end
             cleaned.created_ms = group[-1].created_ms
             self._segments.replace_run(index, len(group), cleaned)
+            self._txns.swapped([s.base_offset for s in group])
             for seg in group:
                 self._unsynced.pop(seg.base_offset, None)
             return True

@@ -303,6 +303,16 @@ class PartitionTxns:
             if len(self.marks) > 1:
                 del self.marks[offset]
 
+    def swapped(self, bases: list[int]) -> None:
+        """Cleaned segments replaced those of ``bases`` (the first one's name
+        stays): load the cleaned ``.txnindex``, forget the others."""
+        for base in bases:
+            self._drop_index(base)
+        path = os.path.join(self.directory, segment_name(bases[0]) + TXNINDEX_SUFFIX)
+        index, _intact = TxnIndexFile.load(self.fileops, path)
+        if index.entries:
+            self._put_index(bases[0], index)
+
     def reset(self, base_offset: int) -> None:
         """Every segment went; the log restarts empty at ``base_offset``."""
         for index in self.indexes.values():

@@ -147,7 +147,7 @@ def test_restore_answers_read_committed_as_the_source(root: Path, how: str) -> N
     dst = _restored(root, s, how)
     assert dst.open_transactions() == {}
     assert dst.last_stable_offset(dst.log_end_offset) == cut
-    expected = {k: v for k, v in answers(src, cut).items()}
+    expected = answers(src, cut)
     assert answers(dst, cut) == expected
     assert values_of(dst) == [v for v in values_of(src) if v[0] < cut]
     for clean in (True, False):
