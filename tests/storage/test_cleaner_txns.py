@@ -1,0 +1,260 @@
+"""Log compaction with transactions, against a model (storage/cleaner_txns.py).
+
+Hypothesis interleaves plain and transactional batches of a few producers with
+keys, tombstones, commits and aborts (a transaction may stay open), cleans the log
+four times (each past the delete horizons the one before set), and checks after
+each round that a read_committed reader (Kafka's consumer algorithm over the
+log's batches and its ``.txnindex`` answer) sees the model's compaction of the
+committed records, that nothing at or above the last stable offset changed, that
+aborted records are gone, and that markers go only past their delete horizon, with
+their ``.txnindex`` entries, also across a restart.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from protocol.record_builder import RecordInput, build_batch, iter_records
+from protocol.records import BatchHeader, iter_batches
+from storage.config import TopicConfig
+from storage.fileops import FileOps
+from storage.log_cleaner import LogCleaner
+from storage.partition_log import PartitionLog
+from storage.transactions import marker_of
+from storage.txn_index import AbortedTxn
+
+NOW = 1_000_000
+RETENTION = 1_000
+PIDS = (7, 8, 9)
+KEYS = (b"a", b"b", b"c", b"d")
+
+
+def open_log(path: Path) -> PartitionLog:
+    config = TopicConfig.from_overrides(
+        {
+            "cleanup.policy": "compact",
+            "segment.bytes": "500",
+            "delete.retention.ms": str(RETENTION),
+        }
+    )
+    return PartitionLog.open(
+        str(path), topic="t", partition=0, config=config, fileops=FileOps(), clean=True
+    )
+
+
+Op = tuple[str, int, bytes, bytes | None]  # kind, producer, key, value
+
+
+@dataclass(frozen=True, slots=True)
+class Rec:
+    offset: int
+    pid: int  # -1: plain
+    key: bytes
+    value: bytes | None
+
+
+ops_strategy = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("plain"),
+            st.just(-1),
+            st.sampled_from(KEYS),
+            st.one_of(st.none(), st.binary(min_size=1, max_size=30)),
+        ),
+        st.tuples(
+            st.just("txn"),
+            st.sampled_from(PIDS),
+            st.sampled_from(KEYS),
+            st.one_of(st.none(), st.binary(min_size=1, max_size=30)),
+        ),
+        st.tuples(
+            st.sampled_from(["commit", "abort"]),
+            st.sampled_from(PIDS),
+            st.just(b""),
+            st.none(),
+        ),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+def build(log: PartitionLog, ops: list[Op]) -> tuple[list[Rec], set[int]]:
+    """Append ``ops``; (every data record, offsets of visible ones once complete:
+    plain and committed)."""
+    recs: list[Rec] = []
+    pending: dict[int, list[int]] = {}
+    visible: set[int] = set()
+    seqs = dict.fromkeys(PIDS, 0)
+    for kind, pid, key, value in ops:
+        if kind == "plain":
+            batch = build_batch([RecordInput(key=key, value=value, timestamp=NOW)])
+            off = log.append(batch, leader_epoch=0, now_ms=NOW).base_offset
+            recs.append(Rec(off, -1, key, value))
+            visible.add(off)
+        elif kind == "txn":
+            batch = build_batch(
+                [RecordInput(key=key, value=value, timestamp=NOW)],
+                producer_id=pid,
+                producer_epoch=0,
+                base_sequence=seqs[pid],
+                is_transactional=True,
+            )
+            seqs[pid] += 1
+            off = log.append(batch, leader_epoch=0, now_ms=NOW).base_offset
+            recs.append(Rec(off, pid, key, value))
+            pending.setdefault(pid, []).append(off)
+        elif pid in pending:
+            log.append_marker(pid, 0, kind == "commit", 0, leader_epoch=0, now_ms=NOW)
+            done = pending.pop(pid)
+            if kind == "commit":
+                visible.update(done)
+    log.roll()
+    log.sync()
+    return recs, visible
+
+
+def read_committed(log: PartitionLog) -> list[tuple[int, bytes | None, bytes | None]]:
+    """What a read_committed consumer gets from offset 0 (Kafka's
+    ``Fetcher``: aborted producers start at their first offset, leave at their
+    ABORT marker; control batches are never returned)."""
+    lso = log.last_stable_offset(log.log_end_offset)
+    aborted = sorted(
+        log.aborted_transactions(log.log_start_offset, lso),
+        key=lambda e: e.first_offset,
+    )
+    active: set[int] = set()
+    out = []
+    for buf, pos, header in _batches(log, lso):
+        while aborted and aborted[0].first_offset <= header.last_offset:
+            active.add(aborted.pop(0).producer_id)
+        if header.is_control:
+            marker = marker_of(buf[pos : pos + header.size])
+            if marker is not None and not marker.commit:
+                active.discard(header.producer_id)
+            continue
+        if header.attributes & 0x10 and header.producer_id in active:
+            continue
+        out.extend((r.offset, r.key, r.value) for r in iter_records(buf, pos))
+    return out
+
+
+def _batches(
+    log: PartitionLog, upper: int
+) -> list[tuple[memoryview, int, BatchHeader]]:
+    out = []
+    offset = log.log_start_offset
+    while offset < upper:
+        result = log.read(offset, 1 << 20, upper_bound=upper)
+        if not result.buffers:
+            break
+        for buf in result.buffers:
+            view = memoryview(bytes(buf))
+            out.extend((view, pos, h) for pos, h in iter_batches(view))
+        offset = result.next_offset
+    return out
+
+
+def expected(
+    recs: list[Rec], visible: set[int], end: int, lso: int, *, tombstones: bool
+) -> list[tuple[int, bytes | None, bytes | None]]:
+    """The model: below ``end`` the latest visible record of each key (tombstones
+    while ``tombstones``), from ``end`` to the LSO every visible record."""
+    latest: dict[bytes, int] = {}
+    for r in recs:
+        if r.offset in visible and r.offset < end:
+            latest[r.key] = r.offset
+    out = []
+    for r in recs:
+        if r.offset not in visible or r.offset >= lso:
+            continue
+        stale = latest.get(r.key) != r.offset or (r.value is None and not tombstones)
+        if r.offset < end and stale:
+            continue
+        out.append((r.offset, r.key, r.value))
+    return out
+
+
+def markers(log: PartitionLog) -> list[tuple[int, bool, int]]:
+    """(offset, commit, record count) of every control batch in the log."""
+    out = []
+    for buf, pos, h in _batches(log, log.log_end_offset):
+        if h.is_control:
+            info = marker_of(buf[pos : pos + h.size])
+            out.append(
+                (h.base_offset, info is not None and info.commit, h.record_count)
+            )
+    return out
+
+
+def check_index(log: PartitionLog) -> None:
+    """Every .txnindex entry names an ABORT marker the log still holds."""
+    entries: list[AbortedTxn] = log.aborted_transactions(0, log.log_end_offset)
+    aborts = {o for o, commit, n in markers(log) if not commit and n}
+    assert {e.last_offset for e in entries} <= aborts
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(ops=ops_strategy)
+def test_cleaning_keeps_the_read_committed_view_of_the_model(ops: list[Op]) -> None:
+    """After each round a read_committed reader sees the model's compaction of the
+    committed records; aborted records are gone below the cleaned end; nothing at
+    or above the last stable offset changes; markers outlive their horizon only
+    as empty batches, and each index entry keeps its marker."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp)
+        log = open_log(path)
+        recs, visible = build(log, ops)
+        end_offset = log.log_end_offset
+        lso = log.last_stable_offset(end_offset)
+        above = [b[2] for b in _batches(log, end_offset) if b[2].base_offset >= lso]
+        before = read_committed(log)
+        cleaner = LogCleaner()
+        result = cleaner.clean(log, now_ms=NOW, force=True, upto=end_offset)
+        end = result.first_dirty_offset if result.cleaned else 0
+        assert end <= lso
+        view = read_committed(log)
+        assert view == expected(recs, visible, end, lso, tombstones=True)
+        assert [(o, k, v) for o, k, v in before if o >= end] == [
+            (o, k, v) for o, k, v in view if o >= end
+        ]
+        kept = {o for buf, pos, h in _batches(log, end) for o in _offsets(buf, pos, h)}
+        aborted_data = {r.offset for r in recs if r.offset not in visible}
+        assert not kept & {o for o in aborted_data if o < end and _complete(o, lso)}
+        after = [b[2] for b in _batches(log, end_offset) if b[2].base_offset >= lso]
+        assert after == above
+        check_index(log)
+        # past the tombstones' horizon (aborts' markers turn idle), past theirs
+        # (commits' markers turn idle), past those
+        for now in (NOW + RETENTION + 1, NOW + 2 * RETENTION + 2, NOW + 4 * RETENTION):
+            cleaner.clean(log, now_ms=now, force=True, upto=end_offset)
+            view = read_committed(log)
+            assert view == expected(recs, visible, end, lso, tombstones=False)
+            check_index(log)
+        # every marker below the cleaned end went, but a producer's last batch
+        for offset, _commit, count in markers(log):
+            assert offset >= end or count == 0
+        log.close()
+        log = open_log(path)
+        assert read_committed(log) == view
+        check_index(log)
+        log.close()
+
+
+def _complete(offset: int, lso: int) -> bool:
+    return offset < lso
+
+
+def _offsets(buf: memoryview, pos: int, h: BatchHeader) -> list[int]:
+    if h.is_control:
+        return []
+    return [r.offset for r in iter_records(buf, pos)]
