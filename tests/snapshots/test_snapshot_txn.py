@@ -13,8 +13,15 @@ import pytest
 from protocol.record_builder import RecordInput, build_batch
 from storage.partition_log import PartitionLog
 from storage.snapshot import Snapshot, Status, inspect_snapshot
+from storage.log_cleaner import LogCleaner
 from storage.snapshot_meta import SnapshotInvalid, parse_meta
 from tests.snapshots.test_snapshot_stage import stage
+from tests.storage.test_cleaner_txns import (
+    NOW,
+    RETENTION,
+    compacted_txn_log,
+    read_committed,
+)
 from tests.snapshots.test_snapshot_storage import (
     ingest,
     open_log,
@@ -222,5 +229,26 @@ def test_a_snapshot_without_txn_fields_still_loads_and_restores(root: Path) -> N
     dst = open_log(root / "dst", SEGMENT)
     assert ingest(dst, old, root) is Status.APPLIED
     assert answers(dst, 17) == answers(src, 17)
+    dst.close()
+    src.close()
+
+
+@pytest.mark.parametrize("how", ["append", "adopt"])
+def test_restore_of_a_compacted_partition_keeps_its_index_as_it_is(
+    root: Path, how: str
+) -> None:
+    """After compaction removed an aborted transaction's records, its index entry
+    (first offset 1) is not what a replay of its marker would derive (3): the
+    restored partition still answers as its source."""
+    src = compacted_txn_log(root / "src")
+    cleaner = LogCleaner()
+    cleaner.clean(src, now_ms=NOW, force=True, upto=src.log_end_offset)
+    cleaner.clean(src, now_ms=NOW + RETENTION + 1, force=True)
+    assert [e.first_offset for e in src.aborted_transactions(0, 3)] == [1]
+    s = snap(src, root, "108")
+    assert s.meta.last_stable_offset == 9
+    dst = _restored(root, s, how)
+    assert answers(dst, 9) == answers(src, 9)
+    assert read_committed(dst) == read_committed(src)
     dst.close()
     src.close()

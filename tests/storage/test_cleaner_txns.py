@@ -240,9 +240,10 @@ def test_cleaning_keeps_the_read_committed_view_of_the_model(ops: list[Op]) -> N
             view = read_committed(log)
             assert view == expected(recs, visible, end, lso, tombstones=False)
             check_index(log)
-        # every marker below the cleaned end went, but a producer's last batch
-        for offset, _commit, count in markers(log):
-            assert offset >= end or count == 0
+        # every ABORT marker below the cleaned end went (a producer's last batch
+        # stays, emptied); a COMMIT one stays while records of its transaction do
+        for offset, commit, count in markers(log):
+            assert commit or offset >= end or count == 0
         log.close()
         log = open_log(path)
         assert read_committed(log) == view
@@ -258,3 +259,70 @@ def _offsets(buf: memoryview, pos: int, h: BatchHeader) -> list[int]:
     if h.is_control:
         return []
     return [r.offset for r in iter_records(buf, pos)]
+
+
+def _txn(log: PartitionLog, pid: int, seq: int, key: bytes, value: bytes) -> int:
+    batch = build_batch(
+        [RecordInput(key=key, value=value, timestamp=NOW)],
+        producer_id=pid,
+        producer_epoch=0,
+        base_sequence=seq,
+        is_transactional=True,
+    )
+    return log.append(batch, leader_epoch=0, now_ms=NOW).base_offset
+
+
+def _plain(log: PartitionLog, key: bytes, value: bytes) -> int:
+    batch = build_batch([RecordInput(key=key, value=value, timestamp=NOW)])
+    return log.append(batch, leader_epoch=0, now_ms=NOW).base_offset
+
+
+def compacted_txn_log(path: Path) -> PartitionLog:
+    """0 a=1 | 1,2 aborted (7) | 3 ABORT | 4 a=2 (8) | 5 COMMIT | 6 b=3 | 7 c=z (7)
+    | 8 COMMIT | 9 open (9), then rolled."""
+    log = open_log(path)
+    _plain(log, b"a", b"1")
+    _txn(log, 7, 0, b"a", b"x")
+    _txn(log, 7, 1, b"b", b"y")
+    log.append_marker(7, 0, False, 0, leader_epoch=0, now_ms=NOW)
+    _txn(log, 8, 0, b"a", b"2")
+    log.append_marker(8, 0, True, 0, leader_epoch=0, now_ms=NOW)
+    _plain(log, b"b", b"3")
+    _txn(log, 7, 2, b"c", b"z")
+    log.append_marker(7, 0, True, 0, leader_epoch=0, now_ms=NOW)
+    log.roll()
+    _txn(log, 9, 0, b"a", b"open")
+    log.roll()
+    log.sync()
+    return log
+
+
+def test_aborted_records_go_at_once_and_markers_after_their_horizon(
+    tmp_path: Path,
+) -> None:
+    """Round 1 removes the aborted records but keeps their ABORT marker and index
+    entry; the marker, idle, gets its horizon in round 2 and goes (with the entry)
+    in round 3; the open transaction's batch is never touched."""
+    log = compacted_txn_log(tmp_path)
+    entry = AbortedTxn(producer_id=7, first_offset=1, last_offset=3, last_stable_offset=4)
+    assert log.aborted_transactions(0, 9) == [entry]
+    cleaner = LogCleaner()
+    result = cleaner.clean(log, now_ms=NOW, force=True, upto=log.log_end_offset)
+    assert result.first_dirty_offset == 9  # the open transaction starts at 9
+    committed = [(4, b"a", b"2"), (6, b"b", b"3"), (7, b"c", b"z")]
+    assert read_committed(log) == committed
+    assert log.aborted_transactions(0, 9) == [entry]
+    assert [m[0] for m in markers(log)] == [3, 5, 8]
+    cleaner.clean(log, now_ms=NOW + RETENTION + 1, force=True)
+    assert [m[0] for m in markers(log)] == [3, 5, 8]  # idle, within the horizon
+    assert log.aborted_transactions(0, 9) == [entry]
+    cleaner.clean(log, now_ms=NOW + 2 * RETENTION + 2, force=True)
+    assert 3 not in [m[0] for m in markers(log)]
+    assert log.aborted_transactions(0, 9) == []
+    assert read_committed(log) == committed
+    assert log.open_transactions() == {9: 9}
+    log.close()
+    log = open_log(tmp_path)
+    assert log.aborted_transactions(0, 9) == []
+    assert read_committed(log) == committed
+    log.close()
