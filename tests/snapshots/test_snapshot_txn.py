@@ -11,23 +11,23 @@ from pathlib import Path
 import pytest
 
 from protocol.record_builder import RecordInput, build_batch
+from storage.log_cleaner import LogCleaner
 from storage.partition_log import PartitionLog
 from storage.snapshot import Snapshot, Status, inspect_snapshot
-from storage.log_cleaner import LogCleaner
 from storage.snapshot_meta import SnapshotInvalid, parse_meta
 from tests.snapshots.test_snapshot_stage import stage
-from tests.storage.test_cleaner_txns import (
-    NOW,
-    RETENTION,
-    compacted_txn_log,
-    read_committed,
-)
 from tests.snapshots.test_snapshot_storage import (
     ingest,
     open_log,
     produce,
     snap,
     values_of,
+)
+from tests.storage.test_cleaner_txns import (
+    NOW,
+    RETENTION,
+    compacted_txn_log,
+    read_committed,
 )
 
 SEGMENT = 400

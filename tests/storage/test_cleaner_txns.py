@@ -304,7 +304,9 @@ def test_aborted_records_go_at_once_and_markers_after_their_horizon(
     entry; the marker, idle, gets its horizon in round 2 and goes (with the entry)
     in round 3; the open transaction's batch is never touched."""
     log = compacted_txn_log(tmp_path)
-    entry = AbortedTxn(producer_id=7, first_offset=1, last_offset=3, last_stable_offset=4)
+    entry = AbortedTxn(
+        producer_id=7, first_offset=1, last_offset=3, last_stable_offset=4
+    )
     assert log.aborted_transactions(0, 9) == [entry]
     cleaner = LogCleaner()
     result = cleaner.clean(log, now_ms=NOW, force=True, upto=log.log_end_offset)
