@@ -227,7 +227,9 @@ class PartitionLog:
                 seg.write_indexes()
         self._durable = end
         self._recovery_point = end
-        self._txns.open(list(self._segments), fileops.listdir(self.directory))
+        self._txns.open(
+            list(self._segments), fileops.listdir(self.directory), recovery_point
+        )
         if not clean or removed_files or removed_segments or self._dir_dirty:
             fileops.fsync_dir(self.directory)
         self._dir_dirty = False

@@ -116,15 +116,22 @@ class PartitionTxns:
         return os.path.join(self.directory, STATE_FILE)
 
     # -- opening ---------------------------------------------------------------
-    def open(self, segments: list[Segment], names: Iterable[str]) -> bool:
+    def open(
+        self, segments: list[Segment], names: Iterable[str], recovery_point: int = 0
+    ) -> bool:
         """Load the indexes and state of a recovered log; returns whether the
-        indexes or the state file had to be rebuilt."""
+        indexes or the state file had to be rebuilt. The entries of markers below
+        ``recovery_point`` were fsynced before it was written: unless a file was
+        damaged they are kept as they are (a compacted or restored segment's
+        entries are not what a replay of its markers derives)."""
+        intact = True
         for name in names:
             stem, _dot, suffix = name.partition(".")
             if "." + suffix == TXNINDEX_SUFFIX and stem.isdigit():
-                index, _intact = TxnIndexFile.load(
+                index, whole = TxnIndexFile.load(
                     self.fileops, os.path.join(self.directory, name)
                 )
+                intact = intact and whole
                 if index.entries:
                     self._put_index(int(stem), index)
         end = segments[-1].next_offset
@@ -151,17 +158,26 @@ class PartitionTxns:
         self.marks = {offset: self.tracker.copy()}
         rebuilt = offset < end
         if rebuilt:
-            self._replay(segments, offset, end, rebuild=True)
+            trusted = max(offset, recovery_point) if intact else offset
+            self._replay(segments, offset, end, rebuild=True, trusted=trusted)
         self.marks[end] = self.tracker.copy()
         if rebuilt:
             self.write_state(end, self.tracker)
         return rebuilt
 
     def _replay(
-        self, segments: list[Segment], start: int, end: int, *, rebuild: bool
+        self,
+        segments: list[Segment],
+        start: int,
+        end: int,
+        *,
+        rebuild: bool,
+        trusted: int = 0,
     ) -> None:
         """Feed the batches in [start, end) to the tracker; ``rebuild``: their
-        aborts replace the ``.txnindex`` entries from ``start`` on."""
+        aborts replace the ``.txnindex`` entries from ``max(start, trusted)`` on
+        (those below ``trusted`` stay as the files have them)."""
+        keep_below = max(start, trusted)
         for seg in segments:
             if seg.next_offset <= start or seg.base_offset >= end:
                 continue
@@ -176,12 +192,12 @@ class PartitionTxns:
                     break
                 if header.attributes & TXN_BITS:
                     aborted = self._apply(seg, position, header, header.base_offset)
-                    if aborted is not None:
+                    if aborted is not None and aborted.last_offset >= keep_below:
                         fresh.append(aborted)
             if rebuild:
                 old = self.indexes.get(seg.base_offset)
                 kept = [] if old is None else old.entries
-                entries = [e for e in kept if e.last_offset < start] + fresh
+                entries = [e for e in kept if e.last_offset < keep_below] + fresh
                 if entries != kept:
                     self._index(seg.base_offset).rewrite(entries)
                     if not entries:

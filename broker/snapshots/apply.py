@@ -410,6 +410,9 @@ class SnapshotApplier:
                     aborted=aborted,
                 )
             await anyio.to_thread.run_sync(plog.sync)
+            if aborted:
+                # the snapshot's index entries are durable: a restart keeps them
+                await anyio.to_thread.run_sync(plog.checkpoint)
             return Status.APPLIED, "", len(data)
         return Status.WAITING, "the log kept moving during the apply", 0
 

@@ -34,7 +34,7 @@ PIDS = (7, 8, 9)
 KEYS = (b"a", b"b", b"c", b"d")
 
 
-def open_log(path: Path) -> PartitionLog:
+def open_log(path: Path, *, clean: bool = True) -> PartitionLog:
     config = TopicConfig.from_overrides(
         {
             "cleanup.policy": "compact",
@@ -43,7 +43,7 @@ def open_log(path: Path) -> PartitionLog:
         }
     )
     return PartitionLog.open(
-        str(path), topic="t", partition=0, config=config, fileops=FileOps(), clean=True
+        str(path), topic="t", partition=0, config=config, fileops=FileOps(), clean=clean
     )
 
 
@@ -317,6 +317,9 @@ def test_aborted_records_go_at_once_and_markers_after_their_horizon(
     assert [m[0] for m in markers(log)] == [3, 5, 8]
     cleaner.clean(log, now_ms=NOW + RETENTION + 1, force=True)
     assert [m[0] for m in markers(log)] == [3, 5, 8]  # idle, within the horizon
+    assert log.aborted_transactions(0, 9) == [entry]
+    log.close(clean=False)  # a crash: the cleaned index is kept, not re-derived
+    log = open_log(tmp_path, clean=False)
     assert log.aborted_transactions(0, 9) == [entry]
     cleaner.clean(log, now_ms=NOW + 2 * RETENTION + 2, force=True)
     assert 3 not in [m[0] for m in markers(log)]
