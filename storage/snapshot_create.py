@@ -14,7 +14,6 @@ in the snapshot are written beside the segment holding each marker.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import datetime as dt
 import os
@@ -27,7 +26,6 @@ import crc32c as _crc32c
 
 from protocol.records import BatchHeader
 from storage.errors import StorageError
-from storage.segment import segment_name
 from storage.snapshot_files import compress_file, iter_chunks, read_meta_bytes
 from storage.snapshot_groups import (
     GroupOffset,
@@ -45,7 +43,8 @@ from storage.snapshot_meta import (
     SnapshotMeta,
     parse_meta,
 )
-from storage.txn_index import TXNINDEX_SUFFIX, AbortedTxn, encode_entries
+from storage.snapshot_txn import encode_by_segment
+from storage.txn_index import AbortedTxn
 
 _READ_BYTES: Final = 4 * 1024 * 1024
 
@@ -246,18 +245,15 @@ def _write_txn_indexes(
 ) -> tuple[SegmentMeta, ...]:
     """One ``.txnindex`` per snapshot segment holding ABORT markers: the entries
     whose marker is in it, as the log's index has them."""
-    by_base: dict[int, list[AbortedTxn]] = {}
-    for entry in entries:
-        base = bases[bisect.bisect_right(bases, entry.last_offset) - 1]
-        by_base.setdefault(base, []).append(entry)
     out = []
-    for base, found in sorted(by_base.items()):
-        name = segment_name(base) + TXNINDEX_SUFFIX
-        data = encode_entries(found)
+    for name, data in encode_by_segment(bases, entries).items():
         _write_new(os.path.join(tmp, name), data)
         out.append(
             SegmentMeta(
-                file=name, base_offset=base, size=len(data), crc32c=_crc_bytes(data)
+                file=name,
+                base_offset=int(name[:20]),
+                size=len(data),
+                crc32c=_crc_bytes(data),
             )
         )
     return tuple(out)

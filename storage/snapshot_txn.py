@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 import crc32c as _crc32c
 
+from protocol.records import CONTROL_BIT, TRANSACTIONAL_BIT, BatchHeader
 from storage.snapshot_files import check_entry, read_capped
 from storage.snapshot_meta import (
     SegmentMeta,
@@ -24,12 +25,20 @@ from storage.snapshot_meta import (
     SnapshotInvalid,
     SnapshotMeta,
 )
-from storage.txn_index import ENTRY_SIZE, AbortedTxn, decode_entries
+from storage.txn_index import (
+    ENTRY_SIZE,
+    TXNINDEX_SUFFIX,
+    AbortedTxn,
+    decode_entries,
+    encode_entries,
+)
 
 __all__ = [
     "check_txn_index_sizes",
+    "encode_by_segment",
     "load_txn_indexes",
     "snapshot_aborted",
+    "stable_prefix",
     "txn_index_mtimes",
 ]
 
@@ -111,3 +120,37 @@ def snapshot_aborted(
         return SnapshotInvalid(reason, detail)
 
     return load_txn_indexes(path, root, meta, segments, invalid)
+
+
+def stable_prefix(headers: Sequence[BatchHeader]) -> int:
+    """How many of ``headers`` (consecutive batches from a point where no
+    transaction is open) may be kept so that no transaction is left open: the
+    longest prefix after which every transaction with a batch in it has its
+    marker in it too (a snapshot cut at an offset, ``snapshot restore
+    --to-offset``)."""
+    open_: set[int] = set()
+    keep = 0
+    for i, header in enumerate(headers):
+        if header.producer_id >= 0 and header.attributes & CONTROL_BIT:
+            open_.discard(header.producer_id)
+        elif header.producer_id >= 0 and header.attributes & TRANSACTIONAL_BIT:
+            open_.add(header.producer_id)
+        if not open_:
+            keep = i + 1
+    return keep
+
+
+def encode_by_segment(
+    bases: Sequence[int], entries: Sequence[AbortedTxn]
+) -> dict[str, bytes]:
+    """``<base>.txnindex`` name -> bytes, each segment (of ``bases``, sorted) with
+    the entries whose ABORT marker it holds (none: no file)."""
+    found: dict[int, list[AbortedTxn]] = {}
+    for entry in entries:
+        base = max((b for b in bases if b <= entry.last_offset), default=None)
+        if base is not None:
+            found.setdefault(base, []).append(entry)
+    return {
+        f"{base:020d}{TXNINDEX_SUFFIX}": encode_entries(listed)
+        for base, listed in sorted(found.items())
+    }

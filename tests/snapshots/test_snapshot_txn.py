@@ -9,7 +9,9 @@ import struct
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from broker.cli.main import _register_commands, cli
 from protocol.record_builder import RecordInput, build_batch
 from storage.log_cleaner import LogCleaner
 from storage.partition_log import PartitionLog
@@ -250,5 +252,36 @@ def test_restore_of_a_compacted_partition_keeps_its_index_as_it_is(
     dst = _restored(root, s, how)
     assert answers(dst, 9) == answers(src, 9)
     assert read_committed(dst) == read_committed(src)
+    dst.close()
+    src.close()
+
+
+@pytest.mark.parametrize(("to_offset", "last"), [(4, 1), (7, 7)])
+def test_restore_to_an_offset_never_leaves_a_transaction_open(
+    root: Path, to_offset: int, last: int
+) -> None:
+    """``snapshot restore --to-offset`` moves the cut back to where no transaction
+    is open and keeps the index entries of the markers it keeps."""
+    _register_commands()
+    src = build_source(root / "src")
+    s = snap(src, root, "109")
+    data = root / "data"
+    args = ["snapshot", "restore", "--from", s.path, "--data-dir", str(data)]
+    args += ["--to-offset", str(to_offset)]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    [placed] = (data / "snapshots").glob("*/109")
+    cut = inspect_snapshot(str(placed), str(placed.resolve()), settle_s=0)
+    assert cut.last_offset == last
+    assert cut.meta.last_stable_offset == last + 1
+    dst = open_log(root / "dst", SEGMENT)
+    assert ingest(dst, cut, root) is Status.APPLIED
+    assert dst.open_transactions() == {}
+    upper = last + 1
+    for start in range(upper + 1):
+        for end in range(start, upper + 1):
+            assert dst.aborted_transactions(start, end) == src.aborted_transactions(
+                start, end
+            )
     dst.close()
     src.close()
