@@ -8,10 +8,13 @@ import os
 import struct
 from pathlib import Path
 
+import anyio
 import pytest
 from click.testing import CliRunner
 
 from broker.cli.main import _register_commands, cli
+from broker.snapshots.handover import _files as handover_files
+from broker.snapshots.handover import receive_snapshot, upload_header
 from protocol.record_builder import RecordInput, build_batch
 from storage.log_cleaner import LogCleaner
 from storage.partition_log import PartitionLog
@@ -25,6 +28,7 @@ from tests.snapshots.test_snapshot_storage import (
     snap,
     values_of,
 )
+from tests.snapshots.test_snapshot_upload import Body, Receiver
 from tests.storage.test_cleaner_txns import (
     NOW,
     RETENTION,
@@ -285,3 +289,27 @@ def test_restore_to_an_offset_never_leaves_a_transaction_open(
             )
     dst.close()
     src.close()
+
+
+def test_the_handover_to_a_leader_carries_the_txnindex(root: Path) -> None:
+    """In a cluster a snapshot is streamed to the partition's leader: the files it
+    sends include the .txnindex files, and the receiver accepts and verifies them."""
+    src = build_source(root / "src")
+    s = snap(src, root, "110")
+    src.close()
+    files = handover_files(s)
+    names = [f.name for f in files]
+    assert s.meta.txn_indexes
+    assert {i.file for i in s.meta.txn_indexes} <= set(names)
+    body = upload_header("t", "110", 2, files) + b"".join(
+        Path(s.path, f.name).read_bytes() for f in files
+    )
+    (root / "data" / "snapshots").mkdir(parents=True)
+    receiver = Receiver(str(root / "data" / "snapshots"), str(root.resolve()))
+    answer = anyio.run(receive_snapshot, receiver, Body(body))
+    assert answer == {"path": "t/110", "status": "received"}
+    landed = root / "data" / "snapshots" / "t" / "110"
+    got = inspect_snapshot(str(landed), str(root.resolve()), settle_s=0)
+    assert got.meta.txn_indexes == s.meta.txn_indexes
+    for name in names:
+        assert Path(landed, name).read_bytes() == Path(s.path, name).read_bytes()
