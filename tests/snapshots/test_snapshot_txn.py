@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import os
 import struct
+import tempfile
 from pathlib import Path
 
 import anyio
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from broker.cli.main import _register_commands, cli
 from broker.snapshots.handover import _files as handover_files
@@ -32,9 +35,13 @@ from tests.snapshots.test_snapshot_upload import Body, Receiver
 from tests.storage.test_cleaner_txns import (
     NOW,
     RETENTION,
+    Op,
+    build,
     compacted_txn_log,
+    ops_strategy,
     read_committed,
 )
+from tests.storage.test_cleaner_txns import open_log as compacted_log
 
 SEGMENT = 400
 
@@ -313,3 +320,45 @@ def test_the_handover_to_a_leader_carries_the_txnindex(root: Path) -> None:
     assert got.meta.txn_indexes == s.meta.txn_indexes
     for name in names:
         assert Path(landed, name).read_bytes() == Path(s.path, name).read_bytes()
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(ops=ops_strategy, rounds=st.integers(0, 2))
+def test_any_restore_answers_as_its_source(ops: list[Op], rounds: int) -> None:
+    """Random interleavings of plain and transactional batches, compacted 0 to 2
+    times, snapshot and restore to a partition with the source's aborted-transaction
+    answers and read_committed records below the cut, and no open transaction."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "snapshots").mkdir()
+        src = compacted_log(root / "src")
+        build(src, ops)
+        for n in range(rounds):
+            LogCleaner().clean(
+                src, now_ms=NOW + n * 2 * RETENTION, force=True, upto=src.log_end_offset
+            )
+        stable = src.stable_end(src.log_start_offset, src.log_end_offset)
+        assert stable <= src.last_stable_offset(src.log_end_offset)
+        if stable == src.log_start_offset:  # the first batch's transaction is open
+            with pytest.raises(SnapshotInvalid):
+                snap(src, root, "111")
+            src.close()
+            return
+        s = snap(src, root, "111")
+        cut = s.meta.last_stable_offset
+        assert cut is not None
+        assert cut <= stable
+        event(f"aborts in the snapshot: {bool(s.meta.txn_indexes)}")
+        dst = open_log(root / "dst", SEGMENT)
+        assert ingest(dst, s, root) is Status.APPLIED
+        assert dst.open_transactions() == {}
+        assert answers(dst, cut) == {
+            k: src.aborted_transactions(*k) for k in answers(dst, cut)
+        }
+        assert read_committed(dst) == [r for r in read_committed(src) if r[0] < cut]
+        dst.close()
+        src.close()
