@@ -325,9 +325,16 @@ class PartitionLog:
             if not self._txns.enabled:
                 return end
             limit = self.last_stable_offset(end)
-            first = self._txns.stable_start(start, limit)
             try:
-                return clean_cut(self._segments, first, limit)
+                while True:
+                    first = self._txns.stable_start(start, limit)
+                    cut = clean_cut(self._segments, first, limit)
+                    # an aborted transaction whose records compaction removed
+                    # is not split either: the cut moves before its first offset
+                    lower = self._txns.spanning(start, cut)
+                    if lower is None:
+                        return cut
+                    limit = lower
             except OSError as exc:
                 raise _io_error(f"reading {self.directory}", exc) from exc
 

@@ -302,6 +302,21 @@ class PartitionTxns:
             if start <= entry.last_offset < end
         ]
 
+    def spanning(self, start: int, offset: int) -> int | None:
+        """The smallest first offset, at or after ``start``, of an aborted
+        transaction that ``offset`` would split (first offset < ``offset`` <= its
+        ABORT marker's); None if there is none. Compaction may have removed its
+        records, so the batches alone do not show it."""
+        return min(
+            (
+                entry.first_offset
+                for index in self.indexes.values()
+                for entry in index.entries
+                if start <= entry.first_offset < offset <= entry.last_offset
+            ),
+            default=None,
+        )
+
     def stable_start(self, start: int, limit: int) -> int:
         """Where :func:`clean_cut` may start scanning: the newest remembered state
         in [start, limit] with no transaction open (else ``start``)."""
