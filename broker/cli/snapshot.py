@@ -205,7 +205,22 @@ def _cut(snap: Snapshot, to_offset: int, dest: Path) -> SnapshotMeta:
                     picked.append((seg, bytes(view[pos : pos + h.size]), h))
         finally:
             os.close(fd)
-    picked = picked[: stable_prefix([h for _, _, h in picked])]
+    aborted = snapshot_aborted(snap.path, root, snap.meta, snap.segments)
+    while True:
+        picked = picked[: stable_prefix([h for _, _, h in picked])]
+        cut = picked[-1][2].next_offset if picked else snap.base_offset
+        # nor inside an aborted transaction whose records compaction removed
+        lower = min(
+            (
+                e.first_offset
+                for e in (aborted or {}).values()
+                if snap.base_offset <= e.first_offset < cut <= e.last_offset
+            ),
+            default=None,
+        )
+        if lower is None:
+            break
+        picked = [p for p in picked if p[2].next_offset <= lower]
     if not picked:
         raise SnapshotCliError(
             f"{snap.path}: a transaction is open at offset {snap.base_offset}"
@@ -226,7 +241,6 @@ def _cut(snap: Snapshot, to_offset: int, dest: Path) -> SnapshotMeta:
             )
         )
     last = picked[-1][2]
-    aborted = snapshot_aborted(snap.path, root, snap.meta, snap.segments)
     txn_indexes: tuple[SegmentMeta, ...] | None = None
     if aborted is not None:
         kept = [e for o, e in sorted(aborted.items()) if o <= last.last_offset]
