@@ -22,7 +22,9 @@ past the last kept batch survives such a crash uncleaned: its records are newer
 than the ``.swap``'s, so the log stays correct and the next round cleans it.
 A crash before step 5 leaves the old ``.txnindex`` files: they list every abort the
 cleaned segment kept and maybe some it dropped, whose records are gone, so
-read_committed fetches are answered the same.
+read_committed fetches are answered the same; opening the log folds those of
+segments that went into the index of the segment holding their offsets
+(storage/transactions.py).
 """
 
 from __future__ import annotations

@@ -134,6 +134,7 @@ class PartitionTxns:
                 intact = intact and whole
                 if index.entries:
                     self._put_index(int(stem), index)
+        self._adopt_orphans([seg.base_offset for seg in segments])
         end = segments[-1].next_offset
         for base in list(self._bases):
             # aborts whose markers a torn tail took away
@@ -164,6 +165,22 @@ class PartitionTxns:
         if rebuilt:
             self.write_state(end, self.tracker)
         return rebuilt
+
+    def _adopt_orphans(self, bases: list[int]) -> None:
+        """Fold the entries of a ``.txnindex`` whose segment is gone (a crash
+        between a cleaning swap's renames and its index's) into the index of the
+        segment now holding its offsets; one below every segment just goes."""
+        known = set(bases)
+        for base in [b for b in self._bases if b not in known]:
+            orphan = self.indexes[base]
+            self._drop_index(base)
+            holder = max((b for b in bases if b < base), default=None)
+            if holder is not None:
+                index = self._index(holder)
+                merged = list(index.entries)
+                merged += [e for e in orphan.entries if e not in merged]
+                index.rewrite(sorted(merged, key=lambda e: e.last_offset))
+            orphan.remove()
 
     def _replay(
         self,

@@ -331,3 +331,24 @@ def test_aborted_records_go_at_once_and_markers_after_their_horizon(
     assert log.aborted_transactions(0, 9) == []
     assert read_committed(log) == committed
     log.close()
+
+
+def test_an_orphaned_txnindex_is_folded_into_its_segment_at_open(
+    tmp_path: Path,
+) -> None:
+    """A .txnindex whose segment went (a crash between a cleaning swap's renames
+    and its index's) is merged into the index of the segment holding its offsets,
+    without duplicates, and its file goes; the answers do not change."""
+    log = compacted_txn_log(tmp_path)
+    before = log.aborted_transactions(0, 9)
+    assert before
+    log.close()
+    [index] = tmp_path.glob("*.txnindex")
+    base = int(index.name[:20])
+    orphan = tmp_path / f"{base + 1:020d}.txnindex"
+    orphan.write_bytes(index.read_bytes())  # the same entries, a gone segment's name
+    log = open_log(tmp_path, clean=False)
+    assert log.aborted_transactions(0, 9) == before
+    assert not orphan.exists()
+    assert [p.name for p in tmp_path.glob("*.txnindex")] == [index.name]
+    log.close()
