@@ -161,20 +161,26 @@ def swap_in(
     fileops.fsync_dir(directory)
     cleaned = writer.adopt_into(first.handles)
     cleaned.write_indexes()
-    index = cleaned_txnindex_path(directory, first.base_offset)
-    live = os.path.join(directory, segment_name(first.base_offset) + TXNINDEX_SUFFIX)
-    if os.path.exists(index):
-        fileops.replace(index, live)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            fileops.unlink(live)
-    for seg in group[1:]:
-        with contextlib.suppress(FileNotFoundError):
-            fileops.unlink(
-                os.path.join(directory, segment_name(seg.base_offset) + TXNINDEX_SUFFIX)
-            )
-    fileops.fsync_dir(directory)
+    if _swap_txn_indexes(fileops, directory, group):
+        fileops.fsync_dir(directory)
     return cleaned
+
+
+def _swap_txn_indexes(fileops: FileOps, directory: str, group: list[Segment]) -> bool:
+    """Step 5; whether a file changed (a partition without transactions has none)."""
+    changed = False
+    index = cleaned_txnindex_path(directory, group[0].base_offset)
+    if os.path.exists(index):
+        live = os.path.join(directory, segment_name(group[0].base_offset))
+        fileops.replace(index, live + TXNINDEX_SUFFIX)
+        changed = True
+        group = group[1:]
+    for seg in group:
+        path = os.path.join(directory, segment_name(seg.base_offset) + TXNINDEX_SUFFIX)
+        if os.path.exists(path):
+            fileops.unlink(path)
+            changed = True
+    return changed
 
 
 def _swap_end(fileops: FileOps, path: str, base_offset: int) -> int:
