@@ -75,7 +75,7 @@ from storage.segment import (
 )
 from storage.segment_copy import execute_copy, plan_copy
 from storage.segment_set import SegmentSet
-from storage.transactions import PartitionTxns, clean_cut, marker_batch
+from storage.transactions import PartitionTxns, marker_batch
 from storage.txn_index import AbortedTxn
 from storage.validation import stamp_batches, validate_batches
 
@@ -324,17 +324,10 @@ class PartitionLog:
         with self._lock:
             if not self._txns.enabled:
                 return end
-            limit = self.last_stable_offset(end)
             try:
-                while True:
-                    first = self._txns.stable_start(start, limit)
-                    cut = clean_cut(self._segments, first, limit)
-                    # an aborted transaction whose records compaction removed
-                    # is not split either: the cut moves before its first offset
-                    lower = self._txns.spanning(start, cut)
-                    if lower is None:
-                        return cut
-                    limit = lower
+                return self._txns.stable_end(
+                    list(self._segments), start, self.last_stable_offset(end)
+                )
             except OSError as exc:
                 raise _io_error(f"reading {self.directory}", exc) from exc
 

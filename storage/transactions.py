@@ -319,6 +319,19 @@ class PartitionTxns:
             if start <= entry.last_offset < end
         ]
 
+    def stable_end(self, segments: list[Segment], start: int, limit: int) -> int:
+        """The largest batch boundary in [start, limit] (``limit``: the last
+        stable offset) that splits no transaction: every transaction with a batch
+        in [start, cut) has its marker there too (:func:`clean_cut`), and no
+        aborted transaction the ``.txnindex`` lists starts in [start, cut) and
+        ends at or past it (compaction may have removed its records)."""
+        while True:
+            cut = clean_cut(segments, self.stable_start(start, limit), limit)
+            lower = self.spanning(start, cut)
+            if lower is None:
+                return cut
+            limit = lower  # the cut moves before that transaction's first offset
+
     def spanning(self, start: int, offset: int) -> int | None:
         """The smallest first offset, at or after ``start``, of an aborted
         transaction that ``offset`` would split (first offset < ``offset`` <= its
