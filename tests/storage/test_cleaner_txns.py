@@ -13,7 +13,7 @@ their ``.txnindex`` entries, also across a restart.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -84,39 +84,49 @@ ops_strategy = st.lists(
 )
 
 
-def build(log: PartitionLog, ops: list[Op]) -> tuple[list[Rec], set[int]]:
-    """Append ``ops``; (every data record, offsets of visible ones once complete:
-    plain and committed)."""
-    recs: list[Rec] = []
-    pending: dict[int, list[int]] = {}
-    visible: set[int] = set()
-    seqs = dict.fromkeys(PIDS, 0)
+@dataclass
+class Model:
+    """What was appended: every data record, the offsets visible to
+    read_committed readers (plain and committed), the open transactions."""
+
+    recs: list[Rec] = field(default_factory=list)
+    visible: set[int] = field(default_factory=set)
+    pending: dict[int, list[int]] = field(default_factory=dict)
+    seqs: dict[int, int] = field(default_factory=lambda: dict.fromkeys(PIDS, 0))
+
+
+def build(
+    log: PartitionLog, ops: list[Op], model: Model | None = None
+) -> tuple[list[Rec], set[int]]:
+    """Append ``ops`` (continuing ``model``), then roll; (every data record,
+    offsets of visible ones)."""
+    m = Model() if model is None else model
     for kind, pid, key, value in ops:
         if kind == "plain":
             batch = build_batch([RecordInput(key=key, value=value, timestamp=NOW)])
             off = log.append(batch, leader_epoch=0, now_ms=NOW).base_offset
-            recs.append(Rec(off, -1, key, value))
-            visible.add(off)
+            m.recs.append(Rec(off, -1, key, value))
+            m.visible.add(off)
         elif kind == "txn":
             batch = build_batch(
                 [RecordInput(key=key, value=value, timestamp=NOW)],
                 producer_id=pid,
                 producer_epoch=0,
-                base_sequence=seqs[pid],
+                base_sequence=m.seqs[pid],
                 is_transactional=True,
             )
-            seqs[pid] += 1
+            m.seqs[pid] += 1
             off = log.append(batch, leader_epoch=0, now_ms=NOW).base_offset
-            recs.append(Rec(off, pid, key, value))
-            pending.setdefault(pid, []).append(off)
-        elif pid in pending:
+            m.recs.append(Rec(off, pid, key, value))
+            m.pending.setdefault(pid, []).append(off)
+        elif pid in m.pending:
             log.append_marker(pid, 0, kind == "commit", 0, leader_epoch=0, now_ms=NOW)
-            done = pending.pop(pid)
+            done = m.pending.pop(pid)
             if kind == "commit":
-                visible.update(done)
+                m.visible.update(done)
     log.roll()
     log.sync()
-    return recs, visible
+    return m.recs, m.visible
 
 
 def read_committed(log: PartitionLog) -> list[tuple[int, bytes | None, bytes | None]]:
@@ -352,3 +362,42 @@ def test_an_orphaned_txnindex_is_folded_into_its_segment_at_open(
     assert not orphan.exists()
     assert [p.name for p in tmp_path.glob("*.txnindex")] == [index.name]
     log.close()
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(first=ops_strategy, then=ops_strategy)
+def test_cleaning_between_appends_never_touches_what_was_open(
+    first: list[Op], then: list[Op]
+) -> None:
+    """A round while transactions are open leaves everything from the oldest one
+    on as it was; once more batches came (closing some), another round cleans
+    further, and a read_committed reader sees the model's compaction of what is
+    committed below the cleaned end."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp)
+        log = open_log(path)
+        model = Model()
+        build(log, first, model)
+        lso = log.last_stable_offset(log.log_end_offset)
+        above = [
+            b[2] for b in _batches(log, log.log_end_offset) if b[2].base_offset >= lso
+        ]
+        cleaner = LogCleaner()
+        cleaner.clean(log, now_ms=NOW, force=True, upto=log.log_end_offset)
+        after = [
+            b[2] for b in _batches(log, log.log_end_offset) if b[2].base_offset >= lso
+        ]
+        assert after == above
+        recs, visible = build(log, then, model)
+        cleaner.clean(log, now_ms=NOW, force=True, upto=log.log_end_offset)
+        end = cleaner.status(log).first_dirty_offset  # all below it was cleaned
+        lso = log.last_stable_offset(log.log_end_offset)
+        assert end <= lso
+        expected_view = expected(recs, visible, end, lso, tombstones=True)
+        assert read_committed(log) == expected_view
+        check_index(log)
+        log.close()
