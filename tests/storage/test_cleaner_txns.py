@@ -7,7 +7,10 @@ each round that a read_committed reader (Kafka's consumer algorithm over the
 log's batches and its ``.txnindex`` answer) sees the model's compaction of the
 committed records, that nothing at or above the last stable offset changed, that
 aborted records are gone, and that markers go only past their delete horizon, with
-their ``.txnindex`` entries, also across a restart.
+their ``.txnindex`` entries, also across a restart. A second property cleans
+between two runs of appends: what was open during the first round is left as it
+was, and cleaned by the second once committed. Deterministic tests follow one
+abort through its rounds, and a ``.txnindex`` left behind by a crashed swap.
 """
 
 from __future__ import annotations
