@@ -25,7 +25,8 @@ Public API (everything raises only ``storage.errors.StorageError`` subclasses)::
     log.append(records, *, leader_epoch, now_ms=None) -> AppendResult(base_offset,
         last_offset, log_append_time_ms, log_start_offset)
         # InvalidBatch / MessageTooLarge (nothing written), StorageIOError
-    log.append_verbatim(batches) -> AppendResult      # OffsetMismatch unless at log end
+    log.append_verbatim(batches, *, aborted=None) -> AppendResult  # OffsetMismatch
+        # unless at log end; aborted: {marker offset: AbortedTxn} indexed as given
     log.reset_start(base_offset)                      # empty log begins at base_offset
     log.read(offset, max_bytes, *, upper_bound=None) -> ReadResult(buffers, size,
         first_offset, next_offset)                    # OffsetOutOfRange
@@ -43,6 +44,8 @@ Public API (everything raises only ``storage.errors.StorageError`` subclasses)::
     log.append_marker(pid, epoch, commit, coordinator_epoch, *, leader_epoch) -> AppendResult
     log.first_unstable_offset -> int | None; log.last_stable_offset(hw) -> int
     log.aborted_transactions(start, upper) -> [AbortedTxn]   # from the .txnindex files
+    log.aborted_entries(start, end) -> [AbortedTxn]   # markers in [start, end)
+    log.stable_end(start, end) -> int   # a cut with no transaction open (snapshots)
     log.segments() / closed_segments() -> [SegmentInfo]
     log.link_or_copy_segments_to(dest_dir, end_offset, *, start_offset=0) -> [CopiedSegment]
     log.close(clean=True)
@@ -57,6 +60,7 @@ Modules: errors, fileops (the injectable syscall seam), config (topic configs),
 lock (data-dir lock), fd_cache (bounded open segment descriptors), segment, offset_index, time_index, epoch_cache, recovery,
 validation (produce-side batch checks), segment_copy (snapshot links/copies),
 log_types (result values), partition_log, log_manager, transactions / txn_state /
-txn_index (ongoing and aborted transactions). (offset_store, producer_state
+txn_index (ongoing and aborted transactions), log_cleaner / cleaner_build /
+compaction / cleaner_txns / cleaner_swap (log compaction). (offset_store, producer_state
 and snapshot* belong to the consumer-group, idempotence and snapshot work.)
 """

@@ -9,7 +9,9 @@ active, with the size it had when the round was planned), and :func:`build_clean
 
 1. maps each key of the dirty segments to its last offset;
 2. finds each idempotent producer's newest batch in the whole log;
-3. writes each group of cleanable segments to ``<base>.log.cleaned`` (fsynced).
+3. writes each group of cleanable segments to ``<base>.log.cleaned`` (fsynced),
+   and the aborted transactions whose ABORT markers it keeps to
+   ``<base>.txnindex.cleaned`` (storage/cleaner_txns.py has the transaction rules).
 
 It never changes a live file; the swap is the broker's (storage/cleaner_swap.py),
 which checks that the segments are still those the job named.
@@ -28,17 +30,22 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Final
 
+from protocol.record_builder import iter_records, rebuild_batch
+from protocol.record_scan import rebuild_with
 from protocol.records import BatchHeader, Buffer, iter_batches
-from storage.cleaner_swap import cleaned_path
+from storage.cleaner_swap import cleaned_path, cleaned_txnindex_path
+from storage.cleaner_txns import CleanedTxns
 from storage.compaction import (
     CleanStats,
     add_to_offset_map,
     clean_batch,
-    keep_control_batch,
 )
-from storage.errors import StorageError
+from storage.errors import InvalidBatch, StorageError
 from storage.fileops import DEFAULT_FILEOPS, FileOps
 from storage.segment import LOG_SUFFIX, segment_name
+from storage.transactions import marker_of
+from storage.txn_index import AbortedTxn, encode_entries
+from storage.txn_state import MarkerInfo
 
 __all__ = [
     "BuildJob",
@@ -113,6 +120,22 @@ class BuildJob:
     index_interval: int
     max_map_keys: int = 1_000_000
     io_bytes_per_second: float = 0.0
+    # aborted transactions overlapping the cleanable range (the .txnindex
+    # entries): [producer id, first offset, marker offset, last stable offset]
+    aborted: list[list[int]] = field(default_factory=list)
+
+    def aborted_txns(self, start: int) -> list[AbortedTxn]:
+        """The aborted transactions a pass from offset ``start`` can meet."""
+        return [
+            AbortedTxn(
+                producer_id=pid,
+                first_offset=first,
+                last_offset=last,
+                last_stable_offset=lso,
+            )
+            for pid, first, last, lso in self.aborted
+            if last >= start
+        ]
 
     def to_json(self) -> bytes:
         """The worker's stdin."""
@@ -134,6 +157,7 @@ class BuildJob:
             index_interval=int(body["index_interval"]),
             max_map_keys=int(body["max_map_keys"]),
             io_bytes_per_second=float(body["io_bytes_per_second"]),
+            aborted=[[int(v) for v in e] for e in body.get("aborted", [])],
         )
 
 
@@ -217,12 +241,18 @@ def build_cleaned(
     end = job.next_offsets[cleanable[-1]] if cleanable else 0
     groups = job.groups
     tombstones: set[int] = set()  # dirty batches (base offsets) with a tombstone
+    dirty_start = job.bases[job.first_dirty] if job.first_dirty < len(job.bases) else 0
+    txns = CleanedTxns(job.aborted_txns(dirty_start))
     for i in (i for i in cleanable if i >= job.first_dirty):
         with _mapped(job.directory, job.bases[i], job.sizes[i]) as view:
             for pos, header in iter_batches(view):
-                if not header.is_control and add_to_offset_map(offsets, view, pos):
-                    tombstones.add(header.base_offset)
                 throttle.tick(header.size)
+                if header.is_control:
+                    txns.on_control(header, _marker(view, pos, header))
+                elif txns.on_data(header):
+                    continue  # aborted records never hide a key's older value
+                elif add_to_offset_map(offsets, view, pos):
+                    tombstones.add(header.base_offset)
         if len(offsets) >= job.max_map_keys and i != cleanable[-1]:
             end = job.next_offsets[i]  # the map is full: clean up to here
             groups = [[j for j in g if j <= i] for g in groups]
@@ -234,9 +264,54 @@ def build_cleaned(
         tombstones,
         job.bases[job.first_dirty] if job.first_dirty < len(job.bases) else end,
     )
+    txns = CleanedTxns(job.aborted_txns(job.bases[groups[0][0]] if groups else 0))
     for group in groups:
-        _write_group(job, group, offsets, producer_last, stats, throttle, fileops, kept)
+        _write_group(
+            job, group, offsets, producer_last, stats, throttle, fileops, kept, txns
+        )
     return BuildResult(groups=groups, end=end, stats=stats)
+
+
+def _marker(view: memoryview, pos: int, header: BatchHeader) -> MarkerInfo | None:
+    """What a control batch says (None: no COMMIT/ABORT record, or unreadable)."""
+    try:
+        return marker_of(view[pos : pos + header.size])
+    except (InvalidBatch, ValueError):
+        return None
+
+
+def _clean_control(
+    view: memoryview,
+    pos: int,
+    header: BatchHeader,
+    txns: CleanedTxns,
+    job: BuildJob,
+    *,
+    producer_last: bool,
+    stats: CleanStats,
+    entries: list[AbortedTxn],
+) -> Buffer | None:
+    """The cleaned form of a control batch (storage/cleaner_txns.py): kept, given
+    its delete horizon, emptied (a producer's last batch) or dropped."""
+    verdict = txns.on_control(header, _marker(view, pos, header))
+    batch = view[pos : pos + header.size]
+    if verdict.idle:
+        if not header.has_delete_horizon:
+            horizon = job.now_ms + job.delete_retention_ms
+            stats.saw_horizon(horizon)
+            records = list(iter_records(view, pos))
+            batch = memoryview(rebuild_batch(header, records, delete_horizon=horizon))
+        elif job.now_ms >= header.base_timestamp:
+            stats.markers_removed += int(header.record_count > 0)
+            if not producer_last:
+                return None
+            # the producer's last batch keeps its header (its epoch and sequence)
+            return batch if header.record_count == 0 else rebuild_with(header, b"", [])
+        else:
+            stats.saw_horizon(header.base_timestamp)
+    if verdict.entry is not None:
+        entries.append(verdict.entry)
+    return batch
 
 
 class _AllLatest:
@@ -282,8 +357,10 @@ def _write_group(
     throttle: Throttler,
     fileops: FileOps,
     all_latest: Callable[[BatchHeader], bool],
+    txns: CleanedTxns,
 ) -> None:
     path = cleaned_path(job.directory, job.bases[group[0]])
+    entries: list[AbortedTxn] = []
     fd = fileops.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         out = _Output(fileops, fd)
@@ -293,9 +370,22 @@ def _write_group(
                     stats.bytes_read += header.size
                     throttle.tick(header.size)
                     data: Buffer | None
+                    last = _is_last(header, producer_last)
                     if header.is_control:
-                        keep = keep_control_batch(header)
-                        data = view[pos : pos + header.size] if keep else None
+                        data = _clean_control(
+                            view,
+                            pos,
+                            header,
+                            txns,
+                            job,
+                            producer_last=last,
+                            stats=stats,
+                            entries=entries,
+                        )
+                    elif txns.on_data(header):  # an aborted transaction's
+                        stats.records_read += header.record_count
+                        stats.records_removed += header.record_count
+                        data = rebuild_with(header, b"", []) if last else None
                     elif all_latest(header):
                         data = view[pos : pos + header.size]
                         stats.records_read += header.record_count
@@ -307,7 +397,7 @@ def _write_group(
                             offsets,
                             now_ms=job.now_ms,
                             delete_retention_ms=job.delete_retention_ms,
-                            producer_last=_is_last(header, producer_last),
+                            producer_last=last,
                             stats=stats,
                         ).data
                     if data is not None:
@@ -317,6 +407,12 @@ def _write_group(
         fileops.fsync(fd)
     finally:
         fileops.close(fd)
+    index = cleaned_txnindex_path(job.directory, job.bases[group[0]])
+    if entries:
+        fileops.write_file_atomic(index, encode_entries(entries))
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            fileops.unlink(index)
 
 
 class _Output:

@@ -7,6 +7,9 @@ for a group of consecutive closed segments cleaned into one::
     2. <base>.log.swap       renamed from .cleaned, directory fsynced (log lock held)
     3. the group's index files and every .log of the group but <base>.log unlinked
     4. <base>.log.swap  ->  <base>.log, directory fsynced; new index files written
+    5. <base>.txnindex.cleaned -> <base>.txnindex (or <base>.txnindex unlinked when
+       the cleaned segment keeps no ABORT marker); the group's other .txnindex
+       files unlinked
 
 ``<base>`` is the group's first base offset, so the cleaned segment takes the name
 of the first one. A crash before step 2 leaves a ``.cleaned`` file, which recovery
@@ -17,6 +20,11 @@ inside that range is deleted, stale index files of ``<base>`` go (they are rebui
 and the ``.swap`` becomes ``<base>.log``. A later segment of the group that starts
 past the last kept batch survives such a crash uncleaned: its records are newer
 than the ``.swap``'s, so the log stays correct and the next round cleans it.
+A crash before step 5 leaves the old ``.txnindex`` files: they list every abort the
+cleaned segment kept and maybe some it dropped, whose records are gone, so
+read_committed fetches are answered the same; opening the log folds those of
+segments that went into the index of the segment holding their offsets
+(storage/transactions.py).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from storage.segment import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
     TIMEINDEX_SUFFIX,
+    TXNINDEX_SUFFIX,
     Segment,
     segment_base,
     segment_name,
@@ -45,6 +54,14 @@ def cleaned_path(directory: str, base_offset: int) -> str:
     """Where the cleaned segment of base ``base_offset`` is written."""
     return os.path.join(
         directory, segment_name(base_offset) + LOG_SUFFIX + CLEANED_SUFFIX
+    )
+
+
+def cleaned_txnindex_path(directory: str, base_offset: int) -> str:
+    """Where the cleaned segment's aborted transactions are written (none: no
+    file)."""
+    return os.path.join(
+        directory, segment_name(base_offset) + TXNINDEX_SUFFIX + CLEANED_SUFFIX
     )
 
 
@@ -112,9 +129,13 @@ def seg_headers(seg: Segment, size: int) -> list[tuple[int, BatchHeader]]:
 
 
 def discard_cleaned(fileops: FileOps, directory: str, base_offset: int) -> None:
-    """Delete a ``.cleaned`` file if there is one."""
-    with contextlib.suppress(FileNotFoundError):
-        fileops.unlink(cleaned_path(directory, base_offset))
+    """Delete the ``.cleaned`` files of ``base_offset`` if there are any."""
+    for path in (
+        cleaned_path(directory, base_offset),
+        cleaned_txnindex_path(directory, base_offset),
+    ):
+        with contextlib.suppress(FileNotFoundError):
+            fileops.unlink(path)
 
 
 def swap_in(
@@ -140,7 +161,26 @@ def swap_in(
     fileops.fsync_dir(directory)
     cleaned = writer.adopt_into(first.handles)
     cleaned.write_indexes()
+    if _swap_txn_indexes(fileops, directory, group):
+        fileops.fsync_dir(directory)
     return cleaned
+
+
+def _swap_txn_indexes(fileops: FileOps, directory: str, group: list[Segment]) -> bool:
+    """Step 5; whether a file changed (a partition without transactions has none)."""
+    changed = False
+    index = cleaned_txnindex_path(directory, group[0].base_offset)
+    if os.path.exists(index):
+        live = os.path.join(directory, segment_name(group[0].base_offset))
+        fileops.replace(index, live + TXNINDEX_SUFFIX)
+        changed = True
+        group = group[1:]
+    for seg in group:
+        path = os.path.join(directory, segment_name(seg.base_offset) + TXNINDEX_SUFFIX)
+        if os.path.exists(path):
+            fileops.unlink(path)
+            changed = True
+    return changed
 
 
 def _swap_end(fileops: FileOps, path: str, base_offset: int) -> int:

@@ -17,9 +17,7 @@ sequence (``MemoryRecords.filterTo``), so offsets are never reused and gaps appe
 instead. A batch that loses every record is dropped, unless it is the last batch
 of its producer in the log: then its header stays, with no records, so that
 producer's last sequence survives a restart (Kafka retains such empty batches for
-idempotence). Control batches are kept as they are; transactions do not exist yet
-(:func:`keep_control_batch` is where aborted data and old markers would be
-removed, ``LogCleaner.shouldDiscardBatch``).
+idempotence). Transactions (aborted data, markers) are storage/cleaner_txns.py's.
 """
 
 from __future__ import annotations
@@ -35,7 +33,6 @@ __all__ = [
     "CleanStats",
     "add_to_offset_map",
     "clean_batch",
-    "keep_control_batch",
 ]
 
 
@@ -49,6 +46,7 @@ class CleanStats:
     records_removed: int = 0
     tombstones_removed: int = 0
     batches_emptied: int = 0  # kept as empty headers (a producer's last batch)
+    markers_removed: int = 0  # COMMIT/ABORT markers past their delete horizon
     # the earliest delete horizon of a tombstone still kept (-1: none)
     next_delete_horizon: int = -1
 
@@ -65,17 +63,6 @@ class BatchOutcome:
 
     data: Buffer | None
     verbatim: bool
-
-
-def keep_control_batch(header: BatchHeader) -> bool:
-    """Whether a control batch survives cleaning: always, for now.
-
-    Hook for transactions (KIP-98): Kafka removes a COMMIT/ABORT marker once no
-    data of its transaction remains and its delete horizon has passed, and the
-    records of aborted transactions with it.
-    """
-    del header
-    return True
 
 
 def add_to_offset_map(offsets: dict[bytes, int], buf: Buffer, pos: int) -> bool:

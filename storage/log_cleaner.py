@@ -251,6 +251,10 @@ class LogCleaner:
             index_interval=cfg.index_interval_bytes,
             max_map_keys=self.max_map_keys,
             io_bytes_per_second=self.throttler.bytes_per_second,
+            aborted=[
+                [e.producer_id, e.first_offset, e.last_offset, e.last_stable_offset]
+                for e in plog.aborted_transactions(cleanable[0].base_offset, end)
+            ],
         )
         return Plan(segments=segments, job=job, started=time.perf_counter())
 

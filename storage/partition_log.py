@@ -67,6 +67,7 @@ from storage.segment import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
     TIMEINDEX_SUFFIX,
+    TXNINDEX_SUFFIX,
     UNBOUNDED,
     Segment,
     segment_base,
@@ -94,6 +95,8 @@ _SPACE_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
 # Out of descriptors (reopening an evicted segment): refused, the log stays online.
 _TRANSIENT_ERRNOS: Final = _SPACE_ERRNOS | {errno.EMFILE, errno.ENFILE}
 _MAX_RELATIVE_OFFSET: Final = 2**31 - 1
+# a staged segment's files, moved in by adopt() in this order (its .log last)
+_ADOPTED_SUFFIXES: Final = (INDEX_SUFFIX, TIMEINDEX_SUFFIX, TXNINDEX_SUFFIX, LOG_SUFFIX)
 
 
 def _now_ms() -> int:
@@ -224,7 +227,9 @@ class PartitionLog:
                 seg.write_indexes()
         self._durable = end
         self._recovery_point = end
-        self._txns.open(list(self._segments), fileops.listdir(self.directory))
+        self._txns.open(
+            list(self._segments), fileops.listdir(self.directory), recovery_point
+        )
         if not clean or removed_files or removed_segments or self._dir_dirty:
             fileops.fsync_dir(self.directory)
         self._dir_dirty = False
@@ -316,6 +321,26 @@ class PartitionLog:
         never wrote a transactional batch or marker here)."""
         known = self._txns.tracker.producers.get(producer_id)
         return None if known is None else known[0]
+
+    def stable_end(self, start: int, end: int) -> int:
+        """Where a copy of [start, end) may end so that it holds no open
+        transaction and every transaction it holds a batch of is complete in it:
+        the largest such batch boundary at or below the last stable offset
+        (``end`` itself for a partition that never took a transaction)."""
+        with self._lock:
+            if not self._txns.enabled:
+                return end
+            try:
+                return self._txns.stable_end(
+                    list(self._segments), start, self.last_stable_offset(end)
+                )
+            except OSError as exc:
+                raise _io_error(f"reading {self.directory}", exc) from exc
+
+    def aborted_entries(self, start: int, end: int) -> list[AbortedTxn]:
+        """The ``.txnindex`` entries whose ABORT marker is in [start, end)."""
+        with self._lock:
+            return self._txns.entries_between(start, end)
 
     def open_transactions(self) -> dict[int, int]:
         """Producer id -> first offset of each open transaction."""
@@ -432,13 +457,18 @@ class PartitionLog:
                 log_start_offset=self._log_start,
             )
 
-    def append_verbatim(self, batches: Buffer) -> AppendResult:
+    def append_verbatim(
+        self, batches: Buffer, *, aborted: dict[int, AbortedTxn] | None = None
+    ) -> AppendResult:
         """Append batches that already carry their offsets (snapshot restore).
 
         They must start at or after log_end_offset and increase; they are dense
         but where a compacted leader or snapshot cleaned records away (gaps are
         kept, as Kafka's followers keep them). CRCs are checked and leader epochs
         kept. Batches are spread over new segments as segment.bytes demands.
+        ``aborted`` (ABORT marker offset -> entry): the source's ``.txnindex``
+        entries, indexed instead of those the replay of the markers derives (a
+        snapshot carries them); None: derived.
 
         Raises:
             OffsetMismatch: before the log end or not increasing.
@@ -461,35 +491,51 @@ class PartitionLog:
             if txn:
                 self._before_txn_append(first)
             now = _now_ms()
-            i = 0
-            while i < len(found):
-                # Take as many batches as fit in the active segment (at least one).
-                seg = self._segments.active
-                room = self.config.segment_bytes - seg.size
-                j = i + 1
-                used = found[i][1].size
-                while j < len(found) and used + found[j][1].size <= room:
-                    used += found[j][1].size
-                    j += 1
-                run = found[i:j]
-                # the span from the active segment's end (a gap counts: relative
-                # offsets in a segment must fit in 31 bits)
-                self._maybe_roll(used, now, run[-1][1].last_offset - seg.next_offset)
-                start = run[0][0]
-                chunk = view[start : start + used]
-                rebased = [(pos - start, header) for pos, header in run]
-                for _, header in rebased:
-                    self._epochs.assign(
-                        header.partition_leader_epoch, header.base_offset
-                    )
-                self._write(chunk, rebased, header_offsets=True, now=now, txn=txn)
-                i = j
+            self._txns.given = aborted
+            try:
+                self._write_runs(view, found, now, txn)
+            finally:
+                self._txns.given = None
+            if txn and aborted is not None:
+                # a checkpoint makes this state durable: a restart then replays
+                # nothing of the restored batches (their entries stay as given)
+                self._txns.marks[expected] = self._txns.tracker.copy()
             return AppendResult(
                 base_offset=max(first, found[0][1].base_offset),
                 last_offset=expected - 1,
                 log_append_time_ms=-1,
                 log_start_offset=self._log_start,
             )
+
+    def _write_runs(
+        self,
+        view: memoryview,
+        found: list[tuple[int, BatchHeader]],
+        now: int,
+        txn: bool,
+    ) -> None:
+        """Write verbatim batches, spread over segments as segment.bytes demands."""
+        i = 0
+        while i < len(found):
+            # Take as many batches as fit in the active segment (at least one).
+            seg = self._segments.active
+            room = self.config.segment_bytes - seg.size
+            j = i + 1
+            used = found[i][1].size
+            while j < len(found) and used + found[j][1].size <= room:
+                used += found[j][1].size
+                j += 1
+            run = found[i:j]
+            # the span from the active segment's end (a gap counts: relative
+            # offsets in a segment must fit in 31 bits)
+            self._maybe_roll(used, now, run[-1][1].last_offset - seg.next_offset)
+            start = run[0][0]
+            chunk = view[start : start + used]
+            rebased = [(pos - start, header) for pos, header in run]
+            for _, header in rebased:
+                self._epochs.assign(header.partition_leader_epoch, header.base_offset)
+            self._write(chunk, rebased, header_offsets=True, now=now, txn=txn)
+            i = j
 
     def _write(
         self,
@@ -1042,12 +1088,15 @@ class PartitionLog:
     # -- log compaction (storage/log_cleaner.py) -----------------------------------
     def compaction_view(self, upto: int | None = None) -> tuple[list[Segment], int]:
         """Every segment (oldest first, the last one active) and how many of the
-        first ones the cleaner may clean: closed and wholly below ``upto`` and the
+        first ones the cleaner may clean: closed and wholly below ``upto``, the
         durable offset (only fsynced data is cleaned, so the recovery point can be
-        moved past it before a swap)."""
+        moved past it before a swap) and the first unstable offset (an open
+        transaction's batches are never cleaned: Kafka's
+        ``firstUncleanableDirtyOffset``)."""
         with self._lock:
             self._check_writable()
             limit = self._durable if upto is None else min(upto, self._durable)
+            limit = self.last_stable_offset(limit)
             segments = list(self._segments)
             count = 0
             for seg in segments[:-1]:
@@ -1092,6 +1141,7 @@ class PartitionLog:
             cleaned.next_offset = end
             cleaned.created_ms = group[-1].created_ms
             self._segments.replace_run(index, len(group), cleaned)
+            self._txns.swapped([s.base_offset for s in group])
             for seg in group:
                 self._unsynced.pop(seg.base_offset, None)
             return True
@@ -1148,7 +1198,7 @@ class PartitionLog:
                     active.write_indexes()
                 for i, base in enumerate(bases):
                     stem = segment_name(base)
-                    for suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX, LOG_SUFFIX):
+                    for suffix in _ADOPTED_SUFFIXES:
                         src = os.path.join(staging_dir, stem + suffix)
                         if suffix == LOG_SUFFIX or os.path.exists(src):
                             self.fileops.replace(

@@ -64,6 +64,13 @@ from storage.snapshot_meta import (
     is_utf8_name,
     parse_meta,
 )
+from storage.snapshot_txn import (
+    check_txn_index_sizes,
+    load_txn_indexes,
+    snapshot_aborted,
+    txn_index_mtimes,
+)
+from storage.txn_index import AbortedTxn
 
 BatchRef = tuple[int, int, int]  # (base_offset, last_offset, crc)
 _READ_BYTES: Final = 4 * 1024 * 1024
@@ -167,6 +174,8 @@ def _size_check(
         st = check_entry(os.path.join(path, seg.file), root)
         newest = max(newest, st.st_mtime)
         sizes.append(st.st_size)
+    for mtime in txn_index_mtimes(path, root, meta):
+        newest = max(newest, mtime)
     groups: bytes | None = None
     if meta.group_offsets is not None:
         groups, mtime = read_group_offsets_bytes(path, root)
@@ -182,6 +191,7 @@ def _size_check(
         raise unfinished(
             "size-mismatch", f"segments hold {sum(sizes)} of {meta.size} bytes"
         )
+    check_txn_index_sizes(path, root, meta, unfinished)
     if groups is not None:
         try:
             parse_group_offsets(groups, meta)
@@ -244,6 +254,7 @@ def inspect_snapshot(
             raise unfinished(
                 "checksum-mismatch", f"{seg.file} crc32c {crc} != {seg.crc32c}"
             )
+    load_txn_indexes(path, root, meta, snap.segments, unfinished)
     return snap
 
 
@@ -545,7 +556,12 @@ def _is_boundary(snap: Snapshot, offset: int, root: str) -> bool:
 class VerbatimLog(LogView, Protocol):
     """A log that takes already-offset batches (storage's PartitionLog)."""
 
-    def append_verbatim(self, batches: bytes | bytearray | memoryview) -> object: ...
+    def append_verbatim(
+        self,
+        batches: bytes | bytearray | memoryview,
+        *,
+        aborted: dict[int, AbortedTxn] | None = None,
+    ) -> object: ...
 
     def reset_start(self, base_offset: int) -> None: ...
 
@@ -572,12 +588,13 @@ def apply_plan(
         return 0
     if plan.reset_start:
         log.reset_start(plan.from_offset)
+    aborted = aborted_of(snap, root)
     written = unsynced = 0
     # Validated already; append_verbatim checks every CRC again as it writes.
     for view, batches in snapshot_chunks(snap, plan.from_offset, root, verify=False):
         if not batches:
             continue
-        log.append_verbatim(view)
+        log.append_verbatim(view, aborted=aborted)
         written += len(view)
         unsynced += len(view)
         if unsynced >= _SYNC_EVERY:  # spread writeback: no giant fsync at the end
@@ -587,6 +604,12 @@ def apply_plan(
             throttle(len(view))
     log.sync()
     return written
+
+
+def aborted_of(snap: Snapshot, root: str) -> dict[int, AbortedTxn] | None:
+    """The aborted transactions ``snap`` carries, by ABORT marker offset (None: an
+    older snapshot without ``.txnindex`` files; the restore derives them)."""
+    return snapshot_aborted(snap.path, root, snap.meta, snap.segments)
 
 
 def read_batches(snap: Snapshot, start: int, root: str, limit: int) -> bytes | None:
@@ -625,6 +648,7 @@ __all__ = [
     "Plan",
     "Snapshot",
     "Status",
+    "aborted_of",
     "apply_order",
     "apply_plan",
     "create_snapshot",

@@ -5,6 +5,11 @@ snapshot directory: closed segments hard-linked (copied where the file system
 refuses), the active segment's committed prefix copied, optionally compressed as
 stored, everything fsynced under ``.<snapshot_id>.tmp`` and then renamed into place,
 so a watcher never sees a half-made snapshot.
+
+``end`` is cut back to where no transaction is open (KIP-98): at or below the last
+stable offset, at a batch boundary below which every transaction that has a batch
+in the snapshot has its marker too. The ``.txnindex`` entries of the ABORT markers
+in the snapshot are written beside the segment holding each marker.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from storage.snapshot_meta import (
     SnapshotMeta,
     parse_meta,
 )
+from storage.snapshot_txn import encode_by_segment
+from storage.txn_index import AbortedTxn
 
 _READ_BYTES: Final = 4 * 1024 * 1024
 
@@ -63,6 +70,10 @@ class SnapshotSource(Protocol):
     def link_or_copy_segments_to(
         self, dest_dir: str, end_offset: int, *, start_offset: int = 0
     ) -> Sequence[_Copied]: ...
+
+    def stable_end(self, start: int, end: int) -> int: ...
+
+    def aborted_entries(self, start: int, end: int) -> list[AbortedTxn]: ...
 
 
 class _Copied(Protocol):
@@ -123,6 +134,11 @@ def create_snapshot(
             )
     if req.end_offset <= start:
         raise SnapshotInvalid("empty", f"no batches in [{start}, {req.end_offset})")
+    end = log.stable_end(start, req.end_offset)
+    if end <= start:
+        raise SnapshotInvalid(
+            "empty", f"a transaction is open from {start} (last stable offset)"
+        )
     parent = os.path.join(req.snapshots_dir, req.dir_name)
     final = os.path.join(parent, req.snapshot_id)
     tmp = os.path.join(parent, f".{req.snapshot_id}.tmp")
@@ -131,7 +147,7 @@ def create_snapshot(
     os.makedirs(parent, exist_ok=True)
     _rmtree(tmp)
     try:
-        meta = _fill(log, req, start, tmp)
+        meta = _fill(log, req, start, end, tmp)
         _fsync_dir(tmp)
         if before_publish is not None:
             before_publish(final)
@@ -147,11 +163,11 @@ def create_snapshot(
 
 
 def _fill(
-    log: SnapshotSource, req: CreateRequest, start: int, tmp: str
+    log: SnapshotSource, req: CreateRequest, start: int, end: int, tmp: str
 ) -> SnapshotMeta:
-    copied = log.link_or_copy_segments_to(tmp, req.end_offset, start_offset=start)
+    copied = log.link_or_copy_segments_to(tmp, end, start_offset=start)
     if not copied:
-        raise SnapshotInvalid("empty", f"no batches in [{start}, {req.end_offset})")
+        raise SnapshotInvalid("empty", f"no batches in [{start}, {end})")
     segments = []
     last: BatchHeader | None = None
     max_ts = -1
@@ -187,6 +203,9 @@ def _fill(
             )
         )
     assert last is not None
+    txn_indexes = _write_txn_indexes(
+        tmp, [s.base_offset for s in segments], log.aborted_entries(start, end)
+    )
     group_file = None
     if req.group_offsets is not None:
         groups = fit_group_offsets(req.group_offsets, last.last_offset)
@@ -214,9 +233,30 @@ def _fill(
         topic_configs=dict(req.topic_configs),
         group_offsets=group_file,
         leader_epoch=req.leader_epoch,
+        last_stable_offset=last.next_offset,
+        txn_indexes=txn_indexes,
     )
     _write_new(os.path.join(tmp, META_FILE), meta.encode())
     return meta
+
+
+def _write_txn_indexes(
+    tmp: str, bases: list[int], entries: list[AbortedTxn]
+) -> tuple[SegmentMeta, ...]:
+    """One ``.txnindex`` per snapshot segment holding ABORT markers: the entries
+    whose marker is in it, as the log's index has them."""
+    out = []
+    for name, data in encode_by_segment(bases, entries).items():
+        _write_new(os.path.join(tmp, name), data)
+        out.append(
+            SegmentMeta(
+                file=name,
+                base_offset=int(name[:20]),
+                size=len(data),
+                crc32c=_crc_bytes(data),
+            )
+        )
+    return tuple(out)
 
 
 def _crc_bytes(data: bytes) -> int:

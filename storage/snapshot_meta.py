@@ -10,6 +10,9 @@ One snapshot directory holds one partition's batches from ``base_offset`` to
     │   │   ├── 00000000000000000000.log    segment files named by their first offset,
     │   │   ├── 00000000000000004096.log    batches exactly as in the log (.zst, .gz or
     │   │   │                               .lz4 appended when compressed as stored)
+    │   │   ├── 00000000000000004096.txnindex   the aborted transactions whose ABORT
+    │   │   │                               marker is in that segment (Kafka's format,
+    │   │   │                               storage/txn_index.py; never compressed)
     │   │   └── group-offsets.json          optional (create --with-group-offsets)
     │   ├── .<snapshot_id>.tmp/             being written by ``create``; ignored
     │   ├── meta.json + *.log               "flat copy": a snapshot copied one level up
@@ -30,8 +33,20 @@ One snapshot directory holds one partition's batches from ``base_offset`` to
      "topic_configs": {"retention.ms": "..."},
      "group_offsets": "group-offsets.json",
      "leader_epoch": 3,                     the partition's leader epoch at the cut
+     "last_stable_offset": 2,               the cut: no transaction is open below it
      "segments": [{"file": "00000000000000000000.log", "base_offset": 0,
-                   "last_offset": 1, "size": 1234, "crc32c": 305419896}]}
+                   "last_offset": 1, "size": 1234, "crc32c": 305419896}],
+     "txn_indexes": [{"file": "00000000000000000000.txnindex", "base_offset": 0,
+                      "size": 34, "crc32c": 2596996162}]}
+
+``last_stable_offset`` and ``txn_indexes`` are optional (older snapshots have
+neither). A snapshot is cut at or below the partition's last stable offset, where
+every transaction with a batch in the snapshot has its COMMIT/ABORT marker in it
+too, so a restored partition has no open transaction. ``txn_indexes`` lists one
+``.txnindex`` per segment holding an ABORT marker (an empty list: none); its
+entries are restored as they are, so a restored partition answers read_committed
+fetches exactly as its source (without the field they are derived from the
+markers). Their sizes are not part of ``size``.
 
 ``ancestor_snapshot_id`` of all zeros (or null) means a full snapshot; otherwise the
 snapshot is incremental and holds only the batches after its ancestor's last offset.
@@ -71,6 +86,7 @@ CODECS: Final[Mapping[str, str]] = {
     "lz4": ".lz4",
 }
 SEGMENT_RE: Final = re.compile(r"^(\d{20})\.log(\.zst|\.gz|\.lz4)?$")
+TXNINDEX_RE: Final = re.compile(r"^(\d{20})\.txnindex$")
 SNAPSHOT_ID_RE: Final = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 UUID_RE: Final = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -142,6 +158,10 @@ class SnapshotMeta:
     group_offsets: str | None = None
     # the partition's leader epoch when the snapshot was cut (None in older files)
     leader_epoch: int | None = None
+    # where the snapshot was cut (no transaction open below it; None: older file)
+    last_stable_offset: int | None = None
+    # the aborted-transaction index files (None: an older snapshot without them)
+    txn_indexes: tuple[SegmentMeta, ...] | None = None
 
     @property
     def incremental(self) -> bool:
@@ -168,6 +188,7 @@ class SnapshotMeta:
             "max_timestamp": self.max_timestamp,
             "created_at": self.created_at,
             "leader_epoch": self.leader_epoch,
+            "last_stable_offset": self.last_stable_offset,
         }
         out.update({k: v for k, v in optional.items() if v is not None})
         if self.topic_configs:
@@ -176,6 +197,8 @@ class SnapshotMeta:
             out["group_offsets"] = self.group_offsets
         if self.segments is not None:
             out["segments"] = [s.to_json() for s in self.segments]
+        if self.txn_indexes is not None:
+            out["txn_indexes"] = [s.to_json() for s in self.txn_indexes]
         return out
 
     def encode(self) -> bytes:
@@ -328,6 +351,7 @@ def parse_meta(data: bytes) -> SnapshotMeta:
         if len({s.file for s in parsed}) != len(parsed):
             raise SnapshotInvalid("bad-meta", "a segment file is listed twice")
         segments = tuple(sorted(parsed, key=lambda s: s.base_offset))
+    txn_indexes = _txn_indexes(obj, segments)
     partition = _int(obj, "partition", optional=True)
     count = _int(obj, "partition_count", lo=1, optional=True)
     if partition is not None and count is not None and partition >= count:
@@ -354,7 +378,43 @@ def parse_meta(data: bytes) -> SnapshotMeta:
         topic_configs=dict(configs),
         group_offsets=group_offsets,
         leader_epoch=_int(obj, "leader_epoch", lo=-1, optional=True),
+        last_stable_offset=_int(obj, "last_stable_offset", optional=True),
+        txn_indexes=txn_indexes,
     )
+
+
+def _txn_indexes(
+    obj: Mapping[str, object], segments: tuple[SegmentMeta, ...] | None
+) -> tuple[SegmentMeta, ...] | None:
+    """The ``txn_indexes`` entries: each names a listed segment's base offset."""
+    raw = obj.get("txn_indexes")
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) > 100_000:
+        raise SnapshotInvalid("bad-meta", "txn_indexes is not a list")
+    bases = None if segments is None else {s.base_offset for s in segments}
+    parsed = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise SnapshotInvalid("bad-meta", "a txn index is not an object")
+        name = _str(item, "file")
+        m = None if name is None else TXNINDEX_RE.match(name)
+        if name is None or m is None:
+            raise SnapshotInvalid("bad-file-name", f"{name!r} is not a txnindex name")
+        base = _req_int(item, "base_offset")
+        if base != int(m.group(1)) or (bases is not None and base not in bases):
+            raise SnapshotInvalid("bad-meta", f"{name} is not a listed segment's")
+        crc = _int(item, "crc32c", optional=True)
+        if crc is not None and crc >= 2**32:
+            raise SnapshotInvalid("bad-meta", "crc32c out of range")
+        parsed.append(
+            SegmentMeta(
+                file=name, base_offset=base, size=_req_int(item, "size"), crc32c=crc
+            )
+        )
+    if len({s.file for s in parsed}) != len(parsed):
+        raise SnapshotInvalid("bad-meta", "a txn index is listed twice")
+    return tuple(sorted(parsed, key=lambda s: s.base_offset))
 
 
 def is_utf8_name(name: str) -> bool:

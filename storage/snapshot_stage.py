@@ -5,6 +5,8 @@ A large ingest is not appended to the live log batch by batch: a worker process
 partition log of their own, in a staging directory on the data dir's file system::
 
     <data_dir>/ailurus/ingest-staging/<name>/00000000000000004096.log / .index / .timeindex
+                                             .txnindex (the snapshot's aborted
+                                             transactions in that segment)
                                              leader-epoch-checkpoint, checkpoint.json
 
 and :meth:`storage.partition_log.PartitionLog.adopt` then renames those segments onto
@@ -40,6 +42,7 @@ from storage.fileops import DEFAULT_FILEOPS, FileOps
 from storage.partition_log import PartitionLog
 from storage.snapshot import Plan, Snapshot, segment_chunks
 from storage.snapshot_meta import SegmentMeta
+from storage.txn_index import AbortedTxn
 
 STAGING_DIR: Final = os.path.join("ailurus", "ingest-staging")
 
@@ -59,6 +62,9 @@ class StageJob:
     config: TopicConfig
     bytes_per_s: int = 0  # 0: as fast as the disk goes
     leader_epoch: int | None = None  # stamp every batch with it (cluster mode)
+    # the snapshot's aborted transactions (producer id, first, marker offset, LSO)
+    # indexed as they are; None: an older snapshot (derived from the markers)
+    aborted: tuple[tuple[int, int, int, int], ...] | None = None
 
     @classmethod
     def for_plan(
@@ -72,8 +78,10 @@ class StageJob:
         config: TopicConfig,
         bytes_per_s: int = 0,
         leader_epoch: int | None = None,
+        aborted: dict[int, AbortedTxn] | None = None,
     ) -> StageJob:
-        """The job that stages what ``plan`` appends of ``snap``."""
+        """The job that stages what ``plan`` appends of ``snap`` (``aborted``:
+        :func:`storage.snapshot.aborted_of`)."""
         return cls(
             snapshot_path=snap.path,
             root=root,
@@ -88,6 +96,13 @@ class StageJob:
             config=config,
             bytes_per_s=bytes_per_s,
             leader_epoch=leader_epoch,
+            aborted=None
+            if aborted is None
+            else tuple(
+                (e.producer_id, e.first_offset, e.last_offset, e.last_stable_offset)
+                for _, e in sorted(aborted.items())
+                if e.last_offset >= plan.from_offset
+            ),
         )
 
     def to_json(self) -> bytes:
@@ -116,7 +131,27 @@ class StageJob:
             leader_epoch=None
             if body.get("leader_epoch") is None
             else int(body["leader_epoch"]),
+            aborted=None
+            if body.get("aborted") is None
+            else tuple(
+                (int(p), int(f), int(last), int(lso))
+                for p, f, last, lso in body["aborted"]
+            ),
         )
+
+    def aborted_entries(self) -> dict[int, AbortedTxn] | None:
+        """:attr:`aborted` by marker offset, as ``append_verbatim`` takes them."""
+        if self.aborted is None:
+            return None
+        return {
+            last: AbortedTxn(
+                producer_id=pid,
+                first_offset=first,
+                last_offset=last,
+                last_stable_offset=lso,
+            )
+            for pid, first, last, lso in self.aborted
+        }
 
 
 def stage_snapshot(job: StageJob, *, fileops: FileOps = DEFAULT_FILEOPS) -> int:
@@ -142,6 +177,7 @@ def stage_snapshot(job: StageJob, *, fileops: FileOps = DEFAULT_FILEOPS) -> int:
         clean=True,
     )
     written = 0
+    aborted = job.aborted_entries()
     try:
         log.reset_start(job.from_offset)
         throttle = _throttle(job.bytes_per_s)
@@ -160,9 +196,11 @@ def stage_snapshot(job: StageJob, *, fileops: FileOps = DEFAULT_FILEOPS) -> int:
             if not batches:
                 continue
             if job.leader_epoch is not None:
-                log.append_verbatim(stamp_leader_epoch(view, job.leader_epoch))
+                log.append_verbatim(
+                    stamp_leader_epoch(view, job.leader_epoch), aborted=aborted
+                )
             else:
-                log.append_verbatim(view)
+                log.append_verbatim(view, aborted=aborted)
             log.start_writeback()  # little left for the final fsync: no long stall
             written += len(view)
             throttle(len(view))

@@ -40,7 +40,14 @@ from storage.segment import TXNINDEX_SUFFIX, Segment, segment_name
 from storage.txn_index import AbortedTxn, TxnIndexFile
 from storage.txn_state import MarkerInfo, TxnTracker
 
-__all__ = ["STATE_FILE", "TXN_BITS", "PartitionTxns", "marker_batch", "marker_of"]
+__all__ = [
+    "STATE_FILE",
+    "TXN_BITS",
+    "PartitionTxns",
+    "clean_cut",
+    "marker_batch",
+    "marker_of",
+]
 
 STATE_FILE: Final = "txn-state.json"
 TXN_BITS: Final = TRANSACTIONAL_BIT | CONTROL_BIT
@@ -98,6 +105,10 @@ class PartitionTxns:
         self._bases: list[int] = []  # sorted keys of ``indexes``
         self.marks: dict[int, TxnTracker] = {}  # offset -> state there
         self.enabled = False  # the partition took a transactional batch once
+        # ABORT marker offset -> the entry to index for it, while batches that
+        # come with their source's .txnindex are appended (a snapshot restore):
+        # set, the replay's own entries are replaced by these
+        self.given: dict[int, AbortedTxn] | None = None
 
     @property
     def state_path(self) -> str:
@@ -105,17 +116,25 @@ class PartitionTxns:
         return os.path.join(self.directory, STATE_FILE)
 
     # -- opening ---------------------------------------------------------------
-    def open(self, segments: list[Segment], names: Iterable[str]) -> bool:
+    def open(
+        self, segments: list[Segment], names: Iterable[str], recovery_point: int = 0
+    ) -> bool:
         """Load the indexes and state of a recovered log; returns whether the
-        indexes or the state file had to be rebuilt."""
+        indexes or the state file had to be rebuilt. The entries of markers below
+        ``recovery_point`` were fsynced before it was written: unless a file was
+        damaged they are kept as they are (a compacted or restored segment's
+        entries are not what a replay of its markers derives)."""
+        intact = True
         for name in names:
             stem, _dot, suffix = name.partition(".")
             if "." + suffix == TXNINDEX_SUFFIX and stem.isdigit():
-                index, _intact = TxnIndexFile.load(
+                index, whole = TxnIndexFile.load(
                     self.fileops, os.path.join(self.directory, name)
                 )
+                intact = intact and whole
                 if index.entries:
                     self._put_index(int(stem), index)
+        self._adopt_orphans([seg.base_offset for seg in segments])
         end = segments[-1].next_offset
         for base in list(self._bases):
             # aborts whose markers a torn tail took away
@@ -140,17 +159,42 @@ class PartitionTxns:
         self.marks = {offset: self.tracker.copy()}
         rebuilt = offset < end
         if rebuilt:
-            self._replay(segments, offset, end, rebuild=True)
+            trusted = max(offset, recovery_point) if intact else offset
+            self._replay(segments, offset, end, rebuild=True, trusted=trusted)
         self.marks[end] = self.tracker.copy()
         if rebuilt:
             self.write_state(end, self.tracker)
         return rebuilt
 
+    def _adopt_orphans(self, bases: list[int]) -> None:
+        """Fold the entries of a ``.txnindex`` whose segment is gone (a crash
+        between a cleaning swap's renames and its index's) into the index of the
+        segment now holding its offsets; one below every segment just goes."""
+        known = set(bases)
+        for base in [b for b in self._bases if b not in known]:
+            orphan = self.indexes[base]
+            self._drop_index(base)
+            holder = max((b for b in bases if b < base), default=None)
+            if holder is not None:
+                index = self._index(holder)
+                merged = list(index.entries)
+                merged += [e for e in orphan.entries if e not in merged]
+                index.rewrite(sorted(merged, key=lambda e: e.last_offset))
+            orphan.remove()
+
     def _replay(
-        self, segments: list[Segment], start: int, end: int, *, rebuild: bool
+        self,
+        segments: list[Segment],
+        start: int,
+        end: int,
+        *,
+        rebuild: bool,
+        trusted: int = 0,
     ) -> None:
         """Feed the batches in [start, end) to the tracker; ``rebuild``: their
-        aborts replace the ``.txnindex`` entries from ``start`` on."""
+        aborts replace the ``.txnindex`` entries from ``max(start, trusted)`` on
+        (those below ``trusted`` stay as the files have them)."""
+        keep_below = max(start, trusted)
         for seg in segments:
             if seg.next_offset <= start or seg.base_offset >= end:
                 continue
@@ -165,12 +209,12 @@ class PartitionTxns:
                     break
                 if header.attributes & TXN_BITS:
                     aborted = self._apply(seg, position, header, header.base_offset)
-                    if aborted is not None:
+                    if aborted is not None and aborted.last_offset >= keep_below:
                         fresh.append(aborted)
             if rebuild:
                 old = self.indexes.get(seg.base_offset)
                 kept = [] if old is None else old.entries
-                entries = [e for e in kept if e.last_offset < start] + fresh
+                entries = [e for e in kept if e.last_offset < keep_below] + fresh
                 if entries != kept:
                     self._index(seg.base_offset).rewrite(entries)
                     if not entries:
@@ -202,6 +246,8 @@ class PartitionTxns:
                 offset = header.base_offset
             if header.attributes & TXN_BITS:
                 aborted = self._apply(seg, start + pos, header, offset)
+                if aborted is not None and self.given is not None:
+                    aborted = self.given.get(offset)
                 if aborted is not None:
                     self._index(seg.base_offset).append(aborted)
             offset += header.last_offset_delta + 1
@@ -225,15 +271,23 @@ class PartitionTxns:
         )
 
     def on_adopted(self, segments: list[Segment]) -> None:
-        """Segments built elsewhere were put at the log's end (snapshot ingest):
-        their transactional batches are replayed from their headers."""
+        """Segments built elsewhere were put at the log's end (snapshot ingest),
+        each with the ``.txnindex`` it was built with (renamed in beside it): their
+        transactional batches are replayed from their headers for the open
+        transactions and producer epochs, and their indexes are loaded as they
+        are (a compacted source's entries are not what a replay would derive)."""
         for seg in segments:
+            path = os.path.join(self.directory, segment_name(seg.base_offset))
+            index, _intact = TxnIndexFile.load(self.fileops, path + TXNINDEX_SUFFIX)
+            if index.entries:
+                self._put_index(seg.base_offset, index)
             for position, header in seg.iter_headers(0):
                 if header.attributes & TXN_BITS:
                     self.before_append(header.base_offset)
-                    aborted = self._apply(seg, position, header, header.base_offset)
-                    if aborted is not None:
-                        self._index(seg.base_offset).append(aborted)
+                    self._apply(seg, position, header, header.base_offset)
+        if self.enabled and segments:
+            end = segments[-1].next_offset
+            self.marks[end] = self.tracker.copy()
 
     def on_roll(self, base_offset: int) -> None:
         """A new segment starts at ``base_offset``: remember the state there."""
@@ -256,6 +310,49 @@ class PartitionTxns:
                     return out
         return out
 
+    def entries_between(self, start: int, end: int) -> list[AbortedTxn]:
+        """Every entry whose ABORT marker is in [start, end), in marker order."""
+        return [
+            entry
+            for base in self._bases
+            for entry in self.indexes[base].entries
+            if start <= entry.last_offset < end
+        ]
+
+    def stable_end(self, segments: list[Segment], start: int, limit: int) -> int:
+        """The largest batch boundary in [start, limit] (``limit``: the last
+        stable offset) that splits no transaction: every transaction with a batch
+        in [start, cut) has its marker there too (:func:`clean_cut`), and no
+        aborted transaction the ``.txnindex`` lists starts in [start, cut) and
+        ends at or past it (compaction may have removed its records)."""
+        while True:
+            cut = clean_cut(segments, self.stable_start(start, limit), limit)
+            lower = self.spanning(start, cut)
+            if lower is None:
+                return cut
+            limit = lower  # the cut moves before that transaction's first offset
+
+    def spanning(self, start: int, offset: int) -> int | None:
+        """The smallest first offset, at or after ``start``, of an aborted
+        transaction that ``offset`` would split (first offset < ``offset`` <= its
+        ABORT marker's); None if there is none. Compaction may have removed its
+        records, so the batches alone do not show it."""
+        return min(
+            (
+                entry.first_offset
+                for index in self.indexes.values()
+                for entry in index.entries
+                if start <= entry.first_offset < offset <= entry.last_offset
+            ),
+            default=None,
+        )
+
+    def stable_start(self, start: int, limit: int) -> int:
+        """Where :func:`clean_cut` may start scanning: the newest remembered state
+        in [start, limit] with no transaction open (else ``start``)."""
+        clean = [o for o, t in self.marks.items() if start <= o <= limit and not t.open]
+        return max(clean, default=start)
+
     # -- segments going --------------------------------------------------------------
     def drop_segment(self, base_offset: int, next_base: int) -> None:
         """A segment was deleted (retention, DeleteRecords): forget its index
@@ -266,6 +363,16 @@ class PartitionTxns:
         for offset in [o for o in self.marks if o < next_base]:
             if len(self.marks) > 1:
                 del self.marks[offset]
+
+    def swapped(self, bases: list[int]) -> None:
+        """Cleaned segments replaced those of ``bases`` (the first one's name
+        stays): load the cleaned ``.txnindex``, forget the others."""
+        for base in bases:
+            self._drop_index(base)
+        path = os.path.join(self.directory, segment_name(bases[0]) + TXNINDEX_SUFFIX)
+        index, _intact = TxnIndexFile.load(self.fileops, path)
+        if index.entries:
+            self._put_index(bases[0], index)
 
     def reset(self, base_offset: int) -> None:
         """Every segment went; the log restarts empty at ``base_offset``."""
@@ -349,6 +456,32 @@ class PartitionTxns:
         self.indexes.pop(base, None)
         if base in self._bases:
             self._bases.remove(base)
+
+
+def clean_cut(segments: Iterable[Segment], start: int, limit: int) -> int:
+    """The largest batch boundary in [start, limit] below which every transaction
+    with a batch at or after ``start`` is complete (its marker is below it too);
+    ``start`` if there is none. ``limit`` is at most the last stable offset, so the
+    cut never holds an open transaction's batches (a snapshot's end)."""
+    cut = start
+    open_: set[int] = set()
+    for seg in segments:
+        if seg.next_offset <= start or seg.base_offset >= limit:
+            continue
+        found = seg.find(max(start, seg.base_offset))
+        if found is None:
+            continue
+        for _position, header in seg.iter_headers(found[0]):
+            if header.next_offset > limit:
+                return cut
+            if header.producer_id >= 0 and header.attributes & TXN_BITS:
+                if header.attributes & CONTROL_BIT:
+                    open_.discard(header.producer_id)
+                else:
+                    open_.add(header.producer_id)
+            if not open_:
+                cut = header.next_offset
+    return cut
 
 
 def _encode(image: dict[str, int | list[list[int]]]) -> bytes:

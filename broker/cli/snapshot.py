@@ -42,6 +42,7 @@ from broker.cli.output import (
 )
 from broker.cli.settings import current_settings
 from broker.client.errors import ClientError
+from protocol.records import BatchHeader
 from storage.errors import StorageError
 from storage.snapshot import Snapshot, Status, apply_order, inspect_snapshot
 from storage.snapshot_files import compress_file, iter_chunks, open_segment
@@ -60,6 +61,7 @@ from storage.snapshot_retention import (
     plan_retention,
     remove_snapshot,
 )
+from storage.snapshot_txn import encode_by_segment, snapshot_aborted, stable_prefix
 
 # snapshots the broker is still ingesting: prune keeps them
 _INGESTING = frozenset({Status.WAITING, Status.WAITING_FOR_ANCESTOR, Status.APPLYING})
@@ -184,52 +186,82 @@ def _extract(archive: Path, into: Path) -> Path:
 
 
 def _cut(snap: Snapshot, to_offset: int, dest: Path) -> SnapshotMeta:
-    """Write ``snap``'s batches up to the one holding ``to_offset`` into ``dest``."""
+    """Write ``snap``'s batches up to the one holding ``to_offset`` into ``dest``,
+    or fewer, so that no transaction is left open (with the ``.txnindex`` entries
+    of the markers kept)."""
     import crc32c
 
-    segments = []
-    last_term = -1
-    last = -1
-    max_ts = -1
+    root = os.path.realpath(snap.path)
+    picked: list[tuple[SegmentMeta, bytes, BatchHeader]] = []
     for seg in snap.segments:
         if seg.base_offset > to_offset:
             break
-        fd = open_segment(
-            os.path.join(snap.path, seg.file), os.path.realpath(snap.path)
-        )
-        parts: list[bytes] = []
-        seg_last = -1
+        fd = open_segment(os.path.join(snap.path, seg.file), root)
         try:
             for view, batches in iter_chunks(fd, snap.meta.compression, verify=True):
                 for pos, h in batches:
                     if h.base_offset > to_offset:
                         break
-                    parts.append(bytes(view[pos : pos + h.size]))
-                    seg_last, last_term, last = (
-                        h.last_offset,
-                        h.partition_leader_epoch,
-                        h.last_offset,
-                    )
-                    max_ts = max(max_ts, h.max_timestamp)
+                    picked.append((seg, bytes(view[pos : pos + h.size]), h))
         finally:
             os.close(fd)
-        data = compress_file(b"".join(parts), snap.meta.compression)
+    aborted = snapshot_aborted(snap.path, root, snap.meta, snap.segments)
+    while True:
+        picked = picked[: stable_prefix([h for _, _, h in picked])]
+        cut = picked[-1][2].next_offset if picked else snap.base_offset
+        # nor inside an aborted transaction whose records compaction removed
+        lower = min(
+            (
+                e.first_offset
+                for e in (aborted or {}).values()
+                if snap.base_offset <= e.first_offset < cut <= e.last_offset
+            ),
+            default=None,
+        )
+        if lower is None:
+            break
+        picked = [p for p in picked if p[2].next_offset <= lower]
+    if not picked:
+        raise SnapshotCliError(
+            f"{snap.path}: a transaction is open at offset {snap.base_offset}"
+        )
+    segments = []
+    for seg in dict.fromkeys(s for s, _, _ in picked):
+        mine = [(data, h) for s, data, h in picked if s is seg]
+        data = compress_file(b"".join(d for d, _ in mine), snap.meta.compression)
         name = f"{seg.base_offset:020d}.log{CODECS[snap.meta.compression]}"
         (dest / name).write_bytes(data)
         segments.append(
             SegmentMeta(
                 file=name,
                 base_offset=seg.base_offset,
-                last_offset=seg_last,
+                last_offset=mine[-1][1].last_offset,
                 size=len(data),
                 crc32c=crc32c.crc32c(data),
             )
         )
+    last = picked[-1][2]
+    txn_indexes: tuple[SegmentMeta, ...] | None = None
+    if aborted is not None:
+        kept = [e for o, e in sorted(aborted.items()) if o <= last.last_offset]
+        found = encode_by_segment([s.base_offset for s in segments], kept)
+        listed = []
+        for name, data in found.items():
+            (dest / name).write_bytes(data)
+            listed.append(
+                SegmentMeta(
+                    file=name,
+                    base_offset=int(name[:20]),
+                    size=len(data),
+                    crc32c=crc32c.crc32c(data),
+                )
+            )
+        txn_indexes = tuple(listed)
     m = snap.meta
     return SnapshotMeta(
         version=m.version,
-        last_offset=last,
-        last_term=last_term,
+        last_offset=last.last_offset,
+        last_term=last.partition_leader_epoch,
         ancestor_snapshot_id=m.ancestor_snapshot_id,
         compression=m.compression,
         size=sum(s.size or 0 for s in segments),
@@ -239,11 +271,13 @@ def _cut(snap: Snapshot, to_offset: int, dest: Path) -> SnapshotMeta:
         partition=m.partition,
         partition_count=m.partition_count,
         base_offset=snap.base_offset,
-        max_timestamp=max_ts,
+        max_timestamp=max(h.max_timestamp for _, _, h in picked),
         created_at=m.created_at,
         segments=tuple(segments),
         topic_configs=m.topic_configs,
         group_offsets=None,
+        last_stable_offset=None if aborted is None else last.next_offset,
+        txn_indexes=txn_indexes,
     )
 
 

@@ -64,6 +64,7 @@ from storage.snapshot import (
     Plan,
     Snapshot,
     Status,
+    aborted_of,
     apply_order,
     plan_apply,
     read_batches,
@@ -397,15 +398,21 @@ class SnapshotApplier:
             if data is None:
                 written = await self._stage_and_adopt(plog, snap, plan, epoch)
                 return Status.APPLIED, "", written
+            # the snapshot's aborted transactions, indexed as they are
+            aborted = await anyio.to_thread.run_sync(aborted_of, snap, self.root)
             if plog.log_end_offset != plan.log_end:
                 continue  # a producer appended meanwhile: plan again
             if plan.reset_start:
                 plog.reset_start(plan.from_offset)
             if data:
                 plog.append_verbatim(
-                    data if epoch is None else stamp_leader_epoch(data, epoch)
+                    data if epoch is None else stamp_leader_epoch(data, epoch),
+                    aborted=aborted,
                 )
             await anyio.to_thread.run_sync(plog.sync)
+            if aborted:
+                # the snapshot's index entries are durable: a restart keeps them
+                await anyio.to_thread.run_sync(plog.checkpoint)
             return Status.APPLIED, "", len(data)
         return Status.WAITING, "the log kept moving during the apply", 0
 
@@ -440,6 +447,7 @@ class SnapshotApplier:
             config=plog.config,
             bytes_per_s=self.settings.ingest_bytes_per_s,
             leader_epoch=epoch,
+            aborted=await anyio.to_thread.run_sync(aborted_of, snap, self.root),
         )
         try:
             written = (await run_stage_worker(job)).written

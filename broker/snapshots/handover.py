@@ -18,8 +18,8 @@ The upload (``PUT /v1/snapshots/upload``, admin token required)::
                           {"name": "00000000000000000000.log", "size": 4096}, ...]}
 
 Bounds the receiver enforces before writing a byte past them: the manifest at most
-64 KiB; names only ``meta.json``, ``group-offsets.json`` or segment names, each
-once; ``meta.json`` and ``group-offsets.json`` at most 1 MiB each; the segment files
+64 KiB; names only ``meta.json``, ``group-offsets.json``, segment or ``.txnindex``
+names, each once; ``meta.json`` and ``group-offsets.json`` at most 1 MiB each; the segment files
 together exactly the ``size`` that ``meta.json`` declares; the body exactly the
 announced length; the disk's free-space floor. The files land in a dot-named
 directory (``<topic_dir>/.upload-<random>``, invisible to the watcher), are fsynced
@@ -59,6 +59,7 @@ from storage.snapshot_meta import (
     META_FILE,
     SEGMENT_RE,
     TOPIC_RE,
+    TXNINDEX_RE,
     UUID_RE,
     SnapshotError,
     parse_meta,
@@ -123,6 +124,7 @@ def _files(snap: Snapshot) -> list[UploadFile]:
     if snap.meta.group_offsets is not None:
         names.append(GROUP_OFFSETS_FILE)
     names += [s.file for s in snap.segments]
+    names += [s.file for s in snap.meta.txn_indexes or ()]
     return [UploadFile(n, os.stat(os.path.join(snap.path, n)).st_size) for n in names]
 
 
@@ -238,7 +240,7 @@ def _manifest(raw: bytes) -> Manifest:
         if f.name in (META_FILE, GROUP_OFFSETS_FILE):
             if f.size > MAX_META_BYTES:
                 raise UploadRefused(413, f"{f.name} over {MAX_META_BYTES} bytes")
-        elif SEGMENT_RE.match(f.name) is None:
+        elif SEGMENT_RE.match(f.name) is None and TXNINDEX_RE.match(f.name) is None:
             raise UploadRefused(400, f"{f.name!r} is not a snapshot file name")
     return Manifest(topic_dir, name, sender, copy, files)
 

@@ -125,6 +125,7 @@ class CleanerJob:
             bytes_written=stats.bytes_written,
             records_removed=stats.records_removed,
             tombstones_removed=stats.tombstones_removed,
+            markers_removed=stats.markers_removed,
             first_dirty_offset=result.first_dirty_offset,
         )
 

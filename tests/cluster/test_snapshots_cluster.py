@@ -7,7 +7,8 @@ while the followers replicate it (all three logs end byte for byte the same, eve
 record at its original offset); a snapshot of a topic the cluster does not have
 makes the controller create it with three replicas; a damaged snapshot stays where
 it was dropped and is never sent; committed group offsets restored with a snapshot
-go through the group's coordinator.
+go through the group's coordinator; a snapshot of a partition with transactions
+keeps its aborted-transaction index through the handover.
 
 One cluster serves the module; every test uses its own destination topic.
 """
@@ -25,6 +26,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from protocol.records import iter_batches
+from tests import _txn
 from tests.cluster.e2e_cluster import Cluster, wait_for
 
 SOURCE = "orders"
@@ -340,3 +342,44 @@ def test_damaged_snapshot_on_a_non_leader_stays_and_is_not_sent(
         if n != follower:
             assert not (cluster.root / f"data-{n}" / "snapshots" / topic).exists()
     assert _segments(cluster, cluster.partition(topic, 0)["leader"], topic, 0) == b""
+
+
+def test_transactional_snapshot_restored_through_a_follower_answers_the_same(
+    cluster: Cluster,
+) -> None:
+    """A partition with an aborted, a committed and an open transaction is cut by
+    its leader at the last stable offset with its .txnindex; dropped into a
+    follower of another topic, it is handed to that topic's leader with the index,
+    and the restored partition answers read_committed Fetch and ListOffsets as the
+    source, replicated to all three replicas."""
+    source, topic = "txn-source", "txn-restored"
+    cluster.create_topic(1, source, 1, replication_factor=3)
+    leader = cluster.wait_leaders(source, 1)[0]
+    with cluster.brokers[leader].connect() as sock:
+        p1, p2, p3 = (_txn.producer_id(sock) for _ in range(3))
+        assert _txn.produce(sock, source, _txn.plain(b"p0")) == 0
+        assert _txn.produce(sock, source, _txn.txn(p1, 0, b"a1", b"a2")) == 1
+        assert _txn.produce(sock, source, _txn.txn(p2, 0, b"c1")) == 3
+        assert _txn.markers(sock, source, (p1, False, 0), (p2, True, 0)) == [0, 0]
+        assert _txn.produce(sock, source, _txn.txn(p3, 0, b"open")) == 6
+        assert _txn.produce(sock, source, _txn.plain(b"p1")) == 7
+        source_view = _txn.fetch(sock, source, 1)
+        assert source_view.last_stable_offset == 6
+    [row] = cluster.brokers[1].admin("POST", "/v1/snapshots", {"topic": source})
+    snap = Path(row["path"])
+    meta = json.loads((snap / "meta.json").read_text())
+    assert (meta["last_offset"], meta["last_stable_offset"]) == (5, 6)
+    assert [i["file"] for i in meta["txn_indexes"]] == ["00000000000000000000.txnindex"]
+    cluster.create_topic(1, topic, 1, replication_factor=3)
+    cluster.wait_leaders(topic, 1)
+    follower = _not_leader(cluster, topic, 0)
+    rel = _drop(cluster, follower, snap, topic, None)
+    _wait_status(cluster, follower, rel, "handed-over")
+    _wait_identical(cluster, topic, 0, 1)
+    new_leader = cluster.partition(topic, 0)["leader"]
+    with cluster.brokers[new_leader].connect() as sock:
+        restored = _txn.fetch(sock, topic, 1)
+        assert restored.last_stable_offset == 6
+        assert _txn.latest(sock, topic, 1) == 6
+    assert restored.aborted_transactions == source_view.aborted_transactions
+    assert [a.first_offset for a in restored.aborted_transactions or ()] == [1]

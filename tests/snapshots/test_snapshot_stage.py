@@ -12,7 +12,7 @@ from storage.config import TopicConfig
 from storage.errors import OffsetMismatch, StorageIOError
 from storage.fileops import FileOps
 from storage.partition_log import PartitionLog
-from storage.snapshot import Snapshot, Status, plan_apply
+from storage.snapshot import Snapshot, Status, aborted_of, plan_apply
 from storage.snapshot_stage import StageJob, clear_staging, stage_snapshot
 from tests.snapshots.test_snapshot_storage import (
     open_log,
@@ -38,6 +38,7 @@ def stage(log: PartitionLog, s: Snapshot, root: Path) -> tuple[str, int]:
         staging_dir=staging,
         topic="t",
         config=log.config,
+        aborted=aborted_of(s, str(root.resolve())),
     )
     job = StageJob.from_json(job.to_json())  # what the worker process gets
     return staging, stage_snapshot(job)

@@ -177,9 +177,10 @@ def test_a_producers_last_batch_is_kept_empty_for_its_sequence(tmp_path: Path) -
     log.close()
 
 
-def test_control_batches_are_kept(tmp_path: Path) -> None:
-    """Transaction markers survive cleaning (the cleaner does not resolve
-    transactions yet)."""
+def test_an_idle_marker_is_kept_until_its_delete_horizon(tmp_path: Path) -> None:
+    """A transaction marker with no data of its transaction left survives the round
+    that finds it idle (it gets its delete horizon then; tests/storage/
+    test_cleaner_txns.py follows it further)."""
     log = open_log(tmp_path)
     put(log, b"a", b"1")
     log.append_marker(3, 0, True, 0, leader_epoch=0)

@@ -384,13 +384,20 @@ class TxnModel(RuleBasedStateMachine):
     @rule(tear=st.booleans())
     def crash(self, tear: bool) -> None:
         """Crash: the log is synced (nothing of it lost) but the .txnindex entries
-        from txn-state.json's offset on are lost or torn; recovery rebuilds them."""
+        from txn-state.json's offset on are lost or torn, but for those below the
+        checkpoint's recovery point (fsynced before it was written); recovery
+        rebuilds them."""
         self.log.sync()
         self.log.close(clean=False)
         state_path = os.path.join(self.dir, STATE_FILE)
         if os.path.exists(state_path):
             with open(state_path, "rb") as f:
                 since = json.loads(f.read())["offset"]
+            checkpoint = Path(self.dir, "checkpoint.json")
+            if checkpoint.exists():
+                since = max(
+                    since, json.loads(checkpoint.read_bytes())["recovery_point"]
+                )
             for base, entries in index_files(self.dir).items():
                 kept = [e for e in entries if e.last_offset < since]
                 path = os.path.join(self.dir, f"{base:020d}.txnindex")

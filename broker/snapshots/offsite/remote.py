@@ -206,13 +206,14 @@ def digest_file(path: Path, name: str | None = None) -> FileDigest:
 
 
 def expected_from_meta(meta: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """meta.json's per-segment records, by file name."""
+    """meta.json's per-file records (segments and ``.txnindex`` files), by name."""
     out: dict[str, dict[str, Any]] = {}
-    segments = meta.get("segments")
-    if isinstance(segments, list):
-        for seg in segments:
-            if isinstance(seg, dict) and isinstance(seg.get("file"), str):
-                out[seg["file"]] = seg
+    for key in ("segments", "txn_indexes"):
+        listed = meta.get(key)
+        if isinstance(listed, list):
+            for seg in listed:
+                if isinstance(seg, dict) and isinstance(seg.get("file"), str):
+                    out[seg["file"]] = seg
     return out
 
 
