@@ -261,7 +261,7 @@ _BROKER_KEYS: Final[dict[str, tuple[str, type]]] = {
     "ailurus.max.partitions.per.request": ("max_partitions_per_request", int),
     "ailurus.max.open.segment.files": ("max_open_segment_files", int),
     "ailurus.auto.create.topics.per.request": ("auto_create_topics_per_request", int),
-    # consumer groups (broker.groups.service.GroupConfig.from_config reads these)
+    # consumer groups (broker.groups.settings.GroupConfig.from_config reads these)
     "group.initial.rebalance.delay.ms": ("initial_rebalance_delay_ms", int),
     "group.min.session.timeout.ms": ("min_session_timeout_ms", int),
     "group.max.session.timeout.ms": ("max_session_timeout_ms", int),

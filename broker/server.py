@@ -98,7 +98,8 @@ from broker.disk.fileops import storage_fileops
 from broker.durability.acks import Durability
 from broker.fdlimits import raise_nofile_limit
 from broker.fetch.sessions import FetchSessionCache
-from broker.groups.service import GroupConfig, GroupService
+from broker.groups.service import GroupService
+from broker.groups.settings import GroupConfig
 from broker.logging import configure_logging
 from broker.metrics import Metrics
 from broker.net.dispatch import Dispatcher

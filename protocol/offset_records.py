@@ -40,6 +40,7 @@ __all__ = [
     "OffsetCommitKey",
     "OffsetCommitValue",
     "OffsetsLogEntry",
+    "TxnMarkerEntry",
     "decode_key",
     "decode_value",
     "encode_group_key",
@@ -54,6 +55,7 @@ GROUP_KEY_VERSION: Final = 2
 VALUE_VERSION: Final = 3
 VALUE_VERSION_WITH_EXPIRY: Final = 1
 
+_CONTROL_KEY_SIZE: Final = 4  # version int16, type int16 (0 ABORT, 1 COMMIT)
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _I64 = struct.Struct(">q")
@@ -96,6 +98,19 @@ class OffsetsLogEntry:
     key: OffsetCommitKey | GroupMetadataKey
     value: OffsetCommitValue | None
     timestamp: int = -1
+    producer_id: int = -1  # >= 0: a transactional record of this producer
+    producer_epoch: int = -1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TxnMarkerEntry:
+    """A transaction marker of an offsets partition: the producer's transaction
+    committed (or aborted) at this log offset."""
+
+    offset: int
+    producer_id: int
+    producer_epoch: int
+    commit: bool
 
 
 def _put_string(out: bytearray, text: str) -> None:
@@ -221,30 +236,65 @@ def decode_value(data: bytes) -> OffsetCommitValue:
 
 
 def offsets_batch(
-    records: Iterable[tuple[bytes, bytes | None]], *, timestamp: int | None = None
+    records: Iterable[tuple[bytes, bytes | None]],
+    *,
+    timestamp: int | None = None,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
 ) -> bytes:
-    """One v2 record batch of (key, value or None) records, uncompressed.
+    """One v2 record batch of (key, value or None) records, uncompressed; with a
+    producer id, a transactional batch of that producer (sequence 0, as Kafka's
+    ``GroupMetadataManager.storeOffsets`` writes it).
 
     Raises:
         RecordBatchError: no records.
     """
+    txn = producer_id >= 0
     return build_batch(
-        [RecordInput(key=k, value=v, timestamp=timestamp) for k, v in records]
+        [RecordInput(key=k, value=v, timestamp=timestamp) for k, v in records],
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        base_sequence=0 if txn else -1,
+        is_transactional=txn,
     )
 
 
-def read_entries(buf: Buffer) -> Iterator[OffsetsLogEntry | DecodeError]:
-    """The records of whole batches read from an offsets partition, in log order.
+def _marker(buf: Buffer, pos: int) -> bool | None:
+    """COMMIT (True) or ABORT (False) of a control batch; None for another kind."""
+    for record in iter_records(buf, pos):
+        key = record.key
+        if key is None or len(key) < _CONTROL_KEY_SIZE:
+            return None
+        kind = _I16.unpack_from(key, 2)[0]
+        return {0: False, 1: True}.get(kind)
+    return None
+
+
+def read_entries(
+    buf: Buffer,
+) -> Iterator[OffsetsLogEntry | TxnMarkerEntry | DecodeError]:
+    """The records and transaction markers of whole batches read from an offsets
+    partition, in log order.
 
     A record whose key or value does not decode (an unknown schema version, a
     foreign record) comes out as its :class:`DecodeError` so that the reader can
-    count and skip it; control batches and records without a key are skipped.
+    count and skip it; records without a key and control batches other than a
+    transactional COMMIT/ABORT are skipped.
 
     Raises:
         RecordBatchError: a batch is corrupt (CRC, lengths).
     """
     for pos, header in iter_batches(buf):
+        txn = header.is_transactional and header.producer_id >= 0
         if header.is_control:
+            commit = _marker(buf, pos) if txn else None
+            if commit is not None:
+                yield TxnMarkerEntry(
+                    offset=header.base_offset,
+                    producer_id=header.producer_id,
+                    producer_epoch=header.producer_epoch,
+                    commit=commit,
+                )
             continue
         for record in iter_records(buf, pos):
             if record.key is None:
@@ -260,5 +310,10 @@ def read_entries(buf: Buffer) -> Iterator[OffsetsLogEntry | DecodeError]:
                 yield exc
                 continue
             yield OffsetsLogEntry(
-                offset=record.offset, key=key, value=value, timestamp=record.timestamp
+                offset=record.offset,
+                key=key,
+                value=value,
+                timestamp=record.timestamp,
+                producer_id=header.producer_id if txn else -1,
+                producer_epoch=header.producer_epoch if txn else -1,
             )

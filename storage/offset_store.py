@@ -11,6 +11,19 @@ whenever it grows past twice its live size::
     {"op":"delete","group":"g","topic":"t","partition":0}
     {"op":"delete_group","group":"g"}
     {"op":"delete_topic","topic":"t"}
+    {"op":"txn_offset","producer_id":7,"producer_epoch":0,"group":"g","topic":"t",
+     "partition":0,"offset":42,...}              (the fields of a commit line)
+    {"op":"txn_end","producer_id":7,"producer_epoch":0,"commit":true,"groups":["g"]}
+    {"op":"txn_producer","producer_id":7,"producer_epoch":0}
+
+Transactional offsets (TxnOffsetCommit) are ``txn_offset`` lines: pending, invisible
+to :meth:`OffsetStore.fetch`, until a ``txn_end`` line of their producer completes
+them (COMMIT: they become committed unless a line written after them committed the
+partition meanwhile; ABORT: they go), with the rules of :mod:`storage.txn_offsets`
+(a line's order is its position). Recovery replays them, so the pending set and the
+producers' epochs survive a restart; compaction keeps the pending lines and one
+``txn_producer`` line per producer's last epoch (for fencing), and writes every line
+in the order of the lines it replaces.
 
 Every line ends with ``\\n``. :meth:`OffsetStore.commit` writes lines (no fsync) and
 returns a write sequence number; :meth:`OffsetStore.sync` fsyncs and advances
@@ -37,119 +50,42 @@ import json
 import os
 import threading
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from storage.errors import StorageIOError
+from storage.errors import ProducerFenced, StorageIOError
 from storage.fileops import DEFAULT_FILEOPS, FileOps
+from storage.offset_lines import (
+    INT32_MAX,
+    INT64_MAX,
+    INT64_MIN,
+    BadLine,
+    CommittedOffset,
+    Skipped,
+    SkippedEntry,
+    as_int,
+    as_str,
+    encode_line,
+    string_problem,
+    wire_problem,
+)
+from storage.txn_offsets import TxnOffsets, later
 
-__all__ = ["CommittedOffset", "OffsetStore", "SkippedEntry", "wire_problem"]
+__all__ = [
+    "INT32_MAX",
+    "INT64_MAX",
+    "INT64_MIN",
+    "CommittedOffset",
+    "OffsetStore",
+    "SkippedEntry",
+    "string_problem",
+    "wire_problem",
+]
 
 _DIR: Final = "consumer_offsets"
 _FILE: Final = "offsets.jsonl"
 _COMPACT_MIN_LINES: Final = 10_000
 _MAX_SKIPPED_KEPT: Final = 100
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CommittedOffset:
-    """One committed position of a group in a partition."""
-
-    topic: str
-    partition: int
-    offset: int
-    leader_epoch: int = -1
-    metadata: str = ""
-    commit_ms: int = 0
-    expire_ms: int | None = None  # explicit expiry (OffsetCommit v1-4 retention)
-
-    def to_json(self, group: str) -> dict[str, object]:
-        """The log line's object for committing this offset in ``group``."""
-        return {
-            "op": "commit",
-            "group": group,
-            "topic": self.topic,
-            "partition": self.partition,
-            "offset": self.offset,
-            "leader_epoch": self.leader_epoch,
-            "metadata": self.metadata,
-            "commit_ms": self.commit_ms,
-            "expire_ms": self.expire_ms,
-        }
-
-
-INT32_MAX: Final = 2**31 - 1
-INT64_MIN: Final = -(2**63)
-INT64_MAX: Final = 2**63 - 1
-MAX_STRING_BYTES: Final = 32767  # a protocol STRING: int16 length, UTF-8
-
-
-def string_problem(value: str, *, max_bytes: int = MAX_STRING_BYTES) -> str | None:
-    """Why ``value`` cannot be sent as a protocol string (None when it can)."""
-    try:
-        size = len(value.encode("utf-8"))
-    except UnicodeEncodeError:
-        return "is not valid UTF-8"
-    if size > max_bytes:
-        return f"is {size} bytes, over {max_bytes}"
-    return None
-
-
-def wire_problem(group: str, entry: CommittedOffset) -> str | None:
-    """Why an OffsetFetch / ListGroups answer could not carry this commit, if it cannot.
-
-    Returns ``"<field> <problem>"`` or None. These are the protocol's own bounds
-    (OffsetFetch's int64 offset, int32 partition and leader epoch, int16-length
-    strings); what a commit may hold beyond that is the committing API's business.
-    """
-    for name, text in (
-        ("group", group),
-        ("topic", entry.topic),
-        ("metadata", entry.metadata),
-    ):
-        problem = string_problem(text)
-        if problem is not None:
-            return f"{name} {problem}"
-    if not 0 <= entry.partition <= INT32_MAX:
-        return f"partition {entry.partition} is not an int32 partition index"
-    if not INT64_MIN <= entry.offset <= INT64_MAX:
-        return f"offset {entry.offset} is not an int64"
-    if not -1 <= entry.leader_epoch <= INT32_MAX:
-        return f"leader_epoch {entry.leader_epoch} is not an int32 epoch"
-    for name, ms in (("commit_ms", entry.commit_ms), ("expire_ms", entry.expire_ms)):
-        if ms is not None and not INT64_MIN <= ms <= INT64_MAX:
-            return f"{name} {ms} is not an int64"
-    return None
-
-
-def _line(obj: Mapping[str, object]) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SkippedEntry:
-    """A commit line recovery left out: its line number (1-based) and why."""
-
-    line: int
-    group: str  # as ``repr`` shows it: the raw value may not print or encode
-    reason: str
-
-
-class _BadLine(Exception):
-    pass
-
-
-def _as_int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _BadLine
-    return value
-
-
-def _as_str(value: object) -> str:
-    if not isinstance(value, str):
-        raise _BadLine
-    return value
 
 
 class OffsetStore:
@@ -161,7 +97,12 @@ class OffsetStore:
         self._path = str(self._dir / _FILE)
         self._lock = threading.Lock()
         self._groups: dict[str, dict[tuple[str, int], CommittedOffset]] = {}
+        # position (line order) of each committed offset's line, and the pending
+        # transactional offsets (storage/txn_offsets.py)
+        self._at: dict[str, dict[tuple[str, int], int]] = {}
+        self._txn: TxnOffsets[CommittedOffset] = TxnOffsets()
         self._lines = 0
+        self._pos = 0  # position of the last line written (never goes back)
         self._written_seq = 0
         self._durable_seq = 0
         self._closed = False
@@ -198,9 +139,10 @@ class OffsetStore:
                 break  # torn tail: no newline
             try:
                 self._apply(json.loads(data[pos:end]), self._lines + 1)
-            except (ValueError, RecursionError, _BadLine):
+            except (ValueError, RecursionError, BadLine):
                 break
             self._lines += 1
+            self._pos = self._lines
             pos = end + 1
             good = pos
         if good < len(data):
@@ -212,63 +154,125 @@ class OffsetStore:
             finally:
                 self._ops.close(fd)
 
+    def _entry(self, obj: dict[str, object], line: int) -> tuple[str, CommittedOffset]:
+        group = as_str(obj.get("group"))
+        expire = obj.get("expire_ms")
+        entry = CommittedOffset(
+            topic=as_str(obj.get("topic")),
+            partition=as_int(obj.get("partition")),
+            offset=as_int(obj.get("offset")),
+            leader_epoch=as_int(obj.get("leader_epoch", -1)),
+            metadata=as_str(obj.get("metadata", "")),
+            commit_ms=as_int(obj.get("commit_ms", 0)),
+            expire_ms=None if expire is None else as_int(expire),
+        )
+        problem = wire_problem(group, entry)
+        if problem is not None:
+            self.skipped_count += 1
+            if len(self.skipped) < _MAX_SKIPPED_KEPT:
+                self.skipped.append(
+                    SkippedEntry(
+                        line=line, group=repr(group)[:200], reason=problem[:200]
+                    )
+                )
+            raise Skipped
+        return group, entry
+
     def _apply(self, obj: object, line: int) -> None:
         if not isinstance(obj, dict):
-            raise _BadLine
+            raise BadLine
         op = obj.get("op")
-        if op == "commit":
-            group = _as_str(obj.get("group"))
-            expire = obj.get("expire_ms")
-            entry = CommittedOffset(
-                topic=_as_str(obj.get("topic")),
-                partition=_as_int(obj.get("partition")),
-                offset=_as_int(obj.get("offset")),
-                leader_epoch=_as_int(obj.get("leader_epoch", -1)),
-                metadata=_as_str(obj.get("metadata", "")),
-                commit_ms=_as_int(obj.get("commit_ms", 0)),
-                expire_ms=None if expire is None else _as_int(expire),
-            )
-            problem = wire_problem(group, entry)
-            if problem is not None:
-                self.skipped_count += 1
-                if len(self.skipped) < _MAX_SKIPPED_KEPT:
-                    self.skipped.append(
-                        SkippedEntry(
-                            line=line, group=repr(group)[:200], reason=problem[:200]
-                        )
-                    )
+        if op in ("commit", "txn_offset"):
+            try:
+                group, entry = self._entry(obj, line)
+            except Skipped:
                 return
-            self._groups.setdefault(group, {})[(entry.topic, entry.partition)] = entry
+            if op == "commit":
+                self._put(group, entry, line)
+            else:
+                self._txn.add(
+                    as_int(obj.get("producer_id")),
+                    as_int(obj.get("producer_epoch")),
+                    group,
+                    (entry.topic, entry.partition),
+                    line,
+                    entry,
+                )
+        elif op == "txn_end":
+            groups = obj.get("groups")
+            if not isinstance(groups, list):
+                raise BadLine
+            self._complete(
+                as_int(obj.get("producer_id")),
+                as_int(obj.get("producer_epoch")),
+                [as_str(g) for g in groups],
+                obj.get("commit") is True,
+            )
+        elif op == "txn_producer":
+            self._txn.note_epoch(
+                as_int(obj.get("producer_id")), as_int(obj.get("producer_epoch"))
+            )
         elif op == "delete":
-            group = _as_str(obj.get("group"))
-            key = (_as_str(obj.get("topic")), _as_int(obj.get("partition")))
-            offsets = self._groups.get(group)
-            if offsets is not None:
-                offsets.pop(key, None)
-                if not offsets:
-                    del self._groups[group]
+            group = as_str(obj.get("group"))
+            key = (as_str(obj.get("topic")), as_int(obj.get("partition")))
+            self._forget(group, [key])
         elif op == "delete_group":
-            self._groups.pop(_as_str(obj.get("group")), None)
+            group = as_str(obj.get("group"))
+            self._groups.pop(group, None)
+            self._at.pop(group, None)
+            self._txn.drop(group)
         elif op == "delete_topic":
-            self._drop_topic(_as_str(obj.get("topic")))
+            self._drop_topic(as_str(obj.get("topic")))
         else:
-            raise _BadLine
+            raise BadLine
+
+    def _put(self, group: str, entry: CommittedOffset, at: int) -> None:
+        key = (entry.topic, entry.partition)
+        self._groups.setdefault(group, {})[key] = entry
+        self._at.setdefault(group, {})[key] = at
+
+    def _forget(self, group: str, keys: Iterable[tuple[str, int]]) -> None:
+        """Drop committed and pending offsets of ``keys`` (OffsetDelete, expiry)."""
+        keys = list(keys)
+        table = self._groups.get(group)
+        at = self._at.get(group, {})
+        for key in keys:
+            at.pop(key, None)
+            if table is not None:
+                table.pop(key, None)
+        if table is not None and not table:
+            del self._groups[group]
+            self._at.pop(group, None)
+        self._txn.drop(group, keys)
+
+    def _complete(
+        self, producer_id: int, producer_epoch: int, groups: list[str], commit: bool
+    ) -> int | None:
+        """Apply a transaction's end; how many offsets became committed (None:
+        stale)."""
+        done = self._txn.complete(producer_id, producer_epoch, groups, commit)
+        if done is None:
+            return None
+        applied = 0
+        for group, key, pending in done:
+            if later(pending.at, self._at.get(group, {}).get(key)):
+                self._put(group, pending.value, pending.at)
+                applied += 1
+        return applied
 
     def _drop_topic(self, topic: str) -> int:
         dropped = 0
         for group in list(self._groups):
-            offsets = self._groups[group]
-            for key in [k for k in offsets if k[0] == topic]:
-                del offsets[key]
-                dropped += 1
-            if not offsets:
-                del self._groups[group]
+            keys = [k for k in self._groups[group] if k[0] == topic]
+            self._forget(group, keys)
+            dropped += len(keys)
+        self._txn.drop_topic(topic)
         return dropped
 
     # -- writes (event-loop thread) --------------------------------------------------
 
     def _write(self, lines: Iterable[Mapping[str, object]]) -> int:
-        payload = b"".join(_line(obj) for obj in lines)
+        payload = b"".join(encode_line(obj) for obj in lines)
         if not payload:
             return self._written_seq
         if self._closed:
@@ -285,7 +289,9 @@ class OffsetStore:
             raise StorageIOError(
                 f"offset write failed: {exc}", errno=exc.errno
             ) from exc
-        self._lines += payload.count(b"\n")
+        count = payload.count(b"\n")
+        self._lines += count
+        self._pos += count
         self._written_seq += 1
         return self._written_seq
 
@@ -296,12 +302,88 @@ class OffsetStore:
         """
         entries = list(offsets)
         with self._lock:
+            first = self._pos + 1
             seq = self._write(e.to_json(group) for e in entries)
-            table = self._groups.setdefault(group, {}) if entries else None
-            for e in entries:
-                assert table is not None
-                table[(e.topic, e.partition)] = e
+            for i, e in enumerate(entries):
+                self._put(group, e, first + i)
             return seq
+
+    def txn_commit(
+        self,
+        group: str,
+        producer_id: int,
+        producer_epoch: int,
+        offsets: Iterable[CommittedOffset],
+    ) -> int:
+        """Record a producer's transactional offsets for ``group``: pending (not
+        fetched) until :meth:`complete_txn`; durable after :meth:`sync`.
+
+        Raises:
+            ProducerFenced: ``producer_epoch`` is older than the producer's.
+        """
+        entries = list(offsets)
+        with self._lock:
+            known = self._txn.known_epoch(producer_id)
+            if producer_epoch < known:
+                raise ProducerFenced(
+                    f"offsets of producer {producer_id} with epoch {producer_epoch}, "
+                    f"current epoch {known}"
+                )
+            first = self._pos + 1
+            seq = self._write(
+                {
+                    **e.to_json(group),
+                    "op": "txn_offset",
+                    "producer_id": producer_id,
+                    "producer_epoch": producer_epoch,
+                }
+                for e in entries
+            )
+            for i, e in enumerate(entries):
+                self._txn.add(
+                    producer_id,
+                    producer_epoch,
+                    group,
+                    (e.topic, e.partition),
+                    first + i,
+                    e,
+                )
+            return seq
+
+    def complete_txn(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        groups: Iterable[str],
+        commit: bool,
+    ) -> tuple[int, int | None]:
+        """A producer's transaction ended for ``groups``: COMMIT makes its pending
+        offsets committed (unless committed later), ABORT drops them.
+
+        Returns (write sequence number, offsets made committed); None instead of
+        a count when the completion is stale (older epoch): nothing is written.
+        """
+        names = sorted(set(groups))
+        with self._lock:
+            pending = self._txn.producer_groups(producer_id) & set(names)
+            if producer_epoch < self._txn.pending_epoch(producer_id):
+                return self._written_seq, None
+            if not pending and producer_epoch <= self._txn.known_epoch(producer_id):
+                return self._written_seq, 0
+            seq = self._write(
+                [
+                    {
+                        "op": "txn_end",
+                        "producer_id": producer_id,
+                        "producer_epoch": producer_epoch,
+                        "commit": commit,
+                        "groups": sorted(pending),
+                    }
+                ]
+            )
+            return seq, self._complete(
+                producer_id, producer_epoch, sorted(pending), commit
+            )
 
     def delete_offsets(self, group: str, partitions: Iterable[tuple[str, int]]) -> int:
         """Forget some of a group's offsets (OffsetDelete)."""
@@ -312,25 +394,26 @@ class OffsetStore:
                 {"op": "delete", "group": group, "topic": t, "partition": p}
                 for t, p in keys
             )
-            for k in keys:
-                del table[k]
-            if not table:
-                self._groups.pop(group, None)
+            self._forget(group, keys)
             return seq
 
     def delete_group(self, group: str) -> int:
         """Forget every offset of ``group`` (DeleteGroups)."""
         with self._lock:
-            if group not in self._groups:
+            if group not in self._groups and group not in self._txn.groups():
                 return self._written_seq
             seq = self._write([{"op": "delete_group", "group": group}])
-            del self._groups[group]
+            self._groups.pop(group, None)
+            self._at.pop(group, None)
+            self._txn.drop(group)
             return seq
 
     def delete_topic(self, topic: str) -> int:
         """Drop every group's offsets of a deleted topic; returns how many went."""
         with self._lock:
-            if not any(k[0] == topic for o in self._groups.values() for k in o):
+            if not any(
+                k[0] == topic for o in self._groups.values() for k in o
+            ) and not any(k[0] == topic for _, _, _, k, _ in self._txn.items()):
                 return 0
             self._write([{"op": "delete_topic", "topic": topic}])
             return self._drop_topic(topic)
@@ -370,8 +453,10 @@ class OffsetStore:
             for g, t, p in gone:
                 table = self._groups[g]
                 del table[(t, p)]
+                self._at.get(g, {}).pop((t, p), None)
                 if not table:
                     del self._groups[g]
+                    self._at.pop(g, None)
         return gone
 
     # -- reads ---------------------------------------------------------------------
@@ -390,6 +475,16 @@ class OffsetStore:
         """Groups that have at least one committed offset."""
         with self._lock:
             return sorted(self._groups)
+
+    def pending(self, group: str) -> set[tuple[str, int]]:
+        """The group's partitions with a pending transactional offset."""
+        with self._lock:
+            return self._txn.pending_keys(group)
+
+    def txn_groups(self) -> set[str]:
+        """Groups with pending transactional offsets."""
+        with self._lock:
+            return self._txn.groups()
 
     @property
     def written_seq(self) -> int:
@@ -447,6 +542,7 @@ class OffsetStore:
     def should_compact(self) -> bool:
         """Whether the log holds more than twice its live entries (and is not tiny)."""
         live = sum(len(t) for t in self._groups.values())
+        live += len(self._txn) + len(self._txn.epochs())
         return self._lines > max(_COMPACT_MIN_LINES, 2 * live)
 
     def compact(self) -> None:
@@ -454,11 +550,7 @@ class OffsetStore:
         with self._lock:
             if self._closed:
                 return
-            lines = [
-                _line(e.to_json(group))
-                for group, table in sorted(self._groups.items())
-                for e in table.values()
-            ]
+            lines = self._live_lines()
             data = b"".join(lines)
             try:
                 self._ops.write_file_atomic(self._path, data)
@@ -472,6 +564,34 @@ class OffsetStore:
             self._size = len(data)
             self._lines = len(lines)
             self._durable_seq = self._written_seq
+
+    def _live_lines(self) -> list[bytes]:
+        """The compacted log: the producers' epochs, then every committed and
+        pending offset in the order of the lines that wrote them (which decides
+        between them when a transaction commits)."""
+        head = [
+            encode_line({"op": "txn_producer", "producer_id": pid, "producer_epoch": e})
+            for pid, e in sorted(self._txn.epochs().items())
+        ]
+        live: list[tuple[int, Mapping[str, object]]] = [
+            (self._at.get(group, {}).get(key, 0), e.to_json(group))
+            for group, table in self._groups.items()
+            for key, e in table.items()
+        ]
+        live.extend(
+            (
+                pending.at,
+                {
+                    **pending.value.to_json(group),
+                    "op": "txn_offset",
+                    "producer_id": pid,
+                    "producer_epoch": epoch,
+                },
+            )
+            for pid, epoch, group, _key, pending in self._txn.items()
+        )
+        live.sort(key=lambda item: item[0])
+        return head + [encode_line(obj) for _, obj in live]
 
     def close(self, *, clean: bool = True) -> None:
         """Sync (and compact on a clean close) and release the file."""

@@ -311,6 +311,12 @@ class PartitionLog:
         with self._lock:
             return self._txns.aborted(start, upper)
 
+    def txn_producer_epoch(self, producer_id: int) -> int | None:
+        """The epoch of a transactional producer in this partition (None: it
+        never wrote a transactional batch or marker here)."""
+        known = self._txns.tracker.producers.get(producer_id)
+        return None if known is None else known[0]
+
     def open_transactions(self) -> dict[int, int]:
         """Producer id -> first offset of each open transaction."""
         with self._lock:

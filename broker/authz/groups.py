@@ -21,6 +21,7 @@ from broker.authz.base import (
 )
 from broker.authz.transactions import may_describe_txn, may_write_txn
 from broker.security.acl import Op, Resource
+from broker.security.acl_binding import AclOperation, ResourceType
 from protocol.error_codes import ErrorCode
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from protocol.messages import offset_commit as oc
     from protocol.messages import offset_fetch as of
     from protocol.messages import sync_group as sg
+    from protocol.messages import txn_offset_commit as toc
 else:
     dg = LazyModule("protocol.messages.delete_groups")
     dsg = LazyModule("protocol.messages.describe_groups")
@@ -47,6 +49,7 @@ else:
     oc = LazyModule("protocol.messages.offset_commit")
     of = LazyModule("protocol.messages.offset_fetch")
     sg = LazyModule("protocol.messages.sync_group")
+    toc = LazyModule("protocol.messages.txn_offset_commit")
 
 
 def _group_op(op: Op, deny: Callable[[], object]) -> Callable[[Checker, Any], Outcome]:
@@ -87,6 +90,46 @@ def _offset_commit(c: Checker, req: oc.OffsetCommitRequest) -> Outcome:
         errors,
         "topics",
         lambda: oc.OffsetCommitResponse(topics=errors),
+    )
+
+
+def _txn_offset_commit(c: Checker, req: toc.TxnOffsetCommitRequest) -> Outcome:
+    """Kafka's ``handleTxnOffsetCommitRequest``: WRITE on the transactional id,
+    else every partition is TRANSACTIONAL_ID_AUTHORIZATION_FAILED; READ on the
+    group, else GROUP_AUTHORIZATION_FAILED; READ on each topic."""
+
+    def answer(topics: tuple[Any, ...], code: ErrorCode) -> tuple[Any, ...]:
+        return tuple(
+            toc.TxnOffsetCommitResponseTopic(
+                name=t.name,
+                partitions=tuple(
+                    toc.TxnOffsetCommitResponsePartition(
+                        partition_index=p.partition_index, error_code=code
+                    )
+                    for p in t.partitions
+                ),
+            )
+            for t in topics
+        )
+
+    if not c.may_kafka(
+        AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, req.transactional_id
+    ):
+        code = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        return Respond(toc.TxnOffsetCommitResponse(topics=answer(req.topics, code)))
+    if not c.may(Op.READ, Resource.GROUP, req.group_id):
+        return Respond(
+            toc.TxnOffsetCommitResponse(topics=answer(req.topics, GROUP_DENIED))
+        )
+    ok, denied = split(req.topics, lambda t: c.topic(Op.READ, t.name))
+    errors = answer(denied, TOPIC_DENIED)
+    return partial(
+        req,
+        "topics",
+        ok,
+        errors,
+        "topics",
+        lambda: toc.TxnOffsetCommitResponse(topics=errors),
     )
 
 
@@ -297,5 +340,6 @@ GROUP_ADAPTERS: Final[dict[int, Adapter]] = {
     15: _describe_groups,
     16: _list_groups,
     22: _init_producer_id,
+    28: _txn_offset_commit,
     42: _delete_groups,
 }

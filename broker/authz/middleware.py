@@ -28,6 +28,8 @@ TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53)):
   EndTxn: WRITE on the transactional id (AddPartitionsToTxn also WRITE on each
   topic, AddOffsetsToTxn READ on the group); FindCoordinator for a transactional
   id: DESCRIBE on it (:mod:`broker.authz.transactions`).
+- TxnOffsetCommit: WRITE on the transactional id, READ on the group and on each
+  topic.
 - WriteTxnMarkers (inter-broker, Kafka's CLUSTER_ACTION): super users only; others
   get CLUSTER_AUTHORIZATION_FAILED per partition.
 - ElectLeaders, AlterPartitionReassignments: ALTER on the cluster;

@@ -26,16 +26,24 @@ Maintenance (every ``offsets.retention.check.interval.ms``): expired offsets
 record is half the offsets topic's ``retention.ms`` old are appended again, so that
 log retention (there is no log compaction) never deletes a live commit.
 
+Transactional offsets (TxnOffsetCommit) are appended the same way as a
+transactional batch of the producer, fenced first by the producer's epoch in that
+partition (INVALID_PRODUCER_EPOCH); they stay pending (:mod:`storage.txn_offsets`)
+until the transaction coordinator's COMMIT or ABORT marker is written to the
+partition (WriteTxnMarkers calls :meth:`ReplicatedOffsets.complete_partition`
+once it is replicated). Loading replays them: a transactional record without a
+marker yet is pending again, one with a marker is committed or dropped by it.
+
 The in-memory map here is the read side; the local JSON-lines offset store of a
 single node (:mod:`storage.offset_store`) is not used for these groups.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import anyio
 import structlog
@@ -44,136 +52,33 @@ from broker.cluster.cache import MetadataCache
 from broker.cluster.view import OFFSETS_TOPIC, offsets_partition
 from broker.durability.acks import Durability, PendingAck
 from broker.groups.offsets import offset_expired
+from broker.groups.offsets_log import (
+    GroupOffsets,
+    LoadedOffsets,
+    StoredOffset,
+    commit_value,
+    materialize,
+    read_partition,
+)
 from broker.topics.errors import error_code
 from broker.topics.service import TopicService
 from protocol.error_codes import ErrorCode
-from protocol.errors import DecodeError
 from protocol.offset_records import (
-    OffsetCommitKey,
-    OffsetCommitValue,
-    OffsetsLogEntry,
     encode_group_key,
     encode_key,
     encode_value,
     offsets_batch,
-    read_entries,
 )
 from protocol.records import RecordBatchError
 from storage.errors import StorageError
 from storage.offset_store import CommittedOffset
 from storage.partition_log import PartitionLog
+from storage.txn_offsets import TxnOffsets
 
 log = structlog.get_logger("broker.groups")
 
 DEFAULT_COMMIT_TIMEOUT_MS = 5_000  # offsets.commit.timeout.ms
-LOAD_READ_BYTES = 1 << 20
 LOAD_RETRY_S = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class StoredOffset:
-    """A committed offset and the record that holds it."""
-
-    at: int  # the record's log offset: a later record of the same key wins
-    written_ms: int  # the record's timestamp (when it was last appended)
-    committed: CommittedOffset
-
-
-# topic, partition -> the committed offset
-GroupOffsets = dict[tuple[str, int], StoredOffset]
-
-
-@dataclass(slots=True)
-class LoadedOffsets:
-    """What one offsets partition's log holds: each group's committed offsets
-    (with the log offset of the record that set them) and undecodable records."""
-
-    groups: dict[str, GroupOffsets] = field(default_factory=dict)
-    records: int = 0
-    skipped: int = 0
-
-
-def load_entries(
-    entries: Iterable[OffsetsLogEntry | DecodeError],
-    *,
-    keep: Callable[[str], bool] = lambda group: True,
-    into: LoadedOffsets | None = None,
-) -> LoadedOffsets:
-    """Replay offsets-partition records in log order: a later record of a key
-    replaces an earlier one, a tombstone deletes it (Kafka's
-    ``GroupMetadataManager.doLoadGroupsAndOffsets``). Group metadata records are
-    ignored (membership is not persisted); groups ``keep`` refuses are left out."""
-    out = LoadedOffsets() if into is None else into
-    for entry in entries:
-        if isinstance(entry, DecodeError):
-            out.skipped += 1
-            continue
-        out.records += 1
-        key = entry.key
-        if not isinstance(key, OffsetCommitKey) or not keep(key.group):
-            continue
-        value = entry.value
-        if value is None:
-            group = out.groups.get(key.group)
-            if group is not None:
-                group.pop((key.topic, key.partition), None)
-                if not group:
-                    del out.groups[key.group]
-            continue
-        out.groups.setdefault(key.group, {})[(key.topic, key.partition)] = StoredOffset(
-            entry.offset, entry.timestamp, committed_offset(key, value)
-        )
-    return out
-
-
-def committed_offset(key: OffsetCommitKey, value: OffsetCommitValue) -> CommittedOffset:
-    """The committed offset a record holds."""
-    return CommittedOffset(
-        topic=key.topic,
-        partition=key.partition,
-        offset=value.offset,
-        leader_epoch=value.leader_epoch,
-        metadata=value.metadata,
-        commit_ms=value.commit_timestamp,
-        expire_ms=value.expire_timestamp,
-    )
-
-
-def commit_value(c: CommittedOffset) -> OffsetCommitValue:
-    """The record value of a committed offset."""
-    return OffsetCommitValue(
-        offset=c.offset,
-        leader_epoch=c.leader_epoch,
-        metadata=c.metadata,
-        commit_timestamp=c.commit_ms,
-        expire_timestamp=c.expire_ms,
-    )
-
-
-def _read_log(plog: PartitionLog, start: int, end: int) -> Iterator[bytes]:
-    """Whole batches of ``plog`` from ``start`` up to ``end`` (blocking)."""
-    offset = start
-    while offset < end:
-        result = plog.read(offset, LOAD_READ_BYTES, upper_bound=end)
-        if result.next_offset <= offset:
-            return
-        yield b"".join(result.buffers)
-        offset = result.next_offset
-
-
-def read_partition(
-    plog: PartitionLog, end: int, keep: Callable[[str], bool]
-) -> LoadedOffsets:
-    """Load an offsets partition's log up to ``end`` (blocking: a worker thread).
-
-    Raises:
-        StorageError: the log cannot be read.
-        RecordBatchError: a batch is corrupt.
-    """
-    out = LoadedOffsets()
-    for chunk in _read_log(plog, plog.log_start_offset, end):
-        load_entries(read_entries(chunk), keep=keep, into=out)
-    return out
 
 
 def _commit_error(code: ErrorCode) -> ErrorCode:
@@ -215,6 +120,8 @@ class ReplicatedOffsets:
         self._to_load: dict[int, int] = {}
         self._wake = anyio.Event()
         self._offsets: dict[str, GroupOffsets] = {}
+        # offsets partition -> its pending transactional offsets
+        self._txn: dict[int, TxnOffsets[StoredOffset]] = {}
 
     # -- ownership ------------------------------------------------------------------
 
@@ -246,6 +153,7 @@ class ReplicatedOffsets:
             return []
         self._led.pop(partition, None)
         self._to_load.pop(partition, None)
+        self._txn.pop(partition, None)
         gone = [g for g in self._offsets if self.partition_of(g) == partition]
         for group_id in gone:
             del self._offsets[group_id]
@@ -282,15 +190,24 @@ class ReplicatedOffsets:
         if record is None:
             return None
         count = record.partitions
+        loaded = LoadedOffsets()
         try:
             plog = self.topics.logs.partition(OFFSETS_TOPIC, partition)
-            end = plog.log_end_offset
-            loaded = await anyio.to_thread.run_sync(
-                read_partition,
-                plog,
-                end,
-                lambda g: offsets_partition(g, count) == partition,
-            )
+            start, end = plog.log_start_offset, plog.log_end_offset
+            # read until caught up: what is appended meanwhile (a transaction
+            # marker) is in the loaded state, which is then installed at once
+            while start < end:
+                await anyio.to_thread.run_sync(
+                    functools.partial(
+                        read_partition,
+                        plog,
+                        end,
+                        lambda g: offsets_partition(g, count) == partition,
+                        start=start,
+                        into=loaded,
+                    )
+                )
+                start, end = end, plog.log_end_offset
         except (StorageError, RecordBatchError) as e:
             log.error("offsets_load_failed", partition=partition, error=str(e))
             return None
@@ -306,6 +223,7 @@ class ReplicatedOffsets:
         for group_id in [g for g in self._offsets if g not in loaded.groups]:
             if offsets_partition(group_id, count) == partition:
                 del self._offsets[group_id]
+        self._txn[partition] = loaded.txn
         self._loaded.add(partition)
         log.info(
             "offsets_loaded",
@@ -314,6 +232,7 @@ class ReplicatedOffsets:
             records=loaded.records,
             skipped=loaded.skipped,
             groups=len(loaded.groups),
+            pending_txn_offsets=len(loaded.txn),
             ms=round((time.monotonic() - started) * 1000, 1),
         )
         return list(loaded.groups)
@@ -333,6 +252,21 @@ class ReplicatedOffsets:
         """The groups with committed offsets loaded here."""
         return list(self._offsets)
 
+    def pending(self, group_id: str) -> set[tuple[str, int]]:
+        """The group's partitions with a pending transactional offset."""
+        txn = self._txn.get(self.partition_of(group_id) or 0)
+        return set() if txn is None else txn.pending_keys(group_id)
+
+    def txn_groups(self) -> list[str]:
+        """The groups with pending transactional offsets loaded here."""
+        return [g for txn in self._txn.values() for g in txn.groups()]
+
+    def txn_groups_of(self, partition: int, producer_id: int) -> set[str]:
+        """The groups of an offsets partition where the producer has pending
+        offsets (what its marker there completes)."""
+        txn = self._txn.get(partition)
+        return set() if txn is None else txn.producer_groups(producer_id)
+
     def drop_topic(self, topic: str) -> int:
         """Forget every group's offsets of a deleted topic (in memory; a later load
         leaves them out too); how many."""
@@ -344,6 +278,8 @@ class ReplicatedOffsets:
                 dropped += 1
             if not offsets:
                 del self._offsets[group_id]
+        for txn in self._txn.values():
+            txn.drop_topic(topic)
         return dropped
 
     # -- maintenance ------------------------------------------------------------------
@@ -414,6 +350,90 @@ class ReplicatedOffsets:
 
         return await self._append(group_id, records, apply)
 
+    async def txn_commit(
+        self,
+        group_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        accepted: list[CommittedOffset],
+    ) -> ErrorCode:
+        """Append the offsets as one transactional batch of the producer to the
+        group's offsets partition; once replicated they are pending until the
+        producer's marker. INVALID_PRODUCER_EPOCH for an epoch older than the
+        producer's in that partition."""
+        records = [
+            (encode_key(group_id, c.topic, c.partition), encode_value(commit_value(c)))
+            for c in accepted
+        ]
+        partition = self.partition_of(group_id)
+
+        def check(plog: PartitionLog) -> ErrorCode:
+            txn = self._txn.get(-1 if partition is None else partition)
+            known = plog.txn_producer_epoch(producer_id)
+            if (txn is not None and txn.fenced(producer_id, producer_epoch)) or (
+                known is not None and producer_epoch < known
+            ):
+                return ErrorCode.INVALID_PRODUCER_EPOCH
+            return ErrorCode.NONE
+
+        def apply(base_offset: int, written_ms: int) -> None:
+            txn = self._txn.get(-1 if partition is None else partition)
+            if txn is None:
+                return
+            for i, c in enumerate(accepted):
+                at = base_offset + i
+                stored = StoredOffset(at, written_ms, c)
+                key = (c.topic, c.partition)
+                txn.add(producer_id, producer_epoch, group_id, key, at, stored)
+
+        return await self._append(
+            group_id,
+            records,
+            apply,
+            check=check,
+            producer=(producer_id, producer_epoch),
+        )
+
+    def complete_partition(
+        self,
+        partition: int,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+        groups: Collection[str] | None = None,
+    ) -> int | None:
+        """The producer's marker was written to an offsets partition (and
+        replicated): its pending offsets there (of ``groups`` only, when given)
+        are committed or dropped. How many became committed; None when the
+        partition is not loaded here (its load reads the marker) or the marker is
+        older than the pending offsets."""
+        txn = self._txn.get(partition)
+        if txn is None or partition not in self._loaded:
+            return None
+        done = txn.complete(producer_id, producer_epoch, groups, commit)
+        if done is None:
+            return None
+        materialize(self._offsets, done)
+        return len(done)
+
+    def complete_txn(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        groups: Collection[str],
+        commit: bool,
+    ) -> None:
+        """Complete the producer's pending offsets of ``groups`` (in memory)."""
+        by_partition: dict[int, list[str]] = {}
+        for group_id in groups:
+            partition = self.partition_of(group_id)
+            if partition is not None:
+                by_partition.setdefault(partition, []).append(group_id)
+        for partition, names in by_partition.items():
+            self.complete_partition(
+                partition, producer_id, producer_epoch, commit, names
+            )
+
     async def delete_offsets(
         self, group_id: str, keys: Sequence[tuple[str, int]]
     ) -> ErrorCode:
@@ -421,6 +441,7 @@ class ReplicatedOffsets:
         records = [(encode_key(group_id, t, p), None) for t, p in keys]
 
         def apply(base_offset: int, written_ms: int) -> None:
+            self._drop_pending(group_id, keys)
             current = self._offsets.get(group_id)
             if current is None:
                 return
@@ -443,6 +464,7 @@ class ReplicatedOffsets:
         records.append((encode_group_key(group_id), None))
 
         def apply(base_offset: int, written_ms: int) -> None:
+            self._drop_pending(group_id, None)
             current = self._offsets.get(group_id)
             if current is None:
                 return
@@ -453,11 +475,21 @@ class ReplicatedOffsets:
 
         return await self._append(group_id, records, apply)
 
+    def _drop_pending(
+        self, group_id: str, keys: Collection[tuple[str, int]] | None
+    ) -> None:
+        txn = self._txn.get(self.partition_of(group_id) or 0)
+        if txn is not None:
+            txn.drop(group_id, keys)
+
     async def _append(
         self,
         group_id: str,
         records: Sequence[tuple[bytes, bytes | None]],
         apply: Callable[[int, int], None],
+        *,
+        check: Callable[[PartitionLog], ErrorCode] | None = None,
+        producer: tuple[int, int] = (-1, -1),
     ) -> ErrorCode:
         refused = self.refusal(group_id)
         if refused != ErrorCode.NONE:
@@ -474,8 +506,16 @@ class ReplicatedOffsets:
             state = topics.state(meta, plog)
             if not state.is_local_leader:
                 return ErrorCode.NOT_COORDINATOR
+            refused = ErrorCode.NONE if check is None else check(plog)
+            if refused != ErrorCode.NONE:
+                return refused
             written_ms = time.time_ns() // 1_000_000
-            batch = offsets_batch(records, timestamp=written_ms)
+            batch = offsets_batch(
+                records,
+                timestamp=written_ms,
+                producer_id=producer[0],
+                producer_epoch=producer[1],
+            )
             result = plog.append(batch, leader_epoch=state.leader_epoch)
         except StorageError as e:
             log.error("offset_commit_failed", group_id=group_id, error=str(e))

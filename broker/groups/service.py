@@ -30,20 +30,19 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
 
 from broker.cluster.view import OFFSETS_TOPIC
-from broker.config import BrokerConfig
-from broker.groups.consumer_protocol import decode_consumer_assignment
+from broker.groups.admin_view import admin_group, admin_groups
 from broker.groups.coordinator import GroupCoordinator
+from broker.groups.flusher import Durability, OwnFlusher
 from broker.groups.model import (
     Effect,
     GroupDescription,
     GroupListing,
-    GroupState,
     JoinRequest,
     JoinResult,
     LeavingMember,
@@ -54,17 +53,17 @@ from broker.groups.model import (
 )
 from broker.groups.offset_delete import plan_offset_delete
 from broker.groups.offsets import (
-    DEFAULT_METADATA_MAX_BYTES,
-    DEFAULT_RETENTION_MS,
     CommitPartition,
     FetchedOffset,
     expiry_inputs,
     fetch_answer,
     plan_commit,
 )
+from broker.groups.settings import GroupConfig
+from broker.groups.txn_offsets import stable_rows, validate_txn_commit
 from broker.topics.service import TopicService
 from protocol.error_codes import ErrorCode
-from storage.errors import StorageError
+from storage.errors import ProducerFenced, StorageError
 from storage.offset_store import CommittedOffset, OffsetStore
 
 if TYPE_CHECKING:
@@ -83,75 +82,6 @@ def monotonic_ms() -> int:
 def wall_ms() -> int:
     """Wall-clock ms (commit timestamps, offset expiry)."""
     return time.time_ns() // 1_000_000
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GroupConfig:
-    """Group settings (Kafka names in comments)."""
-
-    initial_rebalance_delay_ms: int = (
-        0  # group.initial.rebalance.delay.ms (Kafka: 3000)
-    )
-    min_session_timeout_ms: int = 1_000  # group.min.session.timeout.ms (Kafka: 6000)
-    max_session_timeout_ms: int = 1_800_000  # group.max.session.timeout.ms
-    offsets_retention_ms: int = DEFAULT_RETENTION_MS  # offsets.retention.minutes
-    offset_metadata_max_bytes: int = (
-        DEFAULT_METADATA_MAX_BYTES  # offset.metadata.max.bytes
-    )
-    retention_check_interval_ms: int = 600_000  # offsets.retention.check.interval.ms
-
-    @classmethod
-    def from_config(cls, config: BrokerConfig) -> GroupConfig:
-        """The group settings of the broker config (unset ones keep the defaults)."""
-        given = {
-            "initial_rebalance_delay_ms": config.initial_rebalance_delay_ms,
-            "min_session_timeout_ms": config.min_session_timeout_ms,
-            "max_session_timeout_ms": config.max_session_timeout_ms,
-            "offsets_retention_ms": None
-            if config.offsets_retention_minutes is None
-            else config.offsets_retention_minutes * 60_000,
-            "offset_metadata_max_bytes": config.offset_metadata_max_bytes,
-            "retention_check_interval_ms": config.retention_check_interval_ms,
-        }
-        return cls(**{k: v for k, v in given.items() if v is not None})
-
-
-class Durability(Protocol):
-    """The broker's group commit (broker.durability.group_commit.GroupCommit) as we use it."""
-
-    async def wait_durable(self, lg: OffsetStore, offset: int, /) -> None: ...
-
-
-class _OwnFlusher:
-    """Group commit for the offset store alone (when no broker group commit is given)."""
-
-    def __init__(self) -> None:
-        self._need = anyio.Event()
-        self._done = anyio.Event()
-        self._error: StorageError | None = None
-        self._store: OffsetStore | None = None
-
-    async def wait_durable(self, lg: OffsetStore, offset: int, /) -> None:
-        self._store = lg
-        while lg.durable_offset < offset:
-            done = self._done
-            self._need.set()
-            await done.wait()
-            if self._error is not None:
-                raise self._error
-
-    async def run(self) -> None:
-        while True:
-            await self._need.wait()
-            self._need = anyio.Event()
-            store = self._store
-            if store is not None:
-                try:
-                    await anyio.to_thread.run_sync(store.sync)
-                except StorageError as e:
-                    self._error = e
-            done, self._done = self._done, anyio.Event()
-            done.set()
 
 
 @dataclass(slots=True, eq=False)
@@ -183,7 +113,7 @@ class GroupService:
             min_session_timeout_ms=self.config.min_session_timeout_ms,
             max_session_timeout_ms=self.config.max_session_timeout_ms,
         )
-        self._own_flusher = _OwnFlusher() if durability is None else None
+        self._own_flusher = OwnFlusher() if durability is None else None
         self._durability: Durability = durability or self._own_flusher  # type: ignore[assignment]
         self._partition_exists = partition_exists
         self._topic_names = topic_names
@@ -365,7 +295,9 @@ class GroupService:
                 protected=protected,
                 empty_since=empty_since,
             )
-            self.coordinator.forget_empty(self.replicated.groups())
+            self.coordinator.forget_empty(
+                [*self.replicated.groups(), *self.replicated.txn_groups()]
+            )
             return
         protected, empty_since = expiry_inputs(
             self.coordinator, mono_now_ms=self._clock(), wall_now_ms=self._wall()
@@ -389,7 +321,7 @@ class GroupService:
         except StorageError as e:
             log.error("offset_maintenance_failed", error=str(e))
         await self.compact_if_needed()
-        self.coordinator.forget_empty(self.store.groups())
+        self.coordinator.forget_empty([*self.store.groups(), *self.store.txn_groups()])
 
     async def _wait(self, token: int, waiter: _Waiter) -> JoinResult | SyncResult:
         try:
@@ -553,12 +485,148 @@ class GroupService:
                 errors[(c.topic, c.partition)] = ErrorCode.COORDINATOR_NOT_AVAILABLE
         return errors
 
+    async def txn_commit_offsets(
+        self,
+        group_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        member_id: str,
+        generation_id: int,
+        group_instance_id: str | None,
+        partitions: list[CommitPartition],
+    ) -> dict[tuple[str, int], ErrorCode]:
+        """TxnOffsetCommit: per-partition errors, answered once the pending offsets
+        are durable (fsynced; cluster mode: replicated). They stay invisible to
+        OffsetFetch until :meth:`complete_txn_offsets` commits them."""
+        check = (
+            validate_txn_commit(
+                self.coordinator.groups.get(group_id),
+                member_id,
+                generation_id,
+                group_instance_id,
+            )
+            if group_id
+            else ErrorCode.INVALID_GROUP_ID
+        )
+        if check != ErrorCode.NONE:
+            return {(p.topic, p.partition): check for p in partitions}
+        accepted, errors = plan_commit(
+            partitions,
+            now_ms=self._wall(),
+            partition_exists=self._partition_exists,
+            metadata_max_bytes=self.config.offset_metadata_max_bytes,
+        )
+        if not accepted:
+            return errors
+        self.coordinator.ensure_group(group_id, self._clock())
+        if self.replicated is not None:
+            code = await self.replicated.txn_commit(
+                group_id, producer_id, producer_epoch, accepted
+            )
+        else:
+            code = ErrorCode.NONE
+            try:
+                seq = self.store.txn_commit(
+                    group_id, producer_id, producer_epoch, accepted
+                )
+                await self._durability.wait_durable(self.store, seq)
+            except ProducerFenced:
+                code = ErrorCode.INVALID_PRODUCER_EPOCH
+            except StorageError as e:
+                log.error("txn_offset_commit_failed", group_id=group_id, error=str(e))
+                code = ErrorCode.COORDINATOR_NOT_AVAILABLE
+        for c in accepted:
+            errors[(c.topic, c.partition)] = code
+        return errors
+
+    async def complete_txn_offsets(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        groups: Collection[str],
+        commit: bool,
+    ) -> None:
+        """The transaction of ``producer_id`` ended (the transaction coordinator's
+        COMMIT or ABORT for the groups it added with AddOffsetsToTxn): its pending
+        offsets in ``groups`` become committed (each unless the partition was
+        committed after it) or are dropped. A completion older than the pending
+        offsets' epoch is ignored, as a fenced marker is.
+
+        Async because on a single node the completion is written to the offset
+        store and fsynced before this returns. In cluster mode the COMMIT/ABORT
+        marker in the group's ``__consumer_offsets`` partition is the durable
+        record: WriteTxnMarkers calls this once the marker is replicated, and this
+        only applies it in memory.
+
+        Raises:
+            StorageError: the completion could not be written or fsynced (single
+                node); the coordinator retries, as it retries a marker.
+        """
+        if self.replicated is not None:
+            self.replicated.complete_txn(producer_id, producer_epoch, groups, commit)
+            return
+        seq, applied = self.store.complete_txn(
+            producer_id, producer_epoch, groups, commit
+        )
+        if applied is None:
+            log.warning(
+                "txn_offsets_completion_fenced",
+                producer_id=producer_id,
+                producer_epoch=producer_epoch,
+            )
+            return
+        await self._durability.wait_durable(self.store, seq)
+        log.debug(
+            "txn_offsets_completed",
+            producer_id=producer_id,
+            commit=commit,
+            committed=applied,
+        )
+
+    def completes_txn_offsets(self, topic: str) -> bool:
+        """Whether a transaction marker on ``topic`` completes pending offsets
+        (cluster mode, ``__consumer_offsets``)."""
+        return self.replicated is not None and topic == OFFSETS_TOPIC
+
+    async def txn_marker_written(
+        self,
+        topic: str,
+        partition: int,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+    ) -> None:
+        """A COMMIT/ABORT marker was written (and replicated) to ``topic``'s
+        ``partition``: in cluster mode, on ``__consumer_offsets``, it completes
+        the producer's pending offsets of the groups of that partition (Kafka's
+        ``GroupCoordinator.onTransactionCompleted``)."""
+        replicated = self.replicated
+        if replicated is None or topic != OFFSETS_TOPIC:
+            return
+        groups = replicated.txn_groups_of(partition, producer_id)
+        if groups:
+            await self.complete_txn_offsets(producer_id, producer_epoch, groups, commit)
+
     def fetch_offsets(
-        self, group_id: str, partitions: Iterable[tuple[str, int]] | None
+        self,
+        group_id: str,
+        partitions: Iterable[tuple[str, int]] | None,
+        *,
+        require_stable: bool = False,
     ) -> list[FetchedOffset]:
-        """OffsetFetch: listed partitions (-1 where none) or every committed one."""
+        """OffsetFetch: listed partitions (-1 where none) or every committed one;
+        ``require_stable`` (v7+): UNSTABLE_OFFSET_COMMIT where a transactional
+        offset is pending."""
         wanted = None if partitions is None else list(partitions)
-        return fetch_answer(self._committed(group_id, wanted), wanted)
+        rows = fetch_answer(self._committed(group_id, wanted), wanted)
+        if not require_stable:
+            return rows
+        pending = (
+            self.replicated.pending(group_id)
+            if self.replicated is not None
+            else self.store.pending(group_id)
+        )
+        return stable_rows(rows, pending) if pending else rows
 
     def _committed(
         self, group_id: str, wanted: list[tuple[str, int]] | None = None
@@ -587,41 +655,11 @@ class GroupService:
         if dropped:
             log.info("offsets_dropped", topic=topic, count=dropped)
 
-    # -- transactions ------------------------------------------------------------------
-
-    def complete_txn_offsets(
-        self,
-        producer_id: int,
-        producer_epoch: int,
-        groups: Collection[str],
-        commit: bool,
-    ) -> None:
-        """The transaction coordinator's hook: the transaction of ``producer_id``
-        (at ``producer_epoch``) ended, committed or aborted, and its offsets
-        committed with TxnOffsetCommit in ``groups`` become committed offsets or are
-        dropped (what a COMMIT/ABORT marker in ``__consumer_offsets`` does in Kafka).
-
-        Called once the markers of the transaction's partitions are written, before
-        the coordinator writes CompleteCommit/CompleteAbort, and again after a
-        restart for a transaction that was prepared but not completed (it must be
-        idempotent). TxnOffsetCommit is not served yet, so no offsets are pending
-        and there is nothing to complete here.
-        """
-        del producer_id, producer_epoch, groups, commit
-
     # -- admin -------------------------------------------------------------------------
 
     def admin_groups(self) -> list[dict[str, object]]:
         """``GET /v1/groups``: every group with its state and member count."""
-        return [
-            {
-                "group_id": g.group_id,
-                "state": g.state.value,
-                "protocol_type": g.protocol_type,
-                "members": len(self.coordinator.describe(g.group_id).members),
-            }
-            for g in sorted(self.list_groups(), key=lambda g: g.group_id)
-        ]
+        return admin_groups(self.coordinator)
 
     def committed_offsets(self) -> Iterator[tuple[str, str, int, int]]:
         """(group, topic, partition, offset) of every committed offset, sorted."""
@@ -634,40 +672,6 @@ class GroupService:
         self, group_id: str, log_end: Callable[[str, int], int | None]
     ) -> dict[str, object] | None:
         """``GET /v1/groups/{id}``: state, members, assignments, offsets and lag."""
-        d = self.describe(group_id)
-        committed = self._committed(group_id)
-        if d.state is GroupState.DEAD and not committed:
-            return None
-        offsets = []
-        for (topic, partition), c in sorted(committed.items()):
-            end = log_end(topic, partition)
-            offsets.append(
-                {
-                    "topic": topic,
-                    "partition": partition,
-                    "offset": c.offset,
-                    "metadata": c.metadata,
-                    "log_end_offset": end,
-                    "lag": None if end is None else max(end - c.offset, 0),
-                }
-            )
-        return {
-            "group_id": group_id,
-            "state": d.state.value,
-            "protocol_type": d.protocol_type,
-            "protocol": d.protocol_name,
-            "generation_id": d.generation_id,
-            "leader": d.leader_id,
-            "members": [
-                {
-                    "member_id": m.member_id,
-                    "group_instance_id": m.group_instance_id,
-                    "client_id": m.client_id,
-                    "client_host": m.client_host,
-                    "assignment_bytes": len(m.assignment),
-                    "assignment": decode_consumer_assignment(m.assignment),
-                }
-                for m in d.members
-            ],
-            "offsets": offsets,
-        }
+        return admin_group(
+            self.coordinator, group_id, self._committed(group_id), log_end
+        )

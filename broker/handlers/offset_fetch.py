@@ -5,7 +5,10 @@ empty metadata and no error where nothing is committed) or, when topics is null
 (v2+), every partition the group committed. Unknown groups answer like groups
 without commits. A group another broker coordinates (cluster mode) gets
 NOT_COORDINATOR (top level from v2, per group from v8, per partition before v2).
-require_stable (v7) needs nothing: there are no transactions.
+require_stable (v7+): a partition with a pending transactional offset
+(TxnOffsetCommit whose transaction has not ended) answers offset -1 and
+UNSTABLE_OFFSET_COMMIT (KIP-447), so the consumer retries; without it the last
+committed offset is answered (pending ones are never shown).
 Version notes: v2 null topics = all and a top-level error code; v3 throttle time; v5
 committed leader epoch; v6 flexible; v8 several groups per request; v9 member
 id/epoch (KIP-848, ignored); v10 (topic ids) is not offered.
@@ -31,7 +34,10 @@ from protocol.messages.offset_fetch import (
 
 
 def _rows(
-    rctx: RequestContext, group_id: str, wanted: list[tuple[str, int]] | None
+    rctx: RequestContext,
+    group_id: str,
+    wanted: list[tuple[str, int]] | None,
+    require_stable: bool,
 ) -> tuple[ErrorCode, list[FetchedOffset]]:
     refused = rctx.group_refusal(group_id)
     if refused != ErrorCode.NONE:
@@ -47,7 +53,9 @@ def _rows(
             for t, p in wanted or ()
         ]
         return refused, rows
-    return ErrorCode.NONE, rctx.broker.groups.fetch_offsets(group_id, wanted)
+    return ErrorCode.NONE, rctx.broker.groups.fetch_offsets(
+        group_id, wanted, require_stable=require_stable
+    )
 
 
 def _by_topic(rows: list[FetchedOffset]) -> list[tuple[str, list[FetchedOffset]]]:
@@ -69,7 +77,7 @@ def offset_fetch(
                 if g.topics is None
                 else [(t.name, p) for t in g.topics for p in t.partition_indexes]
             )
-            code, rows = _rows(rctx, g.group_id, wanted)
+            code, rows = _rows(rctx, g.group_id, wanted, request.require_stable)
             groups.append(
                 OffsetFetchResponseGroup(
                     group_id=g.group_id,
@@ -98,7 +106,8 @@ def offset_fetch(
         if request.topics is None
         else [(t.name, p) for t in request.topics for p in t.partition_indexes]
     )
-    code, rows = _rows(rctx, request.group_id, wanted)
+    stable = rctx.api_version >= 7 and request.require_stable
+    code, rows = _rows(rctx, request.group_id, wanted, stable)
     return OffsetFetchResponse(
         error_code=code,
         topics=tuple(

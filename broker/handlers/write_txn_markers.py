@@ -19,6 +19,12 @@ In cluster mode the transaction coordinator (broker.transactions) sends this to
 each partition's leader; a single node's coordinator writes its markers directly
 through the same code (:class:`broker.transactions.markers.LocalMarkers`). A tool or
 test may also close the transactions of raw transactional Produce requests with it.
+
+A marker on a ``__consumer_offsets`` partition (cluster mode) also completes the
+producer's pending transactional offsets (TxnOffsetCommit) of the groups of that
+partition, once the marker is replicated (``GroupService.txn_marker_written``, as
+Kafka's ``onTransactionCompleted``): COMMIT makes them what OffsetFetch reads,
+ABORT drops them.
 Version notes: v1 flexible; v2 (KIP-890 transaction version) is not served.
 """
 
@@ -50,6 +56,9 @@ def write_txn_markers(rctx: RequestContext, request: WriteTxnMarkersRequest) -> 
     pending: list[PendingAck] = []
     # (marker, topic, partition) position of each pending answer (its ack key)
     slots: list[tuple[int, int, int]] = []
+    # markers written to __consumer_offsets: (slot, marker, topic, partition)
+    offsets: list[tuple[int, WritableTxnMarker, str, int]] = []
+    groups = rctx.broker.groups
     now = time.time_ns() // 1_000_000
     for m_idx, marker in enumerate(request.markers):
         topics: list[tuple[str, list[WritableTxnMarkerPartitionResult]]] = []
@@ -61,6 +70,8 @@ def write_txn_markers(rctx: RequestContext, request: WriteTxnMarkersRequest) -> 
                 key = (len(slots), 0)
                 slots.append((m_idx, len(topics) - 1, len(parts)))
                 code = _write(rctx, marker, topic.name, index, now, pending, key)
+                if code == ErrorCode.NONE and groups.completes_txn_offsets(topic.name):
+                    offsets.append((key[0], marker, topic.name, index))
                 parts.append(
                     WritableTxnMarkerPartitionResult(
                         partition_index=index, error_code=code
@@ -73,8 +84,12 @@ def write_txn_markers(rctx: RequestContext, request: WriteTxnMarkersRequest) -> 
                     rctx.broker.metrics.error(
                         "write_txn_markers", ErrorCode(part.error_code).name
                     )
-    if not pending:
+    if not pending and not offsets:
         return _response(results)
+
+    def result(slot: int) -> WritableTxnMarkerPartitionResult:
+        m_idx, t_idx, p_idx = slots[slot]
+        return results[m_idx][1][t_idx][1][p_idx]
 
     def fail(item: PendingAck, code: ErrorCode) -> None:
         m_idx, t_idx, p_idx = slots[item.key[0]]
@@ -84,7 +99,19 @@ def write_txn_markers(rctx: RequestContext, request: WriteTxnMarkersRequest) -> 
         )
 
     async def acks_all() -> WriteTxnMarkersResponse:
-        await rctx.broker.durability.acks_all(pending, ACK_TIMEOUT_MS, fail, error_code)
+        if pending:
+            await rctx.broker.durability.acks_all(
+                pending, ACK_TIMEOUT_MS, fail, error_code
+            )
+        for slot, marker, name, index in offsets:
+            if result(slot).error_code == ErrorCode.NONE:
+                await groups.txn_marker_written(
+                    name,
+                    index,
+                    marker.producer_id,
+                    marker.producer_epoch,
+                    marker.transaction_result,
+                )
         return _response(results)
 
     return Deferred(acks_all)

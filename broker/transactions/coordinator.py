@@ -549,7 +549,7 @@ class TransactionCoordinator:
                     await anyio.sleep(delay)
                     delay = min(delay * 2, _RETRY_MAX_S)
             if meta.groups and self._groups is not None:
-                self._groups.complete_txn_offsets(
+                await self._groups.complete_txn_offsets(
                     meta.producer_id, meta.producer_epoch, meta.groups, commit
                 )
             done = sm.complete(meta, _now_ms())

@@ -11,7 +11,8 @@ from broker.durability.group_commit import GroupCommit, PartitionWaiters
 from broker.groups.consumer_protocol import decode_consumer_assignment
 from broker.groups.model import JoinRequest, LeavingMember, Protocol, SyncRequest
 from broker.groups.offsets import CommitPartition
-from broker.groups.service import GroupConfig, GroupService
+from broker.groups.service import GroupService
+from broker.groups.settings import GroupConfig
 from protocol.error_codes import ErrorCode as E
 from storage.offset_store import OffsetStore
 

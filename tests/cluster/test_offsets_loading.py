@@ -13,7 +13,7 @@ import pytest
 
 from broker.cluster.view import OFFSETS_TOPIC, offsets_partition
 from broker.context import BrokerContext
-from broker.groups.replicated import load_entries
+from broker.groups.offsets_log import load_entries
 from protocol.error_codes import ErrorCode
 from protocol.errors import DecodeError
 from protocol.messages.delete_groups import DeleteGroupsRequest, DeleteGroupsResponse

@@ -13,6 +13,7 @@ from protocol.offset_records import (
     OffsetCommitKey,
     OffsetCommitValue,
     OffsetsLogEntry,
+    TxnMarkerEntry,
     decode_key,
     decode_value,
     encode_group_key,
@@ -27,7 +28,7 @@ from protocol.record_builder import (
     build_batch,
     build_control_batch,
 )
-from protocol.records import patch_base_offset
+from protocol.records import patch_base_offset, read_header
 
 SETTINGS = settings(
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -120,7 +121,7 @@ def test_values_round_trip(
 def test_batches_read_back_as_entries_with_tombstones_and_skips() -> None:
     """A batch's records come back with their log offsets; a null value is a
     tombstone, a group key's value is not read, a foreign record is a DecodeError,
-    and control batches are skipped."""
+    and a transaction's COMMIT marker is a TxnMarkerEntry."""
     value = OffsetCommitValue(offset=3, commit_timestamp=1)
     first = bytearray(
         offsets_batch(
@@ -156,5 +157,27 @@ def test_batches_read_back_as_entries_with_tombstones_and_skips() -> None:
             offset=12, key=GroupMetadataKey(group="g"), value=None, timestamp=1234
         ),
     ]
-    assert len(got) == 4
+    assert len(got) == 5
     assert isinstance(got[3], DecodeError)
+    assert got[4] == TxnMarkerEntry(
+        offset=14, producer_id=1, producer_epoch=0, commit=True
+    )
+
+
+def test_transactional_batch_records_carry_their_producer() -> None:
+    """Offsets written in a producer's transactional batch read back with its
+    producer id and epoch; plain ones with -1."""
+    value = OffsetCommitValue(offset=5, commit_timestamp=1)
+    batch = offsets_batch(
+        [(encode_key("g", "t", 1), encode_value(value))],
+        timestamp=7,
+        producer_id=42,
+        producer_epoch=3,
+    )
+    header = read_header(batch)
+    assert header.is_transactional
+    assert (header.producer_id, header.producer_epoch) == (42, 3)
+    (entry,) = read_entries(batch)
+    assert isinstance(entry, OffsetsLogEntry)
+    assert (entry.producer_id, entry.producer_epoch) == (42, 3)
+    assert entry.value == value

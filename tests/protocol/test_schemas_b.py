@@ -59,6 +59,13 @@ MODULES: dict[str, tuple[int, str, str, int, int]] = {
         0,
         2,
     ),
+    "txn_offset_commit": (
+        28,
+        "TxnOffsetCommitRequest",
+        "TxnOffsetCommitResponse",
+        0,
+        5,
+    ),
     "describe_configs": (
         32,
         "DescribeConfigsRequest",
@@ -324,7 +331,9 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<=[A-Z])([A-Z][a-z])", r"_\1", name).lower()
 
 
-def _json_default(text: object) -> object:
+def _json_default(text: object, kind: object = "") -> object:
+    if kind == "string" and str(text).lower() != "null":
+        return str(text)
     lowered = str(text).lower()
     if lowered in ("null", "true", "false"):
         return {"null": None, "true": True, "false": False}[lowered]
@@ -371,7 +380,7 @@ def _compare_json(
         if spec.tag != jf.get("tag"):
             yield f"{where}: tag {spec.tag}, JSON {jf.get('tag')}"
         if "default" in jf:
-            expected = _json_default(jf["default"])
+            expected = _json_default(jf["default"], jf.get("type"))
             if default(cls, name) != expected:
                 yield f"{where}: default {default(cls, name)!r}, JSON {expected!r}"
         nested = jf.get("fields")
