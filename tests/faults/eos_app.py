@@ -59,6 +59,13 @@ def main(
             "transaction.timeout.ms": 20000,
             "linger.ms": 5,
             "reconnect.backoff.max.ms": 1000,
+            # librdkafka 2.16 decommissions its brokers when it re-bootstraps
+            # (every broker was down: the single node was killed), and
+            # send_offsets_to_transaction() then waits for ever on the group
+            # coordinator it had cached (confluentinc/librdkafka#5511).
+            "metadata.recovery.strategy": "none",
+            # EOS_APP_DEBUG=eos,protocol,msg: librdkafka's debug contexts
+            **({"debug": debug} if (debug := os.environ.get("EOS_APP_DEBUG")) else {}),
         }
     )
     consumer.subscribe([source])
