@@ -6,7 +6,8 @@
 One broker (``python -m broker serve``, a fresh data dir in a temp dir), then:
 
 1. **Produce.** confluent-kafka in Python produces ``--records`` 1 KiB records
-   (acks=all, idempotent, uncompressed, ``linger.ms=5``) to a fresh 3-partition
+   (acks=all, idempotent, uncompressed, ``linger.ms=5``, an 8 MiB send queue so
+   that producing is paced by the broker) to a fresh 3-partition
    topic, once without transactions and once transactional, committing every
    100 ms; rounds alternate the two. The Python client caps both (librdkafka's C
    load generator has no transactions), so the non-transactional case is also run
@@ -64,6 +65,9 @@ def _producer(broker: BrokerProcess, **extra: object) -> Producer:
             "acks": "all",
             "linger.ms": 5,
             "compression.type": "none",
+            # A bounded queue (8 MiB) for both cases: produce() blocks once it is
+            # full, so a transaction spans 100 ms of producing, not of enqueueing.
+            "queue.buffering.max.kbytes": 8192,
             **extra,
         }
     )
@@ -72,6 +76,9 @@ def _producer(broker: BrokerProcess, **extra: object) -> Producer:
 def produce_plain(broker: BrokerProcess, topic: str, records: int) -> float:
     """Records/s of an idempotent confluent-kafka producer, no transactions."""
     producer = _producer(broker)
+    producer.produce(topic, RECORD)  # warm: connection, metadata, producer id
+    if producer.flush(60) != 0:
+        raise RuntimeError("undelivered records")
     start = time.perf_counter()
     for _ in range(records):
         while True:
@@ -87,14 +94,19 @@ def produce_plain(broker: BrokerProcess, topic: str, records: int) -> float:
 
 def produce_txn(
     broker: BrokerProcess, topic: str, records: int, commit_ms: float = 100.0
-) -> tuple[float, int]:
+) -> tuple[float, int, float]:
     """Records/s of a transactional confluent-kafka producer committing every
-    ``commit_ms``; and how many transactions it committed."""
+    ``commit_ms``; how many transactions it committed, and the median time a
+    commit_transaction() call took (the queue's flush and EndTxn), ms."""
     producer = _producer(broker, **{"transactional.id": f"bench-{topic}"})
     producer.init_transactions(60)
+    producer.begin_transaction()  # warm: connection, metadata, coordinator
+    producer.produce(topic, RECORD)
+    producer.commit_transaction(60)
     start = time.perf_counter()
     commits = 0
     sent = 0
+    commit_s: list[float] = []
     while sent < records:
         producer.begin_transaction()
         until = time.perf_counter() + commit_ms / 1000
@@ -104,9 +116,12 @@ def produce_txn(
                 sent += 1
             except BufferError:
                 producer.poll(0.005)
+        began = time.perf_counter()
         producer.commit_transaction(60)
+        commit_s.append(time.perf_counter() - began)
         commits += 1
-    return records / (time.perf_counter() - start), commits
+    elapsed = time.perf_counter() - start
+    return records / elapsed, commits, statistics.median(commit_s) * 1000
 
 
 def perf_produce(perf: Path, broker: BrokerProcess, topic: str, records: int) -> float:
@@ -227,9 +242,17 @@ def _produce_part(broker: BrokerProcess, args: argparse.Namespace) -> dict[str, 
         rps = produce_plain(broker, _topic(broker, f"plain-{r}"), args.records)
         plain.append(rps)
         _emit(case="python_plain", round=r, records_s=round(rps))
-        rps, commits = produce_txn(broker, _topic(broker, f"txn-{r}"), args.records)
+        rps, commits, commit_ms = produce_txn(
+            broker, _topic(broker, f"txn-{r}"), args.records
+        )
         txn.append(rps)
-        _emit(case="python_txn", round=r, records_s=round(rps), commits=commits)
+        _emit(
+            case="python_txn",
+            round=r,
+            records_s=round(rps),
+            commits=commits,
+            commit_ms=round(commit_ms, 1),
+        )
         rps = perf_produce(args.perf, broker, _topic(broker, f"perf-{r}"), args.records)
         perf.append(rps)
         _emit(case="perf_plain", round=r, records_s=round(rps))
@@ -248,18 +271,20 @@ def _consume_part(broker: BrokerProcess, args: argparse.Namespace) -> dict[str, 
     total = committed + aborted
     unc: list[float] = []
     com: list[float] = []
+    perf_consume(args.perf, broker, topic, total, "read_uncommitted")  # warm cache
     for r in range(args.rounds):
-        secs = perf_consume(args.perf, broker, topic, total, "read_uncommitted")
-        unc.append(total / secs)
-        _emit(case="read_uncommitted", round=r, log_records_s=round(total / secs))
-        secs = perf_consume(args.perf, broker, topic, committed, "read_committed")
-        com.append(total / secs)
-        _emit(
-            case="read_committed",
-            round=r,
-            log_records_s=round(total / secs),
-            delivered_records_s=round(committed / secs),
-        )
+        # Alternate which isolation level goes first.
+        order = ["read_uncommitted", "read_committed"][:: 1 if r % 2 == 0 else -1]
+        for isolation in order:
+            count = total if isolation == "read_uncommitted" else committed
+            secs = perf_consume(args.perf, broker, topic, count, isolation)
+            (unc if isolation == "read_uncommitted" else com).append(total / secs)
+            _emit(
+                case=isolation,
+                round=r,
+                log_records_s=round(total / secs),
+                delivered_records_s=round(count / secs),
+            )
     return {
         "read_uncommitted_log_records_s": round(statistics.median(unc)),
         "read_committed_log_records_s": round(statistics.median(com)),
