@@ -94,10 +94,10 @@ def produce_plain(broker: BrokerProcess, topic: str, records: int) -> float:
 
 def produce_txn(
     broker: BrokerProcess, topic: str, records: int, commit_ms: float = 100.0
-) -> tuple[float, int, float]:
+) -> tuple[float, int, float, float]:
     """Records/s of a transactional confluent-kafka producer committing every
-    ``commit_ms``; how many transactions it committed, and the median time a
-    commit_transaction() call took (the queue's flush and EndTxn), ms."""
+    ``commit_ms``; how many transactions it committed, and the median times of a
+    commit's two halves: flushing the queue, then commit_transaction() (EndTxn), ms."""
     producer = _producer(broker, **{"transactional.id": f"bench-{topic}"})
     producer.init_transactions(60)
     producer.begin_transaction()  # warm: connection, metadata, coordinator
@@ -106,7 +106,8 @@ def produce_txn(
     start = time.perf_counter()
     commits = 0
     sent = 0
-    commit_s: list[float] = []
+    flush_s: list[float] = []
+    end_s: list[float] = []
     while sent < records:
         producer.begin_transaction()
         until = time.perf_counter() + commit_ms / 1000
@@ -117,11 +118,20 @@ def produce_txn(
             except BufferError:
                 producer.poll(0.005)
         began = time.perf_counter()
+        if producer.flush(60) != 0:  # what commit_transaction() does first
+            raise RuntimeError("undelivered records")
+        flushed = time.perf_counter()
         producer.commit_transaction(60)
-        commit_s.append(time.perf_counter() - began)
+        flush_s.append(flushed - began)
+        end_s.append(time.perf_counter() - flushed)
         commits += 1
     elapsed = time.perf_counter() - start
-    return records / elapsed, commits, statistics.median(commit_s) * 1000
+    return (
+        records / elapsed,
+        commits,
+        statistics.median(flush_s) * 1000,
+        statistics.median(end_s) * 1000,
+    )
 
 
 def perf_produce(perf: Path, broker: BrokerProcess, topic: str, records: int) -> float:
@@ -242,7 +252,7 @@ def _produce_part(broker: BrokerProcess, args: argparse.Namespace) -> dict[str, 
         rps = produce_plain(broker, _topic(broker, f"plain-{r}"), args.records)
         plain.append(rps)
         _emit(case="python_plain", round=r, records_s=round(rps))
-        rps, commits, commit_ms = produce_txn(
+        rps, commits, flush_ms, end_ms = produce_txn(
             broker, _topic(broker, f"txn-{r}"), args.records
         )
         txn.append(rps)
@@ -251,7 +261,8 @@ def _produce_part(broker: BrokerProcess, args: argparse.Namespace) -> dict[str, 
             round=r,
             records_s=round(rps),
             commits=commits,
-            commit_ms=round(commit_ms, 1),
+            flush_ms=round(flush_ms, 1),
+            end_txn_ms=round(end_ms, 1),
         )
         rps = perf_produce(args.perf, broker, _topic(broker, f"perf-{r}"), args.records)
         perf.append(rps)
