@@ -223,6 +223,9 @@ class ReplicatedOffsets:
         for group_id in [g for g in self._offsets if g not in loaded.groups]:
             if offsets_partition(group_id, count) == partition:
                 del self._offsets[group_id]
+        for topic in {k[0] for _, _, _, k, _ in loaded.txn.items()}:
+            if exists(topic) is None:
+                loaded.txn.drop_topic(topic)
         self._txn[partition] = loaded.txn
         self._loaded.add(partition)
         log.info(
@@ -235,7 +238,7 @@ class ReplicatedOffsets:
             pending_txn_offsets=len(loaded.txn),
             ms=round((time.monotonic() - started) * 1000, 1),
         )
-        return list(loaded.groups)
+        return sorted({*loaded.groups, *loaded.txn.groups()})
 
     # -- reads ------------------------------------------------------------------------
 
@@ -254,7 +257,7 @@ class ReplicatedOffsets:
 
     def pending(self, group_id: str) -> set[tuple[str, int]]:
         """The group's partitions with a pending transactional offset."""
-        txn = self._txn.get(self.partition_of(group_id) or 0)
+        txn = self._txn_of(group_id)
         return set() if txn is None else txn.pending_keys(group_id)
 
     def txn_groups(self) -> list[str]:
@@ -317,10 +320,13 @@ class ReplicatedOffsets:
                     expired += len(gone)
             if keep_ms < 0:
                 continue
+            # not while a transactional offset is pending there: the rewritten
+            # record would be later than it and win when its transaction commits
+            pending = self.pending(group_id)
             old = [
                 s.committed
-                for s in self._offsets.get(group_id, {}).values()
-                if now_ms - s.written_ms >= keep_ms // 2
+                for k, s in self._offsets.get(group_id, {}).items()
+                if now_ms - s.written_ms >= keep_ms // 2 and k not in pending
             ]
             if old and await self.commit(group_id, old) == ErrorCode.NONE:
                 refreshed += len(old)
@@ -365,10 +371,9 @@ class ReplicatedOffsets:
             (encode_key(group_id, c.topic, c.partition), encode_value(commit_value(c)))
             for c in accepted
         ]
-        partition = self.partition_of(group_id)
 
         def check(plog: PartitionLog) -> ErrorCode:
-            txn = self._txn.get(-1 if partition is None else partition)
+            txn = self._txn_of(group_id)
             known = plog.txn_producer_epoch(producer_id)
             if (txn is not None and txn.fenced(producer_id, producer_epoch)) or (
                 known is not None and producer_epoch < known
@@ -377,7 +382,7 @@ class ReplicatedOffsets:
             return ErrorCode.NONE
 
         def apply(base_offset: int, written_ms: int) -> None:
-            txn = self._txn.get(-1 if partition is None else partition)
+            txn = self._txn_of(group_id)
             if txn is None:
                 return
             for i, c in enumerate(accepted):
@@ -455,11 +460,13 @@ class ReplicatedOffsets:
         return await self._append(group_id, records, apply)
 
     async def delete_group(self, group_id: str) -> ErrorCode:
-        """Tombstones for the group's offsets and its metadata key; once replicated
-        the group's offsets are gone."""
-        offsets = self._offsets.get(group_id, {})
+        """Tombstones for the group's offsets (committed and pending, so that a
+        later load does not bring pending ones back, as Kafka's
+        ``OffsetMetadataManager.deleteAllOffsets``) and its metadata key; once
+        replicated the group's offsets are gone."""
+        keys = {*self._offsets.get(group_id, {}), *self.pending(group_id)}
         records: list[tuple[bytes, bytes | None]] = [
-            (encode_key(group_id, t, p), None) for (t, p) in offsets
+            (encode_key(group_id, t, p), None) for (t, p) in sorted(keys)
         ]
         records.append((encode_group_key(group_id), None))
 
@@ -478,9 +485,13 @@ class ReplicatedOffsets:
     def _drop_pending(
         self, group_id: str, keys: Collection[tuple[str, int]] | None
     ) -> None:
-        txn = self._txn.get(self.partition_of(group_id) or 0)
+        txn = self._txn_of(group_id)
         if txn is not None:
             txn.drop(group_id, keys)
+
+    def _txn_of(self, group_id: str) -> TxnOffsets[StoredOffset] | None:
+        partition = self.partition_of(group_id)
+        return None if partition is None else self._txn.get(partition)
 
     async def _append(
         self,

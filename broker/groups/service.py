@@ -20,6 +20,10 @@ an offsets partition this broker comes to lead are loaded from its log (the grou
 APIs answer COORDINATOR_LOAD_IN_PROGRESS meanwhile, :meth:`GroupService.refusal`),
 and those of a partition it stops leading are unloaded; offset expiry writes
 tombstones there.
+
+Transactional offsets (TxnOffsetCommit, pending until the producer's transaction
+ends: ``complete_txn_offsets``) are the mixin :class:`~broker.groups.txn_service
+.TxnOffsetCommits`; OffsetFetch's ``require_stable`` is answered here.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,14 +64,17 @@ from broker.groups.offsets import (
     plan_commit,
 )
 from broker.groups.settings import GroupConfig
-from broker.groups.txn_offsets import stable_rows, validate_txn_commit
+from broker.groups.txn_offsets import stable_rows
+from broker.groups.txn_service import TxnOffsetCommits
 from broker.topics.service import TopicService
 from protocol.error_codes import ErrorCode
-from storage.errors import ProducerFenced, StorageError
+from storage.errors import StorageError
 from storage.offset_store import CommittedOffset, OffsetStore
 
 if TYPE_CHECKING:
     from broker.groups.replicated import ReplicatedOffsets
+
+__all__ = ["Durability", "GroupConfig", "GroupService", "monotonic_ms", "wall_ms"]
 
 log = structlog.get_logger("broker.groups")
 
@@ -90,7 +97,7 @@ class _Waiter:
     result: JoinResult | SyncResult | None = None
 
 
-class GroupService:
+class GroupService(TxnOffsetCommits):
     """Consumer groups and committed offsets for one broker; run :meth:`run` in a task group."""
 
     def __init__(
@@ -124,7 +131,7 @@ class GroupService:
         self._wake = anyio.Event()
         now = clock()
         if replicated is None:
-            for group_id in store.groups():
+            for group_id in {*store.groups(), *store.txn_groups()}:
                 self.coordinator.ensure_group(group_id, now)
 
     @property
@@ -315,6 +322,10 @@ class GroupService:
                 existing = set(self._topic_names())
                 committed_topics = {
                     t for g in self.store.groups() for (t, _) in self.store.fetch(g)
+                } | {
+                    t
+                    for g in self.store.txn_groups()
+                    for (t, _) in self.store.pending(g)
                 }
                 for topic in committed_topics - existing:
                     self.on_topic_deleted(topic)
@@ -484,128 +495,6 @@ class GroupService:
             for c in accepted:
                 errors[(c.topic, c.partition)] = ErrorCode.COORDINATOR_NOT_AVAILABLE
         return errors
-
-    async def txn_commit_offsets(
-        self,
-        group_id: str,
-        producer_id: int,
-        producer_epoch: int,
-        member_id: str,
-        generation_id: int,
-        group_instance_id: str | None,
-        partitions: list[CommitPartition],
-    ) -> dict[tuple[str, int], ErrorCode]:
-        """TxnOffsetCommit: per-partition errors, answered once the pending offsets
-        are durable (fsynced; cluster mode: replicated). They stay invisible to
-        OffsetFetch until :meth:`complete_txn_offsets` commits them."""
-        check = (
-            validate_txn_commit(
-                self.coordinator.groups.get(group_id),
-                member_id,
-                generation_id,
-                group_instance_id,
-            )
-            if group_id
-            else ErrorCode.INVALID_GROUP_ID
-        )
-        if check != ErrorCode.NONE:
-            return {(p.topic, p.partition): check for p in partitions}
-        accepted, errors = plan_commit(
-            partitions,
-            now_ms=self._wall(),
-            partition_exists=self._partition_exists,
-            metadata_max_bytes=self.config.offset_metadata_max_bytes,
-        )
-        if not accepted:
-            return errors
-        self.coordinator.ensure_group(group_id, self._clock())
-        if self.replicated is not None:
-            code = await self.replicated.txn_commit(
-                group_id, producer_id, producer_epoch, accepted
-            )
-        else:
-            code = ErrorCode.NONE
-            try:
-                seq = self.store.txn_commit(
-                    group_id, producer_id, producer_epoch, accepted
-                )
-                await self._durability.wait_durable(self.store, seq)
-            except ProducerFenced:
-                code = ErrorCode.INVALID_PRODUCER_EPOCH
-            except StorageError as e:
-                log.error("txn_offset_commit_failed", group_id=group_id, error=str(e))
-                code = ErrorCode.COORDINATOR_NOT_AVAILABLE
-        for c in accepted:
-            errors[(c.topic, c.partition)] = code
-        return errors
-
-    async def complete_txn_offsets(
-        self,
-        producer_id: int,
-        producer_epoch: int,
-        groups: Collection[str],
-        commit: bool,
-    ) -> None:
-        """The transaction of ``producer_id`` ended (the transaction coordinator's
-        COMMIT or ABORT for the groups it added with AddOffsetsToTxn): its pending
-        offsets in ``groups`` become committed (each unless the partition was
-        committed after it) or are dropped. A completion older than the pending
-        offsets' epoch is ignored, as a fenced marker is.
-
-        Async because on a single node the completion is written to the offset
-        store and fsynced before this returns. In cluster mode the COMMIT/ABORT
-        marker in the group's ``__consumer_offsets`` partition is the durable
-        record: WriteTxnMarkers calls this once the marker is replicated, and this
-        only applies it in memory.
-
-        Raises:
-            StorageError: the completion could not be written or fsynced (single
-                node); the coordinator retries, as it retries a marker.
-        """
-        if self.replicated is not None:
-            self.replicated.complete_txn(producer_id, producer_epoch, groups, commit)
-            return
-        seq, applied = self.store.complete_txn(
-            producer_id, producer_epoch, groups, commit
-        )
-        if applied is None:
-            log.warning(
-                "txn_offsets_completion_fenced",
-                producer_id=producer_id,
-                producer_epoch=producer_epoch,
-            )
-            return
-        await self._durability.wait_durable(self.store, seq)
-        log.debug(
-            "txn_offsets_completed",
-            producer_id=producer_id,
-            commit=commit,
-            committed=applied,
-        )
-
-    def completes_txn_offsets(self, topic: str) -> bool:
-        """Whether a transaction marker on ``topic`` completes pending offsets
-        (cluster mode, ``__consumer_offsets``)."""
-        return self.replicated is not None and topic == OFFSETS_TOPIC
-
-    async def txn_marker_written(
-        self,
-        topic: str,
-        partition: int,
-        producer_id: int,
-        producer_epoch: int,
-        commit: bool,
-    ) -> None:
-        """A COMMIT/ABORT marker was written (and replicated) to ``topic``'s
-        ``partition``: in cluster mode, on ``__consumer_offsets``, it completes
-        the producer's pending offsets of the groups of that partition (Kafka's
-        ``GroupCoordinator.onTransactionCompleted``)."""
-        replicated = self.replicated
-        if replicated is None or topic != OFFSETS_TOPIC:
-            return
-        groups = replicated.txn_groups_of(partition, producer_id)
-        if groups:
-            await self.complete_txn_offsets(producer_id, producer_epoch, groups, commit)
 
     def fetch_offsets(
         self,

@@ -146,3 +146,5 @@ async def test_validation_errors(tmp_path: Path) -> None:
         assert too_big[T0] == E.OFFSET_METADATA_TOO_LARGE
         empty = await svc.txn_commit_offsets("", 7, 0, "", -1, None, _part(1))
         assert empty[T0] == E.INVALID_GROUP_ID
+        nobody = await svc.txn_commit_offsets("g", -1, -1, "", -1, None, _part(1))
+        assert nobody[T0] == E.INVALID_REQUEST

@@ -7,9 +7,13 @@ loader's replay rules on their own."""
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from broker.cluster.view import OFFSETS_TOPIC, offsets_partition
 from broker.context import BrokerContext
@@ -33,11 +37,14 @@ from protocol.offset_records import (
     OffsetCommitKey,
     OffsetCommitValue,
     OffsetsLogEntry,
+    TxnMarkerEntry,
     encode_key,
     encode_value,
     offsets_batch,
     read_entries,
 )
+from storage.errors import ProducerFenced
+from storage.offset_store import CommittedOffset, OffsetStore
 from tests.cluster.cluster_fake import (
     NODE,
     FakeCluster,
@@ -87,6 +94,133 @@ def test_the_loader_keeps_the_latest_commit_and_applies_tombstones() -> None:
     }
     assert got == {"a": {("t", 0): (1, 1001, 9), ("t", 1): (8, 1008, 4)}}
     assert (loaded.records, loaded.skipped) == (9, 1)
+
+
+def _txn(at: int, group: str, offset: int, pid: int, epoch: int = 0) -> OffsetsLogEntry:
+    return dataclasses.replace(
+        _commit(at, group, offset), producer_id=pid, producer_epoch=epoch
+    )
+
+
+def test_the_loader_completes_transactional_offsets_by_their_markers() -> None:
+    """A transactional record is pending until its producer's marker: COMMIT makes
+    it committed unless a later plain commit exists, ABORT drops it, and one
+    without a marker stays pending with its producer's epoch."""
+    entries: list[OffsetsLogEntry | TxnMarkerEntry | DecodeError] = [
+        _commit(0, "a", 1),
+        _txn(1, "a", 10, pid=7),  # committed below: replaces the plain commit
+        _txn(2, "b", 20, pid=8),
+        _commit(3, "b", 30),  # written after pid 8's: wins at its commit
+        _txn(4, "c", 40, pid=9),  # aborted
+        TxnMarkerEntry(offset=5, producer_id=7, producer_epoch=0, commit=True),
+        TxnMarkerEntry(offset=6, producer_id=8, producer_epoch=0, commit=True),
+        TxnMarkerEntry(offset=7, producer_id=9, producer_epoch=0, commit=False),
+        _txn(8, "a", 50, pid=7, epoch=1),  # no marker yet: pending
+    ]
+    loaded = load_entries(entries)
+    got = {
+        g: {k: s.committed.offset for k, s in o.items()}
+        for g, o in loaded.groups.items()
+    }
+    assert got == {"a": {("t", 0): 10}, "b": {("t", 0): 30}}
+    assert loaded.txn.pending_keys("a") == {("t", 0)}
+    assert loaded.txn.groups() == {"a"}
+    assert loaded.txn.fenced(7, 0)
+    assert not loaded.txn.fenced(7, 1)
+
+
+_GROUPS = ("a", "b")
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("plain"),
+            st.sampled_from(_GROUPS),
+            st.integers(0, 1),
+            st.integers(0, 9),
+        ),
+        st.tuples(
+            st.just("txn"),
+            st.sampled_from((7, 8)),
+            st.integers(0, 2),
+            st.sampled_from(_GROUPS),
+            st.integers(0, 1),
+            st.integers(0, 9),
+        ),
+        st.tuples(
+            st.just("end"), st.sampled_from((7, 8)), st.integers(0, 2), st.booleans()
+        ),
+        st.tuples(st.just("delete"), st.sampled_from(_GROUPS), st.integers(0, 1)),
+        st.tuples(st.just("delete_group"), st.sampled_from(_GROUPS)),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(ops=_OPS)
+def test_the_loader_agrees_with_the_single_node_store(
+    ops: list[tuple[Any, ...]],
+) -> None:
+    """The same history of plain commits, transactional commits, markers and
+    deletions gives the same committed and pending offsets whether replayed from an offsets
+    partition's log (cluster) or kept by the single-node offset store."""
+    entries: list[OffsetsLogEntry | TxnMarkerEntry | DecodeError] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = OffsetStore(Path(tmp))
+        for op in ops:
+            at = len(entries)
+            if op[0] == "plain":
+                _, group, part, offset = op
+                store.commit(
+                    group, [CommittedOffset(topic="t", partition=part, offset=offset)]
+                )
+                entries.append(_commit(at, group, offset, partition=part))
+            elif op[0] == "txn":
+                _, pid, epoch, group, part, offset = op
+                c = CommittedOffset(topic="t", partition=part, offset=offset)
+                try:
+                    store.txn_commit(group, pid, epoch, [c])
+                except ProducerFenced:
+                    continue  # the partition would refuse the batch too
+                entry = _commit(at, group, offset, partition=part)
+                entries.append(
+                    dataclasses.replace(entry, producer_id=pid, producer_epoch=epoch)
+                )
+            elif op[0] == "delete":  # OffsetDelete: a tombstone of a committed key
+                _, group, part = op
+                if ("t", part) in store.fetch(group):
+                    store.delete_offsets(group, [("t", part)])
+                    entries.append(
+                        OffsetsLogEntry(offset=at, key=_key(group, part), value=None)
+                    )
+            elif op[0] == "delete_group":  # committed and pending keys' tombstones
+                _, group = op
+                keys = sorted({*store.fetch(group), *store.pending(group)})
+                store.delete_group(group)
+                entries.extend(
+                    OffsetsLogEntry(offset=at + i, key=_key(group, p), value=None)
+                    for i, (_, p) in enumerate(keys)
+                )
+            else:
+                _, pid, epoch, commit = op
+                _seq, applied = store.complete_txn(pid, epoch, _GROUPS, commit)
+                if applied is not None:
+                    entries.append(
+                        TxnMarkerEntry(
+                            offset=at,
+                            producer_id=pid,
+                            producer_epoch=epoch,
+                            commit=commit,
+                        )
+                    )
+        loaded = load_entries(entries)
+        for group in _GROUPS:
+            from_log = {
+                k: s.committed.offset for k, s in loaded.groups.get(group, {}).items()
+            }
+            assert from_log == {k: c.offset for k, c in store.fetch(group).items()}
+            assert loaded.txn.pending_keys(group) == store.pending(group)
+        store.close()
 
 
 async def _commit_offset(ctx: BrokerContext, group: str, offset: int) -> ErrorCode:

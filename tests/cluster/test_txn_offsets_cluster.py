@@ -7,7 +7,9 @@ UNSTABLE_OFFSET_COMMIT with require_stable), WriteTxnMarkers COMMIT or ABORT to
 that partition's leader, then OffsetFetch shows the offset or the last committed
 one. A pending offset also survives its coordinator: the next leader of the
 offsets partition rebuilds it from the log and the marker it then receives
-completes it.
+completes it. librdkafka's read_committed consumer (``committed()``, OffsetFetch
+with require_stable) sees no offset while it is pending and the committed one
+after the marker.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from kafka import KafkaAdminClient
 from kafka.protocol.admin.topics import ElectionType
 from kafka.structs import TopicPartition as KafkaTopicPartition
@@ -183,3 +186,35 @@ def test_pending_offsets_survive_their_coordinator(cluster: Cluster) -> None:
     finally:
         cluster.start_broker(node)
         cluster.wait_settled()
+
+
+def test_read_committed_client_waits_for_the_marker(cluster: Cluster) -> None:
+    """confluent-kafka (read_committed: require_stable) gets no committed offset
+    for a partition while a transactional one is pending (it retries until its
+    timeout), then that offset."""
+    group = "txn-librdkafka"
+    node = _coordinator(cluster, group)
+    partition = offsets_partition(group, OFFSETS_PARTITIONS)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": ",".join(b.bootstrap for b in cluster.live.values()),
+            "group.id": group,
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        with cluster.brokers[node].connect() as sock:
+            sock.settimeout(30)
+            _settled_fetch(sock, group, stable=True)
+            pid = producer_id(sock)
+            assert txn_commit(sock, group, pid, {1: 77}) == {1: 0}
+            # librdkafka retries UNSTABLE_OFFSET_COMMIT until its timeout
+            with pytest.raises(KafkaException) as unstable:
+                consumer.committed([TopicPartition(TOPIC, 1)], timeout=3)
+            assert unstable.value.args[0].code() == KafkaError._TIMED_OUT
+            assert _marker(sock, pid, partition, True) == ErrorCode.NONE
+        (tp,) = consumer.committed([TopicPartition(TOPIC, 1)], timeout=30)
+        assert (tp.offset, tp.error) == (77, None)
+    finally:
+        consumer.close()

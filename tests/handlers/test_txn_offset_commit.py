@@ -5,14 +5,17 @@ offsets a transactional producer commits are answered at once but stay invisible
 to OffsetFetch (UNSTABLE_OFFSET_COMMIT with ``require_stable``) until the
 transaction ends, which on a single node only the transaction coordinator does
 (``tests/broker/test_txn_offsets_service.py`` drives that part); the per-partition
-errors as Kafka answers them. One broker for the module: each test its own group.
+errors as Kafka answers them; and an answered commit outlives a killed broker.
+One broker for the module (each test its own group), and one more that is killed.
 """
 
 from __future__ import annotations
 
+import signal
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -54,10 +57,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
     assert b.stop() == 0
 
 
-@pytest.fixture(scope="module")
-def sock(broker: BrokerProcess) -> Iterator[socket.socket]:
-    s = broker.connect()
-    s.settimeout(30)
+def _create_topic(s: socket.socket) -> None:
     resp = request(
         s,
         19,
@@ -71,6 +71,13 @@ def sock(broker: BrokerProcess) -> Iterator[socket.socket]:
     )
     assert isinstance(resp, CreateTopicsResponse)
     assert resp.topics[0].error_code == ErrorCode.NONE
+
+
+@pytest.fixture(scope="module")
+def sock(broker: BrokerProcess) -> Iterator[socket.socket]:
+    s = broker.connect()
+    s.settimeout(30)
+    _create_topic(s)
     yield s
     s.close()
 
@@ -238,3 +245,31 @@ def test_partition_errors(sock: socket.socket) -> None:
     assert txn_commit(sock, group, pid, {0: 1}, topic="no-such-topic") == {
         0: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
     }
+
+
+def test_pending_offsets_survive_a_killed_broker(tmp_path: Path) -> None:
+    """An answered TxnOffsetCommit was fsynced: after SIGKILL and a restart the
+    offset is still pending (unstable) and still not fetched, and the producer's
+    epoch still fences."""
+    data = tmp_path / "data"
+    first = start_broker(data, timeout=30)
+    try:
+        with first.connect() as s:
+            s.settimeout(30)
+            _create_topic(s)
+            plain_commit(s, "g", 1, 4)
+            pid = producer_id(s)
+            assert txn_commit(s, "g", pid, {0: 9}, epoch=1) == {0: 0}
+    finally:
+        first.stop(signal.SIGKILL)
+    second = start_broker(data, timeout=30)
+    try:
+        with second.connect() as s:
+            s.settimeout(30)
+            assert fetch(s, "g", stable=True) == {0: (-1, UNSTABLE), 1: (4, 0)}
+            assert fetch(s, "g", stable=False) == {0: (-1, 0), 1: (4, 0)}
+            assert txn_commit(s, "g", pid, {0: 5}, epoch=0) == {
+                0: ErrorCode.INVALID_PRODUCER_EPOCH
+            }
+    finally:
+        assert second.stop() == 0

@@ -12,6 +12,13 @@ import pytest
 
 from broker.authz.middleware import AuthorizationDenied, Authorize
 from broker.net.request import NO_RESPONSE, CloseConnection, Deferred
+from broker.security.acl_binding import (
+    AclBinding,
+    AclOperation,
+    PatternType,
+    Permission,
+    ResourceType,
+)
 from broker.security.service import SecurityService
 from broker.security.settings import SecuritySettings
 from protocol.error_codes import ErrorCode
@@ -28,6 +35,7 @@ from protocol.messages import metadata as md
 from protocol.messages import offset_commit as oc
 from protocol.messages import offset_fetch as of
 from protocol.messages import produce as pr
+from protocol.messages import txn_offset_commit as toc
 from protocol.messages import write_txn_markers as wtm
 
 
@@ -451,6 +459,75 @@ def test_write_txn_markers_needs_a_super_user(svc: SecurityService) -> None:
         (1, ErrorCode.CLUSTER_AUTHORIZATION_FAILED),
     ]
     assert authorize(rctx(svc, "root", 27, 1), req, lambda r: r) == req
+
+
+def test_txn_offset_commit_checks_transactional_id_group_and_topics(
+    svc: SecurityService,
+) -> None:
+    """TxnOffsetCommit (Kafka's handleTxnOffsetCommitRequest): without WRITE on the
+    transactional id every partition is 53; then READ on the group (30), then
+    READ on each topic (29), the allowed topics reaching the handler."""
+
+    def commit(group: str) -> toc.TxnOffsetCommitRequest:
+        return toc.TxnOffsetCommitRequest(
+            transactional_id="tx",
+            group_id=group,
+            producer_id=7,
+            producer_epoch=0,
+            topics=tuple(
+                toc.TxnOffsetCommitRequestTopic(
+                    name=t,
+                    partitions=(
+                        toc.TxnOffsetCommitRequestPartition(
+                            partition_index=0,
+                            committed_offset=1,
+                            committed_metadata=None,
+                        ),
+                    ),
+                )
+                for t in ("orders", "secret")
+            ),
+        )
+
+    def codes(resp: object) -> dict[str, int]:
+        assert isinstance(resp, toc.TxnOffsetCommitResponse)
+        return {t.name: t.partitions[0].error_code for t in resp.topics}
+
+    denied = lambda r: pytest.fail("called")  # noqa: E731
+    resp = authorize(rctx(svc, "alice", 28, 3), commit("app"), denied)
+    assert codes(resp) == {"orders": 53, "secret": 53}
+    grant = AclBinding(
+        resource_type=ResourceType.TRANSACTIONAL_ID,
+        name="tx",
+        pattern=PatternType.LITERAL,
+        principal="User:alice",
+        host="*",
+        operation=AclOperation.WRITE,
+        permission=Permission.ALLOW,
+    )
+    anyio.run(svc.acls.create, [grant])
+    resp = authorize(rctx(svc, "alice", 28, 3), commit("other"), denied)
+    assert codes(resp) == {"orders": 30, "secret": 30}
+
+    def handler(r: object) -> object:
+        assert isinstance(r, toc.TxnOffsetCommitRequest)
+        assert [t.name for t in r.topics] == ["orders"]
+        return toc.TxnOffsetCommitResponse(
+            topics=(
+                toc.TxnOffsetCommitResponseTopic(
+                    name="orders",
+                    partitions=(
+                        toc.TxnOffsetCommitResponsePartition(
+                            partition_index=0, error_code=0
+                        ),
+                    ),
+                ),
+            )
+        )
+
+    resp = authorize(rctx(svc, "alice", 28, 3), commit("app"), handler)
+    assert codes(resp) == {"orders": 0, "secret": 29}
+    assert authorize(rctx(svc, "root", 28, 3), commit("x"), lambda r: r) == commit("x")
 
 
 def test_config_changes_need_alter_configs(svc: SecurityService) -> None:
