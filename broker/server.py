@@ -122,14 +122,9 @@ from broker.startup import (
 )
 from broker.topics.service import TopicService
 from broker.topics.storage import close_log_manager, open_log_manager
-from broker.transactions.cluster_markers import ClusterMarkers
-from broker.transactions.coordinator import (
-    CRASH_AFTER_PREPARE_ENV,
-    MarkerSender,
-    TransactionCoordinator,
-    TxnConfig,
-)
-from broker.transactions.markers import LocalMarkers
+from broker.transactions.config import CRASH_AFTER_PREPARE_ENV, TxnConfig
+from broker.transactions.coordinator import TransactionCoordinator
+from broker.transactions.markers import LocalMarkers, MarkerSender
 from broker.transactions.txn_log import TxnLog
 from storage.fileops import FileOps
 from storage.lock import DataDirLock
@@ -445,15 +440,20 @@ def _transaction_coordinator(
     partitions = config.transaction_log_partitions
     if partitions is None:
         partitions = 1 if config.cluster is None else 16
+    flag = os.environ.get(CRASH_AFTER_PREPARE_ENV)  # a test hook, see its module
     settings = TxnConfig(
         max_timeout_ms=config.transaction_max_timeout_ms,
         log_partitions=partitions,
         abort_interval_ms=config.transaction_abort_interval_ms,
-        crash_after_prepare=os.environ.get(CRASH_AFTER_PREPARE_ENV) == "1",
+        crash_after_prepare=Path(flag) if flag else None,
     )
     local = LocalMarkers(topics, producers, durability, append_gate)
     markers: MarkerSender = local
     if cache is not None:
+        # imported here: sending markers to other brokers is cluster mode's (a
+        # single node starts without WriteTxnMarkers' message schemas)
+        from broker.transactions.cluster_markers import ClusterMarkers
+
         markers = ClusterMarkers(cache, local, config.listeners[0].name)
     coordinator = TransactionCoordinator(
         coordinates=lambda txn_id: view.txn_coordinator(txn_id) == view.node_id,

@@ -60,6 +60,8 @@ def write_txn_markers(rctx: RequestContext, request: WriteTxnMarkersRequest) -> 
     offsets: list[tuple[int, WritableTxnMarker, str, int]] = []
     groups = rctx.broker.groups
     now = time.time_ns() // 1_000_000
+    ctx = rctx.broker
+    local = LocalMarkers(ctx.topics, ctx.producers, ctx.durability, ctx.append_gate)
     for m_idx, marker in enumerate(request.markers):
         topics: list[tuple[str, list[WritableTxnMarkerPartitionResult]]] = []
         results.append((marker.producer_id, topics))
@@ -69,7 +71,7 @@ def write_txn_markers(rctx: RequestContext, request: WriteTxnMarkersRequest) -> 
             for index in topic.partition_indexes:
                 key = (len(slots), 0)
                 slots.append((m_idx, len(topics) - 1, len(parts)))
-                code = _write(rctx, marker, topic.name, index, now, pending, key)
+                code = _write(local, marker, topic.name, index, now, pending, key)
                 if code == ErrorCode.NONE and groups.completes_txn_offsets(topic.name):
                     offsets.append((key[0], marker, topic.name, index))
                 parts.append(
@@ -118,7 +120,7 @@ def write_txn_markers(rctx: RequestContext, request: WriteTxnMarkersRequest) -> 
 
 
 def _write(
-    rctx: RequestContext,
+    local: LocalMarkers,
     marker: WritableTxnMarker,
     topic: str,
     index: int,
@@ -127,10 +129,7 @@ def _write(
     key: tuple[int, int],
 ) -> ErrorCode:
     """Append one marker to one partition; its error code (NONE: written)."""
-    ctx = rctx.broker
-    return LocalMarkers(
-        ctx.topics, ctx.producers, ctx.durability, ctx.append_gate
-    ).write(
+    return local.write(
         topic,
         index,
         producer_id=marker.producer_id,

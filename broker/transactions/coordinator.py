@@ -33,8 +33,6 @@ import itertools
 import os
 import time
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
-from typing import Protocol
 
 import anyio
 import anyio.abc
@@ -44,6 +42,8 @@ from broker.cluster.view import TRANSACTION_TOPIC
 from broker.groups.service import GroupService
 from broker.producers.service import BatchIdentity, ProducerService
 from broker.transactions import state_machine as sm
+from broker.transactions.config import CRASH_EXIT_STATUS, TxnConfig, take_crash_flag
+from broker.transactions.markers import MarkerSender
 from broker.transactions.model import TopicPartition, TransactionMetadata, TxnState
 from broker.transactions.txn_log import TxnLog, read_partition
 from protocol.error_codes import ErrorCode
@@ -52,12 +52,6 @@ from storage.errors import StorageError
 from storage.partition_log import PartitionLog
 
 log = structlog.get_logger("broker.transactions")
-
-# Test hook: a broker started with this variable set to 1 exits (status 86) right
-# after writing a PrepareCommit, before any marker, so that tests can check that a
-# restart completes the transaction. Never set in production.
-CRASH_AFTER_PREPARE_ENV = "AILURUS_TEST_CRASH_AFTER_PREPARE"
-CRASH_EXIT_STATUS = 86
 
 _RETRY_FIRST_S = 0.05
 _RETRY_MAX_S = 2.0
@@ -72,33 +66,6 @@ _MARKER_SETTLED = frozenset(
         ErrorCode.TRANSACTION_COORDINATOR_FENCED,
     }
 )
-
-
-class MarkerSender(Protocol):
-    """Writes a transaction's markers to its partitions (locally, or through
-    WriteTxnMarkers to each partition's leader)."""
-
-    async def write_all(
-        self,
-        partitions: Iterable[TopicPartition],
-        *,
-        producer_id: int,
-        producer_epoch: int,
-        commit: bool,
-        coordinator_epoch: int,
-    ) -> dict[TopicPartition, ErrorCode]: ...
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TxnConfig:
-    """The coordinator's settings (Kafka's names)."""
-
-    max_timeout_ms: int = 900_000  # transaction.max.timeout.ms
-    log_partitions: int = 1  # transaction.state.log.num.partitions
-    abort_interval_ms: int = (
-        10_000  # ...abort.timed.out.transaction.cleanup.interval.ms
-    )
-    crash_after_prepare: bool = False  # the test hook above
 
 
 def _now_ms() -> int:
@@ -211,6 +178,9 @@ class TransactionCoordinator:
                     await anyio.sleep_forever()  # completions run in ``tg``
             finally:
                 self._tg = None
+                if self._markers is not None:
+                    with anyio.CancelScope(shield=True):
+                        await self._markers.aclose()
 
     async def _sweep(self) -> None:
         while True:
@@ -494,6 +464,15 @@ class TransactionCoordinator:
                 state=meta.state.kafka_name,
                 partitions=len(meta.partitions),
             )
+            flag = self.config.crash_after_prepare
+            if (
+                flag is not None
+                and meta.state is TxnState.PREPARE_COMMIT
+                and take_crash_flag(flag)
+            ):
+                # the test hook (CRASH_AFTER_PREPARE_ENV): stop before any marker
+                log.warning("txn_test_crash", transactional_id=transactional_id)
+                os._exit(CRASH_EXIT_STATUS)
             self._start_completion(meta)
             return outcome.answer, meta
         return ErrorCode.NONE, meta
@@ -501,9 +480,6 @@ class TransactionCoordinator:
     # -- completion --------------------------------------------------------------------
 
     def _start_completion(self, meta: TransactionMetadata) -> None:
-        if self.config.crash_after_prepare and meta.state is TxnState.PREPARE_COMMIT:
-            log.warning("txn_test_crash", transactional_id=meta.transactional_id)
-            os._exit(CRASH_EXIT_STATUS)
         tg = self._tg
         if tg is None:
             # not running (a context opened without the server): nothing sends it

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
@@ -23,12 +24,31 @@ from broker.producers.service import ProducerService
 from broker.snapshots.gate import AppendGate
 from broker.topics.errors import error_code
 from broker.topics.service import TopicService
+from broker.transactions.model import TopicPartition
 from protocol.error_codes import ErrorCode
 from storage.errors import StorageError
 
 log = structlog.get_logger("broker.transactions")
 
 ACK_TIMEOUT_MS = 30_000  # Kafka: the coordinator's request timeout
+
+
+class MarkerSender(Protocol):
+    """Writes a transaction's markers to its partitions (locally, or through
+    WriteTxnMarkers to each partition's leader)."""
+
+    async def write_all(
+        self,
+        partitions: Iterable[TopicPartition],
+        *,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+        coordinator_epoch: int,
+    ) -> dict[TopicPartition, ErrorCode]: ...
+
+    async def aclose(self) -> None:
+        """Close what the sender holds open (connections to other brokers)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,3 +151,6 @@ class LocalMarkers:
 
             await self.durability.acks_all(pending, ACK_TIMEOUT_MS, fail, error_code)
         return codes
+
+    async def aclose(self) -> None:
+        """Nothing to close: local partitions only."""

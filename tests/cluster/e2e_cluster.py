@@ -50,11 +50,17 @@ class Cluster:
     """etcd plus brokers 1..n of one cluster, all on 127.0.0.1."""
 
     def __init__(
-        self, root: Path, size: int = 3, broker_args: Sequence[str] = ()
+        self,
+        root: Path,
+        size: int = 3,
+        broker_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> None:
-        """``broker_args``: more arguments for every broker (``--set`` options)."""
+        """``broker_args``: more arguments for every broker (``--set`` options);
+        ``env``: more environment variables for every broker."""
         self.root = root
         self.broker_args = tuple(broker_args)
+        self.env = dict(env or {})
         self.etcd = EtcdProcess(root / "etcd", root / "etcd.log")
         self.ports = {i: free_port() for i in range(1, size + 1)}
         self.brokers: dict[int, BrokerProcess] = {}
@@ -82,6 +88,7 @@ class Cluster:
             session_timeout_ms=SESSION_MS,
             log_path=self.root / f"broker-{node_id}.log",
             ready_path=self.root / f"ready-{node_id}.json",
+            env=self.env,
             port=self.ports[node_id],
             timeout=30,
         )

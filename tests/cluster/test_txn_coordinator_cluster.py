@@ -2,21 +2,32 @@
 
 A confluent-kafka transactional producer commits a transaction across partitions
 led by different brokers (the coordinator writes its own partitions' markers and
-sends WriteTxnMarkers to the other leaders); then the coordinator's broker is
-killed (SIGKILL), the state log partition's new leader loads it, a producer with
-the same transactional.id initialises again and its next transaction commits.
+sends WriteTxnMarkers to the other leaders). Then the coordinator's broker dies
+right after writing the next transaction's PrepareCommit (the crash test hook: an
+immediate exit, as SIGKILL; its session expires): the state log partition's new
+leader loads it and completes that transaction, sending markers to leaders that
+change as the dead broker's partitions move. A producer with the same
+transactional.id initialises again and its next transaction commits.
 read_committed consumers read exactly the committed records.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 
+from broker.transactions.config import CRASH_AFTER_PREPARE_ENV, CRASH_EXIT_STATUS
 from protocol.error_codes import ErrorCode
 from protocol.messages.find_coordinator import (
     FindCoordinatorRequest,
@@ -33,7 +44,9 @@ TIMEOUT_S = 60.0
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     c = Cluster(
-        tmp_path, broker_args=("--set", "transaction.state.log.num.partitions=4")
+        tmp_path,
+        broker_args=("--set", "transaction.state.log.num.partitions=4"),
+        env={CRASH_AFTER_PREPARE_ENV: str(tmp_path / "crash-flag")},
     )
     try:
         c.start()
@@ -85,22 +98,38 @@ def _read_committed(cluster: Cluster) -> list[bytes]:
     return sorted(got)
 
 
-def _transaction(cluster: Cluster, values: list[bytes]) -> None:
+def _transaction(cluster: Cluster, values: list[bytes], *, crash: bool = False) -> None:
+    """One committed transaction of a new producer of ``ctx`` (``crash``: its
+    coordinator dies at the commit; librdkafka retries EndTxn with the new
+    coordinator, which answers it once it has completed the transaction, or the
+    producer gives up first: either way the transaction is committed)."""
     bootstrap = ",".join(cluster.bootstrap(i) for i in sorted(cluster.live))
-    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": "ctx"})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "transactional.id": "ctx",
+            "message.timeout.ms": 15000,
+        }
+    )
     producer.init_transactions(TIMEOUT_S)
     producer.begin_transaction()
     for i, value in enumerate(values):
         producer.produce(TOPIC, value, partition=i % PARTITIONS)
-    producer.commit_transaction(TIMEOUT_S)
+    if not crash:
+        producer.commit_transaction(TIMEOUT_S)
+        return
+    assert producer.flush(TIMEOUT_S) == 0
+    with contextlib.suppress(KafkaException):
+        producer.commit_transaction(TIMEOUT_S)
 
 
 def test_transaction_across_leaders_commits_and_survives_its_coordinator(
     cluster: Cluster,
 ) -> None:
-    """A transaction over partitions of three leaders commits; after the
-    coordinator's broker is killed the next one commits through the new
-    coordinator, and read_committed output is exact."""
+    """A transaction over partitions of three leaders commits; one whose
+    coordinator's broker dies right after its PrepareCommit is completed by the new
+    coordinator; a producer re-initialised there commits the next; read_committed
+    output is exact."""
     cluster.create_topic(1, TOPIC, PARTITIONS, replication_factor=3)
     leaders = cluster.wait_leaders(TOPIC, PARTITIONS)
     assert len(set(leaders.values())) > 1
@@ -108,13 +137,20 @@ def test_transaction_across_leaders_commits_and_survives_its_coordinator(
     _transaction(cluster, first)
     assert _read_committed(cluster) == first
     coordinator = wait_for("a coordinator", lambda: _txn_coordinator(cluster, "ctx"))
-    cluster.kill(coordinator)
+    flag = cluster.root / "crash-flag"
+    flag.touch()
+    second = [b"b0", b"b1", b"b2"]
+    _transaction(cluster, second, crash=True)
+    assert cluster.brokers[coordinator].proc.wait(TIMEOUT_S) == CRASH_EXIT_STATUS
+    assert not flag.exists()
     wait_for(
         "a new coordinator",
         lambda: _txn_coordinator(cluster, "ctx") not in (0, coordinator),
         timeout=TIMEOUT_S,
     )
     cluster.wait_leaders(TOPIC, PARTITIONS)
-    second = [b"b0", b"b1", b"b2"]
-    _transaction(cluster, second)
+    # the new coordinator completed the prepared commit
     assert _read_committed(cluster) == sorted(first + second)
+    third = [b"c0", b"c1", b"c2"]
+    _transaction(cluster, third)
+    assert _read_committed(cluster) == sorted(first + second + third)

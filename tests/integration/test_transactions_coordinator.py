@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -31,8 +32,26 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaProducer
 
-from broker.transactions.coordinator import CRASH_AFTER_PREPARE_ENV, CRASH_EXIT_STATUS
-from tests._broker import ROOT, BrokerProcess, start_broker
+from broker.transactions.config import CRASH_AFTER_PREPARE_ENV, CRASH_EXIT_STATUS
+from protocol.error_codes import ErrorCode
+from protocol.messages.add_partitions_to_txn import (
+    AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse,
+    AddPartitionsToTxnTopic,
+)
+from protocol.messages.end_txn import EndTxnRequest, EndTxnResponse
+from protocol.messages.init_producer_id import (
+    InitProducerIdRequest,
+    InitProducerIdResponse,
+)
+from protocol.messages.produce import (
+    PartitionProduceData,
+    ProduceRequest,
+    ProduceResponse,
+    TopicProduceData,
+)
+from tests import _txn
+from tests._broker import ROOT, BrokerProcess, request, start_broker
 
 pytestmark = pytest.mark.integration
 
@@ -284,8 +303,10 @@ def test_restart_between_prepare_and_markers_completes_the_commit(
     """A broker that stops right after writing PrepareCommit (the test hook) writes
     the markers when it starts again: the transaction is committed."""
     data = tmp_path / "data"
+    flag = tmp_path / "crash-flag"
+    flag.touch()
     first = start_broker(
-        data, log_dir=tmp_path / "logs", env={CRASH_AFTER_PREPARE_ENV: "1"}
+        data, log_dir=tmp_path / "logs", env={CRASH_AFTER_PREPARE_ENV: str(flag)}
     )
     try:
         _create(first, "crash")
@@ -296,8 +317,9 @@ def test_restart_between_prepare_and_markers_completes_the_commit(
         producer.produce("crash", b"x1", partition=1)
         assert producer.flush(TIMEOUT_S) == 0
         with pytest.raises(KafkaException):
-            producer.commit_transaction(10)
+            producer.commit_transaction(3)  # the broker exits before answering
         assert first.proc.wait(TIMEOUT_S) == CRASH_EXIT_STATUS
+        assert not flag.exists()
     finally:
         if first.proc.poll() is None:
             first.kill()
@@ -320,3 +342,111 @@ def test_transaction_state_topic_is_internal(broker: BrokerProcess) -> None:
     topics = admin.list_topics(timeout=TIMEOUT_S).topics
     assert "__transaction_state" in topics
     assert len(topics["__transaction_state"].partitions) == 1
+
+
+def _raw_produce(sock: socket.socket, topic: str, records: bytes) -> int:
+    resp = request(
+        sock,
+        0,
+        9,
+        ProduceRequest(
+            acks=-1,
+            timeout_ms=10000,
+            topic_data=(
+                TopicProduceData(
+                    name=topic,
+                    partition_data=(PartitionProduceData(index=0, records=records),),
+                ),
+            ),
+        ),
+    )
+    assert isinstance(resp, ProduceResponse)
+    return resp.responses[0].partition_responses[0].error_code
+
+
+def _add(
+    sock: socket.socket, version: int, pid: int, epoch: int, *parts: tuple[str, int]
+) -> dict[tuple[str, int], int]:
+    topics: dict[str, list[int]] = {}
+    for topic, index in parts:
+        topics.setdefault(topic, []).append(index)
+    resp = request(
+        sock,
+        24,
+        version,
+        AddPartitionsToTxnRequest(
+            v3_and_below_transactional_id="raw-tx",
+            v3_and_below_producer_id=pid,
+            v3_and_below_producer_epoch=epoch,
+            v3_and_below_topics=tuple(
+                AddPartitionsToTxnTopic(name=t, partitions=tuple(ps))
+                for t, ps in topics.items()
+            ),
+        ),
+    )
+    assert isinstance(resp, AddPartitionsToTxnResponse)
+    return {
+        (t.name, r.partition_index): r.partition_error_code
+        for t in resp.results_by_topic_v3_and_below
+        for r in t.results_by_partition
+    }
+
+
+def _end(sock: socket.socket, pid: int, epoch: int, commit: bool) -> int:
+    resp = request(
+        sock,
+        26,
+        3,
+        EndTxnRequest(
+            transactional_id="raw-tx",
+            producer_id=pid,
+            producer_epoch=epoch,
+            committed=commit,
+        ),
+    )
+    assert isinstance(resp, EndTxnResponse)
+    return resp.error_code
+
+
+def test_raw_requests_get_kafkas_answers(broker: BrokerProcess) -> None:
+    """Raw AddPartitionsToTxn/EndTxn/Produce get Kafka's error codes: a partition
+    outside the transaction is refused (KIP-890), unknown partitions and stale
+    epochs are refused, and a retried EndTxn answers as Kafka."""
+    _create(broker, "raw", partitions=1)
+    with broker.connect() as sock:
+        init = request(
+            sock,
+            22,
+            4,
+            InitProducerIdRequest(
+                transactional_id="raw-tx", transaction_timeout_ms=60000
+            ),
+        )
+        assert isinstance(init, InitProducerIdResponse)
+        assert init.error_code == ErrorCode.NONE
+        pid, epoch = init.producer_id, init.producer_epoch
+        batch = _txn.txn(pid, 0, b"r0")
+        assert _raw_produce(sock, "raw", batch) == ErrorCode.INVALID_TXN_STATE
+        assert _add(sock, 3, pid, epoch, ("raw", 0), ("nope", 0)) == {
+            ("raw", 0): ErrorCode.OPERATION_NOT_ATTEMPTED,
+            ("nope", 0): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        }
+        assert _add(sock, 3, pid, epoch + 1, ("raw", 0)) == {
+            ("raw", 0): ErrorCode.PRODUCER_FENCED
+        }
+        assert _add(sock, 1, pid, epoch + 1, ("raw", 0)) == {
+            ("raw", 0): ErrorCode.INVALID_PRODUCER_EPOCH
+        }
+        assert _add(sock, 3, pid + 1, epoch, ("raw", 0)) == {
+            ("raw", 0): ErrorCode.INVALID_PRODUCER_ID_MAPPING
+        }
+        assert _add(sock, 3, pid, epoch, ("raw", 0)) == {("raw", 0): ErrorCode.NONE}
+        assert _raw_produce(sock, "raw", batch) == ErrorCode.NONE
+        assert _end(sock, pid, epoch, commit=True) == ErrorCode.NONE
+        deadline = time.monotonic() + TIMEOUT_S
+        while (code := _end(sock, pid, epoch, commit=True)) != ErrorCode.NONE:
+            assert code == ErrorCode.CONCURRENT_TRANSACTIONS
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert _end(sock, pid, epoch, commit=False) == ErrorCode.INVALID_TXN_STATE
+    assert _read(broker, "raw", "read_committed", partitions=1) == [b"r0"]

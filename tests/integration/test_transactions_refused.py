@@ -10,7 +10,7 @@ without a transactional id are unaffected by the maximum.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -20,7 +20,7 @@ from protocol.messages.init_producer_id import (
     InitProducerIdRequest,
     InitProducerIdResponse,
 )
-from tests._broker import BrokerProcess, request
+from tests._broker import BrokerProcess, request, start_broker
 
 pytestmark = pytest.mark.integration
 
@@ -57,11 +57,22 @@ def test_librdkafka_transaction_timeout_above_the_broker_maximum_is_refused(
     )
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    """One broker for the raw requests (each asks for its own transactional id)."""
+    tmp = tmp_path_factory.mktemp("raw-init")
+    b = start_broker(tmp / "data", log_dir=tmp / "logs")
+    try:
+        yield b
+    finally:
+        assert b.stop() == 0
+
+
 @pytest.mark.parametrize(
     ("transactional_id", "timeout_ms", "expected"),
     [
-        ("raw", 60_000, ErrorCode.NONE),
-        ("raw", 900_000, ErrorCode.NONE),
+        ("raw-a", 60_000, ErrorCode.NONE),
+        ("raw-b", 900_000, ErrorCode.NONE),
         ("raw", 900_001, ErrorCode.INVALID_TRANSACTION_TIMEOUT),
         ("raw", 0, ErrorCode.INVALID_TRANSACTION_TIMEOUT),
         ("raw", -1, ErrorCode.INVALID_TRANSACTION_TIMEOUT),
@@ -70,7 +81,7 @@ def test_librdkafka_transaction_timeout_above_the_broker_maximum_is_refused(
     ],
 )
 def test_raw_init_producer_id_answers(
-    broker: BrokerProcess,
+    shared: BrokerProcess,
     transactional_id: str | None,
     timeout_ms: int,
     expected: ErrorCode,
@@ -78,7 +89,7 @@ def test_raw_init_producer_id_answers(
     """The default maximum is Kafka's 900000 ms; a new transactional id gets a
     producer id with epoch 0; a request without a transactional id gets a producer
     id whatever its timeout."""
-    with broker.connect() as sock:
+    with shared.connect() as sock:
         resp = request(
             sock,
             22,
