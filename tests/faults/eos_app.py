@@ -6,7 +6,8 @@ place at once), and for each batch it polled (up to BATCH records, default 500) 
 record (same key, same partition, the value tagged with this process's id) and the
 group's positions in one transaction. After an abortable error it aborts and
 rewinds to the committed offsets; after a fatal one (fenced by a newer instance
-with the same transactional.id) it exits 3. It runs until it is killed: the fault
+with the same transactional.id, or a consumer fenced by a newer instance with the
+same group.instance.id) it exits 3. It runs until it is killed: the fault
 test SIGKILLs it at random points and starts it again, and the new instance resumes
 from the group's committed offsets. Each commit prints one JSON line.
 """
@@ -73,7 +74,14 @@ def main(
     tag = str(os.getpid()).encode()
     commits = 0
     while True:
-        msgs = [m for m in consumer.consume(int(batch), 0.2) if m.error() is None]
+        msgs = []
+        for m in consumer.consume(int(batch), 0.2):
+            err = m.error()
+            if err is None:
+                msgs.append(m)
+            elif err.fatal():  # a newer instance took the static member's place
+                print(json.dumps({"fatal": str(err)}), flush=True)
+                return 3
         if not msgs:
             continue
         try:

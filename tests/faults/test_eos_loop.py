@@ -5,7 +5,9 @@ an input topic of keyed records in a group and writes one output record per inpu
 record, with the group's offsets, in transactions. Meanwhile the harness SIGKILLs
 the application at random points (a new instance with the same transactional.id
 fences the old one, aborts its open transaction and resumes from the committed
-offsets) and SIGKILLs the broker (started again on the same data dir and port).
+offsets) and SIGKILLs the broker (started again on the same data dir and port);
+it also SIGSTOPs an instance, starts a new one beside it and lets the stopped one
+run again once the new one has committed: that zombie must exit fenced.
 Once the group's committed offsets reach the end of the input, the output read with
 read_committed holds every input key exactly once; read_uncommitted may hold the
 output of aborted transactions too, which is counted and printed.
@@ -50,6 +52,7 @@ class _App:
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     outputs: list[IO[bytes]] = field(default_factory=list)
+    zombies: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start(self) -> None:
         out = (self.logs / f"app-{self.starts}.log").open("wb")
@@ -72,6 +75,16 @@ class _App:
             stderr=subprocess.STDOUT,
         )
 
+    def pause(self) -> subprocess.Popen[bytes]:
+        """SIGSTOP the current instance and start a new one beside it; the stopped
+        one (a zombie once it runs again) is returned."""
+        assert self.proc is not None
+        zombie = self.proc
+        zombie.send_signal(signal.SIGSTOP)
+        self.zombies.append(zombie)
+        self.start()
+        return zombie
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -83,6 +96,10 @@ class _App:
 
     def close(self) -> None:
         self.kill()
+        for zombie in self.zombies:
+            if zombie.poll() is None:
+                zombie.kill()  # SIGKILL ends a stopped process too
+            zombie.wait(timeout=10)
         for out in self.outputs:
             out.close()
 
@@ -114,14 +131,24 @@ def _committed(probe: Consumer) -> int:
 
 
 def run_loop(
-    tmp: Path, records: int, app_kills: int, broker_kills: int, batch: int
+    tmp: Path,
+    records: int,
+    app_kills: int,
+    broker_kills: int,
+    batch: int,
+    zombies: int = 0,
 ) -> EosVerdict:
     """Run the application over ``records`` input records with the given numbers of
-    SIGKILLs, at random points; the checker's verdict on the output."""
+    SIGKILLs and zombies, at random points; the checker's verdict on the output.
+
+    A zombie is an instance SIGSTOPped while a new one starts beside it, and let run
+    again (SIGCONT) once the new one has committed: it must exit fenced (status 3)
+    without writing anything that counts.
+    """
     seed = int(os.environ.get("EOS_SEED", random.randrange(1 << 32)))
     print(f"EOS_SEED={seed}")
     rng = random.Random(seed)
-    faults = ["app"] * app_kills + ["broker"] * broker_kills
+    faults = ["app"] * app_kills + ["broker"] * broker_kills + ["zombie"] * zombies
     rng.shuffle(faults)
     # Each fault fires once the committed offsets pass a random share of the input,
     # after a random delay so that it lands anywhere in a transaction.
@@ -150,29 +177,41 @@ def run_loop(
         ends = _fill(broker.bootstrap, records)
         assert sum(ends.values()) == records
         app.start()
+        paused: list[tuple[subprocess.Popen[bytes], int]] = []  # (zombie, at)
+        resumed: list[subprocess.Popen[bytes]] = []
         deadline = time.monotonic() + 10 * TIMEOUT_S
-        while (done := _committed(probe)) < records or faults:
+        while (done := _committed(probe)) < records or faults or paused:
             assert time.monotonic() < deadline, f"stuck at {done} of {records}"
             if not app.alive():
                 app.start()  # exited on its own (fenced, or a fatal error)
+            for zombie, at in list(paused):
+                if done > at or done >= records:  # the new instance committed
+                    print(f"resume zombie at {done}/{records}")
+                    zombie.send_signal(signal.SIGCONT)
+                    paused.remove((zombie, at))
+                    resumed.append(zombie)
             if faults and done >= points[0] * records:
                 time.sleep(rng.uniform(0, 0.3))
                 points.pop(0)
                 fault = faults.pop(0)
-                print(f"kill {fault} at {_committed(probe)}/{records}")
+                print(f"{fault} at {_committed(probe)}/{records}")
                 if fault == "app":
                     app.kill()
                     app.start()
+                elif fault == "zombie":
+                    paused.append((app.pause(), _committed(probe)))
                 else:
                     broker.kill()
                     broker = broker_up()
             time.sleep(0.05)
+        for zombie in resumed:
+            assert zombie.wait(TIMEOUT_S) == 3, "a zombie was not fenced"
         app.kill()
         committed = read_keys(broker.bootstrap, SINK, PARTITIONS, "read_committed")
         uncommitted = read_keys(broker.bootstrap, SINK, PARTITIONS, "read_uncommitted")
         verdict = check((f"{i:07d}" for i in range(records)), committed, uncommitted)
         print(
-            f"{verdict.summary()} app_starts={app.starts} "
+            f"{verdict.summary()} app_starts={app.starts} zombies={len(resumed)} "
             f"app_aborts={app.lines('abort')} app_fatal={app.lines('fatal')}"
         )
         return verdict
@@ -190,17 +229,19 @@ def tmp(tmp_path: Path) -> Path:
 
 
 def test_exactly_once_with_app_and_broker_kills(tmp: Path) -> None:
-    """20,000 records through the loop with the app killed twice and the broker
-    once: read_committed output holds every input key exactly once."""
-    verdict = run_loop(tmp, 20_000, app_kills=2, broker_kills=1, batch=200)
+    """20,000 records through the loop with the app killed twice, the broker once
+    and one zombie instance fenced: read_committed output holds every input key
+    exactly once."""
+    verdict = run_loop(tmp, 20_000, app_kills=2, broker_kills=1, batch=200, zombies=1)
     assert verdict.ok, verdict.summary()
     assert verdict.committed == 20_000
 
 
 @pytest.mark.slow
 def test_exactly_once_soak(tmp: Path) -> None:
-    """100,000 records with the app killed five times and the broker five times:
-    read_committed output holds every input key exactly once."""
-    verdict = run_loop(tmp, 100_000, app_kills=5, broker_kills=5, batch=500)
+    """100,000 records with the app killed five times, the broker five times and
+    two zombie instances fenced: read_committed output holds every input key
+    exactly once."""
+    verdict = run_loop(tmp, 100_000, app_kills=5, broker_kills=5, batch=500, zombies=2)
     assert verdict.ok, verdict.summary()
     assert verdict.committed == 100_000
