@@ -100,7 +100,11 @@ def main(
                 print(json.dumps({"fatal": str(err)}), flush=True)
                 return 3
             print(json.dumps({"abort": str(err)}), flush=True)
-            _abort(producer)
+            try:
+                _abort(producer)
+            except KafkaException as fenced:  # e.g. the group fenced it first
+                print(json.dumps({"fatal": str(fenced.args[0])}), flush=True)
+                return 3
             _rewind(consumer)
             continue
         commits += 1
