@@ -10,8 +10,12 @@ of :mod:`broker.transactions.state_machine`; this module drives them:
   ending transaction) answers CONCURRENT_TRANSACTIONS (Kafka's ``pendingState``);
 - EndTxn writes PrepareCommit/PrepareAbort, answers, then writes the markers to
   every partition of the transaction (:class:`MarkerSender`, retried until each is
-  written), completes the transaction's consumer-group offsets
-  (``GroupService.complete_txn_offsets``) and writes CompleteCommit/CompleteAbort;
+  written), completes the transaction's consumer-group offsets and writes
+  CompleteCommit/CompleteAbort. A single node completes the offsets itself
+  (``GroupService.complete_txn_offsets``); in a cluster, as in Kafka,
+  AddOffsetsToTxn adds the group's ``__consumer_offsets`` partition to the
+  transaction and the marker written there completes them at the group's
+  coordinator (``GroupService.txn_marker_written``), wherever it is;
 - a transaction open longer than its timeout is aborted at a bumped epoch, which
   fences its producer (KIP-588), every
   ``transaction.abort.timed.out.transaction.cleanup.interval.ms``;
@@ -85,6 +89,7 @@ class TransactionCoordinator:
         groups: GroupService | None = None,
         config: TxnConfig | None = None,
         clustered: bool = False,
+        offsets_partition: Callable[[str], TopicPartition | None] | None = None,
     ) -> None:
         # transactional id -> its state as last written to the log
         self._txns: dict[str, TransactionMetadata] = {}
@@ -102,6 +107,8 @@ class TransactionCoordinator:
         # cluster mode: the state log partitions this broker leads (with the
         # generation of that leadership) and those waiting to be loaded
         self._clustered = clustered
+        # cluster mode: a group's __consumer_offsets partition (None: no topic yet)
+        self._offsets_partition = offsets_partition
         self._generations = itertools.count(1)
         self._led: dict[int, int] = {}
         self._to_load: dict[int, int] = {}
@@ -395,6 +402,11 @@ class TransactionCoordinator:
         refused = await self.refusal(transactional_id)
         if refused != ErrorCode.NONE:
             return refused
+        offsets: TopicPartition | None = None
+        if self._offsets_partition is not None:
+            offsets = self._offsets_partition(group)
+            if offsets is None:
+                return ErrorCode.COORDINATOR_NOT_AVAILABLE  # no offsets topic yet
         outcome = sm.add_group(
             self._txns.get(transactional_id),
             producer_id=producer_id,
@@ -402,6 +414,7 @@ class TransactionCoordinator:
             group_id=group,
             now_ms=_now_ms(),
             pending=transactional_id in self._pending,
+            offsets_partition=offsets,
         )
         code, _ = await self._apply(transactional_id, outcome)
         return code
@@ -497,7 +510,7 @@ class TransactionCoordinator:
         txn_log, markers = self._log, self._markers
         assert txn_log is not None
         try:
-            remaining = set(meta.partitions)
+            remaining = self._marker_partitions(meta)
             delay = _RETRY_FIRST_S
             while remaining and markers is not None:
                 partition = txn_log.partition_of(txn_id)
@@ -524,7 +537,7 @@ class TransactionCoordinator:
                     )
                     await anyio.sleep(delay)
                     delay = min(delay * 2, _RETRY_MAX_S)
-            if meta.groups and self._groups is not None:
+            if meta.groups and self._groups is not None and not self._clustered:
                 await self._groups.complete_txn_offsets(
                     meta.producer_id, meta.producer_epoch, meta.groups, commit
                 )
@@ -549,6 +562,20 @@ class TransactionCoordinator:
             )
         finally:
             self._pending.discard(txn_id)
+
+    def _marker_partitions(self, meta: TransactionMetadata) -> set[TopicPartition]:
+        """The partitions that get a marker: the transaction's, and in a cluster
+        its groups' ``__consumer_offsets`` partitions (already among them when
+        AddOffsetsToTxn added them; a state written without them gets them
+        here)."""
+        partitions = set(meta.partitions)
+        find = self._offsets_partition
+        if find is not None:
+            for group in meta.groups:
+                tp = find(group)
+                if tp is not None:
+                    partitions.add(tp)
+        return partitions
 
     async def abort_timed_out(self, now_ms: int | None = None) -> int:
         """Abort every ongoing transaction older than its timeout, fencing its

@@ -44,7 +44,7 @@ def _coordinator(ctx: BrokerContext) -> TransactionCoordinator:
         coordinates=lambda _: True,
         txn_log=TxnLog(ctx.topics, ctx.durability),
         markers=LocalMarkers(
-            ctx.topics, ctx.producers, ctx.durability, ctx.append_gate
+            ctx.topics, ctx.producers, ctx.durability, ctx.append_gate, ctx.groups
         ),
         producers=ctx.producers,
         groups=ctx.groups,
@@ -167,7 +167,7 @@ def test_repeated_markers_are_harmless(tmp_path: Path) -> None:
 
     async def body(ctx: BrokerContext) -> None:
         markers = LocalMarkers(
-            ctx.topics, ctx.producers, ctx.durability, ctx.append_gate
+            ctx.topics, ctx.producers, ctx.durability, ctx.append_gate, ctx.groups
         )
         pid = ctx.producers.init_producer_id()[1]
         _append_txn(ctx, pid, 0, 0)
