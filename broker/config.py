@@ -277,6 +277,12 @@ _BROKER_KEYS: Final[dict[str, tuple[str, type]]] = {
         "transaction_abort_interval_ms",
         int,
     ),
+    # idle transactional ids are removed (tombstoned) after this, checked this often
+    "transactional.id.expiration.ms": ("transactional_id_expiration_ms", int),
+    "transaction.remove.expired.transaction.cleanup.interval.ms": (
+        "transaction_remove_expired_interval_ms",
+        int,
+    ),
     # incremental fetch sessions (broker.fetch.sessions); 0 slots: none kept
     "max.incremental.fetch.session.cache.slots": ("fetch_session_cache_slots", int),
     "min.incremental.fetch.session.eviction.ms": ("fetch_session_eviction_ms", int),
@@ -379,6 +385,8 @@ class BrokerConfig:
     transaction_max_timeout_ms: int = 900_000
     transaction_log_partitions: int | None = None
     transaction_abort_interval_ms: int = 10_000  # Kafka's default
+    transactional_id_expiration_ms: int = 604_800_000  # 7 days, Kafka's default
+    transaction_remove_expired_interval_ms: int = 3_600_000  # Kafka's default
     fetch_session_cache_slots: int = 1_000
     fetch_session_eviction_ms: int = 120_000
     # log compaction (broker.topics.cleaner); io cap 0 = unlimited (Kafka's default)
@@ -693,6 +701,13 @@ def resolve(
     if cfg.transaction_abort_interval_ms < 1:
         raise ConfigError(
             "transaction.abort.timed.out.transaction.cleanup.interval.ms must be "
+            "at least 1"
+        )
+    if cfg.transactional_id_expiration_ms < 1:
+        raise ConfigError("transactional.id.expiration.ms must be at least 1")
+    if cfg.transaction_remove_expired_interval_ms < 1:
+        raise ConfigError(
+            "transaction.remove.expired.transaction.cleanup.interval.ms must be "
             "at least 1"
         )
     if cfg.fetch_session_cache_slots < 0:

@@ -451,6 +451,8 @@ def _transaction_coordinator(
         max_timeout_ms=config.transaction_max_timeout_ms,
         log_partitions=partitions,
         abort_interval_ms=config.transaction_abort_interval_ms,
+        id_expiration_ms=config.transactional_id_expiration_ms,
+        remove_expired_interval_ms=config.transaction_remove_expired_interval_ms,
         crash_after_prepare=Path(flag) if flag else None,
     )
     local = LocalMarkers(topics, producers, durability, append_gate, groups)

@@ -18,7 +18,10 @@ of :mod:`broker.transactions.state_machine`; this module drives them:
   coordinator (``GroupService.txn_marker_written``), wherever it is;
 - a transaction open longer than its timeout is aborted at a bumped epoch, which
   fences its producer (KIP-588), every
-  ``transaction.abort.timed.out.transaction.cleanup.interval.ms``;
+  ``transaction.abort.timed.out.transaction.cleanup.interval.ms``; an id with no
+  open transaction and no change for ``transactional.id.expiration.ms`` gets a
+  tombstone and is forgotten, every
+  ``transaction.remove.expired.transaction.cleanup.interval.ms``;
 - at start-up (or when this broker becomes the partition's leader) the partition is
   read in a worker thread, and a transaction found prepared but not completed (the
   broker stopped between the two) gets its markers again and is completed;
@@ -36,7 +39,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 
 import anyio
 import anyio.abc
@@ -49,6 +52,7 @@ from broker.transactions import state_machine as sm
 from broker.transactions.config import CRASH_EXIT_STATUS, TxnConfig, take_crash_flag
 from broker.transactions.markers import MarkerSender
 from broker.transactions.model import TopicPartition, TransactionMetadata, TxnState
+from broker.transactions.sweeps import Sweeps
 from broker.transactions.txn_log import TxnLog, read_partition
 from protocol.error_codes import ErrorCode
 from protocol.records import RecordBatchError
@@ -76,7 +80,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class TransactionCoordinator:
+class TransactionCoordinator(Sweeps):
     """The transactional ids this broker coordinates and their current state."""
 
     def __init__(
@@ -177,7 +181,14 @@ class TransactionCoordinator:
             self._tg = tg
             task_status.started()
             try:
-                tg.start_soon(self._sweep)
+                tg.start_soon(
+                    self._every, self.config.abort_interval_ms, self.abort_timed_out
+                )
+                tg.start_soon(
+                    self._every,
+                    self.config.remove_expired_interval_ms,
+                    self.remove_expired,
+                )
                 if self._clustered:
                     await self._loader()
                 else:
@@ -189,10 +200,12 @@ class TransactionCoordinator:
                     with anyio.CancelScope(shield=True):
                         await self._markers.aclose()
 
-    async def _sweep(self) -> None:
+    async def _every(
+        self, interval_ms: int, sweep: Callable[[], Awaitable[int]]
+    ) -> None:
         while True:
-            await anyio.sleep(self.config.abort_interval_ms / 1000)
-            await self.abort_timed_out()
+            await anyio.sleep(interval_ms / 1000)
+            await sweep()
 
     async def _load_all(self) -> None:
         """A single node leads every partition: load them all."""
@@ -576,24 +589,3 @@ class TransactionCoordinator:
                 if tp is not None:
                     partitions.add(tp)
         return partitions
-
-    async def abort_timed_out(self, now_ms: int | None = None) -> int:
-        """Abort every ongoing transaction older than its timeout, fencing its
-        producer (Kafka's ``abortTimedOutTransactions``); how many."""
-        now = _now_ms() if now_ms is None else now_ms
-        aborted = 0
-        for txn_id, meta in list(self._txns.items()):
-            outcome = sm.expire(meta, now, pending=txn_id in self._pending)
-            if outcome is None:
-                continue
-            log.info(
-                "txn_timed_out",
-                transactional_id=txn_id,
-                producer_id=meta.producer_id,
-                age_ms=now - meta.start_ms,
-                timeout_ms=meta.timeout_ms,
-            )
-            code, _ = await self._apply(txn_id, outcome)
-            if code == ErrorCode.NONE:
-                aborted += 1
-        return aborted

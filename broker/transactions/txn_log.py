@@ -205,23 +205,33 @@ class TxnLog:
         """Append ``meta`` and wait until it is durable (acks=all); NONE once it is,
         else the coordinator error Kafka answers (``TransactionStateManager
         .appendTransactionToLog``: NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE)."""
+        key, value = encode(meta)
+        return await self._write(meta.transactional_id, key, value)
+
+    async def remove(self, transactional_id: str) -> ErrorCode:
+        """Append the id's tombstone (an expired id) and wait until it is durable;
+        as :meth:`write`."""
+        return await self._write(transactional_id, encode_key(transactional_id), None)
+
+    async def _write(
+        self, transactional_id: str, key: bytes, value: bytes | None
+    ) -> ErrorCode:
         topics = self.topics
         tmeta = topics.find(TRANSACTION_TOPIC)
         if tmeta is None:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
-        partition = partition_for(meta.transactional_id, tmeta.partition_count)
+        partition = partition_for(transactional_id, tmeta.partition_count)
         try:
             plog = topics.logs.partition(TRANSACTION_TOPIC, partition)
             state = topics.state(tmeta, plog)
             if not state.is_local_leader:
                 return ErrorCode.NOT_COORDINATOR
-            key, value = encode(meta)
             batch = txn_log_batch([(key, value)], timestamp=_now_ms())
             result = plog.append(batch, leader_epoch=state.leader_epoch)
         except StorageError as e:
             log.error(
                 "txn_state_write_failed",
-                transactional_id=meta.transactional_id,
+                transactional_id=transactional_id,
                 error=str(e),
             )
             return _append_error(error_code(e))
@@ -242,7 +252,7 @@ class TxnLog:
         if failed:
             log.warning(
                 "txn_state_not_durable",
-                transactional_id=meta.transactional_id,
+                transactional_id=transactional_id,
                 error=failed[0].name,
             )
             return _append_error(failed[0])

@@ -205,3 +205,31 @@ def test_unloaded_partition_answers_load_in_progress(tmp_path: Path) -> None:
         assert refused == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
 
     _run(tmp_path, body)
+
+
+def test_idle_transactional_id_expires_and_starts_afresh(tmp_path: Path) -> None:
+    """An id idle for transactional.id.expiration.ms gets a tombstone: it is
+    forgotten, a reload skips it, and its next InitProducerId gets a new producer
+    id at epoch 0; an id with an open transaction does not expire."""
+
+    async def body(ctx: BrokerContext) -> None:
+        coord = ctx.transactions
+        code, idle_pid, _ = await coord.init_producer_id("idle", 60_000, None)
+        assert code == ErrorCode.NONE
+        code, busy_pid, _ = await coord.init_producer_id("busy", 60_000, None)
+        assert code == ErrorCode.NONE
+        parts = [(TOPIC, 0)]
+        assert await coord.add_partitions("busy", busy_pid, 0, parts) == ErrorCode.NONE
+        later = time.time_ns() // 1_000_000 + coord.config.id_expiration_ms
+        assert await coord.remove_expired(now_ms=later) == 1
+        assert coord.describe("idle") is None
+        assert _state(coord, "busy") is TxnState.ONGOING
+        again = _coordinator(ctx)
+        assert await again.load_partition(0)
+        assert again.describe("idle") is None
+        assert again.describe("busy") is not None
+        code, pid, epoch = await coord.init_producer_id("idle", 60_000, None)
+        assert (code, epoch) == (ErrorCode.NONE, 0)
+        assert pid != idle_pid
+
+    _run(tmp_path, body)
