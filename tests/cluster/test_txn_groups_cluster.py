@@ -4,8 +4,9 @@ Real etcd and three brokers. The transactional id and the consumer group are
 picked so that their coordinators (asked with FindCoordinator) are different
 brokers: AddOffsetsToTxn adds the group's ``__consumer_offsets`` partition to the
 transaction, and the transaction coordinator's marker there (WriteTxnMarkers to
-its leader) completes the offsets at the group's coordinator. confluent-kafka's
-producer commits one transaction (OffsetFetch at the group's coordinator shows the
+its leader) completes the offsets at the group's coordinator; a group whose
+coordinator is the transaction's own broker gets its marker in-process, through
+the same marker writer. confluent-kafka's producer commits one transaction (OffsetFetch at the group's coordinator shows the
 offsets), aborts the next (they do not move), and commits a third whose
 coordinator dies right after PrepareCommit (the crash test hook): the next leader
 of the state log partition sends the markers again, the offsets one included.
@@ -73,8 +74,9 @@ def _coordinator(cluster: Cluster, key: str, key_type: int) -> int:
     return resp.node_id if ok else 0
 
 
-def _apart(cluster: Cluster) -> tuple[str, int, str, int]:
-    """A transactional id and a group whose coordinators differ, with them."""
+def _groups(cluster: Cluster) -> tuple[str, int, str, str, int]:
+    """A transactional id and its coordinator, a group coordinated by the same
+    broker, and one coordinated by another (with that broker)."""
 
     def found(key: str, key_type: int) -> int:
         return int(
@@ -86,12 +88,18 @@ def _apart(cluster: Cluster) -> tuple[str, int, str, int]:
 
     txn_id = "eos-txn"
     txn_node = found(txn_id, 1)
-    for j in range(40):
+    together: str | None = None
+    apart: tuple[str, int] | None = None
+    for j in range(60):
         group = f"eos-group-{j}"
         node = found(group, 0)
-        if node != txn_node:
-            return txn_id, txn_node, group, node
-    raise AssertionError("every group shares the transaction coordinator")
+        if node == txn_node:
+            together = together or group
+        else:
+            apart = apart or (group, node)
+        if together is not None and apart is not None:
+            return txn_id, txn_node, together, *apart
+    raise AssertionError("no groups on the transaction coordinator and on another")
 
 
 def _stable_offset(cluster: Cluster, node: int, group: str) -> int:
@@ -214,8 +222,9 @@ def test_offsets_of_a_group_on_another_broker_follow_the_transaction(
     cluster: Cluster,
 ) -> None:
     """Commit shows the group's offsets at its coordinator (another broker than
-    the transaction's); abort leaves them; a commit whose coordinator dies after
-    PrepareCommit is completed by the next one, offsets included."""
+    the transaction's, or the same one); abort leaves them; a commit whose
+    coordinator dies after PrepareCommit is completed by the next one, offsets
+    included."""
     cluster.create_topic(1, IN, 1, replication_factor=3)
     cluster.create_topic(1, OUT, 2, replication_factor=3)
     cluster.wait_leaders(OUT, 2)
@@ -223,10 +232,14 @@ def test_offsets_of_a_group_on_another_broker_follow_the_transaction(
     for i in range(9):
         feeder.produce(IN, f"r{i}".encode(), partition=0)
     assert feeder.flush(TIMEOUT_S) == 0
-    txn_id, txn_node, group, group_node = _apart(cluster)
+    txn_id, txn_node, local_group, group, group_node = _groups(cluster)
     assert txn_node != group_node
+    # the transaction coordinator leads local_group's offsets partition: it writes
+    # that marker in-process, and the same writer completes the offsets
+    committed = _transform(cluster, txn_id, local_group, 0, "commit")
+    assert _stable_offset(cluster, txn_node, local_group) == 3
 
-    committed = _transform(cluster, txn_id, group, 0, "commit")
+    committed += _transform(cluster, txn_id, group, 0, "commit")
     assert _stable_offset(cluster, group_node, group) == 3
     _transform(cluster, txn_id, group, 3, "abort")
     assert _stable_offset(cluster, group_node, group) == 3
