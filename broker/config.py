@@ -312,6 +312,7 @@ CLUSTER_KEYS: Final[dict[str, str]] = {
     "offsets.topic.num.partitions": "offsets_partitions",
     "offsets.topic.replication.factor": "offsets_replication_factor",
     "transaction.state.log.replication.factor": "transaction_replication_factor",
+    "transaction.state.log.min.isr": "transaction_min_isr",
     "ailurus.cluster.request.timeout.ms": "request_timeout_ms",
     "replica.lag.time.max.ms": "replica_lag_time_max_ms",
 }
@@ -333,6 +334,9 @@ class ClusterSettings:
     offsets_replication_factor: int = 3  # offsets.topic.replication.factor (capped)
     # transaction.state.log.replication.factor (capped at the live brokers)
     transaction_replication_factor: int = 3
+    # transaction.state.log.min.isr: the state log's min.insync.replicas (capped
+    # at its replication factor)
+    transaction_min_isr: int = 2
     request_timeout_ms: int = 30_000  # how long a broker waits on the controller
     replica_lag_time_max_ms: int = 30_000  # a follower behind longer leaves the ISR
 

@@ -468,7 +468,7 @@ def _transaction_coordinator(
 
     coordinator = TransactionCoordinator(
         coordinates=lambda txn_id: view.txn_coordinator(txn_id) == view.node_id,
-        txn_log=TxnLog(topics, durability),
+        txn_log=TxnLog(topics, durability, min_isr=cache is not None),
         markers=markers,
         producers=producers,
         groups=groups,

@@ -155,9 +155,14 @@ def read_partition(plog: PartitionLog, end: int) -> Loaded:
 class TxnLog:
     """Appends states to ``__transaction_state`` and waits for them to be durable."""
 
-    def __init__(self, topics: TopicService, durability: Durability) -> None:
+    def __init__(
+        self, topics: TopicService, durability: Durability, *, min_isr: bool = False
+    ) -> None:
+        """``min_isr`` (cluster mode): a write needs the topic's
+        ``min.insync.replicas`` in the ISR (``transaction.state.log.min.isr``)."""
         self.topics = topics
         self.durability = durability
+        self.min_isr = min_isr
 
     def partitions(self) -> int | None:
         """The topic's partition count (None: not created yet)."""
@@ -226,6 +231,16 @@ class TxnLog:
             state = topics.state(tmeta, plog)
             if not state.is_local_leader:
                 return ErrorCode.NOT_COORDINATOR
+            need = tmeta.config.min_insync_replicas if self.min_isr else 1
+            if len(state.isr) < need:
+                # Kafka: NOT_ENOUGH_REPLICAS, answered COORDINATOR_NOT_AVAILABLE
+                log.warning(
+                    "txn_state_not_enough_replicas",
+                    transactional_id=transactional_id,
+                    isr=len(state.isr),
+                    min_insync_replicas=need,
+                )
+                return ErrorCode.COORDINATOR_NOT_AVAILABLE
             batch = txn_log_batch([(key, value)], timestamp=_now_ms())
             result = plog.append(batch, leader_epoch=state.leader_epoch)
         except StorageError as e:
@@ -256,6 +271,8 @@ class TxnLog:
                 error=failed[0].name,
             )
             return _append_error(failed[0])
+        if need > 1 and topics.isr_size(TRANSACTION_TOPIC, partition) < need:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE  # ISR shrank meanwhile
         return ErrorCode.NONE
 
 

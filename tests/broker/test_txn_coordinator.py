@@ -233,3 +233,31 @@ def test_idle_transactional_id_expires_and_starts_afresh(tmp_path: Path) -> None
         assert pid != idle_pid
 
     _run(tmp_path, body)
+
+
+def test_state_write_needs_the_logs_min_insync_replicas(tmp_path: Path) -> None:
+    """With min_isr (cluster mode), a state log whose ISR is smaller than its
+    min.insync.replicas refuses writes with COORDINATOR_NOT_AVAILABLE, as Kafka's
+    transaction.state.log.min.isr; without it (a single node) it does not apply."""
+
+    async def body(ctx: BrokerContext) -> None:
+        ctx.topics.logs.create_topic(
+            "__transaction_state", 1, {"min.insync.replicas": "2"}
+        )
+        now = int(time.time() * 1000)
+        meta = TransactionMetadata(
+            transactional_id="m",
+            producer_id=1,
+            producer_epoch=0,
+            timeout_ms=60_000,
+            state=TxnState.EMPTY,
+            start_ms=-1,
+            last_update_ms=now,
+        )
+        strict = TxnLog(ctx.topics, ctx.durability, min_isr=True)
+        assert await strict.write(meta) == ErrorCode.COORDINATOR_NOT_AVAILABLE
+        plog = ctx.topics.logs.partition("__transaction_state", 0)
+        assert plog.log_end_offset == 0  # refused before the append
+        assert await TxnLog(ctx.topics, ctx.durability).write(meta) == ErrorCode.NONE
+
+    _run(tmp_path, body)
