@@ -277,6 +277,12 @@ _BROKER_KEYS: Final[dict[str, tuple[str, type]]] = {
         "transaction_abort_interval_ms",
         int,
     ),
+    # idle transactional ids are removed (tombstoned) after this, checked this often
+    "transactional.id.expiration.ms": ("transactional_id_expiration_ms", int),
+    "transaction.remove.expired.transaction.cleanup.interval.ms": (
+        "transaction_remove_expired_interval_ms",
+        int,
+    ),
     # incremental fetch sessions (broker.fetch.sessions); 0 slots: none kept
     "max.incremental.fetch.session.cache.slots": ("fetch_session_cache_slots", int),
     "min.incremental.fetch.session.eviction.ms": ("fetch_session_eviction_ms", int),
@@ -306,6 +312,7 @@ CLUSTER_KEYS: Final[dict[str, str]] = {
     "offsets.topic.num.partitions": "offsets_partitions",
     "offsets.topic.replication.factor": "offsets_replication_factor",
     "transaction.state.log.replication.factor": "transaction_replication_factor",
+    "transaction.state.log.min.isr": "transaction_min_isr",
     "ailurus.cluster.request.timeout.ms": "request_timeout_ms",
     "replica.lag.time.max.ms": "replica_lag_time_max_ms",
 }
@@ -327,6 +334,9 @@ class ClusterSettings:
     offsets_replication_factor: int = 3  # offsets.topic.replication.factor (capped)
     # transaction.state.log.replication.factor (capped at the live brokers)
     transaction_replication_factor: int = 3
+    # transaction.state.log.min.isr: the state log's min.insync.replicas (capped
+    # at its replication factor)
+    transaction_min_isr: int = 2
     request_timeout_ms: int = 30_000  # how long a broker waits on the controller
     replica_lag_time_max_ms: int = 30_000  # a follower behind longer leaves the ISR
 
@@ -379,6 +389,8 @@ class BrokerConfig:
     transaction_max_timeout_ms: int = 900_000
     transaction_log_partitions: int | None = None
     transaction_abort_interval_ms: int = 10_000  # Kafka's default
+    transactional_id_expiration_ms: int = 604_800_000  # 7 days, Kafka's default
+    transaction_remove_expired_interval_ms: int = 3_600_000  # Kafka's default
     fetch_session_cache_slots: int = 1_000
     fetch_session_eviction_ms: int = 120_000
     # log compaction (broker.topics.cleaner); io cap 0 = unlimited (Kafka's default)
@@ -693,6 +705,13 @@ def resolve(
     if cfg.transaction_abort_interval_ms < 1:
         raise ConfigError(
             "transaction.abort.timed.out.transaction.cleanup.interval.ms must be "
+            "at least 1"
+        )
+    if cfg.transactional_id_expiration_ms < 1:
+        raise ConfigError("transactional.id.expiration.ms must be at least 1")
+    if cfg.transaction_remove_expired_interval_ms < 1:
+        raise ConfigError(
+            "transaction.remove.expired.transaction.cleanup.interval.ms must be "
             "at least 1"
         )
     if cfg.fetch_session_cache_slots < 0:

@@ -69,7 +69,7 @@ import os
 import signal
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -85,7 +85,12 @@ from broker.cluster.configs import EtcdConfigStore, follow_broker_configs
 from broker.cluster.model import Endpoint
 from broker.cluster.requests import ClusterRequests
 from broker.cluster.service import ClusterService
-from broker.cluster.view import TRANSACTION_TOPIC, ClusterView, LocalView
+from broker.cluster.view import (
+    OFFSETS_TOPIC,
+    TRANSACTION_TOPIC,
+    ClusterView,
+    LocalView,
+)
 from broker.config import BrokerConfig
 from broker.configs.dynamic import (
     ConfigStoreError,
@@ -125,6 +130,7 @@ from broker.topics.storage import close_log_manager, open_log_manager
 from broker.transactions.config import CRASH_AFTER_PREPARE_ENV, TxnConfig
 from broker.transactions.coordinator import TransactionCoordinator
 from broker.transactions.markers import LocalMarkers, MarkerSender
+from broker.transactions.model import TopicPartition
 from broker.transactions.txn_log import TxnLog
 from storage.fileops import FileOps
 from storage.lock import DataDirLock
@@ -445,30 +451,50 @@ def _transaction_coordinator(
         max_timeout_ms=config.transaction_max_timeout_ms,
         log_partitions=partitions,
         abort_interval_ms=config.transaction_abort_interval_ms,
+        id_expiration_ms=config.transactional_id_expiration_ms,
+        remove_expired_interval_ms=config.transaction_remove_expired_interval_ms,
         crash_after_prepare=Path(flag) if flag else None,
     )
-    local = LocalMarkers(topics, producers, durability, append_gate)
+    local = LocalMarkers(topics, producers, durability, append_gate, groups)
     markers: MarkerSender = local
+    offsets_partition: Callable[[str], TopicPartition | None] | None = None
     if cache is not None:
         # imported here: sending markers to other brokers is cluster mode's (a
         # single node starts without WriteTxnMarkers' message schemas)
         from broker.transactions.cluster_markers import ClusterMarkers
 
         markers = ClusterMarkers(cache, local, config.listeners[0].name)
+        offsets_partition = _offsets_partition_finder(groups)
+
     coordinator = TransactionCoordinator(
         coordinates=lambda txn_id: view.txn_coordinator(txn_id) == view.node_id,
-        txn_log=TxnLog(topics, durability),
+        txn_log=TxnLog(topics, durability, min_isr=cache is not None),
         markers=markers,
         producers=producers,
         groups=groups,
         config=settings,
         clustered=cache is not None,
+        offsets_partition=offsets_partition,
     )
     if config.cluster is None:
         # the coordinator is local: a transactional batch must belong to its
         # producer's ongoing transaction (KIP-890)
         producers.verify_txn = coordinator.verify
     return coordinator
+
+
+def _offsets_partition_finder(
+    groups: GroupService,
+) -> Callable[[str], TopicPartition | None]:
+    """Cluster mode: a group's ``__consumer_offsets`` partition, which Kafka's
+    AddOffsetsToTxn adds to the transaction (None: no offsets topic yet)."""
+    replicated = groups.replicated
+
+    def find(group_id: str) -> TopicPartition | None:
+        p = None if replicated is None else replicated.partition_of(group_id)
+        return None if p is None else (OFFSETS_TOPIC, p)
+
+    return find
 
 
 def _read_broker_configs(config: BrokerConfig) -> dict[str, dict[str, str]]:

@@ -295,7 +295,8 @@ class ClusterService:
         first needs a coordinator (Kafka creates it on FindCoordinator): its
         partitions from ``transaction.state.log.num.partitions``, replication
         factor ``transaction.state.log.replication.factor`` capped at the live
-        brokers, compacted."""
+        brokers, compacted, with ``min.insync.replicas`` from
+        ``transaction.state.log.min.isr`` (capped at that factor)."""
         while True:
             await self._txn_topic_wanted.wait()
             if self.cache.topic(TRANSACTION_TOPIC) is None:
@@ -306,7 +307,12 @@ class ClusterService:
                     name=TRANSACTION_TOPIC,
                     partitions=self.txn_partitions,
                     replication_factor=rf,
-                    configs={"cleanup.policy": "compact"},
+                    configs={
+                        "cleanup.policy": "compact",
+                        "min.insync.replicas": str(
+                            max(1, min(self.settings.transaction_min_isr, rf))
+                        ),
+                    },
                 )
                 error = await self._create_topic(request)
                 if error is not None and error.code != ErrorCode.TOPIC_ALREADY_EXISTS:

@@ -3,9 +3,12 @@
 Behaviour: the transaction coordinator (``broker.transactions``) adds the consumer
 group to the producer's transaction, so that the offsets it then commits with
 TxnOffsetCommit become committed (or are dropped) when the transaction ends; the
-answer waits until the new state is durable in ``__transaction_state``. Kafka adds
-the group's ``__consumer_offsets`` partition instead; here the group coordinator
-is told directly (``GroupService.complete_txn_offsets``). Errors as
+answer waits until the new state is durable in ``__transaction_state``. A single
+node's coordinator completes the group's offsets itself
+(``GroupService.complete_txn_offsets``); in a cluster the group's
+``__consumer_offsets`` partition joins the transaction's partitions, as in Kafka,
+and its marker completes them at the group's coordinator (no offsets topic yet:
+COORDINATOR_NOT_AVAILABLE, which clients retry). Errors as
 AddPartitionsToTxn: NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS,
 INVALID_PRODUCER_ID_MAPPING, PRODUCER_FENCED (INVALID_PRODUCER_EPOCH before v2),
 CONCURRENT_TRANSACTIONS. With ACLs enforced it needs WRITE on the transactional id

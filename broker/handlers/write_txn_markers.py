@@ -30,16 +30,11 @@ Version notes: v1 flexible; v2 (KIP-890 transaction version) is not served.
 
 from __future__ import annotations
 
-import time
-
-from broker.durability.acks import PendingAck
 from broker.net.dispatch import handler
 from broker.net.request import Deferred, RequestContext
-from broker.topics.errors import error_code
-from broker.transactions.markers import ACK_TIMEOUT_MS, LocalMarkers
+from broker.transactions.markers import LocalMarkers, MarkerBatch, MarkerWrite
 from protocol.error_codes import ErrorCode
 from protocol.messages.write_txn_markers import (
-    WritableTxnMarker,
     WritableTxnMarkerPartitionResult,
     WritableTxnMarkerResult,
     WritableTxnMarkerTopicResult,
@@ -47,111 +42,63 @@ from protocol.messages.write_txn_markers import (
     WriteTxnMarkersResponse,
 )
 
-Results = list[tuple[int, list[tuple[str, list[WritableTxnMarkerPartitionResult]]]]]
-
 
 @handler(api_key=27, name="write_txn_markers", min_version=0, max_version=1)
 def write_txn_markers(rctx: RequestContext, request: WriteTxnMarkersRequest) -> object:
-    results: Results = []
-    pending: list[PendingAck] = []
-    # (marker, topic, partition) position of each pending answer (its ack key)
-    slots: list[tuple[int, int, int]] = []
-    # markers written to __consumer_offsets: (slot, marker, topic, partition)
-    offsets: list[tuple[int, WritableTxnMarker, str, int]] = []
-    groups = rctx.broker.groups
-    now = time.time_ns() // 1_000_000
     ctx = rctx.broker
-    local = LocalMarkers(ctx.topics, ctx.producers, ctx.durability, ctx.append_gate)
-    for m_idx, marker in enumerate(request.markers):
-        topics: list[tuple[str, list[WritableTxnMarkerPartitionResult]]] = []
-        results.append((marker.producer_id, topics))
+    local = LocalMarkers(
+        ctx.topics, ctx.producers, ctx.durability, ctx.append_gate, ctx.groups
+    )
+    batch = local.append(
+        [
+            MarkerWrite(
+                topic.name,
+                index,
+                marker.producer_id,
+                marker.producer_epoch,
+                marker.transaction_result,
+                marker.coordinator_epoch,
+            )
+            for marker in request.markers
+            for topic in marker.topics
+            for index in topic.partition_indexes
+        ]
+    )
+    if batch.settled:
+        return _response(rctx, request, batch)
+
+    async def settle() -> WriteTxnMarkersResponse:
+        await local.settle(batch)
+        return _response(rctx, request, batch)
+
+    return Deferred(settle)
+
+
+def _response(
+    rctx: RequestContext, request: WriteTxnMarkersRequest, batch: MarkerBatch
+) -> WriteTxnMarkersResponse:
+    """The answer, in request order (``batch.codes`` follows it)."""
+    codes = iter(batch.codes)
+    markers = []
+    for marker in request.markers:
+        topics = []
         for topic in marker.topics:
-            parts: list[WritableTxnMarkerPartitionResult] = []
-            topics.append((topic.name, parts))
+            parts = []
             for index in topic.partition_indexes:
-                key = (len(slots), 0)
-                slots.append((m_idx, len(topics) - 1, len(parts)))
-                code = _write(local, marker, topic.name, index, now, pending, key)
-                if code == ErrorCode.NONE and groups.completes_txn_offsets(topic.name):
-                    offsets.append((key[0], marker, topic.name, index))
+                code = next(codes)
+                if code != ErrorCode.NONE:
+                    rctx.broker.metrics.error("write_txn_markers", code.name)
                 parts.append(
                     WritableTxnMarkerPartitionResult(
                         partition_index=index, error_code=code
                     )
                 )
-    for _, topics in results:
-        for _, parts in topics:
-            for part in parts:
-                if part.error_code:
-                    rctx.broker.metrics.error(
-                        "write_txn_markers", ErrorCode(part.error_code).name
-                    )
-    if not pending and not offsets:
-        return _response(results)
-
-    def result(slot: int) -> WritableTxnMarkerPartitionResult:
-        m_idx, t_idx, p_idx = slots[slot]
-        return results[m_idx][1][t_idx][1][p_idx]
-
-    def fail(item: PendingAck, code: ErrorCode) -> None:
-        m_idx, t_idx, p_idx = slots[item.key[0]]
-        parts = results[m_idx][1][t_idx][1]
-        parts[p_idx] = WritableTxnMarkerPartitionResult(
-            partition_index=parts[p_idx].partition_index, error_code=code
-        )
-
-    async def acks_all() -> WriteTxnMarkersResponse:
-        if pending:
-            await rctx.broker.durability.acks_all(
-                pending, ACK_TIMEOUT_MS, fail, error_code
+            topics.append(
+                WritableTxnMarkerTopicResult(name=topic.name, partitions=tuple(parts))
             )
-        for slot, marker, name, index in offsets:
-            if result(slot).error_code == ErrorCode.NONE:
-                await groups.txn_marker_written(
-                    name,
-                    index,
-                    marker.producer_id,
-                    marker.producer_epoch,
-                    marker.transaction_result,
-                )
-        return _response(results)
-
-    return Deferred(acks_all)
-
-
-def _write(
-    local: LocalMarkers,
-    marker: WritableTxnMarker,
-    topic: str,
-    index: int,
-    now: int,
-    pending: list[PendingAck],
-    key: tuple[int, int],
-) -> ErrorCode:
-    """Append one marker to one partition; its error code (NONE: written)."""
-    return local.write(
-        topic,
-        index,
-        producer_id=marker.producer_id,
-        producer_epoch=marker.producer_epoch,
-        commit=marker.transaction_result,
-        coordinator_epoch=marker.coordinator_epoch,
-        now_ms=now,
-        pending=pending,
-        key=key,
-    )
-
-
-def _response(results: Results) -> WriteTxnMarkersResponse:
-    return WriteTxnMarkersResponse(
-        markers=tuple(
+        markers.append(
             WritableTxnMarkerResult(
-                producer_id=pid,
-                topics=tuple(
-                    WritableTxnMarkerTopicResult(name=name, partitions=tuple(parts))
-                    for name, parts in topics
-                ),
+                producer_id=marker.producer_id, topics=tuple(topics)
             )
-            for pid, topics in results
         )
-    )
+    return WriteTxnMarkersResponse(markers=tuple(markers))

@@ -31,4 +31,8 @@ class TxnConfig:
     log_partitions: int = 1  # transaction.state.log.num.partitions
     # transaction.abort.timed.out.transaction.cleanup.interval.ms
     abort_interval_ms: int = 10_000
+    # transactional.id.expiration.ms: an id idle this long is removed (7 days)
+    id_expiration_ms: int = 604_800_000
+    # transaction.remove.expired.transaction.cleanup.interval.ms
+    remove_expired_interval_ms: int = 3_600_000
     crash_after_prepare: Path | None = None  # the test hook's flag file

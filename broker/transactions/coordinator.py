@@ -10,11 +10,18 @@ of :mod:`broker.transactions.state_machine`; this module drives them:
   ending transaction) answers CONCURRENT_TRANSACTIONS (Kafka's ``pendingState``);
 - EndTxn writes PrepareCommit/PrepareAbort, answers, then writes the markers to
   every partition of the transaction (:class:`MarkerSender`, retried until each is
-  written), completes the transaction's consumer-group offsets
-  (``GroupService.complete_txn_offsets``) and writes CompleteCommit/CompleteAbort;
+  written), completes the transaction's consumer-group offsets and writes
+  CompleteCommit/CompleteAbort. A single node completes the offsets itself
+  (``GroupService.complete_txn_offsets``); in a cluster, as in Kafka,
+  AddOffsetsToTxn adds the group's ``__consumer_offsets`` partition to the
+  transaction and the marker written there completes them at the group's
+  coordinator (``GroupService.txn_marker_written``), wherever it is;
 - a transaction open longer than its timeout is aborted at a bumped epoch, which
   fences its producer (KIP-588), every
-  ``transaction.abort.timed.out.transaction.cleanup.interval.ms``;
+  ``transaction.abort.timed.out.transaction.cleanup.interval.ms``; an id with no
+  open transaction and no change for ``transactional.id.expiration.ms`` gets a
+  tombstone and is forgotten, every
+  ``transaction.remove.expired.transaction.cleanup.interval.ms``;
 - at start-up (or when this broker becomes the partition's leader) the partition is
   read in a worker thread, and a transaction found prepared but not completed (the
   broker stopped between the two) gets its markers again and is completed;
@@ -32,7 +39,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 
 import anyio
 import anyio.abc
@@ -45,6 +52,7 @@ from broker.transactions import state_machine as sm
 from broker.transactions.config import CRASH_EXIT_STATUS, TxnConfig, take_crash_flag
 from broker.transactions.markers import MarkerSender
 from broker.transactions.model import TopicPartition, TransactionMetadata, TxnState
+from broker.transactions.sweeps import Sweeps
 from broker.transactions.txn_log import TxnLog, read_partition
 from protocol.error_codes import ErrorCode
 from protocol.records import RecordBatchError
@@ -72,7 +80,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class TransactionCoordinator:
+class TransactionCoordinator(Sweeps):
     """The transactional ids this broker coordinates and their current state."""
 
     def __init__(
@@ -85,6 +93,7 @@ class TransactionCoordinator:
         groups: GroupService | None = None,
         config: TxnConfig | None = None,
         clustered: bool = False,
+        offsets_partition: Callable[[str], TopicPartition | None] | None = None,
     ) -> None:
         # transactional id -> its state as last written to the log
         self._txns: dict[str, TransactionMetadata] = {}
@@ -102,6 +111,8 @@ class TransactionCoordinator:
         # cluster mode: the state log partitions this broker leads (with the
         # generation of that leadership) and those waiting to be loaded
         self._clustered = clustered
+        # cluster mode: a group's __consumer_offsets partition (None: no topic yet)
+        self._offsets_partition = offsets_partition
         self._generations = itertools.count(1)
         self._led: dict[int, int] = {}
         self._to_load: dict[int, int] = {}
@@ -170,7 +181,14 @@ class TransactionCoordinator:
             self._tg = tg
             task_status.started()
             try:
-                tg.start_soon(self._sweep)
+                tg.start_soon(
+                    self._every, self.config.abort_interval_ms, self.abort_timed_out
+                )
+                tg.start_soon(
+                    self._every,
+                    self.config.remove_expired_interval_ms,
+                    self.remove_expired,
+                )
                 if self._clustered:
                     await self._loader()
                 else:
@@ -182,10 +200,12 @@ class TransactionCoordinator:
                     with anyio.CancelScope(shield=True):
                         await self._markers.aclose()
 
-    async def _sweep(self) -> None:
+    async def _every(
+        self, interval_ms: int, sweep: Callable[[], Awaitable[int]]
+    ) -> None:
         while True:
-            await anyio.sleep(self.config.abort_interval_ms / 1000)
-            await self.abort_timed_out()
+            await anyio.sleep(interval_ms / 1000)
+            await sweep()
 
     async def _load_all(self) -> None:
         """A single node leads every partition: load them all."""
@@ -395,6 +415,11 @@ class TransactionCoordinator:
         refused = await self.refusal(transactional_id)
         if refused != ErrorCode.NONE:
             return refused
+        offsets: TopicPartition | None = None
+        if self._offsets_partition is not None:
+            offsets = self._offsets_partition(group)
+            if offsets is None:
+                return ErrorCode.COORDINATOR_NOT_AVAILABLE  # no offsets topic yet
         outcome = sm.add_group(
             self._txns.get(transactional_id),
             producer_id=producer_id,
@@ -402,6 +427,7 @@ class TransactionCoordinator:
             group_id=group,
             now_ms=_now_ms(),
             pending=transactional_id in self._pending,
+            offsets_partition=offsets,
         )
         code, _ = await self._apply(transactional_id, outcome)
         return code
@@ -497,7 +523,7 @@ class TransactionCoordinator:
         txn_log, markers = self._log, self._markers
         assert txn_log is not None
         try:
-            remaining = set(meta.partitions)
+            remaining = self._marker_partitions(meta)
             delay = _RETRY_FIRST_S
             while remaining and markers is not None:
                 partition = txn_log.partition_of(txn_id)
@@ -524,7 +550,7 @@ class TransactionCoordinator:
                     )
                     await anyio.sleep(delay)
                     delay = min(delay * 2, _RETRY_MAX_S)
-            if meta.groups and self._groups is not None:
+            if meta.groups and self._groups is not None and not self._clustered:
                 await self._groups.complete_txn_offsets(
                     meta.producer_id, meta.producer_epoch, meta.groups, commit
                 )
@@ -550,23 +576,16 @@ class TransactionCoordinator:
         finally:
             self._pending.discard(txn_id)
 
-    async def abort_timed_out(self, now_ms: int | None = None) -> int:
-        """Abort every ongoing transaction older than its timeout, fencing its
-        producer (Kafka's ``abortTimedOutTransactions``); how many."""
-        now = _now_ms() if now_ms is None else now_ms
-        aborted = 0
-        for txn_id, meta in list(self._txns.items()):
-            outcome = sm.expire(meta, now, pending=txn_id in self._pending)
-            if outcome is None:
-                continue
-            log.info(
-                "txn_timed_out",
-                transactional_id=txn_id,
-                producer_id=meta.producer_id,
-                age_ms=now - meta.start_ms,
-                timeout_ms=meta.timeout_ms,
-            )
-            code, _ = await self._apply(txn_id, outcome)
-            if code == ErrorCode.NONE:
-                aborted += 1
-        return aborted
+    def _marker_partitions(self, meta: TransactionMetadata) -> set[TopicPartition]:
+        """The partitions that get a marker: the transaction's, and in a cluster
+        its groups' ``__consumer_offsets`` partitions (already among them when
+        AddOffsetsToTxn added them; a state written without them gets them
+        here)."""
+        partitions = set(meta.partitions)
+        find = self._offsets_partition
+        if find is not None:
+            for group in meta.groups:
+                tp = find(group)
+                if tp is not None:
+                    partitions.add(tp)
+        return partitions

@@ -8,18 +8,25 @@ stable offset moves on) and bumps the producer's epoch in its idempotence state
 (``ProducerService.marker_written``). A repeated marker (the coordinator resends
 after a crash) is harmless, as in Kafka: it closes a transaction that starts at the
 marker itself, so no data changes status.
+
+A marker on a ``__consumer_offsets`` partition (cluster mode: the coordinator adds
+a group's offsets partition to the transaction, as Kafka does) also completes the
+producer's pending transactional offsets of that partition's groups once it is
+replicated (``GroupService.txn_marker_written``, Kafka's
+``GroupCoordinator.onTransactionCompleted``), whichever route brought it here.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
 
 from broker.durability.acks import Durability, PendingAck
+from broker.groups.service import GroupService
 from broker.producers.service import ProducerService
 from broker.snapshots.gate import AppendGate
 from broker.topics.errors import error_code
@@ -52,6 +59,34 @@ class MarkerSender(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class MarkerWrite:
+    """One marker for one partition."""
+
+    topic: str
+    index: int
+    producer_id: int
+    producer_epoch: int
+    commit: bool
+    coordinator_epoch: int
+
+
+@dataclass(slots=True)
+class MarkerBatch:
+    """Markers appended by :meth:`LocalMarkers.append`, to be settled (acks,
+    offsets completion) by :meth:`LocalMarkers.settle`."""
+
+    writes: Sequence[MarkerWrite]
+    codes: list[ErrorCode]  # one per write, final once settled
+    pending: list[PendingAck] = field(default_factory=list)  # keyed (write, 0)
+    completes: list[int] = field(default_factory=list)  # writes on offsets topics
+
+    @property
+    def settled(self) -> bool:
+        """Nothing to wait for: every code is final."""
+        return not self.pending and not self.completes
+
+
+@dataclass(frozen=True, slots=True)
 class LocalMarkers:
     """Writes markers to local partition leaders (acks=all, as Kafka's
     ``KafkaApis.handleWriteTxnMarkersRequest``)."""
@@ -60,6 +95,47 @@ class LocalMarkers:
     producers: ProducerService
     durability: Durability
     append_gate: AppendGate
+    groups: GroupService
+
+    def append(self, writes: Sequence[MarkerWrite]) -> MarkerBatch:
+        """Append each marker (no waiting); settle the batch before answering."""
+        now = time.time_ns() // 1_000_000
+        batch = MarkerBatch(writes, [])
+        for n, w in enumerate(writes):
+            code = self.write(
+                w.topic,
+                w.index,
+                producer_id=w.producer_id,
+                producer_epoch=w.producer_epoch,
+                commit=w.commit,
+                coordinator_epoch=w.coordinator_epoch,
+                now_ms=now,
+                pending=batch.pending,
+                key=(n, 0),
+            )
+            batch.codes.append(code)
+            if code == ErrorCode.NONE and self.groups.completes_txn_offsets(w.topic):
+                batch.completes.append(n)
+        return batch
+
+    async def settle(self, batch: MarkerBatch) -> None:
+        """Wait until the batch's markers are durable (acks=all; a failure
+        replaces that write's code), then complete the pending offsets of the
+        ``__consumer_offsets`` partitions that got one."""
+        if batch.pending:
+
+            def fail(item: PendingAck, code: ErrorCode) -> None:
+                batch.codes[item.key[0]] = code
+
+            await self.durability.acks_all(
+                batch.pending, ACK_TIMEOUT_MS, fail, error_code
+            )
+        for n in batch.completes:
+            if batch.codes[n] == ErrorCode.NONE:
+                w = batch.writes[n]
+                await self.groups.txn_marker_written(
+                    w.topic, w.index, w.producer_id, w.producer_epoch, w.commit
+                )
 
     def write(
         self,
@@ -126,31 +202,24 @@ class LocalMarkers:
         commit: bool,
         coordinator_epoch: int,
     ) -> dict[tuple[str, int], ErrorCode]:
-        """Write a marker to each partition and wait for acks=all; each one's
-        error code (NONE: written and durable)."""
-        now = time.time_ns() // 1_000_000
+        """Write a marker to each partition and wait for acks=all (and the
+        offsets completion); each one's error code (NONE: written and durable)."""
         order = list(partitions)
-        codes: dict[tuple[str, int], ErrorCode] = {}
-        pending: list[PendingAck] = []
-        for n, (topic, index) in enumerate(order):
-            codes[(topic, index)] = self.write(
-                topic,
-                index,
-                producer_id=producer_id,
-                producer_epoch=producer_epoch,
-                commit=commit,
-                coordinator_epoch=coordinator_epoch,
-                now_ms=now,
-                pending=pending,
-                key=(n, 0),
-            )
-        if pending:
-
-            def fail(item: PendingAck, code: ErrorCode) -> None:
-                codes[order[item.key[0]]] = code
-
-            await self.durability.acks_all(pending, ACK_TIMEOUT_MS, fail, error_code)
-        return codes
+        batch = self.append(
+            [
+                MarkerWrite(
+                    topic,
+                    index,
+                    producer_id,
+                    producer_epoch,
+                    commit,
+                    coordinator_epoch,
+                )
+                for topic, index in order
+            ]
+        )
+        await self.settle(batch)
+        return dict(zip(order, batch.codes, strict=True))
 
     async def aclose(self) -> None:
         """Nothing to close: local partitions only."""

@@ -140,6 +140,13 @@ class TransactionMetadata:
             return 0
         return max(0, now_ms - self.start_ms)
 
+    def id_expired(self, now_ms: int, expiration_ms: int) -> bool:
+        """No transaction open and no change for ``expiration_ms``: the id may be
+        removed (Kafka's ``transactional.id.expiration.ms``, ``shouldExpire``)."""
+        return (
+            self.state in _EXPIRABLE and now_ms - self.last_update_ms >= expiration_ms
+        )
+
     def expired(self, now_ms: int) -> bool:
         """An Ongoing transaction older than its timeout (the coordinator aborts it)."""
         return (
@@ -149,6 +156,9 @@ class TransactionMetadata:
         )
 
 
+_EXPIRABLE = frozenset(
+    {TxnState.EMPTY, TxnState.COMPLETE_COMMIT, TxnState.COMPLETE_ABORT}
+)
 _OPEN = frozenset(
     {
         TxnState.ONGOING,

@@ -273,9 +273,13 @@ def add_group(
     group_id: str,
     now_ms: int,
     pending: bool = False,
+    offsets_partition: TopicPartition | None = None,
 ) -> Outcome:
-    """AddOffsetsToTxn: the group's offsets join the transaction (Kafka adds the
-    group's ``__consumer_offsets`` partition; here the group id is kept)."""
+    """AddOffsetsToTxn: the group's offsets join the transaction. The group id is
+    kept (DescribeTransactions, and a single node completes its offsets directly);
+    in a cluster ``offsets_partition``, the group's ``__consumer_offsets``
+    partition, joins the transaction's partitions too, as in Kafka, so that its
+    marker completes the offsets at the group's coordinator."""
     refused = _check_producer(meta, producer_id, producer_epoch, pending)
     if refused is not None:
         return refused
@@ -287,10 +291,21 @@ def add_group(
         TxnState.COMPLETE_ABORT,
     ):
         return Refuse(ErrorCode.CONCURRENT_TRANSACTIONS)
-    if meta.state is TxnState.ONGOING and group_id in meta.groups:
+    wanted = frozenset(() if offsets_partition is None else (offsets_partition,))
+    if (
+        meta.state is TxnState.ONGOING
+        and group_id in meta.groups
+        and wanted <= meta.partitions
+    ):
         return Done(meta)
     began = _begin(meta, now_ms)
-    return Write(replace(began, groups=began.groups | {group_id}))
+    return Write(
+        replace(
+            began,
+            groups=began.groups | {group_id},
+            partitions=began.partitions | wanted,
+        )
+    )
 
 
 def end_txn(

@@ -155,9 +155,14 @@ def read_partition(plog: PartitionLog, end: int) -> Loaded:
 class TxnLog:
     """Appends states to ``__transaction_state`` and waits for them to be durable."""
 
-    def __init__(self, topics: TopicService, durability: Durability) -> None:
+    def __init__(
+        self, topics: TopicService, durability: Durability, *, min_isr: bool = False
+    ) -> None:
+        """``min_isr`` (cluster mode): a write needs the topic's
+        ``min.insync.replicas`` in the ISR (``transaction.state.log.min.isr``)."""
         self.topics = topics
         self.durability = durability
+        self.min_isr = min_isr
 
     def partitions(self) -> int | None:
         """The topic's partition count (None: not created yet)."""
@@ -205,23 +210,43 @@ class TxnLog:
         """Append ``meta`` and wait until it is durable (acks=all); NONE once it is,
         else the coordinator error Kafka answers (``TransactionStateManager
         .appendTransactionToLog``: NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE)."""
+        key, value = encode(meta)
+        return await self._write(meta.transactional_id, key, value)
+
+    async def remove(self, transactional_id: str) -> ErrorCode:
+        """Append the id's tombstone (an expired id) and wait until it is durable;
+        as :meth:`write`."""
+        return await self._write(transactional_id, encode_key(transactional_id), None)
+
+    async def _write(
+        self, transactional_id: str, key: bytes, value: bytes | None
+    ) -> ErrorCode:
         topics = self.topics
         tmeta = topics.find(TRANSACTION_TOPIC)
         if tmeta is None:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
-        partition = partition_for(meta.transactional_id, tmeta.partition_count)
+        partition = partition_for(transactional_id, tmeta.partition_count)
         try:
             plog = topics.logs.partition(TRANSACTION_TOPIC, partition)
             state = topics.state(tmeta, plog)
             if not state.is_local_leader:
                 return ErrorCode.NOT_COORDINATOR
-            key, value = encode(meta)
+            need = tmeta.config.min_insync_replicas if self.min_isr else 1
+            if len(state.isr) < need:
+                # Kafka: NOT_ENOUGH_REPLICAS, answered COORDINATOR_NOT_AVAILABLE
+                log.warning(
+                    "txn_state_not_enough_replicas",
+                    transactional_id=transactional_id,
+                    isr=len(state.isr),
+                    min_insync_replicas=need,
+                )
+                return ErrorCode.COORDINATOR_NOT_AVAILABLE
             batch = txn_log_batch([(key, value)], timestamp=_now_ms())
             result = plog.append(batch, leader_epoch=state.leader_epoch)
         except StorageError as e:
             log.error(
                 "txn_state_write_failed",
-                transactional_id=meta.transactional_id,
+                transactional_id=transactional_id,
                 error=str(e),
             )
             return _append_error(error_code(e))
@@ -242,10 +267,12 @@ class TxnLog:
         if failed:
             log.warning(
                 "txn_state_not_durable",
-                transactional_id=meta.transactional_id,
+                transactional_id=transactional_id,
                 error=failed[0].name,
             )
             return _append_error(failed[0])
+        if need > 1 and topics.isr_size(TRANSACTION_TOPIC, partition) < need:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE  # ISR shrank meanwhile
         return ErrorCode.NONE
 
 

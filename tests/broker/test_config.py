@@ -427,3 +427,15 @@ def test_partition_and_descriptor_caps_resolve_and_derive(tmp_path: Path) -> Non
     for key in ("ailurus.max.partitions", "ailurus.max.open.segment.files"):
         with pytest.raises(ConfigError, match=key):
             resolve(flags={}, sets={key: "0"}, env={})
+
+
+def test_transactional_id_expiration_defaults_to_kafkas() -> None:
+    """transactional.id.expiration.ms (7 days) and its sweep's period (1 hour)
+    default to Kafka's and must be positive."""
+    cfg = resolve(flags={}, sets={})
+    assert cfg.transactional_id_expiration_ms == 604_800_000
+    assert cfg.transaction_remove_expired_interval_ms == 3_600_000
+    cfg = resolve(flags={}, sets={"transactional.id.expiration.ms": "60000"})
+    assert cfg.transactional_id_expiration_ms == 60_000
+    with pytest.raises(ConfigError, match=r"transactional\.id\.expiration\.ms"):
+        resolve(flags={}, sets={"transactional.id.expiration.ms": "0"})

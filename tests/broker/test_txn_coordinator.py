@@ -44,7 +44,7 @@ def _coordinator(ctx: BrokerContext) -> TransactionCoordinator:
         coordinates=lambda _: True,
         txn_log=TxnLog(ctx.topics, ctx.durability),
         markers=LocalMarkers(
-            ctx.topics, ctx.producers, ctx.durability, ctx.append_gate
+            ctx.topics, ctx.producers, ctx.durability, ctx.append_gate, ctx.groups
         ),
         producers=ctx.producers,
         groups=ctx.groups,
@@ -167,7 +167,7 @@ def test_repeated_markers_are_harmless(tmp_path: Path) -> None:
 
     async def body(ctx: BrokerContext) -> None:
         markers = LocalMarkers(
-            ctx.topics, ctx.producers, ctx.durability, ctx.append_gate
+            ctx.topics, ctx.producers, ctx.durability, ctx.append_gate, ctx.groups
         )
         pid = ctx.producers.init_producer_id()[1]
         _append_txn(ctx, pid, 0, 0)
@@ -203,5 +203,61 @@ def test_unloaded_partition_answers_load_in_progress(tmp_path: Path) -> None:
         assert code == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
         refused = await coord.end_txn("x", 1, 0, True)
         assert refused == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+
+    _run(tmp_path, body)
+
+
+def test_idle_transactional_id_expires_and_starts_afresh(tmp_path: Path) -> None:
+    """An id idle for transactional.id.expiration.ms gets a tombstone: it is
+    forgotten, a reload skips it, and its next InitProducerId gets a new producer
+    id at epoch 0; an id with an open transaction does not expire."""
+
+    async def body(ctx: BrokerContext) -> None:
+        coord = ctx.transactions
+        code, idle_pid, _ = await coord.init_producer_id("idle", 60_000, None)
+        assert code == ErrorCode.NONE
+        code, busy_pid, _ = await coord.init_producer_id("busy", 60_000, None)
+        assert code == ErrorCode.NONE
+        parts = [(TOPIC, 0)]
+        assert await coord.add_partitions("busy", busy_pid, 0, parts) == ErrorCode.NONE
+        later = time.time_ns() // 1_000_000 + coord.config.id_expiration_ms
+        assert await coord.remove_expired(now_ms=later) == 1
+        assert coord.describe("idle") is None
+        assert _state(coord, "busy") is TxnState.ONGOING
+        again = _coordinator(ctx)
+        assert await again.load_partition(0)
+        assert again.describe("idle") is None
+        assert again.describe("busy") is not None
+        code, pid, epoch = await coord.init_producer_id("idle", 60_000, None)
+        assert (code, epoch) == (ErrorCode.NONE, 0)
+        assert pid != idle_pid
+
+    _run(tmp_path, body)
+
+
+def test_state_write_needs_the_logs_min_insync_replicas(tmp_path: Path) -> None:
+    """With min_isr (cluster mode), a state log whose ISR is smaller than its
+    min.insync.replicas refuses writes with COORDINATOR_NOT_AVAILABLE, as Kafka's
+    transaction.state.log.min.isr; without it (a single node) it does not apply."""
+
+    async def body(ctx: BrokerContext) -> None:
+        ctx.topics.logs.create_topic(
+            "__transaction_state", 1, {"min.insync.replicas": "2"}
+        )
+        now = int(time.time() * 1000)
+        meta = TransactionMetadata(
+            transactional_id="m",
+            producer_id=1,
+            producer_epoch=0,
+            timeout_ms=60_000,
+            state=TxnState.EMPTY,
+            start_ms=-1,
+            last_update_ms=now,
+        )
+        strict = TxnLog(ctx.topics, ctx.durability, min_isr=True)
+        assert await strict.write(meta) == ErrorCode.COORDINATOR_NOT_AVAILABLE
+        plog = ctx.topics.logs.partition("__transaction_state", 0)
+        assert plog.log_end_offset == 0  # refused before the append
+        assert await TxnLog(ctx.topics, ctx.durability).write(meta) == ErrorCode.NONE
 
     _run(tmp_path, body)

@@ -97,6 +97,26 @@ def test_init_during_ongoing_transaction_fences_and_aborts() -> None:
     ) == sm.Refuse(ErrorCode.PRODUCER_FENCED)
 
 
+def test_cluster_add_offsets_adds_the_groups_offsets_partition() -> None:
+    """AddOffsetsToTxn in a cluster adds the group's ``__consumer_offsets``
+    partition with the group, whose markers then go there; a repeat is answered
+    without a write, a new partition (the offsets topic grew) is written."""
+    meta = _written(_init(None, fresh=7))
+    offsets = ("__consumer_offsets", 3)
+
+    def add(m: TransactionMetadata, tp: tuple[str, int]) -> sm.Outcome:
+        return sm.add_group(
+            m, producer_id=7, producer_epoch=0, group_id="g", now_ms=2,
+            offsets_partition=tp,
+        )  # fmt: skip
+
+    ongoing = _written(add(meta, offsets))
+    assert (ongoing.groups, ongoing.partitions) == ({"g"}, {offsets})
+    assert add(ongoing, offsets) == sm.Done(ongoing)
+    grown = _written(add(ongoing, ("__consumer_offsets", 5)))
+    assert grown.partitions == {offsets, ("__consumer_offsets", 5)}
+
+
 def test_end_txn_answers_as_kafka_in_every_state() -> None:
     """EndTxn: a retry of a completed end is NONE, the opposite INVALID_TXN_STATE,
     a pending one CONCURRENT_TRANSACTIONS."""
