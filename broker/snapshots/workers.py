@@ -1,7 +1,8 @@
 """Snapshot validation and staging in worker processes.
 
 Each job runs ``python -m broker.snapshots.worker_main`` (at nice 19, sharing no GIL
-with the event loop), sends its input on stdin and reads a one-line JSON reply:
+with the event loop; started by broker.worker_process, which runs no Python between
+fork and exec), sends its input on stdin and reads a one-line JSON reply:
 ``inspect`` validates a snapshot (every batch's CRC, dense offsets, checksums),
 ``stage`` writes a plan's batches into segments beside the log.
 """
@@ -9,19 +10,13 @@ with the event loop), sends its input on stdin and reads a one-line JSON reply:
 from __future__ import annotations
 
 import json
-import os
-import sys
-from typing import Final, NamedTuple
+from typing import NamedTuple
 
-import anyio
-
+from broker.worker_process import run_worker_process
 from storage.errors import StorageError
 from storage.snapshot import Snapshot, snapshot_from_json
 from storage.snapshot_meta import SnapshotIncomplete, SnapshotInvalid
 from storage.snapshot_stage import StageJob
-
-# The worker runs as ``python -m broker...``: from the directory that holds broker/.
-_PROJECT_ROOT: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class StageResult(NamedTuple):
@@ -36,13 +31,10 @@ async def run_worker(job: str, data: bytes) -> dict[str, object]:
 
     Raises:
         SnapshotIncomplete, SnapshotInvalid: what the worker found.
-        StorageError: the worker failed otherwise (its message says why).
+        StorageError: the worker failed otherwise, or died (its message says why).
     """
-    result = await anyio.run_process(
-        [sys.executable, "-m", "broker.snapshots.worker_main", str(os.getpid()), job],
-        input=data,
-        check=False,
-        cwd=_PROJECT_ROOT,
+    result = await run_worker_process(
+        "broker.snapshots.worker_main", [job], data, what=f"snapshot {job}"
     )
     lines = result.stdout.decode(errors="replace").strip().splitlines()
     try:
@@ -57,9 +49,9 @@ async def run_worker(job: str, data: bytes) -> dict[str, object]:
     if kind in ("SnapshotIncomplete", "SnapshotInvalid"):
         cls = SnapshotIncomplete if kind == "SnapshotIncomplete" else SnapshotInvalid
         raise cls(str(reason), str(detail))
-    error = reply.get("error") or result.stderr.decode(errors="replace").strip()
+    error = reply.get("error") or result.stderr.decode(errors="replace").strip()[-500:]
     raise StorageError(
-        f"snapshot {job} worker failed (exit {result.returncode}): {error or 'no output'}"
+        f"snapshot {job} worker failed ({result.exit_text}): {error or 'no output'}"
     )
 
 

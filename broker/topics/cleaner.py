@@ -20,29 +20,21 @@ deleted; the log is unchanged).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import sys
 from collections.abc import Callable, Iterator
-from typing import Final
 
 import anyio
 import structlog
 
 from broker.config import BrokerConfig
 from broker.metrics import escape_label
+from broker.worker_process import run_worker_process
 from storage.cleaner_build import BuildJob, BuildResult
 from storage.errors import StorageError
 from storage.log_cleaner import CleanerStatus, CleanerStopped, LogCleaner, Throttler
 from storage.partition_log import PartitionLog
 
 log = structlog.get_logger("broker.cleaner")
-
-# The worker runs as ``python -m broker...``: from the directory that holds broker/.
-_PROJECT_ROOT: Final = os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-)
 
 HighWatermark = Callable[[PartitionLog], int | None]
 
@@ -153,32 +145,15 @@ class CleanerJob:
 
 async def _build_in_worker(job: BuildJob) -> BuildResult:
     """Run :func:`storage.cleaner_build.build_cleaned` in a worker process
-    (broker/topics/cleaner_worker.py, nice 19); killed if this is cancelled.
+    (broker/topics/cleaner_worker.py, nice 19, started by broker.worker_process);
+    killed if this is cancelled.
 
     Raises:
         StorageError: the worker could not be run or failed (the message says why).
     """
-    command = [sys.executable, "-m", "broker.topics.cleaner_worker", str(os.getpid())]
-    try:
-        process = await anyio.open_process(command, cwd=_PROJECT_ROOT)
-    except OSError as exc:
-        raise StorageError(f"log cleaner worker could not start: {exc}") from exc
-    try:
-        async with process:
-            assert process.stdin is not None
-            assert process.stdout is not None
-            assert process.stderr is not None
-            with contextlib.suppress(anyio.BrokenResourceError, OSError):
-                await process.stdin.send(job.to_json())  # a dead worker: see below
-            await process.stdin.aclose()
-            stdout = b"".join([chunk async for chunk in process.stdout])
-            stderr = b"".join([chunk async for chunk in process.stderr])
-            returncode = await process.wait()
-    except BaseException:
-        with anyio.CancelScope(shield=True), contextlib.suppress(ProcessLookupError):
-            process.kill()
-            await process.wait()
-        raise
+    returncode, stdout, stderr = result = await run_worker_process(
+        "broker.topics.cleaner_worker", [], job.to_json(), what="log cleaner"
+    )
     lines = stdout.decode(errors="replace").strip().splitlines()
     try:
         reply = json.loads(lines[-1]) if lines else {}
@@ -192,7 +167,7 @@ async def _build_in_worker(job: BuildJob) -> BuildResult:
     error = reply.get("error") if isinstance(reply, dict) else None
     error = error or stderr.decode(errors="replace").strip()[-500:]
     raise StorageError(
-        f"log cleaner worker failed (exit {returncode}): {error or 'no output'}"
+        f"log cleaner worker failed ({result.exit_text}): {error or 'no output'}"
     )
 
 

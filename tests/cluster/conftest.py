@@ -6,14 +6,29 @@ real tests, and a skipped one would let a run pass that proved nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 import structlog
 from anyio.pytest_plugin import get_runner
 
+from tests.cluster.e2e_cluster import Cluster
 from tests.cluster.etcd import EtcdProcess, missing_etcd
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test handed a real cluster reports each broker's exit status and
+    log tail (a broker that died shows as such, not as a refused connection)."""
+    report = yield
+    if report.failed:
+        for name, value in getattr(item, "funcargs", {}).items():
+            if isinstance(value, Cluster):
+                report.sections.append((f"cluster {name!r}", value.describe()))
+    return report
 
 
 @pytest.fixture(scope="session")

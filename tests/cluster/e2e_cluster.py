@@ -6,6 +6,11 @@ and answers what a client sees: Metadata through confluent-kafka's AdminClient,
 FindCoordinator over the raw protocol, the controller from etcd. It can kill, stop
 and restart single brokers on the same data dir and Kafka port, pause and resume
 them (SIGSTOP, SIGCONT), and read a partition's state (leader, ISR) from etcd.
+
+When a test that was handed a cluster fails, the cluster tests' conftest adds
+:meth:`Cluster.describe` to its report: each broker's exit status (a broker that
+died by itself shows its exit code, not just a refused connection) and the end of
+its log.
 """
 
 from __future__ import annotations
@@ -64,6 +69,8 @@ class Cluster:
         self.etcd = EtcdProcess(root / "etcd", root / "etcd.log")
         self.ports = {i: free_port() for i in range(1, size + 1)}
         self.brokers: dict[int, BrokerProcess] = {}
+        # broker -> exit code (None: running) when close() came, for describe()
+        self.exited_before_close: dict[int, int | None] | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -117,9 +124,30 @@ class Cluster:
         wait_for("the cluster to settle", settled, timeout)
 
     def close(self) -> None:
+        self.exited_before_close = {i: b.proc.poll() for i, b in self.brokers.items()}
         for b in self.brokers.values():
             b.kill()
         self.etcd.kill()
+
+    def describe(self, tail: int = 40) -> str:
+        """Each broker's pid, exit status and log's last ``tail`` lines, and etcd's
+        status: what a failing test reports."""
+        out = []
+        for i, b in sorted(self.brokers.items()):
+            code = b.proc.poll()
+            if self.exited_before_close is not None:
+                code = self.exited_before_close.get(i, code)
+            state = "running" if code is None else f"EXITED with code {code}"
+            out.append(f"== broker {i} (pid {b.proc.pid}): {state}; log {b.log_path}")
+            try:
+                lines = b.log_path.read_text(errors="replace").splitlines()
+            except OSError as exc:
+                lines = [f"(log unreadable: {exc})"]
+            out += [line[:400] for line in lines[-tail:]]
+        proc = self.etcd.proc
+        etcd = "not started" if proc is None else proc.poll()
+        out.append(f"== etcd: {'running' if etcd is None else etcd}")
+        return "\n".join(out)
 
     @property
     def live(self) -> dict[int, BrokerProcess]:
