@@ -335,6 +335,7 @@ META = {  # meta.json as stored: a full snapshot's ancestor is all zeros
     "compression": "str",
     "created_at": "str",
     "last_offset": "int",
+    "last_stable_offset": "int",
     "last_term": "int",
     "leader_epoch": "int",
     "max_timestamp": "int",
@@ -353,5 +354,6 @@ META = {  # meta.json as stored: a full snapshot's ancestor is all zeros
     "snapshot_id": "str",
     "topic": "str",
     "topic_id": "str",
+    "txn_indexes": [],  # no transaction aborted in this partition
     "version": "int",
 }
