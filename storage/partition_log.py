@@ -21,15 +21,17 @@ appends, which run in worker threads (``truncate_to`` waits for a running sync).
 guards the in-memory state (held briefly; never across an fsync); ``_sync_lock``
 serialises syncs. ``sync`` fsyncs dup()ed descriptors, so a concurrent roll or
 retention that closes a segment never closes an fd that is being fsynced.
+
+The rest of the class comes from one module per concept over
+:class:`~storage.log_state.LogState`: partition_txns
+(the last stable offset, aborted transactions).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
-import threading
 import time
 from typing import Final
 
@@ -54,6 +56,7 @@ from storage.errors import (
 from storage.fd_cache import FdCache
 from storage.fileops import Buffer, FileOps
 from storage.log_reader import max_timestamp_offset, offset_for_timestamp, read_batches
+from storage.log_state import io_error, wall_clock_ms
 from storage.log_types import (
     AppendResult,
     CopiedSegment,
@@ -61,6 +64,7 @@ from storage.log_types import (
     ReadResult,
     SegmentInfo,
 )
+from storage.partition_txns import LogTxnQueries
 from storage.record_rules import check_records
 from storage.recovery import load_trusted, recover_segments, scan_segment
 from storage.segment import (
@@ -68,14 +72,13 @@ from storage.segment import (
     LOG_SUFFIX,
     TIMEINDEX_SUFFIX,
     TXNINDEX_SUFFIX,
-    UNBOUNDED,
     Segment,
     segment_base,
     segment_name,
 )
 from storage.segment_copy import execute_copy, plan_copy
 from storage.segment_set import SegmentSet
-from storage.transactions import PartitionTxns, marker_batch
+from storage.transactions import marker_batch
 from storage.txn_index import AbortedTxn
 from storage.validation import stamp_batches, validate_batches
 
@@ -88,7 +91,6 @@ __all__ = [
     "SegmentInfo",
 ]
 
-CHECKPOINT_FILE: Final = "checkpoint.json"
 # Write errors that mean "no space": refused, rolled back, and the log stays online.
 # Any other write error (EIO, ...) marks the log failed, as a failed fsync does.
 _SPACE_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -99,58 +101,8 @@ _MAX_RELATIVE_OFFSET: Final = 2**31 - 1
 _ADOPTED_SUFFIXES: Final = (INDEX_SUFFIX, TIMEINDEX_SUFFIX, TXNINDEX_SUFFIX, LOG_SUFFIX)
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _io_error(what: str, exc: OSError) -> StorageIOError:
-    return StorageIOError(f"{what}: {exc.strerror or exc}", errno=exc.errno)
-
-
-class PartitionLog:
+class PartitionLog(LogTxnQueries):
     """A partition's segments; see the module docstring for the threading rules."""
-
-    def __init__(
-        self,
-        directory: str,
-        *,
-        topic: str,
-        partition: int,
-        config: TopicConfig,
-        fileops: FileOps,
-        handles: FdCache | None = None,
-    ) -> None:
-        self.directory = directory
-        self.topic = topic
-        self.partition = partition
-        self.name = f"{topic}-{partition}"  # Kafka's TopicPartition, for messages
-        self.config = config
-        self.fileops = fileops
-        # Segment descriptors: shared by every partition of a LogManager, bounded.
-        self.handles = UNBOUNDED if handles is None else handles
-        self._lock = threading.Lock()
-        self._sync_lock = threading.Lock()
-        self._checkpoint_lock = threading.Lock()  # order: _lock, then this one
-        self._segments = SegmentSet()
-        self._log_start = 0
-        self._durable = 0
-        self._recovery_point = 0
-        self._epochs = EpochCache()
-        self._txns = PartitionTxns(fileops, directory)
-        self._unsynced: dict[int, Segment] = {}
-        self._dir_dirty = False
-        self._failed: str | None = None
-        self._closed = False
-        # Bumped by truncation and reset: a sync that started before one must not
-        # move the durable offset to the end it saw (those bytes may be gone).
-        self._rewrites = 0
-        self.recovery: PartitionRecovery | None = None
-        # "mmap": zero-copy views of the segment files; "pread": bytes copies.
-        self.read_mode = "mmap"
-        # sync() checkpoints by itself when closed segments wait for trust this long
-        # (Kafka's log.flush.offset.checkpoint.interval.ms).
-        self.checkpoint_interval_s = 60.0
-        self._checkpointed_at = time.monotonic()
 
     # -- opening ---------------------------------------------------------------
     @classmethod
@@ -182,7 +134,7 @@ class PartitionLog:
             log._open(clean)
         except OSError as exc:
             log._close_fds()
-            raise _io_error(f"opening {directory}", exc) from exc
+            raise io_error(f"opening {directory}", exc) from exc
         except BaseException:
             log._close_fds()  # no descriptor outlives a failed open
             raise
@@ -212,7 +164,7 @@ class PartitionLog:
             self._dir_dirty = True
         active = self._segments.active
         if active.size:
-            active.created_ms = _now_ms()  # segment.ms counts from the restart
+            active.created_ms = wall_clock_ms()  # segment.ms counts from the restart
         end = active.next_offset
         self._epochs.truncate_from(end)
         self._log_start = min(max(log_start, self._segments.base_offset), end)
@@ -244,26 +196,6 @@ class PartitionLog:
             segments=reports,
             removed_segments=removed_segments,
             removed_files=removed_files,
-        )
-
-    def _read_checkpoint(self) -> tuple[int, int]:
-        try:
-            with open(os.path.join(self.directory, CHECKPOINT_FILE), "rb") as f:
-                data = json.loads(f.read())
-            return int(data["recovery_point"]), int(data["log_start_offset"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return 0, 0
-
-    def _write_checkpoint(self) -> None:
-        """Write checkpoint.json; callers hold ``_checkpoint_lock`` or own the log."""
-        body = {
-            "version": 1,
-            "recovery_point": self._recovery_point,
-            "log_start_offset": self._log_start,
-        }
-        self.fileops.write_file_atomic(
-            os.path.join(self.directory, CHECKPOINT_FILE),
-            json.dumps(body).encode(),
         )
 
     # -- properties --------------------------------------------------------------
@@ -298,56 +230,6 @@ class PartitionLog:
         return self._epochs.latest_epoch
 
     @property
-    def first_unstable_offset(self) -> int | None:
-        """First offset of the oldest open transaction (None: none is open)."""
-        return self._txns.tracker.first_unstable_offset
-
-    def last_stable_offset(self, high_watermark: int) -> int:
-        """The last stable offset: min(first unstable offset, ``high_watermark``)
-        (KIP-98; a read_committed consumer reads below it)."""
-        first = self._txns.tracker.first_unstable_offset
-        return high_watermark if first is None or first >= high_watermark else first
-
-    def aborted_transactions(self, start: int, upper: int) -> list[AbortedTxn]:
-        """Aborted transactions overlapping [start, upper), from the
-        ``.txnindex`` files (a read_committed Fetch's ``aborted_transactions``)."""
-        if not self._txns.indexes:
-            return []  # no abort in the log (every read_committed fetch asks)
-        with self._lock:
-            return self._txns.aborted(start, upper)
-
-    def txn_producer_epoch(self, producer_id: int) -> int | None:
-        """The epoch of a transactional producer in this partition (None: it
-        never wrote a transactional batch or marker here)."""
-        known = self._txns.tracker.producers.get(producer_id)
-        return None if known is None else known[0]
-
-    def stable_end(self, start: int, end: int) -> int:
-        """Where a copy of [start, end) may end so that it holds no open
-        transaction and every transaction it holds a batch of is complete in it:
-        the largest such batch boundary at or below the last stable offset
-        (``end`` itself for a partition that never took a transaction)."""
-        with self._lock:
-            if not self._txns.enabled:
-                return end
-            try:
-                return self._txns.stable_end(
-                    list(self._segments), start, self.last_stable_offset(end)
-                )
-            except OSError as exc:
-                raise _io_error(f"reading {self.directory}", exc) from exc
-
-    def aborted_entries(self, start: int, end: int) -> list[AbortedTxn]:
-        """The ``.txnindex`` entries whose ABORT marker is in [start, end)."""
-        with self._lock:
-            return self._txns.entries_between(start, end)
-
-    def open_transactions(self) -> dict[int, int]:
-        """Producer id -> first offset of each open transaction."""
-        with self._lock:
-            return dict(self._txns.tracker.open)
-
-    @property
     def max_timestamp(self) -> int:
         """Largest batch max_timestamp in the log (-1 if none)."""
         return self._segments.max_timestamp
@@ -365,24 +247,6 @@ class PartitionLog:
     def closed_segments(self) -> list[SegmentInfo]:
         """Segments that will never change again (all but the active one)."""
         return self.segments()[:-1]
-
-    def _info(self, seg: Segment) -> SegmentInfo:
-        return SegmentInfo(
-            base_offset=seg.base_offset,
-            last_offset=seg.last_offset,
-            size=seg.size,
-            max_timestamp=seg.max_timestamp,
-            path=seg.log_path,
-            active=seg is self._segments.active,
-        )
-
-    def _check_writable(self) -> None:
-        if self._closed:
-            raise LogClosed(f"{self.topic}-{self.partition} is closed")
-        if self._failed is not None:
-            raise StorageIOError(
-                f"{self.topic}-{self.partition} failed earlier: {self._failed}"
-            )
 
     # -- append ------------------------------------------------------------------
     def validate(
@@ -412,7 +276,7 @@ class PartitionLog:
                 records,
                 batches,
                 config,
-                _now_ms() if now_ms is None else now_ms,
+                wall_clock_ms() if now_ms is None else now_ms,
                 self.name,
             )
         return batches
@@ -429,7 +293,7 @@ class PartitionLog:
                 are truncated away). Unless the error was ENOSPC/EDQUOT the log is
                 also marked ``failed`` and refuses writes until it is reopened.
         """
-        now = _now_ms() if now_ms is None else now_ms
+        now = wall_clock_ms() if now_ms is None else now_ms
         batches = self.validate(records, now_ms=now)
         view = memoryview(records)
         append_time = now if self.config.log_append_time else -1
@@ -490,7 +354,7 @@ class PartitionLog:
             txn = bool(attributes & (TRANSACTIONAL_BIT | CONTROL_BIT))
             if txn:
                 self._before_txn_append(first)
-            now = _now_ms()
+            now = wall_clock_ms()
             self._txns.given = aborted
             try:
                 self._write_runs(view, found, now, txn)
@@ -563,7 +427,7 @@ class PartitionLog:
                 # offline until it is reopened. Running out of space does not: the
                 # disk-full floor (broker/disk/guard.py) resumes without a restart.
                 self._failed = f"write failed: {exc.strerror or exc}"
-            raise _io_error(f"writing {seg.log_path}", exc) from exc
+            raise io_error(f"writing {seg.log_path}", exc) from exc
         if seg.created_ms is None:
             seg.created_ms = now
         interval = self.config.index_interval_bytes
@@ -583,7 +447,7 @@ class PartitionLog:
         try:
             self._txns.before_append(offset)
         except OSError as exc:
-            raise _io_error(
+            raise io_error(
                 f"writing transaction state of {self.directory}", exc
             ) from exc
 
@@ -601,7 +465,7 @@ class PartitionLog:
             self._txns.on_written(seg, start, batches, first, header_offsets)
         except OSError as exc:
             self._failed = f"transaction index write failed: {exc.strerror or exc}"
-            raise _io_error(f"indexing transactions in {self.directory}", exc) from exc
+            raise io_error(f"indexing transactions in {self.directory}", exc) from exc
 
     def append_marker(
         self,
@@ -623,7 +487,7 @@ class PartitionLog:
                 last marker's.
             StorageIOError: the write failed (see :meth:`append`).
         """
-        now = _now_ms() if now_ms is None else now_ms
+        now = wall_clock_ms() if now_ms is None else now_ms
         with self._lock:
             self._check_writable()
             self._txns.tracker.check_marker(
@@ -692,7 +556,7 @@ class PartitionLog:
                 self.fileops, self.directory, old.next_offset, self.handles
             )
         except OSError as exc:
-            raise _io_error(f"rolling {old.log_path}", exc) from exc
+            raise io_error(f"rolling {old.log_path}", exc) from exc
         self._segments.append(new)
         self._txns.on_roll(new.base_offset)
         self._dir_dirty = True
@@ -734,7 +598,7 @@ class PartitionLog:
                     min_one=min_one,
                 )
             except OSError as exc:  # reopening an evicted segment (EMFILE, ...)
-                raise _io_error(f"reading {self.directory}", exc) from exc
+                raise io_error(f"reading {self.directory}", exc) from exc
 
     # -- ListOffsets / OffsetForLeaderEpoch ---------------------------------------
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
@@ -747,7 +611,7 @@ class PartitionLog:
                     self._segments, self._log_start, timestamp_ms
                 )
             except OSError as exc:
-                raise _io_error(f"reading {self.directory}", exc) from exc
+                raise io_error(f"reading {self.directory}", exc) from exc
 
     def max_timestamp_offset(self) -> tuple[int, int]:
         """ListOffsets -3: (offset, timestamp) of the first record with the largest
@@ -756,7 +620,7 @@ class PartitionLog:
             try:
                 return max_timestamp_offset(self._segments, self._log_start)
             except OSError as exc:
-                raise _io_error(f"reading {self.directory}", exc) from exc
+                raise io_error(f"reading {self.directory}", exc) from exc
 
     def epoch_end_offset(self, epoch: int) -> tuple[int, int]:
         """OffsetForLeaderEpoch: (largest epoch <= ``epoch``, its end offset)."""
@@ -789,7 +653,7 @@ class PartitionLog:
                     for fd in fds:
                         with contextlib.suppress(OSError):
                             self.fileops.close(fd)
-                    raise _io_error(f"syncing {self.directory}", exc) from exc
+                    raise io_error(f"syncing {self.directory}", exc) from exc
                 self._unsynced.clear()
                 dir_dirty, self._dir_dirty = self._dir_dirty, False
                 rewrites = self._rewrites
@@ -804,7 +668,7 @@ class PartitionLog:
             except OSError as exc:
                 with self._lock:
                     self._failed = f"fsync failed: {exc.strerror or exc}"
-                raise _io_error(f"syncing {self.directory}", exc) from exc
+                raise io_error(f"syncing {self.directory}", exc) from exc
             finally:
                 for fd in fds:
                     with contextlib.suppress(OSError):
@@ -853,7 +717,7 @@ class PartitionLog:
                 self._write_checkpoint()
         except OSError as exc:
             self._epochs.dirty = self._epochs.dirty or epoch_image is not None
-            raise _io_error(f"checkpointing {self.directory}", exc) from exc
+            raise io_error(f"checkpointing {self.directory}", exc) from exc
 
     # -- log start / retention ----------------------------------------------------------
     def delete_records(self, before_offset: int) -> int:
@@ -876,7 +740,7 @@ class PartitionLog:
     def apply_retention(self, now_ms: int | None = None) -> list[SegmentInfo]:
         """Delete closed segments past retention.ms / retention.bytes (oldest first;
         only with ``delete`` in cleanup.policy)."""
-        now = _now_ms() if now_ms is None else now_ms
+        now = wall_clock_ms() if now_ms is None else now_ms
         removed: list[SegmentInfo] = []
         with self._lock:
             self._check_writable()
@@ -911,7 +775,7 @@ class PartitionLog:
         try:
             seg.remove_files()
         except OSError as exc:
-            raise _io_error(f"deleting {seg.log_path}", exc) from exc
+            raise io_error(f"deleting {seg.log_path}", exc) from exc
 
     def _save_state(self) -> None:
         self._recovery_point = min(self._recovery_point, self._durable)
@@ -919,7 +783,7 @@ class PartitionLog:
             with self._checkpoint_lock:
                 self._write_checkpoint()
         except OSError as exc:
-            raise _io_error(f"checkpointing {self.directory}", exc) from exc
+            raise io_error(f"checkpointing {self.directory}", exc) from exc
 
     def reset_start(self, base_offset: int) -> None:
         """Make an empty log (no readable records) begin at ``base_offset``.
@@ -956,7 +820,7 @@ class PartitionLog:
                 with self._checkpoint_lock:
                     self._write_checkpoint()
             except OSError as exc:
-                raise _io_error(f"checkpointing {self.directory}", exc) from exc
+                raise io_error(f"checkpointing {self.directory}", exc) from exc
         try:
             for seg in reversed(list(self._segments)):
                 seg.remove_files()
@@ -969,7 +833,7 @@ class PartitionLog:
             )
         except OSError as exc:
             self._failed = f"reset failed: {exc.strerror or exc}"
-            raise _io_error(f"resetting {self.directory}", exc) from exc
+            raise io_error(f"resetting {self.directory}", exc) from exc
         self._unsynced.clear()
         self._log_start = self._durable = self._recovery_point = base_offset
         self._epochs.clear()
@@ -979,7 +843,7 @@ class PartitionLog:
                 self._epochs.save(self.fileops, self.directory)
                 self._write_checkpoint()  # also fsyncs the directory
         except OSError as exc:
-            raise _io_error(f"checkpointing {self.directory}", exc) from exc
+            raise io_error(f"checkpointing {self.directory}", exc) from exc
         self._dir_dirty = False
 
     def truncate_to(self, offset: int) -> int:
@@ -1020,7 +884,7 @@ class PartitionLog:
             try:
                 found = seg.find(offset)
             except OSError as exc:
-                raise _io_error(f"reading {seg.log_path}", exc) from exc
+                raise io_error(f"reading {seg.log_path}", exc) from exc
             assert found is not None  # offset < end lies in this segment
             cut_pos, cut_header = found
             new_end = cut_header.base_offset
@@ -1048,7 +912,7 @@ class PartitionLog:
                 # The epochs in memory already say "cut": the log must not take
                 # appends until it is reopened (recovery makes it consistent).
                 self._failed = f"truncation failed: {exc.strerror or exc}"
-                raise _io_error(f"truncating {self.directory}", exc) from exc
+                raise io_error(f"truncating {self.directory}", exc) from exc
             self._dir_dirty = False
             return self._segments.end_offset
 
@@ -1135,7 +999,7 @@ class PartitionLog:
                 self._failed = (
                     f"swapping cleaned segments failed: {exc.strerror or exc}"
                 )
-                raise _io_error(
+                raise io_error(
                     f"swapping cleaned segments in {self.directory}", exc
                 ) from exc
             cleaned.next_offset = end
@@ -1152,7 +1016,6 @@ class PartitionLog:
         with self._lock, self._segments.active.handle() as fd:
             self.fileops.start_writeback(fd)
 
-    # -- snapshots ----------------------------------------------------------------
     def adopt(self, staging_dir: str) -> int:
         """Move the segments of a log built in ``staging_dir`` onto this log's end.
 
@@ -1223,9 +1086,7 @@ class PartitionLog:
                     else:
                         self._segments.extend(adopted)
                 self._failed = f"adopting segments failed: {exc.strerror or exc}"
-                raise _io_error(
-                    f"adopting segments into {self.directory}", exc
-                ) from exc
+                raise io_error(f"adopting segments into {self.directory}", exc) from exc
             if replace:
                 self._segments.replace_active(adopted)
             else:
@@ -1234,10 +1095,8 @@ class PartitionLog:
                 self._txns.on_adopted(adopted)
             except OSError as exc:
                 self._failed = f"indexing adopted segments failed: {exc}"
-                raise _io_error(
-                    f"adopting segments into {self.directory}", exc
-                ) from exc
-            self._segments.active.created_ms = _now_ms()
+                raise io_error(f"adopting segments into {self.directory}", exc) from exc
+            self._segments.active.created_ms = wall_clock_ms()
             for epoch, start in zip(
                 staged_epochs.epochs, staged_epochs.starts, strict=True
             ):
@@ -1264,7 +1123,7 @@ class PartitionLog:
         try:
             return execute_copy(self.fileops, plan, fds, dest_dir)
         except OSError as exc:
-            raise _io_error(f"copying segments to {dest_dir}", exc) from exc
+            raise io_error(f"copying segments to {dest_dir}", exc) from exc
         finally:
             for fd in fds:
                 with contextlib.suppress(OSError):
@@ -1299,17 +1158,7 @@ class PartitionLog:
                             )
                         self._write_checkpoint()
             except OSError as exc:
-                raise _io_error(f"closing {self.directory}", exc) from exc
+                raise io_error(f"closing {self.directory}", exc) from exc
             finally:
                 self._closed = True
                 self._close_fds()
-
-    def _dup(self, seg: Segment) -> int:
-        """A descriptor of ``seg`` of the caller's own (for work outside the lock)."""
-        with seg.handle() as fd:
-            return self.fileops.dup(fd)
-
-    def _close_fds(self) -> None:
-        for seg in self._segments:
-            with contextlib.suppress(OSError):
-                seg.close()
