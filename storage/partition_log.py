@@ -23,7 +23,7 @@ serialises syncs. ``sync`` fsyncs dup()ed descriptors, so a concurrent roll or
 retention that closes a segment never closes an fd that is being fsynced.
 
 The rest of the class comes from one module per concept over
-:class:`~storage.log_state.LogState`: partition_txns
+:class:`~storage.log_state.LogState`: partition_durability (open, sync, checkpoint, close) and partition_txns
 (the last stable offset, aborted transactions).
 """
 
@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import time
 from typing import Final
 
 from protocol.records import (
@@ -44,14 +43,11 @@ from protocol.records import (
 )
 from storage.cleaner_swap import CleanedSegment, swap_in
 from storage.config import TopicConfig
-from storage.epoch_cache import FILE_NAME as EPOCH_FILE
 from storage.epoch_cache import EpochCache
 from storage.errors import (
     LogClosed,
     OffsetMismatch,
     OffsetOutOfRange,
-    StorageError,
-    StorageIOError,
 )
 from storage.fd_cache import FdCache
 from storage.fileops import Buffer, FileOps
@@ -64,9 +60,10 @@ from storage.log_types import (
     ReadResult,
     SegmentInfo,
 )
+from storage.partition_durability import LogDurability
 from storage.partition_txns import LogTxnQueries
 from storage.record_rules import check_records
-from storage.recovery import load_trusted, recover_segments, scan_segment
+from storage.recovery import load_trusted, scan_segment
 from storage.segment import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
@@ -77,7 +74,6 @@ from storage.segment import (
     segment_name,
 )
 from storage.segment_copy import execute_copy, plan_copy
-from storage.segment_set import SegmentSet
 from storage.transactions import marker_batch
 from storage.txn_index import AbortedTxn
 from storage.validation import stamp_batches, validate_batches
@@ -101,7 +97,7 @@ _MAX_RELATIVE_OFFSET: Final = 2**31 - 1
 _ADOPTED_SUFFIXES: Final = (INDEX_SUFFIX, TIMEINDEX_SUFFIX, TXNINDEX_SUFFIX, LOG_SUFFIX)
 
 
-class PartitionLog(LogTxnQueries):
+class PartitionLog(LogDurability, LogTxnQueries):
     """A partition's segments; see the module docstring for the threading rules."""
 
     # -- opening ---------------------------------------------------------------
@@ -139,64 +135,6 @@ class PartitionLog(LogTxnQueries):
             log._close_fds()  # no descriptor outlives a failed open
             raise
         return log
-
-    def _open(self, clean: bool) -> None:
-        fileops = self.fileops
-        fileops.makedirs(self.directory)
-        recovery_point, log_start = self._read_checkpoint()
-        self._epochs = EpochCache.load(self.directory)
-        segments, reports, removed_segments, removed_files = recover_segments(
-            fileops,
-            self.directory,
-            self.config.index_interval_bytes,
-            clean=clean,
-            recovery_point=recovery_point,
-            epochs=self._epochs,
-            handles=self.handles,
-        )
-        self._segments = SegmentSet(segments)  # closed by open() if the rest fails
-        bases = [r.base_offset for r in reports]
-        if not segments:
-            start = max(log_start, recovery_point) if not bases else bases[0]
-            self._segments.append(
-                Segment.create(fileops, self.directory, start, self.handles)
-            )
-            self._dir_dirty = True
-        active = self._segments.active
-        if active.size:
-            active.created_ms = wall_clock_ms()  # segment.ms counts from the restart
-        end = active.next_offset
-        self._epochs.truncate_from(end)
-        self._log_start = min(max(log_start, self._segments.base_offset), end)
-        # Everything that survived recovery is on disk: what was scanned got fsynced
-        # by the truncation or was already durable; a clean close fsynced the rest.
-        for seg in self._segments:
-            if not clean:
-                with seg.handle() as fd:
-                    fileops.fsync(fd)
-            if seg.indexes_dirty and seg is not active:
-                seg.seal_time_index()
-                seg.write_indexes()
-        self._durable = end
-        self._recovery_point = end
-        self._txns.open(
-            list(self._segments), fileops.listdir(self.directory), recovery_point
-        )
-        if not clean or removed_files or removed_segments or self._dir_dirty:
-            fileops.fsync_dir(self.directory)
-        self._dir_dirty = False
-        if (recovery_point, log_start) != (end, self._log_start):
-            self._write_checkpoint()
-        self._epochs.save(fileops, self.directory)
-        self.recovery = PartitionRecovery(
-            topic=self.topic,
-            partition=self.partition,
-            clean=clean,
-            log_end_offset=end,
-            segments=reports,
-            removed_segments=removed_segments,
-            removed_files=removed_files,
-        )
 
     # -- properties --------------------------------------------------------------
     @property
@@ -627,98 +565,6 @@ class PartitionLog(LogTxnQueries):
         with self._lock:
             return self._epochs.end_offset_for(epoch, self._segments.end_offset)
 
-    # -- durability ------------------------------------------------------------------
-    def sync(self) -> int:
-        """fsync written data (and new directory entries); returns the durable offset.
-
-        Safe to call from a worker thread while the loop thread appends.
-
-        Raises:
-            StorageIOError: fsync failed; the log refuses writes until reopened.
-        """
-        with self._sync_lock:
-            with self._lock:
-                if self._failed is not None:
-                    raise StorageIOError(
-                        f"{self.topic}-{self.partition}: {self._failed}"
-                    )
-                if self._closed:
-                    return self._durable
-                target = self._segments.end_offset
-                segs = [s for s in self._unsynced.values() if not s.closed]
-                fds: list[int] = []
-                try:
-                    fds.extend(self._dup(s) for s in segs)
-                except OSError as exc:  # out of descriptors: retried next round
-                    for fd in fds:
-                        with contextlib.suppress(OSError):
-                            self.fileops.close(fd)
-                    raise io_error(f"syncing {self.directory}", exc) from exc
-                self._unsynced.clear()
-                dir_dirty, self._dir_dirty = self._dir_dirty, False
-                rewrites = self._rewrites
-                txn_indexes = self._txns.unsynced() if self._txns.indexes else []
-            try:
-                for fd in fds:
-                    self.fileops.fdatasync(fd)
-                for index in txn_indexes:
-                    index.sync()
-                if dir_dirty:
-                    self.fileops.fsync_dir(self.directory)
-            except OSError as exc:
-                with self._lock:
-                    self._failed = f"fsync failed: {exc.strerror or exc}"
-                raise io_error(f"syncing {self.directory}", exc) from exc
-            finally:
-                for fd in fds:
-                    with contextlib.suppress(OSError):
-                        self.fileops.close(fd)
-            with self._lock:
-                if self._rewrites == rewrites:
-                    self._durable = max(self._durable, target)
-                durable = self._durable
-                stale = (
-                    self._recovery_point < self._segments.active.base_offset
-                    and time.monotonic() - self._checkpointed_at
-                    >= self.checkpoint_interval_s
-                )
-            if stale:
-                # Worker thread already: keep crash re-scans bounded without
-                # waiting for the broker's own checkpoint schedule.
-                with contextlib.suppress(StorageError):
-                    self.checkpoint()
-            return durable
-
-    def checkpoint(self) -> None:
-        """Persist the recovery point (= durable offset) so a crash re-scans less.
-
-        For a worker thread: the log lock is held only to take a snapshot of the
-        state; index files and the checkpoint are written (and fsynced) outside it.
-        """
-        with self._lock:
-            self._check_writable()
-            recovery_point = self._durable
-            dirty = [s for s in self._segments.closed() if s.indexes_dirty]
-            epoch_image = self._epochs.take_image()
-            txn_image = self._txns.checkpoint_image(recovery_point)
-            self._checkpointed_at = time.monotonic()
-        try:
-            for seg in dirty:  # closed segments: their indexes no longer change
-                if not seg.closed:
-                    seg.write_indexes()
-            with self._checkpoint_lock:
-                if epoch_image is not None:
-                    self.fileops.write_file_atomic(
-                        os.path.join(self.directory, EPOCH_FILE), epoch_image
-                    )
-                if txn_image is not None:
-                    self.fileops.write_file_atomic(self._txns.state_path, txn_image)
-                self._recovery_point = max(self._recovery_point, recovery_point)
-                self._write_checkpoint()
-        except OSError as exc:
-            self._epochs.dirty = self._epochs.dirty or epoch_image is not None
-            raise io_error(f"checkpointing {self.directory}", exc) from exc
-
     # -- log start / retention ----------------------------------------------------------
     def delete_records(self, before_offset: int) -> int:
         """DeleteRecords: move the log start to ``before_offset``; returns it."""
@@ -1128,37 +974,3 @@ class PartitionLog(LogTxnQueries):
             for fd in fds:
                 with contextlib.suppress(OSError):
                     self.fileops.close(fd)
-
-    # -- closing ------------------------------------------------------------------
-    def close(self, clean: bool = True) -> None:
-        """Close; a clean close fsyncs everything and checkpoints the log end."""
-        with self._sync_lock, self._lock:
-            if self._closed:
-                return
-            try:
-                if clean and self._failed is None:
-                    for seg in self._segments:
-                        if (
-                            seg.base_offset in self._unsynced
-                            or seg is self._segments.active
-                        ):
-                            with seg.handle() as fd:
-                                self.fileops.fsync(fd)
-                            seg.seal_time_index()
-                        if seg.indexes_dirty:
-                            seg.write_indexes()
-                    self._durable = self._recovery_point = self._segments.end_offset
-                    for index in self._txns.unsynced():
-                        index.sync()
-                    with self._checkpoint_lock:
-                        self._epochs.save(self.fileops, self.directory)
-                        if self._txns.enabled:
-                            self._txns.write_state(
-                                self._recovery_point, self._txns.tracker
-                            )
-                        self._write_checkpoint()
-            except OSError as exc:
-                raise io_error(f"closing {self.directory}", exc) from exc
-            finally:
-                self._closed = True
-                self._close_fds()
