@@ -22,17 +22,17 @@ guards the in-memory state (held briefly; never across an fsync); ``_sync_lock``
 serialises syncs. ``sync`` fsyncs dup()ed descriptors, so a concurrent roll or
 retention that closes a segment never closes an fd that is being fsynced.
 
-The rest of the class comes from one module per concept over
-:class:`~storage.log_state.LogState`: partition_durability (open, sync, checkpoint, close), partition_retention
-(DeleteRecords, retention, reset, truncation) and partition_txns (the last stable
-offset, aborted transactions).
+This module holds the append and read paths; the rest of the class comes from one
+module per concept over :class:`~storage.log_state.LogState`: partition_durability
+(open, sync, checkpoint, close), partition_retention (DeleteRecords, retention,
+reset, truncation), partition_cleaning (the cleaner's swap), partition_snapshots
+(adopt, copies) and partition_txns (the last stable offset, aborted transactions).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import os
 from typing import Final
 
 from protocol.records import (
@@ -42,14 +42,8 @@ from protocol.records import (
     BatchHeader,
     read_header,
 )
-from storage.cleaner_swap import CleanedSegment, swap_in
 from storage.config import TopicConfig
-from storage.epoch_cache import EpochCache
-from storage.errors import (
-    LogClosed,
-    OffsetMismatch,
-    OffsetOutOfRange,
-)
+from storage.errors import LogClosed, OffsetMismatch, OffsetOutOfRange
 from storage.fd_cache import FdCache
 from storage.fileops import Buffer, FileOps
 from storage.log_reader import max_timestamp_offset, offset_for_timestamp, read_batches
@@ -61,21 +55,13 @@ from storage.log_types import (
     ReadResult,
     SegmentInfo,
 )
+from storage.partition_cleaning import LogCleaning
 from storage.partition_durability import LogDurability
 from storage.partition_retention import LogRetention
+from storage.partition_snapshots import LogSnapshots
 from storage.partition_txns import LogTxnQueries
 from storage.record_rules import check_records
-from storage.recovery import load_trusted, scan_segment
-from storage.segment import (
-    INDEX_SUFFIX,
-    LOG_SUFFIX,
-    TIMEINDEX_SUFFIX,
-    TXNINDEX_SUFFIX,
-    Segment,
-    segment_base,
-    segment_name,
-)
-from storage.segment_copy import execute_copy, plan_copy
+from storage.segment import Segment
 from storage.transactions import marker_batch
 from storage.txn_index import AbortedTxn
 from storage.validation import stamp_batches, validate_batches
@@ -95,11 +81,11 @@ _SPACE_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
 # Out of descriptors (reopening an evicted segment): refused, the log stays online.
 _TRANSIENT_ERRNOS: Final = _SPACE_ERRNOS | {errno.EMFILE, errno.ENFILE}
 _MAX_RELATIVE_OFFSET: Final = 2**31 - 1
-# a staged segment's files, moved in by adopt() in this order (its .log last)
-_ADOPTED_SUFFIXES: Final = (INDEX_SUFFIX, TIMEINDEX_SUFFIX, TXNINDEX_SUFFIX, LOG_SUFFIX)
 
 
-class PartitionLog(LogDurability, LogRetention, LogTxnQueries):
+class PartitionLog(
+    LogDurability, LogRetention, LogCleaning, LogSnapshots, LogTxnQueries
+):
     """A partition's segments; see the module docstring for the threading rules."""
 
     # -- opening ---------------------------------------------------------------
@@ -566,183 +552,3 @@ class PartitionLog(LogDurability, LogRetention, LogTxnQueries):
         """OffsetForLeaderEpoch: (largest epoch <= ``epoch``, its end offset)."""
         with self._lock:
             return self._epochs.end_offset_for(epoch, self._segments.end_offset)
-
-    # -- log compaction (storage/log_cleaner.py) -----------------------------------
-    def compaction_view(self, upto: int | None = None) -> tuple[list[Segment], int]:
-        """Every segment (oldest first, the last one active) and how many of the
-        first ones the cleaner may clean: closed and wholly below ``upto``, the
-        durable offset (only fsynced data is cleaned, so the recovery point can be
-        moved past it before a swap) and the first unstable offset (an open
-        transaction's batches are never cleaned: Kafka's
-        ``firstUncleanableDirtyOffset``)."""
-        with self._lock:
-            self._check_writable()
-            limit = self._durable if upto is None else min(upto, self._durable)
-            limit = self.last_stable_offset(limit)
-            segments = list(self._segments)
-            count = 0
-            for seg in segments[:-1]:
-                if seg.next_offset > limit:
-                    break
-                count += 1
-            return segments, count
-
-    def swap_cleaned(self, group: list[Segment], writer: CleanedSegment) -> bool:
-        """Replace ``group`` (consecutive closed segments) by the cleaned segment
-        ``writer`` wrote (storage/cleaner_swap.py); False (nothing done) if the
-        group is no longer in the log as it was (retention, truncation, a reset or
-        a close came first) or the recovery point is below its end.
-
-        Raises:
-            StorageIOError: a rename or unlink failed (the log is marked failed;
-                reopening it finishes the swap).
-        """
-        with self._lock:
-            if self._closed or self._failed is not None:
-                return False
-            current = list(self._segments)
-            index = next((i for i, s in enumerate(current) if s is group[0]), -1)
-            run = current[index : index + len(group)]
-            if (
-                index < 0
-                or index + len(group) >= len(current)  # never the active segment
-                or any(a is not b for a, b in zip(run, group, strict=True))
-                or self._recovery_point < group[-1].next_offset
-            ):
-                return False
-            end = group[-1].next_offset
-            try:
-                cleaned = swap_in(self.fileops, self.directory, group, writer)
-            except OSError as exc:
-                self._failed = (
-                    f"swapping cleaned segments failed: {exc.strerror or exc}"
-                )
-                raise io_error(
-                    f"swapping cleaned segments in {self.directory}", exc
-                ) from exc
-            cleaned.next_offset = end
-            cleaned.created_ms = group[-1].created_ms
-            self._segments.replace_run(index, len(group), cleaned)
-            self._txns.swapped([s.base_offset for s in group])
-            for seg in group:
-                self._unsynced.pop(seg.base_offset, None)
-            return True
-
-    def start_writeback(self) -> None:
-        """Start writing the active segment's new pages back, without waiting (bulk
-        writers such as snapshot staging call it per chunk; see FileOps)."""
-        with self._lock, self._segments.active.handle() as fd:
-            self.fileops.start_writeback(fd)
-
-    def adopt(self, staging_dir: str) -> int:
-        """Move the segments of a log built in ``staging_dir`` onto this log's end.
-
-        ``staging_dir`` holds a closed, fsynced partition log on the same file
-        system whose first segment starts at this log's end offset (see
-        storage/snapshot_stage.py). The active segment is closed (or, if empty,
-        replaced), the staged segments are renamed in, oldest first, index files
-        before their ``.log``, and the last one becomes the active segment. A crash
-        part-way leaves a prefix of them, which recovery checks like any segment
-        past the recovery point. Returns the new log end offset.
-
-        Raises:
-            OffsetMismatch: the staged log does not start at the log end offset.
-            StorageIOError: a rename or open failed (the log is marked failed).
-        """
-        bases = sorted(
-            base
-            for name in self.fileops.listdir(staging_dir)
-            if (base := segment_base(name)) is not None
-        )
-        staged_epochs = EpochCache.load(staging_dir)
-        with self._lock:
-            self._check_writable()
-            active = self._segments.active
-            if not bases:
-                return active.next_offset
-            if bases[0] != active.next_offset:
-                raise OffsetMismatch(
-                    f"staged segments start at {bases[0]}, "
-                    f"the log ends at {active.next_offset}"
-                )
-            # The set changes once, after every segment is in place: a reader
-            # without the lock sees the log as it was until then, never empty.
-            adopted: list[Segment] = []
-            replace = active.size == 0
-            try:
-                if replace:
-                    # the first staged segment takes its file names
-                    self._unsynced.pop(active.base_offset, None)
-                    active.remove_files()
-                else:
-                    active.seal_time_index()
-                    active.write_indexes()
-                for i, base in enumerate(bases):
-                    stem = segment_name(base)
-                    for suffix in _ADOPTED_SUFFIXES:
-                        src = os.path.join(staging_dir, stem + suffix)
-                        if suffix == LOG_SUFFIX or os.path.exists(src):
-                            self.fileops.replace(
-                                src, os.path.join(self.directory, stem + suffix)
-                            )
-                    seg = Segment.open(self.fileops, self.directory, base, self.handles)
-                    next_base = bases[i + 1] if i + 1 < len(bases) else None
-                    if (
-                        load_trusted(seg, self.config.index_interval_bytes, next_base)
-                        is None
-                    ):
-                        scan_segment(
-                            seg, self.config.index_interval_bytes, verify=False
-                        )
-                    adopted.append(seg)
-            except OSError as exc:
-                # what is in place stays in the set (closed with the log); the log
-                # takes nothing more until it is reopened and recovered
-                if adopted:
-                    if replace:
-                        self._segments.replace_active(adopted)
-                    else:
-                        self._segments.extend(adopted)
-                self._failed = f"adopting segments failed: {exc.strerror or exc}"
-                raise io_error(f"adopting segments into {self.directory}", exc) from exc
-            if replace:
-                self._segments.replace_active(adopted)
-            else:
-                self._segments.extend(adopted)
-            try:
-                self._txns.on_adopted(adopted)
-            except OSError as exc:
-                self._failed = f"indexing adopted segments failed: {exc}"
-                raise io_error(f"adopting segments into {self.directory}", exc) from exc
-            self._segments.active.created_ms = wall_clock_ms()
-            for epoch, start in zip(
-                staged_epochs.epochs, staged_epochs.starts, strict=True
-            ):
-                self._epochs.assign(epoch, start)
-            self._dir_dirty = True
-            return self._segments.end_offset
-
-    def link_or_copy_segments_to(
-        self, dest_dir: str, end_offset: int, *, start_offset: int = 0
-    ) -> list[CopiedSegment]:
-        """Place the batches in [start_offset, end_offset) into ``dest_dir``.
-
-        ``end_offset`` is exclusive (a high watermark) and cut at a batch boundary.
-        Closed segments wholly inside the range are hard-linked (copied if the file
-        system refuses); a segment cut by the range is copied as a whole-batch slice
-        under the name of its first batch's offset. Runs in a worker thread; the
-        lock is held only while planning (the copy works on dup()ed descriptors).
-        """
-        with self._lock:
-            if self._closed:
-                raise LogClosed(f"{self.topic}-{self.partition} is closed")
-            plan = plan_copy(self._segments, start_offset, end_offset)
-            fds = [self._dup(step.segment) for step in plan]
-        try:
-            return execute_copy(self.fileops, plan, fds, dest_dir)
-        except OSError as exc:
-            raise io_error(f"copying segments to {dest_dir}", exc) from exc
-        finally:
-            for fd in fds:
-                with contextlib.suppress(OSError):
-                    self.fileops.close(fd)
