@@ -59,7 +59,9 @@ method is safe against the others (one short lock per log; fsyncs run outside it
 Modules: errors, fileops (the injectable syscall seam), config (topic configs),
 lock (data-dir lock), fd_cache (bounded open segment descriptors), segment, offset_index, time_index, epoch_cache, recovery,
 validation (produce-side batch checks), segment_copy (snapshot links/copies),
-log_types (result values), partition_log, log_manager, transactions / txn_state /
+log_types (result values), partition_log (with log_state and its parts
+partition_durability / partition_retention / partition_cleaning /
+partition_snapshots / partition_txns), log_manager, transactions / txn_state /
 txn_index (ongoing and aborted transactions), log_cleaner / cleaner_build /
 compaction / cleaner_txns / cleaner_swap (log compaction). (offset_store, producer_state
 and snapshot* belong to the consumer-group, idempotence and snapshot work.)

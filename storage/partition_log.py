@@ -21,16 +21,18 @@ appends, which run in worker threads (``truncate_to`` waits for a running sync).
 guards the in-memory state (held briefly; never across an fsync); ``_sync_lock``
 serialises syncs. ``sync`` fsyncs dup()ed descriptors, so a concurrent roll or
 retention that closes a segment never closes an fd that is being fsynced.
+
+This module holds the append and read paths; the rest of the class comes from one
+module per concept over :class:`~storage.log_state.LogState`: partition_durability
+(open, sync, checkpoint, close), partition_retention (DeleteRecords, retention,
+reset, truncation), partition_cleaning (the cleaner's swap), partition_snapshots
+(adopt, copies) and partition_txns (the last stable offset, aborted transactions).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import json
-import os
-import threading
-import time
 from typing import Final
 
 from protocol.records import (
@@ -40,20 +42,12 @@ from protocol.records import (
     BatchHeader,
     read_header,
 )
-from storage.cleaner_swap import CleanedSegment, swap_in
 from storage.config import TopicConfig
-from storage.epoch_cache import FILE_NAME as EPOCH_FILE
-from storage.epoch_cache import EpochCache
-from storage.errors import (
-    LogClosed,
-    OffsetMismatch,
-    OffsetOutOfRange,
-    StorageError,
-    StorageIOError,
-)
+from storage.errors import LogClosed, OffsetMismatch, OffsetOutOfRange
 from storage.fd_cache import FdCache
 from storage.fileops import Buffer, FileOps
 from storage.log_reader import max_timestamp_offset, offset_for_timestamp, read_batches
+from storage.log_state import io_error, wall_clock_ms
 from storage.log_types import (
     AppendResult,
     CopiedSegment,
@@ -61,21 +55,14 @@ from storage.log_types import (
     ReadResult,
     SegmentInfo,
 )
+from storage.partition_cleaning import LogCleaning
+from storage.partition_durability import LogDurability
+from storage.partition_retention import LogRetention
+from storage.partition_snapshots import LogSnapshots
+from storage.partition_txns import LogTxnQueries
 from storage.record_rules import check_records
-from storage.recovery import load_trusted, recover_segments, scan_segment
-from storage.segment import (
-    INDEX_SUFFIX,
-    LOG_SUFFIX,
-    TIMEINDEX_SUFFIX,
-    TXNINDEX_SUFFIX,
-    UNBOUNDED,
-    Segment,
-    segment_base,
-    segment_name,
-)
-from storage.segment_copy import execute_copy, plan_copy
-from storage.segment_set import SegmentSet
-from storage.transactions import PartitionTxns, marker_batch
+from storage.segment import Segment
+from storage.transactions import marker_batch
 from storage.txn_index import AbortedTxn
 from storage.validation import stamp_batches, validate_batches
 
@@ -88,69 +75,18 @@ __all__ = [
     "SegmentInfo",
 ]
 
-CHECKPOINT_FILE: Final = "checkpoint.json"
 # Write errors that mean "no space": refused, rolled back, and the log stays online.
 # Any other write error (EIO, ...) marks the log failed, as a failed fsync does.
 _SPACE_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
 # Out of descriptors (reopening an evicted segment): refused, the log stays online.
 _TRANSIENT_ERRNOS: Final = _SPACE_ERRNOS | {errno.EMFILE, errno.ENFILE}
 _MAX_RELATIVE_OFFSET: Final = 2**31 - 1
-# a staged segment's files, moved in by adopt() in this order (its .log last)
-_ADOPTED_SUFFIXES: Final = (INDEX_SUFFIX, TIMEINDEX_SUFFIX, TXNINDEX_SUFFIX, LOG_SUFFIX)
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _io_error(what: str, exc: OSError) -> StorageIOError:
-    return StorageIOError(f"{what}: {exc.strerror or exc}", errno=exc.errno)
-
-
-class PartitionLog:
+class PartitionLog(
+    LogDurability, LogRetention, LogCleaning, LogSnapshots, LogTxnQueries
+):
     """A partition's segments; see the module docstring for the threading rules."""
-
-    def __init__(
-        self,
-        directory: str,
-        *,
-        topic: str,
-        partition: int,
-        config: TopicConfig,
-        fileops: FileOps,
-        handles: FdCache | None = None,
-    ) -> None:
-        self.directory = directory
-        self.topic = topic
-        self.partition = partition
-        self.name = f"{topic}-{partition}"  # Kafka's TopicPartition, for messages
-        self.config = config
-        self.fileops = fileops
-        # Segment descriptors: shared by every partition of a LogManager, bounded.
-        self.handles = UNBOUNDED if handles is None else handles
-        self._lock = threading.Lock()
-        self._sync_lock = threading.Lock()
-        self._checkpoint_lock = threading.Lock()  # order: _lock, then this one
-        self._segments = SegmentSet()
-        self._log_start = 0
-        self._durable = 0
-        self._recovery_point = 0
-        self._epochs = EpochCache()
-        self._txns = PartitionTxns(fileops, directory)
-        self._unsynced: dict[int, Segment] = {}
-        self._dir_dirty = False
-        self._failed: str | None = None
-        self._closed = False
-        # Bumped by truncation and reset: a sync that started before one must not
-        # move the durable offset to the end it saw (those bytes may be gone).
-        self._rewrites = 0
-        self.recovery: PartitionRecovery | None = None
-        # "mmap": zero-copy views of the segment files; "pread": bytes copies.
-        self.read_mode = "mmap"
-        # sync() checkpoints by itself when closed segments wait for trust this long
-        # (Kafka's log.flush.offset.checkpoint.interval.ms).
-        self.checkpoint_interval_s = 60.0
-        self._checkpointed_at = time.monotonic()
 
     # -- opening ---------------------------------------------------------------
     @classmethod
@@ -182,89 +118,11 @@ class PartitionLog:
             log._open(clean)
         except OSError as exc:
             log._close_fds()
-            raise _io_error(f"opening {directory}", exc) from exc
+            raise io_error(f"opening {directory}", exc) from exc
         except BaseException:
             log._close_fds()  # no descriptor outlives a failed open
             raise
         return log
-
-    def _open(self, clean: bool) -> None:
-        fileops = self.fileops
-        fileops.makedirs(self.directory)
-        recovery_point, log_start = self._read_checkpoint()
-        self._epochs = EpochCache.load(self.directory)
-        segments, reports, removed_segments, removed_files = recover_segments(
-            fileops,
-            self.directory,
-            self.config.index_interval_bytes,
-            clean=clean,
-            recovery_point=recovery_point,
-            epochs=self._epochs,
-            handles=self.handles,
-        )
-        self._segments = SegmentSet(segments)  # closed by open() if the rest fails
-        bases = [r.base_offset for r in reports]
-        if not segments:
-            start = max(log_start, recovery_point) if not bases else bases[0]
-            self._segments.append(
-                Segment.create(fileops, self.directory, start, self.handles)
-            )
-            self._dir_dirty = True
-        active = self._segments.active
-        if active.size:
-            active.created_ms = _now_ms()  # segment.ms counts from the restart
-        end = active.next_offset
-        self._epochs.truncate_from(end)
-        self._log_start = min(max(log_start, self._segments.base_offset), end)
-        # Everything that survived recovery is on disk: what was scanned got fsynced
-        # by the truncation or was already durable; a clean close fsynced the rest.
-        for seg in self._segments:
-            if not clean:
-                with seg.handle() as fd:
-                    fileops.fsync(fd)
-            if seg.indexes_dirty and seg is not active:
-                seg.seal_time_index()
-                seg.write_indexes()
-        self._durable = end
-        self._recovery_point = end
-        self._txns.open(
-            list(self._segments), fileops.listdir(self.directory), recovery_point
-        )
-        if not clean or removed_files or removed_segments or self._dir_dirty:
-            fileops.fsync_dir(self.directory)
-        self._dir_dirty = False
-        if (recovery_point, log_start) != (end, self._log_start):
-            self._write_checkpoint()
-        self._epochs.save(fileops, self.directory)
-        self.recovery = PartitionRecovery(
-            topic=self.topic,
-            partition=self.partition,
-            clean=clean,
-            log_end_offset=end,
-            segments=reports,
-            removed_segments=removed_segments,
-            removed_files=removed_files,
-        )
-
-    def _read_checkpoint(self) -> tuple[int, int]:
-        try:
-            with open(os.path.join(self.directory, CHECKPOINT_FILE), "rb") as f:
-                data = json.loads(f.read())
-            return int(data["recovery_point"]), int(data["log_start_offset"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return 0, 0
-
-    def _write_checkpoint(self) -> None:
-        """Write checkpoint.json; callers hold ``_checkpoint_lock`` or own the log."""
-        body = {
-            "version": 1,
-            "recovery_point": self._recovery_point,
-            "log_start_offset": self._log_start,
-        }
-        self.fileops.write_file_atomic(
-            os.path.join(self.directory, CHECKPOINT_FILE),
-            json.dumps(body).encode(),
-        )
 
     # -- properties --------------------------------------------------------------
     @property
@@ -298,56 +156,6 @@ class PartitionLog:
         return self._epochs.latest_epoch
 
     @property
-    def first_unstable_offset(self) -> int | None:
-        """First offset of the oldest open transaction (None: none is open)."""
-        return self._txns.tracker.first_unstable_offset
-
-    def last_stable_offset(self, high_watermark: int) -> int:
-        """The last stable offset: min(first unstable offset, ``high_watermark``)
-        (KIP-98; a read_committed consumer reads below it)."""
-        first = self._txns.tracker.first_unstable_offset
-        return high_watermark if first is None or first >= high_watermark else first
-
-    def aborted_transactions(self, start: int, upper: int) -> list[AbortedTxn]:
-        """Aborted transactions overlapping [start, upper), from the
-        ``.txnindex`` files (a read_committed Fetch's ``aborted_transactions``)."""
-        if not self._txns.indexes:
-            return []  # no abort in the log (every read_committed fetch asks)
-        with self._lock:
-            return self._txns.aborted(start, upper)
-
-    def txn_producer_epoch(self, producer_id: int) -> int | None:
-        """The epoch of a transactional producer in this partition (None: it
-        never wrote a transactional batch or marker here)."""
-        known = self._txns.tracker.producers.get(producer_id)
-        return None if known is None else known[0]
-
-    def stable_end(self, start: int, end: int) -> int:
-        """Where a copy of [start, end) may end so that it holds no open
-        transaction and every transaction it holds a batch of is complete in it:
-        the largest such batch boundary at or below the last stable offset
-        (``end`` itself for a partition that never took a transaction)."""
-        with self._lock:
-            if not self._txns.enabled:
-                return end
-            try:
-                return self._txns.stable_end(
-                    list(self._segments), start, self.last_stable_offset(end)
-                )
-            except OSError as exc:
-                raise _io_error(f"reading {self.directory}", exc) from exc
-
-    def aborted_entries(self, start: int, end: int) -> list[AbortedTxn]:
-        """The ``.txnindex`` entries whose ABORT marker is in [start, end)."""
-        with self._lock:
-            return self._txns.entries_between(start, end)
-
-    def open_transactions(self) -> dict[int, int]:
-        """Producer id -> first offset of each open transaction."""
-        with self._lock:
-            return dict(self._txns.tracker.open)
-
-    @property
     def max_timestamp(self) -> int:
         """Largest batch max_timestamp in the log (-1 if none)."""
         return self._segments.max_timestamp
@@ -365,24 +173,6 @@ class PartitionLog:
     def closed_segments(self) -> list[SegmentInfo]:
         """Segments that will never change again (all but the active one)."""
         return self.segments()[:-1]
-
-    def _info(self, seg: Segment) -> SegmentInfo:
-        return SegmentInfo(
-            base_offset=seg.base_offset,
-            last_offset=seg.last_offset,
-            size=seg.size,
-            max_timestamp=seg.max_timestamp,
-            path=seg.log_path,
-            active=seg is self._segments.active,
-        )
-
-    def _check_writable(self) -> None:
-        if self._closed:
-            raise LogClosed(f"{self.topic}-{self.partition} is closed")
-        if self._failed is not None:
-            raise StorageIOError(
-                f"{self.topic}-{self.partition} failed earlier: {self._failed}"
-            )
 
     # -- append ------------------------------------------------------------------
     def validate(
@@ -412,7 +202,7 @@ class PartitionLog:
                 records,
                 batches,
                 config,
-                _now_ms() if now_ms is None else now_ms,
+                wall_clock_ms() if now_ms is None else now_ms,
                 self.name,
             )
         return batches
@@ -429,7 +219,7 @@ class PartitionLog:
                 are truncated away). Unless the error was ENOSPC/EDQUOT the log is
                 also marked ``failed`` and refuses writes until it is reopened.
         """
-        now = _now_ms() if now_ms is None else now_ms
+        now = wall_clock_ms() if now_ms is None else now_ms
         batches = self.validate(records, now_ms=now)
         view = memoryview(records)
         append_time = now if self.config.log_append_time else -1
@@ -490,7 +280,7 @@ class PartitionLog:
             txn = bool(attributes & (TRANSACTIONAL_BIT | CONTROL_BIT))
             if txn:
                 self._before_txn_append(first)
-            now = _now_ms()
+            now = wall_clock_ms()
             self._txns.given = aborted
             try:
                 self._write_runs(view, found, now, txn)
@@ -563,7 +353,7 @@ class PartitionLog:
                 # offline until it is reopened. Running out of space does not: the
                 # disk-full floor (broker/disk/guard.py) resumes without a restart.
                 self._failed = f"write failed: {exc.strerror or exc}"
-            raise _io_error(f"writing {seg.log_path}", exc) from exc
+            raise io_error(f"writing {seg.log_path}", exc) from exc
         if seg.created_ms is None:
             seg.created_ms = now
         interval = self.config.index_interval_bytes
@@ -583,7 +373,7 @@ class PartitionLog:
         try:
             self._txns.before_append(offset)
         except OSError as exc:
-            raise _io_error(
+            raise io_error(
                 f"writing transaction state of {self.directory}", exc
             ) from exc
 
@@ -601,7 +391,7 @@ class PartitionLog:
             self._txns.on_written(seg, start, batches, first, header_offsets)
         except OSError as exc:
             self._failed = f"transaction index write failed: {exc.strerror or exc}"
-            raise _io_error(f"indexing transactions in {self.directory}", exc) from exc
+            raise io_error(f"indexing transactions in {self.directory}", exc) from exc
 
     def append_marker(
         self,
@@ -623,7 +413,7 @@ class PartitionLog:
                 last marker's.
             StorageIOError: the write failed (see :meth:`append`).
         """
-        now = _now_ms() if now_ms is None else now_ms
+        now = wall_clock_ms() if now_ms is None else now_ms
         with self._lock:
             self._check_writable()
             self._txns.tracker.check_marker(
@@ -692,7 +482,7 @@ class PartitionLog:
                 self.fileops, self.directory, old.next_offset, self.handles
             )
         except OSError as exc:
-            raise _io_error(f"rolling {old.log_path}", exc) from exc
+            raise io_error(f"rolling {old.log_path}", exc) from exc
         self._segments.append(new)
         self._txns.on_roll(new.base_offset)
         self._dir_dirty = True
@@ -734,7 +524,7 @@ class PartitionLog:
                     min_one=min_one,
                 )
             except OSError as exc:  # reopening an evicted segment (EMFILE, ...)
-                raise _io_error(f"reading {self.directory}", exc) from exc
+                raise io_error(f"reading {self.directory}", exc) from exc
 
     # -- ListOffsets / OffsetForLeaderEpoch ---------------------------------------
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
@@ -747,7 +537,7 @@ class PartitionLog:
                     self._segments, self._log_start, timestamp_ms
                 )
             except OSError as exc:
-                raise _io_error(f"reading {self.directory}", exc) from exc
+                raise io_error(f"reading {self.directory}", exc) from exc
 
     def max_timestamp_offset(self) -> tuple[int, int]:
         """ListOffsets -3: (offset, timestamp) of the first record with the largest
@@ -756,560 +546,9 @@ class PartitionLog:
             try:
                 return max_timestamp_offset(self._segments, self._log_start)
             except OSError as exc:
-                raise _io_error(f"reading {self.directory}", exc) from exc
+                raise io_error(f"reading {self.directory}", exc) from exc
 
     def epoch_end_offset(self, epoch: int) -> tuple[int, int]:
         """OffsetForLeaderEpoch: (largest epoch <= ``epoch``, its end offset)."""
         with self._lock:
             return self._epochs.end_offset_for(epoch, self._segments.end_offset)
-
-    # -- durability ------------------------------------------------------------------
-    def sync(self) -> int:
-        """fsync written data (and new directory entries); returns the durable offset.
-
-        Safe to call from a worker thread while the loop thread appends.
-
-        Raises:
-            StorageIOError: fsync failed; the log refuses writes until reopened.
-        """
-        with self._sync_lock:
-            with self._lock:
-                if self._failed is not None:
-                    raise StorageIOError(
-                        f"{self.topic}-{self.partition}: {self._failed}"
-                    )
-                if self._closed:
-                    return self._durable
-                target = self._segments.end_offset
-                segs = [s for s in self._unsynced.values() if not s.closed]
-                fds: list[int] = []
-                try:
-                    fds.extend(self._dup(s) for s in segs)
-                except OSError as exc:  # out of descriptors: retried next round
-                    for fd in fds:
-                        with contextlib.suppress(OSError):
-                            self.fileops.close(fd)
-                    raise _io_error(f"syncing {self.directory}", exc) from exc
-                self._unsynced.clear()
-                dir_dirty, self._dir_dirty = self._dir_dirty, False
-                rewrites = self._rewrites
-                txn_indexes = self._txns.unsynced() if self._txns.indexes else []
-            try:
-                for fd in fds:
-                    self.fileops.fdatasync(fd)
-                for index in txn_indexes:
-                    index.sync()
-                if dir_dirty:
-                    self.fileops.fsync_dir(self.directory)
-            except OSError as exc:
-                with self._lock:
-                    self._failed = f"fsync failed: {exc.strerror or exc}"
-                raise _io_error(f"syncing {self.directory}", exc) from exc
-            finally:
-                for fd in fds:
-                    with contextlib.suppress(OSError):
-                        self.fileops.close(fd)
-            with self._lock:
-                if self._rewrites == rewrites:
-                    self._durable = max(self._durable, target)
-                durable = self._durable
-                stale = (
-                    self._recovery_point < self._segments.active.base_offset
-                    and time.monotonic() - self._checkpointed_at
-                    >= self.checkpoint_interval_s
-                )
-            if stale:
-                # Worker thread already: keep crash re-scans bounded without
-                # waiting for the broker's own checkpoint schedule.
-                with contextlib.suppress(StorageError):
-                    self.checkpoint()
-            return durable
-
-    def checkpoint(self) -> None:
-        """Persist the recovery point (= durable offset) so a crash re-scans less.
-
-        For a worker thread: the log lock is held only to take a snapshot of the
-        state; index files and the checkpoint are written (and fsynced) outside it.
-        """
-        with self._lock:
-            self._check_writable()
-            recovery_point = self._durable
-            dirty = [s for s in self._segments.closed() if s.indexes_dirty]
-            epoch_image = self._epochs.take_image()
-            txn_image = self._txns.checkpoint_image(recovery_point)
-            self._checkpointed_at = time.monotonic()
-        try:
-            for seg in dirty:  # closed segments: their indexes no longer change
-                if not seg.closed:
-                    seg.write_indexes()
-            with self._checkpoint_lock:
-                if epoch_image is not None:
-                    self.fileops.write_file_atomic(
-                        os.path.join(self.directory, EPOCH_FILE), epoch_image
-                    )
-                if txn_image is not None:
-                    self.fileops.write_file_atomic(self._txns.state_path, txn_image)
-                self._recovery_point = max(self._recovery_point, recovery_point)
-                self._write_checkpoint()
-        except OSError as exc:
-            self._epochs.dirty = self._epochs.dirty or epoch_image is not None
-            raise _io_error(f"checkpointing {self.directory}", exc) from exc
-
-    # -- log start / retention ----------------------------------------------------------
-    def delete_records(self, before_offset: int) -> int:
-        """DeleteRecords: move the log start to ``before_offset``; returns it."""
-        with self._lock:
-            self._check_writable()
-            end = self._segments.end_offset
-            if before_offset < 0 or before_offset > end:
-                raise OffsetOutOfRange(before_offset, self._log_start, end)
-            if before_offset > self._log_start:
-                self._log_start = before_offset
-                while (
-                    len(self._segments) > 1
-                    and self._segments.first.next_offset <= before_offset
-                ):
-                    self._remove_first()
-                self._save_state()
-            return self._log_start
-
-    def apply_retention(self, now_ms: int | None = None) -> list[SegmentInfo]:
-        """Delete closed segments past retention.ms / retention.bytes (oldest first;
-        only with ``delete`` in cleanup.policy)."""
-        now = _now_ms() if now_ms is None else now_ms
-        removed: list[SegmentInfo] = []
-        with self._lock:
-            self._check_writable()
-            cfg = self.config
-            if not cfg.delete:
-                return removed  # cleanup.policy=compact: no retention by time/size
-            total = self._segments.size_bytes
-            while len(self._segments) > 1:
-                seg = self._segments.first
-                expired = (
-                    cfg.retention_ms >= 0
-                    and seg.max_timestamp >= 0
-                    and now - seg.max_timestamp > cfg.retention_ms
-                )
-                oversize = (
-                    cfg.retention_bytes >= 0 and total - seg.size >= cfg.retention_bytes
-                )
-                if not (expired or oversize):
-                    break
-                removed.append(self._info(seg))
-                total -= seg.size
-                self._remove_first()
-            if removed:
-                self._log_start = max(self._log_start, self._segments.base_offset)
-                self._save_state()
-        return removed
-
-    def _remove_first(self) -> None:
-        seg = self._segments.pop_first()
-        self._unsynced.pop(seg.base_offset, None)
-        self._txns.drop_segment(seg.base_offset, seg.next_offset)
-        try:
-            seg.remove_files()
-        except OSError as exc:
-            raise _io_error(f"deleting {seg.log_path}", exc) from exc
-
-    def _save_state(self) -> None:
-        self._recovery_point = min(self._recovery_point, self._durable)
-        try:
-            with self._checkpoint_lock:
-                self._write_checkpoint()
-        except OSError as exc:
-            raise _io_error(f"checkpointing {self.directory}", exc) from exc
-
-    def reset_start(self, base_offset: int) -> None:
-        """Make an empty log (no readable records) begin at ``base_offset``.
-
-        Also a fresh follower's first step when its leader's log starts later
-        (OFFSET_OUT_OF_RANGE), or when the leader's first batch starts before the
-        empty log's start (a log start in the middle of a batch).
-
-        Raises:
-            OffsetMismatch: the log holds records.
-        """
-        with self._lock:
-            self._check_writable()
-            if self._segments.end_offset != self._log_start:
-                raise OffsetMismatch(
-                    f"{self.topic}-{self.partition} is not empty "
-                    f"({self._log_start}..{self._segments.end_offset})"
-                )
-            self._reset_locked(base_offset)
-
-    def _reset_locked(self, base_offset: int) -> None:
-        """Drop every segment and start an empty log at ``base_offset``.
-
-        Crash safety: the recovery point is lowered (durably) first and segments
-        are deleted newest first, so a crash part-way leaves a prefix of the old
-        log that recovery re-verifies; the final checkpoint records the new start.
-        """
-        if base_offset < 0:
-            raise OffsetMismatch(f"negative base offset {base_offset}")
-        self._rewrites += 1
-        if self._segments.end_offset != self._log_start:
-            self._recovery_point = min(self._recovery_point, base_offset)
-            try:
-                with self._checkpoint_lock:
-                    self._write_checkpoint()
-            except OSError as exc:
-                raise _io_error(f"checkpointing {self.directory}", exc) from exc
-        try:
-            for seg in reversed(list(self._segments)):
-                seg.remove_files()
-            self._segments.replace_all(
-                [
-                    Segment.create(
-                        self.fileops, self.directory, base_offset, self.handles
-                    )
-                ]
-            )
-        except OSError as exc:
-            self._failed = f"reset failed: {exc.strerror or exc}"
-            raise _io_error(f"resetting {self.directory}", exc) from exc
-        self._unsynced.clear()
-        self._log_start = self._durable = self._recovery_point = base_offset
-        self._epochs.clear()
-        try:
-            self._txns.reset(base_offset)
-            with self._checkpoint_lock:
-                self._epochs.save(self.fileops, self.directory)
-                self._write_checkpoint()  # also fsyncs the directory
-        except OSError as exc:
-            raise _io_error(f"checkpointing {self.directory}", exc) from exc
-        self._dir_dirty = False
-
-    def truncate_to(self, offset: int) -> int:
-        """Drop every record at and after ``offset`` (a follower's divergent tail,
-        KIP-101/KIP-279); returns the new log end offset.
-
-        The cut falls at the start of the batch holding ``offset`` (Kafka
-        ``LogSegment.truncateTo``), so the new end may be below ``offset``. If
-        nothing readable would remain (``offset`` at or below the log start, or the
-        cut batch starts there), the log is emptied and restarts at ``offset``.
-        Leader epochs starting at or past the new end are forgotten.
-
-        Crash safety: first the epoch file and a checkpoint whose recovery point is
-        the new end are written (atomically), so everything from the cut on is
-        re-verified by recovery; then later segments are deleted newest first; last
-        the cut segment is replaced by a copy of its prefix (tmp, fsync, rename,
-        fsync dir). A crash at any step leaves a prefix of the old log at least as
-        long as the new one, consistent with its epoch file (recovery re-derives the
-        epochs of what it re-scans), and the follower truncates again from its
-        leader's epochs. The cut file is replaced, never shrunk in place, because a
-        Fetch response may still hold an mmap view of its old bytes (SIGBUS).
-
-        Raises:
-            OffsetMismatch: ``offset`` is negative.
-            StorageIOError: a file operation failed (the log is marked failed).
-        """
-        if offset < 0:
-            raise OffsetMismatch(f"negative truncation offset {offset}")
-        with self._sync_lock, self._lock:
-            self._check_writable()
-            end = self._segments.end_offset
-            if offset >= end:
-                return end
-            seg = next(iter(self._segments.from_offset(offset)))
-            if offset < seg.base_offset:  # below the first segment
-                self._reset_locked(offset)
-                return offset
-            try:
-                found = seg.find(offset)
-            except OSError as exc:
-                raise _io_error(f"reading {seg.log_path}", exc) from exc
-            assert found is not None  # offset < end lies in this segment
-            cut_pos, cut_header = found
-            new_end = cut_header.base_offset
-            if new_end <= self._log_start:
-                self._reset_locked(offset)
-                return offset
-            self._rewrites += 1
-            self._epochs.truncate_from(new_end)
-            self._recovery_point = min(self._recovery_point, new_end)
-            self._durable = min(self._durable, new_end)
-            try:
-                with self._checkpoint_lock:
-                    self._epochs.save(self.fileops, self.directory)
-                    self._write_checkpoint()
-                while self._segments.active is not seg:
-                    gone = self._segments.pop_active()
-                    self._unsynced.pop(gone.base_offset, None)
-                    gone.remove_files()
-                kept = self._replace_with_prefix(seg, cut_pos)
-                self._segments.replace_active([kept])
-                self._unsynced.pop(seg.base_offset, None)
-                self._txns.truncate(list(self._segments), new_end)
-                self.fileops.fsync_dir(self.directory)
-            except OSError as exc:
-                # The epochs in memory already say "cut": the log must not take
-                # appends until it is reopened (recovery makes it consistent).
-                self._failed = f"truncation failed: {exc.strerror or exc}"
-                raise _io_error(f"truncating {self.directory}", exc) from exc
-            self._dir_dirty = False
-            return self._segments.end_offset
-
-    def _replace_with_prefix(self, seg: Segment, size: int) -> Segment:
-        """Swap ``seg``'s log file for a copy of its first ``size`` bytes; the
-        segment's indexes are rebuilt from the kept batches (their files go: they
-        are written again at the next roll or clean close)."""
-        tmp = seg.log_path + ".truncate.tmp"
-        fileops = self.fileops
-        out = fileops.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        try:
-            done = 0
-            with seg.handle() as fd:
-                while done < size:
-                    chunk = fileops.pread(fd, min(1 << 20, size - done), done)
-                    if not chunk:
-                        raise OSError(errno.EIO, f"short read of {seg.log_path}")
-                    view = memoryview(chunk)
-                    while view:
-                        n = fileops.pwrite(out, view, done)
-                        view = view[n:]
-                        done += n
-            fileops.fsync(out)
-        finally:
-            fileops.close(out)
-        created = seg.created_ms
-        seg.close()
-        for path in (seg.index_path, seg.timeindex_path):
-            with contextlib.suppress(FileNotFoundError):
-                fileops.unlink(path)
-        fileops.replace(tmp, seg.log_path)
-        kept = Segment.open(fileops, self.directory, seg.base_offset, self.handles)
-        scan_segment(kept, self.config.index_interval_bytes, verify=False)
-        kept.created_ms = created
-        return kept
-
-    # -- log compaction (storage/log_cleaner.py) -----------------------------------
-    def compaction_view(self, upto: int | None = None) -> tuple[list[Segment], int]:
-        """Every segment (oldest first, the last one active) and how many of the
-        first ones the cleaner may clean: closed and wholly below ``upto``, the
-        durable offset (only fsynced data is cleaned, so the recovery point can be
-        moved past it before a swap) and the first unstable offset (an open
-        transaction's batches are never cleaned: Kafka's
-        ``firstUncleanableDirtyOffset``)."""
-        with self._lock:
-            self._check_writable()
-            limit = self._durable if upto is None else min(upto, self._durable)
-            limit = self.last_stable_offset(limit)
-            segments = list(self._segments)
-            count = 0
-            for seg in segments[:-1]:
-                if seg.next_offset > limit:
-                    break
-                count += 1
-            return segments, count
-
-    def swap_cleaned(self, group: list[Segment], writer: CleanedSegment) -> bool:
-        """Replace ``group`` (consecutive closed segments) by the cleaned segment
-        ``writer`` wrote (storage/cleaner_swap.py); False (nothing done) if the
-        group is no longer in the log as it was (retention, truncation, a reset or
-        a close came first) or the recovery point is below its end.
-
-        Raises:
-            StorageIOError: a rename or unlink failed (the log is marked failed;
-                reopening it finishes the swap).
-        """
-        with self._lock:
-            if self._closed or self._failed is not None:
-                return False
-            current = list(self._segments)
-            index = next((i for i, s in enumerate(current) if s is group[0]), -1)
-            run = current[index : index + len(group)]
-            if (
-                index < 0
-                or index + len(group) >= len(current)  # never the active segment
-                or any(a is not b for a, b in zip(run, group, strict=True))
-                or self._recovery_point < group[-1].next_offset
-            ):
-                return False
-            end = group[-1].next_offset
-            try:
-                cleaned = swap_in(self.fileops, self.directory, group, writer)
-            except OSError as exc:
-                self._failed = (
-                    f"swapping cleaned segments failed: {exc.strerror or exc}"
-                )
-                raise _io_error(
-                    f"swapping cleaned segments in {self.directory}", exc
-                ) from exc
-            cleaned.next_offset = end
-            cleaned.created_ms = group[-1].created_ms
-            self._segments.replace_run(index, len(group), cleaned)
-            self._txns.swapped([s.base_offset for s in group])
-            for seg in group:
-                self._unsynced.pop(seg.base_offset, None)
-            return True
-
-    def start_writeback(self) -> None:
-        """Start writing the active segment's new pages back, without waiting (bulk
-        writers such as snapshot staging call it per chunk; see FileOps)."""
-        with self._lock, self._segments.active.handle() as fd:
-            self.fileops.start_writeback(fd)
-
-    # -- snapshots ----------------------------------------------------------------
-    def adopt(self, staging_dir: str) -> int:
-        """Move the segments of a log built in ``staging_dir`` onto this log's end.
-
-        ``staging_dir`` holds a closed, fsynced partition log on the same file
-        system whose first segment starts at this log's end offset (see
-        storage/snapshot_stage.py). The active segment is closed (or, if empty,
-        replaced), the staged segments are renamed in, oldest first, index files
-        before their ``.log``, and the last one becomes the active segment. A crash
-        part-way leaves a prefix of them, which recovery checks like any segment
-        past the recovery point. Returns the new log end offset.
-
-        Raises:
-            OffsetMismatch: the staged log does not start at the log end offset.
-            StorageIOError: a rename or open failed (the log is marked failed).
-        """
-        bases = sorted(
-            base
-            for name in self.fileops.listdir(staging_dir)
-            if (base := segment_base(name)) is not None
-        )
-        staged_epochs = EpochCache.load(staging_dir)
-        with self._lock:
-            self._check_writable()
-            active = self._segments.active
-            if not bases:
-                return active.next_offset
-            if bases[0] != active.next_offset:
-                raise OffsetMismatch(
-                    f"staged segments start at {bases[0]}, "
-                    f"the log ends at {active.next_offset}"
-                )
-            # The set changes once, after every segment is in place: a reader
-            # without the lock sees the log as it was until then, never empty.
-            adopted: list[Segment] = []
-            replace = active.size == 0
-            try:
-                if replace:
-                    # the first staged segment takes its file names
-                    self._unsynced.pop(active.base_offset, None)
-                    active.remove_files()
-                else:
-                    active.seal_time_index()
-                    active.write_indexes()
-                for i, base in enumerate(bases):
-                    stem = segment_name(base)
-                    for suffix in _ADOPTED_SUFFIXES:
-                        src = os.path.join(staging_dir, stem + suffix)
-                        if suffix == LOG_SUFFIX or os.path.exists(src):
-                            self.fileops.replace(
-                                src, os.path.join(self.directory, stem + suffix)
-                            )
-                    seg = Segment.open(self.fileops, self.directory, base, self.handles)
-                    next_base = bases[i + 1] if i + 1 < len(bases) else None
-                    if (
-                        load_trusted(seg, self.config.index_interval_bytes, next_base)
-                        is None
-                    ):
-                        scan_segment(
-                            seg, self.config.index_interval_bytes, verify=False
-                        )
-                    adopted.append(seg)
-            except OSError as exc:
-                # what is in place stays in the set (closed with the log); the log
-                # takes nothing more until it is reopened and recovered
-                if adopted:
-                    if replace:
-                        self._segments.replace_active(adopted)
-                    else:
-                        self._segments.extend(adopted)
-                self._failed = f"adopting segments failed: {exc.strerror or exc}"
-                raise _io_error(
-                    f"adopting segments into {self.directory}", exc
-                ) from exc
-            if replace:
-                self._segments.replace_active(adopted)
-            else:
-                self._segments.extend(adopted)
-            try:
-                self._txns.on_adopted(adopted)
-            except OSError as exc:
-                self._failed = f"indexing adopted segments failed: {exc}"
-                raise _io_error(
-                    f"adopting segments into {self.directory}", exc
-                ) from exc
-            self._segments.active.created_ms = _now_ms()
-            for epoch, start in zip(
-                staged_epochs.epochs, staged_epochs.starts, strict=True
-            ):
-                self._epochs.assign(epoch, start)
-            self._dir_dirty = True
-            return self._segments.end_offset
-
-    def link_or_copy_segments_to(
-        self, dest_dir: str, end_offset: int, *, start_offset: int = 0
-    ) -> list[CopiedSegment]:
-        """Place the batches in [start_offset, end_offset) into ``dest_dir``.
-
-        ``end_offset`` is exclusive (a high watermark) and cut at a batch boundary.
-        Closed segments wholly inside the range are hard-linked (copied if the file
-        system refuses); a segment cut by the range is copied as a whole-batch slice
-        under the name of its first batch's offset. Runs in a worker thread; the
-        lock is held only while planning (the copy works on dup()ed descriptors).
-        """
-        with self._lock:
-            if self._closed:
-                raise LogClosed(f"{self.topic}-{self.partition} is closed")
-            plan = plan_copy(self._segments, start_offset, end_offset)
-            fds = [self._dup(step.segment) for step in plan]
-        try:
-            return execute_copy(self.fileops, plan, fds, dest_dir)
-        except OSError as exc:
-            raise _io_error(f"copying segments to {dest_dir}", exc) from exc
-        finally:
-            for fd in fds:
-                with contextlib.suppress(OSError):
-                    self.fileops.close(fd)
-
-    # -- closing ------------------------------------------------------------------
-    def close(self, clean: bool = True) -> None:
-        """Close; a clean close fsyncs everything and checkpoints the log end."""
-        with self._sync_lock, self._lock:
-            if self._closed:
-                return
-            try:
-                if clean and self._failed is None:
-                    for seg in self._segments:
-                        if (
-                            seg.base_offset in self._unsynced
-                            or seg is self._segments.active
-                        ):
-                            with seg.handle() as fd:
-                                self.fileops.fsync(fd)
-                            seg.seal_time_index()
-                        if seg.indexes_dirty:
-                            seg.write_indexes()
-                    self._durable = self._recovery_point = self._segments.end_offset
-                    for index in self._txns.unsynced():
-                        index.sync()
-                    with self._checkpoint_lock:
-                        self._epochs.save(self.fileops, self.directory)
-                        if self._txns.enabled:
-                            self._txns.write_state(
-                                self._recovery_point, self._txns.tracker
-                            )
-                        self._write_checkpoint()
-            except OSError as exc:
-                raise _io_error(f"closing {self.directory}", exc) from exc
-            finally:
-                self._closed = True
-                self._close_fds()
-
-    def _dup(self, seg: Segment) -> int:
-        """A descriptor of ``seg`` of the caller's own (for work outside the lock)."""
-        with seg.handle() as fd:
-            return self.fileops.dup(fd)
-
-    def _close_fds(self) -> None:
-        for seg in self._segments:
-            with contextlib.suppress(OSError):
-                seg.close()
