@@ -21,6 +21,12 @@ APIs answer COORDINATOR_LOAD_IN_PROGRESS meanwhile, :meth:`GroupService.refusal`
 and those of a partition it stops leading are unloaded; offset expiry writes
 tombstones there.
 
+Single node, a group's membership is stored in the offset store whenever a
+generation completes or the group empties (:mod:`broker.groups.persisted`; the
+SyncGroup answers wait for its fsync, as Kafka's wait for ``storeGroup``) and
+reloaded on open, so members that heartbeat within their session after a restart
+carry on in the same generation.
+
 Transactional offsets (TxnOffsetCommit, pending until the producer's transaction
 ends: ``complete_txn_offsets``) are the mixin :class:`~broker.groups.txn_service
 .TxnOffsetCommits`; OffsetFetch's ``require_stable`` is answered here.
@@ -63,6 +69,7 @@ from broker.groups.offsets import (
     fetch_answer,
     plan_commit,
 )
+from broker.groups.persisted import loaded_group, stored_group
 from broker.groups.settings import GroupConfig
 from broker.groups.txn_offsets import stable_rows
 from broker.groups.txn_service import TxnOffsetCommits
@@ -129,8 +136,11 @@ class GroupService(TxnOffsetCommits):
         self._tokens = itertools.count(1)
         self._waiting: dict[int, _Waiter] = {}
         self._wake = anyio.Event()
+        self._group_seq = 0  # write sequence of the last stored membership
         now = clock()
         if replicated is None:
+            for stored in store.stored_groups():
+                self.coordinator.load_group(loaded_group(stored, now), now)
             for group_id in {*store.groups(), *store.txn_groups()}:
                 self.coordinator.ensure_group(group_id, now)
 
@@ -196,7 +206,14 @@ class GroupService(TxnOffsetCommits):
             replicated=replicated,
         )
         log.info(
-            "groups_open", groups=len(store.groups()), next_producer_id=next_producer_id
+            "groups_open",
+            groups=len(store.groups()),
+            members_loaded=(
+                0
+                if replicated is not None
+                else sum(len(g.members) for g in store.stored_groups())
+            ),
+            next_producer_id=next_producer_id,
         )
         return service
 
@@ -255,6 +272,25 @@ class GroupService(TxnOffsetCommits):
                     waiter.event.set()
             elif isinstance(effect, ScheduleTimer):
                 self._wake.set()
+        if self.coordinator.changed:
+            self._store_changed()
+
+    def _store_changed(self) -> None:
+        """Write the membership of groups whose generation completed or that emptied
+        (single node; fsynced with the next group commit or a SyncGroup's wait)."""
+        changed = self.coordinator.changed
+        self.coordinator.changed = set()
+        if self.replicated is not None:
+            return
+        for group_id in changed:
+            group = self.coordinator.groups.get(group_id)
+            stored = None if group is None else stored_group(group, self._wall())
+            if stored is None:
+                continue
+            try:
+                self._group_seq = self.store.store_group(stored)
+            except StorageError as e:
+                log.error("group_store_failed", group_id=group_id, error=str(e))
 
     async def _timer_loop(self) -> None:
         while True:
@@ -332,7 +368,17 @@ class GroupService(TxnOffsetCommits):
         except StorageError as e:
             log.error("offset_maintenance_failed", error=str(e))
         await self.compact_if_needed()
-        self.coordinator.forget_empty([*self.store.groups(), *self.store.txn_groups()])
+        gone = self.coordinator.forget_empty(
+            [*self.store.groups(), *self.store.txn_groups()]
+        )
+        stored = {s.group for s in self.store.stored_groups()}
+        for group_id in stored.intersection(gone):
+            # Kafka's cleanupGroupMetadata: an empty group without offsets goes,
+            # with a tombstone for its metadata.
+            try:
+                self.store.delete_group(group_id)
+            except StorageError as e:
+                log.error("group_store_failed", group_id=group_id, error=str(e))
 
     async def _wait(self, token: int, waiter: _Waiter) -> JoinResult | SyncResult:
         try:
@@ -364,6 +410,13 @@ class GroupService(TxnOffsetCommits):
         )
         result = await self._wait(token, waiter)
         assert isinstance(result, SyncResult)
+        if self._group_seq > self.store.durable_seq:
+            # The new generation's membership is durable before anyone acts on it.
+            try:
+                await self._durability.wait_durable(self.store, self._group_seq)
+            except StorageError as e:
+                log.error("group_store_failed", group_id=req.group_id, error=str(e))
+                return SyncResult(error=ErrorCode.COORDINATOR_NOT_AVAILABLE)
         return result
 
     def heartbeat(
