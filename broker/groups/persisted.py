@@ -8,15 +8,18 @@ when a generation completes or the group empties. :func:`loaded_group` rebuilds
 the group on open: Stable with those members (Empty without), each member with
 only the chosen protocol, as Kafka reloads it; the coordinator then gives each one
 a fresh session (:meth:`~broker.groups.coordinator.GroupCoordinator.load_group`).
+In cluster mode the same values travel as Kafka's GroupMetadata record
+(:func:`group_record`, :func:`from_record`).
 """
 
 from __future__ import annotations
 
 from broker.groups.group import Group, Member
 from broker.groups.model import GroupState, JoinRequest, Protocol
+from protocol.group_metadata_records import GroupMetadataValue, MemberMetadataValue
 from storage.group_meta import StoredGroup, StoredMember
 
-__all__ = ["loaded_group", "stored_group"]
+__all__ = ["from_record", "group_record", "loaded_group", "stored_group"]
 
 
 def stored_group(group: Group, wall_ms: int) -> StoredGroup | None:
@@ -79,3 +82,52 @@ def loaded_group(stored: StoredGroup, now_ms: int) -> Group:
         group.leader_id = next(iter(group.members))
     group.state = GroupState.STABLE
     return group
+
+
+def group_record(stored: StoredGroup) -> GroupMetadataValue:
+    """The GroupMetadata record value of a stored group (cluster mode)."""
+    return GroupMetadataValue(
+        protocol_type=stored.protocol_type,
+        generation=stored.generation,
+        protocol=stored.protocol,
+        leader=stored.leader,
+        current_state_timestamp=stored.state_ms,
+        members=tuple(
+            MemberMetadataValue(
+                member_id=m.member_id,
+                group_instance_id=m.group_instance_id,
+                client_id=m.client_id,
+                client_host=m.client_host,
+                rebalance_timeout_ms=m.rebalance_timeout_ms,
+                session_timeout_ms=m.session_timeout_ms,
+                subscription=m.subscription,
+                assignment=m.assignment,
+            )
+            for m in stored.members
+        ),
+    )
+
+
+def from_record(group_id: str, value: GroupMetadataValue) -> StoredGroup:
+    """A stored group from its GroupMetadata record value (cluster mode)."""
+    return StoredGroup(
+        group=group_id,
+        protocol_type=value.protocol_type,
+        generation=value.generation,
+        protocol=value.protocol,
+        leader=value.leader,
+        state_ms=value.current_state_timestamp,
+        members=tuple(
+            StoredMember(
+                member_id=m.member_id,
+                group_instance_id=m.group_instance_id,
+                client_id=m.client_id,
+                client_host=m.client_host,
+                rebalance_timeout_ms=m.rebalance_timeout_ms,
+                session_timeout_ms=m.session_timeout_ms,
+                subscription=m.subscription,
+                assignment=m.assignment,
+            )
+            for m in value.members
+        ),
+    )

@@ -21,11 +21,10 @@ APIs answer COORDINATOR_LOAD_IN_PROGRESS meanwhile, :meth:`GroupService.refusal`
 and those of a partition it stops leading are unloaded; offset expiry writes
 tombstones there.
 
-Single node, a group's membership is stored in the offset store whenever a
-generation completes or the group empties (:mod:`broker.groups.persisted`; the
-SyncGroup answers wait for its fsync, as Kafka's wait for ``storeGroup``) and
-reloaded on open, so members that heartbeat within their session after a restart
-carry on in the same generation.
+A group's membership is stored whenever a generation completes or the group
+empties, and reloaded on open (cluster mode: with the offsets partition), so
+members that heartbeat within their session carry on in the same generation: the
+mixin :class:`~broker.groups.membership.StoredMembership`.
 
 Transactional offsets (TxnOffsetCommit, pending until the producer's transaction
 ends: ``complete_txn_offsets``) are the mixin :class:`~broker.groups.txn_service
@@ -49,6 +48,7 @@ from broker.cluster.view import OFFSETS_TOPIC
 from broker.groups.admin_view import admin_group, admin_groups
 from broker.groups.coordinator import GroupCoordinator
 from broker.groups.flusher import Durability, OwnFlusher
+from broker.groups.membership import StoredMembership
 from broker.groups.model import (
     Effect,
     GroupDescription,
@@ -69,13 +69,14 @@ from broker.groups.offsets import (
     fetch_answer,
     plan_commit,
 )
-from broker.groups.persisted import loaded_group, stored_group
 from broker.groups.settings import GroupConfig
 from broker.groups.txn_offsets import stable_rows
 from broker.groups.txn_service import TxnOffsetCommits
 from broker.topics.service import TopicService
 from protocol.error_codes import ErrorCode
+from protocol.group_metadata_records import GroupMetadataValue
 from storage.errors import StorageError
+from storage.group_meta import StoredGroup
 from storage.offset_store import CommittedOffset, OffsetStore
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ class _Waiter:
     result: JoinResult | SyncResult | None = None
 
 
-class GroupService(TxnOffsetCommits):
+class GroupService(StoredMembership, TxnOffsetCommits):
     """Consumer groups and committed offsets for one broker; run :meth:`run` in a task group."""
 
     def __init__(
@@ -136,11 +137,12 @@ class GroupService(TxnOffsetCommits):
         self._tokens = itertools.count(1)
         self._waiting: dict[int, _Waiter] = {}
         self._wake = anyio.Event()
-        self._group_seq = 0  # write sequence of the last stored membership
+        self._group_seq = 0
+        self._unstored: dict[str, StoredGroup] = {}
+        self._store_wake = anyio.Event()
         now = clock()
         if replicated is None:
-            for stored in store.stored_groups():
-                self.coordinator.load_group(loaded_group(stored, now), now)
+            self._load_stored(store.stored_groups())
             for group_id in {*store.groups(), *store.txn_groups()}:
                 self.coordinator.ensure_group(group_id, now)
 
@@ -235,6 +237,7 @@ class GroupService(TxnOffsetCommits):
                 tg.start_soon(self._own_flusher.run)
             if self.replicated is not None:
                 tg.start_soon(self.replicated.run, self._on_loaded)
+                tg.start_soon(self._store_loop)
 
     # -- cluster mode: ownership of groups ----------------------------------------------
 
@@ -258,7 +261,10 @@ class GroupService(TxnOffsetCommits):
         gone = [g for g in self.coordinator.groups if replicated.maps_to(g, partition)]
         self._apply(self.coordinator.unload(gone))
 
-    def _on_loaded(self, group_ids: list[str]) -> None:
+    def _on_loaded(
+        self, group_ids: list[str], metadata: dict[str, GroupMetadataValue]
+    ) -> None:
+        self._load_records(metadata)
         now = self._clock()
         for group_id in group_ids:
             self.coordinator.ensure_group(group_id, now)
@@ -274,23 +280,6 @@ class GroupService(TxnOffsetCommits):
                 self._wake.set()
         if self.coordinator.changed:
             self._store_changed()
-
-    def _store_changed(self) -> None:
-        """Write the membership of groups whose generation completed or that emptied
-        (single node; fsynced with the next group commit or a SyncGroup's wait)."""
-        changed = self.coordinator.changed
-        self.coordinator.changed = set()
-        if self.replicated is not None:
-            return
-        for group_id in changed:
-            group = self.coordinator.groups.get(group_id)
-            stored = None if group is None else stored_group(group, self._wall())
-            if stored is None:
-                continue
-            try:
-                self._group_seq = self.store.store_group(stored)
-            except StorageError as e:
-                log.error("group_store_failed", group_id=group_id, error=str(e))
 
     async def _timer_loop(self) -> None:
         while True:
@@ -371,14 +360,7 @@ class GroupService(TxnOffsetCommits):
         gone = self.coordinator.forget_empty(
             [*self.store.groups(), *self.store.txn_groups()]
         )
-        stored = {s.group for s in self.store.stored_groups()}
-        for group_id in stored.intersection(gone):
-            # Kafka's cleanupGroupMetadata: an empty group without offsets goes,
-            # with a tombstone for its metadata.
-            try:
-                self.store.delete_group(group_id)
-            except StorageError as e:
-                log.error("group_store_failed", group_id=group_id, error=str(e))
+        self._forget_stored(gone)
 
     async def _wait(self, token: int, waiter: _Waiter) -> JoinResult | SyncResult:
         try:
@@ -410,13 +392,12 @@ class GroupService(TxnOffsetCommits):
         )
         result = await self._wait(token, waiter)
         assert isinstance(result, SyncResult)
-        if self._group_seq > self.store.durable_seq:
-            # The new generation's membership is durable before anyone acts on it.
-            try:
-                await self._durability.wait_durable(self.store, self._group_seq)
-            except StorageError as e:
-                log.error("group_store_failed", group_id=req.group_id, error=str(e))
-                return SyncResult(error=ErrorCode.COORDINATOR_NOT_AVAILABLE)
+        if result.error == ErrorCode.NONE:
+            # The new generation's membership is durable before anyone acts on it
+            # (Kafka answers SyncGroup once storeGroup's append completed).
+            code = await self._stored(req.group_id)
+            if code != ErrorCode.NONE:
+                return SyncResult(error=code)
         return result
 
     def heartbeat(
