@@ -32,23 +32,27 @@ def _join(member_id: str, session_ms: int) -> JoinRequest:
         rebalance_timeout_ms=5_000,
         protocol_type="consumer",
         protocols=(Protocol(name="range", metadata=b"sub"),),
-        require_known_member_id=False,
     )
 
 
 async def _form_group(svc: GroupService, sessions: list[int]) -> dict[str, bytes]:
     """Members with these session timeouts join and sync one generation; returns
     their assignments by member id."""
+    ids = []
+    for ms in sessions:  # KIP-394: a member id first, then the join with it
+        first = await svc.join(_join("", ms))
+        assert first.error == E.MEMBER_ID_REQUIRED
+        ids.append((first.member_id, ms))
     joined = {}
 
-    async def join(session_ms: int) -> None:
-        result = await svc.join(_join("", session_ms))
+    async def join(member_id: str, session_ms: int) -> None:
+        result = await svc.join(_join(member_id, session_ms))
         assert result.error == E.NONE
         joined[result.member_id] = result
 
     async with anyio.create_task_group() as tg:
-        for ms in sessions:
-            tg.start_soon(join, ms)
+        for member_id, ms in ids:
+            tg.start_soon(join, member_id, ms)
     leader = next(iter(joined.values())).leader_id
     given = {m: m.encode() for m in joined}
 
