@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import urllib.error
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -167,7 +168,12 @@ def _poll_until(
 
 
 def _stable(broker: BrokerProcess, group: str, members: int) -> bool:
-    view = _group(broker, group)
+    try:
+        view = _group(broker, group)
+    except urllib.error.HTTPError as e:
+        if e.code == 404:  # no member joined yet
+            return False
+        raise
     return view["state"] == "Stable" and len(view["members"]) == members
 
 
