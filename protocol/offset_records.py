@@ -19,9 +19,9 @@ the layout of Kafka's ``GroupMetadataManager`` (``OffsetCommitKey.json``,
 Strings are int16-length UTF-8 (non-flexible versions: no tagged fields). We write
 key version 1 and value version 3, or value version 1 when the commit carries an
 explicit expiry (OffsetCommit v2–4 ``retention_time_ms``), as Kafka does. A null
-value is a tombstone: the offset was deleted (DeleteGroups, OffsetDelete). Group
-metadata records (key version 2) are read only to be recognised; this broker keeps
-group membership in memory and writes only their tombstones when a group is deleted.
+value is a tombstone: the offset was deleted (DeleteGroups, OffsetDelete). A group
+metadata record (key version 2) holds the group's membership
+(:mod:`protocol.group_metadata_records`); its tombstone deletes the group.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from protocol.errors import DecodeError, ProtocolError
+from protocol.group_metadata_records import GroupMetadataValue, decode_group_value
 from protocol.record_builder import RecordInput, build_batch, iter_records
 from protocol.records import Buffer, iter_batches
 
@@ -91,12 +92,12 @@ class OffsetCommitValue:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OffsetsLogEntry:
     """One record of an offsets partition: its log offset, key and value (None:
-    a tombstone, and always for a group metadata key, whose value is not read), and
+    a tombstone; a group metadata key's value is a :class:`GroupMetadataValue`), and
     the record's timestamp."""
 
     offset: int
     key: OffsetCommitKey | GroupMetadataKey
-    value: OffsetCommitValue | None
+    value: OffsetCommitValue | GroupMetadataValue | None
     timestamp: int = -1
     producer_id: int = -1  # >= 0: a transactional record of this producer
     producer_epoch: int = -1
@@ -301,11 +302,13 @@ def read_entries(
                 continue
             try:
                 key = decode_key(record.key)
-                value = (
-                    None
-                    if record.value is None or isinstance(key, GroupMetadataKey)
-                    else decode_value(record.value)
-                )
+                value: OffsetCommitValue | GroupMetadataValue | None
+                if record.value is None:
+                    value = None
+                elif isinstance(key, GroupMetadataKey):
+                    value = decode_group_value(bytes(record.value))
+                else:
+                    value = decode_value(record.value)
             except DecodeError as exc:
                 yield exc
                 continue

@@ -15,6 +15,8 @@ whenever it grows past twice its live size::
      "partition":0,"offset":42,...}              (the fields of a commit line)
     {"op":"txn_end","producer_id":7,"producer_epoch":0,"commit":true,"groups":["g"]}
     {"op":"txn_producer","producer_id":7,"producer_epoch":0}
+    {"op":"group","group":"g","generation":3,"members":[...],...}
+                                                 (storage/group_meta.py)
 
 Transactional offsets (TxnOffsetCommit) are ``txn_offset`` lines: pending, invisible
 to :meth:`OffsetStore.fetch`, until a ``txn_end`` line of their producer completes
@@ -24,6 +26,10 @@ partition meanwhile; ABORT: they go), with the rules of :mod:`storage.txn_offset
 producers' epochs survive a restart; compaction keeps the pending lines and one
 ``txn_producer`` line per producer's last epoch (for fencing), and writes every line
 in the order of the lines it replaces.
+
+A ``group`` line stores a group's membership as of its last completed generation
+(:class:`~storage.group_meta.StoredGroup`, the last one per group wins; compaction
+keeps only that one); ``delete_group`` forgets it with the offsets.
 
 Every line ends with ``\\n``. :meth:`OffsetStore.commit` writes lines (no fsync) and
 returns a write sequence number; :meth:`OffsetStore.sync` fsyncs and advances
@@ -55,6 +61,7 @@ from typing import Final
 
 from storage.errors import ProducerFenced, StorageIOError
 from storage.fileops import DEFAULT_FILEOPS, FileOps
+from storage.group_meta import StoredGroup
 from storage.offset_lines import (
     INT32_MAX,
     INT64_MAX,
@@ -101,6 +108,7 @@ class OffsetStore:
         # transactional offsets (storage/txn_offsets.py)
         self._at: dict[str, dict[tuple[str, int], int]] = {}
         self._txn: TxnOffsets[CommittedOffset] = TxnOffsets()
+        self._meta: dict[str, StoredGroup] = {}  # group → its last ``group`` line
         self._lines = 0
         self._pos = 0  # position of the last line written (never goes back)
         self._written_seq = 0
@@ -216,8 +224,12 @@ class OffsetStore:
             group = as_str(obj.get("group"))
             key = (as_str(obj.get("topic")), as_int(obj.get("partition")))
             self._forget(group, [key])
+        elif op == "group":
+            stored = StoredGroup.from_json(obj)
+            self._meta[stored.group] = stored
         elif op == "delete_group":
             group = as_str(obj.get("group"))
+            self._meta.pop(group, None)
             self._groups.pop(group, None)
             self._at.pop(group, None)
             self._txn.drop(group)
@@ -397,12 +409,31 @@ class OffsetStore:
             self._forget(group, keys)
             return seq
 
-    def delete_group(self, group: str) -> int:
-        """Forget every offset of ``group`` (DeleteGroups)."""
+    def store_group(self, stored: StoredGroup) -> int:
+        """Record a group's membership (a completed generation, or it emptied);
+        durable after :meth:`sync`."""
         with self._lock:
-            if group not in self._groups and group not in self._txn.groups():
+            seq = self._write([stored.to_json()])
+            self._meta[stored.group] = stored
+            return seq
+
+    def stored_groups(self) -> list[StoredGroup]:
+        """Every group's last stored membership."""
+        with self._lock:
+            return list(self._meta.values())
+
+    def delete_group(self, group: str) -> int:
+        """Forget every offset and the stored membership of ``group``
+        (DeleteGroups, an empty group without offsets forgotten)."""
+        with self._lock:
+            if (
+                group not in self._groups
+                and group not in self._txn.groups()
+                and group not in self._meta
+            ):
                 return self._written_seq
             seq = self._write([{"op": "delete_group", "group": group}])
+            self._meta.pop(group, None)
             self._groups.pop(group, None)
             self._at.pop(group, None)
             self._txn.drop(group)
@@ -542,7 +573,7 @@ class OffsetStore:
     def should_compact(self) -> bool:
         """Whether the log holds more than twice its live entries (and is not tiny)."""
         live = sum(len(t) for t in self._groups.values())
-        live += len(self._txn) + len(self._txn.epochs())
+        live += len(self._txn) + len(self._txn.epochs()) + len(self._meta)
         return self._lines > max(_COMPACT_MIN_LINES, 2 * live)
 
     def compact(self) -> None:
@@ -568,11 +599,12 @@ class OffsetStore:
     def _live_lines(self) -> list[bytes]:
         """The compacted log: the producers' epochs, then every committed and
         pending offset in the order of the lines that wrote them (which decides
-        between them when a transaction commits)."""
+        between them when a transaction commits), then each group's membership."""
         head = [
             encode_line({"op": "txn_producer", "producer_id": pid, "producer_epoch": e})
             for pid, e in sorted(self._txn.epochs().items())
         ]
+        tail = [encode_line(m.to_json()) for m in self._meta.values()]
         live: list[tuple[int, Mapping[str, object]]] = [
             (self._at.get(group, {}).get(key, 0), e.to_json(group))
             for group, table in self._groups.items()
@@ -591,7 +623,7 @@ class OffsetStore:
             for pid, epoch, group, _key, pending in self._txn.items()
         )
         live.sort(key=lambda item: item[0])
-        return head + [encode_line(obj) for _, obj in live]
+        return head + [encode_line(obj) for _, obj in live] + tail
 
     def close(self, *, clean: bool = True) -> None:
         """Sync (and compact on a clean close) and release the file."""

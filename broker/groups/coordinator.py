@@ -63,6 +63,10 @@ class GroupCoordinator(GroupRegistry):
         self._timers: list[tuple[int, tuple[str, str, str]]] = []
         # key → due time of its one live heap entry; other entries are stale.
         self._armed: dict[tuple[str, str, str], int] = {}
+        # Groups whose membership must be stored (a generation completed, the group
+        # emptied, a static member's id changed): the driver takes them after each
+        # call (Kafka's storeGroup points).
+        self.changed: set[str] = set()
 
     # -- timers --------------------------------------------------------------------
 
@@ -219,6 +223,7 @@ class GroupCoordinator(GroupRegistry):
             group.protocol_name = None
             group.leader_id = None
             self._set_state(group, S.EMPTY, now_ms)
+            self.changed.add(group.group_id)
             return
         group.protocol_name = group.select_protocol()
         leader = group.members.get(group.leader_id or "")
@@ -374,6 +379,7 @@ class GroupCoordinator(GroupRegistry):
             result = group.static_rejoin_result(
                 old, old_id, was_leader=was_leader, skip=req.supports_skip_assignment
             )
+            self.changed.add(group.group_id)
             effects.append(Reply(token=req.token, result=result))
             return
         old.join_token = req.token
@@ -490,6 +496,7 @@ class GroupCoordinator(GroupRegistry):
         if member.member_id == group.leader_id:
             given = dict(req.assignments)
             self._set_state(group, S.STABLE, now_ms)
+            self.changed.add(group.group_id)
             for m in group.members.values():
                 m.assignment = given.get(m.member_id, b"")
                 if m.sync_token is not None:
@@ -616,6 +623,18 @@ class GroupCoordinator(GroupRegistry):
         group.state = S.DEAD
         del self.groups[group_id]
         return E.NONE
+
+    def load_group(self, group: Group, now_ms: int) -> list[Effect]:
+        """Take a group reloaded from the offset store (:mod:`broker.groups
+        .persisted`): its members keep their ids and generation and must heartbeat
+        within a session from ``now_ms``, else they expire as usual."""
+        effects: list[Effect] = []
+        self.groups[group.group_id] = group
+        for m in group.members.values():
+            m.session_deadline = now_ms + m.session_timeout_ms
+            key = ("session", group.group_id, m.member_id)
+            self._schedule(effects, key, m.session_deadline)
+        return effects
 
     def unload(self, group_ids: Iterable[str]) -> list[Effect]:
         """Another broker coordinates these groups now (cluster mode: the offsets

@@ -3,7 +3,7 @@
 :func:`read_partition` replays an offsets partition's records in log order into a
 :class:`LoadedOffsets` (Kafka's ``GroupMetadataManager.doLoadGroupsAndOffsets``):
 each group's committed offsets with the log offset of the record that set them,
-and the pending transactional offsets (:mod:`storage.txn_offsets`) whose marker is
+each group's last stored membership (a GroupMetadata record), and the pending transactional offsets (:mod:`storage.txn_offsets`) whose marker is
 not in the log yet. Used by :mod:`broker.groups.replicated` when this broker comes
 to lead a partition, in a worker thread.
 """
@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from protocol.errors import DecodeError
+from protocol.group_metadata_records import GroupMetadataValue
 from protocol.offset_records import (
+    GroupMetadataKey,
     OffsetCommitKey,
     OffsetCommitValue,
     OffsetsLogEntry,
@@ -48,6 +50,8 @@ class LoadedOffsets:
 
     groups: dict[str, GroupOffsets] = field(default_factory=dict)
     txn: TxnOffsets[StoredOffset] = field(default_factory=TxnOffsets)
+    # group -> its last GroupMetadata record (membership), tombstones applied
+    metadata: dict[str, GroupMetadataValue] = field(default_factory=dict)
     records: int = 0
     skipped: int = 0
 
@@ -73,9 +77,9 @@ def load_entries(
     """Replay offsets-partition records in log order: a later record of a key
     replaces an earlier one, a tombstone deletes it (Kafka's
     ``GroupMetadataManager.doLoadGroupsAndOffsets``); a transactional record is
-    pending until its producer's marker commits or aborts it. Group metadata
-    records are ignored (membership is not persisted); groups ``keep`` refuses are
-    left out."""
+    pending until its producer's marker commits or aborts it. A group metadata
+    record replaces the group's stored membership (its tombstone drops it);
+    groups ``keep`` refuses are left out."""
     out = LoadedOffsets() if into is None else into
     for entry in entries:
         if isinstance(entry, DecodeError):
@@ -89,9 +93,18 @@ def load_entries(
             continue
         out.records += 1
         key = entry.key
-        if not isinstance(key, OffsetCommitKey) or not keep(key.group):
+        if not keep(key.group):
             continue
         value = entry.value
+        if isinstance(key, GroupMetadataKey):
+            if isinstance(value, GroupMetadataValue):
+                out.metadata[key.group] = value
+            else:
+                out.metadata.pop(key.group, None)
+            continue
+        if isinstance(value, GroupMetadataValue):
+            out.skipped += 1  # a group value under an offset key: not ours
+            continue
         tp = (key.topic, key.partition)
         pid = entry.producer_id
         if value is None:

@@ -10,7 +10,9 @@ OffsetFetch reads. A commit that does not get there within
 ``offsets.commit.timeout.ms`` answers COORDINATOR_NOT_AVAILABLE, one whose
 leadership moved meanwhile NOT_COORDINATOR (Kafka's
 ``GroupMetadataManager.storeOffsets`` mapping). DeleteGroups writes tombstones
-(null values) for the group's offsets and its group metadata key.
+(null values) for the group's offsets and its group metadata key. A group's
+membership is a GroupMetadata record under that key (:meth:`ReplicatedOffsets
+.store_group`, Kafka's ``storeGroup``), loaded with the offsets.
 
 Leadership drives ownership (``GroupMetadataManager.loadGroupsAndOffsets`` /
 ``removeGroupsForPartition``): when this broker becomes leader of an offsets
@@ -63,6 +65,7 @@ from broker.groups.offsets_log import (
 from broker.topics.errors import error_code
 from broker.topics.service import TopicService
 from protocol.error_codes import ErrorCode
+from protocol.group_metadata_records import GroupMetadataValue, encode_group_value
 from protocol.offset_records import (
     encode_group_key,
     encode_key,
@@ -165,26 +168,33 @@ class ReplicatedOffsets:
         """Whether ``group_id`` belongs to offsets partition ``partition``."""
         return self.partition_of(group_id) == partition
 
-    async def run(self, on_loaded: Callable[[list[str]], None]) -> None:
+    async def run(
+        self, on_loaded: Callable[[list[str], dict[str, GroupMetadataValue]], None]
+    ) -> None:
         """Load the offsets partitions this broker comes to lead, one at a time;
-        ``on_loaded`` gets each loaded partition's groups. Until cancelled."""
+        ``on_loaded`` gets each loaded partition's groups and their stored
+        memberships. Until cancelled."""
         while True:
             if not self._to_load:
                 self._wake = anyio.Event()
                 await self._wake.wait()
                 continue
             partition, generation = next(iter(self._to_load.items()))
-            groups = await self._load(partition, generation)
-            if groups is None:
+            loaded = await self._load(partition, generation)
+            if loaded is None:
                 await anyio.sleep(LOAD_RETRY_S)
                 continue
             if self._to_load.get(partition) == generation:
                 del self._to_load[partition]
-            if groups:
-                on_loaded(groups)
+            groups, metadata = loaded
+            if groups or metadata:
+                on_loaded(groups, metadata)
 
-    async def _load(self, partition: int, generation: int) -> list[str] | None:
-        """Load one partition; its groups, or None when it must be tried again."""
+    async def _load(
+        self, partition: int, generation: int
+    ) -> tuple[list[str], dict[str, GroupMetadataValue]] | None:
+        """Load one partition; its groups with offsets and the stored memberships,
+        or None when it must be tried again."""
         started = time.monotonic()
         record = self.cache.topic(OFFSETS_TOPIC)
         if record is None:
@@ -212,7 +222,7 @@ class ReplicatedOffsets:
             log.error("offsets_load_failed", partition=partition, error=str(e))
             return None
         if self._led.get(partition) != generation:
-            return []  # lost (or lost and regained) meanwhile: a later load counts
+            return [], {}  # lost (or lost and regained) meanwhile: a later load counts
         exists = self.topics.find
         for group_id, offsets in loaded.groups.items():
             kept = {k: v for k, v in offsets.items() if exists(k[0]) is not None}
@@ -235,10 +245,11 @@ class ReplicatedOffsets:
             records=loaded.records,
             skipped=loaded.skipped,
             groups=len(loaded.groups),
+            memberships=len(loaded.metadata),
             pending_txn_offsets=len(loaded.txn),
             ms=round((time.monotonic() - started) * 1000, 1),
         )
-        return sorted({*loaded.groups, *loaded.txn.groups()})
+        return sorted({*loaded.groups, *loaded.txn.groups()}), loaded.metadata
 
     # -- reads ------------------------------------------------------------------------
 
@@ -481,6 +492,12 @@ class ReplicatedOffsets:
                 del self._offsets[group_id]
 
         return await self._append(group_id, records, apply)
+
+    async def store_group(self, group_id: str, value: GroupMetadataValue) -> ErrorCode:
+        """Append the group's membership (a GroupMetadata record); answered once
+        replicated."""
+        records = [(encode_group_key(group_id), encode_group_value(value))]
+        return await self._append(group_id, records, lambda _at, _ms: None)
 
     def _drop_pending(
         self, group_id: str, keys: Collection[tuple[str, int]] | None

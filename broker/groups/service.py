@@ -21,6 +21,11 @@ APIs answer COORDINATOR_LOAD_IN_PROGRESS meanwhile, :meth:`GroupService.refusal`
 and those of a partition it stops leading are unloaded; offset expiry writes
 tombstones there.
 
+A group's membership is stored whenever a generation completes or the group
+empties, and reloaded on open (cluster mode: with the offsets partition), so
+members that heartbeat within their session carry on in the same generation: the
+mixin :class:`~broker.groups.membership.StoredMembership`.
+
 Transactional offsets (TxnOffsetCommit, pending until the producer's transaction
 ends: ``complete_txn_offsets``) are the mixin :class:`~broker.groups.txn_service
 .TxnOffsetCommits`; OffsetFetch's ``require_stable`` is answered here.
@@ -43,6 +48,7 @@ from broker.cluster.view import OFFSETS_TOPIC
 from broker.groups.admin_view import admin_group, admin_groups
 from broker.groups.coordinator import GroupCoordinator
 from broker.groups.flusher import Durability, OwnFlusher
+from broker.groups.membership import StoredMembership
 from broker.groups.model import (
     Effect,
     GroupDescription,
@@ -68,7 +74,9 @@ from broker.groups.txn_offsets import stable_rows
 from broker.groups.txn_service import TxnOffsetCommits
 from broker.topics.service import TopicService
 from protocol.error_codes import ErrorCode
+from protocol.group_metadata_records import GroupMetadataValue
 from storage.errors import StorageError
+from storage.group_meta import StoredGroup
 from storage.offset_store import CommittedOffset, OffsetStore
 
 if TYPE_CHECKING:
@@ -97,7 +105,7 @@ class _Waiter:
     result: JoinResult | SyncResult | None = None
 
 
-class GroupService(TxnOffsetCommits):
+class GroupService(StoredMembership, TxnOffsetCommits):
     """Consumer groups and committed offsets for one broker; run :meth:`run` in a task group."""
 
     def __init__(
@@ -129,8 +137,12 @@ class GroupService(TxnOffsetCommits):
         self._tokens = itertools.count(1)
         self._waiting: dict[int, _Waiter] = {}
         self._wake = anyio.Event()
+        self._group_seq = 0
+        self._unstored: dict[str, StoredGroup] = {}
+        self._store_wake = anyio.Event()
         now = clock()
         if replicated is None:
+            self._load_stored(store.stored_groups())
             for group_id in {*store.groups(), *store.txn_groups()}:
                 self.coordinator.ensure_group(group_id, now)
 
@@ -196,7 +208,14 @@ class GroupService(TxnOffsetCommits):
             replicated=replicated,
         )
         log.info(
-            "groups_open", groups=len(store.groups()), next_producer_id=next_producer_id
+            "groups_open",
+            groups=len(store.groups()),
+            members_loaded=(
+                0
+                if replicated is not None
+                else sum(len(g.members) for g in store.stored_groups())
+            ),
+            next_producer_id=next_producer_id,
         )
         return service
 
@@ -218,6 +237,7 @@ class GroupService(TxnOffsetCommits):
                 tg.start_soon(self._own_flusher.run)
             if self.replicated is not None:
                 tg.start_soon(self.replicated.run, self._on_loaded)
+                tg.start_soon(self._store_loop)
 
     # -- cluster mode: ownership of groups ----------------------------------------------
 
@@ -241,7 +261,10 @@ class GroupService(TxnOffsetCommits):
         gone = [g for g in self.coordinator.groups if replicated.maps_to(g, partition)]
         self._apply(self.coordinator.unload(gone))
 
-    def _on_loaded(self, group_ids: list[str]) -> None:
+    def _on_loaded(
+        self, group_ids: list[str], metadata: dict[str, GroupMetadataValue]
+    ) -> None:
+        self._load_records(metadata)
         now = self._clock()
         for group_id in group_ids:
             self.coordinator.ensure_group(group_id, now)
@@ -255,6 +278,8 @@ class GroupService(TxnOffsetCommits):
                     waiter.event.set()
             elif isinstance(effect, ScheduleTimer):
                 self._wake.set()
+        if self.coordinator.changed:
+            self._store_changed()
 
     async def _timer_loop(self) -> None:
         while True:
@@ -332,7 +357,10 @@ class GroupService(TxnOffsetCommits):
         except StorageError as e:
             log.error("offset_maintenance_failed", error=str(e))
         await self.compact_if_needed()
-        self.coordinator.forget_empty([*self.store.groups(), *self.store.txn_groups()])
+        gone = self.coordinator.forget_empty(
+            [*self.store.groups(), *self.store.txn_groups()]
+        )
+        self._forget_stored(gone)
 
     async def _wait(self, token: int, waiter: _Waiter) -> JoinResult | SyncResult:
         try:
@@ -364,6 +392,12 @@ class GroupService(TxnOffsetCommits):
         )
         result = await self._wait(token, waiter)
         assert isinstance(result, SyncResult)
+        if result.error == ErrorCode.NONE:
+            # The new generation's membership is durable before anyone acts on it
+            # (Kafka answers SyncGroup once storeGroup's append completed).
+            code = await self._stored(req.group_id)
+            if code != ErrorCode.NONE:
+                return SyncResult(error=code)
         return result
 
     def heartbeat(

@@ -20,6 +20,7 @@ from broker.context import BrokerContext
 from broker.groups.offsets_log import load_entries
 from protocol.error_codes import ErrorCode
 from protocol.errors import DecodeError
+from protocol.group_metadata_records import GroupMetadataValue, MemberMetadataValue
 from protocol.messages.delete_groups import DeleteGroupsRequest, DeleteGroupsResponse
 from protocol.messages.offset_commit import (
     OffsetCommitRequest,
@@ -69,6 +70,46 @@ def _commit(at: int, group: str, offset: int, partition: int = 0) -> OffsetsLogE
         value=OffsetCommitValue(offset=offset, commit_timestamp=at),
         timestamp=1000 + at,
     )
+
+
+def _membership(generation: int) -> GroupMetadataValue:
+    return GroupMetadataValue(
+        protocol_type="consumer",
+        generation=generation,
+        protocol="range",
+        leader="m",
+        current_state_timestamp=generation,
+        members=(
+            MemberMetadataValue(
+                member_id="m",
+                group_instance_id=None,
+                client_id="c",
+                client_host="/h",
+                rebalance_timeout_ms=1,
+                session_timeout_ms=1,
+                subscription=b"s",
+                assignment=b"a",
+            ),
+        ),
+    )
+
+
+def test_the_loader_keeps_each_groups_last_membership() -> None:
+    """A group's last GroupMetadata record is its membership, a tombstone drops
+    it, a record after the tombstone counts again; ``keep`` filters groups."""
+    meta = GroupMetadataKey
+    entries: list[OffsetsLogEntry | DecodeError] = [
+        OffsetsLogEntry(offset=0, key=meta(group="a"), value=_membership(1)),
+        OffsetsLogEntry(offset=1, key=meta(group="a"), value=_membership(2)),
+        OffsetsLogEntry(offset=2, key=meta(group="b"), value=_membership(1)),
+        OffsetsLogEntry(offset=3, key=meta(group="b"), value=None),
+        OffsetsLogEntry(offset=4, key=meta(group="c"), value=None),
+        OffsetsLogEntry(offset=5, key=meta(group="c"), value=_membership(7)),
+        OffsetsLogEntry(offset=6, key=meta(group="other"), value=_membership(1)),
+    ]
+    loaded = load_entries(entries, keep=lambda g: g != "other")
+    assert loaded.metadata == {"a": _membership(2), "c": _membership(7)}
+    assert loaded.groups == {}
 
 
 def test_the_loader_keeps_the_latest_commit_and_applies_tombstones() -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 from kafka import KafkaAdminClient
 from kafka.protocol.admin.topics import ElectionType
@@ -252,3 +252,63 @@ def _commit_first_from(
         c.commit(offsets=[TopicPartition(topic, 0, upto)], asynchronous=False)
     finally:
         c.close()
+
+
+def test_group_members_survive_a_killed_coordinator(cluster: Cluster) -> None:
+    """SIGKILL on a group's coordinator: the new leader of the group's offsets
+    partition loads the group's GroupMetadata record, so the member carries on in
+    the same generation with its partition (no revoke or assign) and its next
+    commit succeeds."""
+    topic = "members-orders"
+    group = _group_on_rf3(cluster, "members-stay", avoid=cluster.controller())
+    _topic_with_records(cluster, topic)
+    events: list[str] = []
+    c = Consumer(
+        {
+            "bootstrap.servers": _bootstrap(cluster),
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 30_000,
+            "heartbeat.interval.ms": 500,
+        }
+    )
+    c.subscribe(
+        [topic],
+        on_assign=lambda _c, parts: events.append("assign"),
+        on_revoke=lambda _c, parts: events.append("revoke"),
+    )
+    _, coordinator = cluster.find_coordinator(min(cluster.live), group)
+    try:
+        _read(c, COMMITTED)
+        c.commit(offsets=[TopicPartition(topic, 0, COMMITTED)], asynchronous=False)
+        before = cluster.live[coordinator].admin("GET", f"/v1/groups/{group}")
+        assert before["state"] == "Stable"
+        assert events == ["assign"]
+
+        cluster.kill(coordinator)
+        new = _coordinator_moves(cluster, group, coordinator)
+
+        def committed() -> bool:
+            c.poll(0.2)
+            try:
+                c.commit(
+                    offsets=[TopicPartition(topic, 0, COMMITTED + 1)],
+                    asynchronous=False,
+                )
+            except KafkaException:
+                return False
+            return True
+
+        wait_for("a commit through the new coordinator", committed, timeout=40)
+        after = cluster.live[new].admin("GET", f"/v1/groups/{group}")
+        assert after["state"] == "Stable"
+        assert after["generation_id"] == before["generation_id"]
+        assert [m["member_id"] for m in after["members"]] == [
+            m["member_id"] for m in before["members"]
+        ]
+        assert events == ["assign"]
+    finally:
+        c.close()
+        cluster.start_broker(coordinator)
+        cluster.wait_settled()

@@ -120,7 +120,7 @@ def test_values_round_trip(
 
 def test_batches_read_back_as_entries_with_tombstones_and_skips() -> None:
     """A batch's records come back with their log offsets; a null value is a
-    tombstone, a group key's value is not read, a foreign record is a DecodeError,
+    tombstone (a group key's too), a foreign record is a DecodeError,
     and a transaction's COMMIT marker is a TxnMarkerEntry."""
     value = OffsetCommitValue(offset=3, commit_timestamp=1)
     first = bytearray(
