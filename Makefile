@@ -11,8 +11,9 @@ DATA_DIR ?= ./data
 PYTEST_ARGS ?=
 # `make test` spreads the test files over this many pytest processes (pytest-xdist;
 # a file's tests stay together, so module-scoped brokers and clusters start once).
-# Most tests wait on broker processes and clients, so two fit two cores.
-TEST_WORKERS ?= 2
+# Most tests wait on broker processes, clients and timers (sessions, leases), so
+# three fit two cores.
+TEST_WORKERS ?= 3
 # System tools the tests drive (command names; apt packages in TOOL_PACKAGES):
 # kcat (librdkafka), tmux (terminal UX checks), etcd + etcdctl (cluster tests).
 TOOLS := kcat tmux etcd etcdctl
