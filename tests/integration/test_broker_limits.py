@@ -247,6 +247,12 @@ def test_accept_errors_are_survived_and_a_failed_create_leaves_nothing(
     with b.connect() as keep:
         api_versions(keep)
         create_topics(keep, {"before": 1})
+        # Metadata's codec is imported on first use, and an import needs a
+        # descriptor: load it now, or a Metadata request made while none is left
+        # closes this connection (as tested below for any handler that cannot load).
+        assert metadata(keep, ["before"], auto_create=False) == {
+            "before": ErrorCode.NONE
+        }
         in_use = len(os.listdir(f"/proc/{pid}/fd"))
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (in_use + 2, hard))
         extra: list[socket.socket] = []
